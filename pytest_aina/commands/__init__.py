@@ -1,0 +1,1 @@
+"""One module per ``aina`` subcommand; each defines ``register(subparsers)``."""
