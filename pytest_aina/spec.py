@@ -367,8 +367,11 @@ def _semantic_issues(spec: Spec, file: str) -> list[SpecIssue]:
         if b["dtype"] not in spec.dtypes:
             issue(("benchmarks", i, "dtype"), f"{b['dtype']} is not one of the spec's dtypes ({', '.join(spec.dtypes)})")
     some = {n: d.min for n, d in spec.dims.items()}
+    # With a shape naming an undeclared dim the model cannot be evaluated; that dim is
+    # already reported above.
+    shapes_ok = all(d in spec.dims for inp in spec.inputs for d in inp.shape)
     for key, expr in (("bytes", spec.bytes_expr), ("flops", spec.flops_expr)):
-        if expr is not None:
+        if expr is not None and shapes_ok:
             try:
                 evaluate(expr, spec._names(some, spec.dtypes[0]))
             except (ValueError, SyntaxError, ZeroDivisionError) as exc:

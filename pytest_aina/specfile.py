@@ -8,6 +8,7 @@ we run cannot drift apart.
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from dataclasses import dataclass
@@ -97,9 +98,32 @@ def load_yaml(text: str, file: str) -> tuple[Any, dict]:
         raise SpecError([SpecIssue(file, (), line, f"not valid YAML: {exc.problem}")]) from None
     finally:
         loader.dispose()
+    duplicates = _duplicate_keys(node, (), file)
+    if duplicates:
+        # YAML keeps the last of two equal keys without a word: a second `tolerance:` could
+        # silently loosen the first, so it is an error, not a style issue.
+        raise SpecError(duplicates)
     lines: dict = {}
     _lines(node, (), lines)
     return data, lines
+
+
+def _duplicate_keys(node: yaml.Node, path: tuple, file: str) -> list[SpecIssue]:
+    issues: list[SpecIssue] = []
+    if isinstance(node, yaml.MappingNode):
+        first: dict = {}
+        for key, value in node.value:
+            k = key.value
+            if k in first:
+                issues.append(SpecIssue(file, path + (k,), key.start_mark.line + 1,
+                                        f"duplicate key {k!r} (first at line {first[k]}); expected each key once"))
+            else:
+                first[k] = key.start_mark.line + 1
+            issues += _duplicate_keys(value, path + (k,), file)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            issues += _duplicate_keys(item, path + (i,), file)
+    return issues
 
 
 @cache
@@ -142,11 +166,37 @@ def _explain(error) -> str:
             return f"{error.instance!r} is not an import path; expected 'module:attribute'"
         return f"{error.instance!r} does not match {error.validator_value}"
     if v == "oneOf":
-        return (f"{error.instance!r} is not a known invariant; expected a name "
-                "(close_to_reference, non_negative, finite, shape_preserved, dtype_preserved, "
-                "no_input_mutation, deterministic) or a mapping with one of sums_to, bounded, "
-                "mean_zero, python")
+        names, mappings = _invariant_names(error)
+        inst = error.instance
+        word = inst if isinstance(inst, str) else next(iter(inst)) if isinstance(inst, dict) and len(inst) == 1 else None
+        guess = difflib.get_close_matches(str(word), names + mappings, n=1) if word is not None else []
+        hint = f" (did you mean {guess[0]!r}?)" if guess else ""
+        return (f"{error.instance!r} is not a known invariant{hint}; expected a name "
+                f"({', '.join(names)}) or a mapping with one of {', '.join(mappings)}")
     return error.message
+
+
+def _invariant_names(error) -> tuple[list[str], list[str]]:
+    """The invariant names a oneOf offers, read from the schema so the two cannot drift."""
+    names: list[str] = []
+    mappings: list[str] = []
+    for branch in error.validator_value:
+        names += branch.get("enum", [])
+        mappings += list(branch.get("properties", {}))
+    return names, mappings
+
+
+def _specific(error) -> list:
+    """An invariant written with a known name but wrong parameters (``sums_to: {tol: 1}``)
+    is better explained by the errors of the branch it meant than by 'not a known one'."""
+    if error.validator != "oneOf" or not isinstance(error.instance, dict) or len(error.instance) != 1:
+        return [error]
+    (name,) = error.instance
+    for i, branch in enumerate(error.validator_value):
+        if name in branch.get("properties", {}):
+            meant = [e for e in error.context if e.relative_schema_path and e.relative_schema_path[0] == i]
+            return meant or [error]
+    return [error]
 
 
 def validate_schema(data: Any, lines: dict, file: str) -> list[SpecIssue]:
@@ -154,10 +204,15 @@ def validate_schema(data: Any, lines: dict, file: str) -> list[SpecIssue]:
 
     validator = jsonschema.Draft202012Validator(schema())
     issues = []
-    for error in sorted(validator.iter_errors(data), key=lambda e: [str(p) for p in e.absolute_path]):
+    errors = [e for error in validator.iter_errors(data) for e in _specific(error)]
+    for error in sorted(errors, key=lambda e: [str(p) for p in e.absolute_path]):
         path = tuple(error.absolute_path)
         if error.validator == "additionalProperties":
-            extra = re.findall(r"'([^']+)'", error.message)
+            # Point at the unknown key itself; YAML may have given it a non-string type.
+            known = error.schema.get("properties", {})
+            patterns = error.schema.get("patternProperties", {})
+            extra = [str(k) for k in error.instance
+                     if k not in known and not any(re.search(pat, str(k)) for pat in patterns)]
             if extra and path + (extra[0],) in lines:
                 path = path + (extra[0],)
         issues.append(SpecIssue(file, path, _line_for(lines, path), _explain(error)))
