@@ -374,7 +374,7 @@ def _semantic_issues(spec: Spec, file: str) -> list[SpecIssue]:
         if expr is not None and shapes_ok:
             try:
                 evaluate(expr, spec._names(some, spec.dtypes[0]))
-            except (ValueError, SyntaxError, ZeroDivisionError) as exc:
+            except (ValueError, SyntaxError, ZeroDivisionError, OverflowError) as exc:
                 issue(("objectives", key), f"cannot evaluate model {expr!r}: {exc}")
     return issues
 
