@@ -269,11 +269,11 @@ class _SpecDiff:
                          [bd.min, bd.max], None, at_base=True)
                 continue
             if hd.min > bd.min:
-                self.add(WEAKENED, ("dims", name, "min"), f"domain of {name} shrunk: sizes {bd.min}..{hd.min - 1} no longer checked", bd.min, hd.min)
+                self.add(WEAKENED, ("dims", name, "min"), f"domain of {name} shrunk: {_sizes(bd.min, hd.min - 1)} no longer checked", bd.min, hd.min)
             elif hd.min < bd.min:
                 self.add(TIGHTENED, ("dims", name, "min"), f"domain of {name} widened down to {hd.min}", bd.min, hd.min)
             if hd.max < bd.max:
-                self.add(WEAKENED, ("dims", name, "max"), f"domain of {name} shrunk: sizes {hd.max + 1}..{bd.max} no longer checked", bd.max, hd.max)
+                self.add(WEAKENED, ("dims", name, "max"), f"domain of {name} shrunk: {_sizes(hd.max + 1, bd.max)} no longer checked", bd.max, hd.max)
             elif hd.max > bd.max:
                 self.add(TIGHTENED, ("dims", name, "max"), f"domain of {name} widened up to {hd.max}", bd.max, hd.max)
         for name, hd in self.h.dims.items():
@@ -367,6 +367,10 @@ class _SpecDiff:
         if bl != hl:
             self.add(CHANGED, ("objectives", "latency"), "latency objective changed: needs review", bl, hl,
                      at_base=hl is None)
+
+
+def _sizes(lo: int, hi: int) -> str:
+    return f"size {lo}" if lo == hi else f"sizes {lo}..{hi}"
 
 
 def _keyed(invariants: tuple[Invariant, ...]) -> dict[str, Invariant]:
@@ -463,7 +467,8 @@ def format_changes(changes: list[Change]) -> str:
         lines.append(f"{spec}:")
         for c in group:
             values = ""
-            if c.before is not None or c.after is not None:
+            # Added and removed things are named in the message; moved ones show both sides.
+            if c.kind in (WEAKENED, TIGHTENED, CHANGED) and (c.before is not None or c.after is not None):
                 values = f" ({_short(c.before)} -> {_short(c.after)})"
             where = f"  [{c.where}]" if c.where else ""
             lines.append(f"  {c.kind:<9}  {c.path:<{pw}}  {c.message}{values}{where}")

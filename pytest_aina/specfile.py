@@ -95,7 +95,12 @@ def load_yaml(text: str, file: str) -> tuple[Any, dict]:
         data = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         line = exc.problem_mark.line + 1 if exc.problem_mark else None
-        raise SpecError([SpecIssue(file, (), line, f"not valid YAML: {exc.problem}")]) from None
+        # The parser notices a problem where it stops; the context says where the broken
+        # construct began, which is often the line to fix.
+        context = ""
+        if exc.context and exc.context_mark and exc.context_mark.line + 1 != line:
+            context = f" ({exc.context} at line {exc.context_mark.line + 1})"
+        raise SpecError([SpecIssue(file, (), line, f"not valid YAML: {exc.problem}{context}")]) from None
     finally:
         loader.dispose()
     duplicates = _duplicate_keys(node, (), file)
