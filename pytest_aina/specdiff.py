@@ -136,7 +136,7 @@ def _git(repo: Path, *args: str) -> subprocess.CompletedProcess:
 
 def _from_ref(ref: str, specs: str, repo: Path) -> dict[str, Spec]:
     if ref.startswith("-"):
-        raise SpecSetError(f"{ref!r} is not a folder or a git ref")
+        raise SpecSetError(f"{ref!r} is neither a folder nor a git ref")
     found = _git(repo, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}")
     if found.returncode != 0:
         inside = _git(repo, "rev-parse", "--git-dir").returncode == 0
