@@ -158,7 +158,14 @@ def _layout(layout: str, shape: list[int], dtype, dev: str):
 
 
 def call(fn: Callable, spec: Spec, inputs: Inputs):
-    return fn(*inputs.tensors.values(), **spec.args)
+    import warnings
+
+    with warnings.catch_warnings():
+        # Triton's interpreter runs kernels in numpy, which warns on overflow or 0/0; the
+        # output is judged against the reference anyway, and under -W error the warning
+        # would replace that clear verdict with an exception from inside numpy.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return fn(*inputs.tensors.values(), **spec.args)
 
 
 def first_tensor(out):

@@ -60,12 +60,12 @@ class SpecItem(pytest.Function):
     def reportinfo(self):
         return self.path, (self.case.line - 1 if self.case and self.case.line else 0), f"{self.spec.name}: {self.name}"
 
-    def repr_failure(self, excinfo, style=None):
+    def repr_failure(self, excinfo):
         from pytest_aina.checks import CaseFailure
 
         failures = [e for e in _leaves(excinfo.value) if isinstance(e, CaseFailure)]
         if not failures:
-            return super().repr_failure(excinfo, style=style)
+            return super().repr_failure(excinfo)
         return "\n\n".join(self._describe(f) for f in failures)
 
     def _describe(self, f) -> str:

@@ -186,14 +186,13 @@ class AinaSession:
 
     # -- reporting -----------------------------------------------------------------------
 
-    @pytest.hookimpl(hookwrapper=True)
+    @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item, call):
-        outcome = yield
-        report = outcome.get_result()
+        report = yield
         from pytest_aina.items import SpecItem
 
         if not isinstance(item, SpecItem):
-            return
+            return report
         if report.when == "call" or (report.when == "setup" and not report.passed):
             entry = {
                 "nodeid": item.nodeid, "spec": item.spec.name, "kind": item.kind,
@@ -208,6 +207,7 @@ class AinaSession:
             if bm is not None and getattr(bm, "stats", None) is not None:
                 entry["benchmark"] = {"stats": bm.stats.stats.as_dict(), "extra_info": dict(bm.extra_info)}
             self.results.append(entry)
+        return report
 
     def pytest_sessionfinish(self, session, exitstatus):
         if not self.report_path:

@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Set up and run pytest-aina on a fresh machine that has nothing but Python 3.11+.
+
+    python3 dev.py demo    # the main job, end to end, on the embedded defaults
+    python3 dev.py test    # the whole test suite
+
+Both create ``.venv`` on first use and install what the project declares: torch pinned to
+the CPU build first (an unpinned torch would pull gigabytes of CUDA packages), then the
+project with its test extras. The install is skipped while pyproject.toml is unchanged.
+Extra arguments after the command go to the tool it runs (pytest or aina).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PY = BIN / "python"
+TORCH = "torch==2.13.0"  # the CPU build; CI and this machine install it from a local file or the CPU index
+STAMP = VENV / ".aina-installed"
+
+
+def sh(*cmd: str | os.PathLike, **kw) -> int:
+    print("+", " ".join(map(str, cmd)), flush=True)
+    return subprocess.call([str(c) for c in cmd], cwd=ROOT, **kw)
+
+
+def setup() -> None:
+    if sys.version_info < (3, 11):
+        sys.exit(f"pytest-aina needs Python 3.11 or newer; this is {sys.version.split()[0]}")
+    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + TORCH.encode()).hexdigest()
+    if STAMP.exists() and STAMP.read_text() == want and PY.exists():
+        return
+    if not PY.exists():
+        print(f"creating {VENV}", flush=True)
+        venv.create(VENV, with_pip=True)
+    steps = [
+        (PY, "-m", "pip", "install", "--quiet", "--upgrade", "pip"),
+        (PY, "-m", "pip", "install", "--quiet", TORCH),
+        (PY, "-m", "pip", "install", "--quiet", "-e", ".[test]"),
+    ]
+    for step in steps:
+        if sh(*step) != 0:
+            sys.exit(f"set-up failed at: {' '.join(map(str, step))}")
+    STAMP.write_text(want)
+
+
+def env() -> dict:
+    e = dict(os.environ)
+    # keep Triton's and Hypothesis' caches inside the checkout, and quiet litellm's
+    # attempt to fetch a price list from the internet at import
+    e.setdefault("TRITON_CACHE_DIR", str(ROOT / ".aina" / "triton-cache"))
+    e.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    return e
+
+
+def demo(args: list[str]) -> int:
+    report = ROOT / ".aina" / "report.json"
+    return sh(PY, "-m", "pytest", "--aina", "--aina-bench", "specs", "--aina-report", report,
+              "-p", "no:cacheprovider", *args, env=env())
+
+
+def test(args: list[str]) -> int:
+    # the project's own tests and, with --aina, the spec tests of the kernels in specs/
+    return sh(PY, "-m", "pytest", "--aina", *args, env=env())
+
+
+COMMANDS = {"demo": demo, "test": test}
+
+
+def main() -> int:
+    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
+        print(__doc__)
+        return 2
+    setup()
+    return COMMANDS[sys.argv[1]](sys.argv[2:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
