@@ -149,14 +149,13 @@ def _from_ref(ref: str, specs: str, repo: Path) -> dict[str, Spec]:
         raise SpecSetError(f"cannot list {folder}/ at {ref}: {listing.stderr.decode().strip()}")
     names = sorted(n for n in listing.stdout.decode().split("\0") if n.endswith((".yaml", ".yml")))
     loaded, issues = [], []
-    for name in names:
-        shown = _git(repo, "show", f"{commit}:{name}")
+    for name, blob in zip(names, _read_blobs(repo, [f"{commit}:{n}" for n in names])):
         label = f"{ref}:{name}"
-        if shown.returncode != 0:
-            issues.append(SpecIssue(label, (), None, f"cannot read: {shown.stderr.decode().strip()}"))
+        if blob is None:
+            issues.append(SpecIssue(label, (), None, "cannot read it from git"))
             continue
         try:
-            text = shown.stdout.decode()
+            text = blob.decode()
         except UnicodeDecodeError:
             issues.append(SpecIssue(label, (), None, "not UTF-8 text"))
             continue
@@ -167,6 +166,33 @@ def _from_ref(ref: str, specs: str, repo: Path) -> dict[str, Spec]:
     if issues:
         raise SpecSetError(f"specs at {ref} do not load:", issues)
     return _by_name(loaded, ref)
+
+
+def _read_blobs(repo: Path, objects: list[str]) -> list[bytes | None]:
+    """The contents of ``commit:path`` objects, read by one git process rather than one per file."""
+    if not objects:
+        return []
+    done = _git_input(repo, "\n".join(objects).encode() + b"\n", "cat-file", "--batch")
+    out: list[bytes | None] = []
+    data, pos = done.stdout, 0
+    for _ in objects:
+        end = data.index(b"\n", pos)
+        header = data[pos:end].split()
+        if len(header) != 3 or header[1] != b"blob":  # "<name> missing", or not a file
+            out.append(None)
+            pos = end + 1
+            continue
+        size = int(header[2])
+        out.append(data[end + 1:end + 1 + size])
+        pos = end + 1 + size + 1  # the content is followed by a newline
+    return out
+
+
+def _git_input(repo: Path, stdin: bytes, *args: str) -> subprocess.CompletedProcess:
+    try:
+        return subprocess.run(["git", "-C", str(repo), *args], input=stdin, capture_output=True, check=False)
+    except FileNotFoundError:
+        raise SpecSetError("git is not installed; give folders instead of refs") from None
 
 
 def _by_name(specs: list[Spec], source: str) -> dict[str, Spec]:

@@ -110,3 +110,16 @@ def test_a_spec_that_does_not_load_at_a_ref_names_ref_and_file(repo, capsys):
     err = capsys.readouterr().err
     assert "specs at main do not load:" in err
     assert "main:specs/broken.yaml:2: <top>: not valid YAML" in err
+
+
+def test_every_file_at_a_ref_is_read_and_bad_bytes_are_named(repo, capsys):
+    (repo / "specs" / "latin1.yaml").write_bytes(b"name: caf\xe9\n")
+    (repo / "specs" / "a b.yaml").write_text(variant("name: softmax", "name: spaced"))
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "odd files")
+    with pytest.raises(SpecSetError) as info:
+        load_spec_set("HEAD", repo=repo)
+    assert [str(i) for i in info.value.issues] == ["HEAD:specs/latin1.yaml: <top>: not UTF-8 text"]
+    (repo / "specs" / "latin1.yaml").unlink()
+    git(repo, "commit", "-q", "-am", "drop it")
+    assert sorted(load_spec_set("HEAD", repo=repo)) == ["rms_norm", "softmax", "spaced"]
