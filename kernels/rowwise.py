@@ -1,0 +1,212 @@
+"""What the row-wise launchers (softmax, RMSNorm, LayerNorm) share.
+
+Each of those kernels reduces over the last dim and treats every other dim as "rows". The
+launcher's job is the same for all three: check the arguments, describe the input as rows
+*without copying it* (a row may be a slice of a wider buffer, the last dim may be strided),
+resolve the meta-parameters, and allocate the output. The kernels themselves stay in their
+own modules.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import triton
+# unused by name, but the interpreter requires triton.language in the globals of every
+# @triton.jit function it runs (it patches the module it finds there)
+import triton.language as tl  # noqa: F401
+
+FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+#: Triton refuses blocks with more elements than this (``TRITON_MAX_TENSOR_NUMEL``).
+MAX_TILE_NUMEL = 1 << 20
+
+
+@triton.jit
+def row_offsets(rows, inner, stride_outer, stride_inner):
+    """Where each row starts in x (see :class:`Rows`). ``rows`` must be int64: a row index
+    times a stride overflows int32 from 2**31 elements on."""
+    return (rows // inner) * stride_outer + (rows % inner) * stride_inner
+
+
+def is_interpreted(kernel) -> bool:
+    """True when ``@triton.jit`` gave an interpreted function for ``kernel``.
+
+    The choice is made once, when the kernel is defined (see ``kernels/__init__.py``), so
+    the kernel object is the only reliable witness: the environment may have changed since.
+    """
+    return not isinstance(kernel, triton.runtime.JITFunction)
+
+
+def check_tensor(fn: str, name: str, t, *, min_dim: int = 1) -> None:
+    """Raise a ValueError naming ``fn`` and the argument unless ``t`` is a float tensor we handle."""
+    if not isinstance(t, torch.Tensor):
+        raise ValueError(f"{fn}: {name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dtype not in FLOAT_DTYPES:
+        raise ValueError(f"{fn}: {name} has dtype {t.dtype}; expected float32, float16 or bfloat16")
+    if t.dim() < min_dim:
+        raise ValueError(f"{fn}: {name} must have at least {min_dim} dim(s), got shape {tuple(t.shape)}")
+
+
+def check_vector(fn: str, name: str, t, n: int, device) -> None:
+    """A per-column parameter (RMSNorm/LayerNorm weight or bias): shape [N], same device."""
+    check_tensor(fn, name, t)
+    if tuple(t.shape) != (n,):
+        raise ValueError(f"{fn}: {name} must have shape [{n}] (the last dim of x), got {list(t.shape)}")
+    if t.device != device:
+        raise ValueError(f"{fn}: {name} is on {t.device} but x is on {device}")
+
+
+def check_device(fn: str, x, kernel) -> None:
+    if not is_interpreted(kernel) and x.device.type == "cpu":
+        raise ValueError(
+            f"{fn}: x is on the CPU but Triton was set up to compile for a GPU; on a machine without "
+            "one, import kernels with TRITON_INTERPRET unset (or =1) so the interpreter is used")
+
+
+@dataclass(frozen=True)
+class Rows:
+    """A tensor [*lead, N] seen as M rows of N elements, without a copy.
+
+    Row ``r`` starts at ``(r // inner) * stride_outer + (r % inner) * stride_inner`` and its
+    elements are ``stride_col`` apart. Two levels of row strides are enough for every layout
+    the specs allow: a contiguous or sliced tensor collapses to one level (``inner == M``),
+    and a transposed view with batch dims ([B, R, N] from a [B, N, R] buffer) needs two.
+    """
+
+    x: torch.Tensor  # the tensor the strides describe (a copy only in the rare case below)
+    M: int
+    N: int
+    inner: int
+    stride_outer: int
+    stride_inner: int
+    stride_col: int
+
+    @property
+    def columns_strided(self) -> bool:
+        """The last dim is not unit-stride but the rows are (a transposed view)."""
+        return self.N > 1 and self.stride_col != 1 and self.stride_inner == 1
+
+
+def as_rows(x: torch.Tensor) -> Rows:
+    """Describe ``x`` as rows; copies only when the leading dims need more than two strides."""
+    n = x.shape[-1]
+    m = math.prod(x.shape[:-1])
+    groups = _merge_leading(list(x.shape[:-1]), list(x.stride()[:-1]))
+    if len(groups) > 2:
+        # e.g. a 4-D tensor permuted so that no two leading dims merge. Supporting any number
+        # of levels in-kernel would cost a div/mod per level per row for a layout no spec
+        # produces; a contiguous copy keeps the kernel simple and is correct.
+        x = x.contiguous()
+        groups = _merge_leading(list(x.shape[:-1]), list(x.stride()[:-1]))
+    if not groups:
+        groups = [(1, 0)]
+    if len(groups) == 1:
+        (size, stride), = groups
+        return Rows(x, m, n, inner=size, stride_outer=0, stride_inner=stride, stride_col=x.stride(-1))
+    (_, s_out), (size_in, s_in) = groups
+    return Rows(x, m, n, inner=size_in, stride_outer=s_out, stride_inner=s_in, stride_col=x.stride(-1))
+
+
+def _merge_leading(sizes: list[int], strides: list[int]) -> list[tuple[int, int]]:
+    """Merge adjacent leading dims that walk memory as one dim; size-1 dims vanish."""
+    groups: list[tuple[int, int]] = []
+    for size, stride in zip(sizes, strides):
+        if size == 1:
+            continue
+        if groups and groups[-1][1] == stride * size:
+            groups[-1] = (groups[-1][0] * size, stride)
+        else:
+            groups.append((size, stride))
+    return groups
+
+
+def resolve_config(fn: str, tunables: dict, config: dict, heuristic: dict) -> dict:
+    """Check a caller's meta-parameters against ``tunables``; None (or absent) takes the heuristic."""
+    for key, value in config.items():
+        if key not in tunables:
+            raise ValueError(f"{fn}: unknown meta-parameter {key!r}; tunables are {', '.join(tunables)}")
+        if value is not None and value not in tunables[key]:
+            raise ValueError(f"{fn}: {key}={value!r} is not allowed; choose one of {tunables[key]}")
+    resolved = {k: (config[k] if config.get(k) is not None else heuristic[k]) for k in tunables}
+    tile = resolved["BLOCK_N"] * resolved["ROWS_PER_PROGRAM"]
+    if tile > MAX_TILE_NUMEL:
+        raise ValueError(f"{fn}: BLOCK_N * ROWS_PER_PROGRAM = {tile} exceeds Triton's block limit {MAX_TILE_NUMEL}")
+    return resolved
+
+
+def warps_for(tile: int) -> int:
+    """Warps for a tile of ``tile`` elements: about 8-16 fp32 values per thread (Liger's rule)."""
+    if tile >= 32768:
+        return 32
+    if tile >= 8192:
+        return 16
+    if tile >= 2048:
+        return 8
+    return 4
+
+
+def rows_per_program(block_n: int, m: int, *, interpreted: bool) -> int:
+    """Rows per program for a row that fits one block.
+
+    On a GPU: pack short rows so each program moves a tile of ~2048 elements, but keep at
+    least 256 programs so every SM of a large GPU has work. Under the interpreter programs
+    run one after another at ~2 ms each whatever their size, so tiles up to 64K elements
+    are packed (about 10x faster on small rows); the kernel code is the same either way.
+    """
+    if interpreted:
+        return max(1, min(16, 65536 // block_n))
+    rows = max(1, min(16, 2048 // block_n))
+    while rows > 1 and triton.cdiv(m, rows) < 256:
+        rows //= 2
+    return rows
+
+
+def output_buffer(x: torch.Tensor, rows: Rows, interpreted: bool) -> torch.Tensor:
+    """The [M, N] contiguous buffer the kernel writes.
+
+    Under the interpreter a bfloat16 result is staged in float32 and rounded by torch: the
+    interpreter (triton 3.9) casts float32 to bfloat16 by *truncating* the mantissa
+    (``_convert_float`` with no rounding mode), while the GPU rounds to nearest even. The
+    kernel code is the same either way; only the buffer's dtype differs.
+    """
+    dtype = torch.float32 if interpreted and x.dtype == torch.bfloat16 else x.dtype
+    return torch.empty((rows.M, rows.N), dtype=dtype, device=x.device)
+
+
+def finish(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The result in x's dtype and shape (contiguous, freshly allocated)."""
+    if out.dtype != x.dtype:
+        out = out.to(x.dtype)
+    return out.view(x.shape)
+
+
+def default_config(rows: Rows, element_size: int, *, interpreted: bool, looped_block: int = 4096) -> dict:
+    """The launchers' heuristic (a starting point for the meta-parameter search; its GPU
+    choices follow common practice and have not been tuned on a GPU yet).
+
+    * A row that fits a block is done in one pass from registers; the limit is Liger's
+      ``65536 // element_size`` elements, past which a row in registers spills.
+    * Wider rows loop over blocks of ``looped_block`` columns.
+    * A transposed input (rows unit-stride, columns not) gets a tall tile: 16 neighbouring
+      rows per program, so each column's loads hit consecutive addresses.
+    """
+    n_pow2 = triton.next_power_of_2(rows.N)
+    if rows.columns_strided:
+        block_n = max(16, min(n_pow2, 1024))
+        per_program = min(16, triton.next_power_of_2(rows.M))
+    elif rows.N <= 65536 // element_size:
+        block_n = max(16, n_pow2)
+        per_program = rows_per_program(block_n, rows.M, interpreted=interpreted)
+    else:
+        block_n = looped_block
+        per_program = 1
+    return {
+        "BLOCK_N": block_n,
+        "ROWS_PER_PROGRAM": per_program,
+        "num_warps": warps_for(block_n * per_program),
+        # only the looped kernels have a loop to pipeline
+        "num_stages": 1 if block_n >= rows.N else 2,
+    }
