@@ -1,0 +1,136 @@
+"""The App's configuration: defaults, then ``AINA_*`` environment variables, then a mapping.
+
+Every key is checked once, when the app is created, so a bad value stops the App at start-up
+with a message naming the key (and the environment variable that sets it) instead of failing
+on the first webhook.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "AINA"
+
+#: Keys a deployment must set; there is no safe default for any of them.
+REQUIRED = ("APP_ID", "PRIVATE_KEY", "WEBHOOK_SECRET")
+
+DEFAULTS: dict[str, Any] = {
+    # GitHub.com's REST root; a GitHub Enterprise Server (or the test fake) is
+    # ``https://HOST/api/v3``.
+    "GITHUB_API_URL": "https://api.github.com",
+    # SQLite file for state and the job queue; empty means ``<instance>/aina.sqlite3``.
+    "DATABASE": "",
+    # Master key for per-installation telemetry secrets; empty derives them from
+    # WEBHOOK_SECRET (with a distinct label, so one never equals the other).
+    "TELEMETRY_KEY": "",
+    # GitHub caps webhook payloads at 25 MB; telemetry batches are far smaller.
+    "WEBHOOK_MAX_BYTES": 25 * 1024 * 1024,
+    "TELEMETRY_MAX_BYTES": 4 * 1024 * 1024,
+    "TELEMETRY_MAX_WINDOWS": 20_000,
+    "TELEMETRY_RETENTION_DAYS": 14,
+    # Jobs: threads in `aina serve`, lease before a silent worker's job is taken over,
+    # attempts before a job is marked failed, backoff between attempts.
+    "WORKER_THREADS": 1,
+    "EVOLUTION_THREADS": 1,
+    "JOB_LEASE_SECONDS": 60.0,
+    "JOB_MAX_ATTEMPTS": 8,
+    "RETRY_BASE_SECONDS": 5.0,
+    "RETRY_MAX_SECONDS": 1800.0,
+    "WORKER_POLL_SECONDS": 0.5,
+    # GitHub calls: retries inside one call, and the longest wait a call may sleep for
+    # (a longer Retry-After or rate-limit reset reschedules the job instead).
+    "HTTP_RETRIES": 5,
+    "HTTP_MAX_WAIT_SECONDS": 60.0,
+    "HTTP_BACKOFF_SECONDS": 0.5,
+    "HTTP_TIMEOUT_SECONDS": 30.0,
+    # Installation tokens live an hour; renew this long before they expire.
+    "TOKEN_RENEW_MARGIN_SECONDS": 300.0,
+    # Schedules.
+    "REASON_INTERVAL_SECONDS": 3600.0,
+    "REDELIVERY_INTERVAL_SECONDS": 600.0,
+    "REDELIVERY_LOOKBACK_SECONDS": 3 * 24 * 3600.0,
+    # Where the evolution job unpacks a repository; empty means a temporary folder.
+    "WORK_DIR": "",
+}
+
+_INTS = (
+    "WEBHOOK_MAX_BYTES", "TELEMETRY_MAX_BYTES", "TELEMETRY_MAX_WINDOWS",
+    "TELEMETRY_RETENTION_DAYS", "WORKER_THREADS", "EVOLUTION_THREADS", "JOB_MAX_ATTEMPTS",
+    "HTTP_RETRIES",
+)
+_FLOATS = (
+    "JOB_LEASE_SECONDS", "RETRY_BASE_SECONDS", "RETRY_MAX_SECONDS", "WORKER_POLL_SECONDS",
+    "HTTP_MAX_WAIT_SECONDS", "HTTP_BACKOFF_SECONDS", "HTTP_TIMEOUT_SECONDS",
+    "TOKEN_RENEW_MARGIN_SECONDS", "REASON_INTERVAL_SECONDS", "REDELIVERY_INTERVAL_SECONDS",
+    "REDELIVERY_LOOKBACK_SECONDS",
+)
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or wrong; the message names the key."""
+
+
+def where(key: str) -> str:
+    """How a person sets ``key``: the environment variable, for the error messages."""
+    return f"{key} (environment variable {ENV_PREFIX}_{key})"
+
+
+def check(config: dict[str, Any]) -> None:
+    """Validate and normalise ``config`` in place, raising :class:`ConfigError`."""
+    missing = [k for k in REQUIRED if config.get(k) in (None, "")]
+    if missing:
+        raise ConfigError("missing configuration: " + ", ".join(where(k) for k in missing))
+    try:
+        config["APP_ID"] = int(config["APP_ID"])
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where('APP_ID')} must be the App's numeric id, "
+                          f"got {config['APP_ID']!r}") from None
+    if config["APP_ID"] <= 0:
+        raise ConfigError(f"{where('APP_ID')} must be positive, got {config['APP_ID']}")
+    config["PRIVATE_KEY"] = read_private_key(config["PRIVATE_KEY"])
+    for key in ("WEBHOOK_SECRET", "TELEMETRY_KEY", "GITHUB_API_URL", "DATABASE", "WORK_DIR"):
+        if not isinstance(config.get(key), str):
+            raise ConfigError(f"{where(key)} must be text, got {type(config.get(key)).__name__}")
+    url = config["GITHUB_API_URL"].rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise ConfigError(f"{where('GITHUB_API_URL')} must be an http(s) URL, got {url!r}")
+    config["GITHUB_API_URL"] = url
+    for key, kind in [(k, int) for k in _INTS] + [(k, float) for k in _FLOATS]:
+        try:
+            value = kind(config[key])
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where(key)} must be a number, got {config[key]!r}") from None
+        if value < 0 or (kind is int and value == 0 and key != "HTTP_RETRIES"):
+            raise ConfigError(f"{where(key)} must be positive, got {value}")
+        config[key] = value
+
+
+def read_private_key(value: Any) -> str:
+    """The App's private key: PEM text, or the path of a PEM file."""
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    if not isinstance(value, str):
+        raise ConfigError(f"{where('PRIVATE_KEY')} must be PEM text or a file path")
+    if "-----BEGIN" in value:
+        return value.replace("\\n", "\n")  # keys pasted into one-line env files
+    path = Path(os.path.expanduser(value))
+    try:
+        text = path.read_text(encoding="ascii")
+    except OSError as exc:
+        raise ConfigError(f"{where('PRIVATE_KEY')} is neither PEM text nor a readable "
+                          f"file: {path}: {exc.strerror}") from None
+    if "-----BEGIN" not in text:
+        raise ConfigError(f"{where('PRIVATE_KEY')}: {path} holds no PEM key")
+    return text
+
+
+def merged(env_config: Mapping[str, Any], overrides: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Defaults, then what the environment set, then ``overrides``."""
+    out = dict(DEFAULTS)
+    out.update({k: v for k, v in env_config.items() if k in DEFAULTS or k in REQUIRED})
+    if overrides:
+        out.update(overrides)
+    return out

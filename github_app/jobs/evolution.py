@@ -1,0 +1,124 @@
+"""From a hypothesis to a change (evolve), and from a change to a PR (publish).
+
+The two are separate jobs because they fail differently: evolution takes minutes and
+runs on its own queue (so webhooks' jobs never wait behind it); publishing takes seconds
+and is retried through GitHub's bad moments without evolving again.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+from github_app import evolution, pulls
+from github_app.change import Change, ChangeError
+from github_app.jobs import Deferred, JobContext, Permanent, dashboard_job, handler
+from github_app.policy import PolicyError, load_policy
+from github_app.store import JobSpec
+
+
+def publish_job(repository: str, installation_id: int, change: Change) -> JobSpec:
+    return JobSpec("publish", {"repository": repository, "installation_id": installation_id,
+                               "change": change.to_json()},
+                   key=f"publish:{repository}:{change.hypothesis_id}", repository=repository)
+
+
+@handler("evolve")
+def evolve(ctx: JobContext):
+    p = ctx.payload
+    name, inst, hypothesis = p["repository"], p["installation_id"], p["hypothesis"]
+    repo_row = ctx.store.repository(name)
+    if repo_row is None or not repo_row["active"]:
+        raise Permanent(f"{name} is no longer served by the App")
+    if not p.get("requested_by") and ctx.store.open_pull(name, str(hypothesis["id"])):
+        return {"skipped": "a PR is open for this hypothesis"}  # queued behind the run
+    run_id = ctx.job.checkpoint.get("run_id")
+    if run_id is None:
+        run_id = ctx.store.start_run(name, str(hypothesis["id"]), ctx.job.id)
+        ctx.checkpoint(run_id=run_id)
+    repo = ctx.repo()
+    ref = repo_row["baseline_sha"] or repo.default_branch
+    base, root = evolution.checkout(repo, ref, ctx.config["WORK_DIR"])
+    try:
+        change = evolution.evolve(root, hypothesis, ctx.config)
+    except (NotImplementedError, ChangeError) as exc:
+        ctx.store.finish_run(run_id, "failed", str(exc))
+        ctx.then(dashboard_job(name, inst))
+        raise Permanent(str(exc)) from exc
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    if change.hypothesis_id != str(hypothesis["id"]):
+        ctx.store.finish_run(run_id, "failed", "the change is for another hypothesis")
+        raise Permanent(f"evolution returned a change for {change.hypothesis_id!r}, "
+                        f"not {hypothesis['id']!r}")
+    ctx.store.finish_run(run_id, "change", change.title)
+    ctx.then(publish_job(name, inst, change))
+    return {"run": run_id, "branch": change.branch}
+
+
+@handler("publish")
+def publish(ctx: JobContext):
+    """Open the change's PR, or update the open one for its hypothesis in place."""
+    p = ctx.payload
+    name, inst = p["repository"], p["installation_id"]
+    try:
+        change = Change.from_json(p["change"])
+    except ChangeError as exc:
+        raise Permanent(f"malformed change: {exc}") from exc
+    repo_row = ctx.store.repository(name)
+    if repo_row is None or not repo_row["active"]:
+        raise Permanent(f"{name} is no longer served by the App")
+    repo = ctx.repo()
+    base_branch = repo.default_branch
+    try:
+        policy = load_policy(repo, base_branch)
+    except PolicyError as exc:
+        ctx.store.update_repository(name, policy_error=str(exc))
+        ctx.then(dashboard_job(name, inst))
+        raise Permanent(str(exc)) from exc
+    if repo_row.get("policy_error"):
+        ctx.store.update_repository(name, policy_error=None)
+    refused = policy.refused_paths(change.files)
+    if refused:
+        raise Permanent(f"policy {policy.source} does not let the bot change: "
+                        + ", ".join(refused))
+    if not policy.kernel_allowed(change.kernel):
+        raise Permanent(f"policy {policy.source} does not let the bot evolve kernel "
+                        f"{change.kernel!r}")
+
+    existing = ctx.store.open_pull(name, change.hypothesis_id)
+    if existing is None:
+        adopted = pulls.find_pull(repo, change.branch)  # opened by a run that died after
+        if adopted is not None:
+            existing = {"number": adopted.number, "branch": change.branch}
+    if existing is None:
+        others = [x for x in ctx.store.pulls(name, state="open")
+                  if x["hypothesis_id"] not in change.supersedes]
+        if len(others) >= policy.max_open_prs:
+            raise Deferred(f"{len(others)} bot PR(s) open; policy allows "
+                           f"{policy.max_open_prs}")
+
+    published = pulls.publish(repo, change, base_branch=base_branch,
+                              existing_number=existing["number"] if existing else None,
+                              existing_branch=existing["branch"] if existing else None)
+    if existing and existing["number"] != published.number:
+        # The PR we knew was closed on GitHub without our hearing of it.
+        ctx.store.close_pull(name, existing["number"], "closed", None)
+    ctx.store.save_pull(name, change.hypothesis_id, published.number, published.branch,
+                        head_sha=published.head_sha, title=change.title, kernel=change.kernel,
+                        change=change.to_json())
+
+    superseded = []
+    for old in change.supersedes:
+        link = ctx.store.open_pull(name, old)
+        if link is None or link["number"] == published.number:
+            continue
+        pulls.close_pull(repo, link["number"], f"Superseded by #{published.number}.")
+        ctx.store.close_pull(name, link["number"], "superseded", None)
+        superseded.append(link["number"])
+
+    ctx.then(JobSpec("provenance", {"repository": name, "installation_id": inst,
+                                    "head_sha": published.head_sha},
+                     key=f"provenance:{name}:{published.head_sha}", repository=name))
+    ctx.then(dashboard_job(name, inst))
+    return {"number": published.number, "created": published.created,
+            "head_sha": published.head_sha, "superseded": superseded}

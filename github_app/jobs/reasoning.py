@@ -1,0 +1,47 @@
+"""The Reasoner job: on telemetry arrival (debounced), on a new baseline, on a schedule."""
+
+from __future__ import annotations
+
+import time
+
+from github_app import reasoning
+from github_app.jobs import JobContext, Permanent, dashboard_job, handler
+from github_app.jobs.repository import evolve_job
+from github_app.policy import PolicyError, load_policy
+from github_app.store import PENDING_STATES
+
+
+@handler("reason")
+def reason(ctx: JobContext):
+    p = ctx.payload
+    name, inst = p["repository"], p["installation_id"]
+    row = ctx.store.repository(name)
+    if row is None or not row["active"]:
+        return {"skipped": "not served"}
+    since = time.time() - ctx.config["TELEMETRY_RETENTION_DAYS"] * 86400
+    windows = ctx.store.telemetry_windows(name, since=since)
+    try:
+        ranked = reasoning.run_reasoner(windows)
+    except NotImplementedError as exc:
+        raise Permanent(str(exc)) from exc
+    ctx.store.replace_hypotheses(name, ranked)
+    ctx.then(dashboard_job(name, inst))
+
+    repo = ctx.repo()
+    try:
+        policy = load_policy(repo, repo.default_branch)
+    except PolicyError as exc:
+        ctx.store.update_repository(name, policy_error=str(exc))
+        return {"hypotheses": len(ranked), "started": [], "policy_error": str(exc)}
+    pulls_all = ctx.store.pulls(name, limit=500)
+    open_ids = {x["hypothesis_id"] for x in pulls_all if x["state"] == "open"}
+    rejected = {x["hypothesis_id"] for x in pulls_all
+                if x["state"] != "open" and x["outcome"] != "merged"}
+    queued = {str(j.payload["hypothesis"]["id"]) for state in PENDING_STATES
+              for j in ctx.store.jobs(state=state, kind="evolve", repository=name)}
+    chosen = reasoning.worth_running(ranked, policy, open_ids=open_ids, rejected_ids=rejected,
+                                     queued_ids=queued)
+    for h in chosen:
+        ctx.then(evolve_job(name, inst, h))
+    return {"windows": len(windows), "hypotheses": len(ranked),
+            "started": [str(h["id"]) for h in chosen]}

@@ -1,0 +1,260 @@
+"""Every side effect the App has on a repository, through github3.py.
+
+Each operation looks before it acts, so a job that died half-way (a worker killed, a
+request that timed out after GitHub had done the work) can run again from the start and
+leave exactly what one clean run leaves: git objects are content-addressed; the branch is
+moved only when its commit is not already the one we want; a PR is looked up by its head
+branch before one is created; labels are replaced, not added.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+
+from github_app.change import Change
+
+log = logging.getLogger(__name__)
+
+BOT_LABEL = "aina"
+CHECK_NAME = "aina / provenance"
+MARKER = "<!-- aina:hypothesis={} -->"
+
+LABEL_COLOURS = {
+    "aina": "5319e7", "kernel:": "0e8a16", "risk:low": "c2e0c6", "risk:medium": "fbca04",
+    "risk:high": "d93f0b", "aina-dashboard": "5319e7",
+}
+
+COMMANDS_HELP = (
+    "Commands (in a comment, from someone with write access): `/aina rebase` rebuilds this "
+    "change on the current default branch, `/aina retry` runs the evolution again, "
+    "`/aina close` closes this PR."
+)
+
+
+@dataclass(frozen=True)
+class Published:
+    number: int
+    branch: str
+    head_sha: str
+    created: bool
+    url: str
+
+
+def label_colour(name: str) -> str:
+    for prefix, colour in LABEL_COLOURS.items():
+        if name == prefix or (prefix.endswith(":") and name.startswith(prefix)):
+            return colour
+    return "ededed"
+
+
+def ensure_labels(repo, names) -> None:
+    from github3.exceptions import NotFoundError, UnprocessableEntity
+
+    for name in names:
+        try:
+            repo.label(name)
+        except NotFoundError:
+            try:
+                repo.create_label(name, label_colour(name))
+            except UnprocessableEntity:  # another worker created it meanwhile
+                pass
+
+
+def pr_body(change: Change) -> str:
+    """The Changer's body, then what the App adds: who it is for, commands, and a marker
+    that lets the App find its PR again from GitHub alone."""
+    return (f"{change.body.rstrip()}\n\n---\n"
+            f"Hypothesis `{change.hypothesis_id}`"
+            + (f" · kernel `{change.kernel}`" if change.kernel else "")
+            + f" · provenance: [`{change.attestation}`]({change.attestation})\n\n"
+            f"{COMMANDS_HELP}\n\n{MARKER.format(change.hypothesis_id)}\n")
+
+
+def pr_labels(change: Change) -> list[str]:
+    labels = [BOT_LABEL]
+    if change.kernel:
+        labels.append(f"kernel:{change.kernel}")
+    labels.extend(x for x in change.labels if x not in labels)
+    return labels
+
+
+def branch_head(repo, branch: str):
+    """The ref of ``branch``, or None."""
+    from github3.exceptions import NotFoundError
+
+    try:
+        return repo.ref(f"heads/{branch}")
+    except NotFoundError:
+        return None
+
+
+def commit_change(repo, change: Change, *, base_sha: str, branch: str) -> str:
+    """Make ``branch`` one commit on ``base_sha`` holding ``change``; the commit's sha."""
+    base_commit = repo.git_commit(base_sha)
+    base_tree = base_commit.tree.sha
+    deletions = [p for p, c in change.files.items() if c is None]
+    present: set[str] = set()
+    if deletions:
+        tree = repo.tree(base_tree, recursive=True)
+        present = {e.path for e in tree.tree if e.type == "blob"}
+    entries = []
+    for path, content in sorted(change.files.items()):
+        if content is None:
+            if path in present:
+                entries.append({"path": path, "mode": "100644", "type": "blob", "sha": None})
+            continue
+        sha = repo.create_blob(base64.b64encode(content.encode("utf-8")).decode("ascii"),
+                               "base64")
+        entries.append({"path": path, "mode": "100644", "type": "blob", "sha": sha})
+    tree = repo.create_tree(entries, base_tree) if entries else base_commit.tree
+    ref = branch_head(repo, branch)
+    if ref is not None:
+        head = repo.git_commit(ref.object.sha)
+        if head.tree.sha == tree.sha and [p["sha"] for p in head.parents] == [base_sha]:
+            return head.sha  # already there: a resumed job, or the same change again
+    message = (f"{change.title}\n\nHypothesis: {change.hypothesis_id}\n"
+               f"Provenance: {change.attestation}\n")
+    commit = repo.create_commit(message, tree.sha, [base_sha])
+    if ref is None:
+        from github3.exceptions import UnprocessableEntity
+
+        try:
+            repo.create_ref(f"refs/heads/{branch}", commit.sha)
+        except UnprocessableEntity:  # created meanwhile (a resumed job): move it instead
+            branch_head(repo, branch).update(commit.sha, force=True)
+    else:
+        ref.update(commit.sha, force=True)
+    return commit.sha
+
+
+def find_pull(repo, branch: str, number: int | None = None):
+    """The open PR for ``number``, else the open PR whose head is ``branch``, else None."""
+    from github3.exceptions import NotFoundError
+
+    if number is not None:
+        try:
+            pr = repo.pull_request(number)
+        except NotFoundError:
+            pr = None
+        if pr is not None and pr.state == "open":
+            return pr
+    owner = repo.owner.login
+    for pr in repo.pull_requests(state="open", head=f"{owner}:{branch}"):
+        return pr
+    return None
+
+
+def publish(repo, change: Change, *, base_branch: str, existing_number: int | None = None,
+            existing_branch: str | None = None) -> Published:
+    """Open the PR for ``change``, or update the open one in place (never a second one)."""
+    base_sha = repo.ref(f"heads/{base_branch}").object.sha
+    branch = existing_branch or change.branch
+    head_sha = commit_change(repo, change, base_sha=base_sha, branch=branch)
+    body = pr_body(change)
+    pr = find_pull(repo, branch, existing_number)
+    created = pr is None
+    if pr is None:
+        pr = repo.create_pull(change.title, base_branch, branch, body)
+    elif pr.title != change.title or (pr.body or "") != body:
+        pr.update(title=change.title, body=body)
+    labels = pr_labels(change)
+    ensure_labels(repo, labels)
+    repo.issue(pr.number).replace_labels(labels)
+    return Published(pr.number, branch, head_sha, created, pr.html_url)
+
+
+def close_pull(repo, number: int, comment: str, *, delete_branch: bool = True) -> bool:
+    """Comment on and close PR ``number``; False if it was already closed."""
+    from github3.exceptions import NotFoundError, UnprocessableEntity
+
+    pr = repo.pull_request(number)
+    if pr.state != "open":
+        return False
+    if comment:
+        issue = repo.issue(number)
+        if not any(c.body == comment for c in issue.comments()):
+            issue.create_comment(comment)
+    pr.close()
+    if delete_branch and pr.head.ref.startswith("aina/"):
+        ref = branch_head(repo, pr.head.ref)
+        if ref is not None:
+            try:
+                ref.delete()
+            except (NotFoundError, UnprocessableEntity):
+                pass
+    return True
+
+
+def comment_once(repo, number: int, body: str) -> None:
+    """Post ``body`` on issue/PR ``number`` unless the same text is already there (a
+    resumed job must not say the same thing twice)."""
+    issue = repo.issue(number)
+    if any(c.body == body for c in issue.comments()):
+        return
+    issue.create_comment(body)
+
+
+def has_write_access(repo, login: str) -> bool:
+    """Whether ``login`` may push to ``repo`` (admin, maintain or write)."""
+    from github3.exceptions import NotFoundError
+
+    url = repo._build_url("collaborators", login, "permission", base_url=repo._api)
+    try:
+        data = repo._json(repo._get(url), 200) or {}
+    except NotFoundError:
+        return False
+    role = data.get("role_name") or ""
+    return data.get("permission") in ("admin", "write") or role in ("admin", "maintain", "write")
+
+
+def verify_provenance(repo, head_sha: str, change: Change) -> tuple[str, str, str]:
+    """Check the attestation at ``head_sha`` against the files there.
+
+    Returns (conclusion, title, summary): every file the change writes must be a subject
+    of the in-toto statement, with the sha256 of the content actually committed.
+    """
+    from github3.exceptions import NotFoundError
+
+    def content(path: str) -> bytes | None:
+        try:
+            return repo.file_contents(path, ref=head_sha).decoded
+        except NotFoundError:
+            return None
+
+    raw = content(change.attestation)
+    if raw is None:
+        return "failure", "No attestation", f"`{change.attestation}` is missing at {head_sha}."
+    try:
+        statement = json.loads(raw)
+        subjects = {s["name"]: s["digest"]["sha256"] for s in statement.get("subject", [])}
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        return "failure", "Unreadable attestation", f"`{change.attestation}`: {exc}"
+    rows, bad = [], 0
+    for path in sorted(p for p, c in change.files.items()
+                       if c is not None and p != change.attestation):
+        data = content(path)
+        actual = hashlib.sha256(data).hexdigest() if data is not None else None
+        claimed = subjects.get(path)
+        ok = actual is not None and claimed == actual
+        bad += not ok
+        rows.append(f"| `{path}` | {'ok' if ok else 'MISMATCH' if claimed else 'not attested'} |")
+    table = "| file | attestation |\n| --- | --- |\n" + "\n".join(rows)
+    if bad:
+        return "failure", f"{bad} file(s) do not match the attestation", table
+    return "success", "Every changed file matches its attestation", table
+
+
+def post_check(repo, head_sha: str, conclusion: str, title: str, summary: str,
+               external_id: str) -> int:
+    from datetime import datetime, timezone
+
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    run = repo.create_check_run(
+        CHECK_NAME, head_sha, external_id=external_id, status="completed",
+        conclusion=conclusion, completed_at=now,
+        output={"title": title, "summary": summary[:65_000]})
+    return run.id

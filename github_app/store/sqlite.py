@@ -1,0 +1,509 @@
+"""The embedded :class:`~github_app.store.base.Store`: one SQLite file.
+
+WAL mode lets the web threads write while workers read; ``synchronous=FULL`` makes a
+commit durable before it returns, which is what "answered 202 only after the windows
+are durably stored" needs. Each thread has its own connection; writes take the database
+lock up front (``BEGIN IMMEDIATE``) so two workers never both claim one job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from github_app.store.base import (
+    DEFERRED, DONE, FAILED, PENDING_STATES, QUEUED, RUNNING, Job, JobSpec, Store,
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS deliveries (
+    guid TEXT PRIMARY KEY, event TEXT NOT NULL, action TEXT, outcome TEXT NOT NULL,
+    received_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS installations (
+    id INTEGER PRIMARY KEY, account TEXT NOT NULL, active INTEGER NOT NULL,
+    updated_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS repositories (
+    full_name TEXT PRIMARY KEY, installation_id INTEGER NOT NULL, repo_id INTEGER,
+    default_branch TEXT, baseline_sha TEXT, dashboard_issue INTEGER, policy_error TEXT,
+    active INTEGER NOT NULL, updated_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS telemetry_batches (
+    digest TEXT PRIMARY KEY, repository TEXT NOT NULL, installation_id INTEGER NOT NULL,
+    windows INTEGER NOT NULL, received_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS telemetry_windows (
+    id INTEGER PRIMARY KEY, repository TEXT NOT NULL, digest TEXT NOT NULL,
+    kernel TEXT, service TEXT, received_at REAL NOT NULL, body TEXT NOT NULL,
+    UNIQUE (repository, digest));
+CREATE INDEX IF NOT EXISTS telemetry_by_repo ON telemetry_windows (repository, received_at);
+CREATE TABLE IF NOT EXISTS hypotheses (
+    repository TEXT NOT NULL, id TEXT NOT NULL, rank INTEGER NOT NULL, kind TEXT,
+    kernel TEXT, expected_gain REAL, body TEXT NOT NULL, seen_at REAL NOT NULL,
+    PRIMARY KEY (repository, id));
+CREATE TABLE IF NOT EXISTS pulls (
+    id INTEGER PRIMARY KEY, repository TEXT NOT NULL, hypothesis_id TEXT NOT NULL,
+    number INTEGER NOT NULL, branch TEXT NOT NULL, head_sha TEXT, title TEXT,
+    kernel TEXT, change TEXT, state TEXT NOT NULL, outcome TEXT, closed_by TEXT,
+    opened_at REAL NOT NULL, updated_at REAL NOT NULL, closed_at REAL,
+    UNIQUE (repository, number));
+CREATE UNIQUE INDEX IF NOT EXISTS one_open_pull_per_hypothesis
+    ON pulls (repository, hypothesis_id) WHERE state = 'open';
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY, repository TEXT NOT NULL, hypothesis_id TEXT NOT NULL,
+    job_id INTEGER, outcome TEXT, detail TEXT, started_at REAL NOT NULL, finished_at REAL);
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY, kind TEXT NOT NULL, queue TEXT NOT NULL, key TEXT,
+    repository TEXT, payload TEXT NOT NULL, state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, max_attempts INTEGER NOT NULL,
+    checkpoint TEXT NOT NULL DEFAULT '{}', result TEXT, last_error TEXT, worker TEXT,
+    lease_until REAL, run_at REAL NOT NULL, created_at REAL NOT NULL, finished_at REAL);
+CREATE UNIQUE INDEX IF NOT EXISTS one_waiting_job_per_key
+    ON jobs (key) WHERE state IN ('queued', 'deferred');
+CREATE INDEX IF NOT EXISTS jobs_by_key ON jobs (key, state);
+CREATE INDEX IF NOT EXISTS jobs_due ON jobs (state, queue, run_at);
+CREATE TABLE IF NOT EXISTS schedules (name TEXT PRIMARY KEY, next_run REAL NOT NULL);
+"""
+
+_PENDING_SQL = "(" + ", ".join(f"'{s}'" for s in PENDING_STATES) + ")"
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def window_digest(window: dict[str, Any]) -> str:
+    """Identity of a telemetry window: a re-sent window is stored once."""
+    return hashlib.sha256(_dumps(window).encode()).hexdigest()
+
+
+class SQLiteStore(Store):
+    def __init__(self, path: str | Path, *, max_attempts: int = 8, timeout: float = 30.0):
+        self.path = str(path)
+        self.max_attempts = max_attempts
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._timeout = timeout
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        con = self._con()
+        con.executescript(SCHEMA)
+
+    # -- plumbing --------------------------------------------------------------------------
+    def _con(self) -> sqlite3.Connection:
+        con = getattr(self._local, "con", None)
+        if con is None:
+            con = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None,
+                                  check_same_thread=False)
+            con.row_factory = sqlite3.Row
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA synchronous=FULL")
+            con.execute("PRAGMA foreign_keys=ON")
+            self._local.con = con
+            with self._all_lock:
+                self._all.append(con)
+        return con
+
+    @contextmanager
+    def _tx(self):
+        con = self._con()
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            yield con
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
+
+    def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        return [dict(r) for r in self._con().execute(sql, args).fetchall()]
+
+    def _row(self, sql: str, args: Sequence[Any] = ()) -> dict[str, Any] | None:
+        r = self._con().execute(sql, args).fetchone()
+        return dict(r) if r is not None else None
+
+    def close(self) -> None:
+        with self._all_lock:
+            for con in self._all:
+                try:
+                    con.close()
+                except sqlite3.ProgrammingError:  # closed already, or another thread's
+                    pass
+            self._all.clear()
+        self._local = threading.local()
+
+    # -- webhooks ----------------------------------------------------------------------------
+    def record_delivery(self, guid, event, action, jobs, outcome):
+        with self._tx() as con:
+            cur = con.execute(
+                "INSERT OR IGNORE INTO deliveries (guid, event, action, outcome, received_at)"
+                " VALUES (?, ?, ?, ?, ?)", (guid, event, action, outcome, time.time()))
+            if cur.rowcount == 0:
+                return False
+            self._enqueue(con, jobs)
+        return True
+
+    def delivery_seen(self, guid):
+        return self._row("SELECT 1 FROM deliveries WHERE guid = ?", (guid,)) is not None
+
+    # -- installations and repositories ---------------------------------------------------
+    def upsert_installation(self, installation_id, account, active):
+        with self._tx() as con:
+            con.execute(
+                "INSERT INTO installations (id, account, active, updated_at) VALUES (?,?,?,?)"
+                " ON CONFLICT (id) DO UPDATE SET account=excluded.account,"
+                " active=excluded.active, updated_at=excluded.updated_at",
+                (installation_id, account, int(active), time.time()))
+            if not active:
+                con.execute("UPDATE repositories SET active = 0 WHERE installation_id = ?",
+                            (installation_id,))
+
+    def installation(self, installation_id):
+        row = self._row("SELECT * FROM installations WHERE id = ?", (installation_id,))
+        if row:
+            row["active"] = bool(row["active"])
+        return row
+
+    def upsert_repository(self, full_name, installation_id, *, repo_id=None,
+                          default_branch=None, active=True):
+        with self._tx() as con:
+            con.execute(
+                "INSERT INTO repositories (full_name, installation_id, repo_id, default_branch,"
+                " active, updated_at) VALUES (?,?,?,?,?,?) ON CONFLICT (full_name) DO UPDATE SET"
+                " installation_id=excluded.installation_id,"
+                " repo_id=COALESCE(excluded.repo_id, repo_id),"
+                " default_branch=COALESCE(excluded.default_branch, default_branch),"
+                " active=excluded.active, updated_at=excluded.updated_at",
+                (full_name, installation_id, repo_id, default_branch, int(active), time.time()))
+
+    def repository(self, full_name):
+        row = self._row("SELECT * FROM repositories WHERE full_name = ?", (full_name,))
+        if row:
+            row["active"] = bool(row["active"])
+        return row
+
+    def repositories(self, installation_id=None):
+        if installation_id is None:
+            rows = self._rows("SELECT * FROM repositories WHERE active = 1 ORDER BY full_name")
+        else:
+            rows = self._rows("SELECT * FROM repositories WHERE active = 1 AND installation_id = ?"
+                              " ORDER BY full_name", (installation_id,))
+        for r in rows:
+            r["active"] = True
+        return rows
+
+    _REPO_FIELDS = ("baseline_sha", "default_branch", "dashboard_issue", "policy_error")
+
+    def update_repository(self, full_name, **fields):
+        bad = set(fields) - set(self._REPO_FIELDS)
+        if bad:
+            raise ValueError(f"update_repository: unknown fields {sorted(bad)}")
+        if not fields:
+            return
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        with self._tx() as con:
+            con.execute(f"UPDATE repositories SET {sets}, updated_at = ? WHERE full_name = ?",
+                        (*fields.values(), time.time(), full_name))
+
+    # -- telemetry -----------------------------------------------------------------------------
+    def store_telemetry(self, digest, repository, installation_id, windows, job):
+        now = time.time()
+        rows = []
+        for w in windows:
+            rows.append((repository, window_digest(w), _text(w.get("kernel")),
+                         _text(w.get("service")), now, _dumps(w)))
+        with self._tx() as con:
+            cur = con.execute(
+                "INSERT OR IGNORE INTO telemetry_batches (digest, repository, installation_id,"
+                " windows, received_at) VALUES (?,?,?,?,?)",
+                (digest, repository, installation_id, len(windows), now))
+            if cur.rowcount == 0:
+                return None
+            before = con.total_changes
+            con.executemany(
+                "INSERT OR IGNORE INTO telemetry_windows (repository, digest, kernel, service,"
+                " received_at, body) VALUES (?,?,?,?,?,?)", rows)
+            stored = con.total_changes - before
+            if job is not None:
+                self._enqueue(con, [job])
+        return stored
+
+    def telemetry_windows(self, repository, since=0.0):
+        return [json.loads(r["body"]) for r in self._con().execute(
+            "SELECT body FROM telemetry_windows WHERE repository = ? AND received_at >= ?"
+            " ORDER BY id", (repository, since))]
+
+    def telemetry_summary(self, repository):
+        row = self._row(
+            "SELECT COUNT(*) AS windows, COUNT(DISTINCT service) AS services,"
+            " COUNT(DISTINCT kernel) AS kernels, MAX(received_at) AS last_received"
+            " FROM telemetry_windows WHERE repository = ?", (repository,))
+        return row or {"windows": 0, "services": 0, "kernels": 0, "last_received": None}
+
+    def prune_telemetry(self, before):
+        with self._tx() as con:
+            n = con.execute("DELETE FROM telemetry_windows WHERE received_at < ?",
+                            (before,)).rowcount
+            con.execute("DELETE FROM telemetry_batches WHERE received_at < ?", (before,))
+        return n
+
+    # -- hypotheses, PRs and runs ---------------------------------------------------------------
+    def replace_hypotheses(self, repository, ranked):
+        now = time.time()
+        with self._tx() as con:
+            con.execute("DELETE FROM hypotheses WHERE repository = ?", (repository,))
+            con.executemany(
+                "INSERT OR REPLACE INTO hypotheses (repository, id, rank, kind, kernel,"
+                " expected_gain, body, seen_at) VALUES (?,?,?,?,?,?,?,?)",
+                [(repository, str(h["id"]), i, _text(h.get("kind")), _text(h.get("kernel")),
+                  _number(h.get("expected_gain")), _dumps(h), now)
+                 for i, h in enumerate(ranked)])
+
+    def hypotheses(self, repository):
+        return [json.loads(r["body"]) for r in self._con().execute(
+            "SELECT body FROM hypotheses WHERE repository = ? ORDER BY rank", (repository,))]
+
+    def save_pull(self, repository, hypothesis_id, number, branch, *, head_sha, title, kernel,
+                  change):
+        now = time.time()
+        with self._tx() as con:
+            con.execute(
+                "INSERT INTO pulls (repository, hypothesis_id, number, branch, head_sha, title,"
+                " kernel, change, state, opened_at, updated_at)"
+                " VALUES (?,?,?,?,?,?,?,?, 'open', ?, ?)"
+                " ON CONFLICT (repository, number) DO UPDATE SET head_sha=excluded.head_sha,"
+                " title=excluded.title, change=excluded.change, updated_at=excluded.updated_at",
+                (repository, hypothesis_id, number, branch, head_sha, title, kernel,
+                 _dumps(change), now, now))
+
+    def _pull_row(self, row):
+        if row is not None and row.get("change"):
+            row["change"] = json.loads(row["change"])
+        return row
+
+    def open_pull(self, repository, hypothesis_id):
+        return self._pull_row(self._row(
+            "SELECT * FROM pulls WHERE repository = ? AND hypothesis_id = ? AND state = 'open'",
+            (repository, hypothesis_id)))
+
+    def pull(self, repository, number):
+        return self._pull_row(self._row(
+            "SELECT * FROM pulls WHERE repository = ? AND number = ?", (repository, number)))
+
+    def pull_by_head(self, repository, head_sha):
+        return self._pull_row(self._row(
+            "SELECT * FROM pulls WHERE repository = ? AND head_sha = ? ORDER BY id DESC LIMIT 1",
+            (repository, head_sha)))
+
+    def pulls(self, repository, state=None, limit=50):
+        if state is None:
+            rows = self._rows("SELECT * FROM pulls WHERE repository = ?"
+                              " ORDER BY updated_at DESC, id DESC LIMIT ?", (repository, limit))
+        else:
+            rows = self._rows("SELECT * FROM pulls WHERE repository = ? AND state = ?"
+                              " ORDER BY updated_at DESC, id DESC LIMIT ?",
+                              (repository, state, limit))
+        return [self._pull_row(r) for r in rows]
+
+    def close_pull(self, repository, number, outcome, by=None):
+        now = time.time()
+        with self._tx() as con:
+            cur = con.execute(
+                "UPDATE pulls SET state = 'closed', outcome = ?, closed_by = ?, closed_at = ?,"
+                " updated_at = ? WHERE repository = ? AND number = ? AND state = 'open'",
+                (outcome, by, now, now, repository, number))
+        return cur.rowcount > 0
+
+    def start_run(self, repository, hypothesis_id, job_id):
+        with self._tx() as con:
+            return con.execute(
+                "INSERT INTO runs (repository, hypothesis_id, job_id, started_at)"
+                " VALUES (?,?,?,?)", (repository, hypothesis_id, job_id, time.time())).lastrowid
+
+    def finish_run(self, run_id, outcome, detail=""):
+        with self._tx() as con:
+            con.execute("UPDATE runs SET outcome = ?, detail = ?, finished_at = ? WHERE id = ?",
+                        (outcome, detail, time.time(), run_id))
+
+    def runs(self, repository, limit=20):
+        return self._rows("SELECT * FROM runs WHERE repository = ? ORDER BY id DESC LIMIT ?",
+                          (repository, limit))
+
+    # -- the job queue --------------------------------------------------------------------------
+    def _enqueue(self, con, jobs):
+        now = time.time()
+        ids = []
+        for spec in jobs:
+            cur = con.execute(
+                "INSERT INTO jobs (kind, queue, key, repository, payload, state, max_attempts,"
+                " run_at, created_at) VALUES (?,?,?,?,?,?,?,?,?)"
+                " ON CONFLICT (key) WHERE state IN ('queued', 'deferred') DO NOTHING",
+                (spec.kind, spec.queue, spec.key, spec.repository, _dumps(spec.payload), QUEUED,
+                 self.max_attempts, now + spec.delay, now))
+            ids.append(cur.lastrowid if cur.rowcount else None)
+        return ids
+
+    def enqueue(self, jobs):
+        with self._tx() as con:
+            return self._enqueue(con, list(jobs))
+
+    def claim(self, queues, worker, lease):
+        now = time.time()
+        marks = ", ".join("?" for _ in queues)
+        with self._tx() as con:
+            # A queued job waits while another job with its key is running (and alive):
+            # jobs with one key run one at a time, in order.
+            row = con.execute(
+                f"SELECT id FROM jobs AS j WHERE queue IN ({marks}) AND ("
+                f" (state = '{QUEUED}' AND run_at <= ? AND (key IS NULL OR NOT EXISTS ("
+                f"   SELECT 1 FROM jobs AS r WHERE r.key = j.key AND r.state = '{RUNNING}'"
+                "    AND r.lease_until >= ?)))"
+                f" OR (state = '{RUNNING}' AND lease_until < ?))"
+                " ORDER BY run_at, id LIMIT 1", (*queues, now, now, now)).fetchone()
+            if row is None:
+                return None
+            con.execute(
+                f"UPDATE jobs SET state = '{RUNNING}', worker = ?, lease_until = ?,"
+                " attempts = attempts + 1 WHERE id = ?", (worker, now + lease, row["id"]))
+            return _job(con.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone())
+
+    def _owned(self, con, job_id, worker, sql, args):
+        return con.execute(
+            sql + f" WHERE id = ? AND worker = ? AND state = '{RUNNING}'",
+            (*args, job_id, worker)).rowcount > 0
+
+    def heartbeat(self, job_id, worker, lease):
+        with self._tx() as con:
+            return self._owned(con, job_id, worker, "UPDATE jobs SET lease_until = ?",
+                               (time.time() + lease,))
+
+    def checkpoint(self, job_id, worker, data):
+        with self._tx() as con:
+            row = con.execute("SELECT checkpoint FROM jobs WHERE id = ? AND worker = ? AND"
+                              f" state = '{RUNNING}'", (job_id, worker)).fetchone()
+            if row is None:
+                return False
+            merged = {**json.loads(row["checkpoint"]), **data}
+            return self._owned(con, job_id, worker, "UPDATE jobs SET checkpoint = ?",
+                               (_dumps(merged),))
+
+    def complete(self, job_id, worker, result, follow_up=()):
+        with self._tx() as con:
+            ok = self._owned(con, job_id, worker,
+                             f"UPDATE jobs SET state = '{DONE}', result = ?, finished_at = ?,"
+                             " lease_until = NULL", (_dumps(result or {}), time.time()))
+            if ok and follow_up:
+                self._enqueue(con, follow_up)
+            return ok
+
+    def retry(self, job_id, worker, run_at, error, count_attempt=True):
+        with self._tx() as con:
+            try:
+                return self._owned(
+                    con, job_id, worker,
+                    f"UPDATE jobs SET state = '{QUEUED}', run_at = ?, last_error = ?,"
+                    " lease_until = NULL, attempts = attempts - ?",
+                    (run_at, error, 0 if count_attempt else 1))
+            except sqlite3.IntegrityError:
+                return self._superseded(con, job_id, worker, error)
+
+    def _superseded(self, con, job_id, worker, error):
+        # A job with the same key was queued while this one ran: it is the newer request
+        # for the same work, so it replaces this one instead of queueing behind it.
+        return self._owned(con, job_id, worker,
+                           f"UPDATE jobs SET state = '{DONE}', finished_at = ?,"
+                           " lease_until = NULL, last_error = ?",
+                           (time.time(), f"superseded by a newer job with this key ({error})"))
+
+    def fail(self, job_id, worker, error):
+        with self._tx() as con:
+            return self._owned(con, job_id, worker,
+                               f"UPDATE jobs SET state = '{FAILED}', last_error = ?,"
+                               " finished_at = ?, lease_until = NULL", (error, time.time()))
+
+    def defer(self, job_id, worker, reason):
+        with self._tx() as con:
+            try:
+                return self._owned(con, job_id, worker,
+                                   f"UPDATE jobs SET state = '{DEFERRED}', last_error = ?,"
+                                   " lease_until = NULL, attempts = attempts - 1", (reason,))
+            except sqlite3.IntegrityError:
+                return self._superseded(con, job_id, worker, reason)
+
+    def release_deferred(self, repository):
+        with self._tx() as con:
+            return con.execute(
+                f"UPDATE jobs SET state = '{QUEUED}', run_at = ? WHERE state = '{DEFERRED}'"
+                " AND repository = ?", (time.time(), repository)).rowcount
+
+    def cancel_jobs(self, repository):
+        with self._tx() as con:
+            return con.execute(
+                f"UPDATE jobs SET state = '{FAILED}', last_error = 'cancelled: the App lost"
+                f" access to the repository', finished_at = ? WHERE state IN ('{QUEUED}',"
+                f" '{DEFERRED}') AND repository = ?", (time.time(), repository)).rowcount
+
+    def job(self, job_id):
+        row = self._con().execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return _job(row) if row is not None else None
+
+    def jobs(self, *, state=None, kind=None, repository=None, limit=100):
+        where, args = [], []
+        for col, val in (("state", state), ("kind", kind), ("repository", repository)):
+            if val is not None:
+                where.append(f"{col} = ?")
+                args.append(val)
+        sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
+        rows = self._con().execute(sql + " ORDER BY id LIMIT ?", (*args, limit)).fetchall()
+        return [_job(r) for r in rows]
+
+    def job_counts(self):
+        return {(r["kind"], r["state"]): r["n"] for r in self._con().execute(
+            "SELECT kind, state, COUNT(*) AS n FROM jobs GROUP BY kind, state")}
+
+    def due(self, name, interval):
+        now = time.time()
+        with self._tx() as con:
+            row = con.execute("SELECT next_run FROM schedules WHERE name = ?", (name,)).fetchone()
+            if row is not None and row["next_run"] > now:
+                return False
+            con.execute("INSERT OR REPLACE INTO schedules (name, next_run) VALUES (?, ?)",
+                        (name, now + interval))
+            return True
+
+    def get_meta(self, key):
+        row = self._row("SELECT value FROM meta WHERE key = ?", (key,))
+        return row["value"] if row else None
+
+    def set_meta(self, key, value):
+        with self._tx() as con:
+            con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+
+def _job(row: sqlite3.Row) -> Job:
+    return Job(
+        id=row["id"], kind=row["kind"], queue=row["queue"], key=row["key"],
+        repository=row["repository"], payload=json.loads(row["payload"]), state=row["state"],
+        attempts=row["attempts"], max_attempts=row["max_attempts"],
+        checkpoint=json.loads(row["checkpoint"]), last_error=row["last_error"],
+        created_at=row["created_at"], run_at=row["run_at"], worker=row["worker"],
+        result=json.loads(row["result"]) if row["result"] else None)
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+__all__ = ["SQLiteStore", "window_digest", "DONE", "FAILED"]

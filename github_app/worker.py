@@ -1,0 +1,177 @@
+"""The job worker: claims jobs from the store, runs them, retries with backoff.
+
+A claimed job carries a lease that a heartbeat thread renews while it runs; a worker that
+dies (``kill -9``, a lost machine) stops renewing, and when the lease runs out another
+worker claims the job and runs it again from the start, with its checkpoint. Handlers are
+written to be re-run (see :mod:`github_app.jobs`), and completion is recorded only by the
+worker that holds the lease, so a job finishes exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Sequence
+
+from github_app.client import RateLimited
+from github_app.jobs import (
+    EVOLUTION_QUEUE, Deferred, JobContext, LostLease, Permanent, load_handlers,
+)
+from github_app.store import Job, JobSpec
+
+log = logging.getLogger(__name__)
+
+SCHEDULES = (
+    # (schedule name, config key of its interval, job kind)
+    ("reason_all", "REASON_INTERVAL_SECONDS", "reason_all"),
+    ("redeliver", "REDELIVERY_INTERVAL_SECONDS", "redeliver"),
+    ("prune", "REASON_INTERVAL_SECONDS", "prune"),
+)
+
+
+def _is_permanent_http(exc: BaseException) -> bool:
+    """GitHub said no for a reason retrying will not change (4xx but 401/409)."""
+    from github3.exceptions import ClientError
+
+    return isinstance(exc, ClientError) and exc.code not in (401, 409)
+
+
+class Worker:
+    def __init__(self, services, queues: Sequence[str] = ("default",), name: str | None = None):
+        self.services = services
+        self.queues = tuple(queues)
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+        self.handlers = load_handlers()
+        self.config = services.config
+        self.stopping = threading.Event()
+
+    # -- one job ------------------------------------------------------------------------------
+    def run_once(self) -> Job | None:
+        """Claim and run one due job; the job, or None when none was due."""
+        lease = self.config["JOB_LEASE_SECONDS"]
+        job = self.services.store.claim(self.queues, self.name, lease)
+        if job is None:
+            return None
+        beat = threading.Event()
+        heart = threading.Thread(target=self._heartbeat, args=(job, beat), daemon=True,
+                                 name=f"heartbeat-{job.id}")
+        heart.start()
+        try:
+            self._run(job)
+        finally:
+            beat.set()
+            heart.join()
+        return job
+
+    def _heartbeat(self, job: Job, done: threading.Event) -> None:
+        lease = self.config["JOB_LEASE_SECONDS"]
+        while not done.wait(lease / 3):
+            if not self.services.store.heartbeat(job.id, self.name, lease):
+                log.warning("job %s: lease lost to another worker", job.id)
+                return
+
+    def _run(self, job: Job) -> None:
+        store, metrics = self.services.store, self.services.metrics
+        handler = self.handlers.get(job.kind)
+        if handler is None:
+            store.fail(job.id, self.name, f"no handler for job kind {job.kind!r}")
+            return
+        ctx = JobContext(self.services, job, self.name)
+        started = time.monotonic()
+        try:
+            result = handler(ctx)
+        except LostLease:
+            metrics.inc("aina_job_runs_total", kind=job.kind, result="lost_lease")
+            return
+        except Deferred as exc:
+            store.defer(job.id, self.name, str(exc))
+            metrics.inc("aina_job_runs_total", kind=job.kind, result="deferred")
+            log.info("job %s %s deferred: %s", job.id, job.kind, exc)
+            return
+        except RateLimited as exc:
+            store.retry(job.id, self.name, exc.retry_at, str(exc), count_attempt=False)
+            metrics.inc("aina_job_runs_total", kind=job.kind, result="rate_limited")
+            log.warning("job %s %s: %s", job.id, job.kind, exc)
+            return
+        except Exception as exc:
+            self._failed(job, exc)
+            return
+        if store.complete(job.id, self.name, result, ctx.follow_up):
+            metrics.inc("aina_job_runs_total", kind=job.kind, result="done")
+            log.info("job %s %s done in %.2fs: %s", job.id, job.kind,
+                     time.monotonic() - started, result)
+        else:
+            metrics.inc("aina_job_runs_total", kind=job.kind, result="lost_lease")
+
+    def _failed(self, job: Job, exc: Exception) -> None:
+        store, metrics = self.services.store, self.services.metrics
+        error = f"{type(exc).__name__}: {exc}"
+        if getattr(exc, "code", None) == 401 and "installation_id" in job.payload:
+            self.services.auth.forget(job.payload["installation_id"])
+        if isinstance(exc, Permanent) or _is_permanent_http(exc):
+            store.fail(job.id, self.name, error)
+            metrics.inc("aina_job_runs_total", kind=job.kind, result="failed")
+            log.error("job %s %s failed for good: %s", job.id, job.kind, error)
+            return
+        if job.attempts >= job.max_attempts:
+            store.fail(job.id, self.name, f"{error} (after {job.attempts} attempts)")
+            metrics.inc("aina_job_runs_total", kind=job.kind, result="failed")
+            log.error("job %s %s gave up after %d attempts: %s\n%s", job.id, job.kind,
+                      job.attempts, error, traceback.format_exc())
+            return
+        base, cap = self.config["RETRY_BASE_SECONDS"], self.config["RETRY_MAX_SECONDS"]
+        delay = min(cap, base * 2 ** (job.attempts - 1)) * random.uniform(0.5, 1.0)
+        store.retry(job.id, self.name, time.time() + delay, error)
+        metrics.inc("aina_job_runs_total", kind=job.kind, result="retry")
+        log.warning("job %s %s attempt %d failed (%s); retry in %.1fs", job.id, job.kind,
+                    job.attempts, error, delay)
+
+    # -- the loop -----------------------------------------------------------------------------
+    def schedule(self) -> None:
+        """Enqueue the periodic jobs that are due (at most once per interval, fleet-wide)."""
+        store = self.services.store
+        for name, key, kind in SCHEDULES:
+            if store.due(name, self.config[key]):
+                store.enqueue([JobSpec(kind, {}, key=kind)])
+
+    def run(self, stop: threading.Event | None = None) -> None:
+        stop = stop or self.stopping
+        poll = self.config["WORKER_POLL_SECONDS"]
+        while not stop.is_set():
+            try:
+                if "default" in self.queues:
+                    self.schedule()
+                job = self.run_once()
+            except Exception:  # the store hiccupped (locked, disk full): wait and go on
+                log.exception("worker %s: error outside a job", self.name)
+                job = None
+            if job is None:
+                stop.wait(poll)
+
+
+def startup_jobs() -> list[JobSpec]:
+    """What a starting App does first: learn its installations and ask GitHub again for
+    whatever was delivered while it was down."""
+    return [JobSpec("sync", {}, key="sync"), JobSpec("redeliver", {}, key="redeliver")]
+
+
+def start_workers(services, *, threads: int, evolution_threads: int,
+                  stop: threading.Event) -> list[threading.Thread]:
+    out = []
+    for i in range(threads):
+        w = Worker(services, ("default",), name=f"{socket.gethostname()}:{os.getpid()}:w{i}")
+        out.append(threading.Thread(target=w.run, args=(stop,), name=f"aina-worker-{i}",
+                                    daemon=True))
+    for i in range(evolution_threads):
+        w = Worker(services, (EVOLUTION_QUEUE,),
+                   name=f"{socket.gethostname()}:{os.getpid()}:e{i}")
+        out.append(threading.Thread(target=w.run, args=(stop,), name=f"aina-evolver-{i}",
+                                    daemon=True))
+    for t in out:
+        t.start()
+    return out
