@@ -26,6 +26,7 @@ import triton.language as tl
 
 from kernels import rowwise
 from kernels.rowwise import row_offsets
+from kernels.dispatch import dispatcher
 
 
 @triton.jit
@@ -157,8 +158,9 @@ def layer_norm_generic(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
 
 
 def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """LayerNorm over the last dim (the public entry point; the heuristic's meta-parameters)."""
-    return layer_norm_generic(x, weight, bias, eps)
+    """LayerNorm over the last dim (the public entry point: the variant that
+    ``kernels/variants/layer_norm.yaml`` chooses for the call; ``layer_norm_generic`` by default)."""
+    return _dispatch(x, weight, bias, eps)
 
 
 def layer_norm_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -170,3 +172,7 @@ def layer_norm_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
 def layer_norm_dims(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float = 1e-5) -> dict:
     """The spec's named dims for a call: M rows (all leading dims) of N columns."""
     return {"M": math.prod(x.shape[:-1]), "N": x.shape[-1]}
+
+
+# The public entry point's dispatch (kernels/dispatch.py): cached per dims, dtype and device.
+_dispatch = dispatcher("layer_norm", layer_norm_dims, layer_norm_generic)

@@ -23,6 +23,7 @@ import triton.language as tl
 
 from kernels import rowwise
 from kernels.rowwise import row_offsets
+from kernels.dispatch import dispatcher
 
 
 @triton.jit
@@ -136,8 +137,9 @@ def rms_norm_generic(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6, *
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """RMSNorm over the last dim (the public entry point; the heuristic's meta-parameters)."""
-    return rms_norm_generic(x, weight, eps)
+    """RMSNorm over the last dim (the public entry point: the variant that
+    ``kernels/variants/rms_norm.yaml`` chooses for the call; ``rms_norm_generic`` by default)."""
+    return _dispatch(x, weight, eps)
 
 
 def rms_norm_reference(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -150,3 +152,7 @@ def rms_norm_reference(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6)
 def rms_norm_dims(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> dict:
     """The spec's named dims for a call: M rows (all leading dims) of N columns."""
     return {"M": math.prod(x.shape[:-1]), "N": x.shape[-1]}
+
+
+# The public entry point's dispatch (kernels/dispatch.py): cached per dims, dtype and device.
+_dispatch = dispatcher("rms_norm", rms_norm_dims, rms_norm_generic)

@@ -26,6 +26,7 @@ import triton.language as tl
 
 from kernels import rowwise
 from kernels.rowwise import row_offsets
+from kernels.dispatch import dispatcher
 
 
 @triton.jit
@@ -141,8 +142,9 @@ def softmax_generic(x: torch.Tensor, **config) -> torch.Tensor:
 
 
 def softmax(x: torch.Tensor) -> torch.Tensor:
-    """Softmax over the last dim (the public entry point; the heuristic's meta-parameters)."""
-    return softmax_generic(x)
+    """Softmax over the last dim (the public entry point: the variant that
+    ``kernels/variants/softmax.yaml`` chooses for the call; ``softmax_generic`` by default)."""
+    return _dispatch(x)
 
 
 def softmax_reference(x: torch.Tensor) -> torch.Tensor:
@@ -153,3 +155,7 @@ def softmax_reference(x: torch.Tensor) -> torch.Tensor:
 def softmax_dims(x: torch.Tensor) -> dict:
     """The spec's named dims for a call: M rows (all leading dims) of N columns."""
     return {"M": math.prod(x.shape[:-1]), "N": x.shape[-1]}
+
+
+# The public entry point's dispatch (kernels/dispatch.py): cached per dims, dtype and device.
+_dispatch = dispatcher("softmax", softmax_dims, softmax_generic)
