@@ -1,0 +1,161 @@
+"""The Changer's records: what was proposed, and what the evaluator found.
+
+Plain dataclasses that round-trip through JSON: they are written to the search checkpoint,
+the attestation and the PR body, so every field is data, never code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+#: Stages of the evaluation cascade, cheapest first; a candidate stops at its first failure.
+STAGES = ("import", "examples", "properties", "benchmarks")
+
+#: The specific reasons a candidate can fail with (``Verdict.reason``).
+REASONS = (
+    "syntax_error", "import_error", "missing_function", "timeout", "memory_limit", "crashed",
+    "killed_by_signal", "exception", "wrong_answer", "invariant_broken", "stale_result",
+    "partial_result", "output_aliases_input", "input_mutated", "tampered_clock",
+    "implausible_timing", "sandbox_violation", "no_result", "left_processes",
+)
+
+
+def digest(obj: Any) -> str:
+    """sha256 of a JSON-able object in canonical form."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+@dataclass
+class Candidate:
+    """A kernel to try: either the generic variant with meta-parameters (``config``), or a
+    module's source text (``source``) defining the function the spec's implementation names."""
+
+    kernel: str
+    proposer: str                       # "metaparams", "llm:<model>", "file", or a plugin's name
+    config: dict | None = None          # meta-parameters bound to the generic variant
+    source: str | None = None           # a whole Python module
+    function: str | None = None         # the function in ``source`` to evaluate
+    parent: str | None = None           # the candidate this one was derived from
+    meta: dict = field(default_factory=dict)  # tokens, cost, model, prompt digest, attempts
+
+    @property
+    def id(self) -> str:
+        return digest({"kernel": self.kernel, "config": self.config, "source": self.source,
+                       "function": self.function})[:12]
+
+    def describe(self) -> str:
+        if self.config is not None:
+            return ", ".join(f"{k}={v}" for k, v in sorted(self.config.items())) or "heuristic defaults"
+        return f"{self.proposer} source ({len(self.source or '')} chars)"
+
+    def to_json(self) -> dict:
+        return asdict(self) | {"id": self.id}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Candidate":
+        return cls(**{k: v for k, v in d.items() if k != "id"})
+
+
+@dataclass
+class Timing:
+    """A side-by-side measurement at one benchmark case, seconds per call."""
+
+    case: str
+    samples_s: list[float]
+    reference_samples_s: list[float]
+    clock: str
+
+    @property
+    def median_s(self) -> float:
+        return _median(self.samples_s)
+
+    @property
+    def reference_median_s(self) -> float:
+        return _median(self.reference_samples_s)
+
+    @property
+    def speedup(self) -> float:
+        return self.reference_median_s / self.median_s
+
+
+def _median(xs: list[float]) -> float:
+    s = sorted(xs)
+    n = len(s)
+    return s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
+
+
+@dataclass
+class Verdict:
+    """What the evaluator found: the stages passed, or the first failure and its reason."""
+
+    candidate: str                       # Candidate.id
+    passed: bool
+    stages: list[str] = field(default_factory=list)
+    failed_stage: str | None = None
+    reason: str | None = None            # one of REASONS
+    detail: str = ""
+    timings: list[dict] = field(default_factory=list)  # Timing as dicts, with medians and CIs
+    speedup: float | None = None         # reference time / candidate time, geometric mean over cases
+    score: float | None = None           # what the search maximises (higher is better)
+    wall_s: float = 0.0
+    sandbox: dict = field(default_factory=dict)  # which protections were in force
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Verdict":
+        return cls(**d)
+
+
+@dataclass
+class Attempt:
+    candidate: Candidate
+    verdict: Verdict
+
+    def to_json(self) -> dict:
+        return {"candidate": self.candidate.to_json(), "verdict": self.verdict.to_json()}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Attempt":
+        return cls(Candidate.from_json(d["candidate"]), Verdict.from_json(d["verdict"]))
+
+
+@dataclass
+class SearchRecord:
+    """One search for one hypothesis: everything needed to judge and repeat it."""
+
+    kernel: str
+    spec_path: str
+    hypothesis: dict                   # as the Reasoner emitted it (id, kind, kernel, domain, evidence, ...)
+    seed: int
+    budget: dict                       # evaluations, wall_s, tokens: what was allowed and what was used
+    proposers: list[str]
+    baseline: Attempt | None           # the current dispatch's choice, measured in the same run
+    attempts: list[Attempt]            # in evaluation order, failures included
+    winner: str | None                 # Candidate.id of the best passing candidate, if it beats the baseline
+    benchmark_cases: list[str]         # the cases timed (labels), hot shapes of the hypothesis
+    environment: dict                  # pytest_aina.environment.collect()
+    device: str                        # "cuda" or "cpu" (Triton interpreter: not GPU evidence)
+    started: str = ""
+    finished: str = ""
+    repeat: str = ""                   # the command that repeats this search
+
+    def winner_attempt(self) -> Attempt | None:
+        return next((a for a in self.attempts if a.candidate.id == self.winner), None)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["baseline"] = self.baseline.to_json() if self.baseline else None
+        d["attempts"] = [a.to_json() for a in self.attempts]
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> "SearchRecord":
+        d = dict(d)
+        d["baseline"] = Attempt.from_json(d["baseline"]) if d.get("baseline") else None
+        d["attempts"] = [Attempt.from_json(a) for a in d["attempts"]]
+        return cls(**d)
