@@ -1,0 +1,107 @@
+"""Finding and ending a sandbox's processes through ``/proc`` (Linux)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode(errors="replace")
+    except OSError:
+        return None
+
+
+def status(pid: int) -> dict[str, str]:
+    text = _read(f"/proc/{pid}/status") or ""
+    out = {}
+    for line in text.splitlines():
+        k, _, v = line.partition(":")
+        out[k] = v.strip()
+    return out
+
+
+def all_pids() -> list[int]:
+    try:
+        return [int(d) for d in os.listdir("/proc") if d.isdigit()]
+    except OSError:
+        return []
+
+
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (via ``/proc/PID/task/TID/children``)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            tids = os.listdir(f"/proc/{p}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            text = _read(f"/proc/{p}/task/{tid}/children")
+            if text:
+                todo.extend(int(c) for c in text.split())
+    return out
+
+
+def by_uid(uid: int) -> list[int]:
+    """Processes whose real uid is ``uid`` (read from status: a process cannot hide it by
+    making itself non-dumpable, which only changes the owner of its /proc folder)."""
+    out = []
+    for pid in all_pids():
+        uids = status(pid).get("Uid", "").split()
+        if uids and int(uids[0]) == uid:
+            out.append(pid)
+    return out
+
+
+def by_session(sid: int) -> list[int]:
+    out = []
+    for pid in all_pids():
+        stat = _read(f"/proc/{pid}/stat")
+        if stat:
+            # the command name (field 2) may hold spaces and parentheses: split after the last ')'
+            fields = stat.rpartition(")")[2].split()
+            if len(fields) > 3 and int(fields[3]) == sid:
+                out.append(pid)
+    return out
+
+
+def is_zombie(pid: int) -> bool:
+    return status(pid).get("State", "").startswith(("Z", "X"))
+
+
+def rss_bytes(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        v = status(pid).get("VmRSS")
+        if v:
+            total += int(v.split()[0]) * 1024
+    return total
+
+
+def cmdline(pid: int) -> str:
+    return (_read(f"/proc/{pid}/cmdline") or "").replace("\0", " ").strip()
+
+
+def kill(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def kill_until_gone(find, timeout: float = 5.0) -> list[int]:
+    """SIGKILL whatever ``find()`` returns until it returns nothing live; returns what is left."""
+    deadline = time.monotonic() + timeout
+    while True:
+        live = [p for p in find() if not is_zombie(p)]
+        if not live or time.monotonic() > deadline:
+            return live
+        kill(live)
+        time.sleep(0.01)

@@ -1,0 +1,353 @@
+"""``time_calls``: benchmark a candidate where it cannot reach the clock.
+
+The parent drives a sandboxed child call by call over a pipe (:mod:`.serve` is the other
+end) and owns the stopwatch: the time of a call is from the parent's ``go`` to the
+child's ``done``. Each call gets fresh inputs, made in the child from a seed the parent
+picks per call (so an answer cached between calls cannot pass), and every output is
+checked after timing, by the parent, against a reference the parent computes from the
+same seed. The protocol's own cost (the "floor") is calibrated in the same child with a
+no-op before the candidate is imported.
+
+The seam for the evaluator, three callables named by import path (``module:function`` or
+``file.py:function``):
+
+* ``make_inputs(seed, **params)`` -> a sequence of positional arguments (or a dict of
+  keyword arguments); deterministic in ``seed``; runs in the child *and* in the parent;
+* ``reference(*args)`` -> the expected output; runs in the parent only;
+* ``check(output, expected, **params)`` -> ``None`` when acceptable, else a problem (a
+  string, a dict, or an object with ``describe()`` such as ``compare.Mismatch``); an
+  ``AssertionError`` counts as a problem too. It must also accept row slices of its
+  arguments, which is how a partial result is told from a wrong one.
+
+Failures, each with its own status: wrong answer, stale result, partial result, aliased
+output, input mutated, tampered clock, measurement error (a figure faster than possible),
+plus everything :func:`~pytest_aina.sandbox.run` can report (timeout, crash, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import secrets
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping, Sequence
+
+from pytest_aina.sandbox import frames, wire
+from pytest_aina.sandbox import result as R
+from pytest_aina.sandbox.ending import classify
+from pytest_aina.sandbox.launch import Child, Ended
+from pytest_aina.sandbox.oneshot import staged_entry
+from pytest_aina.sandbox.result import Exit, Isolation, Limits
+
+#: how much faster than the no-op round trip a call may seem before it is impossible
+_FLOOR_SLACK = 0.8
+
+
+@dataclass
+class Call:
+    index: int
+    seed: int
+    warmup: bool
+    parent_s: float  # go -> done, on the parent's clock: the figure that counts
+    child_s: float  # the call on a clock the child captured before the candidate loaded
+    live_s: float  # the call on the child's time.perf_counter as the candidate left it
+    problem: str | None = None
+
+
+@dataclass
+class TimingResult:
+    status: str
+    reason: str
+    times_s: list[float] = field(default_factory=list)  # timed calls, parent's clock
+    median_s: float | None = None
+    net_median_s: float | None = None  # median minus the protocol floor's median
+    floor: dict = field(default_factory=dict)  # the no-op round trip: median_s, min_s, p90_s, calls
+    calls: list[Call] = field(default_factory=list)
+    seed: int = 0
+    exit: Exit = field(default_factory=Exit)
+    wall_s: float = 0.0
+    peak_rss_bytes: int = 0
+    stdout_tail: str = ""
+    stderr_tail: str = ""
+    violations: list[dict] = field(default_factory=list)
+    cleanup: str = ""
+    protections: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == R.OK
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class _Stop(Exception):
+    def __init__(self, status: str, reason: str):
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+
+
+def _describe(problem: Any) -> str | None:
+    if problem is None:
+        return None
+    if isinstance(problem, str):
+        return problem
+    if hasattr(problem, "describe"):
+        return str(problem.describe())
+    if isinstance(problem, dict):
+        return json.dumps(problem, default=str)
+    return str(problem)
+
+
+def _run_check(check, out, expected, params) -> str | None:
+    try:
+        return _describe(check(out, expected, **params))
+    except AssertionError as e:
+        return str(e) or "check failed"
+    except Exception as e:  # a malformed output can make a check trip: still a wrong answer
+        return f"the check could not compare the output: {type(e).__name__}: {e}"
+
+
+def _resolve(path: str):
+    from pytest_aina.sandbox.boot import resolve
+
+    return resolve(path)
+
+
+def time_calls(entry: str, *, make_inputs: str, reference: str, check: str, params: Mapping[str, Any] | None = None,
+               calls: int = 10, warmup: int = 1, seed: int = 0, floor_calls: int = 30, call_timeout_s: float = 30.0,
+               min_plausible_s: float | None = None, limits: Limits | None = None, isolation: Isolation | None = None,
+               pythonpath: Sequence[str] = (), read_paths: Sequence[str] = (), files: Mapping[str, Any] | None = None,
+               env: Mapping[str, str] | None = None, base_dir: str | None = None) -> TimingResult:
+    """Time ``calls`` calls of ``entry`` (after ``warmup`` untimed ones, also checked) in
+    one sandboxed child. ``seed`` seeds the parent's choice of per-call seeds, so a run
+    repeats. ``min_plausible_s``: a median below it (e.g. bytes moved / peak bandwidth)
+    is a measurement error. ``limits.wall_s`` bounds the whole session."""
+    if calls < 1 or warmup < 0 or floor_calls < 1:
+        raise ValueError(f"time_calls: calls={calls} (>= 1), warmup={warmup} (>= 0), floor_calls={floor_calls} (>= 1)")
+    params = dict(params or {})
+    try:
+        json.dumps(params)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"time_calls: params must be JSON-able: {e}") from None
+    mk, ref, chk = _resolve(make_inputs), _resolve(reference), _resolve(check)
+    staged: dict[str, Any] = dict(files or {})
+    entry, extra = staged_entry(entry)
+    staged.update(extra)
+    mk_child, extra = staged_entry(make_inputs)
+    staged.update({f"harness/{k}": v for k, v in extra.items()})
+    mk_child = mk_child.replace("{work}/", "{work}/harness/")
+    limits = limits or Limits()
+    child = Child("serve", {"entry": entry, "make_inputs": mk_child, "params": params}, limits=limits,
+                  isolation=isolation or Isolation(), pythonpath=list(pythonpath), read_paths=list(read_paths),
+                  files=staged, env=env, base_dir=base_dir)
+    for key in ("entry", "make_inputs"):
+        child.config[key] = child.config[key].replace("{work}", child.work)
+    res = TimingResult(status=R.OK, reason="ok", seed=seed)
+    final: dict | None = None  # None: the child ended or was killed before the session did
+    protocol: str | None = None
+    stop: _Stop | None = None
+    child.start()
+    try:
+        _session(child, res, mk=mk, ref=ref, chk=chk, params=params, calls=calls, warmup=warmup, seed=seed,
+                 floor_calls=floor_calls, call_timeout_s=call_timeout_s, min_plausible_s=min_plausible_s,
+                 deadline=child.started + limits.wall_s)
+        final = {"op": "result"}
+    except _Stop as e:
+        stop, final = e, {"op": "result"}  # the child behaved; the harness's verdict decides
+    except _Failed as f:
+        final = f.frame
+    except TimeoutError:
+        child.kill(R.TIMEOUT, f"timeout: the session passed its {limits.wall_s:g} s wall-clock limit")
+    except Ended:
+        pass
+    except frames.ProtocolError as e:
+        protocol = str(e)
+        child.kill(R.NO_RESULT, f"no result: the channel carried garbage ({e})")
+    child.finish(grace=2.0)
+    # what the sandbox saw (a kill, a violation, leftovers, a crash) outranks the harness's verdict
+    res.status, res.reason = classify(child, final, protocol)
+    if res.status == R.OK and stop is not None:
+        res.status, res.reason = stop.status, stop.reason
+    red = child.redactor
+    res.reason = red.text(res.reason)
+    for c in res.calls:
+        c.problem = red.text(c.problem) if c.problem else None
+    res.exit, res.wall_s, res.peak_rss_bytes = child.exit, child.wall_s(), child.peak_rss
+    res.stdout_tail, res.stderr_tail = child.tail(0), child.tail(1)
+    res.violations = [{k: red.text(v) for k, v in v.items()} for v in child.violations]
+    res.cleanup, res.protections = child.cleanup, child.protections()
+    return res
+
+
+class _Failed(Exception):
+    def __init__(self, frame: dict):
+        self.frame = frame
+
+
+def _expect(child: Child, op: str, deadline: float, what: str) -> tuple[dict, bytes]:
+    while True:
+        header, blob = child.recv(deadline)
+        if header["op"] == "confined":
+            missing = child.missing()
+            if missing:
+                child.kill(R.SANDBOX_ERROR, f"sandbox error: required protection(s) not in force on this machine: "
+                                            f"{', '.join(missing)}")
+            continue
+        if header["op"] == op:
+            return header, blob
+        if header["op"] in ("failed", "error"):
+            raise _Failed(header)
+        raise _Stop(R.PROTOCOL, f"protocol error: expected {op!r} {what}, got {header['op']!r}")
+
+
+def _session(child: Child, res: TimingResult, *, mk, ref, chk, params, calls, warmup, seed, floor_calls,
+             call_timeout_s, min_plausible_s, deadline) -> None:
+    clock = time.perf_counter_ns
+    _expect(child, "ready", deadline, "after start-up")
+
+    floor = []
+    for _ in range(floor_calls):
+        nonce = secrets.token_hex(8)
+        t0 = clock()
+        child.send({"op": "go", "nonce": nonce})
+        header, _ = _expect(child, "done", min(deadline, time.monotonic() + call_timeout_s), "for a no-op")
+        floor.append(clock() - t0)
+        if header.get("nonce") != nonce:
+            raise _Stop(R.PROTOCOL, "protocol error: a no-op call answered with the wrong nonce")
+    floor.sort()
+    res.floor = {"median_s": statistics.median(floor) / 1e9, "min_s": floor[0] / 1e9,
+                 "p90_s": floor[int(0.9 * (len(floor) - 1))] / 1e9, "calls": len(floor)}
+
+    child.send({"op": "load"})
+    _expect(child, "loaded", deadline, "after loading the candidate")
+
+    rng = random.Random(seed)
+    history: list[tuple[int, Any]] = []  # (call index, expected output) of earlier calls
+    for i in range(warmup + calls):
+        s = rng.getrandbits(62)
+        is_warmup = i < warmup
+        child.send({"op": "prepare", "seed": s})
+        _expect(child, "prepared", deadline, f"for call {i}")
+        nonce = secrets.token_hex(8)
+        call_deadline = min(deadline, time.monotonic() + call_timeout_s)
+        t0 = clock()
+        child.send({"op": "go", "nonce": nonce})
+        try:
+            header, _ = child.recv(call_deadline)
+        except TimeoutError:
+            if time.monotonic() >= deadline:
+                raise
+            child.kill(R.TIMEOUT, f"timeout: call {i} (seed {s}) did not return within {call_timeout_s:g} s")
+            raise Ended() from None
+        t1 = clock()
+        if header["op"] == "error":
+            raise _Failed(dict(header, reason=f"{header.get('reason')} (call {i}, seed {s})"))
+        if header["op"] != "done":
+            raise _Stop(R.PROTOCOL, f"protocol error: expected 'done' for call {i}, got {header['op']!r}")
+        if header.get("nonce") != nonce:
+            raise _Stop(R.PROTOCOL, f"protocol error: call {i} was answered with a nonce the parent never sent "
+                                    "(a forged or replayed frame)")
+        call = Call(index=i, seed=s, warmup=is_warmup, parent_s=(t1 - t0) / 1e9, child_s=header["child_ns"] / 1e9,
+                    live_s=float(header.get("live_s", float("nan"))))
+        res.calls.append(call)
+        if header.get("replaced"):
+            raise _Stop(R.TAMPERED_CLOCK, f"tampered clock: the candidate replaced {', '.join(header['replaced'])} "
+                                          f"(call {i}); the parent's figures are unaffected")
+
+        child.send({"op": "collect"})
+        header, blob = _expect(child, "collected", deadline, f"for call {i}")
+        value = wire.decode(header["value"], blob)
+        out, inputs_after = value["out"], value["inputs"]
+        if header.get("aliased"):
+            o, j = header["aliased"][0]
+            raise _Stop(R.ALIASED, f"aliased output: output {o} shares memory with input {j} (call {i}): the kernel must write new memory")
+
+        made = mk(s, **params)
+        args, kwargs = ((), dict(made)) if isinstance(made, dict) else (tuple(made), {})
+        pristine = list(args) + list(kwargs.values())
+        for j, (before, after) in enumerate(zip(pristine, inputs_after)):
+            if wire.encode(before) != wire.encode(after):
+                raise _Stop(R.MUTATED, f"input mutated: input {j} differs after call {i} (seed {s}) from the "
+                                       "input it was given")
+        expected = ref(*args, **kwargs)
+        problem = _run_check(chk, out, expected, params)
+        if problem is not None:
+            call.problem = problem
+            raise _Stop(*_wrong(chk, out, expected, params, history, i, s, problem))
+        history.append((i, expected))
+        if not is_warmup:
+            res.times_s.append(call.parent_s)
+
+    timed = [c for c in res.calls if not c.warmup]
+    _judge_clocks(res, timed)
+    res.median_s = statistics.median(res.times_s)
+    res.net_median_s = max(0.0, res.median_s - res.floor["median_s"])
+    fastest = min(timed, key=lambda c: c.parent_s)
+    if fastest.parent_s < _FLOOR_SLACK * res.floor["min_s"]:
+        raise _Stop(R.MEASUREMENT, f"measurement error: call {fastest.index} took {fastest.parent_s * 1e6:.1f} us, "
+                                   f"less than the protocol's own no-op round trip ({res.floor['min_s'] * 1e6:.1f} us):"
+                                   " faster than physically possible, not a win")
+    if min_plausible_s is not None and res.net_median_s < min_plausible_s:
+        raise _Stop(R.MEASUREMENT, f"measurement error: median {res.net_median_s * 1e6:.1f} us (after the protocol "
+                                   f"floor) is below the physically plausible {min_plausible_s * 1e6:.1f} us")
+
+
+def _wrong(chk, out, expected, params, history, i, s, problem) -> tuple[str, str]:
+    """Tell a stale or partial result from a plain wrong answer."""
+    for j, earlier in reversed(history):
+        if _run_check(chk, out, earlier, params) is None:
+            return R.STALE, (f"stale result: call {i} (seed {s}) returned the answer to call {j}'s inputs "
+                             "(an answer cached between calls)")
+    rows = _partial_rows(chk, out, expected, params)
+    if rows is not None:
+        bad, total = rows
+        shown = ", ".join(f"{a}..{b - 1}" if b - a > 1 else str(a) for a, b in bad[:6])
+        return R.PARTIAL, (f"partial result: call {i} (seed {s}): rows {shown} of {total} are wrong, the others "
+                           f"right\n{problem}")
+    return R.WRONG, f"wrong answer: call {i} (seed {s}):\n{problem}"
+
+
+def _partial_rows(chk, out, expected, params):
+    """Row blocks (at most 64) that fail when some others pass, or None."""
+    try:
+        n, m = len(out), len(expected)
+        if n != m or n < 2 or tuple(getattr(out, "shape", ())) != tuple(getattr(expected, "shape", ())):
+            return None
+    except TypeError:
+        return None
+    blocks = min(n, 64)
+    edges = [round(k * n / blocks) for k in range(blocks + 1)]
+    bad = []
+    for a, b in zip(edges, edges[1:]):
+        if _run_check(chk, out[a:b], expected[a:b], params) is not None:
+            bad.append((a, b))
+    if not bad or len(bad) == blocks:
+        return None
+    merged = [bad[0]]
+    for a, b in bad[1:]:
+        if a == merged[-1][1]:
+            merged[-1] = (merged[-1][0], b)
+        else:
+            merged.append((a, b))
+    return merged, n
+
+
+def _judge_clocks(res: TimingResult, timed: list[Call]) -> None:
+    """The child's own measurements against each other and against the parent's."""
+    for c in timed:
+        if c.child_s > c.parent_s + 1e-3:
+            raise _Stop(R.TAMPERED_CLOCK, f"tampered clock: call {c.index} measured {c.child_s * 1e3:.3f} ms inside "
+                                          f"the child but only {c.parent_s * 1e3:.3f} ms from the parent")
+    child = statistics.median(c.child_s for c in timed)
+    live_gap = statistics.median(abs(c.live_s - c.child_s) if c.live_s == c.live_s else float("inf") for c in timed)
+    if live_gap > max(0.25 * child, 2e-4):
+        live = statistics.median(c.live_s for c in timed)
+        raise _Stop(R.TAMPERED_CLOCK, f"tampered clock: time.perf_counter in the child says a call takes "
+                                      f"{live * 1e3:.3f} ms, the real clock {child * 1e3:.3f} ms")
+    parent_net = statistics.median(c.parent_s for c in timed) - res.floor["median_s"]
+    if child < 0.1 * parent_net and parent_net - child > 0.05:
+        raise _Stop(R.TAMPERED_CLOCK, f"tampered clock: the child's clock says {child * 1e3:.3f} ms per call, the "
+                                      f"parent's {parent_net * 1e3:.3f} ms")

@@ -1,0 +1,100 @@
+"""Fixtures for the sandbox tests: hostile candidates are real files written per test."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import textwrap
+import threading
+
+import pytest
+
+from pytest_aina.sandbox.machine import probe
+
+#: Credentials planted in the parent's environment: none may reach a child or a record.
+SECRET_NAMES = ["GITHUB_TOKEN", "OPENAI_API_KEY", "AINA_WEBHOOK_SECRET", "MY_SERVICE_KEY", "DB_PASSWORD",
+                "SOME_SESSION_TOKEN"]
+
+
+@pytest.fixture
+def write(tmp_path):
+    """write(name, source) -> path of a candidate file (source is dedented)."""
+
+    def _write(name: str, source: str) -> str:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(source))
+        return str(path)
+
+    return _write
+
+
+@pytest.fixture
+def planted_secrets(monkeypatch) -> dict[str, str]:
+    values = {}
+    for name in SECRET_NAMES:
+        values[name] = f"{name.lower()}-{secrets.token_hex(16)}"
+        monkeypatch.setenv(name, values[name])
+    values["GITHUB_TOKEN"] = "ghp_" + secrets.token_hex(18)  # the real shape, for the pattern redactor too
+    monkeypatch.setenv("GITHUB_TOKEN", values["GITHUB_TOKEN"])
+    return values
+
+
+@pytest.fixture(scope="session")
+def caps():
+    return probe()
+
+
+def need(caps, *layers: str) -> None:
+    """Skip, saying why, where this machine lacks a layer a test is about."""
+    have = {"pid": "pid" in caps.namespaces, "net": "net" in caps.namespaces, "landlock": caps.landlock_abi > 0,
+            "landlock_net": caps.landlock_abi >= 4, "root": caps.root}
+    for layer in layers:
+        if not have[layer]:
+            pytest.skip(f"this machine lacks the {layer} layer ({'; '.join(caps.notes) or 'see probe()'})")
+
+
+@pytest.fixture
+def loopback_server():
+    """A real TCP server on 127.0.0.1 that counts the connections it accepts."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    srv.settimeout(0.2)
+    accepted: list[str] = []
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, addr = srv.accept()
+            except OSError:
+                continue
+            accepted.append(f"{addr[0]}:{addr[1]}")
+            conn.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    yield srv.getsockname()[1], accepted
+    stop.set()
+    t.join(2)
+    srv.close()
+
+
+def processes_with(marker: str) -> list[int]:
+    """Live processes whose command line contains ``marker`` (any namespace, any uid)."""
+    found = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit() or int(d) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{d}/cmdline", "rb") as f:
+                cmd = f.read()
+            with open(f"/proc/{d}/status") as f:
+                zombie = any(line.startswith("State:") and "Z" in line.split()[1] for line in f)
+        except OSError:
+            continue
+        if marker.encode() in cmd and not zombie:
+            found.append(int(d))
+    return found
