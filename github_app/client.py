@@ -123,10 +123,9 @@ def github_client(api_url: str, *, retries: int, backoff: float, max_wait: float
 
     session = GitHubSession(default_connect_timeout=min(timeout, 10.0),
                             default_read_timeout=timeout)
-    # github3 asks for v3 "full" media by default; the version header pins the REST API
-    # the App was written against.
+    # The version header pins the REST API the App was written against. github3 asks for
+    # the "full" media type (bodies as text and HTML too), which its models expect.
     session.headers["X-GitHub-Api-Version"] = API_VERSION
-    session.headers["Accept"] = "application/vnd.github+json"
     adapter = RetryingAdapter(retries=retries, backoff=backoff, max_wait=max_wait)
     session.mount("https://", adapter)
     session.mount("http://", adapter)

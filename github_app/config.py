@@ -48,8 +48,9 @@ DEFAULTS: dict[str, Any] = {
     "HTTP_TIMEOUT_SECONDS": 30.0,
     # Installation tokens live an hour; renew this long before they expire.
     "TOKEN_RENEW_MARGIN_SECONDS": 300.0,
-    # Schedules.
+    # Schedules. Telemetry arriving within the debounce shares one Reasoner run.
     "REASON_INTERVAL_SECONDS": 3600.0,
+    "REASON_DEBOUNCE_SECONDS": 30.0,
     "REDELIVERY_INTERVAL_SECONDS": 600.0,
     "REDELIVERY_LOOKBACK_SECONDS": 3 * 24 * 3600.0,
     # Where the evolution job unpacks a repository; empty means a temporary folder.
@@ -64,7 +65,8 @@ _INTS = (
 _FLOATS = (
     "JOB_LEASE_SECONDS", "RETRY_BASE_SECONDS", "RETRY_MAX_SECONDS", "WORKER_POLL_SECONDS",
     "HTTP_MAX_WAIT_SECONDS", "HTTP_BACKOFF_SECONDS", "HTTP_TIMEOUT_SECONDS",
-    "TOKEN_RENEW_MARGIN_SECONDS", "REASON_INTERVAL_SECONDS", "REDELIVERY_INTERVAL_SECONDS",
+    "TOKEN_RENEW_MARGIN_SECONDS", "REASON_INTERVAL_SECONDS", "REASON_DEBOUNCE_SECONDS",
+    "REDELIVERY_INTERVAL_SECONDS",
     "REDELIVERY_LOOKBACK_SECONDS",
 )
 

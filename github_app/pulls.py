@@ -163,8 +163,15 @@ def publish(repo, change: Change, *, base_branch: str, existing_number: int | No
         pr.update(title=change.title, body=body)
     labels = pr_labels(change)
     ensure_labels(repo, labels)
-    repo.issue(pr.number).replace_labels(labels)
+    set_labels(repo, pr.number, labels)
     return Published(pr.number, branch, head_sha, created, pr.html_url)
+
+
+def set_labels(repo, number: int, labels: list[str]) -> None:
+    """Replace the labels of issue/PR ``number``. (github3's ``replace_labels`` sends a bare
+    list; GitHub's published API wants ``{"labels": [...]}``.)"""
+    url = repo._build_url("issues", str(number), "labels", base_url=repo._api)
+    repo._json(repo._put(url, data=json.dumps({"labels": labels})), 200)
 
 
 def close_pull(repo, number: int, comment: str, *, delete_branch: bool = True) -> bool:

@@ -33,8 +33,6 @@ bp = Blueprint("telemetry", __name__)
 
 SIGNATURE_HEADER = "X-Aina-Signature-256"
 _REPO = re.compile(r"^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$")
-#: Arrivals within this many seconds share one Reasoner run (the reason job's key dedupes).
-REASON_DEBOUNCE_SECONDS = 30.0
 
 
 def telemetry_secret(master_key: str, installation_id: int) -> str:
@@ -100,7 +98,7 @@ def telemetry():
     digest = "batch:" + batch_id if batch_id else "sha256:" + hashlib.sha256(body).hexdigest()
     job = JobSpec("reason", {"repository": repository, "installation_id": installation_id},
                   key=f"reason:{repository}", repository=repository,
-                  delay=REASON_DEBOUNCE_SECONDS) if windows else None
+                  delay=config["REASON_DEBOUNCE_SECONDS"]) if windows else None
     stored = services.store.store_telemetry(digest, repository, installation_id,
                                             [w.as_dict() for w in windows], job)
     if stored is None:

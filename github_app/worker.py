@@ -36,9 +36,11 @@ SCHEDULES = (
 
 def _is_permanent_http(exc: BaseException) -> bool:
     """GitHub said no for a reason retrying will not change (4xx but 401/409)."""
-    from github3.exceptions import ClientError
+    from github3.exceptions import ResponseError
 
-    return isinstance(exc, ClientError) and exc.code not in (401, 409)
+    code = getattr(exc, "code", None)
+    return isinstance(exc, ResponseError) and isinstance(code, int) and 400 <= code < 500 \
+        and code not in (401, 409)
 
 
 class Worker:

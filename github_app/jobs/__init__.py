@@ -106,4 +106,4 @@ class LostLease(Exception):
 
 def dashboard_job(repository: str, installation_id: int) -> JobSpec:
     return JobSpec("dashboard", {"repository": repository, "installation_id": installation_id},
-                   key=f"dashboard:{repository}", repository=repository, delay=1.0)
+                   key=f"dashboard:{repository}", repository=repository)
