@@ -1,0 +1,209 @@
+"""Evaluating one candidate: a cascade of the plugin's own checks, in a sandbox.
+
+    import -> examples -> properties (and invariants) -> benchmarks
+
+1. *import*: the candidate's source must compile (checked here, without running it);
+2. *examples, properties*: ``pytest --aina`` on the spec with the candidate in place of the
+   implementation, in a sandboxed process (:func:`pytest_aina.sandbox.run`): exactly the
+   checks CI runs, stopping at the first failure;
+3. *benchmarks*: the parent-side timing protocol (:func:`pytest_aina.sandbox.time_calls`):
+   the parent owns the clock, picks a fresh seed per call and checks every output against
+   the reference it computes itself, so a candidate that games the checks in its own
+   process (patching the checker, caching answers, writing half a result) still fails
+   here. The spec's reference is timed the same way in the same run: ``speedup`` is
+   reference time / candidate time.
+
+A candidate is hostile until proven otherwise: whatever it does is a :class:`Verdict`
+with a specific reason, never an exception out of :func:`evaluate`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pytest_aina.changer.model import Candidate, Verdict
+
+
+@dataclass
+class Setup:
+    """What every evaluation in one run shares."""
+
+    spec_path: Path
+    repo: Path                         # the repository (kernels importable from here)
+    function: str                      # the function a candidate defines, e.g. "softmax"
+    generic: str                       # import path of the generic variant, for config candidates
+    bench_cases: list[dict]            # [{"dims": {...}, "dtype": ..., "label": ...}]
+    workdir: Path                      # where generated candidate files go (outside the sandbox)
+    device: str = "cpu"
+    profile: str = "ci"
+    calls: int = 7
+    warmup: int = 1
+    seed: int = 0
+    check_wall_s: float = 240.0
+    bench_wall_s: float = 120.0
+    memory_bytes: int = 6 << 30
+    hbm_bytes_per_s: float | None = None   # the device's limit: a faster figure is a measurement error
+    spec: object = field(default=None, repr=False)
+
+    def __post_init__(self):
+        if self.spec is None:
+            from pytest_aina.spec import load_spec
+
+            self.spec = load_spec(self.spec_path)
+
+
+def module_source(c: Candidate, setup: Setup) -> str:
+    """The module a candidate is evaluated as: its own source, or the generic variant with
+    the candidate's meta-parameters bound."""
+    if c.source is not None:
+        return c.source
+    module, _, attr = setup.generic.partition(":")
+    return (f'"""Candidate {c.id}: {setup.generic} with meta-parameters {c.config!r}."""\n'
+            f"from {module} import {attr} as _generic\n\n"
+            f"CONFIG = {json.dumps(c.config or {}, sort_keys=True)}\n\n\n"
+            f"def {setup.function}(*args, **kwargs):\n"
+            f"    return _generic(*args, **kwargs, **CONFIG)\n")
+
+
+def _harness_file(setup: Setup) -> Path:
+    """A small module binding the harness to this spec (the timing protocol names its
+    callables by path, and they take no spec argument)."""
+    path = setup.workdir / "harness_spec.py"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        spec = str(setup.spec_path.resolve())
+        path.write_text(
+            "from pytest_aina.changer import harness as _h\n"
+            f"SPEC = {spec!r}\n\n"
+            "def make_inputs(seed, **params):\n    return _h.make_inputs(SPEC, seed, **params)\n\n"
+            "def reference(*args):\n    return _h.reference(SPEC, *args)\n\n"
+            "def check(out, expected, **params):\n    return _h.check(SPEC, out, expected, **params)\n\n"
+            "def run_reference(*args):\n    return _h.reference(SPEC, *args)\n")
+    return path
+
+
+def _child_env(setup: Setup) -> dict:
+    env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+    if setup.device == "cpu":
+        env["TRITON_INTERPRET"] = "1"
+    return env
+
+
+def _classify_checks(value: dict) -> tuple[str, str, str]:
+    """(failed stage, reason, detail) from the sandboxed pytest run's items."""
+    failed = next((i for i in value.get("items", []) if i["outcome"] == "failed"), None)
+    if failed is None:
+        return "examples", "no result", f"pytest exited {value.get('exit_code')} without a failing item"
+    msg, node = failed["message"], failed["nodeid"]
+    stage = "import" if failed["when"] == "collect" else "examples" if "::example[" in node else "properties"
+    if "SyntaxError" in msg:
+        return "import", "syntax error", msg
+    if "ModuleNotFoundError" in msg or "ImportError" in msg:
+        return "import", "import error", msg
+    if "has no attribute" in msg and "AttributeError" in msg:
+        return "import", "missing function", msg
+    if "reference check failed" in msg:
+        return stage, "wrong answer", msg
+    if "invariant " in msg and " failed" in msg:
+        return stage, "invariant broken", msg
+    if "the implementation raised" in msg:
+        return stage, "exception", msg
+    return stage, "failed", msg
+
+
+def evaluate(c: Candidate, setup: Setup) -> Verdict:
+    from pytest_aina import sandbox
+
+    start = time.monotonic()
+    v = Verdict(candidate=c.id, passed=False)
+    src = module_source(c, setup)
+    # -- import: syntax, without executing anything -------------------------------------
+    try:
+        compile(src, f"candidate_{c.id}.py", "exec")
+    except SyntaxError as exc:
+        v.failed_stage, v.reason, v.detail = "import", "syntax error", f"line {exc.lineno}: {exc.msg}"
+        v.wall_s = time.monotonic() - start
+        return v
+    cdir = setup.workdir / "candidates"
+    cdir.mkdir(parents=True, exist_ok=True)
+    cfile = cdir / f"cand_{c.id}.py"
+    cfile.write_text(src)
+    v.stages.append("import")
+    pythonpath = [str(setup.repo)]
+    env = _child_env(setup)
+    # -- examples, properties, invariants: the plugin, in the sandbox --------------------
+    res = sandbox.run("pytest_aina.changer.harness:run_checks",
+                      args=[str(setup.spec_path.resolve()), f"cand_{c.id}:{setup.function}", setup.profile,
+                            str(setup.repo)],
+                      files={f"candidate/cand_{c.id}.py": cfile}, pythonpath=pythonpath,
+                      read_paths=[str(setup.repo)], env=env,
+                      limits=sandbox.Limits(wall_s=setup.check_wall_s, memory_bytes=setup.memory_bytes))
+    v.sandbox = dict(res.protections)
+    if not res.ok:
+        v.failed_stage, v.reason = "examples", res.status
+        v.detail = f"{res.reason}\n{res.stderr_tail[-1500:]}".strip()
+        v.wall_s = time.monotonic() - start
+        return v
+    value = res.value or {}
+    if value.get("exit_code") != 0:
+        v.failed_stage, v.reason, v.detail = _classify_checks(value)
+        if v.failed_stage == "properties":
+            v.stages.append("examples")
+        v.wall_s = time.monotonic() - start
+        return v
+    v.stages += ["examples", "properties"]
+    # -- benchmarks: the parent's clock, fresh inputs per call, outputs checked after ----
+    harness = _harness_file(setup)
+    speedups = []
+    for i, bc in enumerate(setup.bench_cases):
+        params = {"dims": bc["dims"], "dtype": bc["dtype"]}
+        common = dict(make_inputs=f"{harness}:make_inputs", reference=f"{harness}:reference",
+                      check=f"{harness}:check", params=params, calls=setup.calls, warmup=setup.warmup,
+                      seed=setup.seed * 1000 + i, pythonpath=pythonpath, read_paths=[str(setup.repo)], env=env,
+                      limits=sandbox.Limits(wall_s=setup.bench_wall_s, memory_bytes=setup.memory_bytes),
+                      min_plausible_s=_min_plausible(setup, bc))
+        t = sandbox.time_calls(f"{cfile}:{setup.function}", **common)
+        if not t.ok:
+            v.failed_stage, v.reason = "benchmarks", t.status
+            v.detail = f"{bc['label']}: {t.reason}"
+            v.wall_s = time.monotonic() - start
+            return v
+        r = sandbox.time_calls(f"{harness}:run_reference", **common)
+        if not r.ok:  # the reference itself failing is our problem, not the candidate's
+            v.failed_stage, v.reason = "benchmarks", "reference failed"
+            v.detail = f"{bc['label']}: the spec's reference failed to run: {r.reason}"
+            v.wall_s = time.monotonic() - start
+            return v
+        timing = {"case": bc["label"], "samples_s": t.times_s, "reference_samples_s": r.times_s,
+                  "median_s": t.median_s, "reference_median_s": r.median_s,
+                  "floor_s": t.floor.get("median_s"), "speedup": r.median_s / t.median_s,
+                  "clock": "parent wall clock over a pipe; Triton interpreter on CPU (not GPU evidence)"
+                  if setup.device == "cpu" else "parent wall clock over a pipe, GPU synchronised per call"}
+        v.timings.append(timing)
+        speedups.append(timing["speedup"])
+    v.stages.append("benchmarks")
+    v.passed = True
+    v.speedup = math.exp(sum(math.log(s) for s in speedups) / len(speedups)) if speedups else None
+    v.score = v.speedup
+    v.wall_s = time.monotonic() - start
+    return v
+
+
+def _min_plausible(setup: Setup, bc: dict) -> float | None:
+    """The fastest a call could be: bytes it must move over the device's peak bandwidth."""
+    if not setup.hbm_bytes_per_s:
+        return None
+    nbytes = setup.spec.bytes_for(bc["dims"], bc["dtype"])
+    return nbytes / setup.hbm_bytes_per_s if nbytes else None
+
+
+def workdir_for(repo: Path, name: str) -> Path:
+    path = Path(repo) / ".aina" / "eval" / name
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o755)
+    return path

@@ -1,0 +1,84 @@
+"""The evaluator's functions that run inside the sandbox, or in the parent beside it.
+
+* :func:`run_checks` runs in the sandboxed child: ``pytest --aina`` on the spec with the
+  candidate in place of the implementation (exactly the checks CI runs), and returns
+  what happened per item.
+* :func:`make_inputs`, :func:`reference` and :func:`check` are the seam of the parent-side
+  timing protocol (:func:`pytest_aina.sandbox.time_calls`): inputs made from a seed in
+  both processes, the reference and the comparison in the parent only, where the
+  candidate cannot reach them.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+
+def run_checks(spec_path: str, impl: str, profile: str, rootdir: str) -> dict:
+    """``pytest --aina SPEC --aina-impl IMPL`` (examples, properties, invariants; the first
+    failure stops it: a bad candidate costs little). Returns the items' outcomes.
+
+    Runs in the sandbox, whose working folder holds the candidate under ``candidate/``."""
+    import os
+    import sys
+
+    import pytest
+
+    sys.path.insert(0, os.path.join(os.getcwd(), "candidate"))
+
+    results: list[dict] = []
+
+    class Collect:
+        @pytest.hookimpl(trylast=True)
+        def pytest_runtest_logreport(self, report):
+            if report.when == "call" or not report.passed:
+                results.append({"nodeid": report.nodeid, "when": report.when, "outcome": report.outcome,
+                                "message": str(report.longrepr)[-4000:] if report.failed else ""})
+
+        def pytest_collectreport(self, report):
+            if report.failed:
+                results.append({"nodeid": report.nodeid, "when": "collect", "outcome": "failed",
+                                "message": str(report.longrepr)[-4000:]})
+
+    args = [spec_path, "--aina", "--aina-impl", impl, "--aina-profile", profile, "-x", "-q",
+            "-p", "no:cacheprovider", "-m", "aina_example or aina_property or aina_invariant",
+            # the sandbox has imported pytest_aina already: rewriting its asserts is impossible
+            "--assert=plain", "--rootdir", rootdir, "-o", "addopts="]
+    code = pytest.main(args, plugins=[Collect()])
+    return {"exit_code": int(code), "items": results}
+
+
+@cache
+def _spec(spec_path: str):
+    from pytest_aina.spec import load_spec
+
+    return load_spec(spec_path)
+
+
+def _case(spec_path: str, seed: int, dims: dict, dtype: str):
+    from pytest_aina.spec import Case
+
+    spec = _spec(spec_path)
+    return spec, Case(dims=tuple((k, int(dims[k])) for k in spec.dims), dtype=dtype, seed=seed)
+
+
+def make_inputs(spec_path: str, seed: int, *, dims: dict, dtype: str) -> list:
+    """Fresh inputs of one benchmark case from ``seed``: the tensors, then the spec's args."""
+    from pytest_aina import cases
+
+    spec, case = _case(spec_path, seed, dims, dtype)
+    inputs = cases.make_inputs(spec, case, cases.prepare_runtime())
+    return list(inputs.tensors.values()) + list(spec.args.values())
+
+
+def reference(spec_path: str, *args) -> Any:
+    from pytest_aina.cases import resolve
+
+    return resolve(_spec(spec_path).reference)(*args)
+
+
+def check(spec_path: str, out, expected, *, dims: dict, dtype: str):
+    from pytest_aina.compare import compare
+
+    return compare(out, expected, _spec(spec_path).tolerance[dtype])
