@@ -47,12 +47,12 @@ def main(report_fd: int, command_fd: int) -> None:
     reader = frames.Reader(command_fd)
     config, _ = reader.read()
     if config.get("init") and os.getpid() == 1:
-        covered = _become_init(config, send, command_fd)
+        mounts = _become_init(config, send, command_fd)
     else:
-        covered = []
+        mounts = {"exposed": [], "read_only_root": None}
     try:
         layers = confine(config)
-        layers["exposed"] = covered
+        layers.update(mounts)
         send({"op": "confined", "layers": layers})
         _load_path(config)
         mode = config["mode"]
@@ -87,19 +87,24 @@ def _exit(code: int) -> None:
 
 # -- PID 1 -------------------------------------------------------------------------------
 
-def _become_init(config: dict, send: Sender, command_fd: int) -> list[str]:
-    """Fork the worker; this process stays PID 1 until the worker exits. Returns (in the
-    worker) the folders covered by :func:`confine.expose`."""
+def _become_init(config: dict, send: Sender, command_fd: int) -> dict:
+    """Set up the mount namespace, fork the worker; this process stays PID 1 until the
+    worker exits. Returns (in the worker) what the mount set-up did."""
     from pytest_aina.sandbox import confine as c
 
     covered: list[str] = []
+    read_only = None
     if config.get("mount_ns"):
         c.make_mounts_private()
         if config.get("uid") is not None and config.get("expose"):
             covered = c.expose(config["expose"])
+        try:
+            read_only = c.read_only_except(config["work"])
+        except OSError as e:
+            read_only = f"failed: {e}"
     pid = os.fork()
     if pid == 0:
-        return covered
+        return {"exposed": covered, "read_only_root": read_only}
     os.close(command_fd)
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
@@ -298,7 +303,8 @@ def _call(config: dict, send: Sender) -> None:
         json.dumps(value, allow_nan=True)
         send({"op": "result", "value": value})
     except (TypeError, ValueError):
-        send({"op": "result", "value": None, "unserialisable": f"{type(value).__name__}: {repr(value)[:200]}"})
+        send({"op": "failed", "status": "no result",
+              "reason": f"no result: the function returned a {type(value).__name__}, which is not JSON-able"})
 
 
 def _argv(config: dict, send: Sender) -> None:

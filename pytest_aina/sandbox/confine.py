@@ -119,6 +119,41 @@ def expose(paths: list[str]) -> list[str]:
     return covered
 
 
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64), ("propagation", ctypes.c_uint64),
+                ("userns_fd", ctypes.c_uint64)]
+
+
+_SYS_MOUNT_SETATTR, _AT_FDCWD, _AT_RECURSIVE, _MOUNT_ATTR_RDONLY = 442, -100, 0x8000, 0x1
+
+
+def read_only_except(writable: str) -> str:
+    """Make this mount namespace's whole tree read-only except ``writable``, which stays
+    writable (without setuid or device files). A write layer of its own, independent of
+    Landlock and of file permissions: ``/tmp`` and ``/dev/shm`` become read-only too.
+    Returns how it was done."""
+    libc = _libc()
+    libc.syscall.restype = ctypes.c_long
+    _mount(os.fsencode(writable), writable, None, MS_BIND | MS_REC, None)  # its own mount, to re-open
+    attr = _MountAttr(_MOUNT_ATTR_RDONLY, 0, 0, 0)
+    r = libc.syscall(ctypes.c_long(_SYS_MOUNT_SETATTR), ctypes.c_int(_AT_FDCWD), b"/",
+                     ctypes.c_uint(_AT_RECURSIVE), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)))
+    if r == 0:
+        how = "mount_setattr"
+    else:  # kernels before 5.12: one remount per mount point
+        how = "remount"
+        points = []
+        for line in open("/proc/self/mountinfo"):
+            points.append(line.split()[4].replace("\\040", " "))
+        for point in points:
+            try:
+                _mount(None, point, None, MS_REMOUNT | MS_BIND | MS_RDONLY, None)
+            except OSError:
+                pass
+    _mount(None, writable, None, MS_REMOUNT | MS_BIND | MS_NOSUID | MS_NODEV, None)
+    return how
+
+
 def drop_to(uid: int, gid: int) -> None:
     os.setgroups([])
     os.setresgid(gid, gid, gid)

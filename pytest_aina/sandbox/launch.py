@@ -404,6 +404,7 @@ class Child:
             "environment": f"allow-list of {len(self.env)} variables",
             "watchdog": {"wall_s": self.limits.wall_s, "memory_bytes": self.limits.memory_bytes,
                          "max_processes": self.limits.max_processes},
+            "read_only_root": self.layers.get("read_only_root"),
             "exposed": self.layers.get("exposed", []),
             "notes": list(self.notes),
         }

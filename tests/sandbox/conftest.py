@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import socket
+import tempfile
 import textwrap
 import threading
 
@@ -39,6 +41,16 @@ def planted_secrets(monkeypatch) -> dict[str, str]:
     values["GITHUB_TOKEN"] = "ghp_" + secrets.token_hex(18)  # the real shape, for the pattern redactor too
     monkeypatch.setenv("GITHUB_TOKEN", values["GITHUB_TOKEN"])
     return values
+
+
+@pytest.fixture
+def open_folder():
+    """A folder anyone may write to, reachable by any uid (unlike pytest's tmp_path, which
+    is private to its owner): the hardest place to keep a candidate out of."""
+    path = tempfile.mkdtemp(prefix="aina-outside-")
+    os.chmod(path, 0o777)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
