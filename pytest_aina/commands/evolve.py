@@ -1,0 +1,147 @@
+"""``aina evolve --telemetry FILE``: the whole loop, ending in a branch on the local forge."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser("evolve", help="reason over telemetry, search for a better kernel, open a PR on the local forge",
+                       description="Run the evolution loop end to end: reason over the telemetry, pick the top "
+                                   "hypothesis the Changer can act on, search candidates in the sandbox, and write "
+                                   "the change as a branch aina/... with one commit and its PR body.")
+    p.add_argument("--telemetry", required=True, metavar="FILE", help="telemetry windows, JSON lines")
+    p.add_argument("--repo", default=".", metavar="DIR", help="the repository (default: .)")
+    p.add_argument("--specs", default="specs", metavar="DIR", help="spec folder, relative to the repo (default: specs)")
+    p.add_argument("--hypothesis", metavar="ID", help="act on this hypothesis id instead of the top actionable one")
+    p.add_argument("--proposer", default="metaparams", metavar="NAMES",
+                   help="comma-separated proposers: metaparams, llm, or an aina.proposers entry point "
+                        "(default: metaparams)")
+    p.add_argument("--model", help="LLM proposer: litellm model, e.g. openai/gpt-4o or openai/<local model>")
+    p.add_argument("--api-base", help="LLM proposer: base URL of an OpenAI-compatible server")
+    p.add_argument("--api-key-env", help="LLM proposer: name of the environment variable holding the API key")
+    p.add_argument("--budget-evals", type=int, default=8, metavar="N", help="candidates to evaluate (default: 8)")
+    p.add_argument("--budget-seconds", type=float, default=900, metavar="S", help="wall-time budget (default: 900)")
+    p.add_argument("--budget-tokens", type=int, default=None, metavar="N", help="LLM token budget (default: none)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the proposers and the timing (default: 0)")
+    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                   help="candidates evaluated at once (default: min(2, cores))")
+    p.add_argument("--fresh", action="store_true", help="ignore the checkpoint of an earlier, interrupted run")
+    p.add_argument("--no-forge", action="store_true", help="write nothing to git; print the change only")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    from pytest_aina import evolution
+    from pytest_aina.cases import device as _device
+    from pytest_aina.changer.search import Budget
+    from pytest_aina.reasoner.reason import reason_about_file
+
+    repo = Path(args.repo).resolve()
+    say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
+    report = reason_about_file(args.telemetry, specs=repo / args.specs, variants=repo / "kernels" / "variants")
+    say(f"reasoner: {report.windows_read} windows, {len(report.issues)} refused, "
+        f"{len(report.hypotheses)} hypotheses")
+    hyps = report.as_json()
+    if args.hypothesis:
+        hyps = [h for h in hyps if h["id"] == args.hypothesis]
+        if not hyps:
+            print(f"aina evolve: no hypothesis {args.hypothesis!r} in this telemetry", file=sys.stderr)
+            return 2
+    device = _device()
+    try:
+        plan = evolution.plan(repo, hyps, device=device, specs_dir=args.specs)
+    except evolution.EvolveError as exc:
+        print(f"aina evolve: {exc}", file=sys.stderr)
+        return 1
+    h = plan.hypothesis
+    say(f"hypothesis {h['id']} ({h['kind']}, {h['kernel']}): {h['title']}")
+    for note in plan.notes:
+        say(f"  note: {note}")
+    proposers = [p.strip() for p in args.proposer.split(",") if p.strip()]
+    llm = {k: v for k, v in (("model", args.model), ("api_base", args.api_base),
+                             ("api_key_env", args.api_key_env)) if v}
+    if "llm" in proposers and "model" not in llm:
+        print("aina evolve: --proposer llm needs --model (and --api-base / --api-key-env for your provider)",
+              file=sys.stderr)
+        return 2
+    budget = Budget(evaluations=args.budget_evals, wall_s=args.budget_seconds, tokens=args.budget_tokens)
+    bar = _progress(args.budget_evals, quiet=args.json)
+    try:
+        record = evolution.search(repo, plan, device=device, proposers=proposers, proposer_config={"llm": llm},
+                                  budget=budget, seed=args.seed, workers=args.workers, progress=bar.update,
+                                  resume=not args.fresh)
+    except KeyboardInterrupt:
+        bar.close()
+        print("aina evolve: interrupted; run the same command again to resume from the checkpoint", file=sys.stderr)
+        return 130
+    bar.close()
+    _table(record, say)
+    if record.winner is None:
+        say("no candidate beat the baseline by more than the noise margin: no change written")
+        if args.json:
+            print(json.dumps({"hypothesis": h["id"], "winner": None, "record": record.to_json()}, default=str))
+        return 0
+    from pytest_aina.changer.change import write_change
+
+    change = write_change(record, repo, spec_path=plan.spec_path)
+    if args.no_forge:
+        out = {"hypothesis": h["id"], "change": change.to_json()}
+    else:
+        from pytest_aina.changer import forge
+
+        out = {"hypothesis": h["id"]} | forge.open_pr(repo, change)
+    if args.json:
+        print(json.dumps(out, default=str, indent=2))
+    else:
+        print()
+        print(change.body)
+        for k in ("branch", "commit", "body_path"):
+            if k in out:
+                print(f"{k}: {out[k]}")
+    return 0
+
+
+class _Bar:
+    def __init__(self, total: int, quiet: bool):
+        self.bar = None
+        if not quiet:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, unit="candidate", desc="search", file=sys.stderr)
+
+    def update(self, attempt, done: int, total: int) -> None:
+        if self.bar is not None:
+            v = attempt.verdict
+            self.bar.set_postfix_str(f"{attempt.candidate.describe()[:40]}: "
+                                     + (f"{v.speedup:.3g}x ref" if v.passed else f"{v.reason}"))
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _progress(total: int, quiet: bool) -> _Bar:
+    return _Bar(total, quiet)
+
+
+def _table(record, say) -> None:
+    base = record.baseline.verdict.score if record.baseline and record.baseline.verdict.passed else None
+    say("")
+    say(f"{'candidate':<14} {'proposer':<12} {'config / source':<48} {'result':<26} {'vs baseline':>11}")
+    for a in record.attempts:
+        v = a.verdict
+        result = f"passed, {v.speedup:.3g}x ref" if v.passed else f"{v.failed_stage}: {v.reason}"
+        rel = f"{v.score / base:.3f}x" if v.passed and base else "-"
+        mark = " *" if a.candidate.id == record.winner else ""
+        say(f"{a.candidate.id:<14} {a.candidate.proposer:<12} {a.candidate.describe()[:48]:<48} {result[:26]:<26} "
+            f"{rel:>11}{mark}")
+    if record.device == "cpu":
+        say("timings: Triton's interpreter on a CPU, parent wall clock: relative figures only, not GPU evidence")
