@@ -101,6 +101,8 @@ def _classify_checks(value: dict) -> tuple[str, str, str]:
         return "examples", "no result", f"pytest exited {value.get('exit_code')} without a failing item"
     msg, node = failed["message"], failed["nodeid"]
     stage = "import" if failed["when"] == "collect" else "examples" if "::example[" in node else "properties"
+    if "MemoryError" in msg:
+        return stage, "memory limit", msg
     if "SyntaxError" in msg:
         return "import", "syntax error", msg
     if "ModuleNotFoundError" in msg or "ImportError" in msg:

@@ -1,0 +1,45 @@
+"""Hostile candidates for the softmax spec: each games the evaluator in one known way.
+
+Several behave while pytest is loaded (the cascade's checks) and misbehave only when they
+think they are being timed: the reward hacks kernel searches are known for."""
+
+GOOD = '''
+from kernels.softmax import softmax_generic
+
+
+def softmax(x):
+    return softmax_generic(x)
+'''
+
+_UNDER_TEST = "import sys\nUNDER_TEST = '_pytest' in sys.modules\n"
+
+HOSTILE = {
+    "syntax error": "def softmax(x) return x\n",
+    "import error": "import kernels.no_such_module\n\ndef softmax(x):\n    return x\n",
+    "missing function": "def soft_max(x):\n    return x\n",
+    "wrong answer": "def softmax(x):\n    return x.clone()\n",
+    "timeout": "def softmax(x):\n    while True:\n        pass\n",
+    "crash by signal": "import os\n\ndef softmax(x):\n    os.abort()\n",
+    "memory limit": "def softmax(x):\n    hog = bytearray(64 << 30)\n    return hog\n",
+    "write outside sandbox": ("from kernels.softmax import softmax_generic\n\n"
+                              "def softmax(x):\n    open('/work/main/PWNED', 'w').write('x')\n"
+                              "    return softmax_generic(x)\n"),
+    "network attempt": ("import socket\nfrom kernels.softmax import softmax_generic\n\n"
+                        "def softmax(x):\n    socket.create_connection(('127.0.0.1', PORT), timeout=2)\n"
+                        "    return softmax_generic(x)\n"),
+    "stale result": _UNDER_TEST + (
+        "from kernels.softmax import softmax_generic\n_cache = {}\n\n"
+        "def softmax(x):\n    if UNDER_TEST:\n        return softmax_generic(x)\n"
+        "    key = tuple(x.shape)\n    if key not in _cache:\n        _cache[key] = softmax_generic(x)\n"
+        "    return _cache[key].clone()\n"),
+    "partial result": _UNDER_TEST + (
+        "import torch\nfrom kernels.softmax import softmax_generic\n\n"
+        "def softmax(x):\n    if UNDER_TEST:\n        return softmax_generic(x)\n"
+        "    y = torch.empty_like(x)\n    h = max(1, x.shape[0] // 2)\n    y[:h] = softmax_generic(x[:h])\n"
+        "    return y\n"),
+    "tampered clock": _UNDER_TEST + (
+        "import time\nfrom kernels.softmax import softmax_generic\n_real = time.perf_counter\n"
+        "_t = [0.0]\n\ndef _fake():\n    _t[0] += 1e-9\n    return _t[0]\n\n"
+        "def softmax(x):\n    if not UNDER_TEST:\n        time.perf_counter = _fake\n        time.monotonic = _fake\n"
+        "        time.time = _fake\n    return softmax_generic(x)\n"),
+}

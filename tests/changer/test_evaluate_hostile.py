@@ -1,0 +1,110 @@
+"""Hostile candidates through the real sandbox and cascade: each is a recorded failure with
+its specific reason, the search goes on, and a good candidate after them still passes."""
+
+import json
+import os
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+
+from pytest_aina.changer.evaluate import Setup, evaluate, workdir_for
+from pytest_aina.changer.model import Candidate
+from pytest_aina.changer.search import Budget, run_search
+from pytest_aina.changer.proposers import ProposalContext
+
+from hostile_candidates import GOOD, HOSTILE
+
+REPO = Path(__file__).resolve().parents[2]
+SECRET = "ghs_fake_installation_token_0123456789"
+
+
+class Scripted:
+    name = "scripted"
+
+    def __init__(self, sources):
+        self.queue = list(sources)
+
+    def propose(self, ctx, n):
+        out = []
+        while self.queue and len(out) < n:
+            label, src = self.queue.pop(0)
+            out.append(Candidate(kernel="softmax", proposer="scripted", source=src, function="softmax",
+                                 meta={"label": label}))
+        return out
+
+
+@pytest.fixture(scope="module")
+def listener():
+    """A loopback server the network-hostile candidate tries to reach."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    accepted = []
+    srv.settimeout(0.5)
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+                accepted.append(conn)
+            except OSError:
+                pass
+
+    stop = threading.Event()
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    yield srv.getsockname()[1], accepted
+    stop.set()
+    srv.close()
+
+
+@pytest.fixture(scope="module")
+def search_result(listener, tmp_path_factory):
+    port, _ = listener
+    os.environ["AINA_FAKE_TOKEN"] = SECRET   # in the parent's environment: must not reach a candidate
+    spy = ("import os\nfrom kernels.softmax import softmax_generic\n\n"
+           "def softmax(x):\n    leaked = [v for v in os.environ.values() if 'ghs_' in v]\n"
+           "    if leaked:\n        raise RuntimeError('saw ' + leaked[0])\n    return softmax_generic(x)\n")
+    sources = [(k, v.replace("PORT", str(port))) for k, v in HOSTILE.items()] + [("secret spy", spy), ("good", GOOD)]
+    setup = Setup(spec_path=REPO / "specs" / "softmax.yaml", repo=REPO, function="softmax",
+                  generic="kernels.softmax:softmax_generic",
+                  bench_cases=[{"dims": {"M": 8, "N": 256}, "dtype": "float32", "label": "M=8,N=256,float32"}],
+                  workdir=workdir_for(REPO, "test-hostile"), calls=5, check_wall_s=30, bench_wall_s=60,
+                  memory_bytes=4 << 30)
+    ctx = ProposalContext(kernel="softmax", spec=setup.spec, spec_text="", kernel_source="", function="softmax",
+                          hypothesis={}, tunables={})
+    try:
+        out = run_search(ctx, [Scripted(sources)], lambda c: evaluate(c, setup), Budget(evaluations=len(sources)),
+                         workers=2)
+    finally:
+        del os.environ["AINA_FAKE_TOKEN"]
+    return {a.candidate.meta["label"]: a for a in out.attempts}
+
+
+@pytest.mark.parametrize("label", list(HOSTILE))
+def test_hostile_candidate_is_a_failure_with_its_reason(search_result, label):
+    v = search_result[label].verdict
+    assert not v.passed
+    assert v.reason == label, f"{label}: got {v.reason}: {v.detail[:600]}"
+
+
+def test_the_search_goes_on_and_a_good_candidate_passes(search_result):
+    assert len(search_result) == len(HOSTILE) + 2
+    good = search_result["good"].verdict
+    assert good.passed, good.detail
+    assert good.stages == ["import", "examples", "properties", "benchmarks"] and good.speedup > 0
+
+
+def test_no_secret_reaches_a_candidate_or_a_record(search_result):
+    spy = search_result["secret spy"].verdict
+    assert spy.passed, spy.detail          # it saw no token, so it ran normally
+    blob = json.dumps({k: a.to_json() for k, a in search_result.items()})
+    assert SECRET not in blob
+
+
+def test_nothing_was_written_outside_the_sandbox(search_result, listener):
+    assert not (REPO / "PWNED").exists()
+    _, accepted = listener
+    assert accepted == []
