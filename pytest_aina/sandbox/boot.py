@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import signal
 import sys
 import threading
@@ -105,19 +106,39 @@ def _become_init(config: dict, send: Sender, command_fd: int) -> dict:
     pid = os.fork()
     if pid == 0:
         return {"exposed": covered, "read_only_root": read_only}
-    os.close(command_fd)
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)
+    # The parent keeps the command pipe open for as long as it watches us: a hang-up means
+    # it is gone (killed, crashed) and nobody would enforce the wall clock, so end it all.
+    # Registered with no events, poll() reports only the hang-up, never pending commands.
+    # SIGCHLD writes to a pipe the same poll() watches, so the worker's exit wakes us at once.
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    watch = select.poll()
+    watch.register(command_fd, 0)
+    watch.register(wake_r, select.POLLIN)
     status = None
     while status is None:
-        try:
-            p, st = os.waitpid(-1, 0)
-        except ChildProcessError:
-            break
-        except InterruptedError:
-            continue
+        for fd, _ in watch.poll(1000):
+            if fd == command_fd:
+                os.kill(pid, signal.SIGKILL)
+            else:
+                os.read(wake_r, 512)
+        while True:
+            try:
+                p, st = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                p = -1
+                break
+            if p == 0 or p == pid:
+                break
         if p == pid:
             status = st
+        elif p == -1:
+            break
+    os.close(command_fd)
     while True:  # reap zombies already reparented to us, so they do not count as leftovers
         try:
             p, _ = os.waitpid(-1, os.WNOHANG)

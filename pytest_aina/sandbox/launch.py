@@ -125,6 +125,14 @@ class Child:
 
         base = base_dir or tempfile.gettempdir()
         self.root = tempfile.mkdtemp(prefix="aina-sandbox-", dir=base)
+        try:
+            self._prepare(config, mode, pythonpath, read_paths, files, env)
+        except BaseException:
+            shutil.rmtree(self.root, ignore_errors=True)
+            raise
+
+    def _prepare(self, config, mode, pythonpath, read_paths, files, env) -> None:
+        isolation, limits = self.isolation, self.limits
         self.work = os.path.join(self.root, "work")
         os.mkdir(self.work, 0o700)
         for name, content in (files or {}).items():
@@ -239,10 +247,13 @@ class Child:
         self.ended_at = time.monotonic()
         return False
 
-    def members(self) -> list[int]:
-        """The sandbox's live processes (wrappers included)."""
+    def members(self, thorough: bool = False) -> list[int]:
+        """The sandbox's live processes (wrappers included). In a PID namespace the tree
+        below our child is all of them (orphans are adopted by its init); otherwise, or
+        when ``thorough``, the uid (or the session) finds those that left the tree."""
         pids = set(procs.descendants(self.popen.pid)) if self._status is None else set()
-        if self.uid is not None:
+        pid_ns = self.namespaces and "pid" in self.caps.namespaces
+        if self.uid is not None and (thorough or not pid_ns or self._status is not None):
             pids.update(procs.by_uid(self.uid))
         elif not self.namespaces:
             pids.update(procs.by_session(self.popen.pid))
@@ -252,12 +263,13 @@ class Child:
         """One watchdog look: kills and returns the reason when a limit is passed."""
         if self._status is not None:
             return None
-        pids = [p for p in self.members() if not procs.is_zombie(p)]
-        rss = procs.rss_bytes(pids)
+        live = [st for st in map(procs.status, self.members()) if st and not st.get("State", "Z").startswith(("Z", "X"))]
+        rss = sum(int(st["VmRSS"].split()[0]) * 1024 for st in live if "VmRSS" in st)
         self.peak_rss = max(self.peak_rss, rss)
-        sandboxed = [p for p in pids if self.uid is None or procs.status(p).get("Uid", "").split()[:1] == [str(self.uid)]]
-        # the wrappers (unshare, our init) are not the candidate's doing
-        n = len(sandboxed) - (0 if self.uid is not None else (2 if self.namespaces else 0))
+        if self.uid is not None:
+            n = sum(st.get("Uid", "").split()[:1] == [str(self.uid)] for st in live)
+        else:  # the wrappers (unshare, our init) are not the candidate's doing
+            n = len(live) - (2 if self.namespaces else 0)
         if n > self.limits.max_processes:
             return self.kill("fork bomb", f"fork bomb: {n} processes, more than the limit of "
                                           f"{self.limits.max_processes}")
@@ -334,11 +346,11 @@ class Child:
         """Wait for the child (killing it after ``grace``), end every leftover process,
         collect the exit status and the output tails, remove the folder."""
         self.send({"op": "exit"})
-        try:
+        self._wait_gone(grace)
+        try:  # only now: closing it earlier tells the init that we are gone, and it kills all
             os.close(self.command_fd)
         except OSError:
             pass
-        self._wait_gone(grace)
         self._drain()
         # leftovers: the init counted them (PID namespace); otherwise look for them by uid/session
         if self.exit_frame is not None:
@@ -348,7 +360,7 @@ class Child:
         if found and self.exit_frame is None:
             self.leftover = len(found)
             self.leftover_cmds = [procs.cmdline(p)[:200] for p in found[:10]]
-        remaining = procs.kill_until_gone(lambda: self.members())
+        remaining = procs.kill_until_gone(lambda: self.members(thorough=True))
         self.cleanup = "complete" if not remaining else f"failed: {len(remaining)} processes could not be killed"
         if self.uid is None and not self.namespaces:
             self.cleanup += " (by session only: a process that called setsid() could have escaped)"
@@ -357,6 +369,14 @@ class Child:
         os.close(self.reader.fd)
         self._exit_info()
         if not self.keep:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def abandon(self) -> None:
+        """Kill and clean up after an interruption of the parent (Ctrl-C) or a bug of ours."""
+        if self.popen is not None and self._status is None:
+            self.kill("interrupted", "interrupted: the evaluation was stopped")
+            self.finish(grace=2.0)
+        elif self.popen is None and not self.keep:
             shutil.rmtree(self.root, ignore_errors=True)
 
     def _exit_info(self) -> None:

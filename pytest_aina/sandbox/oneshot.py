@@ -72,6 +72,14 @@ def run(entry: str | None = None, *, args: Sequence[Any] = (), kwargs: Mapping[s
 
 
 def _drive(child: Child) -> SandboxResult:
+    try:
+        return _drive_started(child)
+    except BaseException:  # KeyboardInterrupt, or a bug of ours: never leave the child running
+        child.abandon()
+        raise
+
+
+def _drive_started(child: Child) -> SandboxResult:
     limits = child.limits
     child.start()
     deadline = child.started + limits.wall_s

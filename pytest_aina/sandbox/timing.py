@@ -54,6 +54,7 @@ class Call:
     child_s: float  # the call on a clock the child captured before the candidate loaded
     live_s: float  # the call on the child's time.perf_counter as the candidate left it
     problem: str | None = None
+    cycle_s: float = 0.0  # the whole round: inputs, call, output back, the parent's checks
 
 
 @dataclass
@@ -149,24 +150,28 @@ def time_calls(entry: str, *, make_inputs: str, reference: str, check: str, para
     final: dict | None = None  # None: the child ended or was killed before the session did
     protocol: str | None = None
     stop: _Stop | None = None
-    child.start()
     try:
-        _session(child, res, mk=mk, ref=ref, chk=chk, params=params, calls=calls, warmup=warmup, seed=seed,
-                 floor_calls=floor_calls, call_timeout_s=call_timeout_s, min_plausible_s=min_plausible_s,
-                 deadline=child.started + limits.wall_s)
-        final = {"op": "result"}
-    except _Stop as e:
-        stop, final = e, {"op": "result"}  # the child behaved; the harness's verdict decides
-    except _Failed as f:
-        final = f.frame
-    except TimeoutError:
-        child.kill(R.TIMEOUT, f"timeout: the session passed its {limits.wall_s:g} s wall-clock limit")
-    except Ended:
-        pass
-    except frames.ProtocolError as e:
-        protocol = str(e)
-        child.kill(R.NO_RESULT, f"no result: the channel carried garbage ({e})")
-    child.finish(grace=2.0)
+        child.start()
+        try:
+            _session(child, res, mk=mk, ref=ref, chk=chk, params=params, calls=calls, warmup=warmup, seed=seed,
+                     floor_calls=floor_calls, call_timeout_s=call_timeout_s, min_plausible_s=min_plausible_s,
+                     deadline=child.started + limits.wall_s)
+            final = {"op": "result"}
+        except _Stop as e:
+            stop, final = e, {"op": "result"}  # the child behaved; the harness's verdict decides
+        except _Failed as f:
+            final = f.frame
+        except TimeoutError:
+            child.kill(R.TIMEOUT, f"timeout: the session passed its {limits.wall_s:g} s wall-clock limit")
+        except Ended:
+            pass
+        except frames.ProtocolError as e:
+            protocol = str(e)
+            child.kill(R.NO_RESULT, f"no result: the channel carried garbage ({e})")
+        child.finish(grace=2.0)
+    except BaseException:  # Ctrl-C, or the caller's harness raising: never leave the child running
+        child.abandon()
+        raise
     # what the sandbox saw (a kill, a violation, leftovers, a crash) outranks the harness's verdict
     res.status, res.reason = classify(child, final, protocol)
     if res.status == R.OK and stop is not None:
@@ -229,6 +234,7 @@ def _session(child: Child, res: TimingResult, *, mk, ref, chk, params, calls, wa
     for i in range(warmup + calls):
         s = rng.getrandbits(62)
         is_warmup = i < warmup
+        cycle_start = clock()
         child.send({"op": "prepare", "seed": s})
         _expect(child, "prepared", deadline, f"for call {i}")
         nonce = secrets.token_hex(8)
@@ -278,6 +284,7 @@ def _session(child: Child, res: TimingResult, *, mk, ref, chk, params, calls, wa
             call.problem = problem
             raise _Stop(*_wrong(chk, out, expected, params, history, i, s, problem))
         history.append((i, expected))
+        call.cycle_s = (clock() - cycle_start) / 1e9
         if not is_warmup:
             res.times_s.append(call.parent_s)
 

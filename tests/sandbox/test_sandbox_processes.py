@@ -6,7 +6,13 @@ looks for it in every process on the machine, across namespaces and uids.
 
 from __future__ import annotations
 
+import os
 import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
 
 import pytest
 
@@ -104,3 +110,35 @@ def test_a_fork_bomb_is_stopped_and_recorded(write, caps):
     assert r.cleanup == "complete"
     # the bomb's processes are forks (no marker to grep): the run's uid is their handle
     assert [p for p in procs.by_uid(uid) if not procs.is_zombie(p)] == []
+
+
+def test_if_the_evaluator_dies_the_sandbox_dies_with_it(write, caps):
+    """Nobody would enforce the wall clock any more: the child's init notices the parent's
+    end of the command pipe hang up and takes the whole namespace down."""
+    need(caps, "pid")
+    marker = f"aina-orphan-{secrets.token_hex(6)}"
+    path = write("hang.py", DAEMON + """
+def g(marker):
+    f(marker)
+    while True:
+        time.sleep(0.1)
+""")
+    base = tempfile.mkdtemp(prefix="aina-test-base-")  # a killed evaluator cannot remove its folder
+    os.chmod(base, 0o711)
+    evaluator = subprocess.Popen([sys.executable, "-c", (
+        "from pytest_aina.sandbox import run, Limits\n"
+        f"run({path + ':g'!r}, args=[{marker!r}], limits=Limits(wall_s=120), base_dir={base!r})\n")])
+    try:
+        deadline = time.monotonic() + 30
+        while not processes_with(marker):
+            assert time.monotonic() < deadline, "the candidate's daemon never started"
+            assert evaluator.poll() is None, "the evaluator ended early"
+            time.sleep(0.05)
+    finally:
+        evaluator.kill()  # SIGKILL: no cleanup code of the evaluator runs
+        evaluator.wait()
+    deadline = time.monotonic() + 5
+    while processes_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    shutil.rmtree(base, ignore_errors=True)
+    assert processes_with(marker) == []

@@ -1,0 +1,291 @@
+"""time_calls(): the parent owns the clock; fresh inputs per call; outputs checked after timing.
+
+The harness here is a small numpy stand-in for the evaluator's seam (``make_inputs`` /
+``reference`` / ``check``, which the Changer fills from ``pytest_aina.cases`` and
+``pytest_aina.compare``); one test uses torch and a Triton kernel in the interpreter.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pytest_aina.sandbox import Limits, time_calls
+from pytest_aina.sandbox.timing import Call, TimingResult, _judge_clocks, _Stop
+
+HARNESS = """
+import numpy as np
+
+def make_inputs(seed, rows=8, cols=16):
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal((rows, cols)).astype(np.float32)]
+
+def reference(x):
+    return x * 2
+
+def check(out, expected, **params):
+    if type(out) is not np.ndarray or out.shape != expected.shape:
+        return f"expected an array of shape {expected.shape}, got {type(out).__name__} {getattr(out, 'shape', '')}"
+    bad = ~np.isclose(out, expected, atol=1e-6)
+    if bad.any():
+        return f"{int(bad.sum())} of {bad.size} elements differ"
+"""
+
+
+@pytest.fixture
+def timed(write):
+    harness = write("harness.py", HARNESS)
+
+    def _timed(source: str, **kw):
+        kw.setdefault("calls", 5)
+        kw.setdefault("floor_calls", 10)
+        return time_calls(f"{write('cand.py', source)}:f", make_inputs=f"{harness}:make_inputs",
+                          reference=f"{harness}:reference", check=f"{harness}:check", **kw)
+
+    return _timed
+
+
+def test_a_correct_candidate_is_timed_on_the_parents_clock(timed):
+    r = timed("def f(x):\n    return x * 2\n", calls=6, warmup=2, seed=7)
+    assert r.status == "ok", r.reason + r.stderr_tail
+    assert len(r.times_s) == 6 and len(r.calls) == 8
+    assert all(t > 0 for t in r.times_s)
+    assert r.median_s >= r.floor["min_s"]
+    assert r.floor["calls"] == 10 and 0 < r.floor["min_s"] <= r.floor["median_s"] <= r.floor["p90_s"]
+    # every call got its own seed, picked by the parent from `seed`: repeatable
+    seeds = [c.seed for c in r.calls]
+    assert len(set(seeds)) == len(seeds)
+    again = timed("def f(x):\n    return x * 2\n", calls=6, warmup=2, seed=7)
+    assert [c.seed for c in again.calls] == seeds
+    assert r.protections["audit_hook"] is True
+
+
+def test_the_parents_figure_includes_the_work(timed):
+    r = timed("import time\ndef f(x):\n    time.sleep(0.02)\n    return x * 2\n", calls=3)
+    assert r.status == "ok", r.reason
+    assert min(r.times_s) >= 0.02
+
+
+def test_an_answer_cached_between_calls_is_a_stale_result(timed):
+    r = timed("""
+        _cache = []
+        def f(x):
+            if not _cache:
+                _cache.append(x * 2)
+            return _cache[0]
+    """)
+    assert r.status == "stale result"
+    assert "returned the answer to call 0's inputs" in r.reason
+
+
+def test_a_result_with_rows_left_unwritten_is_a_partial_result(timed):
+    r = timed("""
+        import numpy as np
+        def f(x):
+            out = np.zeros_like(x)
+            out[:5] = x[:5] * 2
+            return out
+    """)
+    assert r.status == "partial result"
+    assert "rows 5..7 of 8 are wrong" in r.reason
+
+
+def test_a_wrong_answer_says_which_call_and_how(timed):
+    r = timed("def f(x):\n    return x * 3\n")
+    assert r.status == "wrong answer"
+    assert r.reason.startswith("wrong answer: call 0 (seed ")
+    assert "128 of 128 elements differ" in r.reason
+    assert r.calls[-1].problem == "128 of 128 elements differ"
+
+
+def test_an_output_aliasing_its_input_is_caught(timed):
+    r = timed("def f(x):\n    x *= 2\n    return x\n")
+    assert r.status == "aliased output"
+    assert "output 0 shares memory with input 0" in r.reason
+
+
+def test_an_input_mutated_is_caught_even_when_the_output_is_right(timed):
+    r = timed("def f(x):\n    y = x * 2\n    x[3, 3] = 0.0\n    return y\n")
+    assert r.status == "input mutated"
+    assert "input 0 differs after call 0" in r.reason
+
+
+def test_a_lazy_output_subclass_is_refused(timed):
+    r = timed("""
+        import numpy as np
+        class Lazy(np.ndarray):
+            pass
+        def f(x):
+            return (x * 2).view(Lazy)
+    """)
+    assert r.status == "no result"
+    assert "subclass" in r.reason
+
+
+def test_patching_the_clock_is_a_tampered_clock_and_the_parents_figure_stands(timed):
+    r = timed("""
+        import time
+        _real = time.perf_counter
+        time.perf_counter = lambda: _real() / 1000.0   # "my kernel is 1000x faster"
+        def f(x):
+            time.sleep(0.01)
+            return x * 2
+    """)
+    assert r.status == "tampered clock"
+    assert "replaced time.perf_counter" in r.reason
+    assert r.calls[0].parent_s >= 0.01
+
+
+def test_replacing_the_time_module_is_a_tampered_clock(timed):
+    r = timed("""
+        import sys, time, types
+        fake = types.ModuleType("time")
+        fake.__dict__.update(time.__dict__)
+        fake.perf_counter = lambda: 0.0
+        sys.modules["time"] = fake
+        def f(x):
+            return x * 2
+    """)
+    assert r.status == "tampered clock"
+
+
+def test_a_forged_done_frame_is_a_protocol_error(timed):
+    # it knows the wire format and the report fd, but not the nonce of the next call
+    r = timed("""
+        import json, os, struct, sys
+        h = json.dumps({"op": "done", "nonce": "guess", "child_ns": 1, "live_s": 0.0, "replaced": []}).encode()
+        os.write(int(sys.argv[1]), struct.pack(">II", len(h), 0) + h)
+        def f(x):
+            return x * 2
+    """)
+    assert r.status == "protocol error"
+
+
+def test_a_figure_below_the_physically_plausible_is_a_measurement_error(timed):
+    # the caller knows the least time the work can take (bytes / peak bandwidth); a median
+    # under it is an error in the measurement, never a win
+    r = timed("def f(x):\n    return x * 2\n", min_plausible_s=1.0)
+    assert r.status == "measurement error"
+    assert "below the physically plausible" in r.reason
+
+
+def test_a_call_that_hangs_times_out_and_the_session_ends(timed):
+    r = timed("import time\ndef f(x):\n    time.sleep(60)\n", call_timeout_s=1.0, limits=Limits(wall_s=30))
+    assert r.status == "timeout"
+    assert "call 0" in r.reason and "did not return within 1 s" in r.reason
+    assert r.wall_s < 10
+
+
+@pytest.mark.parametrize("source, status", [
+    ("import os\ndef f(x):\n    os.abort()\n", "crash by signal"),
+    ("def f(x):\n    raise ValueError('no')\n", "exception"),
+    ("def f(x:\n    pass\n", "syntax error"),
+    ("import nope_not_here\ndef f(x):\n    pass\n", "import error"),
+    ("import os\ndef f(x):\n    os._exit(0)\n", "no result"),
+    ("def f(x):\n    return len(bytearray(2 << 30))\n", "memory limit"),
+])
+def test_the_failures_of_a_run_are_failures_of_a_timing_session(timed, source, status):
+    r = timed(source, limits=Limits(memory_bytes=512 << 20))
+    assert r.status == status, r.reason
+    assert r.times_s == []
+
+
+def test_a_write_outside_during_timing_is_recorded(timed, open_folder):
+    r = timed(f"def f(x):\n    open({open_folder!r} + '/x', 'w')\n    return x * 2\n")
+    assert r.status == "write outside sandbox"
+
+
+def test_bad_arguments_are_refused(timed):
+    with pytest.raises(ValueError, match="calls=0"):
+        timed("def f(x):\n    return x\n", calls=0)
+    with pytest.raises(ValueError, match="JSON-able"):
+        timed("def f(x):\n    return x\n", params={"rows": object()})
+
+
+def _calls(parent, child, live):
+    return [Call(index=i, seed=i, warmup=False, parent_s=p, child_s=c, live_s=l)
+            for i, (p, c, l) in enumerate(zip(parent, child, live))]
+
+
+@pytest.mark.parametrize("parent, child, live, tampered", [
+    ([1e-3] * 5, [0.9e-3] * 5, [0.9e-3] * 5, False),  # consistent
+    ([2e-3] * 5, [1e-3] * 5, [1e-3] * 5, False),  # a slow pipe is not tampering
+    ([1e-3] * 5, [0.9e-3] * 5, [1e-6] * 5, True),  # the child's perf_counter lies
+    ([1e-3] * 5, [5e-3] * 5, [5e-3] * 5, True),  # the child measured more than could pass
+    ([0.2] * 5, [1e-4] * 5, [1e-4] * 5, True),  # the child claims 0.1 ms of a 200 ms call
+])
+def test_the_clock_judgement(parent, child, live, tampered):
+    res = TimingResult(status="ok", reason="ok", floor={"median_s": 5e-5, "min_s": 4e-5})
+    if tampered:
+        with pytest.raises(_Stop) as e:
+            _judge_clocks(res, _calls(parent, child, live))
+        assert e.value.status == "tampered clock"
+    else:
+        _judge_clocks(res, _calls(parent, child, live))
+
+
+TORCH_HARNESS = """
+import torch
+
+def make_inputs(seed, rows=4, cols=100):
+    g = torch.Generator().manual_seed(seed)
+    return [torch.randn(rows, cols, generator=g)]
+
+def reference(x):
+    return torch.softmax(x, dim=-1)
+
+def check(out, expected, **params):
+    if type(out) is not torch.Tensor or out.shape != expected.shape:
+        return f"expected a tensor of shape {tuple(expected.shape)}"
+    if not torch.allclose(out, expected, atol=1e-5, rtol=1e-5):
+        return f"max error {float((out - expected).abs().max()):.3g}"
+"""
+
+TRITON_SOFTMAX = """
+import torch, triton, triton.language as tl
+
+@triton.jit
+def _softmax(x_ptr, o_ptr, n, BLOCK: tl.constexpr):
+    row = tl.program_id(0).to(tl.int64)
+    i = tl.arange(0, BLOCK)
+    x = tl.load(x_ptr + row * n + i, mask=i < n, other=-float("inf"))
+    e = tl.exp(x - tl.max(x, 0))
+    tl.store(o_ptr + row * n + i, e / tl.sum(e, 0), mask=i < n)
+
+def f(x):
+    o = torch.empty_like(x)
+    _softmax[(x.shape[0],)](x, o, x.shape[1], BLOCK=triton.next_power_of_2(x.shape[1]))
+    return o
+"""
+
+
+def test_a_triton_kernel_in_the_interpreter_under_the_protocol(write):
+    harness = write("torch_harness.py", TORCH_HARNESS)
+    r = time_calls(f"{write('softmax.py', TRITON_SOFTMAX)}:f", make_inputs=f"{harness}:make_inputs",
+                   reference=f"{harness}:reference", check=f"{harness}:check", calls=3, floor_calls=5,
+                   env={"TRITON_INTERPRET": "1"})
+    assert r.status == "ok", r.reason + r.stderr_tail
+    assert len(r.times_s) == 3
+    assert r.peak_rss_bytes < Limits().memory_bytes
+
+
+CUDA_EVENT_CHEAT = """
+import torch
+
+class FastEvent:
+    def __init__(self, *a, **k): pass
+    def record(self, *a): pass
+    def elapsed_time(self, other): return 0.001
+
+torch.cuda.Event = FastEvent
+
+def f(x):
+    return torch.softmax(x, dim=-1)
+"""
+
+
+def test_patching_torch_cuda_event_is_a_tampered_clock(write):
+    harness = write("torch_harness.py", TORCH_HARNESS)
+    r = time_calls(f"{write('cheat.py', CUDA_EVENT_CHEAT)}:f", make_inputs=f"{harness}:make_inputs",
+                   reference=f"{harness}:reference", check=f"{harness}:check", calls=2, floor_calls=5)
+    assert r.status == "tampered clock"
+    assert "torch.cuda.Event" in r.reason
