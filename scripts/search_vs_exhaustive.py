@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""How close does the meta-parameter search get to the exhaustive optimum, and how fast?
+
+1. Measure every configuration of a kernel's interpreter-visible tunables at one shape
+   (exhaustive search), interleaving rounds so machine drift hits every config alike.
+2. Replay the search's proposer (``MetaParamProposer``, the one ``aina evolve`` uses)
+   against that table for many seeds: it sees only the scores of what it proposed.
+3. Report, per budget, the median ratio best-found / exhaustive-best, and how many
+   evaluations it takes to get within 5% and to the optimum.
+
+On a CPU the clock is Triton's interpreter's: the figures say how well the *search*
+works, not how fast the kernel is on a GPU.
+
+    TRITON_INTERPRET=1 python scripts/search_vs_exhaustive.py --kernel softmax --M 8 --N 2048
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--kernel", default="softmax")
+    ap.add_argument("--M", type=int, default=8)
+    ap.add_argument("--N", type=int, default=2048)
+    ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seeds", type=int, default=20)
+    ap.add_argument("--out", default=None, help="write the table and the replay as JSON")
+    args = ap.parse_args()
+
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ.setdefault("TRITON_INTERPRET", "1")
+    from importlib import import_module
+
+    from pytest_aina.changer.model import Candidate, Verdict
+    from pytest_aina.changer.proposers import MetaParamProposer, ProposalContext
+    from pytest_aina.evolution import GPU_ONLY_TUNABLES
+
+    mod = import_module(f"kernels.{args.kernel}")
+    generic = getattr(mod, f"{args.kernel}_generic")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    space = {k: v for k, v in mod.TUNABLES.items() if device == "cuda" or k not in GPU_ONLY_TUNABLES}
+    names = sorted(space)
+    configs = [dict(zip(names, vals)) for vals in itertools.product(*(space[k] for k in names))]
+    x = torch.randn(args.M, args.N, dtype=getattr(torch, args.dtype), device=device)
+    extra = []
+    if args.kernel in ("rms_norm", "layer_norm"):
+        extra.append(torch.randn(args.N, dtype=x.dtype, device=device))
+        if args.kernel == "layer_norm":
+            extra.append(torch.randn(args.N, dtype=x.dtype, device=device))
+
+    def timed(cfg) -> float:
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        generic(x, *extra, **cfg)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - t
+
+    samples: dict[int, list[float]] = {i: [] for i in range(len(configs))}
+    for i, cfg in enumerate(configs):  # warm-up (and compile on a GPU)
+        generic(x, *extra, **cfg)
+    t0 = time.perf_counter()
+    for r in range(args.rounds):
+        for i, cfg in enumerate(configs):
+            samples[i].append(timed(cfg))
+        print(f"round {r + 1}/{args.rounds} done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+    median = {i: statistics.median(s) for i, s in samples.items()}
+    best_i = min(median, key=median.get)
+    best_t = median[best_i]
+    heuristic_t = timed({})
+
+    def score(cfg: dict) -> float:
+        i = configs.index({k: cfg.get(k, None) for k in names}) if cfg and all(k in cfg for k in names) else None
+        return 1.0 / (median[i] if i is not None else heuristic_t)
+
+    budgets = [4, 8, 12, 16, 24, 32, 48]
+    found = {b: [] for b in budgets}
+    to_within5, to_best = [], []
+    for seed in range(args.seeds):
+        ctx = ProposalContext(kernel=args.kernel, spec=None, spec_text="", kernel_source="", function=args.kernel,
+                              hypothesis={}, tunables=space, seed=seed)
+        prop = MetaParamProposer()
+        best_so_far, hit5, hit = float("inf"), None, None
+        for n in range(1, max(budgets) + 1):
+            cands = prop.propose(ctx, 1)
+            if not cands:
+                break
+            c = cands[0]
+            s = score(c.config)
+            ctx.history.append((c, Verdict(c.id, True, score=s)))
+            best_so_far = min(best_so_far, 1 / s)
+            if hit5 is None and best_so_far <= best_t * 1.05:
+                hit5 = n
+            if hit is None and best_so_far <= best_t * (1 + 1e-12):
+                hit = n
+            if n in found:
+                found[n].append(best_t / best_so_far)
+        to_within5.append(hit5)
+        to_best.append(hit)
+
+    def med(xs):
+        xs = [v for v in xs if v is not None]
+        return statistics.median(xs) if xs else None
+
+    result = {
+        "kernel": args.kernel, "shape": {"M": args.M, "N": args.N}, "dtype": args.dtype, "device": device,
+        "clock": "wall clock, Triton interpreter on CPU" if device == "cpu" else "wall clock around a synchronised call",
+        "space": space, "space_size": len(configs),
+        "exhaustive_best": {"config": configs[best_i], "median_s": best_t},
+        "heuristic_median_s": heuristic_t,
+        "worst_median_s": max(median.values()),
+        "replay": {str(b): {"median_fraction_of_best": med(found[b]), "min_fraction_of_best": min(found[b])}
+                   for b in budgets if found[b]},
+        "evaluations_to_within_5pct": {"median": med(to_within5), "max": max((v for v in to_within5 if v), default=None),
+                                       "never": sum(v is None for v in to_within5)},
+        "evaluations_to_best": {"median": med(to_best), "never": sum(v is None for v in to_best)},
+        "seeds": args.seeds,
+    }
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
