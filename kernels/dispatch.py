@@ -41,8 +41,9 @@ pytest-aina is installed and active, the call is also timed (CUDA events on a GP
 wall clock elsewhere) and reported under the variant that served it; without
 pytest-aina, kernels work the same.
 
-This module imports torch lazily (only to describe a CUDA device), so reading and
-editing tables is cheap.
+This file must stay importable on its own, by path (stdlib, PyYAML and the optional
+recorder only; torch lazily, to describe a CUDA device): the Reasoner reads tables with it
+without importing the ``kernels`` package, whose ``__init__`` imports torch.
 """
 
 from __future__ import annotations
