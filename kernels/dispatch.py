@@ -36,7 +36,8 @@ Choosing a variant for a call (its dims, dtype, device architecture):
    switch that needs no deploy.
 
 The choice is cached per (dims, dtype, device): after the first call for a key, dispatch
-costs computing the dims, one dict lookup, and the call. If the telemetry recorder of
+costs computing the dims (or, with ``dims_from_first``, reading the first argument's
+shape), one dict lookup, and the call. If the telemetry recorder of
 pytest-aina is installed and active, the call is also timed (CUDA events on a GPU, the
 wall clock elsewhere) and reported under the variant that served it; without
 pytest-aina, kernels work the same.
@@ -471,9 +472,11 @@ def _cuda_elapsed(start, end) -> float:
 class Dispatcher:
     """Calls a kernel's best variant for each call; see the module docstring."""
 
-    def __init__(self, kernel: str, dims: Callable[..., dict], generic: Callable, table: str | Path | None = None):
+    def __init__(self, kernel: str, dims: Callable[..., dict], generic: Callable, table: str | Path | None = None,
+                 *, dims_from_first: bool = False):
         self.kernel = kernel
         self._dims = dims
+        self._dims_from_first = dims_from_first
         self._generic = generic
         self._table_path = Path(table) if table is not None else TABLES_DIR / f"{kernel}.yaml"
         self._table: Table | None = None
@@ -553,11 +556,19 @@ class Dispatcher:
 
     def __call__(self, *args, **kwargs):
         x = args[0]
-        dims = self._dims(*args, **kwargs)
-        key = (*dims.values(), x.dtype, x.device)
-        route = self._routes.get(key)
-        if route is None:
-            route = self._route(key, dims, x)
+        if self._dims_from_first:
+            # the dims are a function of x's shape alone: key on it, and compute them only
+            # when the route is not cached
+            key = (x.shape, x.dtype, x.device)
+            route = self._routes.get(key)
+            if route is None:
+                route = self._route(key, self._dims(*args, **kwargs), x)
+        else:
+            dims = self._dims(*args, **kwargs)
+            key = (*dims.values(), x.dtype, x.device)
+            route = self._routes.get(key)
+            if route is None:
+                route = self._route(key, dims, x)
         rec = _telemetry.ACTIVE if _telemetry is not None else None
         if rec is None:
             return route.fn(*args, **kwargs)
@@ -575,16 +586,19 @@ class Dispatcher:
         return out
 
 
-def dispatcher(kernel: str, dims: Callable[..., dict], generic: Callable, *, table: str | Path | None = None) -> Dispatcher:
+def dispatcher(kernel: str, dims: Callable[..., dict], generic: Callable, *, table: str | Path | None = None,
+               dims_from_first: bool = False) -> Dispatcher:
     """The dispatch function of a kernel module's public entry point::
 
-        _dispatch = dispatcher("softmax", softmax_dims, softmax_generic)
+        _dispatch = dispatcher("softmax", softmax_dims, softmax_generic, dims_from_first=True)
 
         def softmax(x):
             return _dispatch(x)
 
     ``dims`` maps the call's arguments to the spec's named dims; ``generic`` is the
-    variant that always remains. The table (``kernels/variants/<kernel>.yaml`` unless
-    ``table`` is given) is read on the first call.
+    variant that always remains. ``dims_from_first`` says the dims depend on the first
+    argument's shape only (true of row-wise kernels): the cache is then keyed on that
+    shape, dtype and device, and ``dims`` runs only when a route is not cached. The table
+    (``kernels/variants/<kernel>.yaml`` unless ``table`` is given) is read on the first call.
     """
-    return Dispatcher(kernel, dims, generic, table)
+    return Dispatcher(kernel, dims, generic, table, dims_from_first=dims_from_first)

@@ -175,4 +175,4 @@ def layer_norm_dims(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, e
 
 
 # The public entry point's dispatch (kernels/dispatch.py): cached per dims, dtype and device.
-_dispatch = dispatcher("layer_norm", layer_norm_dims, layer_norm_generic)
+_dispatch = dispatcher("layer_norm", layer_norm_dims, layer_norm_generic, dims_from_first=True)

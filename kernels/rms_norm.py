@@ -155,4 +155,4 @@ def rms_norm_dims(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> d
 
 
 # The public entry point's dispatch (kernels/dispatch.py): cached per dims, dtype and device.
-_dispatch = dispatcher("rms_norm", rms_norm_dims, rms_norm_generic)
+_dispatch = dispatcher("rms_norm", rms_norm_dims, rms_norm_generic, dims_from_first=True)

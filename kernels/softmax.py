@@ -158,4 +158,4 @@ def softmax_dims(x: torch.Tensor) -> dict:
 
 
 # The public entry point's dispatch (kernels/dispatch.py): cached per dims, dtype and device.
-_dispatch = dispatcher("softmax", softmax_dims, softmax_generic)
+_dispatch = dispatcher("softmax", softmax_dims, softmax_generic, dims_from_first=True)

@@ -58,6 +58,7 @@ ACTIVE: "Recorder | None" = None
 # A key: (kernel, variant, dims as ((name, value), ...), dtype, device name, arch, timing).
 Key = tuple
 
+_floor, _log2 = math.floor, math.log2
 _SUB = 16  # histogram buckets per octave: quantiles to within 2**(1/32) - 1, about 2.2%
 _ZERO = -(1 << 30)  # bucket of a 0 s latency (a coarse clock)
 
@@ -174,7 +175,9 @@ class Recorder:
     # -- the hot path ---------------------------------------------------------------------
 
     def add(self, key: Key, seconds: float) -> None:
-        """Count one call of ``key`` that took ``seconds``. The fast path dispatch uses."""
+        """Count one call of ``key`` that took ``seconds``. The fast path dispatch uses;
+        the aggregate update is written out here rather than in a method: it runs on
+        every recorded call."""
         with self._lock:
             agg = self._current.get(key)
             if agg is None:
@@ -182,7 +185,15 @@ class Recorder:
                     self._counts["dropped_calls"] += 1
                     return
                 agg = self._current[key] = _Aggregate()
-            agg.add(seconds)
+            agg.calls += 1
+            agg.total += seconds
+            if seconds < agg.min:
+                agg.min = seconds
+            if seconds > agg.max:
+                agg.max = seconds
+            b = _floor(_log2(seconds) * _SUB) if seconds > 0 else _ZERO
+            hist = agg.hist
+            hist[b] = hist.get(b, 0) + 1
 
     def add_pending(self, key: Key, resolve: Callable[[], float | None]) -> None:
         """Count one call whose latency is known later (CUDA events): ``resolve()`` is called
@@ -214,6 +225,9 @@ class Recorder:
         device and arch default to those of the first argument (a tensor).
         """
 
+        fixed = (dtype, device, arch) if None not in (dtype, device, arch) else None
+        described: dict = {}  # (torch dtype, torch device) -> (dtype, device name, arch)
+
         def decorate(fn):
             @functools.wraps(fn)
             def wrapper(*args, **kwargs):
@@ -224,11 +238,15 @@ class Recorder:
                 elapsed = time.perf_counter() - t0
                 try:
                     d = dims(*args, **kwargs) if callable(dims) else dims
-                    t_dtype, t_device, t_arch = dtype, device, arch
-                    if t_dtype is None or t_device is None or t_arch is None:
-                        x_dtype, x_device, x_arch = describe_tensor(args[0])
-                        t_dtype, t_device, t_arch = t_dtype or x_dtype, t_device or x_device, t_arch or x_arch
-                    self.add((kernel, variant, tuple(d.items()), t_dtype, t_device, t_arch, "wall"), elapsed)
+                    if fixed is not None:
+                        where = fixed
+                    else:
+                        x = args[0]
+                        where = described.get((x.dtype, x.device))
+                        if where is None:
+                            t_dtype, t_device, t_arch = describe_tensor(x)
+                            where = described[(x.dtype, x.device)] = (dtype or t_dtype, device or t_device, arch or t_arch)
+                    self.add((kernel, variant, tuple(d.items()), *where, "wall"), elapsed)
                 except Exception as exc:  # recording must never break the call
                     self._note_error(exc)
                 return out
