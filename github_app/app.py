@@ -50,7 +50,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(settings)
     # Flask's own body limit backs up the per-route limits the views set.
     app.config["MAX_CONTENT_LENGTH"] = max(settings["WEBHOOK_MAX_BYTES"],
-                                           settings["TELEMETRY_MAX_BYTES"])
+                                           settings["TELEMETRY_MAX_BYTES"]) + 1
 
     # 2. State, GitHub access and metrics, shared by views and workers.
     services = Services(

@@ -98,8 +98,9 @@ def render(*, repository: dict[str, Any], hypotheses: list[dict[str, Any]],
             status = f" — PR #{open_by_hyp[hid]['number']} open"
         elif hid in queued:
             status = " — run queued"
-        text = (f"{rank}. **{_cell(str(h.get('kind', '?')))}** `{_cell(str(h.get('kernel', '?')))}`"
-                f": {sentence(h)} — expected gain {format_gain(gain_of(h))}{status}")
+        text = (f"**#{rank}** {_cell(str(h.get('kind', '?')))} on "
+                f"`{_cell(str(h.get('kernel', '?')))}` (`{_cell(hid)}`): {sentence(h)} — "
+                f"expected gain {format_gain(gain_of(h))}{status}")
         if _SAFE_ID.match(hid) and hid not in open_by_hyp and hid not in queued:
             lines.append(f"- [ ] {_BOX.format(hid)} {text}")
         else:

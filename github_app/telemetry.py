@@ -24,8 +24,8 @@ import logging
 import re
 
 from flask import Blueprint, current_app, jsonify, request
-from werkzeug.exceptions import RequestEntityTooLarge
 
+from github_app.limits import read_body
 from github_app.store import JobSpec
 
 log = logging.getLogger(__name__)
@@ -67,10 +67,8 @@ def telemetry():
         return _refuse(400, "query", "expected /telemetry?installation=ID&repository=OWNER/NAME")
     installation_id = int(installation)
 
-    request.max_content_length = config["TELEMETRY_MAX_BYTES"]
-    try:
-        body = request.get_data(cache=False)
-    except RequestEntityTooLarge:
+    body = read_body(config["TELEMETRY_MAX_BYTES"])
+    if body is None:
         return _refuse(413, "too_large", f"body over {config['TELEMETRY_MAX_BYTES']} bytes")
 
     from pytest_aina.telemetry import validate, wire

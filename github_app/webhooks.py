@@ -18,9 +18,9 @@ import logging
 import re
 
 from flask import Blueprint, current_app, jsonify, request
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from github_app.events import Event, text
+from github_app.limits import read_body
 
 log = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__)
@@ -45,10 +45,8 @@ def _refuse(status: int, reason: str, message: str):
 @bp.post("/webhook")
 def webhook():
     services = current_app.extensions["aina"]
-    request.max_content_length = services.config["WEBHOOK_MAX_BYTES"]
-    try:
-        body = request.get_data(cache=False)
-    except RequestEntityTooLarge:
+    body = read_body(services.config["WEBHOOK_MAX_BYTES"])
+    if body is None:
         return _refuse(413, "too_large", "payload too large")
     if not signature_ok(services.config["WEBHOOK_SECRET"], body,
                         request.headers.get("X-Hub-Signature-256")):

@@ -101,27 +101,27 @@ class Worker:
             log.warning("job %s %s: %s", job.id, job.kind, exc)
             return
         except Exception as exc:
-            self._failed(job, exc)
+            self._failed(job, exc, ctx.always)
             return
-        if store.complete(job.id, self.name, result, ctx.follow_up):
+        if store.complete(job.id, self.name, result, ctx.follow_up + ctx.always):
             metrics.inc("aina_job_runs_total", kind=job.kind, result="done")
             log.info("job %s %s done in %.2fs: %s", job.id, job.kind,
                      time.monotonic() - started, result)
         else:
             metrics.inc("aina_job_runs_total", kind=job.kind, result="lost_lease")
 
-    def _failed(self, job: Job, exc: Exception) -> None:
+    def _failed(self, job: Job, exc: Exception, always: list[JobSpec]) -> None:
         store, metrics = self.services.store, self.services.metrics
         error = f"{type(exc).__name__}: {exc}"
         if getattr(exc, "code", None) == 401 and "installation_id" in job.payload:
             self.services.auth.forget(job.payload["installation_id"])
         if isinstance(exc, Permanent) or _is_permanent_http(exc):
-            store.fail(job.id, self.name, error)
+            store.fail(job.id, self.name, error, always)
             metrics.inc("aina_job_runs_total", kind=job.kind, result="failed")
             log.error("job %s %s failed for good: %s", job.id, job.kind, error)
             return
         if job.attempts >= job.max_attempts:
-            store.fail(job.id, self.name, f"{error} (after {job.attempts} attempts)")
+            store.fail(job.id, self.name, f"{error} (after {job.attempts} attempts)", always)
             metrics.inc("aina_job_runs_total", kind=job.kind, result="failed")
             log.error("job %s %s gave up after %d attempts: %s\n%s", job.id, job.kind,
                       job.attempts, error, traceback.format_exc())

@@ -64,6 +64,7 @@ class JobContext:
         self.job = job
         self.worker = worker
         self.follow_up: list[JobSpec] = []
+        self.always: list[JobSpec] = []
         self.log = logging.LoggerAdapter(log, {"job": job.id})
 
     @property
@@ -81,6 +82,11 @@ class JobContext:
     def then(self, spec: JobSpec) -> None:
         """Queue ``spec`` when (and only when) this job completes."""
         self.follow_up.append(spec)
+
+    def finally_(self, spec: JobSpec) -> None:
+        """Queue ``spec`` however this job ends: done, or failed for good (a dashboard
+        that must show the failure)."""
+        self.always.append(spec)
 
     def checkpoint(self, **data: Any) -> None:
         """Remember progress across a crash: ``ctx.job.checkpoint`` holds it next time."""

@@ -71,7 +71,7 @@ def edited(ctx: JobContext):
     repo = ctx.repo()
     issue = repo.issue(p["number"])
     wanted = dashboard.ticked(issue.body)
-    ctx.then(dashboard_job(name, inst))
+    ctx.finally_(dashboard_job(name, inst))
     if not wanted:
         return {"ticked": []}
     if not pulls.has_write_access(repo, sender):

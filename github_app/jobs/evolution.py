@@ -42,7 +42,7 @@ def evolve(ctx: JobContext):
         change = evolution.evolve(root, hypothesis, ctx.config)
     except (NotImplementedError, ChangeError) as exc:
         ctx.store.finish_run(run_id, "failed", str(exc))
-        ctx.then(dashboard_job(name, inst))
+        ctx.finally_(dashboard_job(name, inst))
         raise Permanent(str(exc)) from exc
     finally:
         shutil.rmtree(base, ignore_errors=True)
@@ -73,7 +73,7 @@ def publish(ctx: JobContext):
         policy = load_policy(repo, base_branch)
     except PolicyError as exc:
         ctx.store.update_repository(name, policy_error=str(exc))
-        ctx.then(dashboard_job(name, inst))
+        ctx.finally_(dashboard_job(name, inst))
         raise Permanent(str(exc)) from exc
     if repo_row.get("policy_error"):
         ctx.store.update_repository(name, policy_error=None)
@@ -119,6 +119,6 @@ def publish(ctx: JobContext):
     ctx.then(JobSpec("provenance", {"repository": name, "installation_id": inst,
                                     "head_sha": published.head_sha},
                      key=f"provenance:{name}:{published.head_sha}", repository=name))
-    ctx.then(dashboard_job(name, inst))
+    ctx.finally_(dashboard_job(name, inst))
     return {"number": published.number, "created": published.created,
             "head_sha": published.head_sha, "superseded": superseded}

@@ -81,5 +81,5 @@ def repo_setup(ctx: JobContext):
     sha = ref.object.sha if ref is not None else None
     ctx.store.upsert_repository(name, inst, repo_id=repo.id, default_branch=branch)
     ctx.store.update_repository(name, baseline_sha=sha)
-    ctx.then(dashboard_job(name, inst))
+    ctx.finally_(dashboard_job(name, inst))
     return {"default_branch": branch, "baseline": sha}

@@ -25,7 +25,7 @@ def reason(ctx: JobContext):
     except NotImplementedError as exc:
         raise Permanent(str(exc)) from exc
     ctx.store.replace_hypotheses(name, ranked)
-    ctx.then(dashboard_job(name, inst))
+    ctx.finally_(dashboard_job(name, inst))
 
     repo = ctx.repo()
     try:

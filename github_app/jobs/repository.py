@@ -30,7 +30,7 @@ def baseline(ctx: JobContext):
     ctx.store.update_repository(p["repository"], baseline_sha=p["sha"])
     if ctx.store.telemetry_summary(p["repository"])["windows"]:
         ctx.then(reason_job(p["repository"], p["installation_id"]))
-    ctx.then(dashboard_job(p["repository"], p["installation_id"]))
+    ctx.finally_(dashboard_job(p["repository"], p["installation_id"]))
     return {"baseline": p["sha"]}
 
 
@@ -41,7 +41,7 @@ def pull_closed(ctx: JobContext):
     outcome = "merged" if p["merged"] else "closed"
     recorded = ctx.store.close_pull(p["repository"], p["number"], outcome, p.get("by"))
     released = ctx.store.release_deferred(p["repository"])
-    ctx.then(dashboard_job(p["repository"], p["installation_id"]))
+    ctx.finally_(dashboard_job(p["repository"], p["installation_id"]))
     return {"recorded": recorded, "outcome": outcome, "released": released}
 
 
@@ -82,7 +82,7 @@ def command(ctx: JobContext):
         pulls.close_pull(repo, number, reply + "closing as asked.")
         ctx.store.close_pull(name, number, "closed-by-command", user)
         ctx.store.release_deferred(name)
-        ctx.then(dashboard_job(name, p["installation_id"]))
+        ctx.finally_(dashboard_job(name, p["installation_id"]))
         return {"closed": number}
     if cmd == "rebase":
         base = repo.default_branch

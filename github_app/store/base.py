@@ -173,7 +173,9 @@ class Store(abc.ABC):
               count_attempt: bool = True) -> bool: ...
 
     @abc.abstractmethod
-    def fail(self, job_id: int, worker: str, error: str) -> bool: ...
+    def fail(self, job_id: int, worker: str, error: str,
+             follow_up: Sequence[JobSpec] = ()) -> bool:
+        """Mark the job failed for good, enqueueing ``follow_up`` in the same transaction."""
 
     @abc.abstractmethod
     def defer(self, job_id: int, worker: str, reason: str) -> bool: ...

@@ -421,11 +421,14 @@ class SQLiteStore(Store):
                            " lease_until = NULL, last_error = ?",
                            (time.time(), f"superseded by a newer job with this key ({error})"))
 
-    def fail(self, job_id, worker, error):
+    def fail(self, job_id, worker, error, follow_up=()):
         with self._tx() as con:
-            return self._owned(con, job_id, worker,
-                               f"UPDATE jobs SET state = '{FAILED}', last_error = ?,"
-                               " finished_at = ?, lease_until = NULL", (error, time.time()))
+            ok = self._owned(con, job_id, worker,
+                             f"UPDATE jobs SET state = '{FAILED}', last_error = ?,"
+                             " finished_at = ?, lease_until = NULL", (error, time.time()))
+            if ok and follow_up:
+                self._enqueue(con, follow_up)
+            return ok
 
     def defer(self, job_id, worker, reason):
         with self._tx() as con:

@@ -2,25 +2,25 @@
 
 ``fake`` is a real HTTP server speaking GitHub's REST API (checked against GitHub's
 published description); ``app`` is the App from its factory, served by werkzeug on
-another port, configured to talk to the fake as a GitHub Enterprise server. ``drain``
-runs the App's job worker in the test's thread until no job is due.
+another port, configured to talk to the fake as a GitHub Enterprise server;
+``onboarded`` is a repository whose installation the App has heard of and set up.
 """
 
 from __future__ import annotations
 
-import threading
-import time
+import logging
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from werkzeug.serving import make_server
 
 import octokit
+from app_helpers import APP_ID, WEBHOOK_SECRET, Served, app_config
 from fake_github import FakeGitHub, RestDescription
 
-WEBHOOK_SECRET = "webhook-secret-for-tests"
-APP_ID = 4242
+
+# One line per request from two servers drowns what a failing test says.
+logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
 
 @pytest.fixture(scope="session")
@@ -50,36 +50,6 @@ def fake(rest_description, app_key):
     assert gh.violations == [], "the fake saw requests or gave answers GitHub would not"
 
 
-def app_config(fake, app_key, tmp_path, **overrides):
-    config = {
-        "APP_ID": APP_ID, "PRIVATE_KEY": app_key[0], "WEBHOOK_SECRET": WEBHOOK_SECRET,
-        "GITHUB_API_URL": fake.api_url, "DATABASE": str(tmp_path / "aina.sqlite3"),
-        "HTTP_BACKOFF_SECONDS": 0.01, "RETRY_BASE_SECONDS": 0.01, "RETRY_MAX_SECONDS": 0.05,
-        "REASON_DEBOUNCE_SECONDS": 0.0, "HTTP_TIMEOUT_SECONDS": 10.0,
-        "WORK_DIR": str(tmp_path),
-    }
-    config.update(overrides)
-    return config
-
-
-class Served:
-    """The App on a loopback port."""
-
-    def __init__(self, flask_app):
-        self.flask = flask_app
-        self.services = flask_app.extensions["aina"]
-        self.server = make_server("127.0.0.1", 0, flask_app, threaded=True)
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
-        self.services.store.close()
-
-
 @pytest.fixture
 def make_app(fake, app_key, tmp_path):
     from github_app import create_app
@@ -102,29 +72,6 @@ def app(make_app):
     return make_app()
 
 
-def drain(services, *, timeout: float = 30.0, queues=("default", "evolution")) -> list:
-    """Run due jobs until none is left (waiting out short backoffs); the jobs run."""
-    from github_app.worker import Worker
-
-    worker = Worker(services, queues, name="test-worker")
-    ran = []
-    deadline = time.monotonic() + timeout
-    idle_since = None
-    while time.monotonic() < deadline:
-        job = worker.run_once()
-        if job is not None:
-            ran.append(job)
-            idle_since = None
-            continue
-        pending = [j for state in ("queued", "running") for j in services.store.jobs(state=state)]
-        if not pending:
-            return ran
-        idle_since = idle_since or time.monotonic()
-        time.sleep(0.02)
-    raise AssertionError(f"jobs still pending after {timeout}s: "
-                         f"{[(j.kind, j.state, j.last_error) for j in services.store.jobs()]}")
-
-
 @pytest.fixture
 def installed(fake):
     """A repository with kernels, installed for the App; (repo, installation)."""
@@ -138,4 +85,17 @@ def installed(fake):
     fake.add_user("drive-by")
     repo.collaborators["maintainer"] = "write"
     inst = fake.install("octo-org", ["octo-org/kernels"])
+    return repo, inst
+
+
+@pytest.fixture
+def onboarded(fake, app, installed):
+    """``installed``, after the App handled the installation event (repository known,
+    baseline recorded, dashboard issue drawn); (repo, installation)."""
+    from app_helpers import drain
+
+    repo, inst = installed
+    delivery = fake.deliver_event("installation", fake.installation_payload(inst, "created"))
+    assert delivery.status_code == 202, delivery.response_body
+    drain(app.services)
     return repo, inst

@@ -1,0 +1,105 @@
+"""Helpers shared by the App's tests (a module of its own: ``conftest`` is not importable
+by name when several test folders have one)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+import uuid
+
+import requests
+from werkzeug.serving import make_server
+
+WEBHOOK_SECRET = "webhook-secret-for-tests"
+APP_ID = 4242
+
+
+def app_config(fake, app_key, tmp_path, **overrides):
+    config = {
+        "APP_ID": APP_ID, "PRIVATE_KEY": app_key[0], "WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "GITHUB_API_URL": fake.api_url, "DATABASE": str(tmp_path / "aina.sqlite3"),
+        "HTTP_BACKOFF_SECONDS": 0.01, "RETRY_BASE_SECONDS": 0.01, "RETRY_MAX_SECONDS": 0.05,
+        "REASON_DEBOUNCE_SECONDS": 0.0, "HTTP_TIMEOUT_SECONDS": 10.0,
+        "WORK_DIR": str(tmp_path),
+    }
+    config.update(overrides)
+    return config
+
+
+class Served:
+    """The App on a loopback port."""
+
+    def __init__(self, flask_app):
+        self.flask = flask_app
+        self.services = flask_app.extensions["aina"]
+        self.server = make_server("127.0.0.1", 0, flask_app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+        self.services.store.close()
+
+
+def drain(services, *, timeout: float = 30.0, queues=("default", "evolution")) -> list:
+    """Run due jobs until none is left (waiting out short backoffs); the jobs run."""
+    from github_app.worker import Worker
+
+    worker = Worker(services, queues, name="test-worker")
+    ran = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = worker.run_once()
+        if job is not None:
+            ran.append(job)
+            continue
+        pending = [j for state in ("queued", "running") for j in services.store.jobs(state=state)
+                   if j.queue in queues]
+        if not pending:
+            return ran
+        time.sleep(0.02)
+    raise AssertionError(f"jobs still pending after {timeout}s: "
+                         f"{[(j.kind, j.state, j.last_error) for j in services.store.jobs()]}")
+
+
+
+def sign(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def post_webhook(url: str, event: str, payload, *, delivery: str | None = None,
+                 secret: str = WEBHOOK_SECRET, signature: str | None = None,
+                 body: bytes | None = None):
+    body = json.dumps(payload).encode() if body is None else body
+    headers = {"X-GitHub-Event": event, "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
+               "Content-Type": "application/json",
+               "X-Hub-Signature-256": signature if signature is not None else sign(secret, body)}
+    return requests.post(url + "/webhook", data=body, headers=headers, timeout=10)
+
+
+def make_change(hypothesis_id: str = "hyp-1", *, kernel: str = "softmax",
+                content: str = "def softmax_v2(x):\n    return x\n", **extra) -> dict:
+    """A change as the Changer will hand it over: files, with an in-toto statement whose
+    subjects are the other files' sha256."""
+    files = dict(extra.pop("files", None) or {f"kernels/{kernel}_v2.py": content})
+    statement = {"_type": "https://in-toto.io/Statement/v1",
+                 "subject": [{"name": p, "digest": {"sha256": hashlib.sha256(c.encode()).hexdigest()}}
+                             for p, c in files.items() if c is not None],
+                 "predicateType": "https://pytest-aina.dev/evolution/v1",
+                 "predicate": {"hypothesis": hypothesis_id}}
+    attestation = f".aina/attestations/{hypothesis_id}.json"
+    files[attestation] = json.dumps(statement, indent=1)
+    change = {"hypothesis_id": hypothesis_id, "branch": f"aina/{kernel}/{hypothesis_id}",
+              "title": f"{kernel}: faster for the hot shapes ({hypothesis_id})",
+              "body": "## Evidence\n\n| shape | before | after |\n| --- | --- | --- |\n"
+                      "| 4096x50304 | 1.00 ms | 0.80 ms |\n",
+              "files": files, "attestation": attestation, "labels": ["risk:low"],
+              "kernel": kernel}
+    change.update(extra)
+    return change
