@@ -289,12 +289,13 @@ class Child:
         procs.kill(self.members())
         return status
 
-    def recv(self, deadline: float) -> tuple[dict, bytes]:
+    def recv(self, deadline: float, poll_s: float = _POLL_S) -> tuple[dict, bytes]:
         """The next frame; violations are recorded on the way. Raises TimeoutError at
-        ``deadline`` (the child is left running) and :class:`Ended` when the child is gone."""
+        ``deadline`` (the child is left running) and :class:`Ended` when the child is gone.
+        Every ``poll_s`` without a frame the watchdog looks at the sandbox."""
         while True:
             try:
-                header, blob = self.reader.read(min(deadline, time.monotonic() + _POLL_S))
+                header, blob = self.reader.read(min(deadline, time.monotonic() + poll_s))
             except TimeoutError:
                 if not self.alive():
                     self._drain()

@@ -67,6 +67,8 @@ class TimingResult:
     floor: dict = field(default_factory=dict)  # the no-op round trip: median_s, min_s, p90_s, calls
     calls: list[Call] = field(default_factory=list)
     seed: int = 0
+    device_sync: bool = False  # a GPU was synchronised after each call
+    l2_flush_bytes: int | None = None  # the device cache was overwritten before each call (GPU only)
     exit: Exit = field(default_factory=Exit)
     wall_s: float = 0.0
     peak_rss_bytes: int = 0
@@ -119,13 +121,15 @@ def _resolve(path: str):
 
 def time_calls(entry: str, *, make_inputs: str, reference: str, check: str, params: Mapping[str, Any] | None = None,
                calls: int = 10, warmup: int = 1, seed: int = 0, floor_calls: int = 30, call_timeout_s: float = 30.0,
-               min_plausible_s: float | None = None, limits: Limits | None = None, isolation: Isolation | None = None,
+               min_plausible_s: float | None = None, l2_flush_bytes: int = 256 << 20,
+               limits: Limits | None = None, isolation: Isolation | None = None,
                pythonpath: Sequence[str] = (), read_paths: Sequence[str] = (), files: Mapping[str, Any] | None = None,
                env: Mapping[str, str] | None = None, base_dir: str | None = None) -> TimingResult:
     """Time ``calls`` calls of ``entry`` (after ``warmup`` untimed ones, also checked) in
     one sandboxed child. ``seed`` seeds the parent's choice of per-call seeds, so a run
     repeats. ``min_plausible_s``: a median below it (e.g. bytes moved / peak bandwidth)
-    is a measurement error. ``limits.wall_s`` bounds the whole session."""
+    is a measurement error. ``l2_flush_bytes``: on a GPU, a buffer of that size is
+    overwritten before each call (0: never). ``limits.wall_s`` bounds the whole session."""
     if calls < 1 or warmup < 0 or floor_calls < 1:
         raise ValueError(f"time_calls: calls={calls} (>= 1), warmup={warmup} (>= 0), floor_calls={floor_calls} (>= 1)")
     params = dict(params or {})
@@ -141,7 +145,8 @@ def time_calls(entry: str, *, make_inputs: str, reference: str, check: str, para
     staged.update({f"harness/{k}": v for k, v in extra.items()})
     mk_child = mk_child.replace("{work}/", "{work}/harness/")
     limits = limits or Limits()
-    child = Child("serve", {"entry": entry, "make_inputs": mk_child, "params": params}, limits=limits,
+    child = Child("serve", {"entry": entry, "make_inputs": mk_child, "params": params,
+                           "flush_bytes": int(l2_flush_bytes)}, limits=limits,
                   isolation=isolation or Isolation(), pythonpath=list(pythonpath), read_paths=list(read_paths),
                   files=staged, env=env, base_dir=base_dir)
     for key in ("entry", "make_inputs"):
@@ -211,7 +216,9 @@ def _expect(child: Child, op: str, deadline: float, what: str) -> tuple[dict, by
 def _session(child: Child, res: TimingResult, *, mk, ref, chk, params, calls, warmup, seed, floor_calls,
              call_timeout_s, min_plausible_s, deadline) -> None:
     clock = time.perf_counter_ns
-    _expect(child, "ready", deadline, "after start-up")
+    ready, _ = _expect(child, "ready", deadline, "after start-up")
+    res.device_sync = bool(ready.get("sync"))
+    res.l2_flush_bytes = ready.get("l2_flush_bytes")
 
     floor = []
     for _ in range(floor_calls):
@@ -242,7 +249,9 @@ def _session(child: Child, res: TimingResult, *, mk, ref, chk, params, calls, wa
         t0 = clock()
         child.send({"op": "go", "nonce": nonce})
         try:
-            header, _ = child.recv(call_deadline)
+            # the watchdog reads /proc while the call runs: rarely, not to steal the CPU it times
+            # (RLIMIT_DATA bounds each process meanwhile)
+            header, _ = child.recv(call_deadline, poll_s=1.0)
         except TimeoutError:
             if time.monotonic() >= deadline:
                 raise

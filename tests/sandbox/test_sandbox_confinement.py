@@ -11,7 +11,7 @@ import pytest
 
 from pytest_aina.sandbox import Isolation, run
 
-from conftest import need
+from sandbox_helpers import need
 
 WRITER = """
 import ctypes, os, subprocess

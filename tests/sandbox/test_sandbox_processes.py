@@ -18,7 +18,7 @@ import pytest
 
 from pytest_aina.sandbox import Isolation, Limits, procs, run
 
-from conftest import need, processes_with
+from sandbox_helpers import need, processes_with
 
 #: Double fork + setsid + SIGTERM ignored + exec: the classic daemon that escapes a process
 #: group and a session. It returns only once the daemon is running.

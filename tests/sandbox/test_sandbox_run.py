@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
 from pytest_aina.sandbox import Isolation, Limits, SandboxError, run
 from pytest_aina.sandbox.childenv import EnvError
 
-from conftest import need
+from sandbox_helpers import need
 
 
 def test_a_function_runs_and_returns_its_value(write):
@@ -102,33 +105,50 @@ def test_the_child_environment_is_an_allow_list(write, planted_secrets, monkeypa
         assert env[name].startswith(work + "/"), name
 
 
-def test_a_candidate_looking_for_credentials_finds_none(write, planted_secrets):
-    """It searches its environment, /proc (its own, its parent's, every process's), and
-    files; no planted value reaches it, its output, or any field of the record."""
-    path = write("snoop.py", """
-        import glob, os
-        def f():
-            found = {"environ": dict(os.environ)}
-            paths = ["/proc/self/environ", "/proc/1/environ", f"/proc/{os.getppid()}/environ"]
-            paths += glob.glob("/proc/[0-9]*/environ") + glob.glob("/proc/[0-9]*/task/*/environ")
-            paths += ["/root/.bashrc", "/root/.git-credentials", "/etc/shadow"]
-            for p in paths:
-                try:
-                    with open(p, "rb") as fh:
-                        found[p] = fh.read().decode(errors="replace")
-                except OSError as e:
-                    found[p] = f"unreadable: {e.strerror}"
-            print(found)
-            import sys
-            print(found, file=sys.stderr)
-            return found
-    """)
-    r = run(f"{path}:f")
-    assert r.status == "ok", r.reason
-    record = json.dumps(r.as_dict())
+SNOOP = """
+import base64, glob, json, os
+
+def f():
+    found = {"environ": dict(os.environ)}
+    paths = ["/proc/self/environ", "/proc/1/environ", f"/proc/{os.getppid()}/environ"]
+    paths += glob.glob("/proc/[0-9]*/environ") + glob.glob("/proc/[0-9]*/task/*/environ")
+    paths += ["/root/.bashrc", "/root/.git-credentials", "/etc/shadow"]
+    for p in paths:
+        try:
+            with open(p, "rb") as fh:
+                found[p] = fh.read().decode(errors="replace")
+        except OSError as e:
+            found[p] = f"unreadable: {e.strerror}"
+    print(found)
+    # encoded, so that the record's redaction cannot hide a secret it did find
+    return base64.b64encode(json.dumps(found).encode()).decode()
+"""
+
+
+@pytest.mark.parametrize("isolation", [
+    "Isolation()", "Isolation(namespaces=False)", "Isolation(namespaces=False, landlock=False)"])
+def test_a_candidate_looking_for_credentials_finds_none(write, planted_secrets, isolation):
+    """The evaluator runs with the secrets in its *initial* environment (what
+    /proc/PID/environ shows), as a CI job would. The candidate searches its environment,
+    /proc (its own, its parent's, every process's) and dotfiles, and returns all it saw,
+    encoded; no planted value is in it, nor anywhere in the record."""
+    path = write("snoop.py", SNOOP)
+    evaluator = (
+        "import json, sys\n"
+        "from pytest_aina.sandbox import Isolation, run\n"
+        f"r = run({path + ':f'!r}, isolation={isolation})\n"
+        "print(json.dumps(r.as_dict()))\n")
+    env = dict(os.environ, **planted_secrets)
+    proc = subprocess.run([sys.executable, "-c", evaluator], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(proc.stdout)
+    assert record["status"] == "ok", record["reason"]
+    seen = base64.b64decode(record["value"]).decode()
+    assert "PATH" in seen  # it did look
     for name, value in planted_secrets.items():
-        assert value not in record, f"{name} leaked"
-    assert "ghp_" not in record
+        assert value not in seen, f"{name} reached the candidate"
+        assert value not in proc.stdout, f"{name} reached the record"
+        assert name not in json.loads(seen)["environ"]
 
 
 def test_a_secret_the_candidate_finds_on_disk_is_redacted_from_the_record(write, planted_secrets):
