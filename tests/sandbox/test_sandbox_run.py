@@ -227,3 +227,23 @@ def test_torch_and_triton_run_under_the_default_limits(write, caps):
     assert r.value["close"] is True
     assert r.value["triton_cache"].startswith(r.value["home"] + "/")
     print("torch+triton child:", r.value["VmData"], "data,", r.peak_rss_bytes >> 20, "MiB peak RSS")
+
+
+def test_sandboxes_run_side_by_side(write):
+    """The search evaluates several candidates at once: each gets its own uid and folder."""
+    import concurrent.futures
+
+    path = write("cand.py", """
+        import os, time
+        def f(i):
+            time.sleep(0.2)
+            open("mine.txt", "w").write(str(i))
+            return {"i": i, "uid": os.getuid(), "cwd": os.getcwd(), "files": os.listdir(".")}
+    """)
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(lambda i: run(f"{path}:f", args=[i]), range(3)))
+    assert [r.status for r in results] == ["ok"] * 3, [r.reason for r in results]
+    assert [r.value["i"] for r in results] == [0, 1, 2]
+    assert len({r.value["cwd"] for r in results}) == 3
+    if results[0].protections["uid"] is not None:
+        assert len({r.value["uid"] for r in results}) == 3
