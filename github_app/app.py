@@ -42,6 +42,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     # 1. Configuration, checked once.
     env = Flask("env-reader")
     env.config.from_prefixed_env(app_config.ENV_PREFIX)
+    # from_prefixed_env parses values as JSON; a secret that looks like a number must stay
+    # the text it is.
+    for key in app_config.TEXT_KEYS:
+        raw = os.environ.get(f"{app_config.ENV_PREFIX}_{key}")
+        if raw is not None:
+            env.config[key] = raw
     settings = app_config.merged(env.config, config)
     app_config.check(settings)
     if not settings["DATABASE"]:

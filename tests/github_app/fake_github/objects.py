@@ -243,6 +243,10 @@ def integration(u: Urls, app, owner_json) -> dict[str, Any]:
 
 
 def installation(u: Urls, app, inst, account_json) -> dict[str, Any]:
+    # GitHub's description of GET /app/installations has the account as allOf
+    # [Simple User, Enterprise], so an account carries the fields of both.
+    account_json = {**account_json, "name": account_json["login"], "slug": account_json["login"],
+                    "created_at": iso(inst.created_at), "updated_at": iso(inst.created_at)}
     return {"id": inst.id, "account": account_json, "repository_selection": "selected",
             "access_tokens_url": f"{u.api}/app/installations/{inst.id}/access_tokens",
             "repositories_url": f"{u.api}/installation/repositories",
