@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from pytest_aina.devices import DeviceLimits, DeviceTable
 from pytest_aina.reasoner.hypothesis import Hypothesis
-from pytest_aina.reasoner.profile import Agg, Profile, octave
+from pytest_aina.reasoner.profile import Agg, Profile, domain_dict, domain_label, octave
 from pytest_aina.spec import Spec
 from pytest_aina.telemetry.window import format_time
 
@@ -139,15 +139,6 @@ def _domain_key(gkey: tuple) -> tuple:
     return (kernel, tuple((k, octave(v)) for k, v in dims), dtype, arch)
 
 
-def _domain_dict(dkey: tuple) -> dict:
-    return {"dims": {k: [lo, hi] for k, (lo, hi) in dkey[1]}, "dtype": dkey[2], "arch": dkey[3]}
-
-
-def _domain_label(dkey: tuple) -> str:
-    dims = " ".join(f"{k}={lo}" if lo == hi else f"{k}={lo}..{hi}" for k, (lo, hi) in dkey[1])
-    return f"{dims} {dkey[2]} {dkey[3]}"
-
-
 def _gain_over(groups: list[tuple], roof_of, cfg: ReasonerConfig) -> tuple[float, float, bool]:
     """(roofline gain, time covered by a roofline, any roofline) over (gkey, agg) pairs."""
     gain = covered = 0.0
@@ -194,9 +185,9 @@ def far_from_limit(profile: Profile, rooflines: _Rooflines, cfg: ReasonerConfig)
                     for gain, gk, g, roof in rows[:cfg.top_groups]]
         main = rows[0][3]
         out.append(Hypothesis(
-            kind="far_from_limit", kernel=kernel, domain=_domain_dict(top_domain),
+            kind="far_from_limit", kernel=kernel, domain=domain_dict(top_domain),
             title=(f"{kernel}: {share:.0%} of GPU time at {eff:.0%} of its roofline "
-                   f"(time-weighted); most to gain at {_domain_label(top_domain)}"),
+                   f"(time-weighted); most to gain at {domain_label(top_domain)}"),
             expected_gain=total_gain,
             gain_basis=(f"roofline: every shape brought to {cfg.target_efficiency:.0%} of max(bytes/bandwidth, "
                         f"flops/peak, {cfg.launch_floor_s * 1e6:g} us launch floor) on its device; the spec's bytes/FLOPs "
@@ -295,9 +286,9 @@ def shape_shift(profile: Profile, rooflines: _Rooflines, cfg: ReasonerConfig) ->
         fraction = (gain / covered) if known else cfg.prior_gain
         per_day_after = grown_after_s * 86400.0 / after_span
         out.append(Hypothesis(
-            kind="shape_shift", kernel=kernel, domain=_domain_dict(dkey),
+            kind="shape_shift", kernel=kernel, domain=domain_dict(dkey),
             title=(f"{kernel}: shape mix shifted around {format_time(at)} (distance {tv:.2f}); "
-                   f"{_domain_label(dkey)} went from {share_before:.0%} to {share_after:.0%} of its time"),
+                   f"{domain_label(dkey)} went from {share_before:.0%} to {share_after:.0%} of its time"),
             expected_gain=per_day_after * fraction,
             gain_basis=(("roofline" if known else f"prior ({cfg.prior_gain:.0%})") +
                         f": specialising for the domain that grew, at its GPU time per day since the shift "
@@ -308,6 +299,8 @@ def shape_shift(profile: Profile, rooflines: _Rooflines, cfg: ReasonerConfig) ->
                       "grew": [_mover(kernel, m) for m in moves if m[2] > m[1]][:cfg.top_groups],
                       "shrank": [_mover(kernel, m) for m in reversed(moves) if m[2] < m[1]][:cfg.top_groups],
                       "gpu_s_per_day_after": round(per_day_after, 3),
+                      "groups": [_group_row(gk, g, roof_of(gk, g), profile) for gk, g in
+                                 sorted(groups, key=lambda x: (-x[1].time_s, repr(x[0])))[:cfg.top_groups]],
                       "windows": _windows([g for _, g in groups], cfg.top_refs) if groups else {"count": 0}},
         ))
     return out
@@ -315,7 +308,7 @@ def shape_shift(profile: Profile, rooflines: _Rooflines, cfg: ReasonerConfig) ->
 
 def _mover(kernel: str, move: tuple) -> dict:
     key, before, after = move
-    return {"domain": _domain_dict((kernel, *key)), "share_before": round(before, 4), "share_after": round(after, 4)}
+    return {"domain": domain_dict((kernel, *key)), "share_before": round(before, 4), "share_after": round(after, 4)}
 
 
 def _same_device(a: str, b: str, devices: DeviceTable | None) -> bool:

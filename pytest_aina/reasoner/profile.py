@@ -94,12 +94,21 @@ class Domain:
         return self.key[3]
 
     def as_dict(self) -> dict:
-        """The shape domain as hypotheses carry it: dim ranges, dtype, arch."""
-        return {"dims": {k: [lo, hi] for k, (lo, hi) in self.key[1]}, "dtype": self.dtype, "arch": self.arch}
+        return domain_dict(self.key)
 
     def label(self) -> str:
-        dims = " ".join(f"{k}={lo}" if lo == hi else f"{k}={lo}..{hi}" for k, (lo, hi) in self.key[1])
-        return f"{dims} {self.dtype} {self.arch}"
+        return domain_label(self.key)
+
+
+def domain_dict(key: DomainKey) -> dict:
+    """A domain as hypotheses carry it: {"dims": {name: [lo, hi]}, "dtype": ..., "arch": ...}."""
+    return {"dims": {k: [lo, hi] for k, (lo, hi) in key[1]}, "dtype": key[2], "arch": key[3]}
+
+
+def domain_label(key: DomainKey) -> str:
+    """A domain for a person: "M=16..31 N=4096..8191 bfloat16 sm_90"."""
+    dims = " ".join(f"{k}={lo}" if lo == hi else f"{k}={lo}..{hi}" for k, (lo, hi) in key[1])
+    return f"{dims} {key[2]} {key[3]}"
 
 
 @dataclass

@@ -121,6 +121,7 @@ def test_shape_shift_found_where_it_happened(synth, specs, devices):
     assert h.evidence["total_variation"] == pytest.approx(1.0)
     assert h.domain["dims"] == {"M": [16, 31], "N": [4096, 8191]}
     assert h.evidence["grew"][0]["share_after"] == 1.0 and h.evidence["shrank"][0]["share_before"] == 1.0
+    assert h.evidence["groups"][0]["dims"] == {"M": 16, "N": 4096}  # the hot shape of the grown domain
     # the grown domain's time per day at the new mix, times its roofline gap
     per_day_after = 10 * 3750 * 8e-6 * 24 / 10
     assert h.expected_gain == pytest.approx(per_day_after * (1 - 0.25 / 0.8), rel=1e-3)
