@@ -30,7 +30,7 @@ import re
 import sys
 import time
 import urllib.parse
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from pytest_aina.changer import prompts
@@ -73,7 +73,6 @@ class _Parsed:
     summary: str = ""
     reason: str | None = None           # why the answer is unusable (prompts.CORRECTIONS key)
     detail: str = ""
-    extra: dict = field(default_factory=dict)
 
 
 class LLMProposer:
@@ -215,9 +214,10 @@ class LLMProposer:
         return out
 
     def _propose_one(self, ctx, slot, proposed, known, key, remaining) -> _Outcome:
-        messages = [{"role": "system", "content": prompts.SYSTEM},
-                    {"role": "user", "content": prompts.render_task(ctx, proposed=proposed,
-                                                                     history_limit=self.history_limit)}]
+        task = prompts.render_task(ctx, proposed=proposed, history_limit=self.history_limit)
+        if key and key != PLACEHOLDER_KEY and key in task:  # a context is not meant to hold one; be sure
+            task = task.replace(key, "[redacted]")
+        messages = [{"role": "system", "content": prompts.SYSTEM}, {"role": "user", "content": task}]
         prompt_digest = digest(messages)
         seed = int(hashlib.sha256(f"{ctx.seed}:{self.rounds}:{slot}".encode()).hexdigest()[:8], 16)
         reference = prompts.top_level_function(ctx.kernel_source, ctx.function)
@@ -247,7 +247,6 @@ class LLMProposer:
             text, finish = _message_text(response)
             parsed = _parse_answer(text, finish, ctx.function, reference, known)
             call = calls[-1]
-            call.update(parsed.extra)
             if parsed.source is not None:
                 call["outcome"] = "ok"
                 meta = self._meta(calls, prompt_digest, parsed.summary, seed, text)

@@ -263,11 +263,15 @@ def test_provider_down_is_recorded_and_ends_the_round(server, ctx, api_key):
     assert [c["waited_s"] for c in failure["attempts"]] == [0.01, 0.02, 0.0]
 
 
-def test_key_echoed_by_the_provider_is_redacted(server, ctx, api_key, caplog):
+def test_the_key_is_redacted_from_prompts_and_echoed_errors(server, ctx, api_key, caplog):
     caplog.set_level(logging.DEBUG)
+    # a context should never hold the key; if one does, the prompt still does not carry it
+    ctx.hypothesis["evidence"]["note"] = f"collected with {api_key}"
     server.script(error(500, f"invalid header Authorization: Bearer {api_key}"), answer(fenced(GOOD)))
     [cand] = proposer(server).propose(ctx, 1)
     assert "Bearer [redacted]" in cand.meta["attempts"][0]["detail"]
+    assert all(api_key not in json.dumps(r.body) for r in server.requests)
+    assert "collected with [redacted]" in server.requests[0].text
     assert api_key not in json.dumps(cand.to_json())
     assert api_key not in caplog.text
 
