@@ -1,0 +1,262 @@
+"""The provenance of a change: an in-toto statement about how it was made.
+
+The statement (https://in-toto.io/Statement/v1) names every file of the change with its
+sha256 as a *subject*, and says in its *predicate* (type :data:`PREDICATE_TYPE`) what
+triggered the change, the hypothesis, every candidate tried with its score or failure,
+the model and prompt digests, the seeds and budget, the environment, the base commit,
+the before/after measurements with confidence intervals, and how to repeat it. The PR
+body is rendered from this statement alone (:mod:`.prbody`), so what a reviewer reads is
+what the record says. The predicate's format is documented in ``docs/provenance.md``.
+
+Nothing secret goes in: candidate ``meta`` keeps the keys known to be safe, drops unknown
+keys whose name looks like a credential, and every string of the statement goes through
+the sandbox's redactor (secret values of the environment, well-known token shapes).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from typing import Any, Iterable, Mapping
+
+from pytest_aina.changer.model import Attempt, SearchRecord
+
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+PREDICATE_TYPE = "https://pytest-aina.dev/evolution/v1"
+
+#: Candidate.meta keys that describe an LLM call without revealing anything secret.
+SAFE_META = frozenset({
+    "model", "provider", "prompt_sha256", "prompt_digest", "response_sha256", "response_digest",
+    "system_prompt_sha256", "tokens", "prompt_tokens", "completion_tokens", "total_tokens", "cost",
+    "cost_usd", "attempts", "retries", "malformed", "malformed_answers", "temperature", "seed",
+    "max_tokens", "finish_reason", "latency_s", "error", "origin", "path", "note",
+})
+
+#: How much of a failure's detail the record keeps (a traceback tail is enough to judge it).
+DETAIL_CHARS = 600
+
+
+# ---------------------------------------------------------------------------------------
+# Statistics: medians with distribution-free confidence intervals
+
+
+def median(xs: list[float]) -> float:
+    s = sorted(xs)
+    n = len(s)
+    return s[n // 2] if n % 2 else 0.5 * (s[n // 2 - 1] + s[n // 2])
+
+
+def median_ci(samples: Iterable[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """(low, high, achieved level) of a confidence interval for the median.
+
+    Order statistics, no assumption on the distribution: the number of samples below the
+    true median is Binomial(n, 1/2), so [x_(j), x_(n+1-j)] covers it with probability
+    P(j <= B <= n - j). The widest j reaching ``confidence`` is chosen; with too few
+    samples (n < 6 for 95%) the interval is [min, max] and the achieved level is lower,
+    which the caller reports rather than hides.
+    """
+    s = sorted(samples)
+    n = len(s)
+    if n == 0:
+        raise ValueError("median_ci: no samples")
+    if n == 1:
+        return s[0], s[0], 0.0
+    total = 2 ** n
+    best = (1, _coverage(n, 1, total))
+    for j in range(2, n // 2 + 1):
+        level = _coverage(n, j, total)
+        if level < confidence:
+            break
+        best = (j, level)
+    j, level = best
+    return s[j - 1], s[n - j], level
+
+
+def _coverage(n: int, j: int, total: int) -> float:
+    return sum(math.comb(n, i) for i in range(j, n - j + 1)) / total
+
+
+def summarize(samples: list[float] | None) -> dict | None:
+    """Median, its 95% interval (and the level actually reached), n, min, max; seconds."""
+    if not samples:
+        return None
+    lo, hi, level = median_ci(samples, 0.95)
+    return {"n": len(samples), "median_s": median(samples), "ci95_s": [lo, hi], "ci_level": round(level, 4),
+            "min_s": min(samples), "max_s": max(samples)}
+
+
+def ratio_ci(num: list[float], den: list[float]) -> dict | None:
+    """median(num) / median(den) with an interval of joint level >= 95%: each median gets a
+    97.5% interval (Bonferroni), and the ratio's bounds are the ratios of opposite ends."""
+    if not num or not den:
+        return None
+    nlo, nhi, nl = median_ci(num, 0.975)
+    dlo, dhi, dl = median_ci(den, 0.975)
+    return {"value": median(num) / median(den), "ci95": [nlo / dhi, nhi / dlo],
+            "ci_level": round(max(0.0, nl + dl - 1.0), 4)}
+
+
+# ---------------------------------------------------------------------------------------
+# Pieces of the statement
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def sha256_file(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def subjects(files: Mapping[str, str | None], *, exclude: str | None = None) -> list[dict]:
+    """One in-toto subject per file the change writes (sorted by path), with its sha256."""
+    return [{"name": path, "digest": {"sha256": sha256_text(text)}}
+            for path, text in sorted(files.items()) if text is not None and path != exclude]
+
+
+def verify(statement: dict, files: Mapping[str, str | None]) -> list[str]:
+    """What does not match between the statement's subjects and ``files`` ([] when all do):
+    the check a reviewer or the merge gate runs on a branch."""
+    problems = []
+    named = {s["name"]: s["digest"]["sha256"] for s in statement.get("subject", [])}
+    for path, want in named.items():
+        text = files.get(path)
+        if text is None:
+            problems.append(f"{path}: named in the attestation but not in the change")
+        elif sha256_text(text) != want:
+            problems.append(f"{path}: sha256 {sha256_text(text)[:12]} but the attestation says {want[:12]}")
+    return problems
+
+
+def sanitize_meta(meta: Mapping[str, Any]) -> dict:
+    """The candidate's meta without anything that may be a credential: known keys are kept,
+    unknown ones only when their name does not look like a secret (then redacted anyway)."""
+    from pytest_aina.sandbox.redact import is_secret_name
+
+    out = {}
+    for key, value in meta.items():
+        if key in SAFE_META or not is_secret_name(str(key)):
+            out[str(key)] = value
+    return out
+
+
+def timing_summary(t: Mapping[str, Any]) -> dict:
+    """A Verdict timing (a :class:`~pytest_aina.changer.model.Timing` as a dict) condensed:
+    the samples stay in the search checkpoint, the record keeps the statistics."""
+    cand = summarize(t.get("samples_s"))
+    ref = summarize(t.get("reference_samples_s"))
+    return {"case": t.get("case"), "clock": t.get("clock"), "candidate": cand, "reference": ref,
+            "speedup_vs_reference": ratio_ci(t.get("reference_samples_s") or [], t.get("samples_s") or [])}
+
+
+def candidate_entry(attempt: Attempt, *, role: str) -> dict:
+    """One row of 'what was tried': enough to judge the candidate without its code."""
+    c, v = attempt.candidate, attempt.verdict
+    entry: dict[str, Any] = {"id": c.id, "role": role, "proposer": c.proposer, "parent": c.parent}
+    if c.config is not None:
+        entry["kind"] = "config"
+        entry["config"] = dict(c.config)
+    if c.source is not None:
+        entry["kind"] = "source" if c.config is None else "source+config"
+        entry["source_sha256"] = sha256_text(c.source)
+        entry["source_chars"] = len(c.source)
+        entry["function"] = c.function
+    entry.setdefault("kind", "config")
+    entry["outcome"] = "passed" if v.passed else "failed"
+    entry["stages_passed"] = list(v.stages)
+    if not v.passed:
+        entry["failed_stage"] = v.failed_stage
+        entry["reason"] = v.reason
+        detail = v.detail or ""
+        entry["detail"] = detail if len(detail) <= DETAIL_CHARS else "..." + detail[-DETAIL_CHARS:]
+    entry["score"] = v.score
+    entry["speedup_vs_reference"] = v.speedup
+    entry["wall_s"] = v.wall_s
+    entry["timings"] = [timing_summary(t) for t in v.timings]
+    entry["sandbox"] = dict(v.sandbox)
+    entry["meta"] = sanitize_meta(c.meta)
+    return entry
+
+
+def llm_summary(attempts: list[Attempt]) -> dict:
+    """Models and prompts used, and the tokens and cost spent, over every candidate."""
+    models: dict[str, dict] = {}
+    for a in attempts:
+        meta = a.candidate.meta or {}
+        model = meta.get("model")
+        if not model and not a.candidate.proposer.startswith("llm"):
+            continue
+        model = str(model or a.candidate.proposer.partition(":")[2] or "unknown")
+        m = models.setdefault(model, {"model": model, "candidates": 0, "prompt_sha256": [], "tokens": 0, "cost_usd": 0.0})
+        m["candidates"] += 1
+        digest = meta.get("prompt_sha256") or meta.get("prompt_digest")
+        if digest and digest not in m["prompt_sha256"]:
+            m["prompt_sha256"].append(digest)
+        tokens = meta.get("total_tokens", meta.get("tokens"))
+        if isinstance(tokens, (int, float)) and not isinstance(tokens, bool):
+            m["tokens"] += tokens
+        cost = meta.get("cost_usd", meta.get("cost"))
+        if isinstance(cost, (int, float)) and not isinstance(cost, bool):
+            m["cost_usd"] += cost
+    return {"models": [models[k] for k in sorted(models)],
+            "tokens": sum(m["tokens"] for m in models.values()),
+            "cost_usd": round(sum(m["cost_usd"] for m in models.values()), 6)}
+
+
+def redact(value: Any) -> Any:
+    """Every string inside ``value`` with secrets of this environment and token shapes masked."""
+    from pytest_aina.sandbox.redact import Redactor
+
+    return Redactor().value(value)
+
+
+# ---------------------------------------------------------------------------------------
+# The statement
+
+
+def statement(*, files: Mapping[str, str | None], attestation_path: str, predicate: dict) -> dict:
+    """The in-toto statement: subjects are the change's files (all but the attestation)."""
+    return {
+        "_type": STATEMENT_TYPE,
+        "subject": subjects(files, exclude=attestation_path),
+        "predicateType": PREDICATE_TYPE,
+        "predicate": redact(predicate),
+    }
+
+
+def dumps(stmt: dict) -> str:
+    """The statement as committed: stable key order, two-space indent, a final newline."""
+    return json.dumps(stmt, indent=2, ensure_ascii=False) + "\n"
+
+
+def predicate_of(record: SearchRecord) -> dict:
+    """The parts of the predicate that come straight from the search record."""
+    winner = record.winner
+    candidates = []
+    if record.baseline is not None:
+        candidates.append(candidate_entry(record.baseline, role="baseline"))
+    for a in record.attempts:
+        candidates.append(candidate_entry(a, role="winner" if a.candidate.id == winner else "candidate"))
+    failures: dict[str, int] = {}
+    for a in record.attempts:
+        if not a.verdict.passed:
+            key = a.verdict.reason or "unknown"
+            failures[key] = failures.get(key, 0) + 1
+    return {
+        "search": {
+            "seed": record.seed, "budget": dict(record.budget), "proposers": list(record.proposers),
+            "started": record.started, "finished": record.finished,
+            "benchmark_cases": list(record.benchmark_cases),
+            "evaluated": len(record.attempts),
+            "passed": sum(1 for a in record.attempts if a.verdict.passed),
+            "failures_by_reason": dict(sorted(failures.items())),
+            "repeat": record.repeat,
+        },
+        "candidates": candidates,
+        "llm": llm_summary(record.attempts),
+    }
