@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         row("protocol.call_overhead", statistics.median(overheads), overheads,
             "per call beyond the timed figure: inputs, output back, parent's checks")
         row("protocol.session", statistics.median(sessions), sessions,
-            f"a whole session: start-up, 200 floor calls, load, {args.calls} calls, clean-up")
+            f"a whole session: start-up, 200 no-ops, load, {args.calls} calls each followed by a no-op, clean-up")
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(rows, f, indent=1)

@@ -3,8 +3,8 @@ limit, a memory limit, no credentials, no network, a folder of its own and no pr
 left behind; plus the parent-side timing protocol for benchmarks.
 
     from pytest_aina.sandbox import run, time_calls, Limits
-    r = run("kernels.softmax:softmax_check", args=[...], limits=Limits(wall_s=30))
-    r.status, r.reason, r.protections
+    r = run("candidates/cand_7.py:softmax", args=[...], limits=Limits(wall_s=30))
+    r.status, r.reason, r.value, r.protections
 
 See docs/sandbox.md for what is enforced, how, and what is not. The names below are
 loaded on first use, so that the child's bootstrap (which imports this package) stays

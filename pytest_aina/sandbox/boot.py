@@ -47,11 +47,11 @@ def main(report_fd: int, command_fd: int) -> None:
     send = Sender(report_fd)
     reader = frames.Reader(command_fd)
     config, _ = reader.read()
-    if config.get("init") and os.getpid() == 1:
-        mounts = _become_init(config, send, command_fd)
-    else:
-        mounts = {"exposed": [], "read_only_root": None}
     try:
+        if config.get("init") and os.getpid() == 1:
+            mounts = _become_init(config, send, command_fd)
+        else:
+            mounts = {"exposed": [], "read_only_root": None}
         layers = confine(config)
         layers.update(mounts)
         send({"op": "confined", "layers": layers})

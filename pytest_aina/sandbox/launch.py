@@ -20,7 +20,6 @@ from __future__ import annotations
 import glob
 import os
 import random
-import select
 import shutil
 import subprocess
 import sys

@@ -12,7 +12,8 @@ references captured before the candidate was imported:
 * ``collect``: send the output and the inputs as they are after the call (the parent
   checks both against its own copies), and which outputs share memory with an input;
 * ``load``: install the audit hook and import the candidate (until then ``go`` times a
-  no-op, which is how the parent calibrates the protocol's own cost);
+  no-op, which is how the parent calibrates the protocol's own cost; after it,
+  ``go {noop: true}`` still does, so the parent can keep calibrating between calls);
 * ``exit``.
 """
 
@@ -73,7 +74,7 @@ def serve(config: dict, send: Callable, reader: frames.Reader, *, load: Callable
             try:
                 l0 = live() if callable(live) else 0.0
                 t0 = clock_ns()
-                out = fn(*args, **kwargs)
+                out = (_noop if cmd.get("noop") else fn)(*args, **kwargs)
                 if sync is not None:
                     sync()
                 t1 = clock_ns()

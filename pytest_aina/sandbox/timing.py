@@ -220,18 +220,19 @@ def _session(child: Child, res: TimingResult, *, mk, ref, chk, params, calls, wa
     res.device_sync = bool(ready.get("sync"))
     res.l2_flush_bytes = ready.get("l2_flush_bytes")
 
-    floor = []
-    for _ in range(floor_calls):
+    def noop() -> int:
         nonce = secrets.token_hex(8)
         t0 = clock()
-        child.send({"op": "go", "nonce": nonce})
+        child.send({"op": "go", "nonce": nonce, "noop": True})
         header, _ = _expect(child, "done", min(deadline, time.monotonic() + call_timeout_s), "for a no-op")
-        floor.append(clock() - t0)
+        elapsed = clock() - t0
         if header.get("nonce") != nonce:
             raise _Stop(R.PROTOCOL, "protocol error: a no-op call answered with the wrong nonce")
-    floor.sort()
-    res.floor = {"median_s": statistics.median(floor) / 1e9, "min_s": floor[0] / 1e9,
-                 "p90_s": floor[int(0.9 * (len(floor) - 1))] / 1e9, "calls": len(floor)}
+        if header.get("replaced"):
+            raise _Stop(R.TAMPERED_CLOCK, f"tampered clock: the candidate replaced {', '.join(header['replaced'])}")
+        return elapsed
+
+    floor = [noop() for _ in range(floor_calls)]
 
     child.send({"op": "load"})
     _expect(child, "loaded", deadline, "after loading the candidate")
@@ -296,7 +297,13 @@ def _session(child: Child, res: TimingResult, *, mk, ref, chk, params, calls, wa
         call.cycle_s = (clock() - cycle_start) / 1e9
         if not is_warmup:
             res.times_s.append(call.parent_s)
+        # one more no-op per call: the floor then spans the same stretch of time as the
+        # calls, so a busy spell during calibration cannot make a real call look impossible
+        floor.append(noop())
 
+    floor.sort()
+    res.floor = {"median_s": statistics.median(floor) / 1e9, "min_s": floor[0] / 1e9,
+                 "p90_s": floor[int(0.9 * (len(floor) - 1))] / 1e9, "calls": len(floor)}
     timed = [c for c in res.calls if not c.warmup]
     _judge_clocks(res, timed)
     res.median_s = statistics.median(res.times_s)
