@@ -68,7 +68,8 @@ class MetaParamProposer:
 
         if not tried:
             take({})  # the launcher's heuristic: the baseline any tuning must beat
-        scored = [(v.score, c.config) for c, v in ctx.history if v.passed and v.score is not None and c.config is not None]
+        # the heuristic ({}) has no coordinates in the space: walk from the best explicit point
+        scored = [(v.score, c.config) for c, v in ctx.history if v.passed and v.score is not None and c.config]
         if len(scored) >= self.explore:
             best = max(scored, key=lambda s: s[0])[1]
             neighbours = list(_neighbours(best, space))

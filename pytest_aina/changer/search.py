@@ -66,6 +66,10 @@ def _tokens(c: Candidate) -> int:
     return int(c.meta.get("prompt_tokens") or 0) + int(c.meta.get("completion_tokens") or 0)
 
 
+def _spent_by(proposer) -> int:
+    return int(getattr(proposer, "tokens_used", 0) or 0)
+
+
 def run_search(ctx: ProposalContext, proposers: list[Proposer], evaluate: Callable[[Candidate], Verdict],
                budget: Budget, *, checkpoint: Checkpoint | None = None, workers: int = 1,
                progress: Callable[[Attempt, int, int], None] | None = None) -> Outcome:
@@ -103,7 +107,10 @@ def run_search(ctx: ProposalContext, proposers: list[Proposer], evaluate: Callab
                     turn += 1
                     if budget.tokens is not None:
                         ctx.token_budget = budget.tokens - tokens
+                    before = _spent_by(proposer)
                     fresh = [c for c in proposer.propose(ctx, 1) if c.id not in seen]
+                    # tokens of answers that gave no candidate count against the budget too
+                    tokens += max(0, _spent_by(proposer) - before - sum(_tokens(c) for c in fresh))
                     if not fresh:
                         idle_rounds += 1
                         continue

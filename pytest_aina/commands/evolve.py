@@ -72,11 +72,15 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     budget = Budget(evaluations=args.budget_evals, wall_s=args.budget_seconds, tokens=args.budget_tokens)
-    bar = _progress(args.budget_evals, quiet=args.json)
+    bar = _Bar(args.budget_evals, quiet=args.json)
     try:
         record = evolution.search(repo, plan, device=device, proposers=proposers, proposer_config={"llm": llm},
                                   budget=budget, seed=args.seed, workers=args.workers, progress=bar.update,
                                   resume=not args.fresh)
+    except ValueError as exc:  # a configuration error (e.g. the LLM's model or key): say what to fix
+        bar.close()
+        print(f"aina evolve: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         bar.close()
         print("aina evolve: interrupted; run the same command again to resume from the checkpoint", file=sys.stderr)
@@ -126,10 +130,6 @@ class _Bar:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
-
-
-def _progress(total: int, quiet: bool) -> _Bar:
-    return _Bar(total, quiet)
 
 
 def _table(record, say) -> None:
