@@ -37,7 +37,9 @@ class Served:
         self.services = flask_app.extensions["aina"]
         self.server = make_server("127.0.0.1", 0, flask_app, threaded=True)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # A short poll interval: shutdown() waits for it, once per test.
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.05,),
+                                       daemon=True)
         self.thread.start()
 
     def stop(self):

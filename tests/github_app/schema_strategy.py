@@ -124,8 +124,10 @@ def from_schema(schema: Any, root: dict[str, Any], depth: int = 0) -> st.SearchS
         props = schema.get("properties", {})
         required = set(schema.get("required", []))
         fixed = {k: from_schema(v, root, depth + 1) for k, v in props.items() if k in required}
+        # Deep inside a payload (a repository inside a PR's head), optional fields only
+        # cost generation time: leave them out there.
         optional = {k: from_schema(v, root, depth + 1) for k, v in props.items()
-                    if k not in required}
+                    if k not in required} if depth < 3 else {}
         base = st.fixed_dictionaries(fixed, optional=optional)
         extra = schema.get("additionalProperties", True)
         if extra is False:

@@ -104,8 +104,8 @@ class FakeGitHub:
         self.root = f"http://127.0.0.1:{self.port}"
         self.api_url = self.root + API_PREFIX
         self.urls = O.Urls(self.api_url, self.root)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
-                                        name="fake-github")
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
+                                        daemon=True, name="fake-github")
         self._thread.start()
         return self
 
