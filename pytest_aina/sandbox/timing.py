@@ -64,7 +64,9 @@ class TimingResult:
     times_s: list[float] = field(default_factory=list)  # timed calls, parent's clock
     median_s: float | None = None
     net_median_s: float | None = None  # median minus the protocol floor's median
-    floor: dict = field(default_factory=dict)  # the no-op round trip: median_s, min_s, p90_s, calls
+    # the no-op round trip: median_s, p90_s (calibration, before the candidate loads), min_s
+    # (over all no-ops, including one after each call), calls (all no-ops)
+    floor: dict = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
     seed: int = 0
     device_sync: bool = False  # a GPU was synchronised after each call
@@ -301,9 +303,11 @@ def _session(child: Child, res: TimingResult, *, mk, ref, chk, params, calls, wa
         # calls, so a busy spell during calibration cannot make a real call look impossible
         floor.append(noop())
 
-    floor.sort()
-    res.floor = {"median_s": statistics.median(floor) / 1e9, "min_s": floor[0] / 1e9,
-                 "p90_s": floor[int(0.9 * (len(floor) - 1))] / 1e9, "calls": len(floor)}
+    # median and p90 from the calibration (quiet, back to back); the minimum over every
+    # no-op, the calibration's and those between calls, bounds what is possible
+    calib = sorted(floor[:floor_calls])
+    res.floor = {"median_s": statistics.median(calib) / 1e9, "p90_s": calib[int(0.9 * (len(calib) - 1))] / 1e9,
+                 "min_s": min(floor) / 1e9, "calls": len(floor)}
     timed = [c for c in res.calls if not c.warmup]
     _judge_clocks(res, timed)
     res.median_s = statistics.median(res.times_s)
