@@ -14,13 +14,11 @@ from typing import Any
 #: Stages of the evaluation cascade, cheapest first; a candidate stops at its first failure.
 STAGES = ("import", "examples", "properties", "benchmarks")
 
-#: The specific reasons a candidate can fail with (``Verdict.reason``).
-REASONS = (
-    "syntax_error", "import_error", "missing_function", "timeout", "memory_limit", "crashed",
-    "killed_by_signal", "exception", "wrong_answer", "invariant_broken", "stale_result",
-    "partial_result", "output_aliases_input", "input_mutated", "tampered_clock",
-    "implausible_timing", "sandbox_violation", "no_result", "left_processes",
-)
+#: The specific reasons a candidate can fail with (``Verdict.reason``): the sandbox's own
+#: statuses (pytest_aina/sandbox/result.py: timeout, memory limit, crash by signal, syntax
+#: error, stale result, partial result, tampered clock, measurement error, ...) and the
+#: cascade's: what the plugin's checks found.
+CASCADE_REASONS = ("missing function", "wrong answer", "invariant broken", "reference failed", "failed")
 
 
 def digest(obj: Any) -> str:
@@ -95,7 +93,7 @@ class Verdict:
     passed: bool
     stages: list[str] = field(default_factory=list)
     failed_stage: str | None = None
-    reason: str | None = None            # one of REASONS
+    reason: str | None = None            # a sandbox status or one of CASCADE_REASONS
     detail: str = ""
     timings: list[dict] = field(default_factory=list)  # Timing as dicts, with medians and CIs
     speedup: float | None = None         # reference time / candidate time, geometric mean over cases
