@@ -149,5 +149,5 @@ def device_limits(device: str) -> dict:
     if lim is None:
         return {}
     return {"hbm_bytes_per_s": getattr(lim, "hbm_bytes_per_s", None),
-            "flops": dict(getattr(lim, "tensor_flops", {}) or {}),
+            "flops": dict(getattr(lim, "flops", {}) or {}),
             "source": getattr(lim, "source", getattr(lim, "name", None))}

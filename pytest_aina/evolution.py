@@ -64,7 +64,7 @@ def _generic_of(repo: Path, kernel: str, module: str, attr: str) -> str:
         try:
             from kernels.dispatch import load_table
 
-            return load_table(table, kernel=kernel).generic().function
+            return load_table(table, kernel=kernel).generic.function
         finally:
             sys.path.remove(str(repo))
     return f"{module}:{attr}_generic"
