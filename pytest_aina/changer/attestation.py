@@ -27,10 +27,12 @@ PREDICATE_TYPE = "https://pytest-aina.dev/evolution/v1"
 
 #: Candidate.meta keys that describe an LLM call without revealing anything secret.
 SAFE_META = frozenset({
-    "model", "provider", "prompt_sha256", "prompt_digest", "response_sha256", "response_digest",
-    "system_prompt_sha256", "tokens", "prompt_tokens", "completion_tokens", "total_tokens", "cost",
-    "cost_usd", "attempts", "retries", "malformed", "malformed_answers", "temperature", "seed",
-    "max_tokens", "finish_reason", "latency_s", "error", "origin", "path", "note",
+    # what pytest_aina.changer.llm records
+    "model", "api_base", "prompt_digest", "template_digest", "answer_digest", "summary", "temperature",
+    "seed", "attempts", "tokens", "prompt_tokens", "completion_tokens", "cost_usd", "cost_note",
+    # common spellings of the same, from a team's own proposer
+    "provider", "prompt_sha256", "response_sha256", "response_digest", "total_tokens", "cost",
+    "retries", "malformed", "max_tokens", "finish_reason", "latency_s", "error", "origin", "path", "note",
 })
 
 #: How much of a failure's detail the record keeps (a traceback tail is enough to judge it).
@@ -197,15 +199,32 @@ def llm_summary(attempts: list[Attempt]) -> dict:
         digest = meta.get("prompt_sha256") or meta.get("prompt_digest")
         if digest and digest not in m["prompt_sha256"]:
             m["prompt_sha256"].append(digest)
-        tokens = meta.get("total_tokens", meta.get("tokens"))
-        if isinstance(tokens, (int, float)) and not isinstance(tokens, bool):
-            m["tokens"] += tokens
+        template = meta.get("template_digest")
+        if template and template not in m.setdefault("template_sha256", []):
+            m["template_sha256"].append(template)
+        m["tokens"] += _tokens(meta)
         cost = meta.get("cost_usd", meta.get("cost"))
         if isinstance(cost, (int, float)) and not isinstance(cost, bool):
             m["cost_usd"] += cost
     return {"models": [models[k] for k in sorted(models)],
             "tokens": sum(m["tokens"] for m in models.values()),
             "cost_usd": round(sum(m["cost_usd"] for m in models.values()), 6)}
+
+
+def _number(v: Any) -> float | None:
+    return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+
+def _tokens(meta: Mapping[str, Any]) -> float:
+    """Tokens one candidate cost: ``tokens.total`` (the LLM proposer's), ``total_tokens``,
+    a number under ``tokens``, or prompt + completion."""
+    t = meta.get("tokens")
+    if isinstance(t, Mapping) and _number(t.get("total")) is not None:
+        return t["total"]
+    for v in (meta.get("total_tokens"), t):
+        if _number(v) is not None:
+            return v
+    return (_number(meta.get("prompt_tokens")) or 0) + (_number(meta.get("completion_tokens")) or 0)
 
 
 def redact(value: Any) -> Any:

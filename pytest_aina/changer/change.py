@@ -43,6 +43,9 @@ BRANCH_PREFIX = "aina/"
 #: Below this coverage of a new source module, a change is labelled high risk.
 SOURCE_COVERAGE_FLOOR = 80.0
 _ARCH_GUESSES = ("cpu", "sm_80", "sm_90", "sm_100", "gfx942")
+#: Hot shapes pinned and tested per change: the hottest few say what the variant is for;
+#: more would only lengthen CI.
+MAX_HOT_SHAPES = 4
 
 
 class ChangeError(ValueError):
@@ -308,26 +311,27 @@ def branch_name(kernel: str, hypothesis_id: str) -> str:
 
 
 def hot_shapes(record: SearchRecord, spec) -> list[Shape]:
-    """The shapes the variant is specialised for, from the hypothesis (``hot_shapes`` or
-    ``shapes``, at its top or in its ``evidence``: each ``{dims: {...}, dtype}`` or flat
-    ``{M: .., N: .., dtype}``; or one ``evidence.dims`` + ``evidence.dtype``), else the
+    """The shapes the variant is specialised for: the Reasoner's ``evidence.groups`` (one
+    row per telemetry group: dims, dtype, arch, gpu_s) inside the hypothesis's domain, the
+    most GPU time first, at most :data:`MAX_HOT_SHAPES`; a team's own reasoner may give
+    ``hot_shapes``/``shapes`` instead (rows ``{dims, dtype}``). Without either, the
     benchmark cases the search timed."""
     hyp = record.hypothesis or {}
     ev = hyp.get("evidence") if isinstance(hyp.get("evidence"), dict) else {}
-    raw = next((x for x in (hyp.get("hot_shapes"), hyp.get("shapes"), ev.get("hot_shapes"), ev.get("shapes"))
-                if isinstance(x, list) and x), None)
-    if raw is None and isinstance(ev.get("dims"), dict) and ev.get("dtype"):
-        raw = [{"dims": ev["dims"], "dtype": ev["dtype"]}]
-    where = "hypothesis"
+    where, raw = next(((k, x) for k, x in (("evidence.groups", ev.get("groups")), ("hot_shapes", hyp.get("hot_shapes")),
+                                          ("evidence.hot_shapes", ev.get("hot_shapes")), ("shapes", hyp.get("shapes")),
+                                          ("evidence.shapes", ev.get("shapes")))
+                       if isinstance(x, list) and x), ("", None))
     if raw is None:
         raw = [_parse_label(c) for c in record.benchmark_cases]
         where = "record.benchmark_cases"
     if not raw:
-        raise ChangeError(f"hypothesis {hyp.get('id')}: no hot shapes (looked for hot_shapes/shapes and "
-                          "evidence.dims/dtype, then the record's benchmark_cases): nothing to specialise for")
-    out: list[Shape] = []
+        raise ChangeError(f"hypothesis {hyp.get('id')}: no hot shapes (looked for evidence.groups, hot_shapes, "
+                          "shapes, then the record's benchmark_cases): nothing to specialise for")
+    domain = hyp.get("domain") if isinstance(hyp.get("domain"), dict) else {}
+    rows = []
     for i, item in enumerate(raw):
-        at = f"{where}[{i}]"
+        at = f"hypothesis {where}[{i}]" if where != "record.benchmark_cases" else f"{where}[{i}]"
         if not isinstance(item, dict):
             raise ChangeError(f"{at}: expected a mapping with dims and dtype, got {item!r}")
         dims = item.get("dims") if isinstance(item.get("dims"), dict) else {k: item[k] for k in spec.dims if k in item}
@@ -335,10 +339,30 @@ def hot_shapes(record: SearchRecord, spec) -> list[Shape]:
         dtype = item.get("dtype")
         if dtype not in spec.dtypes:
             raise ChangeError(f"{at}: dtype {dtype!r} is not one of {spec.name}'s dtypes ({', '.join(spec.dtypes)})")
-        s = Shape(dims, dtype, "hot shape")
-        if all((s.dims, s.dtype) != (o.dims, o.dtype) for o in out):
+        if where == "evidence.groups" and not _in_hypothesis_domain(domain, dims, dtype, item.get("arch")):
+            continue  # a far_from_limit hypothesis lists the kernel's groups; the domain is the target
+        gpu_s = item.get("gpu_s")
+        rows.append((-(gpu_s if isinstance(gpu_s, (int, float)) else 0.0), i, Shape(dims, dtype, "hot shape")))
+    out: list[Shape] = []
+    for _, _, s in sorted(rows, key=lambda r: (r[0], r[1])):
+        if all((s.dims, s.dtype) != (o.dims, o.dtype) for o in out) and len(out) < MAX_HOT_SHAPES:
             out.append(s)
+    if not out:
+        raise ChangeError(f"hypothesis {hyp.get('id')}: none of its {where} lies in its domain {domain}")
     return out
+
+
+def _in_hypothesis_domain(domain: dict, dims: dict, dtype: str, arch) -> bool:
+    for k, r in (domain.get("dims") or {}).items():
+        lo, hi = (r.get("min"), r.get("max")) if isinstance(r, dict) else (r[0], r[1])
+        if k in dims and (dims[k] < lo or (hi is not None and dims[k] > hi)):
+            return False
+    dt = domain.get("dtypes") or ([domain["dtype"]] if domain.get("dtype") else None)
+    if dt and dtype not in dt:
+        return False
+    want = domain.get("arch")
+    want = [want] if isinstance(want, str) else want
+    return not (want and isinstance(arch, str) and not any(fnmatch.fnmatchcase(arch, p) for p in want))
 
 
 def variant_domain(hyp: dict, spec, hot: list[Shape], record: SearchRecord) -> dict:
@@ -385,8 +409,9 @@ def variant_domain(hyp: dict, spec, hot: list[Shape], record: SearchRecord) -> d
     if arch is None:
         found = [x for x in (hyp.get("arch"), (hyp.get("device") or {}).get("arch") if isinstance(hyp.get("device"), dict) else None,
                              ev.get("arch")) if isinstance(x, str) and x]
-        found += [s["arch"] for s in (hyp.get("hot_shapes") or ev.get("hot_shapes") or ev.get("shapes") or [])
-                  if isinstance(s, dict) and isinstance(s.get("arch"), str)]
+        rows = ev.get("groups") or hyp.get("hot_shapes") or ev.get("hot_shapes") or ev.get("shapes") or []
+        found += [r["arch"] for r in rows if isinstance(r, dict) and isinstance(r.get("arch"), str)
+                  and any(r.get("dims") == h.dims and r.get("dtype") == h.dtype for h in hot)]
         arch = sorted(set(found)) or None
     out: dict = {}
     if dims:
@@ -430,7 +455,7 @@ def trigger(hyp: dict, repo: Path, telemetry: str | Path | None) -> dict:
             for k, x in v.items():
                 if k in ("ref", "source") and isinstance(x, str):
                     refs.append(x)
-                elif k in ("start", "end", "first", "last") and isinstance(x, (str, int, float)) and not isinstance(x, bool):
+                elif k in ("start", "end", "from", "to") and isinstance(x, (str, int, float)) and not isinstance(x, bool):
                     times.append(x)
                 else:
                     walk(x, depth + 1)
@@ -441,7 +466,13 @@ def trigger(hyp: dict, repo: Path, telemetry: str | Path | None) -> dict:
                 else:
                     walk(x, depth + 1)
 
-    walk(hyp.get("evidence"))
+    ev = hyp.get("evidence") if isinstance(hyp.get("evidence"), dict) else {}
+    w = ev.get("windows")
+    if isinstance(w, dict):  # the Reasoner's: count, from, to, and the top refs
+        out["windows"] = {"count": w.get("count"), "start": w.get("from", w.get("start")),
+                          "end": w.get("to", w.get("end")), "refs": list(w.get("refs") or [])[:200]}
+        return out
+    walk(ev)
     windows: dict = {"count": len(refs)}
     if refs:
         windows["refs"] = refs[:200]

@@ -1,4 +1,6 @@
-"""Search records built by hand, as the search would leave them, and a scratch repository.
+"""Search records built by hand, as the search would leave them, and a scratch repository:
+fixtures for test_change, test_attestation and test_forge, which import them by name (a
+conftest here would reach every test of the folder, most of them not ours).
 
 The records are realistic: a baseline measured in the same run, a winner, candidates that
 passed slower, and failures of several reasons (a timeout, a wrong answer from an LLM
@@ -90,6 +92,30 @@ def environment(device: str = "cpu") -> dict:
     return env
 
 
+def group(dims: dict, gpu_s: float, *, dtype: str = "bfloat16", arch: str = "sm_90") -> dict:
+    """One row of a Reasoner hypothesis's evidence.groups, as pytest_aina.reasoner writes it."""
+    return {"variant": "generic", "dims": dims, "dtype": dtype, "device": "NVIDIA H100 80GB HBM3", "arch": arch,
+            "calls": int(gpu_s / 4e-5), "gpu_s": gpu_s, "share": round(gpu_s / 90000, 5), "windows": 72,
+            "mean_latency_s": 4e-5, "efficiency": 0.41, "bound": "bandwidth", "pct_of_bandwidth": 41.0}
+
+
+def hypothesis() -> dict:
+    """A hot_unspecialised hypothesis in the Reasoner's JSON form (``aina reason --json``)."""
+    return {
+        "id": "hyp-7f3a9c21d4e5b6a7", "kind": "hot_unspecialised", "kernel": "softmax", "variant": None,
+        "domain": {"dims": {"M": [4096, 8191], "N": [32768, 65535]}, "dtype": "bfloat16", "arch": "sm_90"},
+        "title": "softmax M=4096..8191 N=32768..65535 bfloat16 sm_90: 41% of GPU time, no variant specialised for it",
+        "expected_gain": 1843.5, "expected_gain_unit": "gpu_s_per_day",
+        "gain_basis": "roofline on 100% of the domain's time (to 80% of the limit), a 10% prior on the rest",
+        "evidence": {
+            "share_of_gpu_time": 0.41, "gpu_s_per_day": 36870.0, "generic_share": 1.0,
+            "observed_dims": {"M": [4096, 4096], "N": [32768, 50304]}, "variants_in_table": ["generic"],
+            "groups": [group({"M": 4096, "N": 32768}, 3100.0), group({"M": 4096, "N": 50304}, 9200.0)],
+            "windows": {"count": 144, "from": "2025-06-02T00:00:00Z", "to": "2025-06-03T00:00:00Z",
+                        "refs": ["telemetry/sample.jsonl:12", "telemetry/sample.jsonl:13"]}},
+    }
+
+
 def config_record(device: str = "cpu") -> SearchRecord:
     """A meta-parameter search for wide bfloat16 rows that found a better BLOCK_N."""
     case = "M=8,N=50304,bfloat16" if device == "cpu" else "M=4096,N=50304,bfloat16"
@@ -101,12 +127,19 @@ def config_record(device: str = "cpu") -> SearchRecord:
                                                          "num_stages": 2})
     hang = Candidate("softmax", "metaparams", config={"BLOCK_N": 16, "ROWS_PER_PROGRAM": 1, "num_warps": 1,
                                                        "num_stages": 1})
+    # meta as pytest_aina.changer.llm records it, plus what a careless proposer might add
     llm = Candidate("softmax", "llm:gpt-4o-mini", source=WRONG_SOURCE, function="softmax",
-                    meta={"model": "gpt-4o-mini", "prompt_sha256": "ab" * 32, "total_tokens": 2412, "cost_usd": 0.0031,
+                    meta={"model": "gpt-4o-mini", "prompt_digest": "ab" * 32, "template_digest": "99" * 32,
+                          "tokens": {"prompt": 1900, "completion": 512, "total": 2412}, "prompt_tokens": 1900,
+                          "completion_tokens": 512, "cost_usd": 0.0031, "seed": 7,
+                          "attempts": [{"outcome": "malformed", "reason": "no_code_block", "prompt_tokens": 900,
+                                        "completion_tokens": 200},
+                                       {"outcome": "ok", "prompt_tokens": 1000, "completion_tokens": 312}],
                           "api_key": FAKE_META_KEY, "authorization": "Bearer " + FAKE_META_KEY,
                           "note": f"answered after 1 retry (token {FAKE_GITHUB_TOKEN} seen in a log)"})
     garbage = Candidate("softmax", "llm:gpt-4o-mini", source="def softmax(x:\n    return x", function="softmax",
-                        meta={"model": "gpt-4o-mini", "prompt_sha256": "cd" * 32, "total_tokens": 1980, "cost_usd": 0.0025})
+                        meta={"model": "gpt-4o-mini", "prompt_digest": "cd" * 32, "template_digest": "99" * 32,
+                              "tokens": {"prompt": 1700, "completion": 280, "total": 1980}, "cost_usd": 0.0025})
     attempts = [
         passed(base, {case: (120 * scale, 300 * scale)}, 1),
         passed(slower, {case: (140 * scale, 300 * scale)}, 10),
@@ -120,14 +153,7 @@ def config_record(device: str = "cpu") -> SearchRecord:
     ]
     return SearchRecord(
         kernel="softmax", spec_path="specs/softmax.yaml",
-        hypothesis={"id": "hot-softmax-7f3a9c21", "kind": "hot_shape", "kernel": "softmax", "expected_gain": 1843.5,
-                    "summary": "bfloat16 rows of 32K-64K columns take 41% of softmax time on H100; no variant is "
-                               "specialised for them",
-                    "domain": {"dims": {"N": [32768, 65536]}, "dtypes": ["bfloat16"], "arch": ["sm_90"]},
-                    "evidence": {"hot_shapes": [{"dims": {"M": 4096, "N": 50304}, "dtype": "bfloat16", "arch": "sm_90",
-                                                 "share": 0.41, "calls": 1_200_000}],
-                                 "windows": ["telemetry/sample.jsonl:12", "telemetry/sample.jsonl:13"],
-                                 "period": {"start": "2025-01-06T00:00:00Z", "end": "2025-01-07T00:00:00Z"}}},
+        hypothesis=hypothesis(),
         seed=7, budget={"evaluations": 40, "used_evaluations": 6, "wall_s": 600, "used_wall_s": 31.4, "tokens": 20000,
                         "used_tokens": 4392},
         proposers=["metaparams", "llm"], baseline=attempts[0], attempts=attempts[1:], winner=win.id,
@@ -141,9 +167,10 @@ def source_record() -> SearchRecord:
     cases = {"M=32,N=1000,float16": (2.1e-3, 3.0e-3), "M=20,N=256,float32": (1.4e-3, 2.2e-3)}
     base = Candidate("softmax", "metaparams", config={})
     win = Candidate("softmax", "llm:qwen2.5-coder", source=GOOD_SOURCE, function="softmax",
-                    meta={"model": "qwen2.5-coder", "prompt_sha256": "ef" * 32, "total_tokens": 3100, "cost_usd": 0.0})
+                    meta={"model": "qwen2.5-coder", "prompt_digest": "ef" * 32, "tokens": {"total": 3100},
+                          "cost_usd": 0.0})
     wrong = Candidate("softmax", "llm:qwen2.5-coder", source=WRONG_SOURCE, function="softmax", parent=win.id,
-                      meta={"model": "qwen2.5-coder", "prompt_sha256": "12" * 32, "total_tokens": 2900})
+                      meta={"model": "qwen2.5-coder", "prompt_digest": "12" * 32, "tokens": {"total": 2900}})
     attempts = [
         passed(base, {k: (v[0] * 1.4, v[1]) for k, v in cases.items()}, 3),
         failed(wrong, "examples", "wrong_answer", "reference check failed for M=3,N=1,float16", ["import"]),
@@ -154,7 +181,8 @@ def source_record() -> SearchRecord:
     ]
     return SearchRecord(
         kernel="softmax", spec_path="specs/softmax.yaml",
-        hypothesis={"id": "hot-softmax-short-rows-02", "kind": "hot_shape", "kernel": "softmax", "expected_gain": 96.0,
+        # a team's own reasoner: hot shapes listed as such, a domain over two dtypes and any arch
+        hypothesis={"id": "short-rows-02", "kind": "hot_shape", "kernel": "softmax", "expected_gain": 96.0,
                     "domain": {"dims": {"N": [1, 1024]}, "dtypes": ["float32", "float16"]},
                     "evidence": {"shapes": [{"dims": {"M": 512, "N": 1000}, "dtype": "float16"},
                                             {"dims": {"M": 20, "N": 256}, "dtype": "float32"}]}},
@@ -166,10 +194,6 @@ def source_record() -> SearchRecord:
 
 def run_git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout.strip()
-
-
-# Fixtures, not imports: a test module importing "conftest" would get whichever conftest
-# pytest loaded last.
 
 
 @pytest.fixture

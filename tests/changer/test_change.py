@@ -12,6 +12,10 @@ from pathlib import Path
 
 import pytest
 
+# fixtures (and the group row maker) from the module beside this one
+from change_records import (git, group, make_config_record, make_source_record, repo,  # noqa: F401
+                            secrets_in_env, wrong_source)
+
 from kernels.dispatch import parse_table
 from pytest_aina.changer import prbody
 from pytest_aina.changer.change import ChangeError, ChangeResult, write_change
@@ -38,7 +42,7 @@ def test_config_winner_becomes_a_table_entry_examples_tests_and_a_record(repo, g
     assert _snapshot(repo) == before and git(repo, "status", "--porcelain") == ""  # nothing written
 
     name = "softmax_" + record.winner
-    assert change.branch == "aina/softmax-hot-softmax-7f3a9c21"
+    assert change.branch == "aina/softmax-hyp-7f3a9c21d4e5b6a7"
     assert set(change.files) == {"kernels/variants/softmax.yaml", "specs/softmax.yaml",
                                  f"tests/evolved/test_{name}.py", f"provenance/softmax/{name}.intoto.json"}
     assert change.attestation == f"provenance/softmax/{name}.intoto.json"
@@ -48,25 +52,28 @@ def test_config_winner_becomes_a_table_entry_examples_tests_and_a_record(repo, g
     old_table = (repo / "kernels/variants/softmax.yaml").read_text()
     new_table = change.files["kernels/variants/softmax.yaml"]
     assert new_table.startswith(old_table)
-    assert "# added by pytest-aina for hypothesis hot-softmax-7f3a9c21" in new_table
+    assert "# added by pytest-aina for hypothesis hyp-7f3a9c21d4e5b6a7" in new_table
     v = parse_table(new_table, "softmax.yaml", kernel="softmax").get(name)
     assert v.function == "kernels.softmax:softmax_generic"
     assert v.config == {"BLOCK_N": 8192, "ROWS_PER_PROGRAM": 1, "num_warps": 16, "num_stages": 2}
-    assert v.dims == {"N": (32768, 65536)} and v.dtypes == ("bfloat16",) and v.arch == ("sm_90",)
+    assert v.dims == {"M": (4096, 8191), "N": (32768, 65535)} and v.dtypes == ("bfloat16",) and v.arch == ("sm_90",)
     assert v.evidence["dims"] == {"M": 8, "N": 50304} and v.evidence["dtype"] == "bfloat16"
     assert v.evidence["latency_s"] < v.evidence["baseline_latency_s"]
     assert change.attestation in v.evidence["note"] and "not GPU evidence" in v.evidence["note"]
 
-    # the spec: one example appended after the last, with a comment; added only
+    # the spec: the hot shapes, hottest first, appended after the last example with a comment; added only
     old_spec = (repo / "specs/softmax.yaml").read_text()
     new_spec = change.files["specs/softmax.yaml"]
     assert new_spec.replace(
-        "  # pinned by pytest-aina: the shapes hypothesis hot-softmax-7f3a9c21 specialised a variant for\n"
+        "  # pinned by pytest-aina: the shapes hypothesis hyp-7f3a9c21d4e5b6a7 specialised a variant for\n"
         "  - {dims: {M: 4096, N: 50304}, dtype: bfloat16, note: hot shape in production telemetry "
-        "(hypothesis hot-softmax-7f3a9c21)}\n", "") == old_spec
+        "(hypothesis hyp-7f3a9c21d4e5b6a7)}\n"
+        "  - {dims: {M: 4096, N: 32768}, dtype: bfloat16, note: hot shape in production telemetry "
+        "(hypothesis hyp-7f3a9c21d4e5b6a7)}\n", "") == old_spec
     base, head = load_spec(repo / "specs/softmax.yaml"), parse_spec(new_spec, "specs/softmax.yaml")
     diff = diff_specs({"softmax": base}, {"softmax": head})
-    assert [(c.kind, c.path) for c in diff] == [("added", "examples[M=4096,N=50304,bfloat16]")]
+    assert sorted((c.kind, c.path) for c in diff) == [("added", "examples[M=4096,N=32768,bfloat16]"),
+                                                      ("added", "examples[M=4096,N=50304,bfloat16]")]
 
     # the same shape as the App would publish it
     from github_app.change import Change
@@ -83,13 +90,15 @@ def test_the_generated_test_passes_and_covers_the_launcher_it_binds(repo, make_c
     # a reviewer's reading: where the CPU stand-ins come from, and the full size under the gpu mark
     assert "pytest.param({'M': 8, 'N': 50304}, 'bfloat16', id='M=8,N=50304,bfloat16 (stand-in for " \
            "M=4096,N=50304,bfloat16, hot shape)')" in text
+    assert "pytest.param({'M': 7, 'N': 65535}, 'bfloat16', id='M=7,N=65535,bfloat16 (stand-in for " \
+           "M=8191,N=65535,bfloat16, domain corner, high)')" in text  # 8191 = 7 mod 8: a partial last tile
     assert "@pytest.mark.gpu" in text and "({'M': 4096, 'N': 32767}, 'bfloat16', 'sm_90')" in text
     change.materialize(repo)
 
     # pytest in a subprocess, under coverage.py (the interpreter: no GPU here)
     figures = change.measure_coverage(repo)
     assert figures["tests_passed"], figures["output_tail"]
-    assert figures["tests_summary"].startswith("8 passed, 3 skipped")  # the skips: full size, GPU only
+    assert figures["tests_summary"].startswith("10 passed, 3 skipped")  # the skips: full size, GPU only
     assert figures["target"] == "kernels/softmax.py"
     assert figures["scope"] == "softmax_generic (the launcher the variant binds)"
     assert 50 < figures["percent"] < 100  # the empty-input early return is not a case of this domain
@@ -99,7 +108,7 @@ def test_the_generated_test_passes_and_covers_the_launcher_it_binds(repo, make_c
 
     # the same tests catch a variant that routes nowhere and one whose config is refused
     table = repo / "kernels/variants/softmax.yaml"
-    table.write_text(table.read_text().replace("N: [32768, 65536]", "N: [32768, 40000]")
+    table.write_text(table.read_text().replace("N: [32768, 65535]", "N: [32768, 40000]")
                      .replace("BLOCK_N: 8192", "BLOCK_N: 3000"))
     run = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test]
     done = subprocess.run(run, cwd=repo, env=dict(os.environ, TRITON_INTERPRET="1"), capture_output=True, text=True,
@@ -114,14 +123,14 @@ def test_source_winner_gets_its_module_and_coverage_of_it(repo, git, make_source
     name = "softmax_" + record.winner
     module = f"kernels/evolved/{name}.py"
     assert change.files[module].startswith(f"# softmax variant {name}: written by pytest-aina's evolution loop "
-                                           "for hypothesis hot-softmax-short-rows-02.\n")
+                                           "for hypothesis short-rows-02.\n")
     assert change.files[module].endswith(record.winner_attempt().candidate.source)
     assert "kernels/evolved/__init__.py" in change.files
     entry = parse_table(change.files["kernels/variants/softmax.yaml"], "softmax.yaml").get(name)
     assert entry.function == f"kernels.evolved.{name}:softmax" and entry.config == {}
     assert entry.dims == {"N": (1, 1024)} and entry.dtypes == ("float32", "float16") and entry.arch is None
     assert change.labels[-1] == "risk:medium"
-    assert change.branch == "aina/softmax-hot-softmax-short-rows-02"
+    assert change.branch == "aina/softmax-short-rows-02"
 
     with scratch_checkout(repo, change) as checkout:
         figures = change.measure_coverage(checkout)
@@ -146,13 +155,24 @@ def test_source_winner_gets_its_module_and_coverage_of_it(repo, git, make_source
 
 def test_hot_shapes_already_pinned_are_not_pinned_again(repo, make_config_record):
     record = make_config_record()
-    record.hypothesis["domain"] = {"dims": {"N": [20000, 20000]}, "dtypes": ["float32"]}
-    record.hypothesis["evidence"]["hot_shapes"] = [{"dims": {"N": 20000, "M": 2}, "dtype": "float32"}]
+    record.hypothesis["domain"] = {"dims": {"M": [2, 3], "N": [16384, 32767]}, "dtype": "float32", "arch": None}
+    record.hypothesis["evidence"]["groups"] = [{"dims": {"N": 20000, "M": 2}, "dtype": "float32", "gpu_s": 10.0}]
     change = _write(record, repo)
     assert "specs/softmax.yaml" not in change.files  # {M: 2, N: 20000, float32} is an example already
     spec = change.statement["predicate"]["spec"]
     assert spec["examples_added"] == [] and spec["already_pinned"] == [{"dims": {"M": 2, "N": 20000}, "dtype": "float32"}]
     assert "Already pinned, left as they were: `M=2,N=20000,float32`" in change.body
+
+
+def test_far_from_limit_groups_outside_the_domain_are_not_hot_shapes(repo, make_config_record):
+    record = make_config_record()
+    record.hypothesis["kind"] = "far_from_limit"
+    record.hypothesis["evidence"]["groups"] += [group({"M": 64, "N": 1024}, 99999.0, dtype="float16"),
+                                                group({"M": 4096, "N": 50304}, 50000.0, arch="sm_80")]
+    change = _write(record, repo)
+    added = change.statement["predicate"]["spec"]["examples_added"]
+    assert added == [{"dims": {"M": 4096, "N": 50304}, "dtype": "bfloat16"},
+                     {"dims": {"M": 4096, "N": 32768}, "dtype": "bfloat16"}]
 
 
 def test_spec_edits_keep_the_text_for_flow_and_missing_lists(repo):
@@ -183,9 +203,12 @@ def _winner_with_defaults(r):
     (lambda r: setattr(r, "winner", r.baseline.candidate.id), "no winner"),  # the baseline is not an attempt
     (_winner_with_defaults, "heuristic defaults"),
     (lambda r: r.hypothesis.pop("id"), "has no id"),
-    (lambda r: r.hypothesis["evidence"]["hot_shapes"][0]["dims"].update(N=1000), "outside the domain"),
-    (lambda r: r.hypothesis["evidence"]["hot_shapes"][0]["dims"].update(N=10 ** 7), "outside softmax's domain"),
-    (lambda r: r.hypothesis["evidence"]["hot_shapes"][0].update(dtype="int8"), "is not one of softmax's dtypes"),
+    (lambda r: [g["dims"].update(N=1000) for g in r.hypothesis["evidence"]["groups"]], "none of its evidence.groups"),
+    (lambda r: r.hypothesis["evidence"]["groups"][0]["dims"].update(N=10 ** 7), "outside softmax's domain"),
+    (lambda r: r.hypothesis["evidence"]["groups"][0].update(dtype="int8"), "is not one of softmax's dtypes"),
+    (lambda r: r.hypothesis["evidence"].update(groups=[], hot_shapes=[{"dims": {"M": 4096, "N": 1000},
+                                                                        "dtype": "bfloat16"}]),
+     "lies outside the domain"),
     (lambda r: r.hypothesis["domain"]["dims"].update(K=[1, 2]), "'K' is not a dim of softmax"),
 ])
 def test_bad_records_are_refused_with_the_reason(repo, make_config_record, edit, message):
@@ -245,7 +268,8 @@ def test_no_secret_reaches_any_output(repo, secrets_in_env, make_config_record):
     metas = {c["id"]: c["meta"] for c in change.statement["predicate"]["candidates"]}
     llm = next(a.candidate for a in record.attempts if a.candidate.meta.get("api_key"))
     assert "api_key" not in metas[llm.id] and "authorization" not in metas[llm.id]  # dropped, not just masked
-    assert metas[llm.id]["model"] == "gpt-4o-mini" and metas[llm.id]["total_tokens"] == 2412
+    assert metas[llm.id]["model"] == "gpt-4o-mini" and metas[llm.id]["tokens"]["total"] == 2412
+    assert metas[llm.id]["prompt_tokens"] == 1900 and len(metas[llm.id]["attempts"]) == 2
     assert "[REDACTED]" in metas[llm.id]["note"]  # a known key keeps its text, with the token masked
 
 
