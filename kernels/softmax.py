@@ -76,9 +76,13 @@ def _softmax_looped_kernel(
     y_row = rows[:, None] * N
     cols0 = tl.arange(0, BLOCK_N).to(tl.int64)
 
-    # Pass 1: running max m and running sum d of exp(x - m), per row.
+    # Pass 1: running max m and running sum d of exp(x - m), per row. d grows to ~N while
+    # each block adds ~BLOCK_N, so with small blocks a plain running sum loses ~1 ulp of d
+    # per block (3e-5 relative at N=70001, BLOCK_N=16); Kahan's compensation c keeps it
+    # exact to ~1 ulp overall for a few scalar operations per row per block.
     m = tl.full([ROWS_PER_PROGRAM], -float("inf"), tl.float32)
     d = tl.zeros([ROWS_PER_PROGRAM], tl.float32)
+    c = tl.zeros([ROWS_PER_PROGRAM], tl.float32)
     for start in tl.range(0, N, BLOCK_N):
         cols = start + cols0
         col_ok = cols < N
@@ -87,7 +91,13 @@ def _softmax_looped_kernel(
         # every block holds at least one real column, so m_new is finite for finite input
         # and exp(m - m_new) is exp(-inf) = 0 on the first block, never -inf - -inf.
         m_new = tl.maximum(m, tl.max(x, axis=1))
-        d = d * tl.exp(m - m_new) + tl.sum(tl.exp(x - m_new[:, None]), axis=1)
+        rescale = tl.exp(m - m_new)
+        d = d * rescale
+        c = c * rescale
+        term = tl.sum(tl.exp(x - m_new[:, None]), axis=1) - c
+        total = d + term
+        c = (total - d) - term
+        d = total
         m = m_new
 
     # Pass 2: normalise with the final max and sum.
@@ -148,8 +158,19 @@ def softmax(x: torch.Tensor) -> torch.Tensor:
 
 
 def softmax_reference(x: torch.Tensor) -> torch.Tensor:
-    """torch's softmax computed in float32, returned in x's dtype."""
-    return torch.softmax(x.float(), dim=-1).to(x.dtype)
+    """Softmax in float32, returned in x's dtype.
+
+    On a GPU this is ``torch.softmax`` (tree reductions, and the fast baseline benchmarks
+    compare against). torch's CPU softmax sums each row sequentially: 7.5e-6 relative error
+    at N=70001 (measured against float64), most of the float32 tolerance and ~100x the
+    kernel's own error; on the CPU the same maths with ``torch.sum``'s cascade summation
+    stays within ~1e-7.
+    """
+    xf = x.float()
+    if xf.device.type == "cpu":
+        e = torch.exp(xf - xf.amax(dim=-1, keepdim=True))
+        return (e / e.sum(dim=-1, keepdim=True)).to(x.dtype)
+    return torch.softmax(xf, dim=-1).to(x.dtype)
 
 
 def softmax_dims(x: torch.Tensor) -> dict:
