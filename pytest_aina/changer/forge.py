@@ -142,11 +142,19 @@ def publish(change: Any, repo: str | Path = ".") -> ForgeResult:
     forge.mkdir(parents=True, exist_ok=True)
     stem = branch.replace("/", "-")
     body_path, json_path = forge / f"{stem}.md", forge / f"{stem}.json"
-    body_path.write_text(f"# {data['title']}\n\n{data['body']}")
+    body_path.write_text(data["body"])  # it starts with the title as a heading
     json_path.write_text(json.dumps(dict(data, forge={"branch": branch, "commit": commit, "base": head}),
                                     indent=2) + "\n")
     return ForgeResult(branch=branch, commit=commit, base=head, previous=previous, body_path=body_path,
                        json_path=json_path, files=tuple(sorted(files)), title=data["title"])
+
+
+def open_pr(repo: str | Path, change: Any) -> dict:
+    """:func:`publish` for ``aina evolve``: the result as JSON-able data, with the text to print."""
+    r = publish(change, repo)
+    return {"branch": r.branch, "commit": r.commit, "base": r.base, "previous": r.previous, "updated": r.updated,
+            "body_path": str(r.body_path), "json_path": str(r.json_path), "files": list(r.files),
+            "message": r.message()}
 
 
 def _tree(root: Path, head: str, files: Mapping[str, str | None]) -> str:

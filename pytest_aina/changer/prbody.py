@@ -161,8 +161,9 @@ def _coverage(p: dict) -> list[str]:
     others = {k: f for k, f in (c.get("functions") or {}).items() if f.get("triton_jit") and f.get("statements")}
     if others:
         lines.append("Triton kernels of that module: " + "; ".join(
-            f"`{k}` {f['percent']}%" for k, f in sorted(others.items()))
-            + (" (0%: not launched at the tested shapes)." if any(not f["covered"] for f in others.values()) else "."))
+            f"`{k}` {f['percent']}%" for k, f in sorted(others.items())) + "."
+            + (" A kernel at 0% is one the variant does not launch at the tested shapes."
+               if any(not f["covered"] for f in others.values()) else ""))
     return lines + [""]
 
 
@@ -246,7 +247,7 @@ def _limit(r: dict, dev: dict) -> str:
 
 
 def _x(v: Any) -> str:
-    return f"{v:.2f}x" if isinstance(v, (int, float)) and not isinstance(v, bool) else ""
+    return f"{v:.3g}x" if isinstance(v, (int, float)) and not isinstance(v, bool) else ""
 
 
 def _num(v: float) -> str:

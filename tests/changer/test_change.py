@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 # fixtures (and the group row maker) from the module beside this one
-from change_records import (git, group, make_config_record, make_source_record, repo,  # noqa: F401
-                            secrets_in_env, wrong_source)
+from change_records import (ROOT, environment, git, group, make_config_record, make_source_record,  # noqa: F401
+                            passed, repo, secrets_in_env, wrong_source)
 
 from kernels.dispatch import parse_table
 from pytest_aina.changer import prbody
@@ -115,6 +115,40 @@ def test_the_generated_test_passes_and_covers_the_launcher_it_binds(repo, make_c
                           timeout=300)
     assert done.returncode == 1
     assert "goes to generic, not softmax_" in done.stdout and "BLOCK_N=3000 is not allowed" in done.stdout
+
+
+def test_the_top_hypothesis_of_the_sample_telemetry_becomes_a_change_whose_tests_pass(repo):
+    """End to end from the Reasoner's own output on the committed sample: its top hypothesis
+    (rms_norm, small bfloat16 batches) with a config winner, as the search would record it."""
+    from pytest_aina.changer.model import Candidate, SearchRecord
+    from pytest_aina.reasoner import reason_about_file
+
+    telemetry = ROOT / "telemetry/sample-fleet-day.jsonl"
+    report = reason_about_file(telemetry, specs=ROOT / "specs", variants=ROOT / "kernels/variants")
+    hyp = next(h.to_json() for h in report.hypotheses if h.kind in ("shape_shift", "hot_unspecialised"))
+    kernel = hyp["kernel"]
+    case = next(g for g in hyp["evidence"]["groups"])
+    label = ",".join(f"{k}={v}" for k, v in case["dims"].items()) + f",{case['dtype']}"
+    base = Candidate(kernel, "metaparams", config={})
+    win = Candidate(kernel, "metaparams", config={"BLOCK_N": 8192, "ROWS_PER_PROGRAM": 4})
+    attempts = [passed(base, {label: (2.0e-3, 4.0e-3)}, 1), passed(win, {label: (1.5e-3, 4.0e-3)}, 2)]
+    record = SearchRecord(kernel=kernel, spec_path=f"specs/{kernel}.yaml", hypothesis=hyp, seed=0,
+                          budget={"evaluations": 2}, proposers=["metaparams"], baseline=attempts[0],
+                          attempts=attempts[1:], winner=win.id, benchmark_cases=[label], environment=environment(),
+                          device="cpu", repeat=f"aina evolve --telemetry {telemetry.name}")
+    change = write_change(record, repo, spec_path=f"specs/{kernel}.yaml", telemetry=telemetry)
+
+    p = change.statement["predicate"]
+    domain = {"dims": hyp["domain"]["dims"], "dtypes": [hyp["domain"]["dtype"]], "arch": [hyp["domain"]["arch"]]}
+    assert p["variant"]["domain"] == domain
+    assert p["trigger"]["windows"]["count"] == hyp["evidence"]["windows"]["count"] > 0
+    hot = [{"dims": g["dims"], "dtype": g["dtype"]} for g in hyp["evidence"]["groups"]]
+    assert p["spec"]["examples_added"] == hot[:4]
+    change.materialize(repo)
+    test = p["variant"]["test"]
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test], cwd=repo,
+                          env=dict(os.environ, TRITON_INTERPRET="1"), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_source_winner_gets_its_module_and_coverage_of_it(repo, git, make_source_record, wrong_source):

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from change_records import git, make_config_record, repo  # noqa: F401  (fixtures, from beside this module)
 
 from pytest_aina.changer.change import write_change
-from pytest_aina.changer.forge import ForgeError, publish, scratch_checkout
+from pytest_aina.changer.forge import ForgeError, open_pr, publish, scratch_checkout
 
 
 def _change(record, repo, now="2025-01-07T10:05:00Z"):
@@ -49,7 +50,7 @@ def test_branch_has_one_commit_with_exactly_the_change(repo, git, make_config_re
 
     # the PR body and the change, beside the branch
     assert result.body_path == repo / ".aina/forge/aina-softmax-hyp-7f3a9c21d4e5b6a7.md"
-    assert result.body_path.read_text() == f"# {change.title}\n\n{change.body}"
+    assert result.body_path.read_text() == change.body and change.body.startswith(f"## {change.title}\n")
     saved = json.loads(result.json_path.read_text())
     assert saved["forge"] == {"branch": result.branch, "commit": result.commit, "base": head}
     assert {k: v for k, v in saved.items() if k != "forge"} == change.to_json()
@@ -69,13 +70,14 @@ def test_publishing_again_replaces_the_commit_on_the_same_branch(repo, git, make
     git(repo, "-c", "user.name=Dev", "-c", "user.email=dev@example.com", "commit", "-q", "-m", "more")
     head = git(repo, "rev-parse", "HEAD")
     later = _change(make_config_record(), repo, now="2025-01-08T09:00:00Z")
-    again = publish(later, repo)
-    assert again.branch == first.branch and again.previous == first.commit and again.commit != first.commit
+    again = open_pr(repo, later)  # what aina evolve calls: publish, as data
+    assert again["branch"] == first.branch and again["previous"] == first.commit and again["commit"] != first.commit
+    assert "updated in place" in again["message"]
     assert git(repo, "for-each-ref", "--format=%(refname)", "refs/heads/aina/").split() == [f"refs/heads/{first.branch}"]
-    assert git(repo, "rev-list", f"{head}..{again.branch}").split() == [again.commit]
-    assert git(repo, "rev-parse", f"{again.commit}^@") == head
-    assert '"created": "2025-01-08T09:00:00Z"' in git(repo, "show", f"{again.branch}:{later.attestation}")
-    assert "updated in place" in again.message()
+    assert git(repo, "rev-list", f"{head}..{first.branch}").split() == [again["commit"]]
+    assert git(repo, "rev-parse", f"{again['commit']}^@") == head
+    assert '"created": "2025-01-08T09:00:00Z"' in git(repo, "show", f"{first.branch}:{later.attestation}")
+    assert json.loads(Path(again["json_path"]).read_text())["forge"]["commit"] == again["commit"]
 
 
 def test_the_forge_does_not_overwrite_a_branch_it_did_not_make(repo, git, make_config_record):
