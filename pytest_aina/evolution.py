@@ -237,4 +237,7 @@ def evolve_to_change(checkout_dir: Path, hypothesis: dict, config: dict) -> dict
     if record.winner is None:
         raise EvolveError(f"no candidate beat the baseline for {hypothesis['id']} "
                           f"({len(record.attempts)} evaluated)")
-    return write_change(record, repo, spec_path=p.spec_path).to_json()
+    change = write_change(record, repo, spec_path=p.spec_path, telemetry=config.get("telemetry"))
+    # the checkout is the App's own scratch copy: the files can be written there to measure
+    change.materialize(repo)
+    return change.with_coverage(change.measure_coverage(repo)).to_json()

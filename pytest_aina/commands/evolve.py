@@ -92,23 +92,28 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({"hypothesis": h["id"], "winner": None, "record": record.to_json()}, default=str))
         return 0
-    from pytest_aina.changer.change import write_change
+    from pytest_aina.changer import forge
+    from pytest_aina.changer.change import ChangeError, write_change
 
-    change = write_change(record, repo, spec_path=plan.spec_path)
+    try:
+        change = write_change(record, repo, spec_path=plan.spec_path, telemetry=args.telemetry)
+    except ChangeError as exc:
+        print(f"aina evolve: the winner cannot become a change: {exc}", file=sys.stderr)
+        return 1
+    say("measuring the coverage of the new variant by its generated tests ...")
+    with forge.scratch_checkout(repo, change) as checkout:
+        change = change.with_coverage(change.measure_coverage(checkout))
     if args.no_forge:
         out = {"hypothesis": h["id"], "change": change.to_json()}
     else:
-        from pytest_aina.changer import forge
-
         out = {"hypothesis": h["id"]} | forge.open_pr(repo, change)
     if args.json:
         print(json.dumps(out, default=str, indent=2))
     else:
         print()
         print(change.body)
-        for k in ("branch", "commit", "body_path"):
-            if k in out:
-                print(f"{k}: {out[k]}")
+        print()
+        print(out.get("message") or f"branch {change.branch} (not committed: --no-forge)")
     return 0
 
 
