@@ -174,6 +174,7 @@ def search(repo: Path, p: Plan, *, device: str, proposers: list[str], proposer_c
     ctx = P.ProposalContext(kernel=p.kernel, spec=setup.spec, spec_text=p.spec_path.read_text(),
                             kernel_source=(repo / Path(*p.generic.split(":")[0].split("."))).with_suffix(".py").read_text(),
                             function=p.function, hypothesis=p.hypothesis, tunables=p.tunables, seed=seed)
+    ctx.heuristic = _heuristic(setup, p)
     made = [_Baseline()] + [P.make(name, (proposer_config or {}).get(name)) for name in proposers]
     checkpoint = Checkpoint(work / "checkpoint.jsonl")
     if not resume and checkpoint.path.exists():
@@ -202,6 +203,19 @@ def search(repo: Path, p: Plan, *, device: str, proposers: list[str], proposer_c
         repeat=f"aina evolve --telemetry <the same file> --seed {seed} --budget-evals {budget.evaluations} "
                f"--proposer {','.join(proposers)}")
     return record
+
+
+def _heuristic(setup, p: Plan) -> dict | None:
+    """Ask the kernel, in the sandbox, which meta-parameters its heuristic picks at the
+    benchmark shape: the search then starts from that point instead of exploring blindly."""
+    from pytest_aina import sandbox
+
+    bc = p.bench_cases[0]
+    env = {"TRITON_INTERPRET": "1"} if setup.device == "cpu" else {}
+    r = sandbox.run("pytest_aina.changer.harness:heuristic_config", args=[str(setup.spec_path.resolve())],
+                    kwargs={"dims": bc["dims"], "dtype": bc["dtype"]}, pythonpath=[str(setup.repo)],
+                    read_paths=[str(setup.repo)], env=env, limits=sandbox.Limits(wall_s=120))
+    return r.value if r.ok and isinstance(r.value, dict) else None
 
 
 class _Baseline:

@@ -82,3 +82,18 @@ def check(spec_path: str, out, expected, *, dims: dict, dtype: str):
     from pytest_aina.compare import compare
 
     return compare(out, expected, _spec(spec_path).tolerance[dtype])
+
+
+def heuristic_config(spec_path: str, *, dims: dict, dtype: str) -> dict | None:
+    """The launcher's own meta-parameters at this shape, when the kernel module says
+    (``<function>_config(*args) -> dict``); None otherwise. Runs in the sandbox."""
+    from pytest_aina.cases import resolve
+
+    spec = _spec(spec_path)
+    module, _, attr = spec.implementation.partition(":")
+    try:
+        fn = resolve(f"{module}:{attr}_config")
+    except AttributeError:
+        return None
+    cfg = fn(*make_inputs(spec_path, 0, dims=dims, dtype=dtype))
+    return {k: v for k, v in dict(cfg).items() if isinstance(v, (int, float, str, bool))}

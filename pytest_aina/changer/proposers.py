@@ -37,6 +37,7 @@ class ProposalContext:
     history: list[tuple[Candidate, Verdict]] = field(default_factory=list)
     seed: int = 0
     token_budget: int | None = None          # tokens left for LLM proposers
+    heuristic: dict | None = None            # the launcher's own choice at the benchmark shape, if known
 
 
 class Proposer(Protocol):
@@ -47,9 +48,10 @@ class Proposer(Protocol):
 
 
 class MetaParamProposer:
-    """Seeded search over the kernel's tunables: the heuristic defaults first, then random
-    points until a few have been measured, then the neighbours of the best so far (one
-    parameter moved one step), falling back to random untried points."""
+    """Seeded search over the kernel's tunables: the heuristic defaults first; then the
+    neighbours of the best point so far (one parameter moved one step), starting from the
+    heuristic's own point when the kernel reports it, else after a few random points;
+    random untried points when no neighbour is left."""
 
     name = "metaparams"
 
@@ -68,9 +70,14 @@ class MetaParamProposer:
 
         if not tried:
             take({})  # the launcher's heuristic: the baseline any tuning must beat
-        # the heuristic ({}) has no coordinates in the space: walk from the best explicit point
-        scored = [(v.score, c.config) for c, v in ctx.history if v.passed and v.score is not None and c.config]
-        if len(scored) >= self.explore:
+        # the heuristic ({}) is a point of the space only when the kernel says which (ctx.heuristic):
+        # then the search walks from it at once; otherwise from the best explicit point after exploring
+        start = {k: v for k, v in (ctx.heuristic or {}).items() if k in space}
+        if start and any(c.config == {} for c, _ in ctx.history):
+            tried.add(_key(start))  # measured already, as the baseline
+        scored = [(v.score, c.config or start) for c, v in ctx.history
+                  if v.passed and v.score is not None and (c.config or start)]
+        if scored and (start or len(scored) >= self.explore):
             best = max(scored, key=lambda s: s[0])[1]
             neighbours = list(_neighbours(best, space))
             rng.shuffle(neighbours)

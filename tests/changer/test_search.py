@@ -82,3 +82,19 @@ def test_parallel_workers_evaluate_everything_once():
 def test_unknown_proposer_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown proposer 'nope'; available: .*metaparams"):
         make("nope")
+
+
+def test_search_walks_from_the_heuristic_point_when_the_kernel_reports_it():
+    c = ctx()
+    c.heuristic = {"BLOCK_N": 512, "ROWS_PER_PROGRAM": 1, "num_warps": 4}   # num_warps: not in this space
+
+    def scored(cand):
+        return landscape(Candidate("softmax", "x", config=cand.config or c.heuristic))
+
+    out = run_search(c, [MetaParamProposer()], scored, Budget(evaluations=5))
+    explicit = [a.candidate.config for a in out.attempts[1:]]
+    # every step is a neighbour walk from the heuristic's point, never a re-measure of it
+    assert {"BLOCK_N": 512, "ROWS_PER_PROGRAM": 1} not in explicit
+    assert explicit[0] in ({"BLOCK_N": 256, "ROWS_PER_PROGRAM": 1}, {"BLOCK_N": 1024, "ROWS_PER_PROGRAM": 1},
+                           {"BLOCK_N": 512, "ROWS_PER_PROGRAM": 2})
+    assert best(out.attempts).verdict.score > out.attempts[0].verdict.score
