@@ -153,6 +153,9 @@ def layer_norm_generic(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
         rows.M, rows.N, rows.inner, float(eps),
         BLOCK_N=cfg["BLOCK_N"], ROWS_PER_PROGRAM=cfg["ROWS_PER_PROGRAM"],
         num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
+        # FMA contraction on, as Triton's default has been (the normalisation is a chain of
+        # multiply-adds); stated because triton 3.9 warns when it is left to the default.
+        enable_fp_fusion=True,
     )
     return rowwise.finish(out, x)
 

@@ -183,13 +183,22 @@ def finish(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return out.view(x.shape)
 
 
-def default_config(rows: Rows, element_size: int, *, interpreted: bool, looped_block: int = 4096) -> dict:
-    """The launchers' heuristic (a starting point for the meta-parameter search; its GPU
-    choices follow common practice and have not been tuned on a GPU yet).
+#: Widest row held in registers by the single-pass kernels. The row is held in float32
+#: whatever x's dtype, so the limit is in elements: ``scripts/compile_kernels.py`` (ptxas -v,
+#: sm_90) shows no spills at 16384 with 16 warps, and spills from 32768 on with 32 warps
+#: (LayerNorm 388 B per thread, softmax and RMSNorm 36 B).
+FUSED_MAX_N = 16384
 
-    * A row that fits a block is done in one pass from registers; the limit is Liger's
-      ``65536 // element_size`` elements, past which a row in registers spills.
-    * Wider rows loop over blocks of ``looped_block`` columns.
+
+def default_config(rows: Rows, element_size: int, *, interpreted: bool, looped_block: int = 4096) -> dict:
+    """The launchers' heuristic (a starting point for the meta-parameter search; checked for
+    register spills with ptxas, not yet timed on a GPU).
+
+    ``element_size`` is not used today (the row lives in float32 registers whatever the
+    dtype); it stays in the signature for per-dtype choices.
+
+    * A row of up to ``FUSED_MAX_N`` elements is done in one pass from registers.
+    * Wider rows loop over blocks of ``looped_block`` columns (no spills at 8 warps).
     * A transposed input (rows unit-stride, columns not) gets a tall tile: 16 neighbouring
       rows per program, so each column's loads hit consecutive addresses.
     """
@@ -197,7 +206,7 @@ def default_config(rows: Rows, element_size: int, *, interpreted: bool, looped_b
     if rows.columns_strided:
         block_n = max(16, min(n_pow2, 1024))
         per_program = min(16, triton.next_power_of_2(rows.M))
-    elif rows.N <= 65536 // element_size:
+    elif rows.N <= FUSED_MAX_N:
         block_n = max(16, n_pow2)
         per_program = rows_per_program(block_n, rows.M, interpreted=interpreted)
     else:

@@ -232,3 +232,13 @@ def test_explicit_compiled_backend_is_respected_and_explained():
     first, rest = done.stdout.split("\n", 1)
     assert first == "0 JITFunction"
     assert "ValueError: softmax: x is on the CPU but Triton was set up to compile for a GPU" in rest
+
+
+def test_kernels_compile_for_a_gpu():
+    """The interpreter never compiles: compile every kernel for sm_90 with Triton's own
+    backend and ptxas (shipped in its wheel), as a launch on an H100 would. -W error: the
+    launch options must not leave triton 3.9 warning about FP fusion."""
+    done = subprocess.run([sys.executable, "-W", "error", str(ROOT / "scripts" / "compile_kernels.py"), "--quick"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count(" ok ") == 18 and "all compiled" in done.stdout
