@@ -141,8 +141,7 @@ def layer_norm_generic(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
         return torch.empty_like(x, memory_format=torch.contiguous_format)
     rows = rowwise.as_rows(x)
     interpreted = rowwise.is_interpreted(_layer_norm_fused_kernel)
-    heuristic = rowwise.default_config(rows, x.element_size(), interpreted=interpreted)
-    cfg = rowwise.resolve_config("layer_norm", TUNABLES, config, heuristic)
+    cfg = rowwise.resolve_config("layer_norm", TUNABLES, config, _heuristic(rows, x, interpreted))
     out = rowwise.output_buffer(x, rows, interpreted)
 
     kernel = _layer_norm_fused_kernel if cfg["BLOCK_N"] >= rows.N else _layer_norm_looped_kernel
@@ -164,6 +163,16 @@ def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: f
     """LayerNorm over the last dim (the public entry point: the variant that
     ``kernels/variants/layer_norm.yaml`` chooses for the call; ``layer_norm_generic`` by default)."""
     return _dispatch(x, weight, bias, eps)
+
+
+def layer_norm_config(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float = 1e-5) -> dict:
+    """The meta-parameters ``layer_norm_generic`` chooses for these arguments when given none
+    (the heuristic): where a meta-parameter search starts."""
+    return _heuristic(rowwise.as_rows(x), x, rowwise.is_interpreted(_layer_norm_fused_kernel))
+
+
+def _heuristic(rows: rowwise.Rows, x: torch.Tensor, interpreted: bool) -> dict:
+    return rowwise.default_config(rows, x.element_size(), interpreted=interpreted)
 
 
 def layer_norm_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:

@@ -120,8 +120,7 @@ def rms_norm_generic(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6, *
         return torch.empty_like(x, memory_format=torch.contiguous_format)
     rows = rowwise.as_rows(x)
     interpreted = rowwise.is_interpreted(_rms_norm_fused_kernel)
-    heuristic = rowwise.default_config(rows, x.element_size(), interpreted=interpreted)
-    cfg = rowwise.resolve_config("rms_norm", TUNABLES, config, heuristic)
+    cfg = rowwise.resolve_config("rms_norm", TUNABLES, config, _heuristic(rows, x, interpreted))
     out = rowwise.output_buffer(x, rows, interpreted)
 
     kernel = _rms_norm_fused_kernel if cfg["BLOCK_N"] >= rows.N else _rms_norm_looped_kernel
@@ -143,6 +142,16 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> torch.
     """RMSNorm over the last dim (the public entry point: the variant that
     ``kernels/variants/rms_norm.yaml`` chooses for the call; ``rms_norm_generic`` by default)."""
     return _dispatch(x, weight, eps)
+
+
+def rms_norm_config(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> dict:
+    """The meta-parameters ``rms_norm_generic`` chooses for these arguments when given none
+    (the heuristic): where a meta-parameter search starts."""
+    return _heuristic(rowwise.as_rows(x), x, rowwise.is_interpreted(_rms_norm_fused_kernel))
+
+
+def _heuristic(rows: rowwise.Rows, x: torch.Tensor, interpreted: bool) -> dict:
+    return rowwise.default_config(rows, x.element_size(), interpreted=interpreted)
 
 
 def rms_norm_reference(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:

@@ -135,8 +135,7 @@ def softmax_generic(x: torch.Tensor, **config) -> torch.Tensor:
         return torch.empty_like(x, memory_format=torch.contiguous_format)
     rows = rowwise.as_rows(x)
     interpreted = rowwise.is_interpreted(_softmax_fused_kernel)
-    heuristic = rowwise.default_config(rows, x.element_size(), interpreted=interpreted)
-    cfg = rowwise.resolve_config("softmax", TUNABLES, config, heuristic)
+    cfg = rowwise.resolve_config("softmax", TUNABLES, config, _heuristic(rows, x, interpreted))
     out = rowwise.output_buffer(x, rows, interpreted)
 
     kernel = _softmax_fused_kernel if cfg["BLOCK_N"] >= rows.N else _softmax_looped_kernel
@@ -160,6 +159,16 @@ def softmax(x: torch.Tensor) -> torch.Tensor:
     """Softmax over the last dim (the public entry point: the variant that
     ``kernels/variants/softmax.yaml`` chooses for the call; ``softmax_generic`` by default)."""
     return _dispatch(x)
+
+
+def softmax_config(x: torch.Tensor) -> dict:
+    """The meta-parameters ``softmax_generic`` chooses for these arguments when given none
+    (the heuristic): where a meta-parameter search starts."""
+    return _heuristic(rowwise.as_rows(x), x, rowwise.is_interpreted(_softmax_fused_kernel))
+
+
+def _heuristic(rows: rowwise.Rows, x: torch.Tensor, interpreted: bool) -> dict:
+    return rowwise.default_config(rows, x.element_size(), interpreted=interpreted)
 
 
 def softmax_reference(x: torch.Tensor) -> torch.Tensor:

@@ -32,6 +32,7 @@ class Kernel:
         self.generic = getattr(module, f"{name}_generic")
         self.reference = getattr(module, f"{name}_reference")
         self.dims = getattr(module, f"{name}_dims")
+        self.config = getattr(module, f"{name}_config")
         self.tunables = module.TUNABLES
         self.spec = load_spec(ROOT / "specs" / f"{name}.yaml")
 
@@ -147,6 +148,17 @@ def test_strided_parameters_and_public_function(k, gen):
     assert torch.equal(k.public(x, *params, **k.eps), out)  # the heuristic config, same bits
     assert k.dims(x, *params) == {"M": 4, "N": 96}
     assert k.dims(make_x([2, 3, 5], torch.float32, "contiguous", gen), *k.params(5, torch.float32, gen)) == {"M": 6, "N": 5}
+
+
+@pytest.mark.parametrize("k", KERNELS, ids=repr)
+def test_heuristic_config_is_reported(k, gen):
+    for n in (100, 20000):
+        x = make_x([3, n], torch.bfloat16, "contiguous", gen)
+        params = k.params(n, torch.bfloat16, gen)
+        cfg = k.config(x, *params)
+        assert set(cfg) == set(k.tunables) and all(cfg[key] in k.tunables[key] for key in cfg)
+        assert (cfg["BLOCK_N"] < n) == (n > rowwise.FUSED_MAX_N)
+        assert torch.equal(k.generic(x, *params, **cfg), k.generic(x, *params))
 
 
 @pytest.mark.parametrize("k", KERNELS, ids=repr)
