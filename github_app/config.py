@@ -53,8 +53,12 @@ DEFAULTS: dict[str, Any] = {
     "REASON_DEBOUNCE_SECONDS": 30.0,
     "REDELIVERY_INTERVAL_SECONDS": 600.0,
     "REDELIVERY_LOOKBACK_SECONDS": 3 * 24 * 3600.0,
-    # Where the evolution job unpacks a repository; empty means a temporary folder.
+    # Where jobs unpack repositories; empty means a folder under the system's temp folder.
     "WORK_DIR": "",
+    # Settings of the evolution loop (pytest_aina.evolution.evolve_to_change): proposers,
+    # budget, seed, workers, device. JSON in AINA_EVOLUTION. Nothing else of the App's
+    # configuration (its key, its secrets) reaches the loop.
+    "EVOLUTION": {},
 }
 
 TEXT_KEYS = ("PRIVATE_KEY", "WEBHOOK_SECRET", "TELEMETRY_KEY", "GITHUB_API_URL", "DATABASE",
@@ -98,6 +102,9 @@ def check(config: dict[str, Any]) -> None:
     for key in ("WEBHOOK_SECRET", "TELEMETRY_KEY", "GITHUB_API_URL", "DATABASE", "WORK_DIR"):
         if not isinstance(config.get(key), str):
             raise ConfigError(f"{where(key)} must be text, got {type(config.get(key)).__name__}")
+    if not isinstance(config.get("EVOLUTION"), dict):
+        raise ConfigError(f"{where('EVOLUTION')} must be a JSON object (proposers, budget, "
+                          f"seed, workers, device), got {config.get('EVOLUTION')!r}")
     url = config["GITHUB_API_URL"].rstrip("/")
     if not url.startswith(("http://", "https://")):
         raise ConfigError(f"{where('GITHUB_API_URL')} must be an http(s) URL, got {url!r}")

@@ -2,7 +2,7 @@
 
 ```yaml
 max_open_prs: 3            # bot PRs open at once; more wait (deferred) for a slot
-paths: [kernels/**, specs/**, tests/**, .aina/**]   # what the bot may change
+paths: [kernels/**, specs/**, tests/**, provenance/**, .aina/**]  # what the bot may change
 kernels: ["*"]             # which kernels it may evolve (globs over kernel names)
 min_expected_gain: 0       # GPU-seconds per day below which it does not start on its own
 automatic: true            # false: only a maintainer's tick or /aina retry starts a run
@@ -26,7 +26,9 @@ class PolicyError(ValueError):
 @dataclass(frozen=True)
 class Policy:
     max_open_prs: int = 3
-    paths: tuple[str, ...] = ("kernels/**", "specs/**", "tests/**", ".aina/**")
+    # The Changer writes variants and dispatch tables (kernels/), pinned shapes (specs/),
+    # generated tests (tests/) and the in-toto record (provenance/).
+    paths: tuple[str, ...] = ("kernels/**", "specs/**", "tests/**", "provenance/**", ".aina/**")
     kernels: tuple[str, ...] = ("*",)
     min_expected_gain: float = 0.0
     automatic: bool = True

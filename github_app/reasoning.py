@@ -3,33 +3,29 @@ them are worth an evolution run now."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from github_app.dashboard import gain_of
 from github_app.policy import Policy
 
 
-def run_reasoner(windows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Ranked hypotheses (JSON objects with at least ``id``, ``kind``, ``kernel``,
-    ``evidence`` and ``expected_gain``) from the wire-format windows of one repository."""
-    try:
-        from pytest_aina import reasoner
-    except ImportError:
-        raise NotImplementedError("pytest_aina.reasoner is not available (issue 4, the "
-                                  "Reasoner)") from None
+def run_reasoner(windows: list[dict[str, Any]], checkout: Path) -> tuple[list[dict[str, Any]],
+                                                                          list[str]]:
+    """Ranked hypotheses (``aina reason --json`` objects: ``id``, ``kind``, ``kernel``,
+    ``evidence``, ``expected_gain``, ...) from one repository's stored windows, with the
+    specs and dispatch tables of ``checkout`` (the repository at its baseline); and the
+    Reasoner's notes about its inputs."""
+    from pytest_aina.devices import load_table
+    from pytest_aina.reasoner import reason
+    from pytest_aina.reasoner.inputs import load_specs, load_tables
     from pytest_aina.telemetry.window import Window
 
-    api = getattr(reasoner, "reason", None)
-    if api is None:
-        raise NotImplementedError("pytest_aina.reasoner has no reason(windows) yet")
-    found = api([Window.from_dict(w, ref=f"store#{i}") for i, w in enumerate(windows)])
-    out = []
-    for h in found:
-        data = h if isinstance(h, dict) else h.to_json()
-        if "id" not in data:
-            raise ValueError(f"a hypothesis from the Reasoner has no id: {sorted(data)}")
-        out.append(data)
-    return out
+    specs, notes = load_specs(checkout / "specs")
+    tables, table_notes = load_tables(checkout / "kernels" / "variants")
+    report = reason([Window.from_dict(w, ref=f"app-store#{i}") for i, w in enumerate(windows)],
+                    specs, tables=tables, devices=load_table(None))
+    return report.as_json(), notes + table_notes + report.notes
 
 
 def worth_running(hypotheses: list[dict[str, Any]], policy: Policy, *, open_ids: set[str],

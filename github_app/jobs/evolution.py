@@ -7,8 +7,6 @@ and is retried through GitHub's bad moments without evolving again.
 
 from __future__ import annotations
 
-import shutil
-
 from github_app import evolution, pulls
 from github_app.change import Change, ChangeError
 from github_app.jobs import Deferred, JobContext, Permanent, dashboard_job, handler
@@ -36,22 +34,30 @@ def evolve(ctx: JobContext):
         run_id = ctx.store.start_run(name, str(hypothesis["id"]), ctx.job.id)
         ctx.checkpoint(run_id=run_id)
     repo = ctx.repo()
-    ref = repo_row["baseline_sha"] or repo.default_branch
-    base, root = evolution.checkout(repo, ref, ctx.config["WORK_DIR"])
+    ref = repo_row["baseline_sha"] or repo.ref(f"heads/{repo.default_branch}").object.sha
+    # The checkout lives as long as the job, so a worker killed mid-search leaves the loop's
+    # checkpoint for the next attempt to resume from.
+    root = evolution.job_checkout(repo, ref, ctx.config["WORK_DIR"], ctx.job.id)
     try:
-        change = evolution.evolve(root, hypothesis, ctx.config)
+        change = evolution.evolve(root, hypothesis, ctx.config["EVOLUTION"])
+    except evolution.NoChange as exc:
+        ctx.store.finish_run(run_id, "no-change", str(exc))
+        evolution.drop_job_checkout(ctx.config["WORK_DIR"], ctx.job.id)
+        ctx.finally_(dashboard_job(name, inst))
+        return {"run": run_id, "no_change": str(exc)}
     except (NotImplementedError, ChangeError) as exc:
         ctx.store.finish_run(run_id, "failed", str(exc))
+        evolution.drop_job_checkout(ctx.config["WORK_DIR"], ctx.job.id)
         ctx.finally_(dashboard_job(name, inst))
         raise Permanent(str(exc)) from exc
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+    evolution.drop_job_checkout(ctx.config["WORK_DIR"], ctx.job.id)
     if change.hypothesis_id != str(hypothesis["id"]):
         ctx.store.finish_run(run_id, "failed", "the change is for another hypothesis")
         raise Permanent(f"evolution returned a change for {change.hypothesis_id!r}, "
                         f"not {hypothesis['id']!r}")
     ctx.store.finish_run(run_id, "change", change.title)
     ctx.then(publish_job(name, inst, change))
+    ctx.finally_(dashboard_job(name, inst))
     return {"run": run_id, "branch": change.branch}
 
 

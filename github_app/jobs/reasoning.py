@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from github_app import reasoning
-from github_app.jobs import JobContext, Permanent, dashboard_job, handler
+from github_app import evolution, reasoning
+from github_app.jobs import JobContext, dashboard_job, handler
 from github_app.jobs.repository import evolve_job
 from github_app.policy import PolicyError, load_policy
 from github_app.store import PENDING_STATES
@@ -20,14 +20,13 @@ def reason(ctx: JobContext):
         return {"skipped": "not served"}
     since = time.time() - ctx.config["TELEMETRY_RETENTION_DAYS"] * 86400
     windows = ctx.store.telemetry_windows(name, since=since)
-    try:
-        ranked = reasoning.run_reasoner(windows)
-    except NotImplementedError as exc:
-        raise Permanent(str(exc)) from exc
+    repo = ctx.repo()
+    ref = row["baseline_sha"] or repo.ref(f"heads/{repo.default_branch}").object.sha
+    checkout = evolution.cached_checkout(repo, ref, ctx.config["WORK_DIR"], name)
+    ranked, notes = reasoning.run_reasoner(windows, checkout)
     ctx.store.replace_hypotheses(name, ranked)
     ctx.finally_(dashboard_job(name, inst))
 
-    repo = ctx.repo()
     try:
         policy = load_policy(repo, repo.default_branch)
     except PolicyError as exc:
@@ -44,4 +43,4 @@ def reason(ctx: JobContext):
     for h in chosen:
         ctx.then(evolve_job(name, inst, h))
     return {"windows": len(windows), "hypotheses": len(ranked),
-            "started": [str(h["id"]) for h in chosen]}
+            "started": [str(h["id"]) for h in chosen], "notes": notes[:20]}

@@ -98,6 +98,11 @@ def label(u: Urls, repo, lab) -> dict[str, Any]:
             "description": lab.description, "color": lab.color, "default": False}
 
 
+def reactions(api: str) -> dict[str, Any]:
+    return {"url": f"{api}/reactions", "total_count": 0, "+1": 0, "-1": 0, "laugh": 0,
+            "confused": 0, "heart": 0, "hooray": 0, "eyes": 0, "rocket": 0}
+
+
 def issue(u: Urls, repo, iss, user_json, labels_json) -> dict[str, Any]:
     api = f"{u.api}/repos/{repo.full_name}/issues/{iss.number}"
     data = {
@@ -112,6 +117,8 @@ def issue(u: Urls, repo, iss, user_json, labels_json) -> dict[str, Any]:
         "comments": len(iss.comments), "closed_at": iso(iss.closed_at),
         "created_at": iso(iss.created_at), "updated_at": iso(iss.updated_at),
         "author_association": "NONE", "state_reason": None, "closed_by": None,
+        "timeline_url": f"{api}/timeline", "performed_via_github_app": None,
+        "reactions": reactions(api),
     }
     if iss.is_pull:
         pr_api = f"{u.api}/repos/{repo.full_name}/pulls/{iss.number}"

@@ -1,0 +1,192 @@
+"""The app factory, its configuration, ``aina serve``, and what the webhook path imports."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import requests
+
+from github_app import ConfigError, create_app
+from github_app.commands import register
+
+
+def base_config(app_key, tmp_path, **extra):
+    return {"APP_ID": 7, "PRIVATE_KEY": app_key[0], "WEBHOOK_SECRET": "s",
+            "DATABASE": str(tmp_path / "db.sqlite3"), **extra}
+
+
+def test_the_factory_builds_an_app_from_a_mapping(app_key, tmp_path):
+    app = create_app(base_config(app_key, tmp_path, WORKER_THREADS="3"))
+    services = app.extensions["aina"]
+    assert services.config["APP_ID"] == 7 and services.config["WORKER_THREADS"] == 3
+    assert services.config["GITHUB_API_URL"] == "https://api.github.com"
+    client = app.test_client()
+    assert client.get("/healthz").json == {"status": "ok"}
+    assert client.get("/metrics").headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    services.store.close()
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"APP_ID": None}, "APP_ID (environment variable AINA_APP_ID)"),
+    ({"WEBHOOK_SECRET": ""}, "AINA_WEBHOOK_SECRET"),
+    ({"APP_ID": "twelve"}, "numeric id"),
+    ({"PRIVATE_KEY": "/no/such/key.pem"}, "neither PEM text nor a readable file"),
+    ({"GITHUB_API_URL": "ftp://example.com"}, "http(s) URL"),
+    ({"JOB_LEASE_SECONDS": "soon"}, "JOB_LEASE_SECONDS"),
+    ({"WORKER_THREADS": 0}, "WORKER_THREADS"),
+    ({"DATABASE": "postgres://db/aina"}, "only SQLite paths"),
+])
+def test_bad_configuration_is_refused_naming_the_key(app_key, tmp_path, change, message):
+    config = {**base_config(app_key, tmp_path), **change}
+    with pytest.raises((ConfigError, ValueError), match=message.replace("(", r"\(")
+                       .replace(")", r"\)")):
+        create_app(config)
+
+
+def test_the_private_key_may_be_a_path(app_key, tmp_path):
+    key_file = tmp_path / "app.pem"
+    key_file.write_text(app_key[0])
+    app = create_app(base_config(app_key, tmp_path, PRIVATE_KEY=str(key_file)))
+    assert app.extensions["aina"].config["PRIVATE_KEY"] == app_key[0]
+    app.extensions["aina"].store.close()
+
+
+def run_python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AINA_")}
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env={**clean, **env},
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_configuration_from_aina_environment_variables(app_key, tmp_path):
+    key_file = tmp_path / "app.pem"
+    key_file.write_text(app_key[0])
+    proc = run_python("""
+        import json
+        from github_app import create_app
+        c = create_app().extensions["aina"].config
+        print(json.dumps([c["APP_ID"], c["WEBHOOK_SECRET"], c["GITHUB_API_URL"],
+                          c["HTTP_RETRIES"], c["DATABASE"]]))
+    """, {"AINA_APP_ID": "99", "AINA_PRIVATE_KEY": str(key_file),
+          "AINA_WEBHOOK_SECRET": "12345", "AINA_HTTP_RETRIES": "2",
+          "AINA_GITHUB_API_URL": "https://ghe.example.com/api/v3/",
+          "AINA_DATABASE": str(tmp_path / "env.sqlite3")})
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == [99, "12345", "https://ghe.example.com/api/v3", 2,
+                                       str(tmp_path / "env.sqlite3")]
+
+
+def test_the_webhook_path_imports_no_torch_triton_or_litellm(app_key, tmp_path):
+    """Import the App, serve a signed webhook and a telemetry batch over HTTP, then look at
+    what got imported, in a fresh interpreter."""
+    key_file = tmp_path / "app.pem"
+    key_file.write_text(app_key[0])
+    proc = run_python("""
+        import hashlib, hmac, json, sys, threading
+        import requests
+        from werkzeug.serving import make_server
+        from github_app import create_app
+        from github_app.telemetry import telemetry_secret
+
+        app = create_app()
+        store = app.extensions["aina"].store
+        store.upsert_installation(5, "octo", True)
+        store.upsert_repository("octo/k", 5)
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{server.server_port}"
+        body = json.dumps({"action": "closed", "installation": {"id": 5},
+                           "repository": {"full_name": "octo/k"},
+                           "pull_request": {"number": 1, "head": {"ref": "aina/x"},
+                                            "merged": True}}).encode()
+        sig = "sha256=" + hmac.new(b"s", body, hashlib.sha256).hexdigest()
+        r = requests.post(url + "/webhook", data=body, headers={
+            "X-GitHub-Event": "pull_request", "X-GitHub-Delivery": "d1",
+            "X-Hub-Signature-256": sig})
+        batch = json.dumps({"aina_telemetry": 1, "windows": []}).encode()
+        secret = telemetry_secret("s", 5).encode()
+        t = requests.post(url + "/telemetry?installation=5&repository=octo/k", data=batch,
+                          headers={"X-Aina-Signature-256": "sha256=" + hmac.new(
+                              secret, batch, hashlib.sha256).hexdigest()})
+        server.shutdown()
+        heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "triton", "litellm"))
+        print(json.dumps([r.status_code, t.status_code, heavy]))
+    """, {"AINA_APP_ID": "1", "AINA_PRIVATE_KEY": str(key_file), "AINA_WEBHOOK_SECRET": "s",
+          "AINA_DATABASE": str(tmp_path / "w.sqlite3")})
+    assert proc.returncode == 0, proc.stderr
+    webhook, telemetry, heavy = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert (webhook, telemetry) == (202, 202)
+    assert heavy == []
+
+
+def parse(argv):
+    parser = argparse.ArgumentParser(prog="aina")
+    sub = parser.add_subparsers(dest="command", required=True)
+    register(sub)
+    return parser.parse_args(argv)
+
+
+def test_register_adds_serve_to_the_aina_cli():
+    args = parse(["serve", "--port", "9000", "--worker-only", "--threads", "2"])
+    assert (args.port, args.worker_only, args.threads) == (9000, True, 2)
+    assert callable(args.run)
+    with pytest.raises(SystemExit):
+        parse(["serve", "--port", "99999"])
+    with pytest.raises(SystemExit):
+        parse(["serve", "--worker-only", "--no-worker"])
+
+
+def test_serve_prints_an_installations_telemetry_secret(app_key, tmp_path):
+    from github_app.telemetry import telemetry_secret
+
+    key_file = tmp_path / "app.pem"
+    key_file.write_text(app_key[0])
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AINA_")}
+    env = {**clean, "AINA_APP_ID": "1", "AINA_PRIVATE_KEY": str(key_file),
+           "AINA_WEBHOOK_SECRET": "s", "AINA_DATABASE": str(tmp_path / "x.sqlite3")}
+    out = subprocess.run([sys.executable, "-m", "github_app", "serve",
+                          "--print-telemetry-secret", "42"], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == telemetry_secret("s", 42)
+    missing = subprocess.run([sys.executable, "-m", "github_app", "serve"], env=clean,
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 2 and "AINA_APP_ID" in missing.stderr
+
+
+def test_serve_answers_http_and_stops_on_sigterm(app_key, tmp_path):
+    import signal
+    import time
+
+    key_file = tmp_path / "app.pem"
+    key_file.write_text(app_key[0])
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AINA_")}
+    env = {**clean, "AINA_APP_ID": "1", "AINA_PRIVATE_KEY": str(key_file),
+           "AINA_WEBHOOK_SECRET": "s", "AINA_DATABASE": str(tmp_path / "x.sqlite3"),
+           "AINA_GITHUB_API_URL": "http://127.0.0.1:9/api/v3"}
+    proc = subprocess.Popen([sys.executable, "-m", "github_app", "serve", "--port", "0",
+                             "--no-worker"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert "listening on http://127.0.0.1:" in line, line
+        url = line.split("listening on ")[1].split()[0]
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                assert requests.get(url + "/healthz", timeout=5).json()["status"] == "ok"
+                break
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stdout.close()
