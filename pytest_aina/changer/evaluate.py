@@ -205,7 +205,12 @@ def _min_plausible(setup: Setup, bc: dict) -> float | None:
 
 
 def workdir_for(repo: Path, name: str) -> Path:
-    path = Path(repo) / ".aina" / "eval" / name
+    top = Path(repo) / ".aina"
+    top.mkdir(exist_ok=True)
+    ignore = top / ".gitignore"
+    if not ignore.exists():  # scratch space: never shows up in the user's `git status`
+        ignore.write_text("# pytest-aina's working files (checkpoints, candidates, PR bodies)\n*\n")
+    path = top / "eval" / name
     path.mkdir(parents=True, exist_ok=True)
     os.chmod(path, 0o755)
     return path
