@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Set up and run pytest-aina on a fresh machine that has nothing but Python 3.11+.
 
-    python3 dev.py demo    # the main job, end to end, on the embedded defaults
+    python3 dev.py demo    # the main job: the evolution loop on the committed sample telemetry
     python3 dev.py test    # the whole test suite
 
 Both create ``.venv`` on first use and install what the project declares: torch pinned to
@@ -62,9 +62,10 @@ def env() -> dict:
 
 
 def demo(args: list[str]) -> int:
-    report = ROOT / ".aina" / "report.json"
-    return sh(PY, "-m", "pytest", "--aina", "--aina-bench", "specs", "--aina-report", report,
-              "-p", "no:cacheprovider", *args, env=env())
+    # the evolution loop on the committed sample telemetry: reason, search (sandboxed,
+    # meta-parameters only: no LLM key needed), and a branch aina/... on the local forge
+    # of a scratch copy (scripts/demo.py says why a copy)
+    return sh(PY, "scripts/demo.py", *args, env=env())
 
 
 def test(args: list[str]) -> int:

@@ -259,7 +259,10 @@ def predicate_of(record: SearchRecord) -> dict:
     candidates = []
     if record.baseline is not None:
         candidates.append(candidate_entry(record.baseline, role="baseline"))
+    base_id = record.baseline.candidate.id if record.baseline is not None else None
     for a in record.attempts:
+        if a.candidate.id == base_id:  # the search evaluates the baseline as one of its attempts
+            continue
         candidates.append(candidate_entry(a, role="winner" if a.candidate.id == winner else "candidate"))
     failures: dict[str, int] = {}
     for a in record.attempts:

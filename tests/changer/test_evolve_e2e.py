@@ -5,9 +5,9 @@ The repository is a copy of this one whose launcher heuristic is deliberately un
 (row blocks of 256 columns, one row per program), so that a better configuration exists
 for certain and the whole path, change included, is exercised."""
 
+import importlib.util
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,16 +15,14 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-UNTUNE = '''
-
-# --- deliberately untuned, for the end-to-end test of the evolution loop ---------------
-_tuned_default_config = default_config
 
 
-def default_config(rows, element_size, *, interpreted, looped_block=4096):
-    cfg = _tuned_default_config(rows, element_size, interpreted=interpreted, looped_block=looped_block)
-    return cfg | {"BLOCK_N": min(cfg["BLOCK_N"], 256), "ROWS_PER_PROGRAM": 1}
-'''
+def _demo():
+    """scripts/demo.py: the README's main job builds its scratch repository the same way."""
+    spec = importlib.util.spec_from_file_location("aina_demo", REPO / "scripts" / "demo.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def git(repo, *args):
@@ -33,23 +31,7 @@ def git(repo, *args):
 
 @pytest.fixture(scope="module")
 def evolved(tmp_path_factory):
-    repo = tmp_path_factory.mktemp("fleet") / "repo"
-    repo.mkdir()
-    os.chmod(repo.parent, 0o755)   # the sandbox's own uid reads the kernels from here
-    for name in ("kernels", "specs"):
-        shutil.copytree(REPO / name, repo / name, ignore=shutil.ignore_patterns("__pycache__", "evolved"))
-    (repo / "telemetry").mkdir()
-    shutil.copy(REPO / "telemetry" / "sample-fleet-day.jsonl", repo / "telemetry")
-    shutil.copy(REPO / "pyproject.toml", repo)
-    with open(repo / "kernels" / "rowwise.py", "a") as fh:
-        fh.write(UNTUNE)
-    for dirpath, dirs, files in os.walk(repo):
-        os.chmod(dirpath, 0o755)
-        for f in files:
-            os.chmod(os.path.join(dirpath, f), 0o644)
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A")
-    git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "fleet")
+    repo = _demo().make_scratch_repo(tmp_path_factory.mktemp("fleet") / "repo")
     head = git(repo, "rev-parse", "HEAD")
     env = dict(os.environ, PYTHONPATH=str(repo))
     out = subprocess.run([sys.executable, "-m", "pytest_aina.cli", "evolve", "--telemetry",
