@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from pytest_aina.cases import Inputs, call, first_tensor, make_inputs, resolve
 from pytest_aina.compare import compare
-from pytest_aina.spec import Case, Invariant, Spec
+from pytest_aina.spec import DEFAULT_INVARIANT_ATOL, Case, Invariant, Spec
 
 
 @dataclass
@@ -127,7 +127,7 @@ def sums_to(o: Observation, params: dict) -> str | None:
     if y.numel() == 0:
         return None
     s = y.sum(dim=_dim(params))
-    value, atol = float(params["value"]), float(params.get("atol", 1e-3))
+    value, atol = float(params["value"]), float(params.get("atol", DEFAULT_INVARIANT_ATOL))
     bad = ~((s - value).abs() <= atol)
     return _worst(s, bad, f"of the sums along dim {_dim(params)} are off {value} by more than {atol}") if bad.any() else None
 
@@ -135,7 +135,7 @@ def sums_to(o: Observation, params: dict) -> str | None:
 def mean_zero(o: Observation, params: dict) -> str | None:
     y = first_tensor(o.out).float()
     m = y.mean(dim=_dim(params))
-    atol = float(params.get("atol", 1e-3))
+    atol = float(params.get("atol", DEFAULT_INVARIANT_ATOL))
     bad = ~(m.abs() <= atol)
     return _worst(m, bad, f"of the means along dim {_dim(params)} are further than {atol} from 0") if bad.any() else None
 

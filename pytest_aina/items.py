@@ -15,7 +15,6 @@ Nothing here imports torch, triton or the kernels: that happens when an item run
 from __future__ import annotations
 
 import math
-import shlex
 from typing import TYPE_CHECKING, Callable
 
 import pytest
@@ -91,7 +90,7 @@ def _leaves(exc: BaseException):
         yield exc
 
 
-def _item(parent, session: "AinaSession", spec: Spec, kind: str, name: str, fn: Callable,
+def _item(parent, spec: Spec, kind: str, name: str, fn: Callable,
           case: Case | None = None, gpu: bool = False) -> SpecItem:
     item = SpecItem.from_parent(parent, name=f"{kind}[{name}]", callobj=fn)
     item.spec, item.kind, item.case = spec, kind, case
@@ -105,22 +104,18 @@ def build_items(parent, spec: Spec, session: "AinaSession"):
     from pytest_aina import runner
 
     for case in spec.examples:
-        yield _item(parent, session, spec, "example", case.label(), runner.example(session, spec, case), case)
+        yield _item(parent, spec, "example", case.label(), runner.example(session, spec, case), case)
     for dtype in spec.dtypes:
-        yield _item(parent, session, spec, "property", dtype, runner.prop(session, spec, dtype))
+        yield _item(parent, spec, "property", dtype, runner.prop(session, spec, dtype))
     for inv in spec.invariants:
-        yield _item(parent, session, spec, "invariant", inv.label, runner.invariant(session, spec, inv))
+        yield _item(parent, spec, "invariant", inv.label, runner.invariant(session, spec, inv))
     if session.bench:
         for b in spec.benchmarks:
             gpu = "cpu" not in b.devices
-            yield _item(parent, session, spec, "bench", b.label(), runner.bench(session, spec, b, "implementation"),
+            yield _item(parent, spec, "bench", b.label(), runner.bench(session, spec, b, "implementation"),
                         b.as_case(), gpu=gpu)
-            yield _item(parent, session, spec, "bench-reference", b.label(),
+            yield _item(parent, spec, "bench-reference", b.label(),
                         runner.bench(session, spec, b, "reference"), b.as_case(), gpu=gpu)
-
-
-def quote(s: str) -> str:
-    return shlex.quote(s)
 
 
 def numel(spec: Spec, case: Case) -> tuple[int, int]:

@@ -21,6 +21,8 @@ DTYPES = ("float32", "float16", "bfloat16")
 ELEMENT_SIZE = {"float32": 4, "float16": 2, "bfloat16": 2}
 LAYOUTS = ("contiguous", "sliced", "transposed")
 VALUE_KINDS = ("normal", "large", "small", "ties", "negative", "mixed")
+#: The atol of sums_to and mean_zero when a spec gives none (the checks and the ratchet agree on it).
+DEFAULT_INVARIANT_ATOL = 1e-3
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_aina.spec import Invariant, Spec, discover, load_spec, parse_spec
+from pytest_aina.spec import DEFAULT_INVARIANT_ATOL, Invariant, Spec, discover, load_spec, parse_spec
 from pytest_aina.specfile import SpecError, SpecIssue
 
 ADDED, TIGHTENED = "added", "tightened"
@@ -42,9 +42,6 @@ KINDS = (REMOVED, WEAKENED, CHANGED, ADDED, TIGHTENED)
 WEAKENING = frozenset({REMOVED, WEAKENED})
 STRENGTHENING = frozenset({ADDED, TIGHTENED})
 
-# The atol that sums_to and mean_zero use when a spec gives none
-# (pytest_aina.invariants reads params.get("atol", 1e-3)); keep the two equal.
-DEFAULT_INVARIANT_ATOL = 1e-3
 
 
 @dataclass(frozen=True)
