@@ -105,3 +105,15 @@ def make_change(hypothesis_id: str = "hyp-1", *, kernel: str = "softmax",
               "kernel": kernel}
     change.update(extra)
     return change
+
+
+def window(i: int = 0, *, kernel: str = "softmax", calls: int = 1000):
+    """A valid telemetry window (pytest_aina's :class:`Window`)."""
+    from pytest_aina.telemetry.window import Latency, Window
+
+    start = 1_780_000_000.0 + 300 * i
+    return Window(start=start, end=start + 300, service="chat-decode", kernel=kernel,
+                  variant="generic", dims=(("M", 4096), ("N", 50304)), dtype="float16",
+                  device="NVIDIA H100 80GB HBM3", arch="sm_90", calls=calls,
+                  time_s=calls * 1e-4, latency=Latency(8e-5, 1e-4, 1.1e-4, 1.3e-4, 2e-4),
+                  timing="cuda_event")

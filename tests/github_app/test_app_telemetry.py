@@ -8,19 +8,9 @@ import sys
 
 import requests
 
-from app_helpers import WEBHOOK_SECRET, drain, sign
+from app_helpers import WEBHOOK_SECRET, drain, sign, window
 from github_app.telemetry import telemetry_secret
-from pytest_aina.telemetry.window import Latency, Window
 from pytest_aina.telemetry.wire import encode_batch
-
-
-def window(i: int = 0, *, kernel: str = "softmax", calls: int = 1000) -> Window:
-    start = 1_780_000_000.0 + 300 * i
-    return Window(start=start, end=start + 300, service="chat-decode", kernel=kernel,
-                  variant="generic", dims=(("M", 4096), ("N", 50304)), dtype="float16",
-                  device="NVIDIA H100 80GB HBM3", arch="sm_90", calls=calls,
-                  time_s=calls * 1e-4, latency=Latency(8e-5, 1e-4, 1.1e-4, 1.3e-4, 2e-4),
-                  timing="cuda_event")
 
 
 def post(app, inst_id: int, body: bytes, *, repository: str = "octo-org/kernels",
