@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import requests
@@ -190,3 +191,61 @@ def test_serve_answers_http_and_stops_on_sigterm(app_key, tmp_path):
         if proc.poll() is None:
             proc.kill()
         proc.stdout.close()
+
+
+def test_gunicorn_serves_the_factory_as_the_docs_say(app_key, tmp_path):
+    import re
+    import signal
+    import time
+
+    key_file = tmp_path / "app.pem"
+    key_file.write_text(app_key[0])
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AINA_")}
+    env = {**clean, "AINA_APP_ID": "1", "AINA_PRIVATE_KEY": str(key_file),
+           "AINA_WEBHOOK_SECRET": "s", "AINA_DATABASE": str(tmp_path / "g.sqlite3")}
+    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "--bind", "127.0.0.1:0",
+                             "--workers", "2", "--threads", "4", "github_app:create_app()"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        url = None
+        deadline = time.monotonic() + 30
+        while url is None and time.monotonic() < deadline:
+            m = re.search(r"Listening at: (http://127\.0\.0\.1:\d+)", proc.stdout.readline())
+            url = m.group(1) if m else None
+        assert url, "gunicorn did not start"
+        body = b'{"zen": "Design for failure."}'
+        import hashlib
+        import hmac
+
+        sig = "sha256=" + hmac.new(b"s", body, hashlib.sha256).hexdigest()
+        r = None
+        for _ in range(50):  # both worker processes answer once they have booted
+            try:
+                r = requests.post(url + "/webhook", data=body, timeout=5, headers={
+                    "X-GitHub-Event": "ping", "X-GitHub-Delivery": f"d-{_}",
+                    "X-Hub-Signature-256": sig})
+                break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        assert r is not None and r.status_code == 200 and r.json()["status"] == "pong"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stdout.close()
+
+
+def test_the_manifest_subscribes_to_every_event_the_app_handles():
+    import yaml
+
+    from github_app.events import default_router
+
+    manifest = yaml.safe_load((Path(__file__).resolve().parents[2] / "app.yml").read_text())
+    router = default_router()
+    handled = {event for event, _ in router._handlers}
+    # GitHub sends installation events to every App, subscribed or not.
+    assert handled - {"installation", "installation_repositories"} == set(manifest["default_events"])
+    assert manifest["default_permissions"] == {"contents": "write", "pull_requests": "write",
+                                               "issues": "write", "checks": "write",
+                                               "metadata": "read"}
