@@ -250,7 +250,7 @@ def main(argv=None) -> int:
     }
     meta = {"machine": platform.node(), "cpus": os.cpu_count(), "python": platform.python_version(),
             "platform": platform.platform(), "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "load_average_before": os.getloadavg(), "args": vars(args)}
+            "load_average_at_end": os.getloadavg(), "args": vars(args)}
     print(f"{'':28}{'p50 ms':>9}{'p99 ms':>9}{'req/s':>9}   statuses")
     for name, r in results.items():
         print(f"{name:28}{r['p50_ms']:9.2f}{r['p99_ms']:9.2f}{r['throughput_rps']:9.0f}   "

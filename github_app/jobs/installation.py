@@ -48,7 +48,7 @@ def sync(ctx: JobContext):
     app = ctx.services.auth.app_client()
     seen = 0
     for inst in app.app_installations():
-        account = getattr(inst.account, "login", None) or inst.account.get("login", "")
+        account = (inst.account or {}).get("login", "")
         suspended = bool(getattr(inst, "suspended_at", None))
         ctx.store.upsert_installation(inst.id, account, active=not suspended)
         if suspended:
