@@ -13,13 +13,13 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from github_app.store.base import (
-    DEFERRED, DONE, FAILED, PENDING_STATES, QUEUED, RUNNING, Job, JobSpec, Store,
+    DEFERRED, DONE, FAILED, QUEUED, RUNNING, Job, Store,
 )
 
 SCHEMA = """
@@ -69,8 +69,6 @@ CREATE INDEX IF NOT EXISTS jobs_by_key ON jobs (key, state);
 CREATE INDEX IF NOT EXISTS jobs_due ON jobs (state, queue, run_at);
 CREATE TABLE IF NOT EXISTS schedules (name TEXT PRIMARY KEY, next_run REAL NOT NULL);
 """
-
-_PENDING_SQL = "(" + ", ".join(f"'{s}'" for s in PENDING_STATES) + ")"
 
 
 def _dumps(value: Any) -> str:

@@ -250,3 +250,15 @@ def test_attestation_subjects_are_sha256_of_the_committed_files(fake, app, onboa
     for subject in statement["subject"]:
         assert hashlib.sha256(files[subject["name"]].encode()).hexdigest() == \
             subject["digest"]["sha256"]
+
+
+def test_a_change_can_delete_a_file(fake, app, onboarded):
+    repo, inst = onboarded
+    change = make_change("retire-1", files={"kernels/softmax.py": None,
+                                            "kernels/never_there.py": None,
+                                            "kernels/softmax_v3.py": "def v3(x):\n    return x\n"})
+    publish(app, inst, change)
+    [pr] = bot_pulls(repo)
+    files = files_at(repo, pr.head_sha)
+    assert "kernels/softmax.py" not in files and "kernels/softmax_v3.py" in files
+    assert "kernels/__init__.py" in files
