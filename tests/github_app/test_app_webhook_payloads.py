@@ -114,7 +114,8 @@ def test_valid_payloads_of_handled_events_get_a_2xx(name, webhooks, known):
     event = webhooks["webhooks"][name]["post"]["operationId"].split("/")[0].replace("-", "_")
     answers: list[int] = []
 
-    @settings(max_examples=EXAMPLES.get(name, 15), deadline=None, database=None,
+    # derandomized: the same payloads every run, so CI is reproducible (a found failure stays found)
+    @settings(max_examples=EXAMPLES.get(name, 15), deadline=None, database=None, derandomize=True,
               suppress_health_check=[HealthCheck.function_scoped_fixture,
                                      HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(payload=from_schema(schema, webhooks), steered=st.booleans(), data=st.data())
