@@ -90,29 +90,40 @@ def main() -> int:
         return 1.0 / median[configs.index(cfg or {})]
 
     budgets = [4, 8, 12, 16, 24, 32, 48]
-    found = {b: [] for b in budgets}
-    to_within5, to_best = [], []
-    for seed in range(args.seeds):
-        ctx = ProposalContext(kernel=args.kernel, spec=None, spec_text="", kernel_source="", function=args.kernel,
-                              hypothesis={}, tunables=space, seed=seed)
-        prop = MetaParamProposer()
-        best_so_far, hit5, hit = float("inf"), None, None
-        for n in range(1, max(budgets) + 1):
-            cands = prop.propose(ctx, 1)
-            if not cands:
-                break
-            c = cands[0]
-            s = score(c.config)
-            ctx.history.append((c, Verdict(c.id, True, score=s)))
-            best_so_far = min(best_so_far, 1 / s)
-            if hit5 is None and best_so_far <= best_t * 1.05:
-                hit5 = n
-            if hit is None and best_so_far <= best_t * (1 + 1e-12):
-                hit = n
-            if n in found:
-                found[n].append(best_t / best_so_far)
-        to_within5.append(hit5)
-        to_best.append(hit)
+    heuristic_point = getattr(mod, f"{args.kernel}_config", lambda *a: None)(x, *extra)
+
+    def replay(start: dict | None) -> dict:
+        found = {b: [] for b in budgets}
+        to_within5, to_best = [], []
+        for seed in range(args.seeds):
+            ctx = ProposalContext(kernel=args.kernel, spec=None, spec_text="", kernel_source="",
+                                  function=args.kernel, hypothesis={}, tunables=space, seed=seed, heuristic=start)
+            prop = MetaParamProposer()
+            best_so_far, hit5, hit = float("inf"), None, None
+            for n in range(1, max(budgets) + 1):
+                cands = prop.propose(ctx, 1)
+                if not cands:
+                    break
+                c = cands[0]
+                s = score(c.config)
+                ctx.history.append((c, Verdict(c.id, True, score=s)))
+                best_so_far = min(best_so_far, 1 / s)
+                if hit5 is None and best_so_far <= best_t * 1.05:
+                    hit5 = n
+                if hit is None and best_so_far <= best_t * (1 + 1e-12):
+                    hit = n
+                if n in found:
+                    found[n].append(best_t / best_so_far)
+            to_within5.append(hit5)
+            to_best.append(hit)
+        return {
+            "fraction_of_best_by_budget": {str(b): {"median": med(found[b]), "min": min(found[b])}
+                                           for b in budgets if found[b]},
+            "evaluations_to_within_5pct": {"median": med(to_within5),
+                                           "max": max((v for v in to_within5 if v), default=None),
+                                           "never": sum(v is None for v in to_within5)},
+            "evaluations_to_best": {"median": med(to_best), "never": sum(v is None for v in to_best)},
+        }
 
     def med(xs):
         xs = [v for v in xs if v is not None]
@@ -125,11 +136,9 @@ def main() -> int:
         "exhaustive_best": {"config": configs[best_i], "median_s": best_t},
         "heuristic_median_s": heuristic_t,
         "worst_median_s": max(median.values()),
-        "replay": {str(b): {"median_fraction_of_best": med(found[b]), "min_fraction_of_best": min(found[b])}
-                   for b in budgets if found[b]},
-        "evaluations_to_within_5pct": {"median": med(to_within5), "max": max((v for v in to_within5 if v), default=None),
-                                       "never": sum(v is None for v in to_within5)},
-        "evaluations_to_best": {"median": med(to_best), "never": sum(v is None for v in to_best)},
+        "heuristic_point": heuristic_point,
+        "replay_from_the_heuristic_point": replay(heuristic_point) if heuristic_point else None,
+        "replay_exploring_first": replay(None),
         "seeds": args.seeds,
     }
     text = json.dumps(result, indent=2)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import pytest
 
+from pytest_aina.sandbox import timing
+
 from pytest_aina.sandbox import Limits, time_calls
 from pytest_aina.sandbox.timing import Call, TimingResult, _judge_clocks, _Stop
 
@@ -49,7 +51,9 @@ def test_a_correct_candidate_is_timed_on_the_parents_clock(timed):
     assert r.status == "ok", r.reason + r.stderr_tail
     assert len(r.times_s) == 6 and len(r.calls) == 8
     assert all(t > 0 for t in r.times_s)
-    assert r.median_s >= r.floor["min_s"]
+    # a figure includes the protocol's round trip; on a busy machine the no-op floor itself
+    # varies, so the bound is the protocol's own slack, the one it judges plausibility by
+    assert r.median_s >= timing._FLOOR_SLACK * r.floor["min_s"]
     # 10 no-ops before the candidate loads, then one after each of the 8 calls
     assert r.floor["calls"] == 18 and 0 < r.floor["min_s"] <= r.floor["median_s"] <= r.floor["p90_s"]
     # every call got its own seed, picked by the parent from `seed`: repeatable
