@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from pytest_aina.schema_errors import explain
+
 SCHEMA_VERSION = 1
 Path_ = tuple  # a key path: ("inputs", "x", "layouts", 1)
 
@@ -164,28 +166,10 @@ def _line_for(lines: dict, path: tuple) -> int | None:
 
 
 def _explain(error) -> str:
-    """Turn a jsonschema error into 'what was expected' wording."""
+    """A jsonschema error in spec terms: import paths and invariants get their own words."""
     v = error.validator
-    if v == "required":
-        missing = re.findall(r"'([^']+)' is a required property", error.message)
-        return f"missing required key {missing[0]!r}" if missing else error.message
-    if v == "additionalProperties":
-        allowed = sorted(error.schema.get("properties", {})) or [
-            alt for pattern in error.schema.get("patternProperties", {})
-            for alt in re.sub(r"[\^$()]", "", pattern).split("|")]
-        extra = [k for k in error.instance if k not in allowed]
-        hint = f"; expected one of: {', '.join(allowed)}" if allowed else ""
-        return f"unknown key {', '.join(map(repr, extra)) or ''}{hint}"
-    if v == "enum":
-        return f"{error.instance!r} is not allowed; expected one of: {', '.join(map(str, error.validator_value))}"
-    if v == "const":
-        return f"expected {error.validator_value!r}, got {error.instance!r}"
-    if v == "type":
-        return f"expected {error.validator_value}, got {type(error.instance).__name__} {error.instance!r}"
-    if v == "pattern":
-        if error.validator_value.endswith(":[A-Za-z_][A-Za-z0-9_.]*$"):
-            return f"{error.instance!r} is not an import path; expected 'module:attribute'"
-        return f"{error.instance!r} does not match {error.validator_value}"
+    if v == "pattern" and error.validator_value.endswith(":[A-Za-z_][A-Za-z0-9_.]*$"):
+        return f"{error.instance!r} is not an import path; expected 'module:attribute'"
     if v == "oneOf":
         names, mappings = _invariant_names(error)
         inst = error.instance
@@ -194,7 +178,7 @@ def _explain(error) -> str:
         hint = f" (did you mean {guess[0]!r}?)" if guess else ""
         return (f"{error.instance!r} is not a known invariant{hint}; expected a name "
                 f"({', '.join(names)}) or a mapping with one of {', '.join(mappings)}")
-    return error.message
+    return explain(error)
 
 
 def _invariant_names(error) -> tuple[list[str], list[str]]:

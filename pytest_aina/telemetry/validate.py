@@ -20,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from pytest_aina.schema_errors import explain
 from pytest_aina.telemetry.window import FORMAT_VERSION, QUANTILES, Window, parse_time
 
 # Float rounding in a producer's sum of latencies must not turn a window into an error.
@@ -75,29 +76,13 @@ def parse_json(text: str | bytes):
 
 
 def _explain(error) -> str:
+    """A jsonschema error in telemetry terms: times and dim names get their own words."""
     v = error.validator
-    if v == "required":
-        missing = re.findall(r"'([^']+)' is a required property", error.message)
-        return f"missing required key {missing[0]!r}" if missing else error.message
-    if v == "additionalProperties":
-        allowed = sorted(error.schema.get("properties", {}))
-        extra = [k for k in error.instance if k not in allowed]
-        return f"unknown key {', '.join(map(repr, extra))}; expected one of: {', '.join(allowed)}"
-    if v == "type":
-        return f"expected {error.validator_value}, got {type(error.instance).__name__} {error.instance!r}"
-    if v == "const":
-        return f"expected {error.validator_value!r}, got {error.instance!r}"
-    if v == "enum":
-        return f"{error.instance!r} is not allowed; expected one of: {', '.join(map(str, error.validator_value))}"
-    if v == "minimum":
-        return f"{error.instance!r} is below the minimum {error.validator_value}"
-    if v == "pattern":
-        if error.schema is schema()["$defs"]["time"]:
-            return f"{error.instance!r} is not an RFC 3339 time with an offset (e.g. 2025-06-02T10:05:00Z)"
-        return f"{error.instance!r} does not match {error.validator_value}"
+    if v == "pattern" and error.schema is schema()["$defs"]["time"]:
+        return f"{error.instance!r} is not an RFC 3339 time with an offset (e.g. 2025-06-02T10:05:00Z)"
     if v == "propertyNames":
         return f"{error.instance!r}: a dim name must match ^[A-Za-z][A-Za-z0-9_]*$"
-    return error.message
+    return explain(error)
 
 
 def window_issues(obj) -> list[tuple[tuple, str]]:

@@ -6,7 +6,7 @@ import sys
 
 import jsonschema
 import pytest
-from conftest import VALID, variant
+from spec_samples import VALID, variant
 
 from pytest_aina.cli import main
 from pytest_aina.specfile import schema

@@ -1,7 +1,7 @@
 """The spec model: what a valid spec becomes, the bytes/FLOPs model, case strings."""
 
 import pytest
-from conftest import VALID, variant
+from spec_samples import VALID, variant
 from hypothesis import given
 from hypothesis import strategies as st
 

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import VALID, variant
+from spec_samples import VALID, variant
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

@@ -3,7 +3,7 @@
 import subprocess
 
 import pytest
-from conftest import VALID, variant
+from spec_samples import VALID, variant
 
 from pytest_aina.cli import main
 from pytest_aina.specdiff import REMOVED, SpecSetError, WEAKENED, diff_specs, load_spec_set
