@@ -141,13 +141,9 @@ def device_limits(device: str) -> dict:
     """Peak figures for the device, from the device table; empty on a CPU."""
     if device != "cuda":
         return {}
-    try:
-        from pytest_aina import devices
-    except ImportError:  # the table is optional for benchmarking itself
-        return {}
+    from pytest_aina import devices
+
     lim = devices.lookup(device_name(device))
     if lim is None:
         return {}
-    return {"hbm_bytes_per_s": getattr(lim, "hbm_bytes_per_s", None),
-            "flops": dict(getattr(lim, "flops", {}) or {}),
-            "source": getattr(lim, "source", getattr(lim, "name", None))}
+    return {"hbm_bytes_per_s": lim.hbm_bytes_per_s, "flops": dict(lim.flops), "source": lim.source}

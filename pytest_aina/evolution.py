@@ -51,7 +51,6 @@ class Plan:
 
 
 def _kernel_module(spec):
-    from pytest_aina.cases import resolve
 
     module, _, attr = spec.implementation.partition(":")
     return module, attr
@@ -209,12 +208,12 @@ def _heuristic(setup, p: Plan) -> dict | None:
     """Ask the kernel, in the sandbox, which meta-parameters its heuristic picks at the
     benchmark shape: the search then starts from that point instead of exploring blindly."""
     from pytest_aina import sandbox
+    from pytest_aina.changer.evaluate import _child_env
 
     bc = p.bench_cases[0]
-    env = {"TRITON_INTERPRET": "1"} if setup.device == "cpu" else {}
     r = sandbox.run("pytest_aina.changer.harness:heuristic_config", args=[str(setup.spec_path.resolve())],
                     kwargs={"dims": bc["dims"], "dtype": bc["dtype"]}, pythonpath=[str(setup.repo)],
-                    read_paths=[str(setup.repo)], env=env, limits=sandbox.Limits(wall_s=120))
+                    read_paths=[str(setup.repo)], env=_child_env(setup), limits=sandbox.Limits(wall_s=120))
     return r.value if r.ok and isinstance(r.value, dict) else None
 
 

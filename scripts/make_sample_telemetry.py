@@ -37,7 +37,6 @@ around the mean with a fixed shape and a little noise.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import random
 import sys

@@ -46,7 +46,7 @@ def main() -> int:
         os.environ.setdefault("TRITON_INTERPRET", "1")
     from importlib import import_module
 
-    from pytest_aina.changer.model import Candidate, Verdict
+    from pytest_aina.changer.model import Verdict
     from pytest_aina.changer.proposers import MetaParamProposer, ProposalContext
     from pytest_aina.evolution import GPU_ONLY_TUNABLES
 

@@ -82,16 +82,12 @@ def _harness_file(setup: Setup) -> Path:
             f"SPEC = {spec!r}\n\n"
             "def make_inputs(seed, **params):\n    return _h.make_inputs(SPEC, seed, **params)\n\n"
             "def reference(*args):\n    return _h.reference(SPEC, *args)\n\n"
-            "def check(out, expected, **params):\n    return _h.check(SPEC, out, expected, **params)\n\n"
-            "def run_reference(*args):\n    return _h.reference(SPEC, *args)\n")
+            "def check(out, expected, **params):\n    return _h.check(SPEC, out, expected, **params)\n")
     return path
 
 
 def _child_env(setup: Setup) -> dict:
-    env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-    if setup.device == "cpu":
-        env["TRITON_INTERPRET"] = "1"
-    return env
+    return {"TRITON_INTERPRET": "1"} if setup.device == "cpu" else {}
 
 
 def _classify_checks(value: dict) -> tuple[str, str, str]:
@@ -175,7 +171,7 @@ def evaluate(c: Candidate, setup: Setup) -> Verdict:
             v.detail = f"{bc['label']}: {t.reason}"
             v.wall_s = time.monotonic() - start
             return v
-        r = sandbox.time_calls(f"{harness}:run_reference", **common)
+        r = sandbox.time_calls(f"{harness}:reference", **common)
         if not r.ok:  # the reference itself failing is our problem, not the candidate's
             v.failed_stage, v.reason = "benchmarks", "reference failed"
             v.detail = f"{bc['label']}: the spec's reference failed to run: {r.reason}"

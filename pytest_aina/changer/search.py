@@ -34,7 +34,7 @@ class Budget:
 class Outcome:
     attempts: list[Attempt]
     used: dict = field(default_factory=dict)    # evaluations, wall_s, tokens actually spent
-    stopped_by: str = ""                        # "evaluations", "wall_s", "tokens", "exhausted", "interrupted"
+    stopped_by: str = ""                        # "evaluations", "wall_s", "tokens" or "exhausted"
 
 
 class Checkpoint:
@@ -134,8 +134,7 @@ def run_search(ctx: ProposalContext, proposers: list[Proposer], evaluate: Callab
                     if progress:
                         progress(attempt, len(done), budget.evaluations)
                     idle_rounds = 0  # new results can give proposers new ideas
-        except KeyboardInterrupt:
-            stopped_by = "interrupted"
+        except KeyboardInterrupt:  # what was evaluated is in the checkpoint already
             for fut in pending:
                 fut.cancel()
             raise

@@ -37,7 +37,6 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     from pytest_aina import evolution
     from pytest_aina.cases import device as _device
     from pytest_aina.changer.search import Budget

@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from kernels import dispatch
-from kernels.dispatch import DispatchTableError, Table, Variant, dispatcher, load_table, parse_table
+from kernels.dispatch import DispatchTableError, Table, Variant, dispatcher, load_table
 from pytest_aina.telemetry import Recorder
 from pytest_aina.telemetry.validate import read_file
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from kernels import dispatch
 from kernels.dispatch import DispatchTableError, add_variant, load_table, parse_table, validate_table
 from pytest_aina.spec import load_spec
 
