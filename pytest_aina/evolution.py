@@ -232,6 +232,25 @@ class _Baseline:
 NOISE_MARGIN = 0.05
 
 
+def summarize_attempts(record) -> str:
+    """One line per attempt, score relative to the baseline or why it failed: what a
+    reader of a "no change" outcome needs to see that the search ran and what it found."""
+    base = record.baseline.verdict.score if record.baseline and record.baseline.verdict.passed else None
+    parts = []
+    for a in record.attempts:
+        v = a.verdict
+        if not v.passed:
+            how = f"failed at {v.failed_stage}: {v.reason}"
+        elif base and v.score:
+            how = f"{v.score / base:.2f}x the baseline"
+        else:
+            how = f"score {v.score}"
+        who = "baseline" if record.baseline and a.candidate.id == record.baseline.candidate.id \
+            else a.candidate.describe()
+        parts.append(f"{who}: {how}")
+    return "; ".join(parts) or "nothing was evaluated"
+
+
 def evolve_to_change(checkout_dir: Path, hypothesis: dict, config: dict) -> dict:
     """The GitHub App's seam: search for ``hypothesis`` in ``checkout_dir`` and return the
     change as a dict (``github_app.change.Change.from_json``). Raises :class:`EvolveError`
@@ -248,8 +267,9 @@ def evolve_to_change(checkout_dir: Path, hypothesis: dict, config: dict) -> dict
                     budget=Budget(**config.get("budget", {})), seed=int(config.get("seed", 0)),
                     workers=int(config.get("workers", min(2, os.cpu_count() or 1))))
     if record.winner is None:
-        raise EvolveError(f"no candidate beat the baseline for {hypothesis['id']} "
-                          f"({len(record.attempts)} evaluated)")
+        raise EvolveError(f"no candidate beat the baseline by more than {NOISE_MARGIN:.0%} for "
+                          f"{hypothesis['id']} ({len(record.attempts)} evaluated): "
+                          + summarize_attempts(record))
     change = write_change(record, repo, spec_path=p.spec_path, telemetry=config.get("telemetry"))
     # the checkout is the App's own scratch copy: the files can be written there to measure
     change.materialize(repo)

@@ -97,7 +97,7 @@ class Verdict:
     detail: str = ""
     timings: list[dict] = field(default_factory=list)  # Timing as dicts, with medians and CIs
     speedup: float | None = None         # reference time / candidate time, geometric mean over cases
-    score: float | None = None           # what the search maximises (higher is better)
+    score: float | None = None           # what the search maximises: calls/s, geometric mean over cases
     wall_s: float = 0.0
     sandbox: dict = field(default_factory=dict)  # which protections were in force
 

@@ -191,7 +191,7 @@ def _outcome(verdict: Any) -> str:
         if verdict.speedup is not None:
             parts.append(f"speedup {verdict.speedup:.3g}x over the reference")
         if verdict.score is not None:
-            parts.append(f"score {verdict.score:.4g} (higher is better)")
+            parts.append(f"score {verdict.score:.4g} calls/s (higher is better)")
         return "; ".join(parts)
     where = f" at stage {verdict.failed_stage}" if verdict.failed_stage else ""
     text = f"FAILED{where}: {verdict.reason or 'unknown reason'}"
