@@ -105,3 +105,47 @@ def kill_until_gone(find, timeout: float = 5.0) -> list[int]:
             return live
         kill(live)
         time.sleep(0.01)
+
+
+def process_cpu_ns(pid: int) -> int | None:
+    """CPU time used so far by process ``pid``, all its threads together, exited ones
+    included, in nanoseconds: the kernel's per-process CPU clock, which any process may
+    read for another (clock_getcpuclockid's encoding). None when the process is gone."""
+    try:
+        return time.clock_gettime_ns(((~pid) << 3) | 2)  # CPUCLOCK_SCHED of process ``pid``
+    except OSError:
+        return None
+
+
+def thread_cpu_ns(pid: int, tid: int) -> int | None:
+    """CPU time used so far by thread ``tid`` of process ``pid``, in nanoseconds (the
+    scheduler's own sum, from /proc; per-thread CPU clocks of another process cannot be
+    read). None when the thread is gone or the kernel keeps no such figure."""
+    text = _read(f"/proc/{pid}/task/{tid}/schedstat")
+    try:
+        return int(text.split()[0]) if text else None
+    except (ValueError, IndexError):
+        return None
+
+
+def innermost_pid(pid: int) -> int | None:
+    """``pid`` as the process itself sees it: the last entry of NSpid (its PID in the
+    innermost PID namespace it belongs to)."""
+    nspid = status(pid).get("NSpid", "").split()
+    return int(nspid[-1]) if nspid else None
+
+
+_TICK_NS = 10**9 // (os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100)
+
+
+def reaped_children_cpu_ns(pid: int) -> int:
+    """CPU time of the children ``pid`` has waited for (cutime + cstime, in clock ticks):
+    where an exited process's time goes, which its own CPU clock no longer shows."""
+    stat = _read(f"/proc/{pid}/stat")
+    if not stat:
+        return 0
+    fields = stat.rpartition(")")[2].split()  # after the command name, which may hold spaces
+    try:
+        return (int(fields[13]) + int(fields[14])) * _TICK_NS
+    except (ValueError, IndexError):
+        return 0

@@ -32,6 +32,7 @@ ALIASED = "aliased output"
 MUTATED = "input mutated"
 TAMPERED_CLOCK = "tampered clock"
 MEASUREMENT = "measurement error"
+DEFERRED = "deferred work"
 
 
 @dataclass(frozen=True)

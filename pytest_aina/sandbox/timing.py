@@ -8,6 +8,12 @@ checked after timing, by the parent, against a reference the parent computes fro
 same seed. The protocol's own cost (the "floor") is calibrated in the same child with a
 no-op before the candidate is imported.
 
+The output is read at once when the call returns, by our code on the serving thread, and
+the parent watches the CPU the sandbox uses between calls on every other thread and
+process (the kernel's per-process CPU clocks, read from outside): a candidate that returns
+early and finishes its work in the background, or starts it before ``go`` on inputs it
+found, is "deferred work", not a fast kernel.
+
 The seam for the evaluator, three callables named by import path (``module:function`` or
 ``file.py:function``):
 
@@ -21,7 +27,7 @@ The seam for the evaluator, three callables named by import path (``module:funct
 
 Failures, each with its own status: wrong answer, stale result, partial result, aliased
 output, input mutated, tampered clock, measurement error (a figure faster than possible),
-plus everything :func:`~pytest_aina.sandbox.run` can report (timeout, crash, ...).
+deferred work, plus everything :func:`~pytest_aina.sandbox.run` can report (timeout, crash, ...).
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Sequence
 
-from pytest_aina.sandbox import frames, wire
+from pytest_aina.sandbox import frames, procs, wire
 from pytest_aina.sandbox import result as R
 from pytest_aina.sandbox.ending import classify
 from pytest_aina.sandbox.launch import Child, Ended
@@ -43,6 +49,13 @@ from pytest_aina.sandbox.result import Exit, Isolation, Limits
 
 #: how much faster than the no-op round trip a call may seem before it is impossible
 _FLOOR_SLACK = 0.8
+
+#: CPU the sandbox may use between two calls on threads other than the serving one before
+#: it counts as work the earlier call left running: an allowance for the runtime's own
+#: housekeeping, plus a fraction of the call's time (a kernel that deferred this much
+#: would look 3% faster than it is, within the noise margin a winner must clear).
+_OFFCALL_SLACK_S = 2e-3
+_OFFCALL_SLACK_FRACTION = 0.03
 
 
 @dataclass
@@ -55,6 +68,7 @@ class Call:
     live_s: float  # the call on the child's time.perf_counter as the candidate left it
     problem: str | None = None
     cycle_s: float = 0.0  # the whole round: inputs, call, output back, the parent's checks
+    offcall_cpu_s: float | None = None  # CPU of other threads/processes from its return to the next call
 
 
 @dataclass
@@ -70,6 +84,7 @@ class TimingResult:
     calls: list[Call] = field(default_factory=list)
     seed: int = 0
     device_sync: bool = False  # a GPU was synchronised after each call
+    offcall_watch: bool = False  # CPU outside the calls was accounted (see _OffCall)
     l2_flush_bytes: int | None = None  # the device cache was overwritten before each call (GPU only)
     exit: Exit = field(default_factory=Exit)
     wall_s: float = 0.0
@@ -191,12 +206,90 @@ def time_calls(entry: str, *, make_inputs: str, reference: str, check: str, para
     res.stdout_tail, res.stderr_tail = child.tail(0), child.tail(1)
     res.violations = [{k: red.text(v) for k, v in v.items()} for v in child.violations]
     res.cleanup, res.protections = child.cleanup, child.protections()
+    res.protections["offcall_cpu_watch"] = res.offcall_watch
     return res
 
 
 class _Failed(Exception):
     def __init__(self, frame: dict):
         self.frame = frame
+
+
+class _OffCall:
+    """CPU the sandbox uses on anything but the thread serving the protocol: the kernel's
+    per-process CPU clocks of the sandbox's processes (exited threads included), less the
+    serving thread's own time from /proc. The serving thread runs only our code between a
+    call's return and the next ``go`` (the snapshot, the next inputs), so what grows there
+    is the candidate's, running where the parent's clock does not look.
+
+    At a call's end the serving process's own figure comes from the child (taken before
+    ``done`` was sent, with clock functions captured before the candidate loaded), used
+    only within the bracket the parent's own readings allow, so a forged one hides no
+    more than the parent's reading would; the other processes are read from outside.
+    ``None`` readings (not Linux, no schedstat) switch the check off and the result says so."""
+
+    def __init__(self, child: Child, ns_pid: Any):
+        self.child = child
+        self.server: int | None = None
+        self.pids: list[int] = []
+        if isinstance(ns_pid, int):
+            # our PID for the serving process: the member that calls itself ``ns_pid`` in
+            # the innermost namespace (the wrappers above it have other PIDs there)
+            found = [p for p in child.members() if procs.innermost_pid(p) == ns_pid]
+            if len(found) == 1 and self._server_others(found[0]) is not None:
+                self.server = found[0]
+
+    @staticmethod
+    def _server_others(pid: int) -> int | None:
+        total, main = procs.process_cpu_ns(pid), procs.thread_cpu_ns(pid, pid)
+        return None if total is None or main is None else total - main
+
+    def refresh(self) -> None:
+        """List the sandbox's processes again (a walk of /proc: kept out of the readings
+        around a call, where it would cost the call microseconds)."""
+        if self.server is not None:
+            self.pids = self.child.members()
+
+    def reading(self) -> dict[int, int] | None:
+        """{pid: CPU ns of its other threads (the server) or of all its threads}, over the
+        processes found by the last :meth:`refresh`."""
+        if self.server is None:
+            return None
+        if not self.pids:
+            self.refresh()
+        server = self._server_others(self.server)
+        if server is None:
+            return None
+        out = {p: v + procs.reaped_children_cpu_ns(p) for p in self.pids
+               if p != self.server and (v := procs.process_cpu_ns(p)) is not None}
+        out[self.server] = server + procs.reaped_children_cpu_ns(self.server)
+        return out
+
+    def at_done(self, reported: Any, before_go: dict[int, int] | None) -> dict[int, int] | None:
+        now = self.reading()
+        if now is None or before_go is None:
+            return now
+        if isinstance(reported, int):
+            reported += procs.reaped_children_cpu_ns(self.server)
+            if before_go.get(self.server, 0) <= reported <= now[self.server]:
+                now[self.server] = reported
+        return now
+
+
+def _check_offcall(since: dict[int, int] | None, now: dict[int, int] | None, call: Call) -> None:
+    """Raise deferred work when more CPU than allowed ran outside ``call``, from its
+    return to the next call. A process new since ``since`` counts with all its time; one
+    that exited counts once reaped, in its parent's children's time (clock ticks)."""
+    if since is None or now is None:
+        return
+    used = sum(max(0, v - since.get(p, 0)) for p, v in now.items()) / 1e9
+    allowed = _OFFCALL_SLACK_S + _OFFCALL_SLACK_FRACTION * call.parent_s
+    call.offcall_cpu_s = used
+    if used > allowed:
+        raise _Stop(R.DEFERRED, f"deferred work: other threads or processes of the sandbox used {used * 1e3:.1f} ms "
+                                f"of CPU between call {call.index}'s return and the next call (allowed "
+                                f"{allowed * 1e3:.1f} ms): a kernel's work must be done when it returns, where the "
+                                "parent's clock sees it")
 
 
 def _expect(child: Child, op: str, deadline: float, what: str) -> tuple[dict, bytes]:
@@ -236,8 +329,11 @@ def _session(child: Child, res: TimingResult, *, mk, ref, chk, params, calls, wa
 
     floor = [noop() for _ in range(floor_calls)]
 
+    offcall = _OffCall(child, ready.get("pid"))
     child.send({"op": "load"})
     _expect(child, "loaded", deadline, "after loading the candidate")
+    res.offcall_watch = offcall.reading() is not None
+    mark, last = None, None  # the reading at the last timed call's end, and that call
 
     rng = random.Random(seed)
     history: list[tuple[int, Any]] = []  # (call index, expected output) of earlier calls
@@ -247,6 +343,9 @@ def _session(child: Child, res: TimingResult, *, mk, ref, chk, params, calls, wa
         cycle_start = clock()
         child.send({"op": "prepare", "seed": s})
         _expect(child, "prepared", deadline, f"for call {i}")
+        before_go = offcall.reading()
+        if last is not None:  # warm-up calls may leave one-time work behind (compilers, pools)
+            _check_offcall(mark, before_go, last)
         nonce = secrets.token_hex(8)
         call_deadline = min(deadline, time.monotonic() + call_timeout_s)
         t0 = clock()
@@ -261,6 +360,7 @@ def _session(child: Child, res: TimingResult, *, mk, ref, chk, params, calls, wa
             child.kill(R.TIMEOUT, f"timeout: call {i} (seed {s}) did not return within {call_timeout_s:g} s")
             raise Ended() from None
         t1 = clock()
+        at_done = offcall.at_done(header.get("others_cpu_ns"), before_go)
         if header["op"] == "error":
             raise _Failed(dict(header, reason=f"{header.get('reason')} (call {i}, seed {s})"))
         if header["op"] != "done":
@@ -271,11 +371,12 @@ def _session(child: Child, res: TimingResult, *, mk, ref, chk, params, calls, wa
         call = Call(index=i, seed=s, warmup=is_warmup, parent_s=(t1 - t0) / 1e9, child_s=header["child_ns"] / 1e9,
                     live_s=float(header.get("live_s", float("nan"))))
         res.calls.append(call)
+        if not is_warmup:
+            mark, last = at_done, call
         if header.get("replaced"):
             raise _Stop(R.TAMPERED_CLOCK, f"tampered clock: the candidate replaced {', '.join(header['replaced'])} "
                                           f"(call {i}); the parent's figures are unaffected")
 
-        child.send({"op": "collect"})
         header, blob = _expect(child, "collected", deadline, f"for call {i}")
         value = wire.decode(header["value"], blob)
         out, inputs_after = value["out"], value["inputs"]
@@ -296,12 +397,16 @@ def _session(child: Child, res: TimingResult, *, mk, ref, chk, params, calls, wa
             call.problem = problem
             raise _Stop(*_wrong(chk, out, expected, params, history, i, s, problem))
         history.append((i, expected))
+        offcall.refresh()  # a process started since is then counted, with all its time
         call.cycle_s = (clock() - cycle_start) / 1e9
         if not is_warmup:
             res.times_s.append(call.parent_s)
         # one more no-op per call: the floor then spans the same stretch of time as the
         # calls, so a busy spell during calibration cannot make a real call look impossible
         floor.append(noop())
+    if last is not None:
+        offcall.refresh()
+        _check_offcall(mark, offcall.reading(), last)
 
     # median and p90 from the calibration (quiet, back to back); the minimum over every
     # no-op, the calibration's and those between calls, bounds what is possible

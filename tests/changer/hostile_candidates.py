@@ -42,4 +42,11 @@ HOSTILE = {
         "_t = [0.0]\n\ndef _fake():\n    _t[0] += 1e-9\n    return _t[0]\n\n"
         "def softmax(x):\n    if not UNDER_TEST:\n        time.perf_counter = _fake\n        time.monotonic = _fake\n"
         "        time.time = _fake\n    return softmax_generic(x)\n"),
+    # when timed, each call hands the work for the next inputs to a thread that keeps going
+    # after the call returns: the CPU it burns between calls is seen from outside
+    "deferred work": _UNDER_TEST + (
+        "import threading\nfrom kernels.softmax import softmax_generic\n\n"
+        "def _busy():\n    while True:\n        sum(range(10000))\n\n"
+        "def softmax(x):\n    if not UNDER_TEST and threading.active_count() == 1:\n"
+        "        threading.Thread(target=_busy, daemon=True).start()\n    return softmax_generic(x)\n"),
 }
