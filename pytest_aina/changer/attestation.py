@@ -185,17 +185,17 @@ def candidate_entry(attempt: Attempt, *, role: str) -> dict:
     return entry
 
 
-def llm_summary(attempts: list[Attempt]) -> dict:
-    """Models and prompts used, and the tokens and cost spent, over every candidate."""
+def llm_summary(attempts: list[Attempt], failures: list[dict] | None = None) -> dict:
+    """Models and prompts used, and the tokens and cost spent, over every candidate and
+    over every answer that produced none (``failures``: the LLM proposer's records of
+    malformed answers, provider errors and exhausted budgets, which cost tokens too)."""
     models: dict[str, dict] = {}
-    for a in attempts:
-        meta = a.candidate.meta or {}
-        model = meta.get("model")
-        if not model and not a.candidate.proposer.startswith("llm"):
-            continue
-        model = str(model or a.candidate.proposer.partition(":")[2] or "unknown")
-        m = models.setdefault(model, {"model": model, "candidates": 0, "prompt_sha256": [], "tokens": 0, "cost_usd": 0.0})
-        m["candidates"] += 1
+
+    def model_entry(model: str) -> dict:
+        return models.setdefault(model, {"model": model, "candidates": 0, "no_candidate": 0, "prompt_sha256": [],
+                                         "tokens": 0, "cost_usd": 0.0})
+
+    def spend(m: dict, meta: Mapping[str, Any]) -> None:
         digest = meta.get("prompt_sha256") or meta.get("prompt_digest")
         if digest and digest not in m["prompt_sha256"]:
             m["prompt_sha256"].append(digest)
@@ -206,6 +206,23 @@ def llm_summary(attempts: list[Attempt]) -> dict:
         cost = meta.get("cost_usd", meta.get("cost"))
         if isinstance(cost, (int, float)) and not isinstance(cost, bool):
             m["cost_usd"] += cost
+
+    for a in attempts:
+        meta = a.candidate.meta or {}
+        model = meta.get("model")
+        if not model and not a.candidate.proposer.startswith("llm"):
+            continue
+        m = model_entry(str(model or a.candidate.proposer.partition(":")[2] or "unknown"))
+        m["candidates"] += 1
+        spend(m, meta)
+    for f in failures or []:
+        if not isinstance(f, Mapping):
+            continue
+        m = model_entry(str(f.get("model") or str(f.get("proposer") or "").partition(":")[2] or "unknown"))
+        m["no_candidate"] += 1
+        reasons = m.setdefault("no_candidate_reasons", {})
+        reasons[str(f.get("reason") or "unknown")] = reasons.get(str(f.get("reason") or "unknown"), 0) + 1
+        spend(m, f)
     return {"models": [models[k] for k in sorted(models)],
             "tokens": sum(m["tokens"] for m in models.values()),
             "cost_usd": round(sum(m["cost_usd"] for m in models.values()), 6)}
@@ -280,5 +297,5 @@ def predicate_of(record: SearchRecord) -> dict:
             "repeat": record.repeat,
         },
         "candidates": candidates,
-        "llm": llm_summary(record.attempts),
+        "llm": llm_summary(record.attempts, (record.environment or {}).get("proposer_failures")),
     }

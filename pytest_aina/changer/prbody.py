@@ -142,8 +142,11 @@ def _tried(p: dict) -> list[str]:
     llm = p.get("llm") or {}
     for m in llm.get("models") or []:
         digests = ", ".join(f"`{d[:16]}`" for d in m.get("prompt_sha256") or []) or "not recorded"
-        lines += ["", f"LLM `{m['model']}`: {m['candidates']} candidate(s), {m['tokens']} tokens, "
-                      f"${m['cost_usd']:.4f}; prompt sha256 {digests}."]
+        none = m.get("no_candidate") or 0
+        why = ", ".join(f"{k} x{v}" for k, v in sorted((m.get("no_candidate_reasons") or {}).items()))
+        lines += ["", f"LLM `{m['model']}`: {m['candidates']} candidate(s)"
+                      + (f", {none} answer(s) that gave none ({why})" if none else "")
+                      + f", {m['tokens']} tokens, ${m['cost_usd']:.4f}; prompt sha256 {digests}."]
     return lines + [""]
 
 

@@ -117,7 +117,8 @@ def test_predicate_holds_the_whole_search(repo, make_config_record):
     assert p["search"]["seed"] == 7 and p["search"]["budget"]["evaluations"] == 40
     assert p["search"]["failures_by_reason"] == {"syntax_error": 1, "timeout": 1, "wrong_answer": 1}
     assert p["search"]["repeat"].startswith("aina evolve --telemetry")
-    assert p["llm"]["models"] == [{"model": "gpt-4o-mini", "candidates": 2, "prompt_sha256": ["ab" * 32, "cd" * 32],
+    assert p["llm"]["models"] == [{"model": "gpt-4o-mini", "candidates": 2, "no_candidate": 0,
+                                   "prompt_sha256": ["ab" * 32, "cd" * 32],
                                    "template_sha256": ["99" * 32], "tokens": 2412 + 1980,
                                    "cost_usd": pytest.approx(0.0056)}]
     assert p["llm"]["tokens"] == 2412 + 1980
@@ -144,3 +145,25 @@ def test_the_record_is_stable_json(repo, make_config_record):
     assert a.files == b.files and a.body == b.body  # same record, same time: byte-identical
     text = a.files[a.attestation]
     assert text.endswith("}\n") and json.loads(text) == a.statement
+
+
+def test_llm_answers_that_gave_no_candidate_are_counted_and_shown(repo, make_config_record):
+    from pytest_aina.changer import prbody
+
+    record = make_config_record()
+    record.environment["proposer_failures"] = [
+        {"proposer": "llm:gpt-4o-mini", "model": "gpt-4o-mini", "round": 1, "slot": 0, "reason": "malformed_answer",
+         "detail": "no code block", "prompt_digest": "ee" * 32, "template_digest": "99" * 32,
+         "tokens": {"total": 700}, "cost_usd": 0.001},
+        {"proposer": "llm:gpt-4o-mini", "model": "gpt-4o-mini", "round": 2, "slot": 0, "reason": "provider_error",
+         "detail": "HTTP 500", "prompt_digest": "ff" * 32, "tokens": {"total": 0}, "cost_usd": 0.0},
+    ]
+    stmt = _change(record, repo).statement
+    [m] = stmt["predicate"]["llm"]["models"]
+    assert m["candidates"] == 2 and m["no_candidate"] == 2
+    assert m["no_candidate_reasons"] == {"malformed_answer": 1, "provider_error": 1}
+    assert m["tokens"] == 2412 + 1980 + 700 and m["cost_usd"] == pytest.approx(0.0066)
+    assert "ee" * 32 in m["prompt_sha256"]
+    body = prbody.render(stmt)
+    assert ("2 candidate(s), 2 answer(s) that gave none (malformed_answer x1, provider_error x1), "
+            f"{2412 + 1980 + 700} tokens") in body
