@@ -544,7 +544,7 @@ def _source_module(cand, name: str, kernel: str, hid: str, function: str, stmt_r
     header = [
         f"# {kernel} variant {name}: written by pytest-aina's evolution loop for hypothesis {hid}.",
         f"# Candidate {cand.id} (proposer {cand.proposer}{parent}) passed the spec's checks in the",
-        f"# sandbox (import, pinned examples, properties, benchmarks). How it was found and measured:",
+        "# sandbox (import, pinned examples, properties, benchmarks). How it was found and measured:",
         f"# {stmt_rel}. Dispatch sends calls here through {table_rel}; its entry point is {function}.",
         "",
     ]

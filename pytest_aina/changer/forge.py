@@ -207,6 +207,7 @@ def scratch_checkout(repo: str | Path, change: Any | None = None, *, ref: str = 
         with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
             tar.extractall(tmp, filter="data")
         dest = Path(tmp)
+        dest.chmod(0o755)  # the sandbox's own uid runs the generated tests from here
         if change is not None:
             data = _as_json(change)
             for rel, text in data["files"].items():

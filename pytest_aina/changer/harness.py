@@ -49,6 +49,33 @@ def run_checks(spec_path: str, impl: str, profile: str, rootdir: str) -> dict:
     return {"exit_code": int(code), "items": results}
 
 
+def run_coverage(test: str, target: str, rootdir: str) -> dict:
+    """The generated test module ``test`` under coverage.py, measuring ``target`` (both
+    absolute). Runs in the sandbox like every other execution of a candidate's code: a
+    source winner's tests run its code. Returns pytest's exit code, the target's
+    statements and missing lines, and the end of pytest's output."""
+    import contextlib
+    import io
+    import os
+
+    import coverage
+    import pytest
+
+    cov = coverage.Coverage(data_file=os.path.join(os.getcwd(), "coverage.data"), include=[target])
+    out = io.StringIO()
+    cov.start()
+    try:
+        with contextlib.redirect_stdout(out):
+            code = pytest.main([test, "-q", "-p", "no:cacheprovider", "--rootdir", rootdir, "-o", "addopts=",
+                                # pytest_aina is imported already: its asserts cannot be rewritten
+                                "--assert=plain"])
+    finally:
+        cov.stop()
+    _, statements, _, missing, _ = cov.analysis2(target)
+    return {"exit_code": int(code), "statements": list(statements), "missing": list(missing),
+            "output": out.getvalue()[-2000:]}
+
+
 @cache
 def _spec(spec_path: str):
     from pytest_aina.spec import load_spec

@@ -14,19 +14,15 @@ masked tail and the same kernel path) and fewer rows, keeping the row count's re
 modulo 8 where the budget allows (so a last program with a partial tile stays partial for
 every ``ROWS_PER_PROGRAM`` up to 8).
 
-:func:`measure_coverage` runs the generated module under coverage.py in a subprocess, in
-a checkout where the change's files are on disk, and reports the share of the variant's
+:func:`measure_coverage` runs the generated module under coverage.py in the sandbox, in a
+checkout where the change's files are on disk, and reports the share of the variant's
 code its tests executed (:func:`coverage_target` says which lines count).
 """
 
 from __future__ import annotations
 
 import ast
-import os
 import pprint
-import subprocess
-import sys
-import tempfile
 import textwrap
 from dataclasses import dataclass
 from pathlib import Path
@@ -308,14 +304,15 @@ def measure_coverage(root: str | Path, *, test: str, target: str, function: str 
     """Run the generated test module ``test`` (repo-relative) under coverage.py in ``root``
     and measure ``target`` (repo-relative file; ``function`` narrows it to one function).
 
-    The subprocess gets this environment minus every variable whose name looks like a
-    credential: the candidate's code passed the sandbox, but runs here outside it. Returns a
-    dict for the attestation's ``coverage``: percent, statements, covered, missing lines,
-    per-function figures, whether the tests passed, and the command.
+    The tests run in the sandbox, as the evaluation did: a source winner's tests execute
+    its code, and it is still a candidate's code. ``root`` must be readable by other users
+    (the sandbox's own uid). Returns a dict for the attestation's ``coverage``: percent,
+    statements, covered, missing lines, per-function figures, whether the tests passed,
+    and the command.
     """
     import coverage  # lazy: only the evolution loop measures
 
-    from pytest_aina.sandbox.redact import is_secret_name
+    from pytest_aina import sandbox
 
     root = Path(root).resolve()
     target_path = root / target
@@ -323,26 +320,23 @@ def measure_coverage(root: str | Path, *, test: str, target: str, function: str 
         raise FileNotFoundError(f"coverage: {root / test} does not exist; materialise the change first")
     if not target_path.is_file():
         raise FileNotFoundError(f"coverage: {target_path} does not exist; materialise the change first")
-    with tempfile.TemporaryDirectory(prefix="aina-coverage-") as tmp:
-        data = os.path.join(tmp, "coverage.data")
-        argv = [sys.executable, "-m", "coverage", "run", f"--data-file={data}", f"--include={target_path}",
-                "-m", "pytest", "-q", "-p", "no:cacheprovider", test]
-        env = {k: v for k, v in os.environ.items() if not is_secret_name(k)}
-        env["PYTHONPATH"] = os.pathsep.join([str(root)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-        env["PYTHONDONTWRITEBYTECODE"] = "1"
-        try:
-            done = subprocess.run(argv, cwd=root, env=env, capture_output=True, text=True, timeout=timeout_s)
-            passed, tail = done.returncode == 0, (done.stdout + done.stderr)[-2000:]
-            summary = next((line.strip() for line in reversed(done.stdout.splitlines()) if line.strip()), "")
-        except subprocess.TimeoutExpired as exc:
-            passed, tail = False, f"timed out after {timeout_s:g} s: {(exc.stdout or '')[-1000:]}"
-            summary = f"timed out after {timeout_s:g} s"
-        cov = coverage.Coverage(data_file=data)
-        cov.load()
-        # a file the tests never imported analyses as every statement missed
-        _, statements, _, missing, _ = cov.analysis2(str(target_path))
+    r = sandbox.run("pytest_aina.changer.harness:run_coverage",
+                    kwargs={"test": str(root / test), "target": str(target_path), "rootdir": str(root)},
+                    pythonpath=[str(root)], read_paths=[str(root)], limits=sandbox.Limits(wall_s=timeout_s))
+    value = r.value if r.ok and isinstance(r.value, dict) else None
+    if value is not None:
+        passed = value.get("exit_code") == 0
+        tail = str(value.get("output") or "")
+        summary = next((line.strip() for line in reversed(tail.splitlines()) if line.strip()), "")
+        statements, missing = value.get("statements") or [], value.get("missing") or []
+    else:
+        # the sandbox ended the run (timeout, crash, ...): nothing counts as covered
+        passed, summary = False, r.reason
+        tail = (r.reason + "\n" + (r.stdout_tail or "") + (r.stderr_tail or ""))[-2000:]
+        _, statements, _, missing, _ = coverage.Coverage(data_file=None).analysis2(str(target_path))
     figures = analyse(target_path.read_text(), statements, missing, function)
     return dict(figures, tool=f"coverage.py {coverage.__version__}", target=target, tests=test,
-                tests_passed=passed, tests_summary=summary, command=f"python -m coverage run --include={target} -m pytest {test}",
+                tests_passed=passed, tests_summary=summary, sandboxed=True,
+                command=f"python -m coverage run --include={target} -m pytest {test}",
                 output_tail=tail if not passed else "")
 

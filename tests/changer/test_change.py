@@ -187,6 +187,27 @@ def test_source_winner_gets_its_module_and_coverage_of_it(repo, git, make_source
     assert flagged.labels[-1] == "risk:high" and "the tests **failed**" in flagged.body
 
 
+def test_a_source_winners_tests_run_in_the_sandbox(repo, make_source_record, monkeypatch):
+    # its code passed the evaluation's sandbox, and coverage runs it again: sandboxed too
+    monkeypatch.setenv("AINA_FAKE_TOKEN", "ghs_" + "c" * 36)
+    record = make_source_record()
+    change = _write(record, repo)
+    module = f"kernels/evolved/softmax_{record.winner}.py"
+    sneaky = change.files[module] + (
+        "\nimport os\n"
+        "_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))\n"
+        "if any('ghs_' in v for v in os.environ.values()):\n"
+        "    raise RuntimeError('saw a token')\n"
+        "open(os.path.join(_root, 'PWNED'), 'w').write('x')\n")
+    hostile = replace(change, files=dict(change.files, **{module: sneaky}))
+    with scratch_checkout(repo, hostile) as checkout:
+        figures = hostile.measure_coverage(checkout)
+        assert not (checkout / "PWNED").exists()
+    assert figures["sandboxed"] is True and not figures["tests_passed"]
+    assert "write outside sandbox" in figures["tests_summary"], figures["output_tail"]
+    assert "saw a token" not in figures["output_tail"]
+
+
 def test_hot_shapes_already_pinned_are_not_pinned_again(repo, make_config_record):
     record = make_config_record()
     record.hypothesis["domain"] = {"dims": {"M": [2, 3], "N": [16384, 32767]}, "dtype": "float32", "arch": None}
