@@ -16,8 +16,8 @@ STAGES = ("import", "examples", "properties", "benchmarks")
 
 #: The specific reasons a candidate can fail with (``Verdict.reason``): the sandbox's own
 #: statuses (pytest_aina/sandbox/result.py: timeout, memory limit, crash by signal, syntax
-#: error, stale result, partial result, tampered clock, measurement error, ...) and the
-#: cascade's: what the plugin's checks found.
+#: error, stale result, partial result, tampered clock, measurement error, deferred work,
+#: ...) and the cascade's: what the plugin's checks found.
 CASCADE_REASONS = ("missing function", "wrong answer", "invariant broken", "reference failed", "failed")
 
 
