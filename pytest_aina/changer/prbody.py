@@ -126,19 +126,25 @@ def _tried(p: dict) -> list[str]:
              f"{s['evaluated']} candidates evaluated ({s['passed']} passed"
              + (", failures: " + ", ".join(f"{k} x{v}" for k, v in failed.items()) if failed else "")
              + f"), proposers {', '.join(s.get('proposers') or []) or 'none'}, seed {s.get('seed')}, "
-             f"budget {_budget(s.get('budget') or {})}.", "",
-             "| candidate | proposer | what | outcome | speedup vs torch reference |",
-             "| --- | --- | --- | --- | --- |"]
+             f"{_budget(s.get('budget') or {})}.", "",
+             "Candidates are ranked on their own median time at the timed cases (score: calls/s, "
+             "geometric mean over the cases); the baseline is what dispatch serves today, measured "
+             "in the same run.", "",
+             "| candidate | proposer | what | outcome | vs baseline | vs torch reference |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    base = next((c.get("score") for c in cands if c["role"] == "baseline" and c["outcome"] == "passed"), None)
     shown = cands
     if len(cands) > MAX_TRIED_ROWS:
         keep = [c for c in cands if c["role"] in ("winner", "baseline")]
         rest = [c for c in cands if c["role"] == "candidate"]
         shown = keep + rest[:MAX_TRIED_ROWS - len(keep)]
     for c in shown:
+        score = c.get("score") if c["outcome"] == "passed" else None
+        rel = _x(score / base) if isinstance(score, (int, float)) and isinstance(base, (int, float)) and base else ""
         lines.append(f"| `{c['id']}` | {_cell(c['proposer'])} | {_cell(_what(c))} | {_cell(_outcome(c))} | "
-                     f"{_x(c.get('speedup_vs_reference'))} |")
+                     f"{rel} | {_x(c.get('speedup_vs_reference'))} |")
     if len(shown) < len(cands):
-        lines.append(f"| ... | | {len(cands) - len(shown)} more in the attestation | | |")
+        lines.append(f"| ... | | {len(cands) - len(shown)} more in the attestation | | | |")
     llm = p.get("llm") or {}
     for m in llm.get("models") or []:
         digests = ", ".join(f"`{d[:16]}`" for d in m.get("prompt_sha256") or []) or "not recorded"
@@ -266,7 +272,7 @@ def _what(c: dict) -> str:
 def _outcome(c: dict) -> str:
     if c["outcome"] == "passed":
         tag = {"winner": "passed, **winner**", "baseline": "passed, baseline"}.get(c["role"], "passed")
-        return tag + (f", score {c['score']:.3g}" if isinstance(c.get("score"), (int, float)) else "")
+        return tag + (f", score {c['score']:.3g} calls/s" if isinstance(c.get("score"), (int, float)) else "")
     detail = (c.get("detail") or "").strip().splitlines()
     first = detail[-1] if detail else ""
     if len(first) > 90:
@@ -291,10 +297,26 @@ def _cases(items: list[dict]) -> str:
 
 
 def _budget(b: dict) -> str:
-    parts = []
-    for key, val in b.items():
-        parts.append(f"{key} {val}")
-    return ", ".join(parts) or "not recorded"
+    """'budget: 6 evaluations, 900 s, no token limit; used 6 evaluations in 144 s, stopped by evaluations'."""
+    if not b:
+        return "budget not recorded"
+    limits = [f"{b['evaluations']} evaluations" if b.get("evaluations") is not None else "no evaluation limit",
+              f"{_num(b['wall_s'])} s" if b.get("wall_s") is not None else "no time limit",
+              f"{b['tokens']:,} tokens" if isinstance(b.get("tokens"), int) else "no token limit"]
+    text = "budget " + ", ".join(limits)
+    used = b.get("used") or {}
+    if used:
+        spent = [f"{used.get('evaluations', 0)} evaluations"]
+        if used.get("resumed"):
+            spent.append(f"{used['resumed']} resumed from the checkpoint")
+        if isinstance(used.get("wall_s"), (int, float)):
+            spent.append(f"in {_num(used['wall_s'])} s")
+        if used.get("tokens"):
+            spent.append(f"{used['tokens']:,} tokens")
+        text += "; used " + ", ".join(spent)
+    if b.get("stopped_by"):
+        text += f", stopped by {b['stopped_by']}"
+    return text
 
 
 def _domain_short(d: dict) -> str:

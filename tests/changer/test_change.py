@@ -299,6 +299,15 @@ def test_body_is_rendered_from_the_attestation_and_warns_on_cpu(repo, make_confi
                  "failed at import: syntax_error", "passed, **winner**", "AINA_DISPATCH_PIN=softmax=generic",
                  "git revert", "aina evolve --telemetry telemetry/sample.jsonl --seed 7", "### Reproduce"):
         assert text in body
+    # what was tried: each passing candidate against the baseline, on its own times
+    rows = {c["id"]: c for c in stmt["predicate"]["candidates"]}
+    base = next(c for c in rows.values() if c["role"] == "baseline")
+    winner = next(c for c in rows.values() if c["role"] == "winner")
+    tried = next(line for line in body.splitlines() if line.startswith(f"| `{winner['id']}` |"))
+    cells = [c.strip() for c in tried.strip("|").split("|")]
+    assert cells[3] == f"passed, **winner**, score {winner['score']:.3g} calls/s"
+    assert cells[4] == f"{winner['score'] / base['score']:.3g}x"
+    assert "budget 40 evaluations" in body and "score: calls/s" in body
 
 
 def test_gpu_record_reports_the_share_of_the_hardware_limit(repo, make_config_record):
