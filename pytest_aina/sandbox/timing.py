@@ -52,8 +52,9 @@ _FLOOR_SLACK = 0.8
 
 #: CPU the sandbox may use between two calls on threads other than the serving one before
 #: it counts as work the earlier call left running: an allowance for the runtime's own
-#: housekeeping, plus a fraction of the call's time (a kernel that deferred this much
-#: would look 3% faster than it is, within the noise margin a winner must clear).
+#: housekeeping, plus a fraction of the call's time. Above ~70 ms a call the fraction
+#: dominates (deferring that much looks 3% faster, inside the 5% a winner must clear);
+#: below, the 2 ms does, so a short call could hide up to 2 ms of CPU work per call.
 _OFFCALL_SLACK_S = 2e-3
 _OFFCALL_SLACK_FRACTION = 0.03
 
