@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,15 +56,17 @@ def _kernel_module(spec):
 
 
 def _generic_of(repo: Path, kernel: str, module: str, attr: str) -> str:
+    """The generic variant's import path, from the kernel's dispatch table (read as data:
+    the repository's code never runs in this process; the sandbox runs it)."""
+    from pytest_aina.reasoner.inputs import dispatch_module
+
     table = repo / "kernels" / "variants" / f"{kernel}.yaml"
     if table.exists():
-        sys.path.insert(0, str(repo))
+        dispatch = dispatch_module()
         try:
-            from kernels.dispatch import load_table
-
-            return load_table(table, kernel=kernel).generic.function
-        finally:
-            sys.path.remove(str(repo))
+            return dispatch.load_table(table, kernel=kernel).generic.function
+        except dispatch.DispatchTableError as exc:
+            raise EvolveError(f"{table}: {'; '.join(exc.issues)}") from None
     return f"{module}:{attr}_generic"
 
 

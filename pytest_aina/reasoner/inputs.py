@@ -57,39 +57,41 @@ def load_specs(folder: str | Path) -> tuple[dict[str, Spec], list[str]]:
     return specs, problems
 
 
-def dispatch_module(variants: Path):
-    """The module that defines the dispatch-table format: ``kernels.dispatch``.
+def dispatch_module():
+    """The module that defines the dispatch-table format: this distribution's own
+    ``kernels/dispatch.py``, never the file of the repository being read. Tables are data;
+    reading them must run none of that repository's code (the GitHub App reads the
+    repositories it is installed on, with its private key in memory).
 
     Imported the usual way it would run ``kernels/__init__.py`` first, which imports torch
     (about a second) to choose Triton's backend; reading tables needs none of that. So,
-    unless it is already imported, the file next to the tables folder is loaded by path
-    under a private name (``kernels/dispatch.py`` is written to stay importable alone).
+    unless it is already imported, the file is loaded by path under a private name
+    (``kernels/dispatch.py`` is written to stay importable alone).
     """
     mod = sys.modules.get("kernels.dispatch")
+    if mod is not None and Path(mod.__file__).resolve() == _OUR_DISPATCH:
+        return mod
+    mod = sys.modules.get(_PRIVATE_NAME)
     if mod is not None:
         return mod
-    path = variants.parent / "dispatch.py"
-    if not path.is_file():
-        import kernels.dispatch as mod  # a layout of another shape: the normal import
-
-        return mod
-    spec = importlib.util.spec_from_file_location("_aina_tables_dispatch", path)
+    spec = importlib.util.spec_from_file_location(_PRIVATE_NAME, _OUR_DISPATCH)
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod  # dataclasses look their module up while the class is made
     spec.loader.exec_module(mod)
     return mod
 
 
+#: kernels/ ships in the same distribution as pytest_aina, beside it (installed or editable)
+_OUR_DISPATCH = (Path(__file__).resolve().parents[2] / "kernels" / "dispatch.py")
+_PRIVATE_NAME = "_aina_tables_dispatch"
+
+
 def load_tables(folder: str | Path) -> tuple[dict, list[str]]:
-    """Dispatch tables by kernel, and problems (read with the repository's own dispatch module)."""
+    """Dispatch tables by kernel, and problems (read with :func:`dispatch_module`)."""
     folder = Path(folder)
     if not folder.is_dir():
         return {}, []
-    try:
-        dispatch = dispatch_module(folder)
-    except Exception as exc:  # the repository's module, not ours: any failure is a note, not a crash
-        return {}, [f"{folder}: cannot load the dispatch module that reads the tables ({type(exc).__name__}: {exc}); "
-                    "rollback and retirement hypotheses need them"]
+    dispatch = dispatch_module()
     tables, problems = {}, []
     for path in sorted(folder.glob("*.yaml")):
         try:

@@ -4,9 +4,12 @@ changes its figures."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from pytest_aina.reasoner import reason_about_file
 from pytest_aina.telemetry.wire import encode_line
+
+ROOT = Path(__file__).resolve().parents[2]
 
 SQUARE = (("M", 4096), ("N", 4096))
 
@@ -88,5 +91,19 @@ def test_missing_specs_and_broken_tables_are_notes(synth, tmp_path):
     report = reason_about_file(path, specs=tmp_path / "nospecs", variants=tmp_path / "variants")
     assert any("no such folder" in n for n in report.notes)
     assert report.hypotheses == [] and all("has no spec" in i.message for i in report.issues)
-    # the tables folder has no dispatch.py beside it, so the installed kernels.dispatch reads it
     assert any("softmax.yaml" in n and "non-empty list" in n for n in report.notes)
+
+
+def test_a_repositorys_own_dispatch_module_never_runs(synth, tmp_path):
+    # tables are data: the App reads repositories it is installed on, and must run none of
+    # their code while it holds its private key
+    path = tmp_path / "day.jsonl"
+    path.write_text("\n".join(good_lines(synth)) + "\n")
+    (tmp_path / "kernels" / "variants").mkdir(parents=True)
+    (tmp_path / "kernels" / "dispatch.py").write_text(
+        f"open({str(tmp_path / 'RAN')!r}, 'w').write('x')\nraise SystemExit('repository code ran')\n")
+    (tmp_path / "kernels" / "variants" / "softmax.yaml").write_text(
+        (ROOT / "kernels" / "variants" / "softmax.yaml").read_text())
+    report = reason_about_file(path, specs=ROOT / "specs", variants=tmp_path / "kernels" / "variants")
+    assert not (tmp_path / "RAN").exists()
+    assert not any("dispatch" in n for n in report.notes), report.notes
