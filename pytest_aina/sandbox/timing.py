@@ -58,6 +58,16 @@ _FLOOR_SLACK = 0.8
 _OFFCALL_SLACK_S = 2e-3
 _OFFCALL_SLACK_FRACTION = 0.03
 
+#: The kernel adds a thread's CPU time to its clocks at scheduler ticks and context
+#: switches, so a thread still running on another CPU at the instant a call ends (an
+#: OpenMP worker between the barrier and its sleep) may have up to one tick of the call's
+#: work not yet on the clock; it then appears as used *after* the call. Measured here (a
+#: 250 Hz kernel): an honest two-thread torch op shows 0.1-0.5 ms per window, and once in a
+#: full test run 3.6 ms. One window per session over the allowance by at most a tick
+#: (4 ms at 250 Hz, the usual distribution default) is that clock's resolution and is
+#: recorded, not judged; a second one, or one further over, is deferred work.
+_OFFCALL_TICK_S = 4e-3
+
 
 @dataclass
 class Call:
@@ -277,15 +287,23 @@ class _OffCall:
         return now
 
 
-def _check_offcall(since: dict[int, int] | None, now: dict[int, int] | None, call: Call) -> None:
+def _check_offcall(since: dict[int, int] | None, now: dict[int, int] | None, call: Call,
+                   forgiven: list[Call] | None = None) -> None:
     """Raise deferred work when more CPU than allowed ran outside ``call``, from its
     return to the next call. A process new since ``since`` counts with all its time; one
-    that exited counts once reaped, in its parent's children's time (clock ticks)."""
+    that exited counts once reaped, in its parent's children's time (clock ticks).
+
+    ``forgiven`` (one per session) holds the calls whose window went over the allowance by
+    no more than the clock's resolution (``_OFFCALL_TICK_S``): the first such window is
+    added there and passes, any later one is judged as if none had been forgiven."""
     if since is None or now is None:
         return
     used = sum(max(0, v - since.get(p, 0)) for p, v in now.items()) / 1e9
     allowed = _OFFCALL_SLACK_S + _OFFCALL_SLACK_FRACTION * call.parent_s
     call.offcall_cpu_s = used
+    if used > allowed and forgiven is not None and not forgiven and used <= allowed + _OFFCALL_TICK_S:
+        forgiven.append(call)
+        return
     if used > allowed:
         raise _Stop(R.DEFERRED, f"deferred work: other threads or processes of the sandbox used {used * 1e3:.1f} ms "
                                 f"of CPU between call {call.index}'s return and the next call (allowed "
@@ -335,6 +353,7 @@ def _session(child: Child, res: TimingResult, *, mk, ref, chk, params, calls, wa
     _expect(child, "loaded", deadline, "after loading the candidate")
     res.offcall_watch = offcall.reading() is not None
     mark, last = None, None  # the reading at the last timed call's end, and that call
+    forgiven: list[Call] = []  # at most one window over the allowance by a clock tick (_check_offcall)
 
     rng = random.Random(seed)
     history: list[tuple[int, Any]] = []  # (call index, expected output) of earlier calls
@@ -346,7 +365,7 @@ def _session(child: Child, res: TimingResult, *, mk, ref, chk, params, calls, wa
         _expect(child, "prepared", deadline, f"for call {i}")
         before_go = offcall.reading()
         if last is not None:  # warm-up calls may leave one-time work behind (compilers, pools)
-            _check_offcall(mark, before_go, last)
+            _check_offcall(mark, before_go, last, forgiven)
         nonce = secrets.token_hex(8)
         call_deadline = min(deadline, time.monotonic() + call_timeout_s)
         t0 = clock()
@@ -407,7 +426,7 @@ def _session(child: Child, res: TimingResult, *, mk, ref, chk, params, calls, wa
         floor.append(noop())
     if last is not None:
         offcall.refresh()
-        _check_offcall(mark, offcall.reading(), last)
+        _check_offcall(mark, offcall.reading(), last, forgiven)
 
     # median and p90 from the calibration (quiet, back to back); the minimum over every
     # no-op, the calibration's and those between calls, bounds what is possible

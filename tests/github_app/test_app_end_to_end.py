@@ -5,7 +5,7 @@ no second PR, and the PR updated in place when asked.
 
 The repository on the fake holds this project's own kernels, specs and dispatch tables,
 with one change: its launch heuristic is made deliberately poor (one row per program, a
-looped 256-wide block), so the meta-parameter search has a real, large improvement to
+looped 512-wide block), so the meta-parameter search has a real, large improvement to
 find within a budget a test can afford. The telemetry is the committed sample day.
 
 Slow (an evolution run is a minute or more on this 2-core machine): ``-m "not slow"``
@@ -30,8 +30,8 @@ REPO = "octo-org/kernels"
 POOR_HEURISTIC = """
 
 def default_config(rows, element_size, *, interpreted, looped_block=4096):
-    \"\"\"A deliberately poor heuristic (test fixture): one row per program, looped 256 wide.\"\"\"
-    return {"BLOCK_N": 256, "ROWS_PER_PROGRAM": 1, "num_warps": 1, "num_stages": 1}
+    \"\"\"A deliberately poor heuristic (test fixture): one row per program, looped 512 wide.\"\"\"
+    return {"BLOCK_N": 512, "ROWS_PER_PROGRAM": 1, "num_warps": 1, "num_stages": 1}
 """
 
 
@@ -68,8 +68,11 @@ def test_telemetry_becomes_a_pr_and_the_same_hypothesis_does_not_open_another(fa
     repo.collaborators["maintainer"] = "write"
     inst = fake.install("octo-org", [REPO])
     # Two evaluations: the baseline, then the meta-parameter walk's first step from the
-    # heuristic's point. One worker and seed 0 make that step BLOCK_N 256 -> 512 (half the
-    # loop trips over a 1024-wide row), which beats the baseline by far more than noise.
+    # heuristic's point. One worker and seed 0 make that step BLOCK_N 512 -> 1024: the
+    # 1024-wide hot row fits one block, so the looped kernel's two passes of two trips
+    # become the fused kernel's single pass, 2.2x on the interpreter's clock (measured:
+    # 361 -> 167 ms at 16x1024 float16). An earlier fixture stepped 256 -> 512, worth only
+    # 0.99-1.12x, within this machine's noise of the 5% margin: CI found no winner.
     app = make_app(EVOLUTION={"budget": {"evaluations": 2, "wall_s": 400}, "workers": 1,
                               "seed": 0})
     fake.deliver_event("installation", fake.installation_payload(inst, "created"))

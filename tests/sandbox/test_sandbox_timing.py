@@ -409,6 +409,23 @@ def test_the_off_call_judgement():
     timing._check_offcall(None, {1: 10**9}, call)  # no accounting on this platform: no verdict
 
 
+def test_one_window_over_by_a_clock_tick_is_the_clocks_resolution_not_deferred_work():
+    call = Call(index=3, seed=0, warmup=False, parent_s=0.01, child_s=0.01, live_s=0.01)
+    allowed_ns = int((timing._OFFCALL_SLACK_S + timing._OFFCALL_SLACK_FRACTION * call.parent_s) * 1e9)
+    within_a_tick = allowed_ns + int(timing._OFFCALL_TICK_S * 1e9) - 100_000
+    forgiven = []
+    timing._check_offcall({1: 0}, {1: within_a_tick}, call, forgiven)  # the first: the clock's resolution
+    assert forgiven == [call] and call.offcall_cpu_s == pytest.approx(within_a_tick / 1e9)
+    later = Call(index=4, seed=0, warmup=False, parent_s=0.01, child_s=0.01, live_s=0.01)
+    with pytest.raises(_Stop) as e:  # a second one in the same session is work left behind
+        timing._check_offcall({1: 0}, {1: within_a_tick}, later, forgiven)
+    assert e.value.status == "deferred work" and "call 4's return" in e.value.reason
+    with pytest.raises(_Stop):  # more than a tick over is never the clock, even the first time
+        timing._check_offcall({1: 0}, {1: within_a_tick + 200_000}, call, [])
+    with pytest.raises(_Stop):  # without a session's record (the old call form) nothing is forgiven
+        timing._check_offcall({1: 0}, {1: allowed_ns + 100_000}, call)
+
+
 def test_an_honest_multithreaded_kernel_is_not_deferred_work(timed):
     # OpenMP workers would spin for milliseconds after each parallel region; the sandbox
     # makes them sleep (OMP_WAIT_POLICY=PASSIVE), so a kernel using two threads passes
@@ -416,7 +433,12 @@ def test_an_honest_multithreaded_kernel_is_not_deferred_work(timed):
     assert r.status == "ok", r.reason + r.stderr_tail
     timed_calls = [c for c in r.calls if not c.warmup]
     assert all(c.offcall_cpu_s is not None for c in timed_calls)
-    assert max(c.offcall_cpu_s for c in timed_calls) < 2e-3
+    # typically 0.1-0.5 ms a window; at most one may carry a scheduler tick of the call's
+    # own work that the kernel had not yet put on the clock when the call ended
+    over = [c for c in timed_calls if c.offcall_cpu_s >= 2e-3]
+    assert len(over) <= 1, [c.offcall_cpu_s for c in over]
+    assert all(c.offcall_cpu_s <= timing._OFFCALL_SLACK_S + timing._OFFCALL_SLACK_FRACTION * c.parent_s
+               + timing._OFFCALL_TICK_S for c in over)
 
 
 def test_a_torch_mode_left_active_is_deferred_work(write):
