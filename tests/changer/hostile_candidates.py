@@ -1,7 +1,9 @@
 """Hostile candidates for the softmax spec: each games the evaluator in one known way.
 
 Several behave while pytest is loaded (the cascade's checks) and misbehave only when they
-think they are being timed: the reward hacks kernel searches are known for."""
+think they are being timed: the reward hacks kernel searches are known for. ``PORT`` (a
+listener of the test's) and ``REPO_ROOT`` (the checkout under test, as a quoted string) are
+filled in by the test."""
 
 GOOD = '''
 from kernels.softmax import softmax_generic
@@ -22,7 +24,7 @@ HOSTILE = {
     "crash by signal": "import os\n\ndef softmax(x):\n    os.abort()\n",
     "memory limit": "def softmax(x):\n    hog = bytearray(64 << 30)\n    return hog\n",
     "write outside sandbox": ("from kernels.softmax import softmax_generic\n\n"
-                              "def softmax(x):\n    open('/work/main/PWNED', 'w').write('x')\n"
+                              "def softmax(x):\n    open(REPO_ROOT + '/PWNED', 'w').write('x')\n"
                               "    return softmax_generic(x)\n"),
     "network attempt": ("import socket\nfrom kernels.softmax import softmax_generic\n\n"
                         "def softmax(x):\n    socket.create_connection(('127.0.0.1', PORT), timeout=2)\n"

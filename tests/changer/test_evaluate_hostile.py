@@ -67,7 +67,8 @@ def search_result(listener, tmp_path_factory):
     spy = ("import os\nfrom kernels.softmax import softmax_generic\n\n"
            "def softmax(x):\n    leaked = [v for v in os.environ.values() if 'ghs_' in v]\n"
            "    if leaked:\n        raise RuntimeError('saw ' + leaked[0])\n    return softmax_generic(x)\n")
-    sources = [(k, v.replace("PORT", str(port))) for k, v in HOSTILE.items()] + [("secret spy", spy), ("good", GOOD)]
+    sources = [(k, v.replace("PORT", str(port)).replace("REPO_ROOT", repr(str(REPO))))
+               for k, v in HOSTILE.items()] + [("secret spy", spy), ("good", GOOD)]
     setup = Setup(spec_path=REPO / "specs" / "softmax.yaml", repo=REPO, function="softmax",
                   generic="kernels.softmax:softmax_generic",
                   bench_cases=[{"dims": {"M": 8, "N": 256}, "dtype": "float32", "label": "M=8,N=256,float32"}],
