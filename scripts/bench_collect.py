@@ -9,6 +9,7 @@ so drift on a noisy machine hits both alike. Prints the medians and the median o
 pairwise ratios; nothing is asserted: this is a measurement.
 
     .venv/bin/python scripts/bench_collect.py [--specs 50] [--runs 7]
+    .venv/bin/python scripts/bench_collect.py --tree DIR   # only build the tree, to time it otherwise
 """
 
 from __future__ import annotations
@@ -52,7 +53,13 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--specs", type=int, default=50, help="spec files in the tree (default 50)")
     ap.add_argument("--runs", type=int, default=7, help="timed runs of each command (default 7)")
+    ap.add_argument("--tree", metavar="DIR", help="build the tree in DIR (new) and stop: to time it with another tool")
     args = ap.parse_args()
+    if args.tree:
+        Path(args.tree).mkdir(parents=True)
+        make_tree(Path(args.tree), args.specs)
+        print(f"{args.tree}: {args.specs} specs, 50 plain tests; run pytest [--aina] --collect-only -q there")
+        return 0
     with tempfile.TemporaryDirectory(prefix="aina-collect-") as tmp:
         tree = Path(tmp)
         make_tree(tree, args.specs)
