@@ -6,7 +6,10 @@ real cascade and sandbox, first one at a time, then ``--workers`` at once, and r
 
 * per candidate: wall time of the whole evaluation, the time spent inside the timed
   kernel calls (candidate and reference, as the parent's clock measured them), and the
-  rest: the overhead (process start, imports, the plugin's checks, the protocol);
+  rest: the overhead (process start, imports, the plugin's checks, the protocol), split
+  by stage: ``checks_s`` (the plugin's examples, properties and invariants in the
+  sandbox: the same checks CI runs) and ``benchmarks_overhead_s`` (the timed stage less
+  the kernel calls: sandbox start-up, imports, fresh inputs, the parent's output checks);
 * candidates per minute with 1 worker and with ``--workers``.
 
     python scripts/bench_evaluate.py [--n 6] [--workers 2]
@@ -47,7 +50,9 @@ def main() -> int:
         wall = time.perf_counter() - t
         kernel = sum(sum(x["samples_s"]) + sum(x["reference_samples_s"]) for x in v.timings)
         return {"config": cfg, "passed": v.passed, "reason": v.reason, "wall_s": wall, "kernel_s": kernel,
-                "overhead_s": wall - kernel}
+                "overhead_s": wall - kernel, "checks_s": v.stage_s.get("checks", 0.0),
+                "benchmarks_s": v.stage_s.get("benchmarks", 0.0),
+                "benchmarks_overhead_s": v.stage_s.get("benchmarks", 0.0) - kernel}
 
     t = time.perf_counter()
     serial = [one(cfg) for cfg in configs]
@@ -59,7 +64,9 @@ def main() -> int:
     result = {
         "device": setup.device, "candidates": len(configs),
         "all_passed": all(r["passed"] for r in serial + parallel),
-        "per_candidate_median": {k: statistics.median(r[k] for r in serial) for k in ("wall_s", "kernel_s", "overhead_s")},
+        "per_candidate_median": {k: statistics.median(r[k] for r in serial)
+                                 for k in ("wall_s", "kernel_s", "overhead_s", "checks_s", "benchmarks_s",
+                                           "benchmarks_overhead_s")},
         "candidates_per_minute": {"1 worker": 60 * len(configs) / serial_s,
                                   f"{args.workers} workers": 60 * len(configs) / parallel_s},
         "serial": serial,

@@ -179,6 +179,7 @@ def candidate_entry(attempt: Attempt, *, role: str) -> dict:
     entry["score"] = v.score
     entry["speedup_vs_reference"] = v.speedup
     entry["wall_s"] = v.wall_s
+    entry["stage_s"] = dict(v.stage_s)
     entry["timings"] = [timing_summary(t) for t in v.timings]
     entry["sandbox"] = dict(v.sandbox)
     entry["meta"] = sanitize_meta(c.meta)

@@ -135,6 +135,7 @@ def evaluate(c: Candidate, setup: Setup) -> Verdict:
     pythonpath = [str(setup.repo)]
     env = _child_env(setup)
     # -- examples, properties, invariants: the plugin, in the sandbox --------------------
+    checks_start = time.monotonic()
     res = sandbox.run("pytest_aina.changer.harness:run_checks",
                       args=[str(setup.spec_path.resolve()), f"cand_{c.id}:{setup.function}", setup.profile,
                             str(setup.repo)],
@@ -142,6 +143,7 @@ def evaluate(c: Candidate, setup: Setup) -> Verdict:
                       read_paths=[str(setup.repo)], env=env,
                       limits=sandbox.Limits(wall_s=setup.check_wall_s, memory_bytes=setup.memory_bytes))
     v.sandbox = dict(res.protections)
+    v.stage_s["checks"] = round(time.monotonic() - checks_start, 3)
     if not res.ok:
         v.failed_stage, v.reason = "examples", res.status
         v.detail = f"{res.reason}\n{res.stderr_tail[-1500:]}".strip()
@@ -158,6 +160,7 @@ def evaluate(c: Candidate, setup: Setup) -> Verdict:
     # -- benchmarks: the parent's clock, fresh inputs per call, outputs checked after ----
     harness = _harness_file(setup)
     speedups = []
+    bench_start = time.monotonic()
     for i, bc in enumerate(setup.bench_cases):
         params = {"dims": bc["dims"], "dtype": bc["dtype"]}
         common = dict(make_inputs=f"{harness}:make_inputs", reference=f"{harness}:reference",
@@ -166,6 +169,7 @@ def evaluate(c: Candidate, setup: Setup) -> Verdict:
                       limits=sandbox.Limits(wall_s=setup.bench_wall_s, memory_bytes=setup.memory_bytes),
                       min_plausible_s=_min_plausible(setup, bc))
         t = sandbox.time_calls(f"{cfile}:{setup.function}", **common)
+        v.stage_s["benchmarks"] = round(time.monotonic() - bench_start, 3)
         if not t.ok:
             v.failed_stage, v.reason = "benchmarks", t.status
             v.detail = f"{bc['label']}: {t.reason}"
@@ -185,6 +189,7 @@ def evaluate(c: Candidate, setup: Setup) -> Verdict:
         v.timings.append(timing)
         speedups.append(timing["speedup"])
     v.stages.append("benchmarks")
+    v.stage_s["benchmarks"] = round(time.monotonic() - bench_start, 3)
     v.passed = True
     v.speedup = _geomean(speedups)
     # The search ranks candidates on their own times (calls per second, geometric mean over

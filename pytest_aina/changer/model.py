@@ -99,6 +99,7 @@ class Verdict:
     speedup: float | None = None         # reference time / candidate time, geometric mean over cases
     score: float | None = None           # what the search maximises: calls/s, geometric mean over cases
     wall_s: float = 0.0
+    stage_s: dict = field(default_factory=dict)  # wall seconds per stage reached ("checks", "benchmarks")
     sandbox: dict = field(default_factory=dict)  # which protections were in force
 
     def to_json(self) -> dict:

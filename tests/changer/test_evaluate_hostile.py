@@ -96,6 +96,11 @@ def test_the_search_goes_on_and_a_good_candidate_passes(search_result):
     good = search_result["good"].verdict
     assert good.passed, good.detail
     assert good.stages == ["import", "examples", "properties", "benchmarks"] and good.speedup > 0
+    # where its time went: the plugin's checks, then the timed stage, inside the whole
+    assert set(good.stage_s) == {"checks", "benchmarks"} and all(t > 0 for t in good.stage_s.values())
+    assert sum(good.stage_s.values()) <= good.wall_s
+    wrong = search_result["wrong answer"].verdict  # stopped by the checks: no timed stage
+    assert set(wrong.stage_s) == {"checks"} and search_result["syntax error"].verdict.stage_s == {}
 
 
 def test_no_secret_reaches_a_candidate_or_a_record(search_result):
