@@ -11,7 +11,8 @@
 On a CPU the clock is Triton's interpreter's: the figures say how well the *search*
 works, not how fast the kernel is on a GPU.
 
-    TRITON_INTERPRET=1 python scripts/search_vs_exhaustive.py --kernel softmax --M 8 --N 2048
+    TRITON_INTERPRET=1 python scripts/search_vs_exhaustive.py --kernel softmax --M 8 --N 2048 --out T.json
+    python scripts/search_vs_exhaustive.py --replay T.json   # the search again, same table, no measuring
 """
 
 from __future__ import annotations
@@ -38,7 +39,14 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--out", default=None, help="write the table and the replay as JSON")
+    ap.add_argument("--replay", metavar="FILE", default=None,
+                    help="measure nothing: replay the search against the table in FILE (an earlier --out)")
     args = ap.parse_args()
+    saved = json.loads(Path(args.replay).read_text()) if args.replay else None
+    if saved:
+        if "table" not in saved:
+            sys.exit(f"{args.replay} holds no table (written before --out saved one): measure again")
+        args.kernel, args.M, args.N, args.dtype = saved["kernel"], saved["shape"]["M"], saved["shape"]["N"], saved["dtype"]
 
     import torch
 
@@ -73,15 +81,18 @@ def main() -> int:
             torch.cuda.synchronize()
         return time.perf_counter() - t
 
-    samples: dict[int, list[float]] = {i: [] for i in range(len(configs))}
-    for i, cfg in enumerate(configs):  # warm-up (and compile on a GPU)
-        generic(x, *extra, **cfg)
-    t0 = time.perf_counter()
-    for r in range(args.rounds):
-        for i, cfg in enumerate(configs):
-            samples[i].append(timed(cfg))
-        print(f"round {r + 1}/{args.rounds} done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
-    median = {i: statistics.median(s) for i, s in samples.items()}
+    if saved:
+        median = {configs.index(row["config"]): row["median_s"] for row in saved["table"]}
+    else:
+        samples: dict[int, list[float]] = {i: [] for i in range(len(configs))}
+        for i, cfg in enumerate(configs):  # warm-up (and compile on a GPU)
+            generic(x, *extra, **cfg)
+        t0 = time.perf_counter()
+        for r in range(args.rounds):
+            for i, cfg in enumerate(configs):
+                samples[i].append(timed(cfg))
+            print(f"round {r + 1}/{args.rounds} done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+        median = {i: statistics.median(s) for i, s in samples.items()}
     best_i = min(median, key=median.get)
     best_t = median[best_i]
     heuristic_t = median[0]
@@ -90,7 +101,8 @@ def main() -> int:
         return 1.0 / median[configs.index(cfg or {})]
 
     budgets = [4, 8, 12, 16, 24, 32, 48]
-    heuristic_point = getattr(mod, f"{args.kernel}_config", lambda *a: None)(x, *extra)
+    heuristic_point = saved["heuristic_point"] if saved else \
+        getattr(mod, f"{args.kernel}_config", lambda *a: None)(x, *extra)
 
     def replay(start: dict | None) -> dict:
         found = {b: [] for b in budgets}
@@ -140,6 +152,8 @@ def main() -> int:
         "replay_from_the_heuristic_point": replay(heuristic_point) if heuristic_point else None,
         "replay_exploring_first": replay(None),
         "seeds": args.seeds,
+        # every configuration's median ({} is the heuristic), so the search can be replayed later
+        "table": [{"config": configs[i], "median_s": median[i]} for i in sorted(median)],
     }
     text = json.dumps(result, indent=2)
     print(text)

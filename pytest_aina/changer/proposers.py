@@ -50,8 +50,10 @@ class Proposer(Protocol):
 class MetaParamProposer:
     """Seeded search over the kernel's tunables: the heuristic defaults first; then the
     neighbours of the best point so far (one parameter moved one step), starting from the
-    heuristic's own point when the kernel reports it, else after a few random points;
-    random untried points when no neighbour is left."""
+    heuristic's own point when the kernel reports it, else after a few random points.
+    When the best point has no untried neighbour left (a local optimum, or one that
+    noise made look like one), the walk backtracks: the neighbours of the next best, and
+    so on; random untried points only when no scored point has a neighbour left."""
 
     name = "metaparams"
 
@@ -78,13 +80,16 @@ class MetaParamProposer:
         scored = [(v.score, c.config or start) for c, v in ctx.history
                   if v.passed and v.score is not None and (c.config or start)]
         if scored and (start or len(scored) >= self.explore):
-            best = max(scored, key=lambda s: s[0])[1]
-            neighbours = list(_neighbours(best, space))
-            rng.shuffle(neighbours)
-            for cfg in neighbours:
+            # best first; sorted() is stable, so equal scores keep the order they were measured in
+            for _, point in sorted(scored, key=lambda s: -s[0]):
                 if len(out) >= n:
                     break
-                take(cfg)
+                neighbours = list(_neighbours(point, space))
+                rng.shuffle(neighbours)
+                for cfg in neighbours:
+                    if len(out) >= n:
+                        break
+                    take(cfg)
         points = _all_points(space)
         rng.shuffle(points)
         for cfg in points:
