@@ -16,6 +16,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
+# minutes on a 2-core machine: `-m "not slow"` leaves the module out of a quick run
+pytestmark = pytest.mark.slow
+
 
 def _demo():
     """scripts/demo.py: the README's main job builds its scratch repository the same way."""
