@@ -65,7 +65,8 @@ def main() -> int:
         make_tree(tree, args.specs)
         base = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--collect-only", "-q"]
         plain_cmd, aina_cmd = base, base + ["--aina"]
-        timed(plain_cmd, tree), timed(aina_cmd, tree)  # warm-up: page cache, .pyc files
+        for cmd in (plain_cmd, aina_cmd):  # warm-up: page cache, .pyc files
+            timed(cmd, tree)
         plain, aina, ratios = [], [], []
         for _ in range(args.runs):
             a, a_last = timed(aina_cmd, tree)

@@ -30,32 +30,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--kernel", default="softmax")
-    ap.add_argument("--M", type=int, default=8)
-    ap.add_argument("--N", type=int, default=2048)
-    ap.add_argument("--dtype", default="float32")
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--seeds", type=int, default=20)
-    ap.add_argument("--out", default=None, help="write the table and the replay as JSON")
-    ap.add_argument("--replay", metavar="FILE", default=None,
-                    help="measure nothing: replay the search against the table in FILE (an earlier --out)")
-    args = ap.parse_args()
-    saved = json.loads(Path(args.replay).read_text()) if args.replay else None
-    if saved:
-        if "table" not in saved:
-            sys.exit(f"{args.replay} holds no table (written before --out saved one): measure again")
-        args.kernel, args.M, args.N, args.dtype = saved["kernel"], saved["shape"]["M"], saved["shape"]["N"], saved["dtype"]
-
+def measure(args) -> tuple[dict, str, list[dict], dict[int, float], dict | None]:
+    """Time every configuration of the kernel's tunables (interleaved rounds); returns the
+    space, the device, the configurations ({} first: the heuristic), their medians and the
+    heuristic's own point."""
     import torch
 
     if not torch.cuda.is_available():
         os.environ.setdefault("TRITON_INTERPRET", "1")
     from importlib import import_module
 
-    from pytest_aina.changer.model import Verdict
-    from pytest_aina.changer.proposers import MetaParamProposer, ProposalContext
     from pytest_aina.evolution import GPU_ONLY_TUNABLES
 
     mod = import_module(f"kernels.{args.kernel}")
@@ -81,18 +65,46 @@ def main() -> int:
             torch.cuda.synchronize()
         return time.perf_counter() - t
 
-    if saved:
-        median = {configs.index(row["config"]): row["median_s"] for row in saved["table"]}
+    samples: dict[int, list[float]] = {i: [] for i in range(len(configs))}
+    for i, cfg in enumerate(configs):  # warm-up (and compile on a GPU)
+        generic(x, *extra, **cfg)
+    t0 = time.perf_counter()
+    for r in range(args.rounds):
+        for i, cfg in enumerate(configs):
+            samples[i].append(timed(cfg))
+        print(f"round {r + 1}/{args.rounds} done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
+    median = {i: statistics.median(s) for i, s in samples.items()}
+    heuristic_point = getattr(mod, f"{args.kernel}_config", lambda *a: None)(x, *extra)
+    return space, device, configs, median, heuristic_point
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--kernel", default="softmax")
+    ap.add_argument("--M", type=int, default=8)
+    ap.add_argument("--N", type=int, default=2048)
+    ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seeds", type=int, default=20)
+    ap.add_argument("--out", default=None, help="write the table and the replay as JSON")
+    ap.add_argument("--replay", metavar="FILE", default=None,
+                    help="measure nothing: replay the search against the table in FILE (an earlier --out)")
+    args = ap.parse_args()
+    if args.replay:
+        saved = json.loads(Path(args.replay).read_text())
+        if "table" not in saved:
+            sys.exit(f"{args.replay} holds no table (written before --out saved one): measure again")
+        # the search again on the measured table: no kernel runs, so no torch or Triton
+        args.kernel, args.M, args.N, args.dtype = saved["kernel"], saved["shape"]["M"], saved["shape"]["N"], saved["dtype"]
+        space, device, heuristic_point = saved["space"], saved["device"], saved["heuristic_point"]
+        configs = [row["config"] for row in saved["table"]]
+        median = {i: row["median_s"] for i, row in enumerate(saved["table"])}
     else:
-        samples: dict[int, list[float]] = {i: [] for i in range(len(configs))}
-        for i, cfg in enumerate(configs):  # warm-up (and compile on a GPU)
-            generic(x, *extra, **cfg)
-        t0 = time.perf_counter()
-        for r in range(args.rounds):
-            for i, cfg in enumerate(configs):
-                samples[i].append(timed(cfg))
-            print(f"round {r + 1}/{args.rounds} done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
-        median = {i: statistics.median(s) for i, s in samples.items()}
+        space, device, configs, median, heuristic_point = measure(args)
+
+    from pytest_aina.changer.model import Verdict
+    from pytest_aina.changer.proposers import MetaParamProposer, ProposalContext
+
     best_i = min(median, key=median.get)
     best_t = median[best_i]
     heuristic_t = median[0]
@@ -101,8 +113,6 @@ def main() -> int:
         return 1.0 / median[configs.index(cfg or {})]
 
     budgets = [4, 8, 12, 16, 24, 32, 48]
-    heuristic_point = saved["heuristic_point"] if saved else \
-        getattr(mod, f"{args.kernel}_config", lambda *a: None)(x, *extra)
 
     def replay(start: dict | None) -> dict:
         found = {b: [] for b in budgets}

@@ -287,6 +287,12 @@ class _OffCall:
         return now
 
 
+def offcall_allowed_s(call: Call) -> float:
+    """CPU the sandbox may use outside ``call`` before it is deferred work (the first
+    over-allowance window of a session gets ``_OFFCALL_TICK_S`` more: see ``_check_offcall``)."""
+    return _OFFCALL_SLACK_S + _OFFCALL_SLACK_FRACTION * call.parent_s
+
+
 def _check_offcall(since: dict[int, int] | None, now: dict[int, int] | None, call: Call,
                    forgiven: list[Call] | None = None) -> None:
     """Raise deferred work when more CPU than allowed ran outside ``call``, from its
@@ -299,7 +305,7 @@ def _check_offcall(since: dict[int, int] | None, now: dict[int, int] | None, cal
     if since is None or now is None:
         return
     used = sum(max(0, v - since.get(p, 0)) for p, v in now.items()) / 1e9
-    allowed = _OFFCALL_SLACK_S + _OFFCALL_SLACK_FRACTION * call.parent_s
+    allowed = offcall_allowed_s(call)
     call.offcall_cpu_s = used
     if used > allowed and forgiven is not None and not forgiven and used <= allowed + _OFFCALL_TICK_S:
         forgiven.append(call)

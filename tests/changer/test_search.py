@@ -114,7 +114,7 @@ def test_a_walk_stuck_at_a_local_optimum_backtracks_to_the_next_best_points_neig
         return Verdict(cand.id, True, ["import", "examples", "properties", "benchmarks"], score=score)
 
     for seed in range(10):
-        c.seed, c.history = seed, []
+        c.seed = seed  # run_search starts the history afresh (no checkpoint)
         out = run_search(c, [MetaParamProposer()], scored, Budget(evaluations=8))
         configs = [a.candidate.config for a in out.attempts]
         # baseline, its 3 neighbours, then (512, 2)'s untried neighbours: the optimum among them

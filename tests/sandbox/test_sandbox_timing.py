@@ -411,7 +411,7 @@ def test_the_off_call_judgement():
 
 def test_one_window_over_by_a_clock_tick_is_the_clocks_resolution_not_deferred_work():
     call = Call(index=3, seed=0, warmup=False, parent_s=0.01, child_s=0.01, live_s=0.01)
-    allowed_ns = int((timing._OFFCALL_SLACK_S + timing._OFFCALL_SLACK_FRACTION * call.parent_s) * 1e9)
+    allowed_ns = int(timing.offcall_allowed_s(call) * 1e9)
     within_a_tick = allowed_ns + int(timing._OFFCALL_TICK_S * 1e9) - 100_000
     forgiven = []
     timing._check_offcall({1: 0}, {1: within_a_tick}, call, forgiven)  # the first: the clock's resolution
@@ -437,8 +437,7 @@ def test_an_honest_multithreaded_kernel_is_not_deferred_work(timed):
     # own work that the kernel had not yet put on the clock when the call ended
     over = [c for c in timed_calls if c.offcall_cpu_s >= 2e-3]
     assert len(over) <= 1, [c.offcall_cpu_s for c in over]
-    assert all(c.offcall_cpu_s <= timing._OFFCALL_SLACK_S + timing._OFFCALL_SLACK_FRACTION * c.parent_s
-               + timing._OFFCALL_TICK_S for c in over)
+    assert all(c.offcall_cpu_s <= timing.offcall_allowed_s(c) + timing._OFFCALL_TICK_S for c in over)
 
 
 def test_a_torch_mode_left_active_is_deferred_work(write):
