@@ -71,7 +71,9 @@ def main() -> int:
         for _ in range(args.runs):
             a, a_last = timed(aina_cmd, tree)
             p, p_last = timed(plain_cmd, tree)
-            aina.append(a), plain.append(p), ratios.append(a / p)
+            aina.append(a)
+            plain.append(p)
+            ratios.append(a / p)
     print(f"{args.specs} specs + 50 plain tests, {args.runs} runs each, in turn ({os.cpu_count()} cores)")
     print(f"  pytest --collect-only         median {statistics.median(plain):6.3f} s  "
           f"[{min(plain):.3f} .. {max(plain):.3f}]  ({p_last})")

@@ -23,6 +23,7 @@ import json
 import math
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,18 +116,38 @@ def _classify_checks(value: dict) -> tuple[str, str, str]:
 
 
 def evaluate(c: Candidate, setup: Setup) -> Verdict:
-    from pytest_aina import sandbox
-
+    """The cascade for one candidate; ``wall_s`` is its whole wall time, and ``stage_s``
+    the wall time of each sandboxed stage it reached, intervals inside that whole."""
     start = time.monotonic()
     v = Verdict(candidate=c.id, passed=False)
+    try:
+        _cascade(c, setup, v)
+    finally:
+        v.wall_s = time.monotonic() - start
+    return v
+
+
+@contextmanager
+def _stage_clock(v: Verdict, stage: str):
+    """Record the stage's wall seconds in ``v.stage_s``, however it ends."""
+    start = time.monotonic()
+    try:
+        yield
+    finally:
+        v.stage_s[stage] = time.monotonic() - start
+
+
+def _cascade(c: Candidate, setup: Setup, v: Verdict) -> None:
+    """Fill in ``v`` stage by stage; return at the first failure."""
+    from pytest_aina import sandbox
+
     src = module_source(c, setup)
     # -- import: syntax, without executing anything -------------------------------------
     try:
         compile(src, f"candidate_{c.id}.py", "exec")
     except SyntaxError as exc:
         v.failed_stage, v.reason, v.detail = "import", "syntax error", f"line {exc.lineno}: {exc.msg}"
-        v.wall_s = time.monotonic() - start
-        return v
+        return
     cdir = setup.workdir / "candidates"
     cdir.mkdir(parents=True, exist_ok=True)
     cfile = cdir / f"cand_{c.id}.py"
@@ -135,61 +156,54 @@ def evaluate(c: Candidate, setup: Setup) -> Verdict:
     pythonpath = [str(setup.repo)]
     env = _child_env(setup)
     # -- examples, properties, invariants: the plugin, in the sandbox --------------------
-    checks_start = time.monotonic()
-    res = sandbox.run("pytest_aina.changer.harness:run_checks",
-                      args=[str(setup.spec_path.resolve()), f"cand_{c.id}:{setup.function}", setup.profile,
-                            str(setup.repo)],
-                      files={f"candidate/cand_{c.id}.py": cfile}, pythonpath=pythonpath,
-                      read_paths=[str(setup.repo)], env=env,
-                      limits=sandbox.Limits(wall_s=setup.check_wall_s, memory_bytes=setup.memory_bytes))
+    with _stage_clock(v, "checks"):
+        res = sandbox.run("pytest_aina.changer.harness:run_checks",
+                          args=[str(setup.spec_path.resolve()), f"cand_{c.id}:{setup.function}", setup.profile,
+                                str(setup.repo)],
+                          files={f"candidate/cand_{c.id}.py": cfile}, pythonpath=pythonpath,
+                          read_paths=[str(setup.repo)], env=env,
+                          limits=sandbox.Limits(wall_s=setup.check_wall_s, memory_bytes=setup.memory_bytes))
     v.sandbox = dict(res.protections)
-    v.stage_s["checks"] = time.monotonic() - checks_start
     if not res.ok:
         v.failed_stage, v.reason = "examples", res.status
         v.detail = f"{res.reason}\n{res.stderr_tail[-1500:]}".strip()
-        v.wall_s = time.monotonic() - start
-        return v
+        return
     value = res.value or {}
     if value.get("exit_code") != 0:
         v.failed_stage, v.reason, v.detail = _classify_checks(value)
         if v.failed_stage == "properties":
             v.stages.append("examples")
-        v.wall_s = time.monotonic() - start
-        return v
+        return
     v.stages += ["examples", "properties"]
     # -- benchmarks: the parent's clock, fresh inputs per call, outputs checked after ----
     harness = _harness_file(setup)
     speedups = []
-    bench_start = time.monotonic()
-    for i, bc in enumerate(setup.bench_cases):
-        params = {"dims": bc["dims"], "dtype": bc["dtype"]}
-        common = dict(make_inputs=f"{harness}:make_inputs", reference=f"{harness}:reference",
-                      check=f"{harness}:check", params=params, calls=setup.calls, warmup=setup.warmup,
-                      seed=setup.seed * 1000 + i, pythonpath=pythonpath, read_paths=[str(setup.repo)], env=env,
-                      limits=sandbox.Limits(wall_s=setup.bench_wall_s, memory_bytes=setup.memory_bytes),
-                      min_plausible_s=_min_plausible(setup, bc))
-        t = sandbox.time_calls(f"{cfile}:{setup.function}", **common)
-        v.stage_s["benchmarks"] = time.monotonic() - bench_start
-        if not t.ok:
-            v.failed_stage, v.reason = "benchmarks", t.status
-            v.detail = f"{bc['label']}: {t.reason}"
-            v.wall_s = time.monotonic() - start
-            return v
-        r = sandbox.time_calls(f"{harness}:reference", **common)
-        if not r.ok:  # the reference itself failing is our problem, not the candidate's
-            v.failed_stage, v.reason = "benchmarks", "reference failed"
-            v.detail = f"{bc['label']}: the spec's reference failed to run: {r.reason}"
-            v.wall_s = time.monotonic() - start
-            return v
-        timing = {"case": bc["label"], "samples_s": t.times_s, "reference_samples_s": r.times_s,
-                  "median_s": t.median_s, "reference_median_s": r.median_s,
-                  "floor_s": t.floor.get("median_s"), "speedup": r.median_s / t.median_s,
-                  "clock": "parent wall clock over a pipe; Triton interpreter on CPU (not GPU evidence)"
-                  if setup.device == "cpu" else "parent wall clock over a pipe, GPU synchronised per call"}
-        v.timings.append(timing)
-        speedups.append(timing["speedup"])
+    with _stage_clock(v, "benchmarks"):
+        for i, bc in enumerate(setup.bench_cases):
+            params = {"dims": bc["dims"], "dtype": bc["dtype"]}
+            common = dict(make_inputs=f"{harness}:make_inputs", reference=f"{harness}:reference",
+                          check=f"{harness}:check", params=params, calls=setup.calls, warmup=setup.warmup,
+                          seed=setup.seed * 1000 + i, pythonpath=pythonpath, read_paths=[str(setup.repo)], env=env,
+                          limits=sandbox.Limits(wall_s=setup.bench_wall_s, memory_bytes=setup.memory_bytes),
+                          min_plausible_s=_min_plausible(setup, bc))
+            t = sandbox.time_calls(f"{cfile}:{setup.function}", **common)
+            if not t.ok:
+                v.failed_stage, v.reason = "benchmarks", t.status
+                v.detail = f"{bc['label']}: {t.reason}"
+                return
+            r = sandbox.time_calls(f"{harness}:reference", **common)
+            if not r.ok:  # the reference itself failing is our problem, not the candidate's
+                v.failed_stage, v.reason = "benchmarks", "reference failed"
+                v.detail = f"{bc['label']}: the spec's reference failed to run: {r.reason}"
+                return
+            timing = {"case": bc["label"], "samples_s": t.times_s, "reference_samples_s": r.times_s,
+                      "median_s": t.median_s, "reference_median_s": r.median_s,
+                      "floor_s": t.floor.get("median_s"), "speedup": r.median_s / t.median_s,
+                      "clock": "parent wall clock over a pipe; Triton interpreter on CPU (not GPU evidence)"
+                      if setup.device == "cpu" else "parent wall clock over a pipe, GPU synchronised per call"}
+            v.timings.append(timing)
+            speedups.append(timing["speedup"])
     v.stages.append("benchmarks")
-    v.stage_s["benchmarks"] = time.monotonic() - bench_start
     v.passed = True
     v.speedup = _geomean(speedups)
     # The search ranks candidates on their own times (calls per second, geometric mean over
@@ -198,8 +212,6 @@ def evaluate(c: Candidate, setup: Setup) -> Verdict:
     # drift on a CPU, where the reference is a native torch op and the candidate runs in
     # Triton's interpreter: the ratio of two 1.5x-apart kernels was seen to swing 1.2-1.5x.
     v.score = _geomean([1.0 / t["median_s"] for t in v.timings])
-    v.wall_s = time.monotonic() - start
-    return v
 
 
 def _geomean(xs: list[float]) -> float | None:
