@@ -55,7 +55,7 @@ def setup() -> None:
 def env() -> dict:
     e = dict(os.environ)
     # keep Triton's cache inside the checkout (litellm's offline settings are the LLM
-    # proposer's own business: pytest_aina/changer/llm.py sets them before importing it)
+    # proposer's own business: pytest_aina/changer/proposers/llm.py sets them before importing it)
     e.setdefault("TRITON_CACHE_DIR", str(ROOT / ".aina" / "triton-cache"))
     return e
 

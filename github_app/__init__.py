@@ -5,7 +5,7 @@ workers on one machine; ``gunicorn 'github_app:create_app()'`` serves it in prod
 with the workers run by ``aina serve --worker-only``.
 
 The names below load on first use, so that ``aina --help`` (which registers ``aina
-serve`` through ``github_app.commands``) does not pay for Flask, pyjwt and github3.py.
+serve`` through ``github_app.cli``) does not pay for Flask, pyjwt and github3.py.
 """
 
 from __future__ import annotations

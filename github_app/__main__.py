@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from github_app import commands
+from github_app import cli as commands
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,9 +11,9 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, jsonify
 
 from github_app import config as app_config
-from github_app.auth import AppAuth
+from github_app.github.auth import AppAuth
 from github_app.events import Router, default_router
-from github_app.metrics import CONTENT_TYPE, Metrics, app_metrics
+from github_app.web.metrics import CONTENT_TYPE, Metrics, app_metrics
 from github_app.store import Store, open_store
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["aina"] = services
 
     # 3. Routes: one blueprint per concern.
-    from github_app import telemetry, webhooks
+    from github_app.web import telemetry
+    from github_app.web import webhooks
 
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(telemetry.bp)

@@ -55,7 +55,7 @@ DEFAULTS: dict[str, Any] = {
     "REDELIVERY_LOOKBACK_SECONDS": 3 * 24 * 3600.0,
     # Where jobs unpack repositories; empty means a folder under the system's temp folder.
     "WORK_DIR": "",
-    # Settings of the evolution loop (pytest_aina.evolution.evolve_to_change): proposers,
+    # Settings of the evolution loop (pytest_aina.changer.pipeline.evolve_to_change): proposers,
     # budget, seed, workers, device. JSON in AINA_EVOLUTION. Nothing else of the App's
     # configuration (its key, its secrets) reaches the loop.
     "EVOLUTION": {},

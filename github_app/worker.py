@@ -18,7 +18,7 @@ import time
 import traceback
 from collections.abc import Sequence
 
-from github_app.client import RateLimited
+from github_app.github.client import RateLimited
 from github_app.jobs import (
     EVOLUTION_QUEUE, Deferred, JobContext, LostLease, Permanent, load_handlers,
 )

@@ -62,7 +62,7 @@ def generate(url: str, kind: str, requests_total: int, concurrency: int, batch: 
     import requests
 
     sys.path.insert(0, str(ROOT))
-    from github_app.telemetry import telemetry_secret
+    from github_app.web.telemetry import telemetry_secret
 
     latencies: list[float] = []
     statuses: dict[int, int] = {}

@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from pytest_aina.sandbox import Isolation, run, time_calls
-    from pytest_aina.sandbox.machine import probe
+    from pytest_aina.sandbox.parent.machine import probe
 
     folder = tempfile.mkdtemp(prefix="aina-bench-")
     os.chmod(folder, 0o755)  # the sandbox's own uid reads the candidates from here

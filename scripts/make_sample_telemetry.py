@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pytest_aina.devices import lookup  # noqa: E402
-from pytest_aina.spec import load_spec  # noqa: E402
+from pytest_aina.spec.model import load_spec  # noqa: E402
 from pytest_aina.telemetry.window import Latency, Window  # noqa: E402
 from pytest_aina.telemetry.wire import encode_line  # noqa: E402
 

@@ -38,7 +38,7 @@ KERNELS = {
 
 
 def load_specs() -> dict:
-    from pytest_aina.spec import load_spec
+    from pytest_aina.spec.model import load_spec
 
     root = Path(__file__).resolve().parents[1]
     return {name: load_spec(root / "specs" / f"{name}.yaml") for name in KERNELS}
@@ -47,8 +47,8 @@ def load_specs() -> dict:
 def errors(n_cases: int, seed: int) -> None:
     # The plugin's own case generator, so the inputs (value kinds per input, layouts with
     # NaN padding) and the tolerances are exactly those ``pytest --aina`` checks.
-    from pytest_aina.cases import make_inputs
-    from pytest_aina.spec import Case
+    from pytest_aina.checking.cases import make_inputs
+    from pytest_aina.spec.model import Case
 
     rng = random.Random(seed)
     specs = load_specs()

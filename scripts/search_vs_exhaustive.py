@@ -40,7 +40,7 @@ def measure(args) -> tuple[dict, str, list[dict], dict[int, float], dict | None]
         os.environ.setdefault("TRITON_INTERPRET", "1")
     from importlib import import_module
 
-    from pytest_aina.evolution import GPU_ONLY_TUNABLES
+    from pytest_aina.changer.pipeline import GPU_ONLY_TUNABLES
 
     mod = import_module(f"kernels.{args.kernel}")
     generic = getattr(mod, f"{args.kernel}_generic")

@@ -11,7 +11,7 @@ How a handler ends decides what the worker does:
 * returns — done;
 * raises :class:`Permanent` (or a GitHub 4xx other than 401/409) — failed, no retry;
 * raises :class:`Deferred` — parked until an event for its repository releases it;
-* raises :class:`~github_app.client.RateLimited` — run again when GitHub allows;
+* raises :class:`~github_app.github.client.RateLimited` — run again when GitHub allows;
 * raises anything else — retried with exponential backoff, up to ``JOB_MAX_ATTEMPTS``.
 """
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from github_app import dashboard, pulls
+from github_app import dashboard
+from github_app.github import pulls
 from github_app.jobs import JobContext, dashboard_job, handler
 from github_app.jobs.repository import evolve_job
 from github_app.store import DEFERRED, FAILED, PENDING_STATES

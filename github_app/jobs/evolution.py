@@ -7,7 +7,8 @@ and is retried through GitHub's bad moments without evolving again.
 
 from __future__ import annotations
 
-from github_app import evolution, pulls
+from github_app import bridge as evolution
+from github_app.github import pulls
 from github_app.change import Change, ChangeError
 from github_app.jobs import Deferred, JobContext, Permanent, dashboard_job, handler
 from github_app.policy import PolicyError, load_policy

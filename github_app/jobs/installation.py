@@ -72,7 +72,7 @@ def sync(ctx: JobContext):
 @handler("repo_setup")
 def repo_setup(ctx: JobContext):
     """Learn a repository's default branch and baseline, then draw its dashboard."""
-    from github_app.pulls import branch_head
+    from github_app.github.pulls import branch_head
 
     repo = ctx.repo()
     name, inst = ctx.payload["repository"], ctx.payload["installation_id"]

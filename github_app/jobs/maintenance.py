@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from github_app import redelivery
+from github_app.github import redelivery
 from github_app.jobs import JobContext, handler
 from github_app.jobs.repository import reason_job
 

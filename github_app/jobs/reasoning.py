@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 
-from github_app import evolution, reasoning
+from github_app import reasoning
+from github_app import bridge as evolution
 from github_app.jobs import JobContext, dashboard_job, handler
 from github_app.jobs.repository import evolve_job
 from github_app.policy import PolicyError, load_policy

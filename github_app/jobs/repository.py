@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from github_app import pulls
+from github_app.github import pulls
 from github_app.change import Change
 from github_app.jobs import EVOLUTION_QUEUE, JobContext, Permanent, dashboard_job, handler
 from github_app.store import JobSpec

@@ -27,7 +27,7 @@ PREDICATE_TYPE = "https://pytest-aina.dev/evolution/v1"
 
 #: Candidate.meta keys that describe an LLM call without revealing anything secret.
 SAFE_META = frozenset({
-    # what pytest_aina.changer.llm records
+    # what pytest_aina.changer.proposers.llm records
     "model", "api_base", "prompt_digest", "template_digest", "answer_digest", "summary", "temperature",
     "seed", "attempts", "tokens", "prompt_tokens", "completion_tokens", "cost_usd", "cost_note",
     # common spellings of the same, from a team's own proposer

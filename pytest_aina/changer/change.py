@@ -5,7 +5,7 @@ beat the baseline into a :class:`ChangeResult`: the files to commit (as text; th
 tree is never touched), the PR title and body, labels and the branch name. The files:
 
 * the variant's dispatch entry appended to ``kernels/variants/<kernel>.yaml`` (comments
-  kept, the table checked by :mod:`kernels.dispatch`), for the hypothesis's shape domain,
+  kept, the table checked by :mod:`pytest_aina.runtime.dispatch`), for the hypothesis's shape domain,
   with its evidence; a source winner also gets its module ``kernels/evolved/<variant>.py``;
 * the hot shapes appended to the spec's ``examples`` (comments kept; the result must load,
   and ``aina spec diff`` must call every change *added*, or nothing is written);
@@ -172,8 +172,8 @@ def write_change(record: SearchRecord, repo: str | Path, *, spec_path: str | Pat
         raise ChangeError(f"record.hypothesis has no id (keys: {sorted(hyp)}); the change and its branch are named by it")
     created = _iso(now)
 
-    from pytest_aina.spec import parse_spec
-    from pytest_aina.specfile import SpecError
+    from pytest_aina.spec.model import parse_spec
+    from pytest_aina.spec.reader import SpecError
 
     spec_file = Path(spec_path) if Path(spec_path).is_absolute() else repo / spec_path
     try:
@@ -488,9 +488,9 @@ def trigger(hyp: dict, repo: Path, telemetry: str | Path | None) -> dict:
 
 
 def append_variant(table_text: str, kernel: str, entry: dict, comment: str, where: str):
-    """(new text, parsed table): ``entry`` appended with :func:`kernels.dispatch.add_variant`
+    """(new text, parsed table): ``entry`` appended with :func:`pytest_aina.runtime.dispatch.add_variant`
     (comments kept, the table checked), applied to a copy in a temporary folder."""
-    from kernels.dispatch import DispatchTableError, add_variant
+    from pytest_aina.runtime.dispatch import DispatchTableError, add_variant
 
     with tempfile.TemporaryDirectory(prefix="aina-table-") as tmp:
         path = Path(tmp) / f"{kernel}.yaml"
@@ -504,7 +504,7 @@ def append_variant(table_text: str, kernel: str, entry: dict, comment: str, wher
 
 
 def _generic_function(table_text: str, where: str, kernel: str) -> str:
-    from kernels.dispatch import DispatchTableError, parse_table
+    from pytest_aina.runtime.dispatch import DispatchTableError, parse_table
 
     try:
         return parse_table(table_text, where, kernel=kernel).generic.function
@@ -514,7 +514,7 @@ def _generic_function(table_text: str, where: str, kernel: str) -> str:
 
 def _new_table(spec, kernel: str) -> str:
     module = spec.implementation.partition(":")[0]
-    return (f"# Dispatch table of {kernel}: which function serves which calls (format: kernels/dispatch.py).\n"
+    return (f"# Dispatch table of {kernel}: which function serves which calls (format: pytest_aina/runtime/dispatch.py).\n"
             f"aina_dispatch: 1\nkernel: {kernel}\nvariants:\n"
             f"  - name: generic\n    function: {module}:{kernel}_generic\n")
 
@@ -561,9 +561,9 @@ def pin_examples(text: str, file: str, spec, hot: list[Shape], hid: str):
     raises :class:`ChangeError` if the result does not load or is anything but additions."""
     import yaml
 
-    from pytest_aina.spec import parse_spec
-    from pytest_aina.specdiff import ADDED, diff_specs
-    from pytest_aina.specfile import SpecError
+    from pytest_aina.spec.model import parse_spec
+    from pytest_aina.spec.ratchet import ADDED, diff_specs
+    from pytest_aina.spec.reader import SpecError
 
     added, already = [], []
     for s in hot:
@@ -773,7 +773,7 @@ def _limit(record: SearchRecord, spec, parsed: dict, after: dict | None) -> dict
 
 
 def _evidence(record: SearchRecord, rows: list[dict], created: str, stmt_rel: str) -> dict:
-    """The table entry's evidence (kernels.dispatch's keys): the hottest timed case."""
+    """The table entry's evidence (pytest_aina.runtime.dispatch's keys): the hottest timed case."""
     row = next((r for r in rows if r["hot"] and r.get("after")), next((r for r in rows if r.get("after")), None))
     if row is None:
         return {}
@@ -822,7 +822,7 @@ def _device(record: SearchRecord, winner: Attempt) -> dict:
 
 def _parse_label(label: str) -> dict:
     """``M=4096,N=50304,bfloat16`` (or ``dtype=bfloat16``) -> {dims, dtype}."""
-    from pytest_aina.spec import DTYPES
+    from pytest_aina.spec.model import DTYPES
 
     dims, dtype = {}, None
     for part in str(label).split(","):

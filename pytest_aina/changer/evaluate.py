@@ -53,7 +53,7 @@ class Setup:
 
     def __post_init__(self):
         if self.spec is None:
-            from pytest_aina.spec import load_spec
+            from pytest_aina.spec.model import load_spec
 
             self.spec = load_spec(self.spec_path)
 

@@ -78,13 +78,13 @@ def run_coverage(test: str, target: str, rootdir: str) -> dict:
 
 @cache
 def _spec(spec_path: str):
-    from pytest_aina.spec import load_spec
+    from pytest_aina.spec.model import load_spec
 
     return load_spec(spec_path)
 
 
 def _case(spec_path: str, seed: int, dims: dict, dtype: str):
-    from pytest_aina.spec import Case
+    from pytest_aina.spec.model import Case
 
     spec = _spec(spec_path)
     return spec, Case(dims=tuple((k, int(dims[k])) for k in spec.dims), dtype=dtype, seed=seed)
@@ -92,7 +92,7 @@ def _case(spec_path: str, seed: int, dims: dict, dtype: str):
 
 def make_inputs(spec_path: str, seed: int, *, dims: dict, dtype: str) -> list:
     """Fresh inputs of one benchmark case from ``seed``: the tensors, then the spec's args."""
-    from pytest_aina import cases
+    from pytest_aina.checking import cases
 
     spec, case = _case(spec_path, seed, dims, dtype)
     inputs = cases.make_inputs(spec, case, cases.prepare_runtime())
@@ -100,13 +100,13 @@ def make_inputs(spec_path: str, seed: int, *, dims: dict, dtype: str) -> list:
 
 
 def reference(spec_path: str, *args) -> Any:
-    from pytest_aina.cases import resolve
+    from pytest_aina.checking.cases import resolve
 
     return resolve(_spec(spec_path).reference)(*args)
 
 
 def check(spec_path: str, out, expected, *, dims: dict, dtype: str):
-    from pytest_aina.compare import compare
+    from pytest_aina.checking.compare import compare
 
     return compare(out, expected, _spec(spec_path).tolerance[dtype])
 
@@ -114,7 +114,7 @@ def check(spec_path: str, out, expected, *, dims: dict, dtype: str):
 def heuristic_config(spec_path: str, *, dims: dict, dtype: str) -> dict | None:
     """The launcher's own meta-parameters at this shape, when the kernel module says
     (``<function>_config(*args) -> dict``); None otherwise. Runs in the sandbox."""
-    from pytest_aina.cases import resolve
+    from pytest_aina.checking.cases import resolve
 
     spec = _spec(spec_path)
     module, _, attr = spec.implementation.partition(":")

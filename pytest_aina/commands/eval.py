@@ -30,17 +30,17 @@ def bench_cases(spec, device: str) -> list[dict]:
     cases = [{"dims": b.dim_map, "dtype": b.dtype, "label": b.label()} for b in spec.benchmarks if device in b.devices]
     if cases:
         return cases
-    from pytest_aina.evolution import bench_cases_for
+    from pytest_aina.changer.pipeline import bench_cases_for
 
     dims = {k: [d.max, d.max] for k, d in spec.dims.items()}
     return bench_cases_for({"domain": {"dims": dims, "dtype": spec.dtypes[0]}, "evidence": {}}, spec, device)[0]
 
 
 def run(args: argparse.Namespace) -> int:
-    from pytest_aina.cases import device as _device
+    from pytest_aina.checking.cases import device as _device
     from pytest_aina.changer.evaluate import Setup, evaluate, workdir_for
     from pytest_aina.changer.model import Candidate
-    from pytest_aina.spec import SpecError, load_spec
+    from pytest_aina.spec.model import SpecError, load_spec
 
     try:
         spec = load_spec(args.spec)

@@ -53,7 +53,7 @@ def register(subparsers) -> None:
 def run_schema(args: argparse.Namespace) -> int:
     from importlib import resources
 
-    from pytest_aina.specfile import SCHEMA_VERSION
+    from pytest_aina.spec.reader import SCHEMA_VERSION
 
     text = resources.files("pytest_aina").joinpath(f"schemas/spec-v{SCHEMA_VERSION}.json").read_text()
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
@@ -63,8 +63,8 @@ def run_schema(args: argparse.Namespace) -> int:
 def run_check(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from pytest_aina.spec import discover, load_spec
-    from pytest_aina.specfile import SpecError, SpecIssue
+    from pytest_aina.spec.model import discover, load_spec
+    from pytest_aina.spec.reader import SpecError, SpecIssue
 
     missing = [p for p in args.paths if not Path(p).exists()]
     if missing:
@@ -116,13 +116,13 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def _path(path: tuple) -> str:
-    from pytest_aina.specfile import format_path
+    from pytest_aina.spec.reader import format_path
 
     return format_path(path)
 
 
 def run_diff(args: argparse.Namespace) -> int:
-    from pytest_aina.specdiff import SpecSetError, diff_specs, format_changes, load_spec_set, summary
+    from pytest_aina.spec.ratchet import SpecSetError, diff_specs, format_changes, load_spec_set, summary
 
     try:
         base = load_spec_set(args.base, specs=args.specs, repo=args.repo)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pytest_aina.devices import DeviceLimits, DeviceTable
 from pytest_aina.reasoner.hypothesis import Hypothesis
 from pytest_aina.reasoner.profile import Agg, Profile, domain_dict, domain_label, octave
-from pytest_aina.spec import Spec
+from pytest_aina.spec.model import Spec
 from pytest_aina.telemetry.window import format_time
 
 

@@ -10,13 +10,12 @@ A window that fails is reported with its line and skipped, never half-used.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pytest_aina.devices import DeviceTable
-from pytest_aina.spec import ELEMENT_SIZE, Spec
+from pytest_aina.runtime import dispatch
+from pytest_aina.spec.model import ELEMENT_SIZE, Spec
 from pytest_aina.telemetry.validate import TelemetryIssue
 from pytest_aina.telemetry.window import Window
 
@@ -32,7 +31,7 @@ IMPOSSIBLE_FACTOR = 4.0
 class Inputs:
     windows: list[Window]
     specs: dict[str, Spec]
-    tables: dict = field(default_factory=dict)  # kernel -> kernels.dispatch.Table
+    tables: dict = field(default_factory=dict)  # kernel -> pytest_aina.runtime.dispatch.Table
     devices: DeviceTable | None = None
     issues: list[TelemetryIssue] = field(default_factory=list)
     source: str = ""
@@ -40,8 +39,8 @@ class Inputs:
 
 def load_specs(folder: str | Path) -> tuple[dict[str, Spec], list[str]]:
     """Specs by kernel name, and a message for each spec file that could not be loaded."""
-    from pytest_aina.spec import discover, load_spec
-    from pytest_aina.specfile import SpecError
+    from pytest_aina.spec.model import discover, load_spec
+    from pytest_aina.spec.reader import SpecError
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -57,41 +56,11 @@ def load_specs(folder: str | Path) -> tuple[dict[str, Spec], list[str]]:
     return specs, problems
 
 
-def dispatch_module():
-    """The module that defines the dispatch-table format: this distribution's own
-    ``kernels/dispatch.py``, never the file of the repository being read. Tables are data;
-    reading them must run none of that repository's code (the GitHub App reads the
-    repositories it is installed on, with its private key in memory).
-
-    Imported the usual way it would run ``kernels/__init__.py`` first, which imports torch
-    (about a second) to choose Triton's backend; reading tables needs none of that. So,
-    unless it is already imported, the file is loaded by path under a private name
-    (``kernels/dispatch.py`` is written to stay importable alone).
-    """
-    mod = sys.modules.get("kernels.dispatch")
-    if mod is not None and Path(mod.__file__).resolve() == _OUR_DISPATCH:
-        return mod
-    mod = sys.modules.get(_PRIVATE_NAME)
-    if mod is not None:
-        return mod
-    spec = importlib.util.spec_from_file_location(_PRIVATE_NAME, _OUR_DISPATCH)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up while the class is made
-    spec.loader.exec_module(mod)
-    return mod
-
-
-#: kernels/ ships in the same distribution as pytest_aina, beside it (installed or editable)
-_OUR_DISPATCH = (Path(__file__).resolve().parents[2] / "kernels" / "dispatch.py")
-_PRIVATE_NAME = "_aina_tables_dispatch"
-
-
 def load_tables(folder: str | Path) -> tuple[dict, list[str]]:
-    """Dispatch tables by kernel, and problems (read with :func:`dispatch_module`)."""
+    """Dispatch tables by kernel, and problems (read as data: no code of the repository runs)."""
     folder = Path(folder)
     if not folder.is_dir():
         return {}, []
-    dispatch = dispatch_module()
     tables, problems = {}, []
     for path in sorted(folder.glob("*.yaml")):
         try:

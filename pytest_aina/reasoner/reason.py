@@ -12,7 +12,7 @@ from pytest_aina.reasoner.detectors import ReasonerConfig
 from pytest_aina.reasoner.hypothesis import Hypothesis, rank
 from pytest_aina.reasoner.inputs import load_specs, load_tables, screen
 from pytest_aina.reasoner.profile import Profile, build_profile
-from pytest_aina.spec import Spec
+from pytest_aina.spec.model import Spec
 from pytest_aina.telemetry.validate import TelemetryIssue, read_file
 from pytest_aina.telemetry.window import Window
 

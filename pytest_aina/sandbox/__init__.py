@@ -19,14 +19,14 @@ __all__ = ["run", "time_calls", "Limits", "Isolation", "SandboxResult", "TimingR
            "probe"]
 
 _WHERE = {
-    "run": "pytest_aina.sandbox.oneshot",
-    "time_calls": "pytest_aina.sandbox.timing",
-    "TimingResult": "pytest_aina.sandbox.timing",
+    "run": "pytest_aina.sandbox.parent.oneshot",
+    "time_calls": "pytest_aina.sandbox.parent.timing",
+    "TimingResult": "pytest_aina.sandbox.parent.timing",
     "Limits": "pytest_aina.sandbox.result",
     "Isolation": "pytest_aina.sandbox.result",
     "SandboxResult": "pytest_aina.sandbox.result",
-    "SandboxError": "pytest_aina.sandbox.launch",
-    "probe": "pytest_aina.sandbox.machine",
+    "SandboxError": "pytest_aina.sandbox.parent.launch",
+    "probe": "pytest_aina.sandbox.parent.machine",
 }
 
 

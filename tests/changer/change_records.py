@@ -127,7 +127,7 @@ def config_record(device: str = "cpu") -> SearchRecord:
                                                          "num_stages": 2})
     hang = Candidate("softmax", "metaparams", config={"BLOCK_N": 16, "ROWS_PER_PROGRAM": 1, "num_warps": 1,
                                                        "num_stages": 1})
-    # meta as pytest_aina.changer.llm records it, plus what a careless proposer might add
+    # meta as pytest_aina.changer.proposers.llm records it, plus what a careless proposer might add
     llm = Candidate("softmax", "llm:gpt-4o-mini", source=WRONG_SOURCE, function="softmax",
                     meta={"model": "gpt-4o-mini", "prompt_digest": "ab" * 32, "template_digest": "99" * 32,
                           "tokens": {"prompt": 1900, "completion": 512, "total": 2412}, "prompt_tokens": 1900,

@@ -16,12 +16,12 @@ import pytest
 from change_records import (ROOT, environment, git, group, make_config_record, make_source_record,  # noqa: F401
                             passed, repo, secrets_in_env, wrong_source)
 
-from kernels.dispatch import parse_table
+from pytest_aina.runtime.dispatch import parse_table
 from pytest_aina.changer import prbody
 from pytest_aina.changer.change import ChangeError, ChangeResult, write_change
 from pytest_aina.changer.forge import scratch_checkout
-from pytest_aina.spec import load_spec, parse_spec
-from pytest_aina.specdiff import diff_specs
+from pytest_aina.spec.model import load_spec, parse_spec
+from pytest_aina.spec.ratchet import diff_specs
 
 NOW = "2025-01-07T10:05:00Z"
 

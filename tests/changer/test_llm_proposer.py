@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from pytest_aina.changer import prompts
-from pytest_aina.changer.llm import LLMConfigError, LLMProposer, _estimate_tokens, _parse_answer
+from pytest_aina.changer.proposers import prompts
+from pytest_aina.changer.proposers.llm import LLMConfigError, LLMProposer, _estimate_tokens, _parse_answer
 from pytest_aina.changer.model import Candidate, Verdict, digest
 from pytest_aina.changer.proposers import ProposalContext, make
-from pytest_aina.spec import load_spec
+from pytest_aina.spec.model import load_spec
 from tests.fakes.openai_server import FakeOpenAI, answer, error
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -399,7 +399,7 @@ def test_litellm_is_imported_lazily_and_reaches_only_the_configured_server(serve
         seen = []
         sys.addaudithook(lambda event, args: seen.append((event, repr(args[1] if event == "socket.connect"
                          else args[:2]))) if event in ("socket.connect", "socket.getaddrinfo") else None)
-        from pytest_aina.changer.llm import LLMProposer
+        from pytest_aina.changer.proposers.llm import LLMProposer
         from pytest_aina.changer.proposers import ProposalContext
         lazy = "litellm" not in sys.modules
         d = json.load(open(sys.argv[2]))

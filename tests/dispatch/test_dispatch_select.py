@@ -8,9 +8,9 @@ import pytest
 import torch
 from hypothesis import example, given, settings, strategies as st
 
-from kernels import dispatch
-from kernels.dispatch import DispatchTableError, Table, Variant, dispatcher, load_table
-from pytest_aina.telemetry import Recorder
+from pytest_aina.runtime import dispatch
+from pytest_aina.runtime.dispatch import DispatchTableError, Table, Variant, dispatcher, load_table
+from pytest_aina.runtime import Recorder
 from pytest_aina.telemetry.validate import read_file
 
 HERE = __name__

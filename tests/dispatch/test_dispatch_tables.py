@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from kernels.dispatch import DispatchTableError, add_variant, load_table, parse_table, validate_table
-from pytest_aina.spec import load_spec
+from pytest_aina.runtime.dispatch import DispatchTableError, add_variant, load_table, parse_table, validate_table
+from pytest_aina.spec.model import load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 
 GOOD = """\
-# softmax dispatch: read by kernels.dispatch
+# softmax dispatch: read by pytest_aina.runtime.dispatch
 aina_dispatch: 1
 kernel: toy
 variants:

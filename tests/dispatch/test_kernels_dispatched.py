@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from kernels import layer_norm, rms_norm, softmax
-from kernels.dispatch import dispatcher
-from pytest_aina.telemetry import Recorder
+from pytest_aina.runtime.dispatch import dispatcher
+from pytest_aina.runtime import Recorder
 from pytest_aina.telemetry.validate import read_file
 
 

@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from app_helpers import WEBHOOK_SECRET, drain, sign
-from github_app.telemetry import telemetry_secret
+from github_app.web.telemetry import telemetry_secret
 
 ROOT = Path(__file__).resolve().parents[2]
 REPO = "octo-org/kernels"

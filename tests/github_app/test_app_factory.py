@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from github_app import ConfigError, create_app
-from github_app.commands import register
+from github_app.cli import register
 
 
 def base_config(app_key, tmp_path, **extra):
@@ -92,7 +92,7 @@ def test_the_webhook_path_imports_no_torch_triton_or_litellm(app_key, tmp_path):
         import requests
         from werkzeug.serving import make_server
         from github_app import create_app
-        from github_app.telemetry import telemetry_secret
+        from github_app.web.telemetry import telemetry_secret
 
         app = create_app()
         store = app.extensions["aina"].store
@@ -143,7 +143,7 @@ def test_register_adds_serve_to_the_aina_cli():
 
 
 def test_serve_prints_an_installations_telemetry_secret(app_key, tmp_path):
-    from github_app.telemetry import telemetry_secret
+    from github_app.web.telemetry import telemetry_secret
 
     key_file = tmp_path / "app.pem"
     key_file.write_text(app_key[0])

@@ -8,8 +8,8 @@ import time
 import pytest
 
 from app_helpers import APP_ID, drain, make_change
-from github_app.auth import AppAuth
-from github_app.client import RateLimited, wait_for
+from github_app.github.auth import AppAuth
+from github_app.github.client import RateLimited, wait_for
 from github_app.store import JobSpec
 
 REPO = "octo-org/kernels"

@@ -9,7 +9,7 @@ import sys
 import requests
 
 from app_helpers import WEBHOOK_SECRET, drain, sign, window
-from github_app.telemetry import telemetry_secret
+from github_app.web.telemetry import telemetry_secret
 from pytest_aina.telemetry.wire import encode_batch
 
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from kernels import layer_norm, rms_norm, rowwise, softmax
-from pytest_aina.spec import load_spec
+from pytest_aina.spec.model import load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]

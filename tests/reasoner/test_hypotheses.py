@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from kernels.dispatch import parse_table
+from pytest_aina.runtime.dispatch import parse_table
 from pytest_aina.reasoner import KINDS, ReasonerConfig, reason
 
 SQUARE = (("M", 4096), ("N", 4096))

@@ -12,7 +12,7 @@ import threading
 
 import pytest
 
-from pytest_aina.sandbox.machine import probe
+from pytest_aina.sandbox.parent.machine import probe
 
 #: Credentials planted in the parent's environment: none may reach a child or a record.
 SECRET_NAMES = ["GITHUB_TOKEN", "OPENAI_API_KEY", "AINA_WEBHOOK_SECRET", "MY_SERVICE_KEY", "DB_PASSWORD",

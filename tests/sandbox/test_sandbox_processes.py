@@ -16,7 +16,8 @@ import time
 
 import pytest
 
-from pytest_aina.sandbox import Isolation, Limits, procs, run
+from pytest_aina.sandbox import Isolation, Limits, run
+from pytest_aina.sandbox.parent import procs
 
 from sandbox_helpers import need, processes_with
 

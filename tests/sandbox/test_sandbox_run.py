@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from pytest_aina.sandbox import Isolation, Limits, SandboxError, run
-from pytest_aina.sandbox.childenv import EnvError
+from pytest_aina.sandbox.parent.childenv import EnvError
 
 from sandbox_helpers import need
 

@@ -1,18 +1,18 @@
 """time_calls(): the parent owns the clock; fresh inputs per call; outputs checked after timing.
 
 The harness here is a small numpy stand-in for the evaluator's seam (``make_inputs`` /
-``reference`` / ``check``, which the Changer fills from ``pytest_aina.cases`` and
-``pytest_aina.compare``); one test uses torch and a Triton kernel in the interpreter.
+``reference`` / ``check``, which the Changer fills from ``pytest_aina.checking.cases`` and
+``pytest_aina.checking.compare``); one test uses torch and a Triton kernel in the interpreter.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from pytest_aina.sandbox import timing
+from pytest_aina.sandbox.parent import timing
 
 from pytest_aina.sandbox import Limits, time_calls
-from pytest_aina.sandbox.timing import Call, TimingResult, _judge_clocks, _Stop
+from pytest_aina.sandbox.parent.timing import Call, TimingResult, _judge_clocks, _Stop
 
 HARNESS = """
 import numpy as np

@@ -9,7 +9,7 @@ import pytest
 from spec_samples import VALID, variant
 
 from pytest_aina.cli import main
-from pytest_aina.specfile import schema
+from pytest_aina.spec.reader import schema
 
 # (id, spec text, line, key path, what the message must say). Lines refer to VALID as
 # written in conftest.py.

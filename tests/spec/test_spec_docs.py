@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from pytest_aina.specfile import schema
+from pytest_aina.spec.reader import schema
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "specs.md").read_text()
 

@@ -5,10 +5,10 @@ from spec_samples import VALID, variant
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_aina.spec import (
+from pytest_aina.spec.model import (
     DTYPES, LAYOUTS, VALUE_KINDS, Case, Invariant, discover, evaluate, load_spec, parse_spec,
 )
-from pytest_aina.specfile import SpecError
+from pytest_aina.spec.reader import SpecError
 
 
 def test_valid_spec_becomes_a_typed_spec():

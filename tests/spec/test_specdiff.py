@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_aina.cli import main
-from pytest_aina.spec import parse_spec
-from pytest_aina.specdiff import (
+from pytest_aina.spec.model import parse_spec
+from pytest_aina.spec.ratchet import (
     ADDED, CHANGED, REMOVED, TIGHTENED, WEAKENED, diff_specs, format_changes, load_spec_set, summary,
 )
 

@@ -6,7 +6,7 @@ import pytest
 from spec_samples import VALID, variant
 
 from pytest_aina.cli import main
-from pytest_aina.specdiff import REMOVED, SpecSetError, WEAKENED, diff_specs, load_spec_set
+from pytest_aina.spec.ratchet import REMOVED, SpecSetError, WEAKENED, diff_specs, load_spec_set
 
 
 def git(repo, *args) -> str:

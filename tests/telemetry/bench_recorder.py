@@ -9,7 +9,7 @@ parentheses: the bare call is the fastest, so the ratios are the overheads. Grou
 
 * ``1 noop``: a Python function doing nothing, the worst case (all of it is overhead);
 * ``2 torch.add``: a small CPU torch op, a few microseconds like a GPU kernel's launch;
-* ``3 dispatch``: a toy kernel through ``kernels.dispatch``, with and without a recorder;
+* ``3 dispatch``: a toy kernel through ``pytest_aina.runtime.dispatch``, with and without a recorder;
 * ``4 softmax``: the real kernel (Triton's interpreter on this CPU, milliseconds).
 """
 
@@ -23,8 +23,8 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import torch  # noqa: E402
 
-from kernels.dispatch import dispatcher  # noqa: E402
-from pytest_aina.telemetry import Recorder  # noqa: E402
+from pytest_aina.runtime.dispatch import dispatcher  # noqa: E402
+from pytest_aina.runtime import Recorder  # noqa: E402
 
 
 def noop(x):
@@ -46,7 +46,7 @@ def recorder(tmp_path):
 def installed(recorder):
     recorder.install()
     yield recorder
-    from pytest_aina.telemetry import uninstall
+    from pytest_aina.runtime import uninstall
 
     uninstall(recorder)
 

@@ -8,7 +8,9 @@ import threading
 
 import pytest
 
-from pytest_aina.telemetry import Recorder, recorder as recorder_mod, wire
+from pytest_aina.runtime import Recorder
+from pytest_aina.telemetry import wire
+from pytest_aina.runtime import recorder as recorder_mod
 from pytest_aina.telemetry.validate import read_batch, read_file
 
 SECRET = "s3cret-for-tests"
