@@ -26,7 +26,7 @@ import triton.language as tl
 
 from kernels import rowwise
 from kernels.rowwise import row_offsets
-from pytest_aina.runtime.dispatch import dispatcher
+from pytest_aina.runtime import dispatcher
 
 
 @triton.jit
@@ -186,5 +186,5 @@ def layer_norm_dims(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, e
     return {"M": math.prod(x.shape[:-1]), "N": x.shape[-1]}
 
 
-# The public entry point's dispatch (pytest_aina/runtime/dispatch.py): cached per dims, dtype and device.
+# The public entry point's dispatch (pytest_aina/runtime/dispatch/routing.py): cached per dims, dtype and device.
 _dispatch = dispatcher("layer_norm", layer_norm_dims, layer_norm_generic, dims_from_first=True)

@@ -23,7 +23,7 @@ import triton.language as tl
 
 from kernels import rowwise
 from kernels.rowwise import row_offsets
-from pytest_aina.runtime.dispatch import dispatcher
+from pytest_aina.runtime import dispatcher
 
 
 @triton.jit
@@ -166,5 +166,5 @@ def rms_norm_dims(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> d
     return {"M": math.prod(x.shape[:-1]), "N": x.shape[-1]}
 
 
-# The public entry point's dispatch (pytest_aina/runtime/dispatch.py): cached per dims, dtype and device.
+# The public entry point's dispatch (pytest_aina/runtime/dispatch/routing.py): cached per dims, dtype and device.
 _dispatch = dispatcher("rms_norm", rms_norm_dims, rms_norm_generic, dims_from_first=True)

@@ -26,7 +26,7 @@ import triton.language as tl
 
 from kernels import rowwise
 from kernels.rowwise import row_offsets
-from pytest_aina.runtime.dispatch import dispatcher
+from pytest_aina.runtime import dispatcher
 
 
 @triton.jit
@@ -192,5 +192,5 @@ def softmax_dims(x: torch.Tensor) -> dict:
     return {"M": math.prod(x.shape[:-1]), "N": x.shape[-1]}
 
 
-# The public entry point's dispatch (pytest_aina/runtime/dispatch.py): cached per dims, dtype and device.
+# The public entry point's dispatch (pytest_aina/runtime/dispatch/routing.py): cached per dims, dtype and device.
 _dispatch = dispatcher("softmax", softmax_dims, softmax_generic, dims_from_first=True)

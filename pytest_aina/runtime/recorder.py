@@ -13,9 +13,9 @@
 
 Calls are aggregated in memory per window (``window_s``, aligned to the wall clock) and
 key (kernel, variant, dims, dtype, device, arch, timing): a count, a sum, min, max and a
-log histogram for the quantiles. A ticker thread closes each window and hands its windows
-to a sender thread, which posts them as signed batches (:mod:`.wire`) and/or appends them
-to a JSONL file.
+log histogram for the quantiles (:mod:`.aggregate`). A ticker thread closes each window and
+hands its windows to a sender thread (:mod:`.shipping`), which posts them as signed batches
+(:mod:`pytest_aina.telemetry.wire`) and/or appends them to a JSONL file.
 
 What it promises the call it measures:
 
@@ -28,8 +28,8 @@ What it promises the call it measures:
   ``enabled=False`` is one attribute test in ``measure``.
 * thread-safe.
 
-No torch or triton import of its own: device names are read through ``sys.modules`` from
-the torch the caller already imported.
+No torch or triton import of its own: devices are described (:mod:`.device`) through
+``sys.modules``, from the torch the caller already imported.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ import atexit
 import functools
 import math
 import os
-import queue
 import socket
 import sys
 import threading
@@ -48,19 +47,16 @@ from pathlib import Path
 from typing import Callable
 
 from pytest_aina import __version__
-from pytest_aina.telemetry import wire
-from pytest_aina.telemetry.window import Latency, Window
+from pytest_aina.runtime.aggregate import MAX_PENDING, SUB, ZERO, Aggregate, Key, to_windows
+from pytest_aina.runtime.device import describe_tensor
+from pytest_aina.runtime.shipping import Shipper
+from pytest_aina.telemetry.window import Window
 
 #: The recorder that kernels' dispatch reports to; None when telemetry is off. Read on
 #: every dispatched call, so it is a plain module attribute.
 ACTIVE: "Recorder | None" = None
 
-# A key: (kernel, variant, dims as ((name, value), ...), dtype, device name, arch, timing).
-Key = tuple
-
 _floor, _log2 = math.floor, math.log2
-_SUB = 16  # histogram buckets per octave: quantiles to within 2**(1/32) - 1, about 2.2%
-_ZERO = -(1 << 30)  # bucket of a 0 s latency (a coarse clock)
 
 
 def install(recorder: "Recorder") -> None:
@@ -74,40 +70,6 @@ def uninstall(recorder: "Recorder | None" = None) -> None:
     global ACTIVE
     if recorder is None or ACTIVE is recorder:
         ACTIVE = None
-
-
-class _Aggregate:
-    __slots__ = ("calls", "total", "min", "max", "hist", "pending", "unresolved")
-
-    def __init__(self):
-        self.calls = 0
-        self.total = 0.0
-        self.min = math.inf
-        self.max = 0.0
-        self.hist: dict[int, int] = {}
-        self.pending: list[Callable[[], float | None]] = []
-        self.unresolved = 0  # calls counted whose latency was never known (see add_pending)
-
-    def add(self, s: float) -> None:
-        self.calls += 1
-        self.total += s
-        if s < self.min:
-            self.min = s
-        if s > self.max:
-            self.max = s
-        b = math.floor(math.log2(s) * _SUB) if s > 0 else _ZERO
-        self.hist[b] = self.hist.get(b, 0) + 1
-
-
-def _quantile(hist: list[tuple[int, int]], n: int, q: float, lo: float, hi: float) -> float:
-    rank = max(1, math.ceil(q * n))
-    seen = 0
-    for b, count in hist:
-        seen += count
-        if seen >= rank:
-            value = 0.0 if b == _ZERO else 2.0 ** ((b + 0.5) / _SUB)
-            return min(max(value, lo), hi)
-    return hi
 
 
 class Recorder:
@@ -138,22 +100,20 @@ class Recorder:
         self.batch_windows = batch_windows
         self.instance = instance if instance is not None else f"{socket.gethostname()}/{os.getpid()}"
         self.enabled = enabled
-        self._secret = secret
         self._extra_versions = dict(versions or {})
         self._clock = clock
         self._lock = threading.Lock()
-        self._current: dict[Key, _Aggregate] = {}
+        self._current: dict[Key, Aggregate] = {}
         self._start = clock()
-        self._counts = dict(sent_batches=0, sent_windows=0, dropped_batches=0, dropped_windows=0,
-                            dropped_calls=0, record_errors=0, unresolved_calls=0)
+        self._counts = dict(dropped_calls=0, record_errors=0, unresolved_calls=0)
         self._last_error = ""
-        self._queue: queue.Queue = queue.Queue(maxsize=max_queued_batches)
+        self._shipper = Shipper(url=url, secret=secret, path=self.path, timeout_s=timeout_s,
+                                batch_windows=batch_windows, max_queued_batches=max_queued_batches,
+                                on_error=self._set_last_error)
         self._stop = threading.Event()
         self._closed = False
         self._ticker = threading.Thread(target=self._tick_loop, name="aina-telemetry-ticker", daemon=True)
-        self._sender = threading.Thread(target=self._send_loop, name="aina-telemetry-sender", daemon=True)
         self._ticker.start()
-        self._sender.start()
 
     # -- configuration from the environment ----------------------------------------------
 
@@ -184,21 +144,21 @@ class Recorder:
                 if len(self._current) >= self.max_keys:
                     self._counts["dropped_calls"] += 1
                     return
-                agg = self._current[key] = _Aggregate()
+                agg = self._current[key] = Aggregate()
             agg.calls += 1
             agg.total += seconds
             if seconds < agg.min:
                 agg.min = seconds
             if seconds > agg.max:
                 agg.max = seconds
-            b = _floor(_log2(seconds) * _SUB) if seconds > 0 else _ZERO
+            b = _floor(_log2(seconds) * SUB) if seconds > 0 else ZERO
             hist = agg.hist
             hist[b] = hist.get(b, 0) + 1
 
     def add_pending(self, key: Key, resolve: Callable[[], float | None]) -> None:
         """Count one call whose latency is known later (CUDA events): ``resolve()`` is called
         on the ticker thread when the window closes and returns seconds, or None if unknown.
-        At most 4096 are kept per key and window; beyond that the call is counted and its
+        At most MAX_PENDING (4096) are kept per key and window; beyond that the call is counted and its
         time estimated from the mean of the resolved ones."""
         with self._lock:
             agg = self._current.get(key)
@@ -206,8 +166,8 @@ class Recorder:
                 if len(self._current) >= self.max_keys:
                     self._counts["dropped_calls"] += 1
                     return
-                agg = self._current[key] = _Aggregate()
-            if len(agg.pending) < 4096:
+                agg = self._current[key] = Aggregate()
+            if len(agg.pending) < MAX_PENDING:
                 agg.pending.append(resolve)
             else:
                 agg.unresolved += 1
@@ -271,6 +231,9 @@ class Recorder:
             self._counts["record_errors"] += 1
             self._last_error = f"{type(exc).__name__}: {exc}"
 
+    def _set_last_error(self, text: str) -> None:
+        self._last_error = text
+
     # -- activation -----------------------------------------------------------------------
 
     def install(self) -> "Recorder":
@@ -307,49 +270,15 @@ class Recorder:
         if not current:
             return []
         end = max(now, start + 1e-3)  # a window has a positive length even on a coarse clock
-        versions = self._versions()
-        windows = []
-        for key, agg in current.items():
-            for resolve in agg.pending:
-                try:
-                    s = resolve()
-                except Exception as exc:  # a broken timer costs its sample, nothing else
-                    self._note_error(exc)
-                    s = None
-                if s is None or not s >= 0:
-                    agg.unresolved += 1
-                else:
-                    agg.add(float(s))
-            if agg.unresolved:
-                with self._lock:
-                    self._counts["unresolved_calls"] += agg.unresolved
-                if agg.calls == 0:
-                    continue  # nothing measured: no honest latency to report
-                mean = agg.total / agg.calls
-                agg.calls += agg.unresolved
-                agg.total += mean * agg.unresolved
-            if agg.calls == 0:
-                continue
-            kernel, variant, dims, dtype, device, arch, timing = key
-            hist = sorted(agg.hist.items())
-            n = sum(c for _, c in hist)
-            lat = Latency(agg.min, *(_quantile(hist, n, q, agg.min, agg.max) for q in (0.5, 0.9, 0.99)), agg.max)
-            windows.append(Window(start=start, end=end, service=self.service, kernel=kernel, variant=variant,
-                                  dims=dims, dtype=dtype, device=device, arch=arch, calls=agg.calls,
-                                  time_s=agg.total, latency=lat, timing=timing, instance=self.instance,
-                                  versions=versions))
-        windows.sort(key=lambda w: (w.kernel, w.variant, w.dims, w.dtype, w.device))
+        windows, unresolved = to_windows(current, start=start, end=end, service=self.service,
+                                         instance=self.instance, versions=self._versions(), on_error=self._note_error)
+        if unresolved:
+            with self._lock:
+                self._counts["unresolved_calls"] += unresolved
         return windows
 
     def _enqueue(self, windows: list[Window]) -> None:
-        for i in range(0, len(windows), self.batch_windows):
-            batch = windows[i:i + self.batch_windows]
-            try:
-                self._queue.put_nowait(batch)
-            except queue.Full:  # the sender is behind (a slow endpoint): drop, never wait
-                with self._lock:
-                    self._counts["dropped_batches"] += 1
-                    self._counts["dropped_windows"] += len(batch)
+        self._shipper.submit(windows)
 
     def _tick_loop(self) -> None:
         while True:
@@ -359,64 +288,13 @@ class Recorder:
                 return
             self._enqueue(self._roll())
 
-    # -- sending --------------------------------------------------------------------------
-
-    def _send_loop(self) -> None:
-        while True:
-            batch = self._queue.get()
-            try:
-                if batch is None:
-                    return
-                self._deliver(batch)
-            finally:
-                self._queue.task_done()
-
-    def _deliver(self, batch: list[Window]) -> None:
-        ok = True
-        if self.path is not None:
-            try:
-                with self.path.open("a", encoding="utf-8") as fh:
-                    fh.write("".join(wire.encode_line(w) + "\n" for w in batch))
-            except OSError as exc:
-                ok = False
-                self._last_error = f"{self.path}: {exc}"
-        if self.url:
-            import urllib.error  # here, on the sender thread: importing it costs a process ~10 ms
-            import urllib.request
-
-            body = wire.encode_batch(batch)
-            req = urllib.request.Request(self.url, data=body, method="POST", headers={
-                "Content-Type": "application/json",
-                "User-Agent": f"pytest-aina/{__version__}",
-                wire.SIGNATURE_HEADER: wire.sign(self._secret, body),
-            })
-            try:
-                with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
-                    resp.read()
-            except (urllib.error.URLError, OSError, ValueError) as exc:
-                # HTTPError (non-2xx) is a URLError; a timeout is an OSError
-                ok = False
-                self._last_error = f"{self.url}: {exc}"
-        with self._lock:
-            if ok:
-                self._counts["sent_batches"] += 1
-                self._counts["sent_windows"] += len(batch)
-            else:
-                self._counts["dropped_batches"] += 1
-                self._counts["dropped_windows"] += len(batch)
-
     # -- control --------------------------------------------------------------------------
 
     def flush(self, timeout_s: float | None = None) -> bool:
         """Close the current window now and wait (up to ``timeout_s``) until every queued
         batch was sent or dropped. True when the queue drained in time."""
         self._enqueue(self._roll())
-        deadline = time.monotonic() + (timeout_s if timeout_s is not None else self.timeout_s * 2 + 1)
-        while self._queue.unfinished_tasks:
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.005)
-        return True
+        return self._shipper.drain(timeout_s if timeout_s is not None else self.timeout_s * 2 + 1)
 
     def close(self, timeout_s: float | None = None) -> None:
         """Uninstall, flush, then stop both threads. Idempotent. ``measure`` and ``span``
@@ -429,47 +307,15 @@ class Recorder:
         self._stop.set()
         self._ticker.join()
         self.flush(timeout_s)
-        try:
-            self._queue.put_nowait(None)
-        except queue.Full:
-            pass  # the sender is stuck on a dead endpoint; it is a daemon and dies with us
-        self._sender.join(timeout=0.1)
+        self._shipper.stop()
 
     def stats(self) -> dict:
         """Counters: sent/dropped batches and windows, dropped calls (too many keys),
         record errors, calls whose latency never resolved, and the last error seen."""
+        out = self._shipper.counts()
         with self._lock:
-            out = dict(self._counts)
+            out.update(self._counts)
             out["open_keys"] = len(self._current)
-        out["queued_batches"] = self._queue.qsize()
+        out["queued_batches"] = self._shipper.queued()
         out["last_error"] = self._last_error
         return out
-
-
-# ---------------------------------------------------------------------------------------
-# Describing a tensor without importing torch
-
-_DEVICES: dict = {}
-
-
-def describe_tensor(x) -> tuple[str, str, str]:
-    """(dtype, device name, arch) of a torch tensor, e.g. ("float16", "NVIDIA L4", "sm_89")."""
-    dtype = str(x.dtype).removeprefix("torch.")
-    dev = x.device
-    info = _DEVICES.get(dev)
-    if info is None:
-        info = _DEVICES[dev] = describe_device(dev)
-    return (dtype, *info)
-
-
-def describe_device(dev) -> tuple[str, str]:
-    """(name, arch) of a torch device: the driver's name and sm_XY / gfxNNN, or ("cpu", "cpu")."""
-    if dev.type != "cuda":
-        return (dev.type, dev.type)
-    torch = sys.modules["torch"]  # a CUDA tensor exists, so torch is imported
-    props = torch.cuda.get_device_properties(dev)
-    if getattr(torch.version, "hip", None):
-        arch = getattr(props, "gcnArchName", "gfx").split(":")[0]
-    else:
-        arch = f"sm_{props.major}{props.minor}"
-    return (props.name, arch)
