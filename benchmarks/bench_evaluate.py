@@ -12,7 +12,7 @@ real cascade and sandbox, first one at a time, then ``--workers`` at once, and r
   the kernel calls: sandbox start-up, imports, fresh inputs, the parent's output checks);
 * candidates per minute with 1 worker and with ``--workers``.
 
-    python scripts/bench_evaluate.py [--n 6] [--workers 2]
+    python benchmarks/bench_evaluate.py [--n 6] [--workers 2]
 """
 
 from __future__ import annotations

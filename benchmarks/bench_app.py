@@ -11,8 +11,8 @@ Both servers are gunicorn (``--workers 1 --threads 8``, the same for both); the 
 from a second process (this script with ``--generate``) with concurrent keep-alive
 connections. Run from the repository root:
 
-    .venv/bin/python scripts/bench_app.py                  # defaults below
-    .venv/bin/python scripts/bench_app.py --requests 4000 --concurrency 8 --batch 500
+    .venv/bin/python benchmarks/bench_app.py                  # defaults below
+    .venv/bin/python benchmarks/bench_app.py --requests 4000 --concurrency 8 --batch 500
 
 It prints a table and writes the figures as JSON with the machine and the versions
 (``--json FILE``). Nothing here is asserted: this is a measurement.
@@ -37,7 +37,8 @@ import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent  # gunicorn imports bare_app from here
+ROOT = HERE.parent
 SECRET = "bench-webhook-secret"
 INSTALLATION = 7
 REPO = "bench/kernels"
@@ -149,7 +150,7 @@ def start_gunicorn(target: str, env: dict[str, str]) -> tuple[subprocess.Popen, 
     proc = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--bind", "127.0.0.1:0", "--workers", "1",
          "--worker-class", "gthread", "--threads", "8", "--keep-alive", "30",
-         "--chdir", str(ROOT / "scripts"), "--pythonpath", str(ROOT), target],
+         "--chdir", str(HERE), "--pythonpath", str(ROOT), target],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = None
     for line in proc.stdout:

@@ -8,8 +8,8 @@ new names, so every one is parsed, validated and expanded into items) beside a s
 so drift on a noisy machine hits both alike. Prints the medians and the median of the
 pairwise ratios; nothing is asserted: this is a measurement.
 
-    .venv/bin/python scripts/bench_collect.py [--specs 50] [--runs 7]
-    .venv/bin/python scripts/bench_collect.py --tree DIR   # only build the tree, to time it otherwise
+    .venv/bin/python benchmarks/bench_collect.py [--specs 50] [--runs 7]
+    .venv/bin/python benchmarks/bench_collect.py --tree DIR   # only build the tree, to time it otherwise
 """
 
 from __future__ import annotations

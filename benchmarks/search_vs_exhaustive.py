@@ -11,8 +11,8 @@
 On a CPU the clock is Triton's interpreter's: the figures say how well the *search*
 works, not how fast the kernel is on a GPU.
 
-    TRITON_INTERPRET=1 python scripts/search_vs_exhaustive.py --kernel softmax --M 8 --N 2048 --out T.json
-    python scripts/search_vs_exhaustive.py --replay T.json   # the search again, same table, no measuring
+    TRITON_INTERPRET=1 python benchmarks/search_vs_exhaustive.py --kernel softmax --M 8 --N 2048 --out T.json
+    python benchmarks/search_vs_exhaustive.py --replay T.json   # the search again, same table, no measuring
 """
 
 from __future__ import annotations

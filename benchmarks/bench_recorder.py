@@ -1,7 +1,7 @@
 """What recording and dispatch cost per call, next to the bare call. A benchmark, not a test:
-it asserts nothing about time. Not collected by the default run (the name is not test_*):
+it asserts nothing about time. Not collected by the default run (outside ``tests/``, and not test_*):
 
-    .venv/bin/python -m pytest tests/telemetry/bench_recorder.py -p no:randomly \\
+    .venv/bin/python -m pytest benchmarks/bench_recorder.py -p no:randomly \\
         --benchmark-group-by=group --benchmark-columns=min,median,mean,rounds --benchmark-sort=name
 
 pytest-benchmark prints each column's ratio to the fastest row of its group in

@@ -1,6 +1,6 @@
 """What the sandbox costs on this machine.
 
-    .venv/bin/python scripts/bench_sandbox.py [--repeat N] [--calls N] [--json FILE]
+    .venv/bin/python benchmarks/bench_sandbox.py [--repeat N] [--calls N] [--json FILE]
 
 Rows (median over repeats, wall clock of the calling process):
 
