@@ -101,6 +101,7 @@ class Verdict:
     wall_s: float = 0.0
     stage_s: dict = field(default_factory=dict)  # wall seconds per stage reached ("checks", "benchmarks")
     sandbox: dict = field(default_factory=dict)  # which protections were in force
+    ran_on: dict = field(default_factory=dict)   # where it ran when not on this machine (executors.py): node, IP
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -159,11 +158,14 @@ def plan(repo: Path, hypotheses: list[dict], *, device: str, specs_dir: str = "s
 
 def search(repo: Path, p: Plan, *, device: str, proposers: list[str], proposer_config: dict | None = None,
            budget=None, seed: int = 0, workers: int = 1, progress: Callable | None = None,
-           resume: bool = True) -> SearchRecord:
-    """Search for ``p`` and return the record, winner included when one beats the baseline."""
+           resume: bool = True, executor=None) -> SearchRecord:
+    """Search for ``p`` and return the record, winner included when one beats the baseline.
+    ``executor`` (:mod:`pytest_aina.changer.executors`) runs the evaluations; default: a
+    pool of ``workers`` threads here."""
     from pytest_aina import environment
     from pytest_aina.changer import proposers as P
-    from pytest_aina.changer.evaluate import Setup, evaluate, workdir_for
+    from pytest_aina.changer.evaluate import Setup, workdir_for
+    from pytest_aina.changer.executors import Evaluation
     from pytest_aina.changer.search import Budget, Checkpoint, best, run_search
 
     budget = budget or Budget()
@@ -182,8 +184,8 @@ def search(repo: Path, p: Plan, *, device: str, proposers: list[str], proposer_c
     # the baseline: what dispatch serves today for this domain (the generic kernel with its
     # heuristic), measured in the same run as every candidate
     baseline_candidate = Candidate(kernel=p.kernel, proposer="baseline", config={})
-    outcome = run_search(ctx, made, lambda c: evaluate(c, setup), budget, checkpoint=checkpoint,
-                         workers=workers, progress=progress)
+    outcome = run_search(ctx, made, Evaluation(setup), budget, checkpoint=checkpoint,
+                         workers=workers, progress=progress, executor=executor)
     base = next((a for a in outcome.attempts if a.candidate.id == baseline_candidate.id), None)
     top = best(outcome.attempts)
     winner = None
@@ -255,17 +257,21 @@ def evolve_to_change(checkout_dir: Path, hypothesis: dict, config: dict) -> dict
     """The GitHub App's seam: search for ``hypothesis`` in ``checkout_dir`` and return the
     change as a dict (``github_app.change.Change.from_json``). Raises :class:`EvolveError`
     when no candidate beats the baseline."""
-    from pytest_aina.checking.cases import device as _device
     from pytest_aina.changer.change import write_change
+    from pytest_aina.changer.executors import open_executor
     from pytest_aina.changer.search import Budget
 
     repo = Path(checkout_dir)
-    dev = config.get("device") or _device()
-    p = plan(repo, [hypothesis], device=dev)
-    record = search(repo, p, device=dev, proposers=config.get("proposers", ["metaparams"]),
-                    proposer_config=config.get("proposer_config"),
-                    budget=Budget(**config.get("budget", {})), seed=int(config.get("seed", 0)),
-                    workers=int(config.get("workers", min(2, os.cpu_count() or 1))))
+    workers = int(config["workers"]) if config.get("workers") else None   # default: the executor's
+    # "executor": "ray" runs the evaluations on the cluster at "ray_address" (or RAY_ADDRESS)
+    with open_executor(config.get("executor", "local"), workers=workers,
+                       address=config.get("ray_address")) as executor:
+        dev = config.get("device") or executor.device()
+        p = plan(repo, [hypothesis], device=dev)
+        record = search(repo, p, device=dev, proposers=config.get("proposers", ["metaparams"]),
+                        proposer_config=config.get("proposer_config"),
+                        budget=Budget(**config.get("budget", {})), seed=int(config.get("seed", 0)),
+                        workers=executor.slots, executor=executor)
     if record.winner is None:
         raise EvolveError(f"no candidate beat the baseline by more than {NOISE_MARGIN:.0%} for "
                           f"{hypothesis['id']} ({len(record.attempts)} evaluated): "

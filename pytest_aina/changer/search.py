@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import os
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from pytest_aina.changer.executors import Executor, LocalExecutor
 from pytest_aina.changer.model import Attempt, Candidate, Verdict
 from pytest_aina.changer.proposers import ProposalContext, Proposer
 
@@ -72,11 +73,14 @@ def _spent_by(proposer) -> int:
 
 def run_search(ctx: ProposalContext, proposers: list[Proposer], evaluate: Callable[[Candidate], Verdict],
                budget: Budget, *, checkpoint: Checkpoint | None = None, workers: int = 1,
-               progress: Callable[[Attempt, int, int], None] | None = None) -> Outcome:
+               progress: Callable[[Attempt, int, int], None] | None = None,
+               executor: Executor | None = None) -> Outcome:
     """Search until the budget is spent or the proposers have nothing new.
 
     ``evaluate`` runs one candidate (in a sandbox) and never raises for what the candidate
-    does. Up to ``workers`` evaluations run at once; proposers take turns.
+    does. It runs on ``executor`` (default: a pool of ``workers`` threads on this machine),
+    up to its ``slots`` at once; proposers take turns. Each verdict is checkpointed here,
+    once, when its evaluation completes, wherever it ran.
     """
     start = time.monotonic()
     done: list[Attempt] = checkpoint.load() if checkpoint else []
@@ -98,11 +102,13 @@ def run_search(ctx: ProposalContext, proposers: list[Proposer], evaluate: Callab
             return "tokens"
         return None
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+    pool = executor or LocalExecutor(workers)
+    slots = max(1, pool.slots)
+    try:
         try:
             while True:
                 reason = spent()
-                while reason is None and len(pending) < max(1, workers) and idle_rounds < len(proposers):
+                while reason is None and len(pending) < slots and idle_rounds < len(proposers):
                     proposer = proposers[turn % len(proposers)]
                     turn += 1
                     if budget.tokens is not None:
@@ -138,6 +144,9 @@ def run_search(ctx: ProposalContext, proposers: list[Proposer], evaluate: Callab
             for fut in pending:
                 fut.cancel()
             raise
+    finally:
+        if executor is None:
+            pool.close()
     return Outcome(done, {"evaluations": len(done), "resumed": resumed,
                           "wall_s": round(time.monotonic() - start, 3), "tokens": tokens}, stopped_by)
 

@@ -28,8 +28,14 @@ def register(sub) -> None:
     p.add_argument("--budget-seconds", type=float, default=900, metavar="S", help="wall-time budget (default: 900)")
     p.add_argument("--budget-tokens", type=int, default=None, metavar="N", help="LLM token budget (default: none)")
     p.add_argument("--seed", type=int, default=0, help="seed of the proposers and the timing (default: 0)")
-    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
-                   help="candidates evaluated at once (default: min(2, cores))")
+    p.add_argument("--workers", type=int, default=None,
+                   help="candidates evaluated at once (default: min(2, cores); with --executor ray, one per GPU of "
+                        "the cluster, or per CPU on a cluster without GPUs)")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="where evaluations run: this machine, or a Ray cluster, one task per candidate "
+                        "(default: local)")
+    p.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS"), metavar="HOST:PORT",
+                   help="--executor ray: the cluster's head node (default: RAY_ADDRESS)")
     p.add_argument("--fresh", action="store_true", help="ignore the checkpoint of an earlier, interrupted run")
     p.add_argument("--no-forge", action="store_true", help="write nothing to git; print the change only")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -37,9 +43,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pytest_aina.changer import pipeline as evolution
-    from pytest_aina.checking.cases import device as _device
-    from pytest_aina.changer.search import Budget
+    from pytest_aina.changer.executors import ExecutorError, open_executor
     from pytest_aina.reasoner.reason import reason_about_file
 
     repo = Path(args.repo).resolve()
@@ -53,7 +57,22 @@ def run(args: argparse.Namespace) -> int:
         if not hyps:
             print(f"aina evolve: no hypothesis {args.hypothesis!r} in this telemetry", file=sys.stderr)
             return 2
-    device = _device()
+    try:
+        executor = open_executor(args.executor, workers=args.workers, address=args.ray_address)
+    except ExecutorError as exc:
+        print(f"aina evolve: {exc}", file=sys.stderr)
+        return 2
+    with executor:
+        return _search_and_write(args, repo, hyps, executor, say)
+
+
+def _search_and_write(args, repo: Path, hyps: list[dict], executor, say) -> int:
+    from pytest_aina.changer import pipeline as evolution
+    from pytest_aina.changer.search import Budget
+
+    device = executor.device()
+    if args.executor != "local":
+        say(f"executor: {executor.describe()}")
     try:
         plan = evolution.plan(repo, hyps, device=device, specs_dir=args.specs)
     except evolution.EvolveError as exc:
@@ -74,8 +93,8 @@ def run(args: argparse.Namespace) -> int:
     bar = _Bar(args.budget_evals, quiet=args.json)
     try:
         record = evolution.search(repo, plan, device=device, proposers=proposers, proposer_config={"llm": llm},
-                                  budget=budget, seed=args.seed, workers=args.workers, progress=bar.update,
-                                  resume=not args.fresh)
+                                  budget=budget, seed=args.seed, workers=executor.slots, progress=bar.update,
+                                  resume=not args.fresh, executor=executor)
     except ValueError as exc:  # a configuration error (e.g. the LLM's model or key): say what to fix
         bar.close()
         print(f"aina evolve: {exc}", file=sys.stderr)
@@ -127,7 +146,8 @@ class _Bar:
     def update(self, attempt, done: int, total: int) -> None:
         if self.bar is not None:
             v = attempt.verdict
-            self.bar.set_postfix_str(f"{attempt.candidate.describe()[:40]}: "
+            where = f" @ {v.ran_on.get('node_ip')}" if v.ran_on else ""   # the node that evaluated it
+            self.bar.set_postfix_str(f"{attempt.candidate.describe()[:40]}{where}: "
                                      + (f"{v.speedup:.3g}x ref" if v.passed else f"{v.reason}"))
             self.bar.update(1)
 
