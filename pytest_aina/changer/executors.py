@@ -256,6 +256,17 @@ _connection_lock = threading.Lock()
 _connection = {"address": None, "users": 0, "ours": False}
 
 
+def _reachable(address: str, timeout: float = 10.0) -> None:
+    """Fail in seconds on a head that is not listening: ``ray.init`` would retry for minutes."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "://" in address:
+        return      # "auto", a ray:// client address: Ray's own checks apply
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ExecutorError(f"cannot reach the Ray cluster's head at {address}: {exc}") from None
+
+
 def _connect(address: str) -> None:
     """One Ray connection per process, shared by the executors open in it (the App runs
     several evolution jobs at once); the last to close disconnects if we connected."""
@@ -268,6 +279,7 @@ def _connect(address: str) -> None:
             if ray.is_initialized():
                 _connection["ours"] = False
             else:
+                _reachable(address)
                 try:
                     # worker output stays on the nodes (their logs): on the driver it would
                     # tear through the progress bar
@@ -317,25 +329,29 @@ class RayExecutor(Executor):
                                 "pip install 'pytest-aina[ray]'") from None
         import pytest_aina
 
+        self._trees: dict[str, tuple[list, str]] = {}
+        self._inflight: dict = {}
+        self._lock = threading.Lock()
         _connect(address)
         self._open = True
         self.address = address
         self.version = pytest_aina.__version__
         self.max_retries = max_retries
         self.resubmits = resubmits
-        resources = ray.cluster_resources()
+        try:
+            resources = ray.cluster_resources()
+            self.nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
+        except BaseException:
+            self.close()
+            raise
         self._device = device or ("cuda" if resources.get("GPU", 0) >= 1 else "cpu")
         per_eval = {"num_cpus": 1, "num_gpus": 1 if self._device != "cpu" else 0}
         capacity = int(resources.get("GPU" if per_eval["num_gpus"] else "CPU", 0))
         self.slots = max(1, slots or capacity)
-        self.nodes = sum(1 for n in ray.nodes() if n.get("Alive"))
         # max_retries: Ray runs a task again when its worker or node dies (system failures
         # only; an exception from the evaluation is a bug, not retried)
         self._task = ray.remote(run_on_node).options(max_retries=max_retries, **per_eval)
         self.resources = per_eval
-        self._trees: dict[str, tuple[list, str]] = {}
-        self._inflight: dict = {}
-        self._lock = threading.Lock()
 
     def device(self) -> str:
         return self._device

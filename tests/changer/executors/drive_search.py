@@ -5,10 +5,10 @@ outcome's ``used`` as JSON."""
 import json
 import sys
 
+from standins import FixedOrder, Slow, ctx
+
 from pytest_aina.changer.executors import RayExecutor
 from pytest_aina.changer.search import Budget, Checkpoint, run_search
-
-from standins import FixedOrder, Slow, ctx
 
 
 def main(address: str, checkpoint: str, budget: str, seconds: str) -> int:

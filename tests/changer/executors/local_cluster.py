@@ -84,7 +84,7 @@ class LocalRayCluster:
             self.starters[ip] = subprocess.Popen(args, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                                                  stdin=subprocess.DEVNULL, start_new_session=True)
 
-    def start(self, timeout: float = 240) -> "LocalRayCluster":
+    def start(self, timeout: float = 240) -> LocalRayCluster:
         import ray
 
         self._start(self.ips[0], head=True)

@@ -12,14 +12,21 @@ import time
 from pathlib import Path
 
 import pytest
+from standins import FixedOrder, comparable, ctx, landscape
 
 from pytest_aina.changer.evaluate import Setup
-from pytest_aina.changer.executors import (Evaluation, ExecutorError, LocalExecutor, RayExecutor, node_checkout,
-                                           open_executor, pack_tree, retryable)
+from pytest_aina.changer.executors import (
+    Evaluation,
+    ExecutorError,
+    LocalExecutor,
+    RayExecutor,
+    node_checkout,
+    open_executor,
+    pack_tree,
+    retryable,
+)
 from pytest_aina.changer.proposers import MetaParamProposer
 from pytest_aina.changer.search import Budget, Checkpoint, run_search
-
-from standins import FixedOrder, comparable, ctx, landscape
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -65,6 +72,18 @@ def test_ray_without_an_address_says_where_to_give_one(monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     with pytest.raises(ExecutorError, match="--ray-address HOST:PORT or RAY_ADDRESS"):
         RayExecutor()
+
+
+def test_an_unreachable_head_fails_in_seconds_not_minutes():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]            # nothing listens there once closed
+    t = time.monotonic()
+    with pytest.raises(ExecutorError, match=f"cannot reach the Ray cluster's head at 127.0.0.1:{port}"):
+        RayExecutor(f"127.0.0.1:{port}")
+    assert time.monotonic() - t < 15
 
 
 def _git(repo, *args):
@@ -163,7 +182,7 @@ def test_help_and_the_local_path_do_not_import_ray():
             "from pytest_aina.changer import executors, search, pipeline\n"
             "executors.open_executor('local').close()\n"
             "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120,
                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert out.returncode == 0, out.stderr
     assert "--executor {local,ray}" in out.stdout and "--ray-address" in out.stdout
@@ -174,7 +193,8 @@ def test_evolve_with_ray_and_no_address_is_a_usage_error(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-m", "pytest_aina.cli", "evolve", "--telemetry",
                           str(ROOT / "telemetry" / "sample-fleet-day.jsonl"), "--repo", str(ROOT), "--executor",
-                          "ray", "--no-forge"], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+                          "ray", "--no-forge"], check=False, capture_output=True, text=True, timeout=300, env=env,
+                         cwd=tmp_path)
     assert out.returncode == 2, out.stderr[-2000:]
     assert "--executor ray needs the cluster's address" in out.stderr
 

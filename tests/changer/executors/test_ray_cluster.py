@@ -7,14 +7,13 @@ import shutil
 from pathlib import Path
 
 import pytest
+from standins import FixedOrder, Slow, comparable, ctx, landscape
 
 from pytest_aina.changer.evaluate import Setup, evaluate, workdir_for
 from pytest_aina.changer.executors import Evaluation, RayExecutor
 from pytest_aina.changer.model import Candidate
 from pytest_aina.changer.proposers import MetaParamProposer
 from pytest_aina.changer.search import Budget, Checkpoint, run_search
-
-from standins import FixedOrder, Slow, comparable, ctx, landscape
 
 ROOT = Path(__file__).resolve().parents[3]
 
