@@ -13,7 +13,7 @@ Each verdict must be the same under every executor (pass/fail, stages, reason); 
 figures are wall-clock, so on a shared machine they say what that machine could do at
 that moment: the load average before and after each run is recorded beside them.
 
-    python benchmarks/bench_executors.py [--n 4] [--nodes 2] [--out FILE]
+    python benchmarks/bench_executors.py [--n 4] [--nodes 2] [--stand-in SECONDS] [--out FILE]
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ class _Listed:
         return out
 
 
-def _run(label: str, executor, setup, configs, work: Path) -> dict:
+def _run(label: str, executor, setup, configs, work: Path, evaluation=None) -> dict:
     from pytest_aina.changer.executors import Evaluation
     from pytest_aina.changer.proposers import ProposalContext
     from pytest_aina.changer.search import Budget, Checkpoint, run_search
@@ -56,8 +56,9 @@ def _run(label: str, executor, setup, configs, work: Path) -> dict:
                           hypothesis={}, tunables={})
     load = os.getloadavg()[0]
     t = time.perf_counter()
-    out = run_search(ctx, [_Listed(configs)], Evaluation(setup), Budget(evaluations=len(configs), wall_s=1e9),
-                     checkpoint=Checkpoint(work / f"{label}.jsonl"), executor=executor)
+    out = run_search(ctx, [_Listed(configs)], evaluation or Evaluation(setup),
+                     Budget(evaluations=len(configs), wall_s=1e9), checkpoint=Checkpoint(work / f"{label}.jsonl"),
+                     executor=executor)
     wall = time.perf_counter() - t
     rows = [{"config": a.candidate.config, "passed": a.verdict.passed, "stages": a.verdict.stages,
              "reason": a.verdict.reason, "wall_s": round(a.verdict.wall_s, 2),
@@ -78,6 +79,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=4, help="candidates per executor (default: 4)")
     ap.add_argument("--nodes", type=int, default=2, help="nodes of the Ray cluster, one CPU each (default: 2)")
+    ap.add_argument("--check-wall-s", type=float, default=1200,
+                    help="limit of one candidate's checks (default: 1200; evolve's 240 times out on a loaded machine)")
+    ap.add_argument("--stand-in", type=float, metavar="SECONDS",
+                    help="instead of the real cascade, an evaluation that sleeps this long: the executors' own "
+                         "cost, free of the machine's load")
     ap.add_argument("--out", help="write the figures here as JSON")
     args = ap.parse_args()
     sys.path.insert(0, str(CLUSTER_HELPERS))
@@ -90,24 +96,31 @@ def main() -> int:
     setup = Setup(spec_path=ROOT / "specs" / "softmax.yaml", repo=ROOT, function="softmax",
                   generic="kernels.softmax:softmax_generic",
                   bench_cases=[{"dims": {"M": 16, "N": 1024}, "dtype": "float32", "label": "M=16,N=1024,float32"}],
-                  workdir=workdir_for(ROOT, "bench-executors"), device=device())
+                  workdir=workdir_for(ROOT, "bench-executors"), device=device(), check_wall_s=args.check_wall_s,
+                  bench_wall_s=args.check_wall_s / 2)
+    evaluation = None
+    if args.stand_in is not None:
+        from standins import Slow
+
+        evaluation = Slow(args.stand_in)
     configs = [{"BLOCK_N": b, "ROWS_PER_PROGRAM": r} for b in (1024, 2048) for r in (1, 2, 4, 8, 16)][: args.n]
     work = Path(tempfile.mkdtemp(prefix="bench-executors-"))
     results = []
     for workers in (1, 2):
         with LocalExecutor(workers) as ex:
-            results.append(_run(f"local, {workers} worker(s)", ex, setup, configs, work))
+            results.append(_run(f"local, {workers} worker(s)", ex, setup, configs, work, evaluation))
     t = time.perf_counter()
-    with LocalRayCluster(nodes=args.nodes, cpus_per_node=1, pythonpath=[str(ROOT)]) as cluster:
+    with LocalRayCluster(nodes=args.nodes, cpus_per_node=1, pythonpath=[str(ROOT), str(CLUSTER_HELPERS)]) as cluster:
         started = time.perf_counter() - t
         print(f"ray cluster of {args.nodes} nodes up in {started:.0f} s (not counted)", flush=True)
         with RayExecutor(cluster.address) as ex:
-            results.append(_run(f"ray, {args.nodes} nodes", ex, setup, configs, work))
+            results.append(_run(f"ray, {args.nodes} nodes", ex, setup, configs, work, evaluation))
     verdicts = {r["executor"]: [(a["passed"], a["stages"], a["reason"]) for a in r["attempts"]] for r in results}
     same = len({json.dumps(v) for v in verdicts.values()}) == 1
     print("same verdicts under every executor:", same)
-    report = {"what": "softmax meta-parameter candidates through the real cascade and sandbox (Triton interpreter "
-                      "on CPU), the same candidates under each executor",
+    what = (f"a stand-in evaluation sleeping {args.stand_in} s (the executors' own cost)" if evaluation else
+            "softmax meta-parameter candidates through the real cascade and sandbox (Triton interpreter on CPU)")
+    report = {"what": what + ", the same candidates under each executor",
               "machine": f"{os.cpu_count()} cores, shared with other work while measured (see load averages)",
               "device": setup.device, "cluster_start_s": round(started, 1), "same_verdicts": same,
               "results": results, "command": "python benchmarks/bench_executors.py " + " ".join(sys.argv[1:])}

@@ -2,8 +2,13 @@
 same candidates and verdicts as the local pool, both nodes used, each evaluation
 checkpointed once, and real candidates through the sandbox on the node that runs them."""
 
+import importlib.util
 import json
+import os
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -85,3 +90,28 @@ def test_real_candidates_are_evaluated_in_the_sandbox_on_a_node_from_the_shipped
     # this machine gives the cheap one the same verdict (tests/changer/test_evaluate_hostile.py
     # has the good one pass here; evaluating it again would double a minutes-long test)
     assert comparable(evaluate(cands[1], setup), measured=True) == comparable(wrong, measured=True)
+
+
+def _demo():
+    spec = importlib.util.spec_from_file_location("aina_demo", ROOT / "scripts" / "demo.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_aina_evolve_with_executor_ray_runs_the_search_on_the_cluster(ray_cluster, tmp_path):
+    repo = _demo().make_scratch_repo(tmp_path / "repo")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), RAY_ADDRESS=ray_cluster.address)   # the address from RAY_ADDRESS
+    out = subprocess.run([sys.executable, "-m", "pytest_aina.cli", "evolve", "--telemetry",
+                          "telemetry/sample-fleet-day.jsonl", "--repo", str(repo), "--budget-evals", "1",
+                          "--executor", "ray", "--no-forge"], check=False, cwd=repo, env=env, capture_output=True,
+                         text=True, timeout=1500)
+    assert out.returncode == 0, out.stderr[-4000:]
+    assert f"executor: ray at {ray_cluster.address}: 2 node(s), 2 at once, 1 CPU per evaluation (cpu)" in out.stdout
+    assert re.search(r"heuristic defaults @ 127\.0\.0\.[23]: ", out.stderr), out.stderr[-2000:]   # names the node
+    [checkpoint] = (repo / ".aina" / "eval").glob("*/checkpoint.jsonl")
+    [line] = [json.loads(x) for x in checkpoint.read_text().splitlines()]
+    # the baseline, evaluated on a node (whether it passed within evaluate's limits depends
+    # on this machine's load: 240 s of checks were seen to run out on a shared 2-core VM)
+    assert line["candidate"]["proposer"] == "baseline" and line["verdict"]["ran_on"]["node_ip"] in ray_cluster.ips
+    assert line["verdict"]["stages"] and line["verdict"]["sandbox"]
