@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -115,6 +116,7 @@ def main() -> int:
         print(f"ray cluster of {args.nodes} nodes up in {started:.0f} s (not counted)", flush=True)
         with RayExecutor(cluster.address) as ex:
             results.append(_run(f"ray, {args.nodes} nodes", ex, setup, configs, work, evaluation))
+    shutil.rmtree(work, ignore_errors=True)
     verdicts = {r["executor"]: [(a["passed"], a["stages"], a["reason"]) for a in r["attempts"]] for r in results}
     same = len({json.dumps(v) for v in verdicts.values()}) == 1
     print("same verdicts under every executor:", same)
