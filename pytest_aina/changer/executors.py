@@ -19,6 +19,7 @@ recorded, and a verdict is recorded once however many times its evaluation was r
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import os
@@ -174,7 +175,9 @@ def pack_tree(setup: Setup) -> tuple[bytes, str]:
         raise ExecutorError(f"{repo}: {size >> 20} MiB to ship to every node (limit {MAX_TREE_BYTES >> 20} MiB); "
                             "is a data folder missing from .gitignore?")
     buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=6) as tar:
+    # gzip's header carries a timestamp unless told otherwise: mtime=0 keeps the digest to the content
+    with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=6, mtime=0) as gz, \
+            tarfile.open(fileobj=gz, mode="w") as tar:
         for name, path in members:
             st = path.stat()          # a link is shipped as the file it points to
             info = tarfile.TarInfo(name)
