@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from pytest_aina.spec.schema_errors import explain
+from pytest_aina.schema_errors import explain
 
 SCHEMA_VERSION = 1
 Path_ = tuple  # a key path: ("inputs", "x", "layouts", 1)

@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from pytest_aina.spec.schema_errors import explain
+from pytest_aina.schema_errors import explain
 from pytest_aina.telemetry.window import FORMAT_VERSION, QUANTILES, Window, parse_time
 
 # Float rounding in a producer's sum of latencies must not turn a window into an error.
