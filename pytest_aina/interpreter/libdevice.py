@@ -28,10 +28,6 @@ from triton.runtime import interpreter as _interp
 from pytest_aina.interpreter import floats
 from pytest_aina.interpreter.patching import Patches
 
-_STUB_MODULE = _stubs.__name__
-_CUDA_MODULE = _cuda.__name__
-
-
 def _vectorize(fn):
     return np.vectorize(fn, otypes=[np.float64])
 
@@ -224,34 +220,40 @@ def _interpreted(fn):
         return fn(*args, **kwargs, _semantic=_interp.interpreter_semantic)
 
     call.__name__ = fn.__name__
-    call.__aina_libdevice__ = True
     return call
 
 
-def _replacement(value):
-    """The interpreted function for a libdevice stub or CUDA libdevice function, else None."""
-    if getattr(value, "__aina_libdevice__", False) or not callable(value):
-        return None
-    module = getattr(value, "__module__", "")
-    if module == _STUB_MODULE or module == _CUDA_MODULE:
-        target = getattr(_cuda, getattr(value, "__name__", ""), None)
-        return _interpreted(target) if target is not None else None
-    return None
+def _replacements() -> dict[int, object]:
+    """id(stub or CUDA function) -> its interpreted function, built once: a launch only
+    looks them up."""
+    table = {}
+    for module in (_stubs, _cuda):
+        for name, value in vars(module).items():
+            target = getattr(_cuda, name, None)
+            if callable(value) and getattr(value, "__module__", "") == module.__name__ and callable(target):
+                table[id(value)] = _interpreted(target)
+    return table
+
+
+_REPLACEMENTS: dict[int, object] = {}
 
 
 def patch_launch(patches: Patches, fn_globals: dict) -> None:
     """For one launch: libdevice through the interpreter, in both modules and in the names a
-    kernel's module bound with ``from ... libdevice import rsqrt``."""
+    kernel's module bound with ``from ... libdevice import rsqrt``. Per launch, not at
+    install: on a GPU the compiler reads these modules, and must find the stubs."""
+    if not _REPLACEMENTS:
+        _REPLACEMENTS.update(_replacements())
     for module in (_stubs, _cuda):
         if getattr(module, "__aina_patched__", False):
             continue
         patches.setattr(module, "__aina_patched__", True)
         for name, value in list(vars(module).items()):
-            replacement = _replacement(value)
+            replacement = _REPLACEMENTS.get(id(value))
             if replacement is not None:
                 patches.setattr(module, name, replacement)
     for name, value in list(fn_globals.items()):
-        replacement = _replacement(value)
+        replacement = _REPLACEMENTS.get(id(value))
         if replacement is not None:
             patches.setitem(fn_globals, name, replacement)
 
