@@ -21,18 +21,18 @@ import os
 
 os.environ.setdefault("TRITON_INTERPRET", "1")  # before triton is imported: see kernels/__init__.py
 
-import argparse  # noqa: E402
-import datetime  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import statistics  # noqa: E402
-import time  # noqa: E402
+import argparse
+import datetime
+import json
+import platform
+import statistics
+import time
 
-import torch  # noqa: E402
-import triton  # noqa: E402
+import torch
+import triton
 
-from kernels.softmax import softmax_generic  # noqa: E402
-from pytest_aina import interpreter  # noqa: E402
+from kernels.softmax import softmax_generic
+from pytest_aina import interpreter
 
 MODES = {
     "raw": interpreter.uninstall,
@@ -90,7 +90,7 @@ def main() -> None:
     if args.json:
         document = {"device": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
                     "python": platform.python_version(), "torch": torch.__version__, "triton": triton.__version__,
-                    "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                    "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
                     "rows": rows}
         with open(args.json, "w") as f:
             json.dump(document, f, indent=2)

@@ -28,7 +28,7 @@ class _State:
 
 
 def triton_version() -> str:
-    import triton  # noqa: PLC0415 (heavy: only when a harness asks)
+    import triton
 
     return triton.__version__
 
@@ -59,7 +59,7 @@ def install(sanitize: bool = True) -> None:
                       UntestedTritonWarning, stacklevel=2)
         return
     # heavy and version-specific: imported only once the version is known to fit
-    from pytest_aina.interpreter import launch, libdevice, sanitizer, semantics  # noqa: PLC0415
+    from pytest_aina.interpreter import launch, libdevice, sanitizer, semantics
 
     patches = Patches()
     try:

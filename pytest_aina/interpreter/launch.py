@@ -83,7 +83,7 @@ def interpret_library_helpers(patches: Patches, *, always: bool = False) -> None
 def _convert(name: str, arg, launch: sanitizer.Launch | None):
     """A host argument as the kernel sees it (upstream's ``_implicit_cvt`` plus floats), a
     pointer tagged with its argument when the sanitizer is on."""
-    if isinstance(arg, float):
+    if isinstance(arg, float):  # numpy.float64 too; the GPU launcher rejects numpy.float32
         handle = _interp.TensorHandle(np.array([arg], dtype=np.float32), tl.float32)
         return tl.tensor(handle, tl.float32)
     if isinstance(arg, tuple) and not isinstance(arg, TensorDescriptor):
@@ -168,14 +168,15 @@ def _copied_to_host(dev: list, hst: list) -> bool:
     which for a tensor that spans gigabytes the kernel touches sparsely reads them all."""
     for d, h in zip(dev, hst):
         if isinstance(d, tuple) and isinstance(h, tuple):
-            if _copied_to_host(list(d), list(h)):
-                return True
+            copied = _copied_to_host(list(d), list(h))
         elif isinstance(d, TensorDescriptor):
-            if _copied_to_host([d.base], [h.base]):
-                return True
+            copied = _copied_to_host([d.base], [h.base])
         elif hasattr(d, "data_ptr") and hasattr(h, "data_ptr"):
-            if _unwrapped(d).untyped_storage().data_ptr() != _unwrapped(h).untyped_storage().data_ptr():
-                return True
+            copied = _unwrapped(d).untyped_storage().data_ptr() != _unwrapped(h).untyped_storage().data_ptr()
+        else:
+            copied = False
+        if copied:
+            return True
     return False
 
 

@@ -162,7 +162,7 @@ def _wrap_store(original):
 
 def _wrap_atomic_rmw(original):
 
-    def create_atomic_rmw(self, rmwOp, ptr, val, mask, sem, scope):  # noqa: N803 (upstream's names)
+    def create_atomic_rmw(self, rmwOp, ptr, val, mask, sem, scope):
         return original(self, rmwOp, _checked(ptr, mask.data, "atomic"), val, mask, sem, scope)
 
     return create_atomic_rmw

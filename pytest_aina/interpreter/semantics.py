@@ -168,7 +168,7 @@ def _reduce(data: np.ndarray, axis, keep_dims: bool, reduce_axis) -> np.ndarray:
 
 def _wrap_sum(original):
 
-    def sum(self, input):  # noqa: A001 (the interpreter's method name)
+    def sum(self, input):
         """``tl.sum`` over float16 or bfloat16 without a wider ``dtype=``.
 
         GPU: the reduction stays in the element type (``tl.sum`` only widens integers), so

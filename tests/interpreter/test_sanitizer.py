@@ -217,8 +217,8 @@ print("still running")
 def test_out_of_bounds_store_crashes_the_raw_interpreter_not_the_sanitized_one(mode, tmp_path):
     script = tmp_path / "crash.py"
     script.write_text(textwrap.dedent(_CRASHING))
-    done = subprocess.run([sys.executable, str(script), mode], capture_output=True, text=True, timeout=300,
-                          env={**__import__("os").environ, "PYTHONFAULTHANDLER": ""})
+    done = subprocess.run([sys.executable, str(script), mode], check=False, capture_output=True, text=True,
+                          timeout=300)
     if mode == "raw":
         assert done.returncode < 0 or done.returncode > 128, done.stdout + done.stderr  # killed by a signal
         assert "still running" not in done.stdout
