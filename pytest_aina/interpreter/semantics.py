@@ -8,11 +8,12 @@ patterns, and three things follow that a GPU never does (triton 3.9.0):
   mode), and mishandles subnormals and NaN;
 * arithmetic, comparisons, min/max, ``tl.dot`` and ``tl.fma`` on bfloat16 operate on the bit
   patterns as if they were integers;
-* reductions and scans over bfloat16 (``tl.sum``, ``tl.max``, ``tl.cumsum``) sum or compare
-  the bit patterns.
+* reductions and scans over bfloat16 (``tl.sum``, ``tl.argmax``, ``tl.cumsum``) sum or
+  compare the bit patterns (``tl.max`` and ``tl.min`` widen to float32 first and are right).
 
 Each replacement below decodes bfloat16 to float32 (exact), computes, and rounds back the
-way the GPU rounds. Operations on other types go to the interpreter's own code unchanged.
+way the GPU rounds. Two more apply beyond bfloat16: float16 sums round every partial sum,
+and float to integer conversions saturate. Everything else goes to the interpreter's own code.
 """
 
 from __future__ import annotations
@@ -194,7 +195,8 @@ def _wrap_sum(original):
 def _wrap_min_max(original):
 
     def min_max(self, input, val_reduce_op, idx_reduce_op=None):
-        """``tl.max``/``tl.min``/``tl.argmax``/``tl.argmin`` over bfloat16: compare values.
+        """``tl.argmax``/``tl.argmin`` (and ``tl.reduce`` with the max/min combines) over
+        bfloat16: compare values.
 
         GPU: a bfloat16 compare is a float compare; on bit patterns read as unsigned
         integers every negative number is larger than every positive one.
