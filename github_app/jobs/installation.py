@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from github_app.github.pulls import branch_head
 from github_app.jobs import JobContext, dashboard_job, handler
 from github_app.store import JobSpec
 
@@ -72,8 +73,6 @@ def sync(ctx: JobContext):
 @handler("repo_setup")
 def repo_setup(ctx: JobContext):
     """Learn a repository's default branch and baseline, then draw its dashboard."""
-    from github_app.github.pulls import branch_head
-
     repo = ctx.repo()
     name, inst = ctx.payload["repository"], ctx.payload["installation_id"]
     branch = repo.default_branch

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from github_app import dashboard
+from github_app import dashboard_markdown
 from github_app.github import pulls
 from github_app.jobs import JobContext, dashboard_job, handler
 from github_app.jobs.repository import evolve_job
@@ -35,7 +35,7 @@ def update(ctx: JobContext):
     if row is None or not row["active"]:
         return {"skipped": "not served"}
     pulls_all = ctx.store.pulls(name, limit=40)
-    body = dashboard.render(
+    body = dashboard_markdown.render(
         repository=row, hypotheses=ctx.store.hypotheses(name),
         open_pulls=[x for x in pulls_all if x["state"] == "open"],
         recent_pulls=[x for x in pulls_all if x["state"] != "open"][:10],
@@ -47,13 +47,14 @@ def update(ctx: JobContext):
         issue = repo.issue(row["dashboard_issue"])
     else:
         # A run that died after creating the issue left it on GitHub: adopt it.
-        for candidate in repo.issues(labels=dashboard.LABEL, state="all"):
-            if (candidate.body or "").startswith(dashboard.MARKER):
+        for candidate in repo.issues(labels=dashboard_markdown.LABEL, state="all"):
+            if (candidate.body or "").startswith(dashboard_markdown.MARKER):
                 issue = repo.issue(candidate.number)
                 break
     if issue is None:
-        pulls.ensure_labels(repo, [dashboard.LABEL])
-        issue = repo.create_issue(dashboard.TITLE, body=body, labels=[dashboard.LABEL])
+        pulls.ensure_labels(repo, [dashboard_markdown.LABEL])
+        issue = repo.create_issue(dashboard_markdown.TITLE, body=body,
+                                  labels=[dashboard_markdown.LABEL])
         ctx.store.update_repository(name, dashboard_issue=issue.number)
         return {"issue": issue.number, "created": True}
     if row.get("dashboard_issue") != issue.number:
@@ -71,7 +72,7 @@ def edited(ctx: JobContext):
     name, inst, sender = p["repository"], p["installation_id"], p["sender"]
     repo = ctx.repo()
     issue = repo.issue(p["number"])
-    wanted = dashboard.ticked(issue.body)
+    wanted = dashboard_markdown.ticked(issue.body)
     ctx.finally_(dashboard_job(name, inst))
     if not wanted:
         return {"ticked": []}
