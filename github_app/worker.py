@@ -19,9 +19,19 @@ import traceback
 from collections.abc import Sequence
 
 from github_app.github.client import RateLimited
-from github_app.jobs import EVOLUTION_QUEUE, HANDLERS, Deferred, JobContext, LostLease, Permanent
 from github_app.jobs import (
-    dashboard_updates, evolution, installation, maintenance, reasoning, repository,
+    EVOLUTION_QUEUE,
+    HANDLERS,
+    Deferred,
+    JobContext,
+    LostLease,
+    Permanent,
+    dashboard_updates,
+    evolution,
+    installation,
+    maintenance,
+    reasoning,
+    repository,
 )
 from github_app.store import Job, JobSpec
 
