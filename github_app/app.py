@@ -1,33 +1,24 @@
-"""The Flask app factory."""
+"""The Flask app factory: configuration checked once, the services the views and the
+workers share, and the routes (:mod:`github_app.web`)."""
 
 from __future__ import annotations
 
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, jsonify
+from flask import Flask, jsonify
 
 from github_app import config as app_config
+from github_app.events import default_router
 from github_app.github.auth import AppAuth
-from github_app.events import Router, default_router
-from github_app.web.metrics import CONTENT_TYPE, Metrics, app_metrics
-from github_app.store import Store, open_store
+from github_app.services import Services
+from github_app.store import open_store
+from github_app.web import health, telemetry, webhooks
+from github_app.web.metrics import app_metrics
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Services:
-    """What the views and the worker share; ``app.extensions["aina"]``."""
-
-    config: dict[str, Any]
-    store: Store
-    router: Router
-    metrics: Metrics
-    auth: AppAuth
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -69,12 +60,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["aina"] = services
 
     # 3. Routes: one blueprint per concern.
-    from github_app.web import telemetry
-    from github_app.web import webhooks
-
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(telemetry.bp)
-    app.register_blueprint(health)
+    app.register_blueprint(health.bp)
 
     # 4. Anything a client sends that reaches an HTTP error is answered in JSON.
     @app.errorhandler(404)
@@ -85,25 +73,3 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     return app
 
-
-health = Blueprint("health", __name__)
-
-
-@health.get("/healthz")
-def healthz():
-    """200 when the store answers; 503 when it does not (the only 5xx: our own fault)."""
-    services = current_app.extensions["aina"]
-    try:
-        services.store.get_meta("schema")
-    except Exception as exc:  # the database is gone or locked for good
-        return jsonify(status="unhealthy", error=str(exc)), 503
-    return jsonify(status="ok")
-
-
-@health.get("/metrics")
-def metrics():
-    services = current_app.extensions["aina"]
-    gauges = {"aina_jobs": {(("kind", k), ("state", s)): float(n)
-                            for (k, s), n in services.store.job_counts().items()},
-              "aina_installation_tokens_issued_total": {(): float(services.auth.tokens_issued)}}
-    return Response(services.metrics.render(gauges), content_type=CONTENT_TYPE)

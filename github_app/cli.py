@@ -1,13 +1,13 @@
-"""``aina serve``: the App on one machine (HTTP and job workers in one process).
+"""``aina serve``: its arguments; :mod:`github_app.serve` runs the App with them.
 
-Registered with the ``aina`` CLI through the ``aina.commands`` entry-point group. Nothing
-heavy is imported until the command runs.
+Registered with the ``aina`` CLI through the ``aina.commands`` entry-point group, and run by
+``python -m github_app``. Parsing imports nothing heavy, so ``aina --help`` does not pay for
+Flask, github3.py and pyjwt.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def _port(text: str) -> int:
@@ -56,54 +56,6 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import logging
-    import signal
-    import threading
+    from github_app import serve  # Flask, github3.py and pyjwt load when the App runs
 
-    from github_app import ConfigError, create_app
-    from github_app.web.telemetry import master_key, telemetry_secret
-    from github_app.worker import start_workers, startup_jobs
-
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        app = create_app()
-    except (ConfigError, ValueError) as exc:
-        print(f"aina serve: {exc}", file=sys.stderr)
-        return 2
-    services = app.extensions["aina"]
-    if args.print_telemetry_secret is not None:
-        print(telemetry_secret(master_key(services.config), args.print_telemetry_secret))
-        return 0
-
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    workers = []
-    if not args.no_worker:
-        services.store.enqueue(startup_jobs())
-        threads = services.config["WORKER_THREADS"] if args.threads is None else args.threads
-        evolvers = (services.config["EVOLUTION_THREADS"] if args.evolution_threads is None
-                    else args.evolution_threads)
-        workers = start_workers(services, threads=threads, evolution_threads=evolvers,
-                                stop=stop)
-    try:
-        if args.worker_only:
-            print(f"aina serve: {len(workers)} worker thread(s); Ctrl-C stops", flush=True)
-            while not stop.wait(1.0):
-                pass
-        else:
-            from werkzeug.serving import make_server
-
-            server = make_server(args.host, args.port, app, threaded=True)
-            print(f"aina serve: listening on http://{args.host}:{server.server_port} "
-                  f"with {len(workers)} worker thread(s)", flush=True)
-            threading.Thread(target=lambda: (stop.wait(), server.shutdown()),
-                             daemon=True).start()
-            server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        stop.set()
-        for t in workers:
-            t.join(timeout=30)
-    return 0
+    return serve.run(args)

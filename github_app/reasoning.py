@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from github_app.dashboard import gain_of
+from github_app.dashboard_markdown import gain_of
 from github_app.policy import Policy
 
 

@@ -20,11 +20,26 @@ from collections.abc import Sequence
 
 from github_app.github.client import RateLimited
 from github_app.jobs import (
-    EVOLUTION_QUEUE, Deferred, JobContext, LostLease, Permanent, load_handlers,
+    EVOLUTION_QUEUE,
+    HANDLERS,
+    Deferred,
+    JobContext,
+    LostLease,
+    Permanent,
+    dashboard_updates,
+    evolution,
+    installation,
+    maintenance,
+    reasoning,
+    repository,
 )
 from github_app.store import Job, JobSpec
 
 log = logging.getLogger(__name__)
+
+#: The modules whose ``@handler`` functions the worker runs (importing one registers them).
+#: A new module of job handlers is added here.
+JOB_MODULES = (installation, repository, reasoning, evolution, dashboard_updates, maintenance)
 
 SCHEDULES = (
     # (schedule name, config key of its interval, job kind)
@@ -48,7 +63,7 @@ class Worker:
         self.services = services
         self.queues = tuple(queues)
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
-        self.handlers = load_handlers()
+        self.handlers = HANDLERS
         self.config = services.config
         self.stopping = threading.Event()
 

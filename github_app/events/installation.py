@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from github_app.events import Event, Router, as_id, dig, text
+from github_app.events.payload import dig, text
+from github_app.events.router import Event, Router
 from github_app.store import JobSpec
 
 router = Router()
@@ -38,5 +39,3 @@ def installation_repositories(event: Event, store) -> list[JobSpec]:
                "removed": _repos(dig(event.payload, "repositories_removed"))}
     return [JobSpec("installation", payload)]
 
-
-__all__ = ["router", "as_id"]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from github_app.events import Event, Router, as_id, dig, text
+from github_app.events.payload import as_id, dig, text
+from github_app.events.router import Event, Router
 from github_app.store import JobSpec
 
 router = Router()

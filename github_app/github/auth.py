@@ -17,6 +17,8 @@ from datetime import datetime
 
 import jwt
 
+from github_app.github.client import github_client
+
 JWT_BACKDATE_SECONDS = 60
 JWT_LIFETIME_SECONDS = 600  # GitHub's maximum, counted from the back-dated iat
 
@@ -55,8 +57,6 @@ class AppAuth:
         self.tokens_issued = 0  # for /metrics: how often the cache missed
 
     def _client(self):
-        from github_app.github.client import github_client
-
         return github_client(self.api_url, **self._client_options)
 
     def app_client(self):

@@ -25,8 +25,8 @@ import re
 
 from flask import Blueprint, current_app, jsonify, request
 
-from github_app.web.limits import read_body
 from github_app.store import JobSpec
+from github_app.web.limits import read_body
 
 log = logging.getLogger(__name__)
 bp = Blueprint("telemetry", __name__)

@@ -19,7 +19,8 @@ import re
 
 from flask import Blueprint, current_app, jsonify, request
 
-from github_app.events import Event, text
+from github_app.events.payload import text
+from github_app.events.router import Event
 from github_app.web.limits import read_body
 
 log = logging.getLogger(__name__)

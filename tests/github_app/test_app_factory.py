@@ -142,6 +142,22 @@ def test_register_adds_serve_to_the_aina_cli():
         parse(["serve", "--worker-only", "--no-worker"])
 
 
+def test_parsing_serve_imports_no_flask_github3_pyjwt_or_core():
+    """``aina --help`` registers ``serve``: what the App needs loads when it runs."""
+    proc = run_python("""
+        import contextlib, io, json, sys
+        from github_app.__main__ import main
+        with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.suppress(SystemExit):
+            main(["serve", "--help"])
+        heavy = sorted({m.split(".")[0] for m in sys.modules} & {
+            "flask", "werkzeug", "github3", "jwt", "requests", "pytest_aina", "torch", "triton",
+            "litellm"})
+        print(json.dumps(["--worker-only" in out.getvalue(), heavy]))
+    """, {})
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == [True, []]
+
+
 def test_serve_prints_an_installations_telemetry_secret(app_key, tmp_path):
     from github_app.web.telemetry import telemetry_secret
 

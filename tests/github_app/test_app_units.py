@@ -9,7 +9,7 @@ import time
 import pytest
 
 from github_app.change import Change, ChangeError
-from github_app.dashboard import gain_of, render, ticked
+from github_app.dashboard_markdown import gain_of, render, ticked
 from github_app.policy import Policy, PolicyError, parse_policy
 from github_app.reasoning import worth_running
 from github_app.store import JobSpec, SQLiteStore

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from github_app import dashboard
-from github_app.github import pulls
+from github_app import dashboard_markdown
+from github_app.github import issues, pulls
 from github_app.jobs import JobContext, dashboard_job, handler
 from github_app.jobs.repository import evolve_job
 from github_app.store import DEFERRED, FAILED, PENDING_STATES
@@ -35,33 +35,23 @@ def update(ctx: JobContext):
     if row is None or not row["active"]:
         return {"skipped": "not served"}
     pulls_all = ctx.store.pulls(name, limit=40)
-    body = dashboard.render(
+    body = dashboard_markdown.render(
         repository=row, hypotheses=ctx.store.hypotheses(name),
         open_pulls=[x for x in pulls_all if x["state"] == "open"],
         recent_pulls=[x for x in pulls_all if x["state"] != "open"][:10],
         runs=ctx.store.runs(name), waiting=_waiting(ctx, name), queued=_queued(ctx, name),
         telemetry=ctx.store.telemetry_summary(name))
     repo = ctx.repo()
-    issue = None
-    if row.get("dashboard_issue"):
-        issue = repo.issue(row["dashboard_issue"])
-    else:
-        # A run that died after creating the issue left it on GitHub: adopt it.
-        for candidate in repo.issues(labels=dashboard.LABEL, state="all"):
-            if (candidate.body or "").startswith(dashboard.MARKER):
-                issue = repo.issue(candidate.number)
-                break
+    issue = issues.find_issue(repo, row.get("dashboard_issue"), label=dashboard_markdown.LABEL,
+                              marker=dashboard_markdown.MARKER)
     if issue is None:
-        pulls.ensure_labels(repo, [dashboard.LABEL])
-        issue = repo.create_issue(dashboard.TITLE, body=body, labels=[dashboard.LABEL])
+        issue = issues.create_issue(repo, dashboard_markdown.TITLE, body,
+                                    label=dashboard_markdown.LABEL)
         ctx.store.update_repository(name, dashboard_issue=issue.number)
         return {"issue": issue.number, "created": True}
     if row.get("dashboard_issue") != issue.number:
         ctx.store.update_repository(name, dashboard_issue=issue.number)
-    if (issue.body or "") != body:
-        issue.edit(body=body)
-        return {"issue": issue.number, "edited": True}
-    return {"issue": issue.number, "edited": False}
+    return {"issue": issue.number, "edited": issues.set_body(issue, body)}
 
 
 @handler("dashboard_edit")
@@ -71,7 +61,7 @@ def edited(ctx: JobContext):
     name, inst, sender = p["repository"], p["installation_id"], p["sender"]
     repo = ctx.repo()
     issue = repo.issue(p["number"])
-    wanted = dashboard.ticked(issue.body)
+    wanted = dashboard_markdown.ticked(issue.body)
     ctx.finally_(dashboard_job(name, inst))
     if not wanted:
         return {"ticked": []}

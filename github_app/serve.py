@@ -1,0 +1,63 @@
+"""Running the App on one machine: HTTP and job workers in one process, or either alone
+(``--worker-only`` next to gunicorn, ``--no-worker``); stops on SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+from werkzeug.serving import make_server
+
+from github_app.app import create_app
+from github_app.config import ConfigError
+from github_app.web.telemetry import master_key, telemetry_secret
+from github_app.worker import start_workers, startup_jobs
+
+
+def run(args: argparse.Namespace) -> int:
+    """``aina serve`` with parsed ``args`` (see :func:`github_app.cli.register`); the exit
+    status."""
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        app = create_app()
+    except (ConfigError, ValueError) as exc:
+        print(f"aina serve: {exc}", file=sys.stderr)
+        return 2
+    services = app.extensions["aina"]
+    if args.print_telemetry_secret is not None:
+        print(telemetry_secret(master_key(services.config), args.print_telemetry_secret))
+        return 0
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    workers = []
+    if not args.no_worker:
+        services.store.enqueue(startup_jobs())
+        threads = services.config["WORKER_THREADS"] if args.threads is None else args.threads
+        evolvers = (services.config["EVOLUTION_THREADS"] if args.evolution_threads is None
+                    else args.evolution_threads)
+        workers = start_workers(services, threads=threads, evolution_threads=evolvers,
+                                stop=stop)
+    try:
+        if args.worker_only:
+            print(f"aina serve: {len(workers)} worker thread(s); Ctrl-C stops", flush=True)
+            while not stop.wait(1.0):
+                pass
+        else:
+            server = make_server(args.host, args.port, app, threaded=True)
+            print(f"aina serve: listening on http://{args.host}:{server.server_port} "
+                  f"with {len(workers)} worker thread(s)", flush=True)
+            threading.Thread(target=lambda: (stop.wait(), server.shutdown()),
+                             daemon=True).start()
+            server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        for t in workers:
+            t.join(timeout=30)
+    return 0
