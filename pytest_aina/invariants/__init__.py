@@ -16,7 +16,7 @@ from __future__ import annotations
 from pytest_aina.invariants.base import InvariantDef, Observation
 from pytest_aina.invariants.library import DEFAULT_ATOL, LIBRARY
 
-__all__ = ["DEFAULT_ATOL", "REGISTRY", "InvariantDef", "Observation", "get", "names"]
+__all__ = ["DEFAULT_ATOL", "REGISTRY", "InvariantDef", "Observation", "get"]
 
 REGISTRY: dict[str, InvariantDef] = {d.name: d for d in LIBRARY}
 
@@ -27,7 +27,3 @@ def get(name: str) -> InvariantDef:
         return REGISTRY[name]
     except KeyError:
         raise KeyError(f"unknown invariant {name!r}; known: {', '.join(REGISTRY)}") from None
-
-
-def names() -> tuple[str, ...]:
-    return tuple(REGISTRY)

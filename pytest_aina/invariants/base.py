@@ -11,8 +11,9 @@ kernel again).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from pytest_aina.invariants.rules import CHANGED, Move, ParamRule
 

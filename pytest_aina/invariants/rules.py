@@ -8,8 +8,9 @@ moved.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 ADDED, TIGHTENED = "added", "tightened"
 REMOVED, WEAKENED = "removed", "weakened"

@@ -33,7 +33,7 @@ def profile_name(value: str) -> str:
 _SESSION = pytest.StashKey["AinaSession"]()
 
 
-def aina_session(config: pytest.Config) -> "AinaSession":
+def aina_session(config: pytest.Config) -> AinaSession:
     return config.stash[_SESSION]
 
 

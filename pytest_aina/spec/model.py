@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_aina import invariants
-from pytest_aina.spec.reader import SpecError, SpecIssue, load_yaml, validate_schema, _line_for
+from pytest_aina.spec.reader import SpecError, SpecIssue, _line_for, load_yaml, validate_schema
 from pytest_aina.spec.schema import DTYPES, LAYOUTS, VALUE_KINDS
 
 ELEMENT_SIZE = {"float32": 4, "float16": 2, "bfloat16": 2}
@@ -110,7 +110,7 @@ class Case:
         return d
 
     @classmethod
-    def from_arg(cls, text: str) -> "Case":
+    def from_arg(cls, text: str) -> Case:
         """Parse ``M=3,N=1000,dtype=float16,layout=sliced,values=ties,seed=7``."""
         dims, kw = [], {}
         for part in filter(None, (p.strip() for p in text.split(","))):
