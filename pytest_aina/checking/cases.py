@@ -17,9 +17,8 @@ started at 0 instead of -inf) and ``mixed`` scales.
 from __future__ import annotations
 
 import math
-import os
+import warnings
 from dataclasses import dataclass, field
-from importlib import import_module
 from typing import Any, Callable
 
 from pytest_aina.spec.model import Case, Input, Spec
@@ -33,36 +32,6 @@ def torch_dtype(name: str):
     import torch
 
     return getattr(torch, name)
-
-
-def device() -> str:
-    """The device kernels run on: CUDA when present, else the CPU (Triton interpreter)."""
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def prepare_runtime() -> str:
-    """Pick the device and make Triton usable on it; returns ``"cuda"`` or ``"cpu"``.
-
-    On a machine without a GPU, Triton kernels only run in its interpreter, which
-    ``@triton.jit`` chooses when the kernel is *defined*: the variable must be set before
-    any kernel module is imported, which is why this runs before resolving a spec's
-    implementation.
-    """
-    dev = device()
-    if dev == "cpu":
-        os.environ.setdefault("TRITON_INTERPRET", "1")
-    return dev
-
-
-def resolve(path: str) -> Callable:
-    """Import ``module:attribute`` (attribute may be dotted)."""
-    module, _, attr = path.partition(":")
-    obj: Any = import_module(module)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    return obj
 
 
 def shape_of(inp: Input, case: Case) -> list[int]:
@@ -158,15 +127,9 @@ def _layout(layout: str, shape: list[int], dtype, dev: str):
 
 
 def call(fn: Callable, spec: Spec, inputs: Inputs):
-    import warnings
-
     with warnings.catch_warnings():
         # Triton's interpreter runs kernels in numpy, which warns on overflow or 0/0; the
         # output is judged against the reference anyway, and under -W error the warning
         # would replace that clear verdict with an exception from inside numpy.
         warnings.simplefilter("ignore", RuntimeWarning)
         return fn(*inputs.tensors.values(), **spec.args)
-
-
-def first_tensor(out):
-    return out[0] if isinstance(out, (tuple, list)) else out

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from pytest_aina.checking.cases import call, make_inputs
+from pytest_aina.checking.cases import Inputs, call, make_inputs
 from pytest_aina.checking.compare import Mismatch, compare
-from pytest_aina.checking.invariants import Observation, check
+from pytest_aina.invariants import Observation
 from pytest_aina.spec.model import Case, Invariant, Spec
 
 
@@ -49,8 +49,23 @@ def run_case(spec: Spec, kernel: Kernel, case: Case, *, reference: bool = True,
         m = compare(out, ref, spec.tolerance[case.dtype])
         if m:
             raise CaseFailure(spec, case, "reference check", m.describe(), m)
-    obs = Observation(spec, case, inputs, before, out, ref, kernel.impl, kernel.device)
+    obs = observe(spec, kernel, case, inputs, before, out, ref)
     for inv in invariants:
-        msg = check(inv, obs)
+        msg = inv.definition.check(obs, inv.params)
         if msg:
             raise CaseFailure(spec, case, f"invariant {inv.label}", msg)
+
+
+def observe(spec: Spec, kernel: Kernel, case: Case, inputs: Inputs, before: dict, out, ref) -> Observation:
+    """What the invariants see of one call: the invariants know neither specs nor kernels,
+    so the tolerance and a second call come to them as callables."""
+
+    def close(a, b) -> str | None:
+        m = compare(a, b, spec.tolerance[case.dtype])
+        return m.describe() if m else None
+
+    def again():
+        return call(kernel.impl, spec, make_inputs(spec, case, kernel.device))
+
+    return Observation(out=out, ref=ref, inputs=inputs.tensors, buffers=inputs.buffers, before=before,
+                       case=case, close=close, again=again)

@@ -10,6 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
+
+from pytest_aina.spec import schema
+from pytest_aina.spec.model import discover, load_spec
+from pytest_aina.spec.ratchet import SpecSetError, diff_specs, format_changes, load_spec_set, summary
+from pytest_aina.spec.reader import SpecError, SpecIssue, format_path
 
 USAGE_ERROR = 2
 
@@ -51,21 +57,11 @@ def register(subparsers) -> None:
 
 
 def run_schema(args: argparse.Namespace) -> int:
-    from importlib import resources
-
-    from pytest_aina.spec.reader import SCHEMA_VERSION
-
-    text = resources.files("pytest_aina").joinpath(f"schemas/spec-v{SCHEMA_VERSION}.json").read_text()
-    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    sys.stdout.write(schema.text())
     return 0
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from pytest_aina.spec.model import discover, load_spec
-    from pytest_aina.spec.reader import SpecError, SpecIssue
-
     missing = [p for p in args.paths if not Path(p).exists()]
     if missing:
         for p in missing:
@@ -100,7 +96,7 @@ def run_check(args: argparse.Namespace) -> int:
         doc = {
             "checked": len(results), "valid": ok, "invalid": invalid, "errors": errors,
             "files": [{"file": f, "name": n, "valid": not issues,
-                       "issues": [{"file": i.file, "line": i.line, "path": _path(i.path),
+                       "issues": [{"file": i.file, "line": i.line, "path": format_path(i.path),
                                    "message": i.message, "text": str(i)} for i in issues]}
                       for f, n, issues in results],
         }
@@ -115,15 +111,7 @@ def run_check(args: argparse.Namespace) -> int:
     return 1 if invalid else 0
 
 
-def _path(path: tuple) -> str:
-    from pytest_aina.spec.reader import format_path
-
-    return format_path(path)
-
-
 def run_diff(args: argparse.Namespace) -> int:
-    from pytest_aina.spec.ratchet import SpecSetError, diff_specs, format_changes, load_spec_set, summary
-
     try:
         base = load_spec_set(args.base, specs=args.specs, repo=args.repo)
         head = load_spec_set(args.head, specs=args.specs, repo=args.repo)

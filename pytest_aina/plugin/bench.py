@@ -12,9 +12,11 @@ figures are labelled as such and are not GPU evidence.
 
 from __future__ import annotations
 
+import platform
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from pytest_aina import devices
 from pytest_aina.checking.cases import call, make_inputs
 from pytest_aina.checking.checks import CaseFailure
 from pytest_aina.checking.compare import compare
@@ -128,8 +130,6 @@ def throughput(spec: Spec, bcase: BenchCase, seconds: float, device: str) -> dic
 
 
 def device_name(device: str) -> str:
-    import platform
-
     if device == "cuda":
         import torch
 
@@ -141,8 +141,6 @@ def device_limits(device: str) -> dict:
     """Peak figures for the device, from the device table; empty on a CPU."""
     if device != "cuda":
         return {}
-    from pytest_aina import devices
-
     lim = devices.lookup(device_name(device))
     if lim is None:
         return {}

@@ -14,15 +14,14 @@ Nothing here imports torch, triton or the kernels: that happens when an item run
 
 from __future__ import annotations
 
-import math
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 import pytest
 
+from pytest_aina.checking.checks import CaseFailure
+from pytest_aina.plugin import runner
+from pytest_aina.plugin.session import AinaSession, aina_session
 from pytest_aina.spec.model import Case, Spec, SpecError, load_spec
-
-if TYPE_CHECKING:
-    from pytest_aina.plugin.hooks import AinaSession
 
 KIND_MARKERS = {
     "example": "aina_example",
@@ -36,8 +35,6 @@ class SpecFile(pytest.File):
     """A YAML spec; a spec that fails to load is a collection error naming file, key and line."""
 
     def collect(self):
-        from pytest_aina.plugin.hooks import aina_session
-
         session = aina_session(self.config)
         spec = load_spec(self.path)
         session.specs[spec.name] = spec
@@ -60,16 +57,12 @@ class SpecItem(pytest.Function):
         return self.path, (self.case.line - 1 if self.case and self.case.line else 0), f"{self.spec.name}: {self.name}"
 
     def repr_failure(self, excinfo):
-        from pytest_aina.checking.checks import CaseFailure
-
         failures = [e for e in _leaves(excinfo.value) if isinstance(e, CaseFailure)]
         if not failures:
             return super().repr_failure(excinfo)
         return "\n\n".join(self._describe(f) for f in failures)
 
-    def _describe(self, f) -> str:
-        from pytest_aina.plugin.hooks import aina_session
-
+    def _describe(self, f: CaseFailure) -> str:
         c = f.case
         lines = [
             f"{self.spec.name}: {f.what} failed  ({self.path.name}:{self.spec.line_of('name') or 1})",
@@ -100,9 +93,7 @@ def _item(parent, spec: Spec, kind: str, name: str, fn: Callable,
     return item
 
 
-def build_items(parent, spec: Spec, session: "AinaSession"):
-    from pytest_aina.plugin import runner
-
+def build_items(parent, spec: Spec, session: AinaSession):
     for case in spec.examples:
         yield _item(parent, spec, "example", case.label(), runner.example(session, spec, case), case)
     for dtype in spec.dtypes:
@@ -117,11 +108,3 @@ def build_items(parent, spec: Spec, session: "AinaSession"):
             yield _item(parent, spec, "bench-reference", b.label(),
                         runner.bench(session, spec, b, "reference"), b.as_case(), gpu=gpu)
 
-
-def numel(spec: Spec, case: Case) -> tuple[int, int]:
-    """(elements of the largest input, rows) of a case: what the interpreter pays for."""
-    from pytest_aina.checking.strategies import primary
-
-    x = primary(spec)
-    dims = case.dim_map
-    return math.prod(dims[d] for d in x.shape), math.prod(dims[d] for d in x.shape[:-1])

@@ -15,14 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_aina.spec.reader import SpecError, SpecIssue, load_yaml, validate_schema, _line_for
+from pytest_aina import invariants
+from pytest_aina.spec.reader import SpecError, SpecIssue, _line_for, load_yaml, validate_schema
+from pytest_aina.spec.schema import DTYPES, LAYOUTS, VALUE_KINDS
 
-DTYPES = ("float32", "float16", "bfloat16")
 ELEMENT_SIZE = {"float32": 4, "float16": 2, "bfloat16": 2}
-LAYOUTS = ("contiguous", "sliced", "transposed")
-VALUE_KINDS = ("normal", "large", "small", "ties", "negative", "mixed")
-#: The atol of sums_to and mean_zero when a spec gives none (the checks and the ratchet agree on it).
-DEFAULT_INVARIANT_ATOL = 1e-3
 
 
 @dataclass(frozen=True)
@@ -50,25 +47,24 @@ class Tolerance:
 
 @dataclass(frozen=True)
 class Invariant:
-    """A named check with its parameters; ``key`` identifies it across spec versions."""
+    """An invariant as one spec states it: a name from the registry (:mod:`pytest_aina.invariants`)
+    and its parameters; ``key`` identifies it across spec versions."""
 
     name: str
     params: dict = field(default_factory=dict, hash=False, compare=False)
     line: int | None = field(default=None, hash=False, compare=False)
 
     @property
+    def definition(self) -> invariants.InvariantDef:
+        return invariants.get(self.name)
+
+    @property
     def key(self) -> str:
-        if self.name == "python":
-            return f"python:{self.params.get('name') or self.params['check']}"
-        if self.name in ("sums_to", "mean_zero"):
-            return f"{self.name}(dim={self.params.get('dim', -1)})"
-        return self.name
+        return self.definition.key(self.params)
 
     @property
     def label(self) -> str:
-        if self.name == "python":
-            return self.params.get("name") or self.params["check"].rsplit(":", 1)[-1]
-        return self.name
+        return self.definition.label(self.params)
 
 
 @dataclass(frozen=True)
@@ -114,7 +110,7 @@ class Case:
         return d
 
     @classmethod
-    def from_arg(cls, text: str) -> "Case":
+    def from_arg(cls, text: str) -> Case:
         """Parse ``M=3,N=1000,dtype=float16,layout=sliced,values=ties,seed=7``."""
         dims, kw = [], {}
         for part in filter(None, (p.strip() for p in text.split(","))):

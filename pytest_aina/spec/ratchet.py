@@ -13,7 +13,7 @@ direction, so the merge gate and ``aina spec diff`` apply the same rule::
     if any(c.weakening for c in changes):
         ...
 
-Each :class:`Change` has a ``kind``:
+Each :class:`BoundaryChange` has a ``kind``:
 
 - ``added`` / ``tightened``: the new specs check more (a stronger boundary);
 - ``removed`` / ``weakened``: they check less; the ratchet refuses these;
@@ -21,7 +21,8 @@ Each :class:`Change` has a ``kind``:
   bytes model, args, an input's shape, benchmark cases).
 
 When in doubt a change is called a weakening: a sums_to whose target value changed is a
-boundary removed, not one moved.
+boundary removed, not one moved. How a change of an invariant's parameters is classified
+is part of that invariant's definition (:mod:`pytest_aina.invariants`).
 """
 
 from __future__ import annotations
@@ -32,21 +33,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_aina.spec.model import DEFAULT_INVARIANT_ATOL, Invariant, Spec, discover, load_spec, parse_spec
+from pytest_aina.invariants.rules import ADDED, CHANGED, REMOVED, TIGHTENED, WEAKENED
+from pytest_aina.spec.model import Invariant, Spec, discover, load_spec, parse_spec
 from pytest_aina.spec.reader import SpecError, SpecIssue
 
-ADDED, TIGHTENED = "added", "tightened"
-REMOVED, WEAKENED = "removed", "weakened"
-CHANGED = "changed"
 KINDS = (REMOVED, WEAKENED, CHANGED, ADDED, TIGHTENED)
 WEAKENING = frozenset({REMOVED, WEAKENED})
 STRENGTHENING = frozenset({ADDED, TIGHTENED})
 
 
-
 @dataclass(frozen=True)
-class Change:
-    """One boundary change in one spec.
+class BoundaryChange:
+    """One boundary change in one spec (not a pull request's change: one line of a spec diff).
 
     ``path`` is a readable key path (``tolerance.float16.atol``,
     ``invariants[sums_to(dim=-1)].atol``); ``file``/``line`` point where the change can be
@@ -210,18 +208,19 @@ def _by_name(specs: list[Spec], source: str) -> dict[str, Spec]:
 # Comparing
 
 
-def diff_specs(base: dict[str, Spec], head: dict[str, Spec]) -> list[Change]:
+def diff_specs(base: dict[str, Spec], head: dict[str, Spec]) -> list[BoundaryChange]:
     """Every boundary change from ``base`` to ``head`` (both ``{name: Spec}``), grouped by
     spec name in sorted order. An empty list means the boundaries are identical."""
-    changes: list[Change] = []
+    changes: list[BoundaryChange] = []
     for name in sorted(set(base) | set(head)):
         if name not in head:
             b = base[name]
-            changes.append(Change(name, REMOVED, "<spec>", "spec removed: none of its checks run any more",
-                                  file=str(b.path), line=b.line_of("name")))
+            changes.append(BoundaryChange(name, REMOVED, "<spec>", "spec removed: none of its checks run any more",
+                                          file=str(b.path), line=b.line_of("name")))
         elif name not in base:
             h = head[name]
-            changes.append(Change(name, ADDED, "<spec>", "spec added", file=str(h.path), line=h.line_of("name")))
+            changes.append(BoundaryChange(name, ADDED, "<spec>", "spec added",
+                                          file=str(h.path), line=h.line_of("name")))
         else:
             changes += _SpecDiff(base[name], head[name]).run()
     return changes
@@ -230,15 +229,15 @@ def diff_specs(base: dict[str, Spec], head: dict[str, Spec]) -> list[Change]:
 class _SpecDiff:
     def __init__(self, base: Spec, head: Spec):
         self.b, self.h = base, head
-        self.out: list[Change] = []
+        self.out: list[BoundaryChange] = []
 
     def add(self, kind: str, path: tuple, message: str, before: Any = None, after: Any = None,
             at_base: bool = False) -> None:
         spec = self.b if at_base else self.h
-        self.out.append(Change(self.h.name, kind, _fmt(path), message, before, after,
-                               file=str(spec.path), line=spec.line_of(*path) if path else None))
+        self.out.append(BoundaryChange(self.h.name, kind, _fmt(path), message, before, after,
+                                       file=str(spec.path), line=spec.line_of(*path) if path else None))
 
-    def run(self) -> list[Change]:
+    def run(self) -> list[BoundaryChange]:
         self.calls()
         self.dtypes()
         self.tolerances()
@@ -339,16 +338,17 @@ class _SpecDiff:
             h = hk.get(key)
             path = ("invariants", key)
             if h is None:
-                self.out.append(Change(self.h.name, REMOVED, _fmt(path), f"invariant {b.label} dropped",
-                                       _inv_json(b), None, file=str(self.b.path), line=b.line))
+                self.out.append(BoundaryChange(self.h.name, REMOVED, _fmt(path), f"invariant {b.label} dropped",
+                                               _inv_json(b), None, file=str(self.b.path), line=b.line))
             else:
                 for kind, sub, message, before, after in _compare_invariant(b, h):
-                    self.out.append(Change(self.h.name, kind, _fmt(path + sub), message, before, after,
-                                           file=str(self.h.path), line=h.line))
+                    self.out.append(BoundaryChange(self.h.name, kind, _fmt(path + sub), message, before, after,
+                                                   file=str(self.h.path), line=h.line))
         for key, h in hk.items():
             if key not in bk:
-                self.out.append(Change(self.h.name, ADDED, _fmt(("invariants", key)), f"invariant {h.label} added",
-                                       None, _inv_json(h), file=str(self.h.path), line=h.line))
+                self.out.append(BoundaryChange(self.h.name, ADDED, _fmt(("invariants", key)),
+                                               f"invariant {h.label} added", None, _inv_json(h),
+                                               file=str(self.h.path), line=h.line))
 
     # -- pinned examples and benchmark cases
     def examples(self) -> None:
@@ -360,24 +360,27 @@ class _SpecDiff:
             if case.dtype not in self.h.dtypes:
                 continue  # reported once, as the dtype's removal
             for _ in range(n):
-                self.out.append(Change(self.h.name, REMOVED, f"examples[{case.label()}]", "pinned example deleted",
-                                       case.as_dict(), None, file=str(self.b.path), line=lines[case]))
+                self.out.append(BoundaryChange(self.h.name, REMOVED, f"examples[{case.label()}]",
+                                               "pinned example deleted", case.as_dict(), None,
+                                               file=str(self.b.path), line=lines[case]))
         hlines = {c: c.line for c in self.h.examples}
         for case, n in (hc - bc).items():
             for _ in range(n):
-                self.out.append(Change(self.h.name, ADDED, f"examples[{case.label()}]", "pinned example added",
-                                       None, case.as_dict(), file=str(self.h.path), line=hlines[case]))
+                self.out.append(BoundaryChange(self.h.name, ADDED, f"examples[{case.label()}]",
+                                               "pinned example added", None, case.as_dict(),
+                                               file=str(self.h.path), line=hlines[case]))
 
     def benchmarks(self) -> None:
         # Benchmark cases are not correctness boundaries, but a reviewer should see them go.
         bc, hc = Counter(self.b.benchmarks), Counter(self.h.benchmarks)
         for case in bc - hc:
-            self.out.append(Change(self.h.name, CHANGED, f"benchmarks[{case.label()}]",
-                                   "benchmark case removed: needs review", case.label(), None,
-                                   file=str(self.b.path), line=case.line))
+            self.out.append(BoundaryChange(self.h.name, CHANGED, f"benchmarks[{case.label()}]",
+                                           "benchmark case removed: needs review", case.label(), None,
+                                           file=str(self.b.path), line=case.line))
         for case in hc - bc:
-            self.out.append(Change(self.h.name, CHANGED, f"benchmarks[{case.label()}]", "benchmark case added",
-                                   None, case.label(), file=str(self.h.path), line=case.line))
+            self.out.append(BoundaryChange(self.h.name, CHANGED, f"benchmarks[{case.label()}]",
+                                           "benchmark case added", None, case.label(),
+                                           file=str(self.h.path), line=case.line))
 
     def objectives(self) -> None:
         for key, before, after in (("bytes", self.b.bytes_expr, self.h.bytes_expr),
@@ -411,46 +414,9 @@ def _inv_json(inv: Invariant) -> Any:
 
 
 def _compare_invariant(b: Invariant, h: Invariant) -> list[tuple]:
-    """(kind, sub-path, message, before, after) for each parameter that moved."""
-    out: list[tuple] = []
-    bp, hp = b.params, h.params
-    handled: set[str] = {"dim", "name"}  # part of the key
-    if b.name in ("sums_to", "mean_zero"):
-        handled.add("atol")
-        before = float(bp.get("atol", DEFAULT_INVARIANT_ATOL))
-        after = float(hp.get("atol", DEFAULT_INVARIANT_ATOL))
-        if after > before:
-            out.append((WEAKENED, ("atol",), f"{b.name} atol loosened", before, after))
-        elif after < before:
-            out.append((TIGHTENED, ("atol",), f"{b.name} atol tightened", before, after))
-    if b.name == "sums_to":
-        handled.add("value")
-        if float(bp["value"]) != float(hp["value"]):
-            out.append((WEAKENED, ("value",), "sums_to target changed: the old boundary is no longer checked",
-                        bp["value"], hp["value"]))
-    if b.name == "bounded":
-        handled |= {"min", "max"}
-        for side, wider in (("min", lambda old, new: new < old), ("max", lambda old, new: new > old)):
-            before, after = bp.get(side), hp.get(side)
-            if before == after:
-                continue
-            if after is None:
-                out.append((WEAKENED, (side,), f"bounded: {side} bound removed", before, None))
-            elif before is None:
-                out.append((TIGHTENED, (side,), f"bounded: {side} bound added", None, after))
-            elif wider(before, after):
-                out.append((WEAKENED, (side,), "bounded range widened", before, after))
-            else:
-                out.append((TIGHTENED, (side,), "bounded range narrowed", before, after))
-    if b.name == "python":
-        handled.add("check")
-        if bp.get("check") != hp.get("check"):
-            out.append((CHANGED, ("check",), "python check now calls another function: needs review",
-                        bp.get("check"), hp.get("check")))
-    for k in sorted((set(bp) | set(hp)) - handled):
-        if bp.get(k) != hp.get(k):
-            out.append((CHANGED, (k,), f"{b.name} parameter {k} changed: needs review", bp.get(k), hp.get(k)))
-    return out
+    """(kind, sub-path, message, before, after) for each parameter that moved, by the
+    invariant's own rule."""
+    return [(m.kind, (param,), m.message, m.before, m.after) for param, m in b.definition.compare(b.params, h.params)]
 
 
 def _fmt(path: tuple) -> str:
@@ -467,7 +433,7 @@ def _fmt(path: tuple) -> str:
 # Presenting
 
 
-def summary(changes: list[Change]) -> dict:
+def summary(changes: list[BoundaryChange]) -> dict:
     counts = Counter(c.kind for c in changes)
     return {
         "weakenings": sum(counts[k] for k in WEAKENING),
@@ -478,7 +444,7 @@ def summary(changes: list[Change]) -> dict:
     }
 
 
-def format_changes(changes: list[Change]) -> str:
+def format_changes(changes: list[BoundaryChange]) -> str:
     """Plain aligned lines, grouped per spec, weakenings first within each spec."""
     if not changes:
         return "no boundary changes"

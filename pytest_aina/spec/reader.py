@@ -2,25 +2,23 @@
 
 Every problem found in a spec becomes a :class:`SpecIssue` naming the file, the key path
 (``inputs.x.layouts[1]``), the line where YAML put that key, and what was expected. The
-schema check uses the published JSON Schema itself, so the file users read and the check
-we run cannot drift apart.
+schema check uses the schema ``aina spec schema`` publishes (:mod:`pytest_aina.spec.schema`),
+so the document users read and the check we run cannot drift apart.
 """
 
 from __future__ import annotations
 
 import difflib
-import json
 import re
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from typing import Any
 
 import yaml
 
 from pytest_aina.schema_errors import explain
+from pytest_aina.spec.schema import schema
 
-SCHEMA_VERSION = 1
 Path_ = tuple  # a key path: ("inputs", "x", "layouts", 1)
 
 
@@ -146,13 +144,6 @@ def _duplicate_keys(node: yaml.Node, path: tuple, file: str) -> list[SpecIssue]:
         for i, item in enumerate(node.value):
             issues += _duplicate_keys(item, path + (i,), file)
     return issues
-
-
-@cache
-def schema() -> dict:
-    """The published JSON Schema of the spec format."""
-    text = resources.files("pytest_aina").joinpath(f"schemas/spec-v{SCHEMA_VERSION}.json").read_text()
-    return json.loads(text)
 
 
 def _line_for(lines: dict, path: tuple) -> int | None:

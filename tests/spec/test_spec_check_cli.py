@@ -3,13 +3,14 @@
 import json
 import subprocess
 import sys
+from importlib import resources
 
 import jsonschema
 import pytest
 from spec_samples import VALID, variant
 
 from pytest_aina.cli import main
-from pytest_aina.spec.reader import schema
+from pytest_aina.spec.schema import schema, text
 
 # (id, spec text, line, key path, what the message must say). Lines refer to VALID as
 # written in conftest.py.
@@ -162,6 +163,14 @@ def test_schema_prints_the_published_schema(capsys):
     printed = json.loads(capsys.readouterr().out)
     assert printed == schema()
     jsonschema.Draft202012Validator.check_schema(printed)
+
+
+def test_the_committed_schema_file_is_what_the_registry_generates():
+    """pytest_aina/schemas/spec-v1.json is the published copy of `aina spec schema`; after a
+    change to the format or to an invariant, regenerate it:
+    aina spec schema > pytest_aina/schemas/spec-v1.json"""
+    committed = resources.files("pytest_aina").joinpath("schemas/spec-v1.json").read_text()
+    assert committed == text(), "regenerate with: aina spec schema > pytest_aina/schemas/spec-v1.json"
 
 
 def test_console_entry_exit_codes(write_spec, tmp_path):

@@ -1,0 +1,104 @@
+"""The plugin's per-run state: options, the specs collected, the kernels imported, the device.
+
+One :class:`AinaSession` per ``pytest --aina`` run, created in ``pytest_configure`` and kept
+in ``config.stash``; every item reaches it with :func:`aina_session`. The device is chosen
+and the kernels are imported on first use, by the first item that runs, never at
+collection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import time
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from pytest_aina.checking import profiles
+from pytest_aina.checking.checks import Kernel
+from pytest_aina.checking.device import prepare_runtime
+from pytest_aina.imports import resolve
+
+PROFILES = tuple(profiles.CPU_PROFILES)
+
+
+def profile_name(value: str) -> str:
+    """``--aina-profile`` and the ini ``aina_profile``: one of :data:`PROFILES`."""
+    if value not in PROFILES:
+        raise argparse.ArgumentTypeError(f"unknown profile {value!r}; expected one of: {', '.join(PROFILES)}")
+    return value
+
+
+_SESSION = pytest.StashKey["AinaSession"]()
+
+
+def aina_session(config: pytest.Config) -> AinaSession:
+    return config.stash[_SESSION]
+
+
+class AinaSession:
+    """Per-run state of the plugin; what items and the report share."""
+
+    def __init__(self, config: pytest.Config):
+        self.config = config
+        self.profile_name = config.getoption("aina_profile") or profile_name(config.getini("aina_profile"))
+        self.bench = config.getoption("aina_bench")
+        self.forced_case = config.getoption("aina_case")
+        self.impl_override = config.getoption("aina_impl")
+        self.report_path = config.getoption("aina_report")
+        self.patterns = config.getini("aina_specs")
+        self.specs: dict = {}
+        self.results: list[dict] = []
+        self.bench_results: list[dict] = []
+        self._kernels: dict = {}
+        self._device: str | None = None
+        self.started = time.time()
+
+    def install(self) -> None:
+        self.config.stash[_SESSION] = self
+
+    # -- collection ----------------------------------------------------------------------
+
+    def wants(self, path: Path) -> bool:
+        try:
+            rel = PurePosixPath(path.resolve().relative_to(self.config.rootpath).as_posix())
+        except ValueError:
+            rel = PurePosixPath(path.as_posix())
+        if any(rel.match(p) for p in self.patterns):
+            return True
+        # a spec file named explicitly on the command line is collected wherever it lives
+        return any(Path(a.split("::")[0]).resolve() == path.resolve() for a in self.config.args)
+
+    # -- running -------------------------------------------------------------------------
+
+    @property
+    def started_device(self) -> str | None:
+        """The device, if an item has chosen it yet (None: nothing ran)."""
+        return self._device
+
+    @property
+    def device(self) -> str:
+        if self._device is None:
+            self._device = prepare_runtime()
+        return self._device
+
+    @property
+    def profile(self) -> profiles.Profile:
+        return profiles.get(self.profile_name, self.device)
+
+    def kernel(self, spec) -> Kernel:
+        """The implementation and reference of ``spec``, imported once per run."""
+        if spec.name not in self._kernels:
+            device = self.device  # before any kernel import: it may set TRITON_INTERPRET
+            impl = resolve(self.impl_override or spec.implementation)
+            self._kernels[spec.name] = Kernel(impl, resolve(spec.reference), device)
+        return self._kernels[spec.name]
+
+    def repro_command(self, item, case) -> str:
+        parts = ["pytest", "--aina", item.nodeid]
+        if item.kind in ("property", "invariant"):
+            parts += ["--aina-case", case.to_arg()]
+        if self.impl_override:
+            parts += ["--aina-impl", self.impl_override]
+        return shlex.join(parts)
