@@ -33,7 +33,7 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=6)
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
-    from pytest_aina.checking.cases import device
+    from pytest_aina.checking.device import device
     from pytest_aina.changer.evaluate import Setup, evaluate, workdir_for
     from pytest_aina.changer.model import Candidate
 

@@ -93,14 +93,15 @@ def _case(spec_path: str, seed: int, dims: dict, dtype: str):
 def make_inputs(spec_path: str, seed: int, *, dims: dict, dtype: str) -> list:
     """Fresh inputs of one benchmark case from ``seed``: the tensors, then the spec's args."""
     from pytest_aina.checking import cases
+    from pytest_aina.checking.device import prepare_runtime
 
     spec, case = _case(spec_path, seed, dims, dtype)
-    inputs = cases.make_inputs(spec, case, cases.prepare_runtime())
+    inputs = cases.make_inputs(spec, case, prepare_runtime())
     return list(inputs.tensors.values()) + list(spec.args.values())
 
 
 def reference(spec_path: str, *args) -> Any:
-    from pytest_aina.checking.cases import resolve
+    from pytest_aina.imports import resolve
 
     return resolve(_spec(spec_path).reference)(*args)
 
@@ -114,7 +115,7 @@ def check(spec_path: str, out, expected, *, dims: dict, dtype: str):
 def heuristic_config(spec_path: str, *, dims: dict, dtype: str) -> dict | None:
     """The launcher's own meta-parameters at this shape, when the kernel module says
     (``<function>_config(*args) -> dict``); None otherwise. Runs in the sandbox."""
-    from pytest_aina.checking.cases import resolve
+    from pytest_aina.imports import resolve
 
     spec = _spec(spec_path)
     module, _, attr = spec.implementation.partition(":")

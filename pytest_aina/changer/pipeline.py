@@ -255,7 +255,7 @@ def evolve_to_change(checkout_dir: Path, hypothesis: dict, config: dict) -> dict
     """The GitHub App's seam: search for ``hypothesis`` in ``checkout_dir`` and return the
     change as a dict (``github_app.change.Change.from_json``). Raises :class:`EvolveError`
     when no candidate beats the baseline."""
-    from pytest_aina.checking.cases import device as _device
+    from pytest_aina.checking.device import device as _device
     from pytest_aina.changer.change import write_change
     from pytest_aina.changer.search import Budget
 

@@ -37,7 +37,7 @@ def bench_cases(spec, device: str) -> list[dict]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pytest_aina.checking.cases import device as _device
+    from pytest_aina.checking.device import device as _device
     from pytest_aina.changer.evaluate import Setup, evaluate, workdir_for
     from pytest_aina.changer.model import Candidate
     from pytest_aina.spec.model import SpecError, load_spec

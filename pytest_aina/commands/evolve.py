@@ -38,7 +38,7 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from pytest_aina.changer import pipeline as evolution
-    from pytest_aina.checking.cases import device as _device
+    from pytest_aina.checking.device import device as _device
     from pytest_aina.changer.search import Budget
     from pytest_aina.reasoner.reason import reason_about_file
 
