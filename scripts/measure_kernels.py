@@ -47,7 +47,7 @@ def load_specs() -> dict:
 def errors(n_cases: int, seed: int) -> None:
     # The plugin's own case generator, so the inputs (value kinds per input, layouts with
     # NaN padding) and the tolerances are exactly those ``pytest --aina`` checks.
-    from pytest_aina.checking.cases import make_inputs  # noqa: E402
+    from pytest_aina.checking.cases import make_inputs
     from pytest_aina.spec.model import Case
 
     rng = random.Random(seed)
