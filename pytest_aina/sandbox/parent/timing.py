@@ -61,9 +61,10 @@ def time_calls(entry: str, *, make_inputs: str, reference: str, check: str, para
 
     Trust: ``entry`` (``module:function`` or ``path/file.py:function``; a file is copied
     into the sandbox folder) is untrusted. It is imported only in the child, after the
-    protocol's floor is calibrated, and it never holds the clock that counts. ``make_inputs``, ``reference`` and ``check`` (the same forms) are
-    trusted: all three are imported and run in the parent, ``make_inputs`` also in the
-    child, before the entry (see the module docstring for their signatures).
+    protocol's floor is calibrated, and it never holds the clock that counts.
+    ``make_inputs``, ``reference`` and ``check`` (the same forms) are trusted: all three
+    are imported and run in the parent, ``make_inputs`` also in the child, before the
+    entry (see the module docstring for their signatures).
 
     * ``params``: JSON-able keyword arguments for ``make_inputs`` and ``check``;
     * ``calls`` timed calls (>= 1) after ``warmup`` untimed ones (>= 0), every one checked;
@@ -257,7 +258,8 @@ def _session(child: Child, res: TimingResult, *, mk, ref, chk, params, calls, wa
         out, inputs_after = value["out"], value["inputs"]
         if header.get("aliased"):
             o, j = header["aliased"][0]
-            raise Stop(R.ALIASED, f"aliased output: output {o} shares memory with input {j} (call {i}): the kernel must write new memory")
+            raise Stop(R.ALIASED, f"aliased output: output {o} shares memory with input {j} (call {i}): the kernel "
+                                  "must write new memory")
 
         made = mk(s, **params)
         args, kwargs = ((), dict(made)) if isinstance(made, dict) else (tuple(made), {})
