@@ -25,6 +25,7 @@ import traceback
 
 from pytest_aina.imports import resolve
 from pytest_aina.sandbox import frames
+from pytest_aina.sandbox import result as R
 from pytest_aina.sandbox.child import audit, confine, failure, pid1, serve
 
 
@@ -63,11 +64,11 @@ def main(report_fd: int, command_fd: int) -> None:
         elif mode == "serve":
             serve.serve(config, send, reader, load=lambda: _load_candidate(config, send))
         else:
-            send({"op": "failed", "status": "sandbox error", "reason": f"unknown mode {mode!r}"})
+            send({"op": "failed", "status": R.SANDBOX_ERROR, "reason": f"unknown mode {mode!r}"})
     except BaseException as e:
         # the candidate's own errors are caught where it runs: this is the harness failing
         traceback.print_exc()
-        send({"op": "failed", "status": "sandbox error", "traceback": failure.traceback_text(e),
+        send({"op": "failed", "status": R.SANDBOX_ERROR, "traceback": failure.traceback_text(e),
               "reason": f"sandbox error: the sandbox's own code failed: {type(e).__name__}: {e}"})
     finally:
         _exit(0)
@@ -124,7 +125,7 @@ def _call(config: dict, send: Sender) -> None:
         json.dumps(value, allow_nan=True)
         send({"op": "result", "value": value})
     except (TypeError, ValueError):
-        send({"op": "failed", "status": "no result",
+        send({"op": "failed", "status": R.NO_RESULT,
               "reason": f"no result: the function returned a {type(value).__name__}, which is not JSON-able"})
 
 

@@ -12,6 +12,8 @@ import errno
 import os
 import traceback
 
+from pytest_aina.sandbox import result as R
+
 _MEMORY_WORDS = ("can't allocate memory", "cannot allocate memory", "out of memory", "bad_alloc",
                  "failed to allocate")
 _RESERVE_BYTES = 1 << 20
@@ -35,26 +37,26 @@ def at_import(e: BaseException) -> tuple[str, str]:
     """(status, reason) for an exception raised while importing the candidate."""
     if isinstance(e, SyntaxError):
         where = f"{os.path.basename(e.filename or '?')} line {e.lineno}"
-        return "syntax error", f"syntax error in {where}: {e.msg}"
+        return R.SYNTAX, f"syntax error in {where}: {e.msg}"
     if isinstance(e, MemoryError):
-        return "memory limit", "memory limit: MemoryError while importing the candidate"
+        return R.MEMORY, "memory limit: MemoryError while importing the candidate"
     if isinstance(e, ImportError):
-        return "import error", f"import error: {type(e).__name__}: {e}"
-    return "import error", f"import error: the module raised {type(e).__name__}: {e}"
+        return R.IMPORT, f"import error: {type(e).__name__}: {e}"
+    return R.IMPORT, f"import error: the module raised {type(e).__name__}: {e}"
 
 
 def in_call(e: BaseException) -> tuple[str, str]:
     """(status, reason) for an exception raised by a call of the candidate."""
     if isinstance(e, MemoryError) or (isinstance(e, RuntimeError)
                                       and any(w in str(e).lower() for w in _MEMORY_WORDS)):
-        return "memory limit", f"memory limit: {type(e).__name__}: {str(e)[:300]}"
+        return R.MEMORY, f"memory limit: {type(e).__name__}: {str(e)[:300]}"
     if isinstance(e, OSError) and e.errno == errno.EFBIG:
-        return "file size limit", f"file size limit: a write went past the file-size limit ({e})"
+        return R.FILE_SIZE, f"file size limit: a write went past the file-size limit ({e})"
     if isinstance(e, SystemExit):
-        return "no result", f"no result: the candidate called sys.exit({e.code!r}) instead of returning"
+        return R.NO_RESULT, f"no result: the candidate called sys.exit({e.code!r}) instead of returning"
     if isinstance(e, PermissionError) and "aina sandbox:" in str(e):
-        return "exception", f"exception: {e}"
-    return "exception", f"exception: {type(e).__name__}: {str(e)[:500]}"
+        return R.EXCEPTION, f"exception: {e}"
+    return R.EXCEPTION, f"exception: {type(e).__name__}: {str(e)[:500]}"
 
 
 def traceback_text(e: BaseException) -> str:

@@ -137,7 +137,7 @@ def serve(config: dict, send: Callable, reader: frames.Reader, *, load: Callable
         elif op == "exit":
             return
         else:
-            send({"op": "error", "status": "protocol error", "reason": f"unknown command {op!r}"})
+            send({"op": "error", "status": R.PROTOCOL, "reason": f"unknown command {op!r}"})
 
 
 def _collect(send: Callable, out: Any, inputs: list, quiet: "_Quiet") -> None:
