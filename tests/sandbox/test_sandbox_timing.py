@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_aina.sandbox.parent import timing
-
-from pytest_aina.sandbox import Limits, time_calls
-from pytest_aina.sandbox.parent.timing import Call, TimingResult, _judge_clocks, _Stop
+from pytest_aina.sandbox import Call, Limits, TimingResult, time_calls
+from pytest_aina.sandbox.parent import offcall
+from pytest_aina.sandbox.parent.verdicts import FLOOR_SLACK, Stop, judge_clocks
 
 HARNESS = """
 import numpy as np
@@ -53,7 +52,7 @@ def test_a_correct_candidate_is_timed_on_the_parents_clock(timed):
     assert all(t > 0 for t in r.times_s)
     # a figure includes the protocol's round trip; on a busy machine the no-op floor itself
     # varies, so the bound is the protocol's own slack, the one it judges plausibility by
-    assert r.median_s >= timing._FLOOR_SLACK * r.floor["min_s"]
+    assert r.median_s >= FLOOR_SLACK * r.floor["min_s"]
     # 10 no-ops before the candidate loads, then one after each of the 8 calls
     assert r.floor["calls"] == 18 and 0 < r.floor["min_s"] <= r.floor["median_s"] <= r.floor["p90_s"]
     # every call got its own seed, picked by the parent from `seed`: repeatable
@@ -221,11 +220,11 @@ def _calls(parent, child, live):
 def test_the_clock_judgement(parent, child, live, tampered):
     res = TimingResult(status="ok", reason="ok", floor={"median_s": 5e-5, "min_s": 4e-5})
     if tampered:
-        with pytest.raises(_Stop) as e:
-            _judge_clocks(res, _calls(parent, child, live))
+        with pytest.raises(Stop) as e:
+            judge_clocks(res, _calls(parent, child, live))
         assert e.value.status == "tampered clock"
     else:
-        _judge_clocks(res, _calls(parent, child, live))
+        judge_clocks(res, _calls(parent, child, live))
 
 
 TORCH_HARNESS = """
@@ -396,34 +395,34 @@ def test_a_thread_left_running_between_calls_is_deferred_work(write):
 
 def test_the_off_call_judgement():
     call = Call(index=3, seed=0, warmup=False, parent_s=0.1, child_s=0.1, live_s=0.1)
-    timing._check_offcall({1: 0, 2: 10_000_000}, {1: 1_000_000, 2: 10_500_000}, call)  # 1.5 ms: housekeeping
+    offcall.check({1: 0, 2: 10_000_000}, {1: 1_000_000, 2: 10_500_000}, call)  # 1.5 ms: housekeeping
     assert call.offcall_cpu_s == pytest.approx(1.5e-3)
-    timing._check_offcall({1: 0}, {1: 4_000_000}, call)  # 4 ms of a 100 ms call: within 2 ms + 3%
-    with pytest.raises(_Stop) as e:
-        timing._check_offcall({1: 0}, {1: 6_000_000}, call)
+    offcall.check({1: 0}, {1: 4_000_000}, call)  # 4 ms of a 100 ms call: within 2 ms + 3%
+    with pytest.raises(Stop) as e:
+        offcall.check({1: 0}, {1: 6_000_000}, call)
     assert e.value.status == "deferred work" and "call 3's return" in e.value.reason
-    with pytest.raises(_Stop):  # a process that appeared since counts with all its time
-        timing._check_offcall({1: 0}, {1: 0, 7: 9_000_000}, call)
-    timing._check_offcall({1: 0, 7: 9_000_000}, {1: 0}, call)  # one that exited is not negative work
+    with pytest.raises(Stop):  # a process that appeared since counts with all its time
+        offcall.check({1: 0}, {1: 0, 7: 9_000_000}, call)
+    offcall.check({1: 0, 7: 9_000_000}, {1: 0}, call)  # one that exited is not negative work
     assert call.offcall_cpu_s == 0
-    timing._check_offcall(None, {1: 10**9}, call)  # no accounting on this platform: no verdict
+    offcall.check(None, {1: 10**9}, call)  # no accounting on this platform: no verdict
 
 
 def test_one_window_over_by_a_clock_tick_is_the_clocks_resolution_not_deferred_work():
     call = Call(index=3, seed=0, warmup=False, parent_s=0.01, child_s=0.01, live_s=0.01)
-    allowed_ns = int(timing.offcall_allowed_s(call) * 1e9)
-    within_a_tick = allowed_ns + int(timing._OFFCALL_TICK_S * 1e9) - 100_000
+    allowed_ns = int(offcall.allowed_s(call) * 1e9)
+    within_a_tick = allowed_ns + int(offcall.TICK_S * 1e9) - 100_000
     forgiven = []
-    timing._check_offcall({1: 0}, {1: within_a_tick}, call, forgiven)  # the first: the clock's resolution
+    offcall.check({1: 0}, {1: within_a_tick}, call, forgiven)  # the first: the clock's resolution
     assert forgiven == [call] and call.offcall_cpu_s == pytest.approx(within_a_tick / 1e9)
     later = Call(index=4, seed=0, warmup=False, parent_s=0.01, child_s=0.01, live_s=0.01)
-    with pytest.raises(_Stop) as e:  # a second one in the same session is work left behind
-        timing._check_offcall({1: 0}, {1: within_a_tick}, later, forgiven)
+    with pytest.raises(Stop) as e:  # a second one in the same session is work left behind
+        offcall.check({1: 0}, {1: within_a_tick}, later, forgiven)
     assert e.value.status == "deferred work" and "call 4's return" in e.value.reason
-    with pytest.raises(_Stop):  # more than a tick over is never the clock, even the first time
-        timing._check_offcall({1: 0}, {1: within_a_tick + 200_000}, call, [])
-    with pytest.raises(_Stop):  # without a session's record (the old call form) nothing is forgiven
-        timing._check_offcall({1: 0}, {1: allowed_ns + 100_000}, call)
+    with pytest.raises(Stop):  # more than a tick over is never the clock, even the first time
+        offcall.check({1: 0}, {1: within_a_tick + 200_000}, call, [])
+    with pytest.raises(Stop):  # without a session's record (the old call form) nothing is forgiven
+        offcall.check({1: 0}, {1: allowed_ns + 100_000}, call)
 
 
 def test_an_honest_multithreaded_kernel_is_not_deferred_work(timed):
@@ -437,7 +436,7 @@ def test_an_honest_multithreaded_kernel_is_not_deferred_work(timed):
     # own work that the kernel had not yet put on the clock when the call ended
     over = [c for c in timed_calls if c.offcall_cpu_s >= 2e-3]
     assert len(over) <= 1, [c.offcall_cpu_s for c in over]
-    assert all(c.offcall_cpu_s <= timing.offcall_allowed_s(c) + timing._OFFCALL_TICK_S for c in over)
+    assert all(c.offcall_cpu_s <= offcall.allowed_s(c) + offcall.TICK_S for c in over)
 
 
 def test_a_torch_mode_left_active_is_deferred_work(write):

@@ -4,7 +4,7 @@ Layers, each used when the machine allows it and reported either way:
 
 * namespaces via util-linux ``unshare``: PID (the child's init takes every process with it
   when it ends), network (no interface but a loopback that is down), mount (a private
-  ``/proc`` and the read-only views of :func:`confine.expose`), IPC;
+  ``/proc`` and the read-only views of :func:`~pytest_aina.sandbox.child.confine.expose`), IPC;
 * a fresh uid/gid per run (when we are root), owner of the sandbox folder only: it cannot
   write elsewhere, cannot read root's files or ``/proc/PID/environ``, and RLIMIT_NPROC
   counts exactly its processes;
@@ -12,7 +12,8 @@ Layers, each used when the machine allows it and reported either way:
   the import paths and system folders, no TCP, signals only within the sandbox;
 * rlimits (data segment, CPU, file size, core dumps, tasks, open files);
 * the parent's watchdog: wall clock, total resident memory, process count;
-* the audit hook in the child (:mod:`.audit`), installed before the candidate is imported.
+* the audit hook in the child (:mod:`pytest_aina.sandbox.child.audit`), installed before the candidate is
+  imported.
 """
 
 from __future__ import annotations
@@ -77,6 +78,20 @@ class _Tail(threading.Thread):
     def text(self) -> str:
         s = bytes(self.buf[-_TAIL:]).decode(errors="replace")
         return (f"[... {self.total - _TAIL} earlier bytes dropped]\n" + s) if self.total > _TAIL else s
+
+
+def staged_entry(entry: str) -> tuple[str, dict[str, Path]]:
+    """For ``/path/file.py:fn``: the entry rewritten to a copy inside the sandbox folder
+    (readable by the sandbox's uid, and the candidate's own to change), and the file to stage."""
+    target, sep, attr = entry.rpartition(":")
+    if not sep or not target or not attr:
+        raise ValueError(f"entry {entry!r}: expected 'package.module:function' or 'path/to/file.py:function'")
+    if not target.endswith(".py"):
+        return entry, {}
+    if not os.path.isfile(target):
+        raise FileNotFoundError(f"entry {entry!r}: no such file {target!r}")
+    name = f"candidate/{os.path.basename(target)}"
+    return f"{{work}}/{name}:{attr}", {name: Path(target)}
 
 
 def _pick_uid() -> int:

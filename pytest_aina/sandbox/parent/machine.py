@@ -9,6 +9,8 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
+from pytest_aina.sandbox.child import landlock
+
 
 @dataclass(frozen=True)
 class Capabilities:
@@ -35,8 +37,6 @@ def probe() -> Capabilities:
     if system != "Linux":
         return Capabilities(system, root, None, (), 0, (f"{system}: only the in-process audit hook and "
                                                         "resource limits are available",))
-    from pytest_aina.sandbox.child import landlock
-
     abi = landlock.abi_version()
     if abi == 0:
         notes.append("Landlock unavailable (kernel < 5.13 or not enabled in the LSM list)")

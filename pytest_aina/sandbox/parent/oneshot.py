@@ -3,30 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import time
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from pytest_aina.sandbox import frames
 from pytest_aina.sandbox import result as R
 from pytest_aina.sandbox.parent.ending import classify
-from pytest_aina.sandbox.parent.launch import Child, Ended
+from pytest_aina.sandbox.parent.launch import Child, Ended, staged_entry
 from pytest_aina.sandbox.result import Isolation, Limits, SandboxResult
-
-
-def staged_entry(entry: str) -> tuple[str, dict[str, Path]]:
-    """For ``/path/file.py:fn``: the entry rewritten to a copy inside the sandbox folder
-    (readable by the sandbox's uid, and the candidate's own to change), and the file to stage."""
-    target, sep, attr = entry.rpartition(":")
-    if not sep or not target or not attr:
-        raise ValueError(f"entry {entry!r}: expected 'package.module:function' or 'path/to/file.py:function'")
-    if not target.endswith(".py"):
-        return entry, {}
-    if not os.path.isfile(target):
-        raise FileNotFoundError(f"entry {entry!r}: no such file {target!r}")
-    name = f"candidate/{os.path.basename(target)}"
-    return f"{{work}}/{name}:{attr}", {name: Path(target)}
 
 
 def run(entry: str | None = None, *, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
@@ -39,7 +23,7 @@ def run(entry: str | None = None, *, args: Sequence[Any] = (), kwargs: Mapping[s
 
     Never raises for what the candidate does: every ending is a status with a reason.
     Raises ``ValueError``/``FileNotFoundError`` for bad arguments and
-    :class:`~pytest_aina.sandbox.parent.launch.SandboxError` when the sandbox cannot be set up.
+    :class:`~pytest_aina.sandbox.SandboxError` when the sandbox cannot be set up.
     """
     limits = limits or Limits()
     isolation = isolation or Isolation()
