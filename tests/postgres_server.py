@@ -124,17 +124,30 @@ class PostgresServer:
                   "--auth", "trust", "--encoding", "UTF8", "--locale", "C", "--no-sync")
         for attempt in range(5):
             self.port = _free_port()
-            opts = (f"-c listen_addresses=127.0.0.1 -c port={self.port}"
-                    f" -c unix_socket_directories={self.root} -c fsync=off"
-                    " -c full_page_writes=off -c max_connections=200")
-            proc = self._cmd(self.bin / "pg_ctl", "start", "--pgdata", self.data, "--wait",
-                             "--timeout", "60", "--log", self.log, "-o", opts, check=False)
+            proc = self._launch()
             if proc.returncode == 0:
                 return self
             if "could not bind" not in self._log_tail() or attempt == 4:
                 raise RuntimeError(f"pg_ctl start failed:\n{proc.stdout}\n{proc.stderr}\n"
                                    f"{self._log_tail()}")
         return self
+
+    def _launch(self) -> subprocess.CompletedProcess:
+        opts = (f"-c listen_addresses=127.0.0.1 -c port={self.port}"
+                f" -c unix_socket_directories={self.root} -c fsync=off"
+                " -c full_page_writes=off -c max_connections=200")
+        return self._cmd(self.bin / "pg_ctl", "start", "--pgdata", self.data, "--wait",
+                         "--timeout", "60", "--log", self.log, "-o", opts, check=False)
+
+    def pause(self) -> None:
+        """Stop the server (every connection is cut), keeping its data and port."""
+        self._cmd(self.bin / "pg_ctl", "stop", "--pgdata", self.data, "--mode", "fast", "--wait")
+
+    def resume(self) -> None:
+        proc = self._launch()
+        if proc.returncode != 0:
+            raise RuntimeError(f"pg_ctl start failed:\n{proc.stdout}\n{proc.stderr}\n"
+                               f"{self._log_tail()}")
 
     def stop(self) -> None:
         if (self.data / "postmaster.pid").exists():

@@ -5,10 +5,12 @@ The same contract as SQLite (``tests/github_app/store`` runs both); what differs
 concurrency is made safe without one process-wide lock:
 
 * **Claiming** picks the next due job with ``FOR UPDATE SKIP LOCKED``, so claimers on many
-  machines take different jobs without waiting for each other. Jobs that share a key must
-  never run at once; two claimers could each pick one of two such jobs in the same instant,
-  so a keyed claim also takes a transaction-scoped advisory lock on the key and then looks
-  again, in a new statement (a new snapshot), for a live running job with that key.
+  machines take different jobs without waiting for each other. Jobs that share a key never
+  run at once because at most one of them is ever claimable: one may wait (a unique
+  index), and it waits while any job with its key is running, even one whose worker died;
+  the running one is claimable only once its lease ran out, and the row lock lets one
+  claimer have it. (Waiting for the dead run also keeps a key's jobs in order: its run is
+  taken over and finished before the newer job starts.)
 * **Time** is the database server's (``now()``): leases are granted and expire by one clock,
   whichever machine claims.
 * **Schema** changes are :data:`MIGRATIONS`, applied in order in one transaction under an
@@ -26,6 +28,7 @@ import json
 import math
 import os
 import threading
+import weakref
 from collections.abc import Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -40,8 +43,8 @@ from github_app.store.base import (
     StoreUnavailable, dumps, number_field, storable_text, text_field, window_digest,
 )
 
-#: Namespaces of this store's advisory locks (the first of the two-int form).
-_LOCK_MIGRATE, _LOCK_KEY = 0x41494E41, 0x41494E42  # "AINA", "AINB"
+#: The advisory lock that migrations take (the two-int form: "AINA", 0).
+_LOCK_MIGRATE = 0x41494E41
 #: Seconds since the epoch by the server's clock, fixed for the transaction.
 _NOW = "extract(epoch from now())::float8"
 #: Another job with job ``j``'s key is running, so ``j`` must wait: any running one holds
@@ -168,7 +171,10 @@ class PostgresStore(Store):
         self._pool_lock = threading.Lock()
         self._pool_obj: ConnectionPool | None = None
         self._pool_pid = 0
-        self._closed = False
+        self._connections: weakref.WeakSet[psycopg.Connection] = weakref.WeakSet()
+        self._inherited: list[ConnectionPool] = []
+        me = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: (store := me()) and store._after_fork())
         with _errors("migrating the schema"), self._connect() as con:
             ms = int(migrate_timeout * 1000)
             con.execute(f"SET statement_timeout = {ms}; SET lock_timeout = {ms}")
@@ -180,6 +186,7 @@ class PostgresStore(Store):
                                connect_timeout=max(2, math.ceil(self._timeout)))
 
     def _configure(self, con: psycopg.Connection) -> None:
+        self._connections.add(con)
         ms = int(self._timeout * 1000)
         con.adapters.register_dumper(str, _Text)
         con.adapters.register_dumper(str, _BinaryText)
@@ -189,15 +196,28 @@ class PostgresStore(Store):
         con.execute(f"SET statement_timeout = {ms}; SET lock_timeout = {ms};"
                     " SET idle_in_transaction_session_timeout = 60000")
 
+    def _after_fork(self) -> None:
+        # A forked child (gunicorn --preload) shares its parent's sockets: it must neither
+        # talk on them nor close them (closing says goodbye to the server for the parent).
+        # Each is pointed at /dev/null in the child alone, and the child makes its own pool.
+        null = os.open(os.devnull, os.O_RDWR)
+        try:
+            for con in list(self._connections):
+                try:
+                    os.dup2(null, con.pgconn.socket)
+                except (OSError, psycopg.Error):
+                    pass
+        finally:
+            os.close(null)
+        if self._pool_obj is not None:
+            self._inherited.append(self._pool_obj)  # never closed here: its threads are gone
+        self._pool_obj, self._pool_lock = None, threading.Lock()
+
     def _pool(self) -> ConnectionPool:
-        # A pool's connections and threads do not survive fork (gunicorn --preload): a
-        # child makes its own, leaving the parent's alone.
         pid = os.getpid()
         if self._pool_obj is not None and self._pool_pid == pid:
             return self._pool_obj
         with self._pool_lock:
-            if self._closed:
-                raise StoreUnavailable(f"{self}: closed")
             if self._pool_obj is None or self._pool_pid != pid:
                 pool = ConnectionPool(
                     self.dsn, min_size=1, max_size=self._pool_size, open=False,
@@ -218,13 +238,20 @@ class PostgresStore(Store):
         with _errors("reading"), self._pool().connection() as con:
             return con.execute(sql, args).fetchall()
 
+    def _write(self, sql: str, args: Sequence[Any] = ()) -> tuple[int, dict[str, Any] | None]:
+        """One writing statement, atomic on its own: no BEGIN and COMMIT round trips. The
+        rows it changed, and the first it returned."""
+        with _errors("writing"), self._pool().connection() as con:
+            cur = con.execute(sql, args)
+            return cur.rowcount, (cur.fetchone() if cur.description else None)
+
     def _row(self, sql: str, args: Sequence[Any] = ()) -> dict[str, Any] | None:
         rows = self._rows(sql, args)
         return rows[0] if rows else None
 
     def close(self) -> None:
+        """Close the connections; a later call opens new ones, as SQLite's store does."""
         with self._pool_lock:
-            self._closed = True
             pool, self._pool_obj = self._pool_obj, None
         if pool is not None and self._pool_pid == os.getpid():
             pool.close()
@@ -266,15 +293,14 @@ class PostgresStore(Store):
 
     def upsert_repository(self, full_name, installation_id, *, repo_id=None,
                           default_branch=None, active=True):
-        with self._tx() as con:
-            con.execute(
-                "INSERT INTO repositories (full_name, installation_id, repo_id, default_branch,"
-                f" active, updated_at) VALUES (%s, %s, %s, %s, %s, {_NOW})"
-                " ON CONFLICT (full_name) DO UPDATE SET installation_id = excluded.installation_id,"
-                " repo_id = COALESCE(excluded.repo_id, repositories.repo_id),"
-                " default_branch = COALESCE(excluded.default_branch, repositories.default_branch),"
-                " active = excluded.active, updated_at = excluded.updated_at",
-                (full_name, installation_id, repo_id, default_branch, bool(active)))
+        self._write(
+            "INSERT INTO repositories (full_name, installation_id, repo_id, default_branch,"
+            f" active, updated_at) VALUES (%s, %s, %s, %s, %s, {_NOW})"
+            " ON CONFLICT (full_name) DO UPDATE SET installation_id = excluded.installation_id,"
+            " repo_id = COALESCE(excluded.repo_id, repositories.repo_id),"
+            " default_branch = COALESCE(excluded.default_branch, repositories.default_branch),"
+            " active = excluded.active, updated_at = excluded.updated_at",
+            (full_name, installation_id, repo_id, default_branch, bool(active)))
 
     def repository(self, full_name):
         return self._row("SELECT * FROM repositories WHERE full_name = %s", (full_name,))
@@ -292,9 +318,8 @@ class PostgresStore(Store):
         if not fields:
             return
         sets = ", ".join(f"{k} = %s" for k in fields)  # names checked just above
-        with self._tx() as con:
-            con.execute(f"UPDATE repositories SET {sets}, updated_at = {_NOW}"
-                        " WHERE full_name = %s", (*fields.values(), full_name))
+        self._write(f"UPDATE repositories SET {sets}, updated_at = {_NOW} WHERE full_name = %s",
+                    (*fields.values(), full_name))
 
     # -- telemetry -----------------------------------------------------------------------------
     def store_telemetry(self, digest, repository, installation_id, windows, job):
@@ -362,16 +387,13 @@ class PostgresStore(Store):
 
     def save_pull(self, repository, hypothesis_id, number, branch, *, head_sha, title, kernel,
                   change):
-        with self._tx() as con:
-            con.execute(
-                "INSERT INTO pulls (repository, hypothesis_id, number, branch, head_sha, title,"
-                " kernel, change, state, opened_at, updated_at)"
-                f" VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'open', {_NOW}, {_NOW})"
-                " ON CONFLICT (repository, number) DO UPDATE SET head_sha = excluded.head_sha,"
-                " title = excluded.title, change = excluded.change,"
-                " updated_at = excluded.updated_at",
-                (repository, hypothesis_id, number, branch, head_sha, title, kernel,
-                 dumps(change)))
+        self._write(
+            "INSERT INTO pulls (repository, hypothesis_id, number, branch, head_sha, title,"
+            " kernel, change, state, opened_at, updated_at)"
+            f" VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'open', {_NOW}, {_NOW})"
+            " ON CONFLICT (repository, number) DO UPDATE SET head_sha = excluded.head_sha,"
+            " title = excluded.title, change = excluded.change, updated_at = excluded.updated_at",
+            (repository, hypothesis_id, number, branch, head_sha, title, kernel, dumps(change)))
 
     @staticmethod
     def _pull_row(row):
@@ -404,24 +426,20 @@ class PostgresStore(Store):
         return [self._pull_row(r) for r in rows]
 
     def close_pull(self, repository, number, outcome, by=None):
-        with self._tx() as con:
-            return con.execute(
-                f"UPDATE pulls SET state = 'closed', outcome = %s, closed_by = %s,"
-                f" closed_at = {_NOW}, updated_at = {_NOW}"
-                " WHERE repository = %s AND number = %s AND state = 'open'",
-                (outcome, by, repository, number)).rowcount > 0
+        return self._write(
+            f"UPDATE pulls SET state = 'closed', outcome = %s, closed_by = %s,"
+            f" closed_at = {_NOW}, updated_at = {_NOW}"
+            " WHERE repository = %s AND number = %s AND state = 'open'",
+            (outcome, by, repository, number))[0] > 0
 
     def start_run(self, repository, hypothesis_id, job_id):
-        with self._tx() as con:
-            return con.execute(
-                "INSERT INTO runs (repository, hypothesis_id, job_id, started_at)"
-                f" VALUES (%s, %s, %s, {_NOW}) RETURNING id",
-                (repository, hypothesis_id, job_id)).fetchone()["id"]
+        return self._write(
+            f"INSERT INTO runs (repository, hypothesis_id, job_id, started_at)"
+            f" VALUES (%s, %s, %s, {_NOW}) RETURNING id", (repository, hypothesis_id, job_id))[1]["id"]
 
     def finish_run(self, run_id, outcome, detail=""):
-        with self._tx() as con:
-            con.execute(f"UPDATE runs SET outcome = %s, detail = %s, finished_at = {_NOW}"
-                        " WHERE id = %s", (outcome, detail, run_id))
+        self._write(f"UPDATE runs SET outcome = %s, detail = %s, finished_at = {_NOW}"
+                    " WHERE id = %s", (outcome, detail, run_id))
 
     def runs(self, repository, limit=20):
         return self._rows("SELECT * FROM runs WHERE repository = %s ORDER BY id DESC LIMIT %s",
@@ -447,43 +465,18 @@ class PostgresStore(Store):
         with self._tx() as con:
             return self._enqueue(con, jobs)
 
-    #: Candidates one claim looks at before it gives up for this poll; more than one only
-    #: when claimers race for jobs with one key.
-    _CLAIM_TRIES = 8
-
     def claim(self, queues, worker, lease):
-        with self._tx() as con:
-            passed: list[int] = []
-            for _ in range(self._CLAIM_TRIES):
-                row = con.execute(
-                    "SELECT id, key FROM jobs AS j WHERE queue = ANY(%s) AND id <> ALL(%s) AND ("
-                    f" (state = '{QUEUED}' AND run_at <= {_NOW})"
-                    f" OR (state = '{RUNNING}' AND lease_until < {_NOW}))"
-                    f" AND (key IS NULL OR NOT EXISTS ({_KEY_BUSY}))"
-                    " ORDER BY run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED",
-                    (list(queues), passed)).fetchone()
-                if row is None:
-                    return None
-                if row["key"] is not None and not self._key_free(con, row["id"]):
-                    passed.append(row["id"])
-                    continue
-                claimed = con.execute(
-                    f"UPDATE jobs SET state = '{RUNNING}', worker = %s,"
-                    f" lease_until = {_NOW} + %s, attempts = attempts + 1 WHERE id = %s"
-                    " RETURNING *", (worker, float(lease), row["id"])).fetchone()
-                return Job.from_row(claimed)
-            return None
-
-    @staticmethod
-    def _key_free(con, job_id: int) -> bool:
-        # The lock first, the look second, in its own statement: a claim of the same key
-        # that committed before we got the lock is then visible (READ COMMITTED takes a
-        # snapshot per statement). A held lock means another claimer is deciding this key.
-        return con.execute(
-            "SELECT pg_try_advisory_xact_lock(%s, hashtext(key)) AS got FROM jobs WHERE id = %s",
-            (_LOCK_KEY, job_id)).fetchone()["got"] and con.execute(
-            f"SELECT NOT EXISTS ({_KEY_BUSY}) AS free FROM jobs AS j WHERE id = %s",
-            (job_id,)).fetchone()["free"]
+        # One statement: the row lock taken by the sub-select is held by the UPDATE.
+        _, row = self._write(
+            f"UPDATE jobs SET state = '{RUNNING}', worker = %s, lease_until = {_NOW} + %s,"
+            " attempts = attempts + 1 WHERE id = ("
+            " SELECT id FROM jobs AS j WHERE queue = ANY(%s) AND ("
+            f"  (state = '{QUEUED}' AND run_at <= {_NOW})"
+            f"  OR (state = '{RUNNING}' AND lease_until < {_NOW}))"
+            f"  AND (key IS NULL OR NOT EXISTS ({_KEY_BUSY}))"
+            "  ORDER BY run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)"
+            " RETURNING *", (worker, float(lease), list(queues)))
+        return Job.from_row(row) if row is not None else None
 
     @staticmethod
     def _owned(con, job_id, worker, sql, args):
@@ -491,9 +484,9 @@ class PostgresStore(Store):
                            (*args, job_id, worker)).rowcount > 0
 
     def heartbeat(self, job_id, worker, lease):
-        with self._tx() as con:
-            return self._owned(con, job_id, worker, f"UPDATE jobs SET lease_until = {_NOW} + %s",
-                               (float(lease),))
+        return self._write(f"UPDATE jobs SET lease_until = {_NOW} + %s WHERE id = %s"
+                           f" AND worker = %s AND state = '{RUNNING}'",
+                           (float(lease), job_id, worker))[0] > 0
 
     def checkpoint(self, job_id, worker, data):
         with self._tx() as con:
@@ -549,18 +542,14 @@ class PostgresStore(Store):
                                  " lease_until = NULL, attempts = attempts - 1", (reason,), reason)
 
     def release_deferred(self, repository):
-        with self._tx() as con:
-            return con.execute(
-                f"UPDATE jobs SET state = '{QUEUED}', run_at = {_NOW}"
-                f" WHERE state = '{DEFERRED}' AND repository = %s", (repository,)).rowcount
+        return self._write(f"UPDATE jobs SET state = '{QUEUED}', run_at = {_NOW}"
+                           f" WHERE state = '{DEFERRED}' AND repository = %s", (repository,))[0]
 
     def cancel_jobs(self, repository):
-        with self._tx() as con:
-            return con.execute(
-                f"UPDATE jobs SET state = '{FAILED}', last_error = 'cancelled: the App lost"
-                f" access to the repository', finished_at = {_NOW}"
-                f" WHERE state IN ('{QUEUED}', '{DEFERRED}') AND repository = %s",
-                (repository,)).rowcount
+        return self._write(
+            f"UPDATE jobs SET state = '{FAILED}', last_error = 'cancelled: the App lost"
+            f" access to the repository', finished_at = {_NOW}"
+            f" WHERE state IN ('{QUEUED}', '{DEFERRED}') AND repository = %s", (repository,))[0]
 
     def job(self, job_id):
         row = self._row("SELECT * FROM jobs WHERE id = %s", (job_id,))
@@ -581,21 +570,18 @@ class PostgresStore(Store):
             "SELECT kind, state, COUNT(*) AS n FROM jobs GROUP BY kind, state")}
 
     def due(self, name, interval):
-        with self._tx() as con:
-            return con.execute(
-                f"INSERT INTO schedules (name, next_run) VALUES (%s, {_NOW} + %s)"
-                " ON CONFLICT (name) DO UPDATE SET next_run = excluded.next_run"
-                f" WHERE schedules.next_run <= {_NOW} RETURNING 1",
-                (name, float(interval))).fetchone() is not None
+        return self._write(
+            f"INSERT INTO schedules (name, next_run) VALUES (%s, {_NOW} + %s)"
+            " ON CONFLICT (name) DO UPDATE SET next_run = excluded.next_run"
+            f" WHERE schedules.next_run <= {_NOW} RETURNING 1", (name, float(interval)))[1] is not None
 
     def get_meta(self, key):
         row = self._row("SELECT value FROM meta WHERE key = %s", (key,))
         return row["value"] if row else None
 
     def set_meta(self, key, value):
-        with self._tx() as con:
-            con.execute("INSERT INTO meta (key, value) VALUES (%s, %s)"
-                        " ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
+        self._write("INSERT INTO meta (key, value) VALUES (%s, %s)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
 
 
 __all__ = ["MIGRATIONS", "PostgresStore", "migrate"]
