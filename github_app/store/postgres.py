@@ -20,6 +20,9 @@ concurrency is made safe without one process-wide lock:
   ``statement_timeout`` and ``lock_timeout``; waiting for a connection, a lock or a statement
   past the deadline, or losing the server, raises
   :class:`~github_app.store.base.StoreUnavailable`.
+* **Round trips**: a write and the jobs it causes (a delivery, a telemetry batch, a job's
+  completion and its follow-ups) are one statement, atomic without BEGIN and COMMIT; only
+  the rare multi-step writes take a transaction.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import json
 import math
 import os
 import threading
+import time
 import weakref
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -39,7 +43,7 @@ from psycopg.types.string import StrBinaryDumper, StrDumperUnknown
 from psycopg_pool import ConnectionPool
 
 from github_app.store.base import (
-    DEADLINE_SECONDS, DEFERRED, DONE, FAILED, QUEUED, RUNNING, Job, Store, StoreConflict,
+    DEADLINE_SECONDS, DEFERRED, DONE, FAILED, QUEUED, RUNNING, Job, JobSpec, Store, StoreConflict,
     StoreUnavailable, dumps, number_field, storable_text, text_field, window_digest,
 )
 
@@ -102,7 +106,10 @@ CREATE TABLE jobs (
     created_at DOUBLE PRECISION NOT NULL, finished_at DOUBLE PRECISION);
 CREATE UNIQUE INDEX one_waiting_job_per_key ON jobs (key) WHERE state IN ('{QUEUED}', '{DEFERRED}');
 CREATE INDEX jobs_by_key ON jobs (key, state);
-CREATE INDEX jobs_due ON jobs (state, queue, run_at);
+-- A claim walks these in order and stops at the first job it can take, instead of sorting
+-- every due job (12 ms a claim with 2,000 waiting).
+CREATE INDEX jobs_waiting ON jobs (run_at, id) WHERE state = '{QUEUED}';
+CREATE INDEX jobs_running ON jobs (lease_until) WHERE state = '{RUNNING}';
 CREATE INDEX jobs_by_repo ON jobs (repository, state);
 CREATE TABLE schedules (name TEXT PRIMARY KEY, next_run DOUBLE PRECISION NOT NULL);
 """
@@ -172,6 +179,8 @@ class PostgresStore(Store):
         self._pool_obj: ConnectionPool | None = None
         self._pool_pid = 0
         self._connections: weakref.WeakSet[psycopg.Connection] = weakref.WeakSet()
+        self._used: weakref.WeakKeyDictionary[psycopg.Connection, float] = (
+            weakref.WeakKeyDictionary())
         self._inherited: list[ConnectionPool] = []
         me = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: (store := me()) and store._after_fork())
@@ -222,26 +231,41 @@ class PostgresStore(Store):
                 pool = ConnectionPool(
                     self.dsn, min_size=1, max_size=self._pool_size, open=False,
                     timeout=self._timeout, configure=self._configure,
-                    check=ConnectionPool.check_connection, name="aina-store",
+                    check=self._check, name="aina-store",
                     kwargs={"autocommit": True,
                             "connect_timeout": max(2, math.ceil(self._timeout))})
                 pool.open()
                 self._pool_obj, self._pool_pid = pool, pid
             return self._pool_obj
 
+    #: A connection idle longer than this is asked whether it is alive before it is lent
+    #: (a server restart or a proxy's idle timeout may have cut it); one used more recently
+    #: is lent as it is, saving a round trip per call.
+    CHECK_IDLE_SECONDS = 1.0
+
+    def _check(self, con: psycopg.Connection) -> None:
+        if time.monotonic() - self._used.get(con, 0.0) > self.CHECK_IDLE_SECONDS:
+            ConnectionPool.check_connection(con)
+
+    @contextmanager
+    def _connection(self, what: str):
+        with _errors(what), self._pool().connection() as con:
+            yield con
+            self._used[con] = time.monotonic()
+
     @contextmanager
     def _tx(self):
-        with _errors("writing"), self._pool().connection() as con, con.transaction():
+        with self._connection("writing") as con, con.transaction():
             yield con
 
     def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        with _errors("reading"), self._pool().connection() as con:
+        with self._connection("reading") as con:
             return con.execute(sql, args).fetchall()
 
     def _write(self, sql: str, args: Sequence[Any] = ()) -> tuple[int, dict[str, Any] | None]:
         """One writing statement, atomic on its own: no BEGIN and COMMIT round trips. The
         rows it changed, and the first it returned."""
-        with _errors("writing"), self._pool().connection() as con:
+        with self._connection("writing") as con:
             cur = con.execute(sql, args)
             return cur.rowcount, (cur.fetchone() if cur.description else None)
 
@@ -263,15 +287,12 @@ class PostgresStore(Store):
 
     # -- webhooks ----------------------------------------------------------------------------
     def record_delivery(self, guid, event, action, jobs, outcome):
-        with self._tx() as con:
-            cur = con.execute(
-                "INSERT INTO deliveries (guid, event, action, outcome, received_at)"
-                f" VALUES (%s, %s, %s, %s, {_NOW}) ON CONFLICT (guid) DO NOTHING",
-                (guid, event, action, outcome))
-            if cur.rowcount == 0:
-                return False
-            self._enqueue(con, jobs)
-        return True
+        # One statement (one round trip, atomic): the jobs go in only if the delivery did.
+        sql = ("WITH d AS (INSERT INTO deliveries (guid, event, action, outcome, received_at)"
+               f" VALUES (%s, %s, %s, %s, {_NOW}) ON CONFLICT (guid) DO NOTHING RETURNING 1)")
+        args = [guid, event, action, outcome]
+        sql, args = self._with_jobs(sql, args, jobs, "EXISTS (SELECT 1 FROM d)")
+        return self._write(sql + " SELECT count(*) AS n FROM d", args)[1]["n"] > 0
 
     def delivery_seen(self, guid):
         return self._row("SELECT 1 FROM deliveries WHERE guid = %s", (guid,)) is not None
@@ -329,23 +350,22 @@ class PostgresStore(Store):
             kernels.append(text_field(w.get("kernel")))
             services.append(text_field(w.get("service")))
             bodies.append(dumps(w))
-        with self._tx() as con:
-            cur = con.execute(
-                "INSERT INTO telemetry_batches (digest, repository, installation_id, windows,"
-                f" received_at) VALUES (%s, %s, %s, %s, {_NOW}) ON CONFLICT (digest) DO NOTHING",
-                (digest, repository, installation_id, len(windows)))
-            if cur.rowcount == 0:
-                return None
-            # One statement for the batch, in the order sent (ids keep the arrival order).
-            stored = con.execute(
-                "INSERT INTO telemetry_windows (repository, digest, kernel, service, received_at,"
-                f" body) SELECT %s, d, k, s, {_NOW}, b FROM unnest(%s::text[], %s::text[],"
-                " %s::text[], %s::text[]) WITH ORDINALITY AS w(d, k, s, b, n) ORDER BY n"
-                " ON CONFLICT (repository, digest) DO NOTHING",
-                (repository, digests, kernels, services, bodies)).rowcount
-            if job is not None:
-                self._enqueue(con, [job])
-        return stored
+        # One statement: the batch, its windows in the order sent (ids keep the arrival
+        # order) and its job, all only if the batch is new.
+        sql = ("WITH b AS (INSERT INTO telemetry_batches (digest, repository, installation_id,"
+               f" windows, received_at) VALUES (%s, %s, %s, %s, {_NOW})"
+               " ON CONFLICT (digest) DO NOTHING RETURNING 1),"
+               " w AS (INSERT INTO telemetry_windows (repository, digest, kernel, service,"
+               f" received_at, body) SELECT %s, d, k, s, {_NOW}, b FROM unnest(%s::text[],"
+               " %s::text[], %s::text[], %s::text[]) WITH ORDINALITY AS w(d, k, s, b, n)"
+               " WHERE EXISTS (SELECT 1 FROM b) ORDER BY n"
+               " ON CONFLICT (repository, digest) DO NOTHING RETURNING 1)")
+        args = [digest, repository, installation_id, len(windows),
+                repository, digests, kernels, services, bodies]
+        sql, args = self._with_jobs(sql, args, [job] if job else [], "EXISTS (SELECT 1 FROM b)")
+        row = self._write(sql + " SELECT (SELECT count(*) FROM b) AS new,"
+                                " (SELECT count(*) FROM w) AS stored", args)[1]
+        return row["stored"] if row["new"] else None
 
     def telemetry_windows(self, repository, since=0.0):
         return [json.loads(r["body"]) for r in self._rows(
@@ -460,22 +480,42 @@ class PostgresStore(Store):
             ids.append(row["id"] if row else None)
         return ids
 
+    def _with_jobs(self, sql: str, args: list, jobs: Sequence[JobSpec],
+                   when: str) -> tuple[str, list]:
+        """``sql`` (a WITH clause) with one more part that enqueues ``jobs`` if ``when``
+        holds, as :meth:`enqueue` would: so a write and the jobs it causes are one
+        statement, one round trip."""
+        if not jobs:
+            return sql, args
+        cols = list(zip(*[(j.kind, j.queue, j.key, j.repository, dumps(j.payload),
+                           float(j.delay)) for j in jobs]))
+        part = (", enqueued AS (INSERT INTO jobs (kind, queue, key, repository,"
+                " payload, state, max_attempts, run_at, created_at)"
+                f" SELECT k, q, y, r, p, '{QUEUED}', %s, {_NOW} + dl, {_NOW} FROM unnest("
+                "%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::float8[])"
+                f" WITH ORDINALITY AS s(k, q, y, r, p, dl, n) WHERE {when} ORDER BY n"
+                f" ON CONFLICT (key) WHERE state IN ('{QUEUED}', '{DEFERRED}') DO NOTHING)")
+        return sql + part, [*args, self.max_attempts, *map(list, cols)]
+
     def enqueue(self, jobs):
         jobs = list(jobs)
         with self._tx() as con:
             return self._enqueue(con, jobs)
 
     def claim(self, queues, worker, lease):
-        # One statement: the row lock taken by the sub-select is held by the UPDATE.
+        # One statement; the row lock a sub-select takes is held by the UPDATE. A run whose
+        # worker died comes first (its run_at is older than any waiting job's), then the
+        # oldest due job; each walks its own partial index in order and stops at the first
+        # row it can lock, where one query over both would sort every due job.
+        pick = ("(SELECT id FROM jobs AS j WHERE {cond} AND queue = ANY(%s)"
+                f" AND (key IS NULL OR NOT EXISTS ({_KEY_BUSY}))"
+                " ORDER BY run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)")
         _, row = self._write(
             f"UPDATE jobs SET state = '{RUNNING}', worker = %s, lease_until = {_NOW} + %s,"
-            " attempts = attempts + 1 WHERE id = ("
-            " SELECT id FROM jobs AS j WHERE queue = ANY(%s) AND ("
-            f"  (state = '{QUEUED}' AND run_at <= {_NOW})"
-            f"  OR (state = '{RUNNING}' AND lease_until < {_NOW}))"
-            f"  AND (key IS NULL OR NOT EXISTS ({_KEY_BUSY}))"
-            "  ORDER BY run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)"
-            " RETURNING *", (worker, float(lease), list(queues)))
+            " attempts = attempts + 1 WHERE id = COALESCE("
+            + pick.format(cond=f"state = '{RUNNING}' AND lease_until < {_NOW}") + ", "
+            + pick.format(cond=f"state = '{QUEUED}' AND run_at <= {_NOW}") + ") RETURNING *",
+            (worker, float(lease), list(queues), list(queues)))
         return Job.from_row(row) if row is not None else None
 
     @staticmethod
@@ -498,14 +538,17 @@ class PostgresStore(Store):
             return self._owned(con, job_id, worker, "UPDATE jobs SET checkpoint = %s",
                                (dumps(merged),))
 
+    def _finish(self, job_id, worker, sets: str, args: list, follow_up) -> bool:
+        """End the job (if ``worker`` holds it) and enqueue ``follow_up``, in one statement."""
+        sql = (f"WITH done AS (UPDATE jobs SET {sets}, finished_at = {_NOW}, lease_until = NULL"
+               f" WHERE id = %s AND worker = %s AND state = '{RUNNING}' RETURNING 1)")
+        sql, args = self._with_jobs(sql, [*args, job_id, worker], list(follow_up),
+                                    "EXISTS (SELECT 1 FROM done)")
+        return self._write(sql + " SELECT count(*) AS n FROM done", args)[1]["n"] > 0
+
     def complete(self, job_id, worker, result, follow_up=()):
-        with self._tx() as con:
-            ok = self._owned(con, job_id, worker,
-                             f"UPDATE jobs SET state = '{DONE}', result = %s,"
-                             f" finished_at = {_NOW}, lease_until = NULL", (dumps(result or {}),))
-            if ok and follow_up:
-                self._enqueue(con, follow_up)
-            return ok
+        return self._finish(job_id, worker, f"state = '{DONE}', result = %s",
+                            [dumps(result or {})], follow_up)
 
     def _requeue(self, con, job_id, worker, sql, args, error):
         # Back to queued/deferred, unless a newer job with the same key waits there already:
@@ -527,13 +570,8 @@ class PostgresStore(Store):
                                  (run_at, error, 0 if count_attempt else 1), error)
 
     def fail(self, job_id, worker, error, follow_up=()):
-        with self._tx() as con:
-            ok = self._owned(con, job_id, worker,
-                             f"UPDATE jobs SET state = '{FAILED}', last_error = %s,"
-                             f" finished_at = {_NOW}, lease_until = NULL", (error,))
-            if ok and follow_up:
-                self._enqueue(con, follow_up)
-            return ok
+        return self._finish(job_id, worker, f"state = '{FAILED}', last_error = %s", [error],
+                            follow_up)
 
     def defer(self, job_id, worker, reason):
         with self._tx() as con:

@@ -24,7 +24,7 @@ from typing import Any
 
 from github_app.store.base import (
     DEADLINE_SECONDS, DEFERRED, DONE, FAILED, QUEUED, RUNNING, Job, Store, StoreConflict,
-    StoreUnavailable, dumps as _dumps, number_field, storable_text, text_field, window_digest,
+    StoreUnavailable, dumps, number_field, storable_text, text_field, window_digest,
 )
 
 SCHEMA = """
@@ -274,7 +274,7 @@ class SQLiteStore(Store):
         rows = []
         for w in windows:
             rows.append((repository, window_digest(w), text_field(w.get("kernel")),
-                         text_field(w.get("service")), now, _dumps(w)))
+                         text_field(w.get("service")), now, dumps(w)))
         with self._tx() as con:
             cur = con.execute(
                 "INSERT OR IGNORE INTO telemetry_batches (digest, repository, installation_id,"
@@ -319,7 +319,7 @@ class SQLiteStore(Store):
                 "INSERT OR REPLACE INTO hypotheses (repository, id, rank, kind, kernel,"
                 " expected_gain, body, seen_at) VALUES (?,?,?,?,?,?,?,?)",
                 [(repository, str(h["id"]), i, text_field(h.get("kind")),
-                  text_field(h.get("kernel")), number_field(h.get("expected_gain")), _dumps(h), now)
+                  text_field(h.get("kernel")), number_field(h.get("expected_gain")), dumps(h), now)
                  for i, h in enumerate(ranked)])
 
     def hypotheses(self, repository):
@@ -337,7 +337,7 @@ class SQLiteStore(Store):
                 " ON CONFLICT (repository, number) DO UPDATE SET head_sha=excluded.head_sha,"
                 " title=excluded.title, change=excluded.change, updated_at=excluded.updated_at",
                 (repository, hypothesis_id, number, branch, head_sha, title, kernel,
-                 _dumps(change), now, now))
+                 dumps(change), now, now))
 
     def _pull_row(self, row):
         if row is not None and row.get("change"):
@@ -401,7 +401,7 @@ class SQLiteStore(Store):
                 "INSERT INTO jobs (kind, queue, key, repository, payload, state, max_attempts,"
                 " run_at, created_at) VALUES (?,?,?,?,?,?,?,?,?)"
                 " ON CONFLICT (key) WHERE state IN ('queued', 'deferred') DO NOTHING",
-                (spec.kind, spec.queue, spec.key, spec.repository, _dumps(spec.payload), QUEUED,
+                (spec.kind, spec.queue, spec.key, spec.repository, dumps(spec.payload), QUEUED,
                  self.max_attempts, now + spec.delay, now))
             ids.append(cur.lastrowid if cur.rowcount else None)
         return ids
@@ -449,13 +449,13 @@ class SQLiteStore(Store):
                 return False
             merged = {**json.loads(row["checkpoint"]), **data}
             return self._owned(con, job_id, worker, "UPDATE jobs SET checkpoint = ?",
-                               (_dumps(merged),))
+                               (dumps(merged),))
 
     def complete(self, job_id, worker, result, follow_up=()):
         with self._tx() as con:
             ok = self._owned(con, job_id, worker,
                              f"UPDATE jobs SET state = '{DONE}', result = ?, finished_at = ?,"
-                             " lease_until = NULL", (_dumps(result or {}), time.time()))
+                             " lease_until = NULL", (dumps(result or {}), time.time()))
             if ok and follow_up:
                 self._enqueue(con, follow_up)
             return ok
