@@ -54,7 +54,13 @@ def dumps(value: Any) -> str:
 
 def window_digest(window: dict[str, Any]) -> str:
     """Identity of a telemetry window: a re-sent window is stored once."""
-    return hashlib.sha256(dumps(window).encode()).hexdigest()
+    return stored_window(window)[0]
+
+
+def stored_window(window: dict[str, Any]) -> tuple[str, str]:
+    """A window's digest and the text kept of it (one serialisation for both)."""
+    body = dumps(window)
+    return hashlib.sha256(body.encode()).hexdigest(), body
 
 
 _UNSTORABLE = re.compile("[\x00\ud800-\udfff]")

@@ -24,7 +24,8 @@ from typing import Any
 
 from github_app.store.base import (
     DEADLINE_SECONDS, DEFERRED, DONE, FAILED, QUEUED, RUNNING, Job, Store, StoreConflict,
-    StoreUnavailable, dumps, number_field, storable_text, text_field, window_digest,
+    StoreUnavailable, dumps, number_field, storable_text, stored_window, text_field,
+    window_digest,
 )
 
 SCHEMA = """
@@ -273,8 +274,9 @@ class SQLiteStore(Store):
         now = time.time()
         rows = []
         for w in windows:
-            rows.append((repository, window_digest(w), text_field(w.get("kernel")),
-                         text_field(w.get("service")), now, dumps(w)))
+            digest_w, body = stored_window(w)
+            rows.append((repository, digest_w, text_field(w.get("kernel")),
+                         text_field(w.get("service")), now, body))
         with self._tx() as con:
             cur = con.execute(
                 "INSERT OR IGNORE INTO telemetry_batches (digest, repository, installation_id,"
