@@ -21,7 +21,9 @@ DEFAULTS: dict[str, Any] = {
     # GitHub.com's REST root; a GitHub Enterprise Server (or the test fake) is
     # ``https://HOST/api/v3``.
     "GITHUB_API_URL": "https://api.github.com",
-    # SQLite file for state and the job queue; empty means ``<instance>/aina.sqlite3``.
+    # State and the job queue: a SQLite file (one machine; empty means
+    # ``<instance>/aina.sqlite3``), or ``postgresql://USER:PASSWORD@HOST:PORT/DBNAME`` for
+    # App processes on several machines (github_app.store.open_store reads it).
     "DATABASE": "",
     # Master key for per-installation telemetry secrets; empty derives them from
     # WEBHOOK_SECRET (with a distinct label, so one never equals the other).

@@ -13,6 +13,7 @@ from werkzeug.serving import make_server
 
 from github_app.app import create_app
 from github_app.config import ConfigError
+from github_app.store import StoreUnavailable
 from github_app.web.telemetry import master_key, telemetry_secret
 from github_app.worker import start_workers, startup_jobs
 
@@ -24,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         app = create_app()
-    except (ConfigError, ValueError) as exc:
+    except (ConfigError, ValueError, StoreUnavailable) as exc:  # the last: no database
         print(f"aina serve: {exc}", file=sys.stderr)
         return 2
     services = app.extensions["aina"]

@@ -1,10 +1,10 @@
-"""The pieces with no HTTP in them: the job queue's rules, policy, changes, the dashboard's
-check-boxes, and which hypotheses are worth a run."""
+"""The pieces with no HTTP in them: policy, changes, the dashboard's check-boxes, and which
+hypotheses are worth a run. (The job queue's rules are the store's contract:
+tests/github_app/store.)"""
 
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -12,80 +12,8 @@ from github_app.change import Change, ChangeError
 from github_app.dashboard_markdown import gain_of, render, ticked
 from github_app.policy import Policy, PolicyError, parse_policy
 from github_app.reasoning import worth_running
-from github_app.store import JobSpec, SQLiteStore
 
 from app_helpers import make_change
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = SQLiteStore(tmp_path / "q.sqlite3", max_attempts=3)
-    yield s
-    s.close()
-
-
-def test_a_dead_workers_job_is_taken_over_when_its_lease_runs_out(store):
-    [job_id] = store.enqueue([JobSpec("k", {"n": 1})])
-    job = store.claim(["default"], "w1", lease=0.2)
-    assert job.id == job_id and store.claim(["default"], "w2", lease=0.2) is None
-    time.sleep(0.25)
-    again = store.claim(["default"], "w2", lease=5)
-    assert again.id == job_id and again.attempts == 2
-    # The first worker comes back from the dead: it no longer owns anything.
-    assert not store.complete(job_id, "w1", {"by": "w1"})
-    assert not store.checkpoint(job_id, "w1", {"x": 1})
-    assert store.complete(job_id, "w2", {"by": "w2"})
-    assert store.job(job_id).result == {"by": "w2"}
-
-
-def test_one_key_one_waiting_job_and_never_two_running(store):
-    a, b = store.enqueue([JobSpec("k", {"v": 1}, key="same"), JobSpec("k", {"v": 2}, key="same")])
-    assert a is not None and b is None
-    running = store.claim(["default"], "w1", lease=30)
-    [c] = store.enqueue([JobSpec("k", {"v": 3}, key="same")])
-    assert c is not None, "a change arriving mid-run must wait behind the run, not be lost"
-    assert store.claim(["default"], "w2", lease=30) is None, "same key must not run twice at once"
-    store.complete(running.id, "w1", None)
-    assert store.claim(["default"], "w2", lease=30).payload == {"v": 3}
-
-
-def test_a_failing_job_is_superseded_by_a_newer_one_with_its_key(store):
-    [first] = store.enqueue([JobSpec("k", {"v": 1}, key="same")])
-    store.claim(["default"], "w1", lease=30)
-    store.enqueue([JobSpec("k", {"v": 2}, key="same")])
-    assert store.retry(first, "w1", time.time(), "boom")
-    assert store.job(first).state == "done" and "superseded" in store.job(first).last_error
-
-
-def test_deferred_jobs_wait_for_their_repository_to_release_them(store):
-    [j] = store.enqueue([JobSpec("publish", {}, key="p", repository="o/r")])
-    store.claim(["default"], "w", lease=30)
-    assert store.defer(j, "w", "no slot")
-    assert store.claim(["default"], "w", lease=30) is None
-    assert store.release_deferred("o/other") == 0
-    assert store.release_deferred("o/r") == 1
-    assert store.claim(["default"], "w", lease=30).id == j
-
-
-def test_follow_ups_are_enqueued_with_completion_or_failure_only(store):
-    [j] = store.enqueue([JobSpec("a", {})])
-    store.claim(["default"], "w", lease=30)
-    assert store.fail(j, "w", "bad", [JobSpec("dashboard", {}, key="d")])
-    assert [x.kind for x in store.jobs(state="queued")] == ["dashboard"]
-
-
-def test_a_schedule_fires_once_per_interval_across_workers(tmp_path, store):
-    other = SQLiteStore(store.path)
-    assert store.due("reason_all", 60) is True
-    assert other.due("reason_all", 60) is False
-    other.close()
-
-
-def test_telemetry_batches_are_deduplicated(store):
-    w = {"kernel": "softmax", "service": "s", "calls": 1}
-    assert store.store_telemetry("b1", "o/r", 1, [w], None) == 1
-    assert store.store_telemetry("b1", "o/r", 1, [w], None) is None
-    assert store.store_telemetry("b2", "o/r", 1, [w, {**w, "calls": 2}], None) == 1
 
 
 def test_policy_defaults_and_errors():
