@@ -40,7 +40,7 @@ name: cross_entropy_grad
 implementation: format_kernels:ce_grad_good
 reference: format_kernels:ce_grad_reference
 inputs:
-  logits: {shape: [M, V]}
+  logits: {shape: [M, V], values: [normal]}
   target:
     shape: [M]
     dtype: int64
