@@ -30,6 +30,8 @@ class Observation:
     case: Any                   # the spec's case (handed on to ``python`` checks)
     close: Callable[[Any, Any], str | None]  # within the case's tolerance? None, or how far off
     again: Callable[[], Any]    # the kernel called again, on fresh inputs identical to these
+    #: inputs the spec says the kernel overwrites with an output: name -> that output's index
+    in_place: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def output(self):

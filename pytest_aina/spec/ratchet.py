@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_aina.invariants.rules import ADDED, CHANGED, REMOVED, TIGHTENED, WEAKENED
-from pytest_aina.spec.model import Invariant, Spec, discover, load_spec, parse_spec
+from pytest_aina.spec.model import Invariant, Spec, Tolerance, discover, evaluate, load_spec, parse_spec
 from pytest_aina.spec.reader import SpecError, SpecIssue
 
 KINDS = (REMOVED, WEAKENED, CHANGED, ADDED, TIGHTENED)
@@ -241,6 +241,8 @@ class _SpecDiff:
         self.calls()
         self.dtypes()
         self.tolerances()
+        self.outputs()
+        self.gradients()
         self.dims()
         self.inputs()
         self.invariants()
@@ -260,6 +262,16 @@ class _SpecDiff:
                 if self.b.args.get(k) != self.h.args.get(k):
                     self.add(CHANGED, ("args", k), "argument changed: needs review",
                              self.b.args.get(k), self.h.args.get(k), at_base=k not in self.h.args)
+        # Alternatives beyond the default: each one is a set of cases checked.
+        for k in sorted(set(self.b.args) & set(self.h.args), key=str):
+            before = self.b.arg_alternatives.get(k, (self.b.args[k],))
+            after = self.h.arg_alternatives.get(k, (self.h.args[k],))
+            for v in before:
+                if v not in after:
+                    self.add(REMOVED, ("args", k), f"alternative {k}={v} removed: no longer checked", v, None)
+            for v in after:
+                if v not in before:
+                    self.add(ADDED, ("args", k), f"alternative {k}={v} added", None, v)
 
     # -- dtypes and their tolerances
     def dtypes(self) -> None:
@@ -271,16 +283,87 @@ class _SpecDiff:
                 self.add(ADDED, ("dtypes",), f"dtype {dt} added", None, dt)
 
     def tolerances(self) -> None:
+        self._tolerance(("tolerance",), self.b.tolerance, self.h.tolerance, "")
+
+    def _tolerance(self, path: tuple, base: dict[str, Tolerance], head: dict[str, Tolerance], what: str) -> None:
         for dt in self.h.dtypes:
-            if dt not in self.b.dtypes or dt not in self.b.tolerance or dt not in self.h.tolerance:
+            if dt not in self.b.dtypes or dt not in base or dt not in head:
                 continue
-            bt, ht = self.b.tolerance[dt], self.h.tolerance[dt]
-            for part in ("atol", "rtol"):
+            bt, ht = base[dt], head[dt]
+            for part in ("atol", "rtol", "ctol"):
                 before, after = getattr(bt, part), getattr(ht, part)
                 if after > before:
-                    self.add(WEAKENED, ("tolerance", dt, part), f"{dt} {part} loosened", before, after)
+                    self.add(WEAKENED, path + (dt, part), f"{what}{dt} {part} loosened", before, after)
                 elif after < before:
-                    self.add(TIGHTENED, ("tolerance", dt, part), f"{dt} {part} tightened", before, after)
+                    self.add(TIGHTENED, path + (dt, part), f"{what}{dt} {part} tightened", before, after)
+
+    # -- named outputs and gradients
+    def _effective(self, spec: Spec, own: dict | None) -> dict[str, Tolerance]:
+        return {dt: (own[dt] if own and dt in own else spec.tolerance[dt]) for dt in spec.dtypes if dt in spec.tolerance}
+
+    def outputs(self) -> None:
+        bo = {o.name: o for o in self.b.outputs}
+        ho = {o.name: o for o in self.h.outputs}
+        if not bo or not ho:
+            if bool(bo) != bool(ho):
+                self.add(CHANGED, ("outputs",), "outputs named: needs review (which output is which)",
+                         list(bo) or None, list(ho) or None, at_base=not ho)
+            return
+        for name, b in bo.items():
+            h = ho.get(name)
+            if h is None:
+                self.add(REMOVED, ("outputs", name), f"output {name} removed: it is no longer checked", name, None,
+                         at_base=True)
+                continue
+            path = ("outputs", name)
+            self._tolerance(path + ("tolerance",), self._effective(self.b, b.tolerance),
+                            self._effective(self.h, h.tolerance), f"output {name}: ")
+            for key in ("shape", "in_place", "magnitude"):
+                if getattr(b, key) != getattr(h, key):
+                    self.add(CHANGED, path + (key,), f"output {name} {key} changed: needs review",
+                             getattr(b, key), getattr(h, key))
+            bk, hk = _keyed(b.invariants), _keyed(h.invariants)
+            for key, inv in bk.items():
+                if key not in hk:
+                    self.add(REMOVED, path + ("invariants",), f"invariant {inv.label} of output {name} dropped",
+                             _inv_json(inv), None)
+                else:
+                    for kind, sub, message, before, after in _compare_invariant(inv, hk[key]):
+                        self.add(kind, path + ("invariants",), f"output {name}: {message}", before, after)
+            for key, inv in hk.items():
+                if key not in bk:
+                    self.add(ADDED, path + ("invariants",), f"invariant {inv.label} of output {name} added",
+                             None, _inv_json(inv))
+        for name in ho:
+            if name not in bo:
+                self.add(ADDED, ("outputs", name), f"output {name} added", None, name)
+
+    def gradients(self) -> None:
+        bg = {g.input: g for g in self.b.gradients}
+        hg = {g.input: g for g in self.h.gradients}
+        for name, b in bg.items():
+            h = hg.get(name)
+            if h is None:
+                self.add(REMOVED, ("gradients", name), f"gradient of {name} removed: it is no longer checked",
+                         name, None, at_base=True)
+                continue
+            self._tolerance(("gradients", name, "tolerance"), self._effective(self.b, b.tolerance),
+                            self._effective(self.h, h.tolerance), f"gradient of {name}: ")
+            if b.magnitude != h.magnitude:
+                self.add(CHANGED, ("gradients", name, "magnitude"), "magnitude changed: needs review",
+                         b.magnitude, h.magnitude)
+        for name in hg:
+            if name not in bg:
+                self.add(ADDED, ("gradients", name), f"gradient of {name} added", None, name)
+        if bg and hg:
+            for key, what in (("upstream_layouts", "layout"), ("upstream_values", "value kind")):
+                before, after = getattr(self.b, key), getattr(self.h, key)
+                for v in before:
+                    if v not in after:
+                        self.add(REMOVED, ("upstream",), f"upstream {what} {v} removed: no longer drawn", v, None)
+                for v in after:
+                    if v not in before:
+                        self.add(ADDED, ("upstream",), f"upstream {what} {v} added", None, v)
 
     # -- the domain
     def dims(self) -> None:
@@ -319,6 +402,7 @@ class _SpecDiff:
                 self.add(WEAKENED, ("inputs", name, "batch_dims"), "leading batch dims no longer checked", True, False)
             elif h.batch_dims and not b.batch_dims:
                 self.add(TIGHTENED, ("inputs", name, "batch_dims"), "leading batch dims now checked", False, True)
+            self._integer_input(name, b, h)
             for key, what in (("layouts", "layout"), ("values", "value kind")):
                 before, after = getattr(b, key), getattr(h, key)
                 for v in before:
@@ -330,6 +414,50 @@ class _SpecDiff:
         for name, h in hi.items():
             if name not in bi:
                 self.add(ADDED, ("inputs", name), f"input {name} added", None, list(h.shape))
+
+    def _integer_input(self, name: str, b, h) -> None:
+        """dtype alternatives, value range, sentinel and relations of one input."""
+        path = ("inputs", name)
+        if b.dtypes or h.dtypes:
+            for v in b.dtype_choices:
+                if v not in h.dtype_choices:
+                    self.add(REMOVED, path + ("dtypes",), f"dtype alternative {v or 'case'} removed: no longer checked",
+                             v or "case", None)
+            for v in h.dtype_choices:
+                if v not in b.dtype_choices:
+                    self.add(ADDED, path + ("dtypes",), f"dtype alternative {v or 'case'} added", None, v or "case")
+        if b.range != h.range and b.range and h.range:
+            # compared at the domain's largest sizes: narrower draws fewer values
+            names = {n: d.max for n, d in self.h.dims.items()}
+            lo_b, hi_b, lo_h, hi_h = (int(evaluate(str(x), names)) for x in (*b.range, *h.range))
+            if lo_h > lo_b or hi_h < hi_b:
+                self.add(WEAKENED, path + ("range",), "value range narrowed: fewer values drawn",
+                         list(b.range), list(h.range))
+            elif lo_h < lo_b or hi_h > hi_b:
+                self.add(TIGHTENED, path + ("range",), "value range widened", list(b.range), list(h.range))
+            else:
+                self.add(CHANGED, path + ("range",), "value range rewritten: needs review", list(b.range), list(h.range))
+        elif b.range != h.range:
+            self.add(CHANGED, path + ("range",), "value range changed: needs review", b.range, h.range)
+        if b.sentinel and not h.sentinel:
+            self.add(REMOVED, path + ("sentinel",), f"sentinel {b.sentinel.value} removed: no longer drawn",
+                     b.sentinel.value, None)
+        elif h.sentinel and not b.sentinel:
+            self.add(ADDED, path + ("sentinel",), f"sentinel {h.sentinel.value} added", None, h.sentinel.value)
+        elif b.sentinel != h.sentinel:
+            self.add(CHANGED, path + ("sentinel",), "sentinel changed: needs review",
+                     [b.sentinel.value, b.sentinel.frequency], [h.sentinel.value, h.sentinel.frequency])
+        bk = {r.key: r for r in b.relations}
+        hk = {r.key: r for r in h.relations}
+        for key, r in bk.items():
+            if key not in hk:
+                self.add(REMOVED, path + ("relations",), f"relation {key} removed: no longer drawn", key, None)
+            elif r.params != hk[key].params:
+                self.add(CHANGED, path + ("relations",), f"relation {key} changed: needs review", r.params,
+                         hk[key].params)
+        for key in hk:
+            if key not in bk:
+                self.add(ADDED, path + ("relations",), f"relation {key} added", None, key)
 
     # -- invariants
     def invariants(self) -> None:

@@ -14,10 +14,17 @@ from functools import cache
 from typing import Any
 
 from pytest_aina import invariants
+from pytest_aina.spec import relations
 
 SCHEMA_VERSION = 1
 
 DTYPES = ("float32", "float16", "bfloat16")
+INT_DTYPES = ("int32", "int64")
+#: An input's ``dtypes`` alternative meaning "the case's dtype".
+CASE_DTYPE = "case"
+SENTINEL_MODES = ("some", "none", "all")
+#: Built-in magnitudes a conditioned tolerance can scale with (or a module:function).
+MAGNITUDES = ("abs_inputs",)
 LAYOUTS = ("contiguous", "sliced", "transposed")
 VALUE_KINDS = ("normal", "large", "small", "ties", "negative", "mixed")
 
@@ -59,9 +66,61 @@ def _defs() -> dict:
                                               "(e.g. M=12 as [3, 4])."},
                 "layouts": {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"$ref": "#/$defs/layout"}},
                 "values": {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"$ref": "#/$defs/values"}},
-                "dtype": {"$ref": "#/$defs/dtype",
+                "dtype": {"$ref": "#/$defs/input_dtype",
                           "description": "Fixed dtype for this input; by default it takes the case's dtype."},
+                "dtypes": {"type": "array", "minItems": 1, "uniqueItems": True,
+                           "items": {"oneOf": [{"$ref": "#/$defs/input_dtype"}, {"const": CASE_DTYPE}]},
+                           "description": "Alternative dtypes for this input, each checked ('case': the "
+                                          "case's dtype), e.g. [case, float32] for float32 weights."},
+                "range": {"type": "array", "minItems": 2, "maxItems": 2, "items": {"$ref": "#/$defs/bound"},
+                          "description": "Integer inputs: values drawn from [lo, hi), each an integer or an "
+                                         "expression over dims (e.g. [0, V])."},
+                "sentinel": {
+                    "type": "object", "required": ["value", "frequency"], "additionalProperties": False,
+                    "description": "Integer inputs: a special value (e.g. ignore_index) at this frequency; "
+                                   "cases where no element and where every element is the sentinel are "
+                                   "generated too.",
+                    "properties": {"value": {"type": "integer"},
+                                   "frequency": {"type": "number", "exclusiveMinimum": 0, "maximum": 1}},
+                },
+                "relations": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/relation"},
+                              "description": "How this input is drawn from the others, applied in order."},
             },
+        },
+        "input_dtype": {"enum": list(DTYPES + INT_DTYPES)},
+        "bound": {"oneOf": [{"type": "integer"}, {"type": "string"}]},
+        "relation": relations.schema(),
+        "output": {
+            "type": "object", "additionalProperties": False,
+            "properties": {
+                "shape": {"type": "array", "items": {"type": "string", "pattern": _NAME},
+                          "description": "Dims of the output; [] for a scalar."},
+                "tolerance": {"$ref": "#/$defs/tolerances"},
+                "magnitude": {"$ref": "#/$defs/magnitude"},
+                "invariants": {"type": "array", "items": {"$ref": "#/$defs/invariant"}},
+                "in_place": {"type": "string", "pattern": "^[a-z_][a-z0-9_]*$",
+                             "description": "The implementation writes this output into that input "
+                                            "instead of returning it."},
+            },
+        },
+        "gradient": {
+            "type": "object", "additionalProperties": False,
+            "properties": {"tolerance": {"$ref": "#/$defs/tolerances"},
+                           "magnitude": {"$ref": "#/$defs/magnitude"}},
+        },
+        "magnitude": {"oneOf": [{"enum": list(MAGNITUDES)}, {"$ref": "#/$defs/import_path"}],
+                      "description": "What a tolerance's ctol scales with: abs_inputs (the reference on "
+                                     "|inputs|: the sum of the terms' magnitudes) or module:function."},
+        "tolerance": {
+            "type": "object", "required": ["atol", "rtol"], "additionalProperties": False,
+            "properties": {"atol": {"type": "number", "minimum": 0}, "rtol": {"type": "number", "minimum": 0},
+                           "ctol": {"type": "number", "minimum": 0,
+                                    "description": "Times the magnitude that produced each element."}},
+        },
+        "tolerances": {
+            "type": "object", "additionalProperties": False,
+            "description": "Per-dtype closeness to the reference: |out - ref| <= atol + rtol * |ref| (+ ctol * magnitude).",
+            "patternProperties": {f"^({'|'.join(DTYPES)})$": {"$ref": "#/$defs/tolerance"}},
         },
         "case": {
             "type": "object", "required": ["dims"], "additionalProperties": False,
@@ -73,9 +132,16 @@ def _defs() -> dict:
                 "batch": {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 1},
                           "description": "Leading batch dims whose product is the first dim."},
                 "seed": {"type": "integer", "minimum": 0},
+                "args": {"type": "object", "description": "One alternative of each args entry that has several.",
+                         "additionalProperties": {"$ref": "#/$defs/arg_value"}},
+                "input_dtypes": {"type": "object", "additionalProperties": {"$ref": "#/$defs/input_dtype"},
+                                 "description": "One alternative of each input's dtypes."},
+                "sentinels": {"enum": list(SENTINEL_MODES),
+                              "description": "some (at the input's frequency, the default), none or all."},
                 "note": {"type": "string"},
             },
         },
+        "arg_value": {"type": ["number", "integer", "boolean", "string"]},
         "bench_case": {
             "type": "object", "required": ["dims", "dtype"], "additionalProperties": False,
             "properties": {
@@ -93,10 +159,6 @@ def _defs() -> dict:
 
 @cache
 def _document() -> str:
-    tolerance = {
-        "type": "object", "required": ["atol", "rtol"], "additionalProperties": False,
-        "properties": {"atol": {"type": "number", "minimum": 0}, "rtol": {"type": "number", "minimum": 0}},
-    }
     doc: dict[str, Any] = {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": f"https://pytest-aina.dev/schemas/spec-v{SCHEMA_VERSION}.json",
@@ -119,8 +181,11 @@ def _document() -> str:
             },
             "args": {
                 "type": "object",
-                "description": "Non-tensor keyword arguments passed to implementation and reference alike.",
-                "additionalProperties": {"type": ["number", "integer", "boolean", "string"]},
+                "description": "Non-tensor keyword arguments passed to implementation and reference alike; "
+                               "a list is alternatives, each checked (the first is the default).",
+                "additionalProperties": {"oneOf": [
+                    {"$ref": "#/$defs/arg_value"},
+                    {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"$ref": "#/$defs/arg_value"}}]},
             },
             "dims": {
                 "type": "object", "minProperties": 1, "description": "The domain of each named dim, inclusive.",
@@ -132,7 +197,28 @@ def _document() -> str:
                 "type": "object",
                 "description": "Per-dtype closeness to the reference: |out - ref| <= atol + rtol * |ref|.",
                 "additionalProperties": False,
-                "patternProperties": {f"^({'|'.join(DTYPES)})$": tolerance},
+                "patternProperties": {f"^({'|'.join(DTYPES)})$": {"$ref": "#/$defs/tolerance"}},
+            },
+            "outputs": {
+                "type": "object", "minProperties": 1,
+                "description": "Named outputs, in return order; without it the kernel has one output checked "
+                               "with tolerance and invariants.",
+                "additionalProperties": {"$ref": "#/$defs/output"},
+                "propertyNames": {"pattern": "^[a-z_][a-z0-9_]*$"},
+            },
+            "gradients": {
+                "type": "object", "minProperties": 1,
+                "description": "Inputs whose gradients are checked against the reference's autograd.",
+                "additionalProperties": {"$ref": "#/$defs/gradient"},
+                "propertyNames": {"pattern": "^[a-z_][a-z0-9_]*$"},
+            },
+            "upstream": {
+                "type": "object", "additionalProperties": False,
+                "description": "How the upstream gradient (one per output) is drawn.",
+                "properties": {
+                    "layouts": {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"$ref": "#/$defs/layout"}},
+                    "values": {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"$ref": "#/$defs/values"}},
+                },
             },
             "invariants": {"type": "array", "items": {"$ref": "#/$defs/invariant"}},
             "examples": {"type": "array", "items": {"$ref": "#/$defs/case"},

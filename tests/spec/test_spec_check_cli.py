@@ -18,7 +18,7 @@ ERRORS = [
     ("unknown-top-key", VALID + "colour: red\n", 30, "colour",
      "unknown key 'colour'; expected one of: aina, args, benchmarks"),
     ("unknown-nested-key", variant("x: {shape: [M, N],", "x: {shape: [M, N], strides: [1],"), 7,
-     "inputs.x.strides", "unknown key 'strides'; expected one of: batch_dims, dtype, layouts, shape, values"),
+     "inputs.x.strides", "unknown key 'strides'; expected one of: batch_dims, dtype, dtypes, layouts, range, relations, sentinel, shape, values"),
     ("wrong-type-number", variant("float16: {atol: 1e-3", "float16: {atol: lots"), 14,
      "tolerance.float16.atol", "expected number, got str 'lots'"),
     ("wrong-type-integer", variant("M: {min: 1,", "M: {min: one,"), 9, "dims.M.min",
