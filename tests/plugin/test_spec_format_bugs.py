@@ -8,6 +8,9 @@ import pytest
 
 import format_specs as S
 
+# pytester runs of whole specs, 14 of them: minutes on 2 cores, so with the slow tests
+pytestmark = pytest.mark.slow
+
 HERE = Path(__file__).parent
 CONFIDENT = "relations: [{argmax_of: {input: logits, margin: 8.0, frequency: 0.5}}]"
 
