@@ -13,7 +13,8 @@ import psycopg
 import pytest
 
 from github_app.store import JobSpec, StoreUnavailable, open_store
-from github_app.store.postgres import MIGRATIONS, PostgresStore, migrate
+from github_app.store.postgres import PostgresStore
+from github_app.store.postgres_schema import MIGRATIONS, migrate
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ def test_a_delivery_is_handled_once_and_its_jobs_enqueued_with_it(store):
     assert len(store.jobs()) == 2
 
 
-def test_a_redelivery_storm_across_processes_enqueues_once(store, another):
+def test_a_redelivery_storm_across_workers_enqueues_once(store, another):
     """GitHub redelivers while the first attempt is still being answered by another worker:
     one of the racing writers wins, the others are told it was seen."""
     handles = [another() for _ in range(6)]
