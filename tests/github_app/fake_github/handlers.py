@@ -753,7 +753,9 @@ def create_label(fake, ctx):
     colour = _colour(ctx.body.get("color", "ededed"))
     if name.lower() in repo.labels:
         raise invalid("Label", "name", "already_exists")
-    lab = Label(fake.ids.next("label"), name, colour, ctx.body.get("description"))
+    # "" rather than null: GitHub's description of a pull request's labels (pulls/list) says
+    # string, not nullable, and the fake checks its own answers against that description
+    lab = Label(fake.ids.next("label"), name, colour, ctx.body.get("description") or "")
     repo.labels[name.lower()] = lab
     return ok(O.label(fake.urls, repo, lab), 201,
               {"Location": f"{fake.api_url}/repos/{repo.full_name}/labels/{name}"})
