@@ -246,9 +246,10 @@ def _check(q, k, v) -> None:
 
 
 def _shared_memory(cfg: dict, block_d: int, element_size: int) -> int:
-    """A K and a V tile per buffered stage (num_stages - 1, at least one) plus the Q tile."""
+    """A K and a V tile per stage (as Triton 3.9 allocates them on sm_90, see matmul) plus
+    the Q tile."""
     kv = 2 * cfg["BLOCK_N"] * block_d * element_size
-    return max(1, cfg["num_stages"] - 1) * kv + cfg["BLOCK_M"] * block_d * element_size
+    return cfg["num_stages"] * kv + cfg["BLOCK_M"] * block_d * element_size
 
 
 def _heuristic(S: int, D: int, dtype: torch.dtype, interpreted: bool) -> dict:

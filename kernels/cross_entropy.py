@@ -172,7 +172,7 @@ TUNABLES = {
 class _CrossEntropy(torch.autograd.Function):
 
     @staticmethod
-    def forward(ctx, logits, target, ignore_index, reduction, label_smoothing, inplace_grad, cfg):
+    def forward(ctx, logits, target, ignore_index, reduction, label_smoothing, write_grad, cfg):
         N, V = logits.shape
         smoothing = label_smoothing > 0
         mean = reduction == "mean"
@@ -182,7 +182,6 @@ class _CrossEntropy(torch.autograd.Function):
         # rows that count in the mean, as a device tensor: read by the kernels, no sync.
         # (Not read unless MEAN; any float32 tensor stands in for it otherwise.)
         n_valid = (target != ignore_index).sum(dtype=torch.float32) if mean else loss
-        write_grad = inplace_grad and ctx.needs_input_grad[0]
         if N:
             _cross_entropy_forward_kernel[(N,)](
                 logits, target, loss, row_max, log_sum, logits, n_valid,
@@ -243,8 +242,9 @@ def cross_entropy_generic(logits: torch.Tensor, target: torch.Tensor, ignore_ind
     """
     _check(logits, target, reduction, label_smoothing)
     cfg = tiled.resolve_config("cross_entropy", TUNABLES, config, _heuristic(logits.shape[1], _interpreted()))
-    return _CrossEntropy.apply(logits, target, int(ignore_index), reduction, float(label_smoothing),
-                               bool(inplace_grad), cfg)
+    # ctx.needs_input_grad ignores torch.no_grad(): decide here whether a gradient is needed
+    write_grad = bool(inplace_grad) and torch.is_grad_enabled() and logits.requires_grad
+    return _CrossEntropy.apply(logits, target, int(ignore_index), reduction, float(label_smoothing), write_grad, cfg)
 
 
 def cross_entropy(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = -100, reduction: str = "mean",
