@@ -256,15 +256,19 @@ def _heuristic(S: int, D: int, dtype: torch.dtype, interpreted: bool) -> dict:
     """A starting point for the meta-parameter search (not yet timed on a GPU).
 
     On a GPU, FlashAttention-2's Triton tutorial choices for sm_80/sm_90: 128 query rows
-    per program and 64 keys per step, 8 warps for D = 128 and 4 below, 3 stages (2 for
-    float32); short sequences get smaller blocks. Under the interpreter, the largest blocks
-    the sequence fills are the fastest.
+    per program and 64 keys per step, 8 warps for D = 128 and 4 below, 3 stages; short
+    sequences get smaller blocks. float32 (IEEE) has no tensor-core path: ``tl.dot`` becomes
+    an FMA loop that keeps operand rows in registers, and ptxas (sm_90) spills 0.8-9 KB per
+    thread for D = 128 at any tile with 32 x 32 scores or more; 32 x 16 over 8 warps (79
+    registers) and, for D <= 64, 64 x 32 over 8 warps (96) do not spill. Under the
+    interpreter, the largest blocks the sequence fills are the fastest.
     """
     fit = max(16, triton.next_power_of_2(S))
     if interpreted:
         return {"BLOCK_M": min(64, fit), "BLOCK_N": min(64, fit), "num_warps": 4, "num_stages": 1}
     if dtype == torch.float32:
-        return {"BLOCK_M": min(64, fit), "BLOCK_N": min(32, fit), "num_warps": 4, "num_stages": 2}
+        return {"BLOCK_M": min(32 if D > 64 else 64, fit), "BLOCK_N": min(16 if D > 64 else 32, fit),
+                "num_warps": 8, "num_stages": 2}
     return {"BLOCK_M": min(128, fit), "BLOCK_N": min(64, fit), "num_warps": 8 if D > 64 else 4, "num_stages": 3}
 
 

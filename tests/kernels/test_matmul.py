@@ -170,8 +170,8 @@ def _case(dtype: str, cfg: dict) -> dict:
 @pytest.mark.slow
 def test_compiles_for_sm90_within_the_estimated_shared_memory():
     """The heuristic's GPU configs compile for an H100, specialised as a launch on 4096^2
-    row-major operands would be, and use no more shared memory than the launcher's
-    estimate (so a config it accepts is not refused by the GPU)."""
+    row-major operands would be, use no more shared memory than the launcher's estimate
+    (so a config it accepts is not refused by the GPU) and spill no registers (ptxas -v)."""
     half = mm._heuristic(4096, 4096, 4096, torch.float16, interpreted=False)
     single = mm._heuristic(4096, 4096, 4096, torch.float32, interpreted=False)
     cases = [("fp16", half), ("bf16", half), ("fp32", single)]
@@ -181,3 +181,4 @@ def test_compiles_for_sm90_within_the_estimated_shared_memory():
         assert result["ok"], result
         estimate = mm._shared_memory(cfg, 4 if dtype == "fp32" else 2)
         assert result["shared"] <= estimate, (result, estimate)
+        assert result["spill_bytes"] == 0, result

@@ -43,7 +43,8 @@ def assert_within(actual, expected, bound, what: str) -> None:
 
 
 def compile_for_sm90(cases: list[dict], timeout: float = 900) -> list[dict]:
-    """Compile each case in a subprocess; returns {"label", "ok", "shared", "error"} per case.
+    """Compile each case in a subprocess; returns {"label", "ok", "shared", "error",
+    "registers", "spill_bytes"} per case (the last two per thread, from ``ptxas -v``).
 
     A case: ``{"label", "kernel": "module:attr", "args": {arg: value}, "num_warps",
     "num_stages", "fp_fusion"}``, with every argument of the kernel: "*fp16" (etc.) for a
@@ -89,7 +90,28 @@ def _compile(case: dict) -> dict:
     except Exception as exc:  # reported per case; the test decides
         return {"label": case["label"], "ok": False, "shared": None,
                 "error": f"{type(exc).__name__}: {str(exc)[-1500:]}"}
-    return {"label": case["label"], "ok": True, "shared": compiled.metadata.shared, "error": None}
+    return {"label": case["label"], "ok": True, "shared": compiled.metadata.shared, "error": None,
+            **_ptxas_usage(compiled.asm["ptx"])}
+
+
+def _ptxas_usage(ptx: str) -> dict:
+    """Registers and spill bytes per thread, from ``ptxas -v`` (the ptxas Triton ships)."""
+    import re
+    import tempfile
+
+    from triton.backends.nvidia.compiler import get_ptxas, sm_arch_from_capability
+
+    with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as f:
+        f.write(ptx)
+    try:
+        done = subprocess.run([get_ptxas(90).path, "-v", f"--gpu-name={sm_arch_from_capability(90)}", f.name, "-o", os.devnull],
+                              capture_output=True, text=True, check=True)
+    finally:
+        os.unlink(f.name)
+    regs = re.search(r"Used (\d+) registers", done.stderr)
+    spills = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", done.stderr)
+    return {"registers": int(regs.group(1)) if regs else None,
+            "spill_bytes": int(spills.group(1)) + int(spills.group(2)) if spills else None}
 
 
 if __name__ == "__main__":
