@@ -5,8 +5,10 @@ lse = log(sum_j exp(x_j)),
 
     loss_i = (1 - eps) * (lse - x_t) + eps * (lse - mean_j x_j)
 
-(torch's definition: the target distribution is (1 - eps) * onehot(t) + eps / V). Both
-terms are >= 0, so summing them cancels nothing. Rows whose target is ``ignore_index`` have
+(torch's definition: the target distribution is (1 - eps) * onehot(t) + eps / V), both
+terms >= 0. It is evaluated as (m - x_t) + log(sum_j exp(x_j - m)) - eps * mean_j (x_j - x_t)
+with m the row max: only differences of logits, so a common offset costs no precision, and
+the subtraction cancels at most a factor 1 / (1 - eps). Rows whose target is ``ignore_index`` have
 loss 0 and gradient 0 and are left out of the mean's denominator n_valid, as in torch; when
 every row is ignored, the mean is 0 / 0 = NaN, as in torch (sum: 0). The gradient is
 
