@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from pytest_aina.changer import pipeline as evolution
     from pytest_aina.checking.cases import device as _device
     from pytest_aina.changer.search import Budget
-    from pytest_aina.reasoner.reason import reason_about_file
+    from pytest_aina.reasoner.report import reason_about_file
 
     repo = Path(args.repo).resolve()
     say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
