@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pytest_aina.changer.settings import EvolutionSettings, SettingsError
+
 ENV_PREFIX = "AINA"
 
 #: Keys a deployment must set; there is no safe default for any of them.
@@ -57,9 +59,10 @@ DEFAULTS: dict[str, Any] = {
     "REDELIVERY_LOOKBACK_SECONDS": 3 * 24 * 3600.0,
     # Where jobs unpack repositories; empty means a folder under the system's temp folder.
     "WORK_DIR": "",
-    # Settings of the evolution loop (pytest_aina.changer.pipeline.evolve_to_change): proposers,
-    # budget, seed, workers, device. JSON in AINA_EVOLUTION. Nothing else of the App's
-    # configuration (its key, its secrets) reaches the loop.
+    # Settings of the evolution loop (pytest_aina.changer.settings.EvolutionSettings: proposers,
+    # proposer_config, budget, seed, workers, device, telemetry), JSON in AINA_EVOLUTION; parsed
+    # by check() into that type. Nothing else of the App's configuration (its key, its
+    # secrets) reaches the loop.
     "EVOLUTION": {},
 }
 
@@ -104,9 +107,10 @@ def check(config: dict[str, Any]) -> None:
     for key in ("WEBHOOK_SECRET", "TELEMETRY_KEY", "GITHUB_API_URL", "DATABASE", "WORK_DIR"):
         if not isinstance(config.get(key), str):
             raise ConfigError(f"{where(key)} must be text, got {type(config.get(key)).__name__}")
-    if not isinstance(config.get("EVOLUTION"), dict):
-        raise ConfigError(f"{where('EVOLUTION')} must be a JSON object (proposers, budget, "
-                          f"seed, workers, device), got {config.get('EVOLUTION')!r}")
+    try:
+        config["EVOLUTION"] = EvolutionSettings.from_json(config.get("EVOLUTION"))
+    except SettingsError as exc:
+        raise ConfigError(f"{where('EVOLUTION')}: {exc}") from None
     url = config["GITHUB_API_URL"].rstrip("/")
     if not url.startswith(("http://", "https://")):
         raise ConfigError(f"{where('GITHUB_API_URL')} must be an http(s) URL, got {url!r}")

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+import yaml
+
 POLICY_PATH = ".github/aina.yml"
 
 
@@ -73,8 +75,6 @@ def parse_policy(text: str | None, *, source: str = POLICY_PATH) -> Policy:
     """The policy in ``text`` (YAML); defaults when there is no file."""
     if text is None:
         return Policy()
-    import yaml
-
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

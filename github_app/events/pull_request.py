@@ -5,6 +5,7 @@ from __future__ import annotations
 from github_app.events.payload import as_id, dig, text
 from github_app.events.router import Event, Router
 from github_app.store import JobSpec
+from pytest_aina.changer.change.model import is_bot_branch
 
 router = Router()
 
@@ -16,8 +17,7 @@ def closed(event: Event, store) -> list[JobSpec]:
     if repo is None or inst is None or number is None:
         return []
     head = dig(event.payload, "pull_request", "head", "ref")
-    ours = (isinstance(head, str) and head.startswith("aina/")) or \
-        store.pull(repo, number) is not None
+    ours = is_bot_branch(head) or store.pull(repo, number) is not None
     if not ours:
         return []
     merged = dig(event.payload, "pull_request", "merged") is True

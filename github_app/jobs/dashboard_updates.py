@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from github_app import dashboard_markdown
+from github_app import bridge, dashboard_markdown
 from github_app.github import issues, pulls
 from github_app.jobs import JobContext, dashboard_job, handler
 from github_app.jobs.repository import evolve_job
@@ -69,7 +69,7 @@ def edited(ctx: JobContext):
         pulls.comment_once(repo, p["number"], f"@{sender}: only people with write access can "
                            "start evolution runs; the boxes were cleared.")
         return {"refused": sender}
-    by_id = {str(h.get("id")): h for h in ctx.store.hypotheses(name)}
+    by_id = {h.id: h for h in bridge.stored_hypotheses(ctx.store.hypotheses(name))}
     queued = []
     for hid in wanted:
         if hid in by_id and ctx.store.open_pull(name, hid) is None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from github_app import bridge
 from github_app.github import pulls
-from github_app.change import Change
 from github_app.jobs import EVOLUTION_QUEUE, JobContext, Permanent, dashboard_job, handler
 from github_app.store import JobSpec
+from pytest_aina.changer.change import Change
+from pytest_aina.reasoner.hypothesis import Hypothesis
 
 
 def reason_job(repository: str, installation_id: int, delay: float = 0.0) -> JobSpec:
@@ -13,11 +15,12 @@ def reason_job(repository: str, installation_id: int, delay: float = 0.0) -> Job
                    key=f"reason:{repository}", repository=repository, delay=delay)
 
 
-def evolve_job(repository: str, installation_id: int, hypothesis: dict, *,
+def evolve_job(repository: str, installation_id: int, hypothesis: Hypothesis, *,
                requested_by: str | None = None) -> JobSpec:
+    """An evolution run for ``hypothesis``; it waits in the queue in its JSON form."""
     return JobSpec("evolve", {"repository": repository, "installation_id": installation_id,
-                              "hypothesis": hypothesis, "requested_by": requested_by},
-                   key=f"evolve:{repository}:{hypothesis['id']}", queue=EVOLUTION_QUEUE,
+                              "hypothesis": hypothesis.to_json(), "requested_by": requested_by},
+                   key=f"evolve:{repository}:{hypothesis.id}", queue=EVOLUTION_QUEUE,
                    repository=repository)
 
 
@@ -54,7 +57,7 @@ def provenance(ctx: JobContext):
         return {"skipped": "not a bot PR head"}
     change = Change.from_json(link["change"])
     repo = ctx.repo()
-    conclusion, title, summary = pulls.verify_provenance(repo, p["head_sha"], change)
+    conclusion, title, summary = pulls.check_provenance(repo, p["head_sha"], change)
     check_id = pulls.post_check(repo, p["head_sha"], conclusion, title, summary,
                                 external_id=change.hypothesis_id)
     return {"conclusion": conclusion, "check_run": check_id}
@@ -99,8 +102,8 @@ def command(ctx: JobContext):
                          key=f"provenance:{name}:{published.head_sha}", repository=name))
         return {"rebased": published.head_sha}
     if cmd == "retry":
-        hypothesis = next((h for h in ctx.store.hypotheses(name)
-                           if str(h.get("id")) == change.hypothesis_id), None)
+        hypothesis = next((h for h in bridge.stored_hypotheses(ctx.store.hypotheses(name))
+                           if h.id == change.hypothesis_id), None)
         if hypothesis is None:
             pulls.comment_once(repo, number, reply + "the Reasoner no longer ranks hypothesis "
                                f"`{change.hypothesis_id}`; nothing to retry.")

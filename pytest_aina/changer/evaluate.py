@@ -27,7 +27,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pytest_aina import sandbox
 from pytest_aina.changer.model import Candidate, Verdict
+from pytest_aina.spec.model import load_spec
 
 
 @dataclass
@@ -53,8 +55,6 @@ class Setup:
 
     def __post_init__(self):
         if self.spec is None:
-            from pytest_aina.spec.model import load_spec
-
             self.spec = load_spec(self.spec_path)
 
 
@@ -87,8 +87,12 @@ def _harness_file(setup: Setup) -> Path:
     return path
 
 
-def _child_env(setup: Setup) -> dict:
-    return {"TRITON_INTERPRET": "1"} if setup.device == "cpu" else {}
+def child_env(device: str) -> dict[str, str]:
+    """The environment a sandboxed child needs to run a kernel on ``device`` ("cpu" or
+    "cuda"): Triton's interpreter on a CPU, nothing extra on a GPU. Every sandboxed run of
+    the loop (the checks, the timing, the heuristic probe) takes it from here, so they all
+    run the kernel the same way."""
+    return {"TRITON_INTERPRET": "1"} if device == "cpu" else {}
 
 
 def _classify_checks(value: dict) -> tuple[str, str, str]:
@@ -139,8 +143,6 @@ def _stage_clock(v: Verdict, stage: str):
 
 def _cascade(c: Candidate, setup: Setup, v: Verdict) -> None:
     """Fill in ``v`` stage by stage; return at the first failure."""
-    from pytest_aina import sandbox
-
     src = module_source(c, setup)
     # -- import: syntax, without executing anything -------------------------------------
     try:
@@ -154,7 +156,7 @@ def _cascade(c: Candidate, setup: Setup, v: Verdict) -> None:
     cfile.write_text(src)
     v.stages.append("import")
     pythonpath = [str(setup.repo)]
-    env = _child_env(setup)
+    env = child_env(setup.device)
     # -- examples, properties, invariants: the plugin, in the sandbox --------------------
     with _stage_clock(v, "checks"):
         res = sandbox.run("pytest_aina.changer.harness:run_checks",

@@ -11,8 +11,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
+import sys
 from functools import cache
 from typing import Any
+
+from pytest_aina.checking import cases
+from pytest_aina.checking.device import prepare_runtime
+from pytest_aina.checking.compare import compare
+from pytest_aina.imports import resolve
+from pytest_aina.spec.model import Case, load_spec
 
 
 def run_checks(spec_path: str, impl: str, profile: str, rootdir: str) -> dict:
@@ -20,10 +30,7 @@ def run_checks(spec_path: str, impl: str, profile: str, rootdir: str) -> dict:
     failure stops it: a bad candidate costs little). Returns the items' outcomes.
 
     Runs in the sandbox, whose working folder holds the candidate under ``candidate/``."""
-    import os
-    import sys
-
-    import pytest
+    import pytest  # lazy: the timing protocol's children import this module too, and need no pytest
 
     sys.path.insert(0, os.path.join(os.getcwd(), "candidate"))
 
@@ -54,11 +61,7 @@ def run_coverage(test: str, target: str, rootdir: str) -> dict:
     absolute). Runs in the sandbox like every other execution of a candidate's code: a
     source winner's tests run its code. Returns pytest's exit code, the target's
     statements and missing lines, and the end of pytest's output."""
-    import contextlib
-    import io
-    import os
-
-    import coverage
+    import coverage  # lazy, as pytest in run_checks
     import pytest
 
     cov = coverage.Coverage(data_file=os.path.join(os.getcwd(), "coverage.data"), include=[target])
@@ -78,45 +81,32 @@ def run_coverage(test: str, target: str, rootdir: str) -> dict:
 
 @cache
 def _spec(spec_path: str):
-    from pytest_aina.spec.model import load_spec
-
     return load_spec(spec_path)
 
 
 def _case(spec_path: str, seed: int, dims: dict, dtype: str):
-    from pytest_aina.spec.model import Case
-
     spec = _spec(spec_path)
     return spec, Case(dims=tuple((k, int(dims[k])) for k in spec.dims), dtype=dtype, seed=seed)
 
 
 def make_inputs(spec_path: str, seed: int, *, dims: dict, dtype: str) -> list:
     """Fresh inputs of one benchmark case from ``seed``: the tensors, then the spec's args."""
-    from pytest_aina.checking import cases
-    from pytest_aina.checking.device import prepare_runtime
-
     spec, case = _case(spec_path, seed, dims, dtype)
     inputs = cases.make_inputs(spec, case, prepare_runtime())
     return list(inputs.tensors.values()) + list(spec.args.values())
 
 
 def reference(spec_path: str, *args) -> Any:
-    from pytest_aina.imports import resolve
-
     return resolve(_spec(spec_path).reference)(*args)
 
 
 def check(spec_path: str, out, expected, *, dims: dict, dtype: str):
-    from pytest_aina.checking.compare import compare
-
     return compare(out, expected, _spec(spec_path).tolerance[dtype])
 
 
 def heuristic_config(spec_path: str, *, dims: dict, dtype: str) -> dict | None:
     """The launcher's own meta-parameters at this shape, when the kernel module says
     (``<function>_config(*args) -> dict``); None otherwise. Runs in the sandbox."""
-    from pytest_aina.imports import resolve
-
     spec = _spec(spec_path)
     module, _, attr = spec.implementation.partition(":")
     try:

@@ -11,6 +11,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from pytest_aina.reasoner.hypothesis import Hypothesis
+
 #: Stages of the evaluation cascade, cheapest first; a candidate stops at its first failure.
 STAGES = ("import", "examples", "properties", "benchmarks")
 
@@ -129,7 +131,7 @@ class SearchRecord:
 
     kernel: str
     spec_path: str
-    hypothesis: dict                   # as the Reasoner emitted it (id, kind, kernel, domain, evidence, ...)
+    hypothesis: Hypothesis             # what the search was for, as the Reasoner handed it on
     seed: int
     budget: dict                       # evaluations, wall_s, tokens: what was allowed and what was used
     proposers: list[str]
@@ -148,6 +150,7 @@ class SearchRecord:
 
     def to_json(self) -> dict:
         d = asdict(self)
+        d["hypothesis"] = self.hypothesis.to_json()
         d["baseline"] = self.baseline.to_json() if self.baseline else None
         d["attempts"] = [a.to_json() for a in self.attempts]
         return d
@@ -155,6 +158,7 @@ class SearchRecord:
     @classmethod
     def from_json(cls, d: dict) -> "SearchRecord":
         d = dict(d)
+        d["hypothesis"] = Hypothesis.from_json(d["hypothesis"])
         d["baseline"] = Attempt.from_json(d["baseline"]) if d.get("baseline") else None
         d["attempts"] = [Attempt.from_json(a) for a in d["attempts"]]
         return cls(**d)

@@ -17,17 +17,8 @@ from pathlib import Path
 from typing import Callable
 
 from pytest_aina.changer.model import Attempt, Candidate, Verdict
-from pytest_aina.changer.proposers import ProposalContext, Proposer
-
-
-@dataclass
-class Budget:
-    evaluations: int = 24
-    wall_s: float = 600.0
-    tokens: int | None = None        # LLM tokens, prompt + completion
-
-    def as_dict(self) -> dict:
-        return {"evaluations": self.evaluations, "wall_s": self.wall_s, "tokens": self.tokens}
+from pytest_aina.changer.proposers.base import ProposalContext, Proposer
+from pytest_aina.changer.settings import Budget
 
 
 @dataclass

@@ -27,16 +27,16 @@ def register(sub) -> None:
 
 def bench_cases(spec, device: str) -> list[dict]:
     """The spec's benchmark cases for this device; on a CPU, a small one if the spec has none."""
+    from pytest_aina.changer.pipeline import bench_cases_for
+
     cases = [{"dims": b.dim_map, "dtype": b.dtype, "label": b.label()} for b in spec.benchmarks if device in b.devices]
     if cases:
         return cases
-    from pytest_aina.changer.pipeline import bench_cases_for
-
-    dims = {k: [d.max, d.max] for k, d in spec.dims.items()}
-    return bench_cases_for({"domain": {"dims": dims, "dtype": spec.dtypes[0]}, "evidence": {}}, spec, device)[0]
+    return bench_cases_for(spec, device, dims={k: d.max for k, d in spec.dims.items()}, dtype=spec.dtypes[0])[0]
 
 
 def run(args: argparse.Namespace) -> int:
+    # the loop's modules load here, not when `aina --help` lists the commands
     from pytest_aina.checking.device import device as _device
     from pytest_aina.changer.evaluate import Setup, evaluate, workdir_for
     from pytest_aina.changer.model import Candidate

@@ -1,10 +1,14 @@
-"""``aina evolve --telemetry FILE``: the whole loop, ending in a branch on the local forge."""
+"""``aina evolve --telemetry FILE``: the whole loop, ending in a branch on the local forge.
+
+The loop is :func:`pytest_aina.changer.pipeline.evolve`, the same one the GitHub App runs;
+this module reads the flags into :class:`~pytest_aina.changer.settings.EvolutionSettings`,
+shows the progress, publishes the change on the local forge and chooses the exit code.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -28,7 +32,7 @@ def register(sub) -> None:
     p.add_argument("--budget-seconds", type=float, default=900, metavar="S", help="wall-time budget (default: 900)")
     p.add_argument("--budget-tokens", type=int, default=None, metavar="N", help="LLM token budget (default: none)")
     p.add_argument("--seed", type=int, default=0, help="seed of the proposers and the timing (default: 0)")
-    p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+    p.add_argument("--workers", type=int, default=None,
                    help="candidates evaluated at once (default: min(2, cores))")
     p.add_argument("--fresh", action="store_true", help="ignore the checkpoint of an earlier, interrupted run")
     p.add_argument("--no-forge", action="store_true", help="write nothing to git; print the change only")
@@ -37,75 +41,75 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pytest_aina.changer import pipeline as evolution
-    from pytest_aina.checking.device import device as _device
-    from pytest_aina.changer.search import Budget
-    from pytest_aina.reasoner.reason import reason_about_file
+    # the loop's modules load here, not when `aina --help` lists the commands
+    from pytest_aina.changer import forge, pipeline
+    from pytest_aina.changer.change import ChangeError
+    from pytest_aina.changer.settings import Budget, EvolutionSettings, SettingsError
+    from pytest_aina.reasoner.report import reason_about_file
 
     repo = Path(args.repo).resolve()
     say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
-    report = reason_about_file(args.telemetry, specs=repo / args.specs, variants=repo / "kernels" / "variants")
-    say(f"reasoner: {report.windows_read} windows, {len(report.issues)} refused, "
-        f"{len(report.hypotheses)} hypotheses")
-    hyps = report.as_json()
-    if args.hypothesis:
-        hyps = [h for h in hyps if h["id"] == args.hypothesis]
-        if not hyps:
-            print(f"aina evolve: no hypothesis {args.hypothesis!r} in this telemetry", file=sys.stderr)
-            return 2
-    device = _device()
-    try:
-        plan = evolution.plan(repo, hyps, device=device, specs_dir=args.specs)
-    except evolution.EvolveError as exc:
-        print(f"aina evolve: {exc}", file=sys.stderr)
-        return 1
-    h = plan.hypothesis
-    say(f"hypothesis {h['id']} ({h['kind']}, {h['kernel']}): {h['title']}")
-    for note in plan.notes:
-        say(f"  note: {note}")
-    proposers = [p.strip() for p in args.proposer.split(",") if p.strip()]
+    proposers = tuple(p.strip() for p in args.proposer.split(",") if p.strip())
     llm = {k: v for k, v in (("model", args.model), ("api_base", args.api_base),
                              ("api_key_env", args.api_key_env)) if v}
     if "llm" in proposers and "model" not in llm:
         print("aina evolve: --proposer llm needs --model (and --api-base / --api-key-env for your provider)",
               file=sys.stderr)
         return 2
-    budget = Budget(evaluations=args.budget_evals, wall_s=args.budget_seconds, tokens=args.budget_tokens)
-    bar = _Bar(args.budget_evals, quiet=args.json)
+    workers = {} if args.workers is None else {"workers": args.workers}  # else the settings' default
     try:
-        record = evolution.search(repo, plan, device=device, proposers=proposers, proposer_config={"llm": llm},
-                                  budget=budget, seed=args.seed, workers=args.workers, progress=bar.update,
-                                  resume=not args.fresh)
-    except ValueError as exc:  # a configuration error (e.g. the LLM's model or key): say what to fix
-        bar.close()
+        settings = EvolutionSettings(
+            proposers=proposers, proposer_config={"llm": llm},
+            budget=Budget(evaluations=args.budget_evals, wall_s=args.budget_seconds, tokens=args.budget_tokens),
+            seed=args.seed, telemetry=args.telemetry, **workers)
+    except SettingsError as exc:
         print(f"aina evolve: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        bar.close()
-        print("aina evolve: interrupted; run the same command again to resume from the checkpoint", file=sys.stderr)
-        return 130
-    bar.close()
-    _table(record, say)
-    if record.winner is None:
-        say("no candidate beat the baseline by more than the noise margin: no change written")
-        if args.json:
-            print(json.dumps({"hypothesis": h["id"], "winner": None, "record": record.to_json()}, default=str))
-        return 0
-    from pytest_aina.changer import forge
-    from pytest_aina.changer.change import ChangeError, write_change
 
+    report = reason_about_file(args.telemetry, specs=repo / args.specs, variants=repo / "kernels" / "variants")
+    say(f"reasoner: {report.windows_read} windows, {len(report.issues)} refused, "
+        f"{len(report.hypotheses)} hypotheses")
+    hyps = report.hypotheses
+    if args.hypothesis:
+        hyps = [h for h in hyps if h.id == args.hypothesis]
+        if not hyps:
+            print(f"aina evolve: no hypothesis {args.hypothesis!r} in this telemetry", file=sys.stderr)
+            return 2
+    shown = _Shown(say, args.budget_evals, quiet=args.json)
     try:
-        change = write_change(record, repo, spec_path=plan.spec_path, telemetry=args.telemetry)
+        done = pipeline.evolve(repo, hyps, settings, specs_dir=args.specs, base=forge.head_commit(repo),
+                               resume=not args.fresh, progress=shown)
+    except pipeline.EvolveError as exc:
+        print(f"aina evolve: {exc}", file=sys.stderr)
+        return 1
     except ChangeError as exc:
         print(f"aina evolve: the winner cannot become a change: {exc}", file=sys.stderr)
         return 1
-    say("measuring the coverage of the new variant by its generated tests ...")
-    with forge.scratch_checkout(repo, change) as checkout:
-        change = change.with_coverage(change.measure_coverage(checkout))
+    except ValueError as exc:  # a configuration error (e.g. the LLM's model or key): say what to fix
+        shown.close()
+        print(f"aina evolve: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        shown.close()
+        print("aina evolve: interrupted; run the same command again to resume from the checkpoint", file=sys.stderr)
+        return 130
+    h = done.plan.hypothesis
+    change = done.change
+    if change is None:
+        say("no candidate beat the baseline by more than the noise margin: no change written")
+        if args.json:
+            print(json.dumps({"hypothesis": h.id, "winner": None, "record": done.record.to_json()}, default=str))
+        return 0
+    if done.problems and not args.no_forge:
+        print("aina evolve: the change's provenance does not verify, so it is not published:\n  "
+              + "\n  ".join(done.problems), file=sys.stderr)
+        return 1
+    for problem in done.problems:
+        say(f"  provenance: {problem}")
     if args.no_forge:
-        out = {"hypothesis": h["id"], "change": change.to_json()}
+        out = {"hypothesis": h.id, "change": change.to_json()}
     else:
-        out = {"hypothesis": h["id"]} | forge.open_pr(repo, change)
+        out = {"hypothesis": h.id} | forge.open_pr(repo, change)
     if args.json:
         print(json.dumps(out, default=str, indent=2))
     else:
@@ -116,24 +120,40 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-class _Bar:
-    def __init__(self, total: int, quiet: bool):
-        self.bar = None
-        if not quiet:
-            from tqdm import tqdm
+class _Shown:
+    """The loop's progress on the terminal: the plan, a bar per candidate, the table."""
 
-            self.bar = tqdm(total=total, unit="candidate", desc="search", file=sys.stderr)
+    def __init__(self, say, total: int, quiet: bool):
+        self.say, self.total, self.quiet, self.bar = say, total, quiet, None
 
-    def update(self, attempt, done: int, total: int) -> None:
+    def planned(self, plan) -> None:
+        h = plan.hypothesis
+        self.say(f"hypothesis {h.id} ({h.kind}, {h.kernel}): {h.title}")
+        for note in plan.notes:
+            self.say(f"  note: {note}")
+        if not self.quiet:
+            from tqdm import tqdm  # lazy: only a search on a terminal draws a bar
+
+            self.bar = tqdm(total=self.total, unit="candidate", desc="search", file=sys.stderr)
+
+    def evaluated(self, attempt, done: int, total: int) -> None:
         if self.bar is not None:
             v = attempt.verdict
             self.bar.set_postfix_str(f"{attempt.candidate.describe()[:40]}: "
                                      + (f"{v.speedup:.3g}x ref" if v.passed else f"{v.reason}"))
             self.bar.update(1)
 
+    def searched(self, record) -> None:
+        self.close()
+        _table(record, self.say)
+
+    def measuring(self, change) -> None:
+        self.say("measuring the coverage of the new variant by its generated tests ...")
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
+            self.bar = None
 
 
 def _table(record, say) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pytest_aina.reasoner.reason import Report
+from pytest_aina.reasoner.report import Report
 from pytest_aina.telemetry.window import format_time
 
 

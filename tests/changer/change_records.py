@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from pytest_aina.changer.model import Attempt, Candidate, SearchRecord, Verdict
+from pytest_aina.reasoner import Hypothesis
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -153,7 +154,7 @@ def config_record(device: str = "cpu") -> SearchRecord:
     ]
     return SearchRecord(
         kernel="softmax", spec_path="specs/softmax.yaml",
-        hypothesis=hypothesis(),
+        hypothesis=Hypothesis.from_json(hypothesis()),
         seed=7, budget={"evaluations": 40, "used_evaluations": 6, "wall_s": 600, "used_wall_s": 31.4, "tokens": 20000,
                         "used_tokens": 4392},
         proposers=["metaparams", "llm"], baseline=attempts[0], attempts=attempts[1:], winner=win.id,
@@ -182,10 +183,11 @@ def source_record() -> SearchRecord:
     return SearchRecord(
         kernel="softmax", spec_path="specs/softmax.yaml",
         # a team's own reasoner: hot shapes listed as such, a domain over two dtypes and any arch
-        hypothesis={"id": "short-rows-02", "kind": "hot_shape", "kernel": "softmax", "expected_gain": 96.0,
-                    "domain": {"dims": {"N": [1, 1024]}, "dtypes": ["float32", "float16"]},
-                    "evidence": {"shapes": [{"dims": {"M": 512, "N": 1000}, "dtype": "float16"},
-                                            {"dims": {"M": 20, "N": 256}, "dtype": "float32"}]}},
+        hypothesis=Hypothesis.from_json({
+            "id": "short-rows-02", "kind": "hot_shape", "kernel": "softmax", "expected_gain": 96.0,
+            "domain": {"dims": {"N": [1, 1024]}, "dtypes": ["float32", "float16"]},
+            "evidence": {"shapes": [{"dims": {"M": 512, "N": 1000}, "dtype": "float16"},
+                                    {"dims": {"M": 20, "N": 256}, "dtype": "float32"}]}}),
         seed=11, budget={"evaluations": 10, "used_evaluations": 3}, proposers=["llm"], baseline=attempts[0],
         attempts=attempts[1:], winner=win.id, benchmark_cases=list(cases), environment=environment("cpu"),
         device="cpu", started="2025-01-07T11:00:00Z", finished="2025-01-07T11:02:10Z",

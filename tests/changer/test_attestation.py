@@ -13,8 +13,8 @@ import pytest
 
 from change_records import make_config_record, repo  # noqa: F401  (fixtures, from beside this module)
 
-from pytest_aina.changer import attestation as att
-from pytest_aina.changer.change import write_change
+from pytest_aina.changer.change import attestation as att
+from pytest_aina.changer.change import verify, write_change
 
 
 def _change(record, repo, **kw):
@@ -73,7 +73,7 @@ def test_speedup_interval_brackets_the_ratio_of_medians():
 
 
 def test_subjects_are_every_file_with_its_sha256(repo, make_config_record):
-    change = _change(make_config_record(), repo)
+    change = _change(make_config_record(), repo, telemetry=repo / "telemetry/sample.jsonl")
     stmt = change.statement
     assert stmt["_type"] == "https://in-toto.io/Statement/v1"
     assert stmt["predicateType"] == "https://pytest-aina.dev/evolution/v1"
@@ -81,10 +81,10 @@ def test_subjects_are_every_file_with_its_sha256(repo, make_config_record):
     assert set(named) == set(change.files) - {change.attestation}  # a record cannot hold its own digest
     for path, digest in named.items():
         assert digest == hashlib.sha256(change.files[path].encode()).hexdigest()
-    assert att.verify(stmt, change.files) == []
+    assert verify(change.files, attestation=change.attestation) == []
     tampered = dict(change.files, **{"kernels/variants/softmax.yaml": change.files["kernels/variants/softmax.yaml"]
                                      .replace("BLOCK_N: 8192", "BLOCK_N: 4096")})
-    assert att.verify(stmt, tampered) == [f"kernels/variants/softmax.yaml: sha256 "
+    assert verify(tampered, attestation=change.attestation) == [f"kernels/variants/softmax.yaml: sha256 "
                                           f"{hashlib.sha256(tampered['kernels/variants/softmax.yaml'].encode()).hexdigest()[:12]}"
                                           f" but the attestation says {named['kernels/variants/softmax.yaml'][:12]}"]
 
@@ -148,7 +148,7 @@ def test_the_record_is_stable_json(repo, make_config_record):
 
 
 def test_llm_answers_that_gave_no_candidate_are_counted_and_shown(repo, make_config_record):
-    from pytest_aina.changer import prbody
+    from pytest_aina.changer.change import prbody
 
     record = make_config_record()
     record.environment["proposer_failures"] = [
@@ -167,3 +167,77 @@ def test_llm_answers_that_gave_no_candidate_are_counted_and_shown(repo, make_con
     body = prbody.render(stmt)
     assert ("2 candidate(s), 2 answer(s) that gave none (malformed_answer x1, provider_error x1), "
             f"{2412 + 1980 + 700} tokens") in body
+
+
+# ---------------------------------------------------------------------------------------
+# The provenance check (aina evolve, the App's check run, the merge gate)
+
+
+def _verified_change(repo, make_config_record):
+    return _change(make_config_record(), repo, telemetry=repo / "telemetry/sample.jsonl")
+
+
+def test_a_complete_change_verifies_against_its_base(repo, make_config_record):
+    change = _verified_change(repo, make_config_record)
+    base = change.statement["predicate"]["base"]["commit"]
+    assert verify(change.files, attestation=change.attestation, base=base) == []
+    # as the gate reads a PR: the statement given apart from the files changed, contents as bytes
+    changed = {p: t.encode() for p, t in change.files.items() if p != change.attestation}
+    assert verify(changed, attestation=change.attestation, base=base,
+                  statement=change.files[change.attestation]) == []
+
+
+def test_an_undeclared_file_changed_is_a_problem(repo, make_config_record):
+    change = _verified_change(repo, make_config_record)
+    sneaky = dict(change.files, **{"kernels/softmax.py": "import os\n", "kernels/rowwise.py": None})
+    assert verify(sneaky, attestation=change.attestation) == [
+        "kernels/rowwise.py: deleted by the change but not declared in the attestation",
+        "kernels/softmax.py: changed by the change but not declared in the attestation"]
+    missing = {p: t for p, t in change.files.items() if not p.startswith("tests/")}
+    [problem] = verify(missing, attestation=change.attestation)
+    assert problem.endswith(": named in the attestation but not in the change") and problem.startswith("tests/evolved/")
+
+
+def test_a_tampered_attestation_is_a_problem(repo, make_config_record):
+    change = _verified_change(repo, make_config_record)
+    stmt = change.statement
+    stmt["subject"][0]["digest"]["sha256"] = "0" * 64  # the record rewritten to match nothing
+    name = stmt["subject"][0]["name"]
+    [problem] = verify(dict(change.files, **{change.attestation: att.dumps(stmt)}), attestation=change.attestation)
+    assert problem.startswith(f"{name}: sha256 ") and problem.endswith("but the attestation says 000000000000")
+    assert verify(dict(change.files, **{change.attestation: "{not json"}), attestation=change.attestation)[0] \
+        .startswith(f"{change.attestation}: the attestation is not JSON")
+    assert verify({p: t for p, t in change.files.items() if p != change.attestation},
+                  attestation=change.attestation) == [f"{change.attestation}: the attestation is missing"]
+
+
+def test_every_missing_part_of_the_provenance_is_named(repo, make_config_record):
+    change = _change(make_config_record(), repo)  # no telemetry file given
+    stmt = change.statement
+    del stmt["predicate"]["hypothesis"]
+    stmt["predicate"]["base"]["commit"] = None
+    problems = verify(dict(change.files, **{change.attestation: att.dumps(stmt)}), attestation=change.attestation)
+    assert len(problems) == 3, problems
+    assert "names no readable hypothesis" in problems[0]
+    assert "no sha256 of the telemetry that triggered the change" in problems[1]
+    assert "does not name the commit the change was made on" in problems[2]
+
+
+def test_a_change_made_on_another_base_is_a_problem(repo, make_config_record):
+    change = _verified_change(repo, make_config_record)
+    assert verify(change.files, attestation=change.attestation, base="1" * 40) == [
+        f"the change was made on {'0' * 12} but sits on {'1' * 12}: its measurements are of another base "
+        "(make the change again on this one)"]
+
+
+def test_deleted_files_are_declared_in_the_statement():
+    files = {"kernels/old.py": None, "kernels/new.py": "x = 1\n"}
+    predicate = {"hypothesis": {"id": "h", "kind": "retire", "kernel": "softmax"},
+                 "trigger": {"telemetry": {"sha256": "a" * 64}}, "base": {"commit": "b" * 40}}
+    stmt = att.statement(files=files, attestation_path="provenance/x.json", predicate=predicate)
+    assert stmt["predicate"]["deleted"] == ["kernels/old.py"]
+    assert [s["name"] for s in stmt["subject"]] == ["kernels/new.py"]
+    written = dict(files, **{"provenance/x.json": att.dumps(stmt)})
+    assert verify(written, attestation="provenance/x.json", base="b" * 40) == []
+    assert verify(dict(written, **{"kernels/old.py": "back\n"}), attestation="provenance/x.json") == [
+        "kernels/old.py: changed by the change but declared deleted in the attestation"]

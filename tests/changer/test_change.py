@@ -17,8 +17,8 @@ from change_records import (ROOT, environment, git, group, make_config_record, m
                             passed, repo, secrets_in_env, wrong_source)
 
 from pytest_aina.runtime.dispatch import parse_table
-from pytest_aina.changer import prbody
-from pytest_aina.changer.change import ChangeError, ChangeResult, write_change
+from pytest_aina.changer.change import Change, ChangeError, prbody, write_change
+from pytest_aina.changer.change.pinning import append_to_list
 from pytest_aina.changer.forge import scratch_checkout
 from pytest_aina.spec.model import load_spec, parse_spec
 from pytest_aina.spec.ratchet import diff_specs
@@ -75,12 +75,11 @@ def test_config_winner_becomes_a_table_entry_examples_tests_and_a_record(repo, g
     assert sorted((c.kind, c.path) for c in diff) == [("added", "examples[M=4096,N=32768,bfloat16]"),
                                                       ("added", "examples[M=4096,N=50304,bfloat16]")]
 
-    # the same shape as the App would publish it
-    from github_app.change import Change
-
+    # the same shape as the App would publish it, and as the gate reads it back from the branch
     published = Change.from_json(change.to_json())
     assert published.to_json() == change.to_json()
-    assert ChangeResult.from_json(json.loads(json.dumps(change.to_json()))) == change
+    assert Change.from_json(json.loads(json.dumps(change.to_json()))) == change
+    assert Change.from_files(change.files) == change
 
 
 def test_the_generated_test_passes_and_covers_the_launcher_it_binds(repo, make_config_record):
@@ -125,14 +124,15 @@ def test_the_top_hypothesis_of_the_sample_telemetry_becomes_a_change_whose_tests
 
     telemetry = ROOT / "telemetry/sample-fleet-day.jsonl"
     report = reason_about_file(telemetry, specs=ROOT / "specs", variants=ROOT / "kernels/variants")
-    hyp = next(h.to_json() for h in report.hypotheses if h.kind in ("shape_shift", "hot_unspecialised"))
+    top = next(h for h in report.hypotheses if h.kind in ("shape_shift", "hot_unspecialised"))
+    hyp = top.to_json()
     kernel = hyp["kernel"]
     case = next(g for g in hyp["evidence"]["groups"])
     label = ",".join(f"{k}={v}" for k, v in case["dims"].items()) + f",{case['dtype']}"
     base = Candidate(kernel, "metaparams", config={})
     win = Candidate(kernel, "metaparams", config={"BLOCK_N": 8192, "ROWS_PER_PROGRAM": 4})
     attempts = [passed(base, {label: (2.0e-3, 4.0e-3)}, 1), passed(win, {label: (1.5e-3, 4.0e-3)}, 2)]
-    record = SearchRecord(kernel=kernel, spec_path=f"specs/{kernel}.yaml", hypothesis=hyp, seed=0,
+    record = SearchRecord(kernel=kernel, spec_path=f"specs/{kernel}.yaml", hypothesis=top, seed=0,
                           budget={"evaluations": 2}, proposers=["metaparams"], baseline=attempts[0],
                           attempts=attempts[1:], winner=win.id, benchmark_cases=[label], environment=environment(),
                           device="cpu", repeat=f"aina evolve --telemetry {telemetry.name}")
@@ -210,8 +210,9 @@ def test_a_source_winners_tests_run_in_the_sandbox(repo, make_source_record, mon
 
 def test_hot_shapes_already_pinned_are_not_pinned_again(repo, make_config_record):
     record = make_config_record()
-    record.hypothesis["domain"] = {"dims": {"M": [2, 3], "N": [16384, 32767]}, "dtype": "float32", "arch": None}
-    record.hypothesis["evidence"]["groups"] = [{"dims": {"N": 20000, "M": 2}, "dtype": "float32", "gpu_s": 10.0}]
+    record.hypothesis = replace(record.hypothesis, domain={"dims": {"M": [2, 3], "N": [16384, 32767]},
+                                                           "dtype": "float32", "arch": None})
+    record.hypothesis.evidence["groups"] = [{"dims": {"N": 20000, "M": 2}, "dtype": "float32", "gpu_s": 10.0}]
     change = _write(record, repo)
     assert "specs/softmax.yaml" not in change.files  # {M: 2, N: 20000, float32} is an example already
     spec = change.statement["predicate"]["spec"]
@@ -221,8 +222,8 @@ def test_hot_shapes_already_pinned_are_not_pinned_again(repo, make_config_record
 
 def test_far_from_limit_groups_outside_the_domain_are_not_hot_shapes(repo, make_config_record):
     record = make_config_record()
-    record.hypothesis["kind"] = "far_from_limit"
-    record.hypothesis["evidence"]["groups"] += [group({"M": 64, "N": 1024}, 99999.0, dtype="float16"),
+    record.hypothesis = replace(record.hypothesis, kind="far_from_limit")
+    record.hypothesis.evidence["groups"] += [group({"M": 64, "N": 1024}, 99999.0, dtype="float16"),
                                                 group({"M": 4096, "N": 50304}, 50000.0, arch="sm_80")]
     change = _write(record, repo)
     added = change.statement["predicate"]["spec"]["examples_added"]
@@ -231,17 +232,15 @@ def test_far_from_limit_groups_outside_the_domain_are_not_hot_shapes(repo, make_
 
 
 def test_spec_edits_keep_the_text_for_flow_and_missing_lists(repo):
-    from pytest_aina.changer.change import _append_to_list
-
-    assert _append_to_list("a: 1\nexamples: []  # none yet\nb: 2\n", "examples", ["{x: 1}"], "c", "f") \
+    assert append_to_list("a: 1\nexamples: []  # none yet\nb: 2\n", "examples", ["{x: 1}"], "c", "f") \
         == "a: 1\nexamples: [{x: 1}]  # none yet\nb: 2\n"
-    assert _append_to_list("examples: [{x: 0}]\n", "examples", ["{x: 1}", "{x: 2}"], "c", "f") \
+    assert append_to_list("examples: [{x: 0}]\n", "examples", ["{x: 1}", "{x: 2}"], "c", "f") \
         == "examples: [{x: 0}, {x: 1}, {x: 2}]\n"
-    assert _append_to_list("a: 1  # keep\n", "examples", ["{x: 1}"], "why", "f") \
+    assert append_to_list("a: 1  # keep\n", "examples", ["{x: 1}"], "why", "f") \
         == "a: 1  # keep\n# why\nexamples:\n  - {x: 1}\n"
     # a block list whose last item is a block mapping, followed by a comment of the next key
     text = "examples:\n  - dims: {M: 1}\n    note: a\n# benchmarks follow\nbenchmarks: []\n"
-    assert _append_to_list(text, "examples", ["{x: 1}"], "why", "f") == (
+    assert append_to_list(text, "examples", ["{x: 1}"], "why", "f") == (
         "examples:\n  - dims: {M: 1}\n    note: a\n  # why\n  - {x: 1}\n# benchmarks follow\nbenchmarks: []\n")
 
 
@@ -257,14 +256,14 @@ def _winner_with_defaults(r):
     (lambda r: setattr(r, "winner", None), "no winner"),
     (lambda r: setattr(r, "winner", r.baseline.candidate.id), "no winner"),  # the baseline is not an attempt
     (_winner_with_defaults, "heuristic defaults"),
-    (lambda r: r.hypothesis.pop("id"), "has no id"),
-    (lambda r: [g["dims"].update(N=1000) for g in r.hypothesis["evidence"]["groups"]], "none of its evidence.groups"),
-    (lambda r: r.hypothesis["evidence"]["groups"][0]["dims"].update(N=10 ** 7), "outside softmax's domain"),
-    (lambda r: r.hypothesis["evidence"]["groups"][0].update(dtype="int8"), "is not one of softmax's dtypes"),
-    (lambda r: r.hypothesis["evidence"].update(groups=[], hot_shapes=[{"dims": {"M": 4096, "N": 1000},
-                                                                        "dtype": "bfloat16"}]),
+    (lambda r: setattr(r, "hypothesis", r.hypothesis.to_json()), "must be a Hypothesis"),
+    (lambda r: [g["dims"].update(N=1000) for g in r.hypothesis.evidence["groups"]], "none of its evidence.groups"),
+    (lambda r: r.hypothesis.evidence["groups"][0]["dims"].update(N=10 ** 7), "outside softmax's domain"),
+    (lambda r: r.hypothesis.evidence["groups"][0].update(dtype="int8"), "is not one of softmax's dtypes"),
+    (lambda r: r.hypothesis.evidence.update(groups=[], hot_shapes=[{"dims": {"M": 4096, "N": 1000},
+                                                                    "dtype": "bfloat16"}]),
      "lies outside the domain"),
-    (lambda r: r.hypothesis["domain"]["dims"].update(K=[1, 2]), "'K' is not a dim of softmax"),
+    (lambda r: r.hypothesis.domain["dims"].update(K=[1, 2]), "'K' is not a dim of softmax"),
 ])
 def test_bad_records_are_refused_with_the_reason(repo, make_config_record, edit, message):
     record = make_config_record()

@@ -11,8 +11,10 @@ import pytest
 
 from pytest_aina.changer.evaluate import Setup, evaluate, workdir_for
 from pytest_aina.changer.model import Candidate
-from pytest_aina.changer.search import Budget, run_search
 from pytest_aina.changer.proposers import ProposalContext
+from pytest_aina.changer.search import run_search
+from pytest_aina.changer.settings import Budget
+from pytest_aina.reasoner import Hypothesis
 
 from hostile_candidates import GOOD, HOSTILE
 
@@ -75,7 +77,8 @@ def search_result(listener, tmp_path_factory):
                   workdir=workdir_for(REPO, "test-hostile"), calls=5, check_wall_s=30, bench_wall_s=60,
                   memory_bytes=4 << 30)
     ctx = ProposalContext(kernel="softmax", spec=setup.spec, spec_text="", kernel_source="", function="softmax",
-                          hypothesis={}, tunables={})
+                          hypothesis=Hypothesis.from_json({"id": "h", "kind": "hot_unspecialised", "kernel": "softmax"}),
+                          tunables={})
     try:
         out = run_search(ctx, [Scripted(sources)], lambda c: evaluate(c, setup), Budget(evaluations=len(sources)),
                          workers=2)

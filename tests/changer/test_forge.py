@@ -111,3 +111,19 @@ def test_scratch_checkout_is_head_plus_the_change_and_goes_away(repo, git, make_
             assert (checkout / path).read_text() == text
     assert not checkout.exists()
     assert git(repo, "status", "--porcelain") == "?? uncommitted.txt"
+
+
+def test_a_change_reads_back_from_its_branch(repo, git, make_config_record):
+    """What the merge gate does with a PR's head: the files the branch changes on its base,
+    the change they make, and the one provenance check against that base."""
+    from pytest_aina.changer.change import verify
+    from pytest_aina.changer.forge import read_change
+
+    change = _change(make_config_record(), repo)
+    result = publish(change, repo)
+    assert read_change(repo, result.branch) == change
+    head = git(repo, "rev-parse", "HEAD")
+    assert read_change(repo, result.branch, base=head).files == change.files
+    # the record says it was made on commit 000...: not this repository's HEAD, and that is what the check says
+    assert verify(change.files, attestation=change.attestation, base=head)[-1].startswith(
+        f"the change was made on {'0' * 12} but sits on {head[:12]}")

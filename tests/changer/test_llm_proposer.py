@@ -25,6 +25,7 @@ from pytest_aina.changer.proposers import prompts
 from pytest_aina.changer.proposers.llm import LLMConfigError, LLMProposer, _estimate_tokens, _parse_answer
 from pytest_aina.changer.model import Candidate, Verdict, digest
 from pytest_aina.changer.proposers import ProposalContext, make
+from pytest_aina.reasoner import Hypothesis
 from pytest_aina.spec.model import load_spec
 from tests.fakes.openai_server import FakeOpenAI, answer, error
 
@@ -103,10 +104,10 @@ def ctx() -> ProposalContext:
     return ProposalContext(
         kernel="softmax", spec=load_spec(spec_path), spec_text=spec_path.read_text(), kernel_source=source,
         function="softmax",
-        hypothesis={"id": "hyp-0123456789abcdef", "kind": "unspecialised_hot_shape", "kernel": "softmax",
-                    "domain": {"M": 4096, "N": 50304, "dtype": "bfloat16"}, "expected_gain": 0.18,
-                    "evidence": {"share_of_gpu_time": 0.41, "calls": 1200000,
-                                 "achieved_bandwidth_fraction": 0.38}},
+        hypothesis=Hypothesis.from_json({
+            "id": "hyp-0123456789abcdef", "kind": "unspecialised_hot_shape", "kernel": "softmax",
+            "domain": {"M": 4096, "N": 50304, "dtype": "bfloat16"}, "expected_gain": 0.18,
+            "evidence": {"share_of_gpu_time": 0.41, "calls": 1200000, "achieved_bandwidth_fraction": 0.38}}),
         tunables=tunables, history=history, seed=7)
 
 
@@ -266,7 +267,7 @@ def test_provider_down_is_recorded_and_ends_the_round(server, ctx, api_key):
 def test_the_key_is_redacted_from_prompts_and_echoed_errors(server, ctx, api_key, caplog):
     caplog.set_level(logging.DEBUG)
     # a context should never hold the key; if one does, the prompt still does not carry it
-    ctx.hypothesis["evidence"]["note"] = f"collected with {api_key}"
+    ctx.hypothesis.evidence["note"] = f"collected with {api_key}"
     server.script(error(500, f"invalid header Authorization: Bearer {api_key}"), answer(fenced(GOOD)))
     [cand] = proposer(server).propose(ctx, 1)
     assert "Bearer [redacted]" in cand.meta["attempts"][0]["detail"]
@@ -393,7 +394,7 @@ def test_litellm_is_imported_lazily_and_reaches_only_the_configured_server(serve
     server.script(answer(fenced(GOOD)))
     (tmp_path / "ctx.json").write_text(json.dumps({
         "spec_text": ctx.spec_text, "kernel_source": ctx.kernel_source, "tunables": ctx.tunables,
-        "hypothesis": ctx.hypothesis}))
+        "hypothesis": ctx.hypothesis.to_json()}))
     script = textwrap.dedent("""
         import json, sys
         seen = []
@@ -401,8 +402,10 @@ def test_litellm_is_imported_lazily_and_reaches_only_the_configured_server(serve
                          else args[:2]))) if event in ("socket.connect", "socket.getaddrinfo") else None)
         from pytest_aina.changer.proposers.llm import LLMProposer
         from pytest_aina.changer.proposers import ProposalContext
+        from pytest_aina.reasoner import Hypothesis
         lazy = "litellm" not in sys.modules
         d = json.load(open(sys.argv[2]))
+        d["hypothesis"] = Hypothesis.from_json(d["hypothesis"])
         ctx = ProposalContext(kernel="softmax", spec=None, function="softmax", **d)
         cands = LLMProposer(model="openai/fake-model", api_base=sys.argv[1], api_key_env="%s").propose(ctx, 1)
         print(json.dumps({"lazy": lazy, "candidates": len(cands), "network": seen}))

@@ -9,7 +9,9 @@ import pytest
 
 from pytest_aina.changer.model import Candidate, Verdict
 from pytest_aina.changer.proposers import MetaParamProposer, ProposalContext, make, search_space_size
-from pytest_aina.changer.search import Budget, Checkpoint, best, run_search
+from pytest_aina.changer.search import Checkpoint, best, run_search
+from pytest_aina.changer.settings import Budget
+from pytest_aina.reasoner import Hypothesis
 
 TUNABLES = {"BLOCK_N": [64, 128, 256, 512, 1024, 2048], "ROWS_PER_PROGRAM": [1, 2, 4, 8]}
 
@@ -26,7 +28,8 @@ def landscape(c: Candidate) -> Verdict:
 
 def ctx(seed=0):
     return ProposalContext(kernel="softmax", spec=None, spec_text="", kernel_source="", function="softmax",
-                           hypothesis={}, tunables=TUNABLES, seed=seed)
+                           hypothesis=Hypothesis.from_json({"id": "h", "kind": "hot_unspecialised", "kernel": "softmax"}),
+                           tunables=TUNABLES, seed=seed)
 
 
 def test_budget_counts_evaluations_and_failures_do_not_stop_the_search():

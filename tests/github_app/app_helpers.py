@@ -86,15 +86,28 @@ def post_webhook(url: str, event: str, payload, *, delivery: str | None = None,
 
 
 def make_change(hypothesis_id: str = "hyp-1", *, kernel: str = "softmax",
-                content: str = "def softmax_v2(x):\n    return x\n", **extra) -> dict:
+                content: str = "def softmax_v2(x):\n    return x\n", base: str | None = None, **extra) -> dict:
     """A change as the Changer will hand it over: files, with an in-toto statement whose
-    subjects are the other files' sha256."""
+    subjects are the other files' sha256, naming the hypothesis, the telemetry's digest and
+    (when given: :func:`based_on` sets it later) the commit it was made on."""
     files = dict(extra.pop("files", None) or {f"kernels/{kernel}_v2.py": content})
+    telemetry = b'{"aina_telemetry": 1}\n'
+    predicate = {"kernel": kernel,
+                 "hypothesis": {"id": hypothesis_id, "kind": "hot_unspecialised", "kernel": kernel,
+                                "domain": {"dims": {"M": [4096, 8191]}, "dtype": "float16", "arch": "sm_90"},
+                                "title": f"{kernel}: a hot shape no variant serves", "expected_gain": 100.0,
+                                "evidence": {}},
+                 "trigger": {"telemetry": {"path": "telemetry.jsonl", "sha256": hashlib.sha256(telemetry).hexdigest(),
+                                           "bytes": len(telemetry)}},
+                 "base": {"commit": base, "dirty": False}}
+    deleted = sorted(p for p, c in files.items() if c is None)
+    if deleted:
+        predicate["deleted"] = deleted
     statement = {"_type": "https://in-toto.io/Statement/v1",
                  "subject": [{"name": p, "digest": {"sha256": hashlib.sha256(c.encode()).hexdigest()}}
                              for p, c in files.items() if c is not None],
                  "predicateType": "https://pytest-aina.dev/evolution/v1",
-                 "predicate": {"hypothesis": hypothesis_id}}
+                 "predicate": predicate}
     attestation = f".aina/attestations/{hypothesis_id}.json"
     files[attestation] = json.dumps(statement, indent=1)
     change = {"hypothesis_id": hypothesis_id, "branch": f"aina/{kernel}/{hypothesis_id}",
@@ -105,6 +118,17 @@ def make_change(hypothesis_id: str = "hyp-1", *, kernel: str = "softmax",
               "kernel": kernel}
     change.update(extra)
     return change
+
+
+def based_on(change: dict, base: str) -> dict:
+    """``change`` with its attestation naming ``base`` as the commit it was made on, unless
+    it names one already (the PR's base, which the provenance check compares it with)."""
+    files = dict(change["files"])
+    statement = json.loads(files[change["attestation"]])
+    if statement["predicate"]["base"]["commit"] is None:
+        statement["predicate"]["base"]["commit"] = base
+    files[change["attestation"]] = json.dumps(statement, indent=1)
+    return dict(change, files=files)
 
 
 def window(i: int = 0, *, kernel: str = "softmax", calls: int = 1000):

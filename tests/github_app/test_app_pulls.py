@@ -6,13 +6,15 @@ from __future__ import annotations
 import hashlib
 import json
 
-from app_helpers import drain, make_change
+from app_helpers import based_on, drain, make_change
 from github_app.store import JobSpec
 
 REPO = "octo-org/kernels"
 
 
 def publish(app, inst, change: dict) -> None:
+    # made on the baseline the App knows (the commit its PR will sit on, unless main moved)
+    change = based_on(change, app.services.store.repository(REPO)["baseline_sha"])
     app.services.store.enqueue([JobSpec("publish", {"repository": REPO,
                                                     "installation_id": inst.id,
                                                     "change": change},
@@ -34,7 +36,7 @@ def files_at(repo, sha: str) -> dict[str, str]:
 def test_a_change_becomes_one_commit_on_the_base_and_a_labelled_pr(fake, app, onboarded):
     repo, inst = onboarded
     base = repo.refs["refs/heads/main"]
-    change = make_change("hyp-1")
+    change = make_change("hyp-1", base=base)
     publish(app, inst, change)
 
     [pr] = bot_pulls(repo)
@@ -174,9 +176,12 @@ def test_rebase_rebuilds_the_change_on_the_new_base(fake, app, onboarded):
 def test_retry_and_dashboard_ticks_queue_an_evolution_run(fake, app, onboarded):
     repo, inst = onboarded
     store = app.services.store
-    hypothesis = {"id": "hyp-1", "kind": "hot_shape", "kernel": "softmax",
-                  "evidence": {"windows": 12}, "expected_gain": 5400.0,
-                  "summary": "softmax at 4096x50304 float16 has no specialised variant"}
+    hypothesis = {"id": "hyp-1", "kind": "hot_unspecialised", "kernel": "softmax", "variant": None,
+                  "domain": {"dims": {"M": [4096, 8191], "N": [32768, 65535]}, "dtype": "float16",
+                             "arch": "sm_90"},
+                  "title": "softmax at 4096x50304 float16 has no specialised variant",
+                  "expected_gain": 5400.0, "expected_gain_unit": "gpu_s_per_day", "gain_basis": "prior",
+                  "evidence": {"windows": 12}}
     store.replace_hypotheses(REPO, [hypothesis])
     publish(app, inst, make_change("hyp-1"))
     [pr] = bot_pulls(repo)
@@ -238,6 +243,31 @@ def test_a_rerequested_check_suite_runs_the_provenance_check_again(fake, app, on
     latest = repo.check_runs[-1]
     assert (latest.head_sha, latest.conclusion) == (tampered, "failure")
     assert "MISMATCH" in latest.output["summary"]
+
+
+def test_a_file_the_attestation_does_not_declare_fails_the_check(fake, app, onboarded):
+    repo, inst = onboarded
+    publish(app, inst, make_change("hyp-1"))
+    [pr] = bot_pulls(repo)
+    [first] = repo.check_runs
+    assert first.conclusion == "success"
+    # The same files, remade as one commit on the base, with one file more: nothing on top to blame.
+    base = repo.git.commits[pr.head_sha].parents[0]
+    files = dict(files_at(repo, pr.head_sha), **{"kernels/undeclared.py": "x = 1\n"})
+    sneaky = repo.git.commit(repo.git.build({p: ("100644", repo.git.blob(c.encode())) for p, c in files.items()}),
+                             [base], "sneaky", repo.git.commits[pr.head_sha].author,
+                             repo.git.commits[pr.head_sha].committer)
+    repo.refs["refs/heads/aina/softmax/hyp-1"] = pr.head_sha = sneaky
+    app.services.store.save_pull(REPO, "hyp-1", pr.number, pr.head_ref, head_sha=sneaky, title=pr.title,
+                                 kernel="softmax", change=app.services.store.pull(REPO, pr.number)["change"])
+    fake.rerequest_check_suite(repo, sneaky, "maintainer")
+    drain(app.services)
+    latest = repo.check_runs[-1]
+    assert (latest.head_sha, latest.conclusion) == (sneaky, "failure")
+    assert latest.output["title"] == "1 problem(s) with the provenance"
+    assert "- kernels/undeclared.py: changed by the change but not declared in the attestation" \
+        in latest.output["summary"]
+    assert "| `kernels/undeclared.py` | not attested |" in latest.output["summary"]
 
 
 def test_attestation_subjects_are_sha256_of_the_committed_files(fake, app, onboarded):

@@ -8,10 +8,11 @@ import json
 
 import pytest
 
-from github_app.change import Change, ChangeError
+from github_app.bridge import worth_running
 from github_app.dashboard_markdown import gain_of, render, ticked
 from github_app.policy import Policy, PolicyError, parse_policy
-from github_app.reasoning import worth_running
+from pytest_aina.changer.change import Change, ChangeError
+from pytest_aina.reasoner import Hypothesis
 
 from app_helpers import make_change
 
@@ -67,12 +68,29 @@ def test_dashboard_boxes_round_trip():
 
 
 def test_worth_running_respects_policy_slots_and_past_decisions():
-    hyps = [{"id": f"h{i}", "kernel": k, "expected_gain": g} for i, (k, g) in enumerate(
-        [("softmax", 900), ("rms_norm", 800), ("softmax", 700), ("softmax", 5), ("softmax", 600)])]
+    hyps = [Hypothesis.from_json({"id": f"h{i}", "kind": "hot_unspecialised", "kernel": k, "expected_gain": g})
+            for i, (k, g) in enumerate([("softmax", 900), ("rms_norm", 800), ("softmax", 700), ("softmax", 5),
+                                        ("softmax", 600)])]
     policy = Policy(max_open_prs=2, kernels=("softmax",), min_expected_gain=10)
     chosen = worth_running(hyps, policy, open_ids=set(), rejected_ids={"h2"}, queued_ids=set())
-    assert [h["id"] for h in chosen] == ["h0", "h4"]
+    assert [h.id for h in chosen] == ["h0", "h4"]
     assert worth_running(hyps, policy, open_ids={"h0"}, rejected_ids=set(),
                          queued_ids={"h9"}) == []
     assert worth_running(hyps, Policy(automatic=False), open_ids=set(), rejected_ids=set(),
                          queued_ids=set()) == []
+
+
+def test_the_evolution_settings_are_checked_when_the_app_starts(app_key, tmp_path):
+    from github_app import ConfigError, create_app
+    from pytest_aina.changer.settings import EvolutionSettings
+
+    config = {"APP_ID": 1, "PRIVATE_KEY": app_key[0], "WEBHOOK_SECRET": "s",
+              "DATABASE": str(tmp_path / "a.sqlite3"), "WORK_DIR": str(tmp_path)}
+    with pytest.raises(ConfigError, match=r"EVOLUTION \(environment variable AINA_EVOLUTION\): "
+                                          r"unknown key\(s\) \['budgte'\]"):
+        create_app(dict(config, EVOLUTION={"budgte": {"evaluations": 2}}))
+    app = create_app(dict(config, EVOLUTION={"budget": {"evaluations": 2}, "workers": 1}))
+    settings = app.extensions["aina"].config["EVOLUTION"]
+    assert isinstance(settings, EvolutionSettings)
+    assert (settings.budget.evaluations, settings.budget.wall_s, settings.workers) == (2, 600.0, 1)
+    app.extensions["aina"].store.close()

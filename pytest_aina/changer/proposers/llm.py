@@ -33,7 +33,7 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_aina.changer.proposers import prompts
+import pytest_aina.changer.proposers.prompts as prompts
 from pytest_aina.changer.model import Candidate, digest
 
 log = logging.getLogger(__name__)
@@ -614,3 +614,8 @@ def _public_url(url: str | None) -> str | None:
     if parts.port:
         host += f":{parts.port}"
     return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def make(config: dict) -> LLMProposer:
+    """The ``llm`` entry of :data:`~pytest_aina.changer.proposers.base.BUILTIN`."""
+    return LLMProposer(**config)

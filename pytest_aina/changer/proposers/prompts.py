@@ -3,7 +3,7 @@
 The template is data a reviewer can read top to bottom; :data:`TEMPLATE_DIGEST` names its
 version in every candidate's record, and the proposer records the digest of each rendered
 prompt too, so a search can be repeated with the same words. Everything that goes in comes
-from :class:`~pytest_aina.changer.proposers.ProposalContext`, which holds nothing secret.
+from :class:`~pytest_aina.changer.proposers.base.ProposalContext`, which holds nothing secret.
 """
 
 from __future__ import annotations
@@ -225,7 +225,7 @@ def render_task(ctx: Any, *, proposed: list[str], history_limit: int) -> str:
     return TASK.format(
         function=ctx.function,
         kernel=ctx.kernel,
-        hypothesis=json.dumps(ctx.hypothesis, indent=2, sort_keys=True, default=str),
+        hypothesis=json.dumps(ctx.hypothesis.to_json(), indent=2, sort_keys=True, default=str),
         spec_text=ctx.spec_text.rstrip(),
         module=module_of(ctx.spec, ctx.kernel),
         kernel_source=ctx.kernel_source.rstrip(),

@@ -27,6 +27,8 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
+from pytest_aina import sandbox
+
 #: Interpreter budget per case (elements of the primary input, rows) in the generated tests.
 CPU_NUMEL = 1 << 19
 CPU_ROWS = 32
@@ -312,8 +314,6 @@ def measure_coverage(root: str | Path, *, test: str, target: str, function: str 
     and the command.
     """
     import coverage  # lazy: only the evolution loop measures
-
-    from pytest_aina import sandbox
 
     root = Path(root).resolve()
     target_path = root / target

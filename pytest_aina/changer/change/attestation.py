@@ -18,9 +18,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from typing import Any, Iterable, Mapping
 
 from pytest_aina.changer.model import Attempt, SearchRecord
+from pytest_aina.reasoner.hypothesis import Hypothesis, HypothesisError
+from pytest_aina.sandbox.redact import Redactor, is_secret_name
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://pytest-aina.dev/evolution/v1"
@@ -121,25 +124,9 @@ def subjects(files: Mapping[str, str | None], *, exclude: str | None = None) -> 
             for path, text in sorted(files.items()) if text is not None and path != exclude]
 
 
-def verify(statement: dict, files: Mapping[str, str | None]) -> list[str]:
-    """What does not match between the statement's subjects and ``files`` ([] when all do):
-    the check a reviewer or the merge gate runs on a branch."""
-    problems = []
-    named = {s["name"]: s["digest"]["sha256"] for s in statement.get("subject", [])}
-    for path, want in named.items():
-        text = files.get(path)
-        if text is None:
-            problems.append(f"{path}: named in the attestation but not in the change")
-        elif sha256_text(text) != want:
-            problems.append(f"{path}: sha256 {sha256_text(text)[:12]} but the attestation says {want[:12]}")
-    return problems
-
-
 def sanitize_meta(meta: Mapping[str, Any]) -> dict:
     """The candidate's meta without anything that may be a credential: known keys are kept,
     unknown ones only when their name does not look like a secret (then redacted anyway)."""
-    from pytest_aina.sandbox.redact import is_secret_name
-
     out = {}
     for key, value in meta.items():
         if key in SAFE_META or not is_secret_name(str(key)):
@@ -247,8 +234,6 @@ def _tokens(meta: Mapping[str, Any]) -> float:
 
 def redact(value: Any) -> Any:
     """Every string inside ``value`` with secrets of this environment and token shapes masked."""
-    from pytest_aina.sandbox.redact import Redactor
-
     return Redactor().value(value)
 
 
@@ -257,12 +242,14 @@ def redact(value: Any) -> Any:
 
 
 def statement(*, files: Mapping[str, str | None], attestation_path: str, predicate: dict) -> dict:
-    """The in-toto statement: subjects are the change's files (all but the attestation)."""
+    """The in-toto statement: subjects are the change's files (all but the attestation); the
+    paths it deletes, which have no digest, are listed in the predicate's ``deleted``."""
+    deleted = sorted(p for p, text in files.items() if text is None)
     return {
         "_type": STATEMENT_TYPE,
         "subject": subjects(files, exclude=attestation_path),
         "predicateType": PREDICATE_TYPE,
-        "predicate": redact(predicate),
+        "predicate": redact(dict(predicate, deleted=deleted) if deleted else predicate),
     }
 
 
@@ -300,3 +287,124 @@ def predicate_of(record: SearchRecord) -> dict:
         "candidates": candidates,
         "llm": llm_summary(record.attempts, (record.environment or {}).get("proposer_failures")),
     }
+
+
+# ---------------------------------------------------------------------------------------
+# Verifying: THE check of a change's provenance (aina evolve, the App's check, the gate)
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def parse(text: str | bytes | None) -> dict | None:
+    """The statement in ``text`` as a JSON object, or None when it is not one."""
+    if text is None:
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def is_statement(text: str | bytes) -> bool:
+    """Whether ``text`` is an in-toto statement of pytest-aina's predicate type."""
+    return (parse(text) or {}).get("predicateType") == PREDICATE_TYPE
+
+
+def base_commit(stmt: Mapping[str, Any]) -> str | None:
+    """The commit the statement says its change was made on (``predicate.base.commit``)."""
+    p = stmt.get("predicate")
+    base = p.get("base") if isinstance(p, dict) else None
+    commit = base.get("commit") if isinstance(base, dict) else None
+    return commit if isinstance(commit, str) and commit else None
+
+
+def verify(changed: Mapping[str, str | bytes | None], *, attestation: str, base: str | None = None,
+           statement: str | bytes | None = None) -> list[str]:
+    """Every problem with a change's provenance, one sentence each; [] when there is none.
+
+    ``changed`` holds every path the change (a PR, a branch on top of its base) changes,
+    with its content at the head (None: deleted); ``attestation`` is the statement's path,
+    and ``statement`` its text when it is not among ``changed``. ``base`` is the commit the
+    change sits on (a PR's base); None leaves it unchecked (a change not committed yet).
+
+    The rules: the statement is pytest-aina's in-toto statement; the files changed are
+    exactly the files it declares (its subjects, and its ``deleted``), each with the sha256
+    it declares; it names the hypothesis (a readable one), the digest of the telemetry that
+    triggered the change, and the base commit, which must be ``base``.
+    """
+    text = statement if statement is not None else changed.get(attestation)
+    if text is None:
+        return [f"{attestation}: the attestation is missing"]
+    try:
+        stmt = json.loads(text)
+    except ValueError as exc:
+        return [f"{attestation}: the attestation is not JSON ({exc})"]
+    if not isinstance(stmt, dict) or stmt.get("_type") != STATEMENT_TYPE:
+        return [f"{attestation}: not an in-toto statement (_type is not {STATEMENT_TYPE})"]
+    problems = []
+    if stmt.get("predicateType") != PREDICATE_TYPE:
+        problems.append(f"{attestation}: the predicate type is {stmt.get('predicateType')!r}, not {PREDICATE_TYPE}")
+    p = stmt.get("predicate") if isinstance(stmt.get("predicate"), dict) else {}
+    problems += [problem for _, _, problem in check_files(changed, stmt, attestation=attestation) if problem]
+    try:
+        Hypothesis.from_json(p.get("hypothesis"))
+    except HypothesisError as exc:
+        problems.append(f"{attestation}: the attestation names no readable hypothesis (predicate.hypothesis: {exc})")
+    tel = (p.get("trigger") or {}).get("telemetry") if isinstance(p.get("trigger"), dict) else None
+    if not (isinstance(tel, dict) and isinstance(tel.get("sha256"), str) and _SHA256.match(tel["sha256"])):
+        problems.append(f"{attestation}: the attestation has no sha256 of the telemetry that triggered the change "
+                        "(predicate.trigger.telemetry.sha256)")
+    made_on = base_commit(stmt)
+    if made_on is None:
+        problems.append(f"{attestation}: the attestation does not name the commit the change was made on "
+                        "(predicate.base.commit)")
+    elif base is not None and made_on != base:
+        problems.append(f"the change was made on {made_on[:12]} but sits on {base[:12]}: its measurements are of "
+                        "another base (make the change again on this one)")
+    return problems
+
+
+def check_files(changed: Mapping[str, str | bytes | None], stmt: Mapping[str, Any], *,
+                attestation: str) -> list[tuple[str, str, str | None]]:
+    """(path, status, problem or None) for every path changed or declared, sorted: the
+    per-file half of :func:`verify`, for a table of what matched. Status is ``ok``,
+    ``deleted``, ``MISMATCH``, ``not attested`` or ``missing``."""
+    declared: dict[str, str] = {}
+    rows: list[tuple[str, str, str | None]] = []
+    for i, s in enumerate(stmt.get("subject") or []):
+        name = s.get("name") if isinstance(s, dict) else None
+        digest = (s.get("digest") or {}).get("sha256") if isinstance(s, dict) and isinstance(s.get("digest"), dict) \
+            else None
+        if not isinstance(name, str) or not isinstance(digest, str):
+            rows.append((f"subject[{i}]", "MISMATCH",
+                         f"{attestation}: subject {i} is not {{name, digest: {{sha256}}}}"))
+            continue
+        declared[name] = digest
+    p = stmt.get("predicate") if isinstance(stmt.get("predicate"), dict) else {}
+    deleted = {x for x in p.get("deleted") or [] if isinstance(x, str)}
+    for path in sorted((set(changed) | set(declared) | deleted) - {attestation}):
+        content = changed.get(path)
+        if path not in changed:
+            if path in declared:
+                rows.append((path, "missing", f"{path}: named in the attestation but not in the change"))
+            continue  # declared deleted and unchanged: it was not there to delete
+        if content is None:
+            if path in deleted:
+                rows.append((path, "deleted", None))
+            elif path in declared:
+                rows.append((path, "missing", f"{path}: named in the attestation but not in the change"))
+            else:
+                rows.append((path, "not attested", f"{path}: deleted by the change but not declared in the "
+                                                   "attestation"))
+            continue
+        actual = hashlib.sha256(content.encode() if isinstance(content, str) else content).hexdigest()
+        want = declared.get(path)
+        if want is None:
+            why = "declared deleted" if path in deleted else "not declared"
+            rows.append((path, "not attested", f"{path}: changed by the change but {why} in the attestation"))
+        elif actual != want:
+            rows.append((path, "MISMATCH", f"{path}: sha256 {actual[:12]} but the attestation says {want[:12]}"))
+        else:
+            rows.append((path, "ok", None))
+    return rows
