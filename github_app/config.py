@@ -31,6 +31,13 @@ DEFAULTS: dict[str, Any] = {
     "TELEMETRY_MAX_BYTES": 4 * 1024 * 1024,
     "TELEMETRY_MAX_WINDOWS": 20_000,
     "TELEMETRY_RETENTION_DAYS": 14,
+    # Deadlines. GitHub gives up on a delivery after 10 s: a body must arrive within
+    # BODY_TIMEOUT_SECONDS (a stalled client gets a 408, not a thread), /readyz waits this
+    # long for its probe write, and the job worker writes a heartbeat this often (/readyz
+    # wants one within three beats).
+    "BODY_TIMEOUT_SECONDS": 8.0,
+    "READY_TIMEOUT_SECONDS": 2.0,
+    "WORKER_HEARTBEAT_SECONDS": 5.0,
     # Jobs: threads in `aina serve`, lease before a silent worker's job is taken over,
     # attempts before a job is marked failed, backoff between attempts.
     "WORKER_THREADS": 1,
@@ -73,7 +80,8 @@ _FLOATS = (
     "HTTP_MAX_WAIT_SECONDS", "HTTP_BACKOFF_SECONDS", "HTTP_TIMEOUT_SECONDS",
     "TOKEN_RENEW_MARGIN_SECONDS", "REASON_INTERVAL_SECONDS", "REASON_DEBOUNCE_SECONDS",
     "REDELIVERY_INTERVAL_SECONDS",
-    "REDELIVERY_LOOKBACK_SECONDS",
+    "REDELIVERY_LOOKBACK_SECONDS", "BODY_TIMEOUT_SECONDS", "READY_TIMEOUT_SECONDS",
+    "WORKER_HEARTBEAT_SECONDS",
 )
 
 

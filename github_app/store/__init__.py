@@ -6,12 +6,13 @@ from importlib import import_module
 
 from github_app.store.base import (
     DEFERRED, DONE, FAILED, PENDING_STATES, QUEUED, RUNNING, Job, JobSpec, Store,
+    StoreUnavailable,
 )
 from github_app.store.sqlite import SQLiteStore, window_digest
 
 __all__ = [
     "DEFERRED", "DONE", "FAILED", "PENDING_STATES", "QUEUED", "RUNNING", "Job", "JobSpec",
-    "SQLiteStore", "Store", "open_store", "window_digest",
+    "SQLiteStore", "Store", "StoreUnavailable", "open_store", "window_digest",
 ]
 
 

@@ -23,6 +23,11 @@ QUEUED, RUNNING, DONE, FAILED, DEFERRED = "queued", "running", "done", "failed",
 PENDING_STATES = (QUEUED, RUNNING, DEFERRED)
 
 
+class StoreUnavailable(RuntimeError):
+    """The store cannot answer now (locked or busy past its deadline, disk full, connection
+    lost), and may later: the App answers 503 with ``Retry-After``, a worker retries."""
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """A job to enqueue. ``key`` coalesces and serialises: while a job with the same key
