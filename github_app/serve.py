@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     workers = []
+    threads = evolvers = 0
     if not args.no_worker:
         services.store.enqueue(startup_jobs())
         threads = services.config["WORKER_THREADS"] if args.threads is None else args.threads
@@ -44,13 +45,13 @@ def run(args: argparse.Namespace) -> int:
                                 stop=stop)
     try:
         if args.worker_only:
-            print(f"aina serve: {len(workers)} worker thread(s); Ctrl-C stops", flush=True)
+            print(f"aina serve: {threads + evolvers} worker thread(s); Ctrl-C stops", flush=True)
             while not stop.wait(1.0):
                 pass
         else:
             server = make_server(args.host, args.port, app, threaded=True)
             print(f"aina serve: listening on http://{args.host}:{server.server_port} "
-                  f"with {len(workers)} worker thread(s)", flush=True)
+                  f"with {threads + evolvers} worker thread(s)", flush=True)
             threading.Thread(target=lambda: (stop.wait(), server.shutdown()),
                              daemon=True).start()
             server.serve_forever()

@@ -9,6 +9,7 @@ worker that holds the lease, so a job finishes exactly once.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -34,6 +35,7 @@ from github_app.jobs import (
     repository,
 )
 from github_app.store import Job, JobSpec
+from github_app.web.health import HEARTBEAT_KEY
 
 log = logging.getLogger(__name__)
 
@@ -177,9 +179,27 @@ def startup_jobs() -> list[JobSpec]:
     return [JobSpec("sync", {}, key="sync"), JobSpec("redeliver", {}, key="redeliver")]
 
 
+def process_heartbeat(services, name: str, stop: threading.Event) -> None:
+    """Write that this process's workers are alive, every ``WORKER_HEARTBEAT_SECONDS``,
+    until ``stop``; ``/readyz`` reads it. One small write, not one per worker thread: a
+    worker busy with a long job is still alive, and its job's lease says so."""
+    interval = services.config["WORKER_HEARTBEAT_SECONDS"]
+    while True:
+        try:
+            services.store.set_meta(HEARTBEAT_KEY, json.dumps({"at": time.time(), "worker": name}))
+        except Exception as exc:  # the store is locked or full: /readyz will say so
+            log.warning("worker heartbeat not written: %s: %s", type(exc).__name__, exc)
+        if stop.wait(interval):
+            return
+
+
 def start_workers(services, *, threads: int, evolution_threads: int,
                   stop: threading.Event) -> list[threading.Thread]:
     out = []
+    if threads or evolution_threads:
+        out.append(threading.Thread(
+            target=process_heartbeat, args=(services, f"{socket.gethostname()}:{os.getpid()}", stop),
+            name="aina-worker-heartbeat", daemon=True))
     for i in range(threads):
         w = Worker(services, ("default",), name=f"{socket.gethostname()}:{os.getpid()}:w{i}")
         out.append(threading.Thread(target=w.run, args=(stop,), name=f"aina-worker-{i}",

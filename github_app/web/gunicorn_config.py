@@ -39,7 +39,7 @@ from gunicorn.http.errors import InvalidHeader, UnsupportedTransferCoding
 from gunicorn.workers.gthread import ThreadWorker
 
 #: The request line and headers must arrive within this long after the first byte.
-HEADER_TIMEOUT_SECONDS = 5.0
+HEADER_TIMEOUT_SECONDS = 2.0
 #: A response write may wait this long for a client that does not read.
 WRITE_TIMEOUT_SECONDS = 10.0
 
@@ -73,10 +73,17 @@ class DeadlineSocket(socket.socket):
     ``settimeout(t)`` (the App before each body read, gunicorn before draining an unread
     body) means: what follows must arrive within ``t`` seconds in all, however it trickles
     in; past it, a read raises :class:`TimeoutError`.
+
+    Once the write side is shut down, reads never wait: gunicorn (27) closes a connection
+    "gracefully" on its worker's *main loop*, lingering up to 2 s for the client to close
+    first, so eight stalled clients cut at their deadline froze the whole worker for 16 s.
+    What the client sent is still drained (so the kernel does not answer it with a reset);
+    the client is just not waited for.
     """
 
     _until: float | None = None
     _closes_quietly = False
+    _draining = False
 
     @classmethod
     def adopt(cls, sock: socket.socket) -> DeadlineSocket:
@@ -86,7 +93,7 @@ class DeadlineSocket(socket.socket):
         return new
 
     def setblocking(self, flag: bool) -> None:
-        if flag:
+        if flag and not self._draining:
             self._until = time.monotonic() + HEADER_TIMEOUT_SECONDS
             self._closes_quietly = True
             super().settimeout(HEADER_TIMEOUT_SECONDS)
@@ -95,9 +102,19 @@ class DeadlineSocket(socket.socket):
             super().setblocking(False)
 
     def settimeout(self, value: float | None) -> None:
+        if self._draining:
+            super().setblocking(False)
+            return
         self._until = None if value is None else time.monotonic() + value
         self._closes_quietly = False
         super().settimeout(value)
+
+    def shutdown(self, how: int) -> None:
+        super().shutdown(how)
+        if how in (socket.SHUT_WR, socket.SHUT_RDWR):
+            self._draining = True
+            self._until = None
+            super().setblocking(False)
 
     def _left(self) -> float | None:
         if self._until is None:
