@@ -185,6 +185,9 @@ def process_heartbeat(services, name: str, stop: threading.Event) -> None:
     worker busy with a long job is still alive, and its job's lease says so."""
     interval = services.config["WORKER_HEARTBEAT_SECONDS"]
     while True:
+        # This process fetches the installation tokens: its count joins /metrics' sum.
+        services.metrics.catch_up("aina_installation_tokens_issued_total",
+                                  services.auth.tokens_issued)
         try:
             services.store.set_meta(HEARTBEAT_KEY, json.dumps({"at": time.time(), "worker": name}))
         except Exception as exc:  # the store is locked or full: /readyz will say so

@@ -109,7 +109,7 @@ def readyz():
 @bp.get("/metrics")
 def metrics():
     services = current_app.extensions["aina"]
+    services.metrics.catch_up("aina_installation_tokens_issued_total", services.auth.tokens_issued)
     gauges = {"aina_jobs": {(("kind", k), ("state", s)): float(n)
-                            for (k, s), n in services.store.job_counts().items()},
-              "aina_installation_tokens_issued_total": {(): float(services.auth.tokens_issued)}}
+                            for (k, s), n in services.store.job_counts().items()}}
     return Response(services.metrics.render(gauges), content_type=CONTENT_TYPE)
