@@ -161,9 +161,17 @@ class Worker:
     def run(self, stop: threading.Event | None = None) -> None:
         stop = stop or self.stopping
         poll = self.config["WORKER_POLL_SECONDS"]
+        # Asking the store whether a schedule is due takes its write lock (three times, one
+        # per schedule), which every webhook's commit then waits for: asking on every poll
+        # (twice a second) for schedules of ten minutes and more was most of the worker's
+        # lock traffic while idle. A tenth of the shortest interval (10 s at most) is
+        # plenty.
+        every = min(10.0, min(self.config[key] for _, key, _ in SCHEDULES) / 10)
+        next_schedule = 0.0
         while not stop.is_set():
             try:
-                if "default" in self.queues:
+                if "default" in self.queues and time.monotonic() >= next_schedule:
+                    next_schedule = time.monotonic() + every
                     self.schedule()
                 job = self.run_once()
             except Exception:  # the store hiccupped (locked, disk full): wait and go on
