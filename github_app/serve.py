@@ -11,8 +11,8 @@ import threading
 
 from werkzeug.serving import make_server
 
-from github_app.app import create_app
 from github_app import config as app_config
+from github_app.app import create_app
 from github_app.config import ConfigError
 from github_app.web.telemetry import master_key, telemetry_secret
 from github_app.worker import start_workers, startup_jobs

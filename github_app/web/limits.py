@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from flask import request
-from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge, RequestTimeout
+from werkzeug.exceptions import BadRequest, ClientDisconnected, RequestEntityTooLarge, RequestTimeout
 
 _CHUNK = 64 * 1024
 # A JSON escape of a UTF-16 surrogate; most bodies have none, and then nothing is walked.
@@ -77,7 +77,12 @@ def read_body(limit: int, seconds: float) -> bytes | None:
                 sock.settimeout(prior)
             except OSError:  # the connection is gone already
                 pass
-    return None if size > limit else b"".join(chunks)
+    if size > limit:
+        return None
+    if request.content_length is not None and size < request.content_length:
+        raise BadRequest(f"the body ended after {size} of its {request.content_length} bytes "
+                         "(Content-Length)")
+    return b"".join(chunks)
 
 
 def parse_json(body: bytes) -> Any:

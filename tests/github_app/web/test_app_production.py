@@ -206,6 +206,15 @@ def test_a_body_that_stops_coming_gets_408_after_the_deadline(serve):
     assert 0.4 < time.monotonic() - started < 5
 
 
+def test_a_body_shorter_than_its_content_length_gets_400(serve):
+    app = serve()
+    with socket.create_connection(("127.0.0.1", app.server.server_port), timeout=10) as s:
+        s.sendall(b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{}")
+        s.shutdown(socket.SHUT_WR)  # the client is done: 2 bytes of 100
+        reply = answer(s)
+    assert reply.startswith(b"HTTP/1.1 400"), reply
+
+
 @pytest.fixture
 def gunicorn(app_key, tmp_path):
     """gunicorn with the App's settings: one worker, four threads, short deadlines."""
