@@ -16,6 +16,7 @@ from github_app.github.auth import AppAuth
 from github_app.services import Services
 from github_app.store import open_store
 from github_app.web import errors, health, telemetry, webhooks
+from github_app.web.store_gate import StoreGate
 from github_app.web.metrics import app_metrics
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         auth=AppAuth(settings),
     )
     app.extensions["aina"] = services
+    app.extensions["aina.store_gate"] = StoreGate(settings["STORE_STUCK_SECONDS"])
 
     # 3. Routes: one blueprint per concern.
     app.register_blueprint(webhooks.bp)

@@ -40,6 +40,9 @@ DEFAULTS: dict[str, Any] = {
     "BODY_TIMEOUT_SECONDS": 5.0,
     "READY_TIMEOUT_SECONDS": 2.0,
     "WORKER_HEARTBEAT_SECONDS": 5.0,
+    # While a write to the store has waited this long, other requests' writes are refused
+    # at once (503, Retry-After) instead of queueing behind it (github_app/web/store_gate.py).
+    "STORE_STUCK_SECONDS": 2.0,
     # Jobs: threads in `aina serve`, lease before a silent worker's job is taken over,
     # attempts before a job is marked failed, backoff between attempts.
     "WORKER_THREADS": 1,
@@ -83,7 +86,7 @@ _FLOATS = (
     "TOKEN_RENEW_MARGIN_SECONDS", "REASON_INTERVAL_SECONDS", "REASON_DEBOUNCE_SECONDS",
     "REDELIVERY_INTERVAL_SECONDS",
     "REDELIVERY_LOOKBACK_SECONDS", "BODY_TIMEOUT_SECONDS", "READY_TIMEOUT_SECONDS",
-    "WORKER_HEARTBEAT_SECONDS",
+    "WORKER_HEARTBEAT_SECONDS", "STORE_STUCK_SECONDS",
 )
 
 

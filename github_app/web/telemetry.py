@@ -129,7 +129,8 @@ def telemetry():
         if repaired:
             log.warning("telemetry for %s: %d string(s) with lone surrogates stored as U+FFFD "
                         "(a sender's text from bytes that are not UTF-8)", repository, repaired)
-    stored = services.store.store_telemetry(digest, repository, installation_id, rows, job)
+    with current_app.extensions["aina.store_gate"].write():
+        stored = services.store.store_telemetry(digest, repository, installation_id, rows, job)
     if stored is None:
         return _refuse(409, "replay", "this batch was stored before")
     services.metrics.inc("aina_telemetry_batches_total", outcome="stored")

@@ -78,7 +78,9 @@ def webhook():
     event = Event(event_name, action, payload, delivery)
     jobs = services.router.dispatch(event, services.store)
     outcome = "ignored" if not jobs else "handled"
-    if not services.store.record_delivery(delivery, event_name, action, jobs or [], outcome):
+    with current_app.extensions["aina.store_gate"].write():
+        recorded = services.store.record_delivery(delivery, event_name, action, jobs or [], outcome)
+    if not recorded:
         outcome = "duplicate"  # the same delivery raced in on another thread
     services.metrics.inc("aina_webhooks_total", event=event_name, outcome=outcome)
     log.info("delivery %s %s.%s: %s, %d job(s)", delivery, event_name, action, outcome,

@@ -178,6 +178,29 @@ def test_a_store_that_cannot_write_gives_503_with_retry_after(serve, tmp_path, m
     assert re.search(r'aina_requests_failed_total\{cause="store",route="webhooks"\} 1', metrics)
 
 
+def test_while_a_write_is_stuck_on_a_locked_database_other_writes_get_503_at_once(serve):
+    app = serve(STORE_STUCK_SECONDS=0.3)
+    payload = {"zen": "Avoid administrative distraction."}
+    holder = sqlite3.connect(app.services.config["DATABASE"], isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    first: list = []
+    stuck = threading.Thread(target=lambda: first.append(post_webhook(app.url, "ping", payload)))
+    try:
+        stuck.start()
+        time.sleep(0.6)  # the first delivery waits on the lock, longer than 0.3 s by now
+        started = time.monotonic()
+        r = post_webhook(app.url, "ping", payload)
+        assert time.monotonic() - started < 2
+        assert r.status_code == 503 and r.headers["Retry-After"] == "5", r.text
+        assert requests.get(app.url + "/healthz", timeout=2).status_code == 200
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    stuck.join(40)
+    assert first[0].status_code == 200  # it went through once the lock was free
+    assert post_webhook(app.url, "ping", payload).status_code == 200
+
+
 # -- deadlines on what clients send ------------------------------------------------------------
 def stalled(port: int, path: str = "/webhook") -> socket.socket:
     """A client that sends its headers and half its body, then nothing."""
