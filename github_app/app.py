@@ -8,14 +8,15 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask, jsonify
+from flask import Flask
 
 from github_app import config as app_config
 from github_app.events import default_router
 from github_app.github.auth import AppAuth
 from github_app.services import Services
 from github_app.store import open_store
-from github_app.web import health, telemetry, webhooks
+from github_app.web import errors, health, telemetry, webhooks
+from github_app.web.store_gate import StoreGate
 from github_app.web.metrics import app_metrics
 
 log = logging.getLogger(__name__)
@@ -58,18 +59,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         auth=AppAuth(settings),
     )
     app.extensions["aina"] = services
+    app.extensions["aina.store_gate"] = StoreGate(settings["STORE_STUCK_SECONDS"])
 
     # 3. Routes: one blueprint per concern.
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(telemetry.bp)
     app.register_blueprint(health.bp)
 
-    # 4. Anything a client sends that reaches an HTTP error is answered in JSON.
-    @app.errorhandler(404)
-    @app.errorhandler(405)
-    @app.errorhandler(413)
-    def http_error(exc):
-        return jsonify(error=exc.description), exc.code
+    # 4. Whatever goes wrong is answered in JSON: 4xx for the client's mistakes, 503 with
+    # Retry-After for a store that may come back.
+    errors.init_app(app)
 
     return app
 

@@ -9,6 +9,7 @@ worker that holds the lease, so a job finishes exactly once.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -34,6 +35,7 @@ from github_app.jobs import (
     repository,
 )
 from github_app.store import Job, JobSpec
+from github_app.web.health import HEARTBEAT_KEY
 
 log = logging.getLogger(__name__)
 
@@ -159,9 +161,17 @@ class Worker:
     def run(self, stop: threading.Event | None = None) -> None:
         stop = stop or self.stopping
         poll = self.config["WORKER_POLL_SECONDS"]
+        # Asking the store whether a schedule is due takes its write lock (three times, one
+        # per schedule), which every webhook's commit then waits for: asking on every poll
+        # (twice a second) for schedules of ten minutes and more was most of the worker's
+        # lock traffic while idle. A tenth of the shortest interval (10 s at most) is
+        # plenty.
+        every = min(10.0, min(self.config[key] for _, key, _ in SCHEDULES) / 10)
+        next_schedule = 0.0
         while not stop.is_set():
             try:
-                if "default" in self.queues:
+                if "default" in self.queues and time.monotonic() >= next_schedule:
+                    next_schedule = time.monotonic() + every
                     self.schedule()
                 job = self.run_once()
             except Exception:  # the store hiccupped (locked, disk full): wait and go on
@@ -177,9 +187,30 @@ def startup_jobs() -> list[JobSpec]:
     return [JobSpec("sync", {}, key="sync"), JobSpec("redeliver", {}, key="redeliver")]
 
 
+def process_heartbeat(services, name: str, stop: threading.Event) -> None:
+    """Write that this process's workers are alive, every ``WORKER_HEARTBEAT_SECONDS``,
+    until ``stop``; ``/readyz`` reads it. One small write, not one per worker thread: a
+    worker busy with a long job is still alive, and its job's lease says so."""
+    interval = services.config["WORKER_HEARTBEAT_SECONDS"]
+    while True:
+        # This process fetches the installation tokens: its count joins /metrics' sum.
+        services.metrics.catch_up("aina_installation_tokens_issued_total",
+                                  services.auth.tokens_issued)
+        try:
+            services.store.set_meta(HEARTBEAT_KEY, json.dumps({"at": time.time(), "worker": name}))
+        except Exception as exc:  # the store is locked or full: /readyz will say so
+            log.warning("worker heartbeat not written: %s: %s", type(exc).__name__, exc)
+        if stop.wait(interval):
+            return
+
+
 def start_workers(services, *, threads: int, evolution_threads: int,
                   stop: threading.Event) -> list[threading.Thread]:
     out = []
+    if threads or evolution_threads:
+        out.append(threading.Thread(
+            target=process_heartbeat, args=(services, f"{socket.gethostname()}:{os.getpid()}", stop),
+            name="aina-worker-heartbeat", daemon=True))
     for i in range(threads):
         w = Worker(services, ("default",), name=f"{socket.gethostname()}:{os.getpid()}:w{i}")
         out.append(threading.Thread(target=w.run, args=(stop,), name=f"aina-worker-{i}",
