@@ -34,7 +34,7 @@ from github_app.jobs import (
     reasoning,
     repository,
 )
-from github_app.store import Job, JobSpec
+from github_app.store import Job, JobSpec, StoreUnavailable
 from github_app.web.health import HEARTBEAT_KEY
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,12 @@ class Worker:
     def _heartbeat(self, job: Job, done: threading.Event) -> None:
         lease = self.config["JOB_LEASE_SECONDS"]
         while not done.wait(lease / 3):
-            if not self.services.store.heartbeat(job.id, self.name, lease):
+            try:
+                kept = self.services.store.heartbeat(job.id, self.name, lease)
+            except StoreUnavailable as exc:  # one locked moment must not end the beating:
+                log.warning("job %s: heartbeat deferred (%s)", job.id, exc)  # the lease would lapse
+                continue
+            if not kept:
                 log.warning("job %s: lease lost to another worker", job.id)
                 return
 
