@@ -56,7 +56,7 @@ def measure(rounds: int, m: int, n: int) -> list[dict]:
     rows = []
     for name, x, config in cases(m, n):
         times: dict[str, list[float]] = {mode: [] for mode in MODES}
-        for mode, switch in MODES.items():  # warm-up: first-call rewriting and caches
+        for switch in MODES.values():  # warm-up: first-call rewriting and caches
             switch()
             softmax_generic(x, **config)
         for _ in range(rounds):

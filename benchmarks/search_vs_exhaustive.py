@@ -66,7 +66,7 @@ def measure(args) -> tuple[dict, str, list[dict], dict[int, float], dict | None]
         return time.perf_counter() - t
 
     samples: dict[int, list[float]] = {i: [] for i in range(len(configs))}
-    for i, cfg in enumerate(configs):  # warm-up (and compile on a GPU)
+    for cfg in configs:  # warm-up (and compile on a GPU)
         generic(x, *extra, **cfg)
     t0 = time.perf_counter()
     for r in range(args.rounds):

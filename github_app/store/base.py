@@ -292,5 +292,5 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def set_meta(self, key: str, value: str) -> None: ...
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: a backend without resources keeps this
         """Release connections; the default does nothing."""

@@ -204,7 +204,7 @@ def far_from_limit(profile: Profile, rooflines: _Rooflines, cfg: ReasonerConfig)
 
 def hot_unspecialised(profile: Profile, rooflines: _Rooflines, tables: dict, cfg: ReasonerConfig) -> list[Hypothesis]:
     out = []
-    for dkey, d in sorted(profile.domains.items(), key=lambda kv: repr(kv[0])):
+    for _dkey, d in sorted(profile.domains.items(), key=lambda kv: repr(kv[0])):
         share = profile.share(d.agg.time_s)
         if share < cfg.min_domain_share:
             continue

@@ -328,7 +328,7 @@ class _SpecDiff:
                     self.add(REMOVED, path + ("invariants",), f"invariant {inv.label} of output {name} dropped",
                              _inv_json(inv), None)
                 else:
-                    for kind, sub, message, before, after in _compare_invariant(inv, hk[key]):
+                    for kind, _sub, message, before, after in _compare_invariant(inv, hk[key]):
                         self.add(kind, path + ("invariants",), f"output {name}: {message}", before, after)
             for key, inv in hk.items():
                 if key not in bk:

@@ -133,8 +133,8 @@ def shape_problems(recorded, actual, path="$") -> list[str]:
         return []
     kinds = (dict, list, str, bool, (int, float))
     for kind in kinds:
-        if isinstance(recorded, kind) and not (isinstance(recorded, bool) and kind != bool):
-            if not isinstance(actual, kind) or (kind != bool and isinstance(actual, bool)):
+        if isinstance(recorded, kind) and not (isinstance(recorded, bool) and kind is not bool):
+            if not isinstance(actual, kind) or (kind is not bool and isinstance(actual, bool)):
                 return [f"{path}: recorded {type(recorded).__name__}, fake gave "
                         f"{type(actual).__name__}"]
             break

@@ -98,7 +98,7 @@ def test_a_hung_endpoint_never_holds_up_the_calls(receiver):
     rec._enqueue(rec._roll())
     assert receiver.arrived.wait(5)  # the sender is now stuck inside the POST
 
-    for round_ in range(5):  # 5 more windows: 2 wait in the queue, 3 are dropped
+    for _round in range(5):  # 5 more windows: 2 wait in the queue, 3 are dropped
         for _ in range(1000):
             rec.add(KEY, 1e-5)
         rec._enqueue(rec._roll())

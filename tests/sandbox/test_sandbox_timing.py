@@ -206,8 +206,8 @@ def test_bad_arguments_are_refused(timed):
 
 
 def _calls(parent, child, live):
-    return [Call(index=i, seed=i, warmup=False, parent_s=p, child_s=c, live_s=l)
-            for i, (p, c, l) in enumerate(zip(parent, child, live))]
+    return [Call(index=i, seed=i, warmup=False, parent_s=p, child_s=c, live_s=lv)
+            for i, (p, c, lv) in enumerate(zip(parent, child, live))]
 
 
 @pytest.mark.parametrize("parent, child, live, tampered", [

@@ -91,7 +91,7 @@ class RestDescription:
             node = self.registry.resolver(URI).lookup(URI + node["$ref"]).contents
         return node
 
-    @lru_cache(maxsize=4096)
+    @lru_cache(maxsize=4096)  # noqa: B019 - one validator for the life of the test process
     def validator(self, pointer: str) -> jsonschema.Draft4Validator:
         return jsonschema.Draft4Validator({"$ref": URI + pointer}, registry=self.registry)
 
