@@ -193,3 +193,48 @@ def test_markdown_leads_with_the_verdict_and_charts_the_samples():
 def test_claim_labels_parse_like_the_changers():
     assert parse_label("M=64,N=1024,float32") == ({"M": 64, "N": 1024}, "float32")
     assert parse_label("M=4096, N=50304, dtype=bfloat16") == ({"M": 4096, "N": 50304}, "bfloat16")
+
+
+# -- sequential sampling --------------------------------------------------------------------
+
+def _case():
+    from pytest_aina.gate.performance import Case
+
+    return Case("k", "M=1,float32", {"M": 1}, "float32", ("cpu",))
+
+
+def _run(batches, **kw):
+    from pytest_aina.gate import performance
+
+    it = iter(batches)
+    return performance.measure_case(None, _case(), noise=0.05, confidence=0.95, pairs=12, max_pairs=kw.pop("max_pairs", 48),
+                                    deadline=kw.pop("deadline", math.inf), device="cpu", batch=lambda seed: next(it))
+
+
+def _batch(ratio, n=12, sigma=0.02, seed=0, **kw):
+    from pytest_aina.gate.measure import Batch
+
+    rng = random.Random(seed)
+    base = [0.01 * math.exp(rng.gauss(0, sigma)) for _ in range(n)]
+    return Batch(base_s=base, head_s=[b * ratio * math.exp(rng.gauss(0, sigma)) for b in base], **kw)
+
+
+def test_sampling_stops_as_soon_as_the_answer_is_clear():
+    row = _run([_batch(1.5, seed=i) for i in range(4)])
+    assert row.batches == 1 and row.comparison["outcome"] == stats.REGRESSION
+    # a small effect near the threshold needs more batches, up to max_pairs
+    row = _run([_batch(1.05, seed=i, sigma=0.05) for i in range(4)])
+    assert row.batches == 4 and len(row.base_s) == 48
+
+
+def test_a_batch_the_machine_may_have_spoiled_is_run_again_once():
+    from pytest_aina.gate.measure import Batch
+
+    spoiled = Batch(ok=False, status="deferred work", reason="deferred work: call 5 ...", side_at_fault="head")
+    row = _run([spoiled, _batch(1.0, seed=1), _batch(1.0, seed=2), _batch(1.0, seed=3)])
+    assert row.status == "measured" and row.retried == ["deferred work: call 5 ..."]
+    row = _run([spoiled, spoiled])
+    assert row.status == "failed" and row.side_at_fault == "head"
+    wrong = Batch(ok=False, status="wrong answer", reason="wrong answer: call 3", side_at_fault="head")
+    row = _run([wrong, _batch(1.0)])
+    assert row.status == "failed" and row.retried == []  # a wrong answer is never the machine's fault
