@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 from pytest_aina.changer.attestation import median, median_ci
 
@@ -67,12 +68,22 @@ def pair_log_ratios(base: list[float], head: list[float]) -> list[float]:
     return [math.log(h / b) for b, h in zip(base, head)]
 
 
+@lru_cache(maxsize=4096)
+def _ranks(n: int, confidence: float) -> tuple[int, int, float]:
+    """The order statistics (0-based) bounding the median's interval for ``n`` values, and
+    its level: median_ci's rule applied to the ranks themselves (it depends on n only)."""
+    lo, hi, level = median_ci(range(n), confidence)
+    return int(lo), int(hi), level
+
+
 def compare(log_ratios: list[float], *, noise: float, confidence: float) -> Comparison:
     n = len(log_ratios)
     if n == 0:
         return Comparison(0, 1.0, (0.0, math.inf), 0.0, INCONCLUSIVE, False)
-    est = median(log_ratios)
-    lo, hi, level = median_ci(log_ratios, confidence)
+    s = sorted(log_ratios)
+    est = median(s)
+    i, j, level = _ranks(n, confidence)
+    lo, hi = s[i], s[j]
     ratio, ci = math.exp(est), (math.exp(lo), math.exp(hi))
     threshold = 1.0 + noise
     enough = n >= MIN_PAIRS and level >= confidence

@@ -238,3 +238,14 @@ def test_a_batch_the_machine_may_have_spoiled_is_run_again_once():
     wrong = Batch(ok=False, status="wrong answer", reason="wrong answer: call 3", side_at_fault="head")
     row = _run([wrong, _batch(1.0)])
     assert row.status == "failed" and row.retried == []  # a wrong answer is never the machine's fault
+
+
+def test_the_interval_is_median_cis_whatever_the_count():
+    from pytest_aina.changer.attestation import median_ci
+
+    rng = random.Random(3)
+    for n in (1, 2, 5, 6, 13, 24, 97):
+        xs = [rng.gauss(0, 1) for _ in range(n)]
+        c = stats.compare(xs, noise=0.05, confidence=0.99)
+        lo, hi, level = median_ci(xs, 0.99)
+        assert c.ci == (math.exp(lo), math.exp(hi)) and c.level == level
