@@ -198,11 +198,13 @@ def replay(doc: dict, *, noise: float, confidence: float, pairs: int, max_pairs:
 
 
 def bootstrap(doc: dict, *, noise: float, confidence: float, pairs: int, max_pairs: int, n: int = 2000,
-              seed: int = 0) -> dict:
+              seed: int = 0, one_session: bool = False) -> dict:
     """The same procedure over ``n`` comparisons per condition made by a block bootstrap:
-    a session drawn at random, then its batches (``pairs`` consecutive measured pairs, as
-    one sandbox session gives them) drawn with replacement. Independent comparisons as
-    many as wanted, under one assumption: batches of a session are exchangeable."""
+    each batch is ``pairs`` consecutive measured pairs (as one sandbox session gives them)
+    from a session drawn at random, as in the gate, where every batch is a session of its
+    own. ``one_session``: all batches of a comparison from one session, which keeps a
+    session's own bias for the whole comparison (conservative). Independent comparisons as
+    many as wanted, under one assumption: the batches of a condition are exchangeable."""
     import random
 
     from pytest_aina.gate import performance
@@ -220,7 +222,7 @@ def bootstrap(doc: dict, *, noise: float, confidence: float, pairs: int, max_pai
             mine = rng.choice(blocks)
 
             def batch(seed, mine=mine):
-                b, h = rng.choice(mine)
+                b, h = rng.choice(mine if one_session else rng.choice(blocks))
                 return Batch(base_s=list(b), head_s=list(h))
 
             row = performance.measure_case(None, case, noise=noise, confidence=confidence, pairs=pairs,
@@ -258,9 +260,10 @@ def cost_s(r: dict, cond: str) -> float:
     return c["mean_batches"] * r["session_startup_s"] + c["mean_pairs"] * r["per_pair_s"]
 
 
-SETTINGS = ([dict(noise=0.03, confidence=cf, pairs=24, max_pairs=96) for cf in (0.95, 0.99)]
-            + [dict(noise=n, confidence=cf, pairs=p, max_pairs=m) for n in (0.05, 0.10) for cf in (0.95, 0.99)
-               for p, m in ((12, 36), (12, 60), (24, 96), (24, 192), (24, 288))])
+SETTINGS = ([dict(noise=0.03, confidence=cf, pairs=24, max_pairs=192) for cf in (0.95, 0.99)]
+            + [dict(noise=0.05, confidence=cf, pairs=p, max_pairs=m) for cf in (0.95, 0.99)
+               for p, m in ((12, 60), (24, 96), (24, 192), (24, 288))]
+            + [dict(noise=0.10, confidence=cf, pairs=24, max_pairs=192) for cf in (0.95, 0.99)])
 
 
 def report(doc: dict, settings=SETTINGS, *, boot: int = 2000) -> list[dict]:
@@ -280,12 +283,14 @@ def report(doc: dict, settings=SETTINGS, *, boot: int = 2000) -> list[dict]:
             f"{'10% det':>7} {'10% ?':>6} | {'25% det':>7} {'25% ?':>6} | {'A/A pairs':>9} {'10% pairs':>9} "
             f"{'cost s':>7} | {'n A/A':>5}")
     for title, fn in (("replay of the measured streams (overlapping comparisons)", None),
-                      (f"block bootstrap, {boot} comparisons per condition", "boot")):
+                      (f"block bootstrap, {boot} comparisons per condition, each batch from a random session", "boot"),
+                      (f"block bootstrap, {boot} comparisons per condition, all batches from one session",
+                       "boot-one-session")):
         print(f"\n{title}\n{head}")
         for st in settings:
             r = replay(doc, **st) if fn is None else dict(replay(doc, **st), conditions=bootstrap(
                 doc, noise=st["noise"], confidence=st["confidence"], pairs=st["pairs"], max_pairs=st["max_pairs"],
-                n=boot))
+                n=boot, one_session=fn == "boot-one-session"))
             c = r["conditions"]
             rate = lambda cond, k: c[cond]["rates"].get(k, 0.0) if c[cond]["judged"] else float("nan")  # noqa: E731
             n_aa = c["aa"]["judged"]

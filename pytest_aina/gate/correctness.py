@@ -100,7 +100,7 @@ def _read_junit(path: Path, run: TestRun) -> None:
 
 def check(run: TestRun | None, specs: list[str], tests: list[str]) -> CheckResult:
     if run is None:
-        return CheckResult(CHECK, SKIPPED, "no kernel affected and no test changed: nothing to run")
+        return CheckResult(CHECK, SKIPPED, "no kernel affected: nothing to run")
     what = f"{len(specs)} spec(s), {len(tests)} test file(s) of the change"
     data = {"command": " ".join(run.command[1:]), "exit_code": run.exit_code, "tests": run.tests,
             "specs": specs, "change_tests": tests, "wall_s": round(run.wall_s, 2),

@@ -11,7 +11,7 @@ A kernel is affected when the change touches anything its calls can reach:
   modules of the variants the table names.
 
 Both sides count: a helper deleted by the change affects the kernels that imported it at
-the base. Modules outside the repository (torch, triton, pytest_aina) are not followed:
+the base. Modules outside the repository (torch, triton, an installed pytest-aina) are not followed:
 the project's own CI tests the tool. A change that touches no kernel needs no benchmark.
 """
 
