@@ -249,3 +249,81 @@ def test_the_interval_is_median_cis_whatever_the_count():
         c = stats.compare(xs, noise=0.05, confidence=0.99)
         lo, hi, level = median_ci(xs, 0.99)
         assert c.ci == (math.exp(lo), math.exp(hi)) and c.level == level
+
+
+# -- reports of other jobs and the claims ---------------------------------------------------
+
+def _row(kernel="scale", case="M=64,N=1024,float32", device="cpu", ratio=1.0, n=48, sigma=0.02, seed=0):
+    from pytest_aina.gate.performance import Row
+
+    b = _batch(ratio, n=n, sigma=sigma, seed=seed)
+    return Row(kernel, case, {"M": 64, "N": 1024}, "float32", device, base_s=b.base_s, head_s=b.head_s)
+
+
+def test_reports_of_other_jobs_are_judged_with_this_policy(tmp_path):
+    from pytest_aina.gate import performance
+
+    gpu = _row(device="cuda", ratio=0.5).as_dict()
+    (tmp_path / "gpu.json").write_text(json.dumps({"base": "b" * 40, "head": "h" * 40, "evidence": [gpu]}))
+    (tmp_path / "old.json").write_text(json.dumps({"base": "b" * 40, "head": "0" * 40, "evidence": [gpu]}))
+    (tmp_path / "junk.json").write_text("{not json")
+    rows, notes = performance.load_reports(tmp_path, "b" * 40, "h" * 40, noise=0.05, confidence=0.99)
+    (row,) = rows
+    assert row.source == "report gpu.json" and row.device == "cuda"
+    assert row.comparison["outcome"] == stats.IMPROVEMENT and row.comparison["level"] >= 0.99
+    assert any("old.json" in n and "ignored" in n for n in notes) and any("junk.json" in n for n in notes)
+    assert performance.load_reports(tmp_path / "none", "b", "h", noise=0.05, confidence=0.99)[0] == []
+
+
+def _attestation(device, measurements, arch=None):
+    from pytest_aina.gate.provenance import Attestation
+
+    domain = {"dtypes": ["float32"]} | ({"arch": arch} if arch else {})
+    return Attestation("provenance/scale/v.intoto.json", "0" * 64, {"predicate": {
+        "kernel": "scale", "device": device, "measurements": measurements,
+        "variant": {"kind": "config", "domain": domain}}})
+
+
+def _rows_for(rows):
+    from pytest_aina.gate.performance import rejudge
+
+    return [rejudge(r, noise=0.05, confidence=0.99) for r in rows]
+
+
+CPU = {"kind": "cpu", "name": "cpu", "gpu_evidence": False}
+GPU = {"kind": "cuda", "name": "NVIDIA H100", "gpu_evidence": True}
+
+
+def _claim(value, lo, hi, case="M=64,N=1024,float32"):
+    return [{"case": case, "speedup": {"value": value, "ci95": [lo, hi]}}]
+
+
+def test_claims_are_reproduced_refuted_or_wait_for_evidence():
+    from pytest_aina.gate import claims
+
+    same = _rows_for([_row(ratio=1.0)])
+    verdict, table = claims.check([_attestation(CPU, _claim(2.0, 1.9, 2.1))], same, noise=0.05, here="cpu")
+    assert verdict.status == FAIL and "claimed 2.00x [1.90, 2.10], measured 1.01x" in verdict.summary
+    assert table[("scale", "M=64,N=1024,float32", "cpu")]["reproduced"] is False
+    faster = _rows_for([_row(ratio=0.5)])
+    verdict, _ = claims.check([_attestation(CPU, _claim(2.0, 1.9, 2.1))], faster, noise=0.05, here="cpu")
+    assert verdict.status == PASS and "reproduced" in verdict.summary
+    noisy = _rows_for([_row(ratio=0.7, n=8, sigma=0.6)])
+    verdict, _ = claims.check([_attestation(CPU, _claim(1.5, 1.4, 1.6))], noisy, noise=0.05, here="cpu")
+    assert verdict.status == NEEDS and "too noisy" in verdict.summary
+
+
+def test_gpu_claims_need_gpu_evidence():
+    from pytest_aina.gate import claims
+
+    cpu_rows = _rows_for([_row(ratio=0.5)])
+    verdict, _ = claims.check([_attestation(GPU, _claim(2.0, 1.9, 2.1))], cpu_rows, noise=0.05, here="cpu")
+    assert verdict.status == NEEDS and "claimed on a GPU (NVIDIA H100); this runner is cpu" in verdict.summary
+    # the GPU runner's report reproduces it
+    gpu_rows = _rows_for([_row(ratio=0.5, device="cuda")])
+    verdict, _ = claims.check([_attestation(GPU, _claim(2.0, 1.9, 2.1))], gpu_rows, noise=0.05, here="cpu")
+    assert verdict.status == PASS
+    # CPU-interpreter evidence cannot back a variant for a GPU architecture, however good it is
+    verdict, _ = claims.check([_attestation(CPU, _claim(2.0, 1.9, 2.1), arch=["sm_90"])], cpu_rows, noise=0.05,
+                              here="cpu")
+    assert verdict.status == NEEDS and "a variant for sm_90 backed only by CPU-interpreter evidence" in verdict.summary
