@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
+from pytest_aina import interpreter
 from pytest_aina.checking.cases import Inputs, call, make_inputs
 from pytest_aina.checking.compare import Mismatch, compare
 from pytest_aina.invariants import Observation
@@ -39,7 +40,9 @@ def run_case(spec: Spec, kernel: Kernel, case: Case, *, reference: bool = True,
     inputs = make_inputs(spec, case, kernel.device)
     before = inputs.snapshot()
     try:
-        out = call(kernel.impl, spec, inputs)
+        # the sanitizer's findings, and a crash isolated by the plugin, name this case
+        with interpreter.case(case.to_arg()):
+            out = call(kernel.impl, spec, inputs)
     except Exception as exc:  # the kernel's own error is a finding, not a crash of ours
         raise CaseFailure(spec, case, "call", f"the implementation raised {type(exc).__name__}: {exc}") from exc
     # The reference gets its own copy: a kernel that mutates its input must not also
