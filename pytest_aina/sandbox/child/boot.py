@@ -296,12 +296,24 @@ def _load_candidate(config: dict, send: Sender):
     _reserve = bytearray(1 << 20)  # released on MemoryError so the report can still be built
     _install_audit(config, send)
     try:
-        return resolve(config["entry"])
+        fn = resolve(config["entry"])
     except BaseException as e:
         _reserve = None
         status, reason = _failure_at_import(e)
         send({"op": "failed", "status": status, "reason": reason, "traceback": _tb(e)})
         _exit(0)
+    _faithful_interpreter()
+    return fn
+
+
+def _faithful_interpreter() -> None:
+    """An interpreted candidate runs with GPU semantics and the memory sanitizer, as under
+    ``pytest --aina`` (docs/interpreter.md); the patches reach kernels already defined, and a
+    candidate that does not use Triton pays nothing."""
+    if "triton" in sys.modules and os.environ.get("TRITON_INTERPRET") == "1":
+        from pytest_aina import interpreter
+
+        interpreter.install(sanitize=True)
 
 
 def _tb(e: BaseException) -> str:
