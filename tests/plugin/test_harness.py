@@ -38,10 +38,10 @@ def test_textbook_softmax_passes_the_softmax_spec_in_every_dtype(pytester):
     """The bfloat16 store rounds to nearest even under the faithful interpreter, as on a GPU
     (the raw interpreter truncates)."""
     p = project(pytester, "softmax")
-    result = p.runpytest_subprocess("--aina", "-p", "no:cacheprovider", "-q", timeout=1200)
+    result = p.runpytest_subprocess("--aina", "-p", "no:cacheprovider", "-v", timeout=1200)
     text = result.stdout.str()
     for dtype in ("float32", "float16", "bfloat16"):
-        assert f"property[{dtype}] PASSED" in text or "failed" not in text, text
+        assert re.search(rf"property\[{dtype}\] PASSED", text), text
     outcomes = result.parseoutcomes()
     assert outcomes.get("failed", 0) == 0 and outcomes.get("error", 0) == 0, text
     assert outcomes["passed"] >= 12 + 3 + 10, text
@@ -58,7 +58,7 @@ def test_missing_load_mask_is_named_and_the_rerun_reproduces_it(pytester):
     offset = re.search(r"at element offset (\d+)", text)[1]
     again = p.runpytest_subprocess(*rerun_command(text), "-p", "no:cacheprovider", timeout=600)
     again.assert_outcomes(failed=1)
-    assert f"argument 'input_ptr'" in again.stdout.str()
+    assert "argument 'input_ptr'" in again.stdout.str()
     assert f"at element offset {offset}," in again.stdout.str()
 
 

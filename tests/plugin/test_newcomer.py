@@ -53,7 +53,7 @@ def test_the_readme_newcomer_path(tmp_path):
     rerun = shlex.split(re.search(r"re-run just this case:\n\s+(pytest .*)", text)[1])
     again = run(tmp_path, *rerun, "-p", "no:cacheprovider")
     assert again.returncode == 1
-    assert f"argument 'x_ptr'" in again.stdout and f"at element offset {offset}," in again.stdout
+    assert "argument 'x_ptr'" in again.stdout and f"at element offset {offset}," in again.stdout
     assert again.stdout.count("memory check failed") == 1
 
 
