@@ -75,8 +75,10 @@ class SpecItem(pytest.Function):
         if not session.isolates(self):
             return super().runtest()
         # imported here, in the pytest process, so that every child inherits the modules
-        # and an import error is reported as it would be without isolation
+        # (a child's imports die with it: Hypothesis alone costs seconds) and an import
+        # error is reported as it would be without isolation
         session.kernel(self.spec)
+        session.warm_for_children()
         isolation.run(super().runtest, self._render_in_child,
                       lambda send: isolation.case_hook(session.kernel(self.spec), send))
 

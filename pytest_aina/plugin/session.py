@@ -64,6 +64,7 @@ class AinaSession:
         self.bench_results: list[dict] = []
         self._kernels: dict = {}
         self._device: str | None = None
+        self._warm = False
         self.started = time.time()
 
     def install(self) -> None:
@@ -116,6 +117,15 @@ class AinaSession:
         from hypothesis import configuration
 
         configuration.set_hypothesis_home_dir(self.config.rootpath / ".aina" / "hypothesis")
+
+    def warm_for_children(self) -> None:
+        """Import, once in the pytest process, what every item imports on first use, so that
+        forked children inherit it instead of importing it each (see isolation)."""
+        if not self._warm:
+            # Hypothesis and the strategies: imported by the items, never when the plugin loads
+            import pytest_aina.checking.strategies  # noqa: F401
+
+            self._warm = True
 
     def isolates(self, item) -> bool:
         """Whether ``item`` runs in a child process (see :mod:`~pytest_aina.plugin.isolation`):
