@@ -79,8 +79,9 @@ class SpecItem(pytest.Function):
         # error is reported as it would be without isolation
         session.kernel(self.spec)
         session.warm_for_children()
-        isolation.run(super().runtest, self._render_in_child,
-                      lambda send: isolation.case_hook(session.kernel(self.spec), send))
+        if session.worker is None:
+            session.worker = isolation.Worker(*_worker_calls(self.session))
+        session.worker.run(self.nodeid)
 
     def _render_in_child(self, exc: BaseException) -> str:
         excinfo = pytest.ExceptionInfo.from_exception(exc)
@@ -141,6 +142,28 @@ class SpecItem(pytest.Function):
                   "  re-run just this case:" if case is not None else "  re-run:",
                   f"    {aina_session(self.config).repro_command(self, case or self.case)}"]
         return "\n".join(lines)
+
+
+def _worker_calls(psession: pytest.Session):
+    """What the worker calls, by node id: the items are in its memory from the fork."""
+    registry: dict[str, SpecItem] = {}
+
+    def item(nodeid: str) -> SpecItem:
+        if not registry:
+            registry.update((i.nodeid, i) for i in psession.items if isinstance(i, SpecItem))
+        return registry[nodeid]
+
+    def run(nodeid: str) -> None:
+        pytest.Function.runtest(item(nodeid))
+
+    def render(nodeid: str, exc: BaseException) -> str:
+        return item(nodeid)._render_in_child(exc)
+
+    def hook(nodeid: str, send) -> None:
+        it = item(nodeid)
+        isolation.case_hook(aina_session(it.config).kernel(it.spec), send)
+
+    return run, render, hook
 
 
 def _parse_case(text: str | None) -> Case | None:

@@ -65,6 +65,7 @@ class AinaSession:
         self._kernels: dict = {}
         self._device: str | None = None
         self._warm = False
+        self.worker: isolation.Worker | None = None  # the isolating child, once started
         self.started = time.time()
 
     def install(self) -> None:
@@ -74,6 +75,9 @@ class AinaSession:
         self._interpreter_before = (interpreter.installed(), interpreter.sanitizing())
 
     def uninstall(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker = None
         if self._device is None:
             return
         was_installed, was_sanitizing = self._interpreter_before
