@@ -142,7 +142,7 @@ def layer_norm_generic(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
     rows = rowwise.as_rows(x)
     interpreted = rowwise.is_interpreted(_layer_norm_fused_kernel)
     cfg = rowwise.resolve_config("layer_norm", TUNABLES, config, _heuristic(rows, x, interpreted))
-    out = rowwise.output_buffer(x, rows, interpreted)
+    out = rowwise.output_buffer(x, rows)
 
     kernel = _layer_norm_fused_kernel if cfg["BLOCK_N"] >= rows.N else _layer_norm_looped_kernel
     grid = (triton.cdiv(rows.M, cfg["ROWS_PER_PROGRAM"]),)

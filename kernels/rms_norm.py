@@ -121,7 +121,7 @@ def rms_norm_generic(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6, *
     rows = rowwise.as_rows(x)
     interpreted = rowwise.is_interpreted(_rms_norm_fused_kernel)
     cfg = rowwise.resolve_config("rms_norm", TUNABLES, config, _heuristic(rows, x, interpreted))
-    out = rowwise.output_buffer(x, rows, interpreted)
+    out = rowwise.output_buffer(x, rows)
 
     kernel = _rms_norm_fused_kernel if cfg["BLOCK_N"] >= rows.N else _rms_norm_looped_kernel
     grid = (triton.cdiv(rows.M, cfg["ROWS_PER_PROGRAM"]),)

@@ -136,7 +136,7 @@ def softmax_generic(x: torch.Tensor, **config) -> torch.Tensor:
     rows = rowwise.as_rows(x)
     interpreted = rowwise.is_interpreted(_softmax_fused_kernel)
     cfg = rowwise.resolve_config("softmax", TUNABLES, config, _heuristic(rows, x, interpreted))
-    out = rowwise.output_buffer(x, rows, interpreted)
+    out = rowwise.output_buffer(x, rows)
 
     kernel = _softmax_fused_kernel if cfg["BLOCK_N"] >= rows.N else _softmax_looped_kernel
     grid = (triton.cdiv(rows.M, cfg["ROWS_PER_PROGRAM"]),)

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
+from pytest_aina import interpreter
 from pytest_aina.checking.cases import Inputs, call, make_inputs, upstream
 from pytest_aina.checking.compare import Mismatch, compare
 from pytest_aina.imports import resolve
@@ -57,7 +58,9 @@ def run_case(spec: Spec, kernel: Kernel, case: Case, *, reference: bool = True,
     inputs = make_inputs(spec, case, kernel.device)
     before = inputs.snapshot()
     try:
-        impl = _call(kernel.impl, spec, case, inputs, implementation=True)
+        # the sanitizer's findings, and a crash isolated by the plugin, name this case
+        with interpreter.case(case.to_arg()):
+            impl = _call(kernel.impl, spec, case, inputs, implementation=True)
     except _WrongOutputs as exc:
         raise CaseFailure(spec, case, "outputs", str(exc)) from None
     except Exception as exc:  # the kernel's own error is a finding, not a crash of ours

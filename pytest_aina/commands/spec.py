@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from pytest_aina import imports
 from pytest_aina.spec import schema
 from pytest_aina.spec.model import discover, load_spec
 from pytest_aina.spec.ratchet import SpecSetError, diff_specs, format_changes, load_spec_set, summary
@@ -31,7 +32,8 @@ def register(subparsers) -> None:
 
     check = sub.add_parser(
         "check", help="validate spec files",
-        description="Validate spec files: the schema, then the rules a schema cannot state. Every error is "
+        description="Validate spec files: the schema, then the rules a schema cannot state, then that the "
+                    "implementation and reference can be found (without importing them). Every error is "
                     "printed as FILE:LINE: KEY.PATH: what was expected. Exit 0 if all are valid, 1 if not.")
     check.add_argument("paths", nargs="*", default=["specs"], metavar="PATH",
                        help="spec files or folders searched for *.yaml/*.yml (default: specs)")
@@ -87,6 +89,12 @@ def run_check(args: argparse.Namespace) -> int:
                                     f"{spec.name!r} is also the name of {names[spec.name]}; expected one spec per name"))
         else:
             names[spec.name] = str(file)
+        for key in ("implementation", "reference"):
+            why = imports.problem(getattr(spec, key), roots=(Path(file).parent,))
+            if why:
+                issues.append(SpecIssue(str(file), (key,), spec.line_of(key),
+                                        f"{getattr(spec, key)!r} cannot be found: {why}; expected module:attr "
+                                        "importable from the import path, the spec's folder or the current folder"))
         results.append((str(file), spec.name, issues))
 
     invalid = sum(1 for _, _, issues in results if issues)

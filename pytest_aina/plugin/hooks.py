@@ -10,6 +10,7 @@ items in :mod:`~pytest_aina.plugin.items`, the JSON report in
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -21,6 +22,7 @@ from pytest_aina.plugin.session import AinaSession, aina_session, profile_name
 from pytest_aina.spec.model import Case
 
 DEFAULT_SPECS = ["specs/*.yaml", "specs/*.yml"]
+BENCHMARK_STORAGE_DEFAULT = "file://./.benchmarks"
 
 
 def _import_path(value: str) -> str:
@@ -55,12 +57,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--aina-impl", metavar="MODULE:ATTR", type=_import_path, default=None,
                     help="check this function in place of each spec's implementation "
                          "(how a candidate kernel is evaluated). Default: the spec's.")
+    group.addoption("--aina-sanitize", action=argparse.BooleanOptionalAction, default=None,
+                    help="check every load and store of an interpreted kernel against the tensors it was "
+                         "given (docs/interpreter.md); --no-aina-sanitize runs without. "
+                         "Default: ini aina_sanitize, else on (it only acts where kernels are interpreted).")
+    group.addoption("--aina-isolate", action=argparse.BooleanOptionalAction, default=None,
+                    help="run each item's cases in a forked child, so a kernel that crashes the process "
+                         "fails its own item; --no-aina-isolate runs them in the pytest process. CPU only. "
+                         "Default: ini aina_isolate, else on.")
     parser.addini("aina_specs", type="linelist", default=DEFAULT_SPECS,
                   help="glob patterns, relative to rootdir, of the spec files --aina collects. "
                        f"Default: {' '.join(DEFAULT_SPECS)}")
     parser.addini("aina_profile", default="ci", help="default --aina-profile. Default: ci")
+    parser.addini("aina_sanitize", type="bool", default=True, help="default --aina-sanitize. Default: true")
+    parser.addini("aina_isolate", type="bool", default=True, help="default --aina-isolate. Default: true")
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "gpu: needs a CUDA GPU; skipped, with the reason, elsewhere")
     for marker, what in (("aina_example", "a pinned example of a spec"),
@@ -70,10 +83,24 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{marker}: {what} (pytest-aina)")
     if not config.getoption("aina"):
         return
+    _keep_caches_under_the_rootdir(config)
     session = AinaSession(config)
     session.install()
     config.pluginmanager.register(AinaReport(session), "aina-report")
     _add_spec_dirs(config)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if config.getoption("aina", default=False):
+        aina_session(config).uninstall()
+
+
+def _keep_caches_under_the_rootdir(config: pytest.Config) -> None:
+    """pytest-benchmark creates its storage folder when it is configured (after us): under
+    the rootdir's ``.aina/``, not in whatever folder pytest was started from, unless the
+    user chose one. (Hypothesis's folder is moved when the first item runs, see the session.)"""
+    if getattr(config.option, "benchmark_storage", None) == BENCHMARK_STORAGE_DEFAULT:
+        config.option.benchmark_storage = f"file://{config.rootpath / '.aina' / 'benchmarks'}"
 
 
 def _add_spec_dirs(config: pytest.Config) -> None:
@@ -92,9 +119,15 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector):
     if not config.getoption("aina") or file_path.suffix not in (".yaml", ".yml"):
         return None
     session = aina_session(config)
-    if session.wants(file_path):
-        return SpecFile.from_parent(parent, path=file_path)
-    return None
+    if not session.wants(file_path):
+        return None
+    if not file_path.resolve().is_relative_to(config.rootpath.resolve()):
+        # pytest names a file outside the rootdir relative to the argument that named it,
+        # i.e. "" for a spec given by its path, and the re-run command would be "::item";
+        # relative to where pytest was started it reruns from there
+        nodeid = os.path.relpath(file_path, config.invocation_params.dir).replace(os.sep, "/")
+        return SpecFile.from_parent(parent, path=file_path, nodeid=nodeid)
+    return SpecFile.from_parent(parent, path=file_path)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -217,12 +217,13 @@ def test_rows_view_without_copy():
     assert rows.x is sliced and (rows.M, rows.inner, rows.stride_inner, rows.stride_col) == (12, 12, 10, 1)
 
 
-def _import_in_subprocess(env_value: str | None) -> subprocess.CompletedProcess:
+def _import_in_subprocess(env_value: str | None, *, prepare: bool = False) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     if env_value is not None:
         env["TRITON_INTERPRET"] = env_value
     code = (
-        "import os, torch, kernels.softmax as s\n"
+        ("from pytest_aina.checking.device import prepare_runtime; prepare_runtime()\n" if prepare else "")
+        + "import os, torch, kernels.softmax as s\n"
         "print(os.environ.get('TRITON_INTERPRET'), type(s._softmax_fused_kernel).__name__)\n"
         "try:\n    print(s.softmax(torch.zeros(2, 3)).sum().item())\n"
         "except ValueError as e:\n    print('ValueError:', e)\n"
@@ -231,10 +232,24 @@ def _import_in_subprocess(env_value: str | None) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only import path")
-def test_import_picks_the_interpreter_without_a_gpu():
-    done = _import_in_subprocess(None)
+def test_the_runner_picks_the_interpreter_without_a_gpu():
+    """Choosing the interpreter is the runner's job (pytest --aina, aina, the sandbox, all
+    through prepare_runtime), not the kernels'."""
+    done = _import_in_subprocess(None, prepare=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["1", "InterpretedFunction", "2.0"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only import path")
+def test_kernels_carry_no_test_environment_code():
+    """Imported bare on a CPU, a kernel is a GPU kernel, and says how to run it here."""
+    done = _import_in_subprocess(None)
+    assert done.returncode == 0, done.stderr
+    first, rest = done.stdout.split("\n", 1)
+    assert first == "None JITFunction"
+    assert "set TRITON_INTERPRET=1 before importing kernels" in rest
+    source = "".join(p.read_text() for p in (ROOT / "kernels").glob("*.py"))
+    assert "os.environ" not in source and "output_buffer(x, rows, interpreted)" not in source
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only import path")

@@ -104,12 +104,24 @@ def _load_candidate(config: dict, send: Sender):
     failure.hold_reserve()
     _install_audit(config, send)
     try:
-        return resolve(config["entry"])
+        fn = resolve(config["entry"])
     except BaseException as e:
         failure.release_reserve()
         status, reason = failure.at_import(e)
         send({"op": "failed", "status": status, "reason": reason, "traceback": failure.traceback_text(e)})
         _exit(0)
+    _faithful_interpreter()
+    return fn
+
+
+def _faithful_interpreter() -> None:
+    """An interpreted candidate runs with GPU semantics and the memory sanitizer, as under
+    ``pytest --aina`` (docs/interpreter.md); the patches reach kernels already defined, and a
+    candidate that does not use Triton pays nothing."""
+    if "triton" in sys.modules and os.environ.get("TRITON_INTERPRET") == "1":
+        from pytest_aina import interpreter
+
+        interpreter.install(sanitize=True)
 
 
 def _call(config: dict, send: Sender) -> None:
