@@ -1,9 +1,8 @@
 """Provenance of a bot change: its in-toto attestation, checked against the change itself.
 
 This module is the gate's one seam to the Changer's record (:mod:`pytest_aina.changer`):
-the branch prefix of bot changes and the digest check come from there, through
-:func:`verify_statement`. When the core has its one provenance verifier (one ``Change``
-type, one list of problems), it replaces :func:`verify_statement` and nothing else changes.
+the branch prefix of bot changes and the one provenance verifier, through
+:func:`verify_statement`.
 
 A change is a bot change when its branch starts with ``aina/`` or it adds or modifies an
 attestation (``provenance/**.intoto.json``). Its attestation must then say exactly what
@@ -22,8 +21,8 @@ import json
 import re
 from dataclasses import dataclass, field
 
-from pytest_aina.changer import attestation as _att
-from pytest_aina.changer.change import BRANCH_PREFIX
+from pytest_aina.changer.change import BRANCH_PREFIX, verify
+from pytest_aina.changer.change.model import risk
 from pytest_aina.gate.repo import Repo
 from pytest_aina.gate.scope import Scope
 from pytest_aina.gate.verdict import FAIL, PASS, SKIPPED, Annotation, CheckResult
@@ -38,37 +37,16 @@ def is_bot_branch(branch: str | None) -> bool:
 
 def verify_statement(statement: dict, files: dict[str, str | None], *, changed: set[str], attestation_path: str,
                      base_commit: str) -> list[str]:
-    """Every way ``statement`` does not describe the change ([] when it does). ``files``:
-    the head's content of every path changed or declared (None: absent at the head)."""
-    problems: list[str] = []
-    if statement.get("_type") != _att.STATEMENT_TYPE:
-        problems.append(f"_type is {statement.get('_type')!r}, expected {_att.STATEMENT_TYPE!r}")
-    if statement.get("predicateType") != _att.PREDICATE_TYPE:
-        problems.append(f"predicateType is {statement.get('predicateType')!r}, expected {_att.PREDICATE_TYPE!r}")
-    try:
-        declared = {s["name"] for s in statement.get("subject", [])}
-        problems += _att.verify(statement, files)
-    except (KeyError, TypeError, AttributeError) as exc:
-        return problems + [f"subjects are malformed ({type(exc).__name__}: {exc})"]
-    for path in sorted(changed - declared - {attestation_path}):
-        problems.append(f"{path}: changed but not declared in the attestation")
-    for path in sorted(declared - changed):
-        if files.get(path) is not None:  # a declared file the change does not touch
-            problems.append(f"{path}: declared in the attestation but not changed by this change")
-    pred = statement.get("predicate") if isinstance(statement.get("predicate"), dict) else {}
-    named = (pred.get("base") or {}).get("commit") if isinstance(pred.get("base"), dict) else None
-    if not named:
-        problems.append("the attestation names no base commit (predicate.base.commit)")
-    elif named != base_commit:
-        problems.append(f"the attestation was made on base {named[:12]}, but this change's base is "
-                        f"{base_commit[:12]}: re-run the evolution on the current base")
-    hyp = pred.get("hypothesis")
-    if not isinstance(hyp, dict) or not hyp.get("id"):
-        problems.append("the attestation carries no hypothesis with an id (predicate.hypothesis.id)")
-    tele = ((pred.get("trigger") or {}).get("telemetry") or {}) if isinstance(pred.get("trigger"), dict) else {}
-    if not isinstance(tele, dict) or not _SHA256.match(str(tele.get("sha256") or "")):
-        problems.append("the attestation carries no telemetry digest (predicate.trigger.telemetry.sha256)")
-    return problems
+    """Every way ``statement`` does not describe the change ([] when it does), by the core's
+    one provenance verifier (:func:`pytest_aina.changer.change.verify`, which ``aina evolve``
+    and the App use too). ``files``: the head's content of every path changed or declared
+    (None: absent at the head)."""
+    return verify(
+        {path: files.get(path) for path in changed},
+        attestation=attestation_path,
+        statement=json.dumps(statement),
+        base=base_commit,
+    )
 
 
 @dataclass
@@ -130,19 +108,9 @@ def check(repo: Repo, base: str, head: str, scope: Scope, branch: str | None,
 
 
 def risk_of(predicate: dict) -> str:
-    """The risk tier the Changer gives its change (the ``risk:`` label), from its record:
-    a meta-parameter variant is low; new source medium, high when its generated tests fail
-    or run too little of it (or the record says nothing of them)."""
-    from pytest_aina.changer.change import SOURCE_COVERAGE_FLOOR
-
+    """The risk tier the Changer gave its change (the ``risk:`` label), from its record, by
+    the Changer's own rule (:func:`pytest_aina.changer.change.model.risk`)."""
     variant = predicate.get("variant") if isinstance(predicate.get("variant"), dict) else {}
     cov = predicate.get("coverage") if isinstance(predicate.get("coverage"), dict) else {}
     measured = "percent" in cov or "tests_passed" in cov
-    if variant.get("kind") == "config":
-        return "high" if measured and cov.get("tests_passed") is False else "low"
-    if not measured:
-        return "medium"
-    pct = cov.get("percent")
-    if not cov.get("tests_passed") or not isinstance(pct, (int, float)) or pct < SOURCE_COVERAGE_FLOOR:
-        return "high"
-    return "medium"
+    return risk(variant.get("kind"), cov if measured else None)

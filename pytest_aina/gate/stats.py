@@ -30,7 +30,7 @@ import math
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 
-from pytest_aina.changer.attestation import median, median_ci
+from pytest_aina.changer.change.attestation import median, median_ci
 
 REGRESSION, IMPROVEMENT, NO_REGRESSION, INCONCLUSIVE = "regression", "improvement", "no regression", "inconclusive"
 #: Fewer pairs cannot reach a 95% sign-test interval (n=6 gives 96.9% with the extremes).

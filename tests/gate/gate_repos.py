@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pytest_aina.changer import attestation as att
+from pytest_aina.changer.change import attestation as att
 
 ROOT = Path(__file__).resolve().parents[2]
 

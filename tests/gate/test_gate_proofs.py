@@ -135,7 +135,7 @@ def test_a_file_the_attestation_does_not_declare_fails(repo):
     done, verdict = gate(repo, "--fail-fast", head="aina/scale-h1234")
     assert done.returncode == 1
     prov = _only_failure(verdict, "provenance")
-    assert "kernels/common.py: changed but not declared in the attestation" in prov["summary"]
+    assert "kernels/common.py: changed by the change but not declared in the attestation" in prov["summary"]
 
 
 def test_a_bot_change_outside_its_paths_fails(repo):

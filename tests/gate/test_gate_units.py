@@ -241,7 +241,7 @@ def test_a_batch_the_machine_may_have_spoiled_is_run_again_once():
 
 
 def test_the_interval_is_median_cis_whatever_the_count():
-    from pytest_aina.changer.attestation import median_ci
+    from pytest_aina.changer.change.attestation import median_ci
 
     rng = random.Random(3)
     for n in (1, 2, 5, 6, 13, 24, 97):
