@@ -98,14 +98,21 @@ class Load:
 
     def webhook(self, n: int) -> None:
         guid = f"fault-{n}-{uuid.uuid4().hex[:8]}"
-        body = json.dumps({"action": "edited", "installation": {"id": INSTALLATION},
-                           "repository": {"full_name": REPO},
-                           "issue": {"number": 1, "labels": [{"name": "aina-dashboard"}]},
-                           "sender": {"login": "maintainer", "type": "User"}}).encode()
-        headers = {"X-GitHub-Event": "issues", "X-GitHub-Delivery": guid,
-                   "Content-Type": "application/json",
-                   "X-Hub-Signature-256": "sha256=" + hmac.new(SECRET.encode(), body,
-                                                               hashlib.sha256).hexdigest()}
+        body = json.dumps(
+            {
+                "action": "edited",
+                "installation": {"id": INSTALLATION},
+                "repository": {"full_name": REPO},
+                "issue": {"number": 1, "labels": [{"name": "aina-dashboard"}]},
+                "sender": {"login": "maintainer", "type": "User"},
+            }
+        ).encode()
+        headers = {
+            "X-GitHub-Event": "issues",
+            "X-GitHub-Delivery": guid,
+            "Content-Type": "application/json",
+            "X-Hub-Signature-256": "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest(),
+        }
         with self.lock:
             self.sent.add(guid)
         for _ in range(4):
@@ -125,21 +132,34 @@ class Load:
         from pytest_aina.telemetry.wire import encode_batch
 
         start = 1_780_000_000.0 + 600 * n
-        windows = [Window(start=start + 60 * i, end=start + 60 * i + 60, service="svc",
-                          kernel="softmax", variant="generic", dims=(("M", n), ("N", i + 1)),
-                          dtype="float16", device="H100", arch="sm_90", calls=10,
-                          time_s=1e-3, latency=Latency(1e-4, 1e-4, 1e-4, 1e-4, 1e-4))
-                   for i in range(5)]
+        windows = [
+            Window(
+                start=start + 60 * i,
+                end=start + 60 * i + 60,
+                service="svc",
+                kernel="softmax",
+                variant="generic",
+                dims=(("M", n), ("N", i + 1)),
+                dtype="float16",
+                device="H100",
+                arch="sm_90",
+                calls=10,
+                time_s=1e-3,
+                latency=Latency(1e-4, 1e-4, 1e-4, 1e-4, 1e-4),
+            )
+            for i in range(5)
+        ]
         digests = {window_digest(w.as_dict()) for w in windows}
         body = encode_batch(windows)
         key = telemetry_secret(SECRET, INSTALLATION).encode()
-        headers = {"Content-Type": "application/json", "X-Aina-Signature-256": "sha256="
-                   + hmac.new(key, body, hashlib.sha256).hexdigest()}
+        headers = {
+            "Content-Type": "application/json",
+            "X-Aina-Signature-256": "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest(),
+        }
         with self.lock:
             self.windows_sent |= digests
         for _ in range(4):
-            status = self._post(f"/telemetry?installation={INSTALLATION}&repository={REPO}",
-                                body, headers)
+            status = self._post(f"/telemetry?installation={INSTALLATION}&repository={REPO}", body, headers)
             if status in (202, 409):  # 409: stored by an earlier attempt
                 with self.lock:
                     self.windows_acked |= digests
@@ -215,18 +235,26 @@ class Deployment:
 
         self.folder, self.args = folder, args
         key = folder.parent / f"{folder.name}.pem"
-        key.write_bytes(rsa.generate_private_key(public_exponent=65537, key_size=2048)
-                        .private_bytes(serialization.Encoding.PEM,
-                                       serialization.PrivateFormat.PKCS8,
-                                       serialization.NoEncryption()))
+        key.write_bytes(
+            rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
         self.db = folder / "aina.sqlite3"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("AINA_")}
-        self.env.update({"AINA_APP_ID": "1", "AINA_PRIVATE_KEY": str(key),
-                         "AINA_WEBHOOK_SECRET": SECRET, "AINA_DATABASE": str(self.db),
-                         "AINA_GITHUB_API_URL": "http://127.0.0.1:9/api/v3",
-                         "AINA_HTTP_RETRIES": "0", "AINA_RETRY_BASE_SECONDS": "30",
-                         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-                         **(extra_env or {})})
+        self.env.update(
+            {
+                "AINA_APP_ID": "1",
+                "AINA_PRIVATE_KEY": str(key),
+                "AINA_WEBHOOK_SECRET": SECRET,
+                "AINA_DATABASE": str(self.db),
+                "AINA_GITHUB_API_URL": "http://127.0.0.1:9/api/v3",
+                "AINA_HTTP_RETRIES": "0",
+                "AINA_RETRY_BASE_SECONDS": "30",
+                "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+                **(extra_env or {}),
+            }
+        )
         store = SQLiteStore(self.db)
         store.upsert_installation(INSTALLATION, "faults", True)
         store.upsert_repository(REPO, INSTALLATION, default_branch="main")
@@ -281,17 +309,22 @@ def account(db: Path, load: Load) -> dict:
         con.close()
     window_set = set(windows)
     return {
-        "deliveries": {"sent": len(load.sent), "acknowledged": len(load.acked),
-                       "stored": len(stored & load.sent),
-                       "lost": len(load.acked - stored),
-                       "duplicated": rows - len(stored),
-                       "stored_without_a_job": len([g for g in stored if g not in jobs]),
-                       "jobs_enqueued_twice": sum(1 for n in jobs.values() if n > 1)},
-        "telemetry_windows": {"sent": len(load.windows_sent),
-                              "acknowledged": len(load.windows_acked),
-                              "stored": len(window_set & load.windows_sent),
-                              "lost": len(load.windows_acked - window_set),
-                              "duplicated": len(windows) - len(window_set)},
+        "deliveries": {
+            "sent": len(load.sent),
+            "acknowledged": len(load.acked),
+            "stored": len(stored & load.sent),
+            "lost": len(load.acked - stored),
+            "duplicated": rows - len(stored),
+            "stored_without_a_job": len([g for g in stored if g not in jobs]),
+            "jobs_enqueued_twice": sum(1 for n in jobs.values() if n > 1),
+        },
+        "telemetry_windows": {
+            "sent": len(load.windows_sent),
+            "acknowledged": len(load.windows_acked),
+            "stored": len(window_set & load.windows_sent),
+            "lost": len(load.windows_acked - window_set),
+            "duplicated": len(windows) - len(window_set),
+        },
     }
 
 
@@ -330,8 +363,10 @@ def fault_disk_full(dep: Deployment, duration: float) -> None:
 
 def fault_stalled(dep: Deployment, duration: float) -> None:
     host, port = dep.url.removeprefix("http://").split(":")
-    head = (b"POST /webhook HTTP/1.1\r\nHost: x\r\nX-GitHub-Event: ping\r\n"
-            b"X-GitHub-Delivery: stalled\r\nContent-Length: 1000\r\n\r\n" + b"{" * 500)
+    head = (
+        b"POST /webhook HTTP/1.1\r\nHost: x\r\nX-GitHub-Event: ping\r\n"
+        b"X-GitHub-Delivery: stalled\r\nContent-Length: 1000\r\n\r\n" + b"{" * 500
+    )
     end = time.monotonic() + duration * 0.75
     time.sleep(duration / 8)
     clients: list[socket.socket] = []
@@ -357,8 +392,13 @@ def fault_stalled(dep: Deployment, duration: float) -> None:
             c.close()
 
 
-FAULTS = {"baseline": None, "kill9": fault_kill9, "lock": fault_lock,
-          "disk_full": fault_disk_full, "stalled": fault_stalled}
+FAULTS = {
+    "baseline": None,
+    "kill9": fault_kill9,
+    "lock": fault_lock,
+    "disk_full": fault_disk_full,
+    "stalled": fault_stalled,
+}
 
 
 def run_scenario(name: str, args, work: Path) -> dict:
@@ -366,8 +406,12 @@ def run_scenario(name: str, args, work: Path) -> dict:
     folder.mkdir()
     mounted = False
     if name == "disk_full":
-        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(folder)],
-                          capture_output=True).returncode != 0:
+        if (
+            subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(folder)], capture_output=True
+            ).returncode
+            != 0
+        ):
             return {"skipped": "mount -t tmpfs failed here (not root?)"}
         mounted = True
     try:
@@ -376,8 +420,7 @@ def run_scenario(name: str, args, work: Path) -> dict:
             load, poller = Load(dep.url, args.rate, args.duration), Poller(dep.url)
             poller.thread.start()
             fault = FAULTS[name]
-            side = threading.Thread(target=fault, args=(dep, args.duration), daemon=True) \
-                if fault else None
+            side = threading.Thread(target=fault, args=(dep, args.duration), daemon=True) if fault else None
             if side:
                 side.start()
             load.run()
@@ -391,11 +434,12 @@ def run_scenario(name: str, args, work: Path) -> dict:
         result = account(dep.db, load)
         result["answers"] = dict(sorted(load.answers.items()))
         result["slowest_answer_s"] = round(load.slowest, 2)
-        result["readyz"] = {"statuses": poller.seen["/readyz"],
-                            "slowest_s": round(poller.slowest["/readyz"], 2),
-                            "problems": poller.problems}
-        result["healthz"] = {"statuses": poller.seen["/healthz"],
-                             "slowest_s": round(poller.slowest["/healthz"], 2)}
+        result["readyz"] = {
+            "statuses": poller.seen["/readyz"],
+            "slowest_s": round(poller.slowest["/readyz"], 2),
+            "problems": poller.problems,
+        }
+        result["healthz"] = {"statuses": poller.seen["/healthz"], "slowest_s": round(poller.slowest["/healthz"], 2)}
         return result
     finally:
         if mounted:
@@ -419,8 +463,9 @@ def main(argv=None) -> int:
         results[name]["load_average_1m"] = [round(load_before, 1), round(os.getloadavg()[0], 1)]
         print(f"== {name}: {json.dumps(results[name])}", flush=True)
     if args.json:
-        Path(args.json).write_text(json.dumps({"results": results, "args": vars(args),
-                                               "cpus": os.cpu_count()}, indent=2))
+        Path(args.json).write_text(
+            json.dumps({"results": results, "args": vars(args), "cpus": os.cpu_count()}, indent=2)
+        )
     return 0
 
 

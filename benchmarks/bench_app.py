@@ -67,41 +67,63 @@ def bare_app():
 
 # -- the load generator (second process) -------------------------------------------------------
 def _webhook(n: int) -> tuple[str, bytes, dict[str, str]]:
-    body = json.dumps({"action": "closed", "number": n % 1000 + 1,
-                       "installation": {"id": INSTALLATION}, "repository": {"full_name": REPO},
-                       "pull_request": {"number": n % 1000 + 1, "merged": True,
-                                        "head": {"ref": "aina/softmax/x"},
-                                        "merged_by": {"login": "m"}},
-                       "sender": {"login": "m"}}).encode()
-    return "/webhook", body, {
-        "X-GitHub-Event": "pull_request", "X-GitHub-Delivery": str(uuid.uuid4()),
-        "Content-Type": "application/json",
-        "X-Hub-Signature-256": "sha256=" + hmac.new(SECRET.encode(), body,
-                                                    hashlib.sha256).hexdigest()}
+    body = json.dumps(
+        {
+            "action": "closed",
+            "number": n % 1000 + 1,
+            "installation": {"id": INSTALLATION},
+            "repository": {"full_name": REPO},
+            "pull_request": {
+                "number": n % 1000 + 1,
+                "merged": True,
+                "head": {"ref": "aina/softmax/x"},
+                "merged_by": {"login": "m"},
+            },
+            "sender": {"login": "m"},
+        }
+    ).encode()
+    return (
+        "/webhook",
+        body,
+        {
+            "X-GitHub-Event": "pull_request",
+            "X-GitHub-Delivery": str(uuid.uuid4()),
+            "Content-Type": "application/json",
+            "X-Hub-Signature-256": "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest(),
+        },
+    )
 
 
 def _telemetry(n: int, batch: int) -> tuple[str, bytes, dict[str, str]]:
     sys.path.insert(0, str(ROOT))
     from github_app.web.telemetry import telemetry_secret
 
-    body = json.dumps({"aina_telemetry": 1, "batch_id": f"{n:016x}{uuid.uuid4().hex[:8]}",
-                       "windows": [_window(n * batch + i) for i in range(batch)]},
-                      separators=(",", ":")).encode()
+    body = json.dumps(
+        {
+            "aina_telemetry": 1,
+            "batch_id": f"{n:016x}{uuid.uuid4().hex[:8]}",
+            "windows": [_window(n * batch + i) for i in range(batch)],
+        },
+        separators=(",", ":"),
+    ).encode()
     key = telemetry_secret(SECRET, INSTALLATION).encode()
-    return (f"/telemetry?installation={INSTALLATION}&repository={REPO}", body, {
-        "Content-Type": "application/json",
-        "X-Aina-Signature-256": "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest()})
+    return (
+        f"/telemetry?installation={INSTALLATION}&repository={REPO}",
+        body,
+        {
+            "Content-Type": "application/json",
+            "X-Aina-Signature-256": "sha256=" + hmac.new(key, body, hashlib.sha256).hexdigest(),
+        },
+    )
 
 
-def generate(url: str, kind: str, rate: float, duration: float, clients: int, batch: int,
-             warmup: int) -> dict:
+def generate(url: str, kind: str, rate: float, duration: float, clients: int, batch: int, warmup: int) -> dict:
     """Send ``rate * duration`` requests (open loop) or, for telemetry, ``duration``
     batches back to back; the latencies and statuses."""
     host, port = re.match(r"http://([^:]+):(\d+)", url).groups()
     total = int(rate * duration) if kind == "webhook" else int(duration)
     # Bodies are built before the clock starts: the generator must not be what is measured.
-    prepared = [_webhook(n) if kind == "webhook" else _telemetry(n, batch)
-                for n in range(total + warmup)]
+    prepared = [_webhook(n) if kind == "webhook" else _telemetry(n, batch) for n in range(total + warmup)]
     latencies: list[float] = []
     service: list[float] = []
     statuses: dict[int, int] = {}
@@ -157,31 +179,64 @@ def generate(url: str, kind: str, rate: float, duration: float, clients: int, ba
     def pct(xs, q):
         return 1000 * xs[min(len(xs) - 1, int(q * len(xs)))]
 
-    return {"requests": len(latencies), "wall_s": wall, "statuses": statuses,
-            "throughput_rps": len(latencies) / wall, "p50_ms": pct(latencies, 0.5),
-            "p99_ms": pct(latencies, 0.99), "max_ms": 1000 * latencies[-1],
-            "mean_ms": 1000 * statistics.fmean(latencies),
-            "service_p99_ms": pct(service, 0.99)}
+    return {
+        "requests": len(latencies),
+        "wall_s": wall,
+        "statuses": statuses,
+        "throughput_rps": len(latencies) / wall,
+        "p50_ms": pct(latencies, 0.5),
+        "p99_ms": pct(latencies, 0.99),
+        "max_ms": 1000 * latencies[-1],
+        "mean_ms": 1000 * statistics.fmean(latencies),
+        "service_p99_ms": pct(service, 0.99),
+    }
 
 
 def _window(i: int) -> dict:
     start = 1_780_000_000 + 60 * i
     t = lambda s: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(s))  # noqa: E731
-    return {"aina_telemetry": 1, "start": t(start), "end": t(start + 60),
-            "service": f"svc-{i % 7}", "kernel": "softmax", "variant": "generic",
-            "dims": {"M": 1 + i % 4096, "N": 4096}, "dtype": "float16",
-            "device": {"name": "NVIDIA H100 80GB HBM3", "arch": "sm_90"}, "calls": 1000,
-            "time_s": 0.1, "latency_s": {"min": 8e-5, "p50": 1e-4, "p90": 1.1e-4,
-                                         "p99": 1.3e-4, "max": 2e-4}}
+    return {
+        "aina_telemetry": 1,
+        "start": t(start),
+        "end": t(start + 60),
+        "service": f"svc-{i % 7}",
+        "kernel": "softmax",
+        "variant": "generic",
+        "dims": {"M": 1 + i % 4096, "N": 4096},
+        "dtype": "float16",
+        "device": {"name": "NVIDIA H100 80GB HBM3", "arch": "sm_90"},
+        "calls": 1000,
+        "time_s": 0.1,
+        "latency_s": {"min": 8e-5, "p50": 1e-4, "p90": 1.1e-4, "p99": 1.3e-4, "max": 2e-4},
+    }
 
 
 # -- servers -----------------------------------------------------------------------------------
 def start_gunicorn(target: str, env: dict[str, str], args) -> tuple[subprocess.Popen, str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "python:github_app.web.gunicorn_config",
-         "--bind", "127.0.0.1:0", "--workers", str(args.workers), "--threads", str(args.threads),
-         "--chdir", str(HERE), "--pythonpath", str(ROOT), target],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            "python:github_app.web.gunicorn_config",
+            "--bind",
+            "127.0.0.1:0",
+            "--workers",
+            str(args.workers),
+            "--threads",
+            str(args.threads),
+            "--chdir",
+            str(HERE),
+            "--pythonpath",
+            str(ROOT),
+            target,
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     url, booted = None, 0
     for line in proc.stdout:
         m = re.search(r"Listening at: (http://127\.0\.0\.1:\d+)", line)
@@ -201,8 +256,13 @@ def start_gunicorn(target: str, env: dict[str, str], args) -> tuple[subprocess.P
 
 def start_job_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
     with log.open("w") as out:
-        return subprocess.Popen([sys.executable, "-m", "github_app", "serve", "--worker-only"],
-                                env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "github_app", "serve", "--worker-only"],
+            env=env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -215,11 +275,24 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 def run_load(url: str, kind: str, args) -> dict:
-    cmd = [sys.executable, __file__, "--generate", url, "--kind", kind,
-           "--rate", str(args.rate),
-           "--duration", str(args.duration if kind == "webhook" else args.batches),
-           "--clients", str(args.clients), "--batch", str(args.batch),
-           "--warmup", str(args.warmup if kind == "webhook" else 2)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--generate",
+        url,
+        "--kind",
+        kind,
+        "--rate",
+        str(args.rate),
+        "--duration",
+        str(args.duration if kind == "webhook" else args.batches),
+        "--clients",
+        str(args.clients),
+        "--batch",
+        str(args.batch),
+        "--warmup",
+        str(args.warmup if kind == "webhook" else 2),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -231,8 +304,7 @@ def main(argv=None) -> int:
     p.add_argument("--clients", type=int, default=32, help="client connections (32)")
     p.add_argument("--workers", type=int, default=2, help="gunicorn workers (2)")
     p.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker (8)")
-    p.add_argument("--compare-worker", action="store_true",
-                   help="also measure the App with no job worker running")
+    p.add_argument("--compare-worker", action="store_true", help="also measure the App with no job worker running")
     p.add_argument("--batches", type=int, default=20, help="telemetry batches (20; 0 skips)")
     p.add_argument("--batch", type=int, default=500, help="windows per batch (500)")
     p.add_argument("--warmup", type=int, default=50, help="untimed requests first (50)")
@@ -241,8 +313,11 @@ def main(argv=None) -> int:
     p.add_argument("--kind", default="webhook", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.generate:
-        print(json.dumps(generate(args.generate, args.kind, args.rate, args.duration,
-                                  args.clients, args.batch, args.warmup)))
+        print(
+            json.dumps(
+                generate(args.generate, args.kind, args.rate, args.duration, args.clients, args.batch, args.warmup)
+            )
+        )
         return 0
 
     from cryptography.hazmat.primitives import serialization
@@ -250,16 +325,22 @@ def main(argv=None) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="aina-bench-"))
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    (work / "app.pem").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
+    (work / "app.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     db = work / "aina.sqlite3"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AINA_")}
-    env.update({"AINA_APP_ID": "1", "AINA_PRIVATE_KEY": str(work / "app.pem"),
-                "AINA_WEBHOOK_SECRET": SECRET, "AINA_DATABASE": str(db),
-                "AINA_GITHUB_API_URL": "http://127.0.0.1:9/api/v3",
-                "AINA_TELEMETRY_MAX_BYTES": str(64 * 1024 * 1024),
-                "PYTHONPATH": os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])})
+    env.update(
+        {
+            "AINA_APP_ID": "1",
+            "AINA_PRIVATE_KEY": str(work / "app.pem"),
+            "AINA_WEBHOOK_SECRET": SECRET,
+            "AINA_DATABASE": str(db),
+            "AINA_GITHUB_API_URL": "http://127.0.0.1:9/api/v3",
+            "AINA_TELEMETRY_MAX_BYTES": str(64 * 1024 * 1024),
+            "PYTHONPATH": os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]),
+        }
+    )
     sys.path.insert(0, str(ROOT))
     from github_app.store import SQLiteStore
 
@@ -302,33 +383,51 @@ def main(argv=None) -> int:
 
     b, a = results["bare_flask"], results["app_webhook"]
     summary = {
-        "webhook_p50_ms": a["p50_ms"], "webhook_p99_ms": a["p99_ms"],
-        "bare_p50_ms": b["p50_ms"], "bare_p99_ms": b["p99_ms"],
-        "p50_ratio": a["p50_ms"] / b["p50_ms"], "p99_ratio": a["p99_ms"] / b["p99_ms"],
+        "webhook_p50_ms": a["p50_ms"],
+        "webhook_p99_ms": a["p99_ms"],
+        "bare_p50_ms": b["p50_ms"],
+        "bare_p99_ms": b["p99_ms"],
+        "p50_ratio": a["p50_ms"] / b["p50_ms"],
+        "p99_ratio": a["p99_ms"] / b["p99_ms"],
         "jobs_at_end": job_counts,
     }
     if "app_telemetry" in results:
         t = results["app_telemetry"]
-        summary.update({"telemetry_windows_per_s": t["requests"] * args.batch / t["wall_s"],
-                        "telemetry_windows_stored": stored,
-                        "telemetry_batch_p50_ms": t["p50_ms"], "telemetry_batch_p99_ms": t["p99_ms"]})
-    meta = {"machine": platform.node(), "cpus": os.cpu_count(), "python": platform.python_version(),
-            "platform": platform.platform(), "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "load_average_after_each": load, "args": vars(args)}
+        summary.update(
+            {
+                "telemetry_windows_per_s": t["requests"] * args.batch / t["wall_s"],
+                "telemetry_windows_stored": stored,
+                "telemetry_batch_p50_ms": t["p50_ms"],
+                "telemetry_batch_p99_ms": t["p99_ms"],
+            }
+        )
+    meta = {
+        "machine": platform.node(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "load_average_after_each": load,
+        "args": vars(args),
+    }
     print(f"{'':28}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'req/s':>8}  load(1m)  statuses")
     for name, r in results.items():
-        print(f"{name:28}{r['p50_ms']:9.2f}{r['p99_ms']:9.2f}{r['max_ms']:9.1f}"
-              f"{r['throughput_rps']:8.0f}  {load.get(name, [float('nan')])[0]:8.1f}  {r['statuses']}")
-    print(f"App/bare, job worker running: p50 x{summary['p50_ratio']:.2f}, "
-          f"p99 x{summary['p99_ratio']:.2f}  (goal: p99 < 20 ms and x1.5 at most)")
+        print(
+            f"{name:28}{r['p50_ms']:9.2f}{r['p99_ms']:9.2f}{r['max_ms']:9.1f}"
+            f"{r['throughput_rps']:8.0f}  {load.get(name, [float('nan')])[0]:8.1f}  {r['statuses']}"
+        )
+    print(
+        f"App/bare, job worker running: p50 x{summary['p50_ratio']:.2f}, "
+        f"p99 x{summary['p99_ratio']:.2f}  (goal: p99 < 20 ms and x1.5 at most)"
+    )
     if "app_telemetry" in results:
-        print(f"Telemetry: {summary['telemetry_windows_per_s']:,.0f} windows/s durably stored "
-              f"({args.batch} per batch; {stored} rows in the store)")
-    print(f"Jobs at the end: {job_counts}; {os.cpu_count()} CPUs, load average now "
-          f"{os.getloadavg()[0]:.1f}")
+        print(
+            f"Telemetry: {summary['telemetry_windows_per_s']:,.0f} windows/s durably stored "
+            f"({args.batch} per batch; {stored} rows in the store)"
+        )
+    print(f"Jobs at the end: {job_counts}; {os.cpu_count()} CPUs, load average now {os.getloadavg()[0]:.1f}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"summary": summary, "results": results,
-                                               "meta": meta}, indent=2))
+        Path(args.json).write_text(json.dumps({"summary": summary, "results": results, "meta": meta}, indent=2))
     return 0
 
 

@@ -36,7 +36,7 @@ import platform
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,39 +102,76 @@ def measure(args) -> dict:
     top = Path(tempfile.mkdtemp(prefix="aina-gate-calibration-"))
     base = checkout(top, "base", 0.0)
     heads = {c: checkout(top, f"head-{c}", slow) for c, slow in CONDITIONS.items()}
-    doc = {"what": "interleaved (base, head) pairs, seconds per call after the protocol floor",
-           "kernel": "201 x torch.tanh over 64 x 1024 float32 (CPU, one thread)", "dims": DIMS, "dtype": DTYPE,
-           "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
-           "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "sessions": []}
+    doc = {
+        "what": "interleaved (base, head) pairs, seconds per call after the protocol floor",
+        "kernel": "201 x torch.tanh over 64 x 1024 float32 (CPU, one thread)",
+        "dims": DIMS,
+        "dtype": DTYPE,
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+        "sessions": [],
+    }
     if args.append and Path(args.out).exists():  # more sessions into an earlier run's file
         doc = json.loads(Path(args.out).read_text())
-        doc.setdefault("appended", []).append(datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        doc.setdefault("appended", []).append(datetime.now(UTC).isoformat(timespec="seconds"))
     for i in range(args.startup):  # a session of one pair: what a batch costs before its calls
-        session = Session(base, heads["aa"], "calkern.op:calop", "calkern.op:calop", base / "specs" / "calop.yaml",
-                          ["calkern"], top / f"startup-{i}", device="cpu", wall_s=900)
+        session = Session(
+            base,
+            heads["aa"],
+            "calkern.op:calop",
+            "calkern.op:calop",
+            base / "specs" / "calop.yaml",
+            ["calkern"],
+            top / f"startup-{i}",
+            device="cpu",
+            wall_s=900,
+        )
         t0 = time.monotonic()
         b = run_batch(session, DIMS, DTYPE, 1, seed=99 + i)
-        doc.setdefault("startup", []).append({"wall_s": time.monotonic() - t0, "ok": b.ok,
-                                              "loadavg_1min": os.getloadavg()[0]})
+        doc.setdefault("startup", []).append(
+            {"wall_s": time.monotonic() - t0, "ok": b.ok, "loadavg_1min": os.getloadavg()[0]}
+        )
         print(f"startup {i}: a one-pair session in {doc['startup'][-1]['wall_s']:.1f} s", flush=True)
     t_end = time.monotonic() + args.minutes * 60
     k = 0
     while time.monotonic() < t_end and k < args.sessions:
         cond = rotation[k % len(rotation)]
-        session = Session(base, heads[cond], "calkern.op:calop", "calkern.op:calop", base / "specs" / "calop.yaml",
-                          ["calkern"], top / f"work-{k}", device="cpu", wall_s=900)
+        session = Session(
+            base,
+            heads[cond],
+            "calkern.op:calop",
+            "calkern.op:calop",
+            base / "specs" / "calop.yaml",
+            ["calkern"],
+            top / f"work-{k}",
+            device="cpu",
+            wall_s=900,
+        )
         load = os.getloadavg()[0]
         t0 = time.monotonic()
         b = run_batch(session, DIMS, DTYPE, args.pairs, seed=1000 + len(doc["sessions"]))
         wall = time.monotonic() - t0
-        doc["sessions"].append({"condition": cond, "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "ok": b.ok, "reason": b.reason, "wall_s": wall,
-                                "session_wall_s": b.wall_s, "floor_s": b.floor_s, "loadavg_1min": load,
-                                "base_s": b.base_s, "head_s": b.head_s})
-        print(f"session {k} {cond}: {len(b.base_s)} pairs in {wall:.1f} s, load {load:.1f}, ok={b.ok} {b.reason[:80]}",
-              flush=True)
+        doc["sessions"].append(
+            {
+                "condition": cond,
+                "started": datetime.now(UTC).isoformat(timespec="seconds"),
+                "ok": b.ok,
+                "reason": b.reason,
+                "wall_s": wall,
+                "session_wall_s": b.wall_s,
+                "floor_s": b.floor_s,
+                "loadavg_1min": load,
+                "base_s": b.base_s,
+                "head_s": b.head_s,
+            }
+        )
+        print(
+            f"session {k} {cond}: {len(b.base_s)} pairs in {wall:.1f} s, load {load:.1f}, ok={b.ok} {b.reason[:80]}",
+            flush=True,
+        )
         k += 1
         Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")  # partial results survive an interrupt
-    doc["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    doc["finished"] = datetime.now(UTC).isoformat(timespec="seconds")
     Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
     return doc
 
@@ -143,8 +180,9 @@ def _streams(doc: dict, cond: str) -> list[tuple[list[float], list[float], dict]
     return [(s["base_s"], s["head_s"], s) for s in doc["sessions"] if s["condition"] == cond and s["ok"]]
 
 
-def replay(doc: dict, *, noise: float, confidence: float, pairs: int, max_pairs: int, disjoint: bool = False,
-           step: int = 4) -> dict:
+def replay(
+    doc: dict, *, noise: float, confidence: float, pairs: int, max_pairs: int, disjoint: bool = False, step: int = 4
+) -> dict:
     """Outcome rates per condition for one setting, and the cost of a comparison."""
     from pytest_aina.gate import performance
     from pytest_aina.gate.measure import Batch
@@ -169,10 +207,19 @@ def replay(doc: dict, *, noise: float, confidence: float, pairs: int, max_pairs:
                     if a + pairs > len(base_s):
                         return Batch(ok=False, status="exhausted", reason="stream exhausted")
                     pos[0] += pairs
-                    return Batch(base_s=base_s[a:a + pairs], head_s=head_s[a:a + pairs])
+                    return Batch(base_s=base_s[a : a + pairs], head_s=head_s[a : a + pairs])
 
-                row = performance.measure_case(None, case, noise=noise, confidence=confidence, pairs=pairs,
-                                               max_pairs=max_pairs, deadline=math.inf, device="cpu", batch=batch)
+                row = performance.measure_case(
+                    None,
+                    case,
+                    noise=noise,
+                    confidence=confidence,
+                    pairs=pairs,
+                    max_pairs=max_pairs,
+                    deadline=math.inf,
+                    device="cpu",
+                    batch=batch,
+                )
                 if row.status == performance.FAILED and not row.base_s:
                     break
                 if row.status == performance.FAILED:  # ran out of stream before the procedure ended
@@ -187,18 +234,41 @@ def replay(doc: dict, *, noise: float, confidence: float, pairs: int, max_pairs:
                 n += 1
                 start = pos[0] if disjoint else start + step
         judged = n - counts.get("truncated", 0)
-        out[cond] = {"comparisons": n, "judged": judged,
-                     "rates": {k: v / judged for k, v in sorted(counts.items()) if k != "truncated"} if judged else {},
-                     "counts": counts, "mean_pairs": sum(used) / len(used) if used else None,
-                     "mean_batches": sum(batches) / len(batches) if batches else None}
+        out[cond] = {
+            "comparisons": n,
+            "judged": judged,
+            "rates": {k: v / judged for k, v in sorted(counts.items()) if k != "truncated"} if judged else {},
+            "counts": counts,
+            "mean_pairs": sum(used) / len(used) if used else None,
+            "mean_batches": sum(batches) / len(batches) if batches else None,
+        }
     med = lambda xs: sorted(xs)[len(xs) // 2] if xs else float("nan")  # noqa: E731
-    return {"setting": {"noise": noise, "confidence": confidence, "pairs": pairs, "max_pairs": max_pairs,
-                        "disjoint": disjoint, "step": step},
-            "per_pair_s": med(per_pair), "session_startup_s": med(startup), "conditions": out}
+    return {
+        "setting": {
+            "noise": noise,
+            "confidence": confidence,
+            "pairs": pairs,
+            "max_pairs": max_pairs,
+            "disjoint": disjoint,
+            "step": step,
+        },
+        "per_pair_s": med(per_pair),
+        "session_startup_s": med(startup),
+        "conditions": out,
+    }
 
 
-def bootstrap(doc: dict, *, noise: float, confidence: float, pairs: int, max_pairs: int, n: int = 2000,
-              seed: int = 0, one_session: bool = False) -> dict:
+def bootstrap(
+    doc: dict,
+    *,
+    noise: float,
+    confidence: float,
+    pairs: int,
+    max_pairs: int,
+    n: int = 2000,
+    seed: int = 0,
+    one_session: bool = False,
+) -> dict:
     """The same procedure over ``n`` comparisons per condition made by a block bootstrap:
     each batch is ``pairs`` consecutive measured pairs (as one sandbox session gives them)
     from a session drawn at random, as in the gate, where every batch is a session of its
@@ -214,8 +284,10 @@ def bootstrap(doc: dict, *, noise: float, confidence: float, pairs: int, max_pai
     case = performance.Case("calop", "M=64,N=1024,float32", DIMS, DTYPE, ("cpu",))
     out = {}
     for cond in CONDITIONS:
-        blocks = [[(b[i:i + pairs], h[i:i + pairs]) for i in range(0, len(b) - pairs + 1, pairs)]
-                  for b, h, _ in _streams(doc, cond)]
+        blocks = [
+            [(b[i : i + pairs], h[i : i + pairs]) for i in range(0, len(b) - pairs + 1, pairs)]
+            for b, h, _ in _streams(doc, cond)
+        ]
         blocks = [bs for bs in blocks if bs]
         counts, used, batches = {}, [], []
         for _ in range(n if blocks else 0):
@@ -225,17 +297,30 @@ def bootstrap(doc: dict, *, noise: float, confidence: float, pairs: int, max_pai
                 b, h = rng.choice(mine if one_session else rng.choice(blocks))
                 return Batch(base_s=list(b), head_s=list(h))
 
-            row = performance.measure_case(None, case, noise=noise, confidence=confidence, pairs=pairs,
-                                           max_pairs=max_pairs, deadline=math.inf, device="cpu", batch=batch)
+            row = performance.measure_case(
+                None,
+                case,
+                noise=noise,
+                confidence=confidence,
+                pairs=pairs,
+                max_pairs=max_pairs,
+                deadline=math.inf,
+                device="cpu",
+                batch=batch,
+            )
             outcome = row.comparison["outcome"]
             counts[outcome] = counts.get(outcome, 0) + 1
             used.append(len(row.base_s))
             batches.append(row.batches)
         total = sum(counts.values())
-        out[cond] = {"comparisons": total, "judged": total, "counts": counts,
-                     "rates": {k: v / total for k, v in sorted(counts.items())} if total else {},
-                     "mean_pairs": sum(used) / len(used) if used else None,
-                     "mean_batches": sum(batches) / len(batches) if batches else None}
+        out[cond] = {
+            "comparisons": total,
+            "judged": total,
+            "counts": counts,
+            "rates": {k: v / total for k, v in sorted(counts.items())} if total else {},
+            "mean_pairs": sum(used) / len(used) if used else None,
+            "mean_batches": sum(batches) / len(batches) if batches else None,
+        }
     return out
 
 
@@ -248,7 +333,7 @@ def upper95(events: int, n: int) -> float:
     lo, hi = events / n, 1.0
     for _ in range(60):  # bisection on P(X <= events | p) = 0.05
         mid = (lo + hi) / 2
-        cdf = sum(math.comb(n, k) * mid ** k * (1 - mid) ** (n - k) for k in range(events + 1))
+        cdf = sum(math.comb(n, k) * mid**k * (1 - mid) ** (n - k) for k in range(events + 1))
         lo, hi = (mid, hi) if cdf > 0.05 else (lo, mid)
     return hi
 
@@ -260,52 +345,81 @@ def cost_s(r: dict, cond: str) -> float:
     return c["mean_batches"] * r["session_startup_s"] + c["mean_pairs"] * r["per_pair_s"]
 
 
-SETTINGS = ([dict(noise=0.03, confidence=cf, pairs=24, max_pairs=192) for cf in (0.95, 0.99)]
-            + [dict(noise=0.05, confidence=cf, pairs=p, max_pairs=m) for cf in (0.95, 0.99)
-               for p, m in ((12, 60), (24, 96), (24, 192), (24, 288))]
-            + [dict(noise=0.10, confidence=cf, pairs=24, max_pairs=192) for cf in (0.95, 0.99)])
+SETTINGS = (
+    [dict(noise=0.03, confidence=cf, pairs=24, max_pairs=192) for cf in (0.95, 0.99)]
+    + [
+        dict(noise=0.05, confidence=cf, pairs=p, max_pairs=m)
+        for cf in (0.95, 0.99)
+        for p, m in ((12, 60), (24, 96), (24, 192), (24, 288))
+    ]
+    + [dict(noise=0.10, confidence=cf, pairs=24, max_pairs=192) for cf in (0.95, 0.99)]
+)
 
 
 def report(doc: dict, settings=SETTINGS, *, boot: int = 2000) -> list[dict]:
     rows = []
     sessions = [s for s in doc["sessions"] if s["ok"] and s["base_s"]]
-    print(f"{len(doc['sessions'])} sessions: " + ", ".join(
-        f"{c} {sum(len(s['base_s']) for s in sessions if s['condition'] == c)} pairs" for c in CONDITIONS)
+    print(
+        f"{len(doc['sessions'])} sessions: "
+        + ", ".join(f"{c} {sum(len(s['base_s']) for s in sessions if s['condition'] == c)} pairs" for c in CONDITIONS)
         + f"; 1-min load average {min(s['loadavg_1min'] for s in doc['sessions']):.1f}"
-        f"-{max(s['loadavg_1min'] for s in doc['sessions']):.1f}")
+        f"-{max(s['loadavg_1min'] for s in doc['sessions']):.1f}"
+    )
     for s in sessions:
         lr = sorted(math.log(h / b) for b, h in zip(s["base_s"], s["head_s"]))
         q = lambda f: lr[int(f * (len(lr) - 1))]  # noqa: E731
-        print(f"  {s['condition']:<7} {len(lr):4d} pairs  base median {sorted(s['base_s'])[len(lr) // 2] * 1e3:7.2f} ms"
-              f"  log(head/base) quartiles {q(.25):+.3f} {q(.5):+.3f} {q(.75):+.3f}  {s['wall_s']:6.1f} s"
-              f"  load {s['loadavg_1min']:.1f}")
-    head = (f"{'noise':>5} {'conf':>5} {'pairs':>5} {'max':>4} | {'A/A regr':>8} {'(95% ub)':>8} {'A/A ?':>6} | "
-            f"{'10% det':>7} {'10% ?':>6} | {'25% det':>7} {'25% ?':>6} | {'A/A pairs':>9} {'10% pairs':>9} "
-            f"{'cost s':>7} | {'n A/A':>5}")
-    for title, fn in (("replay of the measured streams (overlapping comparisons)", None),
-                      (f"block bootstrap, {boot} comparisons per condition, each batch from a random session", "boot"),
-                      (f"block bootstrap, {boot} comparisons per condition, all batches from one session",
-                       "boot-one-session")):
+        print(
+            f"  {s['condition']:<7} {len(lr):4d} pairs  base median {sorted(s['base_s'])[len(lr) // 2] * 1e3:7.2f} ms"
+            f"  log(head/base) quartiles {q(0.25):+.3f} {q(0.5):+.3f} {q(0.75):+.3f}  {s['wall_s']:6.1f} s"
+            f"  load {s['loadavg_1min']:.1f}"
+        )
+    head = (
+        f"{'noise':>5} {'conf':>5} {'pairs':>5} {'max':>4} | {'A/A regr':>8} {'(95% ub)':>8} {'A/A ?':>6} | "
+        f"{'10% det':>7} {'10% ?':>6} | {'25% det':>7} {'25% ?':>6} | {'A/A pairs':>9} {'10% pairs':>9} "
+        f"{'cost s':>7} | {'n A/A':>5}"
+    )
+    for title, fn in (
+        ("replay of the measured streams (overlapping comparisons)", None),
+        (f"block bootstrap, {boot} comparisons per condition, each batch from a random session", "boot"),
+        (f"block bootstrap, {boot} comparisons per condition, all batches from one session", "boot-one-session"),
+    ):
         print(f"\n{title}\n{head}")
         for st in settings:
-            r = replay(doc, **st) if fn is None else dict(replay(doc, **st), conditions=bootstrap(
-                doc, noise=st["noise"], confidence=st["confidence"], pairs=st["pairs"], max_pairs=st["max_pairs"],
-                n=boot, one_session=fn == "boot-one-session"))
+            r = (
+                replay(doc, **st)
+                if fn is None
+                else dict(
+                    replay(doc, **st),
+                    conditions=bootstrap(
+                        doc,
+                        noise=st["noise"],
+                        confidence=st["confidence"],
+                        pairs=st["pairs"],
+                        max_pairs=st["max_pairs"],
+                        n=boot,
+                        one_session=fn == "boot-one-session",
+                    ),
+                )
+            )
             c = r["conditions"]
             rate = lambda cond, k: c[cond]["rates"].get(k, 0.0) if c[cond]["judged"] else float("nan")  # noqa: E731
             n_aa = c["aa"]["judged"]
             ub = upper95(c["aa"]["counts"].get("regression", 0), n_aa)
-            print(f"{st['noise']:5.2f} {st['confidence']:5.2f} {st['pairs']:5d} {st['max_pairs']:4d} | "
-                  f"{rate('aa', 'regression'):8.1%} {ub:8.1%} {rate('aa', 'inconclusive'):6.1%} | "
-                  f"{rate('slow10', 'regression'):7.1%} {rate('slow10', 'inconclusive'):6.1%} | "
-                  f"{rate('slow25', 'regression'):7.1%} {rate('slow25', 'inconclusive'):6.1%} | "
-                  f"{c['aa']['mean_pairs'] or float('nan'):9.1f} {c['slow10']['mean_pairs'] or float('nan'):9.1f} "
-                  f"{cost_s(r, 'aa'):7.1f} | {n_aa:5d}")
+            print(
+                f"{st['noise']:5.2f} {st['confidence']:5.2f} {st['pairs']:5d} {st['max_pairs']:4d} | "
+                f"{rate('aa', 'regression'):8.1%} {ub:8.1%} {rate('aa', 'inconclusive'):6.1%} | "
+                f"{rate('slow10', 'regression'):7.1%} {rate('slow10', 'inconclusive'):6.1%} | "
+                f"{rate('slow25', 'regression'):7.1%} {rate('slow25', 'inconclusive'):6.1%} | "
+                f"{c['aa']['mean_pairs'] or float('nan'):9.1f} {c['slow10']['mean_pairs'] or float('nan'):9.1f} "
+                f"{cost_s(r, 'aa'):7.1f} | {n_aa:5d}"
+            )
             rows.append(dict(r, method=fn or "replay"))
     start = [x["wall_s"] for x in doc.get("startup", []) if x["ok"]]
-    print(f"\ncost s: mean seconds of one A/A comparison at this machine's measured rates: batches x session "
-          f"start-up ({', '.join(f'{x:.1f}' for x in start) or 'not measured'} s for a one-pair session) + pairs x "
-          "seconds per pair")
+    print(
+        f"\ncost s: mean seconds of one A/A comparison at this machine's measured rates: batches x session "
+        f"start-up ({', '.join(f'{x:.1f}' for x in start) or 'not measured'} s for a one-pair session) + pairs x "
+        "seconds per pair"
+    )
     return rows
 
 

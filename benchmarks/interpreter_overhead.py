@@ -69,8 +69,17 @@ def measure(rounds: int, m: int, n: int) -> list[dict]:
         raw = statistics.median(times["raw"])
         for mode, samples in times.items():
             median = statistics.median(samples)
-            rows.append({"case": name, "mode": mode, "median_s": median, "min_s": min(samples),
-                         "max_s": max(samples), "ratio_to_raw": median / raw, "rounds": rounds})
+            rows.append(
+                {
+                    "case": name,
+                    "mode": mode,
+                    "median_s": median,
+                    "min_s": min(samples),
+                    "max_s": max(samples),
+                    "ratio_to_raw": median / raw,
+                    "rounds": rounds,
+                }
+            )
     return rows
 
 
@@ -85,13 +94,20 @@ def main() -> None:
     width = max(len(r["case"]) for r in rows)
     print(f"{'case':<{width}}  {'mode':<18}  {'median':>9}  {'min':>9}  {'max':>9}  ratio")
     for r in rows:
-        print(f"{r['case']:<{width}}  {r['mode']:<18}  {r['median_s']:>8.3f}s  {r['min_s']:>8.3f}s  "
-              f"{r['max_s']:>8.3f}s  {r['ratio_to_raw']:.2f}x")
+        print(
+            f"{r['case']:<{width}}  {r['mode']:<18}  {r['median_s']:>8.3f}s  {r['min_s']:>8.3f}s  "
+            f"{r['max_s']:>8.3f}s  {r['ratio_to_raw']:.2f}x"
+        )
     if args.json:
-        document = {"device": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-                    "python": platform.python_version(), "torch": torch.__version__, "triton": triton.__version__,
-                    "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-                    "rows": rows}
+        document = {
+            "device": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "triton": triton.__version__,
+            "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "rows": rows,
+        }
         with open(args.json, "w") as f:
             json.dump(document, f, indent=2)
 

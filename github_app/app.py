@@ -16,8 +16,8 @@ from github_app.github.auth import AppAuth
 from github_app.services import Services
 from github_app.store import open_store
 from github_app.web import errors, health, telemetry, webhooks
-from github_app.web.store_gate import StoreGate
 from github_app.web.metrics import app_metrics
+from github_app.web.store_gate import StoreGate
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         settings["DATABASE"] = os.path.join(app.instance_path, "aina.sqlite3")
     app.config.update(settings)
     # Flask's own body limit backs up the per-route limits the views set.
-    app.config["MAX_CONTENT_LENGTH"] = max(settings["WEBHOOK_MAX_BYTES"],
-                                           settings["TELEMETRY_MAX_BYTES"]) + 1
+    app.config["MAX_CONTENT_LENGTH"] = max(settings["WEBHOOK_MAX_BYTES"], settings["TELEMETRY_MAX_BYTES"]) + 1
 
     # 2. State, GitHub access and metrics, shared by views and workers.
     services = Services(
@@ -71,4 +70,3 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     errors.init_app(app)
 
     return app
-

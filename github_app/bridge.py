@@ -53,8 +53,12 @@ def run_reasoner(windows: list[dict[str, Any]], checkout: Path) -> tuple[list[Hy
     its inputs."""
     specs, notes = load_specs(checkout / "specs")
     tables, table_notes = load_tables(checkout / "kernels" / "variants")
-    report = reason([Window.from_dict(w, ref=f"app-store#{i}") for i, w in enumerate(windows)],
-                    specs, tables=tables, devices=load_table(None))
+    report = reason(
+        [Window.from_dict(w, ref=f"app-store#{i}") for i, w in enumerate(windows)],
+        specs,
+        tables=tables,
+        devices=load_table(None),
+    )
     return report.hypotheses, notes + table_notes + report.notes
 
 
@@ -70,8 +74,9 @@ def stored_hypotheses(rows: list[dict[str, Any]]) -> list[Hypothesis]:
     return out
 
 
-def worth_running(hypotheses: list[Hypothesis], policy: Policy, *, open_ids: set[str], rejected_ids: set[str],
-                  queued_ids: set[str]) -> list[Hypothesis]:
+def worth_running(
+    hypotheses: list[Hypothesis], policy: Policy, *, open_ids: set[str], rejected_ids: set[str], queued_ids: set[str]
+) -> list[Hypothesis]:
     """The hypotheses to start evolution runs for, best first.
 
     At most one open PR (or queued run) per hypothesis; none for a hypothesis a human
@@ -101,8 +106,9 @@ def worth_running(hypotheses: list[Hypothesis], policy: Policy, *, open_ids: set
 # The evolution loop
 
 
-def evolve(checkout_dir: Path, hypothesis: Hypothesis, settings: EvolutionSettings, *, base: str,
-           windows: list[dict[str, Any]]) -> Change:
+def evolve(
+    checkout_dir: Path, hypothesis: Hypothesis, settings: EvolutionSettings, *, base: str, windows: list[dict[str, Any]]
+) -> Change:
     """Run the evolution loop for ``hypothesis`` on the repository in ``checkout_dir``
     (unpacked at commit ``base``, which the change's provenance names).
 
@@ -192,5 +198,16 @@ def drop_job_checkout(work_dir: str, job_id: int) -> None:
     shutil.rmtree(work_root(work_dir) / "jobs" / str(job_id), ignore_errors=True)
 
 
-__all__ = ["NoChange", "TELEMETRY_SNAPSHOT", "cached_checkout", "checkout", "drop_job_checkout", "evolve",
-           "job_checkout", "run_reasoner", "stored_hypotheses", "unpack_tarball", "worth_running"]
+__all__ = [
+    "NoChange",
+    "TELEMETRY_SNAPSHOT",
+    "cached_checkout",
+    "checkout",
+    "drop_job_checkout",
+    "evolve",
+    "job_checkout",
+    "run_reasoner",
+    "stored_hypotheses",
+    "unpack_tarball",
+    "worth_running",
+]

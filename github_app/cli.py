@@ -32,26 +32,31 @@ def _count(text: str) -> int:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "serve", help="run the GitHub App (webhooks, telemetry, job workers)",
+        "serve",
+        help="run the GitHub App (webhooks, telemetry, job workers)",
         description="Run the pytest-aina GitHub App. Configuration comes from AINA_* "
-                    "environment variables (AINA_APP_ID, AINA_PRIVATE_KEY, "
-                    "AINA_WEBHOOK_SECRET, AINA_GITHUB_API_URL, AINA_DATABASE, ...); "
-                    "see docs/github-app.md.")
-    p.add_argument("--host", default="127.0.0.1", metavar="ADDR",
-                   help="address to listen on (default: 127.0.0.1)")
-    p.add_argument("--port", type=_port, default=8000, metavar="PORT",
-                   help="port to listen on (default: 8000)")
+        "environment variables (AINA_APP_ID, AINA_PRIVATE_KEY, "
+        "AINA_WEBHOOK_SECRET, AINA_GITHUB_API_URL, AINA_DATABASE, ...); "
+        "see docs/github-app.md.",
+    )
+    p.add_argument("--host", default="127.0.0.1", metavar="ADDR", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=_port, default=8000, metavar="PORT", help="port to listen on (default: 8000)")
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--worker-only", action="store_true",
-                      help="run job workers only, no HTTP (next to gunicorn)")
-    mode.add_argument("--no-worker", action="store_true",
-                      help="serve HTTP only; workers run elsewhere")
-    mode.add_argument("--print-telemetry-secret", type=int, metavar="INSTALLATION_ID",
-                      help="print the telemetry secret of one installation and exit")
-    p.add_argument("--threads", type=_count, metavar="N",
-                   help="job worker threads (default: AINA_WORKER_THREADS, 1)")
-    p.add_argument("--evolution-threads", type=_count, metavar="N",
-                   help="evolution worker threads (default: AINA_EVOLUTION_THREADS, 1)")
+    mode.add_argument("--worker-only", action="store_true", help="run job workers only, no HTTP (next to gunicorn)")
+    mode.add_argument("--no-worker", action="store_true", help="serve HTTP only; workers run elsewhere")
+    mode.add_argument(
+        "--print-telemetry-secret",
+        type=int,
+        metavar="INSTALLATION_ID",
+        help="print the telemetry secret of one installation and exit",
+    )
+    p.add_argument("--threads", type=_count, metavar="N", help="job worker threads (default: AINA_WORKER_THREADS, 1)")
+    p.add_argument(
+        "--evolution-threads",
+        type=_count,
+        metavar="N",
+        help="evolution worker threads (default: AINA_EVOLUTION_THREADS, 1)",
+    )
     p.set_defaults(run=run)
 
 

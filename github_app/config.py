@@ -78,20 +78,34 @@ DEFAULTS: dict[str, Any] = {
     "EVOLUTION": {},
 }
 
-TEXT_KEYS = ("PRIVATE_KEY", "WEBHOOK_SECRET", "TELEMETRY_KEY", "GITHUB_API_URL", "DATABASE",
-             "WORK_DIR")
+TEXT_KEYS = ("PRIVATE_KEY", "WEBHOOK_SECRET", "TELEMETRY_KEY", "GITHUB_API_URL", "DATABASE", "WORK_DIR")
 _INTS = (
-    "WEBHOOK_MAX_BYTES", "TELEMETRY_MAX_BYTES", "TELEMETRY_MAX_WINDOWS",
-    "TELEMETRY_RETENTION_DAYS", "WORKER_THREADS", "EVOLUTION_THREADS", "JOB_MAX_ATTEMPTS",
+    "WEBHOOK_MAX_BYTES",
+    "TELEMETRY_MAX_BYTES",
+    "TELEMETRY_MAX_WINDOWS",
+    "TELEMETRY_RETENTION_DAYS",
+    "WORKER_THREADS",
+    "EVOLUTION_THREADS",
+    "JOB_MAX_ATTEMPTS",
     "HTTP_RETRIES",
 )
 _FLOATS = (
-    "JOB_LEASE_SECONDS", "RETRY_BASE_SECONDS", "RETRY_MAX_SECONDS", "WORKER_POLL_SECONDS",
-    "HTTP_MAX_WAIT_SECONDS", "HTTP_BACKOFF_SECONDS", "HTTP_TIMEOUT_SECONDS",
-    "TOKEN_RENEW_MARGIN_SECONDS", "REASON_INTERVAL_SECONDS", "REASON_DEBOUNCE_SECONDS",
+    "JOB_LEASE_SECONDS",
+    "RETRY_BASE_SECONDS",
+    "RETRY_MAX_SECONDS",
+    "WORKER_POLL_SECONDS",
+    "HTTP_MAX_WAIT_SECONDS",
+    "HTTP_BACKOFF_SECONDS",
+    "HTTP_TIMEOUT_SECONDS",
+    "TOKEN_RENEW_MARGIN_SECONDS",
+    "REASON_INTERVAL_SECONDS",
+    "REASON_DEBOUNCE_SECONDS",
     "REDELIVERY_INTERVAL_SECONDS",
-    "REDELIVERY_LOOKBACK_SECONDS", "BODY_TIMEOUT_SECONDS", "READY_TIMEOUT_SECONDS",
-    "WORKER_HEARTBEAT_SECONDS", "STORE_STUCK_SECONDS",
+    "REDELIVERY_LOOKBACK_SECONDS",
+    "BODY_TIMEOUT_SECONDS",
+    "READY_TIMEOUT_SECONDS",
+    "WORKER_HEARTBEAT_SECONDS",
+    "STORE_STUCK_SECONDS",
 )
 
 
@@ -112,8 +126,7 @@ def check(config: dict[str, Any]) -> None:
     try:
         config["APP_ID"] = int(config["APP_ID"])
     except (TypeError, ValueError):
-        raise ConfigError(f"{where('APP_ID')} must be the App's numeric id, "
-                          f"got {config['APP_ID']!r}") from None
+        raise ConfigError(f"{where('APP_ID')} must be the App's numeric id, got {config['APP_ID']!r}") from None
     if config["APP_ID"] <= 0:
         raise ConfigError(f"{where('APP_ID')} must be positive, got {config['APP_ID']}")
     config["PRIVATE_KEY"] = read_private_key(config["PRIVATE_KEY"])
@@ -152,8 +165,9 @@ def read_private_key(value: Any) -> str:
     try:
         text = path.read_text(encoding="ascii")
     except OSError as exc:
-        raise ConfigError(f"{where('PRIVATE_KEY')} is neither PEM text nor a readable "
-                          f"file: {path}: {exc.strerror}") from None
+        raise ConfigError(
+            f"{where('PRIVATE_KEY')} is neither PEM text nor a readable file: {path}: {exc.strerror}"
+        ) from None
     if "-----BEGIN" not in text:
         raise ConfigError(f"{where('PRIVATE_KEY')}: {path} holds no PEM key")
     return text
@@ -173,28 +187,29 @@ def check_signing_key(pem: str) -> None:
 
     advice = "use the private key GitHub generated for the App (its .pem file)"
     if "PUBLIC KEY-----" in pem or "CERTIFICATE-----" in pem:
-        raise ConfigError(f"{where('PRIVATE_KEY')} is a public key or a certificate, which "
-                          f"cannot sign; {advice}")
+        raise ConfigError(f"{where('PRIVATE_KEY')} is a public key or a certificate, which cannot sign; {advice}")
     try:
         key = serialization.load_pem_private_key(pem.encode("ascii", "replace"), password=None)
     except TypeError:
-        raise ConfigError(f"{where('PRIVATE_KEY')} is encrypted with a password; {advice}, "
-                          "unencrypted") from None
+        raise ConfigError(f"{where('PRIVATE_KEY')} is encrypted with a password; {advice}, unencrypted") from None
     except Exception as exc:  # ValueError, UnsupportedAlgorithm: no key we can read
-        raise ConfigError(f"{where('PRIVATE_KEY')} is not a PEM private key that can be read "
-                          f"({type(exc).__name__}); {advice}") from None
+        raise ConfigError(
+            f"{where('PRIVATE_KEY')} is not a PEM private key that can be read ({type(exc).__name__}); {advice}"
+        ) from None
     if not isinstance(key, rsa.RSAPrivateKey):
         kind = type(key).__name__.removeprefix("_").replace("PrivateKey", "")
-        raise ConfigError(f"{where('PRIVATE_KEY')} is not an RSA key ({kind}); GitHub's JWTs "
-                          f"are signed RS256, with an RSA key; {advice}")
+        raise ConfigError(
+            f"{where('PRIVATE_KEY')} is not an RSA key ({kind}); GitHub's JWTs "
+            f"are signed RS256, with an RSA key; {advice}"
+        )
     if key.key_size < 2048:
-        raise ConfigError(f"{where('PRIVATE_KEY')} is an RSA key of {key.key_size} bits; "
-                          f"GitHub's are 2048 bits or more; {advice}")
+        raise ConfigError(
+            f"{where('PRIVATE_KEY')} is an RSA key of {key.key_size} bits; GitHub's are 2048 bits or more; {advice}"
+        )
     try:
         jwt.encode({"iss": "check"}, pem, algorithm="RS256")
     except Exception as exc:
-        raise ConfigError(f"{where('PRIVATE_KEY')} cannot sign RS256 ({type(exc).__name__}); "
-                          f"{advice}") from None
+        raise ConfigError(f"{where('PRIVATE_KEY')} cannot sign RS256 ({type(exc).__name__}); {advice}") from None
 
 
 def warn_short_secrets(config: Mapping[str, Any]) -> None:
@@ -207,10 +222,14 @@ def warn_short_secrets(config: Mapping[str, Any]) -> None:
                 "%s is only %d characters: whoever sees one signed request (a proxy's log, "
                 "a redelivery) can find a secret this short by trying every one offline, "
                 "then sign forged %s. Use at least %d random characters, e.g. `python -c "
-                "'import secrets; print(secrets.token_hex(32))'`.", where(key), len(value),
+                "'import secrets; print(secrets.token_hex(32))'`.",
+                where(key),
+                len(value),
                 "webhooks and, unless TELEMETRY_KEY is set, every installation's telemetry"
-                if key == "WEBHOOK_SECRET" else "telemetry for every installation",
-                MIN_SECRET_LENGTH)
+                if key == "WEBHOOK_SECRET"
+                else "telemetry for every installation",
+                MIN_SECRET_LENGTH,
+            )
 
 
 def merged(env_config: Mapping[str, Any], overrides: Mapping[str, Any] | None) -> dict[str, Any]:

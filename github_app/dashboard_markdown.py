@@ -16,8 +16,7 @@ TITLE = "aina dashboard"
 LABEL = "aina-dashboard"
 MARKER = "<!-- aina:dashboard -->"
 _BOX = "<!-- aina-run:{} -->"
-_TICKED = re.compile(r"^\s*[-*] \[[xX]\] <!-- aina-run:([A-Za-z0-9_.:/@+=-]{1,200}) -->",
-                     re.MULTILINE)
+_TICKED = re.compile(r"^\s*[-*] \[[xX]\] <!-- aina-run:([A-Za-z0-9_.:/@+=-]{1,200}) -->", re.MULTILINE)
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_.:/@+=-]{1,200}$")
 
 
@@ -69,22 +68,36 @@ def ticked(body: str | None) -> list[str]:
     return seen
 
 
-def render(*, repository: dict[str, Any], hypotheses: list[dict[str, Any]],
-           open_pulls: list[dict[str, Any]], recent_pulls: list[dict[str, Any]],
-           runs: list[dict[str, Any]], waiting: list[str], queued: set[str],
-           telemetry: dict[str, Any], telemetry_url: str | None = None) -> str:
+def render(
+    *,
+    repository: dict[str, Any],
+    hypotheses: list[dict[str, Any]],
+    open_pulls: list[dict[str, Any]],
+    recent_pulls: list[dict[str, Any]],
+    runs: list[dict[str, Any]],
+    waiting: list[str],
+    queued: set[str],
+    telemetry: dict[str, Any],
+    telemetry_url: str | None = None,
+) -> str:
     """The dashboard's markdown. Deterministic for the same inputs (no clock in it), so
     an unchanged dashboard is not edited again."""
     open_by_hyp = {p["hypothesis_id"]: p for p in open_pulls}
-    lines = [MARKER, "",
-             "This issue is kept up to date by the aina App. Tick a box to ask for an "
-             "evolution run; the App clears it when the run is queued.", ""]
+    lines = [
+        MARKER,
+        "",
+        "This issue is kept up to date by the aina App. Tick a box to ask for an "
+        "evolution run; the App clears it when the run is queued.",
+        "",
+    ]
     baseline = repository.get("baseline_sha")
-    lines.append(f"**Baseline:** `{repository.get('default_branch') or '?'}` at "
-                 f"{baseline[:12] if baseline else 'unknown'} · **Telemetry:** "
-                 f"{telemetry.get('windows') or 0} windows from "
-                 f"{telemetry.get('services') or 0} service(s), last received "
-                 f"{_when(telemetry.get('last_received'))}")
+    lines.append(
+        f"**Baseline:** `{repository.get('default_branch') or '?'}` at "
+        f"{baseline[:12] if baseline else 'unknown'} · **Telemetry:** "
+        f"{telemetry.get('windows') or 0} windows from "
+        f"{telemetry.get('services') or 0} service(s), last received "
+        f"{_when(telemetry.get('last_received'))}"
+    )
     if telemetry_url:
         lines.append(f"\nProduction sends telemetry to `{telemetry_url}`.")
 
@@ -98,9 +111,11 @@ def render(*, repository: dict[str, Any], hypotheses: list[dict[str, Any]],
             status = f" — PR #{open_by_hyp[hid]['number']} open"
         elif hid in queued:
             status = " — run queued"
-        text = (f"**#{rank}** {_cell(str(h.get('kind', '?')))} on "
-                f"`{_cell(str(h.get('kernel', '?')))}` (`{_cell(hid)}`): {sentence(h)} — "
-                f"expected gain {format_gain(gain_of(h))}{status}")
+        text = (
+            f"**#{rank}** {_cell(str(h.get('kind', '?')))} on "
+            f"`{_cell(str(h.get('kernel', '?')))}` (`{_cell(hid)}`): {sentence(h)} — "
+            f"expected gain {format_gain(gain_of(h))}{status}"
+        )
         if _SAFE_ID.match(hid) and hid not in open_by_hyp and hid not in queued:
             lines.append(f"- [ ] {_BOX.format(hid)} {text}")
         else:
@@ -109,17 +124,22 @@ def render(*, repository: dict[str, Any], hypotheses: list[dict[str, Any]],
     lines += ["", "## Open bot PRs", ""]
     if open_pulls:
         lines += ["| PR | hypothesis | kernel | head |", "| --- | --- | --- | --- |"]
-        lines += [f"| #{p['number']} | `{_cell(p['hypothesis_id'])}` | {_cell(p.get('kernel') or '')}"
-                  f" | {(p.get('head_sha') or '')[:12]} |" for p in open_pulls]
+        lines += [
+            f"| #{p['number']} | `{_cell(p['hypothesis_id'])}` | {_cell(p.get('kernel') or '')}"
+            f" | {(p.get('head_sha') or '')[:12]} |"
+            for p in open_pulls
+        ]
     else:
         lines.append("None.")
 
     lines += ["", "## Recent bot PRs", ""]
     if recent_pulls:
         lines += ["| PR | hypothesis | outcome | by | closed |", "| --- | --- | --- | --- | --- |"]
-        lines += [f"| #{p['number']} | `{_cell(p['hypothesis_id'])}` | {p.get('outcome') or ''}"
-                  f" | {_cell(p.get('closed_by') or '')} | {_when(p.get('closed_at'))} |"
-                  for p in recent_pulls]
+        lines += [
+            f"| #{p['number']} | `{_cell(p['hypothesis_id'])}` | {p.get('outcome') or ''}"
+            f" | {_cell(p.get('closed_by') or '')} | {_when(p.get('closed_at'))} |"
+            for p in recent_pulls
+        ]
     else:
         lines.append("None.")
 
@@ -127,8 +147,7 @@ def render(*, repository: dict[str, Any], hypotheses: list[dict[str, Any]],
     needs = list(waiting)
     needs += [f"PR #{p['number']} awaits review." for p in open_pulls]
     failed_runs = [r for r in runs if r.get("outcome") == "failed"][:10]
-    needs += [f"Run for `{_cell(r['hypothesis_id'])}` failed: {_cell(r.get('detail') or '')}"
-              for r in failed_runs]
+    needs += [f"Run for `{_cell(r['hypothesis_id'])}` failed: {_cell(r.get('detail') or '')}" for r in failed_runs]
     if repository.get("policy_error"):
         needs.insert(0, f"The policy file is wrong: {_cell(repository['policy_error'])}")
     lines += [f"- {n}" for n in needs] or ["Nothing."]

@@ -80,8 +80,7 @@ def parse_policy(text: str | None, *, source: str = POLICY_PATH) -> Policy:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f":{mark.line + 1}" if mark is not None else ""
-        raise PolicyError(f"{source}{at}: not valid YAML: {getattr(exc, 'problem', exc)}") \
-            from None
+        raise PolicyError(f"{source}{at}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
     if data is None:
         return Policy(source=source)
     if not isinstance(data, dict):
@@ -105,8 +104,7 @@ def parse_policy(text: str | None, *, source: str = POLICY_PATH) -> Policy:
     if "min_expected_gain" in data:
         v = data["min_expected_gain"]
         if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-            raise PolicyError(f"{source}: min_expected_gain must be a number >= 0 "
-                              f"(GPU-seconds per day), got {v!r}")
+            raise PolicyError(f"{source}: min_expected_gain must be a number >= 0 (GPU-seconds per day), got {v!r}")
         values["min_expected_gain"] = float(v)
     if "automatic" in data:
         v = data["automatic"]

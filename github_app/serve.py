@@ -34,8 +34,7 @@ class _Held(logging.Handler):
 def run(args: argparse.Namespace) -> int:
     """``aina serve`` with parsed ``args`` (see :func:`github_app.cli.register`); the exit
     status."""
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config_log, held = logging.getLogger(app_config.__name__), _Held()
     config_log.addHandler(held)
     config_log.propagate = False
@@ -65,10 +64,8 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_worker:
         services.store.enqueue(startup_jobs())
         threads = services.config["WORKER_THREADS"] if args.threads is None else args.threads
-        evolvers = (services.config["EVOLUTION_THREADS"] if args.evolution_threads is None
-                    else args.evolution_threads)
-        workers = start_workers(services, threads=threads, evolution_threads=evolvers,
-                                stop=stop)
+        evolvers = services.config["EVOLUTION_THREADS"] if args.evolution_threads is None else args.evolution_threads
+        workers = start_workers(services, threads=threads, evolution_threads=evolvers, stop=stop)
     try:
         if args.worker_only:
             print(f"aina serve: {threads + evolvers} worker thread(s); Ctrl-C stops", flush=True)
@@ -77,11 +74,13 @@ def run(args: argparse.Namespace) -> int:
                 pass
         else:
             server = make_server(args.host, args.port, app, threaded=True)
-            print(f"aina serve: listening on http://{args.host}:{server.server_port} "
-                  f"with {threads + evolvers} worker thread(s)", flush=True)
+            print(
+                f"aina serve: listening on http://{args.host}:{server.server_port} "
+                f"with {threads + evolvers} worker thread(s)",
+                flush=True,
+            )
             release_warnings()
-            threading.Thread(target=lambda: (stop.wait(), server.shutdown()),
-                             daemon=True).start()
+            threading.Thread(target=lambda: (stop.wait(), server.shutdown()), daemon=True).start()
             server.serve_forever()
     except KeyboardInterrupt:
         pass

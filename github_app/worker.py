@@ -56,8 +56,7 @@ def _is_permanent_http(exc: BaseException) -> bool:
     from github3.exceptions import ResponseError
 
     code = getattr(exc, "code", None)
-    return isinstance(exc, ResponseError) and isinstance(code, int) and 400 <= code < 500 \
-        and code not in (401, 409)
+    return isinstance(exc, ResponseError) and isinstance(code, int) and 400 <= code < 500 and code not in (401, 409)
 
 
 class Worker:
@@ -77,8 +76,7 @@ class Worker:
         if job is None:
             return None
         beat = threading.Event()
-        heart = threading.Thread(target=self._heartbeat, args=(job, beat), daemon=True,
-                                 name=f"heartbeat-{job.id}")
+        heart = threading.Thread(target=self._heartbeat, args=(job, beat), daemon=True, name=f"heartbeat-{job.id}")
         heart.start()
         try:
             self._run(job)
@@ -127,8 +125,7 @@ class Worker:
             return
         if store.complete(job.id, self.name, result, ctx.follow_up + ctx.always):
             metrics.inc("aina_job_runs_total", kind=job.kind, result="done")
-            log.info("job %s %s done in %.2fs: %s", job.id, job.kind,
-                     time.monotonic() - started, result)
+            log.info("job %s %s done in %.2fs: %s", job.id, job.kind, time.monotonic() - started, result)
         else:
             metrics.inc("aina_job_runs_total", kind=job.kind, result="lost_lease")
 
@@ -145,15 +142,20 @@ class Worker:
         if job.attempts >= job.max_attempts:
             store.fail(job.id, self.name, f"{error} (after {job.attempts} attempts)", always)
             metrics.inc("aina_job_runs_total", kind=job.kind, result="failed")
-            log.error("job %s %s gave up after %d attempts: %s\n%s", job.id, job.kind,
-                      job.attempts, error, traceback.format_exc())
+            log.error(
+                "job %s %s gave up after %d attempts: %s\n%s",
+                job.id,
+                job.kind,
+                job.attempts,
+                error,
+                traceback.format_exc(),
+            )
             return
         base, cap = self.config["RETRY_BASE_SECONDS"], self.config["RETRY_MAX_SECONDS"]
         delay = min(cap, base * 2 ** (job.attempts - 1)) * random.uniform(0.5, 1.0)
         store.retry(job.id, self.name, time.time() + delay, error)
         metrics.inc("aina_job_runs_total", kind=job.kind, result="retry")
-        log.warning("job %s %s attempt %d failed (%s); retry in %.1fs", job.id, job.kind,
-                    job.attempts, error, delay)
+        log.warning("job %s %s attempt %d failed (%s); retry in %.1fs", job.id, job.kind, job.attempts, error, delay)
 
     # -- the loop -----------------------------------------------------------------------------
     def schedule(self) -> None:
@@ -199,8 +201,7 @@ def process_heartbeat(services, name: str, stop: threading.Event) -> None:
     interval = services.config["WORKER_HEARTBEAT_SECONDS"]
     while True:
         # This process fetches the installation tokens: its count joins /metrics' sum.
-        services.metrics.catch_up("aina_installation_tokens_issued_total",
-                                  services.auth.tokens_issued)
+        services.metrics.catch_up("aina_installation_tokens_issued_total", services.auth.tokens_issued)
         try:
             services.store.set_meta(HEARTBEAT_KEY, json.dumps({"at": time.time(), "worker": name}))
         except Exception as exc:  # the store is locked or full: /readyz will say so
@@ -209,22 +210,23 @@ def process_heartbeat(services, name: str, stop: threading.Event) -> None:
             return
 
 
-def start_workers(services, *, threads: int, evolution_threads: int,
-                  stop: threading.Event) -> list[threading.Thread]:
+def start_workers(services, *, threads: int, evolution_threads: int, stop: threading.Event) -> list[threading.Thread]:
     out = []
     if threads or evolution_threads:
-        out.append(threading.Thread(
-            target=process_heartbeat, args=(services, f"{socket.gethostname()}:{os.getpid()}", stop),
-            name="aina-worker-heartbeat", daemon=True))
+        out.append(
+            threading.Thread(
+                target=process_heartbeat,
+                args=(services, f"{socket.gethostname()}:{os.getpid()}", stop),
+                name="aina-worker-heartbeat",
+                daemon=True,
+            )
+        )
     for i in range(threads):
         w = Worker(services, ("default",), name=f"{socket.gethostname()}:{os.getpid()}:w{i}")
-        out.append(threading.Thread(target=w.run, args=(stop,), name=f"aina-worker-{i}",
-                                    daemon=True))
+        out.append(threading.Thread(target=w.run, args=(stop,), name=f"aina-worker-{i}", daemon=True))
     for i in range(evolution_threads):
-        w = Worker(services, (EVOLUTION_QUEUE,),
-                   name=f"{socket.gethostname()}:{os.getpid()}:e{i}")
-        out.append(threading.Thread(target=w.run, args=(stop,), name=f"aina-evolver-{i}",
-                                    daemon=True))
+        w = Worker(services, (EVOLUTION_QUEUE,), name=f"{socket.gethostname()}:{os.getpid()}:e{i}")
+        out.append(threading.Thread(target=w.run, args=(stop,), name=f"aina-evolver-{i}", daemon=True))
     for t in out:
         t.start()
     return out

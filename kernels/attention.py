@@ -44,9 +44,24 @@ MAX_HEAD_DIM = 128
 
 
 @triton.jit
-def _attend_block(acc, l_i, m_i, q, k_ptrs, v_ptrs, start_n, rows, cols0, d_ok, S, qk_scale,
-                  MASK: tl.constexpr, CAUSAL: tl.constexpr, EVEN_D: tl.constexpr,
-                  INPUT_PRECISION: tl.constexpr):
+def _attend_block(
+    acc,
+    l_i,
+    m_i,
+    q,
+    k_ptrs,
+    v_ptrs,
+    start_n,
+    rows,
+    cols0,
+    d_ok,
+    S,
+    qk_scale,
+    MASK: tl.constexpr,
+    CAUSAL: tl.constexpr,
+    EVEN_D: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr,
+):
     """One K/V block of the online softmax. ``k_ptrs`` points at the block's K^T [D, BLOCK_N],
     ``v_ptrs`` at its V [BLOCK_N, D]. ``MASK``: the block crosses the diagonal or the end of
     the sequence, so keys past S (and, causal, past each row's own position) are masked."""
@@ -82,14 +97,36 @@ def _attend_block(acc, l_i, m_i, q, k_ptrs, v_ptrs, start_n, rows, cols0, d_ok, 
 
 @triton.jit
 def _attention_forward_kernel(
-    q_ptr, k_ptr, v_ptr, o_ptr,
-    stride_qb, stride_qh, stride_qs, stride_qd,
-    stride_kb, stride_kh, stride_ks, stride_kd,
-    stride_vb, stride_vh, stride_vs, stride_vd,
-    stride_ob, stride_oh, stride_os, stride_od,
-    H, S, D, qk_scale,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
-    CAUSAL: tl.constexpr, EVEN_D: tl.constexpr, INPUT_PRECISION: tl.constexpr,
+    q_ptr,
+    k_ptr,
+    v_ptr,
+    o_ptr,
+    stride_qb,
+    stride_qh,
+    stride_qs,
+    stride_qd,
+    stride_kb,
+    stride_kh,
+    stride_ks,
+    stride_kd,
+    stride_vb,
+    stride_vh,
+    stride_vs,
+    stride_vd,
+    stride_ob,
+    stride_oh,
+    stride_os,
+    stride_od,
+    H,
+    S,
+    D,
+    qk_scale,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    CAUSAL: tl.constexpr,
+    EVEN_D: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr,
 ):
     start_m = tl.program_id(0)
     bh = tl.program_id(1).to(tl.int64)
@@ -122,13 +159,45 @@ def _attention_forward_kernel(
     # The K/V pointers advance by one block per step (64-bit pointer adds: no int32 offset
     # grows with the sequence); the second loop starts where the first stopped, at `full`.
     for start_n in tl.range(0, full, BLOCK_N):
-        acc, l_i, m_i = _attend_block(acc, l_i, m_i, q, k_ptrs, v_ptrs, start_n, rows, cols0, d_ok, S, qk_scale,
-                                      False, CAUSAL, EVEN_D, INPUT_PRECISION)
+        acc, l_i, m_i = _attend_block(
+            acc,
+            l_i,
+            m_i,
+            q,
+            k_ptrs,
+            v_ptrs,
+            start_n,
+            rows,
+            cols0,
+            d_ok,
+            S,
+            qk_scale,
+            False,
+            CAUSAL,
+            EVEN_D,
+            INPUT_PRECISION,
+        )
         k_ptrs += BLOCK_N * stride_ks
         v_ptrs += BLOCK_N * stride_vs
     for start_n in tl.range(full, end, BLOCK_N):
-        acc, l_i, m_i = _attend_block(acc, l_i, m_i, q, k_ptrs, v_ptrs, start_n, rows, cols0, d_ok, S, qk_scale,
-                                      True, CAUSAL, EVEN_D, INPUT_PRECISION)
+        acc, l_i, m_i = _attend_block(
+            acc,
+            l_i,
+            m_i,
+            q,
+            k_ptrs,
+            v_ptrs,
+            start_n,
+            rows,
+            cols0,
+            d_ok,
+            S,
+            qk_scale,
+            True,
+            CAUSAL,
+            EVEN_D,
+            INPUT_PRECISION,
+        )
         k_ptrs += BLOCK_N * stride_ks
         v_ptrs += BLOCK_N * stride_vs
 
@@ -148,8 +217,9 @@ TUNABLES = {
 }
 
 
-def attention_generic(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False,
-                      scale: float | None = None, **config) -> torch.Tensor:
+def attention_generic(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False, scale: float | None = None, **config
+) -> torch.Tensor:
     """softmax(q k^T * scale) v over the sequence, per batch and head, with the given
     meta-parameters.
 
@@ -171,34 +241,50 @@ def attention_generic(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal:
     scale = 1.0 / math.sqrt(D) if scale is None else float(scale)
     grid = (triton.cdiv(S, cfg["BLOCK_M"]), B * H)
     _attention_forward_kernel[grid](
-        q, k, v, o,
-        *q.stride(), *k.stride(), *v.stride(), *o.stride(),
-        H, S, D, scale * math.log2(math.e),
-        BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], BLOCK_D=block_d,
-        CAUSAL=bool(causal), EVEN_D=block_d == D,
+        q,
+        k,
+        v,
+        o,
+        *q.stride(),
+        *k.stride(),
+        *v.stride(),
+        *o.stride(),
+        H,
+        S,
+        D,
+        scale * math.log2(math.e),
+        BLOCK_M=cfg["BLOCK_M"],
+        BLOCK_N=cfg["BLOCK_N"],
+        BLOCK_D=block_d,
+        CAUSAL=bool(causal),
+        EVEN_D=block_d == D,
         INPUT_PRECISION="ieee" if q.dtype == torch.float32 else "tf32",
-        num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
+        num_warps=cfg["num_warps"],
+        num_stages=cfg["num_stages"],
         # the rescale-and-accumulate steps are multiply-adds; Triton's default contracts them
         enable_fp_fusion=True,
     )
     return o
 
 
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False,
-              scale: float | None = None) -> torch.Tensor:
+def attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False, scale: float | None = None
+) -> torch.Tensor:
     """Attention forward (the public entry point: the variant that ``kernels/variants/attention.yaml``
     chooses for the call; ``attention_generic`` by default)."""
     return _dispatch(q, k, v, causal, scale)
 
 
-def attention_config(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False,
-                     scale: float | None = None) -> dict:
+def attention_config(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False, scale: float | None = None
+) -> dict:
     """The meta-parameters ``attention_generic`` chooses for these arguments when given none."""
     return _heuristic(q.shape[2], q.shape[3], q.dtype, _interpreted())
 
 
-def attention_reference(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False,
-                        scale: float | None = None) -> torch.Tensor:
+def attention_reference(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False, scale: float | None = None
+) -> torch.Tensor:
     """The textbook formula in float32 (the S x S scores materialised), returned in q's dtype."""
     qf, kf, vf = q.float(), k.float(), v.float()
     D, S = q.shape[-1], q.shape[-2]
@@ -215,8 +301,9 @@ def attention_dims(q: torch.Tensor, *args, **kwargs) -> dict:
     return {"B": B, "H": H, "S": S, "D": D}
 
 
-def attention_flops(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False,
-                    scale: float | None = None) -> int:
+def attention_flops(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False, scale: float | None = None
+) -> int:
     """Matmul flops of a call, 4 * B * H * S^2 * D (Q K^T and P V, 2 * S^2 * D each), halved
     for causal: the convention FlashAttention's benchmarks use for % of the tensor-core peak
     (the softmax's exps are not counted)."""
@@ -238,8 +325,9 @@ def _check(q, k, v) -> None:
         rowwise.check_tensor("attention", name, t)
     tiled.check_same("attention", ("q", "k", "v"), (q, k, v))
     if q.dim() != 4 or k.shape != q.shape or v.shape != q.shape:
-        raise ValueError(f"attention: q, k and v must all be [B, H, S, D], got {list(q.shape)}, "
-                         f"{list(k.shape)} and {list(v.shape)}")
+        raise ValueError(
+            f"attention: q, k and v must all be [B, H, S, D], got {list(q.shape)}, {list(k.shape)} and {list(v.shape)}"
+        )
     if not 1 <= q.shape[3] <= MAX_HEAD_DIM:
         raise ValueError(f"attention: head dim D must be in [1, {MAX_HEAD_DIM}], got {q.shape[3]}")
     rowwise.check_device("attention", q, _attention_forward_kernel)
@@ -267,8 +355,12 @@ def _heuristic(S: int, D: int, dtype: torch.dtype, interpreted: bool) -> dict:
     if interpreted:
         return {"BLOCK_M": min(64, fit), "BLOCK_N": min(64, fit), "num_warps": 4, "num_stages": 1}
     if dtype == torch.float32:
-        return {"BLOCK_M": min(32 if D > 64 else 64, fit), "BLOCK_N": min(16 if D > 64 else 32, fit),
-                "num_warps": 8, "num_stages": 2}
+        return {
+            "BLOCK_M": min(32 if D > 64 else 64, fit),
+            "BLOCK_N": min(16 if D > 64 else 32, fit),
+            "num_warps": 8,
+            "num_stages": 2,
+        }
     return {"BLOCK_M": min(128, fit), "BLOCK_N": min(64, fit), "num_warps": 8 if D > 64 else 4, "num_stages": 3}
 
 

@@ -63,8 +63,20 @@ def _store_zero_row(grad_row, stride_grad_col, V, BLOCK_V: tl.constexpr):
 
 
 @triton.jit
-def _store_dlogits_row(x_row, stride_col, grad_row, stride_grad_col, target, row_max, log_sum, scale,
-                       label_smoothing, V, BLOCK_V: tl.constexpr, SMOOTHING: tl.constexpr):
+def _store_dlogits_row(
+    x_row,
+    stride_col,
+    grad_row,
+    stride_grad_col,
+    target,
+    row_max,
+    log_sum,
+    scale,
+    label_smoothing,
+    V,
+    BLOCK_V: tl.constexpr,
+    SMOOTHING: tl.constexpr,
+):
     """grad_j = (softmax_j - q_j) * scale over the row, softmax_j = exp((x_j - m) - log_sum).
     ``grad_row`` may be ``x_row``: each block is loaded before it is overwritten."""
     cols0 = tl.arange(0, BLOCK_V).to(tl.int64)
@@ -83,10 +95,25 @@ def _store_dlogits_row(x_row, stride_col, grad_row, stride_grad_col, target, row
 
 @triton.jit
 def _cross_entropy_forward_kernel(
-    x_ptr, target_ptr, loss_ptr, max_ptr, log_sum_ptr, grad_ptr, n_valid_ptr,
-    stride_row, stride_col, stride_target, stride_grad_row, stride_grad_col,
-    V, ignore_index, label_smoothing,
-    BLOCK_V: tl.constexpr, SMOOTHING: tl.constexpr, WRITE_GRAD: tl.constexpr, MEAN: tl.constexpr,
+    x_ptr,
+    target_ptr,
+    loss_ptr,
+    max_ptr,
+    log_sum_ptr,
+    grad_ptr,
+    n_valid_ptr,
+    stride_row,
+    stride_col,
+    stride_target,
+    stride_grad_row,
+    stride_grad_col,
+    V,
+    ignore_index,
+    label_smoothing,
+    BLOCK_V: tl.constexpr,
+    SMOOTHING: tl.constexpr,
+    WRITE_GRAD: tl.constexpr,
+    MEAN: tl.constexpr,
 ):
     row = tl.program_id(0).to(tl.int64)
     x_row = x_ptr + row * stride_row
@@ -137,16 +164,43 @@ def _cross_entropy_forward_kernel(
             scale = 1.0 / tl.load(n_valid_ptr)
         else:
             scale = 1.0
-        _store_dlogits_row(x_row, stride_col, grad_row, stride_grad_col, target, m, log_sum, scale,
-                           label_smoothing, V, BLOCK_V, SMOOTHING)
+        _store_dlogits_row(
+            x_row,
+            stride_col,
+            grad_row,
+            stride_grad_col,
+            target,
+            m,
+            log_sum,
+            scale,
+            label_smoothing,
+            V,
+            BLOCK_V,
+            SMOOTHING,
+        )
 
 
 @triton.jit
 def _cross_entropy_backward_kernel(
-    x_ptr, target_ptr, max_ptr, log_sum_ptr, dloss_ptr, n_valid_ptr, grad_ptr,
-    stride_row, stride_col, stride_target, stride_dloss, stride_grad_row, stride_grad_col,
-    V, ignore_index, label_smoothing,
-    BLOCK_V: tl.constexpr, SMOOTHING: tl.constexpr, MEAN: tl.constexpr,
+    x_ptr,
+    target_ptr,
+    max_ptr,
+    log_sum_ptr,
+    dloss_ptr,
+    n_valid_ptr,
+    grad_ptr,
+    stride_row,
+    stride_col,
+    stride_target,
+    stride_dloss,
+    stride_grad_row,
+    stride_grad_col,
+    V,
+    ignore_index,
+    label_smoothing,
+    BLOCK_V: tl.constexpr,
+    SMOOTHING: tl.constexpr,
+    MEAN: tl.constexpr,
 ):
     row = tl.program_id(0).to(tl.int64)
     grad_row = grad_ptr + row * stride_grad_row
@@ -158,9 +212,20 @@ def _cross_entropy_backward_kernel(
     scale = tl.load(dloss_ptr + row * stride_dloss).to(tl.float32)
     if MEAN:
         scale = scale / tl.load(n_valid_ptr)
-    _store_dlogits_row(x_ptr + row * stride_row, stride_col, grad_row, stride_grad_col, target,
-                       tl.load(max_ptr + row), tl.load(log_sum_ptr + row), scale, label_smoothing, V,
-                       BLOCK_V, SMOOTHING)
+    _store_dlogits_row(
+        x_ptr + row * stride_row,
+        stride_col,
+        grad_row,
+        stride_grad_col,
+        target,
+        tl.load(max_ptr + row),
+        tl.load(log_sum_ptr + row),
+        scale,
+        label_smoothing,
+        V,
+        BLOCK_V,
+        SMOOTHING,
+    )
 
 
 #: The meta-parameter search space (forward and backward share it); every combination runs.
@@ -172,7 +237,6 @@ TUNABLES = {
 
 
 class _CrossEntropy(torch.autograd.Function):
-
     @staticmethod
     def forward(ctx, logits, target, ignore_index, reduction, label_smoothing, write_grad, cfg):
         N, V = logits.shape
@@ -186,11 +250,27 @@ class _CrossEntropy(torch.autograd.Function):
         n_valid = (target != ignore_index).sum(dtype=torch.float32) if mean else loss
         if N:
             _cross_entropy_forward_kernel[(N,)](
-                logits, target, loss, row_max, log_sum, logits, n_valid,
-                logits.stride(0), logits.stride(1), target.stride(0), logits.stride(0), logits.stride(1),
-                V, ignore_index, float(label_smoothing),
-                BLOCK_V=cfg["BLOCK_V"], SMOOTHING=smoothing, WRITE_GRAD=write_grad, MEAN=mean,
-                num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
+                logits,
+                target,
+                loss,
+                row_max,
+                log_sum,
+                logits,
+                n_valid,
+                logits.stride(0),
+                logits.stride(1),
+                target.stride(0),
+                logits.stride(0),
+                logits.stride(1),
+                V,
+                ignore_index,
+                float(label_smoothing),
+                BLOCK_V=cfg["BLOCK_V"],
+                SMOOTHING=smoothing,
+                WRITE_GRAD=write_grad,
+                MEAN=mean,
+                num_warps=cfg["num_warps"],
+                num_stages=cfg["num_stages"],
                 # no multiply-add worth fusing; stated because triton 3.9 warns on the default
                 enable_fp_fusion=False,
             )
@@ -208,7 +288,7 @@ class _CrossEntropy(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dloss):
         if ctx.inplace:
-            grad, = ctx.saved_tensors
+            (grad,) = ctx.saved_tensors
             grad.mul_(dloss[:, None] if ctx.reduction == "none" else dloss)
             return grad, None, None, None, None, None, None
         logits, target, row_max, log_sum, n_valid = ctx.saved_tensors
@@ -218,19 +298,41 @@ class _CrossEntropy(torch.autograd.Function):
             dloss = dloss.to(torch.float32)
             cfg = ctx.cfg
             _cross_entropy_backward_kernel[(N,)](
-                logits, target, row_max, log_sum, dloss, n_valid, grad,
-                logits.stride(0), logits.stride(1), target.stride(0), dloss.stride(0) if dloss.dim() else 0,
-                grad.stride(0), grad.stride(1),
-                V, ctx.ignore_index, ctx.label_smoothing,
-                BLOCK_V=cfg["BLOCK_V"], SMOOTHING=ctx.smoothing, MEAN=ctx.reduction == "mean",
-                num_warps=cfg["num_warps"], num_stages=cfg["num_stages"], enable_fp_fusion=False,
+                logits,
+                target,
+                row_max,
+                log_sum,
+                dloss,
+                n_valid,
+                grad,
+                logits.stride(0),
+                logits.stride(1),
+                target.stride(0),
+                dloss.stride(0) if dloss.dim() else 0,
+                grad.stride(0),
+                grad.stride(1),
+                V,
+                ctx.ignore_index,
+                ctx.label_smoothing,
+                BLOCK_V=cfg["BLOCK_V"],
+                SMOOTHING=ctx.smoothing,
+                MEAN=ctx.reduction == "mean",
+                num_warps=cfg["num_warps"],
+                num_stages=cfg["num_stages"],
+                enable_fp_fusion=False,
             )
         return grad, None, None, None, None, None, None
 
 
-def cross_entropy_generic(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = -100,
-                          reduction: str = "mean", label_smoothing: float = 0.0, inplace_grad: bool = False,
-                          **config) -> torch.Tensor:
+def cross_entropy_generic(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+    inplace_grad: bool = False,
+    **config,
+) -> torch.Tensor:
     """Cross-entropy of ``logits`` [N, V] (float32, float16 or bfloat16, any strides) against
     ``target`` [N] (int64 or int32), with the given meta-parameters; differentiable in
     ``logits``.
@@ -249,27 +351,45 @@ def cross_entropy_generic(logits: torch.Tensor, target: torch.Tensor, ignore_ind
     return _CrossEntropy.apply(logits, target, int(ignore_index), reduction, float(label_smoothing), write_grad, cfg)
 
 
-def cross_entropy(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = -100, reduction: str = "mean",
-                  label_smoothing: float = 0.0, inplace_grad: bool = False) -> torch.Tensor:
+def cross_entropy(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+    inplace_grad: bool = False,
+) -> torch.Tensor:
     """Cross-entropy (the public entry point: the variant that ``kernels/variants/cross_entropy.yaml``
     chooses for the call; ``cross_entropy_generic`` by default)."""
     return _dispatch(logits, target, ignore_index, reduction, label_smoothing, inplace_grad)
 
 
-def cross_entropy_config(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = -100,
-                         reduction: str = "mean", label_smoothing: float = 0.0, inplace_grad: bool = False) -> dict:
+def cross_entropy_config(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+    inplace_grad: bool = False,
+) -> dict:
     """The meta-parameters ``cross_entropy_generic`` chooses for these arguments when given none."""
     return _heuristic(logits.shape[1], _interpreted())
 
 
-def cross_entropy_reference(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = -100,
-                            reduction: str = "mean", label_smoothing: float = 0.0,
-                            inplace_grad: bool = False) -> torch.Tensor:
+def cross_entropy_reference(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+    inplace_grad: bool = False,
+) -> torch.Tensor:
     """torch's cross_entropy in float32 (differentiable: its gradient comes back in the
     logits' dtype). ``inplace_grad`` is accepted for the same signature and changes nothing:
     the reference never writes its inputs."""
-    return torch.nn.functional.cross_entropy(logits.float(), target.long(), ignore_index=ignore_index,
-                                             reduction=reduction, label_smoothing=label_smoothing)
+    return torch.nn.functional.cross_entropy(
+        logits.float(), target.long(), ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing
+    )
 
 
 def cross_entropy_dims(logits: torch.Tensor, *args, **kwargs) -> dict:
@@ -302,8 +422,11 @@ def _heuristic(V: int, interpreted: bool) -> dict:
     interpreter, fewer and larger blocks are faster.
     """
     block = max(16, min(triton.next_power_of_2(V), 32768 if interpreted else 8192))
-    return {"BLOCK_V": block, "num_warps": 16 if block >= 8192 else rowwise.warps_for(block),
-            "num_stages": 1 if block >= V else 2}
+    return {
+        "BLOCK_V": block,
+        "num_warps": 16 if block >= 8192 else rowwise.warps_for(block),
+        "num_stages": 1 if block >= V else 2,
+    }
 
 
 # The public entry point's dispatch (pytest_aina/runtime/dispatch/routing.py): cached per dims, dtype and device.

@@ -36,11 +36,24 @@ from pytest_aina.runtime import dispatcher
 
 @triton.jit
 def _matmul_kernel(
-    a_ptr, b_ptr, c_ptr,
-    M, N, K,
-    stride_am, stride_ak, stride_bk, stride_bn, stride_cm, stride_cn,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
-    EVEN_K: tl.constexpr, INPUT_PRECISION: tl.constexpr,
+    a_ptr,
+    b_ptr,
+    c_ptr,
+    M,
+    N,
+    K,
+    stride_am,
+    stride_ak,
+    stride_bk,
+    stride_bn,
+    stride_cm,
+    stride_cn,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    GROUP_M: tl.constexpr,
+    EVEN_K: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr,
 ):
     # Grouped ordering: program ids run down GROUP_M tile rows, then move one tile column
     # right; the last group may be shorter.
@@ -113,12 +126,26 @@ def matmul_generic(a: torch.Tensor, b: torch.Tensor, **config) -> torch.Tensor:
         return c.zero_()
     grid = (triton.cdiv(M, cfg["BLOCK_M"]) * triton.cdiv(N, cfg["BLOCK_N"]),)
     _matmul_kernel[grid](
-        a, b, c, M, N, K,
-        a.stride(0), a.stride(1), b.stride(0), b.stride(1), c.stride(0), c.stride(1),
-        BLOCK_M=cfg["BLOCK_M"], BLOCK_N=cfg["BLOCK_N"], BLOCK_K=cfg["BLOCK_K"], GROUP_M=cfg["GROUP_M"],
+        a,
+        b,
+        c,
+        M,
+        N,
+        K,
+        a.stride(0),
+        a.stride(1),
+        b.stride(0),
+        b.stride(1),
+        c.stride(0),
+        c.stride(1),
+        BLOCK_M=cfg["BLOCK_M"],
+        BLOCK_N=cfg["BLOCK_N"],
+        BLOCK_K=cfg["BLOCK_K"],
+        GROUP_M=cfg["GROUP_M"],
         EVEN_K=K % cfg["BLOCK_K"] == 0,
         INPUT_PRECISION="ieee" if a.dtype == torch.float32 else "tf32",
-        num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
+        num_warps=cfg["num_warps"],
+        num_stages=cfg["num_stages"],
         # tl.dot accumulates with its own multiply-adds; nothing else here has one to fuse.
         enable_fp_fusion=True,
     )
@@ -185,18 +212,37 @@ def _heuristic(M: int, N: int, K: int, dtype: torch.dtype, interpreted: bool) ->
     smaller tiles so the grid keeps several programs. Under the interpreter programs run one
     after another, so the fewest, largest tiles are fastest.
     """
+
     def fit(dim: int, cap: int) -> int:
         return max(16, min(cap, triton.next_power_of_2(max(dim, 1))))
 
     if interpreted:
-        return {"BLOCK_M": fit(M, 64), "BLOCK_N": fit(N, 64), "BLOCK_K": fit(K, 64), "GROUP_M": 8,
-                "num_warps": 4, "num_stages": 1}
+        return {
+            "BLOCK_M": fit(M, 64),
+            "BLOCK_N": fit(N, 64),
+            "BLOCK_K": fit(K, 64),
+            "GROUP_M": 8,
+            "num_warps": 4,
+            "num_stages": 1,
+        }
     if dtype == torch.float32:
-        return {"BLOCK_M": fit(M, 64), "BLOCK_N": fit(N, 64), "BLOCK_K": fit(K, 32), "GROUP_M": 8,
-                "num_warps": 8, "num_stages": 3}
+        return {
+            "BLOCK_M": fit(M, 64),
+            "BLOCK_N": fit(N, 64),
+            "BLOCK_K": fit(K, 32),
+            "GROUP_M": 8,
+            "num_warps": 8,
+            "num_stages": 3,
+        }
     block_m, block_n = fit(M, 128), fit(N, 128)
-    return {"BLOCK_M": block_m, "BLOCK_N": block_n, "BLOCK_K": fit(K, 64), "GROUP_M": 8,
-            "num_warps": 8 if block_m * block_n >= 128 * 128 else 4, "num_stages": 3}
+    return {
+        "BLOCK_M": block_m,
+        "BLOCK_N": block_n,
+        "BLOCK_K": fit(K, 64),
+        "GROUP_M": 8,
+        "num_warps": 8 if block_m * block_n >= 128 * 128 else 4,
+        "num_stages": 3,
+    }
 
 
 # The public entry point's dispatch (pytest_aina/runtime/dispatch/routing.py): cached per dims, dtype and device.

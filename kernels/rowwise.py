@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 import triton
+
 # unused by name, but the interpreter requires triton.language in the globals of every
 # @triton.jit function it runs (it patches the module it finds there)
 import triton.language as tl  # noqa: F401
@@ -65,7 +66,8 @@ def check_device(fn: str, x, kernel) -> None:
         raise ValueError(
             f"{fn}: x is on the CPU but Triton was set up to compile for a GPU; on a machine without "
             "one, set TRITON_INTERPRET=1 before importing kernels (pytest --aina, aina and "
-            "pytest_aina.checking.device.prepare_runtime() do) so the interpreter is used")
+            "pytest_aina.checking.device.prepare_runtime() do) so the interpreter is used"
+        )
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,7 @@ def as_rows(x: torch.Tensor) -> Rows:
     if not groups:
         groups = [(1, 0)]
     if len(groups) == 1:
-        (size, stride), = groups
+        ((size, stride),) = groups
         return Rows(x, m, n, inner=size, stride_outer=0, stride_inner=stride, stride_col=x.stride(-1))
     (_, s_out), (size_in, s_in) = groups
     return Rows(x, m, n, inner=size_in, stride_outer=s_out, stride_inner=s_in, stride_col=x.stride(-1))

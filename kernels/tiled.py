@@ -44,8 +44,7 @@ def check_shared_memory(fn: str, cfg: dict, needed: int, device: torch.device) -
     limit = shared_memory_limit(device)
     if needed > limit:
         shown = ", ".join(f"{k}={v}" for k, v in cfg.items())
-        raise ValueError(f"{fn}: {shown} needs ~{needed} bytes of shared memory per program; "
-                         f"the limit is {limit}")
+        raise ValueError(f"{fn}: {shown} needs ~{needed} bytes of shared memory per program; the limit is {limit}")
 
 
 def check_registers(fn: str, cfg: dict, accumulators: int) -> None:
@@ -60,8 +59,10 @@ def check_registers(fn: str, cfg: dict, accumulators: int) -> None:
     limit = min(128, 65536 // (32 * cfg["num_warps"]) // 2)
     if per_thread > limit:
         shown = ", ".join(f"{k}={v}" for k, v in cfg.items())
-        raise ValueError(f"{fn}: {shown} keeps {per_thread} float32 accumulators per thread; "
-                         f"at most {limit} fit with num_warps={cfg['num_warps']}")
+        raise ValueError(
+            f"{fn}: {shown} keeps {per_thread} float32 accumulators per thread; "
+            f"at most {limit} fit with num_warps={cfg['num_warps']}"
+        )
 
 
 def check_index_tensor(fn: str, name: str, t, shape: tuple, device) -> None:

@@ -80,8 +80,10 @@ def problem(entry: str, *, roots: Iterable[str | os.PathLike] = ()) -> str | Non
         except (ImportError, ValueError) as exc:
             return f"module {target!r} cannot be found ({exc})"
         if spec is None:
-            return (f"module {target!r} cannot be found on the import path or in {_describe(folders)} "
-                    "(pytest's 'pythonpath' ini adds folders)")
+            return (
+                f"module {target!r} cannot be found on the import path or in {_describe(folders)} "
+                "(pytest's 'pythonpath' ini adds folders)"
+            )
         path = spec.origin
         if not path or not path.endswith(".py"):
             return None
@@ -152,9 +154,12 @@ def _import(entry: str, target: str, folders: list[str]):
         if exc.name is None or not (target == exc.name or target.startswith(exc.name + ".")):
             raise
         if _find(target, folders) is None:
-            raise ResolveError(entry, f"cannot resolve {entry!r}: no module named {exc.name!r} on the import "
-                                      f"path or in {_describe(folders)} (pytest's 'pythonpath' ini adds "
-                                      "folders)") from None
+            raise ResolveError(
+                entry,
+                f"cannot resolve {entry!r}: no module named {exc.name!r} on the import "
+                f"path or in {_describe(folders)} (pytest's 'pythonpath' ini adds "
+                "folders)",
+            ) from None
         return importlib.import_module(target)
 
 

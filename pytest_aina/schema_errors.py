@@ -14,8 +14,10 @@ def explain(error) -> str:
         return f"missing required key {missing[0]!r}" if missing else error.message
     if v == "additionalProperties":
         allowed = sorted(error.schema.get("properties", {})) or [
-            alt for pattern in error.schema.get("patternProperties", {})
-            for alt in re.sub(r"[\^$()]", "", pattern).split("|")]
+            alt
+            for pattern in error.schema.get("patternProperties", {})
+            for alt in re.sub(r"[\^$()]", "", pattern).split("|")
+        ]
         extra = [k for k in error.instance if k not in allowed]
         hint = f"; expected one of: {', '.join(allowed)}" if allowed else ""
         return f"unknown key {', '.join(map(repr, extra))}{hint}"

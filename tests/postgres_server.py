@@ -55,8 +55,10 @@ def bindir() -> Path | None:
 
 def missing_reason() -> str | None:
     if bindir() is None:
-        return ("PostgreSQL's server binaries (initdb, pg_ctl, postgres) are not installed: "
-                "apt-get install postgresql, or set AINA_PG_BINDIR to their folder")
+        return (
+            "PostgreSQL's server binaries (initdb, pg_ctl, postgres) are not installed: "
+            "apt-get install postgresql, or set AINA_PG_BINDIR to their folder"
+        )
     return None
 
 
@@ -94,20 +96,29 @@ class PostgresServer:
                 return pwd.getpwnam(name)
             except KeyError:
                 continue
-        raise RuntimeError("running as root, and neither a 'postgres' nor a 'nobody' user "
-                           "exists to run PostgreSQL as (it refuses to run as root)")
+        raise RuntimeError(
+            "running as root, and neither a 'postgres' nor a 'nobody' user "
+            "exists to run PostgreSQL as (it refuses to run as root)"
+        )
 
     def _cmd(self, *args: str | os.PathLike, check: bool = True) -> subprocess.CompletedProcess:
         kw = {}
         if self.user is not None:
             kw = {"user": self.user.pw_uid, "group": self.user.pw_gid, "extra_groups": []}
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8",
-               "HOME": str(self.root), "TZ": "UTC"}
-        proc = subprocess.run([str(a) for a in args], cwd=self.root, env=env,
-                              capture_output=True, text=True, timeout=120, **kw)
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "LC_ALL": "C.UTF-8",
+            "HOME": str(self.root),
+            "TZ": "UTC",
+        }
+        proc = subprocess.run(
+            [str(a) for a in args], cwd=self.root, env=env, capture_output=True, text=True, timeout=120, **kw
+        )
         if check and proc.returncode != 0:
-            raise RuntimeError(f"{' '.join(map(str, args))} failed ({proc.returncode}):\n"
-                               f"{proc.stdout}\n{proc.stderr}\n{self._log_tail()}")
+            raise RuntimeError(
+                f"{' '.join(map(str, args))} failed ({proc.returncode}):\n"
+                f"{proc.stdout}\n{proc.stderr}\n{self._log_tail()}"
+            )
         return proc
 
     def _log_tail(self) -> str:
@@ -120,24 +131,49 @@ class PostgresServer:
         if self.user is not None:
             os.chown(self.root, self.user.pw_uid, self.user.pw_gid)
         # No fsync: a test never pulls the power, and a fresh database per test stays cheap.
-        self._cmd(self.bin / "initdb", "--pgdata", self.data, "--username", SUPERUSER,
-                  "--auth", "trust", "--encoding", "UTF8", "--locale", "C", "--no-sync")
+        self._cmd(
+            self.bin / "initdb",
+            "--pgdata",
+            self.data,
+            "--username",
+            SUPERUSER,
+            "--auth",
+            "trust",
+            "--encoding",
+            "UTF8",
+            "--locale",
+            "C",
+            "--no-sync",
+        )
         for attempt in range(5):
             self.port = _free_port()
             proc = self._launch()
             if proc.returncode == 0:
                 return self
             if "could not bind" not in self._log_tail() or attempt == 4:
-                raise RuntimeError(f"pg_ctl start failed:\n{proc.stdout}\n{proc.stderr}\n"
-                                   f"{self._log_tail()}")
+                raise RuntimeError(f"pg_ctl start failed:\n{proc.stdout}\n{proc.stderr}\n{self._log_tail()}")
         return self
 
     def _launch(self) -> subprocess.CompletedProcess:
-        opts = (f"-c listen_addresses=127.0.0.1 -c port={self.port}"
-                f" -c unix_socket_directories={self.root} -c fsync=off"
-                " -c full_page_writes=off -c max_connections=200")
-        return self._cmd(self.bin / "pg_ctl", "start", "--pgdata", self.data, "--wait",
-                         "--timeout", "60", "--log", self.log, "-o", opts, check=False)
+        opts = (
+            f"-c listen_addresses=127.0.0.1 -c port={self.port}"
+            f" -c unix_socket_directories={self.root} -c fsync=off"
+            " -c full_page_writes=off -c max_connections=200"
+        )
+        return self._cmd(
+            self.bin / "pg_ctl",
+            "start",
+            "--pgdata",
+            self.data,
+            "--wait",
+            "--timeout",
+            "60",
+            "--log",
+            self.log,
+            "-o",
+            opts,
+            check=False,
+        )
 
     def pause(self) -> None:
         """Stop the server (every connection is cut), keeping its data and port."""
@@ -146,13 +182,11 @@ class PostgresServer:
     def resume(self) -> None:
         proc = self._launch()
         if proc.returncode != 0:
-            raise RuntimeError(f"pg_ctl start failed:\n{proc.stdout}\n{proc.stderr}\n"
-                               f"{self._log_tail()}")
+            raise RuntimeError(f"pg_ctl start failed:\n{proc.stdout}\n{proc.stderr}\n{self._log_tail()}")
 
     def stop(self) -> None:
         if (self.data / "postmaster.pid").exists():
-            self._cmd(self.bin / "pg_ctl", "stop", "--pgdata", self.data, "--mode", "fast",
-                      "--wait", check=False)
+            self._cmd(self.bin / "pg_ctl", "stop", "--pgdata", self.data, "--mode", "fast", "--wait", check=False)
         shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> PostgresServer:

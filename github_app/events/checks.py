@@ -13,9 +13,14 @@ def _job(event: Event, head_sha) -> list[JobSpec]:
     repo, inst = event.repository, event.installation_id
     if repo is None or inst is None or commit_sha(head_sha) is None:
         return []
-    return [JobSpec("provenance", {"repository": repo, "installation_id": inst,
-                                   "head_sha": head_sha},
-                    key=f"provenance:{repo}:{head_sha}", repository=repo)]
+    return [
+        JobSpec(
+            "provenance",
+            {"repository": repo, "installation_id": inst, "head_sha": head_sha},
+            key=f"provenance:{repo}:{head_sha}",
+            repository=repo,
+        )
+    ]
 
 
 @router.register("check_suite", "rerequested")

@@ -36,7 +36,18 @@ def slash_command(event: Event, store) -> list[JobSpec]:
     head_is_ours = store.pull(repo, number) is not None
     if not head_is_ours:
         return []
-    return [JobSpec("command", {"repository": repo, "installation_id": inst, "number": number,
-                                "command": match.group(1).lower(), "user": login,
-                                "comment_id": comment_id},
-                    key=f"command:{repo}:{comment_id}", repository=repo)]
+    return [
+        JobSpec(
+            "command",
+            {
+                "repository": repo,
+                "installation_id": inst,
+                "number": number,
+                "command": match.group(1).lower(),
+                "user": login,
+                "comment_id": comment_id,
+            },
+            key=f"command:{repo}:{comment_id}",
+            repository=repo,
+        )
+    ]

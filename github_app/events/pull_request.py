@@ -21,8 +21,15 @@ def closed(event: Event, store) -> list[JobSpec]:
     if not ours:
         return []
     merged = dig(event.payload, "pull_request", "merged") is True
-    by = text(dig(event.payload, "pull_request", "merged_by", "login") if merged
-              else dig(event.payload, "sender", "login"), 100)
-    return [JobSpec("pull_closed", {"repository": repo, "installation_id": inst,
-                                    "number": number, "merged": merged, "by": by},
-                    key=f"pull_closed:{repo}:{number}", repository=repo)]
+    by = text(
+        dig(event.payload, "pull_request", "merged_by", "login") if merged else dig(event.payload, "sender", "login"),
+        100,
+    )
+    return [
+        JobSpec(
+            "pull_closed",
+            {"repository": repo, "installation_id": inst, "number": number, "merged": merged, "by": by},
+            key=f"pull_closed:{repo}:{number}",
+            repository=repo,
+        )
+    ]

@@ -20,6 +20,11 @@ def push(event: Event, store) -> list[JobSpec]:
         return []
     if commit_sha(after) is None or set(after) == {"0"}:
         return []  # a deleted branch, or not a commit we can use
-    return [JobSpec("baseline", {"repository": repo, "installation_id": inst, "sha": after,
-                                 "default_branch": branch},
-                    key=f"baseline:{repo}:{after}", repository=repo)]
+    return [
+        JobSpec(
+            "baseline",
+            {"repository": repo, "installation_id": inst, "sha": after, "default_branch": branch},
+            key=f"baseline:{repo}:{after}",
+            repository=repo,
+        )
+    ]

@@ -41,10 +41,12 @@ class Router:
 
     def register(self, event: str, *actions: str):
         """Decorator: handle ``event`` (for ``actions`` only, when given)."""
+
         def deco(fn: Handler) -> Handler:
             for action in actions or (None,):
                 self._handlers.setdefault((event, action), []).append(fn)
             return fn
+
         return deco
 
     def include(self, other: Router) -> None:
@@ -57,7 +59,8 @@ class Router:
     def dispatch(self, event: Event, store: Store) -> list[JobSpec] | None:
         """The jobs ``event`` causes; None when no handler is registered for it."""
         fns = self._handlers.get((event.name, None), []) + (
-            self._handlers.get((event.name, event.action), []) if event.action else [])
+            self._handlers.get((event.name, event.action), []) if event.action else []
+        )
         if not fns:
             return None
         jobs: list[JobSpec] = []

@@ -13,7 +13,7 @@ import base64
 import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest_aina.changer.change.attestation as att
 from pytest_aina.changer.change import Change, verify
@@ -24,8 +24,12 @@ CHECK_NAME = "aina / provenance"
 MARKER = "<!-- aina:hypothesis={} -->"
 
 LABEL_COLOURS = {
-    "aina": "5319e7", "kernel:": "0e8a16", "risk:low": "c2e0c6", "risk:medium": "fbca04",
-    "risk:high": "d93f0b", "aina-dashboard": "5319e7",
+    "aina": "5319e7",
+    "kernel:": "0e8a16",
+    "risk:low": "c2e0c6",
+    "risk:medium": "fbca04",
+    "risk:high": "d93f0b",
+    "aina-dashboard": "5319e7",
 }
 
 COMMANDS_HELP = (
@@ -67,11 +71,13 @@ def ensure_labels(repo, names) -> None:
 def pr_body(change: Change) -> str:
     """The Changer's body, then what the App adds: who it is for, commands, and a marker
     that lets the App find its PR again from GitHub alone."""
-    return (f"{change.body.rstrip()}\n\n---\n"
-            f"Hypothesis `{change.hypothesis_id}`"
-            + (f" · kernel `{change.kernel}`" if change.kernel else "")
-            + f" · provenance: [`{change.attestation}`]({change.attestation})\n\n"
-            f"{COMMANDS_HELP}\n\n{MARKER.format(change.hypothesis_id)}\n")
+    return (
+        f"{change.body.rstrip()}\n\n---\n"
+        f"Hypothesis `{change.hypothesis_id}`"
+        + (f" · kernel `{change.kernel}`" if change.kernel else "")
+        + f" · provenance: [`{change.attestation}`]({change.attestation})\n\n"
+        f"{COMMANDS_HELP}\n\n{MARKER.format(change.hypothesis_id)}\n"
+    )
 
 
 def pr_labels(change: Change) -> list[str]:
@@ -107,8 +113,7 @@ def commit_change(repo, change: Change, *, base_sha: str, branch: str) -> str:
             if path in present:
                 entries.append({"path": path, "mode": "100644", "type": "blob", "sha": None})
             continue
-        sha = repo.create_blob(base64.b64encode(content.encode("utf-8")).decode("ascii"),
-                               "base64")
+        sha = repo.create_blob(base64.b64encode(content.encode("utf-8")).decode("ascii"), "base64")
         entries.append({"path": path, "mode": "100644", "type": "blob", "sha": sha})
     tree = repo.create_tree(entries, base_tree) if entries else base_commit.tree
     ref = branch_head(repo, branch)
@@ -116,8 +121,7 @@ def commit_change(repo, change: Change, *, base_sha: str, branch: str) -> str:
         head = repo.git_commit(ref.object.sha)
         if head.tree.sha == tree.sha and [p["sha"] for p in head.parents] == [base_sha]:
             return head.sha  # already there: a resumed job, or the same change again
-    message = (f"{change.title}\n\nHypothesis: {change.hypothesis_id}\n"
-               f"Provenance: {change.attestation}\n")
+    message = f"{change.title}\n\nHypothesis: {change.hypothesis_id}\nProvenance: {change.attestation}\n"
     commit = repo.create_commit(message, tree.sha, [base_sha])
     if ref is None:
         from github3.exceptions import UnprocessableEntity
@@ -148,8 +152,9 @@ def find_pull(repo, branch: str, number: int | None = None):
     return None
 
 
-def publish(repo, change: Change, *, base_branch: str, existing_number: int | None = None,
-            existing_branch: str | None = None) -> Published:
+def publish(
+    repo, change: Change, *, base_branch: str, existing_number: int | None = None, existing_branch: str | None = None
+) -> Published:
     """Open the PR for ``change``, or update the open one in place (never a second one)."""
     base_sha = repo.ref(f"heads/{base_branch}").object.sha
     branch = existing_branch or change.branch
@@ -242,8 +247,9 @@ def check_provenance(repo, head_sha: str, change: Change) -> tuple[str, str, str
             pass  # not a commit of this repository: judged against the parent, and the base rule says why
     changed = changed_files(repo, start, head_sha)
     problems = verify(changed, attestation=change.attestation, base=parent, statement=statement)
-    rows = [f"| `{path}` | {status} |" for path, status, _ in att.check_files(changed, stmt,
-                                                                                attestation=change.attestation)]
+    rows = [
+        f"| `{path}` | {status} |" for path, status, _ in att.check_files(changed, stmt, attestation=change.attestation)
+    ]
     table = "| file | attestation |\n| --- | --- |\n" + "\n".join(rows)
     if problems:
         listed = "\n".join(f"- {p}" for p in problems)
@@ -277,11 +283,15 @@ def _blob(repo, sha: str) -> bytes:
     return base64.b64decode(blob.content) if blob.encoding == "base64" else blob.content.encode()
 
 
-def post_check(repo, head_sha: str, conclusion: str, title: str, summary: str,
-               external_id: str) -> int:
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+def post_check(repo, head_sha: str, conclusion: str, title: str, summary: str, external_id: str) -> int:
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     run = repo.create_check_run(
-        CHECK_NAME, head_sha, external_id=external_id, status="completed",
-        conclusion=conclusion, completed_at=now,
-        output={"title": title, "summary": summary[:65_000]})
+        CHECK_NAME,
+        head_sha,
+        external_id=external_id,
+        status="completed",
+        conclusion=conclusion,
+        completed_at=now,
+        output={"title": title, "summary": summary[:65_000]},
+    )
     return run.id

@@ -46,11 +46,13 @@ def handler(kind: str):
     """Decorator: ``fn`` runs the jobs of ``kind``. The worker imports the modules that
     hold handlers (:data:`github_app.worker.JOB_MODULES`); this package imports none of
     them."""
+
     def deco(fn):
         if kind in HANDLERS:
             raise RuntimeError(f"two handlers for job kind {kind!r}")
         HANDLERS[kind] = fn
         return fn
+
     return deco
 
 
@@ -107,5 +109,9 @@ class LostLease(Exception):
 
 
 def dashboard_job(repository: str, installation_id: int) -> JobSpec:
-    return JobSpec("dashboard", {"repository": repository, "installation_id": installation_id},
-                   key=f"dashboard:{repository}", repository=repository)
+    return JobSpec(
+        "dashboard",
+        {"repository": repository, "installation_id": installation_id},
+        key=f"dashboard:{repository}",
+        repository=repository,
+    )

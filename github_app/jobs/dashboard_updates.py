@@ -36,17 +36,21 @@ def update(ctx: JobContext):
         return {"skipped": "not served"}
     pulls_all = ctx.store.pulls(name, limit=40)
     body = dashboard_markdown.render(
-        repository=row, hypotheses=ctx.store.hypotheses(name),
+        repository=row,
+        hypotheses=ctx.store.hypotheses(name),
         open_pulls=[x for x in pulls_all if x["state"] == "open"],
         recent_pulls=[x for x in pulls_all if x["state"] != "open"][:10],
-        runs=ctx.store.runs(name), waiting=_waiting(ctx, name), queued=_queued(ctx, name),
-        telemetry=ctx.store.telemetry_summary(name))
+        runs=ctx.store.runs(name),
+        waiting=_waiting(ctx, name),
+        queued=_queued(ctx, name),
+        telemetry=ctx.store.telemetry_summary(name),
+    )
     repo = ctx.repo()
-    issue = issues.find_issue(repo, row.get("dashboard_issue"), label=dashboard_markdown.LABEL,
-                              marker=dashboard_markdown.MARKER)
+    issue = issues.find_issue(
+        repo, row.get("dashboard_issue"), label=dashboard_markdown.LABEL, marker=dashboard_markdown.MARKER
+    )
     if issue is None:
-        issue = issues.create_issue(repo, dashboard_markdown.TITLE, body,
-                                    label=dashboard_markdown.LABEL)
+        issue = issues.create_issue(repo, dashboard_markdown.TITLE, body, label=dashboard_markdown.LABEL)
         ctx.store.update_repository(name, dashboard_issue=issue.number)
         return {"issue": issue.number, "created": True}
     if row.get("dashboard_issue") != issue.number:
@@ -66,8 +70,11 @@ def edited(ctx: JobContext):
     if not wanted:
         return {"ticked": []}
     if not pulls.has_write_access(repo, sender):
-        pulls.comment_once(repo, p["number"], f"@{sender}: only people with write access can "
-                           "start evolution runs; the boxes were cleared.")
+        pulls.comment_once(
+            repo,
+            p["number"],
+            f"@{sender}: only people with write access can start evolution runs; the boxes were cleared.",
+        )
         return {"refused": sender}
     by_id = {h.id: h for h in bridge.stored_hypotheses(ctx.store.hypotheses(name))}
     queued = []

@@ -19,9 +19,12 @@ from pytest_aina.reasoner.hypothesis import Hypothesis, HypothesisError
 
 
 def publish_job(repository: str, installation_id: int, change: Change) -> JobSpec:
-    return JobSpec("publish", {"repository": repository, "installation_id": installation_id,
-                               "change": change.to_json()},
-                   key=f"publish:{repository}:{change.hypothesis_id}", repository=repository)
+    return JobSpec(
+        "publish",
+        {"repository": repository, "installation_id": installation_id, "change": change.to_json()},
+        key=f"publish:{repository}:{change.hypothesis_id}",
+        repository=repository,
+    )
 
 
 @handler("evolve")
@@ -63,8 +66,7 @@ def evolve(ctx: JobContext):
     bridge.drop_job_checkout(ctx.config["WORK_DIR"], ctx.job.id)
     if change.hypothesis_id != hypothesis.id:
         ctx.store.finish_run(run_id, "failed", "the change is for another hypothesis")
-        raise Permanent(f"evolution returned a change for {change.hypothesis_id!r}, "
-                        f"not {hypothesis.id!r}")
+        raise Permanent(f"evolution returned a change for {change.hypothesis_id!r}, not {hypothesis.id!r}")
     ctx.store.finish_run(run_id, "change", change.title)
     ctx.then(publish_job(name, inst, change))
     ctx.finally_(dashboard_job(name, inst))
@@ -95,11 +97,9 @@ def publish(ctx: JobContext):
         ctx.store.update_repository(name, policy_error=None)
     refused = policy.refused_paths(change.files)
     if refused:
-        raise Permanent(f"policy {policy.source} does not let the bot change: "
-                        + ", ".join(refused))
+        raise Permanent(f"policy {policy.source} does not let the bot change: " + ", ".join(refused))
     if not policy.kernel_allowed(change.kernel):
-        raise Permanent(f"policy {policy.source} does not let the bot evolve kernel "
-                        f"{change.kernel!r}")
+        raise Permanent(f"policy {policy.source} does not let the bot evolve kernel {change.kernel!r}")
 
     existing = ctx.store.open_pull(name, change.hypothesis_id)
     if existing is None:
@@ -107,21 +107,30 @@ def publish(ctx: JobContext):
         if adopted is not None:
             existing = {"number": adopted.number, "branch": change.branch}
     if existing is None:
-        others = [x for x in ctx.store.pulls(name, state="open")
-                  if x["hypothesis_id"] not in change.supersedes]
+        others = [x for x in ctx.store.pulls(name, state="open") if x["hypothesis_id"] not in change.supersedes]
         if len(others) >= policy.max_open_prs:
-            raise Deferred(f"{len(others)} bot PR(s) open; policy allows "
-                           f"{policy.max_open_prs}")
+            raise Deferred(f"{len(others)} bot PR(s) open; policy allows {policy.max_open_prs}")
 
-    published = pulls.publish(repo, change, base_branch=base_branch,
-                              existing_number=existing["number"] if existing else None,
-                              existing_branch=existing["branch"] if existing else None)
+    published = pulls.publish(
+        repo,
+        change,
+        base_branch=base_branch,
+        existing_number=existing["number"] if existing else None,
+        existing_branch=existing["branch"] if existing else None,
+    )
     if existing and existing["number"] != published.number:
         # The PR we knew was closed on GitHub without our hearing of it.
         ctx.store.close_pull(name, existing["number"], "closed", None)
-    ctx.store.save_pull(name, change.hypothesis_id, published.number, published.branch,
-                        head_sha=published.head_sha, title=change.title, kernel=change.kernel,
-                        change=change.to_json())
+    ctx.store.save_pull(
+        name,
+        change.hypothesis_id,
+        published.number,
+        published.branch,
+        head_sha=published.head_sha,
+        title=change.title,
+        kernel=change.kernel,
+        change=change.to_json(),
+    )
 
     superseded = []
     for old in change.supersedes:
@@ -132,9 +141,18 @@ def publish(ctx: JobContext):
         ctx.store.close_pull(name, link["number"], "superseded", None)
         superseded.append(link["number"])
 
-    ctx.then(JobSpec("provenance", {"repository": name, "installation_id": inst,
-                                    "head_sha": published.head_sha},
-                     key=f"provenance:{name}:{published.head_sha}", repository=name))
+    ctx.then(
+        JobSpec(
+            "provenance",
+            {"repository": name, "installation_id": inst, "head_sha": published.head_sha},
+            key=f"provenance:{name}:{published.head_sha}",
+            repository=name,
+        )
+    )
     ctx.finally_(dashboard_job(name, inst))
-    return {"number": published.number, "created": published.created,
-            "head_sha": published.head_sha, "superseded": superseded}
+    return {
+        "number": published.number,
+        "created": published.created,
+        "head_sha": published.head_sha,
+        "superseded": superseded,
+    }

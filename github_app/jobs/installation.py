@@ -11,8 +11,12 @@ ACTIVE_ACTIONS = ("created", "unsuspend", "new_permissions_accepted", "added")
 
 
 def setup_job(repository: str, installation_id: int) -> JobSpec:
-    return JobSpec("repo_setup", {"repository": repository, "installation_id": installation_id},
-                   key=f"repo_setup:{repository}", repository=repository)
+    return JobSpec(
+        "repo_setup",
+        {"repository": repository, "installation_id": installation_id},
+        key=f"repo_setup:{repository}",
+        repository=repository,
+    )
 
 
 def _remove(ctx: JobContext, repository: str, installation_id: int) -> None:
@@ -38,8 +42,7 @@ def installation(ctx: JobContext):
         _remove(ctx, name, inst)
     if action in ("unsuspend", "new_permissions_accepted"):
         ctx.then(JobSpec("sync", {}, key="sync"))
-    return {"installation": inst, "added": len(p.get("added", [])),
-            "removed": len(p.get("removed", []))}
+    return {"installation": inst, "added": len(p.get("added", [])), "removed": len(p.get("removed", []))}
 
 
 @handler("sync")

@@ -34,12 +34,13 @@ def reason(ctx: JobContext):
         return {"hypotheses": len(ranked), "started": [], "policy_error": str(exc)}
     pulls_all = ctx.store.pulls(name, limit=500)
     open_ids = {x["hypothesis_id"] for x in pulls_all if x["state"] == "open"}
-    rejected = {x["hypothesis_id"] for x in pulls_all
-                if x["state"] != "open" and x["outcome"] != "merged"}
-    queued = {str(j.payload["hypothesis"]["id"]) for state in PENDING_STATES
-              for j in ctx.store.jobs(state=state, kind="evolve", repository=name)}
+    rejected = {x["hypothesis_id"] for x in pulls_all if x["state"] != "open" and x["outcome"] != "merged"}
+    queued = {
+        str(j.payload["hypothesis"]["id"])
+        for state in PENDING_STATES
+        for j in ctx.store.jobs(state=state, kind="evolve", repository=name)
+    }
     chosen = bridge.worth_running(ranked, policy, open_ids=open_ids, rejected_ids=rejected, queued_ids=queued)
     for h in chosen:
         ctx.then(evolve_job(name, inst, h))
-    return {"windows": len(windows), "hypotheses": len(ranked),
-            "started": [h.id for h in chosen], "notes": notes[:20]}
+    return {"windows": len(windows), "hypotheses": len(ranked), "started": [h.id for h in chosen], "notes": notes[:20]}

@@ -126,12 +126,22 @@ class Job:
     def from_row(cls, row: Any) -> Job:
         """A job from a row of the ``jobs`` table, as every backend keeps it."""
         return cls(
-            id=row["id"], kind=row["kind"], queue=row["queue"], key=row["key"],
-            repository=row["repository"], payload=json.loads(row["payload"]),
-            state=row["state"], attempts=row["attempts"], max_attempts=row["max_attempts"],
-            checkpoint=json.loads(row["checkpoint"]), last_error=row["last_error"],
-            created_at=row["created_at"], run_at=row["run_at"], worker=row["worker"],
-            result=json.loads(row["result"]) if row["result"] else None)
+            id=row["id"],
+            kind=row["kind"],
+            queue=row["queue"],
+            key=row["key"],
+            repository=row["repository"],
+            payload=json.loads(row["payload"]),
+            state=row["state"],
+            attempts=row["attempts"],
+            max_attempts=row["max_attempts"],
+            checkpoint=json.loads(row["checkpoint"]),
+            last_error=row["last_error"],
+            created_at=row["created_at"],
+            run_at=row["run_at"],
+            worker=row["worker"],
+            result=json.loads(row["result"]) if row["result"] else None,
+        )
 
 
 class Store(abc.ABC):
@@ -143,8 +153,7 @@ class Store(abc.ABC):
 
     # -- webhooks ----------------------------------------------------------------------
     @abc.abstractmethod
-    def record_delivery(self, guid: str, event: str, action: str | None,
-                        jobs: Sequence[JobSpec], outcome: str) -> bool:
+    def record_delivery(self, guid: str, event: str, action: str | None, jobs: Sequence[JobSpec], outcome: str) -> bool:
         """Record a handled delivery and enqueue its jobs atomically; False if ``guid``
         was handled before (then nothing is enqueued)."""
 
@@ -159,9 +168,15 @@ class Store(abc.ABC):
     def installation(self, installation_id: int) -> dict[str, Any] | None: ...
 
     @abc.abstractmethod
-    def upsert_repository(self, full_name: str, installation_id: int, *,
-                          repo_id: int | None = None, default_branch: str | None = None,
-                          active: bool = True) -> None: ...
+    def upsert_repository(
+        self,
+        full_name: str,
+        installation_id: int,
+        *,
+        repo_id: int | None = None,
+        default_branch: str | None = None,
+        active: bool = True,
+    ) -> None: ...
 
     @abc.abstractmethod
     def repository(self, full_name: str) -> dict[str, Any] | None: ...
@@ -178,8 +193,9 @@ class Store(abc.ABC):
 
     # -- telemetry ---------------------------------------------------------------------
     @abc.abstractmethod
-    def store_telemetry(self, digest: str, repository: str, installation_id: int,
-                        windows: Sequence[dict[str, Any]], job: JobSpec | None) -> int | None:
+    def store_telemetry(
+        self, digest: str, repository: str, installation_id: int, windows: Sequence[dict[str, Any]], job: JobSpec | None
+    ) -> int | None:
         """Store a batch durably (and enqueue ``job``) in one transaction; the number of
         windows stored, or None when a batch with this digest was stored before."""
 
@@ -200,8 +216,18 @@ class Store(abc.ABC):
     def hypotheses(self, repository: str) -> list[dict[str, Any]]: ...
 
     @abc.abstractmethod
-    def save_pull(self, repository: str, hypothesis_id: str, number: int, branch: str, *,
-                  head_sha: str, title: str, kernel: str | None, change: dict[str, Any]) -> None:
+    def save_pull(
+        self,
+        repository: str,
+        hypothesis_id: str,
+        number: int,
+        branch: str,
+        *,
+        head_sha: str,
+        title: str,
+        kernel: str | None,
+        change: dict[str, Any],
+    ) -> None:
         """Create or update the link between a hypothesis and its open bot PR."""
 
     @abc.abstractmethod
@@ -214,12 +240,10 @@ class Store(abc.ABC):
     def pull_by_head(self, repository: str, head_sha: str) -> dict[str, Any] | None: ...
 
     @abc.abstractmethod
-    def pulls(self, repository: str, state: str | None = None,
-              limit: int = 50) -> list[dict[str, Any]]: ...
+    def pulls(self, repository: str, state: str | None = None, limit: int = 50) -> list[dict[str, Any]]: ...
 
     @abc.abstractmethod
-    def close_pull(self, repository: str, number: int, outcome: str,
-                   by: str | None = None) -> bool:
+    def close_pull(self, repository: str, number: int, outcome: str, by: str | None = None) -> bool:
         """Record a bot PR's outcome (merged, closed, superseded, ...); False if unknown."""
 
     @abc.abstractmethod
@@ -248,17 +272,16 @@ class Store(abc.ABC):
         """Merge ``data`` into the job's checkpoint; False if the job is no longer ours."""
 
     @abc.abstractmethod
-    def complete(self, job_id: int, worker: str, result: dict[str, Any] | None,
-                 follow_up: Sequence[JobSpec] = ()) -> bool:
+    def complete(
+        self, job_id: int, worker: str, result: dict[str, Any] | None, follow_up: Sequence[JobSpec] = ()
+    ) -> bool:
         """Mark the job done and enqueue ``follow_up`` in the same transaction."""
 
     @abc.abstractmethod
-    def retry(self, job_id: int, worker: str, run_at: float, error: str,
-              count_attempt: bool = True) -> bool: ...
+    def retry(self, job_id: int, worker: str, run_at: float, error: str, count_attempt: bool = True) -> bool: ...
 
     @abc.abstractmethod
-    def fail(self, job_id: int, worker: str, error: str,
-             follow_up: Sequence[JobSpec] = ()) -> bool:
+    def fail(self, job_id: int, worker: str, error: str, follow_up: Sequence[JobSpec] = ()) -> bool:
         """Mark the job failed for good, enqueueing ``follow_up`` in the same transaction."""
 
     @abc.abstractmethod
@@ -275,8 +298,9 @@ class Store(abc.ABC):
     def job(self, job_id: int) -> Job | None: ...
 
     @abc.abstractmethod
-    def jobs(self, *, state: str | None = None, kind: str | None = None,
-             repository: str | None = None, limit: int = 100) -> list[Job]: ...
+    def jobs(
+        self, *, state: str | None = None, kind: str | None = None, repository: str | None = None, limit: int = 100
+    ) -> list[Job]: ...
 
     @abc.abstractmethod
     def job_counts(self) -> dict[tuple[str, str], int]:

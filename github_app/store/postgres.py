@@ -43,16 +43,33 @@ from psycopg.types.string import StrBinaryDumper, StrDumperUnknown
 from psycopg_pool import ConnectionPool
 
 from github_app.store.base import (
-    DEADLINE_SECONDS, DEFERRED, DONE, FAILED, QUEUED, RUNNING, Job, JobSpec, Store, StoreConflict,
-    StoreUnavailable, dumps, number_field, storable_text, stored_window, text_field,
+    DEADLINE_SECONDS,
+    DEFERRED,
+    DONE,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    Job,
+    JobSpec,
+    Store,
+    StoreConflict,
+    StoreUnavailable,
+    dumps,
+    number_field,
+    storable_text,
+    stored_window,
+    text_field,
 )
-from github_app.store.postgres_schema import NOW as _NOW, migrate
+from github_app.store.postgres_schema import NOW as _NOW
+from github_app.store.postgres_schema import migrate
 
 #: Another job with job ``j``'s key is running, so ``j`` must wait: any running one holds
 #: back a queued ``j`` (jobs with one key run in order: a run that lost its worker is taken
 #: over before the job behind it starts), a live one holds back a ``j`` whose lease ran out.
-_KEY_BUSY = (f"SELECT 1 FROM jobs AS r WHERE r.key = j.key AND r.id <> j.id"
-             f" AND r.state = '{RUNNING}' AND (j.state = '{QUEUED}' OR r.lease_until >= {_NOW})")
+_KEY_BUSY = (
+    f"SELECT 1 FROM jobs AS r WHERE r.key = j.key AND r.id <> j.id"
+    f" AND r.state = '{RUNNING}' AND (j.state = '{QUEUED}' OR r.lease_until >= {_NOW})"
+)
 
 
 class _Text(StrDumperUnknown):
@@ -80,8 +97,15 @@ def _errors(what: str):
 
 
 class PostgresStore(Store):
-    def __init__(self, dsn: str, *, max_attempts: int = 8, timeout: float = DEADLINE_SECONDS,
-                 pool_size: int = 10, migrate_timeout: float = 300.0):
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        max_attempts: int = 8,
+        timeout: float = DEADLINE_SECONDS,
+        pool_size: int = 10,
+        migrate_timeout: float = 300.0,
+    ):
         self.dsn = dsn
         self.max_attempts = max_attempts
         self._timeout = timeout
@@ -90,8 +114,7 @@ class PostgresStore(Store):
         self._pool_obj: ConnectionPool | None = None
         self._pool_pid = 0
         self._connections: weakref.WeakSet[psycopg.Connection] = weakref.WeakSet()
-        self._used: weakref.WeakKeyDictionary[psycopg.Connection, float] = (
-            weakref.WeakKeyDictionary())
+        self._used: weakref.WeakKeyDictionary[psycopg.Connection, float] = weakref.WeakKeyDictionary()
         self._inherited: list[ConnectionPool] = []
         me = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: (store := me()) and store._after_fork())
@@ -102,8 +125,7 @@ class PostgresStore(Store):
 
     # -- plumbing --------------------------------------------------------------------------
     def _connect(self) -> psycopg.Connection:
-        return psycopg.connect(self.dsn, autocommit=True,
-                               connect_timeout=max(2, math.ceil(self._timeout)))
+        return psycopg.connect(self.dsn, autocommit=True, connect_timeout=max(2, math.ceil(self._timeout)))
 
     def _configure(self, con: psycopg.Connection) -> None:
         self._connections.add(con)
@@ -113,8 +135,9 @@ class PostgresStore(Store):
         con.row_factory = dict_row
         # A process stopped mid-transaction (SIGSTOP, a hung VM) must not hold its row
         # locks for ever: the server ends such a session after a while.
-        con.execute(f"SET statement_timeout = {ms}; SET lock_timeout = {ms};"
-                    " SET idle_in_transaction_session_timeout = 60000")
+        con.execute(
+            f"SET statement_timeout = {ms}; SET lock_timeout = {ms}; SET idle_in_transaction_session_timeout = 60000"
+        )
 
     def _after_fork(self) -> None:
         # A forked child (gunicorn --preload) shares its parent's sockets: it must neither
@@ -140,11 +163,16 @@ class PostgresStore(Store):
         with self._pool_lock:
             if self._pool_obj is None or self._pool_pid != pid:
                 pool = ConnectionPool(
-                    self.dsn, min_size=1, max_size=self._pool_size, open=False,
-                    timeout=self._timeout, configure=self._configure,
-                    check=self._check, name="aina-store",
-                    kwargs={"autocommit": True,
-                            "connect_timeout": max(2, math.ceil(self._timeout))})
+                    self.dsn,
+                    min_size=1,
+                    max_size=self._pool_size,
+                    open=False,
+                    timeout=self._timeout,
+                    configure=self._configure,
+                    check=self._check,
+                    name="aina-store",
+                    kwargs={"autocommit": True, "connect_timeout": max(2, math.ceil(self._timeout))},
+                )
                 pool.open()
                 self._pool_obj, self._pool_pid = pool, pid
             return self._pool_obj
@@ -193,14 +221,15 @@ class PostgresStore(Store):
 
     def __repr__(self) -> str:
         info = psycopg.conninfo.conninfo_to_dict(self.dsn)
-        return (f"PostgresStore({info.get('host', '')}:{info.get('port', '')}/"
-                f"{info.get('dbname', '')})")
+        return f"PostgresStore({info.get('host', '')}:{info.get('port', '')}/{info.get('dbname', '')})"
 
     # -- webhooks ----------------------------------------------------------------------------
     def record_delivery(self, guid, event, action, jobs, outcome):
         # One statement (one round trip, atomic): the jobs go in only if the delivery did.
-        sql = ("WITH d AS (INSERT INTO deliveries (guid, event, action, outcome, received_at)"
-               f" VALUES (%s, %s, %s, %s, {_NOW}) ON CONFLICT (guid) DO NOTHING RETURNING 1)")
+        sql = (
+            "WITH d AS (INSERT INTO deliveries (guid, event, action, outcome, received_at)"
+            f" VALUES (%s, %s, %s, %s, {_NOW}) ON CONFLICT (guid) DO NOTHING RETURNING 1)"
+        )
         args = [guid, event, action, outcome]
         sql, args = self._with_jobs(sql, args, jobs, "EXISTS (SELECT 1 FROM d)")
         return self._write(sql + " SELECT count(*) AS n FROM d", args)[1]["n"] > 0
@@ -215,16 +244,16 @@ class PostgresStore(Store):
                 "INSERT INTO installations (id, account, active, updated_at)"
                 f" VALUES (%s, %s, %s, {_NOW}) ON CONFLICT (id) DO UPDATE SET"
                 " account = excluded.account, active = excluded.active,"
-                " updated_at = excluded.updated_at", (installation_id, account, bool(active)))
+                " updated_at = excluded.updated_at",
+                (installation_id, account, bool(active)),
+            )
             if not active:
-                con.execute("UPDATE repositories SET active = FALSE WHERE installation_id = %s",
-                            (installation_id,))
+                con.execute("UPDATE repositories SET active = FALSE WHERE installation_id = %s", (installation_id,))
 
     def installation(self, installation_id):
         return self._row("SELECT * FROM installations WHERE id = %s", (installation_id,))
 
-    def upsert_repository(self, full_name, installation_id, *, repo_id=None,
-                          default_branch=None, active=True):
+    def upsert_repository(self, full_name, installation_id, *, repo_id=None, default_branch=None, active=True):
         self._write(
             "INSERT INTO repositories (full_name, installation_id, repo_id, default_branch,"
             f" active, updated_at) VALUES (%s, %s, %s, %s, %s, {_NOW})"
@@ -232,7 +261,8 @@ class PostgresStore(Store):
             " repo_id = COALESCE(excluded.repo_id, repositories.repo_id),"
             " default_branch = COALESCE(excluded.default_branch, repositories.default_branch),"
             " active = excluded.active, updated_at = excluded.updated_at",
-            (full_name, installation_id, repo_id, default_branch, bool(active)))
+            (full_name, installation_id, repo_id, default_branch, bool(active)),
+        )
 
     def repository(self, full_name):
         return self._row("SELECT * FROM repositories WHERE full_name = %s", (full_name,))
@@ -240,8 +270,9 @@ class PostgresStore(Store):
     def repositories(self, installation_id=None):
         if installation_id is None:
             return self._rows("SELECT * FROM repositories WHERE active ORDER BY full_name")
-        return self._rows("SELECT * FROM repositories WHERE active AND installation_id = %s"
-                          " ORDER BY full_name", (installation_id,))
+        return self._rows(
+            "SELECT * FROM repositories WHERE active AND installation_id = %s ORDER BY full_name", (installation_id,)
+        )
 
     def update_repository(self, full_name, **fields):
         bad = set(fields) - set(self.REPOSITORY_FIELDS)
@@ -250,8 +281,9 @@ class PostgresStore(Store):
         if not fields:
             return
         sets = ", ".join(f"{k} = %s" for k in fields)  # names checked just above
-        self._write(f"UPDATE repositories SET {sets}, updated_at = {_NOW} WHERE full_name = %s",
-                    (*fields.values(), full_name))
+        self._write(
+            f"UPDATE repositories SET {sets}, updated_at = {_NOW} WHERE full_name = %s", (*fields.values(), full_name)
+        )
 
     # -- telemetry -----------------------------------------------------------------------------
     def store_telemetry(self, digest, repository, installation_id, windows, job):
@@ -265,35 +297,41 @@ class PostgresStore(Store):
         rows = json.dumps(rows)
         # One statement: the batch, its windows in the order sent (ids keep the arrival
         # order) and its job, all only if the batch is new.
-        sql = ("WITH b AS (INSERT INTO telemetry_batches (digest, repository, installation_id,"
-               f" windows, received_at) VALUES (%s, %s, %s, %s, {_NOW})"
-               " ON CONFLICT (digest) DO NOTHING RETURNING 1),"
-               " w AS (INSERT INTO telemetry_windows (repository, digest, kernel, service,"
-               f" received_at, body) SELECT %s, e.v->>0, e.v->>1, e.v->>2, {_NOW}, e.v->>3"
-               " FROM json_array_elements(%s::json) WITH ORDINALITY AS e(v, n)"
-               " WHERE EXISTS (SELECT 1 FROM b) ORDER BY e.n"
-               " ON CONFLICT (repository, digest) DO NOTHING RETURNING 1)")
+        sql = (
+            "WITH b AS (INSERT INTO telemetry_batches (digest, repository, installation_id,"
+            f" windows, received_at) VALUES (%s, %s, %s, %s, {_NOW})"
+            " ON CONFLICT (digest) DO NOTHING RETURNING 1),"
+            " w AS (INSERT INTO telemetry_windows (repository, digest, kernel, service,"
+            f" received_at, body) SELECT %s, e.v->>0, e.v->>1, e.v->>2, {_NOW}, e.v->>3"
+            " FROM json_array_elements(%s::json) WITH ORDINALITY AS e(v, n)"
+            " WHERE EXISTS (SELECT 1 FROM b) ORDER BY e.n"
+            " ON CONFLICT (repository, digest) DO NOTHING RETURNING 1)"
+        )
         args = [digest, repository, installation_id, len(windows), repository, rows]
         sql, args = self._with_jobs(sql, args, [job] if job else [], "EXISTS (SELECT 1 FROM b)")
-        row = self._write(sql + " SELECT (SELECT count(*) FROM b) AS new,"
-                                " (SELECT count(*) FROM w) AS stored", args)[1]
+        row = self._write(sql + " SELECT (SELECT count(*) FROM b) AS new, (SELECT count(*) FROM w) AS stored", args)[1]
         return row["stored"] if row["new"] else None
 
     def telemetry_windows(self, repository, since=0.0):
-        return [json.loads(r["body"]) for r in self._rows(
-            "SELECT body FROM telemetry_windows WHERE repository = %s AND received_at >= %s"
-            " ORDER BY id", (repository, since))]
+        return [
+            json.loads(r["body"])
+            for r in self._rows(
+                "SELECT body FROM telemetry_windows WHERE repository = %s AND received_at >= %s ORDER BY id",
+                (repository, since),
+            )
+        ]
 
     def telemetry_summary(self, repository):
         return self._row(
             "SELECT COUNT(*) AS windows, COUNT(DISTINCT service) AS services,"
             " COUNT(DISTINCT kernel) AS kernels, MAX(received_at) AS last_received"
-            " FROM telemetry_windows WHERE repository = %s", (repository,))
+            " FROM telemetry_windows WHERE repository = %s",
+            (repository,),
+        )
 
     def prune_telemetry(self, before):
         with self._tx() as con:
-            n = con.execute("DELETE FROM telemetry_windows WHERE received_at < %s",
-                            (before,)).rowcount
+            n = con.execute("DELETE FROM telemetry_windows WHERE received_at < %s", (before,)).rowcount
             con.execute("DELETE FROM telemetry_batches WHERE received_at < %s", (before,))
         return n
 
@@ -302,30 +340,39 @@ class PostgresStore(Store):
         # One row per id, ranked where it last appears (as SQLite's INSERT OR REPLACE does).
         rows = {}
         for i, h in enumerate(ranked):
-            rows[str(h["id"])] = (repository, str(h["id"]), i, text_field(h.get("kind")),
-                                  text_field(h.get("kernel")),
-                                  number_field(h.get("expected_gain")), dumps(h))
+            rows[str(h["id"])] = (
+                repository,
+                str(h["id"]),
+                i,
+                text_field(h.get("kind")),
+                text_field(h.get("kernel")),
+                number_field(h.get("expected_gain")),
+                dumps(h),
+            )
         with self._tx() as con:
             con.execute("DELETE FROM hypotheses WHERE repository = %s", (repository,))
             if rows:
                 con.cursor().executemany(
                     "INSERT INTO hypotheses (repository, id, rank, kind, kernel, expected_gain,"
                     f" body, seen_at) VALUES (%s, %s, %s, %s, %s, %s, %s, {_NOW})",
-                    list(rows.values()))
+                    list(rows.values()),
+                )
 
     def hypotheses(self, repository):
-        return [json.loads(r["body"]) for r in self._rows(
-            "SELECT body FROM hypotheses WHERE repository = %s ORDER BY rank", (repository,))]
+        return [
+            json.loads(r["body"])
+            for r in self._rows("SELECT body FROM hypotheses WHERE repository = %s ORDER BY rank", (repository,))
+        ]
 
-    def save_pull(self, repository, hypothesis_id, number, branch, *, head_sha, title, kernel,
-                  change):
+    def save_pull(self, repository, hypothesis_id, number, branch, *, head_sha, title, kernel, change):
         self._write(
             "INSERT INTO pulls (repository, hypothesis_id, number, branch, head_sha, title,"
             " kernel, change, state, opened_at, updated_at)"
             f" VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'open', {_NOW}, {_NOW})"
             " ON CONFLICT (repository, number) DO UPDATE SET head_sha = excluded.head_sha,"
             " title = excluded.title, change = excluded.change, updated_at = excluded.updated_at",
-            (repository, hypothesis_id, number, branch, head_sha, title, kernel, dumps(change)))
+            (repository, hypothesis_id, number, branch, head_sha, title, kernel, dumps(change)),
+        )
 
     @staticmethod
     def _pull_row(row):
@@ -334,48 +381,64 @@ class PostgresStore(Store):
         return row
 
     def open_pull(self, repository, hypothesis_id):
-        return self._pull_row(self._row(
-            "SELECT * FROM pulls WHERE repository = %s AND hypothesis_id = %s AND state = 'open'",
-            (repository, hypothesis_id)))
+        return self._pull_row(
+            self._row(
+                "SELECT * FROM pulls WHERE repository = %s AND hypothesis_id = %s AND state = 'open'",
+                (repository, hypothesis_id),
+            )
+        )
 
     def pull(self, repository, number):
-        return self._pull_row(self._row(
-            "SELECT * FROM pulls WHERE repository = %s AND number = %s", (repository, number)))
+        return self._pull_row(
+            self._row("SELECT * FROM pulls WHERE repository = %s AND number = %s", (repository, number))
+        )
 
     def pull_by_head(self, repository, head_sha):
-        return self._pull_row(self._row(
-            "SELECT * FROM pulls WHERE repository = %s AND head_sha = %s ORDER BY id DESC LIMIT 1",
-            (repository, head_sha)))
+        return self._pull_row(
+            self._row(
+                "SELECT * FROM pulls WHERE repository = %s AND head_sha = %s ORDER BY id DESC LIMIT 1",
+                (repository, head_sha),
+            )
+        )
 
     def pulls(self, repository, state=None, limit=50):
         if state is None:
-            rows = self._rows("SELECT * FROM pulls WHERE repository = %s"
-                              " ORDER BY updated_at DESC, id DESC LIMIT %s", (repository, limit))
+            rows = self._rows(
+                "SELECT * FROM pulls WHERE repository = %s ORDER BY updated_at DESC, id DESC LIMIT %s",
+                (repository, limit),
+            )
         else:
-            rows = self._rows("SELECT * FROM pulls WHERE repository = %s AND state = %s"
-                              " ORDER BY updated_at DESC, id DESC LIMIT %s",
-                              (repository, state, limit))
+            rows = self._rows(
+                "SELECT * FROM pulls WHERE repository = %s AND state = %s ORDER BY updated_at DESC, id DESC LIMIT %s",
+                (repository, state, limit),
+            )
         return [self._pull_row(r) for r in rows]
 
     def close_pull(self, repository, number, outcome, by=None):
-        return self._write(
-            f"UPDATE pulls SET state = 'closed', outcome = %s, closed_by = %s,"
-            f" closed_at = {_NOW}, updated_at = {_NOW}"
-            " WHERE repository = %s AND number = %s AND state = 'open'",
-            (outcome, by, repository, number))[0] > 0
+        return (
+            self._write(
+                f"UPDATE pulls SET state = 'closed', outcome = %s, closed_by = %s,"
+                f" closed_at = {_NOW}, updated_at = {_NOW}"
+                " WHERE repository = %s AND number = %s AND state = 'open'",
+                (outcome, by, repository, number),
+            )[0]
+            > 0
+        )
 
     def start_run(self, repository, hypothesis_id, job_id):
         return self._write(
             f"INSERT INTO runs (repository, hypothesis_id, job_id, started_at)"
-            f" VALUES (%s, %s, %s, {_NOW}) RETURNING id", (repository, hypothesis_id, job_id))[1]["id"]
+            f" VALUES (%s, %s, %s, {_NOW}) RETURNING id",
+            (repository, hypothesis_id, job_id),
+        )[1]["id"]
 
     def finish_run(self, run_id, outcome, detail=""):
-        self._write(f"UPDATE runs SET outcome = %s, detail = %s, finished_at = {_NOW}"
-                    " WHERE id = %s", (outcome, detail, run_id))
+        self._write(
+            f"UPDATE runs SET outcome = %s, detail = %s, finished_at = {_NOW} WHERE id = %s", (outcome, detail, run_id)
+        )
 
     def runs(self, repository, limit=20):
-        return self._rows("SELECT * FROM runs WHERE repository = %s ORDER BY id DESC LIMIT %s",
-                          (repository, limit))
+        return self._rows("SELECT * FROM runs WHERE repository = %s ORDER BY id DESC LIMIT %s", (repository, limit))
 
     # -- the job queue --------------------------------------------------------------------------
     def _enqueue(self, con, jobs):
@@ -387,28 +450,38 @@ class PostgresStore(Store):
                 f" {_NOW} + %s, {_NOW})"
                 f" ON CONFLICT (key) WHERE state IN ('{QUEUED}', '{DEFERRED}') DO NOTHING"
                 " RETURNING id",
-                (spec.kind, spec.queue, spec.key, spec.repository, dumps(spec.payload),
-                 self.max_attempts, float(spec.delay))).fetchone()
+                (
+                    spec.kind,
+                    spec.queue,
+                    spec.key,
+                    spec.repository,
+                    dumps(spec.payload),
+                    self.max_attempts,
+                    float(spec.delay),
+                ),
+            ).fetchone()
             ids.append(row["id"] if row else None)
         return ids
 
-    def _with_jobs(self, sql: str, args: list, jobs: Sequence[JobSpec],
-                   when: str) -> tuple[str, list]:
+    def _with_jobs(self, sql: str, args: list, jobs: Sequence[JobSpec], when: str) -> tuple[str, list]:
         """``sql`` (a WITH clause) with one more part that enqueues ``jobs`` if ``when``
         holds, as :meth:`enqueue` would: so a write and the jobs it causes are one
         statement, one round trip."""
         if not jobs:
             return sql, args
         t = storable_text
-        rows = json.dumps([[t(j.kind), t(j.queue), t(j.key), t(j.repository), dumps(j.payload),
-                            float(j.delay)] for j in jobs])
-        part = (", enqueued AS (INSERT INTO jobs (kind, queue, key, repository,"
-                " payload, state, max_attempts, run_at, created_at)"
-                f" SELECT e.v->>0, e.v->>1, e.v->>2, e.v->>3, e.v->>4, '{QUEUED}', %s,"
-                f" {_NOW} + (e.v->>5)::float8, {_NOW}"
-                " FROM json_array_elements(%s::json) WITH ORDINALITY AS e(v, n)"
-                f" WHERE {when} ORDER BY e.n"
-                f" ON CONFLICT (key) WHERE state IN ('{QUEUED}', '{DEFERRED}') DO NOTHING)")
+        rows = json.dumps(
+            [[t(j.kind), t(j.queue), t(j.key), t(j.repository), dumps(j.payload), float(j.delay)] for j in jobs]
+        )
+        part = (
+            ", enqueued AS (INSERT INTO jobs (kind, queue, key, repository,"
+            " payload, state, max_attempts, run_at, created_at)"
+            f" SELECT e.v->>0, e.v->>1, e.v->>2, e.v->>3, e.v->>4, '{QUEUED}', %s,"
+            f" {_NOW} + (e.v->>5)::float8, {_NOW}"
+            " FROM json_array_elements(%s::json) WITH ORDINALITY AS e(v, n)"
+            f" WHERE {when} ORDER BY e.n"
+            f" ON CONFLICT (key) WHERE state IN ('{QUEUED}', '{DEFERRED}') DO NOTHING)"
+        )
         return sql + part, [*args, self.max_attempts, rows]
 
     def enqueue(self, jobs):
@@ -421,48 +494,62 @@ class PostgresStore(Store):
         # worker died comes first (its run_at is older than any waiting job's), then the
         # oldest due job; each walks its own partial index in order and stops at the first
         # row it can lock, where one query over both would sort every due job.
-        pick = ("(SELECT id FROM jobs AS j WHERE {cond} AND queue = ANY(%s)"
-                f" AND (key IS NULL OR NOT EXISTS ({_KEY_BUSY}))"
-                " ORDER BY run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)")
+        pick = (
+            "(SELECT id FROM jobs AS j WHERE {cond} AND queue = ANY(%s)"
+            f" AND (key IS NULL OR NOT EXISTS ({_KEY_BUSY}))"
+            " ORDER BY run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)"
+        )
         _, row = self._write(
             f"UPDATE jobs SET state = '{RUNNING}', worker = %s, lease_until = {_NOW} + %s,"
             " attempts = attempts + 1 WHERE id = COALESCE("
-            + pick.format(cond=f"state = '{RUNNING}' AND lease_until < {_NOW}") + ", "
-            + pick.format(cond=f"state = '{QUEUED}' AND run_at <= {_NOW}") + ") RETURNING *",
-            (worker, float(lease), list(queues), list(queues)))
+            + pick.format(cond=f"state = '{RUNNING}' AND lease_until < {_NOW}")
+            + ", "
+            + pick.format(cond=f"state = '{QUEUED}' AND run_at <= {_NOW}")
+            + ") RETURNING *",
+            (worker, float(lease), list(queues), list(queues)),
+        )
         return Job.from_row(row) if row is not None else None
 
     @staticmethod
     def _owned(con, job_id, worker, sql, args):
-        return con.execute(sql + f" WHERE id = %s AND worker = %s AND state = '{RUNNING}'",
-                           (*args, job_id, worker)).rowcount > 0
+        return (
+            con.execute(
+                sql + f" WHERE id = %s AND worker = %s AND state = '{RUNNING}'", (*args, job_id, worker)
+            ).rowcount
+            > 0
+        )
 
     def heartbeat(self, job_id, worker, lease):
-        return self._write(f"UPDATE jobs SET lease_until = {_NOW} + %s WHERE id = %s"
-                           f" AND worker = %s AND state = '{RUNNING}'",
-                           (float(lease), job_id, worker))[0] > 0
+        return (
+            self._write(
+                f"UPDATE jobs SET lease_until = {_NOW} + %s WHERE id = %s AND worker = %s AND state = '{RUNNING}'",
+                (float(lease), job_id, worker),
+            )[0]
+            > 0
+        )
 
     def checkpoint(self, job_id, worker, data):
         with self._tx() as con:
-            row = con.execute("SELECT checkpoint FROM jobs WHERE id = %s AND worker = %s AND"
-                              f" state = '{RUNNING}' FOR UPDATE", (job_id, worker)).fetchone()
+            row = con.execute(
+                f"SELECT checkpoint FROM jobs WHERE id = %s AND worker = %s AND state = '{RUNNING}' FOR UPDATE",
+                (job_id, worker),
+            ).fetchone()
             if row is None:
                 return False
             merged = {**json.loads(row["checkpoint"]), **data}
-            return self._owned(con, job_id, worker, "UPDATE jobs SET checkpoint = %s",
-                               (dumps(merged),))
+            return self._owned(con, job_id, worker, "UPDATE jobs SET checkpoint = %s", (dumps(merged),))
 
     def _finish(self, job_id, worker, sets: str, args: list, follow_up) -> bool:
         """End the job (if ``worker`` holds it) and enqueue ``follow_up``, in one statement."""
-        sql = (f"WITH done AS (UPDATE jobs SET {sets}, finished_at = {_NOW}, lease_until = NULL"
-               f" WHERE id = %s AND worker = %s AND state = '{RUNNING}' RETURNING 1)")
-        sql, args = self._with_jobs(sql, [*args, job_id, worker], list(follow_up),
-                                    "EXISTS (SELECT 1 FROM done)")
+        sql = (
+            f"WITH done AS (UPDATE jobs SET {sets}, finished_at = {_NOW}, lease_until = NULL"
+            f" WHERE id = %s AND worker = %s AND state = '{RUNNING}' RETURNING 1)"
+        )
+        sql, args = self._with_jobs(sql, [*args, job_id, worker], list(follow_up), "EXISTS (SELECT 1 FROM done)")
         return self._write(sql + " SELECT count(*) AS n FROM done", args)[1]["n"] > 0
 
     def complete(self, job_id, worker, result, follow_up=()):
-        return self._finish(job_id, worker, f"state = '{DONE}', result = %s",
-                            [dumps(result or {})], follow_up)
+        return self._finish(job_id, worker, f"state = '{DONE}', result = %s", [dumps(result or {})], follow_up)
 
     def _requeue(self, con, job_id, worker, sql, args, error):
         # Back to queued/deferred, unless a newer job with the same key waits there already:
@@ -471,37 +558,53 @@ class PostgresStore(Store):
             with con.transaction():  # a savepoint: the violation must not end the whole
                 return self._owned(con, job_id, worker, sql, args)
         except psycopg.errors.UniqueViolation:
-            return self._owned(con, job_id, worker,
-                               f"UPDATE jobs SET state = '{DONE}', finished_at = {_NOW},"
-                               " lease_until = NULL, last_error = %s",
-                               (f"superseded by a newer job with this key ({error})",))
+            return self._owned(
+                con,
+                job_id,
+                worker,
+                f"UPDATE jobs SET state = '{DONE}', finished_at = {_NOW}, lease_until = NULL, last_error = %s",
+                (f"superseded by a newer job with this key ({error})",),
+            )
 
     def retry(self, job_id, worker, run_at, error, count_attempt=True):
         with self._tx() as con:
-            return self._requeue(con, job_id, worker,
-                                 f"UPDATE jobs SET state = '{QUEUED}', run_at = %s,"
-                                 " last_error = %s, lease_until = NULL, attempts = attempts - %s",
-                                 (run_at, error, 0 if count_attempt else 1), error)
+            return self._requeue(
+                con,
+                job_id,
+                worker,
+                f"UPDATE jobs SET state = '{QUEUED}', run_at = %s,"
+                " last_error = %s, lease_until = NULL, attempts = attempts - %s",
+                (run_at, error, 0 if count_attempt else 1),
+                error,
+            )
 
     def fail(self, job_id, worker, error, follow_up=()):
-        return self._finish(job_id, worker, f"state = '{FAILED}', last_error = %s", [error],
-                            follow_up)
+        return self._finish(job_id, worker, f"state = '{FAILED}', last_error = %s", [error], follow_up)
 
     def defer(self, job_id, worker, reason):
         with self._tx() as con:
-            return self._requeue(con, job_id, worker,
-                                 f"UPDATE jobs SET state = '{DEFERRED}', last_error = %s,"
-                                 " lease_until = NULL, attempts = attempts - 1", (reason,), reason)
+            return self._requeue(
+                con,
+                job_id,
+                worker,
+                f"UPDATE jobs SET state = '{DEFERRED}', last_error = %s, lease_until = NULL, attempts = attempts - 1",
+                (reason,),
+                reason,
+            )
 
     def release_deferred(self, repository):
-        return self._write(f"UPDATE jobs SET state = '{QUEUED}', run_at = {_NOW}"
-                           f" WHERE state = '{DEFERRED}' AND repository = %s", (repository,))[0]
+        return self._write(
+            f"UPDATE jobs SET state = '{QUEUED}', run_at = {_NOW} WHERE state = '{DEFERRED}' AND repository = %s",
+            (repository,),
+        )[0]
 
     def cancel_jobs(self, repository):
         return self._write(
             f"UPDATE jobs SET state = '{FAILED}', last_error = 'cancelled: the App lost"
             f" access to the repository', finished_at = {_NOW}"
-            f" WHERE state IN ('{QUEUED}', '{DEFERRED}') AND repository = %s", (repository,))[0]
+            f" WHERE state IN ('{QUEUED}', '{DEFERRED}') AND repository = %s",
+            (repository,),
+        )[0]
 
     def job(self, job_id):
         row = self._row("SELECT * FROM jobs WHERE id = %s", (job_id,))
@@ -518,22 +621,31 @@ class PostgresStore(Store):
         return [Job.from_row(r) for r in rows]
 
     def job_counts(self):
-        return {(r["kind"], r["state"]): r["n"] for r in self._rows(
-            "SELECT kind, state, COUNT(*) AS n FROM jobs GROUP BY kind, state")}
+        return {
+            (r["kind"], r["state"]): r["n"]
+            for r in self._rows("SELECT kind, state, COUNT(*) AS n FROM jobs GROUP BY kind, state")
+        }
 
     def due(self, name, interval):
-        return self._write(
-            f"INSERT INTO schedules (name, next_run) VALUES (%s, {_NOW} + %s)"
-            " ON CONFLICT (name) DO UPDATE SET next_run = excluded.next_run"
-            f" WHERE schedules.next_run <= {_NOW} RETURNING 1", (name, float(interval)))[1] is not None
+        return (
+            self._write(
+                f"INSERT INTO schedules (name, next_run) VALUES (%s, {_NOW} + %s)"
+                " ON CONFLICT (name) DO UPDATE SET next_run = excluded.next_run"
+                f" WHERE schedules.next_run <= {_NOW} RETURNING 1",
+                (name, float(interval)),
+            )[1]
+            is not None
+        )
 
     def get_meta(self, key):
         row = self._row("SELECT value FROM meta WHERE key = %s", (key,))
         return row["value"] if row else None
 
     def set_meta(self, key, value):
-        self._write("INSERT INTO meta (key, value) VALUES (%s, %s)"
-                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
+        self._write(
+            "INSERT INTO meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
 
 
 __all__ = ["PostgresStore"]

@@ -93,18 +93,21 @@ def migrate(con: psycopg.Connection, migrations: Sequence[tuple[int, str, str]] 
     migrations = list(migrations or MIGRATIONS)
     with con.transaction():
         con.execute("SELECT pg_advisory_xact_lock(%s, 0)", (LOCK,))
-        con.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY,"
-                    " description TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)")
+        con.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY,"
+            " description TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)"
+        )
         current = con.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]
         latest = migrations[-1][0]
         if current > latest:
-            raise ValueError(f"the database's schema is at version {current}, newer than this "
-                             f"App knows ({latest}): upgrade the App before it uses this database")
+            raise ValueError(
+                f"the database's schema is at version {current}, newer than this "
+                f"App knows ({latest}): upgrade the App before it uses this database"
+            )
         for version, description, sql in migrations:
             if version > current:
                 con.execute(sql)
-                con.execute(f"INSERT INTO schema_version VALUES (%s, %s, {NOW})",
-                            (version, description))
+                con.execute(f"INSERT INTO schema_version VALUES (%s, %s, {NOW})", (version, description))
                 current = version
     return current
 

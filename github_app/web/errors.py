@@ -72,8 +72,9 @@ def init_app(app: Flask) -> None:
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):
         if retryable(exc):
-            log.warning("%s %s: the store is unavailable: %s: %s", request.method,
-                        request.path, type(exc).__name__, exc)
+            log.warning(
+                "%s %s: the store is unavailable: %s: %s", request.method, request.path, type(exc).__name__, exc
+            )
             return unavailable("store", "the App cannot store this now; retry later")
         log.exception("%s %s failed", request.method, request.path)
         _count_failure("bug")

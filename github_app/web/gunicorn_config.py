@@ -164,6 +164,5 @@ class DeadlineThreadWorker(ThreadWorker):
         # gunicorn answers a Transfer-Encoding it does not know with 501 (RFC 9112 allows
         # it); the mistake is the client's, and a 5xx would page whoever watches the App.
         if isinstance(exc, UnsupportedTransferCoding):
-            exc = InvalidHeader(f"Transfer-Encoding {exc.hdr!r} (only chunked is understood)",
-                                req=req)
+            exc = InvalidHeader(f"Transfer-Encoding {exc.hdr!r} (only chunked is understood)", req=req)
         super().handle_error(req, client, addr, exc)

@@ -55,19 +55,16 @@ class StoreProbe:
             if self._done is None or self._done.is_set():
                 self._done = threading.Event()
                 self._started = time.monotonic()
-                threading.Thread(target=self._run, args=(self._done,), daemon=True,
-                                 name="aina-readyz-probe").start()
+                threading.Thread(target=self._run, args=(self._done,), daemon=True, name="aina-readyz-probe").start()
             done, started = self._done, self._started
         if not done.wait(timeout):
-            return (f"a write to the store has not committed after "
-                    f"{time.monotonic() - started:.1f} s", None)
+            return (f"a write to the store has not committed after {time.monotonic() - started:.1f} s", None)
         return self._result
 
 
 def _probe() -> StoreProbe:
     with _probes_lock:
-        return current_app.extensions.setdefault(
-            "aina.readyz", StoreProbe(current_app.extensions["aina"].store))
+        return current_app.extensions.setdefault("aina.readyz", StoreProbe(current_app.extensions["aina"].store))
 
 
 @bp.get("/healthz")
@@ -91,11 +88,11 @@ def readyz():
         except (ValueError, TypeError, KeyError):
             worker, age = None, None
         if age is None:
-            problems.append("no job worker has written a heartbeat (is `aina serve "
-                            "--worker-only` running on this database?)")
+            problems.append(
+                "no job worker has written a heartbeat (is `aina serve --worker-only` running on this database?)"
+            )
         elif age > 3 * interval:
-            problems.append(f"the job worker's last heartbeat is {age:.0f} s old "
-                            f"(expected every {interval:g} s)")
+            problems.append(f"the job worker's last heartbeat is {age:.0f} s old (expected every {interval:g} s)")
         else:
             worker = {"name": worker.get("worker"), "heartbeat_age_s": round(age, 3)}
     if problems:
@@ -110,6 +107,5 @@ def readyz():
 def metrics():
     services = current_app.extensions["aina"]
     services.metrics.catch_up("aina_installation_tokens_issued_total", services.auth.tokens_issued)
-    gauges = {"aina_jobs": {(("kind", k), ("state", s)): float(n)
-                            for (k, s), n in services.store.job_counts().items()}}
+    gauges = {"aina_jobs": {(("kind", k), ("state", s)): float(n) for (k, s), n in services.store.job_counts().items()}}
     return Response(services.metrics.render(gauges), content_type=CONTENT_TYPE)

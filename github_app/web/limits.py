@@ -65,12 +65,11 @@ def read_body(limit: int, seconds: float) -> bytes | None:
         return None
     except (TimeoutError, ClientDisconnected) as exc:
         # werkzeug reports a socket timeout as a disconnect; the clock tells them apart.
-        if isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError) \
-                or time.monotonic() >= end:
-            raise RequestTimeout(f"the body did not arrive within {seconds:g} s; send it "
-                                 "at once, with a correct Content-Length") from None
-        raise ClientDisconnected("the client closed the connection before the body ended") \
-            from None
+        if isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError) or time.monotonic() >= end:
+            raise RequestTimeout(
+                f"the body did not arrive within {seconds:g} s; send it at once, with a correct Content-Length"
+            ) from None
+        raise ClientDisconnected("the client closed the connection before the body ended") from None
     finally:
         if sock is not None:
             try:
@@ -80,8 +79,7 @@ def read_body(limit: int, seconds: float) -> bytes | None:
     if size > limit:
         return None
     if request.content_length is not None and size < request.content_length:
-        raise BadRequest(f"the body ended after {size} of its {request.content_length} bytes "
-                         "(Content-Length)")
+        raise BadRequest(f"the body ended after {size} of its {request.content_length} bytes (Content-Length)")
     return b"".join(chunks)
 
 

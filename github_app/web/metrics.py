@@ -24,14 +24,14 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 #: name: (help, label names). The label names are sorted, as /metrics has always shown them.
 COUNTERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "aina_webhooks_total": ("Webhook deliveries by event and outcome.", ("event", "outcome")),
-    "aina_requests_rejected_total": ("Requests refused with a 4xx, by route and reason.",
-                                     ("reason", "route")),
-    "aina_requests_failed_total": ("Requests answered 5xx, by route and cause: store (a 503 "
-                                   "with Retry-After) or bug (a 500).", ("cause", "route")),
+    "aina_requests_rejected_total": ("Requests refused with a 4xx, by route and reason.", ("reason", "route")),
+    "aina_requests_failed_total": (
+        "Requests answered 5xx, by route and cause: store (a 503 with Retry-After) or bug (a 500).",
+        ("cause", "route"),
+    ),
     "aina_telemetry_batches_total": ("Telemetry batches by outcome.", ("outcome",)),
     "aina_telemetry_windows_total": ("Telemetry windows durably stored.", ()),
-    "aina_telemetry_windows_repaired_total": (
-        "Telemetry windows stored with lone surrogates replaced by U+FFFD.", ()),
+    "aina_telemetry_windows_repaired_total": ("Telemetry windows stored with lone surrogates replaced by U+FFFD.", ()),
     "aina_job_runs_total": ("Job runs, by kind and result.", ("kind", "result")),
     "aina_installation_tokens_issued_total": ("Installation tokens fetched (cache misses).", ()),
 }
@@ -50,8 +50,10 @@ class Metrics:
         if self.multiprocess_dir:
             os.makedirs(self.multiprocess_dir, exist_ok=True)
         self.registry = CollectorRegistry(auto_describe=True)
-        self._counters = {name: Counter(name, help_text, labels, registry=self.registry)
-                          for name, (help_text, labels) in COUNTERS.items()}
+        self._counters = {
+            name: Counter(name, help_text, labels, registry=self.registry)
+            for name, (help_text, labels) in COUNTERS.items()
+        }
         self._caught_up: dict[str, float] = {}
         self._lock = threading.Lock()
 
@@ -73,8 +75,7 @@ class Metrics:
                 self._caught_up[name] = total
                 self._counters[name].inc(delta)
 
-    def render(self, gauges: dict[str, dict[tuple[tuple[str, str], ...], float]] | None = None
-               ) -> str:
+    def render(self, gauges: dict[str, dict[tuple[tuple[str, str], ...], float]] | None = None) -> str:
         """The exposition text: every process's counters (or this one's), and ``gauges``
         ({name of :data:`GAUGES`: {((label, value), ...): value}}) read by the caller."""
         from prometheus_client import CollectorRegistry, generate_latest

@@ -36,8 +36,10 @@ class StoreGate:
         with self._lock:
             oldest = min(self._in_flight.values(), default=now)
             if now - oldest > self.stuck_after:
-                raise StoreUnavailable(f"a write to the store has waited {now - oldest:.1f} s "
-                                       "and is not done; not queueing another behind it")
+                raise StoreUnavailable(
+                    f"a write to the store has waited {now - oldest:.1f} s "
+                    "and is not done; not queueing another behind it"
+                )
             token = next(self._ids)
             self._in_flight[token] = now
         try:

@@ -76,10 +76,8 @@ def telemetry():
     config = services.config
     installation = request.args.get("installation", "")
     repository = request.args.get("repository", "")
-    if not _ID.fullmatch(installation) or not int(installation) < 2**63 \
-            or not _REPO.fullmatch(repository):
-        return _refuse(400, "query", "expected /telemetry?installation=ID&repository=OWNER/NAME "
-                                     "(ID in ASCII digits)")
+    if not _ID.fullmatch(installation) or not int(installation) < 2**63 or not _REPO.fullmatch(repository):
+        return _refuse(400, "query", "expected /telemetry?installation=ID&repository=OWNER/NAME (ID in ASCII digits)")
     installation_id = int(installation)
 
     body = read_body(config["TELEMETRY_MAX_BYTES"], config["BODY_TIMEOUT_SECONDS"])
@@ -96,8 +94,7 @@ def telemetry():
 
     repo = services.store.repository(repository)
     if repo is None or not repo["active"] or repo["installation_id"] != installation_id:
-        return _refuse(404, "repository",
-                       f"{repository} is not a repository of installation {installation_id}")
+        return _refuse(404, "repository", f"{repository} is not a repository of installation {installation_id}")
 
     try:
         windows, issues = validate.read_batch(body)
@@ -106,8 +103,12 @@ def telemetry():
     except RecursionError:
         return _refuse(422, "invalid", "body is not JSON we accept: nested too deeply")
     if issues:
-        return _refuse(422, "invalid", f"{len(issues)} problem(s) in the batch; nothing stored",
-                       problems=[str(i) for i in issues[:50]])
+        return _refuse(
+            422,
+            "invalid",
+            f"{len(issues)} problem(s) in the batch; nothing stored",
+            problems=[str(i) for i in issues[:50]],
+        )
     if len(windows) > config["TELEMETRY_MAX_WINDOWS"]:
         return _refuse(413, "too_many", f"more than {config['TELEMETRY_MAX_WINDOWS']} windows")
 
@@ -115,9 +116,17 @@ def telemetry():
     if batch_id is not None and not (isinstance(batch_id, str) and _BATCH_ID.fullmatch(batch_id)):
         return _refuse(422, "invalid", "batch_id must be 8 to 64 lower-case hex digits")
     digest = "batch:" + batch_id if batch_id else "sha256:" + hashlib.sha256(body).hexdigest()
-    job = JobSpec("reason", {"repository": repository, "installation_id": installation_id},
-                  key=f"reason:{repository}", repository=repository,
-                  delay=config["REASON_DEBOUNCE_SECONDS"]) if windows else None
+    job = (
+        JobSpec(
+            "reason",
+            {"repository": repository, "installation_id": installation_id},
+            key=f"reason:{repository}",
+            repository=repository,
+            delay=config["REASON_DEBOUNCE_SECONDS"],
+        )
+        if windows
+        else None
+    )
     rows = [w.as_dict() for w in windows]
     repaired = 0
     if has_surrogate_escape(body):
@@ -127,8 +136,12 @@ def telemetry():
                 repaired += changed
                 services.metrics.inc("aina_telemetry_windows_repaired_total")
         if repaired:
-            log.warning("telemetry for %s: %d string(s) with lone surrogates stored as U+FFFD "
-                        "(a sender's text from bytes that are not UTF-8)", repository, repaired)
+            log.warning(
+                "telemetry for %s: %d string(s) with lone surrogates stored as U+FFFD "
+                "(a sender's text from bytes that are not UTF-8)",
+                repository,
+                repaired,
+            )
     with current_app.extensions["aina.store_gate"].write():
         stored = services.store.store_telemetry(digest, repository, installation_id, rows, job)
     if stored is None:

@@ -44,8 +44,7 @@ def signature_ok(secret: str, body: bytes, header: str | None) -> bool:
 
 
 def _refuse(status: int, reason: str, message: str):
-    current_app.extensions["aina"].metrics.inc("aina_requests_rejected_total",
-                                               route="webhook", reason=reason)
+    current_app.extensions["aina"].metrics.inc("aina_requests_rejected_total", route="webhook", reason=reason)
     return jsonify(error=message), status
 
 
@@ -55,8 +54,7 @@ def webhook():
     body = read_body(services.config["WEBHOOK_MAX_BYTES"], services.config["BODY_TIMEOUT_SECONDS"])
     if body is None:
         return _refuse(413, "too_large", "payload too large")
-    if not signature_ok(services.config["WEBHOOK_SECRET"], body,
-                        request.headers.get("X-Hub-Signature-256")):
+    if not signature_ok(services.config["WEBHOOK_SECRET"], body, request.headers.get("X-Hub-Signature-256")):
         return _refuse(401, "signature", "missing or wrong X-Hub-Signature-256")
     event_name = request.headers.get("X-GitHub-Event", "")
     delivery = request.headers.get("X-GitHub-Delivery", "")
@@ -83,9 +81,7 @@ def webhook():
     if not recorded:
         outcome = "duplicate"  # the same delivery raced in on another thread
     services.metrics.inc("aina_webhooks_total", event=event_name, outcome=outcome)
-    log.info("delivery %s %s.%s: %s, %d job(s)", delivery, event_name, action, outcome,
-             len(jobs or []))
+    log.info("delivery %s %s.%s: %s, %d job(s)", delivery, event_name, action, outcome, len(jobs or []))
     if event_name == "ping":
         return jsonify(status="pong", delivery=delivery), 200
-    return jsonify(status=outcome, delivery=delivery, jobs=len(jobs or [])), \
-        202 if outcome == "handled" else 200
+    return jsonify(status=outcome, delivery=delivery, jobs=len(jobs or [])), 202 if outcome == "handled" else 200

@@ -37,11 +37,11 @@ class Setup:
     """What every evaluation in one run shares."""
 
     spec_path: Path
-    repo: Path                         # the repository (kernels importable from here)
-    function: str                      # the function a candidate defines, e.g. "softmax"
-    generic: str                       # import path of the generic variant, for config candidates
-    bench_cases: list[dict]            # [{"dims": {...}, "dtype": ..., "label": ...}]
-    workdir: Path                      # where generated candidate files go (outside the sandbox)
+    repo: Path  # the repository (kernels importable from here)
+    function: str  # the function a candidate defines, e.g. "softmax"
+    generic: str  # import path of the generic variant, for config candidates
+    bench_cases: list[dict]  # [{"dims": {...}, "dtype": ..., "label": ...}]
+    workdir: Path  # where generated candidate files go (outside the sandbox)
     device: str = "cpu"
     profile: str = "ci"
     calls: int = 7
@@ -50,7 +50,7 @@ class Setup:
     check_wall_s: float = 240.0
     bench_wall_s: float = 120.0
     memory_bytes: int = 6 << 30
-    hbm_bytes_per_s: float | None = None   # the device's limit: a faster figure is a measurement error
+    hbm_bytes_per_s: float | None = None  # the device's limit: a faster figure is a measurement error
     spec: object = field(default=None, repr=False)
 
     def __post_init__(self):
@@ -64,11 +64,13 @@ def module_source(c: Candidate, setup: Setup) -> str:
     if c.source is not None:
         return c.source
     module, _, attr = setup.generic.partition(":")
-    return (f'"""Candidate {c.id}: {setup.generic} with meta-parameters {c.config!r}."""\n'
-            f"from {module} import {attr} as _generic\n\n"
-            f"CONFIG = {json.dumps(c.config or {}, sort_keys=True)}\n\n\n"
-            f"def {setup.function}(*args, **kwargs):\n"
-            f"    return _generic(*args, **kwargs, **CONFIG)\n")
+    return (
+        f'"""Candidate {c.id}: {setup.generic} with meta-parameters {c.config!r}."""\n'
+        f"from {module} import {attr} as _generic\n\n"
+        f"CONFIG = {json.dumps(c.config or {}, sort_keys=True)}\n\n\n"
+        f"def {setup.function}(*args, **kwargs):\n"
+        f"    return _generic(*args, **kwargs, **CONFIG)\n"
+    )
 
 
 def _harness_file(setup: Setup) -> Path:
@@ -83,7 +85,8 @@ def _harness_file(setup: Setup) -> Path:
             f"SPEC = {spec!r}\n\n"
             "def make_inputs(seed, **params):\n    return _h.make_inputs(SPEC, seed, **params)\n\n"
             "def reference(*args):\n    return _h.reference(SPEC, *args)\n\n"
-            "def check(out, expected, **params):\n    return _h.check(SPEC, out, expected, **params)\n")
+            "def check(out, expected, **params):\n    return _h.check(SPEC, out, expected, **params)\n"
+        )
     return path
 
 
@@ -159,12 +162,15 @@ def _cascade(c: Candidate, setup: Setup, v: Verdict) -> None:
     env = child_env(setup.device)
     # -- examples, properties, invariants: the plugin, in the sandbox --------------------
     with _stage_clock(v, "checks"):
-        res = sandbox.run("pytest_aina.changer.harness:run_checks",
-                          args=[str(setup.spec_path.resolve()), f"cand_{c.id}:{setup.function}", setup.profile,
-                                str(setup.repo)],
-                          files={f"candidate/cand_{c.id}.py": cfile}, pythonpath=pythonpath,
-                          read_paths=[str(setup.repo)], env=env,
-                          limits=sandbox.Limits(wall_s=setup.check_wall_s, memory_bytes=setup.memory_bytes))
+        res = sandbox.run(
+            "pytest_aina.changer.harness:run_checks",
+            args=[str(setup.spec_path.resolve()), f"cand_{c.id}:{setup.function}", setup.profile, str(setup.repo)],
+            files={f"candidate/cand_{c.id}.py": cfile},
+            pythonpath=pythonpath,
+            read_paths=[str(setup.repo)],
+            env=env,
+            limits=sandbox.Limits(wall_s=setup.check_wall_s, memory_bytes=setup.memory_bytes),
+        )
     v.sandbox = dict(res.protections)
     if not res.ok:
         v.failed_stage, v.reason = "examples", res.status
@@ -183,11 +189,20 @@ def _cascade(c: Candidate, setup: Setup, v: Verdict) -> None:
     with _stage_clock(v, "benchmarks"):
         for i, bc in enumerate(setup.bench_cases):
             params = {"dims": bc["dims"], "dtype": bc["dtype"]}
-            common = dict(make_inputs=f"{harness}:make_inputs", reference=f"{harness}:reference",
-                          check=f"{harness}:check", params=params, calls=setup.calls, warmup=setup.warmup,
-                          seed=setup.seed * 1000 + i, pythonpath=pythonpath, read_paths=[str(setup.repo)], env=env,
-                          limits=sandbox.Limits(wall_s=setup.bench_wall_s, memory_bytes=setup.memory_bytes),
-                          min_plausible_s=_min_plausible(setup, bc))
+            common = dict(
+                make_inputs=f"{harness}:make_inputs",
+                reference=f"{harness}:reference",
+                check=f"{harness}:check",
+                params=params,
+                calls=setup.calls,
+                warmup=setup.warmup,
+                seed=setup.seed * 1000 + i,
+                pythonpath=pythonpath,
+                read_paths=[str(setup.repo)],
+                env=env,
+                limits=sandbox.Limits(wall_s=setup.bench_wall_s, memory_bytes=setup.memory_bytes),
+                min_plausible_s=_min_plausible(setup, bc),
+            )
             t = sandbox.time_calls(f"{cfile}:{setup.function}", **common)
             if not t.ok:
                 v.failed_stage, v.reason = "benchmarks", t.status
@@ -198,11 +213,18 @@ def _cascade(c: Candidate, setup: Setup, v: Verdict) -> None:
                 v.failed_stage, v.reason = "benchmarks", "reference failed"
                 v.detail = f"{bc['label']}: the spec's reference failed to run: {r.reason}"
                 return
-            timing = {"case": bc["label"], "samples_s": t.times_s, "reference_samples_s": r.times_s,
-                      "median_s": t.median_s, "reference_median_s": r.median_s,
-                      "floor_s": t.floor.get("median_s"), "speedup": r.median_s / t.median_s,
-                      "clock": "parent wall clock over a pipe; Triton interpreter on CPU (not GPU evidence)"
-                      if setup.device == "cpu" else "parent wall clock over a pipe, GPU synchronised per call"}
+            timing = {
+                "case": bc["label"],
+                "samples_s": t.times_s,
+                "reference_samples_s": r.times_s,
+                "median_s": t.median_s,
+                "reference_median_s": r.median_s,
+                "floor_s": t.floor.get("median_s"),
+                "speedup": r.median_s / t.median_s,
+                "clock": "parent wall clock over a pipe; Triton interpreter on CPU (not GPU evidence)"
+                if setup.device == "cpu"
+                else "parent wall clock over a pipe, GPU synchronised per call",
+            }
             v.timings.append(timing)
             speedups.append(timing["speedup"])
     v.stages.append("benchmarks")

@@ -26,9 +26,9 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping
 
 from pytest_aina.changer.change.model import BRANCH_PREFIX, Change, is_bot_branch
 
@@ -47,8 +47,8 @@ class ForgeError(RuntimeError):
 class ForgeResult:
     branch: str
     commit: str
-    base: str                  # the HEAD commit the branch is on top of
-    previous: str | None       # the branch's commit before this publish (None: a new branch)
+    base: str  # the HEAD commit the branch is on top of
+    previous: str | None  # the branch's commit before this publish (None: a new branch)
     body_path: Path
     json_path: Path
     files: tuple[str, ...]
@@ -60,8 +60,13 @@ class ForgeResult:
 
     def message(self) -> str:
         """What ``aina evolve`` prints at the end."""
-        state = (f"updated in place (was {self.previous[:12]})" if self.previous and self.previous != self.commit
-                 else "unchanged (same content)" if self.previous else "new")
+        state = (
+            f"updated in place (was {self.previous[:12]})"
+            if self.previous and self.previous != self.commit
+            else "unchanged (same content)"
+            if self.previous
+            else "new"
+        )
         lines = [
             f"Opened on the local forge: {self.title}",
             f"  branch  {self.branch}  ({state})",
@@ -79,11 +84,18 @@ class ForgeResult:
         return "\n".join(lines)
 
 
-def _git(repo: Path, *args: str, env: Mapping[str, str] | None = None, input: bytes | None = None,
-         check: bool = True, strip: bool = True) -> str:
+def _git(
+    repo: Path,
+    *args: str,
+    env: Mapping[str, str] | None = None,
+    input: bytes | None = None,
+    check: bool = True,
+    strip: bool = True,
+) -> str:
     try:
-        done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, input=input,
-                              env=dict(os.environ, **(env or {})))
+        done = subprocess.run(
+            ["git", "-C", str(repo), *args], capture_output=True, input=input, env=dict(os.environ, **(env or {}))
+        )
     except FileNotFoundError:
         raise ForgeError("git is not installed: the local forge needs it") from None
     if check and done.returncode != 0:
@@ -131,21 +143,30 @@ def publish(change: Change, repo: str | Path = ".") -> ForgeResult:
     if previous:
         email = _git(root, "log", "-1", "--format=%ae", previous)
         if email != AUTHOR_EMAIL:
-            raise ForgeError(f"{branch} exists and its commit is by {email}, not by pytest-aina; "
-                             "not overwriting someone's branch")
+            raise ForgeError(
+                f"{branch} exists and its commit is by {email}, not by pytest-aina; not overwriting someone's branch"
+            )
 
     files: dict[str, str | None] = data["files"]
     tree = _tree(root, head, files)
     message = _message(data)
-    if previous and _git(root, "rev-parse", f"{previous}^{{tree}}") == tree \
-            and _git(root, "rev-parse", f"{previous}^@", check=False) == head \
-            and _git(root, "log", "-1", "--format=%B", previous).strip() == message.strip():
+    if (
+        previous
+        and _git(root, "rev-parse", f"{previous}^{{tree}}") == tree
+        and _git(root, "rev-parse", f"{previous}^@", check=False) == head
+        and _git(root, "log", "-1", "--format=%B", previous).strip() == message.strip()
+    ):
         commit = previous  # same content on the same base: nothing to replace
     else:
-        env = {"GIT_AUTHOR_NAME": AUTHOR_NAME, "GIT_AUTHOR_EMAIL": AUTHOR_EMAIL,
-               "GIT_COMMITTER_NAME": AUTHOR_NAME, "GIT_COMMITTER_EMAIL": AUTHOR_EMAIL}
-        commit = _git(root, "commit-tree", "--no-gpg-sign", tree, "-p", head, "-F", "-", env=env,
-                      input=message.encode())
+        env = {
+            "GIT_AUTHOR_NAME": AUTHOR_NAME,
+            "GIT_AUTHOR_EMAIL": AUTHOR_EMAIL,
+            "GIT_COMMITTER_NAME": AUTHOR_NAME,
+            "GIT_COMMITTER_EMAIL": AUTHOR_EMAIL,
+        }
+        commit = _git(
+            root, "commit-tree", "--no-gpg-sign", tree, "-p", head, "-F", "-", env=env, input=message.encode()
+        )
         # the old value guards against a concurrent publish of the same branch
         _git(root, "update-ref", "-m", f"aina evolve: {data['hypothesis_id']}", ref, commit, previous or ZERO)
 
@@ -154,18 +175,35 @@ def publish(change: Change, repo: str | Path = ".") -> ForgeResult:
     stem = branch.replace("/", "-")
     body_path, json_path = forge / f"{stem}.md", forge / f"{stem}.json"
     body_path.write_text(data["body"])  # it starts with the title as a heading
-    json_path.write_text(json.dumps(dict(data, forge={"branch": branch, "commit": commit, "base": head}),
-                                    indent=2) + "\n")
-    return ForgeResult(branch=branch, commit=commit, base=head, previous=previous, body_path=body_path,
-                       json_path=json_path, files=tuple(sorted(files)), title=data["title"])
+    json_path.write_text(
+        json.dumps(dict(data, forge={"branch": branch, "commit": commit, "base": head}), indent=2) + "\n"
+    )
+    return ForgeResult(
+        branch=branch,
+        commit=commit,
+        base=head,
+        previous=previous,
+        body_path=body_path,
+        json_path=json_path,
+        files=tuple(sorted(files)),
+        title=data["title"],
+    )
 
 
 def open_pr(repo: str | Path, change: Change) -> dict:
     """:func:`publish` for ``aina evolve``: the result as JSON-able data, with the text to print."""
     r = publish(change, repo)
-    return {"branch": r.branch, "commit": r.commit, "base": r.base, "previous": r.previous, "updated": r.updated,
-            "body_path": str(r.body_path), "json_path": str(r.json_path), "files": list(r.files),
-            "message": r.message()}
+    return {
+        "branch": r.branch,
+        "commit": r.commit,
+        "base": r.base,
+        "previous": r.previous,
+        "updated": r.updated,
+        "body_path": str(r.body_path),
+        "json_path": str(r.json_path),
+        "files": list(r.files),
+        "message": r.message(),
+    }
 
 
 def changed_files(repo: str | Path, ref: str, *, base: str | None = None) -> dict[str, str | None]:
@@ -203,7 +241,7 @@ def _tree(root: Path, head: str, files: Mapping[str, str | None]) -> str:
         blobs: dict[str, str] = {}
         if written:
             staged = []
-            for i, (path, text) in enumerate(written.items()):
+            for i, text in enumerate(written.values()):
                 f = Path(tmp) / f"blob{i}"
                 f.write_text(text)
                 staged.append(str(f))
@@ -216,9 +254,12 @@ def _tree(root: Path, head: str, files: Mapping[str, str | None]) -> str:
 
 def _message(data: dict) -> str:
     meta = data.get("metadata") or {}
-    lines = [data["title"], "",
-             f"Evolution change for hypothesis {data['hypothesis_id']}, written by pytest-aina. The PR body is",
-             f"in {FORGE_DIR}/{data['branch'].replace('/', '-')}.md; the provenance is {data.get('attestation')}."]
+    lines = [
+        data["title"],
+        "",
+        f"Evolution change for hypothesis {data['hypothesis_id']}, written by pytest-aina. The PR body is",
+        f"in {FORGE_DIR}/{data['branch'].replace('/', '-')}.md; the provenance is {data.get('attestation')}.",
+    ]
     if meta.get("device") == "cpu":
         lines += ["", "Timings come from Triton's interpreter on a CPU: not GPU evidence."]
     lines += ["", f"Aina-Hypothesis: {data['hypothesis_id']}"]
@@ -239,8 +280,13 @@ def scratch_checkout(repo: str | Path, change: Change | None = None, *, ref: str
     with tempfile.TemporaryDirectory(prefix="aina-checkout-") as tmp:
         dest = Path(tmp)
         if root is None:
-            shutil.copytree(repo, dest, dirs_exist_ok=True, symlinks=True,
-                            ignore=shutil.ignore_patterns(".aina", ".git", "__pycache__"))
+            shutil.copytree(
+                repo,
+                dest,
+                dirs_exist_ok=True,
+                symlinks=True,
+                ignore=shutil.ignore_patterns(".aina", ".git", "__pycache__"),
+            )
         else:
             archive = subprocess.run(["git", "-C", str(root), "archive", "--format=tar", ref], capture_output=True)
             if archive.returncode != 0:

@@ -19,8 +19,8 @@ from functools import cache
 from typing import Any
 
 from pytest_aina.checking import cases
-from pytest_aina.checking.device import prepare_runtime
 from pytest_aina.checking.compare import compare
+from pytest_aina.checking.device import prepare_runtime
 from pytest_aina.imports import resolve
 from pytest_aina.spec.model import Case, load_spec
 
@@ -40,18 +40,46 @@ def run_checks(spec_path: str, impl: str, profile: str, rootdir: str) -> dict:
         @pytest.hookimpl(trylast=True)
         def pytest_runtest_logreport(self, report):
             if report.when == "call" or not report.passed:
-                results.append({"nodeid": report.nodeid, "when": report.when, "outcome": report.outcome,
-                                "message": str(report.longrepr)[-4000:] if report.failed else ""})
+                results.append(
+                    {
+                        "nodeid": report.nodeid,
+                        "when": report.when,
+                        "outcome": report.outcome,
+                        "message": str(report.longrepr)[-4000:] if report.failed else "",
+                    }
+                )
 
         def pytest_collectreport(self, report):
             if report.failed:
-                results.append({"nodeid": report.nodeid, "when": "collect", "outcome": "failed",
-                                "message": str(report.longrepr)[-4000:]})
+                results.append(
+                    {
+                        "nodeid": report.nodeid,
+                        "when": "collect",
+                        "outcome": "failed",
+                        "message": str(report.longrepr)[-4000:],
+                    }
+                )
 
-    args = [spec_path, "--aina", "--aina-impl", impl, "--aina-profile", profile, "-x", "-q",
-            "-p", "no:cacheprovider", "-m", "aina_example or aina_property or aina_invariant",
-            # the sandbox has imported pytest_aina already: rewriting its asserts is impossible
-            "--assert=plain", "--rootdir", rootdir, "-o", "addopts="]
+    args = [
+        spec_path,
+        "--aina",
+        "--aina-impl",
+        impl,
+        "--aina-profile",
+        profile,
+        "-x",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-m",
+        "aina_example or aina_property or aina_invariant",
+        # the sandbox has imported pytest_aina already: rewriting its asserts is impossible
+        "--assert=plain",
+        "--rootdir",
+        rootdir,
+        "-o",
+        "addopts=",
+    ]
     code = pytest.main(args, plugins=[Collect()])
     return {"exit_code": int(code), "items": results}
 
@@ -69,14 +97,29 @@ def run_coverage(test: str, target: str, rootdir: str) -> dict:
     cov.start()
     try:
         with contextlib.redirect_stdout(out):
-            code = pytest.main([test, "-q", "-p", "no:cacheprovider", "--rootdir", rootdir, "-o", "addopts=",
-                                # pytest_aina is imported already: its asserts cannot be rewritten
-                                "--assert=plain"])
+            code = pytest.main(
+                [
+                    test,
+                    "-q",
+                    "-p",
+                    "no:cacheprovider",
+                    "--rootdir",
+                    rootdir,
+                    "-o",
+                    "addopts=",
+                    # pytest_aina is imported already: its asserts cannot be rewritten
+                    "--assert=plain",
+                ]
+            )
     finally:
         cov.stop()
     _, statements, _, missing, _ = cov.analysis2(target)
-    return {"exit_code": int(code), "statements": list(statements), "missing": list(missing),
-            "output": out.getvalue()[-2000:]}
+    return {
+        "exit_code": int(code),
+        "statements": list(statements),
+        "missing": list(missing),
+        "output": out.getvalue()[-2000:],
+    }
 
 
 @cache

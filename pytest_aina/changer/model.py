@@ -34,17 +34,18 @@ class Candidate:
     module's source text (``source``) defining the function the spec's implementation names."""
 
     kernel: str
-    proposer: str                       # "metaparams", "llm:<model>", "file", or a plugin's name
-    config: dict | None = None          # meta-parameters bound to the generic variant
-    source: str | None = None           # a whole Python module
-    function: str | None = None         # the function in ``source`` to evaluate
-    parent: str | None = None           # the candidate this one was derived from
+    proposer: str  # "metaparams", "llm:<model>", "file", or a plugin's name
+    config: dict | None = None  # meta-parameters bound to the generic variant
+    source: str | None = None  # a whole Python module
+    function: str | None = None  # the function in ``source`` to evaluate
+    parent: str | None = None  # the candidate this one was derived from
     meta: dict = field(default_factory=dict)  # tokens, cost, model, prompt digest, attempts
 
     @property
     def id(self) -> str:
-        return digest({"kernel": self.kernel, "config": self.config, "source": self.source,
-                       "function": self.function})[:12]
+        return digest({"kernel": self.kernel, "config": self.config, "source": self.source, "function": self.function})[
+            :12
+        ]
 
     def describe(self) -> str:
         if self.config is not None:
@@ -55,7 +56,7 @@ class Candidate:
         return asdict(self) | {"id": self.id}
 
     @classmethod
-    def from_json(cls, d: dict) -> "Candidate":
+    def from_json(cls, d: dict) -> Candidate:
         return cls(**{k: v for k, v in d.items() if k != "id"})
 
 
@@ -91,15 +92,15 @@ def _median(xs: list[float]) -> float:
 class Verdict:
     """What the evaluator found: the stages passed, or the first failure and its reason."""
 
-    candidate: str                       # Candidate.id
+    candidate: str  # Candidate.id
     passed: bool
     stages: list[str] = field(default_factory=list)
     failed_stage: str | None = None
-    reason: str | None = None            # a sandbox status or one of CASCADE_REASONS
+    reason: str | None = None  # a sandbox status or one of CASCADE_REASONS
     detail: str = ""
     timings: list[dict] = field(default_factory=list)  # Timing as dicts, with medians and CIs
-    speedup: float | None = None         # reference time / candidate time, geometric mean over cases
-    score: float | None = None           # what the search maximises: calls/s, geometric mean over cases
+    speedup: float | None = None  # reference time / candidate time, geometric mean over cases
+    score: float | None = None  # what the search maximises: calls/s, geometric mean over cases
     wall_s: float = 0.0
     stage_s: dict = field(default_factory=dict)  # wall seconds per stage reached ("checks", "benchmarks")
     sandbox: dict = field(default_factory=dict)  # which protections were in force
@@ -108,7 +109,7 @@ class Verdict:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, d: dict) -> "Verdict":
+    def from_json(cls, d: dict) -> Verdict:
         return cls(**d)
 
 
@@ -121,7 +122,7 @@ class Attempt:
         return {"candidate": self.candidate.to_json(), "verdict": self.verdict.to_json()}
 
     @classmethod
-    def from_json(cls, d: dict) -> "Attempt":
+    def from_json(cls, d: dict) -> Attempt:
         return cls(Candidate.from_json(d["candidate"]), Verdict.from_json(d["verdict"]))
 
 
@@ -131,19 +132,19 @@ class SearchRecord:
 
     kernel: str
     spec_path: str
-    hypothesis: Hypothesis             # what the search was for, as the Reasoner handed it on
+    hypothesis: Hypothesis  # what the search was for, as the Reasoner handed it on
     seed: int
-    budget: dict                       # evaluations, wall_s, tokens: what was allowed and what was used
+    budget: dict  # evaluations, wall_s, tokens: what was allowed and what was used
     proposers: list[str]
-    baseline: Attempt | None           # the current dispatch's choice, measured in the same run
-    attempts: list[Attempt]            # in evaluation order, failures included
-    winner: str | None                 # Candidate.id of the best passing candidate, if it beats the baseline
-    benchmark_cases: list[str]         # the cases timed (labels), hot shapes of the hypothesis
-    environment: dict                  # pytest_aina.environment.collect()
-    device: str                        # "cuda" or "cpu" (Triton interpreter: not GPU evidence)
+    baseline: Attempt | None  # the current dispatch's choice, measured in the same run
+    attempts: list[Attempt]  # in evaluation order, failures included
+    winner: str | None  # Candidate.id of the best passing candidate, if it beats the baseline
+    benchmark_cases: list[str]  # the cases timed (labels), hot shapes of the hypothesis
+    environment: dict  # pytest_aina.environment.collect()
+    device: str  # "cuda" or "cpu" (Triton interpreter: not GPU evidence)
     started: str = ""
     finished: str = ""
-    repeat: str = ""                   # the command that repeats this search
+    repeat: str = ""  # the command that repeats this search
 
     def winner_attempt(self) -> Attempt | None:
         return next((a for a in self.attempts if a.candidate.id == self.winner), None)
@@ -156,7 +157,7 @@ class SearchRecord:
         return d
 
     @classmethod
-    def from_json(cls, d: dict) -> "SearchRecord":
+    def from_json(cls, d: dict) -> SearchRecord:
         d = dict(d)
         d["hypothesis"] = Hypothesis.from_json(d["hypothesis"])
         d["baseline"] = Attempt.from_json(d["baseline"]) if d.get("baseline") else None

@@ -22,9 +22,9 @@ from __future__ import annotations
 import ast
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from pytest_aina import environment, sandbox
 from pytest_aina.changer import forge
@@ -63,12 +63,12 @@ class Plan:
     hypothesis: Hypothesis
     kernel: str
     spec_path: Path
-    function: str                      # the public function a candidate defines
-    generic: str                       # import path of the generic variant
+    function: str  # the public function a candidate defines
+    generic: str  # import path of the generic variant
     tunables: dict
     bench_cases: list[dict]
     notes: list[str] = field(default_factory=list)
-    skipped: list[dict] = field(default_factory=list)   # hypotheses passed over, and why
+    skipped: list[dict] = field(default_factory=list)  # hypotheses passed over, and why
 
 
 class Progress:
@@ -94,21 +94,31 @@ class Evolution:
 
     plan: Plan
     record: SearchRecord
-    change: Change | None              # None: no candidate beat the baseline
+    change: Change | None  # None: no candidate beat the baseline
     problems: list[str] = field(default_factory=list)  # the provenance check's findings on the change
 
     @property
     def why_no_change(self) -> str:
-        return (f"no candidate beat the baseline by more than {NOISE_MARGIN:.0%} for {self.plan.hypothesis.id} "
-                f"({len(self.record.attempts)} evaluated): " + summarize_attempts(self.record))
+        return (
+            f"no candidate beat the baseline by more than {NOISE_MARGIN:.0%} for {self.plan.hypothesis.id} "
+            f"({len(self.record.attempts)} evaluated): " + summarize_attempts(self.record)
+        )
 
 
 # ---------------------------------------------------------------------------------------
 # The whole
 
 
-def evolve(repo: Path, hypotheses: Sequence[Hypothesis], settings: EvolutionSettings, *, specs_dir: str = "specs",
-           base: str | None = None, resume: bool = True, progress: Progress | None = None) -> Evolution:
+def evolve(
+    repo: Path,
+    hypotheses: Sequence[Hypothesis],
+    settings: EvolutionSettings,
+    *,
+    specs_dir: str = "specs",
+    base: str | None = None,
+    resume: bool = True,
+    progress: Progress | None = None,
+) -> Evolution:
     """Run the loop on the repository at ``repo`` for the first of ``hypotheses`` it can act on.
 
     ``base`` is the commit the change will sit on (the forge's HEAD, the PR's base); it is
@@ -158,13 +168,28 @@ def plan(repo: Path, hypotheses: Sequence[Hypothesis], *, device: str, specs_dir
         except EvolveError as exc:
             skipped.append({"id": h.id, "kind": h.kind, "why": str(exc)})
             continue
-        cases, case_notes = bench_cases_for(spec, device, dims=hot_dims(h),
-                                            dtype=h.domain.get("dtype") or spec.dtypes[0])
-        return Plan(h, h.kernel, spec_path, attr, _generic_of(repo, h.kernel, module, attr), tunables, cases,
-                    notes + case_notes, skipped)
-    raise EvolveError("no hypothesis the Changer can act on"
-                      + (": " + "; ".join(f"{s['kind']} {s['id']}: {s['why']}" for s in skipped) if skipped else
-                         " (the Reasoner found nothing worth improving)"))
+        cases, case_notes = bench_cases_for(
+            spec, device, dims=hot_dims(h), dtype=h.domain.get("dtype") or spec.dtypes[0]
+        )
+        return Plan(
+            h,
+            h.kernel,
+            spec_path,
+            attr,
+            _generic_of(repo, h.kernel, module, attr),
+            tunables,
+            cases,
+            notes + case_notes,
+            skipped,
+        )
+    raise EvolveError(
+        "no hypothesis the Changer can act on"
+        + (
+            ": " + "; ".join(f"{s['kind']} {s['id']}: {s['why']}" for s in skipped)
+            if skipped
+            else " (the Reasoner found nothing worth improving)"
+        )
+    )
 
 
 def _generic_of(repo: Path, kernel: str, module: str, attr: str) -> str:
@@ -198,8 +223,10 @@ def _tunables(repo: Path, module: str, device: str) -> tuple[dict, list[str]]:
         dropped = [k for k in GPU_ONLY_TUNABLES if k in tunables]
         tunables = {k: v for k, v in tunables.items() if k not in GPU_ONLY_TUNABLES}
         if dropped:
-            notes.append(f"not searched on this CPU: {', '.join(dropped)} (they change GPU code generation only; "
-                         "Triton's interpreter cannot measure them)")
+            notes.append(
+                f"not searched on this CPU: {', '.join(dropped)} (they change GPU code generation only; "
+                "Triton's interpreter cannot measure them)"
+            )
     return tunables, notes
 
 
@@ -230,9 +257,13 @@ def bench_cases_for(spec: Spec, device: str, *, dims: dict[str, int], dtype: str
             dims[name] = min(dims[name], rows_cap)
             rows_cap = max(1, rows_cap // dims[name])
         if dims != hot:
-            notes.append("timed at " + ",".join(f"{k}={v}" for k, v in dims.items()) + " instead of the hot shape "
-                         + ",".join(f"{k}={v}" for k, v in hot.items())
-                         + ": Triton's interpreter on a CPU cannot afford it (same row width)")
+            notes.append(
+                "timed at "
+                + ",".join(f"{k}={v}" for k, v in dims.items())
+                + " instead of the hot shape "
+                + ",".join(f"{k}={v}" for k, v in hot.items())
+                + ": Triton's interpreter on a CPU cannot afford it (same row width)"
+            )
     label = ",".join(f"{k}={v}" for k, v in dims.items()) + f",{dtype}"
     return [{"dims": dims, "dtype": dtype, "label": label, "hot_dims": hot}], notes
 
@@ -241,16 +272,40 @@ def bench_cases_for(spec: Spec, device: str, *, dims: dict[str, int], dtype: str
 # Search
 
 
-def search(repo: Path, p: Plan, settings: EvolutionSettings, *, device: str, base: str | None = None,
-           progress=None, resume: bool = True) -> SearchRecord:
+def search(
+    repo: Path,
+    p: Plan,
+    settings: EvolutionSettings,
+    *,
+    device: str,
+    base: str | None = None,
+    progress=None,
+    resume: bool = True,
+) -> SearchRecord:
     """Search for ``p`` and return the record, winner included when one beats the baseline."""
     seed, budget, proposers = settings.seed, settings.budget, list(settings.proposers)
     work = workdir_for(repo, f"{p.hypothesis.id}-s{seed}")
-    setup = Setup(spec_path=p.spec_path, repo=repo, function=p.function, generic=p.generic,
-                  bench_cases=p.bench_cases, workdir=work, device=device, seed=seed)
+    setup = Setup(
+        spec_path=p.spec_path,
+        repo=repo,
+        function=p.function,
+        generic=p.generic,
+        bench_cases=p.bench_cases,
+        workdir=work,
+        device=device,
+        seed=seed,
+    )
     source = (repo / Path(*p.generic.split(":")[0].split("."))).with_suffix(".py").read_text()
-    ctx = ProposalContext(kernel=p.kernel, spec=setup.spec, spec_text=p.spec_path.read_text(), kernel_source=source,
-                          function=p.function, hypothesis=p.hypothesis, tunables=p.tunables, seed=seed)
+    ctx = ProposalContext(
+        kernel=p.kernel,
+        spec=setup.spec,
+        spec_text=p.spec_path.read_text(),
+        kernel_source=source,
+        function=p.function,
+        hypothesis=p.hypothesis,
+        tunables=p.tunables,
+        seed=seed,
+    )
     ctx.heuristic = _heuristic(setup, p)
     made = [_Baseline()] + [make(name, dict(settings.proposer_config.get(name) or {})) for name in proposers]
     checkpoint = Checkpoint(work / "checkpoint.jsonl")
@@ -260,36 +315,63 @@ def search(repo: Path, p: Plan, settings: EvolutionSettings, *, device: str, bas
     # the baseline: what dispatch serves today for this domain (the generic kernel with its
     # heuristic), measured in the same run as every candidate
     baseline_candidate = Candidate(kernel=p.kernel, proposer="baseline", config={})
-    outcome = run_search(ctx, made, lambda c: evaluate(c, setup), budget, checkpoint=checkpoint,
-                         workers=settings.workers, progress=progress)
+    outcome = run_search(
+        ctx,
+        made,
+        lambda c: evaluate(c, setup),
+        budget,
+        checkpoint=checkpoint,
+        workers=settings.workers,
+        progress=progress,
+    )
     baseline = next((a for a in outcome.attempts if a.candidate.id == baseline_candidate.id), None)
     top = best(outcome.attempts)
     winner = None
-    if top and baseline and baseline.verdict.passed and top.candidate.id != baseline.candidate.id \
-            and top.verdict.score > baseline.verdict.score * (1 + NOISE_MARGIN):
+    if (
+        top
+        and baseline
+        and baseline.verdict.passed
+        and top.candidate.id != baseline.candidate.id
+        and top.verdict.score > baseline.verdict.score * (1 + NOISE_MARGIN)
+    ):
         winner = top.candidate.id
     failures = [f for m in made for f in getattr(m, "failures", None) or []]
     env = environment.collect(with_torch=False, cwd=str(repo))
     if base and not (env.get("git") or {}).get("commit"):
         env["git"] = {"commit": base, "dirty": False}  # a checkout of ``base`` without git (the App's tarball)
     return SearchRecord(
-        kernel=p.kernel, spec_path=str(p.spec_path.relative_to(repo)), hypothesis=p.hypothesis, seed=seed,
+        kernel=p.kernel,
+        spec_path=str(p.spec_path.relative_to(repo)),
+        hypothesis=p.hypothesis,
+        seed=seed,
         budget=budget.as_dict() | {"used": outcome.used, "stopped_by": outcome.stopped_by},
-        proposers=proposers, baseline=baseline, attempts=outcome.attempts, winner=winner,
+        proposers=proposers,
+        baseline=baseline,
+        attempts=outcome.attempts,
+        winner=winner,
         benchmark_cases=[c["label"] for c in p.bench_cases],
         environment=env | {"notes": p.notes, "proposer_failures": failures or []},
-        device=device, started=started, finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        device=device,
+        started=started,
+        finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         repeat=f"aina evolve --telemetry <the same file> --seed {seed} --budget-evals {budget.evaluations} "
-               f"--proposer {','.join(proposers)}")
+        f"--proposer {','.join(proposers)}",
+    )
 
 
 def _heuristic(setup: Setup, p: Plan) -> dict | None:
     """Ask the kernel, in the sandbox, which meta-parameters its heuristic picks at the
     benchmark shape: the search then starts from that point instead of exploring blindly."""
     bc = p.bench_cases[0]
-    r = sandbox.run("pytest_aina.changer.harness:heuristic_config", args=[str(setup.spec_path.resolve())],
-                    kwargs={"dims": bc["dims"], "dtype": bc["dtype"]}, pythonpath=[str(setup.repo)],
-                    read_paths=[str(setup.repo)], env=child_env(setup.device), limits=sandbox.Limits(wall_s=120))
+    r = sandbox.run(
+        "pytest_aina.changer.harness:heuristic_config",
+        args=[str(setup.spec_path.resolve())],
+        kwargs={"dims": bc["dims"], "dtype": bc["dtype"]},
+        pythonpath=[str(setup.repo)],
+        read_paths=[str(setup.repo)],
+        env=child_env(setup.device),
+        limits=sandbox.Limits(wall_s=120),
+    )
     return r.value if r.ok and isinstance(r.value, dict) else None
 
 
@@ -316,7 +398,8 @@ def summarize_attempts(record: SearchRecord) -> str:
             how = f"{v.score / base:.2f}x the baseline"
         else:
             how = f"score {v.score}"
-        who = "baseline" if record.baseline and a.candidate.id == record.baseline.candidate.id \
-            else a.candidate.describe()
+        who = (
+            "baseline" if record.baseline and a.candidate.id == record.baseline.candidate.id else a.candidate.describe()
+        )
         parts.append(f"{who}: {how}")
     return "; ".join(parts) or "nothing was evaluated"

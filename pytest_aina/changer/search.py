@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from pytest_aina.changer.model import Attempt, Candidate, Verdict
 from pytest_aina.changer.proposers.base import ProposalContext, Proposer
@@ -24,8 +24,8 @@ from pytest_aina.changer.settings import Budget
 @dataclass
 class Outcome:
     attempts: list[Attempt]
-    used: dict = field(default_factory=dict)    # evaluations, wall_s, tokens actually spent
-    stopped_by: str = ""                        # "evaluations", "wall_s", "tokens" or "exhausted"
+    used: dict = field(default_factory=dict)  # evaluations, wall_s, tokens actually spent
+    stopped_by: str = ""  # "evaluations", "wall_s", "tokens" or "exhausted"
 
 
 class Checkpoint:
@@ -61,9 +61,16 @@ def _spent_by(proposer) -> int:
     return int(getattr(proposer, "tokens_used", 0) or 0)
 
 
-def run_search(ctx: ProposalContext, proposers: list[Proposer], evaluate: Callable[[Candidate], Verdict],
-               budget: Budget, *, checkpoint: Checkpoint | None = None, workers: int = 1,
-               progress: Callable[[Attempt, int, int], None] | None = None) -> Outcome:
+def run_search(
+    ctx: ProposalContext,
+    proposers: list[Proposer],
+    evaluate: Callable[[Candidate], Verdict],
+    budget: Budget,
+    *,
+    checkpoint: Checkpoint | None = None,
+    workers: int = 1,
+    progress: Callable[[Attempt, int, int], None] | None = None,
+) -> Outcome:
     """Search until the budget is spent or the proposers have nothing new.
 
     ``evaluate`` runs one candidate (in a sandbox) and never raises for what the candidate
@@ -129,8 +136,11 @@ def run_search(ctx: ProposalContext, proposers: list[Proposer], evaluate: Callab
             for fut in pending:
                 fut.cancel()
             raise
-    return Outcome(done, {"evaluations": len(done), "resumed": resumed,
-                          "wall_s": round(time.monotonic() - start, 3), "tokens": tokens}, stopped_by)
+    return Outcome(
+        done,
+        {"evaluations": len(done), "resumed": resumed, "wall_s": round(time.monotonic() - start, 3), "tokens": tokens},
+        stopped_by,
+    )
 
 
 def best(attempts: list[Attempt]) -> Attempt | None:

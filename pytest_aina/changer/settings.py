@@ -20,8 +20,9 @@ code. An LLM's key is named (``api_key_env``), never given.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from pytest_aina.changer.proposers.base import available
 
@@ -38,15 +39,16 @@ class Budget:
 
     evaluations: int = 24
     wall_s: float = 600.0
-    tokens: int | None = None        # LLM tokens, prompt + completion
+    tokens: int | None = None  # LLM tokens, prompt + completion
 
     def __post_init__(self):
         if isinstance(self.evaluations, bool) or not isinstance(self.evaluations, int) or self.evaluations < 1:
             raise SettingsError(f"budget.evaluations must be a whole number >= 1, got {self.evaluations!r}")
         if isinstance(self.wall_s, bool) or not isinstance(self.wall_s, (int, float)) or self.wall_s <= 0:
             raise SettingsError(f"budget.wall_s must be a number of seconds > 0, got {self.wall_s!r}")
-        if self.tokens is not None and (isinstance(self.tokens, bool) or not isinstance(self.tokens, int)
-                                        or self.tokens < 0):
+        if self.tokens is not None and (
+            isinstance(self.tokens, bool) or not isinstance(self.tokens, int) or self.tokens < 0
+        ):
             raise SettingsError(f"budget.tokens must be a whole number >= 0 or null, got {self.tokens!r}")
 
     def as_dict(self) -> dict:
@@ -68,26 +70,32 @@ class EvolutionSettings:
     telemetry: str | None = None
 
     def __post_init__(self):
-        if not isinstance(self.proposers, tuple) or not self.proposers \
-                or not all(isinstance(p, str) and p for p in self.proposers):
+        if (
+            not isinstance(self.proposers, tuple)
+            or not self.proposers
+            or not all(isinstance(p, str) and p for p in self.proposers)
+        ):
             raise SettingsError(f"proposers must be a non-empty list of names, got {self.proposers!r}")
         unknown = [p for p in self.proposers if p not in available()]
         if unknown:
             raise SettingsError(f"proposers: unknown {unknown}; available: {', '.join(available())}")
         if not isinstance(self.proposer_config, Mapping) or not all(
-                isinstance(k, str) and isinstance(v, Mapping) for k, v in self.proposer_config.items()):
-            raise SettingsError("proposer_config must map proposer names to objects of their options, "
-                                f"got {self.proposer_config!r}")
+            isinstance(k, str) and isinstance(v, Mapping) for k, v in self.proposer_config.items()
+        ):
+            raise SettingsError(
+                f"proposer_config must map proposer names to objects of their options, got {self.proposer_config!r}"
+            )
         if "llm" in self.proposers and not (self.proposer_config.get("llm") or {}).get("model"):
-            raise SettingsError("proposers: llm needs proposer_config.llm.model (a litellm model, e.g. "
-                                "openai/gpt-4o; and api_base / api_key_env for your provider)")
+            raise SettingsError(
+                "proposers: llm needs proposer_config.llm.model (a litellm model, e.g. "
+                "openai/gpt-4o; and api_base / api_key_env for your provider)"
+            )
         if not isinstance(self.budget, Budget):
             raise SettingsError(f"budget must be a Budget, got {type(self.budget).__name__}")
         for name in ("seed", "workers"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < (1 if name == "workers" else 0):
-                raise SettingsError(f"{name} must be a whole number >= {1 if name == 'workers' else 0}, "
-                                    f"got {value!r}")
+                raise SettingsError(f"{name} must be a whole number >= {1 if name == 'workers' else 0}, got {value!r}")
         if self.device is not None and self.device not in DEVICES:
             raise SettingsError(f"device must be one of {list(DEVICES)} or null (this machine's), got {self.device!r}")
         if self.telemetry is not None and not isinstance(self.telemetry, str):
@@ -111,8 +119,9 @@ class EvolutionSettings:
             p = values["proposers"]
             values["proposers"] = tuple(p) if isinstance(p, (list, tuple)) else p
         if "proposer_config" in values and isinstance(values["proposer_config"], Mapping):
-            values["proposer_config"] = {k: dict(v) if isinstance(v, Mapping) else v
-                                         for k, v in values["proposer_config"].items()}
+            values["proposer_config"] = {
+                k: dict(v) if isinstance(v, Mapping) else v for k, v in values["proposer_config"].items()
+            }
         if "budget" in values:
             b = values["budget"]
             if not isinstance(b, Mapping):
@@ -124,10 +133,15 @@ class EvolutionSettings:
         return cls(**values)
 
     def to_json(self) -> dict[str, Any]:
-        return {"proposers": list(self.proposers),
-                "proposer_config": {k: dict(v) for k, v in self.proposer_config.items()},
-                "budget": self.budget.as_dict(), "seed": self.seed, "workers": self.workers, "device": self.device,
-                "telemetry": self.telemetry}
+        return {
+            "proposers": list(self.proposers),
+            "proposer_config": {k: dict(v) for k, v in self.proposer_config.items()},
+            "budget": self.budget.as_dict(),
+            "seed": self.seed,
+            "workers": self.workers,
+            "device": self.device,
+            "telemetry": self.telemetry,
+        }
 
 
 _KEYS = ("proposers", "proposer_config", "budget", "seed", "workers", "device", "telemetry")

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from pytest_aina.spec.model import Case, Input, Spec, evaluate
 
@@ -42,7 +43,7 @@ def shape_of(inp: Input, case: Case) -> list[int]:
     return shape
 
 
-def _values(kind: str, shape: list[int], dtype: str, gen) -> "Any":
+def _values(kind: str, shape: list[int], dtype: str, gen) -> Any:
     import torch
 
     n = math.prod(shape)
@@ -73,7 +74,7 @@ def _values(kind: str, shape: list[int], dtype: str, gen) -> "Any":
 _INT_PAD = -(2**30)
 
 
-def _int_values(inp: Input, case: Case, shape: list[int], gen) -> "Any":
+def _int_values(inp: Input, case: Case, shape: list[int], gen) -> Any:
     import torch
 
     names = case.dim_map
@@ -110,14 +111,16 @@ class Inputs:
     tensors: dict[str, Any]
     buffers: dict[str, Any] = field(default_factory=dict)
 
-    def clone(self) -> "Inputs":
+    def clone(self) -> Inputs:
         """Same values, same strides, new memory."""
         import torch
 
         tensors, buffers = {}, {}
         for name, t in self.tensors.items():
             buf = self.buffers[name].clone()
-            tensors[name] = torch.as_strided(buf, t.shape, t.stride(), t.storage_offset() - self.buffers[name].storage_offset())
+            tensors[name] = torch.as_strided(
+                buf, t.shape, t.stride(), t.storage_offset() - self.buffers[name].storage_offset()
+            )
             buffers[name] = buf
         return Inputs(tensors, buffers)
 

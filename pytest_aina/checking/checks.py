@@ -14,8 +14,9 @@ reference, and each input's gradient is compared with its own tolerance.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from pytest_aina import interpreter
 from pytest_aina.checking.cases import Inputs, call, make_inputs, upstream
@@ -47,13 +48,14 @@ class _Call:
     """One call of a function on its own copy of the inputs."""
 
     inputs: Inputs
-    leaves: dict[str, Any]   # the tensors passed (those with gradients require grad)
-    raw: Any                 # what the function returned
-    outs: list | None        # the named outputs in spec order (in-place ones read back); None: unnamed
+    leaves: dict[str, Any]  # the tensors passed (those with gradients require grad)
+    raw: Any  # what the function returned
+    outs: list | None  # the named outputs in spec order (in-place ones read back); None: unnamed
 
 
-def run_case(spec: Spec, kernel: Kernel, case: Case, *, reference: bool = True,
-             invariants: Iterable[Invariant] = ()) -> None:
+def run_case(
+    spec: Spec, kernel: Kernel, case: Case, *, reference: bool = True, invariants: Iterable[Invariant] = ()
+) -> None:
     """Run ``case``; raise :class:`CaseFailure` on the first boundary it breaks."""
     inputs = make_inputs(spec, case, kernel.device)
     before = inputs.snapshot()
@@ -194,8 +196,9 @@ def _check_gradients(spec: Spec, kernel: Kernel, case: Case, impl: _Call, ref: _
     for (i, _), name in zip(pairs, names):
         o = impl_outs.get(i)
         if o is None or not getattr(o, "requires_grad", False):
-            raise CaseFailure(spec, case, "gradient",
-                              f"the implementation's {name} does not require grad: it has no backward")
+            raise CaseFailure(
+                spec, case, "gradient", f"the implementation's {name} does not require grad: it has no backward"
+            )
     refs = [r for _, r in pairs]
     # Two identical draws: a backward that writes into its upstream gradient must not
     # change what the reference sees.
@@ -203,17 +206,21 @@ def _check_gradients(spec: Spec, kernel: Kernel, case: Case, impl: _Call, ref: _
     up_ref = upstream(spec, case, refs, kernel.device)
     wrt = [g.input for g in spec.gradients]
     try:
-        got = torch.autograd.grad([impl_outs[i] for i, _ in pairs], [impl.leaves[n] for n in wrt],
-                                  grad_outputs=up_impl, allow_unused=True)
+        got = torch.autograd.grad(
+            [impl_outs[i] for i, _ in pairs], [impl.leaves[n] for n in wrt], grad_outputs=up_impl, allow_unused=True
+        )
     except Exception as exc:
-        raise CaseFailure(spec, case, "gradient",
-                          f"the implementation's backward raised {type(exc).__name__}: {exc}") from exc
+        raise CaseFailure(
+            spec, case, "gradient", f"the implementation's backward raised {type(exc).__name__}: {exc}"
+        ) from exc
     expected = torch.autograd.grad(refs, [ref.leaves[n] for n in wrt], grad_outputs=up_ref, allow_unused=True)
     for g, a, b in zip(spec.gradients, got, expected):
         leaf = ref.leaves[g.input]
         b = torch.zeros_like(leaf) if b is None else b
         if a is None:
-            raise CaseFailure(spec, case, f"gradient of {g.input}", f"the implementation gave no gradient for {g.input}")
+            raise CaseFailure(
+                spec, case, f"gradient of {g.input}", f"the implementation gave no gradient for {g.input}"
+            )
         tol = spec.tolerance_of(g, case.dtype)
         mag = _gradient_magnitude(spec, kernel, case, g, refs) if tol.ctol and g.magnitude else None
         m = compare(a, b, tol, name=f"grad {g.input}", magnitude=mag)
@@ -233,8 +240,9 @@ def _gradient_magnitude(spec: Spec, kernel: Kernel, case: Case, g: Gradient, ref
     inputs = _abs_inputs(spec, case, kernel.device)
     c = _call(kernel.reference, spec, case, inputs, implementation=False)
     outs = [r for _, r in _differentiable(c) if r is not None and r.requires_grad]
-    (mag,) = torch.autograd.grad(outs, [c.leaves[g.input]], grad_outputs=[u.to(o.dtype) for u, o in zip(ups, outs)],
-                                 allow_unused=True)
+    (mag,) = torch.autograd.grad(
+        outs, [c.leaves[g.input]], grad_outputs=[u.to(o.dtype) for u, o in zip(ups, outs)], allow_unused=True
+    )
     return torch.zeros_like(c.leaves[g.input]) if mag is None else mag.abs()
 
 
@@ -242,8 +250,9 @@ def _gradient_magnitude(spec: Spec, kernel: Kernel, case: Case, g: Gradient, ref
 # What invariants see
 
 
-def observe(spec: Spec, kernel: Kernel, case: Case, inputs: Inputs, before: dict, out, ref,
-            output: int | None = None) -> Observation:
+def observe(
+    spec: Spec, kernel: Kernel, case: Case, inputs: Inputs, before: dict, out, ref, output: int | None = None
+) -> Observation:
     """What the invariants see of one call: the invariants know neither specs nor kernels,
     so the tolerance and a second call come to them as callables. ``output``: the index of
     the one named output they look at (its own invariants), None for all of them."""
@@ -267,5 +276,14 @@ def observe(spec: Spec, kernel: Kernel, case: Case, inputs: Inputs, before: dict
         return result if output is None else result[output]
 
     in_place = {o.in_place: i for i, o in enumerate(spec.outputs) if o.in_place}
-    return Observation(out=out, ref=ref, inputs=inputs.tensors, buffers=inputs.buffers, before=before,
-                       case=case, close=close, again=again, in_place=in_place)
+    return Observation(
+        out=out,
+        ref=ref,
+        inputs=inputs.tensors,
+        buffers=inputs.buffers,
+        before=before,
+        case=case,
+        close=close,
+        again=again,
+        in_place=in_place,
+    )

@@ -83,6 +83,14 @@ def compare(out, ref, tol: Tolerance, *, name: str = "output", magnitude=None) -
         detail = f"{nonfinite} of the mismatches are NaN/inf where the reference is finite"
     if name != "output":
         detail = "\n".join(filter(None, [f"in {name}", detail]))
-    return Mismatch("values", detail, index=index, got=float(o.flatten()[flat]), expected=float(r.flatten()[flat]),
-                    abs_error=float(err.flatten()[flat]), allowed=float(allowed.flatten()[flat]),
-                    n_bad=n_bad, numel=o.numel())
+    return Mismatch(
+        "values",
+        detail,
+        index=index,
+        got=float(o.flatten()[flat]),
+        expected=float(r.flatten()[flat]),
+        abs_error=float(err.flatten()[flat]),
+        allowed=float(allowed.flatten()[flat]),
+        n_bad=n_bad,
+        numel=o.numel(),
+    )

@@ -19,8 +19,44 @@ from hypothesis import strategies as st
 from pytest_aina.checking.profiles import Profile
 from pytest_aina.spec.model import Case, Input, Spec
 
-_SPECIAL = (1, 2, 3, 5, 7, 8, 15, 16, 17, 31, 33, 63, 64, 65, 127, 129, 255, 256, 257, 511, 1000, 1023,
-            1024, 1025, 2047, 2049, 4095, 4097, 8191, 8193, 16383, 16385, 32767, 32769, 65535, 65537)
+_SPECIAL = (
+    1,
+    2,
+    3,
+    5,
+    7,
+    8,
+    15,
+    16,
+    17,
+    31,
+    33,
+    63,
+    64,
+    65,
+    127,
+    129,
+    255,
+    256,
+    257,
+    511,
+    1000,
+    1023,
+    1024,
+    1025,
+    2047,
+    2049,
+    4095,
+    4097,
+    8191,
+    8193,
+    16383,
+    16385,
+    32767,
+    32769,
+    65535,
+    65537,
+)
 
 
 def primary(spec: Spec) -> Input:
@@ -76,8 +112,11 @@ def cases(draw, spec: Spec, *, dtype: str, profile: Profile) -> Case:
     values = draw(st.sampled_from(x.values), label="values")
     seed = draw(st.integers(0, 2**32 - 1), label="seed")
     ordered = tuple((n, dims[n]) for n in spec.dims)
-    args = tuple((k, v) for k, alts in spec.arg_alternatives.items()
-                 if (v := draw(st.sampled_from(alts), label=f"args.{k}")) != alts[0])
+    args = tuple(
+        (k, v)
+        for k, alts in spec.arg_alternatives.items()
+        if (v := draw(st.sampled_from(alts), label=f"args.{k}")) != alts[0]
+    )
     input_dtypes = []
     for inp in spec.inputs:
         if len(inp.dtypes) > 1:
@@ -87,8 +126,17 @@ def cases(draw, spec: Spec, *, dtype: str, profile: Profile) -> Case:
     sentinels = "some"
     if any(inp.sentinel for inp in spec.inputs):
         sentinels = draw(st.sampled_from(("some", "some", "none", "all")), label="sentinels")
-    return Case(dims=ordered, dtype=dtype, layout=layout, values=values, batch=batch, seed=seed,
-                args=args, input_dtypes=tuple(input_dtypes), sentinels=sentinels)
+    return Case(
+        dims=ordered,
+        dtype=dtype,
+        layout=layout,
+        values=values,
+        batch=batch,
+        seed=seed,
+        args=args,
+        input_dtypes=tuple(input_dtypes),
+        sentinels=sentinels,
+    )
 
 
 def edge_cases(spec: Spec, *, dtype: str, profile: Profile) -> list[Case]:
@@ -135,11 +183,12 @@ def edge_cases(spec: Spec, *, dtype: str, profile: Profile) -> list[Case]:
             out.append(Case(shape(odd, rows), dtype, seed=40 + 10 * i + j, args=((k, v),)))
     for i, inp in enumerate(spec.inputs):
         for j, choice in enumerate(inp.dtypes[1:]):
-            out.append(Case(shape(odd, rows), dtype, seed=60 + 10 * i + j,
-                            input_dtypes=((inp.name, choice or dtype),)))
+            out.append(Case(shape(odd, rows), dtype, seed=60 + 10 * i + j, input_dtypes=((inp.name, choice or dtype),)))
     if any(inp.sentinel for inp in spec.inputs):
-        out += [Case(shape(odd, rows), dtype, seed=80, sentinels="none"),
-                Case(shape(odd, rows), dtype, seed=81, sentinels="all")]
+        out += [
+            Case(shape(odd, rows), dtype, seed=80, sentinels="none"),
+            Case(shape(odd, rows), dtype, seed=81, sentinels="all"),
+        ]
     # unique, in order
     seen, unique = set(), []
     for c in out:
@@ -147,4 +196,3 @@ def edge_cases(spec: Spec, *, dtype: str, profile: Profile) -> list[Case]:
             seen.add(c)
             unique.append(c)
     return unique
-

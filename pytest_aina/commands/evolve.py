@@ -14,17 +14,23 @@ from pathlib import Path
 
 
 def register(sub) -> None:
-    p = sub.add_parser("evolve", help="reason over telemetry, search for a better kernel, open a PR on the local forge",
-                       description="Run the evolution loop end to end: reason over the telemetry, pick the top "
-                                   "hypothesis the Changer can act on, search candidates in the sandbox, and write "
-                                   "the change as a branch aina/... with one commit and its PR body.")
+    p = sub.add_parser(
+        "evolve",
+        help="reason over telemetry, search for a better kernel, open a PR on the local forge",
+        description="Run the evolution loop end to end: reason over the telemetry, pick the top "
+        "hypothesis the Changer can act on, search candidates in the sandbox, and write "
+        "the change as a branch aina/... with one commit and its PR body.",
+    )
     p.add_argument("--telemetry", required=True, metavar="FILE", help="telemetry windows, JSON lines")
     p.add_argument("--repo", default=".", metavar="DIR", help="the repository (default: .)")
     p.add_argument("--specs", default="specs", metavar="DIR", help="spec folder, relative to the repo (default: specs)")
     p.add_argument("--hypothesis", metavar="ID", help="act on this hypothesis id instead of the top actionable one")
-    p.add_argument("--proposer", default="metaparams", metavar="NAMES",
-                   help="comma-separated proposers: metaparams, llm, or an aina.proposers entry point "
-                        "(default: metaparams)")
+    p.add_argument(
+        "--proposer",
+        default="metaparams",
+        metavar="NAMES",
+        help="comma-separated proposers: metaparams, llm, or an aina.proposers entry point (default: metaparams)",
+    )
     p.add_argument("--model", help="LLM proposer: litellm model, e.g. openai/gpt-4o or openai/<local model>")
     p.add_argument("--api-base", help="LLM proposer: base URL of an OpenAI-compatible server")
     p.add_argument("--api-key-env", help="LLM proposer: name of the environment variable holding the API key")
@@ -32,8 +38,7 @@ def register(sub) -> None:
     p.add_argument("--budget-seconds", type=float, default=900, metavar="S", help="wall-time budget (default: 900)")
     p.add_argument("--budget-tokens", type=int, default=None, metavar="N", help="LLM token budget (default: none)")
     p.add_argument("--seed", type=int, default=0, help="seed of the proposers and the timing (default: 0)")
-    p.add_argument("--workers", type=int, default=None,
-                   help="candidates evaluated at once (default: min(2, cores))")
+    p.add_argument("--workers", type=int, default=None, help="candidates evaluated at once (default: min(2, cores))")
     p.add_argument("--fresh", action="store_true", help="ignore the checkpoint of an earlier, interrupted run")
     p.add_argument("--no-forge", action="store_true", help="write nothing to git; print the change only")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -50,25 +55,31 @@ def run(args: argparse.Namespace) -> int:
     repo = Path(args.repo).resolve()
     say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
     proposers = tuple(p.strip() for p in args.proposer.split(",") if p.strip())
-    llm = {k: v for k, v in (("model", args.model), ("api_base", args.api_base),
-                             ("api_key_env", args.api_key_env)) if v}
+    llm = {
+        k: v for k, v in (("model", args.model), ("api_base", args.api_base), ("api_key_env", args.api_key_env)) if v
+    }
     if "llm" in proposers and "model" not in llm:
-        print("aina evolve: --proposer llm needs --model (and --api-base / --api-key-env for your provider)",
-              file=sys.stderr)
+        print(
+            "aina evolve: --proposer llm needs --model (and --api-base / --api-key-env for your provider)",
+            file=sys.stderr,
+        )
         return 2
     workers = {} if args.workers is None else {"workers": args.workers}  # else the settings' default
     try:
         settings = EvolutionSettings(
-            proposers=proposers, proposer_config={"llm": llm},
+            proposers=proposers,
+            proposer_config={"llm": llm},
             budget=Budget(evaluations=args.budget_evals, wall_s=args.budget_seconds, tokens=args.budget_tokens),
-            seed=args.seed, telemetry=args.telemetry, **workers)
+            seed=args.seed,
+            telemetry=args.telemetry,
+            **workers,
+        )
     except SettingsError as exc:
         print(f"aina evolve: {exc}", file=sys.stderr)
         return 2
 
     report = reason_about_file(args.telemetry, specs=repo / args.specs, variants=repo / "kernels" / "variants")
-    say(f"reasoner: {report.windows_read} windows, {len(report.issues)} refused, "
-        f"{len(report.hypotheses)} hypotheses")
+    say(f"reasoner: {report.windows_read} windows, {len(report.issues)} refused, {len(report.hypotheses)} hypotheses")
     hyps = report.hypotheses
     if args.hypothesis:
         hyps = [h for h in hyps if h.id == args.hypothesis]
@@ -77,8 +88,15 @@ def run(args: argparse.Namespace) -> int:
             return 2
     shown = _Shown(say, args.budget_evals, quiet=args.json)
     try:
-        done = pipeline.evolve(repo, hyps, settings, specs_dir=args.specs, base=forge.head_commit(repo),
-                               resume=not args.fresh, progress=shown)
+        done = pipeline.evolve(
+            repo,
+            hyps,
+            settings,
+            specs_dir=args.specs,
+            base=forge.head_commit(repo),
+            resume=not args.fresh,
+            progress=shown,
+        )
     except pipeline.EvolveError as exc:
         print(f"aina evolve: {exc}", file=sys.stderr)
         return 1
@@ -101,8 +119,11 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps({"hypothesis": h.id, "winner": None, "record": done.record.to_json()}, default=str))
         return 0
     if done.problems and not args.no_forge:
-        print("aina evolve: the change's provenance does not verify, so it is not published:\n  "
-              + "\n  ".join(done.problems), file=sys.stderr)
+        print(
+            "aina evolve: the change's provenance does not verify, so it is not published:\n  "
+            + "\n  ".join(done.problems),
+            file=sys.stderr,
+        )
         return 1
     for problem in done.problems:
         say(f"  provenance: {problem}")
@@ -139,8 +160,9 @@ class _Shown:
     def evaluated(self, attempt, done: int, total: int) -> None:
         if self.bar is not None:
             v = attempt.verdict
-            self.bar.set_postfix_str(f"{attempt.candidate.describe()[:40]}: "
-                                     + (f"{v.speedup:.3g}x ref" if v.passed else f"{v.reason}"))
+            self.bar.set_postfix_str(
+                f"{attempt.candidate.describe()[:40]}: " + (f"{v.speedup:.3g}x ref" if v.passed else f"{v.reason}")
+            )
             self.bar.update(1)
 
     def searched(self, record) -> None:
@@ -165,7 +187,9 @@ def _table(record, say) -> None:
         result = f"passed, {v.speedup:.3g}x ref" if v.passed else f"{v.failed_stage}: {v.reason}"
         rel = f"{v.score / base:.3f}x" if v.passed and base else "-"
         mark = " *" if a.candidate.id == record.winner else ""
-        say(f"{a.candidate.id:<14} {a.candidate.proposer:<12} {a.candidate.describe()[:48]:<48} {result[:26]:<26} "
-            f"{rel:>11}{mark}")
+        say(
+            f"{a.candidate.id:<14} {a.candidate.proposer:<12} {a.candidate.describe()[:48]:<48} {result[:26]:<26} "
+            f"{rel:>11}{mark}"
+        )
     if record.device == "cpu":
         say("timings: Triton's interpreter on a CPU, parent wall clock: relative figures only, not GPU evidence")

@@ -47,7 +47,7 @@ def {name}_reference(x: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.silu(x.float()).to(x.dtype)
 '''
 
-SPEC = '''\
+SPEC = """\
 aina: 1
 name: {name}
 description: SiLU, y = x * sigmoid(x), elementwise; computed in float32, returned in x's dtype.
@@ -73,14 +73,16 @@ invariants:
 examples:
   - {{dims: {{M: 3, N: 1000}}, note: "1000 is not a multiple of the block: the last one is masked"}}
   - {{dims: {{M: 2, N: 33}}, layout: sliced, dtype: bfloat16}}
-'''
+"""
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "init", help="scaffold a Triton kernel, its reference and a spec it passes",
+        "init",
+        help="scaffold a Triton kernel, its reference and a spec it passes",
         description="Write NAME.py (a small Triton kernel and its torch reference) and NAME.yaml (its spec) "
-                    "into the current folder, or --dir. Then: pytest --aina NAME.yaml")
+        "into the current folder, or --dir. Then: pytest --aina NAME.yaml",
+    )
     parser.add_argument("name", metavar="NAME", help="the kernel's name: a Python identifier, e.g. my_silu")
     parser.add_argument("--dir", default=".", metavar="DIR", help="where to write (default: the current folder)")
     parser.add_argument("--force", action="store_true", help="overwrite files that exist")
@@ -90,8 +92,7 @@ def register(subparsers) -> None:
 def run_init(args: argparse.Namespace) -> int:
     name = args.name
     if not name.isidentifier() or keyword.iskeyword(name):
-        print(f"aina init: {name!r} is not a Python identifier (it names the module and function)",
-              file=sys.stderr)
+        print(f"aina init: {name!r} is not a Python identifier (it names the module and function)", file=sys.stderr)
         return 2
     folder = Path(args.dir)
     files = {folder / f"{name}.py": KERNEL.format(name=name), folder / f"{name}.yaml": SPEC.format(name=name)}

@@ -17,20 +17,55 @@ Layer: above ``changer`` (whose attestation it verifies, through :mod:`.provenan
 from __future__ import annotations
 
 from pytest_aina.gate.run import GateOptions, run_gate
-from pytest_aina.gate.verdict import (CONFIG_ERROR, EXIT_CODES, FAIL, NEEDS, PASS, SKIPPED, Annotation, CheckResult,
-                                      GateConfigError, GateResult)
+from pytest_aina.gate.verdict import (
+    CONFIG_ERROR,
+    EXIT_CODES,
+    FAIL,
+    NEEDS,
+    PASS,
+    SKIPPED,
+    Annotation,
+    CheckResult,
+    GateConfigError,
+    GateResult,
+)
 
-__all__ = ["GateOptions", "run_gate", "GateResult", "CheckResult", "Annotation", "GateConfigError", "as_json",
-           "PASS", "FAIL", "NEEDS", "SKIPPED", "EXIT_CODES", "CONFIG_ERROR"]
+__all__ = [
+    "GateOptions",
+    "run_gate",
+    "GateResult",
+    "CheckResult",
+    "Annotation",
+    "GateConfigError",
+    "as_json",
+    "PASS",
+    "FAIL",
+    "NEEDS",
+    "SKIPPED",
+    "EXIT_CODES",
+    "CONFIG_ERROR",
+]
 
 
 def as_json(result: GateResult, *, repository: str | None = None) -> dict:
     """The whole verdict for machines: checks, evidence, scope, and the VSA statement."""
     from pytest_aina.gate import vsa
 
-    return {"format": "aina-gate/v1", "verdict": result.status, "exit_code": result.exit_code,
-            "base": result.base, "head": result.head, "base_ref": result.base_ref, "head_ref": result.head_ref,
-            "started": result.started, "wall_s": round(result.wall_s, 3), "policy": result.policy,
-            "reasons": result.reasons(), "checks": [c.as_dict() for c in result.checks],
-            "evidence": result.evidence, "attestations": result.attestations, "scope": result.scope,
-            "statement": vsa.statement(result, repository=repository)}
+    return {
+        "format": "aina-gate/v1",
+        "verdict": result.status,
+        "exit_code": result.exit_code,
+        "base": result.base,
+        "head": result.head,
+        "base_ref": result.base_ref,
+        "head_ref": result.head_ref,
+        "started": result.started,
+        "wall_s": round(result.wall_s, 3),
+        "policy": result.policy,
+        "reasons": result.reasons(),
+        "checks": [c.as_dict() for c in result.checks],
+        "evidence": result.evidence,
+        "attestations": result.attestations,
+        "scope": result.scope,
+        "statement": vsa.statement(result, repository=repository),
+    }

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_aina.gate.verdict import GateConfigError
@@ -56,8 +56,9 @@ class Review:
 
     @property
     def counts(self) -> bool:
-        return (self.state.upper() == "APPROVED" and self.permission in WRITE_PERMISSIONS
-                and not self.by.endswith("[bot]"))
+        return (
+            self.state.upper() == "APPROVED" and self.permission in WRITE_PERMISSIONS and not self.by.endswith("[bot]")
+        )
 
 
 @dataclass(frozen=True)
@@ -109,12 +110,19 @@ def load(path: str | Path | None) -> Decisions:
         digest = _str(entry, "digest", where).lower().removeprefix("sha256:")
         if not _HEX.match(digest):
             raise GateConfigError(f"{where}: digest {digest!r} must be {MIN_DIGEST_CHARS} to 64 hex digits")
-        approvals.append(Approval(digest, _str(entry, "by", where), _str(entry, "permission", where).lower(),
-                                  str(entry.get("source") or "unknown")))
+        approvals.append(
+            Approval(
+                digest,
+                _str(entry, "by", where),
+                _str(entry, "permission", where).lower(),
+                str(entry.get("source") or "unknown"),
+            )
+        )
     for i, entry in enumerate(data.get("reviews") or []):
         where = f"--approvals {path}: reviews[{i}]"
         if not isinstance(entry, dict):
             raise GateConfigError(f"{where}: expected an object, got {entry!r}")
-        reviews.append(Review(_str(entry, "by", where), _str(entry, "state", where),
-                              _str(entry, "permission", where).lower()))
+        reviews.append(
+            Review(_str(entry, "by", where), _str(entry, "state", where), _str(entry, "permission", where).lower())
+        )
     return Decisions(tuple(approvals), tuple(reviews), str(path))

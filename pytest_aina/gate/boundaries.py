@@ -56,8 +56,15 @@ def load(repo: Repo, base: str, head: str, folder: str = "specs") -> SpecSets:
 
 
 def weakening_record(change, base_sha: str | None, head_sha: str | None) -> dict:
-    return {"spec": change.spec, "kind": change.kind, "path": change.path, "before": change.before,
-            "after": change.after, "base_spec_sha256": base_sha, "head_spec_sha256": head_sha}
+    return {
+        "spec": change.spec,
+        "kind": change.kind,
+        "path": change.path,
+        "before": change.before,
+        "after": change.after,
+        "base_spec_sha256": base_sha,
+        "head_spec_sha256": head_sha,
+    }
 
 
 def digest(record: dict) -> str:
@@ -82,21 +89,40 @@ def check(repo: Repo, base: str, head: str, sets: SpecSets, decisions: Decisions
     for side in ("head", "base"):
         if side in sets.errors:
             err = sets.errors[side]
-            notes = [Annotation(i.file.removeprefix(f"{head}:").removeprefix(f"{base}:"), i.line,
-                                f"{i.message}", title="aina gate: spec does not load") for i in err.issues]
-            return CheckResult(CHECK, FAIL, f"the specs at the {side} do not load", details=[str(err)],
-                               annotations=notes)
+            notes = [
+                Annotation(
+                    i.file.removeprefix(f"{head}:").removeprefix(f"{base}:"),
+                    i.line,
+                    f"{i.message}",
+                    title="aina gate: spec does not load",
+                )
+                for i in err.issues
+            ]
+            return CheckResult(
+                CHECK, FAIL, f"the specs at the {side} do not load", details=[str(err)], annotations=notes
+            )
     changes = diff_specs(sets.base, sets.head)
     rows, notes = [], []
     unapproved, approved, neutral = 0, 0, 0
     matched: set[str] = set()
     for c in changes:
         where = _where(c, base, head)
-        row = {"spec": c.spec, "kind": c.kind, "path": c.path, "message": c.message, "before": c.before,
-               "after": c.after, "file": where, "line": c.line}
+        row = {
+            "spec": c.spec,
+            "kind": c.kind,
+            "path": c.path,
+            "message": c.message,
+            "before": c.before,
+            "after": c.after,
+            "file": where,
+            "line": c.line,
+        }
         if c.weakening:
-            record = weakening_record(c, _file_sha(repo, base, sets.paths["base"].get(c.spec)),
-                                      _file_sha(repo, head, sets.paths["head"].get(c.spec)))
+            record = weakening_record(
+                c,
+                _file_sha(repo, base, sets.paths["base"].get(c.spec)),
+                _file_sha(repo, head, sets.paths["head"].get(c.spec)),
+            )
             d = digest(record)
             row["digest"] = d
             good, other = decisions.approval_of(d)
@@ -104,39 +130,84 @@ def check(repo: Repo, base: str, head: str, sets: SpecSets, decisions: Decisions
                 approved += 1
                 matched.add(good.digest)
                 row["approved_by"] = good.by
-                notes.append(Annotation(where, c.line, f"{c.message}: approved by {good.by} ({good.source})",
-                                        title="aina gate: weakening approved", level="notice"))
+                notes.append(
+                    Annotation(
+                        where,
+                        c.line,
+                        f"{c.message}: approved by {good.by} ({good.source})",
+                        title="aina gate: weakening approved",
+                        level="notice",
+                    )
+                )
             else:
                 unapproved += 1
                 denied = "".join(f"; {a.by} named it but has {a.permission} permission" for a in other)
                 row["approval_refused"] = [a.by for a in other]
                 values = f" ({c.before} -> {c.after})" if c.kind == "weakened" else ""
-                notes.append(Annotation(where, c.line, f"{c.spec}: {c.path}: {c.message}{values}. A weakening needs "
-                                        f"the approval of a person with write access: comment '/aina approve "
-                                        f"{d[:SHORT]}' or add the label 'aina-approve:{d[:SHORT]}'{denied}",
-                                        title="aina gate: boundary weakened"))
+                notes.append(
+                    Annotation(
+                        where,
+                        c.line,
+                        f"{c.spec}: {c.path}: {c.message}{values}. A weakening needs "
+                        f"the approval of a person with write access: comment '/aina approve "
+                        f"{d[:SHORT]}' or add the label 'aina-approve:{d[:SHORT]}'{denied}",
+                        title="aina gate: boundary weakened",
+                    )
+                )
         elif c.direction == "neutral":
             neutral += 1
-            notes.append(Annotation(where, c.line, f"{c.spec}: {c.path}: {c.message}",
-                                    title="aina gate: boundary changed", level="warning"))
+            notes.append(
+                Annotation(
+                    where,
+                    c.line,
+                    f"{c.spec}: {c.path}: {c.message}",
+                    title="aina gate: boundary changed",
+                    level="warning",
+                )
+            )
         rows.append(row)
     stale = [a for a in decisions.approvals if a.counts and a.digest not in matched]
-    details = [f"{r['spec']}: {r['kind']} {r['path']}: {r['message']}"
-               + (f" [digest {r['digest'][:SHORT]}]" if "digest" in r else "")
-               + (f" approved by {r['approved_by']}" if "approved_by" in r else "") for r in rows]
-    details += [f"approval {a.digest[:SHORT]} by {a.by} names no weakening of this change (a different one, or "
-                "one a later edit of the spec voided)" for a in stale]
-    data = {"changes": rows, "weakenings": unapproved + approved, "approved": approved,
-            "unapproved_approvals": [a.digest for a in stale]}
+    details = [
+        f"{r['spec']}: {r['kind']} {r['path']}: {r['message']}"
+        + (f" [digest {r['digest'][:SHORT]}]" if "digest" in r else "")
+        + (f" approved by {r['approved_by']}" if "approved_by" in r else "")
+        for r in rows
+    ]
+    details += [
+        f"approval {a.digest[:SHORT]} by {a.by} names no weakening of this change (a different one, or "
+        "one a later edit of the spec voided)"
+        for a in stale
+    ]
+    data = {
+        "changes": rows,
+        "weakenings": unapproved + approved,
+        "approved": approved,
+        "unapproved_approvals": [a.digest for a in stale],
+    }
     if unapproved:
-        return CheckResult(CHECK, FAIL, f"{unapproved} boundary weakening(s) without an approval"
-                           + (f" ({len(stale)} approval(s) name other weakenings)" if stale else ""),
-                           details, notes, data)
+        return CheckResult(
+            CHECK,
+            FAIL,
+            f"{unapproved} boundary weakening(s) without an approval"
+            + (f" ({len(stale)} approval(s) name other weakenings)" if stale else ""),
+            details,
+            notes,
+            data,
+        )
     if bot and neutral and not decisions.approving_reviewers:
-        return CheckResult(CHECK, NEEDS, f"{neutral} boundary change(s) a person should review "
-                           "(a bot change; no approving review yet)", details, notes, data)
+        return CheckResult(
+            CHECK,
+            NEEDS,
+            f"{neutral} boundary change(s) a person should review (a bot change; no approving review yet)",
+            details,
+            notes,
+            data,
+        )
     if not changes:
         return CheckResult(CHECK, PASS, "no boundary changed", details, notes, data)
-    summary = f"{len(changes)} boundary change(s), none weakening" if not approved else \
-        f"{approved} weakening(s), each approved by a person with write access"
+    summary = (
+        f"{len(changes)} boundary change(s), none weakening"
+        if not approved
+        else f"{approved} weakening(s), each approved by a person with write access"
+    )
     return CheckResult(CHECK, PASS, summary, details, notes, data)

@@ -42,14 +42,21 @@ class Claim:
     label: str
     dims: dict
     dtype: str | None
-    device: str          # cpu | cuda
+    device: str  # cpu | cuda
     device_name: str
     value: float | None  # claimed speedup (before / after)
     ci: tuple[float, float] | None
 
     def as_dict(self) -> dict:
-        return {"attestation": self.attestation, "kernel": self.kernel, "case": self.label, "device": self.device,
-                "device_name": self.device_name, "claimed": self.value, "claimed_ci": list(self.ci) if self.ci else None}
+        return {
+            "attestation": self.attestation,
+            "kernel": self.kernel,
+            "case": self.label,
+            "device": self.device,
+            "device_name": self.device_name,
+            "claimed": self.value,
+            "claimed_ci": list(self.ci) if self.ci else None,
+        }
 
 
 def claims_of(a: Attestation) -> list[Claim]:
@@ -63,8 +70,19 @@ def claims_of(a: Attestation) -> list[Claim]:
         sp = m["speedup"]
         ci = sp.get("ci95") if isinstance(sp.get("ci95"), list) and len(sp.get("ci95")) == 2 else None
         dims, dtype = parse_label(m.get("case", ""))
-        out.append(Claim(a.path, str(p.get("kernel")), str(m.get("case")), dims, dtype, kind,
-                         str(dev.get("name") or kind), sp.get("value"), tuple(ci) if ci else None))
+        out.append(
+            Claim(
+                a.path,
+                str(p.get("kernel")),
+                str(m.get("case")),
+                dims,
+                dtype,
+                kind,
+                str(dev.get("name") or kind),
+                sp.get("value"),
+                tuple(ci) if ci else None,
+            )
+        )
     return out
 
 
@@ -86,17 +104,30 @@ def check(found: list[Attestation], rows: list, *, noise: float, here: str) -> t
         dev = a.predicate.get("device") if isinstance(a.predicate.get("device"), dict) else {}
         arches = gpu_arches(a)
         if arches and not (dev.get("gpu_evidence") or dev.get("kind") == "cuda"):
-            needs.append(f"{a.path}: a variant for {', '.join(arches)} backed only by CPU-interpreter evidence "
-                         f"({dev.get('name') or dev.get('kind') or 'cpu'}): GPU evidence is needed")
+            needs.append(
+                f"{a.path}: a variant for {', '.join(arches)} backed only by CPU-interpreter evidence "
+                f"({dev.get('name') or dev.get('kind') or 'cpu'}): GPU evidence is needed"
+            )
         for c in claims_of(a):
             entry = c.as_dict()
             key = (c.kernel, c.label, c.device)
-            measured = [r for r in rows if r.kernel == c.kernel and r.case == c.label and r.device == c.device
-                        and r.comparison and r.status == "measured"]
+            measured = [
+                r
+                for r in rows
+                if r.kernel == c.kernel
+                and r.case == c.label
+                and r.device == c.device
+                and r.comparison
+                and r.status == "measured"
+            ]
             if not measured:
                 entry["reproduced"] = None
-                why = (f"claimed on a GPU ({c.device_name}); this runner is {here} and no report from a GPU runner "
-                       "covers it" if c.device == "cuda" and here != "cuda" else "not measured here")
+                why = (
+                    f"claimed on a GPU ({c.device_name}); this runner is {here} and no report from a GPU runner "
+                    "covers it"
+                    if c.device == "cuda" and here != "cuda"
+                    else "not measured here"
+                )
                 entry["note"] = why
                 needs.append(f"{c.kernel} {c.label}: claimed {c.value:.2f}x: {why}" if c.value else f"{c.label}: {why}")
                 table[key] = entry
@@ -105,8 +136,11 @@ def check(found: list[Attestation], rows: list, *, noise: float, here: str) -> t
             lo, hi = cmp["speedup_ci"]
             entry["measured"], entry["measured_ci"] = cmp["speedup"], [lo, hi]
             floor = c.ci[0] if c.ci else c.value
-            claimed = f"claimed {c.value:.2f}x" + (f" [{c.ci[0]:.2f}, {c.ci[1]:.2f}]" if c.ci else "") \
-                if c.value else "claimed no value"
+            claimed = (
+                f"claimed {c.value:.2f}x" + (f" [{c.ci[0]:.2f}, {c.ci[1]:.2f}]" if c.ci else "")
+                if c.value
+                else "claimed no value"
+            )
             measured_text = f"measured {cmp['speedup']:.2f}x [{lo:.2f}, {hi:.2f}] on {c.device}"
             if floor is None:
                 entry["reproduced"] = None
@@ -125,10 +159,18 @@ def check(found: list[Attestation], rows: list, *, noise: float, here: str) -> t
     details += fails + needs + passes
     data = {"claims": list(table.values())}
     if fails:
-        return CheckResult(CHECK, FAIL, f"{len(fails)} claim(s) not reproduced: {fails[0]}", details, notes, data), table
+        return CheckResult(
+            CHECK, FAIL, f"{len(fails)} claim(s) not reproduced: {fails[0]}", details, notes, data
+        ), table
     if needs:
-        return CheckResult(CHECK, NEEDS, f"{len(needs)} claim(s) need evidence this runner cannot give: {needs[0]}",
-                           details, notes, data), table
+        return CheckResult(
+            CHECK,
+            NEEDS,
+            f"{len(needs)} claim(s) need evidence this runner cannot give: {needs[0]}",
+            details,
+            notes,
+            data,
+        ), table
     if not passes:
         return CheckResult(CHECK, PASS, "the attestation claims no speedup", details, notes, data), table
     return CheckResult(CHECK, PASS, f"{len(passes)} claim(s) reproduced within noise", details, notes, data), table

@@ -50,30 +50,50 @@ def _environment(checkout: Path) -> dict:
     return env
 
 
-def run_tests(checkout: Path, specs: list[str], tests: list[str], cover: list[str], workdir: Path,
-              *, timeout_s: float = TIMEOUT_S) -> TestRun:
+def run_tests(
+    checkout: Path, specs: list[str], tests: list[str], cover: list[str], workdir: Path, *, timeout_s: float = TIMEOUT_S
+) -> TestRun:
     """``pytest --aina`` over ``specs`` and ``tests`` (paths in ``checkout``), measuring the
     lines of ``cover`` (paths in ``checkout``) when there are any."""
     xml = workdir / "junit.xml"
     data = workdir / "coverage.data"
-    pytest_args = ["-m", "pytest", "--aina", *specs, *tests, "-q", "-p", "no:cacheprovider", "-rfE",
-                   "--junitxml", str(xml), "-o", "junit_family=xunit1"]
+    pytest_args = [
+        "-m",
+        "pytest",
+        "--aina",
+        *specs,
+        *tests,
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-rfE",
+        "--junitxml",
+        str(xml),
+        "-o",
+        "junit_family=xunit1",
+    ]
     if cover:
         include = ",".join(str(checkout / p) for p in cover)
-        cmd = [sys.executable, "-m", "coverage", "run", "--data-file", str(data), "--include", include,
-               *pytest_args]
+        cmd = [sys.executable, "-m", "coverage", "run", "--data-file", str(data), "--include", include, *pytest_args]
     else:
         cmd = [sys.executable, *pytest_args]
     start = time.monotonic()
     try:
-        done = subprocess.run(cmd, cwd=checkout, env=_environment(checkout), capture_output=True, text=True,
-                              timeout=timeout_s)
+        done = subprocess.run(
+            cmd, cwd=checkout, env=_environment(checkout), capture_output=True, text=True, timeout=timeout_s
+        )
         code, out, timed_out = done.returncode, done.stdout + done.stderr, False
     except subprocess.TimeoutExpired as exc:
         code, timed_out = None, True
         out = (exc.stdout or b"").decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
-    run = TestRun(cmd, code, time.monotonic() - start, out[-6000:], timed_out=timed_out,
-                  coverage_data=data if cover and data.exists() else None)
+    run = TestRun(
+        cmd,
+        code,
+        time.monotonic() - start,
+        out[-6000:],
+        timed_out=timed_out,
+        coverage_data=data if cover and data.exists() else None,
+    )
     if xml.exists():
         _read_junit(xml, run)
     return run
@@ -93,32 +113,65 @@ def _read_junit(path: Path, run: TestRun) -> None:
             continue
         line = case.get("line")
         message = (bad.get("message") or "").strip() or (bad.text or "").strip().splitlines()[-1:] or ["failed"]
-        run.failures.append(Failure(f"{case.get('classname')}::{case.get('name')}", case.get("file"),
-                                    int(line) + 1 if line and line.isdigit() else None,
-                                    message if isinstance(message, str) else message[0]))
+        run.failures.append(
+            Failure(
+                f"{case.get('classname')}::{case.get('name')}",
+                case.get("file"),
+                int(line) + 1 if line and line.isdigit() else None,
+                message if isinstance(message, str) else message[0],
+            )
+        )
 
 
 def check(run: TestRun | None, specs: list[str], tests: list[str]) -> CheckResult:
     if run is None:
         return CheckResult(CHECK, SKIPPED, "no kernel affected: nothing to run")
     what = f"{len(specs)} spec(s), {len(tests)} test file(s) of the change"
-    data = {"command": " ".join(run.command[1:]), "exit_code": run.exit_code, "tests": run.tests,
-            "specs": specs, "change_tests": tests, "wall_s": round(run.wall_s, 2),
-            "failures": [f.__dict__ for f in run.failures]}
-    notes = [Annotation(f.file, f.line, f"{f.test}: {f.message}"[:1000], title="aina gate: test failed")
-             for f in run.failures[:20]]
+    data = {
+        "command": " ".join(run.command[1:]),
+        "exit_code": run.exit_code,
+        "tests": run.tests,
+        "specs": specs,
+        "change_tests": tests,
+        "wall_s": round(run.wall_s, 2),
+        "failures": [f.__dict__ for f in run.failures],
+    }
+    notes = [
+        Annotation(f.file, f.line, f"{f.test}: {f.message}"[:1000], title="aina gate: test failed")
+        for f in run.failures[:20]
+    ]
     if run.timed_out:
-        return CheckResult(CHECK, FAIL, f"the tests did not finish within {TIMEOUT_S:g} s ({what})",
-                           [run.output_tail], notes, data, run.wall_s)
+        return CheckResult(
+            CHECK,
+            FAIL,
+            f"the tests did not finish within {TIMEOUT_S:g} s ({what})",
+            [run.output_tail],
+            notes,
+            data,
+            run.wall_s,
+        )
     if run.exit_code == 0:
-        return CheckResult(CHECK, PASS, f"{run.tests} test(s) passed on the head ({what})",
-                           [f"python {data['command']}"], notes, data, run.wall_s)
+        return CheckResult(
+            CHECK,
+            PASS,
+            f"{run.tests} test(s) passed on the head ({what})",
+            [f"python {data['command']}"],
+            notes,
+            data,
+            run.wall_s,
+        )
     if run.exit_code == 5:
         why = "no tests were collected"
     elif run.failures:
         why = f"{len(run.failures)} of {run.tests} test(s) failed: {run.failures[0].test}"
     else:
         why = f"pytest exited {run.exit_code}"
-    return CheckResult(CHECK, FAIL, f"{why} ({what})",
-                       [f.test + ": " + f.message for f in run.failures] + [run.output_tail[-3000:]],
-                       notes, data, run.wall_s)
+    return CheckResult(
+        CHECK,
+        FAIL,
+        f"{why} ({what})",
+        [f.test + ": " + f.message for f in run.failures] + [run.output_tail[-3000:]],
+        notes,
+        data,
+        run.wall_s,
+    )

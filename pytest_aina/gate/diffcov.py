@@ -18,8 +18,11 @@ CHECK = "coverage"
 
 def kernel_sources(scope: Scope) -> list[str]:
     """Changed Python files of the affected kernels that exist at the head (tests aside)."""
-    return [p for p in scope.of_kind("kernel") if p.endswith(".py")
-            and any(c.path == p and c.status != "D" for c in scope.changes)]
+    return [
+        p
+        for p in scope.of_kind("kernel")
+        if p.endswith(".py") and any(c.path == p and c.status != "D" for c in scope.changes)
+    ]
 
 
 def _ranges(lines: list[int]) -> list[tuple[int, int]]:
@@ -32,16 +35,18 @@ def _ranges(lines: list[int]) -> list[tuple[int, int]]:
     return out
 
 
-def check(repo: Repo, base: str, head: str, scope: Scope, checkout: Path | None, data_file: Path | None,
-          threshold: float) -> CheckResult:
+def check(
+    repo: Repo, base: str, head: str, scope: Scope, checkout: Path | None, data_file: Path | None, threshold: float
+) -> CheckResult:
     files = kernel_sources(scope)
     if not files:
         return CheckResult(CHECK, SKIPPED, "no kernel source changed")
     if threshold <= 0:
         return CheckResult(CHECK, SKIPPED, "switched off by the policy (gate.coverage: 0)")
     if data_file is None or checkout is None:
-        return CheckResult(CHECK, NEEDS, "no coverage data: the tests did not run under coverage.py",
-                           data={"files": files})
+        return CheckResult(
+            CHECK, NEEDS, "no coverage data: the tests did not run under coverage.py", data={"files": files}
+        )
     import coverage
 
     cov = coverage.Coverage(data_file=str(data_file))
@@ -62,11 +67,18 @@ def check(repo: Repo, base: str, head: str, scope: Scope, checkout: Path | None,
         per_file[path] = {"lines": len(counted), "covered": len(counted) - len(unrun), "missing": unrun}
         for a, b in _ranges(unrun):
             span = f"line {a}" if a == b else f"lines {a}-{b}"
-            notes.append(Annotation(path, a, f"{span}: added or modified, but no test runs {'it' if a == b else 'them'}",
-                                    title="aina gate: not covered"))
-        details.append(f"{path}: {len(counted) - len(unrun)}/{len(counted)} new statement line(s) run"
-                       + (f"; not run: {', '.join(f'{a}' if a == b else f'{a}-{b}' for a, b in _ranges(unrun))}"
-                          if unrun else ""))
+            notes.append(
+                Annotation(
+                    path,
+                    a,
+                    f"{span}: added or modified, but no test runs {'it' if a == b else 'them'}",
+                    title="aina gate: not covered",
+                )
+            )
+        details.append(
+            f"{path}: {len(counted) - len(unrun)}/{len(counted)} new statement line(s) run"
+            + (f"; not run: {', '.join(f'{a}' if a == b else f'{a}-{b}' for a, b in _ranges(unrun))}" if unrun else "")
+        )
     pct = 100.0 if total == 0 else 100.0 * covered / total
     data = {"percent": round(pct, 2), "lines": total, "covered": covered, "threshold": threshold, "files": per_file}
     summary = f"{pct:.1f}% of {total} added/modified kernel statement line(s) run by the tests (policy: {threshold:g}%)"

@@ -84,21 +84,23 @@ def call(*args, **kwargs):
 
 def harness_source(spec_path: str) -> str:
     """make_inputs / reference / check bound to the base's spec (run in the parent, trusted)."""
-    return ("from pytest_aina.changer import harness as _h\n"
-            f"SPEC = {spec_path!r}\n\n"
-            "def make_inputs(seed, **params):\n    return _h.make_inputs(SPEC, seed, **params)\n\n"
-            "def reference(*args):\n    return _h.reference(SPEC, *args)\n\n"
-            "def check(out, expected, **params):\n    return _h.check(SPEC, out, expected, **params)\n")
+    return (
+        "from pytest_aina.changer import harness as _h\n"
+        f"SPEC = {spec_path!r}\n\n"
+        "def make_inputs(seed, **params):\n    return _h.make_inputs(SPEC, seed, **params)\n\n"
+        "def reference(*args):\n    return _h.reference(SPEC, *args)\n\n"
+        "def check(out, expected, **params):\n    return _h.check(SPEC, out, expected, **params)\n"
+    )
 
 
 @dataclass
 class Batch:
-    base_s: list[float] = field(default_factory=list)   # per pair, the protocol's floor subtracted
+    base_s: list[float] = field(default_factory=list)  # per pair, the protocol's floor subtracted
     head_s: list[float] = field(default_factory=list)
     ok: bool = True
     status: str = "ok"
     reason: str = ""
-    side_at_fault: str | None = None   # "head" or "base" when a call failed
+    side_at_fault: str | None = None  # "head" or "base" when a call failed
     floor_s: float | None = None
     wall_s: float = 0.0
 
@@ -111,8 +113,8 @@ class Session:
     head_root: Path
     base_impl: str
     head_impl: str
-    base_spec: Path        # the spec file in the base checkout
-    tops: list[str]        # top-level module names of the repository's code
+    base_spec: Path  # the spec file in the base checkout
+    tops: list[str]  # top-level module names of the repository's code
     workdir: Path
     device: str = "cpu"
     wall_s: float = 300.0  # one batch's limit
@@ -152,15 +154,30 @@ def run_batch(s: Session, dims: dict, dtype: str, pairs: int, seed: int) -> Batc
     order = pattern(pairs)
     s.workdir.mkdir(parents=True, exist_ok=True)
     entry = s.workdir / "gate_ab.py"
-    entry.write_text(entry_source({"base": str(s.base_root), "head": str(s.head_root)},
-                                  {"base": s.base_impl, "head": s.head_impl}, s.tops, order))
+    entry.write_text(
+        entry_source(
+            {"base": str(s.base_root), "head": str(s.head_root)},
+            {"base": s.base_impl, "head": s.head_impl},
+            s.tops,
+            order,
+        )
+    )
     harness = s.workdir / "gate_harness.py"
     harness.write_text(harness_source(str(s.base_spec)))
     with _ParentPath(s.base_root, s.tops):
-        t = sandbox.time_calls(f"{entry}:call", make_inputs=f"{harness}:make_inputs", reference=f"{harness}:reference",
-                               check=f"{harness}:check", params={"dims": dims, "dtype": dtype}, calls=len(order),
-                               warmup=2, seed=seed, read_paths=[str(s.base_root), str(s.head_root)], env=s.env(),
-                               limits=sandbox.Limits(wall_s=s.wall_s))
+        t = sandbox.time_calls(
+            f"{entry}:call",
+            make_inputs=f"{harness}:make_inputs",
+            reference=f"{harness}:reference",
+            check=f"{harness}:check",
+            params={"dims": dims, "dtype": dtype},
+            calls=len(order),
+            warmup=2,
+            seed=seed,
+            read_paths=[str(s.base_root), str(s.head_root)],
+            env=s.env(),
+            limits=sandbox.Limits(wall_s=s.wall_s),
+        )
     batch = Batch(wall_s=t.wall_s, floor_s=(t.floor or {}).get("median_s"))
     if not t.ok:
         batch.ok, batch.status, batch.reason = False, t.status, t.reason

@@ -66,7 +66,7 @@ class Row:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict, source: str) -> "Row":
+    def from_dict(cls, d: dict, source: str) -> Row:
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
         return cls(**dict(known, source=source))
 
@@ -87,15 +87,27 @@ def cases_of(kernel: str, spec, claims: list[dict]) -> list[Case]:
     return out
 
 
-def measure_case(session: Session | None, case: Case, *, noise: float, confidence: float, pairs: int,
-                 max_pairs: int, deadline: float, device: str, batch=None) -> Row:
+def measure_case(
+    session: Session | None,
+    case: Case,
+    *,
+    noise: float,
+    confidence: float,
+    pairs: int,
+    max_pairs: int,
+    deadline: float,
+    device: str,
+    batch=None,
+) -> Row:
     """Batches until the answer is clear, ``max_pairs`` pairs are in, or the next batch
     would pass ``deadline`` (time.monotonic()); at least one batch. ``batch(seed)`` runs
     one (default: :func:`.measure.run_batch` on ``session``; the calibration replays
     recorded streams through the same loop)."""
     if batch is None:
+
         def batch(seed: int):
             return run_batch(session, case.dims, case.dtype, pairs, seed=seed)
+
     row = Row(case.kernel, case.label, case.dims, case.dtype, device, line=case.line)
     seed0 = zlib.crc32(f"{case.kernel}/{case.label}".encode())
     start = time.monotonic()
@@ -122,14 +134,16 @@ def measure_case(session: Session | None, case: Case, *, noise: float, confidenc
 
 def rejudge(row: Row, *, noise: float, confidence: float) -> Row:
     if row.base_s and row.head_s and len(row.base_s) == len(row.head_s):
-        row.comparison = stats.compare(stats.pair_log_ratios(row.base_s, row.head_s), noise=noise,
-                                       confidence=confidence).as_dict()
+        row.comparison = stats.compare(
+            stats.pair_log_ratios(row.base_s, row.head_s), noise=noise, confidence=confidence
+        ).as_dict()
         row.status = MEASURED
     return row
 
 
-def load_reports(folder: str | Path, base: str, head: str, *, noise: float, confidence: float
-                 ) -> tuple[list[Row], list[str]]:
+def load_reports(
+    folder: str | Path, base: str, head: str, *, noise: float, confidence: float
+) -> tuple[list[Row], list[str]]:
     """Rows measured by other jobs on the same commits; notes on reports that do not apply."""
     rows, notes = [], []
     root = Path(folder)
@@ -145,8 +159,10 @@ def load_reports(folder: str | Path, base: str, head: str, *, noise: float, conf
             notes.append(f"{path.name}: not an aina gate report; ignored")
             continue
         if doc.get("base") != base or doc.get("head") != head:
-            notes.append(f"{path.name}: measured {str(doc.get('base'))[:12]}..{str(doc.get('head'))[:12]}, not "
-                         f"{base[:12]}..{head[:12]}; ignored")
+            notes.append(
+                f"{path.name}: measured {str(doc.get('base'))[:12]}..{str(doc.get('head'))[:12]}, not "
+                f"{base[:12]}..{head[:12]}; ignored"
+            )
             continue
         for r in doc["evidence"]:
             if isinstance(r, dict) and r.get("source", "measured here") == "measured here":
@@ -154,8 +170,9 @@ def load_reports(folder: str | Path, base: str, head: str, *, noise: float, conf
     return rows, notes
 
 
-def check(rows: list[Row], kernels: list[str], unrunnable: dict[str, list[str]], notes: list[str],
-          noise: float) -> CheckResult:
+def check(
+    rows: list[Row], kernels: list[str], unrunnable: dict[str, list[str]], notes: list[str], noise: float
+) -> CheckResult:
     if not kernels:
         return CheckResult(CHECK, SKIPPED, "no kernel affected: no benchmark run")
     annotations, details = [], list(notes)
@@ -164,19 +181,30 @@ def check(rows: list[Row], kernels: list[str], unrunnable: dict[str, list[str]],
         c = r.comparison
         name = f"{r.kernel} {r.case} on {r.device}"
         if r.status == FAILED:
-            (wrong if r.side_at_fault == "head" else broken).append(f"{name}: {r.reason.splitlines()[0] if r.reason else ''}")
+            (wrong if r.side_at_fault == "head" else broken).append(
+                f"{name}: {r.reason.splitlines()[0] if r.reason else ''}"
+            )
             continue
         if r.status != MEASURED or c is None:
             unclear.append(f"{name}: {r.reason or 'not measured'}")
             continue
-        text = (f"{name}: head/base {c['ratio']:.3f} [{c['ci'][0]:.3f}, {c['ci'][1]:.3f}] over {c['n']} pairs "
-                f"({r.source}): {c['outcome']}")
+        text = (
+            f"{name}: head/base {c['ratio']:.3f} [{c['ci'][0]:.3f}, {c['ci'][1]:.3f}] over {c['n']} pairs "
+            f"({r.source}): {c['outcome']}"
+        )
         details.append(text)
         if c["outcome"] == stats.REGRESSION:
             regressions.append(text)
-            annotations.append(Annotation(r.spec_file, r.line, f"{r.kernel} {r.case}: {c['ratio']:.2f}x the base's "
-                                          f"time (95% CI {c['ci'][0]:.2f}-{c['ci'][1]:.2f}), beyond the "
-                                          f"{noise:.0%} noise threshold", title="aina gate: slower"))
+            annotations.append(
+                Annotation(
+                    r.spec_file,
+                    r.line,
+                    f"{r.kernel} {r.case}: {c['ratio']:.2f}x the base's "
+                    f"time (95% CI {c['ci'][0]:.2f}-{c['ci'][1]:.2f}), beyond the "
+                    f"{noise:.0%} noise threshold",
+                    title="aina gate: slower",
+                )
+            )
         elif c["outcome"] == stats.INCONCLUSIVE:
             unclear.append(text)
     measured_kernels = {r.kernel for r in rows if r.status == MEASURED}
@@ -191,7 +219,14 @@ def check(rows: list[Row], kernels: list[str], unrunnable: dict[str, list[str]],
         return CheckResult(CHECK, FAIL, "; ".join(what), details + wrong, annotations, data)
     if broken or unclear:
         first = (broken + unclear)[0]
-        return CheckResult(CHECK, NEEDS, f"{len(broken) + len(unclear)} case(s) without a clear answer: {first}",
-                           details + broken, annotations, data)
-    return CheckResult(CHECK, PASS, f"{len(rows)} case(s) measured, none slower beyond {noise:.0%}", details,
-                       annotations, data)
+        return CheckResult(
+            CHECK,
+            NEEDS,
+            f"{len(broken) + len(unclear)} case(s) without a clear answer: {first}",
+            details + broken,
+            annotations,
+            data,
+        )
+    return CheckResult(
+        CHECK, PASS, f"{len(rows)} case(s) measured, none slower beyond {noise:.0%}", details, annotations, data
+    )

@@ -174,17 +174,21 @@ def _parse_gate(data: Any, source: str) -> GatePolicy:
         raise PolicyError(f"{source}: gate must be a mapping of settings, got {type(data).__name__}")
     unknown = sorted(set(map(str, data)) - set(_GATE_KNOWN))
     if unknown:
-        raise PolicyError(f"{source}: unknown key(s) {['gate.' + k for k in unknown]}; known under gate: "
-                          f"{sorted(_GATE_KNOWN)}")
+        raise PolicyError(
+            f"{source}: unknown key(s) {['gate.' + k for k in unknown]}; known under gate: {sorted(_GATE_KNOWN)}"
+        )
     values: dict[str, Any] = {}
     if "review" in data:
         v = data["review"]
         if not isinstance(v, list) or not all(x in RISK_TIERS for x in v):
             raise PolicyError(f"{source}: gate.review must be a list of risk tiers from {list(RISK_TIERS)}, got {v!r}")
         values["review"] = tuple(v)
-    bounds = {"coverage": (0, 100, "a percentage from 0 to 100"), "noise": (0, 1, "a fraction from 0 to 1 (0.05: 5%)"),
-              "confidence": (0.5, 0.9999, "a level from 0.5 to 0.9999"),
-              "budget_s": (0, 86400, "seconds from 0 to 86400")}
+    bounds = {
+        "coverage": (0, 100, "a percentage from 0 to 100"),
+        "noise": (0, 1, "a fraction from 0 to 1 (0.05: 5%)"),
+        "confidence": (0.5, 0.9999, "a level from 0.5 to 0.9999"),
+        "budget_s": (0, 86400, "seconds from 0 to 86400"),
+    }
     for key, (lo, hi, what) in bounds.items():
         if key in data:
             v = data[key]

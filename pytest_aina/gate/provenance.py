@@ -35,8 +35,9 @@ def is_bot_branch(branch: str | None) -> bool:
     return bool(branch) and branch.startswith(BRANCH_PREFIX)
 
 
-def verify_statement(statement: dict, files: dict[str, str | None], *, changed: set[str], attestation_path: str,
-                     base_commit: str) -> list[str]:
+def verify_statement(
+    statement: dict, files: dict[str, str | None], *, changed: set[str], attestation_path: str, base_commit: str
+) -> list[str]:
     """Every way ``statement`` does not describe the change ([] when it does), by the core's
     one provenance verifier (:func:`pytest_aina.changer.change.verify`, which ``aina evolve``
     and the App use too). ``files``: the head's content of every path changed or declared
@@ -79,32 +80,46 @@ def attestations(repo: Repo, head: str, scope: Scope) -> tuple[list[Attestation]
     return found, broken
 
 
-def check(repo: Repo, base: str, head: str, scope: Scope, branch: str | None,
-          found: list[Attestation], broken: list[str]) -> CheckResult:
+def check(
+    repo: Repo, base: str, head: str, scope: Scope, branch: str | None, found: list[Attestation], broken: list[str]
+) -> CheckResult:
     bot = is_bot_branch(branch)
     if not bot and not found and not broken:
         return CheckResult(CHECK, SKIPPED, "not a bot change (no aina/ branch, no attestation)")
     if not found and not broken:
-        return CheckResult(CHECK, FAIL, f"bot branch {branch} carries no attestation (provenance/**.intoto.json)",
-                           annotations=[Annotation(None, None, f"branch {branch}: no attestation in the change",
-                                                   title="aina gate: provenance")])
+        return CheckResult(
+            CHECK,
+            FAIL,
+            f"bot branch {branch} carries no attestation (provenance/**.intoto.json)",
+            annotations=[
+                Annotation(None, None, f"branch {branch}: no attestation in the change", title="aina gate: provenance")
+            ],
+        )
     changed = set(scope.paths) - {a.path for a in found}
     problems = list(broken)
     notes = []
     for a in found:
         declared = {s.get("name") for s in a.statement.get("subject", []) if isinstance(s, dict)}
         files = {p: repo.text(head, p) for p in sorted((changed | declared) - {None})}
-        for problem in verify_statement(a.statement, files, changed=changed, attestation_path=a.path,
-                                        base_commit=base):
+        for problem in verify_statement(a.statement, files, changed=changed, attestation_path=a.path, base_commit=base):
             problems.append(f"{a.path}: {problem}")
             file = problem.partition(":")[0] if problem.partition(":")[0] in files else a.path
             notes.append(Annotation(file, None, problem, title="aina gate: provenance"))
-    data = {"bot_branch": bot, "attestations": [{"path": a.path, "sha256": a.sha256} for a in found],
-            "problems": problems}
+    data = {
+        "bot_branch": bot,
+        "attestations": [{"path": a.path, "sha256": a.sha256} for a in found],
+        "problems": problems,
+    }
     if problems:
         return CheckResult(CHECK, FAIL, f"{len(problems)} provenance problem(s): {problems[0]}", problems, notes, data)
-    return CheckResult(CHECK, PASS, f"{len(found)} attestation(s) match the change exactly",
-                       [f"{a.path}: sha256 {a.sha256[:12]}" for a in found], notes, data)
+    return CheckResult(
+        CHECK,
+        PASS,
+        f"{len(found)} attestation(s) match the change exactly",
+        [f"{a.path}: sha256 {a.sha256[:12]}" for a in found],
+        notes,
+        data,
+    )
 
 
 def risk_of(predicate: dict) -> str:

@@ -46,8 +46,7 @@ class Repo:
 
     def _run(self, *args: str, check: bool = True, stdin: bytes | None = None) -> subprocess.CompletedProcess:
         try:
-            done = subprocess.run(["git", "-C", str(self.root), *args], capture_output=True, input=stdin,
-                                  check=False)
+            done = subprocess.run(["git", "-C", str(self.root), *args], capture_output=True, input=stdin, check=False)
         except FileNotFoundError:
             raise GateConfigError("git is not installed") from None
         if check and done.returncode != 0:
@@ -64,15 +63,19 @@ class Repo:
             raise GateConfigError(f"{ref!r} is not a git ref")
         found = self._run("rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}", check=False)
         if found.returncode != 0:
-            raise GateConfigError(f"{ref!r} is not a commit in the git repository at {self.root} "
-                                  "(in CI: fetch it first, e.g. actions/checkout with fetch-depth: 0)")
+            raise GateConfigError(
+                f"{ref!r} is not a commit in the git repository at {self.root} "
+                "(in CI: fetch it first, e.g. actions/checkout with fetch-depth: 0)"
+            )
         return found.stdout.decode().strip()
 
     def merge_base(self, a: str, b: str) -> str:
         done = self._run("merge-base", a, b, check=False)
         if done.returncode != 0:
-            raise GateConfigError(f"{a[:12]} and {b[:12]} have no common ancestor (fetch more history: "
-                                  "actions/checkout with fetch-depth: 0)")
+            raise GateConfigError(
+                f"{a[:12]} and {b[:12]} have no common ancestor (fetch more history: "
+                "actions/checkout with fetch-depth: 0)"
+            )
         return done.stdout.decode().strip()
 
     def is_ancestor(self, a: str, b: str) -> bool:

@@ -31,17 +31,27 @@ def _cell(text: str) -> str:
 def evidence_table(result: GateResult) -> list[str]:
     if not result.evidence:
         return []
-    lines = ["| case | device | base (median) | head (median) | head/base (95% CI) | outcome | claimed | reproduced? |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "| case | device | base (median) | head (median) | head/base (95% CI) | outcome | claimed | reproduced? |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for r in result.evidence:
         c = r.get("comparison")
         ratio = f"{c['ratio']:.3f} [{c['ci'][0]:.3f}, {c['ci'][1]:.3f}] n={c['n']}" if c else r.get("status", "")
         claim = r.get("claim") or {}
         claimed = f"{claim['claimed']:.2f}x" if claim.get("claimed") else "–"
         rep = {True: "yes", False: "**no**", None: "needs evidence"}.get(claim.get("reproduced"), "–") if claim else "–"
-        outcome = c["outcome"] if c else (r.get("reason", "") or "").splitlines()[0][:80] if r.get("reason") else r.get("status")
-        lines.append(f"| {_cell(r['kernel'] + ' ' + r['case'])} | {r['device']} | {_ms(r.get('base_s') or [])} | "
-                     f"{_ms(r.get('head_s') or [])} | {ratio} | {_cell(outcome)} | {claimed} | {rep} |")
+        outcome = (
+            c["outcome"]
+            if c
+            else (r.get("reason", "") or "").splitlines()[0][:80]
+            if r.get("reason")
+            else r.get("status")
+        )
+        lines.append(
+            f"| {_cell(r['kernel'] + ' ' + r['case'])} | {r['device']} | {_ms(r.get('base_s') or [])} | "
+            f"{_ms(r.get('head_s') or [])} | {ratio} | {_cell(outcome)} | {claimed} | {rep} |"
+        )
     return lines
 
 
@@ -52,11 +62,16 @@ def chart(row: dict) -> list[str]:
     b, h = [x * 1e3 for x in base], [x * 1e3 for x in head]
     top = max(b + h) * 1.1
     fmt = lambda xs: "[" + ", ".join(f"{x:.4g}" for x in xs) + "]"  # noqa: E731
-    return ["```mermaid", "xychart-beta",
-            f'    title "{row["kernel"]} {row["case"]} ({row["device"]}): bars base, line head"',
-            f"    x-axis \"pair\" [{', '.join(str(i + 1) for i in range(len(b)))}]",
-            f'    y-axis "ms per call" 0 --> {top:.4g}',
-            f"    bar {fmt(b)}", f"    line {fmt(h)}", "```"]
+    return [
+        "```mermaid",
+        "xychart-beta",
+        f'    title "{row["kernel"]} {row["case"]} ({row["device"]}): bars base, line head"',
+        f'    x-axis "pair" [{", ".join(str(i + 1) for i in range(len(b)))}]',
+        f'    y-axis "ms per call" 0 --> {top:.4g}',
+        f"    bar {fmt(b)}",
+        f"    line {fmt(h)}",
+        "```",
+    ]
 
 
 def markdown(result: GateResult) -> str:
@@ -65,9 +80,13 @@ def markdown(result: GateResult) -> str:
     reasons = result.reasons()
     if reasons:
         out += [f"- {r}" for r in reasons] + [""]
-    out += [f"`{result.base[:12]}` → `{result.head[:12]}` · policy `{result.policy.get('source')}` "
-            f"(sha256 `{str(result.policy.get('sha256'))[:12]}`) · {result.wall_s:.1f} s", "",
-            "| check | result | summary |", "| --- | --- | --- |"]
+    out += [
+        f"`{result.base[:12]}` → `{result.head[:12]}` · policy `{result.policy.get('source')}` "
+        f"(sha256 `{str(result.policy.get('sha256'))[:12]}`) · {result.wall_s:.1f} s",
+        "",
+        "| check | result | summary |",
+        "| --- | --- | --- |",
+    ]
     for c in result.checks:
         out.append(f"| {c.name} | {ICON[c.status]} {c.status} | {_cell(c.summary)} |")
     table = evidence_table(result)

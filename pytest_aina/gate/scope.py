@@ -35,7 +35,7 @@ class Scope:
     changes: list[FileChange]
     affected: dict[str, dict[str, str]] = field(default_factory=dict)  # kernel -> {path: why}
     closures: dict[str, dict[str, str]] = field(default_factory=dict)  # kernel -> every file it reaches (head)
-    categories: dict[str, str] = field(default_factory=dict)          # path -> kind
+    categories: dict[str, str] = field(default_factory=dict)  # path -> kind
 
     @property
     def paths(self) -> list[str]:
@@ -53,10 +53,12 @@ class Scope:
         return sorted(p for p in self.paths if self.categories.get(p) == kind)
 
     def as_dict(self) -> dict:
-        return {"changed": [{"path": c.path, "status": c.status, "old_path": c.old_path} for c in self.changes],
-                "categories": dict(sorted(self.categories.items())),
-                "affected": {k: dict(sorted(v.items())) for k, v in sorted(self.affected.items())},
-                "docs_only": self.docs_only}
+        return {
+            "changed": [{"path": c.path, "status": c.status, "old_path": c.old_path} for c in self.changes],
+            "categories": dict(sorted(self.categories.items())),
+            "affected": {k: dict(sorted(v.items())) for k, v in sorted(self.affected.items())},
+            "docs_only": self.docs_only,
+        }
 
 
 def is_doc(path: str) -> bool:
@@ -104,7 +106,7 @@ def _imports(text: str, module: str, is_package: bool) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 parts = package.split(".") if package else []
-                parts = parts[:len(parts) - (node.level - 1)] if node.level > 1 else parts
+                parts = parts[: len(parts) - (node.level - 1)] if node.level > 1 else parts
                 stem = ".".join(parts + ([node.module] if node.module else []))
             else:
                 stem = node.module or ""
@@ -149,8 +151,11 @@ def kernel_files(tree: Tree, spec, spec_path: str) -> dict[str, str]:
     """Every file of the repository the kernel of ``spec`` can reach, with why."""
     files = {spec_path: "its spec"}
     entries = [(spec.implementation, "the implementation"), (spec.reference, "the reference")]
-    entries += [(inv.params["check"], f"invariant {inv.label}") for inv in spec.invariants
-                if inv.name == "python" and isinstance(inv.params.get("check"), str)]
+    entries += [
+        (inv.params["check"], f"invariant {inv.label}")
+        for inv in spec.invariants
+        if inv.name == "python" and isinstance(inv.params.get("check"), str)
+    ]
     for entry, why in entries:
         for path, reason in closure(tree, [entry.partition(":")[0]], why).items():
             files.setdefault(path, reason)
@@ -169,8 +174,14 @@ def kernel_files(tree: Tree, spec, spec_path: str) -> dict[str, str]:
     return files
 
 
-def compute(repo: Repo, base: str, head: str, changes: list[FileChange], specs: dict[str, dict],
-            spec_paths: dict[str, dict[str, str]]) -> Scope:
+def compute(
+    repo: Repo,
+    base: str,
+    head: str,
+    changes: list[FileChange],
+    specs: dict[str, dict],
+    spec_paths: dict[str, dict[str, str]],
+) -> Scope:
     """``specs``: {"base": {name: Spec}, "head": {...}}; ``spec_paths``: the same with each
     spec's path in the repository."""
     scope = Scope(changes=changes)
@@ -187,8 +198,9 @@ def compute(repo: Repo, base: str, head: str, changes: list[FileChange], specs: 
     in_kernels = {p for files in scope.affected.values() for p in files}
     for path in changed:
         if path in in_kernels:
-            scope.categories[path] = "spec" if any(spec_paths[s].get(k) == path for s in spec_paths
-                                                  for k in spec_paths[s]) else "kernel"
+            scope.categories[path] = (
+                "spec" if any(spec_paths[s].get(k) == path for s in spec_paths for k in spec_paths[s]) else "kernel"
+            )
         elif path.startswith("provenance/") and path.endswith(".intoto.json"):
             scope.categories[path] = "attestation"
         elif is_test(path):

@@ -40,11 +40,11 @@ MIN_PAIRS = 6
 @dataclass(frozen=True)
 class Comparison:
     n: int
-    ratio: float           # head / base (median of the paired ratios)
+    ratio: float  # head / base (median of the paired ratios)
     ci: tuple[float, float]
-    level: float           # the interval's achieved coverage
+    level: float  # the interval's achieved coverage
     outcome: str
-    clear: bool            # sequential sampling may stop
+    clear: bool  # sequential sampling may stop
 
     @property
     def speedup(self) -> float:

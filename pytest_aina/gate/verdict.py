@@ -92,14 +92,14 @@ def worst(statuses) -> str:
 
 @dataclass
 class GateResult:
-    base: str                   # the commit the change is compared with (merge base of BASE and HEAD)
-    head: str                   # the head commit
+    base: str  # the commit the change is compared with (merge base of BASE and HEAD)
+    head: str  # the head commit
     base_ref: str
     head_ref: str
     checks: list[CheckResult] = field(default_factory=list)
-    evidence: list[dict] = field(default_factory=list)    # performance rows (performance.Row.as_dict)
+    evidence: list[dict] = field(default_factory=list)  # performance rows (performance.Row.as_dict)
     attestations: list[dict] = field(default_factory=list)  # {"path", "sha256"} of every attestation read
-    policy: dict = field(default_factory=dict)            # {"source", "sha256"}
+    policy: dict = field(default_factory=dict)  # {"source", "sha256"}
     scope: dict = field(default_factory=dict)
     started: str = ""
     wall_s: float = 0.0

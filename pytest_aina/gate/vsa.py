@@ -32,8 +32,13 @@ def statement(result: GateResult, *, repository: str | None = None) -> dict:
             "inputAttestations": [{"uri": a["path"], "digest": {"sha256": a["sha256"]}} for a in result.attestations],
             "verificationResult": "PASSED" if result.status == PASS else "FAILED",
             "verifiedLevels": [f"AINA_GATE_{'PASSED' if result.status == PASS else 'FAILED'}"],
-            "aina": {"verdict": result.status, "exit_code": result.exit_code, "base": result.base,
-                     "head": result.head, "checks": {c.name: c.status for c in result.checks},
-                     "reasons": result.reasons()},
+            "aina": {
+                "verdict": result.status,
+                "exit_code": result.exit_code,
+                "base": result.base,
+                "head": result.head,
+                "checks": {c.name: c.status for c in result.checks},
+                "reasons": result.reasons(),
+            },
         },
     }

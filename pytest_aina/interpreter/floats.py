@@ -43,8 +43,9 @@ def f64_to_f32_odd(values: np.ndarray) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64)
     with np.errstate(over="ignore", invalid="ignore"):
         nearest = values.astype(np.float32)
-        toward_zero = np.where(np.abs(nearest.astype(np.float64)) > np.abs(values),
-                               np.nextafter(nearest, np.float32(0)), nearest).astype(np.float32)
+        toward_zero = np.where(
+            np.abs(nearest.astype(np.float64)) > np.abs(values), np.nextafter(nearest, np.float32(0)), nearest
+        ).astype(np.float32)
         inexact = toward_zero.astype(np.float64) != values
     bits = toward_zero.view(np.uint32) | (inexact & np.isfinite(values)).astype(np.uint32)
     return np.where(np.isnan(values), np.float32(np.nan), bits.view(np.float32)).astype(np.float32)
@@ -109,8 +110,8 @@ def tree_reduce(values: np.ndarray, axis: int, combine, round_to) -> np.ndarray:
     values = np.moveaxis(np.asarray(values), axis, -1)
     while values.shape[-1] > 1:
         half = values.shape[-1] // 2
-        odd = values[..., 2 * half:]
-        values = round_to(combine(values[..., :half], values[..., half:2 * half]))
+        odd = values[..., 2 * half :]
+        values = round_to(combine(values[..., :half], values[..., half : 2 * half]))
         if odd.shape[-1]:
             values = np.concatenate([values[..., :-1], round_to(combine(values[..., -1:], odd))], axis=-1)
     return values[..., 0]

@@ -38,8 +38,12 @@ MAX_GUARDED_BYTES = 256 << 20
 _ALIGN = 64
 
 #: The pattern's element, by dtype: quiet NaNs with payloads (0x...A5...) for floats.
-_FLOAT_PATTERNS = {torch.float32: (np.int32, 0x7FE5A5A5), torch.float16: (np.int16, 0x7E5A),
-                   torch.bfloat16: (np.int16, 0x7FE5), torch.float64: (np.int64, 0x7FFA5A5A5A5A5A5A)}
+_FLOAT_PATTERNS = {
+    torch.float32: (np.int32, 0x7FE5A5A5),
+    torch.float16: (np.int16, 0x7E5A),
+    torch.bfloat16: (np.int16, 0x7FE5),
+    torch.float64: (np.int64, 0x7FFA5A5A5A5A5A5A),
+}
 _INT_VIEW = {1: np.uint8, 2: np.int16, 4: np.int32, 8: np.int64}
 
 
@@ -127,8 +131,9 @@ class GuardZones:
     def _relocate(self, storage: _Storage) -> None:
         starts = [view.original.data_ptr() for view in storage.views]
         storage.low = min(starts)
-        storage.high = max(s + span_elements(v.original) * v.original.element_size()
-                           for s, v in zip(starts, storage.views))
+        storage.high = max(
+            s + span_elements(v.original) * v.original.element_size() for s, v in zip(starts, storage.views)
+        )
         if storage.length > MAX_GUARDED_BYTES:
             return
         total = GUARD_BYTES + storage.length + GUARD_BYTES + _ALIGN
@@ -139,11 +144,12 @@ class GuardZones:
         int_dtype, fill = _FLOAT_PATTERNS.get(storage.views[0].original.dtype, (np.uint8, 0xA5))
         buffer.view(int_dtype)[:] = fill
         pattern = buffer.copy()
-        buffer[origin: origin + storage.length] = storage.original_bytes()
+        buffer[origin : origin + storage.length] = storage.original_bytes()
         for view, start in zip(storage.views, starts):
             t = view.original
-            view.shadow = torch.as_strided(tensor.view(t.dtype), t.shape, t.stride(),
-                                           (origin + start - storage.low) // t.element_size())
+            view.shadow = torch.as_strided(
+                tensor.view(t.dtype), t.shape, t.stride(), (origin + start - storage.low) // t.element_size()
+            )
             self._shadow_of[id(t)] = view.shadow
         if not _dense(storage):
             storage.covered = _covered(storage, starts, origin, total)
@@ -159,21 +165,22 @@ class GuardZones:
         for storage in relocated:
             self._check(storage, kernel)
         for storage in relocated:
-            source = storage.buffer[storage.origin: storage.origin + storage.length]
+            source = storage.buffer[storage.origin : storage.origin + storage.length]
             if storage.covered is None:
                 storage.original_bytes()[:] = source
             else:
-                covered = storage.covered[storage.origin: storage.origin + storage.length]
+                covered = storage.covered[storage.origin : storage.origin + storage.length]
                 np.copyto(storage.original_bytes(), source, where=covered)
 
     def _check(self, storage: _Storage, kernel: str) -> None:
         end = storage.origin + storage.length
         if storage.covered is None:  # dense: only the guards before and after can change
-            if (np.array_equal(storage.buffer[:storage.origin], storage.pattern[:storage.origin])
-                    and np.array_equal(storage.buffer[end:], storage.pattern[end:])):
+            if np.array_equal(storage.buffer[: storage.origin], storage.pattern[: storage.origin]) and np.array_equal(
+                storage.buffer[end:], storage.pattern[end:]
+            ):
                 return
             changed = storage.buffer != storage.pattern
-            changed[storage.origin: end] = False
+            changed[storage.origin : end] = False
         else:
             changed = (storage.buffer != storage.pattern) & ~storage.covered
             if not changed.any():
@@ -183,16 +190,26 @@ class GuardZones:
         view = min(storage.views, key=lambda v: _distance(v.original, address))
         size = view.original.element_size()
         offset = (address - view.original.data_ptr()) // size
-        raise MemoryViolation(kernel=kernel, argument=view.argument, kind="store", offset=offset,
-                              extent=span_elements(view.original), tensor=describe(view.original),
-                              lanes=len(np.unique(positions // size)), detected_by="guard zone")
+        raise MemoryViolation(
+            kernel=kernel,
+            argument=view.argument,
+            kind="store",
+            offset=offset,
+            extent=span_elements(view.original),
+            tensor=describe(view.original),
+            lanes=len(np.unique(positions // size)),
+            detected_by="guard zone",
+        )
 
 
 def _dense(storage: _Storage) -> bool:
     """True when one view's elements fill its whole span, gap-free (a contiguous tensor)."""
     t = storage.views[0].original
-    return (len(storage.views) == 1 and t.numel() * t.element_size() == storage.length
-            and _non_overlapping(t.shape, t.stride()))
+    return (
+        len(storage.views) == 1
+        and t.numel() * t.element_size() == storage.length
+        and _non_overlapping(t.shape, t.stride())
+    )
 
 
 def _covered(storage: _Storage, starts: list[int], origin: int, total: int) -> np.ndarray:
@@ -203,11 +220,12 @@ def _covered(storage: _Storage, starts: list[int], origin: int, total: int) -> n
         size = t.element_size()
         first = origin + start - storage.low
         if _non_overlapping(t.shape, t.stride()):
-            elements = np.lib.stride_tricks.as_strided(covered[first:].view(_INT_VIEW[size]), t.shape,
-                                                       [stride * size for stride in t.stride()])
+            elements = np.lib.stride_tricks.as_strided(
+                covered[first:].view(_INT_VIEW[size]), t.shape, [stride * size for stride in t.stride()]
+            )
             elements[...] = -1 if size > 1 else 0xFF  # every byte of the element nonzero
         else:  # an overlapping layout: count its whole span as its own
-            covered[first: first + span_elements(t) * size] = 1
+            covered[first : first + span_elements(t) * size] = 1
     return covered != 0
 
 

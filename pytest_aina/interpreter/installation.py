@@ -54,9 +54,12 @@ def install(sanitize: bool = True) -> None:
         uninstall()
     version = triton_version()
     if version not in TESTED_TRITON_VERSIONS:
-        warnings.warn(f"pytest_aina.interpreter was tested with triton {', '.join(TESTED_TRITON_VERSIONS)}, "
-                      f"not {version}: the interpreter runs unpatched (no GPU-faithful semantics, no sanitizer)",
-                      UntestedTritonWarning, stacklevel=2)
+        warnings.warn(
+            f"pytest_aina.interpreter was tested with triton {', '.join(TESTED_TRITON_VERSIONS)}, "
+            f"not {version}: the interpreter runs unpatched (no GPU-faithful semantics, no sanitizer)",
+            UntestedTritonWarning,
+            stacklevel=2,
+        )
         return
     # heavy and version-specific: imported only once the version is known to fit
     from pytest_aina.interpreter import launch, libdevice, sanitizer, semantics

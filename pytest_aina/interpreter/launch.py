@@ -182,7 +182,7 @@ def _copied_to_host(dev: list, hst: list) -> bool:
 
 def _relocate(guards: GuardZones, names: list[str], args_dev: tuple, kwargs: dict) -> tuple[tuple, dict]:
     positional = dict(zip(names, args_dev))
-    extra = args_dev[len(positional):]  # more positionals than names: left as they are
+    extra = args_dev[len(positional) :]  # more positionals than names: left as they are
     moved = guards.relocate({**positional, **kwargs})
     return tuple(moved[name] for name in positional) + tuple(extra), {k: moved[k] for k in kwargs}
 

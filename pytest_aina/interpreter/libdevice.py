@@ -60,73 +60,145 @@ _erfc = _vectorize(math.erfc)
 #: float math by libdevice base name (``__nv_<name>`` for float64, ``__nv_<name>f`` for
 #: float32), evaluated in float64.
 _FLOAT = {
-    "abs": np.abs, "fabs": np.abs, "ceil": np.ceil, "floor": np.floor, "trunc": np.trunc,
-    "round": _round_half_away, "rint": np.rint, "nearbyint": np.rint,
-    "exp": np.exp, "exp2": np.exp2, "exp10": lambda x: np.power(10.0, x), "expm1": np.expm1,
-    "log": np.log, "log2": np.log2, "log10": np.log10, "log1p": np.log1p,
+    "abs": np.abs,
+    "fabs": np.abs,
+    "ceil": np.ceil,
+    "floor": np.floor,
+    "trunc": np.trunc,
+    "round": _round_half_away,
+    "rint": np.rint,
+    "nearbyint": np.rint,
+    "exp": np.exp,
+    "exp2": np.exp2,
+    "exp10": lambda x: np.power(10.0, x),
+    "expm1": np.expm1,
+    "log": np.log,
+    "log2": np.log2,
+    "log10": np.log10,
+    "log1p": np.log1p,
     "logb": lambda x: np.floor(np.log2(np.abs(x))),
-    "sqrt": np.sqrt, "rsqrt": _rsqrt, "cbrt": np.cbrt, "rcbrt": lambda x: 1.0 / np.cbrt(x),
-    "sin": np.sin, "cos": np.cos, "tan": np.tan, "asin": np.arcsin, "acos": np.arccos, "atan": np.arctan,
-    "sinh": np.sinh, "cosh": np.cosh, "tanh": np.tanh, "asinh": np.arcsinh, "acosh": np.arccosh,
-    "atanh": np.arctanh, "sinpi": lambda x: np.sin(np.pi * x), "cospi": lambda x: np.cos(np.pi * x),
-    "erf": _erf, "erfc": _erfc, "erfcx": lambda x: np.exp(x * x) * _erfc(x), "erfinv": _vectorize(_erfinv),
+    "sqrt": np.sqrt,
+    "rsqrt": _rsqrt,
+    "cbrt": np.cbrt,
+    "rcbrt": lambda x: 1.0 / np.cbrt(x),
+    "sin": np.sin,
+    "cos": np.cos,
+    "tan": np.tan,
+    "asin": np.arcsin,
+    "acos": np.arccos,
+    "atan": np.arctan,
+    "sinh": np.sinh,
+    "cosh": np.cosh,
+    "tanh": np.tanh,
+    "asinh": np.arcsinh,
+    "acosh": np.arccosh,
+    "atanh": np.arctanh,
+    "sinpi": lambda x: np.sin(np.pi * x),
+    "cospi": lambda x: np.cos(np.pi * x),
+    "erf": _erf,
+    "erfc": _erfc,
+    "erfcx": lambda x: np.exp(x * x) * _erfc(x),
+    "erfinv": _vectorize(_erfinv),
     "erfcinv": _vectorize(lambda y: _erfinv(1.0 - y)),
-    "normcdf": lambda x: 0.5 * _erfc(-x / np.sqrt(2.0)), "normcdfinv": _vectorize(_normcdfinv),
+    "normcdf": lambda x: 0.5 * _erfc(-x / np.sqrt(2.0)),
+    "normcdfinv": _vectorize(_normcdfinv),
     "lgamma": _vectorize(lambda x: math.lgamma(x) if x != 0 else math.inf),
     "tgamma": _vectorize(lambda x: math.gamma(x) if not (x <= 0 and x == int(x)) else math.nan),
     "saturate": lambda x: np.clip(x, 0.0, 1.0),
-    "pow": np.power, "powi": np.power, "fmod": np.fmod,
+    "pow": np.power,
+    "powi": np.power,
+    "fmod": np.fmod,
     "remainder": np.vectorize(math.remainder, otypes=[np.float64]),
-    "atan2": np.arctan2, "hypot": np.hypot, "rhypot": lambda x, y: 1.0 / np.hypot(x, y),
-    "fmin": np.fmin, "fmax": np.fmax, "copysign": np.copysign, "fdim": lambda x, y: np.where(x > y, x - y, 0.0),
+    "atan2": np.arctan2,
+    "hypot": np.hypot,
+    "rhypot": lambda x, y: 1.0 / np.hypot(x, y),
+    "fmin": np.fmin,
+    "fmax": np.fmax,
+    "copysign": np.copysign,
+    "fdim": lambda x, y: np.where(x > y, x - y, 0.0),
     "nextafter": None,  # in the argument's own precision: see _evaluate
     # x * 2**n: exact in float64 (the arguments arrive as float64)
-    "ldexp": lambda x, n: x * np.exp2(n), "scalbn": lambda x, n: x * np.exp2(n),
+    "ldexp": lambda x, n: x * np.exp2(n),
+    "scalbn": lambda x, n: x * np.exp2(n),
     "norm3d": lambda a, b, c: np.sqrt(a * a + b * b + c * c),
     "norm4d": lambda a, b, c, d: np.sqrt(a * a + b * b + c * c + d * d),
     "rnorm3d": lambda a, b, c: 1.0 / np.sqrt(a * a + b * b + c * c),
     "rnorm4d": lambda a, b, c, d: 1.0 / np.sqrt(a * a + b * b + c * c + d * d),
     "fma": lambda a, b, c: a * b + c,
     "ilogb": lambda x: np.floor(np.log2(np.abs(x))),
-    "llrint": np.rint, "llround": _round_half_away,
-    "isnan": np.isnan, "isinf": np.isinf, "finite": np.isfinite, "isfinite": np.isfinite,
+    "llrint": np.rint,
+    "llround": _round_half_away,
+    "isnan": np.isnan,
+    "isinf": np.isinf,
+    "finite": np.isfinite,
+    "isfinite": np.isfinite,
     "signbit": np.signbit,
     # approximate intrinsics on the GPU (``ex2.approx`` and friends); the exact value is
     # within their error bound
-    "fast_exp": np.exp, "fast_exp10": lambda x: np.power(10.0, x), "fast_log": np.log, "fast_log2": np.log2,
-    "fast_log10": np.log10, "fast_sin": np.sin, "fast_cos": np.cos, "fast_tan": np.tan, "fast_pow": np.power,
+    "fast_exp": np.exp,
+    "fast_exp10": lambda x: np.power(10.0, x),
+    "fast_log": np.log,
+    "fast_log2": np.log2,
+    "fast_log10": np.log10,
+    "fast_sin": np.sin,
+    "fast_cos": np.cos,
+    "fast_tan": np.tan,
+    "fast_pow": np.power,
     "fast_fdivide": np.divide,
 }
 
 #: correctly rounded arithmetic with an explicit rounding mode: ``__nv_fadd_rn`` (float32),
 #: ``__nv_dadd_rn`` (float64), ``__nv_fmaf_rz``, ``__nv_frcp_rn``, ``__nv_fsqrt_rd``, ...
 _ROUNDED = {
-    "add": np.add, "sub": np.subtract, "mul": np.multiply, "div": np.divide, "rcp": lambda x: 1.0 / x,
-    "sqrt": np.sqrt, "rsqrt": _rsqrt, "fma": lambda a, b, c: a * b + c,
+    "add": np.add,
+    "sub": np.subtract,
+    "mul": np.multiply,
+    "div": np.divide,
+    "rcp": lambda x: 1.0 / x,
+    "sqrt": np.sqrt,
+    "rsqrt": _rsqrt,
+    "fma": lambda a, b, c: a * b + c,
 }
-_ROUNDED_SYMBOL = re.compile(r"__nv_(?:(?P<prefix>[fd])(?P<op>add|sub|mul|div|rcp|sqrt|rsqrt)|(?P<fma>fmaf?))"
-                             r"_(?P<mode>rn|rz|ru|rd)$")
-_CONVERSION_SYMBOL = re.compile(r"__nv_(?P<src>float|double|int|uint|ll|ull)2(?P<dst>float|double|int|uint|ll|ull)"
-                                r"_(?P<mode>rn|rz|ru|rd)$")
-_BITCASTS = {"__nv_float_as_int", "__nv_float_as_uint", "__nv_int_as_float", "__nv_uint_as_float",
-             "__nv_double_as_longlong", "__nv_longlong_as_double"}
+_ROUNDED_SYMBOL = re.compile(
+    r"__nv_(?:(?P<prefix>[fd])(?P<op>add|sub|mul|div|rcp|sqrt|rsqrt)|(?P<fma>fmaf?))"
+    r"_(?P<mode>rn|rz|ru|rd)$"
+)
+_CONVERSION_SYMBOL = re.compile(
+    r"__nv_(?P<src>float|double|int|uint|ll|ull)2(?P<dst>float|double|int|uint|ll|ull)"
+    r"_(?P<mode>rn|rz|ru|rd)$"
+)
+_BITCASTS = {
+    "__nv_float_as_int",
+    "__nv_float_as_uint",
+    "__nv_int_as_float",
+    "__nv_uint_as_float",
+    "__nv_double_as_longlong",
+    "__nv_longlong_as_double",
+}
 
 _INT = {
-    "__nv_popc": lambda x: np.bitwise_count(x.view(np.uint32)), "__nv_popcll": lambda x: np.bitwise_count(x.view(np.uint64)),
-    "__nv_clz": lambda x: 32 - _bit_length(x.view(np.uint32)), "__nv_clzll": lambda x: 64 - _bit_length(x.view(np.uint64)),
-    "__nv_ffs": lambda x: _ffs(x.view(np.uint32)), "__nv_ffsll": lambda x: _ffs(x.view(np.uint64)),
-    "__nv_abs": np.abs, "__nv_llabs": np.abs,
+    "__nv_popc": lambda x: np.bitwise_count(x.view(np.uint32)),
+    "__nv_popcll": lambda x: np.bitwise_count(x.view(np.uint64)),
+    "__nv_clz": lambda x: 32 - _bit_length(x.view(np.uint32)),
+    "__nv_clzll": lambda x: 64 - _bit_length(x.view(np.uint64)),
+    "__nv_ffs": lambda x: _ffs(x.view(np.uint32)),
+    "__nv_ffsll": lambda x: _ffs(x.view(np.uint64)),
+    "__nv_abs": np.abs,
+    "__nv_llabs": np.abs,
     "__nv_mulhi": lambda a, b: (a.astype(np.int64) * b.astype(np.int64)) >> 32,
     "__nv_umulhi": lambda a, b: (a.astype(np.uint64) * b.astype(np.uint64)) >> np.uint64(32),
-    "__nv_mul24": lambda a, b: _sext24(a) * _sext24(b), "__nv_umul24": lambda a, b: (a & 0xFFFFFF) * (b & 0xFFFFFF),
-    "__nv_hadd": lambda a, b: (a.astype(np.int64) + b) >> 1, "__nv_rhadd": lambda a, b: (a.astype(np.int64) + b + 1) >> 1,
+    "__nv_mul24": lambda a, b: _sext24(a) * _sext24(b),
+    "__nv_umul24": lambda a, b: (a & 0xFFFFFF) * (b & 0xFFFFFF),
+    "__nv_hadd": lambda a, b: (a.astype(np.int64) + b) >> 1,
+    "__nv_rhadd": lambda a, b: (a.astype(np.int64) + b + 1) >> 1,
     "__nv_uhadd": lambda a, b: (a.astype(np.uint64) + b) >> np.uint64(1),
     "__nv_urhadd": lambda a, b: (a.astype(np.uint64) + b + np.uint64(1)) >> np.uint64(1),
     "__nv_sad": lambda a, b, c: np.abs(a.astype(np.int64) - b) + c,
     "__nv_usad": lambda a, b, c: np.abs(a.astype(np.int64) - b.astype(np.int64)) + c,
     "__nv_mul64hi": np.vectorize(lambda a, b: (int(a) * int(b)) >> 64, otypes=[np.int64]),
     "__nv_umul64hi": lambda a, b: _interp.np_umulhi_u64(a, b),
-    "__nv_brev": lambda x: _brev(x.view(np.uint32), 32), "__nv_brevll": lambda x: _brev(x.view(np.uint64), 64),
+    "__nv_brev": lambda x: _brev(x.view(np.uint32), 32),
+    "__nv_brevll": lambda x: _brev(x.view(np.uint64), 64),
 }
 
 
@@ -194,8 +266,8 @@ def _evaluate(symbol: str, args: list[np.ndarray], out_dtype: np.dtype) -> np.nd
                 return _to_int_result(base, result, out_dtype)
             return np.asarray(result, dtype=np.float64).astype(out_dtype)
     raise NotImplementedError(
-        f"libdevice symbol {symbol} has no interpreter implementation in pytest_aina.interpreter; "
-        "it runs on a GPU only")
+        f"libdevice symbol {symbol} has no interpreter implementation in pytest_aina.interpreter; it runs on a GPU only"
+    )
 
 
 def _to_int_result(base: str, result, out_dtype):
@@ -262,4 +334,3 @@ def patch_launch(patches: Patches, fn_globals: dict) -> None:
 
 def install(patches: Patches) -> None:
     patches.setattr(_interp.InterpreterBuilder, "create_extern_elementwise", create_extern_elementwise)
-

@@ -107,13 +107,28 @@ class Launch:
         program = tuple(_interp.interpreter_builder.grid_idx)
         if allocation is None:
             # the tag itself was overwritten: pointer arithmetic moved the address by > 2**56
-            return MemoryViolation(kernel=self.kernel_name, argument="<unknown: the pointer overflowed>",
-                                   kind=kind, offset=0, extent=0, lanes=int(bad.sum()), program=program,
-                                   location=location)
+            return MemoryViolation(
+                kernel=self.kernel_name,
+                argument="<unknown: the pointer overflowed>",
+                kind=kind,
+                offset=0,
+                extent=0,
+                lanes=int(bad.sum()),
+                program=program,
+                location=location,
+            )
         offset = (int(addresses[lane]) - allocation.base) // allocation.element_size
-        return MemoryViolation(kernel=self.kernel_name, argument=allocation.argument, kind=kind, offset=offset,
-                               extent=allocation.extent, tensor=allocation.description, lanes=int(bad.sum()),
-                               program=program, location=location)
+        return MemoryViolation(
+            kernel=self.kernel_name,
+            argument=allocation.argument,
+            kind=kind,
+            offset=offset,
+            extent=allocation.extent,
+            tensor=allocation.description,
+            lanes=int(bad.sum()),
+            program=program,
+            location=location,
+        )
 
 
 def _kernel_location() -> str | None:

@@ -33,8 +33,7 @@ _STANDARD_FLOATS = (tl.float16, tl.bfloat16, tl.float32, tl.float64)
 def _is_bf16(handle) -> bool:
     # A comparison's result keeps its operand's dtype in upstream's binary_op, so a bool
     # array can be labelled bfloat16: only uint16 data holds bfloat16 bit patterns.
-    return (isinstance(handle, TensorHandle) and handle.dtype.scalar == tl.bfloat16
-            and handle.data.dtype == np.uint16)
+    return isinstance(handle, TensorHandle) and handle.dtype.scalar == tl.bfloat16 and handle.data.dtype == np.uint16
 
 
 def _values(handle) -> np.ndarray:
@@ -48,6 +47,7 @@ def _round_bf16(values: np.ndarray) -> np.ndarray:
 
 
 # --- casts --------------------------------------------------------------------------------
+
 
 def cast_impl(self, src, dst_type):
     """Every cast the builder makes (``create_fp_trunc``, ``create_fp_ext``, ``create_si_to_fp``,
@@ -112,6 +112,7 @@ def get_bf16(self, value):
 
 # --- arithmetic ---------------------------------------------------------------------------
 
+
 def _widening(original):
     """Run ``original`` on bfloat16 operands decoded to float32, and round a float32 result
     back to bfloat16 when every float operand was bfloat16.
@@ -158,6 +159,7 @@ def _wrap_fma(original):
 
 # --- reductions and scans -----------------------------------------------------------------
 
+
 def _reduce(data: np.ndarray, axis, keep_dims: bool, reduce_axis) -> np.ndarray:
     """Apply ``reduce_axis(values, axis)`` with numpy's ``axis``/``keepdims`` conventions."""
     if axis is None:
@@ -180,12 +182,17 @@ def _wrap_sum(original):
         dtype = input.dtype
         if dtype == tl.bfloat16:
             values = floats.bf16_to_f32(input.handle.data)
-            out = _reduce(values, self.axis, self.keep_dims,
-                          lambda v, ax: floats.tree_reduce(v, ax, np.add, _round_bf16))
+            out = _reduce(
+                values, self.axis, self.keep_dims, lambda v, ax: floats.tree_reduce(v, ax, np.add, _round_bf16)
+            )
             return self.to_tensor(floats.f32_to_bf16(out), dtype)
         if dtype == tl.float16:
-            out = _reduce(input.handle.data, self.axis, self.keep_dims,
-                          lambda v, ax: floats.tree_reduce(v, ax, np.add, lambda x: x))
+            out = _reduce(
+                input.handle.data,
+                self.axis,
+                self.keep_dims,
+                lambda v, ax: floats.tree_reduce(v, ax, np.add, lambda x: x),
+            )
             return self.to_tensor(out, dtype)
         return original(self, input)
 
@@ -207,8 +214,9 @@ def _wrap_min_max(original):
         values = floats.bf16_to_f32(input.handle.data)
         val = idx = None
         if val_reduce_op:
-            val = self.to_tensor(floats.f32_to_bf16(val_reduce_op(values, axis=self.axis, keepdims=self.keep_dims)),
-                                 input.dtype)
+            val = self.to_tensor(
+                floats.f32_to_bf16(val_reduce_op(values, axis=self.axis, keepdims=self.keep_dims)), input.dtype
+            )
         if idx_reduce_op:
             idx = self.to_tensor(idx_reduce_op(values, axis=self.axis, keepdims=self.keep_dims), tl.int32)
         if val is not None and idx is not None:

@@ -43,10 +43,21 @@ class MemoryViolation(Exception):
     ``detected_by`` (``"address check"`` or ``"guard zone"``) and ``case``.
     """
 
-    def __init__(self, *, kernel: str, argument: str, kind: str, offset: int, extent: int,
-                 tensor: str = "", lanes: int = 1, program: tuple[int, ...] | None = None,
-                 location: str | None = None, detected_by: str = "address check",
-                 case: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        kernel: str,
+        argument: str,
+        kind: str,
+        offset: int,
+        extent: int,
+        tensor: str = "",
+        lanes: int = 1,
+        program: tuple[int, ...] | None = None,
+        location: str | None = None,
+        detected_by: str = "address check",
+        case: str | None = None,
+    ) -> None:
         self.kernel = kernel
         self.argument = argument
         self.kind = kind
@@ -66,9 +77,19 @@ class MemoryViolation(Exception):
 
     def fields(self) -> dict:
         """The finding as plain data (for a JSON report or a message across processes)."""
-        return {"kernel": self.kernel, "argument": self.argument, "kind": self.kind, "offset": self.offset,
-                "extent": self.extent, "tensor": self.tensor, "lanes": self.lanes, "program": self.program,
-                "location": self.location, "detected_by": self.detected_by, "case": self.case}
+        return {
+            "kernel": self.kernel,
+            "argument": self.argument,
+            "kind": self.kind,
+            "offset": self.offset,
+            "extent": self.extent,
+            "tensor": self.tensor,
+            "lanes": self.lanes,
+            "program": self.program,
+            "location": self.location,
+            "detected_by": self.detected_by,
+            "case": self.case,
+        }
 
     def _message(self) -> str:
         where = f" at {self.location}" if self.location else ""
@@ -80,12 +101,18 @@ class MemoryViolation(Exception):
         else:
             relative = "inside its span, in a gap between its elements"
         tensor = f" {self.tensor}" if self.tensor else ""
-        count = "element(s) outside the tensors changed" if self.detected_by == "guard zone" else "active lane(s) out of bounds"
+        count = (
+            "element(s) outside the tensors changed"
+            if self.detected_by == "guard zone"
+            else "active lane(s) out of bounds"
+        )
         lanes = f", {self.lanes} {count}" if self.lanes > 1 else ""
         case = f"\n  case: {self.case}" if self.case else ""
-        return (f"out-of-bounds {self.kind} in kernel {self.kernel}{where}{program}: argument {self.argument!r}"
-                f"{tensor} at element offset {self.offset}, {relative} (elements 0..{self.extent - 1}){lanes}"
-                f" [{self.detected_by}]{case}")
+        return (
+            f"out-of-bounds {self.kind} in kernel {self.kernel}{where}{program}: argument {self.argument!r}"
+            f"{tensor} at element offset {self.offset}, {relative} (elements 0..{self.extent - 1}){lanes}"
+            f" [{self.detected_by}]{case}"
+        )
 
 
 def _rebuild(fields: dict) -> MemoryViolation:

@@ -22,14 +22,14 @@ from pytest_aina.invariants.rules import CHANGED, Move, ParamRule
 class Observation:
     """One call of the kernel on one case, as every check sees it."""
 
-    out: Any                    # what the kernel returned
-    ref: Any                    # what the reference returned, on its own copy of the inputs
-    inputs: dict[str, Any]      # the tensors passed, by name, as the kernel left them
-    buffers: dict[str, Any]     # the memory behind each of them, padding included
-    before: dict[str, Any]      # those buffers as they were before the call
-    case: Any                   # the spec's case (handed on to ``python`` checks)
+    out: Any  # what the kernel returned
+    ref: Any  # what the reference returned, on its own copy of the inputs
+    inputs: dict[str, Any]  # the tensors passed, by name, as the kernel left them
+    buffers: dict[str, Any]  # the memory behind each of them, padding included
+    before: dict[str, Any]  # those buffers as they were before the call
+    case: Any  # the spec's case (handed on to ``python`` checks)
     close: Callable[[Any, Any], str | None]  # within the case's tolerance? None, or how far off
-    again: Callable[[], Any]    # the kernel called again, on fresh inputs identical to these
+    again: Callable[[], Any]  # the kernel called again, on fresh inputs identical to these
     #: inputs the spec says the kernel overwrites with an output: name -> that output's index
     in_place: Mapping[str, int] = field(default_factory=dict)
 
@@ -85,6 +85,15 @@ class InvariantDef:
         handled = set(self.ratchet) | set(self.identity)
         for param in sorted((set(before) | set(after)) - handled):
             if before.get(param) != after.get(param):
-                out.append((param, Move(CHANGED, f"{self.name} parameter {param} changed: needs review",
-                                        before.get(param), after.get(param))))
+                out.append(
+                    (
+                        param,
+                        Move(
+                            CHANGED,
+                            f"{self.name} parameter {param} changed: needs review",
+                            before.get(param),
+                            after.get(param),
+                        ),
+                    )
+                )
         return out

@@ -40,34 +40,72 @@ def _case(value: str) -> Case:
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("aina", "pytest-aina: kernel specs as tests and benchmarks")
-    group.addoption("--aina", action="store_true", default=False,
-                    help="collect the kernel specs (ini aina_specs) into tests. Default: off.")
-    group.addoption("--aina-profile", metavar="NAME", type=profile_name, default=None,
-                    help="how hard to test: ci (fast, deterministic), dev, thorough. "
-                         "Default: ini aina_profile, else ci.")
-    group.addoption("--aina-bench", action="store_true", default=False,
-                    help="also benchmark each spec's benchmark cases (pytest-benchmark). Default: off.")
-    group.addoption("--aina-report", metavar="FILE", default=None,
-                    help="write one JSON document with every item's outcome, benchmark statistics "
-                         "and the environment. Default: none.")
-    group.addoption("--aina-case", metavar="CASE", type=_case, default=None,
-                    help="run property and invariant items on exactly this case, e.g. "
-                         "'M=3,N=1000,dtype=float16,layout=sliced,values=large,seed=7' "
-                         "(failures print it). Default: none.")
-    group.addoption("--aina-impl", metavar="MODULE:ATTR", type=_import_path, default=None,
-                    help="check this function in place of each spec's implementation "
-                         "(how a candidate kernel is evaluated). Default: the spec's.")
-    group.addoption("--aina-sanitize", action=argparse.BooleanOptionalAction, default=None,
-                    help="check every load and store of an interpreted kernel against the tensors it was "
-                         "given (docs/interpreter.md); --no-aina-sanitize runs without. "
-                         "Default: ini aina_sanitize, else on (it only acts where kernels are interpreted).")
-    group.addoption("--aina-isolate", action=argparse.BooleanOptionalAction, default=None,
-                    help="run each item's cases in a forked child, so a kernel that crashes the process "
-                         "fails its own item; --no-aina-isolate runs them in the pytest process. CPU only. "
-                         "Default: ini aina_isolate, else on.")
-    parser.addini("aina_specs", type="linelist", default=DEFAULT_SPECS,
-                  help="glob patterns, relative to rootdir, of the spec files --aina collects. "
-                       f"Default: {' '.join(DEFAULT_SPECS)}")
+    group.addoption(
+        "--aina",
+        action="store_true",
+        default=False,
+        help="collect the kernel specs (ini aina_specs) into tests. Default: off.",
+    )
+    group.addoption(
+        "--aina-profile",
+        metavar="NAME",
+        type=profile_name,
+        default=None,
+        help="how hard to test: ci (fast, deterministic), dev, thorough. Default: ini aina_profile, else ci.",
+    )
+    group.addoption(
+        "--aina-bench",
+        action="store_true",
+        default=False,
+        help="also benchmark each spec's benchmark cases (pytest-benchmark). Default: off.",
+    )
+    group.addoption(
+        "--aina-report",
+        metavar="FILE",
+        default=None,
+        help="write one JSON document with every item's outcome, benchmark statistics "
+        "and the environment. Default: none.",
+    )
+    group.addoption(
+        "--aina-case",
+        metavar="CASE",
+        type=_case,
+        default=None,
+        help="run property and invariant items on exactly this case, e.g. "
+        "'M=3,N=1000,dtype=float16,layout=sliced,values=large,seed=7' "
+        "(failures print it). Default: none.",
+    )
+    group.addoption(
+        "--aina-impl",
+        metavar="MODULE:ATTR",
+        type=_import_path,
+        default=None,
+        help="check this function in place of each spec's implementation "
+        "(how a candidate kernel is evaluated). Default: the spec's.",
+    )
+    group.addoption(
+        "--aina-sanitize",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="check every load and store of an interpreted kernel against the tensors it was "
+        "given (docs/interpreter.md); --no-aina-sanitize runs without. "
+        "Default: ini aina_sanitize, else on (it only acts where kernels are interpreted).",
+    )
+    group.addoption(
+        "--aina-isolate",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="run each item's cases in a forked child, so a kernel that crashes the process "
+        "fails its own item; --no-aina-isolate runs them in the pytest process. CPU only. "
+        "Default: ini aina_isolate, else on.",
+    )
+    parser.addini(
+        "aina_specs",
+        type="linelist",
+        default=DEFAULT_SPECS,
+        help="glob patterns, relative to rootdir, of the spec files --aina collects. "
+        f"Default: {' '.join(DEFAULT_SPECS)}",
+    )
     parser.addini("aina_profile", default="ci", help="default --aina-profile. Default: ci")
     parser.addini("aina_sanitize", type="bool", default=True, help="default --aina-sanitize. Default: true")
     parser.addini("aina_isolate", type="bool", default=True, help="default --aina-isolate. Default: true")
@@ -76,10 +114,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "gpu: needs a CUDA GPU; skipped, with the reason, elsewhere")
-    for marker, what in (("aina_example", "a pinned example of a spec"),
-                         ("aina_property", "a spec's Hypothesis property test"),
-                         ("aina_invariant", "one invariant of a spec"),
-                         ("aina_bench", "a benchmark at a spec's benchmark case")):
+    for marker, what in (
+        ("aina_example", "a pinned example of a spec"),
+        ("aina_property", "a spec's Hypothesis property test"),
+        ("aina_invariant", "one invariant of a spec"),
+        ("aina_bench", "a benchmark at a spec's benchmark case"),
+    ):
         config.addinivalue_line("markers", f"{marker}: {what} (pytest-aina)")
     if not config.getoption("aina"):
         return
@@ -135,5 +175,6 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         return
     if device() != "cuda":
         # reported at the spec's line, as a skip marker would be, not at this line
-        raise pytest.skip.Exception("needs a CUDA GPU (a self-hosted runner labelled 'gpu'); this machine has none",
-                                    _use_item_location=True)
+        raise pytest.skip.Exception(
+            "needs a CUDA GPU (a self-hosted runner labelled 'gpu'); this machine has none", _use_item_location=True
+        )

@@ -78,8 +78,12 @@ class Worker:
     the item's kernel announce its cases through ``send``; called before each item).
     """
 
-    def __init__(self, run: Callable[[str], None], render: Callable[[str, BaseException], str],
-                 hook: Callable[[str, Callable[[str], None]], None]):
+    def __init__(
+        self,
+        run: Callable[[str], None],
+        render: Callable[[str, BaseException], str],
+        hook: Callable[[str, Callable[[str], None]], None],
+    ):
         self._run, self._render, self._hook = run, render, hook
         self.pid: int | None = None
         self._commands = self._results = -1
@@ -188,7 +192,7 @@ def _send(fd: int, message) -> None:
     data = pickle.dumps(message)
     data = _HEADER.pack(len(data)) + data
     while data:
-        data = data[os.write(fd, data):]
+        data = data[os.write(fd, data) :]
 
 
 def _read_exactly(fd: int, n: int) -> bytes | None:

@@ -14,7 +14,7 @@ Nothing here imports torch, triton or the kernels: that happens when an item run
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import pytest
 
@@ -120,7 +120,7 @@ class SpecItem(pytest.Function):
         spec = self.spec
         line = None
         if f.what.startswith("invariant "):
-            label = f.what[len("invariant "):]
+            label = f.what[len("invariant ") :]
             line = next((inv.line for inv in spec.invariants if inv.label == label), None)
         elif f.what == "reference check":
             line = spec.line_of("tolerance", f.case.dtype) or spec.line_of("tolerance")
@@ -129,18 +129,21 @@ class SpecItem(pytest.Function):
         return line or self._line()
 
     def _describe_death(self, died: isolation.ChildDied) -> str:
-        lines = [f"{self.spec.name}: the kernel crashed the process ({died.how})  "
-                 f"({self.path.name}:{self.spec.line_of('implementation') or self._line()})"]
+        lines = [
+            f"{self.spec.name}: the kernel crashed the process ({died.how})  "
+            f"({self.path.name}:{self.spec.line_of('implementation') or self._line()})"
+        ]
         case = _parse_case(died.case)
         if case is not None:
             lines.append(f"  case in flight: {died.case}")
         else:
             lines.append("  no case had started (the crash came before the first kernel call)")
-        lines += ["  the Python frames at the crash are in the captured stderr below (faulthandler);",
-                  "  the sanitizer (--aina-sanitize, the default on a CPU) reports most stray accesses "
-                  "before they crash",
-                  "  re-run just this case:" if case is not None else "  re-run:",
-                  f"    {aina_session(self.config).repro_command(self, case or self.case)}"]
+        lines += [
+            "  the Python frames at the crash are in the captured stderr below (faulthandler);",
+            "  the sanitizer (--aina-sanitize, the default on a CPU) reports most stray accesses before they crash",
+            "  re-run just this case:" if case is not None else "  re-run:",
+            f"    {aina_session(self.config).repro_command(self, case or self.case)}",
+        ]
         return "\n".join(lines)
 
 
@@ -183,8 +186,16 @@ def _leaves(exc: BaseException):
         yield exc
 
 
-def _item(parent, spec: Spec, kind: str, name: str, fn: Callable,
-          case: Case | None = None, gpu: bool = False, invariant: Invariant | None = None) -> SpecItem:
+def _item(
+    parent,
+    spec: Spec,
+    kind: str,
+    name: str,
+    fn: Callable,
+    case: Case | None = None,
+    gpu: bool = False,
+    invariant: Invariant | None = None,
+) -> SpecItem:
     item = SpecItem.from_parent(parent, name=f"{kind}[{name}]", callobj=fn)
     item.spec, item.kind, item.case, item.invariant = spec, kind, case, invariant
     item.add_marker(KIND_MARKERS[kind.split("-")[0]])
@@ -203,8 +214,15 @@ def build_items(parent, spec: Spec, session: AinaSession):
     if session.bench:
         for b in spec.benchmarks:
             gpu = "cpu" not in b.devices
-            yield _item(parent, spec, "bench", b.label(), runner.bench(session, spec, b, "implementation"),
-                        b.as_case(), gpu=gpu)
-            yield _item(parent, spec, "bench-reference", b.label(),
-                        runner.bench(session, spec, b, "reference"), b.as_case(), gpu=gpu)
-
+            yield _item(
+                parent, spec, "bench", b.label(), runner.bench(session, spec, b, "implementation"), b.as_case(), gpu=gpu
+            )
+            yield _item(
+                parent,
+                spec,
+                "bench-reference",
+                b.label(),
+                runner.bench(session, spec, b, "reference"),
+                b.as_case(),
+                gpu=gpu,
+            )

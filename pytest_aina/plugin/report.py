@@ -32,9 +32,12 @@ class AinaReport:
             return report
         if report.when == "call" or (report.when == "setup" and not report.passed):
             entry = {
-                "nodeid": item.nodeid, "spec": item.spec.name, "kind": item.kind,
+                "nodeid": item.nodeid,
+                "spec": item.spec.name,
+                "kind": item.kind,
                 "case": item.case.as_dict() if item.case else None,
-                "outcome": report.outcome, "duration_s": round(report.duration, 6),
+                "outcome": report.outcome,
+                "duration_s": round(report.duration, 6),
             }
             if report.skipped and isinstance(report.longrepr, tuple):
                 entry["reason"] = report.longrepr[2]
@@ -60,8 +63,10 @@ class AinaReport:
             "profile": s.profile_name,
             "implementation_override": s.impl_override,
             "environment": environment.collect(with_torch=s.started_device is not None, cwd=str(s.config.rootpath)),
-            "specs": {name: {"path": str(spec.path), "implementation": spec.implementation, "reference": spec.reference}
-                      for name, spec in s.specs.items()},
+            "specs": {
+                name: {"path": str(spec.path), "implementation": spec.implementation, "reference": spec.reference}
+                for name, spec in s.specs.items()
+            },
             "summary": counts,
             "items": s.results,
         }
@@ -80,8 +85,7 @@ class AinaReport:
             c = by_spec.setdefault(r["spec"], {})
             c[r["outcome"]] = c.get(r["outcome"], 0) + 1
         dev = s.started_device or "not started"
-        tr.write_line(f"profile {s.profile_name} on {dev}"
-                      + (" (Triton interpreter)" if dev == "cpu" else ""))
+        tr.write_line(f"profile {s.profile_name} on {dev}" + (" (Triton interpreter)" if dev == "cpu" else ""))
         width = max(len(name) for name in by_spec)
         for name, c in sorted(by_spec.items()):
             tr.write_line(f"  {name:<{width}}  " + ", ".join(f"{n} {k}" for k, n in sorted(c.items())))
@@ -89,11 +93,16 @@ class AinaReport:
             tr.write_line("")
             tr.write_line(f"  {'benchmark':<{width + 40}} {'median':>12} {'throughput':>14} {'% of limit':>10}  clock")
             for b in s.bench_results:
-                thr = f"{b['bytes_per_s'] / 1e9:.3g} GB/s" if "bytes_per_s" in b else (
-                    f"{b['flop_per_s'] / 1e12:.3g} TFLOP/s" if "flop_per_s" in b else "-")
+                thr = (
+                    f"{b['bytes_per_s'] / 1e9:.3g} GB/s"
+                    if "bytes_per_s" in b
+                    else (f"{b['flop_per_s'] / 1e12:.3g} TFLOP/s" if "flop_per_s" in b else "-")
+                )
                 pct = b.get("pct_of_hbm", b.get("pct_of_flops"))
                 name = f"{b['spec']} {b['case']} ({b['which']})"
-                tr.write_line(f"  {name:<{width + 40}} {b['median_s'] * 1e3:>9.3f} ms {thr:>14} "
-                              f"{(f'{pct:.1f}%' if pct is not None else '-'):>10}  {b['clock']}")
+                tr.write_line(
+                    f"  {name:<{width + 40}} {b['median_s'] * 1e3:>9.3f} ms {thr:>14} "
+                    f"{(f'{pct:.1f}%' if pct is not None else '-'):>10}  {b['clock']}"
+                )
         if s.report_path:
             tr.write_line(f"report written to {s.report_path}")

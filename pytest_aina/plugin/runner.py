@@ -43,9 +43,11 @@ def _too_big(session: AinaSession, spec: Spec, case: Case, *, scale: int = 1) ->
     p = session.profile
     n, rows = numel(spec, case)
     if n > p.max_numel * scale or rows > p.max_rows * scale:
-        pytest.skip(f"{case.label()} is too large for Triton's interpreter under profile '{p.name}' "
-                    f"({n} elements, {rows} rows; limit {p.max_numel * scale} and {p.max_rows * scale}); "
-                    "it runs on a GPU, or here with --aina-profile thorough")
+        pytest.skip(
+            f"{case.label()} is too large for Triton's interpreter under profile '{p.name}' "
+            f"({n} elements, {rows} rows; limit {p.max_numel * scale} and {p.max_rows * scale}); "
+            "it runs on a GPU, or here with --aina-profile thorough"
+        )
 
 
 def example(session: AinaSession, spec: Spec, case: Case):
@@ -64,9 +66,14 @@ def _hypothesis_run(session: AinaSession, spec: Spec, dtype: str, check, n: int)
     from pytest_aina.checking import strategies
 
     p = session.profile
-    s = settings(max_examples=n, deadline=None, derandomize=p.derandomize,
-                 database=None if p.derandomize else settings.default.database,
-                 suppress_health_check=list(HealthCheck), print_blob=True)
+    s = settings(
+        max_examples=n,
+        deadline=None,
+        derandomize=p.derandomize,
+        database=None if p.derandomize else settings.default.database,
+        suppress_health_check=list(HealthCheck),
+        print_blob=True,
+    )
 
     @s
     @given(case=strategies.cases(spec, dtype=dtype, profile=p))
@@ -110,8 +117,13 @@ def bench(session: AinaSession, spec: Spec, bcase: BenchCase, which: str):
             pytest.skip(f"benchmark case is for {'/'.join(bcase.devices)}; this machine runs {session.device}")
         fn = kernel.impl if which == "implementation" else kernel.reference
         info = _bench.run(benchmark, spec, fn, kernel.reference, bcase, session.device, which=which)
-        session.bench_results.append(info | {"median_s": benchmark.stats.stats.median,
-                                             "iqr_s": benchmark.stats.stats.iqr,
-                                             "rounds": benchmark.stats.stats.rounds})
+        session.bench_results.append(
+            info
+            | {
+                "median_s": benchmark.stats.stats.median,
+                "iqr_s": benchmark.stats.stats.iqr,
+                "rounds": benchmark.stats.stats.rounds,
+            }
+        )
 
     return test_bench

@@ -134,8 +134,12 @@ class AinaSession:
     def isolates(self, item) -> bool:
         """Whether ``item`` runs in a child process (see :mod:`~pytest_aina.plugin.isolation`):
         on a CPU, unless switched off; benchmarks time in the pytest process."""
-        return (self.isolate and item.kind in ("example", "property", "invariant")
-                and self.device == "cpu" and isolation.available())
+        return (
+            self.isolate
+            and item.kind in ("example", "property", "invariant")
+            and self.device == "cpu"
+            and isolation.available()
+        )
 
     @property
     def profile(self) -> profiles.Profile:
@@ -153,8 +157,11 @@ class AinaSession:
         try:
             return resolve(entry, roots=(self.config.rootpath, spec.path.parent))
         except ResolveError as exc:
-            where = "--aina-impl" if key == "implementation" and self.impl_override else \
-                f"{spec.path}:{spec.line_of(key) or 1}"
+            where = (
+                "--aina-impl"
+                if key == "implementation" and self.impl_override
+                else f"{spec.path}:{spec.line_of(key) or 1}"
+            )
             raise ResolveError(entry, f"{where}: {key} {entry!r} cannot be imported: {exc}") from None
 
     def repro_command(self, item, case) -> str:

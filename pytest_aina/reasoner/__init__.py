@@ -22,8 +22,18 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["ACTIONABLE", "KINDS", "Hypothesis", "HypothesisError", "ReasonerConfig", "Report", "hypothesis_id", "rank",
-           "reason", "reason_about_file"]
+__all__ = [
+    "ACTIONABLE",
+    "KINDS",
+    "Hypothesis",
+    "HypothesisError",
+    "ReasonerConfig",
+    "Report",
+    "hypothesis_id",
+    "rank",
+    "reason",
+    "reason_about_file",
+]
 
 _WHERE = {
     "ACTIONABLE": "pytest_aina.reasoner.hypothesis",

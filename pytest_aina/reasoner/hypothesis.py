@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
+from typing import Any
 
 KINDS = ("far_from_limit", "hot_unspecialised", "shape_shift", "rollback", "retire")
 #: The kinds the Changer acts on by specialising a variant for the hypothesis's shape
@@ -38,8 +39,9 @@ ACTIONABLE = ("far_from_limit", "hot_unspecialised", "shape_shift")
 GAIN_UNIT = "gpu_s_per_day"
 
 _REQUIRED = ("id", "kind", "kernel")
-_KNOWN = frozenset(_REQUIRED + ("variant", "domain", "title", "expected_gain", "expected_gain_unit", "gain_basis",
-                                "evidence"))
+_KNOWN = frozenset(
+    _REQUIRED + ("variant", "domain", "title", "expected_gain", "expected_gain_unit", "gain_basis", "evidence")
+)
 
 
 class HypothesisError(ValueError):
@@ -69,9 +71,18 @@ class Hypothesis:
         return self.kind in ACTIONABLE
 
     def to_json(self) -> dict:
-        return {"id": self.id, "kind": self.kind, "kernel": self.kernel, "variant": self.variant,
-                "domain": self.domain, "title": self.title, "expected_gain": round(self.expected_gain, 3),
-                "expected_gain_unit": GAIN_UNIT, "gain_basis": self.gain_basis, "evidence": self.evidence}
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "kernel": self.kernel,
+            "variant": self.variant,
+            "domain": self.domain,
+            "title": self.title,
+            "expected_gain": round(self.expected_gain, 3),
+            "expected_gain_unit": GAIN_UNIT,
+            "gain_basis": self.gain_basis,
+            "evidence": self.evidence,
+        }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Hypothesis:
@@ -80,8 +91,9 @@ class Hypothesis:
             raise HypothesisError(f"a hypothesis must be a JSON object, got {type(data).__name__}")
         missing = [k for k in _REQUIRED if k not in data]
         if "id" in missing:
-            raise HypothesisError(f"a hypothesis has no id (keys: {sorted(map(str, data))}); changes, branches "
-                                  "and PRs are named by it")
+            raise HypothesisError(
+                f"a hypothesis has no id (keys: {sorted(map(str, data))}); changes, branches and PRs are named by it"
+            )
         if missing:
             raise HypothesisError(f"hypothesis {data['id']!r} lacks {missing}")
         unknown = sorted(set(map(str, data)) - _KNOWN)
@@ -99,25 +111,33 @@ class Hypothesis:
                 raise HypothesisError(f"hypothesis {hid!r}: {key} must be an object, got {data[key]!r}")
         gain = data.get("expected_gain", 0.0)
         if isinstance(gain, bool) or not isinstance(gain, (int, float)):
-            raise HypothesisError(f"hypothesis {hid!r}: expected_gain must be a number "
-                                  f"({GAIN_UNIT}), got {gain!r}")
+            raise HypothesisError(f"hypothesis {hid!r}: expected_gain must be a number ({GAIN_UNIT}), got {gain!r}")
         if data.get("expected_gain_unit", GAIN_UNIT) != GAIN_UNIT:
-            raise HypothesisError(f"hypothesis {hid!r}: expected_gain_unit must be {GAIN_UNIT!r}, "
-                                  f"got {data['expected_gain_unit']!r}")
+            raise HypothesisError(
+                f"hypothesis {hid!r}: expected_gain_unit must be {GAIN_UNIT!r}, got {data['expected_gain_unit']!r}"
+            )
         variant = data.get("variant")
         if variant is not None and not isinstance(variant, str):
             raise HypothesisError(f"hypothesis {hid!r}: variant must be text or null, got {variant!r}")
-        h = cls(kind=data["kind"], kernel=data["kernel"], domain=data.get("domain", {}), title=data.get("title", ""),
-                expected_gain=float(gain), gain_basis=data.get("gain_basis", ""), evidence=data.get("evidence", {}),
-                variant=variant)
+        h = cls(
+            kind=data["kind"],
+            kernel=data["kernel"],
+            domain=data.get("domain", {}),
+            title=data.get("title", ""),
+            expected_gain=float(gain),
+            gain_basis=data.get("gain_basis", ""),
+            evidence=data.get("evidence", {}),
+            variant=variant,
+        )
         return h if h.id == hid else replace(h, external_id=hid)
 
 
 def hypothesis_id(kind: str, kernel: str, domain: dict, variant: str | None = None) -> str:
     """A stable identity: the same kind, kernel, domain (and variant) always give the same id,
     whatever the figures, so the App keeps one PR per hypothesis."""
-    canon = json.dumps({"kind": kind, "kernel": kernel, "domain": domain, "variant": variant},
-                       sort_keys=True, separators=(",", ":"))
+    canon = json.dumps(
+        {"kind": kind, "kernel": kernel, "domain": domain, "variant": variant}, sort_keys=True, separators=(",", ":")
+    )
     return "hyp-" + hashlib.sha256(canon.encode()).hexdigest()[:16]
 
 

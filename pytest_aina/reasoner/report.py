@@ -6,7 +6,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pytest_aina.devices import DeviceTable, load_table as load_devices
+from pytest_aina.devices import DeviceTable
+from pytest_aina.devices import load_table as load_devices
 from pytest_aina.reasoner import detectors
 from pytest_aina.reasoner.detectors import ReasonerConfig
 from pytest_aina.reasoner.hypothesis import Hypothesis, rank
@@ -33,30 +34,46 @@ class Report:
     to_json = as_json
 
 
-def reason(windows: list[Window], specs: dict[str, Spec], *, tables: dict | None = None,
-           devices: DeviceTable | None = None, config: ReasonerConfig | None = None,
-           issues: list[TelemetryIssue] | None = None) -> Report:
+def reason(
+    windows: list[Window],
+    specs: dict[str, Spec],
+    *,
+    tables: dict | None = None,
+    devices: DeviceTable | None = None,
+    config: ReasonerConfig | None = None,
+    issues: list[TelemetryIssue] | None = None,
+) -> Report:
     """Hypotheses from windows that already passed the telemetry checks."""
     cfg = config or ReasonerConfig()
     tables = tables or {}
     kept, refused = screen(windows, specs, devices)
     profile = build_profile(kept)
     roofs = detectors._Rooflines(specs, devices, cfg.launch_floor_s)
-    found = (detectors.far_from_limit(profile, roofs, cfg)
-             + detectors.hot_unspecialised(profile, roofs, tables, cfg)
-             + detectors.shape_shift(profile, roofs, cfg)
-             + detectors.rollback(profile, specs, tables, devices, cfg)
-             + detectors.retire(profile, tables, cfg))
+    found = (
+        detectors.far_from_limit(profile, roofs, cfg)
+        + detectors.hot_unspecialised(profile, roofs, tables, cfg)
+        + detectors.shape_shift(profile, roofs, cfg)
+        + detectors.rollback(profile, specs, tables, devices, cfg)
+        + detectors.retire(profile, tables, cfg)
+    )
     notes = []
     for kernel, variant in sorted(profile.variants):
         if variant != "generic" and kernel in tables and tables[kernel].get(variant) is None:
-            notes.append(f"telemetry names variant {variant!r} of {kernel}, which is not in its dispatch table "
-                         "(an older or newer deployment?)")
+            notes.append(
+                f"telemetry names variant {variant!r} of {kernel}, which is not in its dispatch table "
+                "(an older or newer deployment?)"
+            )
     return Report(rank(found), profile, list(issues or []) + refused, notes, windows_read=len(windows))
 
 
-def reason_about_file(telemetry: str | Path, *, specs: str | Path = "specs", variants: str | Path | None = "kernels/variants",
-                      devices: str | Path | None = None, config: ReasonerConfig | None = None) -> Report:
+def reason_about_file(
+    telemetry: str | Path,
+    *,
+    specs: str | Path = "specs",
+    variants: str | Path | None = "kernels/variants",
+    devices: str | Path | None = None,
+    config: ReasonerConfig | None = None,
+) -> Report:
     """Read a JSONL telemetry file and reason about it; see :func:`reason`."""
     t0 = time.perf_counter()
     windows, issues = read_file(telemetry)

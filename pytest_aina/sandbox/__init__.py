@@ -23,8 +23,18 @@ from __future__ import annotations
 
 import importlib
 
-__all__ = ["run", "time_calls", "Limits", "Isolation", "SandboxResult", "TimingResult", "Call", "SandboxError",
-           "EnvError", "probe"]
+__all__ = [
+    "run",
+    "time_calls",
+    "Limits",
+    "Isolation",
+    "SandboxResult",
+    "TimingResult",
+    "Call",
+    "SandboxError",
+    "EnvError",
+    "probe",
+]
 
 _WHERE = {
     "run": "pytest_aina.sandbox.parent.oneshot",

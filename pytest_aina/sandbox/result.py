@@ -64,8 +64,14 @@ class Limits:
 
     def rlimits(self) -> dict[str, int]:
         cpu = self.cpu_s if self.cpu_s is not None else 2 * self.wall_s + 1
-        return {"data": int(self.memory_bytes), "cpu": max(1, int(cpu + 0.999)), "fsize": int(self.file_bytes),
-                "core": 0, "nproc": int(self.max_tasks), "nofile": int(self.open_files)}
+        return {
+            "data": int(self.memory_bytes),
+            "cpu": max(1, int(cpu + 0.999)),
+            "fsize": int(self.file_bytes),
+            "core": 0,
+            "nproc": int(self.max_tasks),
+            "nofile": int(self.open_files),
+        }
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from pytest_aina import invariants
-from pytest_aina.spec.reader import SpecError, SpecIssue, _line_for, load_yaml, validate_schema
 from pytest_aina.spec import relations
+from pytest_aina.spec.reader import SpecError, SpecIssue, _line_for, load_yaml, validate_schema
 from pytest_aina.spec.schema import CASE_DTYPE, DTYPES, INT_DTYPES, LAYOUTS, SENTINEL_MODES, VALUE_KINDS
 
 ELEMENT_SIZE = {"float32": 4, "float16": 2, "bfloat16": 2, "int32": 4, "int64": 8}
@@ -188,8 +188,7 @@ class Case:
         return ",".join(parts)
 
     def as_dict(self) -> dict:
-        d = {"dims": self.dim_map, "dtype": self.dtype, "layout": self.layout,
-             "values": self.values, "seed": self.seed}
+        d = {"dims": self.dim_map, "dtype": self.dtype, "layout": self.layout, "values": self.values, "seed": self.seed}
         if self.batch:
             d["batch"] = list(self.batch)
         if self.args:
@@ -345,8 +344,14 @@ class _TensorInfo:
         return self._size
 
 
-_BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
-           ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Pow: operator.pow}
+_BINOPS = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Pow: operator.pow,
+}
 
 
 def evaluate(expr: str, names: dict) -> float:
@@ -366,9 +371,14 @@ def evaluate(expr: str, names: dict) -> float:
             if node.id not in names or isinstance(names[node.id], _TensorInfo):
                 raise ValueError(f"unknown name {node.id!r}; known: {', '.join(sorted(names))}")
             return names[node.id]
-        if (isinstance(node, ast.Call) and not node.args and not node.keywords
-                and isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name)
-                and node.func.attr in ("numel", "element_size")):
+        if (
+            isinstance(node, ast.Call)
+            and not node.args
+            and not node.keywords
+            and isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Name)
+            and node.func.attr in ("numel", "element_size")
+        ):
             target = names.get(node.func.value.id)
             if not isinstance(target, _TensorInfo):
                 raise ValueError(f"{node.func.value.id!r} is not an input")
@@ -414,7 +424,7 @@ def _invariants(items: list, lines: dict, path: tuple) -> tuple[Invariant, ...]:
         if isinstance(inv, str):
             out.append(Invariant(inv, {}, line))
         else:
-            (name, params), = inv.items()
+            ((name, params),) = inv.items()
             out.append(Invariant(name, dict(params or {}), line))
     return tuple(out)
 
@@ -427,13 +437,18 @@ def _tolerances(d: dict | None) -> dict[str, Tolerance] | None:
 
 def _input(k: str, v: dict) -> Input:
     sentinel = v.get("sentinel")
-    return Input(name=k, shape=tuple(v["shape"]), batch_dims=v.get("batch_dims", False),
-                 layouts=tuple(v.get("layouts", ["contiguous"])), values=tuple(v.get("values", VALUE_KINDS)),
-                 dtype=v.get("dtype"),
-                 dtypes=tuple(None if t == CASE_DTYPE else t for t in v.get("dtypes", ())),
-                 range=tuple(v["range"]) if "range" in v else None,
-                 sentinel=Sentinel(int(sentinel["value"]), float(sentinel["frequency"])) if sentinel else None,
-                 relations=tuple(Relation(n, dict(p)) for r in v.get("relations", ()) for n, p in r.items()))
+    return Input(
+        name=k,
+        shape=tuple(v["shape"]),
+        batch_dims=v.get("batch_dims", False),
+        layouts=tuple(v.get("layouts", ["contiguous"])),
+        values=tuple(v.get("values", VALUE_KINDS)),
+        dtype=v.get("dtype"),
+        dtypes=tuple(None if t == CASE_DTYPE else t for t in v.get("dtypes", ())),
+        range=tuple(v["range"]) if "range" in v else None,
+        sentinel=Sentinel(int(sentinel["value"]), float(sentinel["frequency"])) if sentinel else None,
+        relations=tuple(Relation(n, dict(p)) for r in v.get("relations", ()) for n, p in r.items()),
+    )
 
 
 def _build(d: dict, lines: dict, file: str) -> Spec:
@@ -452,33 +467,71 @@ def _build(d: dict, lines: dict, file: str) -> Spec:
         ex_args = tuple((k, v) for k, v in (ex.get("args") or {}).items() if args.get(k) != v)
         firsts = {inp.name: inp.dtype_choices[0] for inp in inputs}
         ex_dtypes = tuple((k, v) for k, v in (ex.get("input_dtypes") or {}).items() if firsts.get(k) != v)
-        for dt in ([ex["dtype"]] if "dtype" in ex else dtypes):
-            examples.append(Case(dims=tuple(ex["dims"].items()), dtype=dt, layout=ex.get("layout", "contiguous"),
-                                 values=ex.get("values", "normal"), batch=tuple(ex["batch"]) if ex.get("batch") else None,
-                                 seed=ex.get("seed", 0), line=line, args=ex_args, input_dtypes=ex_dtypes,
-                                 sentinels=ex.get("sentinels", "some")))
+        for dt in [ex["dtype"]] if "dtype" in ex else dtypes:
+            examples.append(
+                Case(
+                    dims=tuple(ex["dims"].items()),
+                    dtype=dt,
+                    layout=ex.get("layout", "contiguous"),
+                    values=ex.get("values", "normal"),
+                    batch=tuple(ex["batch"]) if ex.get("batch") else None,
+                    seed=ex.get("seed", 0),
+                    line=line,
+                    args=ex_args,
+                    input_dtypes=ex_dtypes,
+                    sentinels=ex.get("sentinels", "some"),
+                )
+            )
     outputs = tuple(
-        Output(name=k, shape=tuple(v["shape"]) if "shape" in v else None, tolerance=_tolerances(v.get("tolerance")),
-               invariants=_invariants(v.get("invariants", []), lines, ("outputs", k, "invariants")),
-               in_place=v.get("in_place"), magnitude=v.get("magnitude"))
-        for k, v in (d.get("outputs") or {}).items())
-    gradients = tuple(Gradient(k, _tolerances((v or {}).get("tolerance")), (v or {}).get("magnitude"))
-                      for k, v in (d.get("gradients") or {}).items())
+        Output(
+            name=k,
+            shape=tuple(v["shape"]) if "shape" in v else None,
+            tolerance=_tolerances(v.get("tolerance")),
+            invariants=_invariants(v.get("invariants", []), lines, ("outputs", k, "invariants")),
+            in_place=v.get("in_place"),
+            magnitude=v.get("magnitude"),
+        )
+        for k, v in (d.get("outputs") or {}).items()
+    )
+    gradients = tuple(
+        Gradient(k, _tolerances((v or {}).get("tolerance")), (v or {}).get("magnitude"))
+        for k, v in (d.get("gradients") or {}).items()
+    )
     upstream = d.get("upstream") or {}
     benchmarks = tuple(
-        BenchCase(dims=tuple(b["dims"].items()), dtype=b["dtype"], devices=tuple(b.get("devices", ["cuda"])),
-                  line=_line_for(lines, ("benchmarks", i)))
-        for i, b in enumerate(d.get("benchmarks", [])))
+        BenchCase(
+            dims=tuple(b["dims"].items()),
+            dtype=b["dtype"],
+            devices=tuple(b.get("devices", ["cuda"])),
+            line=_line_for(lines, ("benchmarks", i)),
+        )
+        for i, b in enumerate(d.get("benchmarks", []))
+    )
     obj = d.get("objectives", {})
-    return Spec(path=Path(file), name=d["name"], implementation=d["implementation"], reference=d["reference"],
-                inputs=inputs, dims=dims, dtypes=dtypes,
-                tolerance={k: Tolerance(float(v["atol"]), float(v["rtol"])) for k, v in d["tolerance"].items()},
-                invariants=tuple(invariants), examples=tuple(examples), benchmarks=benchmarks,
-                args=args, description=d.get("description", ""),
-                bytes_expr=obj.get("bytes"), flops_expr=obj.get("flops"), arg_alternatives=alternatives,
-                outputs=outputs, gradients=gradients,
-                upstream_layouts=tuple(upstream.get("layouts", ["contiguous"])),
-                upstream_values=tuple(upstream.get("values", ["normal", "mixed"])), raw=d, lines=lines)
+    return Spec(
+        path=Path(file),
+        name=d["name"],
+        implementation=d["implementation"],
+        reference=d["reference"],
+        inputs=inputs,
+        dims=dims,
+        dtypes=dtypes,
+        tolerance={k: Tolerance(float(v["atol"]), float(v["rtol"])) for k, v in d["tolerance"].items()},
+        invariants=tuple(invariants),
+        examples=tuple(examples),
+        benchmarks=benchmarks,
+        args=args,
+        description=d.get("description", ""),
+        bytes_expr=obj.get("bytes"),
+        flops_expr=obj.get("flops"),
+        arg_alternatives=alternatives,
+        outputs=outputs,
+        gradients=gradients,
+        upstream_layouts=tuple(upstream.get("layouts", ["contiguous"])),
+        upstream_values=tuple(upstream.get("values", ["normal", "mixed"])),
+        raw=d,
+        lines=lines,
+    )
 
 
 def _semantic_issues(spec: Spec, file: str) -> list[SpecIssue]:
@@ -493,7 +546,10 @@ def _semantic_issues(spec: Spec, file: str) -> list[SpecIssue]:
     for inp in spec.inputs:
         for j, dname in enumerate(inp.shape):
             if dname not in spec.dims:
-                issue(("inputs", inp.name, "shape", j), f"dim {dname!r} is not declared under dims (declared: {', '.join(spec.dims)})")
+                issue(
+                    ("inputs", inp.name, "shape", j),
+                    f"dim {dname!r} is not declared under dims (declared: {', '.join(spec.dims)})",
+                )
     _new_key_issues(spec, issue)
     used = {d for inp in spec.inputs for d in inp.shape}
     used |= {d for out in spec.outputs for d in (out.shape or ())}
@@ -519,7 +575,10 @@ def _semantic_issues(spec: Spec, file: str) -> list[SpecIssue]:
         if "dtype" in ex and ex["dtype"] not in spec.dtypes:
             issue(("examples", i, "dtype"), f"{ex['dtype']} is not one of the spec's dtypes ({', '.join(spec.dtypes)})")
         if "layout" in ex and ex["layout"] not in spec.layouts:
-            issue(("examples", i, "layout"), f"{ex['layout']} is not allowed by any input (allowed: {', '.join(spec.layouts)})")
+            issue(
+                ("examples", i, "layout"),
+                f"{ex['layout']} is not allowed by any input (allowed: {', '.join(spec.layouts)})",
+            )
         if ex.get("batch"):
             first = spec.inputs[0]
             if not first.batch_dims:
@@ -529,7 +588,9 @@ def _semantic_issues(spec: Spec, file: str) -> list[SpecIssue]:
     for i, b in enumerate(spec.raw.get("benchmarks", [])):
         check_dims("benchmarks", i, b["dims"])
         if b["dtype"] not in spec.dtypes:
-            issue(("benchmarks", i, "dtype"), f"{b['dtype']} is not one of the spec's dtypes ({', '.join(spec.dtypes)})")
+            issue(
+                ("benchmarks", i, "dtype"), f"{b['dtype']} is not one of the spec's dtypes ({', '.join(spec.dtypes)})"
+            )
     some = {n: d.min for n, d in spec.dims.items()}
     # With a shape naming an undeclared dim the model cannot be evaluated; that dim is
     # already reported above.
@@ -549,7 +610,8 @@ def _new_key_issues(spec: Spec, issue) -> None:
     shapes = {i.name: i.shape for i in spec.inputs}
     for inp in spec.inputs:
         kinds = {d in INT_DTYPES for d in inp.dtype_choices if d is not None} | (
-            {False} if None in inp.dtype_choices else set())
+            {False} if None in inp.dtype_choices else set()
+        )
         if len(kinds) > 1:
             issue(("inputs", inp.name, "dtypes"), "mixes integer and floating dtypes")
         if (inp.range is not None or inp.sentinel is not None) and not inp.integer:

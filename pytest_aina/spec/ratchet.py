@@ -178,7 +178,7 @@ def _read_blobs(repo: Path, objects: list[str]) -> list[bytes | None]:
             pos = end + 1
             continue
         size = int(header[2])
-        out.append(data[end + 1:end + 1 + size])
+        out.append(data[end + 1 : end + 1 + size])
         pos = end + 1 + size + 1  # the content is followed by a newline
     return out
 
@@ -195,8 +195,14 @@ def _by_name(specs: list[Spec], source: str) -> dict[str, Spec]:
     issues = []
     for spec in specs:
         if spec.name in out:
-            issues.append(SpecIssue(str(spec.path), ("name",), spec.line_of("name"),
-                                    f"{spec.name!r} is also the name of {out[spec.name].path}; expected one spec per name"))
+            issues.append(
+                SpecIssue(
+                    str(spec.path),
+                    ("name",),
+                    spec.line_of("name"),
+                    f"{spec.name!r} is also the name of {out[spec.name].path}; expected one spec per name",
+                )
+            )
         else:
             out[spec.name] = spec
     if issues:
@@ -215,12 +221,21 @@ def diff_specs(base: dict[str, Spec], head: dict[str, Spec]) -> list[BoundaryCha
     for name in sorted(set(base) | set(head)):
         if name not in head:
             b = base[name]
-            changes.append(BoundaryChange(name, REMOVED, "<spec>", "spec removed: none of its checks run any more",
-                                          file=str(b.path), line=b.line_of("name")))
+            changes.append(
+                BoundaryChange(
+                    name,
+                    REMOVED,
+                    "<spec>",
+                    "spec removed: none of its checks run any more",
+                    file=str(b.path),
+                    line=b.line_of("name"),
+                )
+            )
         elif name not in base:
             h = head[name]
-            changes.append(BoundaryChange(name, ADDED, "<spec>", "spec added",
-                                          file=str(h.path), line=h.line_of("name")))
+            changes.append(
+                BoundaryChange(name, ADDED, "<spec>", "spec added", file=str(h.path), line=h.line_of("name"))
+            )
         else:
             changes += _SpecDiff(base[name], head[name]).run()
     return changes
@@ -231,11 +246,22 @@ class _SpecDiff:
         self.b, self.h = base, head
         self.out: list[BoundaryChange] = []
 
-    def add(self, kind: str, path: tuple, message: str, before: Any = None, after: Any = None,
-            at_base: bool = False) -> None:
+    def add(
+        self, kind: str, path: tuple, message: str, before: Any = None, after: Any = None, at_base: bool = False
+    ) -> None:
         spec = self.b if at_base else self.h
-        self.out.append(BoundaryChange(self.h.name, kind, _fmt(path), message, before, after,
-                                       file=str(spec.path), line=spec.line_of(*path) if path else None))
+        self.out.append(
+            BoundaryChange(
+                self.h.name,
+                kind,
+                _fmt(path),
+                message,
+                before,
+                after,
+                file=str(spec.path),
+                line=spec.line_of(*path) if path else None,
+            )
+        )
 
     def run(self) -> list[BoundaryChange]:
         self.calls()
@@ -260,8 +286,14 @@ class _SpecDiff:
         if self.b.args != self.h.args:
             for k in sorted(set(self.b.args) | set(self.h.args), key=str):
                 if self.b.args.get(k) != self.h.args.get(k):
-                    self.add(CHANGED, ("args", k), "argument changed: needs review",
-                             self.b.args.get(k), self.h.args.get(k), at_base=k not in self.h.args)
+                    self.add(
+                        CHANGED,
+                        ("args", k),
+                        "argument changed: needs review",
+                        self.b.args.get(k),
+                        self.h.args.get(k),
+                        at_base=k not in self.h.args,
+                    )
         # Alternatives beyond the default: each one is a set of cases checked.
         for k in sorted(set(self.b.args) & set(self.h.args), key=str):
             before = self.b.arg_alternatives.get(k, (self.b.args[k],))
@@ -299,41 +331,74 @@ class _SpecDiff:
 
     # -- named outputs and gradients
     def _effective(self, spec: Spec, own: dict | None) -> dict[str, Tolerance]:
-        return {dt: (own[dt] if own and dt in own else spec.tolerance[dt]) for dt in spec.dtypes if dt in spec.tolerance}
+        return {
+            dt: (own[dt] if own and dt in own else spec.tolerance[dt]) for dt in spec.dtypes if dt in spec.tolerance
+        }
 
     def outputs(self) -> None:
         bo = {o.name: o for o in self.b.outputs}
         ho = {o.name: o for o in self.h.outputs}
         if not bo or not ho:
             if bool(bo) != bool(ho):
-                self.add(CHANGED, ("outputs",), "outputs named: needs review (which output is which)",
-                         list(bo) or None, list(ho) or None, at_base=not ho)
+                self.add(
+                    CHANGED,
+                    ("outputs",),
+                    "outputs named: needs review (which output is which)",
+                    list(bo) or None,
+                    list(ho) or None,
+                    at_base=not ho,
+                )
             return
         for name, b in bo.items():
             h = ho.get(name)
             if h is None:
-                self.add(REMOVED, ("outputs", name), f"output {name} removed: it is no longer checked", name, None,
-                         at_base=True)
+                self.add(
+                    REMOVED,
+                    ("outputs", name),
+                    f"output {name} removed: it is no longer checked",
+                    name,
+                    None,
+                    at_base=True,
+                )
                 continue
             path = ("outputs", name)
-            self._tolerance(path + ("tolerance",), self._effective(self.b, b.tolerance),
-                            self._effective(self.h, h.tolerance), f"output {name}: ")
+            self._tolerance(
+                path + ("tolerance",),
+                self._effective(self.b, b.tolerance),
+                self._effective(self.h, h.tolerance),
+                f"output {name}: ",
+            )
             for key in ("shape", "in_place", "magnitude"):
                 if getattr(b, key) != getattr(h, key):
-                    self.add(CHANGED, path + (key,), f"output {name} {key} changed: needs review",
-                             getattr(b, key), getattr(h, key))
+                    self.add(
+                        CHANGED,
+                        path + (key,),
+                        f"output {name} {key} changed: needs review",
+                        getattr(b, key),
+                        getattr(h, key),
+                    )
             bk, hk = _keyed(b.invariants), _keyed(h.invariants)
             for key, inv in bk.items():
                 if key not in hk:
-                    self.add(REMOVED, path + ("invariants",), f"invariant {inv.label} of output {name} dropped",
-                             _inv_json(inv), None)
+                    self.add(
+                        REMOVED,
+                        path + ("invariants",),
+                        f"invariant {inv.label} of output {name} dropped",
+                        _inv_json(inv),
+                        None,
+                    )
                 else:
                     for kind, _sub, message, before, after in _compare_invariant(inv, hk[key]):
                         self.add(kind, path + ("invariants",), f"output {name}: {message}", before, after)
             for key, inv in hk.items():
                 if key not in bk:
-                    self.add(ADDED, path + ("invariants",), f"invariant {inv.label} of output {name} added",
-                             None, _inv_json(inv))
+                    self.add(
+                        ADDED,
+                        path + ("invariants",),
+                        f"invariant {inv.label} of output {name} added",
+                        None,
+                        _inv_json(inv),
+                    )
         for name in ho:
             if name not in bo:
                 self.add(ADDED, ("outputs", name), f"output {name} added", None, name)
@@ -344,14 +409,29 @@ class _SpecDiff:
         for name, b in bg.items():
             h = hg.get(name)
             if h is None:
-                self.add(REMOVED, ("gradients", name), f"gradient of {name} removed: it is no longer checked",
-                         name, None, at_base=True)
+                self.add(
+                    REMOVED,
+                    ("gradients", name),
+                    f"gradient of {name} removed: it is no longer checked",
+                    name,
+                    None,
+                    at_base=True,
+                )
                 continue
-            self._tolerance(("gradients", name, "tolerance"), self._effective(self.b, b.tolerance),
-                            self._effective(self.h, h.tolerance), f"gradient of {name}: ")
+            self._tolerance(
+                ("gradients", name, "tolerance"),
+                self._effective(self.b, b.tolerance),
+                self._effective(self.h, h.tolerance),
+                f"gradient of {name}: ",
+            )
             if b.magnitude != h.magnitude:
-                self.add(CHANGED, ("gradients", name, "magnitude"), "magnitude changed: needs review",
-                         b.magnitude, h.magnitude)
+                self.add(
+                    CHANGED,
+                    ("gradients", name, "magnitude"),
+                    "magnitude changed: needs review",
+                    b.magnitude,
+                    h.magnitude,
+                )
         for name in hg:
             if name not in bg:
                 self.add(ADDED, ("gradients", name), f"gradient of {name} added", None, name)
@@ -370,15 +450,33 @@ class _SpecDiff:
         for name, bd in self.b.dims.items():
             hd = self.h.dims.get(name)
             if hd is None:
-                self.add(REMOVED, ("dims", name), f"dim {name} removed: its domain is no longer checked",
-                         [bd.min, bd.max], None, at_base=True)
+                self.add(
+                    REMOVED,
+                    ("dims", name),
+                    f"dim {name} removed: its domain is no longer checked",
+                    [bd.min, bd.max],
+                    None,
+                    at_base=True,
+                )
                 continue
             if hd.min > bd.min:
-                self.add(WEAKENED, ("dims", name, "min"), f"domain of {name} shrunk: {_sizes(bd.min, hd.min - 1)} no longer checked", bd.min, hd.min)
+                self.add(
+                    WEAKENED,
+                    ("dims", name, "min"),
+                    f"domain of {name} shrunk: {_sizes(bd.min, hd.min - 1)} no longer checked",
+                    bd.min,
+                    hd.min,
+                )
             elif hd.min < bd.min:
                 self.add(TIGHTENED, ("dims", name, "min"), f"domain of {name} widened down to {hd.min}", bd.min, hd.min)
             if hd.max < bd.max:
-                self.add(WEAKENED, ("dims", name, "max"), f"domain of {name} shrunk: {_sizes(hd.max + 1, bd.max)} no longer checked", bd.max, hd.max)
+                self.add(
+                    WEAKENED,
+                    ("dims", name, "max"),
+                    f"domain of {name} shrunk: {_sizes(hd.max + 1, bd.max)} no longer checked",
+                    bd.max,
+                    hd.max,
+                )
             elif hd.max > bd.max:
                 self.add(TIGHTENED, ("dims", name, "max"), f"domain of {name} widened up to {hd.max}", bd.max, hd.max)
         for name, hd in self.h.dims.items():
@@ -391,11 +489,19 @@ class _SpecDiff:
         for name, b in bi.items():
             h = hi.get(name)
             if h is None:
-                self.add(REMOVED, ("inputs", name), f"input {name} removed: its layouts and values are no longer checked",
-                         list(b.shape), None, at_base=True)
+                self.add(
+                    REMOVED,
+                    ("inputs", name),
+                    f"input {name} removed: its layouts and values are no longer checked",
+                    list(b.shape),
+                    None,
+                    at_base=True,
+                )
                 continue
             if b.shape != h.shape:
-                self.add(CHANGED, ("inputs", name, "shape"), "shape changed: needs review", list(b.shape), list(h.shape))
+                self.add(
+                    CHANGED, ("inputs", name, "shape"), "shape changed: needs review", list(b.shape), list(h.shape)
+                )
             if b.dtype != h.dtype:
                 self.add(CHANGED, ("inputs", name, "dtype"), "fixed dtype changed: needs review", b.dtype, h.dtype)
             if b.batch_dims and not h.batch_dims:
@@ -421,8 +527,13 @@ class _SpecDiff:
         if b.dtypes or h.dtypes:
             for v in b.dtype_choices:
                 if v not in h.dtype_choices:
-                    self.add(REMOVED, path + ("dtypes",), f"dtype alternative {v or 'case'} removed: no longer checked",
-                             v or "case", None)
+                    self.add(
+                        REMOVED,
+                        path + ("dtypes",),
+                        f"dtype alternative {v or 'case'} removed: no longer checked",
+                        v or "case",
+                        None,
+                    )
             for v in h.dtype_choices:
                 if v not in b.dtype_choices:
                     self.add(ADDED, path + ("dtypes",), f"dtype alternative {v or 'case'} added", None, v or "case")
@@ -431,30 +542,48 @@ class _SpecDiff:
             names = {n: d.max for n, d in self.h.dims.items()}
             lo_b, hi_b, lo_h, hi_h = (int(evaluate(str(x), names)) for x in (*b.range, *h.range))
             if lo_h > lo_b or hi_h < hi_b:
-                self.add(WEAKENED, path + ("range",), "value range narrowed: fewer values drawn",
-                         list(b.range), list(h.range))
+                self.add(
+                    WEAKENED,
+                    path + ("range",),
+                    "value range narrowed: fewer values drawn",
+                    list(b.range),
+                    list(h.range),
+                )
             elif lo_h < lo_b or hi_h > hi_b:
                 self.add(TIGHTENED, path + ("range",), "value range widened", list(b.range), list(h.range))
             else:
-                self.add(CHANGED, path + ("range",), "value range rewritten: needs review", list(b.range), list(h.range))
+                self.add(
+                    CHANGED, path + ("range",), "value range rewritten: needs review", list(b.range), list(h.range)
+                )
         elif b.range != h.range:
             self.add(CHANGED, path + ("range",), "value range changed: needs review", b.range, h.range)
         if b.sentinel and not h.sentinel:
-            self.add(REMOVED, path + ("sentinel",), f"sentinel {b.sentinel.value} removed: no longer drawn",
-                     b.sentinel.value, None)
+            self.add(
+                REMOVED,
+                path + ("sentinel",),
+                f"sentinel {b.sentinel.value} removed: no longer drawn",
+                b.sentinel.value,
+                None,
+            )
         elif h.sentinel and not b.sentinel:
             self.add(ADDED, path + ("sentinel",), f"sentinel {h.sentinel.value} added", None, h.sentinel.value)
         elif b.sentinel != h.sentinel:
-            self.add(CHANGED, path + ("sentinel",), "sentinel changed: needs review",
-                     [b.sentinel.value, b.sentinel.frequency], [h.sentinel.value, h.sentinel.frequency])
+            self.add(
+                CHANGED,
+                path + ("sentinel",),
+                "sentinel changed: needs review",
+                [b.sentinel.value, b.sentinel.frequency],
+                [h.sentinel.value, h.sentinel.frequency],
+            )
         bk = {r.key: r for r in b.relations}
         hk = {r.key: r for r in h.relations}
         for key, r in bk.items():
             if key not in hk:
                 self.add(REMOVED, path + ("relations",), f"relation {key} removed: no longer drawn", key, None)
             elif r.params != hk[key].params:
-                self.add(CHANGED, path + ("relations",), f"relation {key} changed: needs review", r.params,
-                         hk[key].params)
+                self.add(
+                    CHANGED, path + ("relations",), f"relation {key} changed: needs review", r.params, hk[key].params
+                )
         for key in hk:
             if key not in bk:
                 self.add(ADDED, path + ("relations",), f"relation {key} added", None, key)
@@ -466,17 +595,46 @@ class _SpecDiff:
             h = hk.get(key)
             path = ("invariants", key)
             if h is None:
-                self.out.append(BoundaryChange(self.h.name, REMOVED, _fmt(path), f"invariant {b.label} dropped",
-                                               _inv_json(b), None, file=str(self.b.path), line=b.line))
+                self.out.append(
+                    BoundaryChange(
+                        self.h.name,
+                        REMOVED,
+                        _fmt(path),
+                        f"invariant {b.label} dropped",
+                        _inv_json(b),
+                        None,
+                        file=str(self.b.path),
+                        line=b.line,
+                    )
+                )
             else:
                 for kind, sub, message, before, after in _compare_invariant(b, h):
-                    self.out.append(BoundaryChange(self.h.name, kind, _fmt(path + sub), message, before, after,
-                                                   file=str(self.h.path), line=h.line))
+                    self.out.append(
+                        BoundaryChange(
+                            self.h.name,
+                            kind,
+                            _fmt(path + sub),
+                            message,
+                            before,
+                            after,
+                            file=str(self.h.path),
+                            line=h.line,
+                        )
+                    )
         for key, h in hk.items():
             if key not in bk:
-                self.out.append(BoundaryChange(self.h.name, ADDED, _fmt(("invariants", key)),
-                                               f"invariant {h.label} added", None, _inv_json(h),
-                                               file=str(self.h.path), line=h.line))
+                self.out.append(
+                    BoundaryChange(
+                        self.h.name,
+                        ADDED,
+                        _fmt(("invariants", key)),
+                        f"invariant {h.label} added",
+                        None,
+                        _inv_json(h),
+                        file=str(self.h.path),
+                        line=h.line,
+                    )
+                )
 
     # -- pinned examples and benchmark cases
     def examples(self) -> None:
@@ -488,39 +646,89 @@ class _SpecDiff:
             if case.dtype not in self.h.dtypes:
                 continue  # reported once, as the dtype's removal
             for _ in range(n):
-                self.out.append(BoundaryChange(self.h.name, REMOVED, f"examples[{case.label()}]",
-                                               "pinned example deleted", case.as_dict(), None,
-                                               file=str(self.b.path), line=lines[case]))
+                self.out.append(
+                    BoundaryChange(
+                        self.h.name,
+                        REMOVED,
+                        f"examples[{case.label()}]",
+                        "pinned example deleted",
+                        case.as_dict(),
+                        None,
+                        file=str(self.b.path),
+                        line=lines[case],
+                    )
+                )
         hlines = {c: c.line for c in self.h.examples}
         for case, n in (hc - bc).items():
             for _ in range(n):
-                self.out.append(BoundaryChange(self.h.name, ADDED, f"examples[{case.label()}]",
-                                               "pinned example added", None, case.as_dict(),
-                                               file=str(self.h.path), line=hlines[case]))
+                self.out.append(
+                    BoundaryChange(
+                        self.h.name,
+                        ADDED,
+                        f"examples[{case.label()}]",
+                        "pinned example added",
+                        None,
+                        case.as_dict(),
+                        file=str(self.h.path),
+                        line=hlines[case],
+                    )
+                )
 
     def benchmarks(self) -> None:
         # Benchmark cases are not correctness boundaries, but a reviewer should see them go.
         bc, hc = Counter(self.b.benchmarks), Counter(self.h.benchmarks)
         for case in bc - hc:
-            self.out.append(BoundaryChange(self.h.name, CHANGED, f"benchmarks[{case.label()}]",
-                                           "benchmark case removed: needs review", case.label(), None,
-                                           file=str(self.b.path), line=case.line))
+            self.out.append(
+                BoundaryChange(
+                    self.h.name,
+                    CHANGED,
+                    f"benchmarks[{case.label()}]",
+                    "benchmark case removed: needs review",
+                    case.label(),
+                    None,
+                    file=str(self.b.path),
+                    line=case.line,
+                )
+            )
         for case in hc - bc:
-            self.out.append(BoundaryChange(self.h.name, CHANGED, f"benchmarks[{case.label()}]",
-                                           "benchmark case added", None, case.label(),
-                                           file=str(self.h.path), line=case.line))
+            self.out.append(
+                BoundaryChange(
+                    self.h.name,
+                    CHANGED,
+                    f"benchmarks[{case.label()}]",
+                    "benchmark case added",
+                    None,
+                    case.label(),
+                    file=str(self.h.path),
+                    line=case.line,
+                )
+            )
 
     def objectives(self) -> None:
-        for key, before, after in (("bytes", self.b.bytes_expr, self.h.bytes_expr),
-                                   ("flops", self.b.flops_expr, self.h.flops_expr)):
+        for key, before, after in (
+            ("bytes", self.b.bytes_expr, self.h.bytes_expr),
+            ("flops", self.b.flops_expr, self.h.flops_expr),
+        ):
             if before != after:
-                self.add(CHANGED, ("objectives", key), f"{key} model changed: needs review (it sets % of the hardware limit)",
-                         before, after, at_base=after is None)
+                self.add(
+                    CHANGED,
+                    ("objectives", key),
+                    f"{key} model changed: needs review (it sets % of the hardware limit)",
+                    before,
+                    after,
+                    at_base=after is None,
+                )
         bl = (self.b.raw.get("objectives") or {}).get("latency")
         hl = (self.h.raw.get("objectives") or {}).get("latency")
         if bl != hl:
-            self.add(CHANGED, ("objectives", "latency"), "latency objective changed: needs review", bl, hl,
-                     at_base=hl is None)
+            self.add(
+                CHANGED,
+                ("objectives", "latency"),
+                "latency objective changed: needs review",
+                bl,
+                hl,
+                at_base=hl is None,
+            )
 
 
 def _sizes(lo: int, hi: int) -> str:

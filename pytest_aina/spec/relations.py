@@ -14,8 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-_FREQUENCY = {"type": "number", "exclusiveMinimum": 0, "maximum": 1,
-              "description": "Fraction of rows drawn this way (default 1)."}
+_FREQUENCY = {
+    "type": "number",
+    "exclusiveMinimum": 0,
+    "maximum": 1,
+    "description": "Fraction of rows drawn this way (default 1).",
+}
 
 
 @dataclass(frozen=True)
@@ -73,18 +77,35 @@ def _argmax_shapes(shapes: dict, name: str, params: dict) -> str | None:
     return None
 
 
-REGISTRY: dict[str, RelationDef] = {d.name: d for d in (
-    RelationDef(
-        "argmax_of",
-        {"type": "object", "required": ["input", "margin"], "additionalProperties": False,
-         "properties": {"input": {"type": "string"}, "margin": {"type": "number", "minimum": 0},
-                        "frequency": _FREQUENCY}},
-        _argmax_apply, _argmax_shapes,
-        "Each element is the arg-max of its row of `input`, which is raised `margin` above the runner-up."),
-)}
+REGISTRY: dict[str, RelationDef] = {
+    d.name: d
+    for d in (
+        RelationDef(
+            "argmax_of",
+            {
+                "type": "object",
+                "required": ["input", "margin"],
+                "additionalProperties": False,
+                "properties": {
+                    "input": {"type": "string"},
+                    "margin": {"type": "number", "minimum": 0},
+                    "frequency": _FREQUENCY,
+                },
+            },
+            _argmax_apply,
+            _argmax_shapes,
+            "Each element is the arg-max of its row of `input`, which is raised `margin` above the runner-up.",
+        ),
+    )
+}
 
 
 def schema() -> dict:
     """One relation as a spec writes it: a mapping of one name to its parameters."""
-    return {"type": "object", "additionalProperties": False, "minProperties": 1, "maxProperties": 1,
-            "properties": {d.name: d.params | {"description": d.description} for d in REGISTRY.values()}}
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "minProperties": 1,
+        "maxProperties": 1,
+        "properties": {d.name: d.params | {"description": d.description} for d in REGISTRY.values()},
+    }

@@ -18,8 +18,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def hypotheses():
-    return reason_about_file(ROOT / "telemetry/sample-fleet-day.jsonl", specs=ROOT / "specs",
-                             variants=ROOT / "kernels/variants").hypotheses
+    return reason_about_file(
+        ROOT / "telemetry/sample-fleet-day.jsonl", specs=ROOT / "specs", variants=ROOT / "kernels/variants"
+    ).hypotheses
 
 
 def test_the_first_actionable_hypothesis_is_planned_and_the_others_are_said_why(hypotheses):

@@ -32,7 +32,9 @@ def test_integer_targets_in_range_with_sentinels():
 
 
 def test_argmax_relation_makes_confident_targets():
-    spec = parse_spec(S.CE_GRAD.replace("RELATIONS", "relations: [{argmax_of: {input: logits, margin: 8.0}}]"), "g.yaml")
+    spec = parse_spec(
+        S.CE_GRAD.replace("RELATIONS", "relations: [{argmax_of: {input: logits, margin: 8.0}}]"), "g.yaml"
+    )
     ins = make_inputs(spec, Case((("M", 50), ("V", 30)), "float32", seed=1)).tensors
     logits, target = ins["logits"], ins["target"]
     assert (logits.argmax(-1) == target).all()
@@ -41,8 +43,14 @@ def test_argmax_relation_makes_confident_targets():
 
 
 def test_case_with_alternatives_round_trips_through_aina_case():
-    case = Case((("M", 3), ("V", 9)), "bfloat16", seed=5, args=(("reduction", "sum"),),
-                input_dtypes=(("target", "int32"),), sentinels="all")
+    case = Case(
+        (("M", 3), ("V", 9)),
+        "bfloat16",
+        seed=5,
+        args=(("reduction", "sum"),),
+        input_dtypes=(("target", "int32"),),
+        sentinels="all",
+    )
     assert Case.from_arg(case.to_arg()) == case
     old = Case((("M", 3), ("V", 9)), "float32")
     assert old.to_arg() == "M=3,V=9,dtype=float32,layout=contiguous,values=normal,seed=0"
@@ -62,7 +70,7 @@ def test_conditioned_tolerance_follows_the_magnitude():
     ref = torch.tensor([1e-3, 1.0])
     out = torch.tensor([2e-3, 1.0])
     tol = Tolerance(atol=0.0, rtol=1e-3, ctol=1e-4)
-    assert compare(out, ref, tol) is not None                 # |ref| alone is too small a scale
+    assert compare(out, ref, tol) is not None  # |ref| alone is too small a scale
     assert compare(out, ref, tol, magnitude=torch.tensor([100.0, 1.0])) is None  # the terms were ~100
     m = compare(out, ref, tol, name="loss", magnitude=torch.tensor([1.0, 1.0]))
     assert m is not None and "in loss" in m.describe()

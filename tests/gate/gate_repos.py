@@ -72,17 +72,17 @@ def shift_reference(x):
     return torch.tanh(x.float()) + 1.0
 '''
 
-TABLE = '''# Dispatch table of scale
+TABLE = """# Dispatch table of scale
 aina_dispatch: 1
 kernel: scale
 variants:
   - name: generic
     function: kernels.scale:scale_generic
-'''
+"""
 
 
 def spec(name: str, atol: str = "1.0e-6") -> str:
-    return f'''aina: 1
+    return f"""aina: 1
 name: {name}
 implementation: kernels.{name}:{name}
 reference: kernels.{name}:{name}_reference
@@ -106,10 +106,10 @@ benchmarks:
   - {{dims: {{M: 64, N: 1024}}, dtype: float32, devices: [cpu, cuda]}}
 objectives:
   latency: {{direction: minimize, weight: 1.0}}
-'''
+"""
 
 
-POLICY = '''# the gate's settings for these tests: small batches, a budget a test can afford
+POLICY = """# the gate's settings for these tests: small batches, a budget a test can afford
 gate:
   review: [high]
   coverage: 80
@@ -117,16 +117,16 @@ gate:
   pairs: 16
   max_pairs: 96
   budget_s: 600
-'''
+"""
 
-TEST_SCALE = '''from kernels.scale import scale, scale_reference
+TEST_SCALE = """from kernels.scale import scale, scale_reference
 import torch
 
 
 def test_scale_matches_its_reference():
     x = torch.randn(4, 8)
     assert torch.allclose(scale(x), scale_reference(x))
-'''
+"""
 
 
 def base_files() -> dict[str, str]:
@@ -156,8 +156,9 @@ class GitRepo:
         self.git("config", "commit.gpgsign", "false")
 
     def git(self, *args: str) -> str:
-        return subprocess.run(["git", "-C", str(self.path), *args], check=True, capture_output=True,
-                              text=True).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", str(self.path), *args], check=True, capture_output=True, text=True
+        ).stdout.strip()
 
     def write(self, files: dict[str, str | None]) -> None:
         for rel, text in files.items():
@@ -188,9 +189,18 @@ def make_repo(path: Path) -> GitRepo:
     return repo
 
 
-def bot_change(repo: GitRepo, files: dict[str, str | None], *, kernel: str = "scale", variant: dict | None = None,
-               measurements: list[dict] | None = None, device: dict | None = None, base: str | None = None,
-               attestation: str = "provenance/scale/scale_c1.intoto.json", declare: dict | None = None) -> dict:
+def bot_change(
+    repo: GitRepo,
+    files: dict[str, str | None],
+    *,
+    kernel: str = "scale",
+    variant: dict | None = None,
+    measurements: list[dict] | None = None,
+    device: dict | None = None,
+    base: str | None = None,
+    attestation: str = "provenance/scale/scale_c1.intoto.json",
+    declare: dict | None = None,
+) -> dict:
     """The files of a bot's change with its attestation (made by the Changer's statement
     writer). ``declare`` overrides what the statement declares (default: ``files``)."""
     base = base or repo.git("rev-parse", "main")
@@ -198,20 +208,36 @@ def bot_change(repo: GitRepo, files: dict[str, str | None], *, kernel: str = "sc
     predicate = {
         "kernel": kernel,
         "attestation": attestation,
-        "variant": variant or {"name": "scale_c1", "kind": "config", "config": {"waste": 0},
-                               "domain": {"dims": {"M": [64, 64]}, "dtypes": ["float32"]}},
+        "variant": variant
+        or {
+            "name": "scale_c1",
+            "kind": "config",
+            "config": {"waste": 0},
+            "domain": {"dims": {"M": [64, 64]}, "dtypes": ["float32"]},
+        },
         "hypothesis": {"id": "h-1234", "kind": "hot_shape", "kernel": kernel},
-        "trigger": {"hypothesis_kind": "hot_shape",
-                    "telemetry": {"path": "telemetry/sample.jsonl", "sha256": hashlib.sha256(telemetry).hexdigest(),
-                                  "bytes": len(telemetry)}},
-        "device": device or {"kind": "cpu", "name": "cpu", "gpu_evidence": False,
-                             "note": "timings from Triton's interpreter on a CPU: not GPU evidence"},
+        "trigger": {
+            "hypothesis_kind": "hot_shape",
+            "telemetry": {
+                "path": "telemetry/sample.jsonl",
+                "sha256": hashlib.sha256(telemetry).hexdigest(),
+                "bytes": len(telemetry),
+            },
+        },
+        "device": device
+        or {
+            "kind": "cpu",
+            "name": "cpu",
+            "gpu_evidence": False,
+            "note": "timings from Triton's interpreter on a CPU: not GPU evidence",
+        },
         "measurements": measurements if measurements is not None else [],
         "base": {"commit": base, "dirty": False},
         "coverage": {"percent": 100.0, "tests_passed": True},
     }
-    stmt = att.statement(files=declare if declare is not None else files, attestation_path=attestation,
-                         predicate=predicate)
+    stmt = att.statement(
+        files=declare if declare is not None else files, attestation_path=attestation, predicate=predicate
+    )
     return dict(files, **{attestation: att.dumps(stmt)})
 
 
@@ -225,23 +251,49 @@ def config_variant_files(repo: GitRepo, config: dict) -> dict[str, str]:
         f"    config: {json.dumps(config)}\n"
         "    domain:\n"
         "      dims: {M: [64, 64]}\n"
-        "      dtypes: [float32]\n")
+        "      dtypes: [float32]\n"
+    )
     spec_text = repo.read("specs/scale.yaml").replace(
-        "  - {dims: {M: 16, N: 33}}\n", "  - {dims: {M: 16, N: 33}}\n  - {dims: {M: 64, N: 1024}}  # hot shape\n")
-    test = ('"""Generated for hypothesis h-1234."""\nimport torch\n\nfrom kernels.scale import scale, scale_reference\n\n\n'
-            'def test_hot_shape():\n    x = torch.randn(64, 1024)\n'
-            '    assert torch.allclose(scale(x), scale_reference(x), atol=1e-6, rtol=1e-5)\n')
-    return {"kernels/variants/scale.yaml": table, "specs/scale.yaml": spec_text,
-            "tests/evolved/test_scale_c1.py": test}
+        "  - {dims: {M: 16, N: 33}}\n", "  - {dims: {M: 16, N: 33}}\n  - {dims: {M: 64, N: 1024}}  # hot shape\n"
+    )
+    test = (
+        '"""Generated for hypothesis h-1234."""\nimport torch\n\nfrom kernels.scale import scale, scale_reference\n\n\n'
+        "def test_hot_shape():\n    x = torch.randn(64, 1024)\n"
+        "    assert torch.allclose(scale(x), scale_reference(x), atol=1e-6, rtol=1e-5)\n"
+    )
+    return {"kernels/variants/scale.yaml": table, "specs/scale.yaml": spec_text, "tests/evolved/test_scale_c1.py": test}
 
 
-def gate(repo: GitRepo, *args: str, head: str = "HEAD", base: str = "main", approvals: dict | None = None,
-         tmp: Path | None = None, env: dict | None = None, timeout: float = 1500) -> tuple[subprocess.CompletedProcess, dict]:
+def gate(
+    repo: GitRepo,
+    *args: str,
+    head: str = "HEAD",
+    base: str = "main",
+    approvals: dict | None = None,
+    tmp: Path | None = None,
+    env: dict | None = None,
+    timeout: float = 1500,
+) -> tuple[subprocess.CompletedProcess, dict]:
     """``aina gate`` in a subprocess, as CI runs it; returns (process, the JSON verdict)."""
     tmp = tmp or repo.path.parent
     out = tmp / f"verdict-{os.getpid()}.json"
-    cmd = [sys.executable, "-m", "pytest_aina", "gate", "--repo", str(repo.path), "--base", base, "--head", head,
-           "--json", str(out), "--annotations", "github", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest_aina",
+        "gate",
+        "--repo",
+        str(repo.path),
+        "--base",
+        base,
+        "--head",
+        head,
+        "--json",
+        str(out),
+        "--annotations",
+        "github",
+        *args,
+    ]
     if approvals is not None:
         path = tmp / "approvals.json"
         path.write_text(json.dumps(approvals))

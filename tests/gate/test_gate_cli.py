@@ -3,7 +3,6 @@
 import json
 
 import pytest
-
 from gate_repos import gate, make_repo
 
 
@@ -31,12 +30,15 @@ def test_outputs_markdown_json_and_the_verification_summary(repo, tmp_path):
     assert "aina gate: pass" in done.stdout
 
 
-@pytest.mark.parametrize("head, policy, approvals, message", [
-    ("no-such-branch", None, None, "'no-such-branch' is not a commit"),
-    ("docs", "gate:\n  noize: 0.1\n", None, r"unknown key(s) ['gate.noize']"),
-    ("docs", "gate:\n  coverage: 101\n", None, "gate.coverage must be a percentage"),
-    ("docs", None, {"approvals": [{"digest": "xyz", "by": "a", "permission": "write"}]}, "16 to 64 hex digits"),
-])
+@pytest.mark.parametrize(
+    "head, policy, approvals, message",
+    [
+        ("no-such-branch", None, None, "'no-such-branch' is not a commit"),
+        ("docs", "gate:\n  noize: 0.1\n", None, r"unknown key(s) ['gate.noize']"),
+        ("docs", "gate:\n  coverage: 101\n", None, "gate.coverage must be a percentage"),
+        ("docs", None, {"approvals": [{"digest": "xyz", "by": "a", "permission": "write"}]}, "16 to 64 hex digits"),
+    ],
+)
 def test_configuration_errors_exit_3_with_the_reason(repo, head, policy, approvals, message):
     if policy is not None:  # the policy is read at the base: a bad one there is the repository's error
         repo.commit("policy", {".github/aina.yml": policy})

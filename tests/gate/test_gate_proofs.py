@@ -12,7 +12,6 @@ import json
 import time
 
 import pytest
-
 from gate_repos import COMMON, bot_change, checks, config_variant_files, failing, gate, make_repo, spec
 
 
@@ -91,8 +90,11 @@ def test_weakening_with_a_valid_approval_passes(repo):
     repo.commit("loosen", {"specs/scale.yaml": spec("scale", atol="1.0e-4")})
     _, first = gate(repo, "--fail-fast", head="loose")
     digest = _digest(first)
-    done, verdict = gate(repo, head="loose", approvals={"approvals": [
-        {"digest": digest[:16], "by": "alice", "permission": "write", "source": "comment"}]})
+    done, verdict = gate(
+        repo,
+        head="loose",
+        approvals={"approvals": [{"digest": digest[:16], "by": "alice", "permission": "write", "source": "comment"}]},
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     c = checks(verdict)
     assert c["ratchet"]["status"] == "pass" and "approved by" in c["ratchet"]["summary"]
@@ -140,8 +142,7 @@ def test_a_file_the_attestation_does_not_declare_fails(repo):
 
 def test_a_bot_change_outside_its_paths_fails(repo):
     repo.branch("aina/scale-h1234")
-    files = dict(config_variant_files(repo, {"waste": 0}),
-                 **{".github/workflows/deploy.yml": "on: push\njobs: {}\n"})
+    files = dict(config_variant_files(repo, {"waste": 0}), **{".github/workflows/deploy.yml": "on: push\njobs: {}\n"})
     repo.commit("aina: scale variant", bot_change(repo, files))
     done, verdict = gate(repo, "--fail-fast", head="aina/scale-h1234")
     assert done.returncode == 1
@@ -156,14 +157,17 @@ def test_new_kernel_lines_that_no_test_runs_fail(repo):
     scale = repo.read("kernels/scale.py").replace(
         "def scale_generic(x, *, waste=200):\n    return work(x, waste) * 2.0\n",
         "def scale_generic(x, *, waste=200, fast=False):\n    if fast:\n        y = torch.tanh(x)\n"
-        "        return y + y\n    return work(x, waste) * 2.0\n")
+        "        return y + y\n    return work(x, waste) * 2.0\n",
+    )
     assert "fast=False" in scale
     repo.commit("a fast path nobody calls", {"kernels/scale.py": scale})
     done, verdict = gate(repo, "--fail-fast", head="fastpath")
     assert done.returncode == 1
     cov = _only_failure(verdict, "coverage")
-    assert cov["data"]["files"]["kernels/scale.py"]["missing"] == [_line(scale, "y = torch.tanh(x)"),
-                                                                    _line(scale, "return y + y")]
+    assert cov["data"]["files"]["kernels/scale.py"]["missing"] == [
+        _line(scale, "y = torch.tanh(x)"),
+        _line(scale, "return y + y"),
+    ]
     assert f"::error file=kernels/scale.py,line={_line(scale, 'y = torch.tanh(x)')}," in done.stdout
     assert checks(verdict)["correctness"]["status"] == "pass"
 
@@ -171,12 +175,19 @@ def test_new_kernel_lines_that_no_test_runs_fail(repo):
 @pytest.mark.slow
 def test_gpu_claim_on_a_cpu_runner_needs_evidence(repo):
     repo.branch("aina/scale-h1234")
-    variant = {"name": "scale_c1", "kind": "config", "config": {"waste": 0},
-               "domain": {"dims": {"M": [64, 64]}, "dtypes": ["float32"], "arch": ["sm_90"]}}
-    files = bot_change(repo, config_variant_files(repo, {"waste": 0}), variant=variant,
-                       device={"kind": "cuda", "name": "NVIDIA H100 80GB HBM3", "gpu_evidence": True},
-                       measurements=[{"case": "M=4096,N=4096,float32",
-                                      "speedup": {"value": 1.8, "ci95": [1.7, 1.9]}}])
+    variant = {
+        "name": "scale_c1",
+        "kind": "config",
+        "config": {"waste": 0},
+        "domain": {"dims": {"M": [64, 64]}, "dtypes": ["float32"], "arch": ["sm_90"]},
+    }
+    files = bot_change(
+        repo,
+        config_variant_files(repo, {"waste": 0}),
+        variant=variant,
+        device={"kind": "cuda", "name": "NVIDIA H100 80GB HBM3", "gpu_evidence": True},
+        measurements=[{"case": "M=4096,N=4096,float32", "speedup": {"value": 1.8, "ci95": [1.7, 1.9]}}],
+    )
     repo.commit("aina: scale variant for sm_90", files)
     done, verdict = gate(repo, "--budget-s", "0", head="aina/scale-h1234")
     assert done.returncode == 2, done.stdout + done.stderr
@@ -189,14 +200,18 @@ def test_gpu_claim_on_a_cpu_runner_needs_evidence(repo):
 @pytest.mark.slow
 def test_clean_config_variant_improvement_passes(repo):
     repo.branch("aina/scale-h1234")
-    files = bot_change(repo, config_variant_files(repo, {"waste": 0}),
-                       measurements=[{"case": "M=64,N=1024,float32", "speedup": {"value": 3.0, "ci95": [2.5, 3.5]}}])
+    files = bot_change(
+        repo,
+        config_variant_files(repo, {"waste": 0}),
+        measurements=[{"case": "M=64,N=1024,float32", "speedup": {"value": 3.0, "ci95": [2.5, 3.5]}}],
+    )
     repo.commit("aina: scale variant", files)
     done, verdict = gate(repo, head="aina/scale-h1234")
     assert done.returncode == 0, done.stdout + done.stderr
     c = checks(verdict)
-    assert [c[n]["status"] for n in ("ratchet", "provenance", "policy", "correctness", "performance", "claims")] == \
-        ["pass"] * 6
+    assert [c[n]["status"] for n in ("ratchet", "provenance", "policy", "correctness", "performance", "claims")] == [
+        "pass"
+    ] * 6
     (row,) = verdict["evidence"]
     assert row["kernel"] == "scale" and row["comparison"]["outcome"] == "improvement"
     assert row["claim"]["reproduced"] is True
@@ -207,8 +222,11 @@ def test_clean_config_variant_improvement_passes(repo):
 @pytest.mark.slow
 def test_claimed_2x_that_measures_1x_fails(repo):
     repo.branch("aina/scale-h1234")
-    files = bot_change(repo, config_variant_files(repo, {"waste": 200}),
-                       measurements=[{"case": "M=64,N=1024,float32", "speedup": {"value": 2.0, "ci95": [1.9, 2.1]}}])
+    files = bot_change(
+        repo,
+        config_variant_files(repo, {"waste": 200}),
+        measurements=[{"case": "M=64,N=1024,float32", "speedup": {"value": 2.0, "ci95": [1.9, 2.1]}}],
+    )
     repo.commit("aina: scale variant", files)
     done, verdict = gate(repo, head="aina/scale-h1234")
     assert done.returncode == 1, done.stdout + done.stderr

@@ -12,37 +12,54 @@ from pytest_aina.gate.measure import pattern
 from pytest_aina.gate.policy import GatePolicy, Policy, PolicyError, parse_policy
 from pytest_aina.gate.report import chart, markdown
 from pytest_aina.gate.scope import _imports, is_doc, is_test
-from pytest_aina.gate.verdict import (FAIL, NEEDS, PASS, SKIPPED, Annotation, CheckResult, GateConfigError,
-                                      GateResult, worst)
-
+from pytest_aina.gate.verdict import (
+    FAIL,
+    NEEDS,
+    PASS,
+    SKIPPED,
+    Annotation,
+    CheckResult,
+    GateConfigError,
+    GateResult,
+    worst,
+)
 
 # -- policy ---------------------------------------------------------------------------------
+
 
 def test_policy_defaults_and_gate_keys():
     assert parse_policy(None) == Policy()
     assert Policy().gate == GatePolicy()
-    p = parse_policy("paths: [kernels/**]\ngate:\n  review: [high]\n  coverage: 90\n  noise: 0.1\n  pairs: 8\n"
-                     "  max_pairs: 40\n  budget_s: 120\n  confidence: 0.99\n")
-    assert p.gate == GatePolicy(review=("high",), coverage=90.0, noise=0.1, confidence=0.99, budget_s=120.0, pairs=8,
-                                max_pairs=40)
+    p = parse_policy(
+        "paths: [kernels/**]\ngate:\n  review: [high]\n  coverage: 90\n  noise: 0.1\n  pairs: 8\n"
+        "  max_pairs: 40\n  budget_s: 120\n  confidence: 0.99\n"
+    )
+    assert p.gate == GatePolicy(
+        review=("high",), coverage=90.0, noise=0.1, confidence=0.99, budget_s=120.0, pairs=8, max_pairs=40
+    )
     assert p.path_allowed("kernels/a/b.py") and not p.path_allowed("setup.py")
     # the digest is the file's: any edit changes it; the defaults have one too
     assert p.digest != parse_policy("paths: [kernels/**]\n").digest and len(Policy().digest) == 64
 
 
-@pytest.mark.parametrize("text, message", [
-    ("colour: red", r"unknown key\(s\) \['colour'\]"),
-    ("gate:\n  nois: 0.05\n", r"unknown key\(s\) \['gate.nois'\]"),
-    ("gate: [1]", "gate must be a mapping"),
-    ("gate:\n  review: [urgent]\n", "gate.review"),
-    ("gate:\n  coverage: 120\n", "gate.coverage"),
-    ("gate:\n  noise: 5\n", "gate.noise"),
-    ("gate:\n  noise: true\n", "gate.noise"),
-    ("gate:\n  pairs: 2\n", "gate.pairs"),
-    ("gate:\n  pairs: 20\n  max_pairs: 10\n", "max_pairs"),
-    ("gate:\n  confidence: 1.5\n", "gate.confidence"),
-    ("max_open_prs: -1", "max_open_prs"), ("a: [", "not valid YAML"), ("[1, 2]", "mapping"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("colour: red", r"unknown key\(s\) \['colour'\]"),
+        ("gate:\n  nois: 0.05\n", r"unknown key\(s\) \['gate.nois'\]"),
+        ("gate: [1]", "gate must be a mapping"),
+        ("gate:\n  review: [urgent]\n", "gate.review"),
+        ("gate:\n  coverage: 120\n", "gate.coverage"),
+        ("gate:\n  noise: 5\n", "gate.noise"),
+        ("gate:\n  noise: true\n", "gate.noise"),
+        ("gate:\n  pairs: 2\n", "gate.pairs"),
+        ("gate:\n  pairs: 20\n  max_pairs: 10\n", "max_pairs"),
+        ("gate:\n  confidence: 1.5\n", "gate.confidence"),
+        ("max_open_prs: -1", "max_open_prs"),
+        ("a: [", "not valid YAML"),
+        ("[1, 2]", "mapping"),
+    ],
+)
 def test_policy_errors_name_the_key(text, message):
     with pytest.raises(PolicyError, match=message):
         parse_policy(text, source=".github/aina.yml")
@@ -50,15 +67,25 @@ def test_policy_errors_name_the_key(text, message):
 
 # -- approvals ------------------------------------------------------------------------------
 
+
 def test_approvals_count_only_people_with_write_access(tmp_path):
     d = "a" * 64
     path = tmp_path / "a.json"
-    path.write_text(json.dumps({"approvals": [
-        {"digest": d[:16], "by": "reader", "permission": "read"},
-        {"digest": d[:16], "by": "aina-app[bot]", "permission": "write"},
-        {"digest": "sha256:" + d, "by": "alice", "permission": "Write", "source": "comment"}],
-        "reviews": [{"by": "bob", "state": "APPROVED", "permission": "maintain"},
-                    {"by": "carol", "state": "COMMENTED", "permission": "admin"}]}))
+    path.write_text(
+        json.dumps(
+            {
+                "approvals": [
+                    {"digest": d[:16], "by": "reader", "permission": "read"},
+                    {"digest": d[:16], "by": "aina-app[bot]", "permission": "write"},
+                    {"digest": "sha256:" + d, "by": "alice", "permission": "Write", "source": "comment"},
+                ],
+                "reviews": [
+                    {"by": "bob", "state": "APPROVED", "permission": "maintain"},
+                    {"by": "carol", "state": "COMMENTED", "permission": "admin"},
+                ],
+            }
+        )
+    )
     dec = approvals.load(path)
     good, refused = dec.approval_of(d)
     assert good.by == "alice" and {a.by for a in refused} == {"reader", "aina-app[bot]"}
@@ -68,12 +95,15 @@ def test_approvals_count_only_people_with_write_access(tmp_path):
     assert approvals.load(path).approval_of(d)[0].by == "x"
 
 
-@pytest.mark.parametrize("doc, message", [
-    ({"approvals": [{"digest": "abc", "by": "x", "permission": "write"}]}, "16 to 64 hex"),
-    ({"approvals": [{"by": "x", "permission": "write"}]}, "'digest'"),
-    ({"approvals": ["x"]}, "expected an object"),
-    ({"aprovals": []}, r"unknown key\(s\) \['aprovals'\]"),
-])
+@pytest.mark.parametrize(
+    "doc, message",
+    [
+        ({"approvals": [{"digest": "abc", "by": "x", "permission": "write"}]}, "16 to 64 hex"),
+        ({"approvals": [{"by": "x", "permission": "write"}]}, "'digest'"),
+        ({"approvals": ["x"]}, "expected an object"),
+        ({"aprovals": []}, r"unknown key\(s\) \['aprovals'\]"),
+    ],
+)
 def test_malformed_approvals_are_a_configuration_error(tmp_path, doc, message):
     path = tmp_path / "a.json"
     path.write_text(json.dumps(doc))
@@ -84,6 +114,7 @@ def test_malformed_approvals_are_a_configuration_error(tmp_path, doc, message):
 
 
 # -- statistics -----------------------------------------------------------------------------
+
 
 def _ratios(rng, n, shift, sigma=0.03):
     return [shift + rng.gauss(0, sigma) for _ in range(n)]
@@ -122,12 +153,26 @@ def test_pairs_alternate_their_order():
 
 # -- scope ----------------------------------------------------------------------------------
 
+
 def test_imports_are_read_without_running_anything():
-    src = ("import os, kernels.a\nfrom kernels import b as bee\nfrom . import c\nfrom .d import e\n"
-           "def f():\n    import kernels.lazy\n    from ..up import g\n")
+    src = (
+        "import os, kernels.a\nfrom kernels import b as bee\nfrom . import c\nfrom .d import e\n"
+        "def f():\n    import kernels.lazy\n    from ..up import g\n"
+    )
     found = _imports(src, "kernels.pkg.mod", is_package=False)
-    assert {"os", "kernels.a", "kernels", "kernels.b", "kernels.pkg", "kernels.pkg.c", "kernels.pkg.d",
-            "kernels.pkg.d.e", "kernels.lazy", "kernels.up", "kernels.up.g"} <= found
+    assert {
+        "os",
+        "kernels.a",
+        "kernels",
+        "kernels.b",
+        "kernels.pkg",
+        "kernels.pkg.c",
+        "kernels.pkg.d",
+        "kernels.pkg.d.e",
+        "kernels.lazy",
+        "kernels.up",
+        "kernels.up.g",
+    } <= found
     assert _imports("this is ( not python", "m", False) == set()
 
 
@@ -138,6 +183,7 @@ def test_docs_and_tests_are_told_apart():
 
 
 # -- verdict and outputs --------------------------------------------------------------------
+
 
 def test_the_verdict_is_the_worst_check():
     assert worst([PASS, SKIPPED]) == PASS and worst([]) == PASS
@@ -154,9 +200,15 @@ def test_annotations_escape_what_github_would_misread():
 
 
 def _result(status_checks):
-    r = GateResult(base="b" * 40, head="h" * 40, base_ref="main", head_ref="HEAD", started="2025-01-01T00:00:00Z",
-                   policy={"source": ".github/aina.yml@bbbb", "sha256": "p" * 64},
-                   attestations=[{"path": "provenance/x.intoto.json", "sha256": "s" * 64}])
+    r = GateResult(
+        base="b" * 40,
+        head="h" * 40,
+        base_ref="main",
+        head_ref="HEAD",
+        started="2025-01-01T00:00:00Z",
+        policy={"source": ".github/aina.yml@bbbb", "sha256": "p" * 64},
+        attestations=[{"path": "provenance/x.intoto.json", "sha256": "s" * 64}],
+    )
     r.checks = [CheckResult(n, s, f"{n} says {s}") for n, s in status_checks]
     return r
 
@@ -177,14 +229,25 @@ def test_vsa_statement_follows_slsa_verification_summary():
 
 def test_markdown_leads_with_the_verdict_and_charts_the_samples():
     r = _result([("scope", PASS), ("performance", FAIL)])
-    r.evidence = [{"kernel": "scale", "case": "M=64,N=1024,float32", "device": "cpu", "base_s": [0.010, 0.011],
-                   "head_s": [0.013, 0.014], "status": "measured",
-                   "comparison": {"ratio": 1.3, "ci": [1.2, 1.4], "n": 2, "outcome": "regression"},
-                   "claim": {"claimed": 2.0, "reproduced": False}}]
+    r.evidence = [
+        {
+            "kernel": "scale",
+            "case": "M=64,N=1024,float32",
+            "device": "cpu",
+            "base_s": [0.010, 0.011],
+            "head_s": [0.013, 0.014],
+            "status": "measured",
+            "comparison": {"ratio": 1.3, "ci": [1.2, 1.4], "n": 2, "outcome": "regression"},
+            "claim": {"claimed": 2.0, "reproduced": False},
+        }
+    ]
     md = markdown(r)
     assert md.startswith("## ❌ aina / gate: fail\n")
     assert "| performance | ❌ fail | performance says fail |" in md
-    assert "| scale M=64,N=1024,float32 | cpu | 10.5 ms | 13.5 ms | 1.300 [1.200, 1.400] n=2 | regression | 2.00x | **no** |" in md
+    assert (
+        "| scale M=64,N=1024,float32 | cpu | 10.5 ms | 13.5 ms | 1.300 [1.200, 1.400] n=2 | regression | 2.00x | **no** |"
+        in md
+    )
     block = chart(r.evidence[0])
     assert block[0] == "```mermaid" and block[1] == "xychart-beta" and block[-1] == "```"
     assert "    bar [10, 11]" in block and "    line [13, 14]" in block
@@ -197,6 +260,7 @@ def test_claim_labels_parse_like_the_changers():
 
 # -- sequential sampling --------------------------------------------------------------------
 
+
 def _case():
     from pytest_aina.gate.performance import Case
 
@@ -207,8 +271,17 @@ def _run(batches, **kw):
     from pytest_aina.gate import performance
 
     it = iter(batches)
-    return performance.measure_case(None, _case(), noise=0.05, confidence=0.95, pairs=12, max_pairs=kw.pop("max_pairs", 48),
-                                    deadline=kw.pop("deadline", math.inf), device="cpu", batch=lambda seed: next(it))
+    return performance.measure_case(
+        None,
+        _case(),
+        noise=0.05,
+        confidence=0.95,
+        pairs=12,
+        max_pairs=kw.pop("max_pairs", 48),
+        deadline=kw.pop("deadline", math.inf),
+        device="cpu",
+        batch=lambda seed: next(it),
+    )
 
 
 def _batch(ratio, n=12, sigma=0.02, seed=0, **kw):
@@ -253,6 +326,7 @@ def test_the_interval_is_median_cis_whatever_the_count():
 
 # -- reports of other jobs and the claims ---------------------------------------------------
 
+
 def _row(kernel="scale", case="M=64,N=1024,float32", device="cpu", ratio=1.0, n=48, sigma=0.02, seed=0):
     from pytest_aina.gate.performance import Row
 
@@ -279,9 +353,18 @@ def _attestation(device, measurements, arch=None):
     from pytest_aina.gate.provenance import Attestation
 
     domain = {"dtypes": ["float32"]} | ({"arch": arch} if arch else {})
-    return Attestation("provenance/scale/v.intoto.json", "0" * 64, {"predicate": {
-        "kernel": "scale", "device": device, "measurements": measurements,
-        "variant": {"kind": "config", "domain": domain}}})
+    return Attestation(
+        "provenance/scale/v.intoto.json",
+        "0" * 64,
+        {
+            "predicate": {
+                "kernel": "scale",
+                "device": device,
+                "measurements": measurements,
+                "variant": {"kind": "config", "domain": domain},
+            }
+        },
+    )
 
 
 def _rows_for(rows):
@@ -324,6 +407,7 @@ def test_gpu_claims_need_gpu_evidence():
     verdict, _ = claims.check([_attestation(GPU, _claim(2.0, 1.9, 2.1))], gpu_rows, noise=0.05, here="cpu")
     assert verdict.status == PASS
     # CPU-interpreter evidence cannot back a variant for a GPU architecture, however good it is
-    verdict, _ = claims.check([_attestation(CPU, _claim(2.0, 1.9, 2.1), arch=["sm_90"])], cpu_rows, noise=0.05,
-                              here="cpu")
+    verdict, _ = claims.check(
+        [_attestation(CPU, _claim(2.0, 1.9, 2.1), arch=["sm_90"])], cpu_rows, noise=0.05, here="cpu"
+    )
     assert verdict.status == NEEDS and "a variant for sm_90 backed only by CPU-interpreter evidence" in verdict.summary

@@ -21,36 +21,48 @@ import time
 from urllib.parse import quote_from_bytes
 
 import pytest
+from app_helpers import WEBHOOK_SECRET, Served, sign
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
-from app_helpers import WEBHOOK_SECRET, Served, sign
 from github_app.web.telemetry import telemetry_secret
 
 INSTALLATION = 5
 REPO = "octo-org/kernels"
-PR_CLOSED = {"action": "closed", "number": 1, "installation": {"id": INSTALLATION},
-             "repository": {"full_name": REPO},
-             "pull_request": {"number": 1, "merged": True, "head": {"ref": "aina/softmax/x"},
-                              "merged_by": {"login": "m"}},
-             "sender": {"login": "m"}}
-WINDOW = {"aina_telemetry": 1, "start": "2025-06-02T10:05:00Z", "end": "2025-06-02T10:10:00Z",
-          "service": "chat-decode", "kernel": "softmax", "variant": "generic",
-          "dims": {"M": 64, "N": 4096}, "dtype": "float16",
-          "device": {"name": "NVIDIA H100 80GB HBM3", "arch": "sm_90"}, "calls": 10,
-          "time_s": 0.001, "latency_s": {"min": 1e-4, "p50": 1e-4, "p90": 1e-4, "p99": 1e-4,
-                                         "max": 1e-4}}
-LIMITS = {"WEBHOOK_MAX_BYTES": 64 * 1024, "TELEMETRY_MAX_BYTES": 64 * 1024,
-          "BODY_TIMEOUT_SECONDS": 0.5}
+PR_CLOSED = {
+    "action": "closed",
+    "number": 1,
+    "installation": {"id": INSTALLATION},
+    "repository": {"full_name": REPO},
+    "pull_request": {"number": 1, "merged": True, "head": {"ref": "aina/softmax/x"}, "merged_by": {"login": "m"}},
+    "sender": {"login": "m"},
+}
+WINDOW = {
+    "aina_telemetry": 1,
+    "start": "2025-06-02T10:05:00Z",
+    "end": "2025-06-02T10:10:00Z",
+    "service": "chat-decode",
+    "kernel": "softmax",
+    "variant": "generic",
+    "dims": {"M": 64, "N": 4096},
+    "dtype": "float16",
+    "device": {"name": "NVIDIA H100 80GB HBM3", "arch": "sm_90"},
+    "calls": 10,
+    "time_s": 0.001,
+    "latency_s": {"min": 1e-4, "p50": 1e-4, "p90": 1e-4, "p99": 1e-4, "max": 1e-4},
+}
+LIMITS = {"WEBHOOK_MAX_BYTES": 64 * 1024, "TELEMETRY_MAX_BYTES": 64 * 1024, "BODY_TIMEOUT_SECONDS": 0.5}
 
 
 # -- strategies --------------------------------------------------------------------------------
 # Any text, lone surrogates included (Hypothesis leaves them out unless asked).
 any_text = st.text(st.characters() | st.characters(categories=["Cs"]), max_size=12)
-json_leaf = (st.none() | st.booleans() | st.integers() | st.integers(min_value=2**63 - 2)
-             | st.floats(allow_nan=False) | any_text)
-json_value = st.recursive(json_leaf, lambda inner: st.lists(inner, max_size=3)
-                          | st.dictionaries(any_text, inner, max_size=3), max_leaves=12)
+json_leaf = (
+    st.none() | st.booleans() | st.integers() | st.integers(min_value=2**63 - 2) | st.floats(allow_nan=False) | any_text
+)
+json_value = st.recursive(
+    json_leaf, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(any_text, inner, max_size=3), max_leaves=12
+)
 
 
 def _paths(doc, prefix=()):
@@ -81,21 +93,30 @@ def _nested(n: int) -> bytes:
 
 webhook_bodies = mutated(PR_CLOSED).map(lambda d: json.dumps(d).encode())
 telemetry_bodies = st.one_of(
-    st.builds(lambda d, batch_id: json.dumps({**d, "batch_id": batch_id} if isinstance(d, dict)
-                                             and d.get("batch_id") == "0123456789abcdef"
-                                             else d).encode(),
-              mutated({"aina_telemetry": 1, "batch_id": "0123456789abcdef", "windows": [WINDOW]}),
-              st.binary(min_size=8, max_size=8).map(bytes.hex)),
-    st.builds(lambda w: json.dumps({"aina_telemetry": 1, "windows": [w]}).encode(),
-              mutated(WINDOW)),
+    st.builds(
+        lambda d, batch_id: json.dumps(
+            {**d, "batch_id": batch_id} if isinstance(d, dict) and d.get("batch_id") == "0123456789abcdef" else d
+        ).encode(),
+        mutated({"aina_telemetry": 1, "batch_id": "0123456789abcdef", "windows": [WINDOW]}),
+        st.binary(min_size=8, max_size=8).map(bytes.hex),
+    ),
+    st.builds(lambda w: json.dumps({"aina_telemetry": 1, "windows": [w]}).encode(), mutated(WINDOW)),
     # valid batches whose service names are any text (a sender's non-UTF-8 environment)
-    st.builds(lambda names, batch_id: json.dumps({
-        "aina_telemetry": 1, "batch_id": batch_id,
-        "windows": [{**WINDOW, "service": name, "instance": name} for name in names]}).encode(),
+    st.builds(
+        lambda names, batch_id: json.dumps(
+            {
+                "aina_telemetry": 1,
+                "batch_id": batch_id,
+                "windows": [{**WINDOW, "service": name, "instance": name} for name in names],
+            }
+        ).encode(),
         st.lists(any_text.filter(bool), min_size=1, max_size=3),
-        st.binary(min_size=8, max_size=8).map(bytes.hex)))
+        st.binary(min_size=8, max_size=8).map(bytes.hex),
+    ),
+)
 json_bodies = st.one_of(
-    webhook_bodies, telemetry_bodies,
+    webhook_bodies,
+    telemetry_bodies,
     json_value.map(lambda v: json.dumps(v).encode()),
     st.integers(1, 200_000).map(_nested),
     st.integers(1, 200_000).map(lambda n: b"[" * n + b"]" * n),
@@ -104,40 +125,70 @@ bodies = st.one_of(json_bodies, st.binary(max_size=300))
 
 header_value = st.one_of(
     st.binary(max_size=40).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b"")),
-    any_text.map(lambda t: t.encode("utf-8", "surrogatepass").replace(b"\r", b"")
-                 .replace(b"\n", b"")),
+    any_text.map(lambda t: t.encode("utf-8", "surrogatepass").replace(b"\r", b"").replace(b"\n", b"")),
     st.integers(-2, 10**20).map(lambda n: str(n).encode()),
 )
-header_names = st.sampled_from([
-    b"X-GitHub-Event", b"X-GitHub-Delivery", b"X-Hub-Signature-256", b"X-Aina-Signature-256",
-    b"Content-Type", b"Content-Length", b"Transfer-Encoding", b"Expect", b"Content-Encoding",
-    b"Connection", b"X-Forwarded-For"])
-events = st.sampled_from(["pull_request", "push", "installation", "installation_repositories",
-                          "issue_comment", "issues", "check_run", "check_suite", "ping", "star"])
+header_names = st.sampled_from(
+    [
+        b"X-GitHub-Event",
+        b"X-GitHub-Delivery",
+        b"X-Hub-Signature-256",
+        b"X-Aina-Signature-256",
+        b"Content-Type",
+        b"Content-Length",
+        b"Transfer-Encoding",
+        b"Expect",
+        b"Content-Encoding",
+        b"Connection",
+        b"X-Forwarded-For",
+    ]
+)
+events = st.sampled_from(
+    [
+        "pull_request",
+        "push",
+        "installation",
+        "installation_repositories",
+        "issue_comment",
+        "issues",
+        "check_run",
+        "check_suite",
+        "ping",
+        "star",
+    ]
+)
 installation_param = st.one_of(
     st.just(str(INSTALLATION)),
     st.sampled_from(["١٢٣", "²", "0", "-5", "5.0", " 5", "5\n", "9" * 30, "0x5", ""]),
-    any_text)
+    any_text,
+)
 query_text = st.one_of(
-    st.builds(lambda i, r: "installation=" + quote_from_bytes(i.encode("utf-8", "surrogatepass"))
-              + "&repository=" + quote_from_bytes(r.encode("utf-8", "surrogatepass")),
-              installation_param, st.one_of(st.just(REPO), any_text)),
+    st.builds(
+        lambda i, r: (
+            "installation="
+            + quote_from_bytes(i.encode("utf-8", "surrogatepass"))
+            + "&repository="
+            + quote_from_bytes(r.encode("utf-8", "surrogatepass"))
+        ),
+        installation_param,
+        st.one_of(st.just(REPO), any_text),
+    ),
     st.binary(max_size=40).map(lambda b: quote_from_bytes(b)),
-    st.binary(max_size=40).map(lambda b: b.decode("latin-1").replace(" ", "")
-                               .replace("\r", "").replace("\n", "")))
+    st.binary(max_size=40).map(lambda b: b.decode("latin-1").replace(" ", "").replace("\r", "").replace("\n", "")),
+)
 
 
 @st.composite
 def requests(draw):
     """(method, target, headers, body): one HTTP/1.1 request as raw parts, most of them
     POSTs to the two routes that read bodies, signed, with a body near a valid one."""
-    path = draw(st.sampled_from(["/webhook"] * 4 + ["/telemetry"] * 4
-                                + ["/healthz", "/readyz", "/metrics", "/", "/nope"]))
+    path = draw(
+        st.sampled_from(["/webhook"] * 4 + ["/telemetry"] * 4 + ["/healthz", "/readyz", "/metrics", "/", "/nope"])
+    )
     method = draw(st.sampled_from(["POST"] * 8 + ["GET", "PUT", "HEAD", "OPTIONS"]))
     mostly = st.sampled_from([True, True, True, False])
     if path == "/telemetry":
-        query = f"installation={INSTALLATION}&repository={REPO}" if draw(mostly) \
-            else draw(query_text)
+        query = f"installation={INSTALLATION}&repository={REPO}" if draw(mostly) else draw(query_text)
         body = draw(telemetry_bodies if draw(mostly) else bodies)
     elif path == "/webhook":
         query = ""
@@ -155,8 +206,7 @@ def requests(draw):
         if path == "/telemetry":
             m = re.match(r"installation=([0-9]+)&", query)
             inst = int(m.group(1)) if m else INSTALLATION
-            headers.append((b"X-Aina-Signature-256",
-                            sign(telemetry_secret(WEBHOOK_SECRET, inst), body).encode()))
+            headers.append((b"X-Aina-Signature-256", sign(telemetry_secret(WEBHOOK_SECRET, inst), body).encode()))
         else:
             headers.append((b"X-Hub-Signature-256", sign(WEBHOOK_SECRET, body).encode()))
     if not any(k in (b"Content-Length", b"Transfer-Encoding") for k, _ in headers):
@@ -171,8 +221,7 @@ def under_500(status: int, target: str) -> bool:
     return status < 500 or (target.startswith("/readyz") and status == 503)
 
 
-def send(port: int, method: str, target: str, headers, body: bytes,
-         timeout: float = 10.0) -> int:
+def send(port: int, method: str, target: str, headers, body: bytes, timeout: float = 10.0) -> int:
     """The status of the answer to one raw request; fails when none comes within ``timeout``."""
     head = f"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n".encode()
     head += b"".join(k + b": " + v + b"\r\n" for k, v in headers) + b"\r\n"
@@ -202,9 +251,14 @@ def send(port: int, method: str, target: str, headers, body: bytes,
 
 # -- the servers -------------------------------------------------------------------------------
 def _config(app_key, folder) -> dict:
-    return {"APP_ID": 1, "PRIVATE_KEY": app_key[0], "WEBHOOK_SECRET": WEBHOOK_SECRET,
-            "DATABASE": str(folder / "aina.sqlite3"),
-            "GITHUB_API_URL": "http://127.0.0.1:9/api/v3", **LIMITS}
+    return {
+        "APP_ID": 1,
+        "PRIVATE_KEY": app_key[0],
+        "WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "DATABASE": str(folder / "aina.sqlite3"),
+        "GITHUB_API_URL": "http://127.0.0.1:9/api/v3",
+        **LIMITS,
+    }
 
 
 def _onboard(database: str) -> None:
@@ -238,10 +292,25 @@ def gunicorn_server(app_key, tmp_path_factory):
     env.update({f"AINA_{k}": str(v) for k, v in config.items() if k != "PRIVATE_KEY"})
     env["AINA_PRIVATE_KEY"] = str(folder / "app.pem")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "python:github_app.web.gunicorn_config",
-         "--bind", "127.0.0.1:0", "--workers", "1", "--threads", "4",
-         "github_app:create_app()"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            "python:github_app.web.gunicorn_config",
+            "--bind",
+            "127.0.0.1:0",
+            "--workers",
+            "1",
+            "--threads",
+            "4",
+            "github_app:create_app()",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     port = None
     deadline = time.monotonic() + 60
     lines = []
@@ -270,23 +339,50 @@ def gunicorn_server(app_key, tmp_path_factory):
 
 
 # -- the tests ---------------------------------------------------------------------------------
-FUZZ = settings(max_examples=150, deadline=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+)
 
 
 @FUZZ
 @given(request=requests())
-@example(request=("POST", "/telemetry?installation=%D9%A1%D9%A2%D9%A3&repository=octo-org/kernels",
-                  [(b"Content-Length", b"2")], b"{}"))
-@example(request=("POST", "/telemetry?installation=%C2%B2&repository=octo-org/kernels",
-                  [(b"Content-Length", b"2")], b"{}"))
-@example(request=("POST", "/webhook", [(b"X-GitHub-Event", b"push"), (b"X-GitHub-Delivery", b"d1"),
-                                       (b"X-Hub-Signature-256", sign(WEBHOOK_SECRET, _nested(50_000)).encode()),
-                                       (b"Content-Length", str(len(_nested(50_000))).encode())],
-                  _nested(50_000)))
-@example(request=("POST", "/webhook", [(b"X-GitHub-Event", b"installation"), (b"X-GitHub-Delivery", b"d2"),
-                                       (b"X-Hub-Signature-256", b"sha256=\xc3\xa9"),
-                                       (b"Content-Length", b"2")], b"{}"))
+@example(
+    request=(
+        "POST",
+        "/telemetry?installation=%D9%A1%D9%A2%D9%A3&repository=octo-org/kernels",
+        [(b"Content-Length", b"2")],
+        b"{}",
+    )
+)
+@example(
+    request=("POST", "/telemetry?installation=%C2%B2&repository=octo-org/kernels", [(b"Content-Length", b"2")], b"{}")
+)
+@example(
+    request=(
+        "POST",
+        "/webhook",
+        [
+            (b"X-GitHub-Event", b"push"),
+            (b"X-GitHub-Delivery", b"d1"),
+            (b"X-Hub-Signature-256", sign(WEBHOOK_SECRET, _nested(50_000)).encode()),
+            (b"Content-Length", str(len(_nested(50_000))).encode()),
+        ],
+        _nested(50_000),
+    )
+)
+@example(
+    request=(
+        "POST",
+        "/webhook",
+        [
+            (b"X-GitHub-Event", b"installation"),
+            (b"X-GitHub-Delivery", b"d2"),
+            (b"X-Hub-Signature-256", b"sha256=\xc3\xa9"),
+            (b"Content-Length", b"2"),
+        ],
+        b"{}",
+    )
+)
 @example(request=("POST", "/webhook", [(b"Content-Length", b"100")], b"{}"))  # never completed
 @example(request=("POST", "/webhook", [(b"Content-Length", b"-1")], b"{}"))
 def test_werkzeug_served_app_answers_every_request_under_500(werkzeug_server, request):

@@ -18,7 +18,8 @@ from pytest_aina.interpreter.patching import Patches
 #: Every test here runs on a triton whose interpreter the patches were written against;
 #: the "raw" half of each test documents a deviation of exactly that interpreter.
 needs_tested_triton = pytest.mark.skipif(
-    not interpreter.supported(), reason=f"tested with triton {interpreter.TESTED_TRITON_VERSIONS} only")
+    not interpreter.supported(), reason=f"tested with triton {interpreter.TESTED_TRITON_VERSIONS} only"
+)
 
 
 def jit(fn):

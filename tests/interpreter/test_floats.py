@@ -15,11 +15,13 @@ def _torch_bf16_bits(values: np.ndarray) -> np.ndarray:
 
 def test_f32_to_bf16_matches_round_to_nearest_even_on_every_class_of_value():
     g = np.random.default_rng(0)
-    bits = np.concatenate([
-        g.integers(0, 2**32, 100_000, dtype=np.uint64).astype(np.uint32),  # every exponent, subnormals
-        (np.arange(1 << 16, dtype=np.uint32) << 16) | 0x8000,  # every tie
-        np.array([0x7F7FFFFF, 0xFF7FFFFF, 0x7F800000, 0x00000001, 0x80000000], dtype=np.uint32),
-    ])
+    bits = np.concatenate(
+        [
+            g.integers(0, 2**32, 100_000, dtype=np.uint64).astype(np.uint32),  # every exponent, subnormals
+            (np.arange(1 << 16, dtype=np.uint32) << 16) | 0x8000,  # every tie
+            np.array([0x7F7FFFFF, 0xFF7FFFFF, 0x7F800000, 0x00000001, 0x80000000], dtype=np.uint32),
+        ]
+    )
     values = bits.view(np.float32)
     finite = ~np.isnan(values)
     assert np.array_equal(floats.f32_to_bf16(values)[finite], _torch_bf16_bits(values[finite]))

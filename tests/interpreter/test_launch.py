@@ -99,7 +99,9 @@ def test_compiled_mode_helper_runs_in_an_interpreted_kernel():
 
 
 def test_install_is_idempotent_and_uninstall_restores_the_interpreter():
-    originals = {name: vars(upstream.InterpreterBuilder)[name] for name in ("cast_impl", "binary_op", "create_masked_load")}
+    originals = {
+        name: vars(upstream.InterpreterBuilder)[name] for name in ("cast_impl", "binary_op", "create_masked_load")
+    }
     call = vars(upstream.GridExecutor)["__call__"]
     interpreter.install()
     interpreter.install()

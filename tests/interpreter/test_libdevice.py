@@ -62,9 +62,15 @@ def _bessel(x_ptr, y_ptr, N: tl.constexpr):
 
 X = torch.linspace(0.05, 3.0, 32, dtype=torch.float32)
 REFERENCE = {
-    "rsqrt": lambda x: 1 / torch.sqrt(x), "tanh": torch.tanh, "exp": torch.exp, "erf": torch.erf,
-    "log1p": torch.log1p, "pow": lambda x: torch.pow(x, x), "imported_tanh": torch.tanh,
-    "cuda_rsqrt": lambda x: 1 / torch.sqrt(x), "isnan": lambda x: torch.isnan(x).float(),
+    "rsqrt": lambda x: 1 / torch.sqrt(x),
+    "tanh": torch.tanh,
+    "exp": torch.exp,
+    "erf": torch.erf,
+    "log1p": torch.log1p,
+    "pow": lambda x: torch.pow(x, x),
+    "imported_tanh": torch.tanh,
+    "cuda_rsqrt": lambda x: 1 / torch.sqrt(x),
+    "isnan": lambda x: torch.isnan(x).float(),
     "round": lambda x: torch.sign(x) * torch.floor(torch.abs(x) + 0.5),  # halves away from zero
 }
 

@@ -86,8 +86,14 @@ def test_missing_load_mask():
     with interpreter.faithful(), pytest.raises(MemoryViolation) as caught:
         _copy_missing_load_mask[(4,)](x, y, 100, BLOCK=32)
     v = caught.value
-    assert (v.kernel, v.argument, v.kind, v.offset, v.extent, v.lanes) == ("_copy_missing_load_mask", "x_ptr", "load",
-                                                                           100, 100, 28)
+    assert (v.kernel, v.argument, v.kind, v.offset, v.extent, v.lanes) == (
+        "_copy_missing_load_mask",
+        "x_ptr",
+        "load",
+        100,
+        100,
+        28,
+    )
     assert v.program == (3, 0, 0) and "test_sanitizer.py" in v.location
     assert "out-of-bounds load in kernel _copy_missing_load_mask" in str(v) and "element offset 100" in str(v)
 
@@ -164,7 +170,11 @@ def test_atomic_out_of_bounds():
     with interpreter.faithful(), pytest.raises(MemoryViolation) as caught:
         _histogram_missing_mask[(1,)](idx, counts, BLOCK=16)
     assert (caught.value.argument, caught.value.kind, caught.value.offset, caught.value.lanes) == (
-        "counts_ptr", "atomic", 9, 4)
+        "counts_ptr",
+        "atomic",
+        9,
+        4,
+    )
 
 
 def test_kernel_sees_the_arguments_strides_and_writes_through_views():
@@ -217,8 +227,7 @@ print("still running")
 def test_out_of_bounds_store_crashes_the_raw_interpreter_not_the_sanitized_one(mode, tmp_path):
     script = tmp_path / "crash.py"
     script.write_text(textwrap.dedent(_CRASHING))
-    done = subprocess.run([sys.executable, str(script), mode], check=False, capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run([sys.executable, str(script), mode], check=False, capture_output=True, text=True, timeout=300)
     if mode == "raw":
         assert done.returncode < 0 or done.returncode > 128, done.stdout + done.stderr  # killed by a signal
         assert "still running" not in done.stdout

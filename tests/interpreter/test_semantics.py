@@ -93,10 +93,24 @@ def _run_cast(x: torch.Tensor, dtype: torch.dtype, kernel=_cast) -> torch.Tensor
 
 
 # Ties, values just past a tie, overflow past the largest bfloat16, a subnormal, NaN
-CAST_INPUTS = torch.tensor([1.0 + 2**-8, 1.0 + 3 * 2**-8, 1.0 + 2**-8 + 2**-20, -(1.0 + 2**-8 + 2**-20),
-                            3.4e38, -3.0e38, 1e-40, float("nan"), float("inf"), -0.0, 65519.0, 2.0**-25,
-                            *torch.randn(4, generator=torch.Generator().manual_seed(0)).tolist()],
-                           dtype=torch.float32)
+CAST_INPUTS = torch.tensor(
+    [
+        1.0 + 2**-8,
+        1.0 + 3 * 2**-8,
+        1.0 + 2**-8 + 2**-20,
+        -(1.0 + 2**-8 + 2**-20),
+        3.4e38,
+        -3.0e38,
+        1e-40,
+        float("nan"),
+        float("inf"),
+        -0.0,
+        65519.0,
+        2.0**-25,
+        *torch.randn(4, generator=torch.Generator().manual_seed(0)).tolist(),
+    ],
+    dtype=torch.float32,
+)
 
 
 def test_float32_to_bfloat16_rounds_to_nearest_even():
@@ -158,8 +172,7 @@ def test_bfloat16_arithmetic_rounds_values_not_bit_patterns(op):
     g = torch.Generator().manual_seed(1)
     a = torch.randn(64, generator=g).to(torch.bfloat16)
     b = torch.randn(64, generator=g).to(torch.bfloat16)
-    expected = {"add": a + b, "sub": a - b, "mul": a * b, "div": a / b, "maximum": torch.maximum(a, b),
-                "neg": -a}[op]
+    expected = {"add": a + b, "sub": a - b, "mul": a * b, "div": a / b, "maximum": torch.maximum(a, b), "neg": -a}[op]
     out = torch.empty_like(a)
     with raw_interpreter():
         _elementwise[(1,)](a, b, out, N=64, OP=op)

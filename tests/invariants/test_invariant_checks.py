@@ -11,9 +11,16 @@ from pytest_aina.invariants import Observation
 def observe(out, x=None, *, ref=None, close=None, again=None, before=None, buffers=None):
     x = torch.zeros(2, 3) if x is None else x
     buffers = {"x": x} if buffers is None else buffers
-    return Observation(out=out, ref=ref, inputs={"x": x}, buffers=buffers,
-                       before=before or {k: b.clone() for k, b in buffers.items()}, case="the case",
-                       close=close or (lambda a, b: None), again=again or (lambda: out.clone()))
+    return Observation(
+        out=out,
+        ref=ref,
+        inputs={"x": x},
+        buffers=buffers,
+        before=before or {k: b.clone() for k, b in buffers.items()},
+        case="the case",
+        close=close or (lambda a, b: None),
+        again=again or (lambda: out.clone()),
+    )
 
 
 def check(name, o, **params):
@@ -53,7 +60,8 @@ def test_shape_and_dtype_are_compared_with_the_first_input():
     assert check("shape_preserved", observe(torch.zeros(2, 3), x)) is None
     assert check("shape_preserved", observe(torch.zeros(3, 2), x)) == "output shape (3, 2) != input shape (2, 3)"
     assert check("dtype_preserved", observe(torch.zeros(2, 3, dtype=torch.float16), x)) == (
-        "output dtype torch.float16 != input dtype torch.float32")
+        "output dtype torch.float16 != input dtype torch.float32"
+    )
 
 
 def test_no_input_mutation_sees_writes_into_padding():
@@ -94,11 +102,14 @@ def raises_bare(inputs, out, case):
     raise AssertionError
 
 
-@pytest.mark.parametrize("fn, out, expected", [
-    ("rows_positive", torch.ones(2), None),
-    ("rows_positive", -torch.ones(2), "a row is not positive"),
-    ("always_false", torch.ones(2), f"{__name__}:always_false returned False"),
-    ("raises_bare", torch.ones(2), f"{__name__}:raises_bare failed"),
-])
+@pytest.mark.parametrize(
+    "fn, out, expected",
+    [
+        ("rows_positive", torch.ones(2), None),
+        ("rows_positive", -torch.ones(2), "a row is not positive"),
+        ("always_false", torch.ones(2), f"{__name__}:always_false returned False"),
+        ("raises_bare", torch.ones(2), f"{__name__}:raises_bare failed"),
+    ],
+)
 def test_python_escape_hatch(fn, out, expected):
     assert check("python", observe(out), check=f"{__name__}:{fn}") == expected

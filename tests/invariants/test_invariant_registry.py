@@ -40,34 +40,44 @@ def test_an_unknown_name_says_which_are_known():
         invariants.get("sum_to")
 
 
-@pytest.mark.parametrize("rule, before, after, expected", [
-    (tolerance(1e-3), None, None, None),
-    (tolerance(1e-3), None, 1e-3, None),
-    (tolerance(1e-3), None, 1e-2, (WEAKENED, "inv p loosened", 1e-3, 1e-2)),
-    (tolerance(1e-3), 1e-2, None, (TIGHTENED, "inv p tightened", 1e-2, 1e-3)),
-    (target("moved"), 1, 1.0, None),
-    (target("moved"), 1, 2, (WEAKENED, "moved", 1, 2)),
-    (target("moved"), 2, 1, (WEAKENED, "moved", 2, 1)),
-    (bound("min"), 0, 0, None),
-    (bound("min"), 0, None, (WEAKENED, "inv: p bound removed", 0, None)),
-    (bound("min"), None, 0, (TIGHTENED, "inv: p bound added", None, 0)),
-    (bound("min"), 0, -1, (WEAKENED, "inv range widened", 0, -1)),
-    (bound("min"), 0, 1, (TIGHTENED, "inv range narrowed", 0, 1)),
-    (bound("max"), 1, 2, (WEAKENED, "inv range widened", 1, 2)),
-    (bound("max"), 1, 0.5, (TIGHTENED, "inv range narrowed", 1, 0.5)),
-    (review("look"), "a:b", "a:b", None),
-    (review("look"), "a:b", "a:c", (CHANGED, "look", "a:b", "a:c")),
-])
+@pytest.mark.parametrize(
+    "rule, before, after, expected",
+    [
+        (tolerance(1e-3), None, None, None),
+        (tolerance(1e-3), None, 1e-3, None),
+        (tolerance(1e-3), None, 1e-2, (WEAKENED, "inv p loosened", 1e-3, 1e-2)),
+        (tolerance(1e-3), 1e-2, None, (TIGHTENED, "inv p tightened", 1e-2, 1e-3)),
+        (target("moved"), 1, 1.0, None),
+        (target("moved"), 1, 2, (WEAKENED, "moved", 1, 2)),
+        (target("moved"), 2, 1, (WEAKENED, "moved", 2, 1)),
+        (bound("min"), 0, 0, None),
+        (bound("min"), 0, None, (WEAKENED, "inv: p bound removed", 0, None)),
+        (bound("min"), None, 0, (TIGHTENED, "inv: p bound added", None, 0)),
+        (bound("min"), 0, -1, (WEAKENED, "inv range widened", 0, -1)),
+        (bound("min"), 0, 1, (TIGHTENED, "inv range narrowed", 0, 1)),
+        (bound("max"), 1, 2, (WEAKENED, "inv range widened", 1, 2)),
+        (bound("max"), 1, 0.5, (TIGHTENED, "inv range narrowed", 1, 0.5)),
+        (review("look"), "a:b", "a:b", None),
+        (review("look"), "a:b", "a:c", (CHANGED, "look", "a:b", "a:c")),
+    ],
+)
 def test_parameter_rules(rule, before, after, expected):
     move = rule("inv", "p", before, after)
     assert (move and (move.kind, move.message, move.before, move.after)) == expected
 
 
 def test_compare_runs_the_rules_in_order_then_flags_other_parameters():
-    d = InvariantDef("thing", lambda o, p: None, params={"type": "object"}, identity=("dim",),
-                     ratchet={"atol": tolerance(1.0), "value": target("value moved")})
+    d = InvariantDef(
+        "thing",
+        lambda o, p: None,
+        params={"type": "object"},
+        identity=("dim",),
+        ratchet={"atol": tolerance(1.0), "value": target("value moved")},
+    )
     moves = d.compare({"atol": 2, "value": 1, "dim": 0, "z": 1, "a": 1}, {"value": 2, "dim": 1, "z": 2, "a": 2})
     assert [(p, m.kind, m.message) for p, m in moves] == [
-        ("atol", TIGHTENED, "thing atol tightened"), ("value", WEAKENED, "value moved"),
+        ("atol", TIGHTENED, "thing atol tightened"),
+        ("value", WEAKENED, "value moved"),
         ("a", CHANGED, "thing parameter a changed: needs review"),
-        ("z", CHANGED, "thing parameter z changed: needs review")]
+        ("z", CHANGED, "thing parameter z changed: needs review"),
+    ]

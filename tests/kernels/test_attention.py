@@ -59,8 +59,7 @@ def exact_and_bound(q, k, v, causal: bool, scale: float | None):
     relative = 2.0**-22 * ((D + 2) * magnitude + shift + S + 8)
     weights = p @ v64.abs()
     p_rounding = 0.0 if q.dtype == torch.float32 else UNIT[q.dtype]
-    bound = (UNIT[q.dtype] * out.abs() + SUBNORMAL_STEP[q.dtype] / 2 + p_rounding * weights
-             + (p * relative) @ v64.abs())
+    bound = UNIT[q.dtype] * out.abs() + SUBNORMAL_STEP[q.dtype] / 2 + p_rounding * weights + (p * relative) @ v64.abs()
     return out, bound
 
 
@@ -144,11 +143,17 @@ def test_every_tunable_value(gen):
 
 def test_configs_beyond_the_hardware_are_refused(gen):
     q, k, v = qkv(1, 1, 8, 128, torch.float32, gen)
-    with pytest.raises(ValueError, match=r"attention: .* needs ~557056 bytes of shared memory per program; "
-                                         r"the limit is 232448"):
+    with pytest.raises(
+        ValueError,
+        match=r"attention: .* needs ~557056 bytes of shared memory per program; "
+        r"the limit is 232448",
+    ):
         at.attention_generic(q, k, v, BLOCK_M=64, BLOCK_N=128, num_stages=4)
-    with pytest.raises(ValueError, match=r"attention: .* keeps 1024 float32 accumulators per thread; at most 128 "
-                                         r"fit with num_warps=1"):
+    with pytest.raises(
+        ValueError,
+        match=r"attention: .* keeps 1024 float32 accumulators per thread; at most 128 "
+        r"fit with num_warps=1",
+    ):
         at.attention_generic(q.half(), k.half(), v.half(), BLOCK_M=128, BLOCK_N=128, num_warps=1, num_stages=1)
 
 
@@ -189,13 +194,28 @@ def _case(dtype: str, D: int, causal: bool, cfg: dict) -> dict:
     args = {"q_ptr": f"*{dtype}", "k_ptr": f"*{dtype}", "v_ptr": f"*{dtype}", "o_ptr": f"*{dtype}"}
     for t in "qkvo":
         args.update({f"stride_{t}b": H * S * D, f"stride_{t}h": S * D, f"stride_{t}s": D, f"stride_{t}d": 1})
-    args.update({"H": H, "S": S, "D": D, "qk_scale": 0.18,
-                 "BLOCK_M": {"constexpr": cfg["BLOCK_M"]}, "BLOCK_N": {"constexpr": cfg["BLOCK_N"]},
-                 "BLOCK_D": {"constexpr": D}, "CAUSAL": {"constexpr": causal}, "EVEN_D": {"constexpr": True},
-                 "INPUT_PRECISION": {"constexpr": "ieee" if dtype == "fp32" else "tf32"}})
-    return {"label": f"attention {dtype} D={D} causal={causal} {cfg}",
-            "kernel": "kernels.attention:_attention_forward_kernel", "args": args,
-            "num_warps": cfg["num_warps"], "num_stages": cfg["num_stages"], "fp_fusion": True}
+    args.update(
+        {
+            "H": H,
+            "S": S,
+            "D": D,
+            "qk_scale": 0.18,
+            "BLOCK_M": {"constexpr": cfg["BLOCK_M"]},
+            "BLOCK_N": {"constexpr": cfg["BLOCK_N"]},
+            "BLOCK_D": {"constexpr": D},
+            "CAUSAL": {"constexpr": causal},
+            "EVEN_D": {"constexpr": True},
+            "INPUT_PRECISION": {"constexpr": "ieee" if dtype == "fp32" else "tf32"},
+        }
+    )
+    return {
+        "label": f"attention {dtype} D={D} causal={causal} {cfg}",
+        "kernel": "kernels.attention:_attention_forward_kernel",
+        "args": args,
+        "num_warps": cfg["num_warps"],
+        "num_stages": cfg["num_stages"],
+        "fp_fusion": True,
+    }
 
 
 @pytest.mark.slow

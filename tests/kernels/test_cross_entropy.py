@@ -53,8 +53,9 @@ def exact(logits, target, reduction, label_smoothing, ignore_index=-100):
     """Loss in float64, and what the gradient is made of: softmax p, the smoothed one-hot q
     and each row's factor (1 / n_valid for 'mean', 0 for ignored rows)."""
     x = logits.double()
-    loss = F.cross_entropy(x, target.long(), ignore_index=ignore_index, reduction=reduction,
-                           label_smoothing=label_smoothing)
+    loss = F.cross_entropy(
+        x, target.long(), ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing
+    )
     valid = target.long() != ignore_index
     p = torch.softmax(x, dim=1)
     q = torch.full_like(p, label_smoothing / x.shape[1])
@@ -93,8 +94,9 @@ def loss_bound(loss64):
 
 def run(logits, target, reduction, label_smoothing, g, ignore_index=-100, **config):
     x = logits.clone().requires_grad_()
-    loss = ce.cross_entropy_generic(x, target, ignore_index=ignore_index, reduction=reduction,
-                                    label_smoothing=label_smoothing, **config)
+    loss = ce.cross_entropy_generic(
+        x, target, ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing, **config
+    )
     (loss * g).sum().backward()
     return loss, x.grad
 
@@ -179,8 +181,9 @@ def test_every_row_ignored(reduction, gen):
     target = torch.full((N,), -100)
     for inplace in (False, True):
         x = logits.clone().requires_grad_()
-        loss = ce.cross_entropy_generic(x, target, reduction=reduction, label_smoothing=0.2, inplace_grad=inplace,
-                                        **SMALL)
+        loss = ce.cross_entropy_generic(
+            x, target, reduction=reduction, label_smoothing=0.2, inplace_grad=inplace, **SMALL
+        )
         ref = F.cross_entropy(logits, target, reduction=reduction, label_smoothing=0.2)
         torch.testing.assert_close(loss, ref, equal_nan=True)
         (loss * upstream(reduction, N, gen)).sum().backward()
@@ -332,18 +335,48 @@ def test_bad_arguments_are_named():
 def _case(kernel: str, dtype: str, cfg: dict, **flags) -> dict:
     V_ = 128256  # Llama-3's vocabulary
     ptr, f32 = f"*{dtype}", "*fp32"
-    common = {"stride_row": V_, "stride_col": 1, "stride_target": 1, "stride_grad_row": V_, "stride_grad_col": 1,
-              "V": V_, "ignore_index": -100, "label_smoothing": 0.1, "BLOCK_V": {"constexpr": cfg["BLOCK_V"]}}
+    common = {
+        "stride_row": V_,
+        "stride_col": 1,
+        "stride_target": 1,
+        "stride_grad_row": V_,
+        "stride_grad_col": 1,
+        "V": V_,
+        "ignore_index": -100,
+        "label_smoothing": 0.1,
+        "BLOCK_V": {"constexpr": cfg["BLOCK_V"]},
+    }
     if kernel == "forward":
-        args = {"x_ptr": ptr, "target_ptr": "*i64", "loss_ptr": f32, "max_ptr": f32, "log_sum_ptr": f32,
-                "grad_ptr": ptr, "n_valid_ptr": f32}
+        args = {
+            "x_ptr": ptr,
+            "target_ptr": "*i64",
+            "loss_ptr": f32,
+            "max_ptr": f32,
+            "log_sum_ptr": f32,
+            "grad_ptr": ptr,
+            "n_valid_ptr": f32,
+        }
     else:
-        args = {"x_ptr": ptr, "target_ptr": "*i64", "max_ptr": f32, "log_sum_ptr": f32, "dloss_ptr": f32,
-                "n_valid_ptr": f32, "grad_ptr": ptr, "stride_dloss": 0}
+        args = {
+            "x_ptr": ptr,
+            "target_ptr": "*i64",
+            "max_ptr": f32,
+            "log_sum_ptr": f32,
+            "dloss_ptr": f32,
+            "n_valid_ptr": f32,
+            "grad_ptr": ptr,
+            "stride_dloss": 0,
+        }
     args.update(common)
     args.update({k: {"constexpr": v} for k, v in flags.items()})
-    return {"label": f"cross_entropy {kernel} {dtype} {flags}",
-            "kernel": f"kernels.cross_entropy:_cross_entropy_{kernel}_kernel", "args": args, "num_warps": cfg["num_warps"], "num_stages": cfg["num_stages"], "fp_fusion": False}
+    return {
+        "label": f"cross_entropy {kernel} {dtype} {flags}",
+        "kernel": f"kernels.cross_entropy:_cross_entropy_{kernel}_kernel",
+        "args": args,
+        "num_warps": cfg["num_warps"],
+        "num_stages": cfg["num_stages"],
+        "fp_fusion": False,
+    }
 
 
 @pytest.mark.slow
@@ -351,10 +384,12 @@ def test_compiles_for_sm90():
     """Both kernels, with and without smoothing and the in-place gradient, compile for an
     H100 at the heuristic's config for a 128k vocabulary, without register spills."""
     cfg = ce._heuristic(128256, interpreted=False)
-    cases = [_case("forward", "bf16", cfg, SMOOTHING=True, WRITE_GRAD=True, MEAN=True),
-             _case("forward", "fp32", cfg, SMOOTHING=False, WRITE_GRAD=False, MEAN=False),
-             _case("backward", "bf16", cfg, SMOOTHING=True, MEAN=True),
-             _case("backward", "fp16", cfg, SMOOTHING=False, MEAN=False)]
+    cases = [
+        _case("forward", "bf16", cfg, SMOOTHING=True, WRITE_GRAD=True, MEAN=True),
+        _case("forward", "fp32", cfg, SMOOTHING=False, WRITE_GRAD=False, MEAN=False),
+        _case("backward", "bf16", cfg, SMOOTHING=True, MEAN=True),
+        _case("backward", "fp16", cfg, SMOOTHING=False, MEAN=False),
+    ]
     for result in compile_for_sm90(cases):
         assert result["ok"], result
         assert result["spill_bytes"] == 0, result

@@ -130,8 +130,9 @@ def test_every_tunable_value(k, gen):
         assert {c[key] for c in configs} == set(values)
 
 
-@pytest.mark.parametrize("dtype,n", [(torch.float32, 20000), (torch.bfloat16, 131072)],
-                         ids=["float32-N20000", "bfloat16-N131072"])
+@pytest.mark.parametrize(
+    "dtype,n", [(torch.float32, 20000), (torch.bfloat16, 131072)], ids=["float32-N20000", "bfloat16-N131072"]
+)
 @pytest.mark.parametrize("k", KERNELS, ids=repr)
 def test_wide_rows_take_the_looped_kernel(k, dtype, n, gen):
     x = make_x([2, n], dtype, "sliced", gen)
@@ -147,7 +148,10 @@ def test_strided_parameters_and_public_function(k, gen):
     out = run_and_check(k, x, params)
     assert torch.equal(k.public(x, *params, **k.eps), out)  # the heuristic config, same bits
     assert k.dims(x, *params) == {"M": 4, "N": 96}
-    assert k.dims(make_x([2, 3, 5], torch.float32, "contiguous", gen), *k.params(5, torch.float32, gen)) == {"M": 6, "N": 5}
+    assert k.dims(make_x([2, 3, 5], torch.float32, "contiguous", gen), *k.params(5, torch.float32, gen)) == {
+        "M": 6,
+        "N": 5,
+    }
 
 
 @pytest.mark.parametrize("k", KERNELS, ids=repr)
@@ -265,7 +269,12 @@ def test_kernels_compile_for_a_gpu():
     """The interpreter never compiles: compile every kernel for sm_90 with Triton's own
     backend and ptxas (shipped in its wheel), as a launch on an H100 would. -W error: the
     launch options must not leave triton 3.9 warning about FP fusion."""
-    done = subprocess.run([sys.executable, "-W", "error", str(ROOT / "scripts" / "compile_kernels.py"), "--quick"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-W", "error", str(ROOT / "scripts" / "compile_kernels.py"), "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count(" ok ") == 18 and "all compiled" in done.stdout

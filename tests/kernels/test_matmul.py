@@ -115,17 +115,25 @@ def test_every_tunable_value(gen):
 
 def test_configs_beyond_the_hardware_are_refused(gen):
     a, b = operands(8, 8, 8, torch.float32, gen)
-    with pytest.raises(ValueError, match=r"matmul: .*BLOCK_K=128.* needs ~786432 bytes of shared memory per "
-                                         r"program; the limit is 232448"):
+    with pytest.raises(
+        ValueError,
+        match=r"matmul: .*BLOCK_K=128.* needs ~786432 bytes of shared memory per "
+        r"program; the limit is 232448",
+    ):
         mm.matmul_generic(a, b, BLOCK_M=256, BLOCK_N=256, BLOCK_K=128, num_stages=3)
-    with pytest.raises(ValueError, match=r"matmul: .* keeps 128 float32 accumulators per thread; at most 64 fit "
-                                         r"with num_warps=16"):
+    with pytest.raises(
+        ValueError,
+        match=r"matmul: .* keeps 128 float32 accumulators per thread; at most 64 fit "
+        r"with num_warps=16",
+    ):
         mm.matmul_generic(a.half(), b.half(), BLOCK_M=256, BLOCK_N=256, BLOCK_K=16, num_warps=16, num_stages=1)
 
 
 def test_empty_dims():
-    assert torch.equal(mm.matmul(torch.ones(3, 0, dtype=torch.float16), torch.ones(0, 5, dtype=torch.float16)),
-                       torch.zeros(3, 5, dtype=torch.float16))
+    assert torch.equal(
+        mm.matmul(torch.ones(3, 0, dtype=torch.float16), torch.ones(0, 5, dtype=torch.float16)),
+        torch.zeros(3, 5, dtype=torch.float16),
+    )
     assert mm.matmul(torch.ones(0, 4), torch.ones(4, 5)).shape == (0, 5)
     assert mm.matmul(torch.ones(2, 4), torch.ones(4, 0)).shape == (2, 0)
 
@@ -158,13 +166,31 @@ def test_bad_arguments_are_named():
 
 def _case(dtype: str, cfg: dict) -> dict:
     size = 4096
-    args = {"a_ptr": f"*{dtype}", "b_ptr": f"*{dtype}", "c_ptr": f"*{dtype}", "M": size, "N": size, "K": size,
-            "stride_am": size, "stride_ak": 1, "stride_bk": size, "stride_bn": 1, "stride_cm": size, "stride_cn": 1}
+    args = {
+        "a_ptr": f"*{dtype}",
+        "b_ptr": f"*{dtype}",
+        "c_ptr": f"*{dtype}",
+        "M": size,
+        "N": size,
+        "K": size,
+        "stride_am": size,
+        "stride_ak": 1,
+        "stride_bk": size,
+        "stride_bn": 1,
+        "stride_cm": size,
+        "stride_cn": 1,
+    }
     args.update({k: {"constexpr": cfg[k]} for k in ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M")})
     args["EVEN_K"] = {"constexpr": True}
     args["INPUT_PRECISION"] = {"constexpr": "ieee" if dtype == "fp32" else "tf32"}
-    return {"label": f"matmul {dtype} {cfg}", "kernel": "kernels.matmul:_matmul_kernel", "args": args,
-            "num_warps": cfg["num_warps"], "num_stages": cfg["num_stages"], "fp_fusion": True}
+    return {
+        "label": f"matmul {dtype} {cfg}",
+        "kernel": "kernels.matmul:_matmul_kernel",
+        "args": args,
+        "num_warps": cfg["num_warps"],
+        "num_stages": cfg["num_stages"],
+        "fp_fusion": True,
+    }
 
 
 @pytest.mark.slow

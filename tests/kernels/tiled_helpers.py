@@ -37,9 +37,11 @@ def assert_within(actual, expected, bound, what: str) -> None:
     if bool((err > b).any()):
         i = int(excess.argmax())
         idx = tuple(int(v) for v in torch.unravel_index(torch.tensor(i), e.shape)) if e.dim() else ()
-        raise AssertionError(f"{what}: {int((err > b).sum())} of {e.numel()} elements out of bounds; worst at "
-                             f"{idx}: got {a.flatten()[i].item()!r}, expected {e.flatten()[i].item()!r}, "
-                             f"error {err.flatten()[i].item():.3g} > bound {b.flatten()[i].item():.3g}")
+        raise AssertionError(
+            f"{what}: {int((err > b).sum())} of {e.numel()} elements out of bounds; worst at "
+            f"{idx}: got {a.flatten()[i].item()!r}, expected {e.flatten()[i].item()!r}, "
+            f"error {err.flatten()[i].item():.3g} > bound {b.flatten()[i].item():.3g}"
+        )
 
 
 def compile_for_sm90(cases: list[dict], timeout: float = 900) -> list[dict]:
@@ -53,8 +55,14 @@ def compile_for_sm90(cases: list[dict], timeout: float = 900) -> list[dict]:
     and pipeline), a float, or ``{"constexpr": value}``.
     """
     env = {**os.environ, "TRITON_INTERPRET": "0", "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, __file__, json.dumps(cases)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(
+        [sys.executable, __file__, json.dumps(cases)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
 
@@ -85,13 +93,29 @@ def _compile(case: dict) -> dict:
                 attrs[(i,)] = [["tt.divisibility", 16]]
     src = ASTSource(kernel, signature, constexprs=constexprs, attrs=attrs)
     try:
-        compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={
-            "num_warps": case["num_warps"], "num_stages": case["num_stages"], "enable_fp_fusion": case["fp_fusion"]})
+        compiled = triton.compile(
+            src,
+            target=GPUTarget("cuda", 90, 32),
+            options={
+                "num_warps": case["num_warps"],
+                "num_stages": case["num_stages"],
+                "enable_fp_fusion": case["fp_fusion"],
+            },
+        )
     except Exception as exc:  # reported per case; the test decides
-        return {"label": case["label"], "ok": False, "shared": None,
-                "error": f"{type(exc).__name__}: {str(exc)[-1500:]}"}
-    return {"label": case["label"], "ok": True, "shared": compiled.metadata.shared, "error": None,
-            **_ptxas_usage(compiled.asm["ptx"])}
+        return {
+            "label": case["label"],
+            "ok": False,
+            "shared": None,
+            "error": f"{type(exc).__name__}: {str(exc)[-1500:]}",
+        }
+    return {
+        "label": case["label"],
+        "ok": True,
+        "shared": compiled.metadata.shared,
+        "error": None,
+        **_ptxas_usage(compiled.asm["ptx"]),
+    }
 
 
 def _ptxas_usage(ptx: str) -> dict:
@@ -104,14 +128,20 @@ def _ptxas_usage(ptx: str) -> dict:
     with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as f:
         f.write(ptx)
     try:
-        done = subprocess.run([get_ptxas(90).path, "-v", f"--gpu-name={sm_arch_from_capability(90)}", f.name, "-o", os.devnull],
-                              capture_output=True, text=True, check=True)
+        done = subprocess.run(
+            [get_ptxas(90).path, "-v", f"--gpu-name={sm_arch_from_capability(90)}", f.name, "-o", os.devnull],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
     finally:
         os.unlink(f.name)
     regs = re.search(r"Used (\d+) registers", done.stderr)
     spills = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", done.stderr)
-    return {"registers": int(regs.group(1)) if regs else None,
-            "spill_bytes": int(spills.group(1)) + int(spills.group(2)) if spills else None}
+    return {
+        "registers": int(regs.group(1)) if regs else None,
+        "spill_bytes": int(spills.group(1)) + int(spills.group(2)) if spills else None,
+    }
 
 
 if __name__ == "__main__":

@@ -8,8 +8,9 @@ import torch.nn.functional as F
 
 
 def ce_reference(logits, target, reduction="mean", ignore_index=-100):
-    return F.cross_entropy(logits.double(), target.long(), reduction=reduction,
-                           ignore_index=ignore_index).to(logits.dtype)
+    return F.cross_entropy(logits.double(), target.long(), reduction=reduction, ignore_index=ignore_index).to(
+        logits.dtype
+    )
 
 
 def _ce(logits, target, reduction, ignore_index, *, count_ignored=False, sum_as_mean=False):

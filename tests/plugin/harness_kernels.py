@@ -11,32 +11,41 @@ import triton.language as tl
 
 
 @triton.jit
-def _softmax_kernel(output_ptr, input_ptr, input_row_stride, input_col_stride, output_row_stride, n_cols,
-                    BLOCK_SIZE: tl.constexpr):
+def _softmax_kernel(
+    output_ptr, input_ptr, input_row_stride, input_col_stride, output_row_stride, n_cols, BLOCK_SIZE: tl.constexpr
+):
     row_idx = tl.program_id(0)
     col_offsets = tl.arange(0, BLOCK_SIZE)
     mask = col_offsets < n_cols
-    row = tl.load(input_ptr + row_idx * input_row_stride + col_offsets * input_col_stride, mask=mask,
-                  other=-float("inf")).to(tl.float32)
+    row = tl.load(
+        input_ptr + row_idx * input_row_stride + col_offsets * input_col_stride, mask=mask, other=-float("inf")
+    ).to(tl.float32)
     row_minus_max = row - tl.max(row, axis=0)
     numerator = tl.exp(row_minus_max)
     denominator = tl.sum(numerator, axis=0)
     softmax_output = numerator / denominator
-    tl.store(output_ptr + row_idx * output_row_stride + col_offsets,
-             softmax_output.to(output_ptr.dtype.element_ty), mask=mask)
+    tl.store(
+        output_ptr + row_idx * output_row_stride + col_offsets,
+        softmax_output.to(output_ptr.dtype.element_ty),
+        mask=mask,
+    )
 
 
 @triton.jit
-def _softmax_no_load_mask(output_ptr, input_ptr, input_row_stride, input_col_stride, output_row_stride, n_cols,
-                          BLOCK_SIZE: tl.constexpr):
+def _softmax_no_load_mask(
+    output_ptr, input_ptr, input_row_stride, input_col_stride, output_row_stride, n_cols, BLOCK_SIZE: tl.constexpr
+):
     row_idx = tl.program_id(0)
     col_offsets = tl.arange(0, BLOCK_SIZE)
     mask = col_offsets < n_cols
     row = tl.load(input_ptr + row_idx * input_row_stride + col_offsets * input_col_stride).to(tl.float32)
     row = tl.where(mask, row, -float("inf"))
     numerator = tl.exp(row - tl.max(row, axis=0))
-    tl.store(output_ptr + row_idx * output_row_stride + col_offsets,
-             (numerator / tl.sum(numerator, axis=0)).to(output_ptr.dtype.element_ty), mask=mask)
+    tl.store(
+        output_ptr + row_idx * output_row_stride + col_offsets,
+        (numerator / tl.sum(numerator, axis=0)).to(output_ptr.dtype.element_ty),
+        mask=mask,
+    )
 
 
 def _launch(kernel, x):

@@ -16,11 +16,12 @@ SOFTMAX_YAML = (ROOT / "specs" / "softmax.yaml").read_text()
 
 def project(pytester, implementation: str, *, examples: bool = True) -> pytest.Pytester:
     shutil.copy(HERE / "harness_kernels.py", pytester.path / "harness_kernels.py")
-    text = SOFTMAX_YAML.replace("implementation: kernels.softmax:softmax",
-                                f"implementation: harness_kernels:{implementation}")
+    text = SOFTMAX_YAML.replace(
+        "implementation: kernels.softmax:softmax", f"implementation: harness_kernels:{implementation}"
+    )
     text = text.replace("reference: kernels.softmax:softmax_reference", "reference: harness_kernels:reference")
     if not examples:
-        text = text[:text.index("examples:")] + text[text.index("benchmarks:"):]
+        text = text[: text.index("examples:")] + text[text.index("benchmarks:") :]
     (pytester.path / "specs").mkdir()
     (pytester.path / "specs" / "softmax.yaml").write_text(text)
     (pytester.path / "pytest.ini").write_text("[pytest]\npythonpath = .\n")
@@ -64,8 +65,9 @@ def test_missing_load_mask_is_named_and_the_rerun_reproduces_it(pytester):
 
 def test_a_crash_fails_its_own_item_and_the_others_run_and_report(pytester):
     p = project(pytester, "softmax_crashes_in_float16", examples=False)
-    result = p.runpytest_subprocess("--aina", "-p", "no:cacheprovider", "-rA", "-k", "property",
-                                    "--aina-report", "report.json", timeout=600)
+    result = p.runpytest_subprocess(
+        "--aina", "-p", "no:cacheprovider", "-rA", "-k", "property", "--aina-report", "report.json", timeout=600
+    )
     text = result.stdout.str()
     result.assert_outcomes(passed=2, failed=1)
     assert "property[float16] FAILED" in text or "FAILED specs/softmax.yaml::property[float16]" in text, text
@@ -84,16 +86,18 @@ def test_a_crash_fails_its_own_item_and_the_others_run_and_report(pytester):
 def test_without_isolation_a_crash_takes_the_session_down(pytester):
     """What the isolation buys (and why it is on by default)."""
     p = project(pytester, "softmax_crashes_in_float16", examples=False)
-    result = p.runpytest_subprocess("--aina", "-p", "no:cacheprovider", "--no-aina-isolate",
-                                    "-k", "property and float16", timeout=600)
+    result = p.runpytest_subprocess(
+        "--aina", "-p", "no:cacheprovider", "--no-aina-isolate", "-k", "property and float16", timeout=600
+    )
     assert result.ret not in (0, 1)
     assert "passed" not in result.stdout.str().splitlines()[-1] if result.stdout.lines else True
 
 
 def test_sanitizer_off_is_in_the_rerun_command(pytester):
     p = project(pytester, "softmax_no_load_mask", examples=False)
-    result = p.runpytest_subprocess("--aina", "-p", "no:cacheprovider", "--no-aina-sanitize",
-                                    "-k", "property and float32", timeout=600)
+    result = p.runpytest_subprocess(
+        "--aina", "-p", "no:cacheprovider", "--no-aina-sanitize", "-k", "property and float32", timeout=600
+    )
     text = result.stdout.str()
     # without the sanitizer the stray load reads whatever lies past the tensor: no memory
     # check, perhaps a wrong value; the re-run command keeps the setting either way
@@ -112,13 +116,24 @@ def test_a_spec_outside_the_rootdir_gets_a_node_id_that_reruns(pytester):
     (pytester.path / "pytest.ini").rename(inner / "pytest.ini")
     (inner / "pytest.ini").write_text(f"[pytest]\npythonpath = {pytester.path}\n")
     pytester.chdir()
-    result = pytester.runpytest_subprocess("--aina", "-p", "no:cacheprovider", "--rootdir", str(inner),
-                                           "-c", str(inner / "pytest.ini"), "elsewhere/softmax.yaml",
-                                           "-k", "property and float32", timeout=600)
+    result = pytester.runpytest_subprocess(
+        "--aina",
+        "-p",
+        "no:cacheprovider",
+        "--rootdir",
+        str(inner),
+        "-c",
+        str(inner / "pytest.ini"),
+        "elsewhere/softmax.yaml",
+        "-k",
+        "property and float32",
+        timeout=600,
+    )
     text = result.stdout.str()
     result.assert_outcomes(failed=1)
     argv = rerun_command(text)
     assert argv[1].startswith("elsewhere/softmax.yaml::property[float32]"), argv
-    again = pytester.runpytest_subprocess(*argv, "-p", "no:cacheprovider", "--rootdir", str(inner),
-                                          "-c", str(inner / "pytest.ini"), timeout=600)
+    again = pytester.runpytest_subprocess(
+        *argv, "-p", "no:cacheprovider", "--rootdir", str(inner), "-c", str(inner / "pytest.ini"), timeout=600
+    )
     again.assert_outcomes(failed=1)

@@ -19,12 +19,15 @@ BIN = Path(sys.executable).parent
 def run(cwd, *argv, timeout=900):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("PYTEST_ADDOPTS", None)
-    return subprocess.run([str(BIN / argv[0]), *argv[1:]], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [str(BIN / argv[0]), *argv[1:]], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
-needs_scripts = pytest.mark.skipif(not (BIN / "aina").exists() or not (BIN / "pytest").exists(),
-                                   reason="the aina and pytest console scripts are not installed next to Python")
+needs_scripts = pytest.mark.skipif(
+    not (BIN / "aina").exists() or not (BIN / "pytest").exists(),
+    reason="the aina and pytest console scripts are not installed next to Python",
+)
 
 
 @needs_scripts
@@ -61,14 +64,20 @@ def test_the_readme_newcomer_path(tmp_path):
 def test_spec_check_reports_an_implementation_that_cannot_be_found(tmp_path):
     assert run(tmp_path, "aina", "init", "my_silu").returncode == 0
     spec = tmp_path / "my_silu.yaml"
-    spec.write_text(spec.read_text().replace("implementation: my_silu:my_silu", "implementation: my_silu:my_sliu")
-                    .replace("reference: my_silu:my_silu_reference", "reference: nowhere:my_silu_reference"))
+    spec.write_text(
+        spec.read_text()
+        .replace("implementation: my_silu:my_silu", "implementation: my_silu:my_sliu")
+        .replace("reference: my_silu:my_silu_reference", "reference: nowhere:my_silu_reference")
+    )
     result = run(tmp_path, "aina", "spec", "check", "my_silu.yaml")
     assert result.returncode == 1
-    assert "my_silu.yaml:4: implementation: 'my_silu:my_sliu' cannot be found: my_silu defines no 'my_sliu'" \
-        in result.stdout, result.stdout
-    assert "my_silu.yaml:5: reference: 'nowhere:my_silu_reference' cannot be found: module 'nowhere'" \
-        in result.stdout, result.stdout
+    assert (
+        "my_silu.yaml:4: implementation: 'my_silu:my_sliu' cannot be found: my_silu defines no 'my_sliu'"
+        in result.stdout
+    ), result.stdout
+    assert (
+        "my_silu.yaml:5: reference: 'nowhere:my_silu_reference' cannot be found: module 'nowhere'" in result.stdout
+    ), result.stdout
 
 
 @needs_scripts

@@ -4,9 +4,8 @@ kernel (fast on a CPU); the correct kernels pass the same specs."""
 import shutil
 from pathlib import Path
 
-import pytest
-
 import format_specs as S
+import pytest
 
 # pytester runs of whole specs, 14 of them: minutes on 2 cores, so with the slow tests
 pytestmark = pytest.mark.slow
@@ -51,17 +50,42 @@ def test_correct_kernels_pass(project, spec, impl):
 # spec, buggy implementation, what the failure must say, a text the failing case must show
 BUGS = [
     ("backward_ignores_upstream", S.LAYER_NORM, "LNIgnoresUpstream", "gradient of", "case:"),
-    ("gradient_wrong_for_noncontiguous", S.LAYER_NORM, "LNAssumesContiguous", "gradient of x failed",
-     "layout=transposed"),
+    (
+        "gradient_wrong_for_noncontiguous",
+        S.LAYER_NORM,
+        "LNAssumesContiguous",
+        "gradient of x failed",
+        "layout=transposed",
+    ),
     ("statistics_saved_in_bf16", S.LAYER_NORM, "LNStatsInInputDtype", "gradient of", "dtype=bfloat16"),
-    ("ignored_rows_counted_in_mean", S.CROSS_ENTROPY, "ce_mean_counts_ignored", "reference check of output loss",
-     "case:"),
-    ("one_reduction_mode_wrong", S.CROSS_ENTROPY, "ce_sum_as_mean", "reference check of output loss",
-     "arg.reduction=sum"),
-    ("precision_loss_on_confident_targets", _spec(S.CE_GRAD, CONFIDENT), "ce_grad_low_precision",
-     "gradient of logits failed", "dtype=bfloat16"),
-    ("inplace_gradient_wrong_stride", S.SOFTMAX_BWD_INPLACE, "softmax_bwd_inplace_wrong_stride",
-     "reference check of output dx failed", "layout="),
+    (
+        "ignored_rows_counted_in_mean",
+        S.CROSS_ENTROPY,
+        "ce_mean_counts_ignored",
+        "reference check of output loss",
+        "case:",
+    ),
+    (
+        "one_reduction_mode_wrong",
+        S.CROSS_ENTROPY,
+        "ce_sum_as_mean",
+        "reference check of output loss",
+        "arg.reduction=sum",
+    ),
+    (
+        "precision_loss_on_confident_targets",
+        _spec(S.CE_GRAD, CONFIDENT),
+        "ce_grad_low_precision",
+        "gradient of logits failed",
+        "dtype=bfloat16",
+    ),
+    (
+        "inplace_gradient_wrong_stride",
+        S.SOFTMAX_BWD_INPLACE,
+        "softmax_bwd_inplace_wrong_stride",
+        "reference check of output dx failed",
+        "layout=",
+    ),
     ("size_threshold", S.SOFTMAX, "softmax_grid_cap", "reference check failed", "M=48"),
 ]
 

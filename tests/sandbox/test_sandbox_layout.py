@@ -26,6 +26,7 @@ LAZY = {"torch", "numpy"}
 
 def _imports(tree: ast.AST):
     """(module imported, whether the import is inside a function) for every import."""
+
     def walk(node, in_function):
         for child in ast.iter_child_nodes(node):
             inner = in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
@@ -45,8 +46,11 @@ def _modules(folder: Path):
     return sorted(p for p in folder.rglob("*.py"))
 
 
-@pytest.mark.parametrize("path", [p for p in _modules(ROOT) if "parent" not in p.relative_to(ROOT).parts],
-                         ids=lambda p: str(p.relative_to(ROOT)))
+@pytest.mark.parametrize(
+    "path",
+    [p for p in _modules(ROOT) if "parent" not in p.relative_to(ROOT).parts],
+    ids=lambda p: str(p.relative_to(ROOT)),
+)
 def test_the_child_and_the_shared_modules_never_import_the_parent(path):
     found = [m for m, _ in _imports(ast.parse(path.read_text())) if m == PARENT or m.startswith(PARENT + ".")]
     assert found == [], f"{path.relative_to(ROOT)} imports {found}"
@@ -59,12 +63,15 @@ def test_function_local_imports_are_only_for_heavy_packages(path):
 
 
 def test_the_running_child_has_none_of_the_parents_modules(write):
-    entry = write("loaded.py", """
+    entry = write(
+        "loaded.py",
+        """
         import sys
 
         def f():
             return sorted(m for m in sys.modules if m.startswith("pytest_aina"))
-    """)
+    """,
+    )
     r = run(f"{entry}:f")
     assert r.status == "ok", r.reason + r.stderr_tail
     assert "pytest_aina.sandbox.child.boot" in r.value  # the list is the child's, not empty by accident

@@ -39,8 +39,13 @@ def timed(write):
     def _timed(source: str, **kw):
         kw.setdefault("calls", 5)
         kw.setdefault("floor_calls", 10)
-        return time_calls(f"{write('cand.py', source)}:f", make_inputs=f"{harness}:make_inputs",
-                          reference=f"{harness}:reference", check=f"{harness}:check", **kw)
+        return time_calls(
+            f"{write('cand.py', source)}:f",
+            make_inputs=f"{harness}:make_inputs",
+            reference=f"{harness}:reference",
+            check=f"{harness}:check",
+            **kw,
+        )
 
     return _timed
 
@@ -179,14 +184,17 @@ def test_a_call_that_hangs_times_out_and_the_session_ends(timed):
     assert r.wall_s < 10
 
 
-@pytest.mark.parametrize("source, status", [
-    ("import os\ndef f(x):\n    os.abort()\n", "crash by signal"),
-    ("def f(x):\n    raise ValueError('no')\n", "exception"),
-    ("def f(x:\n    pass\n", "syntax error"),
-    ("import nope_not_here\ndef f(x):\n    pass\n", "import error"),
-    ("import os\ndef f(x):\n    os._exit(0)\n", "no result"),
-    ("def f(x):\n    return len(bytearray(2 << 30))\n", "memory limit"),
-])
+@pytest.mark.parametrize(
+    "source, status",
+    [
+        ("import os\ndef f(x):\n    os.abort()\n", "crash by signal"),
+        ("def f(x):\n    raise ValueError('no')\n", "exception"),
+        ("def f(x:\n    pass\n", "syntax error"),
+        ("import nope_not_here\ndef f(x):\n    pass\n", "import error"),
+        ("import os\ndef f(x):\n    os._exit(0)\n", "no result"),
+        ("def f(x):\n    return len(bytearray(2 << 30))\n", "memory limit"),
+    ],
+)
 def test_the_failures_of_a_run_are_failures_of_a_timing_session(timed, source, status):
     r = timed(source, limits=Limits(memory_bytes=512 << 20))
     assert r.status == status, r.reason
@@ -206,17 +214,22 @@ def test_bad_arguments_are_refused(timed):
 
 
 def _calls(parent, child, live):
-    return [Call(index=i, seed=i, warmup=False, parent_s=p, child_s=c, live_s=lv)
-            for i, (p, c, lv) in enumerate(zip(parent, child, live))]
+    return [
+        Call(index=i, seed=i, warmup=False, parent_s=p, child_s=c, live_s=lv)
+        for i, (p, c, lv) in enumerate(zip(parent, child, live))
+    ]
 
 
-@pytest.mark.parametrize("parent, child, live, tampered", [
-    ([1e-3] * 5, [0.9e-3] * 5, [0.9e-3] * 5, False),  # consistent
-    ([2e-3] * 5, [1e-3] * 5, [1e-3] * 5, False),  # a slow pipe is not tampering
-    ([1e-3] * 5, [0.9e-3] * 5, [1e-6] * 5, True),  # the child's perf_counter lies
-    ([1e-3] * 5, [5e-3] * 5, [5e-3] * 5, True),  # the child measured more than could pass
-    ([0.2] * 5, [1e-4] * 5, [1e-4] * 5, True),  # the child claims 0.1 ms of a 200 ms call
-])
+@pytest.mark.parametrize(
+    "parent, child, live, tampered",
+    [
+        ([1e-3] * 5, [0.9e-3] * 5, [0.9e-3] * 5, False),  # consistent
+        ([2e-3] * 5, [1e-3] * 5, [1e-3] * 5, False),  # a slow pipe is not tampering
+        ([1e-3] * 5, [0.9e-3] * 5, [1e-6] * 5, True),  # the child's perf_counter lies
+        ([1e-3] * 5, [5e-3] * 5, [5e-3] * 5, True),  # the child measured more than could pass
+        ([0.2] * 5, [1e-4] * 5, [1e-4] * 5, True),  # the child claims 0.1 ms of a 200 ms call
+    ],
+)
 def test_the_clock_judgement(parent, child, live, tampered):
     res = TimingResult(status="ok", reason="ok", floor={"median_s": 5e-5, "min_s": 4e-5})
     if tampered:
@@ -264,9 +277,15 @@ def f(x):
 
 def test_a_triton_kernel_in_the_interpreter_under_the_protocol(write):
     harness = write("torch_harness.py", TORCH_HARNESS)
-    r = time_calls(f"{write('softmax.py', TRITON_SOFTMAX)}:f", make_inputs=f"{harness}:make_inputs",
-                   reference=f"{harness}:reference", check=f"{harness}:check", calls=3, floor_calls=5,
-                   env={"TRITON_INTERPRET": "1"})
+    r = time_calls(
+        f"{write('softmax.py', TRITON_SOFTMAX)}:f",
+        make_inputs=f"{harness}:make_inputs",
+        reference=f"{harness}:reference",
+        check=f"{harness}:check",
+        calls=3,
+        floor_calls=5,
+        env={"TRITON_INTERPRET": "1"},
+    )
     assert r.status == "ok", r.reason + r.stderr_tail
     assert len(r.times_s) == 3
     assert r.peak_rss_bytes < Limits().memory_bytes
@@ -289,8 +308,14 @@ def f(x):
 
 def test_patching_torch_cuda_event_is_a_tampered_clock(write):
     harness = write("torch_harness.py", TORCH_HARNESS)
-    r = time_calls(f"{write('cheat.py', CUDA_EVENT_CHEAT)}:f", make_inputs=f"{harness}:make_inputs",
-                   reference=f"{harness}:reference", check=f"{harness}:check", calls=2, floor_calls=5)
+    r = time_calls(
+        f"{write('cheat.py', CUDA_EVENT_CHEAT)}:f",
+        make_inputs=f"{harness}:make_inputs",
+        reference=f"{harness}:reference",
+        check=f"{harness}:check",
+        calls=2,
+        floor_calls=5,
+    )
     assert r.status == "tampered clock"
     assert "torch.cuda.Event" in r.reason
 
@@ -306,10 +331,13 @@ def _fill(x, out):
     np.multiply(x, 2, out=out)
 """
 
-RETURN_EARLY_HOLD_GIL = """
+RETURN_EARLY_HOLD_GIL = (
+    """
 import sys, threading, time
 import numpy as np
-""" + _SLOW_FILL + """
+"""
+    + _SLOW_FILL
+    + """
 def f(x):
     out = np.empty_like(x)
 
@@ -321,11 +349,15 @@ def f(x):
     threading.Thread(target=work, daemon=True).start()
     return out
 """
+)
 
-WAIT_FOR_NEXT_COMMAND = """
+WAIT_FOR_NEXT_COMMAND = (
+    """
 import sys, threading
 import numpy as np
-""" + _SLOW_FILL + """
+"""
+    + _SLOW_FILL
+    + """
 frames = sys.modules["pytest_aina.sandbox.frames"]
 _read, pending = frames.Reader.read, []
 
@@ -343,6 +375,7 @@ def f(x):
     pending.append(t)
     return out
 """
+)
 
 SPIN_BETWEEN_CALLS = """
 import threading
@@ -366,8 +399,9 @@ def f(x):
 """
 
 
-@pytest.mark.parametrize("source", [RETURN_EARLY_HOLD_GIL, WAIT_FOR_NEXT_COMMAND],
-                         ids=["finish-in-background", "wait-for-next-command"])
+@pytest.mark.parametrize(
+    "source", [RETURN_EARLY_HOLD_GIL, WAIT_FOR_NEXT_COMMAND], ids=["finish-in-background", "wait-for-next-command"]
+)
 def test_returning_early_and_finishing_in_the_background_never_passes_fast(timed, source):
     # (measured before the snapshot moved into the call's answer: the second one passed,
     # 5.4 ms per call against 16.3 ms for the same work done honestly)
@@ -384,10 +418,19 @@ def test_returning_early_and_finishing_in_the_background_never_passes_fast(timed
 def test_a_thread_left_running_between_calls_is_deferred_work(write):
     # the parent takes 30 ms over each reference, so the stretch between calls is long
     # enough for a spinning thread to use more than the allowance even on a busy machine
-    harness = write("slow_harness.py", HARNESS + "\nimport time\n_fast = reference\n\n"
-                                                 "def reference(x):\n    time.sleep(0.03)\n    return _fast(x)\n")
-    r = time_calls(f"{write('spin.py', SPIN_BETWEEN_CALLS)}:f", make_inputs=f"{harness}:make_inputs",
-                   reference=f"{harness}:reference", check=f"{harness}:check", warmup=1, calls=3, floor_calls=10)
+    harness = write(
+        "slow_harness.py",
+        HARNESS + "\nimport time\n_fast = reference\n\ndef reference(x):\n    time.sleep(0.03)\n    return _fast(x)\n",
+    )
+    r = time_calls(
+        f"{write('spin.py', SPIN_BETWEEN_CALLS)}:f",
+        make_inputs=f"{harness}:make_inputs",
+        reference=f"{harness}:reference",
+        check=f"{harness}:check",
+        warmup=1,
+        calls=3,
+        floor_calls=10,
+    )
     assert r.status == "deferred work", r.reason + r.stderr_tail
     assert "call 1's return" in r.reason  # the first timed call: a warm-up may leave one-time work
     assert r.offcall_watch and r.protections["offcall_cpu_watch"] is True
@@ -441,12 +484,20 @@ def test_an_honest_multithreaded_kernel_is_not_deferred_work(timed):
 
 def test_a_torch_mode_left_active_is_deferred_work(write):
     harness = write("torch_harness.py", TORCH_HARNESS)
-    source = ("import torch\nfrom torch.overrides import TorchFunctionMode\n\n"
-              "class Later(TorchFunctionMode):\n"
-              "    def __torch_function__(self, func, types, args=(), kwargs=None):\n"
-              "        return func(*args, **(kwargs or {}))\n\n"
-              "def f(x):\n    Later().__enter__()\n    return torch.softmax(x, dim=-1)\n")
-    r = time_calls(f"{write('mode.py', source)}:f", make_inputs=f"{harness}:make_inputs",
-                   reference=f"{harness}:reference", check=f"{harness}:check", calls=2, floor_calls=5)
+    source = (
+        "import torch\nfrom torch.overrides import TorchFunctionMode\n\n"
+        "class Later(TorchFunctionMode):\n"
+        "    def __torch_function__(self, func, types, args=(), kwargs=None):\n"
+        "        return func(*args, **(kwargs or {}))\n\n"
+        "def f(x):\n    Later().__enter__()\n    return torch.softmax(x, dim=-1)\n"
+    )
+    r = time_calls(
+        f"{write('mode.py', source)}:f",
+        make_inputs=f"{harness}:make_inputs",
+        reference=f"{harness}:reference",
+        check=f"{harness}:check",
+        calls=2,
+        floor_calls=5,
+    )
     assert r.status == "deferred work", r.reason + r.stderr_tail
     assert "mode" in r.reason

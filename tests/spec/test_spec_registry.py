@@ -16,10 +16,16 @@ from pytest_aina.spec.ratchet import diff_specs
 def with_new_invariant(monkeypatch):
     """A definition added to the registry, as a newcomer would add one to the library."""
     new = InvariantDef(
-        "max_abs", lambda o, p: None,
-        params={"type": "object", "required": ["limit"], "additionalProperties": False,
-                "properties": {"limit": {"type": "number", "minimum": 0}}},
-        ratchet={"limit": tolerance(0.0)})
+        "max_abs",
+        lambda o, p: None,
+        params={
+            "type": "object",
+            "required": ["limit"],
+            "additionalProperties": False,
+            "properties": {"limit": {"type": "number", "minimum": 0}},
+        },
+        ratchet={"limit": tolerance(0.0)},
+    )
     monkeypatch.setattr(invariants, "REGISTRY", {**invariants.REGISTRY, new.name: new})
     for cached in (schema._document, reader._validator):
         cached.cache_clear()
@@ -36,7 +42,8 @@ def test_a_new_definition_reaches_the_schema_the_loader_and_the_ratchet(with_new
     assert before.invariants[-2].definition is with_new_invariant
     changes = diff_specs({"softmax": before}, {"softmax": after})
     assert [(c.kind, c.path, c.message) for c in changes] == [
-        (WEAKENED, "invariants[max_abs].limit", "max_abs limit loosened")]
+        (WEAKENED, "invariants[max_abs].limit", "max_abs limit loosened")
+    ]
     dropped = diff_specs({"softmax": before}, {"softmax": parse_spec(VALID, "head.yaml")})
     assert [(c.kind, c.path) for c in dropped] == [(REMOVED, "invariants[max_abs]")]
     added = diff_specs({"softmax": parse_spec(VALID, "base.yaml")}, {"softmax": after})

@@ -43,29 +43,38 @@ def changes(old, new):
     return [(c.kind, c.path) for c in diff_specs({"ce": base}, {"ce": head})]
 
 
-@pytest.mark.parametrize("old, new, expected", [
-    ("[mean, sum, none]", "[mean, sum]", ("removed", "args.reduction")),
-    ("[mean, sum, none]", "[mean, sum, none, max]", ("added", "args.reduction")),
-    ("dtypes: [int64, int32]", "dtypes: [int64]", ("removed", "inputs.target.dtypes")),
-    ("range: [0, V]", "range: [1, V]", ("weakened", "inputs.target.range")),
-    ("range: [0, V]", "range: [-1, V]", ("tightened", "inputs.target.range")),
-    ("    sentinel: {value: -100, frequency: 0.25}\n", "", ("removed", "inputs.target.sentinel")),
-    ("    relations: [{argmax_of: {input: logits, margin: 8}}]\n", "", ("removed", "inputs.target.relations")),
-    ("margin: 8}", "margin: 2}", ("changed", "inputs.target.relations")),
-    ("  z: {}\n", "", ("removed", "outputs.z")),
-    ("  z: {}\n", "  z: {}\n  w: {}\n", ("added", "outputs.w")),
-    ("ctol: 1.0e-6", "ctol: 1.0e-5", ("weakened", "outputs.loss.tolerance.float32.ctol")),
-    ("ctol: 1.0e-6", "ctol: 1.0e-7", ("tightened", "outputs.loss.tolerance.float32.ctol")),
-    ("invariants: [finite]", "invariants: []", ("removed", "outputs.loss.invariants")),
-    ("  logits: {tolerance: {float32: {atol: 1.0e-5, rtol: 1.0e-5}}}",
-     "  logits: {tolerance: {float32: {atol: 1.0e-4, rtol: 1.0e-5}}}", ("weakened", "gradients.logits.tolerance.float32.atol")),
-    ("  logits: {tolerance: {float32: {atol: 1.0e-5, rtol: 1.0e-5}}}\n", "  {}\n", None),
-    ("upstream: {values: [normal, mixed]}", "upstream: {values: [normal]}", ("removed", "upstream")),
-    ("magnitude: abs_inputs", "magnitude: m:h", ("changed", "outputs.loss.magnitude")),
-])
+@pytest.mark.parametrize(
+    "old, new, expected",
+    [
+        ("[mean, sum, none]", "[mean, sum]", ("removed", "args.reduction")),
+        ("[mean, sum, none]", "[mean, sum, none, max]", ("added", "args.reduction")),
+        ("dtypes: [int64, int32]", "dtypes: [int64]", ("removed", "inputs.target.dtypes")),
+        ("range: [0, V]", "range: [1, V]", ("weakened", "inputs.target.range")),
+        ("range: [0, V]", "range: [-1, V]", ("tightened", "inputs.target.range")),
+        ("    sentinel: {value: -100, frequency: 0.25}\n", "", ("removed", "inputs.target.sentinel")),
+        ("    relations: [{argmax_of: {input: logits, margin: 8}}]\n", "", ("removed", "inputs.target.relations")),
+        ("margin: 8}", "margin: 2}", ("changed", "inputs.target.relations")),
+        ("  z: {}\n", "", ("removed", "outputs.z")),
+        ("  z: {}\n", "  z: {}\n  w: {}\n", ("added", "outputs.w")),
+        ("ctol: 1.0e-6", "ctol: 1.0e-5", ("weakened", "outputs.loss.tolerance.float32.ctol")),
+        ("ctol: 1.0e-6", "ctol: 1.0e-7", ("tightened", "outputs.loss.tolerance.float32.ctol")),
+        ("invariants: [finite]", "invariants: []", ("removed", "outputs.loss.invariants")),
+        (
+            "  logits: {tolerance: {float32: {atol: 1.0e-5, rtol: 1.0e-5}}}",
+            "  logits: {tolerance: {float32: {atol: 1.0e-4, rtol: 1.0e-5}}}",
+            ("weakened", "gradients.logits.tolerance.float32.atol"),
+        ),
+        ("  logits: {tolerance: {float32: {atol: 1.0e-5, rtol: 1.0e-5}}}\n", "  {}\n", None),
+        ("upstream: {values: [normal, mixed]}", "upstream: {values: [normal]}", ("removed", "upstream")),
+        ("magnitude: abs_inputs", "magnitude: m:h", ("changed", "outputs.loss.magnitude")),
+    ],
+)
 def test_each_new_key_is_classified(old, new, expected):
     if expected is None:  # the gradient removed altogether
-        got = changes("gradients:\n  logits: {tolerance: {float32: {atol: 1.0e-5, rtol: 1.0e-5}}}\nupstream: {values: [normal, mixed]}\n", "")
+        got = changes(
+            "gradients:\n  logits: {tolerance: {float32: {atol: 1.0e-5, rtol: 1.0e-5}}}\nupstream: {values: [normal, mixed]}\n",
+            "",
+        )
         assert ("removed", "gradients.logits") in got, got
         return
     assert expected in changes(old, new)

@@ -36,25 +36,30 @@ else:
 """
 
 
-@pytest.mark.skipif(shutil.which("jq") is None or shutil.which("bash") is None,
-                    reason="the script needs bash and jq (both on GitHub's runners)")
+@pytest.mark.skipif(
+    shutil.which("jq") is None or shutil.which("bash") is None,
+    reason="the script needs bash and jq (both on GitHub's runners)",
+)
 def test_comments_reviews_and_labels_become_approvals(tmp_path):
     r, pr = "o/r", 7
     data = {
         f"repos/{r}/issues/{pr}/comments": [
             {"user": {"login": "alice"}, "body": f"Looked at it.\n/aina approve {D1}\n"},
             {"user": {"login": "mallory"}, "body": f"/aina approve {D3}"},
-            {"user": {"login": "bob"}, "body": "no approval here"}],
+            {"user": {"login": "bob"}, "body": "no approval here"},
+        ],
         f"repos/{r}/pulls/{pr}/reviews": [
             {"user": {"login": "carol"}, "body": f"/aina approve sha256:{D2}", "state": "APPROVED"},
             {"user": {"login": "bob"}, "body": None, "state": "CHANGES_REQUESTED"},
-            {"user": {"login": "bob"}, "body": "", "state": "APPROVED"}],
+            {"user": {"login": "bob"}, "body": "", "state": "APPROVED"},
+        ],
         f"repos/{r}/pulls/{pr}/comments": [],
         f"repos/{r}/issues/{pr}/labels": [{"name": f"aina-approve:{D3}"}],
         f"repos/{r}/issues/{pr}/events": [
             {"event": "labeled", "actor": {"login": "carol"}, "label": {"name": f"aina-approve:{D3}"}},
             {"event": "labeled", "actor": {"login": "alice"}, "label": {"name": f"aina-approve:{D1}"}},  # removed
-            {"event": "labeled", "actor": {"login": "alice"}, "label": {"name": "bug"}}],
+            {"event": "labeled", "actor": {"login": "alice"}, "label": {"name": "bug"}},
+        ],
         f"repos/{r}/collaborators/alice/permission": {"permission": "write"},
         f"repos/{r}/collaborators/bob/permission": {"permission": "admin"},
         f"repos/{r}/collaborators/carol/permission": {"permission": "maintain"},
@@ -68,15 +73,21 @@ def test_comments_reviews_and_labels_become_approvals(tmp_path):
     (tmp_path / "data.json").write_text(json.dumps(data))
     out = tmp_path / "approvals.json"
     env = dict(os.environ, PATH=f"{bindir}{os.pathsep}{os.environ['PATH']}", FAKE_GH_DATA=str(tmp_path / "data.json"))
-    done = subprocess.run(["bash", str(SCRIPT), r, str(pr), str(out)], capture_output=True, text=True, env=env,
-                          timeout=120)
+    done = subprocess.run(
+        ["bash", str(SCRIPT), r, str(pr), str(out)], capture_output=True, text=True, env=env, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     doc = json.loads(out.read_text())
     assert sorted((a["digest"], a["by"], a["source"], a["permission"]) for a in doc["approvals"]) == [
-        (D1, "alice", "comment", "write"), (D2, "carol", "review", "maintain"),
-        (D3, "carol", "label", "maintain"), (D3, "mallory", "comment", "none")]
+        (D1, "alice", "comment", "write"),
+        (D2, "carol", "review", "maintain"),
+        (D3, "carol", "label", "maintain"),
+        (D3, "mallory", "comment", "none"),
+    ]
     assert sorted((x["by"], x["state"], x["permission"]) for x in doc["reviews"]) == [
-        ("bob", "APPROVED", "admin"), ("carol", "APPROVED", "maintain")]
+        ("bob", "APPROVED", "admin"),
+        ("carol", "APPROVED", "maintain"),
+    ]
     # and the gate reads it: mallory's approval does not count, the others do
     dec = approvals.load(out)
     assert dec.approval_of(D3 + "0" * 48)[0].by == "carol"

@@ -27,8 +27,13 @@ def actionlint() -> str:
 
 
 def lint(*files: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([actionlint(), "-no-color", "-config-file", str(CONFIG), *map(str, files)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    return subprocess.run(
+        [actionlint(), "-no-color", "-config-file", str(CONFIG), *map(str, files)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
 
 
 def load(name: str) -> dict:
@@ -60,7 +65,8 @@ def test_actionlint_catches_a_broken_workflow(tmp_path):
         "    steps:\n"
         "      - run: echo ${{ github.no_such_context_key }}\n"
         "      - uses: actions/checkout@v5\n"
-        "        with: {not_an_input: 1}\n")
+        "        with: {not_an_input: 1}\n"
+    )
     result = lint(broken)
     assert result.returncode != 0
     assert 'label "tpu" is unknown' in result.stdout
@@ -115,8 +121,13 @@ def test_gate_is_the_required_check_on_pull_requests_and_merge_queues():
     assert job["needs"] == ["scope", "gpu"] and "always()" in job["if"]
     runs = "\n".join(s["run"] for s in job["steps"] if "run" in s)
     assert 'aina gate --base "$BASE" --head "$HEAD"' in runs
-    for flag in ("--reports reports", "--json aina-gate.json", '--summary "$GITHUB_STEP_SUMMARY"', "--vsa",
-                 '"${approvals[@]}"'):
+    for flag in (
+        "--reports reports",
+        "--json aina-gate.json",
+        '--summary "$GITHUB_STEP_SUMMARY"',
+        "--vsa",
+        '"${approvals[@]}"',
+    ):
         assert flag in runs
     assert 'git worktree add --detach "$RUNNER_TEMP/aina-base" "$BASE"' in runs  # the gate's code is the base's
     (download,) = [s for s in job["steps"] if s.get("uses", "").startswith("actions/download-artifact@")]

@@ -19,7 +19,8 @@ import hashlib
 import json
 import math
 import re
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from pytest_aina.changer.model import Attempt, SearchRecord
 from pytest_aina.reasoner.hypothesis import Hypothesis, HypothesisError
@@ -29,14 +30,41 @@ STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://pytest-aina.dev/evolution/v1"
 
 #: Candidate.meta keys that describe an LLM call without revealing anything secret.
-SAFE_META = frozenset({
-    # what pytest_aina.changer.proposers.llm records
-    "model", "api_base", "prompt_digest", "template_digest", "answer_digest", "summary", "temperature",
-    "seed", "attempts", "tokens", "prompt_tokens", "completion_tokens", "cost_usd", "cost_note",
-    # common spellings of the same, from a team's own proposer
-    "provider", "prompt_sha256", "response_sha256", "response_digest", "total_tokens", "cost",
-    "retries", "malformed", "max_tokens", "finish_reason", "latency_s", "error", "origin", "path", "note",
-})
+SAFE_META = frozenset(
+    {
+        # what pytest_aina.changer.proposers.llm records
+        "model",
+        "api_base",
+        "prompt_digest",
+        "template_digest",
+        "answer_digest",
+        "summary",
+        "temperature",
+        "seed",
+        "attempts",
+        "tokens",
+        "prompt_tokens",
+        "completion_tokens",
+        "cost_usd",
+        "cost_note",
+        # common spellings of the same, from a team's own proposer
+        "provider",
+        "prompt_sha256",
+        "response_sha256",
+        "response_digest",
+        "total_tokens",
+        "cost",
+        "retries",
+        "malformed",
+        "max_tokens",
+        "finish_reason",
+        "latency_s",
+        "error",
+        "origin",
+        "path",
+        "note",
+    }
+)
 
 #: How much of a failure's detail the record keeps (a traceback tail is enough to judge it).
 DETAIL_CHARS = 600
@@ -67,7 +95,7 @@ def median_ci(samples: Iterable[float], confidence: float = 0.95) -> tuple[float
         raise ValueError("median_ci: no samples")
     if n == 1:
         return s[0], s[0], 0.0
-    total = 2 ** n
+    total = 2**n
     best = (1, _coverage(n, 1, total))
     for j in range(2, n // 2 + 1):
         level = _coverage(n, j, total)
@@ -87,8 +115,14 @@ def summarize(samples: list[float] | None) -> dict | None:
     if not samples:
         return None
     lo, hi, level = median_ci(samples, 0.95)
-    return {"n": len(samples), "median_s": median(samples), "ci95_s": [lo, hi], "ci_level": round(level, 4),
-            "min_s": min(samples), "max_s": max(samples)}
+    return {
+        "n": len(samples),
+        "median_s": median(samples),
+        "ci95_s": [lo, hi],
+        "ci_level": round(level, 4),
+        "min_s": min(samples),
+        "max_s": max(samples),
+    }
 
 
 def ratio_ci(num: list[float], den: list[float]) -> dict | None:
@@ -98,8 +132,11 @@ def ratio_ci(num: list[float], den: list[float]) -> dict | None:
         return None
     nlo, nhi, nl = median_ci(num, 0.975)
     dlo, dhi, dl = median_ci(den, 0.975)
-    return {"value": median(num) / median(den), "ci95": [nlo / dhi, nhi / dlo],
-            "ci_level": round(max(0.0, nl + dl - 1.0), 4)}
+    return {
+        "value": median(num) / median(den),
+        "ci95": [nlo / dhi, nhi / dlo],
+        "ci_level": round(max(0.0, nl + dl - 1.0), 4),
+    }
 
 
 # ---------------------------------------------------------------------------------------
@@ -120,8 +157,11 @@ def sha256_file(path) -> str:
 
 def subjects(files: Mapping[str, str | None], *, exclude: str | None = None) -> list[dict]:
     """One in-toto subject per file the change writes (sorted by path), with its sha256."""
-    return [{"name": path, "digest": {"sha256": sha256_text(text)}}
-            for path, text in sorted(files.items()) if text is not None and path != exclude]
+    return [
+        {"name": path, "digest": {"sha256": sha256_text(text)}}
+        for path, text in sorted(files.items())
+        if text is not None and path != exclude
+    ]
 
 
 def sanitize_meta(meta: Mapping[str, Any]) -> dict:
@@ -139,8 +179,13 @@ def timing_summary(t: Mapping[str, Any]) -> dict:
     the samples stay in the search checkpoint, the record keeps the statistics."""
     cand = summarize(t.get("samples_s"))
     ref = summarize(t.get("reference_samples_s"))
-    return {"case": t.get("case"), "clock": t.get("clock"), "candidate": cand, "reference": ref,
-            "speedup_vs_reference": ratio_ci(t.get("reference_samples_s") or [], t.get("samples_s") or [])}
+    return {
+        "case": t.get("case"),
+        "clock": t.get("clock"),
+        "candidate": cand,
+        "reference": ref,
+        "speedup_vs_reference": ratio_ci(t.get("reference_samples_s") or [], t.get("samples_s") or []),
+    }
 
 
 def candidate_entry(attempt: Attempt, *, role: str) -> dict:
@@ -180,8 +225,10 @@ def llm_summary(attempts: list[Attempt], failures: list[dict] | None = None) -> 
     models: dict[str, dict] = {}
 
     def model_entry(model: str) -> dict:
-        return models.setdefault(model, {"model": model, "candidates": 0, "no_candidate": 0, "prompt_sha256": [],
-                                         "tokens": 0, "cost_usd": 0.0})
+        return models.setdefault(
+            model,
+            {"model": model, "candidates": 0, "no_candidate": 0, "prompt_sha256": [], "tokens": 0, "cost_usd": 0.0},
+        )
 
     def spend(m: dict, meta: Mapping[str, Any]) -> None:
         digest = meta.get("prompt_sha256") or meta.get("prompt_digest")
@@ -211,9 +258,11 @@ def llm_summary(attempts: list[Attempt], failures: list[dict] | None = None) -> 
         reasons = m.setdefault("no_candidate_reasons", {})
         reasons[str(f.get("reason") or "unknown")] = reasons.get(str(f.get("reason") or "unknown"), 0) + 1
         spend(m, f)
-    return {"models": [models[k] for k in sorted(models)],
-            "tokens": sum(m["tokens"] for m in models.values()),
-            "cost_usd": round(sum(m["cost_usd"] for m in models.values()), 6)}
+    return {
+        "models": [models[k] for k in sorted(models)],
+        "tokens": sum(m["tokens"] for m in models.values()),
+        "cost_usd": round(sum(m["cost_usd"] for m in models.values()), 6),
+    }
 
 
 def _number(v: Any) -> float | None:
@@ -276,8 +325,11 @@ def predicate_of(record: SearchRecord) -> dict:
             failures[key] = failures.get(key, 0) + 1
     return {
         "search": {
-            "seed": record.seed, "budget": dict(record.budget), "proposers": list(record.proposers),
-            "started": record.started, "finished": record.finished,
+            "seed": record.seed,
+            "budget": dict(record.budget),
+            "proposers": list(record.proposers),
+            "started": record.started,
+            "finished": record.finished,
             "benchmark_cases": list(record.benchmark_cases),
             "evaluated": len(record.attempts),
             "passed": sum(1 for a in record.attempts if a.verdict.passed),
@@ -319,8 +371,13 @@ def base_commit(stmt: Mapping[str, Any]) -> str | None:
     return commit if isinstance(commit, str) and commit else None
 
 
-def verify(changed: Mapping[str, str | bytes | None], *, attestation: str, base: str | None = None,
-           statement: str | bytes | None = None) -> list[str]:
+def verify(
+    changed: Mapping[str, str | bytes | None],
+    *,
+    attestation: str,
+    base: str | None = None,
+    statement: str | bytes | None = None,
+) -> list[str]:
     """Every problem with a change's provenance, one sentence each; [] when there is none.
 
     ``changed`` holds every path the change (a PR, a branch on top of its base) changes,
@@ -353,20 +410,26 @@ def verify(changed: Mapping[str, str | bytes | None], *, attestation: str, base:
         problems.append(f"{attestation}: the attestation names no readable hypothesis (predicate.hypothesis: {exc})")
     tel = (p.get("trigger") or {}).get("telemetry") if isinstance(p.get("trigger"), dict) else None
     if not (isinstance(tel, dict) and isinstance(tel.get("sha256"), str) and _SHA256.match(tel["sha256"])):
-        problems.append(f"{attestation}: the attestation has no sha256 of the telemetry that triggered the change "
-                        "(predicate.trigger.telemetry.sha256)")
+        problems.append(
+            f"{attestation}: the attestation has no sha256 of the telemetry that triggered the change "
+            "(predicate.trigger.telemetry.sha256)"
+        )
     made_on = base_commit(stmt)
     if made_on is None:
-        problems.append(f"{attestation}: the attestation does not name the commit the change was made on "
-                        "(predicate.base.commit)")
+        problems.append(
+            f"{attestation}: the attestation does not name the commit the change was made on (predicate.base.commit)"
+        )
     elif base is not None and made_on != base:
-        problems.append(f"the change was made on {made_on[:12]} but sits on {base[:12]}: its measurements are of "
-                        "another base (make the change again on this one)")
+        problems.append(
+            f"the change was made on {made_on[:12]} but sits on {base[:12]}: its measurements are of "
+            "another base (make the change again on this one)"
+        )
     return problems
 
 
-def check_files(changed: Mapping[str, str | bytes | None], stmt: Mapping[str, Any], *,
-                attestation: str) -> list[tuple[str, str, str | None]]:
+def check_files(
+    changed: Mapping[str, str | bytes | None], stmt: Mapping[str, Any], *, attestation: str
+) -> list[tuple[str, str, str | None]]:
     """(path, status, problem or None) for every path changed or declared, sorted: the
     per-file half of :func:`verify`, for a table of what matched. Status is ``ok``,
     ``deleted``, ``MISMATCH``, ``not attested`` or ``missing``."""
@@ -374,11 +437,13 @@ def check_files(changed: Mapping[str, str | bytes | None], stmt: Mapping[str, An
     rows: list[tuple[str, str, str | None]] = []
     for i, s in enumerate(stmt.get("subject") or []):
         name = s.get("name") if isinstance(s, dict) else None
-        digest = (s.get("digest") or {}).get("sha256") if isinstance(s, dict) and isinstance(s.get("digest"), dict) \
-            else None
+        digest = (
+            (s.get("digest") or {}).get("sha256") if isinstance(s, dict) and isinstance(s.get("digest"), dict) else None
+        )
         if not isinstance(name, str) or not isinstance(digest, str):
-            rows.append((f"subject[{i}]", "MISMATCH",
-                         f"{attestation}: subject {i} is not {{name, digest: {{sha256}}}}"))
+            rows.append(
+                (f"subject[{i}]", "MISMATCH", f"{attestation}: subject {i} is not {{name, digest: {{sha256}}}}")
+            )
             continue
         declared[name] = digest
     p = stmt.get("predicate") if isinstance(stmt.get("predicate"), dict) else {}
@@ -395,8 +460,9 @@ def check_files(changed: Mapping[str, str | bytes | None], stmt: Mapping[str, An
             elif path in declared:
                 rows.append((path, "missing", f"{path}: named in the attestation but not in the change"))
             else:
-                rows.append((path, "not attested", f"{path}: deleted by the change but not declared in the "
-                                                   "attestation"))
+                rows.append(
+                    (path, "not attested", f"{path}: deleted by the change but not declared in the attestation")
+                )
             continue
         actual = hashlib.sha256(content.encode() if isinstance(content, str) else content).hexdigest()
         want = declared.get(path)

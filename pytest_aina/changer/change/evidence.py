@@ -42,7 +42,9 @@ def trigger(hyp: Hypothesis, repo: Path, telemetry: str | Path | None) -> dict:
             for k, x in v.items():
                 if k in ("ref", "source") and isinstance(x, str):
                     refs.append(x)
-                elif k in ("start", "end", "from", "to") and isinstance(x, (str, int, float)) and not isinstance(x, bool):
+                elif (
+                    k in ("start", "end", "from", "to") and isinstance(x, (str, int, float)) and not isinstance(x, bool)
+                ):
                     times.append(x)
                 else:
                     walk(x, depth + 1)
@@ -56,8 +58,12 @@ def trigger(hyp: Hypothesis, repo: Path, telemetry: str | Path | None) -> dict:
     ev = hyp.evidence
     w = ev.get("windows")
     if isinstance(w, dict):  # the Reasoner's: count, from, to, and the top refs
-        out["windows"] = {"count": w.get("count"), "start": w.get("from", w.get("start")),
-                          "end": w.get("to", w.get("end")), "refs": list(w.get("refs") or [])[:200]}
+        out["windows"] = {
+            "count": w.get("count"),
+            "start": w.get("from", w.get("start")),
+            "end": w.get("to", w.get("end")),
+            "refs": list(w.get("refs") or [])[:200],
+        }
         return out
     walk(ev)
     windows: dict = {"count": len(refs)}
@@ -93,10 +99,17 @@ def measurements(record: SearchRecord, winner: Attempt, spec, hot: list[Shape]) 
             parsed = shapes.parse_label(case)
         except ChangeError:
             parsed = None
-        row = {"case": case, "clock": t.get("clock"), "before": att.summarize(before), "after": att.summarize(after),
-               "speedup": att.ratio_ci(before, after), "reference": att.summarize(t.get("reference_samples_s")),
-               "hot": bool(parsed and any(s.dims == shapes.order(spec, parsed["dims"]) and s.dtype == parsed["dtype"]
-                                          for s in hot))}
+        row = {
+            "case": case,
+            "clock": t.get("clock"),
+            "before": att.summarize(before),
+            "after": att.summarize(after),
+            "speedup": att.ratio_ci(before, after),
+            "reference": att.summarize(t.get("reference_samples_s")),
+            "hot": bool(
+                parsed and any(s.dims == shapes.order(spec, parsed["dims"]) and s.dtype == parsed["dtype"] for s in hot)
+            ),
+        }
         if parsed:
             row.update(_limit(record, spec, parsed, row["after"]))
         rows.append(row)
@@ -187,8 +200,12 @@ def table_evidence(record: SearchRecord, rows: list[dict], created: str, stmt_re
 def device(record: SearchRecord, winner: Attempt) -> dict:
     env_dev = (record.environment or {}).get("device") or {}
     clocks = sorted({t.get("clock") for t in winner.verdict.timings if t.get("clock")})
-    d = {"kind": record.device, "name": env_dev.get("name") or record.device, "clock": ", ".join(clocks) or None,
-         "gpu_evidence": record.device == "cuda"}
+    d = {
+        "kind": record.device,
+        "name": env_dev.get("name") or record.device,
+        "clock": ", ".join(clocks) or None,
+        "gpu_evidence": record.device == "cuda",
+    }
     if record.device != "cuda":
         d["note"] = "timings from Triton's interpreter on a CPU: not GPU evidence"
     for k in ("capability", "driver", "cuda"):

@@ -38,8 +38,18 @@ SOURCE_COVERAGE_FLOOR = 80.0
 #: Label every bot PR carries (and the first of a change's labels).
 BOT_LABEL = "aina"
 
-_FIELDS = ("hypothesis_id", "branch", "title", "body", "files", "attestation", "labels", "kernel", "supersedes",
-           "metadata")
+_FIELDS = (
+    "hypothesis_id",
+    "branch",
+    "title",
+    "body",
+    "files",
+    "attestation",
+    "labels",
+    "kernel",
+    "supersedes",
+    "metadata",
+)
 _REQUIRED = ("hypothesis_id", "branch", "title", "body", "files", "attestation")
 
 
@@ -64,8 +74,15 @@ def check_path(path: Any, *, where: str) -> str:
     """A repository path: relative, normalised, no ``..``, not inside ``.git``."""
     if not isinstance(path, str) or not path:
         raise ChangeError(f"{where}: a path must be non-empty text, got {path!r}")
-    if path.startswith("/") or posixpath.normpath(path) != path or path.startswith("../") \
-            or path == ".." or "\\" in path or "\x00" in path or "\n" in path:
+    if (
+        path.startswith("/")
+        or posixpath.normpath(path) != path
+        or path.startswith("../")
+        or path == ".."
+        or "\\" in path
+        or "\x00" in path
+        or "\n" in path
+    ):
         raise ChangeError(f"{where}: {path!r} is not a normalised relative path")
     if path.split("/")[0] == ".git":
         raise ChangeError(f"{where}: {path!r} is inside .git")
@@ -113,8 +130,12 @@ class Change:
                 raise ChangeError(f"Change.{name} must be non-empty text, got {value!r}")
         if not isinstance(self.body, str):
             raise ChangeError("Change.body must be text (markdown)")
-        if not is_bot_branch(self.branch) or ".." in self.branch or self.branch.endswith(("/", ".lock")) \
-                or any(c in self.branch for c in " ~^:?*[\\"):
+        if (
+            not is_bot_branch(self.branch)
+            or ".." in self.branch
+            or self.branch.endswith(("/", ".lock"))
+            or any(c in self.branch for c in " ~^:?*[\\")
+        ):
             raise ChangeError(f"Change.branch {self.branch!r} must be a valid git branch name under {BRANCH_PREFIX!r}")
         if not isinstance(self.files, Mapping) or not self.files:
             raise ChangeError("Change.files must map at least one path to its content")
@@ -130,8 +151,9 @@ class Change:
             raise ChangeError(f"Change.attestation {self.attestation!r} is not JSON: {exc}") from None
         if not isinstance(statement, dict) or "_type" not in statement:
             raise ChangeError(f"Change.attestation {self.attestation!r} is not an in-toto statement (no _type)")
-        if not isinstance(self.labels, tuple) or not all(isinstance(x, str) and x and len(x) <= 50
-                                                         for x in self.labels):
+        if not isinstance(self.labels, tuple) or not all(
+            isinstance(x, str) and x and len(x) <= 50 for x in self.labels
+        ):
             raise ChangeError("Change.labels must be a tuple of label names (1-50 characters)")
         if self.kernel is not None and not isinstance(self.kernel, str):
             raise ChangeError("Change.kernel must be text or None")
@@ -144,10 +166,16 @@ class Change:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "hypothesis_id": self.hypothesis_id, "branch": self.branch, "title": self.title,
-            "body": self.body, "files": dict(self.files), "attestation": self.attestation,
-            "labels": list(self.labels), "kernel": self.kernel,
-            "supersedes": list(self.supersedes), "metadata": dict(self.metadata),
+            "hypothesis_id": self.hypothesis_id,
+            "branch": self.branch,
+            "title": self.title,
+            "body": self.body,
+            "files": dict(self.files),
+            "attestation": self.attestation,
+            "labels": list(self.labels),
+            "kernel": self.kernel,
+            "supersedes": list(self.supersedes),
+            "metadata": dict(self.metadata),
         }
 
     @classmethod
@@ -162,16 +190,29 @@ class Change:
             raise ChangeError(f"a change lacks keys: {sorted(missing)}")
         files = data["files"]
         return cls(
-            hypothesis_id=data["hypothesis_id"], branch=data["branch"], title=data["title"], body=data["body"],
-            files=dict(files) if isinstance(files, Mapping) else files, attestation=data["attestation"],
-            labels=tuple(data.get("labels") or ()), kernel=data.get("kernel"),
-            supersedes=tuple(data.get("supersedes") or ()), metadata=dict(data.get("metadata") or {}))
+            hypothesis_id=data["hypothesis_id"],
+            branch=data["branch"],
+            title=data["title"],
+            body=data["body"],
+            files=dict(files) if isinstance(files, Mapping) else files,
+            attestation=data["attestation"],
+            labels=tuple(data.get("labels") or ()),
+            kernel=data.get("kernel"),
+            supersedes=tuple(data.get("supersedes") or ()),
+            metadata=dict(data.get("metadata") or {}),
+        )
 
     # -- Read back from the statement ----------------------------------------------------
 
     @classmethod
-    def from_files(cls, files: Mapping[str, str | None], *, attestation: str | None = None,
-                   branch: str | None = None, supersedes: tuple[str, ...] = ()) -> Change:
+    def from_files(
+        cls,
+        files: Mapping[str, str | None],
+        *,
+        attestation: str | None = None,
+        branch: str | None = None,
+        supersedes: tuple[str, ...] = (),
+    ) -> Change:
         """The change that writes ``files`` (path -> text, None: deleted), everything else
         read from its in-toto statement: the one at ``attestation``, or else the one file
         among ``files`` that is a statement of pytest-aina's predicate type. ``branch``
@@ -180,8 +221,10 @@ class Change:
         if attestation is None:
             found = [p for p, text in files.items() if text is not None and att.is_statement(text)]
             if len(found) != 1:
-                raise ChangeError(f"expected one attestation ({att.PREDICATE_TYPE}) among the files, found "
-                                  f"{len(found)}: {sorted(found)}")
+                raise ChangeError(
+                    f"expected one attestation ({att.PREDICATE_TYPE}) among the files, found "
+                    f"{len(found)}: {sorted(found)}"
+                )
             attestation = found[0]
         text = files.get(attestation)
         if text is None:
@@ -192,13 +235,23 @@ class Change:
             kernel, hid = p["kernel"], p["hypothesis"]["id"]
             title, body = prbody.title(stmt), prbody.render(stmt)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise ChangeError(f"{attestation}: not a statement a change can be read from ({type(exc).__name__}: "
-                              f"{exc})") from None
+            raise ChangeError(
+                f"{attestation}: not a statement a change can be read from ({type(exc).__name__}: {exc})"
+            ) from None
         coverage = p.get("coverage") if isinstance(p.get("coverage"), dict) and "percent" in p["coverage"] else None
         labels = (BOT_LABEL, f"kernel:{kernel}", f"risk:{risk((p.get('variant') or {}).get('kind'), coverage)}")
-        return cls(hypothesis_id=hid, branch=branch or branch_name(kernel, hid), title=title, body=body,
-                   files=dict(files), attestation=attestation, labels=labels, kernel=kernel,
-                   supersedes=tuple(supersedes), metadata=summary(p))
+        return cls(
+            hypothesis_id=hid,
+            branch=branch or branch_name(kernel, hid),
+            title=title,
+            body=body,
+            files=dict(files),
+            attestation=attestation,
+            labels=labels,
+            kernel=kernel,
+            supersedes=tuple(supersedes),
+            metadata=summary(p),
+        )
 
     @property
     def statement(self) -> dict:
@@ -244,17 +297,24 @@ class Change:
         files[self.attestation] = att.dumps(stmt)
         kind = stmt["predicate"]["variant"]["kind"]
         labels = tuple(x for x in self.labels if not x.startswith("risk:")) + (f"risk:{risk(kind, figures)}",)
-        return replace(self, files=files, body=prbody.render(stmt), labels=labels,
-                       metadata=summary(stmt["predicate"]))
+        return replace(self, files=files, body=prbody.render(stmt), labels=labels, metadata=summary(stmt["predicate"]))
 
 
 def summary(p: Mapping[str, Any]) -> dict[str, Any]:
     """A change's metadata: the predicate's figures a log line or the App's store shows."""
     v, dev, cov = p.get("variant") or {}, p.get("device") or {}, p.get("coverage") or {}
     speedups = [m["speedup"]["value"] for m in p.get("measurements") or [] if m.get("speedup")]
-    return {"variant": v.get("name"), "kind": v.get("kind"), "candidate": v.get("candidate"),
-            "speedup": max(speedups, default=None), "device": dev.get("kind"),
-            "gpu_evidence": dev.get("gpu_evidence"), "base_commit": (p.get("base") or {}).get("commit"),
-            "examples_added": len((p.get("spec") or {}).get("examples_added") or []),
-            "candidates_tried": (p.get("search") or {}).get("evaluated"), "coverage_percent": cov.get("percent"),
-            "generated_tests_passed": cov.get("tests_passed"), "created": p.get("created")}
+    return {
+        "variant": v.get("name"),
+        "kind": v.get("kind"),
+        "candidate": v.get("candidate"),
+        "speedup": max(speedups, default=None),
+        "device": dev.get("kind"),
+        "gpu_evidence": dev.get("gpu_evidence"),
+        "base_commit": (p.get("base") or {}).get("commit"),
+        "examples_added": len((p.get("spec") or {}).get("examples_added") or []),
+        "candidates_tried": (p.get("search") or {}).get("evaluated"),
+        "coverage_percent": cov.get("percent"),
+        "generated_tests_passed": cov.get("tests_passed"),
+        "created": p.get("created"),
+    }

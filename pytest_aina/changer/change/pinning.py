@@ -22,14 +22,26 @@ def pin_examples(text: str, file: str, spec: Spec, hot: list[Shape], hid: str):
     raises :class:`ChangeError` if the result does not load or is anything but additions."""
     added, already = [], []
     for s in hot:
-        pinned = any(ex.dim_map == s.dims and ex.dtype == s.dtype and ex.layout == "contiguous"
-                     and ex.values == "normal" and not ex.batch for ex in spec.examples)
+        pinned = any(
+            ex.dim_map == s.dims
+            and ex.dtype == s.dtype
+            and ex.layout == "contiguous"
+            and ex.values == "normal"
+            and not ex.batch
+            for ex in spec.examples
+        )
         (already if pinned else added).append({"dims": dict(s.dims), "dtype": s.dtype})
     if not added:
         return text, added, already, []
-    items = [yaml.safe_dump({"dims": e["dims"], "dtype": e["dtype"],
-                             "note": f"hot shape in production telemetry (hypothesis {hid})"},
-                            default_flow_style=True, width=10 ** 6, sort_keys=False).strip() for e in added]
+    items = [
+        yaml.safe_dump(
+            {"dims": e["dims"], "dtype": e["dtype"], "note": f"hot shape in production telemetry (hypothesis {hid})"},
+            default_flow_style=True,
+            width=10**6,
+            sort_keys=False,
+        ).strip()
+        for e in added
+    ]
     comment = f"pinned by pytest-aina: the shapes hypothesis {hid} specialised a variant for"
     new_text = append_to_list(text, "examples", items, comment, file)
     try:
@@ -39,11 +51,15 @@ def pin_examples(text: str, file: str, spec: Spec, hot: list[Shape], hid: str):
     changes = diff_specs({spec.name: spec}, {new_spec.name: new_spec})
     wrong = [c for c in changes if c.kind != ADDED]
     if wrong:
-        raise ChangeError(f"{file}: the spec change must only add pinned examples, but `aina spec diff` finds: "
-                          + "; ".join(f"{c.kind} {c.path}: {c.message}" for c in wrong))
+        raise ChangeError(
+            f"{file}: the spec change must only add pinned examples, but `aina spec diff` finds: "
+            + "; ".join(f"{c.kind} {c.path}: {c.message}" for c in wrong)
+        )
     if len(changes) != len(added):
-        raise ChangeError(f"{file}: {len(added)} example(s) appended but `aina spec diff` sees {len(changes)} "
-                          "added; the text edit went wrong")
+        raise ChangeError(
+            f"{file}: {len(added)} example(s) appended but `aina spec diff` sees {len(changes)} "
+            "added; the text edit went wrong"
+        )
     return new_text, added, already, changes
 
 

@@ -46,47 +46,62 @@ def render(stmt: dict) -> str:
 def _why(p: dict) -> list[str]:
     h = p.get("hypothesis") or {}
     gain = h.get("expected_gain")
-    lines = [f"pytest-aina's evolution loop made this change for hypothesis `{h.get('id')}`"
-             f" ({h.get('kind', 'unknown kind')}"
-             + (f", expected gain {_num(gain)} GPU-seconds per day" if isinstance(gain, (int, float)) else "")
-             + ")."]
+    lines = [
+        f"pytest-aina's evolution loop made this change for hypothesis `{h.get('id')}`"
+        f" ({h.get('kind', 'unknown kind')}"
+        + (f", expected gain {_num(gain)} GPU-seconds per day" if isinstance(gain, (int, float)) else "")
+        + ")."
+    ]
     summary = h.get("summary") or h.get("title") or h.get("description")
     if isinstance(summary, str) and summary.strip():
         lines += ["", f"> {summary.strip()}"]
     t = p.get("trigger") or {}
     tel = t.get("telemetry")
     if tel:
-        lines += ["", f"Triggered by telemetry `{tel.get('path')}` (sha256 `{str(tel.get('sha256'))[:16]}`"
-                      + (f", {t['windows']['count']} windows" if t.get("windows", {}).get("count") else "")
-                      + (f", {t['windows']['start']} to {t['windows']['end']}" if t.get("windows", {}).get("start") else "")
-                      + ")."]
+        lines += [
+            "",
+            f"Triggered by telemetry `{tel.get('path')}` (sha256 `{str(tel.get('sha256'))[:16]}`"
+            + (f", {t['windows']['count']} windows" if t.get("windows", {}).get("count") else "")
+            + (f", {t['windows']['start']} to {t['windows']['end']}" if t.get("windows", {}).get("start") else "")
+            + ").",
+        ]
     elif t.get("windows", {}).get("count"):
         w = t["windows"]
-        lines += ["", f"Triggered by {w['count']} telemetry windows"
-                      + (f" from {w['start']} to {w['end']}" if w.get("start") else "") + "."]
+        lines += [
+            "",
+            f"Triggered by {w['count']} telemetry windows"
+            + (f" from {w['start']} to {w['end']}" if w.get("start") else "")
+            + ".",
+        ]
     return lines + [""]
 
 
 def _what_changes(stmt: dict) -> list[str]:
     p = stmt["predicate"]
     v = p["variant"]
-    how = (f"binds `{v['function']}` with `{_config(v.get('config'))}`" if v["kind"] == "config"
-           else f"is the new module `{v['module']}` (`{v['function']}`)")
-    lines = ["### What changes", "",
-             f"- `{v['table']}`: variant `{v['name']}` {how}, for {_domain_long(v['domain'])}."]
+    how = (
+        f"binds `{v['function']}` with `{_config(v.get('config'))}`"
+        if v["kind"] == "config"
+        else f"is the new module `{v['module']}` (`{v['function']}`)"
+    )
+    lines = ["### What changes", "", f"- `{v['table']}`: variant `{v['name']}` {how}, for {_domain_long(v['domain'])}."]
     if v.get("module"):
         lines.append(f"- `{v['module']}`: the candidate's source, with a header naming its provenance.")
     spec = p.get("spec") or {}
     added = spec.get("examples_added") or []
     if added:
         shapes = _cases(added)
-        lines.append(f"- `{spec['path']}`: {len(added)} hot shape(s) pinned as examples ({shapes}); "
-                     f"`aina spec diff` classifies every change as *added*, nothing is removed or weakened.")
+        lines.append(
+            f"- `{spec['path']}`: {len(added)} hot shape(s) pinned as examples ({shapes}); "
+            f"`aina spec diff` classifies every change as *added*, nothing is removed or weakened."
+        )
     skipped = spec.get("already_pinned") or []
     if skipped:
         lines.append(f"  Already pinned, left as they were: {_cases(skipped)}.")
-    lines.append(f"- `{v['test']}`: the generated tests: the variant through the plugin's `run_case` at the hot "
-                 "shapes and the corners of its domain, and dispatch routing in and out of the domain.")
+    lines.append(
+        f"- `{v['test']}`: the generated tests: the variant through the plugin's `run_case` at the hot "
+        "shapes and the corners of its domain, and dispatch routing in and out of the domain."
+    )
     lines.append(f"- `{p['attestation']}`: the in-toto statement this description is rendered from.")
     return lines + [""]
 
@@ -98,23 +113,32 @@ def _before_after(p: dict) -> list[str]:
     dev = p["device"]
     before_name = rows[0].get("before_label", "before")
     limit_head = "% of hardware limit (after)"
-    lines = ["### Before and after", "",
-             f"| case | before: {before_name} | after: {p['variant']['name']} | speedup | {limit_head} |",
-             "| --- | --- | --- | --- | --- |"]
+    lines = [
+        "### Before and after",
+        "",
+        f"| case | before: {before_name} | after: {p['variant']['name']} | speedup | {limit_head} |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     for r in rows:
-        lines.append(f"| `{r['case']}` | {_timing(r.get('before'))} | {_timing(r.get('after'))} | "
-                     f"{_ratio(r.get('speedup'))} | {_limit(r, dev)} |")
+        lines.append(
+            f"| `{r['case']}` | {_timing(r.get('before'))} | {_timing(r.get('after'))} | "
+            f"{_ratio(r.get('speedup'))} | {_limit(r, dev)} |"
+        )
     n = sorted({r["after"]["n"] for r in rows if r.get("after")})
-    lines += ["",
-              f"Medians of {'/'.join(map(str, n)) or '?'} timed calls per case with 95% confidence intervals "
-              "(order statistics: no assumption about the distribution; where too few calls were timed the "
-              "interval is [min, max] and its lower level is shown). Speedup is before/after of the medians, "
-              "with an interval of joint level >= 95% (each median at 97.5%). "
-              f"Clock: {dev.get('clock') or 'unknown'}; device: {dev.get('name')}."]
+    lines += [
+        "",
+        f"Medians of {'/'.join(map(str, n)) or '?'} timed calls per case with 95% confidence intervals "
+        "(order statistics: no assumption about the distribution; where too few calls were timed the "
+        "interval is [min, max] and its lower level is shown). Speedup is before/after of the medians, "
+        "with an interval of joint level >= 95% (each median at 97.5%). "
+        f"Clock: {dev.get('clock') or 'unknown'}; device: {dev.get('name')}.",
+    ]
     if dev["kind"] != "cpu" and any(r.get("limit") for r in rows):
         lim = next(r["limit"] for r in rows if r.get("limit"))
-        lines.append(f"Hardware limit: {lim.get('what')} of {dev.get('name')} ({lim.get('source')}), "
-                     f"against the spec's bytes model `{lim.get('model')}`.")
+        lines.append(
+            f"Hardware limit: {lim.get('what')} of {dev.get('name')} ({lim.get('source')}), "
+            f"against the spec's bytes model `{lim.get('model')}`."
+        )
     return lines + [""]
 
 
@@ -122,27 +146,34 @@ def _tried(p: dict) -> list[str]:
     s = p["search"]
     cands = p.get("candidates") or []
     failed = s.get("failures_by_reason") or {}
-    lines = ["### What was tried", "",
-             f"{s['evaluated']} candidates evaluated ({s['passed']} passed"
-             + (", failures: " + ", ".join(f"{k} x{v}" for k, v in failed.items()) if failed else "")
-             + f"), proposers {', '.join(s.get('proposers') or []) or 'none'}, seed {s.get('seed')}, "
-             f"{_budget(s.get('budget') or {})}.", "",
-             "Candidates are ranked on their own median time at the timed cases (score: calls/s, "
-             "geometric mean over the cases); the baseline is what dispatch serves today, measured "
-             "in the same run.", "",
-             "| candidate | proposer | what | outcome | vs baseline | vs torch reference |",
-             "| --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "### What was tried",
+        "",
+        f"{s['evaluated']} candidates evaluated ({s['passed']} passed"
+        + (", failures: " + ", ".join(f"{k} x{v}" for k, v in failed.items()) if failed else "")
+        + f"), proposers {', '.join(s.get('proposers') or []) or 'none'}, seed {s.get('seed')}, "
+        f"{_budget(s.get('budget') or {})}.",
+        "",
+        "Candidates are ranked on their own median time at the timed cases (score: calls/s, "
+        "geometric mean over the cases); the baseline is what dispatch serves today, measured "
+        "in the same run.",
+        "",
+        "| candidate | proposer | what | outcome | vs baseline | vs torch reference |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     base = next((c.get("score") for c in cands if c["role"] == "baseline" and c["outcome"] == "passed"), None)
     shown = cands
     if len(cands) > MAX_TRIED_ROWS:
         keep = [c for c in cands if c["role"] in ("winner", "baseline")]
         rest = [c for c in cands if c["role"] == "candidate"]
-        shown = keep + rest[:MAX_TRIED_ROWS - len(keep)]
+        shown = keep + rest[: MAX_TRIED_ROWS - len(keep)]
     for c in shown:
         score = c.get("score") if c["outcome"] == "passed" else None
         rel = _x(score / base) if isinstance(score, (int, float)) and isinstance(base, (int, float)) and base else ""
-        lines.append(f"| `{c['id']}` | {_cell(c['proposer'])} | {_cell(_what(c))} | {_cell(_outcome(c))} | "
-                     f"{rel} | {_x(c.get('speedup_vs_reference'))} |")
+        lines.append(
+            f"| `{c['id']}` | {_cell(c['proposer'])} | {_cell(_what(c))} | {_cell(_outcome(c))} | "
+            f"{rel} | {_x(c.get('speedup_vs_reference'))} |"
+        )
     if len(shown) < len(cands):
         lines.append(f"| ... | | {len(cands) - len(shown)} more in the attestation | | | |")
     llm = p.get("llm") or {}
@@ -150,9 +181,12 @@ def _tried(p: dict) -> list[str]:
         digests = ", ".join(f"`{d[:16]}`" for d in m.get("prompt_sha256") or []) or "not recorded"
         none = m.get("no_candidate") or 0
         why = ", ".join(f"{k} x{v}" for k, v in sorted((m.get("no_candidate_reasons") or {}).items()))
-        lines += ["", f"LLM `{m['model']}`: {m['candidates']} candidate(s)"
-                      + (f", {none} answer(s) that gave none ({why})" if none else "")
-                      + f", {m['tokens']} tokens, ${m['cost_usd']:.4f}; prompt sha256 {digests}."]
+        lines += [
+            "",
+            f"LLM `{m['model']}`: {m['candidates']} candidate(s)"
+            + (f", {none} answer(s) that gave none ({why})" if none else "")
+            + f", {m['tokens']} tokens, ${m['cost_usd']:.4f}; prompt sha256 {digests}.",
+        ]
     return lines + [""]
 
 
@@ -161,18 +195,26 @@ def _coverage(p: dict) -> list[str]:
     lines = ["### Coverage of the new variant by its tests", ""]
     if c.get("percent") is None and c.get("statements") is None:
         return lines + [f"Not measured ({c.get('status', 'no figure')}).", ""]
-    lines.append(f"{c['percent']}% of the statements of {c['scope']} in `{c['target']}` ({c['covered']} of "
-                 f"{c['statements']}) ran under `{c['tests']}` ({c.get('tool')}); the tests "
-                 + ("passed" if c.get("tests_passed") else "**failed**")
-                 + (f" ({c['tests_summary']})." if c.get("tests_summary") else "."))
+    lines.append(
+        f"{c['percent']}% of the statements of {c['scope']} in `{c['target']}` ({c['covered']} of "
+        f"{c['statements']}) ran under `{c['tests']}` ({c.get('tool')}); the tests "
+        + ("passed" if c.get("tests_passed") else "**failed**")
+        + (f" ({c['tests_summary']})." if c.get("tests_summary") else ".")
+    )
     if c.get("missing_lines"):
         lines.append(f"Lines not run: {_ranges(c['missing_lines'])}.")
     others = {k: f for k, f in (c.get("functions") or {}).items() if f.get("triton_jit") and f.get("statements")}
     if others:
-        lines.append("Triton kernels of that module: " + "; ".join(
-            f"`{k}` {f['percent']}%" for k, f in sorted(others.items())) + "."
-            + (" A kernel at 0% is one the variant does not launch at the tested shapes."
-               if any(not f["covered"] for f in others.values()) else ""))
+        lines.append(
+            "Triton kernels of that module: "
+            + "; ".join(f"`{k}` {f['percent']}%" for k, f in sorted(others.items()))
+            + "."
+            + (
+                " A kernel at 0% is one the variant does not launch at the tested shapes."
+                if any(not f["covered"] for f in others.values())
+                else ""
+            )
+        )
     return lines + [""]
 
 
@@ -190,11 +232,15 @@ def _reproduce(p: dict) -> list[str]:
 
 def _rollback(p: dict) -> list[str]:
     r = p.get("rollback") or {}
-    return ["### Roll back", "",
-            f"- Without a deploy: set `{r.get('pin')}` in the serving environment; every "
-            f"{p['kernel']} call goes back to the generic variant.",
-            f"- In the code: `{r.get('revert')}` (removes the variant, its tests and the record; "
-            "keep the pinned examples if you like: they only add checks).", ""]
+    return [
+        "### Roll back",
+        "",
+        f"- Without a deploy: set `{r.get('pin')}` in the serving environment; every "
+        f"{p['kernel']} call goes back to the generic variant.",
+        f"- In the code: `{r.get('revert')}` (removes the variant, its tests and the record; "
+        "keep the pinned examples if you like: they only add checks).",
+        "",
+    ]
 
 
 def _provenance(stmt: dict) -> list[str]:
@@ -202,16 +248,24 @@ def _provenance(stmt: dict) -> list[str]:
     base = p.get("base") or {}
     env = p.get("environment") or {}
     pk = env.get("packages") or {}
-    lines = ["### Provenance", "",
-             f"The in-toto statement `{p['attestation']}` (predicate `{stmt['predicateType']}`) records the "
-             "trigger, the hypothesis, every candidate with its score or failure, model and prompt digests, "
-             "seeds, budget and environment. Its subjects:", "",
-             "| file | sha256 |", "| --- | --- |"]
+    lines = [
+        "### Provenance",
+        "",
+        f"The in-toto statement `{p['attestation']}` (predicate `{stmt['predicateType']}`) records the "
+        "trigger, the hypothesis, every candidate with its score or failure, model and prompt digests, "
+        "seeds, budget and environment. Its subjects:",
+        "",
+        "| file | sha256 |",
+        "| --- | --- |",
+    ]
     lines += [f"| `{s['name']}` | `{s['digest']['sha256'][:16]}` |" for s in stmt["subject"]]
-    lines += ["", f"Base commit `{base.get('commit') or 'unknown'}`"
-                  + (" (with uncommitted changes)" if base.get("dirty") else "")
-                  + f"; Python {env.get('python', '?')}, torch {pk.get('torch', '?')}, triton {pk.get('triton', '?')}"
-                  + f"; made {p.get('created', '?')} by pytest-aina {pk.get('pytest-aina', '?')}."]
+    lines += [
+        "",
+        f"Base commit `{base.get('commit') or 'unknown'}`"
+        + (" (with uncommitted changes)" if base.get("dirty") else "")
+        + f"; Python {env.get('python', '?')}, torch {pk.get('torch', '?')}, triton {pk.get('triton', '?')}"
+        + f"; made {p.get('created', '?')} by pytest-aina {pk.get('pytest-aina', '?')}.",
+    ]
     return lines + [""]
 
 
@@ -300,9 +354,11 @@ def _budget(b: dict) -> str:
     """'budget: 6 evaluations, 900 s, no token limit; used 6 evaluations in 144 s, stopped by evaluations'."""
     if not b:
         return "budget not recorded"
-    limits = [f"{b['evaluations']} evaluations" if b.get("evaluations") is not None else "no evaluation limit",
-              f"{_num(b['wall_s'])} s" if b.get("wall_s") is not None else "no time limit",
-              f"{b['tokens']:,} tokens" if isinstance(b.get("tokens"), int) else "no token limit"]
+    limits = [
+        f"{b['evaluations']} evaluations" if b.get("evaluations") is not None else "no evaluation limit",
+        f"{_num(b['wall_s'])} s" if b.get("wall_s") is not None else "no time limit",
+        f"{b['tokens']:,} tokens" if isinstance(b.get("tokens"), int) else "no token limit",
+    ]
     text = "budget " + ", ".join(limits)
     used = b.get("used") or {}
     if used:

@@ -35,16 +35,26 @@ def hot_shapes(record: SearchRecord, spec) -> list[Shape]:
     either, the benchmark cases the search timed."""
     hyp: Hypothesis = record.hypothesis
     ev = hyp.evidence
-    where, raw = next(((k, x) for k, x in (("evidence.groups", ev.get("groups")),
-                                          ("evidence.hot_shapes", ev.get("hot_shapes")),
-                                          ("evidence.shapes", ev.get("shapes")))
-                       if isinstance(x, list) and x), ("", None))
+    where, raw = next(
+        (
+            (k, x)
+            for k, x in (
+                ("evidence.groups", ev.get("groups")),
+                ("evidence.hot_shapes", ev.get("hot_shapes")),
+                ("evidence.shapes", ev.get("shapes")),
+            )
+            if isinstance(x, list) and x
+        ),
+        ("", None),
+    )
     if raw is None:
         raw = [parse_label(c) for c in record.benchmark_cases]
         where = "record.benchmark_cases"
     if not raw:
-        raise ChangeError(f"hypothesis {hyp.id}: no hot shapes (looked for evidence.groups, evidence.hot_shapes, "
-                          "evidence.shapes, then the record's benchmark_cases): nothing to specialise for")
+        raise ChangeError(
+            f"hypothesis {hyp.id}: no hot shapes (looked for evidence.groups, evidence.hot_shapes, "
+            "evidence.shapes, then the record's benchmark_cases): nothing to specialise for"
+        )
     domain = hyp.domain
     rows = []
     for i, item in enumerate(raw):
@@ -91,7 +101,9 @@ def variant_domain(hyp: Hypothesis, spec, hot: list[Shape]) -> dict:
     dims: dict = {}
     dtypes = arch = None
     if isinstance(raw, dict):
-        ranges = raw.get("dims") if isinstance(raw.get("dims"), dict) else {k: v for k, v in raw.items() if k in spec.dims}
+        ranges = (
+            raw.get("dims") if isinstance(raw.get("dims"), dict) else {k: v for k, v in raw.items() if k in spec.dims}
+        )
         for k, r in ranges.items():
             if k not in spec.dims:
                 raise ChangeError(f"hypothesis domain: {k!r} is not a dim of {spec.name} ({', '.join(spec.dims)})")
@@ -126,8 +138,13 @@ def variant_domain(hyp: Hypothesis, spec, hot: list[Shape]) -> dict:
     if arch is None:
         found = [ev["arch"]] if isinstance(ev.get("arch"), str) and ev["arch"] else []
         rows = ev.get("groups") or ev.get("hot_shapes") or ev.get("shapes") or []
-        found += [r["arch"] for r in rows if isinstance(r, dict) and isinstance(r.get("arch"), str)
-                  and any(r.get("dims") == h.dims and r.get("dtype") == h.dtype for h in hot)]
+        found += [
+            r["arch"]
+            for r in rows
+            if isinstance(r, dict)
+            and isinstance(r.get("arch"), str)
+            and any(r.get("dims") == h.dims and r.get("dtype") == h.dtype for h in hot)
+        ]
         arch = sorted(set(found)) or None
     out: dict = {}
     if dims:
@@ -143,7 +160,9 @@ def concrete_arch(domain: dict) -> str:
     patterns = domain.get("arch")
     if not patterns:
         return "cpu"
-    tries = [p for p in patterns if not any(c in p for c in "*?[")] + [re.sub(r"[*?]|\[.*?\]", "0", p) for p in patterns]
+    tries = [p for p in patterns if not any(c in p for c in "*?[")] + [
+        re.sub(r"[*?]|\[.*?\]", "0", p) for p in patterns
+    ]
     for a in tries + list(_ARCH_GUESSES):
         if any(fnmatch.fnmatchcase(a, p) for p in patterns):
             return a
@@ -162,8 +181,9 @@ def domain_edges(spec, domain: dict, hot: list[Shape], dtypes: list[str]) -> lis
         return []
     base = dict(hot[0].dims)
     low = {k: (ranges[k][0] if k in ranges else v) for k, v in base.items()}
-    high = {k: ((spec.dims[k].max if ranges[k][1] is None else ranges[k][1]) if k in ranges else v)
-            for k, v in base.items()}
+    high = {
+        k: ((spec.dims[k].max if ranges[k][1] is None else ranges[k][1]) if k in ranges else v) for k, v in base.items()
+    }
     out = []
     for dims, why in ((low, "domain corner, low"), (high, "domain corner, high")):
         for dt in dtypes:

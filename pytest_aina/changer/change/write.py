@@ -23,17 +23,26 @@ from __future__ import annotations
 
 import ast
 import tempfile
-from datetime import datetime, timezone
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pytest_aina.changer.change.attestation as att
 import pytest_aina.changer.change.evidence as evidence
 import pytest_aina.changer.change.testgen as testgen
 from pytest_aina.changer.change.model import Change, ChangeError
 from pytest_aina.changer.change.pinning import pin_examples
-from pytest_aina.changer.change.shapes import (concrete_arch, domain_edges, hot_shapes, inside, label, outside_calls,
-                                              unique_shapes, variant_domain)
+from pytest_aina.changer.change.shapes import (
+    concrete_arch,
+    domain_edges,
+    hot_shapes,
+    inside,
+    label,
+    outside_calls,
+    unique_shapes,
+    variant_domain,
+)
 from pytest_aina.changer.change.testgen import Shape
 from pytest_aina.changer.model import SearchRecord
 from pytest_aina.reasoner.hypothesis import Hypothesis
@@ -43,8 +52,14 @@ from pytest_aina.spec.model import parse_spec
 from pytest_aina.spec.reader import SpecError
 
 
-def write_change(record: SearchRecord, repo: str | Path, *, spec_path: str | Path, now: datetime | str | None = None,
-                 telemetry: str | Path | None = None) -> Change:
+def write_change(
+    record: SearchRecord,
+    repo: str | Path,
+    *,
+    spec_path: str | Path,
+    now: datetime | str | None = None,
+    telemetry: str | Path | None = None,
+) -> Change:
     """The change for ``record``'s winner, computed from the files of ``repo`` (read only).
 
     ``spec_path`` is the kernel's spec (relative to ``repo`` or absolute, inside it);
@@ -57,23 +72,31 @@ def write_change(record: SearchRecord, repo: str | Path, *, spec_path: str | Pat
     repo = Path(repo).resolve()
     winner = record.winner_attempt()
     if record.winner is None or winner is None:
-        raise ChangeError(f"search for {record.kernel}: no winner (nothing beat the baseline, "
-                          f"winner={record.winner!r}); there is no change to write")
+        raise ChangeError(
+            f"search for {record.kernel}: no winner (nothing beat the baseline, "
+            f"winner={record.winner!r}); there is no change to write"
+        )
     if not winner.verdict.passed:
-        raise ChangeError(f"search for {record.kernel}: winner {record.winner} did not pass the cascade "
-                          f"({winner.verdict.failed_stage}: {winner.verdict.reason})")
+        raise ChangeError(
+            f"search for {record.kernel}: winner {record.winner} did not pass the cascade "
+            f"({winner.verdict.failed_stage}: {winner.verdict.reason})"
+        )
     cand = winner.candidate
     if cand.kernel != record.kernel:
         raise ChangeError(f"winner {cand.id} is a candidate for {cand.kernel!r}, not {record.kernel!r}")
     if cand.config is None and cand.source is None:
         raise ChangeError(f"winner {cand.id} has neither config nor source")
     if cand.source is None and not cand.config:
-        raise ChangeError(f"winner {cand.id} is the generic kernel with its heuristic defaults: it is what "
-                          "already serves these calls, so there is nothing to add")
+        raise ChangeError(
+            f"winner {cand.id} is the generic kernel with its heuristic defaults: it is what "
+            "already serves these calls, so there is nothing to add"
+        )
     hyp = record.hypothesis
     if not isinstance(hyp, Hypothesis):
-        raise ChangeError(f"record.hypothesis must be a Hypothesis (the Reasoner's), got {type(hyp).__name__}; "
-                          "Hypothesis.from_json reads its JSON form")
+        raise ChangeError(
+            f"record.hypothesis must be a Hypothesis (the Reasoner's), got {type(hyp).__name__}; "
+            "Hypothesis.from_json reads its JSON form"
+        )
     hid = hyp.id
     created = _iso(now)
 
@@ -96,8 +119,10 @@ def write_change(record: SearchRecord, repo: str | Path, *, spec_path: str | Pat
     domain = variant_domain(hyp, spec, hot)
     for s in hot:
         if not inside(domain, s.dims, s.dtype):
-            raise ChangeError(f"hypothesis {hid}: hot shape {label(s.dims, s.dtype)} lies outside the domain "
-                              f"{domain}; dispatch would never send it to the new variant")
+            raise ChangeError(
+                f"hypothesis {hid}: hot shape {label(s.dims, s.dtype)} lies outside the domain "
+                f"{domain}; dispatch would never send it to the new variant"
+            )
     arch = concrete_arch(domain)
 
     # -- the variant and its dispatch entry
@@ -127,14 +152,18 @@ def write_change(record: SearchRecord, repo: str | Path, *, spec_path: str | Pat
     if entry_evidence:
         entry["evidence"] = entry_evidence
     n_tried = len(record.attempts)
-    comment = (f"added by pytest-aina for hypothesis {hid} ({hyp.kind}),\n"
-               f"the best of {n_tried} candidate(s); evidence: {stmt_rel}")
+    comment = (
+        f"added by pytest-aina for hypothesis {hid} ({hyp.kind}),\n"
+        f"the best of {n_tried} candidate(s); evidence: {stmt_rel}"
+    )
     new_table, table = append_variant(table_text, kernel, entry, comment, table_rel)
     for s in hot + [Shape(s.dims, dt) for s in hot for dt in domain["dtypes"]]:
         chosen = table.select(s.dims, s.dtype, arch).name
         if chosen != name:
-            raise ChangeError(f"{table_rel}: {label(s.dims, s.dtype)} on {arch} would go to the existing variant "
-                              f"{chosen!r}, which is more specific than the new one; the change would not be used")
+            raise ChangeError(
+                f"{table_rel}: {label(s.dims, s.dtype)} on {arch} would go to the existing variant "
+                f"{chosen!r}, which is more specific than the new one; the change would not be used"
+            )
     files[table_rel] = new_table
 
     # -- the spec: hot shapes pinned, nothing removed
@@ -147,12 +176,24 @@ def write_change(record: SearchRecord, repo: str | Path, *, spec_path: str | Pat
     dtypes = domain.get("dtypes") or list(spec.dtypes)
     hot_tests = unique_shapes([Shape(s.dims, dt, "hot shape") for s in hot for dt in dtypes])
     seen = {(tuple(s.dims.items()), s.dtype) for s in hot_tests}
-    edges = [e for e in unique_shapes(domain_edges(spec, domain, hot, dtypes))
-             if (tuple(e.dims.items()), e.dtype) not in seen]
+    edges = [
+        e
+        for e in unique_shapes(domain_edges(spec, domain, hot, dtypes))
+        if (tuple(e.dims.items()), e.dtype) not in seen
+    ]
     files[test_rel] = testgen.render_test(
-        spec=spec, spec_rel=spec_rel, table_rel=table_rel, kernel=kernel, variant=entry, hypothesis_id=hid,
-        attestation_rel=stmt_rel, hot=hot_tests, edges=edges, outside=outside_calls(spec, domain, hot, arch),
-        arch=arch)
+        spec=spec,
+        spec_rel=spec_rel,
+        table_rel=table_rel,
+        kernel=kernel,
+        variant=entry,
+        hypothesis_id=hid,
+        attestation_rel=stmt_rel,
+        hot=hot_tests,
+        edges=edges,
+        outside=outside_calls(spec, domain, hot, arch),
+        arch=arch,
+    )
 
     # -- the record, then the body rendered from it
     env = dict(record.environment or {})
@@ -161,27 +202,45 @@ def write_change(record: SearchRecord, repo: str | Path, *, spec_path: str | Pat
         "kernel": kernel,
         "created": created,
         "attestation": stmt_rel,
-        "variant": {"name": name, "kind": "config" if cand.source is None else "source", "function": entry["function"],
-                    "config": entry.get("config"), "domain": domain, "table": table_rel, "module": module_rel,
-                    "test": test_rel, "candidate": cand.id, "proposer": cand.proposer},
+        "variant": {
+            "name": name,
+            "kind": "config" if cand.source is None else "source",
+            "function": entry["function"],
+            "config": entry.get("config"),
+            "domain": domain,
+            "table": table_rel,
+            "module": module_rel,
+            "test": test_rel,
+            "candidate": cand.id,
+            "proposer": cand.proposer,
+        },
         "hypothesis": hyp.to_json(),
         "trigger": evidence.trigger(hyp, repo, telemetry),
         "device": evidence.device(record, winner),
         "measurements": [dict(m, before_label=before_label) for m in measured],
         **att.predicate_of(record),
-        "spec": {"path": spec_rel, "examples_added": added, "already_pinned": already,
-                 "diff": [c.as_dict() for c in spec_changes]},
+        "spec": {
+            "path": spec_rel,
+            "examples_added": added,
+            "already_pinned": already,
+            "diff": [c.as_dict() for c in spec_changes],
+        },
         "environment": env,
         "base": {"commit": git.get("commit"), "dirty": git.get("dirty")},
-        "coverage": {"status": "not measured yet: Change.measure_coverage runs the generated tests "
-                               "under coverage.py once the files are in a checkout"},
+        "coverage": {
+            "status": "not measured yet: Change.measure_coverage runs the generated tests "
+            "under coverage.py once the files are in a checkout"
+        },
         "reproduce": {
             "tests": f"python -m pytest {test_rel}",
             "spec": f"python -m pytest --aina {spec_rel}",
             "search": record.repeat or "# the search did not record its command",
-            "note": ("Without a GPU these run in Triton's interpreter (TRITON_INTERPRET=1 is set automatically); "
-                     "the full-size cases of the generated tests run only on a GPU runner."
-                     if record.device == "cpu" else ""),
+            "note": (
+                "Without a GPU these run in Triton's interpreter (TRITON_INTERPRET=1 is set automatically); "
+                "the full-size cases of the generated tests run only on a GPU runner."
+                if record.device == "cpu"
+                else ""
+            ),
         },
         "rollback": {"pin": f"AINA_DISPATCH_PIN={kernel}=generic", "revert": "git revert <the commit of this change>"},
     }
@@ -218,9 +277,11 @@ def _generic_function(table_text: str, where: str, kernel: str) -> str:
 
 def _new_table(spec, kernel: str) -> str:
     module = spec.implementation.partition(":")[0]
-    return (f"# Dispatch table of {kernel}: which function serves which calls (format: pytest_aina/runtime/dispatch.py).\n"
-            f"aina_dispatch: 1\nkernel: {kernel}\nvariants:\n"
-            f"  - name: generic\n    function: {module}:{kernel}_generic\n")
+    return (
+        f"# Dispatch table of {kernel}: which function serves which calls (format: pytest_aina/runtime/dispatch.py).\n"
+        f"aina_dispatch: 1\nkernel: {kernel}\nvariants:\n"
+        f"  - name: generic\n    function: {module}:{kernel}_generic\n"
+    )
 
 
 _EVOLVED_INIT = '''"""Kernel variants written by pytest-aina's evolution loop.
@@ -269,10 +330,10 @@ def _read(path: Path, what: str) -> str:
 def _iso(now: datetime | str | None) -> str:
     if isinstance(now, str):
         return now
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     if now.tzinfo is None:
-        now = now.replace(tzinfo=timezone.utc)
-    return now.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = now.replace(tzinfo=UTC)
+    return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _refuse_secrets(files: Mapping[str, str | None]) -> None:
@@ -281,5 +342,7 @@ def _refuse_secrets(files: Mapping[str, str | None]) -> None:
     r = Redactor()
     for path, text in files.items():
         if text is not None and r.text(text) != text:
-            raise ChangeError(f"{path}: contains what looks like a credential (a secret of this environment or "
-                              "a token's shape); the change is not written")
+            raise ChangeError(
+                f"{path}: contains what looks like a credential (a secret of this environment or "
+                "a token's shape); the change is not written"
+            )

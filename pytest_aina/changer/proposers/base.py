@@ -39,16 +39,16 @@ class ProposalContext:
     """Everything a proposer may look at. Nothing secret: it may end up in a prompt."""
 
     kernel: str
-    spec: Any                                # pytest_aina.spec.model.Spec
-    spec_text: str                           # the YAML, as written
-    kernel_source: str                       # the kernel module's source
-    function: str                            # the function a candidate must define (e.g. "softmax")
-    hypothesis: Hypothesis                   # kind, kernel, evidence, expected_gain, domain
-    tunables: dict[str, list]                # meta-parameter name -> allowed values
+    spec: Any  # pytest_aina.spec.model.Spec
+    spec_text: str  # the YAML, as written
+    kernel_source: str  # the kernel module's source
+    function: str  # the function a candidate must define (e.g. "softmax")
+    hypothesis: Hypothesis  # kind, kernel, evidence, expected_gain, domain
+    tunables: dict[str, list]  # meta-parameter name -> allowed values
     history: list[tuple[Candidate, Verdict]] = field(default_factory=list)
     seed: int = 0
-    token_budget: int | None = None          # tokens left for LLM proposers
-    heuristic: dict | None = None            # the launcher's own choice at the benchmark shape, if known
+    token_budget: int | None = None  # tokens left for LLM proposers
+    heuristic: dict | None = None  # the launcher's own choice at the benchmark shape, if known
 
 
 class Proposer(Protocol):

@@ -39,8 +39,11 @@ class MetaParamProposer:
         start = {k: v for k, v in (ctx.heuristic or {}).items() if k in space}
         if start and any(c.config == {} for c, _ in ctx.history):
             tried.add(_key(start))  # measured already, as the baseline
-        scored = [(v.score, c.config or start) for c, v in ctx.history
-                  if v.passed and v.score is not None and (c.config or start)]
+        scored = [
+            (v.score, c.config or start)
+            for c, v in ctx.history
+            if v.passed and v.score is not None and (c.config or start)
+        ]
         if scored and (start or len(scored) >= self.explore):
             # best first; sorted() is stable, so equal scores keep the order they were measured in
             for _, point in sorted(scored, key=lambda s: -s[0]):

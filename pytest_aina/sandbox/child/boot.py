@@ -68,8 +68,14 @@ def main(report_fd: int, command_fd: int) -> None:
     except BaseException as e:
         # the candidate's own errors are caught where it runs: this is the harness failing
         traceback.print_exc()
-        send({"op": "failed", "status": R.SANDBOX_ERROR, "traceback": failure.traceback_text(e),
-              "reason": f"sandbox error: the sandbox's own code failed: {type(e).__name__}: {e}"})
+        send(
+            {
+                "op": "failed",
+                "status": R.SANDBOX_ERROR,
+                "traceback": failure.traceback_text(e),
+                "reason": f"sandbox error: the sandbox's own code failed: {type(e).__name__}: {e}",
+            }
+        )
     finally:
         _exit(0)
 
@@ -86,6 +92,7 @@ def _exit(code: int) -> None:
 
 # -- modes ---------------------------------------------------------------------------------
 
+
 def _load_path(config: dict) -> None:
     for p in reversed(config.get("pythonpath", [])):
         if p not in sys.path:
@@ -95,8 +102,7 @@ def _load_path(config: dict) -> None:
 def _install_audit(config: dict, send: Sender) -> None:
     if not config.get("audit"):
         return
-    audit.install(config["write_roots"], lambda kind, detail: send({"op": "violation", "kind": kind,
-                                                                     "detail": detail}))
+    audit.install(config["write_roots"], lambda kind, detail: send({"op": "violation", "kind": kind, "detail": detail}))
 
 
 def _load_candidate(config: dict, send: Sender):
@@ -137,8 +143,13 @@ def _call(config: dict, send: Sender) -> None:
         json.dumps(value, allow_nan=True)
         send({"op": "result", "value": value})
     except (TypeError, ValueError):
-        send({"op": "failed", "status": R.NO_RESULT,
-              "reason": f"no result: the function returned a {type(value).__name__}, which is not JSON-able"})
+        send(
+            {
+                "op": "failed",
+                "status": R.NO_RESULT,
+                "reason": f"no result: the function returned a {type(value).__name__}, which is not JSON-able",
+            }
+        )
 
 
 def _argv(config: dict, send: Sender) -> None:

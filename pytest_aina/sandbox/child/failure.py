@@ -14,8 +14,7 @@ import traceback
 
 from pytest_aina.sandbox import result as R
 
-_MEMORY_WORDS = ("can't allocate memory", "cannot allocate memory", "out of memory", "bad_alloc",
-                 "failed to allocate")
+_MEMORY_WORDS = ("can't allocate memory", "cannot allocate memory", "out of memory", "bad_alloc", "failed to allocate")
 _RESERVE_BYTES = 1 << 20
 
 _reserve: bytearray | None = None
@@ -47,8 +46,7 @@ def at_import(e: BaseException) -> tuple[str, str]:
 
 def in_call(e: BaseException) -> tuple[str, str]:
     """(status, reason) for an exception raised by a call of the candidate."""
-    if isinstance(e, MemoryError) or (isinstance(e, RuntimeError)
-                                      and any(w in str(e).lower() for w in _MEMORY_WORDS)):
+    if isinstance(e, MemoryError) or (isinstance(e, RuntimeError) and any(w in str(e).lower() for w in _MEMORY_WORDS)):
         return R.MEMORY, f"memory limit: {type(e).__name__}: {str(e)[:300]}"
     if isinstance(e, OSError) and e.errno == errno.EFBIG:
         return R.FILE_SIZE, f"file size limit: a write went past the file-size limit ({e})"

@@ -30,7 +30,8 @@ import os
 import signal
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from pytest_aina.imports import resolve
 from pytest_aina.sandbox import frames, messages
@@ -38,10 +39,19 @@ from pytest_aina.sandbox import result as R
 from pytest_aina.sandbox.child import failure
 
 #: (module, attribute path) of every clock a candidate might patch to fake its timing
-_CLOCKS = [("time", "perf_counter"), ("time", "perf_counter_ns"), ("time", "monotonic"),
-           ("time", "monotonic_ns"), ("time", "time"), ("time", "time_ns"), ("time", "process_time"),
-           ("torch.cuda", "Event"), ("torch.cuda", "synchronize"), ("torch.cuda", "Event.elapsed_time"),
-           ("triton.testing", "do_bench")]
+_CLOCKS = [
+    ("time", "perf_counter"),
+    ("time", "perf_counter_ns"),
+    ("time", "monotonic"),
+    ("time", "monotonic_ns"),
+    ("time", "time"),
+    ("time", "time_ns"),
+    ("time", "process_time"),
+    ("torch.cuda", "Event"),
+    ("torch.cuda", "synchronize"),
+    ("torch.cuda", "Event.elapsed_time"),
+    ("triton.testing", "do_bench"),
+]
 
 
 def _lookup(module: str, path: str) -> Any:
@@ -71,8 +81,14 @@ def serve(config: dict, send: Callable, reader: frames.Reader, *, load: Callable
     # only what exists now is watched: a module the candidate imports later was not ours
     originals = {(m, p): ref for m, p in _CLOCKS if (ref := _lookup(m, p)) is not None}
     quiet = _Quiet()
-    send({"op": "ready", "sync": sync is not None, "l2_flush_bytes": flush_bytes if flush is not None else None,
-          "pid": os.getpid()})
+    send(
+        {
+            "op": "ready",
+            "sync": sync is not None,
+            "l2_flush_bytes": flush_bytes if flush is not None else None,
+            "pid": os.getpid(),
+        }
+    )
 
     fn: Callable = _noop
     args: tuple = ()
@@ -110,11 +126,26 @@ def serve(config: dict, send: Callable, reader: frames.Reader, *, load: Callable
                 quiet.leave()
                 failure.release_reserve()
                 status, reason = failure.in_call(e)
-                send({"op": "error", "nonce": cmd["nonce"], "status": status, "reason": reason,
-                      "traceback": failure.traceback_text(e)})
+                send(
+                    {
+                        "op": "error",
+                        "nonce": cmd["nonce"],
+                        "status": status,
+                        "reason": reason,
+                        "traceback": failure.traceback_text(e),
+                    }
+                )
                 continue
-            send({"op": "done", "nonce": cmd["nonce"], "child_ns": t1 - t0, "live_s": live_s,
-                  "replaced": replaced, "others_cpu_ns": cpu})
+            send(
+                {
+                    "op": "done",
+                    "nonce": cmd["nonce"],
+                    "child_ns": t1 - t0,
+                    "live_s": live_s,
+                    "replaced": replaced,
+                    "others_cpu_ns": cpu,
+                }
+            )
             if not noop:
                 try:
                     _collect(send, out, list(args) + list(kwargs.values()), quiet)
@@ -140,16 +171,25 @@ def serve(config: dict, send: Callable, reader: frames.Reader, *, load: Callable
             send({"op": "error", "status": R.PROTOCOL, "reason": f"unknown command {op!r}"})
 
 
-def _collect(send: Callable, out: Any, inputs: list, quiet: "_Quiet") -> None:
+def _collect(send: Callable, out: Any, inputs: list, quiet: _Quiet) -> None:
     """The snapshot the parent checks: the output and the inputs as they are now."""
     if quiet.modes():
-        send({"op": "error", "status": R.DEFERRED,
-              "reason": "deferred work: the call returned with a torch function or dispatch mode still active, "
-                        "which would run the candidate's code while its output is read"})
+        send(
+            {
+                "op": "error",
+                "status": R.DEFERRED,
+                "reason": "deferred work: the call returned with a torch function or dispatch mode still active, "
+                "which would run the candidate's code while its output is read",
+            }
+        )
         return
     outs = messages.arrays_in(out)
-    aliased = [[i, j] for i, o in enumerate(outs) for j, x in enumerate(messages.arrays_in(inputs))
-               if messages.shares_memory(o, x)]
+    aliased = [
+        [i, j]
+        for i, o in enumerate(outs)
+        for j, x in enumerate(messages.arrays_in(inputs))
+        if messages.shares_memory(o, x)
+    ]
     try:
         desc, blob = messages.encode({"out": out, "inputs": inputs})
     except messages.WireError as e:
@@ -172,8 +212,14 @@ class _Quiet:
         self._mask = getattr(_signal, "pthread_sigmask", None)
         self._all = frozenset(int(s) for s in signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP}
         torch_c = getattr(sys.modules.get("torch"), "_C", None)
-        self._modes = [f for f in (getattr(torch_c, "_len_torch_function_stack", None),
-                                   getattr(torch_c, "_len_torch_dispatch_stack", None)) if callable(f)]
+        self._modes = [
+            f
+            for f in (
+                getattr(torch_c, "_len_torch_function_stack", None),
+                getattr(torch_c, "_len_torch_dispatch_stack", None),
+            )
+            if callable(f)
+        ]
         self._saved: tuple | None = None
 
     def enter(self) -> None:

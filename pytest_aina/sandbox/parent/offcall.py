@@ -82,8 +82,11 @@ class OffCall:
         server = self._server_others(self.server)
         if server is None:
             return None
-        out = {p: v + procs.reaped_children_cpu_ns(p) for p in self.pids
-               if p != self.server and (v := procs.process_cpu_ns(p)) is not None}
+        out = {
+            p: v + procs.reaped_children_cpu_ns(p)
+            for p in self.pids
+            if p != self.server and (v := procs.process_cpu_ns(p)) is not None
+        }
         out[self.server] = server + procs.reaped_children_cpu_ns(self.server)
         return out
 
@@ -104,8 +107,9 @@ def allowed_s(call: Call) -> float:
     return SLACK_S + SLACK_FRACTION * call.parent_s
 
 
-def check(since: dict[int, int] | None, now: dict[int, int] | None, call: Call,
-          forgiven: list[Call] | None = None) -> None:
+def check(
+    since: dict[int, int] | None, now: dict[int, int] | None, call: Call, forgiven: list[Call] | None = None
+) -> None:
     """Raise deferred work (:class:`~.verdicts.Stop`) when more CPU than allowed ran outside
     ``call``, from its return to the next call. A process new since ``since`` counts with
     all its time; one that exited counts once reaped, in its parent's children's time
@@ -123,7 +127,10 @@ def check(since: dict[int, int] | None, now: dict[int, int] | None, call: Call,
         forgiven.append(call)
         return
     if used > allowed:
-        raise Stop(R.DEFERRED, f"deferred work: other threads or processes of the sandbox used {used * 1e3:.1f} ms "
-                               f"of CPU between call {call.index}'s return and the next call (allowed "
-                               f"{allowed * 1e3:.1f} ms): a kernel's work must be done when it returns, where the "
-                               "parent's clock sees it")
+        raise Stop(
+            R.DEFERRED,
+            f"deferred work: other threads or processes of the sandbox used {used * 1e3:.1f} ms "
+            f"of CPU between call {call.index}'s return and the next call (allowed "
+            f"{allowed * 1e3:.1f} ms): a kernel's work must be done when it returns, where the "
+            "parent's clock sees it",
+        )

@@ -37,7 +37,8 @@ import random
 import secrets
 import statistics
 import time
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from pytest_aina.imports import resolve
 from pytest_aina.sandbox import frames, messages
@@ -50,12 +51,28 @@ from pytest_aina.sandbox.parent.verdicts import Stop, judge_clocks, judge_plausi
 from pytest_aina.sandbox.result import Call, Isolation, Limits, TimingResult
 
 
-def time_calls(entry: str, *, make_inputs: str, reference: str, check: str, params: Mapping[str, Any] | None = None,
-               calls: int = 10, warmup: int = 1, seed: int = 0, floor_calls: int = 30, call_timeout_s: float = 30.0,
-               min_plausible_s: float | None = None, l2_flush_bytes: int = 256 << 20,
-               limits: Limits | None = None, isolation: Isolation | None = None,
-               pythonpath: Sequence[str] = (), read_paths: Sequence[str] = (), files: Mapping[str, Any] | None = None,
-               env: Mapping[str, str] | None = None, base_dir: str | None = None) -> TimingResult:
+def time_calls(
+    entry: str,
+    *,
+    make_inputs: str,
+    reference: str,
+    check: str,
+    params: Mapping[str, Any] | None = None,
+    calls: int = 10,
+    warmup: int = 1,
+    seed: int = 0,
+    floor_calls: int = 30,
+    call_timeout_s: float = 30.0,
+    min_plausible_s: float | None = None,
+    l2_flush_bytes: int = 256 << 20,
+    limits: Limits | None = None,
+    isolation: Isolation | None = None,
+    pythonpath: Sequence[str] = (),
+    read_paths: Sequence[str] = (),
+    files: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    base_dir: str | None = None,
+) -> TimingResult:
     """Time ``entry`` call by call in one sandboxed child, on the parent's clock, and check
     every output; the reusable measurement for anything that compares kernels.
 
@@ -112,10 +129,17 @@ def time_calls(entry: str, *, make_inputs: str, reference: str, check: str, para
     staged.update({f"harness/{k}": v for k, v in extra.items()})
     mk_child = mk_child.replace("{work}/", "{work}/harness/")
     limits = limits or Limits()
-    child = Child("serve", {"entry": entry, "make_inputs": mk_child, "params": params,
-                           "flush_bytes": int(l2_flush_bytes)}, limits=limits,
-                  isolation=isolation or Isolation(), pythonpath=list(pythonpath), read_paths=list(read_paths),
-                  files=staged, env=env, base_dir=base_dir)
+    child = Child(
+        "serve",
+        {"entry": entry, "make_inputs": mk_child, "params": params, "flush_bytes": int(l2_flush_bytes)},
+        limits=limits,
+        isolation=isolation or Isolation(),
+        pythonpath=list(pythonpath),
+        read_paths=list(read_paths),
+        files=staged,
+        env=env,
+        base_dir=base_dir,
+    )
     for key in ("entry", "make_inputs"):
         child.config[key] = child.config[key].replace("{work}", child.work)
     res = TimingResult(status=R.OK, reason="ok", seed=seed)
@@ -125,9 +149,21 @@ def time_calls(entry: str, *, make_inputs: str, reference: str, check: str, para
     try:
         child.start()
         try:
-            _session(child, res, mk=mk, ref=ref, chk=chk, params=params, calls=calls, warmup=warmup, seed=seed,
-                     floor_calls=floor_calls, call_timeout_s=call_timeout_s, min_plausible_s=min_plausible_s,
-                     deadline=child.started + limits.wall_s)
+            _session(
+                child,
+                res,
+                mk=mk,
+                ref=ref,
+                chk=chk,
+                params=params,
+                calls=calls,
+                warmup=warmup,
+                seed=seed,
+                floor_calls=floor_calls,
+                call_timeout_s=call_timeout_s,
+                min_plausible_s=min_plausible_s,
+                deadline=child.started + limits.wall_s,
+            )
             final = {"op": "result"}
         except Stop as e:
             stop, final = e, {"op": "result"}  # the child behaved; the harness's verdict decides
@@ -173,8 +209,10 @@ def _expect(child: Child, op: str, deadline: float, what: str) -> tuple[dict, by
         if header["op"] == "confined":
             missing = child.missing()
             if missing:
-                child.kill(R.SANDBOX_ERROR, f"sandbox error: required protection(s) not in force on this machine: "
-                                            f"{', '.join(missing)}")
+                child.kill(
+                    R.SANDBOX_ERROR,
+                    f"sandbox error: required protection(s) not in force on this machine: {', '.join(missing)}",
+                )
             continue
         if header["op"] == op:
             return header, blob
@@ -183,8 +221,22 @@ def _expect(child: Child, op: str, deadline: float, what: str) -> tuple[dict, by
         raise Stop(R.PROTOCOL, f"protocol error: expected {op!r} {what}, got {header['op']!r}")
 
 
-def _session(child: Child, res: TimingResult, *, mk, ref, chk, params, calls, warmup, seed, floor_calls,
-             call_timeout_s, min_plausible_s, deadline) -> None:
+def _session(
+    child: Child,
+    res: TimingResult,
+    *,
+    mk,
+    ref,
+    chk,
+    params,
+    calls,
+    warmup,
+    seed,
+    floor_calls,
+    call_timeout_s,
+    min_plausible_s,
+    deadline,
+) -> None:
     clock = time.perf_counter_ns
     ready, _ = _expect(child, "ready", deadline, "after start-up")
     res.device_sync = bool(ready.get("sync"))
@@ -242,32 +294,47 @@ def _session(child: Child, res: TimingResult, *, mk, ref, chk, params, calls, wa
         if header["op"] != "done":
             raise Stop(R.PROTOCOL, f"protocol error: expected 'done' for call {i}, got {header['op']!r}")
         if header.get("nonce") != nonce:
-            raise Stop(R.PROTOCOL, f"protocol error: call {i} was answered with a nonce the parent never sent "
-                                   "(a forged or replayed frame)")
-        call = Call(index=i, seed=s, warmup=is_warmup, parent_s=(t1 - t0) / 1e9, child_s=header["child_ns"] / 1e9,
-                    live_s=float(header.get("live_s", float("nan"))))
+            raise Stop(
+                R.PROTOCOL,
+                f"protocol error: call {i} was answered with a nonce the parent never sent "
+                "(a forged or replayed frame)",
+            )
+        call = Call(
+            index=i,
+            seed=s,
+            warmup=is_warmup,
+            parent_s=(t1 - t0) / 1e9,
+            child_s=header["child_ns"] / 1e9,
+            live_s=float(header.get("live_s", float("nan"))),
+        )
         res.calls.append(call)
         if not is_warmup:
             mark, last = at_done, call
         if header.get("replaced"):
-            raise Stop(R.TAMPERED_CLOCK, f"tampered clock: the candidate replaced {', '.join(header['replaced'])} "
-                                         f"(call {i}); the parent's figures are unaffected")
+            raise Stop(
+                R.TAMPERED_CLOCK,
+                f"tampered clock: the candidate replaced {', '.join(header['replaced'])} "
+                f"(call {i}); the parent's figures are unaffected",
+            )
 
         header, blob = _expect(child, "collected", deadline, f"for call {i}")
         value = messages.decode(header["value"], blob)
         out, inputs_after = value["out"], value["inputs"]
         if header.get("aliased"):
             o, j = header["aliased"][0]
-            raise Stop(R.ALIASED, f"aliased output: output {o} shares memory with input {j} (call {i}): the kernel "
-                                  "must write new memory")
+            raise Stop(
+                R.ALIASED,
+                f"aliased output: output {o} shares memory with input {j} (call {i}): the kernel must write new memory",
+            )
 
         made = mk(s, **params)
         args, kwargs = ((), dict(made)) if isinstance(made, dict) else (tuple(made), {})
         pristine = list(args) + list(kwargs.values())
         for j, (before, after) in enumerate(zip(pristine, inputs_after)):
             if messages.encode(before) != messages.encode(after):
-                raise Stop(R.MUTATED, f"input mutated: input {j} differs after call {i} (seed {s}) from the "
-                                      "input it was given")
+                raise Stop(
+                    R.MUTATED, f"input mutated: input {j} differs after call {i} (seed {s}) from the input it was given"
+                )
         expected = ref(*args, **kwargs)
         problem = run_check(chk, out, expected, params)
         if problem is not None:
@@ -288,8 +355,12 @@ def _session(child: Child, res: TimingResult, *, mk, ref, chk, params, calls, wa
     # median and p90 from the calibration (quiet, back to back); the minimum over every
     # no-op, the calibration's and those between calls, bounds what is possible
     calib = sorted(floor[:floor_calls])
-    res.floor = {"median_s": statistics.median(calib) / 1e9, "p90_s": calib[int(0.9 * (len(calib) - 1))] / 1e9,
-                 "min_s": min(floor) / 1e9, "calls": len(floor)}
+    res.floor = {
+        "median_s": statistics.median(calib) / 1e9,
+        "p90_s": calib[int(0.9 * (len(calib) - 1))] / 1e9,
+        "min_s": min(floor) / 1e9,
+        "calls": len(floor),
+    }
     timed = [c for c in res.calls if not c.warmup]
     judge_clocks(res, timed)
     res.median_s = statistics.median(res.times_s)

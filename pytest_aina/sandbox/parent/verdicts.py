@@ -55,14 +55,17 @@ def wrong(chk, out, expected, params, history, i, s, problem) -> tuple[str, str]
     """Tell a stale or partial result from a plain wrong answer."""
     for j, earlier in reversed(history):
         if run_check(chk, out, earlier, params) is None:
-            return R.STALE, (f"stale result: call {i} (seed {s}) returned the answer to call {j}'s inputs "
-                             "(an answer cached between calls)")
+            return R.STALE, (
+                f"stale result: call {i} (seed {s}) returned the answer to call {j}'s inputs "
+                "(an answer cached between calls)"
+            )
     rows = _partial_rows(chk, out, expected, params)
     if rows is not None:
         bad, total = rows
         shown = ", ".join(f"{a}..{b - 1}" if b - a > 1 else str(a) for a, b in bad[:6])
-        return R.PARTIAL, (f"partial result: call {i} (seed {s}): rows {shown} of {total} are wrong, the others "
-                           f"right\n{problem}")
+        return R.PARTIAL, (
+            f"partial result: call {i} (seed {s}): rows {shown} of {total} are wrong, the others right\n{problem}"
+        )
     return R.WRONG, f"wrong answer: call {i} (seed {s}):\n{problem}"
 
 
@@ -95,18 +98,27 @@ def judge_clocks(res: TimingResult, timed: list[Call]) -> None:
     """The child's own measurements against each other and against the parent's."""
     for c in timed:
         if c.child_s > c.parent_s + 1e-3:
-            raise Stop(R.TAMPERED_CLOCK, f"tampered clock: call {c.index} measured {c.child_s * 1e3:.3f} ms inside "
-                                         f"the child but only {c.parent_s * 1e3:.3f} ms from the parent")
+            raise Stop(
+                R.TAMPERED_CLOCK,
+                f"tampered clock: call {c.index} measured {c.child_s * 1e3:.3f} ms inside "
+                f"the child but only {c.parent_s * 1e3:.3f} ms from the parent",
+            )
     child = statistics.median(c.child_s for c in timed)
     live_gap = statistics.median(abs(c.live_s - c.child_s) if c.live_s == c.live_s else float("inf") for c in timed)
     if live_gap > max(0.25 * child, 2e-4):
         live = statistics.median(c.live_s for c in timed)
-        raise Stop(R.TAMPERED_CLOCK, f"tampered clock: time.perf_counter in the child says a call takes "
-                                     f"{live * 1e3:.3f} ms, the real clock {child * 1e3:.3f} ms")
+        raise Stop(
+            R.TAMPERED_CLOCK,
+            f"tampered clock: time.perf_counter in the child says a call takes "
+            f"{live * 1e3:.3f} ms, the real clock {child * 1e3:.3f} ms",
+        )
     parent_net = statistics.median(c.parent_s for c in timed) - res.floor["median_s"]
     if child < 0.1 * parent_net and parent_net - child > 0.05:
-        raise Stop(R.TAMPERED_CLOCK, f"tampered clock: the child's clock says {child * 1e3:.3f} ms per call, the "
-                                     f"parent's {parent_net * 1e3:.3f} ms")
+        raise Stop(
+            R.TAMPERED_CLOCK,
+            f"tampered clock: the child's clock says {child * 1e3:.3f} ms per call, the "
+            f"parent's {parent_net * 1e3:.3f} ms",
+        )
 
 
 def judge_plausibility(res: TimingResult, timed: list[Call], min_plausible_s: float | None) -> None:
@@ -114,9 +126,15 @@ def judge_plausibility(res: TimingResult, timed: list[Call], min_plausible_s: fl
     allows (``min_plausible_s``), is a measurement error, never a win."""
     fastest = min(timed, key=lambda c: c.parent_s)
     if fastest.parent_s < FLOOR_SLACK * res.floor["min_s"]:
-        raise Stop(R.MEASUREMENT, f"measurement error: call {fastest.index} took {fastest.parent_s * 1e6:.1f} us, "
-                                  f"less than the protocol's own no-op round trip ({res.floor['min_s'] * 1e6:.1f} us):"
-                                  " faster than physically possible, not a win")
+        raise Stop(
+            R.MEASUREMENT,
+            f"measurement error: call {fastest.index} took {fastest.parent_s * 1e6:.1f} us, "
+            f"less than the protocol's own no-op round trip ({res.floor['min_s'] * 1e6:.1f} us):"
+            " faster than physically possible, not a win",
+        )
     if min_plausible_s is not None and res.net_median_s < min_plausible_s:
-        raise Stop(R.MEASUREMENT, f"measurement error: median {res.net_median_s * 1e6:.1f} us (after the protocol "
-                                  f"floor) is below the physically plausible {min_plausible_s * 1e6:.1f} us")
+        raise Stop(
+            R.MEASUREMENT,
+            f"measurement error: median {res.net_median_s * 1e6:.1f} us (after the protocol "
+            f"floor) is below the physically plausible {min_plausible_s * 1e6:.1f} us",
+        )

@@ -14,15 +14,14 @@ import json
 import uuid
 
 import jsonschema
+import octokit
 import pytest
 import requests
+from app_helpers import WEBHOOK_SECRET, sign
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
-
-import octokit
-from app_helpers import WEBHOOK_SECRET, sign
 from schema_strategy import from_schema
 
 REPO = "octo-org/kernels"
@@ -31,16 +30,30 @@ BOT_PR = 3
 
 #: Every (event, action) the App handles, as keys of the published webhook schemas.
 HANDLED = [
-    "installation-created", "installation-deleted", "installation-suspend",
-    "installation-unsuspend", "installation-new-permissions-accepted",
-    "installation-repositories-added", "installation-repositories-removed",
-    "push", "pull-request-closed", "check-suite-rerequested", "check-run-rerequested",
-    "issue-comment-created", "issues-edited", "ping",
+    "installation-created",
+    "installation-deleted",
+    "installation-suspend",
+    "installation-unsuspend",
+    "installation-new-permissions-accepted",
+    "installation-repositories-added",
+    "installation-repositories-removed",
+    "push",
+    "pull-request-closed",
+    "check-suite-rerequested",
+    "check-run-rerequested",
+    "issue-comment-created",
+    "issues-edited",
+    "ping",
 ]
 #: Examples per event: enough for each to reach its handler's branches, few enough for a
 #: 2-core machine (a PR payload carries two full repositories).
-EXAMPLES = {"pull-request-closed": 10, "installation-suspend": 8, "installation-unsuspend": 8,
-            "installation-new-permissions-accepted": 8, "installation-deleted": 8}
+EXAMPLES = {
+    "pull-request-closed": 10,
+    "installation-suspend": 8,
+    "installation-unsuspend": 8,
+    "installation-new-permissions-accepted": 8,
+    "installation-deleted": 8,
+}
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +69,11 @@ def steer(name: str, payload: dict, data) -> dict:
     p = copy.deepcopy(payload)
     if isinstance(p.get("repository"), dict):
         p["repository"]["full_name"] = REPO
-    p["installation"] = {**(p.get("installation") or {}), "id": INSTALLATION,
-                         "node_id": (p.get("installation") or {}).get("node_id", "MDQ=")}
+    p["installation"] = {
+        **(p.get("installation") or {}),
+        "id": INSTALLATION,
+        "node_id": (p.get("installation") or {}).get("node_id", "MDQ="),
+    }
     if name == "push" and isinstance(p.get("repository"), dict):
         branch = p["repository"].get("default_branch") or "main"
         p["repository"]["default_branch"] = branch
@@ -72,19 +88,31 @@ def steer(name: str, payload: dict, data) -> dict:
     if name == "issue-comment-created":
         p["issue"]["number"] = BOT_PR
         pr_url = "https://example.invalid/octo-org/kernels/pull/3"
-        p["issue"]["pull_request"] = {"url": pr_url, "html_url": pr_url,
-                                      "diff_url": pr_url + ".diff",
-                                      "patch_url": pr_url + ".patch"}
-        p["comment"]["body"] = data.draw(st.sampled_from(
-            ["/aina close", "/aina rebase please", "LGTM\n/aina retry", "/aina dance"]))
+        p["issue"]["pull_request"] = {
+            "url": pr_url,
+            "html_url": pr_url,
+            "diff_url": pr_url + ".diff",
+            "patch_url": pr_url + ".patch",
+        }
+        p["comment"]["body"] = data.draw(
+            st.sampled_from(["/aina close", "/aina rebase please", "LGTM\n/aina retry", "/aina dance"])
+        )
         p["comment"]["id"] = data.draw(st.integers(1, 2**53))
         if isinstance(p["comment"].get("user"), dict):
             p["comment"]["user"]["type"] = "User"
             p["comment"]["user"]["login"] = "maintainer"
     if name == "issues-edited":
-        p["issue"]["labels"] = [{"id": 1, "node_id": "x", "url": "https://example.invalid/l",
-                                 "name": "aina-dashboard", "color": "5319e7", "default": False,
-                                 "description": None}]
+        p["issue"]["labels"] = [
+            {
+                "id": 1,
+                "node_id": "x",
+                "url": "https://example.invalid/l",
+                "name": "aina-dashboard",
+                "color": "5319e7",
+                "default": False,
+                "description": None,
+            }
+        ]
         if isinstance(p.get("sender"), dict):
             p["sender"]["type"] = "User"
     return p
@@ -97,37 +125,48 @@ def known(app):
     store.upsert_installation(INSTALLATION, "octo-org", True)
     store.upsert_repository(REPO, INSTALLATION, default_branch="main")
     store.update_repository(REPO, dashboard_issue=1)
-    store.save_pull(REPO, "hyp-1", BOT_PR, "aina/softmax/hyp-1", head_sha="a" * 40, title="t",
-                    kernel="softmax", change={})
+    store.save_pull(
+        REPO, "hyp-1", BOT_PR, "aina/softmax/hyp-1", head_sha="a" * 40, title="t", kernel="softmax", change={}
+    )
     return app
 
 
 @pytest.mark.parametrize("name", HANDLED)
 def test_valid_payloads_of_handled_events_get_a_2xx(name, webhooks, known):
     app = known
-    schema = webhooks["webhooks"][name]["post"]["requestBody"]["content"]["application/json"][
-        "schema"]
+    schema = webhooks["webhooks"][name]["post"]["requestBody"]["content"]["application/json"]["schema"]
     registry = Registry().with_resource(
-        "urn:webhooks", Resource.from_contents(webhooks, default_specification=DRAFT202012))
-    validator = jsonschema.Draft202012Validator({"$ref": "urn:webhooks" + schema["$ref"]},
-                                                registry=registry)
+        "urn:webhooks", Resource.from_contents(webhooks, default_specification=DRAFT202012)
+    )
+    validator = jsonschema.Draft202012Validator({"$ref": "urn:webhooks" + schema["$ref"]}, registry=registry)
     event = webhooks["webhooks"][name]["post"]["operationId"].split("/")[0].replace("-", "_")
     answers: list[int] = []
 
     # derandomized: the same payloads every run, so CI is reproducible (a found failure stays found)
-    @settings(max_examples=EXAMPLES.get(name, 15), deadline=None, database=None, derandomize=True,
-              suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                     HealthCheck.too_slow, HealthCheck.data_too_large])
+    @settings(
+        max_examples=EXAMPLES.get(name, 15),
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
     @given(payload=from_schema(schema, webhooks), steered=st.booleans(), data=st.data())
     def check(payload, steered, data):
         if steered:
             payload = steer(name, payload, data)
         assume(validator.is_valid(payload))
         body = json.dumps(payload).encode()
-        r = requests.post(app.url + "/webhook", data=body, timeout=10, headers={
-            "X-GitHub-Event": event, "X-GitHub-Delivery": str(uuid.uuid4()),
-            "Content-Type": "application/json",
-            "X-Hub-Signature-256": sign(WEBHOOK_SECRET, body)})
+        r = requests.post(
+            app.url + "/webhook",
+            data=body,
+            timeout=10,
+            headers={
+                "X-GitHub-Event": event,
+                "X-GitHub-Delivery": str(uuid.uuid4()),
+                "Content-Type": "application/json",
+                "X-Hub-Signature-256": sign(WEBHOOK_SECRET, body),
+            },
+        )
         assert 200 <= r.status_code < 300, (r.status_code, r.text[:500])
         answers.append(r.status_code)
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from app_helpers import APP_ID, drain, make_change
+
 from github_app.github.auth import AppAuth
 from github_app.github.client import RateLimited, wait_for
 from github_app.store import JobSpec
@@ -16,9 +16,12 @@ REPO = "octo-org/kernels"
 
 
 def publish_job(inst, hyp="hyp-1"):
-    return JobSpec("publish", {"repository": REPO, "installation_id": inst.id,
-                               "change": make_change(hyp)},
-                   key=f"publish:{REPO}:{hyp}", repository=REPO)
+    return JobSpec(
+        "publish",
+        {"repository": REPO, "installation_id": inst.id, "change": make_change(hyp)},
+        key=f"publish:{REPO}:{hyp}",
+        repository=REPO,
+    )
 
 
 def test_5xx_answers_are_retried_inside_the_call(fake, app, onboarded):
@@ -37,9 +40,16 @@ def test_5xx_answers_are_retried_inside_the_call(fake, app, onboarded):
 
 def test_secondary_rate_limit_waits_for_retry_after(fake, app, onboarded):
     repo, inst = onboarded
-    fake.inject("POST", r"/git/blobs$", 403, headers={"Retry-After": "1"}, body={
-        "message": "You have exceeded a secondary rate limit. Please wait a few minutes "
-                   "before you try again.", "documentation_url": "https://docs.github.com/rest"})
+    fake.inject(
+        "POST",
+        r"/git/blobs$",
+        403,
+        headers={"Retry-After": "1"},
+        body={
+            "message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+            "documentation_url": "https://docs.github.com/rest",
+        },
+    )
     fake.inject("POST", r"/git/trees$", 429, headers={"Retry-After": "1"})
     app.services.store.enqueue([publish_job(inst)])
     started = time.monotonic()
@@ -51,10 +61,16 @@ def test_secondary_rate_limit_waits_for_retry_after(fake, app, onboarded):
 def test_primary_rate_limit_waits_until_reset(fake, app, onboarded):
     repo, inst = onboarded
     reset = int(time.time()) + 1
-    fake.inject("GET", r"/contents/", 403, headers={
-        "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(reset)},
-        body={"message": "API rate limit exceeded for installation ID 1.",
-              "documentation_url": "https://docs.github.com/rest"})
+    fake.inject(
+        "GET",
+        r"/contents/",
+        403,
+        headers={"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": str(reset)},
+        body={
+            "message": "API rate limit exceeded for installation ID 1.",
+            "documentation_url": "https://docs.github.com/rest",
+        },
+    )
     app.services.store.enqueue([publish_job(inst)])
     drain(app.services)
     assert time.time() >= reset
@@ -94,9 +110,11 @@ def test_a_jwt_signed_with_another_key_is_refused(fake, app, rest_description):
     from cryptography.hazmat.primitives.asymmetric import rsa
     from github3.exceptions import AuthenticationFailed
 
-    other = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()).decode()
+    other = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        .private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        .decode()
+    )
     auth = AppAuth({**app.services.config, "PRIVATE_KEY": other})
     inst = fake.install("octo-org", [])
     with pytest.raises(AuthenticationFailed):
@@ -137,10 +155,13 @@ def test_wait_for_reads_githubs_headers():
 
     now = 1000.0
     assert wait_for(R(403, {"Retry-After": "7"}), now) == (7.0, "secondary rate limit (Retry-After)")
-    assert wait_for(R(403, {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1030"}), now) \
-        == (31.0, "primary rate limit")
-    assert wait_for(R(403, {"X-RateLimit-Remaining": "12"}, b'{"message":"Must have admin"}'),
-                    now) is None, "a permission error is not a rate limit"
+    assert wait_for(R(403, {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1030"}), now) == (
+        31.0,
+        "primary rate limit",
+    )
+    assert wait_for(R(403, {"X-RateLimit-Remaining": "12"}, b'{"message":"Must have admin"}'), now) is None, (
+        "a permission error is not a rate limit"
+    )
     assert wait_for(R(403, {}, b"You have exceeded a secondary rate limit"), now)[0] == 60.0
     assert wait_for(R(502, {}), now) is None
     assert RateLimited(now, "x").retry_at == now

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from app_helpers import drain, make_change, window
+
 from github_app.store import JobSpec
 from github_app.worker import Worker, startup_jobs
 
@@ -23,16 +24,25 @@ def test_the_startup_sync_finds_installations_it_never_heard_of(fake, app, insta
 def test_repositories_removed_from_an_installation_stop_being_served(fake, app, onboarded):
     repo, inst = onboarded
     store = app.services.store
-    store.enqueue([JobSpec("publish", {"repository": REPO, "installation_id": inst.id,
-                                       "change": make_change("hyp-1")},
-                           key="p", repository=REPO, delay=3600)])
+    store.enqueue(
+        [
+            JobSpec(
+                "publish",
+                {"repository": REPO, "installation_id": inst.id, "change": make_change("hyp-1")},
+                key="p",
+                repository=REPO,
+                delay=3600,
+            )
+        ]
+    )
     payload = fake.installation_payload(inst, "removed")
     payload.pop("repositories")
     payload["action"] = "removed"
     payload["repository_selection"] = "selected"
     payload["repositories_added"] = []
-    payload["repositories_removed"] = [{"id": repo.id, "node_id": "x", "name": repo.name,
-                                        "full_name": repo.full_name, "private": False}]
+    payload["repositories_removed"] = [
+        {"id": repo.id, "node_id": "x", "name": repo.name, "full_name": repo.full_name, "private": False}
+    ]
     d = fake.deliver_event("installation_repositories", payload)
     assert d.status_code == 202
     drain(app.services)

@@ -16,11 +16,10 @@ import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
 
+import postgres_server
 import pytest
 
 from github_app.store import SQLiteStore, Store
-
-import postgres_server
 
 
 class SQLiteBackend:
@@ -59,8 +58,9 @@ class PostgresBackend:
         # Emptied rather than made anew: deleting a few rows takes milliseconds, copying a
         # database most of a second on a busy machine.
         with psycopg.connect(database, autocommit=True) as con, con.transaction():
-            for (table,) in con.execute("SELECT tablename FROM pg_tables WHERE schemaname ="
-                                        " 'public' AND tablename <> 'schema_version'"):
+            for (table,) in con.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'schema_version'"
+            ):
                 con.execute(f"DELETE FROM {table}")
 
     def open(self, **kw) -> Store:
@@ -74,8 +74,7 @@ class PostgresBackend:
         import psycopg
 
         with psycopg.connect(self.database, autocommit=True) as con:
-            tables = [r[0] for r in con.execute(
-                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+            tables = [r[0] for r in con.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
             with con.transaction():
                 con.execute(f"LOCK TABLE {', '.join(tables)} IN EXCLUSIVE MODE")
                 yield
@@ -113,8 +112,7 @@ def postgres_database(postgres):
 @pytest.fixture(params=list(BACKENDS))
 def backend(request, tmp_path):
     if request.param == "postgres":
-        b = PostgresBackend(request.getfixturevalue("postgres"),
-                            request.getfixturevalue("postgres_database"))
+        b = PostgresBackend(request.getfixturevalue("postgres"), request.getfixturevalue("postgres_database"))
     else:
         b = SQLiteBackend(tmp_path)
     yield b

@@ -33,8 +33,9 @@ def run(store, job, name: str) -> list[JobSpec]:
         hyp = job.payload["hyp"]
         link = store.open_pull(REPO, hyp)
         number = link["number"] if link else job.id  # a new PR gets a number of its own
-        store.save_pull(REPO, hyp, number, f"aina/k/{hyp}", head_sha=f"sha-{job.id}",
-                        title=hyp, kernel="k", change={"by": name})
+        store.save_pull(
+            REPO, hyp, number, f"aina/k/{hyp}", head_sha=f"sha-{job.id}", title=hyp, kernel="k", change={"by": name}
+        )
     return []
 
 

@@ -27,8 +27,7 @@ def empty(postgres):
 
 def versions(dsn) -> list[tuple[int, str]]:
     with psycopg.connect(dsn) as con:
-        return con.execute("SELECT version, description FROM schema_version"
-                           " ORDER BY version").fetchall()
+        return con.execute("SELECT version, description FROM schema_version ORDER BY version").fetchall()
 
 
 def test_a_fresh_database_is_migrated_to_the_latest_version(empty):
@@ -51,9 +50,12 @@ def test_app_processes_starting_together_migrate_once(empty):
         store.set_meta("opened-by-" + sys.argv[2], "yes")
         store.close()
     """)
-    procs = [subprocess.Popen([sys.executable, "-c", code, empty, str(i)],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for i in range(4)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, empty, str(i)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        for i in range(4)
+    ]
     outputs = [p.communicate(timeout=120)[0] for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, outputs
     assert versions(empty) == [(v, d) for v, d, _ in MIGRATIONS]
@@ -69,12 +71,14 @@ def test_a_later_migration_runs_once_and_all_or_nothing(empty):
         added = MIGRATIONS + [(latest + 1, "a note on meta", "ALTER TABLE meta ADD COLUMN note TEXT")]
         assert migrate(con, added) == latest + 1
         assert migrate(con, added) == latest + 1  # a second process finds nothing to do
-        broken = added + [(latest + 2, "half a change",
-                           "ALTER TABLE meta ADD COLUMN half TEXT; SELECT no_such_function()")]
+        broken = added + [
+            (latest + 2, "half a change", "ALTER TABLE meta ADD COLUMN half TEXT; SELECT no_such_function()")
+        ]
         with pytest.raises(psycopg.errors.UndefinedFunction):
             migrate(con, broken)
-        columns = {r[0] for r in con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = 'meta'")}
+        columns = {
+            r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = 'meta'")
+        }
     assert columns == {"key", "value", "note"}, "a failed migration left half its change"
     assert [v for v, _ in versions(empty)] == [v for v, _, _ in added]
 
@@ -106,8 +110,7 @@ def test_the_database_setting_takes_a_postgresql_url(empty, tmp_path):
 def test_the_app_runs_on_postgresql(postgres_database, app_key, tmp_path):
     from github_app import create_app
 
-    app = create_app({"APP_ID": 7, "PRIVATE_KEY": app_key[0], "WEBHOOK_SECRET": "s",
-                      "DATABASE": postgres_database})
+    app = create_app({"APP_ID": 7, "PRIVATE_KEY": app_key[0], "WEBHOOK_SECRET": "s", "DATABASE": postgres_database})
     services = app.extensions["aina"]
     try:
         assert isinstance(services.store, PostgresStore)

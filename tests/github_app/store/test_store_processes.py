@@ -18,10 +18,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from app_helpers import APP_ID, WEBHOOK_SECRET, drain, make_change
 
 from github_app.store import DONE, JobSpec
-
-from app_helpers import APP_ID, WEBHOOK_SECRET, drain, make_change
 
 HERE = Path(__file__).resolve().parent
 REPO = "octo-org/kernels"
@@ -54,16 +53,18 @@ def test_queue_workers_in_several_processes_do_each_job_once_under_kill_9(backen
     n_work = 400
     try:
         ids = store.enqueue(
-            [JobSpec("work", {"then": i % 4 == 0, "hyp": hyps[i // 4 % len(hyps)]})
-             for i in range(n_work)])
+            [JobSpec("work", {"then": i % 4 == 0, "hyp": hyps[i // 4 % len(hyps)]}) for i in range(n_work)]
+        )
         [slow] = store.enqueue([JobSpec("work", {"work": 120.0, "then": True, "hyp": "h0"})])
         started = time.monotonic()
         procs = {}
         for i in range(3):
             procs[f"queue-worker-{i}"] = subprocess.Popen(
-                [sys.executable, str(HERE / "queue_worker.py"), backend.database,
-                 f"queue-worker-{i}", str(LEASE)],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                [sys.executable, str(HERE / "queue_worker.py"), backend.database, f"queue-worker-{i}", str(LEASE)],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
         holder = wait_until(lambda: store.job(slow).worker, 60, "the slow job to be claimed")
         victim = procs[holder]
         victim.send_signal(signal.SIGKILL)
@@ -91,8 +92,10 @@ def test_queue_workers_in_several_processes_do_each_job_once_under_kill_9(backen
     pulls = store.pulls(REPO, limit=100)
     assert sorted(p["hypothesis_id"] for p in pulls) == hyps, "one PR per hypothesis"
     assert all(p["state"] == "open" for p in pulls)
-    print(f"\n{backend.name}: {len(jobs)} jobs by 3 processes (one killed, its lease of "
-          f"{LEASE:g} s run out) in {elapsed:.1f} s")
+    print(
+        f"\n{backend.name}: {len(jobs)} jobs by 3 processes (one killed, its lease of "
+        f"{LEASE:g} s run out) in {elapsed:.1f} s"
+    )
     store.close()
 
 
@@ -100,11 +103,16 @@ def test_queue_workers_in_several_processes_do_each_job_once_under_kill_9(backen
 def kernels_repo(fake):
     """A repository whose policy lets the bot have a PR open for each of a burst of
     hypotheses."""
-    repo = fake.create_repo(REPO, {
-        "README.md": "# kernels\n", "kernels/__init__.py": "",
-        "kernels/softmax.py": "def softmax(x):\n    return x\n",
-        "specs/softmax.yaml": "name: softmax\n", ".github/aina.yml": "max_open_prs: 20\n",
-    })
+    repo = fake.create_repo(
+        REPO,
+        {
+            "README.md": "# kernels\n",
+            "kernels/__init__.py": "",
+            "kernels/softmax.py": "def softmax(x):\n    return x\n",
+            "specs/softmax.yaml": "name: softmax\n",
+            ".github/aina.yml": "max_open_prs: 20\n",
+        },
+    )
     inst = fake.install("octo-org", [REPO])
     return repo, inst
 
@@ -113,22 +121,42 @@ def start_app_worker(fake, database: str, key_file: Path, log: Path) -> subproce
     """``python -m github_app serve --worker-only``, configured from the environment as a
     deployment is."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AINA_")}
-    env.update({
-        "AINA_APP_ID": str(APP_ID), "AINA_PRIVATE_KEY": str(key_file),
-        "AINA_WEBHOOK_SECRET": WEBHOOK_SECRET, "AINA_GITHUB_API_URL": fake.api_url,
-        "AINA_DATABASE": database, "AINA_JOB_LEASE_SECONDS": str(LEASE),
-        "AINA_WORKER_POLL_SECONDS": "0.05", "AINA_HTTP_BACKOFF_SECONDS": "0.01",
-        "AINA_RETRY_BASE_SECONDS": "0.05",
-    })
+    env.update(
+        {
+            "AINA_APP_ID": str(APP_ID),
+            "AINA_PRIVATE_KEY": str(key_file),
+            "AINA_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "AINA_GITHUB_API_URL": fake.api_url,
+            "AINA_DATABASE": database,
+            "AINA_JOB_LEASE_SECONDS": str(LEASE),
+            "AINA_WORKER_POLL_SECONDS": "0.05",
+            "AINA_HTTP_BACKOFF_SECONDS": "0.01",
+            "AINA_RETRY_BASE_SECONDS": "0.05",
+        }
+    )
     with log.open("w") as out:
-        return subprocess.Popen([sys.executable, "-m", "github_app", "serve", "--worker-only",
-                                 "--threads", "2", "--evolution-threads", "0"],
-                                env=env, stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "github_app",
+                "serve",
+                "--worker-only",
+                "--threads",
+                "2",
+                "--evolution-threads",
+                "0",
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
 @pytest.mark.slow
 def test_app_workers_in_several_processes_open_one_pr_per_hypothesis_under_kill_9(
-        backend, fake, make_app, kernels_repo, app_key, tmp_path):
+    backend, fake, make_app, kernels_repo, app_key, tmp_path
+):
     repo, inst = kernels_repo
     app = make_app(DATABASE=backend.database)
     store = app.services.store
@@ -149,11 +177,20 @@ def test_app_workers_in_several_processes_open_one_pr_per_hypothesis_under_kill_
         return running if len(running) == 1 and set(others) == {DONE} else None
 
     hold = fake.hold("POST", r"/pulls$")
-    publish = {h: store.enqueue([JobSpec(
-        "publish", {"repository": REPO, "installation_id": inst.id, "change": make_change(h)},
-        key=f"publish:{REPO}:{h}", repository=REPO)])[0] for h in hyps}
-    workers = [start_app_worker(fake, backend.database, key_file, tmp_path / f"worker{i}.log")
-               for i in range(3)]
+    publish = {
+        h: store.enqueue(
+            [
+                JobSpec(
+                    "publish",
+                    {"repository": REPO, "installation_id": inst.id, "change": make_change(h)},
+                    key=f"publish:{REPO}:{h}",
+                    repository=REPO,
+                )
+            ]
+        )[0]
+        for h in hyps
+    }
+    workers = [start_app_worker(fake, backend.database, key_file, tmp_path / f"worker{i}.log") for i in range(3)]
     try:
         assert hold.reached.wait(90), (tmp_path / "worker0.log").read_text()
         [held] = wait_until(the_held_one, 90, "the other publish jobs")
@@ -161,18 +198,29 @@ def test_app_workers_in_several_processes_open_one_pr_per_hypothesis_under_kill_
         holder = store.job(publish[held]).worker
         victim = next(w for w in workers if w.pid == pid_of(holder))
         # A newer change for the same hypothesis arrives while the dead run holds it.
-        [again] = store.enqueue([JobSpec(
-            "publish", {"repository": REPO, "installation_id": inst.id,
-                        "change": make_change(held, content=NEWER)},
-            key=f"publish:{REPO}:{held}", repository=REPO)])
+        [again] = store.enqueue(
+            [
+                JobSpec(
+                    "publish",
+                    {"repository": REPO, "installation_id": inst.id, "change": make_change(held, content=NEWER)},
+                    key=f"publish:{REPO}:{held}",
+                    repository=REPO,
+                )
+            ]
+        )
         assert again is not None
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait(10)
         hold.release()
         pending = ("queued", "running", "deferred")
-        wait_until(lambda: all(store.job(j).state == DONE for j in [*publish.values(), again])
-                   and not [j for s in pending for j in store.jobs(state=s)], 120,
-                   "every job to be done")
+        wait_until(
+            lambda: (
+                all(store.job(j).state == DONE for j in [*publish.values(), again])
+                and not [j for s in pending for j in store.jobs(state=s)]
+            ),
+            120,
+            "every job to be done",
+        )
     finally:
         hold.release()
         for w in workers:
@@ -204,8 +252,7 @@ def test_app_workers_in_several_processes_open_one_pr_per_hypothesis_under_kill_
     # between committing a job and logging it).
     done = Counter(m.group(1) for log in logs.values() for m in DONE_LINE.finditer(log))
     for job in store.jobs(limit=10_000):
-        if job.id > before and job.state == DONE and not (job.last_error or "").startswith(
-                "superseded"):
+        if job.id > before and job.state == DONE and not (job.last_error or "").startswith("superseded"):
             allowed = {0, 1} if pid_of(job.worker) == victim.pid else {1}
             assert done[str(job.id)] in allowed, f"job {job.id} {job.kind}: {done[str(job.id)]}"
     assert f"job {publish[held]} publish done" not in logs[victim.pid]

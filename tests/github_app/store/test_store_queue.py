@@ -187,12 +187,17 @@ def test_failure_is_final_and_keeps_its_error(store):
 
 
 def test_cancelling_a_repository_fails_its_waiting_jobs_only(store):
-    q, d, r, other = store.enqueue([
-        JobSpec("a", {}, key="q", repository="o/r"), JobSpec("b", {}, key="d", repository="o/r"),
-        JobSpec("c", {}, key="r", repository="o/r"), JobSpec("e", {}, repository="o/other")])
-    store.claim(["default"], "w", lease=30)               # q runs
-    store.claim(["default"], "w", lease=30)               # d runs ...
-    store.defer(d, "w", "no slot")                        # ... and waits for a slot
+    q, d, r, other = store.enqueue(
+        [
+            JobSpec("a", {}, key="q", repository="o/r"),
+            JobSpec("b", {}, key="d", repository="o/r"),
+            JobSpec("c", {}, key="r", repository="o/r"),
+            JobSpec("e", {}, repository="o/other"),
+        ]
+    )
+    store.claim(["default"], "w", lease=30)  # q runs
+    store.claim(["default"], "w", lease=30)  # d runs ...
+    store.defer(d, "w", "no slot")  # ... and waits for a slot
     assert store.cancel_jobs("o/r") == 2
     states = {j: store.job(j).state for j in (q, d, r, other)}
     assert states == {q: RUNNING, d: FAILED, r: FAILED, other: QUEUED}
@@ -200,9 +205,13 @@ def test_cancelling_a_repository_fails_its_waiting_jobs_only(store):
 
 
 def test_jobs_are_listed_by_state_kind_and_repository_and_counted(store):
-    a, b, c = store.enqueue([JobSpec("evolve", {}, repository="o/r", queue="evolution"),
-                             JobSpec("dashboard", {}, repository="o/r"),
-                             JobSpec("dashboard", {}, repository="o/s")])
+    a, b, c = store.enqueue(
+        [
+            JobSpec("evolve", {}, repository="o/r", queue="evolution"),
+            JobSpec("dashboard", {}, repository="o/r"),
+            JobSpec("dashboard", {}, repository="o/s"),
+        ]
+    )
     store.claim(["default"], "w", lease=30)
     assert [j.id for j in store.jobs()] == [a, b, c]
     assert [j.id for j in store.jobs(state=QUEUED)] == [a, c]
@@ -210,8 +219,7 @@ def test_jobs_are_listed_by_state_kind_and_repository_and_counted(store):
     assert [j.id for j in store.jobs(state=RUNNING, kind="dashboard", repository="o/r")] == [b]
     assert [j.id for j in store.jobs(limit=2)] == [a, b]
     assert store.job(10**9) is None
-    assert store.job_counts() == {("evolve", QUEUED): 1, ("dashboard", RUNNING): 1,
-                                  ("dashboard", QUEUED): 1}
+    assert store.job_counts() == {("evolve", QUEUED): 1, ("dashboard", RUNNING): 1, ("dashboard", QUEUED): 1}
 
 
 def test_a_schedule_fires_once_per_interval_across_workers(store, another):
@@ -296,8 +304,7 @@ def test_concurrent_claimers_never_run_two_jobs_with_one_key(store, another):
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=feed)] + [
-        threading.Thread(target=work, args=(w,)) for w in range(len(handles))]
+    threads = [threading.Thread(target=feed)] + [threading.Thread(target=work, args=(w,)) for w in range(len(handles))]
     for t in threads:
         t.start()
     time.sleep(3)

@@ -11,7 +11,6 @@ import sys
 import time
 
 import requests
-
 from app_helpers import WEBHOOK_SECRET, sign
 
 
@@ -25,20 +24,46 @@ def test_one_scrape_sums_every_gunicorn_worker_and_the_job_worker(app_key, tmp_p
     key.write_text(app_key[0])
     metrics_dir = tmp_path / "metrics"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AINA_")}
-    env.update({"AINA_APP_ID": "1", "AINA_PRIVATE_KEY": str(key),
-                "AINA_WEBHOOK_SECRET": WEBHOOK_SECRET, "AINA_DATABASE": str(tmp_path / "m.db"),
-                "AINA_GITHUB_API_URL": "http://127.0.0.1:9/api/v3",
-                "AINA_HTTP_RETRIES": "0", "AINA_RETRY_BASE_SECONDS": "60",
-                "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)})
+    env.update(
+        {
+            "AINA_APP_ID": "1",
+            "AINA_PRIVATE_KEY": str(key),
+            "AINA_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "AINA_DATABASE": str(tmp_path / "m.db"),
+            "AINA_GITHUB_API_URL": "http://127.0.0.1:9/api/v3",
+            "AINA_HTTP_RETRIES": "0",
+            "AINA_RETRY_BASE_SECONDS": "60",
+            "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+        }
+    )
     web = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "python:github_app.web.gunicorn_config",
-         "--bind", "127.0.0.1:0", "--workers", "2", "--threads", "2", "github_app:create_app()"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            "python:github_app.web.gunicorn_config",
+            "--bind",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
+            "--threads",
+            "2",
+            "github_app:create_app()",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     # The job worker: its first jobs (sync, redeliver) fail against a GitHub that is not
     # there and are counted as retries, in this other process.
-    worker = subprocess.Popen([sys.executable, "-m", "github_app", "serve", "--worker-only",
-                               "--evolution-threads", "0"], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "github_app", "serve", "--worker-only", "--evolution-threads", "0"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         url = None
         deadline = time.monotonic() + 60
@@ -50,9 +75,17 @@ def test_one_scrape_sums_every_gunicorn_worker_and_the_job_worker(app_key, tmp_p
         sent = 0
         for i in range(40):  # a connection each, so both workers take some
             try:
-                r = requests.post(url + "/webhook", data=body, timeout=10, headers={
-                    "X-GitHub-Event": "ping", "X-GitHub-Delivery": f"m-{i}",
-                    "X-Hub-Signature-256": sign(WEBHOOK_SECRET, body), "Connection": "close"})
+                r = requests.post(
+                    url + "/webhook",
+                    data=body,
+                    timeout=10,
+                    headers={
+                        "X-GitHub-Event": "ping",
+                        "X-GitHub-Delivery": f"m-{i}",
+                        "X-Hub-Signature-256": sign(WEBHOOK_SECRET, body),
+                        "Connection": "close",
+                    },
+                )
             except requests.ConnectionError:  # a worker still booting
                 time.sleep(0.1)
                 continue
@@ -61,15 +94,13 @@ def test_one_scrape_sums_every_gunicorn_worker_and_the_job_worker(app_key, tmp_p
         assert sent > 20
         deadline = time.monotonic() + 60
         while True:
-            text = requests.get(url + "/metrics", timeout=10,
-                                headers={"Connection": "close"}).text
+            text = requests.get(url + "/metrics", timeout=10, headers={"Connection": "close"}).text
             if _total(text, 'aina_job_runs_total{kind="sync",result="retry"}') >= 1:
                 break
             assert time.monotonic() < deadline, "the job worker's counts never showed"
             time.sleep(0.2)
         for _ in range(6):  # whichever worker answers, the same totals
-            text = requests.get(url + "/metrics", timeout=10,
-                                headers={"Connection": "close"}).text
+            text = requests.get(url + "/metrics", timeout=10, headers={"Connection": "close"}).text
             assert _total(text, 'aina_webhooks_total{event="ping",outcome="ignored"}') == sent
         pids = {p.name.split("_")[1] for p in metrics_dir.glob("counter_*.db")}
         assert len(pids) >= 3, pids  # two gunicorn workers and the job worker

@@ -18,18 +18,23 @@ import time
 
 import pytest
 import requests
+from app_helpers import WEBHOOK_SECRET, Served, post_webhook, sign
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from app_helpers import WEBHOOK_SECRET, Served, post_webhook, sign
 from github_app import ConfigError, create_app
 from github_app.store import SQLiteStore, StoreUnavailable
 
 
 def config(app_key, tmp_path, **extra):
-    return {"APP_ID": 7, "PRIVATE_KEY": app_key[0], "WEBHOOK_SECRET": WEBHOOK_SECRET,
-            "DATABASE": str(tmp_path / "db.sqlite3"), "GITHUB_API_URL": "http://127.0.0.1:9/api/v3",
-            **extra}
+    return {
+        "APP_ID": 7,
+        "PRIVATE_KEY": app_key[0],
+        "WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "DATABASE": str(tmp_path / "db.sqlite3"),
+        "GITHUB_API_URL": "http://127.0.0.1:9/api/v3",
+        **extra,
+    }
 
 
 @pytest.fixture
@@ -48,27 +53,32 @@ def serve(app_key, tmp_path):
 
 # -- start-up ----------------------------------------------------------------------------------
 def _pem(key) -> str:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption()).decode()
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
 
 
-@pytest.mark.parametrize("kind, message", [
-    ("public", "is a public key or a certificate"),
-    ("ec", r"is not an RSA key \(EC\)"),
-    ("garbage", "is not a PEM private key that can be read"),
-    ("encrypted", "is encrypted with a password"),
-    ("short", "is an RSA key of 1024 bits"),
-])
-def test_a_key_that_cannot_sign_rs256_stops_the_app_naming_private_key(app_key, tmp_path, kind,
-                                                                          message):
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("public", "is a public key or a certificate"),
+        ("ec", r"is not an RSA key \(EC\)"),
+        ("garbage", "is not a PEM private key that can be read"),
+        ("encrypted", "is encrypted with a password"),
+        ("short", "is an RSA key of 1024 bits"),
+    ],
+)
+def test_a_key_that_cannot_sign_rs256_stops_the_app_naming_private_key(app_key, tmp_path, kind, message):
     rsa_key = serialization.load_pem_private_key(app_key[0].encode(), password=None)
     pem = {
         "public": app_key[1],
         "ec": _pem(ec.generate_private_key(ec.SECP256R1())),
         "garbage": "-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n",
         "encrypted": rsa_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.BestAvailableEncryption(b"password")).decode(),
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"password"),
+        ).decode(),
         "short": _pem(rsa.generate_private_key(public_exponent=65537, key_size=1024)),
     }[kind]
     with pytest.raises(ConfigError, match="PRIVATE_KEY") as info:
@@ -78,8 +88,7 @@ def test_a_key_that_cannot_sign_rs256_stops_the_app_naming_private_key(app_key, 
     assert not any(line in str(info.value) for line in body), "the key's text was printed"
 
 
-def test_a_short_webhook_secret_is_accepted_with_a_warning_that_says_why(app_key, tmp_path,
-                                                                       caplog):
+def test_a_short_webhook_secret_is_accepted_with_a_warning_that_says_why(app_key, tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="github_app.config"):
         app = create_app(config(app_key, tmp_path, WEBHOOK_SECRET="s3cret"))
     app.extensions["aina"].store.close()
@@ -88,8 +97,7 @@ def test_a_short_webhook_secret_is_accepted_with_a_warning_that_says_why(app_key
     assert "offline" in record.getMessage() and "s3cret" not in record.getMessage()
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="github_app.config"):
-        create_app(config(app_key, tmp_path, WEBHOOK_SECRET="x" * 16)).extensions["aina"] \
-            .store.close()
+        create_app(config(app_key, tmp_path, WEBHOOK_SECRET="x" * 16)).extensions["aina"].store.close()
     assert not caplog.records
 
 
@@ -157,10 +165,10 @@ def unavailable_store(database, *, max_attempts):
 
 
 def test_a_store_that_cannot_write_gives_503_with_retry_after(serve, tmp_path, monkeypatch):
+    from app_helpers import window
+
     from github_app.web.telemetry import telemetry_secret
     from pytest_aina.telemetry.wire import encode_batch
-
-    from app_helpers import window
 
     monkeypatch.setenv("AINA_TEST_UNAVAILABLE_DB", str(tmp_path / "u.sqlite3"))
     app = serve(DATABASE=f"python:{__name__}:unavailable_store")
@@ -170,9 +178,12 @@ def test_a_store_that_cannot_write_gives_503_with_retry_after(serve, tmp_path, m
     assert r.status_code == 503 and r.headers["Retry-After"] == "5"
     assert r.headers["Content-Type"].startswith("application/json") and "retry" in r.json()["error"]
     body = encode_batch([window(0)])
-    t = requests.post(app.url + "/telemetry?installation=5&repository=octo/k", data=body,
-                      timeout=10, headers={"X-Aina-Signature-256": sign(telemetry_secret(
-                          WEBHOOK_SECRET, 5), body)})
+    t = requests.post(
+        app.url + "/telemetry?installation=5&repository=octo/k",
+        data=body,
+        timeout=10,
+        headers={"X-Aina-Signature-256": sign(telemetry_secret(WEBHOOK_SECRET, 5), body)},
+    )
     assert t.status_code == 503 and t.headers["Retry-After"] == "5"
     metrics = requests.get(app.url + "/metrics", timeout=10).text
     assert re.search(r'aina_requests_failed_total\{cause="store",route="webhooks"\} 1', metrics)
@@ -205,8 +216,11 @@ def test_while_a_write_is_stuck_on_a_locked_database_other_writes_get_503_at_onc
 def stalled(port: int, path: str = "/webhook") -> socket.socket:
     """A client that sends its headers and half its body, then nothing."""
     s = socket.create_connection(("127.0.0.1", port), timeout=30)
-    s.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nX-GitHub-Event: ping\r\n"
-              "X-GitHub-Delivery: d\r\nContent-Length: 100\r\n\r\n".encode() + b"{" * 50)
+    s.sendall(
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nX-GitHub-Event: ping\r\n"
+        "X-GitHub-Delivery: d\r\nContent-Length: 100\r\n\r\n".encode()
+        + b"{" * 50
+    )
     return s
 
 
@@ -244,14 +258,35 @@ def gunicorn(app_key, tmp_path):
     key = tmp_path / "app.pem"
     key.write_text(app_key[0])
     env = {k: v for k, v in os.environ.items() if not k.startswith("AINA_")}
-    env.update({"AINA_APP_ID": "1", "AINA_PRIVATE_KEY": str(key),
-                "AINA_WEBHOOK_SECRET": WEBHOOK_SECRET, "AINA_DATABASE": str(tmp_path / "g.db"),
-                "AINA_BODY_TIMEOUT_SECONDS": "1.0"})
+    env.update(
+        {
+            "AINA_APP_ID": "1",
+            "AINA_PRIVATE_KEY": str(key),
+            "AINA_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "AINA_DATABASE": str(tmp_path / "g.db"),
+            "AINA_BODY_TIMEOUT_SECONDS": "1.0",
+        }
+    )
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "python:github_app.web.gunicorn_config",
-         "--bind", "127.0.0.1:0", "--workers", "1", "--threads", "4",
-         "github_app:create_app()"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            "python:github_app.web.gunicorn_config",
+            "--bind",
+            "127.0.0.1:0",
+            "--workers",
+            "1",
+            "--threads",
+            "4",
+            "github_app:create_app()",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     url, lines = None, []
     deadline = time.monotonic() + 60
     while url is None and time.monotonic() < deadline:
@@ -292,9 +327,16 @@ def test_stalled_clients_do_not_take_gunicorns_threads(gunicorn):
         started = time.monotonic()
         assert requests.get(url + "/healthz", timeout=10).status_code == 200
         body = json.dumps({"zen": "Design for failure."}).encode()
-        r = requests.post(url + "/webhook", data=body, timeout=10, headers={
-            "X-GitHub-Event": "ping", "X-GitHub-Delivery": "ok-1",
-            "X-Hub-Signature-256": sign(WEBHOOK_SECRET, body)})
+        r = requests.post(
+            url + "/webhook",
+            data=body,
+            timeout=10,
+            headers={
+                "X-GitHub-Event": "ping",
+                "X-GitHub-Delivery": "ok-1",
+                "X-Hub-Signature-256": sign(WEBHOOK_SECRET, body),
+            },
+        )
         assert r.status_code == 200, r.text
         assert time.monotonic() - started < 8
         replies = [answer(s) for s in clients[:8]]

@@ -7,20 +7,32 @@ import subprocess
 import sys
 
 import requests
-
 from app_helpers import WEBHOOK_SECRET, drain, sign, window
+
 from github_app.web.telemetry import telemetry_secret
 from pytest_aina.telemetry.wire import encode_batch
 
 
-def post(app, inst_id: int, body: bytes, *, repository: str = "octo-org/kernels",
-         secret: str | None = None, signature: str | None = None):
+def post(
+    app,
+    inst_id: int,
+    body: bytes,
+    *,
+    repository: str = "octo-org/kernels",
+    secret: str | None = None,
+    signature: str | None = None,
+):
     secret = telemetry_secret(WEBHOOK_SECRET, inst_id) if secret is None else secret
     return requests.post(
-        f"{app.url}/telemetry", params={"installation": inst_id, "repository": repository},
-        data=body, timeout=10, headers={
+        f"{app.url}/telemetry",
+        params={"installation": inst_id, "repository": repository},
+        data=body,
+        timeout=10,
+        headers={
             "Content-Type": "application/json",
-            "X-Aina-Signature-256": signature if signature is not None else sign(secret, body)})
+            "X-Aina-Signature-256": signature if signature is not None else sign(secret, body),
+        },
+    )
 
 
 def stored_windows(app) -> int:
@@ -36,9 +48,17 @@ def test_a_signed_valid_batch_is_stored_durably_then_answered_202(app, onboarded
     # Durable: another process, with its own connection, reads the committed rows.
     db = app.services.config["DATABASE"]
     count = subprocess.run(
-        [sys.executable, "-c", "import sqlite3, sys; print(sqlite3.connect(sys.argv[1])"
-         ".execute('SELECT COUNT(*) FROM telemetry_windows').fetchone()[0])", db],
-        capture_output=True, text=True, check=True).stdout.strip()
+        [
+            sys.executable,
+            "-c",
+            "import sqlite3, sys; print(sqlite3.connect(sys.argv[1])"
+            ".execute('SELECT COUNT(*) FROM telemetry_windows').fetchone()[0])",
+            db,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     assert count == "5"
     reason = app.services.store.jobs(kind="reason")
     assert len(reason) == 1 and reason[0].payload["repository"] == "octo-org/kernels"
@@ -52,8 +72,7 @@ def test_windows_sent_again_in_a_new_batch_are_stored_once(app, onboarded):
     assert stored_windows(app) == 3
 
 
-def test_forged_replayed_oversized_and_malformed_batches_get_4xx_and_store_nothing(
-        make_app, fake, installed):
+def test_forged_replayed_oversized_and_malformed_batches_get_4xx_and_store_nothing(make_app, fake, installed):
     app = make_app(TELEMETRY_MAX_BYTES=4096)
     repo, inst = installed
     fake.deliver_event("installation", fake.installation_payload(inst, "created"))
@@ -65,8 +84,7 @@ def test_forged_replayed_oversized_and_malformed_batches_get_4xx_and_store_nothi
     bad_window["windows"][0]["latency_s"]["p50"] = 1.0  # above p90: quantiles out of order
     cases = {
         "forged: the webhook secret itself": (post(app, inst.id, good, secret=WEBHOOK_SECRET), 401),
-        "forged: another installation's secret": (
-            post(app, inst.id, good, secret=other_installation_secret), 401),
+        "forged: another installation's secret": (post(app, inst.id, good, secret=other_installation_secret), 401),
         "unsigned": (post(app, inst.id, good, signature=""), 401),
         "oversized": (post(app, inst.id, encode_batch([window(i) for i in range(20)])), 413),
         "not JSON": (post(app, inst.id, b"{nope"), 422),
@@ -93,9 +111,12 @@ def test_chunked_body_over_the_limit_is_refused(make_app, fake, installed):
     repo, inst = installed
     body = encode_batch([window(i) for i in range(10)])
     secret = telemetry_secret(WEBHOOK_SECRET, inst.id)
-    r = requests.post(f"{app.url}/telemetry?installation={inst.id}&repository=octo-org/kernels",
-                      data=iter([body[:1000], body[1000:]]), timeout=10,
-                      headers={"X-Aina-Signature-256": sign(secret, body)})
+    r = requests.post(
+        f"{app.url}/telemetry?installation={inst.id}&repository=octo-org/kernels",
+        data=iter([body[:1000], body[1000:]]),
+        timeout=10,
+        headers={"X-Aina-Signature-256": sign(secret, body)},
+    )
     assert r.status_code == 413
 
 

@@ -6,7 +6,6 @@ import json
 import uuid
 
 import requests
-
 from app_helpers import WEBHOOK_SECRET, drain, post_webhook, sign
 
 
@@ -31,11 +30,16 @@ def test_forged_and_unsigned_requests_are_refused_and_nothing_is_stored(fake, ap
     body = json.dumps(payload).encode()
     wrong_key = post_webhook(app.url, "installation", payload, secret="not-the-secret")
     missing = post_webhook(app.url, "installation", payload, signature="")
-    sha1_style = post_webhook(app.url, "installation", payload,
-                              signature=sign(WEBHOOK_SECRET, body).replace("sha256=", "sha1="))
-    tampered = post_webhook(app.url, "installation", payload,
-                            signature=sign(WEBHOOK_SECRET, body),
-                            body=body.replace(b'"created"', b'"deleted"'))
+    sha1_style = post_webhook(
+        app.url, "installation", payload, signature=sign(WEBHOOK_SECRET, body).replace("sha256=", "sha1=")
+    )
+    tampered = post_webhook(
+        app.url,
+        "installation",
+        payload,
+        signature=sign(WEBHOOK_SECRET, body),
+        body=body.replace(b'"created"', b'"deleted"'),
+    )
     assert [r.status_code for r in (wrong_key, missing, sha1_style, tampered)] == [401] * 4
     assert _stored(app) == (0, 0)
 
@@ -61,12 +65,15 @@ def test_malformed_requests_get_4xx_never_5xx(app):
     for name, body in cases.items():
         r = post_webhook(app.url, "push", None, body=body)
         assert r.status_code == 400, (name, r.status_code, r.text)
-    no_event = requests.post(app.url + "/webhook", data=b"{}", timeout=10, headers={
-        "X-Hub-Signature-256": sign(WEBHOOK_SECRET, b"{}"), "X-GitHub-Delivery": "abc"})
+    no_event = requests.post(
+        app.url + "/webhook",
+        data=b"{}",
+        timeout=10,
+        headers={"X-Hub-Signature-256": sign(WEBHOOK_SECRET, b"{}"), "X-GitHub-Delivery": "abc"},
+    )
     assert no_event.status_code == 400
     wrong_method = requests.get(app.url + "/webhook", timeout=10)
-    assert wrong_method.status_code == 405 and wrong_method.headers["Content-Type"].startswith(
-        "application/json")
+    assert wrong_method.status_code == 405 and wrong_method.headers["Content-Type"].startswith("application/json")
     assert _stored(app) == (0, 0)
 
 
@@ -76,10 +83,16 @@ def test_oversized_bodies_are_refused_before_they_are_read(make_app):
     r = post_webhook(app.url, "installation", None, body=body)
     assert r.status_code == 413
     # Chunked, with no Content-Length to refuse it by: the limit holds while reading.
-    chunked = requests.post(app.url + "/webhook", data=iter([body[:600], body[600:]]),
-                            timeout=10, headers={"X-GitHub-Event": "installation",
-                                                 "X-GitHub-Delivery": "x1",
-                                                 "X-Hub-Signature-256": sign(WEBHOOK_SECRET, body)})
+    chunked = requests.post(
+        app.url + "/webhook",
+        data=iter([body[:600], body[600:]]),
+        timeout=10,
+        headers={
+            "X-GitHub-Event": "installation",
+            "X-GitHub-Delivery": "x1",
+            "X-Hub-Signature-256": sign(WEBHOOK_SECRET, body),
+        },
+    )
     assert chunked.status_code == 413
     assert _stored(app) == (0, 0)
 
