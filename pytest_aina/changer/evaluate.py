@@ -111,7 +111,8 @@ def _classify_checks(value: dict) -> tuple[str, str, str]:
         return "import", "syntax error", msg
     if "ModuleNotFoundError" in msg or "ImportError" in msg:
         return "import", "import error", msg
-    if "has no attribute" in msg and "AttributeError" in msg:
+    # an AttributeError at import, or the plugin's ResolveError for --aina-impl
+    if "has no attribute" in msg and ("AttributeError" in msg or "cannot resolve" in msg):
         return "import", "missing function", msg
     if "reference check failed" in msg:
         return stage, "wrong answer", msg

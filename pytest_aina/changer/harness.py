@@ -60,11 +60,19 @@ def run_checks(spec_path: str, impl: str, profile: str, rootdir: str) -> dict:
                     }
                 )
 
+    # the plugin keeps Hypothesis's and pytest-benchmark's folders under the rootdir's .aina/;
+    # in the sandbox the rootdir is the repository, which the candidate may not write to
+    here = os.getcwd()
+    os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(here, ".hypothesis"))
     args = [
         spec_path,
         "--aina",
         "--aina-impl",
         impl,
+        "--benchmark-storage",
+        "file://" + os.path.join(here, ".benchmarks"),
+        # the sandbox is the isolation already: a crash ends this process and is the verdict
+        "--no-aina-isolate",
         "--aina-profile",
         profile,
         "-x",
