@@ -30,12 +30,13 @@ from pytest_aina.interpreter.installation import (
     supported,
     uninstall,
 )
-from pytest_aina.interpreter.violations import MemoryViolation, case, current_case
+from pytest_aina.interpreter.violations import MemoryViolation, announce_cases, case, current_case
 
 __all__ = [
     "TESTED_TRITON_VERSIONS",
     "MemoryViolation",
     "UntestedTritonWarning",
+    "announce_cases",
     "case",
     "current_case",
     "faithful",

@@ -8,9 +8,18 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 _CASE: contextvars.ContextVar[str | None] = contextvars.ContextVar("aina_interpreter_case", default=None)
+_ANNOUNCE: Callable[[str], None] | None = None
+
+
+def announce_cases(send: Callable[[str], None] | None) -> None:
+    """Have every :func:`case` block pass its description to ``send`` before its body runs
+    (``None`` stops it). A harness that runs kernels in a worker process uses it to know the
+    case in flight when the worker dies: the crash leaves no exception to carry the case."""
+    global _ANNOUNCE
+    _ANNOUNCE = send
 
 
 @contextlib.contextmanager
@@ -19,6 +28,8 @@ def case(description: str) -> Iterator[None]:
     (e.g. ``"softmax property[bfloat16] M=3 N=70 seed=1"``): the harness knows the case,
     the kernel launch deep below it does not."""
     token = _CASE.set(description)
+    if _ANNOUNCE is not None:
+        _ANNOUNCE(description)
     try:
         yield
     finally:

@@ -74,17 +74,17 @@ class Worker:
     """One forked child that runs items on request; forked on first use, again after a death.
 
     ``items`` maps a node id to what the child calls: ``run(nodeid)`` (raises what the item
-    raised), ``render(nodeid, exc)`` (the failure's text) and ``hook(nodeid, send)`` (makes
-    the item's kernel announce its cases through ``send``; called before each item).
+    raised) and ``render(nodeid, exc)`` (the failure's text). The child announces each case
+    it starts (:func:`pytest_aina.interpreter.announce_cases`), so the parent knows the case in
+    flight when the child dies.
     """
 
     def __init__(
         self,
         run: Callable[[str], None],
         render: Callable[[str, BaseException], str],
-        hook: Callable[[str, Callable[[str], None]], None],
     ):
-        self._run, self._render, self._hook = run, render, hook
+        self._run, self._render = run, render
         self.pid: int | None = None
         self._commands = self._results = -1
 
@@ -153,10 +153,9 @@ class Worker:
             # captures, so the dump shows in the item's report
             faulthandler.enable(file=2, all_threads=False)
             _threads_after_fork()
-            announce = lambda description: _send(results, ("case", description))  # noqa: E731
+            interpreter.announce_cases(lambda description: _send(results, ("case", description)))
             while (nodeid := _receive(commands)) is not None:
                 try:
-                    self._hook(nodeid, announce)
                     self._run(nodeid)
                     outcome = _Outcome("passed")
                 except pytest.skip.Exception as exc:
@@ -213,20 +212,3 @@ def _receive(fd: int):
         return None
     data = _read_exactly(fd, _HEADER.unpack(header)[0])
     return None if data is None else pickle.loads(data)
-
-
-def case_hook(kernel, send: Callable[[str], None]) -> None:
-    """Wrap ``kernel.impl`` (in the worker only, once) so each call first sends the case set
-    by ``interpreter.case`` to the parent."""
-    if getattr(kernel.impl, "_aina_announced", False):
-        return
-    impl = kernel.impl
-
-    def announced(*args, **kwargs):
-        description = interpreter.current_case()
-        if description is not None:
-            send(description)
-        return impl(*args, **kwargs)
-
-    announced._aina_announced = True
-    kernel.impl = announced

@@ -162,11 +162,7 @@ def _worker_calls(psession: pytest.Session):
     def render(nodeid: str, exc: BaseException) -> str:
         return item(nodeid)._render_in_child(exc)
 
-    def hook(nodeid: str, send) -> None:
-        it = item(nodeid)
-        isolation.case_hook(aina_session(it.config).kernel(it.spec), send)
-
-    return run, render, hook
+    return run, render
 
 
 def _parse_case(text: str | None) -> Case | None:

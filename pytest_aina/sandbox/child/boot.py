@@ -23,6 +23,7 @@ import sys
 import threading
 import traceback
 
+from pytest_aina import interpreter
 from pytest_aina.imports import resolve
 from pytest_aina.sandbox import frames
 from pytest_aina.sandbox import result as R
@@ -125,8 +126,6 @@ def _faithful_interpreter() -> None:
     ``pytest --aina`` (docs/interpreter.md); the patches reach kernels already defined, and a
     candidate that does not use Triton pays nothing."""
     if "triton" in sys.modules and os.environ.get("TRITON_INTERPRET") == "1":
-        from pytest_aina import interpreter
-
         interpreter.install(sanitize=True)
 
 
