@@ -50,6 +50,20 @@ def _environment(checkout: Path) -> dict:
     return env
 
 
+def _combine(data: Path, rcfile: Path, checkout: Path) -> None:
+    """Merge the per-process files (``coverage.data.*``) into ``data``."""
+    if not list(data.parent.glob(data.name + ".*")):
+        return
+    subprocess.run(
+        [sys.executable, "-m", "coverage", "combine", "--rcfile", str(rcfile), "--data-file", str(data), "-q"],
+        cwd=checkout,
+        env=_environment(checkout),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
 def run_tests(
     checkout: Path, specs: list[str], tests: list[str], cover: list[str], workdir: Path, *, timeout_s: float = TIMEOUT_S
 ) -> TestRun:
@@ -74,7 +88,25 @@ def run_tests(
     ]
     if cover:
         include = ",".join(str(checkout / p) for p in cover)
-        cmd = [sys.executable, "-m", "coverage", "run", "--data-file", str(data), "--include", include, *pytest_args]
+        rcfile = workdir / "coveragerc"
+        # The plugin runs spec items in a forked worker (crash isolation) that ends with
+        # os._exit: without the _exit patch its lines, the kernels' own, would be lost.
+        # Parallel mode gives each process its own file (named by pid when it saves); they
+        # are combined below. (coverage's "fork" patch is not wanted: it loses the child's lines.)
+        rcfile.write_text("[run]\nparallel = true\npatch = _exit\n")
+        cmd = [
+            sys.executable,
+            "-m",
+            "coverage",
+            "run",
+            "--rcfile",
+            str(rcfile),
+            "--data-file",
+            str(data),
+            "--include",
+            include,
+            *pytest_args,
+        ]
     else:
         cmd = [sys.executable, *pytest_args]
     start = time.monotonic()
@@ -86,6 +118,8 @@ def run_tests(
     except subprocess.TimeoutExpired as exc:
         code, timed_out = None, True
         out = (exc.stdout or b"").decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+    if cover:
+        _combine(data, rcfile, checkout)
     run = TestRun(
         cmd,
         code,

@@ -3,12 +3,18 @@ by name when several test folders have one)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
+import re
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 
 import requests
 from werkzeug.serving import make_server
@@ -192,3 +198,56 @@ def window(i: int = 0, *, kernel: str = "softmax", calls: int = 1000):
         latency=Latency(8e-5, 1e-4, 1.1e-4, 1.3e-4, 2e-4),
         timing="cuda_event",
     )
+
+
+@dataclass
+class Gunicorn:
+    """A running gunicorn: where it listens, and its log so far (read on a thread)."""
+
+    proc: subprocess.Popen
+    url: str
+    lines: list[str]
+
+    @property
+    def port(self) -> int:
+        return int(self.url.rsplit(":", 1)[1])
+
+
+@contextlib.contextmanager
+def serve_gunicorn(env: dict[str, str], *, workers: int = 1, threads: int = 4, app: str = "github_app:create_app()"):
+    """The App as the docs deploy it (``-c python:github_app.web.gunicorn_config``) on a
+    free loopback port, up and answering /healthz; SIGTERM on the way out."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "python:github_app.web.gunicorn_config", "--bind", "127.0.0.1:0"]
+        + ["--workers", str(workers), "--threads", str(threads), app],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        url, lines = None, []
+        deadline = time.monotonic() + 60
+        while url is None and time.monotonic() < deadline and (line := proc.stdout.readline()):
+            lines.append(line)
+            m = re.search(r"Listening at: (http://127\.0\.0\.1:\d+)", line)
+            url = m.group(1) if m else None
+        assert url, "gunicorn did not start:\n" + "".join(lines)
+        # keep reading its log, so that a full pipe never blocks it
+        threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()
+        for _ in range(100):  # the workers boot after the arbiter listens
+            try:
+                if requests.get(url + "/healthz", timeout=5).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.1)
+        yield Gunicorn(proc, url, lines)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.stdout.close()

@@ -12,16 +12,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import socket
-import subprocess
-import sys
-import threading
 import time
 from urllib.parse import quote_from_bytes
 
 import pytest
-from app_helpers import WEBHOOK_SECRET, Served, sign
+from app_helpers import WEBHOOK_SECRET, Served, serve_gunicorn, sign
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
@@ -291,51 +287,8 @@ def gunicorn_server(app_key, tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if not k.startswith("AINA_")}
     env.update({f"AINA_{k}": str(v) for k, v in config.items() if k != "PRIVATE_KEY"})
     env["AINA_PRIVATE_KEY"] = str(folder / "app.pem")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-c",
-            "python:github_app.web.gunicorn_config",
-            "--bind",
-            "127.0.0.1:0",
-            "--workers",
-            "1",
-            "--threads",
-            "4",
-            "github_app:create_app()",
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    port = None
-    deadline = time.monotonic() + 60
-    lines = []
-    while port is None and time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        lines.append(line)
-        m = re.search(r"Listening at: http://127\.0\.0\.1:(\d+)", line)
-        port = int(m.group(1)) if m else None
-    assert port, "gunicorn did not start:\n" + "".join(lines)
-    # keep reading its log, so that a full pipe never blocks it
-    threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()
-    for _ in range(100):  # the worker boots after the arbiter listens
-        try:
-            if send(port, "GET", "/healthz", [], b"") == 200:
-                break
-        except (AssertionError, OSError):
-            time.sleep(0.1)
-    yield port, lines
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.stdout.close()
+    with serve_gunicorn(env) as g:
+        yield g.port, g.lines
 
 
 # -- the tests ---------------------------------------------------------------------------------

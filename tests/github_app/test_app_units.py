@@ -35,6 +35,14 @@ def test_policy_defaults_and_errors():
             parse_policy(text, source=".github/aina.yml")
 
 
+def test_the_app_reads_the_gates_settings_in_the_same_file():
+    """One .github/aina.yml for the App and the merge gate: a gate: section is not an unknown key."""
+    p = parse_policy("max_open_prs: 2\ngate:\n  coverage: 90\n  review: [high]\n")
+    assert p.max_open_prs == 2 and p.gate.coverage == 90 and p.gate.review == ("high",)
+    with pytest.raises(PolicyError, match="gate.coverag"):
+        parse_policy("gate:\n  coverag: 90\n")
+
+
 def test_a_change_is_checked_field_by_field():
     Change.from_json(make_change())
     for mutate, message in [

@@ -18,7 +18,7 @@ import octokit
 import pytest
 import requests
 from app_helpers import WEBHOOK_SECRET, sign
-from hypothesis import HealthCheck, assume, find, given, settings
+from hypothesis import HealthCheck, Phase, assume, find, given, settings
 from hypothesis import strategies as st
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
@@ -200,9 +200,9 @@ def test_valid_payloads_of_handled_events_get_a_2xx(name, webhooks, known):
     if name in ("ping", "installation-repositories-removed"):
         return
     # Not vacuous: a valid steered payload reaches a handler that queues work, and the App
-    # acknowledges it with 202. Found by search (the simplest such payload, the same every
-    # run) rather than hoped for among the draws above, whose fixed set changes whenever the
-    # test's source or the modules loaded beside it do.
+    # acknowledges it with 202. Found by search (the same every run) rather than hoped for
+    # among the draws above, whose fixed set changes whenever the test's source or the
+    # modules loaded beside it do.
     services = app.services
 
     def queues_work(payload: dict) -> bool:
@@ -211,6 +211,8 @@ def test_valid_payloads_of_handled_events_get_a_2xx(name, webhooks, known):
         e = Event(event, payload.get("action"), payload, str(uuid.uuid4()))
         return bool(services.router.dispatch(e, services.store))
 
-    payload = find(steered(name, schema, webhooks), queues_work, settings=settings(max_examples=500, **SETTINGS))
+    # the first such payload: shrinking it would cost minutes on a PR payload and prove nothing more
+    search = settings(max_examples=300, phases=[Phase.generate], **SETTINGS)
+    payload = find(steered(name, schema, webhooks), queues_work, settings=search)
     r = post(app, event, payload)
     assert r.status_code == 202, (r.status_code, r.text[:500])

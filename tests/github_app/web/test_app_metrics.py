@@ -11,7 +11,7 @@ import sys
 import time
 
 import requests
-from app_helpers import WEBHOOK_SECRET, sign
+from app_helpers import WEBHOOK_SECRET, serve_gunicorn, sign
 
 
 def _total(text: str, series: str) -> float:
@@ -36,26 +36,6 @@ def test_one_scrape_sums_every_gunicorn_worker_and_the_job_worker(app_key, tmp_p
             "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         }
     )
-    web = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-c",
-            "python:github_app.web.gunicorn_config",
-            "--bind",
-            "127.0.0.1:0",
-            "--workers",
-            "2",
-            "--threads",
-            "2",
-            "github_app:create_app()",
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
     # The job worker: its first jobs (sync, redeliver) fail against a GitHub that is not
     # there and are counted as retries, in this other process.
     worker = subprocess.Popen(
@@ -65,52 +45,45 @@ def test_one_scrape_sums_every_gunicorn_worker_and_the_job_worker(app_key, tmp_p
         stderr=subprocess.DEVNULL,
     )
     try:
-        url = None
-        deadline = time.monotonic() + 60
-        while url is None and time.monotonic() < deadline:
-            m = re.search(r"Listening at: (http://127\.0\.0\.1:\d+)", web.stdout.readline())
-            url = m.group(1) if m else None
-        assert url, "gunicorn did not start"
-        body = b'{"zen": "Practicality beats purity."}'
-        sent = 0
-        for i in range(40):  # a connection each, so both workers take some
-            try:
-                r = requests.post(
-                    url + "/webhook",
-                    data=body,
-                    timeout=10,
-                    headers={
-                        "X-GitHub-Event": "ping",
-                        "X-GitHub-Delivery": f"m-{i}",
-                        "X-Hub-Signature-256": sign(WEBHOOK_SECRET, body),
-                        "Connection": "close",
-                    },
-                )
-            except requests.ConnectionError:  # a worker still booting
-                time.sleep(0.1)
-                continue
-            assert r.status_code == 200
-            sent += 1
-        assert sent > 20
-        deadline = time.monotonic() + 60
-        while True:
-            text = requests.get(url + "/metrics", timeout=10, headers={"Connection": "close"}).text
-            if _total(text, 'aina_job_runs_total{kind="sync",result="retry"}') >= 1:
-                break
-            assert time.monotonic() < deadline, "the job worker's counts never showed"
-            time.sleep(0.2)
-        for _ in range(6):  # whichever worker answers, the same totals
-            text = requests.get(url + "/metrics", timeout=10, headers={"Connection": "close"}).text
-            assert _total(text, 'aina_webhooks_total{event="ping",outcome="ignored"}') == sent
-        pids = {p.name.split("_")[1] for p in metrics_dir.glob("counter_*.db")}
-        assert len(pids) >= 3, pids  # two gunicorn workers and the job worker
+        with serve_gunicorn(env, workers=2, threads=2) as web:
+            url = web.url
+            body = b'{"zen": "Practicality beats purity."}'
+            sent = 0
+            for i in range(40):  # a connection each, so both workers take some
+                try:
+                    r = requests.post(
+                        url + "/webhook",
+                        data=body,
+                        timeout=10,
+                        headers={
+                            "X-GitHub-Event": "ping",
+                            "X-GitHub-Delivery": f"m-{i}",
+                            "X-Hub-Signature-256": sign(WEBHOOK_SECRET, body),
+                            "Connection": "close",
+                        },
+                    )
+                except requests.ConnectionError:  # a worker still booting
+                    time.sleep(0.1)
+                    continue
+                assert r.status_code == 200
+                sent += 1
+            assert sent > 20
+            deadline = time.monotonic() + 60
+            while True:
+                text = requests.get(url + "/metrics", timeout=10, headers={"Connection": "close"}).text
+                if _total(text, 'aina_job_runs_total{kind="sync",result="retry"}') >= 1:
+                    break
+                assert time.monotonic() < deadline, "the job worker's counts never showed"
+                time.sleep(0.2)
+            for _ in range(6):  # whichever worker answers, the same totals
+                text = requests.get(url + "/metrics", timeout=10, headers={"Connection": "close"}).text
+                assert _total(text, 'aina_webhooks_total{event="ping",outcome="ignored"}') == sent
+            pids = {p.name.split("_")[1] for p in metrics_dir.glob("counter_*.db")}
+            assert len(pids) >= 3, pids  # two gunicorn workers and the job worker
     finally:
-        for proc in (web, worker):
-            proc.send_signal(signal.SIGTERM)
-        for proc in (web, worker):
-            try:
-                proc.wait(30)
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
-        web.stdout.close()
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(30)
+        finally:
+            if worker.poll() is None:
+                worker.kill()

@@ -8,17 +8,14 @@ import json
 import logging
 import os
 import re
-import signal
 import socket
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 
 import pytest
 import requests
-from app_helpers import WEBHOOK_SECRET, Served, post_webhook, sign
+from app_helpers import WEBHOOK_SECRET, Served, post_webhook, serve_gunicorn, sign
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
@@ -267,48 +264,9 @@ def gunicorn(app_key, tmp_path):
             "AINA_BODY_TIMEOUT_SECONDS": "1.0",
         }
     )
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-c",
-            "python:github_app.web.gunicorn_config",
-            "--bind",
-            "127.0.0.1:0",
-            "--workers",
-            "1",
-            "--threads",
-            "4",
-            "github_app:create_app()",
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url, lines = None, []
-    deadline = time.monotonic() + 60
-    while url is None and time.monotonic() < deadline:
-        lines.append(proc.stdout.readline())
-        m = re.search(r"Listening at: (http://127\.0\.0\.1:\d+)", lines[-1])
-        url = m.group(1) if m else None
-    assert url, "".join(lines)
-    threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()
-    for _ in range(100):
-        try:
-            requests.get(url + "/healthz", timeout=5)
-            break
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    yield url, lines
-    proc.send_signal(signal.SIGTERM)
-    try:
-        assert proc.wait(30) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.stdout.close()
+    with serve_gunicorn(env) as g:
+        yield g.url, g.lines
+    assert g.proc.returncode == 0, "".join(g.lines[-20:])  # a clean shutdown on SIGTERM
 
 
 def test_stalled_clients_do_not_take_gunicorns_threads(gunicorn):
