@@ -2,7 +2,8 @@
 """Set up and run pytest-aina on a fresh machine that has nothing but Python 3.11+.
 
     python3 dev.py demo    # the main job: the evolution loop on the committed sample telemetry
-    python3 dev.py test    # the whole test suite
+    python3 dev.py test    # the whole test suite (after the lint: layers, ruff)
+    python3 dev.py lint    # the lint alone
 
 Both create ``.venv`` on first use and install what the project declares: torch pinned to
 the CPU build first (an unpinned torch would pull gigabytes of CUDA packages), then the
@@ -67,12 +68,29 @@ def demo(args: list[str]) -> int:
     return sh(PY, "scripts/demo.py", *args, env=env())
 
 
+def lint(args: list[str]) -> int:
+    # the habits that keep the house in order: the layers (import-linter's contracts in
+    # pyproject.toml, docs/architecture.md), then ruff's lint and format check
+    for step in (
+        (BIN / "lint-imports", "--no-cache"),
+        (BIN / "ruff", "check", "--no-cache", "."),
+        (BIN / "ruff", "format", "--no-cache", "--check", "."),
+    ):
+        if (rc := sh(*step)) != 0:
+            print(f"lint failed at: {' '.join(map(str, step))}", file=sys.stderr)
+            return rc
+    return 0
+
+
 def test(args: list[str]) -> int:
-    # the project's own tests and, with --aina, the spec tests of the kernels in specs/
+    # lint first (seconds), then the project's own tests and, with --aina, the spec tests
+    # of the kernels in specs/
+    if (rc := lint([])) != 0:
+        return rc
     return sh(PY, "-m", "pytest", "--aina", *args, env=env())
 
 
-COMMANDS = {"demo": demo, "test": test}
+COMMANDS = {"demo": demo, "test": test, "lint": lint}
 
 
 def main() -> int:

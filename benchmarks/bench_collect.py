@@ -36,7 +36,8 @@ def make_tree(where: Path, n: int) -> None:
         (where / "specs" / f"{src.stem}_{i:03d}.yaml").write_text(text)
     for i in range(5):
         (where / "tests" / f"test_plain_{i}.py").write_text(
-            "".join(f"def test_{j}():\n    assert True\n\n" for j in range(10)))
+            "".join(f"def test_{j}():\n    assert True\n\n" for j in range(10))
+        )
     (where / "pytest.ini").write_text("[pytest]\ntestpaths = tests\n")
 
 
@@ -75,12 +76,18 @@ def main() -> int:
             plain.append(p)
             ratios.append(a / p)
     print(f"{args.specs} specs + 50 plain tests, {args.runs} runs each, in turn ({os.cpu_count()} cores)")
-    print(f"  pytest --collect-only         median {statistics.median(plain):6.3f} s  "
-          f"[{min(plain):.3f} .. {max(plain):.3f}]  ({p_last})")
-    print(f"  pytest --aina --collect-only  median {statistics.median(aina):6.3f} s  "
-          f"[{min(aina):.3f} .. {max(aina):.3f}]  ({a_last})")
-    print(f"  ratio aina/plain (pairwise)   median {statistics.median(ratios):6.2f}x  "
-          f"[{min(ratios):.2f} .. {max(ratios):.2f}]")
+    print(
+        f"  pytest --collect-only         median {statistics.median(plain):6.3f} s  "
+        f"[{min(plain):.3f} .. {max(plain):.3f}]  ({p_last})"
+    )
+    print(
+        f"  pytest --aina --collect-only  median {statistics.median(aina):6.3f} s  "
+        f"[{min(aina):.3f} .. {max(aina):.3f}]  ({a_last})"
+    )
+    print(
+        f"  ratio aina/plain (pairwise)   median {statistics.median(ratios):6.2f}x  "
+        f"[{min(ratios):.2f} .. {max(ratios):.2f}]"
+    )
     return 0
 
 

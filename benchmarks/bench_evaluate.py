@@ -33,14 +33,19 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=6)
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
-    from pytest_aina.checking.cases import device
     from pytest_aina.changer.evaluate import Setup, evaluate, workdir_for
     from pytest_aina.changer.model import Candidate
+    from pytest_aina.checking.device import device
 
-    setup = Setup(spec_path=ROOT / "specs" / "softmax.yaml", repo=ROOT, function="softmax",
-                  generic="kernels.softmax:softmax_generic",
-                  bench_cases=[{"dims": {"M": 16, "N": 1024}, "dtype": "float32", "label": "M=16,N=1024,float32"}],
-                  workdir=workdir_for(ROOT, "bench-evaluate"), device=device())
+    setup = Setup(
+        spec_path=ROOT / "specs" / "softmax.yaml",
+        repo=ROOT,
+        function="softmax",
+        generic="kernels.softmax:softmax_generic",
+        bench_cases=[{"dims": {"M": 16, "N": 1024}, "dtype": "float32", "label": "M=16,N=1024,float32"}],
+        workdir=workdir_for(ROOT, "bench-evaluate"),
+        device=device(),
+    )
     configs = [{"BLOCK_N": b, "ROWS_PER_PROGRAM": r} for b in (1024, 2048) for r in (1, 2, 4, 8, 16)][: args.n]
 
     def one(cfg):
@@ -49,10 +54,17 @@ def main() -> int:
         v = evaluate(c, setup)
         wall = time.perf_counter() - t
         kernel = sum(sum(x["samples_s"]) + sum(x["reference_samples_s"]) for x in v.timings)
-        return {"config": cfg, "passed": v.passed, "reason": v.reason, "wall_s": wall, "kernel_s": kernel,
-                "overhead_s": wall - kernel, "checks_s": v.stage_s.get("checks", 0.0),
-                "benchmarks_s": v.stage_s.get("benchmarks", 0.0),
-                "benchmarks_overhead_s": v.stage_s.get("benchmarks", 0.0) - kernel}
+        return {
+            "config": cfg,
+            "passed": v.passed,
+            "reason": v.reason,
+            "wall_s": wall,
+            "kernel_s": kernel,
+            "overhead_s": wall - kernel,
+            "checks_s": v.stage_s.get("checks", 0.0),
+            "benchmarks_s": v.stage_s.get("benchmarks", 0.0),
+            "benchmarks_overhead_s": v.stage_s.get("benchmarks", 0.0) - kernel,
+        }
 
     t = time.perf_counter()
     serial = [one(cfg) for cfg in configs]
@@ -62,13 +74,17 @@ def main() -> int:
         parallel = list(pool.map(one, configs))
     parallel_s = time.perf_counter() - t
     result = {
-        "device": setup.device, "candidates": len(configs),
+        "device": setup.device,
+        "candidates": len(configs),
         "all_passed": all(r["passed"] for r in serial + parallel),
-        "per_candidate_median": {k: statistics.median(r[k] for r in serial)
-                                 for k in ("wall_s", "kernel_s", "overhead_s", "checks_s", "benchmarks_s",
-                                           "benchmarks_overhead_s")},
-        "candidates_per_minute": {"1 worker": 60 * len(configs) / serial_s,
-                                  f"{args.workers} workers": 60 * len(configs) / parallel_s},
+        "per_candidate_median": {
+            k: statistics.median(r[k] for r in serial)
+            for k in ("wall_s", "kernel_s", "overhead_s", "checks_s", "benchmarks_s", "benchmarks_overhead_s")
+        },
+        "candidates_per_minute": {
+            "1 worker": 60 * len(configs) / serial_s,
+            f"{args.workers} workers": 60 * len(configs) / parallel_s,
+        },
         "serial": serial,
     }
     print(json.dumps(result, indent=2))

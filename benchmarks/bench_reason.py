@@ -27,8 +27,11 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def day_of_minutes(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "minutes.jsonl"
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "make_sample_telemetry.py"), "--out", str(out),
-                    "--window-min", "1"], check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "make_sample_telemetry.py"), "--out", str(out), "--window-min", "1"],
+        check=True,
+        capture_output=True,
+    )
     with out.open() as fh:
         n = sum(1 for _ in fh)
     return out, n
@@ -36,15 +39,22 @@ def day_of_minutes(tmp_path_factory):
 
 def test_reasoner_in_process(benchmark, day_of_minutes, capsys):
     path, n = day_of_minutes
-    report = benchmark.pedantic(reason_about_file, args=(path,),
-                                kwargs={"specs": ROOT / "specs", "variants": ROOT / "kernels" / "variants"},
-                                rounds=3, iterations=1, warmup_rounds=1)
+    report = benchmark.pedantic(
+        reason_about_file,
+        args=(path,),
+        kwargs={"specs": ROOT / "specs", "variants": ROOT / "kernels" / "variants"},
+        rounds=3,
+        iterations=1,
+        warmup_rounds=1,
+    )
     assert report.profile.windows == n
     if benchmark.disabled:  # --benchmark-disable: ran once, untimed; nothing to print
         return
     with capsys.disabled():
-        print(f"\nreasoner in-process: {n} windows, median {benchmark.stats['median']:.2f} s "
-              f"-> {n / benchmark.stats['median']:,.0f} windows/s")
+        print(
+            f"\nreasoner in-process: {n} windows, median {benchmark.stats['median']:.2f} s "
+            f"-> {n / benchmark.stats['median']:,.0f} windows/s"
+        )
 
 
 def test_aina_reason_command(benchmark, day_of_minutes, capsys):
@@ -52,8 +62,21 @@ def test_aina_reason_command(benchmark, day_of_minutes, capsys):
     aina = Path(sys.executable).with_name("aina")
 
     def run():
-        subprocess.run([str(aina), "reason", "--telemetry", str(path), "--json", "--specs", str(ROOT / "specs"),
-                        "--variants", str(ROOT / "kernels" / "variants")], check=True, capture_output=True)
+        subprocess.run(
+            [
+                str(aina),
+                "reason",
+                "--telemetry",
+                str(path),
+                "--json",
+                "--specs",
+                str(ROOT / "specs"),
+                "--variants",
+                str(ROOT / "kernels" / "variants"),
+            ],
+            check=True,
+            capture_output=True,
+        )
 
     benchmark.pedantic(run, rounds=3, iterations=1)
     if benchmark.disabled:
@@ -62,5 +85,7 @@ def test_aina_reason_command(benchmark, day_of_minutes, capsys):
     subprocess.run([str(aina), "--help"], check=True, capture_output=True)
     startup = time.perf_counter() - t0
     with capsys.disabled():
-        print(f"\naina reason --json: {n} windows, median {benchmark.stats['median']:.2f} s "
-              f"-> {n / benchmark.stats['median']:,.0f} windows/s end to end (aina --help alone: {startup:.2f} s)")
+        print(
+            f"\naina reason --json: {n} windows, median {benchmark.stats['median']:.2f} s "
+            f"-> {n / benchmark.stats['median']:,.0f} windows/s end to end (aina --help alone: {startup:.2f} s)"
+        )

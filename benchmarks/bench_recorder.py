@@ -23,8 +23,8 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import torch  # noqa: E402
 
-from pytest_aina.runtime.dispatch import dispatcher  # noqa: E402
 from pytest_aina.runtime import Recorder  # noqa: E402
+from pytest_aina.runtime.dispatch import dispatcher  # noqa: E402
 
 
 def noop(x):
@@ -61,6 +61,7 @@ def _measured(rec, fn, enabled):
 
 # -- 1: a no-op ------------------------------------------------------------------------------
 
+
 @pytest.mark.benchmark(group="1 noop")
 def test_noop_a_bare(benchmark):
     benchmark(noop, X)
@@ -77,6 +78,7 @@ def test_noop_c_measure_enabled(benchmark, recorder):
 
 
 # -- 2: a small torch op -------------------------------------------------------------------
+
 
 def add(x):
     return torch.add(x, x)
@@ -98,6 +100,7 @@ def test_add_c_measure_enabled(benchmark, recorder):
 
 
 # -- 3: dispatch -----------------------------------------------------------------------------
+
 
 def toy_generic(x):
     return x
@@ -124,6 +127,7 @@ def test_dispatch_c_recorder(benchmark, tmp_path, installed):
 
 
 # -- 4: the real kernel ------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def small():

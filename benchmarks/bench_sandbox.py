@@ -32,7 +32,7 @@ import sys
 import tempfile
 import textwrap
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 HARNESS = """
 import numpy as np
@@ -86,8 +86,9 @@ def _median_wall(fn, repeat: int) -> tuple[float, list[float]]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeat", type=int, default=7, metavar="N", help="repeats per row (default 7)")
-    ap.add_argument("--calls", type=int, default=200, metavar="N",
-                    help="timed calls in the long protocol session (default 200)")
+    ap.add_argument(
+        "--calls", type=int, default=200, metavar="N", help="timed calls in the long protocol session (default 200)"
+    )
     ap.add_argument("--json", metavar="FILE", help="also write the rows as JSON to FILE")
     args = ap.parse_args(argv)
 
@@ -97,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     folder = tempfile.mkdtemp(prefix="aina-bench-")
     os.chmod(folder, 0o755)  # the sandbox's own uid reads the candidates from here
     try:
+
         def put(name: str, text: str) -> str:
             path = os.path.join(folder, name)
             with open(path, "w") as f:
@@ -108,10 +110,14 @@ def main(argv: list[str] | None = None) -> int:
         harness = put("harness.py", HARNESS)
         tiny = put("tiny.py", "def f(x):\n    return x * 2\n")
         heavy = put("heavy.py", TORCH_TRITON)
-        meta = {"machine": _cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(),
-                "load_avg_1m": os.getloadavg()[0],
-                "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "layers": probe().as_dict()}
+        meta = {
+            "machine": _cpu_name(),
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_avg_1m": os.getloadavg()[0],
+            "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+            "layers": probe().as_dict(),
+        }
         try:
             from importlib.metadata import version
 
@@ -124,22 +130,37 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"row": name, "median_s": median_s, "samples_s": samples, "note": note, **extra, **meta})
             print(f"{name:34s} {median_s * 1e3:10.3f} ms   {note}")
 
-        print(f"{meta['machine']} ({meta['cores']} cores, load {meta['load_avg_1m']:.2f}), Python {meta['python']}, "
-              f"{meta['timestamp']}")
+        print(
+            f"{meta['machine']} ({meta['cores']} cores, load {meta['load_avg_1m']:.2f}), Python {meta['python']}, "
+            f"{meta['timestamp']}"
+        )
         r = run(f"{trivial}:f")
         assert r.ok, r.reason
         m, s = _median_wall(lambda: run(f"{trivial}:f"), args.repeat)
-        row("run.startup[all layers]", m, s, "run() of a function returning at once",
-            protections={k: v for k, v in r.protections.items() if k in (
-                "pid_namespace", "net_namespace", "mount_namespace", "uid", "landlock", "read_only_root")})
+        row(
+            "run.startup[all layers]",
+            m,
+            s,
+            "run() of a function returning at once",
+            protections={
+                k: v
+                for k, v in r.protections.items()
+                if k in ("pid_namespace", "net_namespace", "mount_namespace", "uid", "landlock", "read_only_root")
+            },
+        )
         bare = Isolation(namespaces=False, drop_uid=False, landlock=False, audit_hook=False)
         m, s = _median_wall(lambda: run(f"{trivial}:f", isolation=bare), args.repeat)
         row("run.startup[no optional layer]", m, s, "the same with namespaces, uid, Landlock and the hook off")
         m, s = _median_wall(lambda: run(f"{heavy}:f", env={"TRITON_INTERPRET": "1"}), max(3, args.repeat // 2))
         row("run.torch_triton", m, s, "import torch + triton, one kernel in the interpreter")
 
-        common = dict(make_inputs=f"{harness}:make_inputs", reference=f"{harness}:reference",
-                      check=f"{harness}:check", warmup=1, floor_calls=200)
+        common = dict(
+            make_inputs=f"{harness}:make_inputs",
+            reference=f"{harness}:reference",
+            check=f"{harness}:check",
+            warmup=1,
+            floor_calls=200,
+        )
         sessions, floors, timed, overheads = [], [], [], []
         for _ in range(max(3, args.repeat // 2)):
             t = time.perf_counter()
@@ -150,12 +171,24 @@ def main(argv: list[str] | None = None) -> int:
             timed.append(b.median_s)
             overheads.append(statistics.median(c.cycle_s - c.parent_s for c in b.calls if not c.warmup))
         row("protocol.floor", statistics.median(floors), floors, "no-op go -> done round trip (parent's clock)")
-        row("protocol.timed_tiny_call", statistics.median(timed), timed,
-            "median timed figure of x*2 on 8x16 float32 (floor included)")
-        row("protocol.call_overhead", statistics.median(overheads), overheads,
-            "per call beyond the timed figure: inputs, output back, parent's checks")
-        row("protocol.session", statistics.median(sessions), sessions,
-            f"a whole session: start-up, 200 no-ops, load, {args.calls} calls each followed by a no-op, clean-up")
+        row(
+            "protocol.timed_tiny_call",
+            statistics.median(timed),
+            timed,
+            "median timed figure of x*2 on 8x16 float32 (floor included)",
+        )
+        row(
+            "protocol.call_overhead",
+            statistics.median(overheads),
+            overheads,
+            "per call beyond the timed figure: inputs, output back, parent's checks",
+        )
+        row(
+            "protocol.session",
+            statistics.median(sessions),
+            sessions,
+            f"a whole session: start-up, 200 no-ops, load, {args.calls} calls each followed by a no-op, clean-up",
+        )
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(rows, f, indent=1)

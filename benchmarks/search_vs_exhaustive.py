@@ -66,7 +66,7 @@ def measure(args) -> tuple[dict, str, list[dict], dict[int, float], dict | None]
         return time.perf_counter() - t
 
     samples: dict[int, list[float]] = {i: [] for i in range(len(configs))}
-    for i, cfg in enumerate(configs):  # warm-up (and compile on a GPU)
+    for cfg in configs:  # warm-up (and compile on a GPU)
         generic(x, *extra, **cfg)
     t0 = time.perf_counter()
     for r in range(args.rounds):
@@ -87,15 +87,24 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seeds", type=int, default=20)
     ap.add_argument("--out", default=None, help="write the table and the replay as JSON")
-    ap.add_argument("--replay", metavar="FILE", default=None,
-                    help="measure nothing: replay the search against the table in FILE (an earlier --out)")
+    ap.add_argument(
+        "--replay",
+        metavar="FILE",
+        default=None,
+        help="measure nothing: replay the search against the table in FILE (an earlier --out)",
+    )
     args = ap.parse_args()
     if args.replay:
         saved = json.loads(Path(args.replay).read_text())
         if "table" not in saved:
             sys.exit(f"{args.replay} holds no table (written before --out saved one): measure again")
         # the search again on the measured table: no kernel runs, so no torch or Triton
-        args.kernel, args.M, args.N, args.dtype = saved["kernel"], saved["shape"]["M"], saved["shape"]["N"], saved["dtype"]
+        args.kernel, args.M, args.N, args.dtype = (
+            saved["kernel"],
+            saved["shape"]["M"],
+            saved["shape"]["N"],
+            saved["dtype"],
+        )
         space, device, heuristic_point = saved["space"], saved["device"], saved["heuristic_point"]
         configs = [row["config"] for row in saved["table"]]
         median = {i: row["median_s"] for i, row in enumerate(saved["table"])}
@@ -118,8 +127,17 @@ def main() -> int:
         found = {b: [] for b in budgets}
         to_within5, to_best = [], []
         for seed in range(args.seeds):
-            ctx = ProposalContext(kernel=args.kernel, spec=None, spec_text="", kernel_source="",
-                                  function=args.kernel, hypothesis={}, tunables=space, seed=seed, heuristic=start)
+            ctx = ProposalContext(
+                kernel=args.kernel,
+                spec=None,
+                spec_text="",
+                kernel_source="",
+                function=args.kernel,
+                hypothesis={},
+                tunables=space,
+                seed=seed,
+                heuristic=start,
+            )
             prop = MetaParamProposer()
             best_so_far, hit5, hit = float("inf"), None, None
             for n in range(1, max(budgets) + 1):
@@ -139,11 +157,14 @@ def main() -> int:
             to_within5.append(hit5)
             to_best.append(hit)
         return {
-            "fraction_of_best_by_budget": {str(b): {"median": med(found[b]), "min": min(found[b])}
-                                           for b in budgets if found[b]},
-            "evaluations_to_within_5pct": {"median": med(to_within5),
-                                           "max": max((v for v in to_within5 if v), default=None),
-                                           "never": sum(v is None for v in to_within5)},
+            "fraction_of_best_by_budget": {
+                str(b): {"median": med(found[b]), "min": min(found[b])} for b in budgets if found[b]
+            },
+            "evaluations_to_within_5pct": {
+                "median": med(to_within5),
+                "max": max((v for v in to_within5 if v), default=None),
+                "never": sum(v is None for v in to_within5),
+            },
             "evaluations_to_best": {"median": med(to_best), "never": sum(v is None for v in to_best)},
         }
 
@@ -152,9 +173,15 @@ def main() -> int:
         return statistics.median(xs) if xs else None
 
     result = {
-        "kernel": args.kernel, "shape": {"M": args.M, "N": args.N}, "dtype": args.dtype, "device": device,
-        "clock": "wall clock, Triton interpreter on CPU" if device == "cpu" else "wall clock around a synchronised call",
-        "space": space, "space_size": len(configs) - 1,
+        "kernel": args.kernel,
+        "shape": {"M": args.M, "N": args.N},
+        "dtype": args.dtype,
+        "device": device,
+        "clock": "wall clock, Triton interpreter on CPU"
+        if device == "cpu"
+        else "wall clock around a synchronised call",
+        "space": space,
+        "space_size": len(configs) - 1,
         "exhaustive_best": {"config": configs[best_i], "median_s": best_t},
         "heuristic_median_s": heuristic_t,
         "worst_median_s": max(median.values()),

@@ -15,10 +15,10 @@ import importlib
 __all__ = ["Change", "ChangeError", "ConfigError", "Services", "create_app"]
 
 _WHERE = {
-    "Services": "github_app.app",
+    "Services": "github_app.services",
     "create_app": "github_app.app",
-    "Change": "github_app.change",
-    "ChangeError": "github_app.change",
+    "Change": "pytest_aina.changer.change",
+    "ChangeError": "pytest_aina.changer.change",
     "ConfigError": "github_app.config",
 }
 

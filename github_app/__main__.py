@@ -6,13 +6,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from github_app import cli as commands
+from github_app import cli
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m github_app")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    commands.register(sub)
+    cli.register(sub)
     args = parser.parse_args(argv)
     return int(args.run(args) or 0)
 

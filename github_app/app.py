@@ -1,33 +1,25 @@
-"""The Flask app factory."""
+"""The Flask app factory: configuration checked once, the services the views and the
+workers share, and the routes (:mod:`github_app.web`)."""
 
 from __future__ import annotations
 
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, jsonify
+from flask import Flask
 
 from github_app import config as app_config
+from github_app.events import default_router
 from github_app.github.auth import AppAuth
-from github_app.events import Router, default_router
-from github_app.web.metrics import CONTENT_TYPE, Metrics, app_metrics
-from github_app.store import Store, open_store
+from github_app.services import Services
+from github_app.store import open_store
+from github_app.web import errors, health, telemetry, webhooks
+from github_app.web.metrics import app_metrics
+from github_app.web.store_gate import StoreGate
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Services:
-    """What the views and the worker share; ``app.extensions["aina"]``."""
-
-    config: dict[str, Any]
-    store: Store
-    router: Router
-    metrics: Metrics
-    auth: AppAuth
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -55,8 +47,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         settings["DATABASE"] = os.path.join(app.instance_path, "aina.sqlite3")
     app.config.update(settings)
     # Flask's own body limit backs up the per-route limits the views set.
-    app.config["MAX_CONTENT_LENGTH"] = max(settings["WEBHOOK_MAX_BYTES"],
-                                           settings["TELEMETRY_MAX_BYTES"]) + 1
+    app.config["MAX_CONTENT_LENGTH"] = max(settings["WEBHOOK_MAX_BYTES"], settings["TELEMETRY_MAX_BYTES"]) + 1
 
     # 2. State, GitHub access and metrics, shared by views and workers.
     services = Services(
@@ -67,43 +58,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         auth=AppAuth(settings),
     )
     app.extensions["aina"] = services
+    app.extensions["aina.store_gate"] = StoreGate(settings["STORE_STUCK_SECONDS"])
 
     # 3. Routes: one blueprint per concern.
-    from github_app.web import telemetry
-    from github_app.web import webhooks
-
     app.register_blueprint(webhooks.bp)
     app.register_blueprint(telemetry.bp)
-    app.register_blueprint(health)
+    app.register_blueprint(health.bp)
 
-    # 4. Anything a client sends that reaches an HTTP error is answered in JSON.
-    @app.errorhandler(404)
-    @app.errorhandler(405)
-    @app.errorhandler(413)
-    def http_error(exc):
-        return jsonify(error=exc.description), exc.code
+    # 4. Whatever goes wrong is answered in JSON: 4xx for the client's mistakes, 503 with
+    # Retry-After for a store that may come back.
+    errors.init_app(app)
 
     return app
-
-
-health = Blueprint("health", __name__)
-
-
-@health.get("/healthz")
-def healthz():
-    """200 when the store answers; 503 when it does not (the only 5xx: our own fault)."""
-    services = current_app.extensions["aina"]
-    try:
-        services.store.get_meta("schema")
-    except Exception as exc:  # the database is gone or locked for good
-        return jsonify(status="unhealthy", error=str(exc)), 503
-    return jsonify(status="ok")
-
-
-@health.get("/metrics")
-def metrics():
-    services = current_app.extensions["aina"]
-    gauges = {"aina_jobs": {(("kind", k), ("state", s)): float(n)
-                            for (k, s), n in services.store.job_counts().items()},
-              "aina_installation_tokens_issued_total": {(): float(services.auth.tokens_issued)}}
-    return Response(services.metrics.render(gauges), content_type=CONTENT_TYPE)

@@ -1,9 +1,14 @@
-"""The seam between the App and the evolution loop (``pytest_aina.changer.pipeline``).
+"""The App's one bridge to the core (``pytest_aina``): the Reasoner, the evolution loop, and
+the repository checkouts both work in.
 
-The evolve job unpacks the repository at its baseline and calls :func:`evolve`; everything
-after it (the PR, its labels, the provenance check) works from the
-:class:`~github_app.change.Change` it returns. Only the ``EVOLUTION`` settings reach the
-loop, never the App's secrets: candidates are untrusted code.
+* :func:`run_reasoner` — a repository's stored telemetry windows in, ranked
+  :class:`~pytest_aina.reasoner.Hypothesis` objects out; :func:`worth_running` picks those
+  to start evolution runs for, within the repository's policy;
+* :func:`evolve` — a hypothesis in, a :class:`~pytest_aina.changer.change.Change` out, from
+  the same pipeline ``aina evolve`` runs (:func:`pytest_aina.changer.pipeline.evolve`). Only
+  the ``EVOLUTION`` settings reach the loop, never the App's secrets: candidates are
+  untrusted code;
+* :func:`checkout` and friends — the repository at a commit, unpacked from GitHub's tarball.
 """
 
 from __future__ import annotations
@@ -12,12 +17,25 @@ import logging
 import shutil
 import tarfile
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from github_app.change import Change
+from github_app.policy import Policy
+from pytest_aina.changer import pipeline
+from pytest_aina.changer.change import Change, ChangeError
+from pytest_aina.changer.settings import EvolutionSettings
+from pytest_aina.devices import load_table
+from pytest_aina.reasoner.hypothesis import Hypothesis, HypothesisError
+from pytest_aina.reasoner.inputs import load_specs, load_tables
+from pytest_aina.reasoner.report import reason
+from pytest_aina.telemetry.window import Window
+from pytest_aina.telemetry.wire import encode_line
 
 log = logging.getLogger(__name__)
+
+#: What the telemetry snapshot digested into a change's attestation is called there.
+TELEMETRY_SNAPSHOT = "app-store-telemetry.jsonl"
 
 
 class NoChange(Exception):
@@ -25,23 +43,97 @@ class NoChange(Exception):
     hypothesis is not one it can act on); an outcome to record, not an error to retry."""
 
 
-def evolve(checkout_dir: Path, hypothesis: dict[str, Any], settings: dict[str, Any]) -> Change:
-    """Run the evolution loop for ``hypothesis`` on the repository in ``checkout_dir``.
+# ---------------------------------------------------------------------------------------
+# The Reasoner
 
-    ``settings`` are the App's ``EVOLUTION`` settings (proposers, budget, seed, workers,
-    device), passed to ``pytest_aina.changer.pipeline.evolve_to_change`` as they are.
+
+def run_reasoner(windows: list[dict[str, Any]], checkout: Path) -> tuple[list[Hypothesis], list[str]]:
+    """Ranked hypotheses from one repository's stored windows, with the specs and dispatch
+    tables of ``checkout`` (the repository at its baseline); and the Reasoner's notes about
+    its inputs."""
+    specs, notes = load_specs(checkout / "specs")
+    tables, table_notes = load_tables(checkout / "kernels" / "variants")
+    report = reason(
+        [Window.from_dict(w, ref=f"app-store#{i}") for i, w in enumerate(windows)],
+        specs,
+        tables=tables,
+        devices=load_table(None),
+    )
+    return report.hypotheses, notes + table_notes + report.notes
+
+
+def stored_hypotheses(rows: list[dict[str, Any]]) -> list[Hypothesis]:
+    """The store's hypotheses (their JSON form) as objects; a row that does not read back
+    (written by another version) is left out, with a warning."""
+    out = []
+    for row in rows:
+        try:
+            out.append(Hypothesis.from_json(row))
+        except HypothesisError as exc:
+            log.warning("stored hypothesis %r left out: %s", row.get("id"), exc)
+    return out
+
+
+def worth_running(
+    hypotheses: list[Hypothesis], policy: Policy, *, open_ids: set[str], rejected_ids: set[str], queued_ids: set[str]
+) -> list[Hypothesis]:
+    """The hypotheses to start evolution runs for, best first.
+
+    At most one open PR (or queued run) per hypothesis; none for a hypothesis a human
+    already turned down (its PR was closed unmerged: asking again is their call, through
+    the dashboard or ``/aina retry``); within the policy's kernels, gain threshold, and
+    free PR slots (open PRs plus runs already queued count against ``max_open_prs``).
     """
+    if not policy.automatic:
+        return []
+    slots = policy.max_open_prs - len(open_ids) - len(queued_ids - open_ids)
+    chosen: list[Hypothesis] = []
+    for h in hypotheses:
+        if slots <= 0:
+            break
+        if h.id in open_ids or h.id in queued_ids or h.id in rejected_ids:
+            continue
+        if h.expected_gain < policy.min_expected_gain or h.expected_gain <= 0:
+            continue
+        if not policy.kernel_allowed(h.kernel):
+            continue
+        chosen.append(h)
+        slots -= 1
+    return chosen
+
+
+# ---------------------------------------------------------------------------------------
+# The evolution loop
+
+
+def evolve(
+    checkout_dir: Path, hypothesis: Hypothesis, settings: EvolutionSettings, *, base: str, windows: list[dict[str, Any]]
+) -> Change:
+    """Run the evolution loop for ``hypothesis`` on the repository in ``checkout_dir``
+    (unpacked at commit ``base``, which the change's provenance names).
+
+    ``windows`` are the telemetry windows the App holds for the repository: written beside
+    the checkout as JSON lines, their digest goes into the change's attestation as the
+    telemetry that triggered it. Raises :class:`NoChange` when the loop finds nothing worth
+    a PR, :class:`~pytest_aina.changer.change.ChangeError` when its change cannot be made or
+    does not verify.
+    """
+    checkout_dir = Path(checkout_dir)
+    snapshot = checkout_dir.parent / TELEMETRY_SNAPSHOT
+    snapshot.write_text("".join(encode_line(Window.from_dict(w)) + "\n" for w in windows))
     try:
-        from pytest_aina.changer.pipeline import EvolveError, evolve_to_change
-    except ImportError as exc:
-        raise NotImplementedError(
-            f"pytest_aina has no evolution API the App can call ({exc}): the App cannot turn "
-            "a hypothesis into a change without it") from None
-    try:
-        result = evolve_to_change(Path(checkout_dir), dict(hypothesis), dict(settings))
-    except EvolveError as exc:
+        done = pipeline.evolve(checkout_dir, [hypothesis], replace(settings, telemetry=str(snapshot)), base=base)
+    except pipeline.EvolveError as exc:
         raise NoChange(str(exc)) from exc
-    return Change.from_json(result if isinstance(result, dict) else result.to_json())
+    if done.change is None:
+        raise NoChange(done.why_no_change)
+    if done.problems:
+        raise ChangeError("the change's provenance does not verify: " + "; ".join(done.problems))
+    return done.change
+
+
+# ---------------------------------------------------------------------------------------
+# Checkouts
 
 
 def unpack_tarball(archive: Path, dest: Path) -> Path:
@@ -106,5 +198,16 @@ def drop_job_checkout(work_dir: str, job_id: int) -> None:
     shutil.rmtree(work_root(work_dir) / "jobs" / str(job_id), ignore_errors=True)
 
 
-__all__ = ["NoChange", "evolve", "checkout", "cached_checkout", "job_checkout",
-           "drop_job_checkout", "unpack_tarball"]
+__all__ = [
+    "NoChange",
+    "TELEMETRY_SNAPSHOT",
+    "cached_checkout",
+    "checkout",
+    "drop_job_checkout",
+    "evolve",
+    "job_checkout",
+    "run_reasoner",
+    "stored_hypotheses",
+    "unpack_tarball",
+    "worth_running",
+]

@@ -7,12 +7,16 @@ on the first webhook.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pytest_aina.changer.settings import EvolutionSettings, SettingsError
+
 ENV_PREFIX = "AINA"
+log = logging.getLogger(__name__)
 
 #: Keys a deployment must set; there is no safe default for any of them.
 REQUIRED = ("APP_ID", "PRIVATE_KEY", "WEBHOOK_SECRET")
@@ -21,7 +25,9 @@ DEFAULTS: dict[str, Any] = {
     # GitHub.com's REST root; a GitHub Enterprise Server (or the test fake) is
     # ``https://HOST/api/v3``.
     "GITHUB_API_URL": "https://api.github.com",
-    # SQLite file for state and the job queue; empty means ``<instance>/aina.sqlite3``.
+    # State and the job queue: a SQLite file (one machine; empty means
+    # ``<instance>/aina.sqlite3``), or ``postgresql://USER:PASSWORD@HOST:PORT/DBNAME`` for
+    # App processes on several machines (github_app.store.open_store reads it).
     "DATABASE": "",
     # Master key for per-installation telemetry secrets; empty derives them from
     # WEBHOOK_SECRET (with a distinct label, so one never equals the other).
@@ -31,6 +37,16 @@ DEFAULTS: dict[str, Any] = {
     "TELEMETRY_MAX_BYTES": 4 * 1024 * 1024,
     "TELEMETRY_MAX_WINDOWS": 20_000,
     "TELEMETRY_RETENTION_DAYS": 14,
+    # Deadlines. GitHub gives up on a delivery after 10 s: a body must arrive within
+    # BODY_TIMEOUT_SECONDS (a stalled client gets a 408, not a thread), /readyz waits this
+    # long for its probe write, and the job worker writes a heartbeat this often (/readyz
+    # wants one within three beats).
+    "BODY_TIMEOUT_SECONDS": 5.0,
+    "READY_TIMEOUT_SECONDS": 2.0,
+    "WORKER_HEARTBEAT_SECONDS": 5.0,
+    # While a write to the store has waited this long, other requests' writes are refused
+    # at once (503, Retry-After) instead of queueing behind it (github_app/web/store_gate.py).
+    "STORE_STUCK_SECONDS": 2.0,
     # Jobs: threads in `aina serve`, lease before a silent worker's job is taken over,
     # attempts before a job is marked failed, backoff between attempts.
     "WORKER_THREADS": 1,
@@ -55,25 +71,42 @@ DEFAULTS: dict[str, Any] = {
     "REDELIVERY_LOOKBACK_SECONDS": 3 * 24 * 3600.0,
     # Where jobs unpack repositories; empty means a folder under the system's temp folder.
     "WORK_DIR": "",
-    # Settings of the evolution loop (pytest_aina.changer.pipeline.evolve_to_change): proposers,
-    # budget, seed, workers, device. JSON in AINA_EVOLUTION. Nothing else of the App's
-    # configuration (its key, its secrets) reaches the loop.
+    # Settings of the evolution loop (pytest_aina.changer.settings.EvolutionSettings: proposers,
+    # proposer_config, budget, seed, workers, device, telemetry, executor, ray_address), JSON in
+    # AINA_EVOLUTION; parsed
+    # by check() into that type. Nothing else of the App's configuration (its key, its
+    # secrets) reaches the loop.
     "EVOLUTION": {},
 }
 
-TEXT_KEYS = ("PRIVATE_KEY", "WEBHOOK_SECRET", "TELEMETRY_KEY", "GITHUB_API_URL", "DATABASE",
-             "WORK_DIR")
+TEXT_KEYS = ("PRIVATE_KEY", "WEBHOOK_SECRET", "TELEMETRY_KEY", "GITHUB_API_URL", "DATABASE", "WORK_DIR")
 _INTS = (
-    "WEBHOOK_MAX_BYTES", "TELEMETRY_MAX_BYTES", "TELEMETRY_MAX_WINDOWS",
-    "TELEMETRY_RETENTION_DAYS", "WORKER_THREADS", "EVOLUTION_THREADS", "JOB_MAX_ATTEMPTS",
+    "WEBHOOK_MAX_BYTES",
+    "TELEMETRY_MAX_BYTES",
+    "TELEMETRY_MAX_WINDOWS",
+    "TELEMETRY_RETENTION_DAYS",
+    "WORKER_THREADS",
+    "EVOLUTION_THREADS",
+    "JOB_MAX_ATTEMPTS",
     "HTTP_RETRIES",
 )
 _FLOATS = (
-    "JOB_LEASE_SECONDS", "RETRY_BASE_SECONDS", "RETRY_MAX_SECONDS", "WORKER_POLL_SECONDS",
-    "HTTP_MAX_WAIT_SECONDS", "HTTP_BACKOFF_SECONDS", "HTTP_TIMEOUT_SECONDS",
-    "TOKEN_RENEW_MARGIN_SECONDS", "REASON_INTERVAL_SECONDS", "REASON_DEBOUNCE_SECONDS",
+    "JOB_LEASE_SECONDS",
+    "RETRY_BASE_SECONDS",
+    "RETRY_MAX_SECONDS",
+    "WORKER_POLL_SECONDS",
+    "HTTP_MAX_WAIT_SECONDS",
+    "HTTP_BACKOFF_SECONDS",
+    "HTTP_TIMEOUT_SECONDS",
+    "TOKEN_RENEW_MARGIN_SECONDS",
+    "REASON_INTERVAL_SECONDS",
+    "REASON_DEBOUNCE_SECONDS",
     "REDELIVERY_INTERVAL_SECONDS",
     "REDELIVERY_LOOKBACK_SECONDS",
+    "BODY_TIMEOUT_SECONDS",
+    "READY_TIMEOUT_SECONDS",
+    "WORKER_HEARTBEAT_SECONDS",
+    "STORE_STUCK_SECONDS",
 )
 
 
@@ -94,21 +127,23 @@ def check(config: dict[str, Any]) -> None:
     try:
         config["APP_ID"] = int(config["APP_ID"])
     except (TypeError, ValueError):
-        raise ConfigError(f"{where('APP_ID')} must be the App's numeric id, "
-                          f"got {config['APP_ID']!r}") from None
+        raise ConfigError(f"{where('APP_ID')} must be the App's numeric id, got {config['APP_ID']!r}") from None
     if config["APP_ID"] <= 0:
         raise ConfigError(f"{where('APP_ID')} must be positive, got {config['APP_ID']}")
     config["PRIVATE_KEY"] = read_private_key(config["PRIVATE_KEY"])
+    check_signing_key(config["PRIVATE_KEY"])
     for key in ("WEBHOOK_SECRET", "TELEMETRY_KEY", "GITHUB_API_URL", "DATABASE", "WORK_DIR"):
         if not isinstance(config.get(key), str):
             raise ConfigError(f"{where(key)} must be text, got {type(config.get(key)).__name__}")
-    if not isinstance(config.get("EVOLUTION"), dict):
-        raise ConfigError(f"{where('EVOLUTION')} must be a JSON object (proposers, budget, "
-                          f"seed, workers, device), got {config.get('EVOLUTION')!r}")
+    try:
+        config["EVOLUTION"] = EvolutionSettings.from_json(config.get("EVOLUTION"))
+    except SettingsError as exc:
+        raise ConfigError(f"{where('EVOLUTION')}: {exc}") from None
     url = config["GITHUB_API_URL"].rstrip("/")
     if not url.startswith(("http://", "https://")):
         raise ConfigError(f"{where('GITHUB_API_URL')} must be an http(s) URL, got {url!r}")
     config["GITHUB_API_URL"] = url
+    warn_short_secrets(config)
     for key, kind in [(k, int) for k in _INTS] + [(k, float) for k in _FLOATS]:
         try:
             value = kind(config[key])
@@ -131,11 +166,71 @@ def read_private_key(value: Any) -> str:
     try:
         text = path.read_text(encoding="ascii")
     except OSError as exc:
-        raise ConfigError(f"{where('PRIVATE_KEY')} is neither PEM text nor a readable "
-                          f"file: {path}: {exc.strerror}") from None
+        raise ConfigError(
+            f"{where('PRIVATE_KEY')} is neither PEM text nor a readable file: {path}: {exc.strerror}"
+        ) from None
     if "-----BEGIN" not in text:
         raise ConfigError(f"{where('PRIVATE_KEY')}: {path} holds no PEM key")
     return text
+
+
+#: Below this many characters a secret can be found by trying every one (see warn_short_secrets).
+MIN_SECRET_LENGTH = 16
+
+
+def check_signing_key(pem: str) -> None:
+    """Refuse a ``PRIVATE_KEY`` that cannot sign the App's JWTs (RS256), naming the key
+    and what it is instead, never its text: a public key, an EC key or garbage would
+    otherwise start the App and then fail every job, forever."""
+    import jwt  # lazy: pyjwt and cryptography load when the App starts, not with `aina --help`
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    advice = "use the private key GitHub generated for the App (its .pem file)"
+    if "PUBLIC KEY-----" in pem or "CERTIFICATE-----" in pem:
+        raise ConfigError(f"{where('PRIVATE_KEY')} is a public key or a certificate, which cannot sign; {advice}")
+    try:
+        key = serialization.load_pem_private_key(pem.encode("ascii", "replace"), password=None)
+    except TypeError:
+        raise ConfigError(f"{where('PRIVATE_KEY')} is encrypted with a password; {advice}, unencrypted") from None
+    except Exception as exc:  # ValueError, UnsupportedAlgorithm: no key we can read
+        raise ConfigError(
+            f"{where('PRIVATE_KEY')} is not a PEM private key that can be read ({type(exc).__name__}); {advice}"
+        ) from None
+    if not isinstance(key, rsa.RSAPrivateKey):
+        kind = type(key).__name__.removeprefix("_").replace("PrivateKey", "")
+        raise ConfigError(
+            f"{where('PRIVATE_KEY')} is not an RSA key ({kind}); GitHub's JWTs "
+            f"are signed RS256, with an RSA key; {advice}"
+        )
+    if key.key_size < 2048:
+        raise ConfigError(
+            f"{where('PRIVATE_KEY')} is an RSA key of {key.key_size} bits; GitHub's are 2048 bits or more; {advice}"
+        )
+    try:
+        jwt.encode({"iss": "check"}, pem, algorithm="RS256")
+    except Exception as exc:
+        raise ConfigError(f"{where('PRIVATE_KEY')} cannot sign RS256 ({type(exc).__name__}); {advice}") from None
+
+
+def warn_short_secrets(config: Mapping[str, Any]) -> None:
+    """Warn (the App still starts: an operator may be trying it out) about a webhook
+    secret or telemetry key shorter than :data:`MIN_SECRET_LENGTH`."""
+    for key in ("WEBHOOK_SECRET", "TELEMETRY_KEY"):
+        value = config.get(key) or ""
+        if 0 < len(value) < MIN_SECRET_LENGTH:
+            log.warning(
+                "%s is only %d characters: whoever sees one signed request (a proxy's log, "
+                "a redelivery) can find a secret this short by trying every one offline, "
+                "then sign forged %s. Use at least %d random characters, e.g. `python -c "
+                "'import secrets; print(secrets.token_hex(32))'`.",
+                where(key),
+                len(value),
+                "webhooks and, unless TELEMETRY_KEY is set, every installation's telemetry"
+                if key == "WEBHOOK_SECRET"
+                else "telemetry for every installation",
+                MIN_SECRET_LENGTH,
+            )
 
 
 def merged(env_config: Mapping[str, Any], overrides: Mapping[str, Any] | None) -> dict[str, Any]:

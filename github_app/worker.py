@@ -9,6 +9,7 @@ worker that holds the lease, so a job finishes exactly once.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -20,11 +21,27 @@ from collections.abc import Sequence
 
 from github_app.github.client import RateLimited
 from github_app.jobs import (
-    EVOLUTION_QUEUE, Deferred, JobContext, LostLease, Permanent, load_handlers,
+    EVOLUTION_QUEUE,
+    HANDLERS,
+    Deferred,
+    JobContext,
+    LostLease,
+    Permanent,
+    dashboard_updates,
+    evolution,
+    installation,
+    maintenance,
+    reasoning,
+    repository,
 )
-from github_app.store import Job, JobSpec
+from github_app.store import Job, JobSpec, StoreUnavailable
+from github_app.web.health import HEARTBEAT_KEY
 
 log = logging.getLogger(__name__)
+
+#: The modules whose ``@handler`` functions the worker runs (importing one registers them).
+#: A new module of job handlers is added here.
+JOB_MODULES = (installation, repository, reasoning, evolution, dashboard_updates, maintenance)
 
 SCHEDULES = (
     # (schedule name, config key of its interval, job kind)
@@ -39,8 +56,7 @@ def _is_permanent_http(exc: BaseException) -> bool:
     from github3.exceptions import ResponseError
 
     code = getattr(exc, "code", None)
-    return isinstance(exc, ResponseError) and isinstance(code, int) and 400 <= code < 500 \
-        and code not in (401, 409)
+    return isinstance(exc, ResponseError) and isinstance(code, int) and 400 <= code < 500 and code not in (401, 409)
 
 
 class Worker:
@@ -48,7 +64,7 @@ class Worker:
         self.services = services
         self.queues = tuple(queues)
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
-        self.handlers = load_handlers()
+        self.handlers = HANDLERS
         self.config = services.config
         self.stopping = threading.Event()
 
@@ -60,8 +76,7 @@ class Worker:
         if job is None:
             return None
         beat = threading.Event()
-        heart = threading.Thread(target=self._heartbeat, args=(job, beat), daemon=True,
-                                 name=f"heartbeat-{job.id}")
+        heart = threading.Thread(target=self._heartbeat, args=(job, beat), daemon=True, name=f"heartbeat-{job.id}")
         heart.start()
         try:
             self._run(job)
@@ -73,7 +88,12 @@ class Worker:
     def _heartbeat(self, job: Job, done: threading.Event) -> None:
         lease = self.config["JOB_LEASE_SECONDS"]
         while not done.wait(lease / 3):
-            if not self.services.store.heartbeat(job.id, self.name, lease):
+            try:
+                kept = self.services.store.heartbeat(job.id, self.name, lease)
+            except StoreUnavailable as exc:  # one locked moment must not end the beating:
+                log.warning("job %s: heartbeat deferred (%s)", job.id, exc)  # the lease would lapse
+                continue
+            if not kept:
                 log.warning("job %s: lease lost to another worker", job.id)
                 return
 
@@ -105,8 +125,7 @@ class Worker:
             return
         if store.complete(job.id, self.name, result, ctx.follow_up + ctx.always):
             metrics.inc("aina_job_runs_total", kind=job.kind, result="done")
-            log.info("job %s %s done in %.2fs: %s", job.id, job.kind,
-                     time.monotonic() - started, result)
+            log.info("job %s %s done in %.2fs: %s", job.id, job.kind, time.monotonic() - started, result)
         else:
             metrics.inc("aina_job_runs_total", kind=job.kind, result="lost_lease")
 
@@ -123,15 +142,20 @@ class Worker:
         if job.attempts >= job.max_attempts:
             store.fail(job.id, self.name, f"{error} (after {job.attempts} attempts)", always)
             metrics.inc("aina_job_runs_total", kind=job.kind, result="failed")
-            log.error("job %s %s gave up after %d attempts: %s\n%s", job.id, job.kind,
-                      job.attempts, error, traceback.format_exc())
+            log.error(
+                "job %s %s gave up after %d attempts: %s\n%s",
+                job.id,
+                job.kind,
+                job.attempts,
+                error,
+                traceback.format_exc(),
+            )
             return
         base, cap = self.config["RETRY_BASE_SECONDS"], self.config["RETRY_MAX_SECONDS"]
         delay = min(cap, base * 2 ** (job.attempts - 1)) * random.uniform(0.5, 1.0)
         store.retry(job.id, self.name, time.time() + delay, error)
         metrics.inc("aina_job_runs_total", kind=job.kind, result="retry")
-        log.warning("job %s %s attempt %d failed (%s); retry in %.1fs", job.id, job.kind,
-                    job.attempts, error, delay)
+        log.warning("job %s %s attempt %d failed (%s); retry in %.1fs", job.id, job.kind, job.attempts, error, delay)
 
     # -- the loop -----------------------------------------------------------------------------
     def schedule(self) -> None:
@@ -144,9 +168,17 @@ class Worker:
     def run(self, stop: threading.Event | None = None) -> None:
         stop = stop or self.stopping
         poll = self.config["WORKER_POLL_SECONDS"]
+        # Asking the store whether a schedule is due takes its write lock (three times, one
+        # per schedule), which every webhook's commit then waits for: asking on every poll
+        # (twice a second) for schedules of ten minutes and more was most of the worker's
+        # lock traffic while idle. A tenth of the shortest interval (10 s at most) is
+        # plenty.
+        every = min(10.0, min(self.config[key] for _, key, _ in SCHEDULES) / 10)
+        next_schedule = 0.0
         while not stop.is_set():
             try:
-                if "default" in self.queues:
+                if "default" in self.queues and time.monotonic() >= next_schedule:
+                    next_schedule = time.monotonic() + every
                     self.schedule()
                 job = self.run_once()
             except Exception:  # the store hiccupped (locked, disk full): wait and go on
@@ -162,18 +194,39 @@ def startup_jobs() -> list[JobSpec]:
     return [JobSpec("sync", {}, key="sync"), JobSpec("redeliver", {}, key="redeliver")]
 
 
-def start_workers(services, *, threads: int, evolution_threads: int,
-                  stop: threading.Event) -> list[threading.Thread]:
+def process_heartbeat(services, name: str, stop: threading.Event) -> None:
+    """Write that this process's workers are alive, every ``WORKER_HEARTBEAT_SECONDS``,
+    until ``stop``; ``/readyz`` reads it. One small write, not one per worker thread: a
+    worker busy with a long job is still alive, and its job's lease says so."""
+    interval = services.config["WORKER_HEARTBEAT_SECONDS"]
+    while True:
+        # This process fetches the installation tokens: its count joins /metrics' sum.
+        services.metrics.catch_up("aina_installation_tokens_issued_total", services.auth.tokens_issued)
+        try:
+            services.store.set_meta(HEARTBEAT_KEY, json.dumps({"at": time.time(), "worker": name}))
+        except Exception as exc:  # the store is locked or full: /readyz will say so
+            log.warning("worker heartbeat not written: %s: %s", type(exc).__name__, exc)
+        if stop.wait(interval):
+            return
+
+
+def start_workers(services, *, threads: int, evolution_threads: int, stop: threading.Event) -> list[threading.Thread]:
     out = []
+    if threads or evolution_threads:
+        out.append(
+            threading.Thread(
+                target=process_heartbeat,
+                args=(services, f"{socket.gethostname()}:{os.getpid()}", stop),
+                name="aina-worker-heartbeat",
+                daemon=True,
+            )
+        )
     for i in range(threads):
         w = Worker(services, ("default",), name=f"{socket.gethostname()}:{os.getpid()}:w{i}")
-        out.append(threading.Thread(target=w.run, args=(stop,), name=f"aina-worker-{i}",
-                                    daemon=True))
+        out.append(threading.Thread(target=w.run, args=(stop,), name=f"aina-worker-{i}", daemon=True))
     for i in range(evolution_threads):
-        w = Worker(services, (EVOLUTION_QUEUE,),
-                   name=f"{socket.gethostname()}:{os.getpid()}:e{i}")
-        out.append(threading.Thread(target=w.run, args=(stop,), name=f"aina-evolver-{i}",
-                                    daemon=True))
+        w = Worker(services, (EVOLUTION_QUEUE,), name=f"{socket.gethostname()}:{os.getpid()}:e{i}")
+        out.append(threading.Thread(target=w.run, args=(stop,), name=f"aina-evolver-{i}", daemon=True))
     for t in out:
         t.start()
     return out

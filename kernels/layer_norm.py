@@ -31,9 +31,19 @@ from pytest_aina.runtime import dispatcher
 
 @triton.jit
 def _layer_norm_fused_kernel(
-    x_ptr, w_ptr, b_ptr, y_ptr,
-    stride_outer, stride_inner, stride_col, stride_w, stride_b,
-    M, N, inner, eps,
+    x_ptr,
+    w_ptr,
+    b_ptr,
+    y_ptr,
+    stride_outer,
+    stride_inner,
+    stride_col,
+    stride_w,
+    stride_b,
+    M,
+    N,
+    inner,
+    eps,
     BLOCK_N: tl.constexpr,
     ROWS_PER_PROGRAM: tl.constexpr,
 ):
@@ -56,15 +66,26 @@ def _layer_norm_fused_kernel(
     rstd = tl.math.rsqrt(tl.sum(xc * xc, axis=1) / N + eps)
     y = xc * rstd[:, None] * w[None, :] + b[None, :]
 
-    tl.store(y_ptr + rows[:, None] * N + cols[None, :], y.to(y_ptr.dtype.element_ty),
-             mask=row_ok[:, None] & col_ok[None, :])
+    tl.store(
+        y_ptr + rows[:, None] * N + cols[None, :], y.to(y_ptr.dtype.element_ty), mask=row_ok[:, None] & col_ok[None, :]
+    )
 
 
 @triton.jit
 def _layer_norm_looped_kernel(
-    x_ptr, w_ptr, b_ptr, y_ptr,
-    stride_outer, stride_inner, stride_col, stride_w, stride_b,
-    M, N, inner, eps,
+    x_ptr,
+    w_ptr,
+    b_ptr,
+    y_ptr,
+    stride_outer,
+    stride_inner,
+    stride_col,
+    stride_w,
+    stride_b,
+    M,
+    N,
+    inner,
+    eps,
     BLOCK_N: tl.constexpr,
     ROWS_PER_PROGRAM: tl.constexpr,
 ):
@@ -103,13 +124,11 @@ def _layer_norm_looped_kernel(
     for start in tl.range(0, N, BLOCK_N):
         cols = start + cols0
         col_ok = cols < N
-        x = tl.load(x_ptr + x_row + cols[None, :] * stride_col, mask=col_ok[None, :],
-                    other=0.0).to(tl.float32)
+        x = tl.load(x_ptr + x_row + cols[None, :] * stride_col, mask=col_ok[None, :], other=0.0).to(tl.float32)
         w = tl.load(w_ptr + cols * stride_w, mask=col_ok, other=0.0).to(tl.float32)
         b = tl.load(b_ptr + cols * stride_b, mask=col_ok, other=0.0).to(tl.float32)
         y = (x - mean[:, None]) * rstd[:, None] * w[None, :] + b[None, :]
-        tl.store(y_ptr + y_row + cols[None, :], y.to(y_ptr.dtype.element_ty),
-                 mask=row_ok[:, None] & col_ok[None, :])
+        tl.store(y_ptr + y_row + cols[None, :], y.to(y_ptr.dtype.element_ty), mask=row_ok[:, None] & col_ok[None, :])
 
 
 #: The meta-parameter search space; the launcher honours every combination.
@@ -121,8 +140,9 @@ TUNABLES = {
 }
 
 
-def layer_norm_generic(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float = 1e-5,
-                       **config) -> torch.Tensor:
+def layer_norm_generic(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float = 1e-5, **config
+) -> torch.Tensor:
     """LayerNorm over the last dim of ``x`` with the given meta-parameters.
 
     ``weight`` and ``bias`` have shape [N] (any float dtype, any stride). ``config`` takes
@@ -142,16 +162,28 @@ def layer_norm_generic(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
     rows = rowwise.as_rows(x)
     interpreted = rowwise.is_interpreted(_layer_norm_fused_kernel)
     cfg = rowwise.resolve_config("layer_norm", TUNABLES, config, _heuristic(rows, x, interpreted))
-    out = rowwise.output_buffer(x, rows, interpreted)
+    out = rowwise.output_buffer(x, rows)
 
     kernel = _layer_norm_fused_kernel if cfg["BLOCK_N"] >= rows.N else _layer_norm_looped_kernel
     grid = (triton.cdiv(rows.M, cfg["ROWS_PER_PROGRAM"]),)
     kernel[grid](
-        rows.x, weight, bias, out,
-        rows.stride_outer, rows.stride_inner, rows.stride_col, weight.stride(0), bias.stride(0),
-        rows.M, rows.N, rows.inner, float(eps),
-        BLOCK_N=cfg["BLOCK_N"], ROWS_PER_PROGRAM=cfg["ROWS_PER_PROGRAM"],
-        num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
+        rows.x,
+        weight,
+        bias,
+        out,
+        rows.stride_outer,
+        rows.stride_inner,
+        rows.stride_col,
+        weight.stride(0),
+        bias.stride(0),
+        rows.M,
+        rows.N,
+        rows.inner,
+        float(eps),
+        BLOCK_N=cfg["BLOCK_N"],
+        ROWS_PER_PROGRAM=cfg["ROWS_PER_PROGRAM"],
+        num_warps=cfg["num_warps"],
+        num_stages=cfg["num_stages"],
         # FMA contraction on, as Triton's default has been (the normalisation is a chain of
         # multiply-adds); stated because triton 3.9 warns when it is left to the default.
         enable_fp_fusion=True,

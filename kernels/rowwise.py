@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 import triton
+
 # unused by name, but the interpreter requires triton.language in the globals of every
 # @triton.jit function it runs (it patches the module it finds there)
 import triton.language as tl  # noqa: F401
@@ -34,8 +35,9 @@ def row_offsets(rows, inner, stride_outer, stride_inner):
 def is_interpreted(kernel) -> bool:
     """True when ``@triton.jit`` gave an interpreted function for ``kernel``.
 
-    The choice is made once, when the kernel is defined (see ``kernels/__init__.py``), so
-    the kernel object is the only reliable witness: the environment may have changed since.
+    ``@triton.jit`` makes the choice once, when the kernel is defined (``TRITON_INTERPRET``
+    at that moment), so the kernel object is the only reliable witness: the environment may
+    have changed since.
     """
     return not isinstance(kernel, triton.runtime.JITFunction)
 
@@ -63,7 +65,9 @@ def check_device(fn: str, x, kernel) -> None:
     if not is_interpreted(kernel) and x.device.type == "cpu":
         raise ValueError(
             f"{fn}: x is on the CPU but Triton was set up to compile for a GPU; on a machine without "
-            "one, import kernels with TRITON_INTERPRET unset (or =1) so the interpreter is used")
+            "one, set TRITON_INTERPRET=1 before importing kernels (pytest --aina, aina and "
+            "pytest_aina.checking.device.prepare_runtime() do) so the interpreter is used"
+        )
 
 
 @dataclass(frozen=True)
@@ -104,7 +108,7 @@ def as_rows(x: torch.Tensor) -> Rows:
     if not groups:
         groups = [(1, 0)]
     if len(groups) == 1:
-        (size, stride), = groups
+        ((size, stride),) = groups
         return Rows(x, m, n, inner=size, stride_outer=0, stride_inner=stride, stride_col=x.stride(-1))
     (_, s_out), (size_in, s_in) = groups
     return Rows(x, m, n, inner=size_in, stride_outer=s_out, stride_inner=s_in, stride_col=x.stride(-1))
@@ -164,22 +168,14 @@ def rows_per_program(block_n: int, m: int, *, interpreted: bool) -> int:
     return rows
 
 
-def output_buffer(x: torch.Tensor, rows: Rows, interpreted: bool) -> torch.Tensor:
-    """The [M, N] contiguous buffer the kernel writes.
-
-    Under the interpreter a bfloat16 result is staged in float32 and rounded by torch: the
-    interpreter (triton 3.9) casts float32 to bfloat16 by *truncating* the mantissa
-    (``_convert_float`` with no rounding mode), while the GPU rounds to nearest even. The
-    kernel code is the same either way; only the buffer's dtype differs.
-    """
-    dtype = torch.float32 if interpreted and x.dtype == torch.bfloat16 else x.dtype
-    return torch.empty((rows.M, rows.N), dtype=dtype, device=x.device)
+def output_buffer(x: torch.Tensor, rows: Rows) -> torch.Tensor:
+    """The [M, N] contiguous buffer the kernel writes, in x's dtype (the kernel rounds its
+    float32 values at the store, ``.to(out_ptr.dtype.element_ty)``)."""
+    return torch.empty((rows.M, rows.N), dtype=x.dtype, device=x.device)
 
 
 def finish(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """The result in x's dtype and shape (contiguous, freshly allocated)."""
-    if out.dtype != x.dtype:
-        out = out.to(x.dtype)
+    """The result in x's shape (contiguous, freshly allocated)."""
     return out.view(x.shape)
 
 

@@ -31,9 +31,14 @@ from pytest_aina.runtime import dispatcher
 
 @triton.jit
 def _softmax_fused_kernel(
-    x_ptr, y_ptr,
-    stride_outer, stride_inner, stride_col,
-    M, N, inner,
+    x_ptr,
+    y_ptr,
+    stride_outer,
+    stride_inner,
+    stride_col,
+    M,
+    N,
+    inner,
     BLOCK_N: tl.constexpr,
     ROWS_PER_PROGRAM: tl.constexpr,
 ):
@@ -62,9 +67,14 @@ def _softmax_fused_kernel(
 
 @triton.jit
 def _softmax_looped_kernel(
-    x_ptr, y_ptr,
-    stride_outer, stride_inner, stride_col,
-    M, N, inner,
+    x_ptr,
+    y_ptr,
+    stride_outer,
+    stride_inner,
+    stride_col,
+    M,
+    N,
+    inner,
     BLOCK_N: tl.constexpr,
     ROWS_PER_PROGRAM: tl.constexpr,
 ):
@@ -86,8 +96,9 @@ def _softmax_looped_kernel(
     for start in tl.range(0, N, BLOCK_N):
         cols = start + cols0
         col_ok = cols < N
-        x = tl.load(x_ptr + x_row + cols[None, :] * stride_col, mask=col_ok[None, :],
-                    other=-float("inf")).to(tl.float32)
+        x = tl.load(x_ptr + x_row + cols[None, :] * stride_col, mask=col_ok[None, :], other=-float("inf")).to(
+            tl.float32
+        )
         # every block holds at least one real column, so m_new is finite for finite input
         # and exp(m - m_new) is exp(-inf) = 0 on the first block, never -inf - -inf.
         m_new = tl.maximum(m, tl.max(x, axis=1))
@@ -105,11 +116,11 @@ def _softmax_looped_kernel(
     for start in tl.range(0, N, BLOCK_N):
         cols = start + cols0
         col_ok = cols < N
-        x = tl.load(x_ptr + x_row + cols[None, :] * stride_col, mask=col_ok[None, :],
-                    other=-float("inf")).to(tl.float32)
+        x = tl.load(x_ptr + x_row + cols[None, :] * stride_col, mask=col_ok[None, :], other=-float("inf")).to(
+            tl.float32
+        )
         y = tl.exp(x - m[:, None]) * inv_sum[:, None]
-        tl.store(y_ptr + y_row + cols[None, :], y.to(y_ptr.dtype.element_ty),
-                 mask=row_ok[:, None] & col_ok[None, :])
+        tl.store(y_ptr + y_row + cols[None, :], y.to(y_ptr.dtype.element_ty), mask=row_ok[:, None] & col_ok[None, :])
 
 
 #: The meta-parameter search space; the launcher honours every combination.
@@ -136,16 +147,23 @@ def softmax_generic(x: torch.Tensor, **config) -> torch.Tensor:
     rows = rowwise.as_rows(x)
     interpreted = rowwise.is_interpreted(_softmax_fused_kernel)
     cfg = rowwise.resolve_config("softmax", TUNABLES, config, _heuristic(rows, x, interpreted))
-    out = rowwise.output_buffer(x, rows, interpreted)
+    out = rowwise.output_buffer(x, rows)
 
     kernel = _softmax_fused_kernel if cfg["BLOCK_N"] >= rows.N else _softmax_looped_kernel
     grid = (triton.cdiv(rows.M, cfg["ROWS_PER_PROGRAM"]),)
     kernel[grid](
-        rows.x, out,
-        rows.stride_outer, rows.stride_inner, rows.stride_col,
-        rows.M, rows.N, rows.inner,
-        BLOCK_N=cfg["BLOCK_N"], ROWS_PER_PROGRAM=cfg["ROWS_PER_PROGRAM"],
-        num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
+        rows.x,
+        out,
+        rows.stride_outer,
+        rows.stride_inner,
+        rows.stride_col,
+        rows.M,
+        rows.N,
+        rows.inner,
+        BLOCK_N=cfg["BLOCK_N"],
+        ROWS_PER_PROGRAM=cfg["ROWS_PER_PROGRAM"],
+        num_warps=cfg["num_warps"],
+        num_stages=cfg["num_stages"],
         # No FMA contraction: fusing d * rescale into d + term would make the looped
         # kernel's Kahan compensation subtract a rounding the sum never made. Nothing on
         # the per-element path has a multiply-add to lose. Stated explicitly, too, because

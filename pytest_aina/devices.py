@@ -60,8 +60,9 @@ class DeviceLimits:
             bounds.append(flops / peak)
         return max(bounds) if bounds else None
 
-    def with_measured(self, *, hbm_bytes_per_s: float | None = None, flops: dict | None = None,
-                      how: str = "measured") -> "DeviceLimits":
+    def with_measured(
+        self, *, hbm_bytes_per_s: float | None = None, flops: dict | None = None, how: str = "measured"
+    ) -> DeviceLimits:
         """These limits with measured figures in place of the datasheet's (e.g. a STREAM-like
         copy's bandwidth); ``how`` says where the figure came from and goes into ``source``."""
         changes = {}
@@ -107,8 +108,12 @@ class DeviceTable:
 
 
 def _parse(doc, file: str, base: dict[str, DeviceLimits] | None = None) -> list[DeviceLimits]:
-    if not isinstance(doc, dict) or doc.get("aina_devices") != TABLE_VERSION or not isinstance(doc.get("devices"), list):
-        raise DeviceTableError(f"{file}: expected {{\"aina_devices\": {TABLE_VERSION}, \"devices\": [...]}}")
+    if (
+        not isinstance(doc, dict)
+        or doc.get("aina_devices") != TABLE_VERSION
+        or not isinstance(doc.get("devices"), list)
+    ):
+        raise DeviceTableError(f'{file}: expected {{"aina_devices": {TABLE_VERSION}, "devices": [...]}}')
     out = []
     allowed = {"key", "name", "arch", "match", "hbm_bytes_per_s", "flops", "source"}
     for i, e in enumerate(doc["devices"]):
@@ -117,12 +122,16 @@ def _parse(doc, file: str, base: dict[str, DeviceLimits] | None = None) -> list[
             raise DeviceTableError(f"{file}: {where}: expected a mapping with a string 'key'")
         extra = sorted(set(e) - allowed)
         if extra:
-            raise DeviceTableError(f"{file}: {where}.{extra[0]}: unknown key; expected one of: {', '.join(sorted(allowed))}")
+            raise DeviceTableError(
+                f"{file}: {where}.{extra[0]}: unknown key; expected one of: {', '.join(sorted(allowed))}"
+            )
         old = (base or {}).get(e["key"])
         if old is None:
             missing = [k for k in ("name", "arch", "hbm_bytes_per_s", "flops", "source") if k not in e]
             if missing:
-                raise DeviceTableError(f"{file}: {where}: missing required key {missing[0]!r} for new device {e['key']!r}")
+                raise DeviceTableError(
+                    f"{file}: {where}: missing required key {missing[0]!r} for new device {e['key']!r}"
+                )
         if "hbm_bytes_per_s" in e:
             _positive(e["hbm_bytes_per_s"], f"{where}.hbm_bytes_per_s", file)
         if "flops" in e:
@@ -130,7 +139,9 @@ def _parse(doc, file: str, base: dict[str, DeviceLimits] | None = None) -> list[
                 raise DeviceTableError(f"{file}: {where}.flops: expected a mapping of dtype to FLOP/s")
             for k, v in e["flops"].items():
                 if k not in FLOP_DTYPES:
-                    raise DeviceTableError(f"{file}: {where}.flops.{k}: unknown dtype; expected one of: {', '.join(FLOP_DTYPES)}")
+                    raise DeviceTableError(
+                        f"{file}: {where}.flops.{k}: unknown dtype; expected one of: {', '.join(FLOP_DTYPES)}"
+                    )
                 _positive(v, f"{where}.flops.{k}", file)
         match = e.get("match", [])
         if not isinstance(match, list) or not all(isinstance(p, str) for p in match):
@@ -140,10 +151,15 @@ def _parse(doc, file: str, base: dict[str, DeviceLimits] | None = None) -> list[
                 re.compile(p)
             except re.error as exc:
                 raise DeviceTableError(f"{file}: {where}.match[{j}]: not a regular expression: {exc}") from None
-        fields = dict(key=e["key"], name=e.get("name"), arch=e.get("arch"),
-                      hbm_bytes_per_s=float(e["hbm_bytes_per_s"]) if "hbm_bytes_per_s" in e else None,
-                      flops={k: float(v) for k, v in e["flops"].items()} if "flops" in e else None,
-                      source=e.get("source"), match=tuple(match) if "match" in e else None)
+        fields = dict(
+            key=e["key"],
+            name=e.get("name"),
+            arch=e.get("arch"),
+            hbm_bytes_per_s=float(e["hbm_bytes_per_s"]) if "hbm_bytes_per_s" in e else None,
+            flops={k: float(v) for k, v in e["flops"].items()} if "flops" in e else None,
+            source=e.get("source"),
+            match=tuple(match) if "match" in e else None,
+        )
         if old is None:
             out.append(DeviceLimits(**fields))
         else:

@@ -38,8 +38,10 @@ def collect(*, with_torch: bool = True, cwd: str | None = None) -> dict:
         "platform": platform.platform(),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
-        "packages": {d: _version(d) for d in ("pytest-aina", "torch", "triton", "pytest", "hypothesis",
-                                              "pytest-benchmark", "numpy")},
+        "packages": {
+            d: _version(d)
+            for d in ("pytest-aina", "torch", "triton", "pytest", "hypothesis", "pytest-benchmark", "numpy")
+        },
         "triton_interpret": os.environ.get("TRITON_INTERPRET") == "1",
         "git": git_commit(cwd),
     }
@@ -57,6 +59,9 @@ def collect(*, with_torch: bool = True, cwd: str | None = None) -> dict:
                 "driver": _run("nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"),
             }
         else:
-            env["device"] = {"kind": "cpu", "name": platform.processor() or platform.machine(),
-                             "note": "no GPU: kernels ran in Triton's interpreter; timings are not GPU evidence"}
+            env["device"] = {
+                "kind": "cpu",
+                "name": platform.processor() or platform.machine(),
+                "note": "no GPU: kernels ran in Triton's interpreter; timings are not GPU evidence",
+            }
     return env

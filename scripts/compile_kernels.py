@@ -42,8 +42,15 @@ KERNELS = [  # (kernel, pointer args, enable_fp_fusion as its launcher passes it
 ]
 DTYPES = ["fp32", "fp16", "bf16"]
 # (BLOCK_N, ROWS_PER_PROGRAM, num_warps, num_stages): the heuristic's usual picks and the extremes
-CONFIGS = [(1024, 1, 4, 1), (4096, 1, 8, 2), (16384, 1, 16, 1), (32768, 1, 32, 1), (65536, 1, 32, 1),
-           (512, 16, 16, 1), (16, 16, 1, 4)]
+CONFIGS = [
+    (1024, 1, 4, 1),
+    (4096, 1, 8, 2),
+    (16384, 1, 16, 1),
+    (32768, 1, 32, 1),
+    (65536, 1, 32, 1),
+    (512, 16, 16, 1),
+    (16, 16, 1, 4),
+]
 QUICK = [(4096, 2, 8, 2)]
 
 
@@ -69,14 +76,17 @@ def ptxas_usage(ptx: str, capability: int) -> str:
     with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as f:
         f.write(ptx)
     try:
-        done = subprocess.run([ptxas, "-v", f"--gpu-name={arch}", f.name, "-o", os.devnull],
-                              capture_output=True, text=True, check=True)
+        done = subprocess.run(
+            [ptxas, "-v", f"--gpu-name={arch}", f.name, "-o", os.devnull], capture_output=True, text=True, check=True
+        )
     finally:
         os.unlink(f.name)
     regs = re.search(r"Used (\d+) registers", done.stderr)
     spills = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", done.stderr)
-    return (f"{regs.group(1) if regs else '?':>3} regs, "
-            f"spills {spills.group(1) if spills else '?'}B/{spills.group(2) if spills else '?'}B")
+    return (
+        f"{regs.group(1) if regs else '?':>3} regs, "
+        f"spills {spills.group(1) if spills else '?'}B/{spills.group(2) if spills else '?'}B"
+    )
 
 
 def main() -> int:
@@ -89,15 +99,23 @@ def main() -> int:
     print(f"triton {triton.__version__}, target sm_{args.capability}")
     for kernel, pointers, fp_fusion in KERNELS:
         for dtype in DTYPES:
-            for block_n, rows, warps, stages in (QUICK if args.quick else CONFIGS):
-                label = (f"{kernel.__name__:<27} {dtype} BLOCK_N={block_n:<5} ROWS={rows:<2} "
-                         f"warps={warps:<2} stages={stages}")
-                src = ASTSource(kernel, signature(kernel, pointers, dtype),
-                                constexprs={"BLOCK_N": block_n, "ROWS_PER_PROGRAM": rows})
+            for block_n, rows, warps, stages in QUICK if args.quick else CONFIGS:
+                label = (
+                    f"{kernel.__name__:<27} {dtype} BLOCK_N={block_n:<5} ROWS={rows:<2} "
+                    f"warps={warps:<2} stages={stages}"
+                )
+                src = ASTSource(
+                    kernel,
+                    signature(kernel, pointers, dtype),
+                    constexprs={"BLOCK_N": block_n, "ROWS_PER_PROGRAM": rows},
+                )
                 t0 = time.perf_counter()
                 try:
-                    compiled = triton.compile(src, target=target, options={
-                        "num_warps": warps, "num_stages": stages, "enable_fp_fusion": fp_fusion})
+                    compiled = triton.compile(
+                        src,
+                        target=target,
+                        options={"num_warps": warps, "num_stages": stages, "enable_fp_fusion": fp_fusion},
+                    )
                 except Exception as exc:  # report every failure, then exit non-zero
                     failed += 1
                     print(f"{label}  FAILED: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")

@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = "telemetry/sample-fleet-day.jsonl"
 
-UNTUNE = '''
+UNTUNE = """
 
 # --- deliberately untuned (scripts/demo.py): gives the evolution loop something to find --
 _tuned_default_config = default_config
@@ -38,12 +38,17 @@ _tuned_default_config = default_config
 def default_config(rows, element_size, *, interpreted, looped_block=4096):
     cfg = _tuned_default_config(rows, element_size, interpreted=interpreted, looped_block=looped_block)
     return cfg | {"BLOCK_N": min(cfg["BLOCK_N"], 256), "ROWS_PER_PROGRAM": 1}
-'''
+"""
 
 
 def _git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-c", "user.name=aina-demo", "-c", "user.email=aina@localhost", *args],
-                          cwd=repo, check=True, capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        ["git", "-c", "user.name=aina-demo", "-c", "user.email=aina@localhost", *args],
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
 
 
 def make_scratch_repo(dest: Path) -> Path:
@@ -84,12 +89,17 @@ def main() -> int:
     repo = make_scratch_repo(base / "fleet")
     print(f"\n== 2. aina evolve, in a scratch copy with a deliberately untuned launcher: {repo} ==", flush=True)
     env = dict(os.environ, PYTHONPATH=str(repo))
-    code = subprocess.call(aina + ["evolve", "--telemetry", SAMPLE, "--repo", str(repo),
-                                   "--budget-evals", str(args.budget_evals), *rest], cwd=repo, env=env)
+    code = subprocess.call(
+        aina + ["evolve", "--telemetry", SAMPLE, "--repo", str(repo), "--budget-evals", str(args.budget_evals), *rest],
+        cwd=repo,
+        env=env,
+    )
     if code == 0:
         branches = _git(repo, "branch", "--list", "aina/*")
-        print(f"\nThe local forge, {repo}:\n{branches}\n"
-              f"  git -C {repo} log --stat -1 {branches.split()[-1] if branches else 'main'}")
+        print(
+            f"\nThe local forge, {repo}:\n{branches}\n"
+            f"  git -C {repo} log --stat -1 {branches.split()[-1] if branches else 'main'}"
+        )
     return code
 
 

@@ -40,7 +40,7 @@ import argparse
 import math
 import random
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -131,10 +131,22 @@ def make(out: Path, *, seed: int, start: datetime, window_min: int) -> int:
                         continue
                     mean = mean_latency(specs[kernel], dict(dims), dtype, device) * rng.lognormvariate(0, 0.03)
                     lat = Latency(min=mean * 0.9, p50=mean * 0.98, p90=mean * 1.06, p99=mean * 1.25, max=mean * 2.5)
-                    w = Window(start=ws, end=we, service=service, kernel=kernel, variant="generic", dims=dims,
-                               dtype=dtype, device=device[0], arch=device[1], calls=calls, time_s=mean * calls,
-                               latency=lat, timing="cuda_event",
-                               versions=(("aina", "0.1.0"), ("generator", "scripts/make_sample_telemetry.py seed=%d" % seed)))
+                    w = Window(
+                        start=ws,
+                        end=we,
+                        service=service,
+                        kernel=kernel,
+                        variant="generic",
+                        dims=dims,
+                        dtype=dtype,
+                        device=device[0],
+                        arch=device[1],
+                        calls=calls,
+                        time_s=mean * calls,
+                        latency=lat,
+                        timing="cuda_event",
+                        versions=(("aina", "0.1.0"), ("generator", "scripts/make_sample_telemetry.py seed=%d" % seed)),
+                    )
                     fh.write(encode_line(w) + "\n")
                     n += 1
     return n
@@ -145,10 +157,16 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "telemetry" / "sample-fleet-day.jsonl", metavar="FILE")
     p.add_argument("--seed", type=int, default=20250602)
     p.add_argument("--date", default="2025-06-02", help="the UTC day to cover (default: %(default)s)")
-    p.add_argument("--window-min", type=int, default=10, choices=[1, 5, 10, 15, 30, 60], metavar="MIN",
-                   help="window length in minutes (default: %(default)s)")
+    p.add_argument(
+        "--window-min",
+        type=int,
+        default=10,
+        choices=[1, 5, 10, 15, 30, 60],
+        metavar="MIN",
+        help="window length in minutes (default: %(default)s)",
+    )
     args = p.parse_args(argv)
-    start = datetime.fromisoformat(args.date).replace(tzinfo=timezone.utc)
+    start = datetime.fromisoformat(args.date).replace(tzinfo=UTC)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     n = make(args.out, seed=args.seed, start=start, window_min=args.window_min)
     print(f"{args.out}: {n} windows, {args.out.stat().st_size / 1e6:.2f} MB")

@@ -61,9 +61,14 @@ def errors(n_cases: int, seed: int) -> None:
         n = rng.choice([70001, 131072]) if wide else rng.choice([1, 2, 7, 31, 64, 100, 257, 1000, 1024, 3000, 4097])
         m = rng.randint(1, 2) if wide else rng.randint(1, 48)
         batch = (2, m) if rng.random() < 0.3 else None
-        case = Case(dims=(("M", m * (2 if batch else 1)), ("N", n)), dtype=dtype,
-                    layout=rng.choice(["contiguous", "sliced", "transposed"]), values=rng.choice(KINDS),
-                    batch=batch, seed=seed * 100_003 + i)
+        case = Case(
+            dims=(("M", m * (2 if batch else 1)), ("N", n)),
+            dtype=dtype,
+            layout=rng.choice(["contiguous", "sliced", "transposed"]),
+            values=rng.choice(KINDS),
+            batch=batch,
+            seed=seed * 100_003 + i,
+        )
         args = list(make_inputs(specs[name], case).tensors.values())
         # half the cases with the heuristic, half with a random legal config
         config = {}
@@ -84,7 +89,9 @@ def errors(n_cases: int, seed: int) -> None:
         w["abs"] = max(w["abs"], err.max().item())
         if ratio >= w["ratio"]:
             w["ratio"], w["case"] = ratio, f"{case.to_arg()} {config or 'heuristic'}"
-    print(f"{'kernel':<11} {'dtype':<9} {'cases':>5} {'max |err|':>10} {'max err/tol':>11} {'max|sum-1|':>10}  worst case")
+    print(
+        f"{'kernel':<11} {'dtype':<9} {'cases':>5} {'max |err|':>10} {'max err/tol':>11} {'max|sum-1|':>10}  worst case"
+    )
     for (name, dtype), w in sorted(worst.items()):
         total = f"{w['sum']:.3g}" if name == "softmax" else "-"
         print(f"{name:<11} {dtype:<9} {w['cases']:>5} {w['abs']:>10.3g} {w['ratio']:>11.3f} {total:>10}  {w['case']}")
@@ -98,7 +105,7 @@ def timing() -> None:
             x = torch.randn(m, n).to(DTYPES[dtype])
             w, b = torch.randn(n).to(x.dtype), torch.randn(n).to(x.dtype)
             cells = []
-            for name, (fn, _, _, n_params) in KERNELS.items():
+            for fn, _, _, n_params in KERNELS.values():
                 args = (x, w, b)[: 1 + n_params]
                 fn(*args)  # first call pays for the interpreter's set-up
                 reps = 3

@@ -10,3 +10,9 @@ from hypothesis import settings
 settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
+
+# Tests import kernels directly: on a machine without a GPU they must be defined under
+# Triton's interpreter, made faithful to the GPU, as pytest --aina and aina make them.
+from pytest_aina.checking.device import prepare_runtime  # noqa: E402
+
+prepare_runtime()

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-import re
-
-from github_app.events import Event, Router, dig
+from github_app.events.payload import commit_sha, dig
+from github_app.events.router import Event, Router
 from github_app.store import JobSpec
 
 router = Router()
-_SHA = re.compile(r"^[0-9a-f]{40}$")
 
 
 def _job(event: Event, head_sha) -> list[JobSpec]:
     repo, inst = event.repository, event.installation_id
-    if repo is None or inst is None or not isinstance(head_sha, str) or not _SHA.match(head_sha):
+    if repo is None or inst is None or commit_sha(head_sha) is None:
         return []
-    return [JobSpec("provenance", {"repository": repo, "installation_id": inst,
-                                   "head_sha": head_sha},
-                    key=f"provenance:{repo}:{head_sha}", repository=repo)]
+    return [
+        JobSpec(
+            "provenance",
+            {"repository": repo, "installation_id": inst, "head_sha": head_sha},
+            key=f"provenance:{repo}:{head_sha}",
+            repository=repo,
+        )
+    ]
 
 
 @router.register("check_suite", "rerequested")

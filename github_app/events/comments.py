@@ -1,4 +1,5 @@
-"""issue_comment: ``/aina rebase|retry|close`` on a bot PR.
+"""issue_comment: the slash commands ``/aina rebase|retry|close`` in a comment on a bot PR
+(not to be confused with the ``aina`` CLI's commands).
 
 Whether the author may give the command (write access) is asked of GitHub in the job,
 not here: the webhook answers without waiting for anyone.
@@ -8,15 +9,16 @@ from __future__ import annotations
 
 import re
 
-from github_app.events import Event, Router, as_id, dig, text
+from github_app.events.payload import as_id, dig, text
+from github_app.events.router import Event, Router
 from github_app.store import JobSpec
 
 router = Router()
-COMMAND = re.compile(r"^\s*/aina\s+(rebase|retry|close)\b", re.IGNORECASE | re.MULTILINE)
+SLASH_COMMAND = re.compile(r"^\s*/aina\s+(rebase|retry|close)\b", re.IGNORECASE | re.MULTILINE)
 
 
 @router.register("issue_comment", "created")
-def command(event: Event, store) -> list[JobSpec]:
+def slash_command(event: Event, store) -> list[JobSpec]:
     repo, inst = event.repository, event.installation_id
     number = as_id(dig(event.payload, "issue", "number"))
     body = dig(event.payload, "comment", "body")
@@ -28,13 +30,24 @@ def command(event: Event, store) -> list[JobSpec]:
         return []  # never obey a bot, ourselves included
     if not isinstance(dig(event.payload, "issue", "pull_request"), dict):
         return []
-    match = COMMAND.search(body[:10_000])
+    match = SLASH_COMMAND.search(body[:10_000])
     if match is None:
         return []
     head_is_ours = store.pull(repo, number) is not None
     if not head_is_ours:
         return []
-    return [JobSpec("command", {"repository": repo, "installation_id": inst, "number": number,
-                                "command": match.group(1).lower(), "user": login,
-                                "comment_id": comment_id},
-                    key=f"command:{repo}:{comment_id}", repository=repo)]
+    return [
+        JobSpec(
+            "command",
+            {
+                "repository": repo,
+                "installation_id": inst,
+                "number": number,
+                "command": match.group(1).lower(),
+                "user": login,
+                "comment_id": comment_id,
+            },
+            key=f"command:{repo}:{comment_id}",
+            repository=repo,
+        )
+    ]

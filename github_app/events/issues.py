@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from github_app.events import Event, Router, as_id, dig, text
+from github_app import dashboard_markdown
+from github_app.events.payload import as_id, dig, text
+from github_app.events.router import Event, Router
 from github_app.store import JobSpec
 
 router = Router()
-DASHBOARD_LABEL = "aina-dashboard"
 
 
 @router.register("issues", "edited")
@@ -19,11 +20,15 @@ def edited(event: Event, store) -> list[JobSpec]:
     if dig(event.payload, "sender", "type") == "Bot":
         return []  # our own re-rendering of the dashboard
     labels = dig(event.payload, "issue", "labels")
-    labelled = isinstance(labels, list) and any(
-        dig(x, "name") == DASHBOARD_LABEL for x in labels)
+    labelled = isinstance(labels, list) and any(dig(x, "name") == dashboard_markdown.LABEL for x in labels)
     known = store.repository(repo)
     if not labelled and (known is None or known.get("dashboard_issue") != number):
         return []
-    return [JobSpec("dashboard_edit", {"repository": repo, "installation_id": inst,
-                                       "number": number, "sender": sender},
-                    key=f"dashboard_edit:{repo}:{event.delivery}", repository=repo)]
+    return [
+        JobSpec(
+            "dashboard_edit",
+            {"repository": repo, "installation_id": inst, "number": number, "sender": sender},
+            key=f"dashboard_edit:{repo}:{event.delivery}",
+            repository=repo,
+        )
+    ]

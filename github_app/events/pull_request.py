@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from github_app.events import Event, Router, as_id, dig, text
+from github_app.events.payload import as_id, dig, text
+from github_app.events.router import Event, Router
 from github_app.store import JobSpec
+from pytest_aina.changer.change.model import is_bot_branch
 
 router = Router()
 
@@ -15,13 +17,19 @@ def closed(event: Event, store) -> list[JobSpec]:
     if repo is None or inst is None or number is None:
         return []
     head = dig(event.payload, "pull_request", "head", "ref")
-    ours = (isinstance(head, str) and head.startswith("aina/")) or \
-        store.pull(repo, number) is not None
+    ours = is_bot_branch(head) or store.pull(repo, number) is not None
     if not ours:
         return []
     merged = dig(event.payload, "pull_request", "merged") is True
-    by = text(dig(event.payload, "pull_request", "merged_by", "login") if merged
-              else dig(event.payload, "sender", "login"), 100)
-    return [JobSpec("pull_closed", {"repository": repo, "installation_id": inst,
-                                    "number": number, "merged": merged, "by": by},
-                    key=f"pull_closed:{repo}:{number}", repository=repo)]
+    by = text(
+        dig(event.payload, "pull_request", "merged_by", "login") if merged else dig(event.payload, "sender", "login"),
+        100,
+    )
+    return [
+        JobSpec(
+            "pull_closed",
+            {"repository": repo, "installation_id": inst, "number": number, "merged": merged, "by": by},
+            key=f"pull_closed:{repo}:{number}",
+            repository=repo,
+        )
+    ]

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import re
-
-from github_app.events import Event, Router, dig
+from github_app.events.payload import commit_sha, dig
+from github_app.events.router import Event, Router
 from github_app.store import JobSpec
 
 router = Router()
-_SHA = re.compile(r"^[0-9a-f]{40}$")
 
 
 @router.register("push")
@@ -20,8 +18,13 @@ def push(event: Event, store) -> list[JobSpec]:
         return []
     if dig(event.payload, "ref") != f"refs/heads/{branch}":
         return []
-    if not isinstance(after, str) or not _SHA.match(after) or set(after) == {"0"}:
+    if commit_sha(after) is None or set(after) == {"0"}:
         return []  # a deleted branch, or not a commit we can use
-    return [JobSpec("baseline", {"repository": repo, "installation_id": inst, "sha": after,
-                                 "default_branch": branch},
-                    key=f"baseline:{repo}:{after}", repository=repo)]
+    return [
+        JobSpec(
+            "baseline",
+            {"repository": repo, "installation_id": inst, "sha": after, "default_branch": branch},
+            key=f"baseline:{repo}:{after}",
+            repository=repo,
+        )
+    ]

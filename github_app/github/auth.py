@@ -17,6 +17,8 @@ from datetime import datetime
 
 import jwt
 
+from github_app.github.client import github_client
+
 JWT_BACKDATE_SECONDS = 60
 JWT_LIFETIME_SECONDS = 600  # GitHub's maximum, counted from the back-dated iat
 
@@ -48,15 +50,16 @@ class AppAuth:
         self.api_url = config["GITHUB_API_URL"]
         self.margin = config["TOKEN_RENEW_MARGIN_SECONDS"]
         self._client_options = dict(
-            retries=config["HTTP_RETRIES"], backoff=config["HTTP_BACKOFF_SECONDS"],
-            max_wait=config["HTTP_MAX_WAIT_SECONDS"], timeout=config["HTTP_TIMEOUT_SECONDS"])
+            retries=config["HTTP_RETRIES"],
+            backoff=config["HTTP_BACKOFF_SECONDS"],
+            max_wait=config["HTTP_MAX_WAIT_SECONDS"],
+            timeout=config["HTTP_TIMEOUT_SECONDS"],
+        )
         self._tokens: dict[int, InstallationToken] = {}
         self._lock = threading.Lock()
         self.tokens_issued = 0  # for /metrics: how often the cache missed
 
     def _client(self):
-        from github_app.github.client import github_client
-
         return github_client(self.api_url, **self._client_options)
 
     def app_client(self):
@@ -64,8 +67,9 @@ class AppAuth:
         from github3.session import AppBearerTokenAuth
 
         gh = self._client()
-        gh.session.auth = AppBearerTokenAuth(app_jwt(self.app_id, self.private_key),
-                                             JWT_LIFETIME_SECONDS - JWT_BACKDATE_SECONDS)
+        gh.session.auth = AppBearerTokenAuth(
+            app_jwt(self.app_id, self.private_key), JWT_LIFETIME_SECONDS - JWT_BACKDATE_SECONDS
+        )
         return gh
 
     def installation_token(self, installation_id: int) -> InstallationToken:
@@ -74,16 +78,14 @@ class AppAuth:
             if cached is not None and cached.expires_at - self.margin > time.time():
                 return cached
         gh = self.app_client()
-        url = gh.session.build_url("app", "installations", str(installation_id),
-                                   "access_tokens")
+        url = gh.session.build_url("app", "installations", str(installation_id), "access_tokens")
         response = gh.session.post(url)
         if response.status_code != 201:
             from github3.exceptions import error_for
 
             raise error_for(response)
         data = response.json()
-        token = InstallationToken(data["token"], _parse_time(data["expires_at"]),
-                                  data["expires_at"])
+        token = InstallationToken(data["token"], _parse_time(data["expires_at"]), data["expires_at"])
         with self._lock:
             self._tokens[installation_id] = token
             self.tokens_issued += 1
@@ -98,6 +100,5 @@ class AppAuth:
         """A client authenticated as ``installation_id``."""
         token = self.installation_token(installation_id)
         gh = self._client()
-        gh.session.app_installation_token_auth(
-            {"token": token.token, "expires_at": token.expires_at_text})
+        gh.session.app_installation_token_auth({"token": token.token, "expires_at": token.expires_at_text})
         return gh

@@ -51,14 +51,14 @@ def wait_for(response: requests.Response, now: float | None = None) -> tuple[flo
             return max(0.0, float(retry_after)), "secondary rate limit (Retry-After)"
         except ValueError:
             try:
-                return max(0.0, parsedate_to_datetime(retry_after).timestamp() - now), \
-                    "secondary rate limit (Retry-After date)"
+                return max(
+                    0.0, parsedate_to_datetime(retry_after).timestamp() - now
+                ), "secondary rate limit (Retry-After date)"
             except (TypeError, ValueError):
                 pass
     if headers.get("X-RateLimit-Remaining") == "0" and headers.get("X-RateLimit-Reset"):
         try:
-            return max(0.0, float(headers["X-RateLimit-Reset"]) - now) + 1.0, \
-                "primary rate limit"
+            return max(0.0, float(headers["X-RateLimit-Reset"]) - now) + 1.0, "primary rate limit"
         except ValueError:
             pass
     if status == 429 or b"secondary rate limit" in (response.content or b"").lower():
@@ -68,8 +68,7 @@ def wait_for(response: requests.Response, now: float | None = None) -> tuple[flo
 
 
 class RetryingAdapter(HTTPAdapter):
-    def __init__(self, *, retries: int = 5, backoff: float = 0.5, max_wait: float = 60.0,
-                 sleep=time.sleep):
+    def __init__(self, *, retries: int = 5, backoff: float = 0.5, max_wait: float = 60.0, sleep=time.sleep):
         super().__init__(pool_connections=4, pool_maxsize=8)
         self.retries = retries
         self.backoff = backoff
@@ -92,8 +91,7 @@ class RetryingAdapter(HTTPAdapter):
                 seconds, reason = limit
                 if seconds > self.max_wait or attempt >= self.retries:
                     raise RateLimited(time.time() + seconds, reason)
-                log.warning("%s %s: %s, waiting %.1fs", request.method, request.url, reason,
-                            seconds)
+                log.warning("%s %s: %s, waiting %.1fs", request.method, request.url, reason, seconds)
                 response.close()
                 self._sleep(seconds)
                 attempt += 1
@@ -104,25 +102,24 @@ class RetryingAdapter(HTTPAdapter):
                 attempt += 1
                 continue
             if response.status_code >= 500:
-                raise GitHubUnavailable(f"{request.method} {request.url}: "
-                                        f"{response.status_code} after {attempt + 1} tries")
+                raise GitHubUnavailable(
+                    f"{request.method} {request.url}: {response.status_code} after {attempt + 1} tries"
+                )
             return response
 
     def _pause(self, attempt: int, why: str) -> None:
         # Full jitter: several workers retrying the same outage do not retry in step.
-        delay = random.uniform(0, self.backoff * (2 ** attempt))
+        delay = random.uniform(0, self.backoff * (2**attempt))
         log.warning("%s; retrying in %.2fs", why, delay)
         self._sleep(delay)
 
 
-def github_client(api_url: str, *, retries: int, backoff: float, max_wait: float,
-                  timeout: float):
+def github_client(api_url: str, *, retries: int, backoff: float, max_wait: float, timeout: float):
     """A github3 client for ``api_url`` (github.com, or an Enterprise ``.../api/v3``)."""
     import github3
     from github3.session import GitHubSession
 
-    session = GitHubSession(default_connect_timeout=min(timeout, 10.0),
-                            default_read_timeout=timeout)
+    session = GitHubSession(default_connect_timeout=min(timeout, 10.0), default_read_timeout=timeout)
     # The version header pins the REST API the App was written against. github3 asks for
     # the "full" media type (bodies as text and HTML too), which its models expect.
     session.headers["X-GitHub-Api-Version"] = API_VERSION

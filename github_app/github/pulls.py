@@ -10,22 +10,26 @@ branch before one is created; labels are replaced, not added.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from github_app.change import Change
+import pytest_aina.changer.change.attestation as att
+from pytest_aina.changer.change import Change, verify
+from pytest_aina.changer.change.model import BOT_LABEL, is_bot_branch
 
 log = logging.getLogger(__name__)
-
-BOT_LABEL = "aina"
 CHECK_NAME = "aina / provenance"
 MARKER = "<!-- aina:hypothesis={} -->"
 
 LABEL_COLOURS = {
-    "aina": "5319e7", "kernel:": "0e8a16", "risk:low": "c2e0c6", "risk:medium": "fbca04",
-    "risk:high": "d93f0b", "aina-dashboard": "5319e7",
+    "aina": "5319e7",
+    "kernel:": "0e8a16",
+    "risk:low": "c2e0c6",
+    "risk:medium": "fbca04",
+    "risk:high": "d93f0b",
+    "aina-dashboard": "5319e7",
 }
 
 COMMANDS_HELP = (
@@ -67,11 +71,13 @@ def ensure_labels(repo, names) -> None:
 def pr_body(change: Change) -> str:
     """The Changer's body, then what the App adds: who it is for, commands, and a marker
     that lets the App find its PR again from GitHub alone."""
-    return (f"{change.body.rstrip()}\n\n---\n"
-            f"Hypothesis `{change.hypothesis_id}`"
-            + (f" · kernel `{change.kernel}`" if change.kernel else "")
-            + f" · provenance: [`{change.attestation}`]({change.attestation})\n\n"
-            f"{COMMANDS_HELP}\n\n{MARKER.format(change.hypothesis_id)}\n")
+    return (
+        f"{change.body.rstrip()}\n\n---\n"
+        f"Hypothesis `{change.hypothesis_id}`"
+        + (f" · kernel `{change.kernel}`" if change.kernel else "")
+        + f" · provenance: [`{change.attestation}`]({change.attestation})\n\n"
+        f"{COMMANDS_HELP}\n\n{MARKER.format(change.hypothesis_id)}\n"
+    )
 
 
 def pr_labels(change: Change) -> list[str]:
@@ -107,8 +113,7 @@ def commit_change(repo, change: Change, *, base_sha: str, branch: str) -> str:
             if path in present:
                 entries.append({"path": path, "mode": "100644", "type": "blob", "sha": None})
             continue
-        sha = repo.create_blob(base64.b64encode(content.encode("utf-8")).decode("ascii"),
-                               "base64")
+        sha = repo.create_blob(base64.b64encode(content.encode("utf-8")).decode("ascii"), "base64")
         entries.append({"path": path, "mode": "100644", "type": "blob", "sha": sha})
     tree = repo.create_tree(entries, base_tree) if entries else base_commit.tree
     ref = branch_head(repo, branch)
@@ -116,8 +121,7 @@ def commit_change(repo, change: Change, *, base_sha: str, branch: str) -> str:
         head = repo.git_commit(ref.object.sha)
         if head.tree.sha == tree.sha and [p["sha"] for p in head.parents] == [base_sha]:
             return head.sha  # already there: a resumed job, or the same change again
-    message = (f"{change.title}\n\nHypothesis: {change.hypothesis_id}\n"
-               f"Provenance: {change.attestation}\n")
+    message = f"{change.title}\n\nHypothesis: {change.hypothesis_id}\nProvenance: {change.attestation}\n"
     commit = repo.create_commit(message, tree.sha, [base_sha])
     if ref is None:
         from github3.exceptions import UnprocessableEntity
@@ -148,8 +152,9 @@ def find_pull(repo, branch: str, number: int | None = None):
     return None
 
 
-def publish(repo, change: Change, *, base_branch: str, existing_number: int | None = None,
-            existing_branch: str | None = None) -> Published:
+def publish(
+    repo, change: Change, *, base_branch: str, existing_number: int | None = None, existing_branch: str | None = None
+) -> Published:
     """Open the PR for ``change``, or update the open one in place (never a second one)."""
     base_sha = repo.ref(f"heads/{base_branch}").object.sha
     branch = existing_branch or change.branch
@@ -186,7 +191,7 @@ def close_pull(repo, number: int, comment: str, *, delete_branch: bool = True) -
         if not any(c.body == comment for c in issue.comments()):
             issue.create_comment(comment)
     pr.close()
-    if delete_branch and pr.head.ref.startswith("aina/"):
+    if delete_branch and is_bot_branch(pr.head.ref):
         ref = branch_head(repo, pr.head.ref)
         if ref is not None:
             try:
@@ -218,50 +223,75 @@ def has_write_access(repo, login: str) -> bool:
     return data.get("permission") in ("admin", "write") or role in ("admin", "maintain", "write")
 
 
-def verify_provenance(repo, head_sha: str, change: Change) -> tuple[str, str, str]:
-    """Check the attestation at ``head_sha`` against the files there.
+def check_provenance(repo, head_sha: str, change: Change) -> tuple[str, str, str]:
+    """The App's check of a bot PR's head: :func:`pytest_aina.changer.change.verify` (the
+    one provenance check, the merge gate's too) on what the head changes on top of the
+    commit its attestation says the change was made on, with the head's parent as the PR's
+    base (a bot PR is one commit on its base).
 
-    Returns (conclusion, title, summary): every file the change writes must be a subject
-    of the in-toto statement, with the sha256 of the content actually committed.
+    Returns (conclusion, title, summary): the problems, then a table of the files.
     """
-    from github3.exceptions import NotFoundError
+    from github3.exceptions import NotFoundError, UnprocessableEntity
 
-    def content(path: str) -> bytes | None:
+    head = repo.git_commit(head_sha)
+    parent = head.parents[0]["sha"] if head.parents else None
+    statement = file_at(repo, head.tree.sha, change.attestation)
+    stmt = att.parse(statement) or {}
+    made_on = att.base_commit(stmt)
+    start = parent
+    if made_on is not None and made_on != parent:
         try:
-            return repo.file_contents(path, ref=head_sha).decoded
-        except NotFoundError:
-            return None
-
-    raw = content(change.attestation)
-    if raw is None:
-        return "failure", "No attestation", f"`{change.attestation}` is missing at {head_sha}."
-    try:
-        statement = json.loads(raw)
-        subjects = {s["name"]: s["digest"]["sha256"] for s in statement.get("subject", [])}
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        return "failure", "Unreadable attestation", f"`{change.attestation}`: {exc}"
-    rows, bad = [], 0
-    for path in sorted(p for p, c in change.files.items()
-                       if c is not None and p != change.attestation):
-        data = content(path)
-        actual = hashlib.sha256(data).hexdigest() if data is not None else None
-        claimed = subjects.get(path)
-        ok = actual is not None and claimed == actual
-        bad += not ok
-        rows.append(f"| `{path}` | {'ok' if ok else 'MISMATCH' if claimed else 'not attested'} |")
+            repo.git_commit(made_on)
+            start = made_on  # the change as attested: everything the head differs from its base by
+        except (NotFoundError, UnprocessableEntity):
+            pass  # not a commit of this repository: judged against the parent, and the base rule says why
+    changed = changed_files(repo, start, head_sha)
+    problems = verify(changed, attestation=change.attestation, base=parent, statement=statement)
+    rows = [
+        f"| `{path}` | {status} |" for path, status, _ in att.check_files(changed, stmt, attestation=change.attestation)
+    ]
     table = "| file | attestation |\n| --- | --- |\n" + "\n".join(rows)
-    if bad:
-        return "failure", f"{bad} file(s) do not match the attestation", table
+    if problems:
+        listed = "\n".join(f"- {p}" for p in problems)
+        return "failure", f"{len(problems)} problem(s) with the provenance", f"{listed}\n\n{table}"
     return "success", "Every changed file matches its attestation", table
 
 
-def post_check(repo, head_sha: str, conclusion: str, title: str, summary: str,
-               external_id: str) -> int:
-    from datetime import datetime, timezone
+def changed_files(repo, base_sha: str | None, head_sha: str) -> dict[str, bytes | None]:
+    """What ``head_sha`` changes on top of ``base_sha``: path -> content at the head (None:
+    deleted), from the two trees through the git data API."""
+    head = _blobs(repo, repo.git_commit(head_sha).tree.sha)
+    base = _blobs(repo, repo.git_commit(base_sha).tree.sha) if base_sha else {}
+    out: dict[str, bytes | None] = {}
+    for path in sorted(set(head) | set(base)):
+        if head.get(path) != base.get(path):
+            out[path] = _blob(repo, head[path]) if path in head else None
+    return out
 
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+def file_at(repo, tree_sha: str, path: str) -> bytes | None:
+    sha = _blobs(repo, tree_sha).get(path)
+    return _blob(repo, sha) if sha else None
+
+
+def _blobs(repo, tree_sha: str) -> dict[str, str]:
+    return {e.path: e.sha for e in repo.tree(tree_sha, recursive=True).tree if e.type == "blob"}
+
+
+def _blob(repo, sha: str) -> bytes:
+    blob = repo.blob(sha)
+    return base64.b64decode(blob.content) if blob.encoding == "base64" else blob.content.encode()
+
+
+def post_check(repo, head_sha: str, conclusion: str, title: str, summary: str, external_id: str) -> int:
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     run = repo.create_check_run(
-        CHECK_NAME, head_sha, external_id=external_id, status="completed",
-        conclusion=conclusion, completed_at=now,
-        output={"title": title, "summary": summary[:65_000]})
+        CHECK_NAME,
+        head_sha,
+        external_id=external_id,
+        status="completed",
+        conclusion=conclusion,
+        completed_at=now,
+        output={"title": title, "summary": summary[:65_000]},
+    )
     return run.id

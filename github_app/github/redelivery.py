@@ -51,8 +51,7 @@ def failed_deliveries(deliveries: list[dict[str, Any]], seen) -> list[dict[str, 
         code = d.get("status_code")
         if isinstance(code, int) and 200 <= code < 300:
             ok.add(guid)
-        elif guid not in newest or _time(d.get("delivered_at")) > _time(
-                newest[guid].get("delivered_at")):
+        elif guid not in newest or _time(d.get("delivered_at")) > _time(newest[guid].get("delivered_at")):
             newest[guid] = d
     return [d for g, d in newest.items() if g not in ok and not seen(g)]
 
@@ -67,6 +66,5 @@ def redeliver_failed(gh, store, lookback: float) -> dict[str, int]:
         if response.status_code == 202:
             asked += 1
         else:
-            log.warning("redelivery of %s (%s) refused: %s", d.get("guid"), d.get("event"),
-                        response.status_code)
+            log.warning("redelivery of %s (%s) refused: %s", d.get("guid"), d.get("event"), response.status_code)
     return {"listed": len(deliveries), "failed": len(todo), "redelivered": asked}

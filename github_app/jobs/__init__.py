@@ -13,26 +13,25 @@ How a handler ends decides what the worker does:
 * raises :class:`Deferred` — parked until an event for its repository releases it;
 * raises :class:`~github_app.github.client.RateLimited` — run again when GitHub allows;
 * raises anything else — retried with exponential backoff, up to ``JOB_MAX_ATTEMPTS``.
+
+This package is the contract between handlers and the worker; the handlers live in its
+modules, one per subject (installations, repository events, reasoning, evolution, the
+dashboard issue, housekeeping), and :mod:`github_app.worker` imports them.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from github_app.services import Services
 from github_app.store import Job, JobSpec
-
-if TYPE_CHECKING:
-    from github_app.app import Services
 
 log = logging.getLogger(__name__)
 
 HANDLERS: dict[str, Callable[[JobContext], dict[str, Any] | None]] = {}
 EVOLUTION_QUEUE = "evolution"
-
-_MODULES = ("installation", "repository", "reasoning", "evolution", "dashboard", "maintenance")
 
 
 class Permanent(Exception):
@@ -44,18 +43,17 @@ class Deferred(Exception):
 
 
 def handler(kind: str):
+    """Decorator: ``fn`` runs the jobs of ``kind``. The worker imports the modules that
+    hold handlers (:data:`github_app.worker.JOB_MODULES`); this package imports none of
+    them."""
+
     def deco(fn):
         if kind in HANDLERS:
             raise RuntimeError(f"two handlers for job kind {kind!r}")
         HANDLERS[kind] = fn
         return fn
+
     return deco
-
-
-def load_handlers() -> dict[str, Callable]:
-    for name in _MODULES:
-        import_module(f"{__name__}.{name}")
-    return HANDLERS
 
 
 class JobContext:
@@ -111,5 +109,9 @@ class LostLease(Exception):
 
 
 def dashboard_job(repository: str, installation_id: int) -> JobSpec:
-    return JobSpec("dashboard", {"repository": repository, "installation_id": installation_id},
-                   key=f"dashboard:{repository}", repository=repository)
+    return JobSpec(
+        "dashboard",
+        {"repository": repository, "installation_id": installation_id},
+        key=f"dashboard:{repository}",
+        repository=repository,
+    )

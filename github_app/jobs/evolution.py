@@ -7,55 +7,66 @@ and is retried through GitHub's bad moments without evolving again.
 
 from __future__ import annotations
 
-from github_app import bridge as evolution
+import time
+
+from github_app import bridge
 from github_app.github import pulls
-from github_app.change import Change, ChangeError
 from github_app.jobs import Deferred, JobContext, Permanent, dashboard_job, handler
 from github_app.policy import PolicyError, load_policy
 from github_app.store import JobSpec
+from pytest_aina.changer.change import Change, ChangeError
+from pytest_aina.reasoner.hypothesis import Hypothesis, HypothesisError
 
 
 def publish_job(repository: str, installation_id: int, change: Change) -> JobSpec:
-    return JobSpec("publish", {"repository": repository, "installation_id": installation_id,
-                               "change": change.to_json()},
-                   key=f"publish:{repository}:{change.hypothesis_id}", repository=repository)
+    return JobSpec(
+        "publish",
+        {"repository": repository, "installation_id": installation_id, "change": change.to_json()},
+        key=f"publish:{repository}:{change.hypothesis_id}",
+        repository=repository,
+    )
 
 
 @handler("evolve")
 def evolve(ctx: JobContext):
     p = ctx.payload
-    name, inst, hypothesis = p["repository"], p["installation_id"], p["hypothesis"]
+    name, inst = p["repository"], p["installation_id"]
+    try:
+        hypothesis = Hypothesis.from_json(p["hypothesis"])
+    except HypothesisError as exc:
+        raise Permanent(f"malformed hypothesis: {exc}") from exc
     repo_row = ctx.store.repository(name)
     if repo_row is None or not repo_row["active"]:
         raise Permanent(f"{name} is no longer served by the App")
-    if not p.get("requested_by") and ctx.store.open_pull(name, str(hypothesis["id"])):
+    if not p.get("requested_by") and ctx.store.open_pull(name, hypothesis.id):
         return {"skipped": "a PR is open for this hypothesis"}  # queued behind the run
     run_id = ctx.job.checkpoint.get("run_id")
     if run_id is None:
-        run_id = ctx.store.start_run(name, str(hypothesis["id"]), ctx.job.id)
+        run_id = ctx.store.start_run(name, hypothesis.id, ctx.job.id)
         ctx.checkpoint(run_id=run_id)
     repo = ctx.repo()
     ref = repo_row["baseline_sha"] or repo.ref(f"heads/{repo.default_branch}").object.sha
     # The checkout lives as long as the job, so a worker killed mid-search leaves the loop's
     # checkpoint for the next attempt to resume from.
-    root = evolution.job_checkout(repo, ref, ctx.config["WORK_DIR"], ctx.job.id)
+    root = bridge.job_checkout(repo, ref, ctx.config["WORK_DIR"], ctx.job.id)
+    # the telemetry the App holds now is what the change's attestation digests
+    windows = ctx.store.telemetry_windows(name, since=time.time() - ctx.config["TELEMETRY_RETENTION_DAYS"] * 86400)
     try:
-        change = evolution.evolve(root, hypothesis, ctx.config["EVOLUTION"])
-    except evolution.NoChange as exc:
+        change = bridge.evolve(root, hypothesis, ctx.config["EVOLUTION"], base=ref, windows=windows)
+    except bridge.NoChange as exc:
         ctx.store.finish_run(run_id, "no-change", str(exc))
-        evolution.drop_job_checkout(ctx.config["WORK_DIR"], ctx.job.id)
+        bridge.drop_job_checkout(ctx.config["WORK_DIR"], ctx.job.id)
         ctx.finally_(dashboard_job(name, inst))
         return {"run": run_id, "no_change": str(exc)}
-    except (NotImplementedError, ChangeError) as exc:
+    except ChangeError as exc:
         ctx.store.finish_run(run_id, "failed", str(exc))
-        evolution.drop_job_checkout(ctx.config["WORK_DIR"], ctx.job.id)
+        bridge.drop_job_checkout(ctx.config["WORK_DIR"], ctx.job.id)
         ctx.finally_(dashboard_job(name, inst))
         raise Permanent(str(exc)) from exc
-    evolution.drop_job_checkout(ctx.config["WORK_DIR"], ctx.job.id)
-    if change.hypothesis_id != str(hypothesis["id"]):
+    bridge.drop_job_checkout(ctx.config["WORK_DIR"], ctx.job.id)
+    if change.hypothesis_id != hypothesis.id:
         ctx.store.finish_run(run_id, "failed", "the change is for another hypothesis")
-        raise Permanent(f"evolution returned a change for {change.hypothesis_id!r}, "
-                        f"not {hypothesis['id']!r}")
+        raise Permanent(f"evolution returned a change for {change.hypothesis_id!r}, not {hypothesis.id!r}")
     ctx.store.finish_run(run_id, "change", change.title)
     ctx.then(publish_job(name, inst, change))
     ctx.finally_(dashboard_job(name, inst))
@@ -86,11 +97,9 @@ def publish(ctx: JobContext):
         ctx.store.update_repository(name, policy_error=None)
     refused = policy.refused_paths(change.files)
     if refused:
-        raise Permanent(f"policy {policy.source} does not let the bot change: "
-                        + ", ".join(refused))
+        raise Permanent(f"policy {policy.source} does not let the bot change: " + ", ".join(refused))
     if not policy.kernel_allowed(change.kernel):
-        raise Permanent(f"policy {policy.source} does not let the bot evolve kernel "
-                        f"{change.kernel!r}")
+        raise Permanent(f"policy {policy.source} does not let the bot evolve kernel {change.kernel!r}")
 
     existing = ctx.store.open_pull(name, change.hypothesis_id)
     if existing is None:
@@ -98,21 +107,30 @@ def publish(ctx: JobContext):
         if adopted is not None:
             existing = {"number": adopted.number, "branch": change.branch}
     if existing is None:
-        others = [x for x in ctx.store.pulls(name, state="open")
-                  if x["hypothesis_id"] not in change.supersedes]
+        others = [x for x in ctx.store.pulls(name, state="open") if x["hypothesis_id"] not in change.supersedes]
         if len(others) >= policy.max_open_prs:
-            raise Deferred(f"{len(others)} bot PR(s) open; policy allows "
-                           f"{policy.max_open_prs}")
+            raise Deferred(f"{len(others)} bot PR(s) open; policy allows {policy.max_open_prs}")
 
-    published = pulls.publish(repo, change, base_branch=base_branch,
-                              existing_number=existing["number"] if existing else None,
-                              existing_branch=existing["branch"] if existing else None)
+    published = pulls.publish(
+        repo,
+        change,
+        base_branch=base_branch,
+        existing_number=existing["number"] if existing else None,
+        existing_branch=existing["branch"] if existing else None,
+    )
     if existing and existing["number"] != published.number:
         # The PR we knew was closed on GitHub without our hearing of it.
         ctx.store.close_pull(name, existing["number"], "closed", None)
-    ctx.store.save_pull(name, change.hypothesis_id, published.number, published.branch,
-                        head_sha=published.head_sha, title=change.title, kernel=change.kernel,
-                        change=change.to_json())
+    ctx.store.save_pull(
+        name,
+        change.hypothesis_id,
+        published.number,
+        published.branch,
+        head_sha=published.head_sha,
+        title=change.title,
+        kernel=change.kernel,
+        change=change.to_json(),
+    )
 
     superseded = []
     for old in change.supersedes:
@@ -123,9 +141,18 @@ def publish(ctx: JobContext):
         ctx.store.close_pull(name, link["number"], "superseded", None)
         superseded.append(link["number"])
 
-    ctx.then(JobSpec("provenance", {"repository": name, "installation_id": inst,
-                                    "head_sha": published.head_sha},
-                     key=f"provenance:{name}:{published.head_sha}", repository=name))
+    ctx.then(
+        JobSpec(
+            "provenance",
+            {"repository": name, "installation_id": inst, "head_sha": published.head_sha},
+            key=f"provenance:{name}:{published.head_sha}",
+            repository=name,
+        )
+    )
     ctx.finally_(dashboard_job(name, inst))
-    return {"number": published.number, "created": published.created,
-            "head_sha": published.head_sha, "superseded": superseded}
+    return {
+        "number": published.number,
+        "created": published.created,
+        "head_sha": published.head_sha,
+        "superseded": superseded,
+    }

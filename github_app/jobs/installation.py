@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from github_app.github.installations import installation_repositories, installations
+from github_app.github.pulls import branch_head
 from github_app.jobs import JobContext, dashboard_job, handler
 from github_app.store import JobSpec
 
@@ -9,8 +11,12 @@ ACTIVE_ACTIONS = ("created", "unsuspend", "new_permissions_accepted", "added")
 
 
 def setup_job(repository: str, installation_id: int) -> JobSpec:
-    return JobSpec("repo_setup", {"repository": repository, "installation_id": installation_id},
-                   key=f"repo_setup:{repository}", repository=repository)
+    return JobSpec(
+        "repo_setup",
+        {"repository": repository, "installation_id": installation_id},
+        key=f"repo_setup:{repository}",
+        repository=repository,
+    )
 
 
 def _remove(ctx: JobContext, repository: str, installation_id: int) -> None:
@@ -36,27 +42,22 @@ def installation(ctx: JobContext):
         _remove(ctx, name, inst)
     if action in ("unsuspend", "new_permissions_accepted"):
         ctx.then(JobSpec("sync", {}, key="sync"))
-    return {"installation": inst, "added": len(p.get("added", [])),
-            "removed": len(p.get("removed", []))}
+    return {"installation": inst, "added": len(p.get("added", [])), "removed": len(p.get("removed", []))}
 
 
 @handler("sync")
 def sync(ctx: JobContext):
     """List every installation and its repositories (events missed while down)."""
-    from github3.repos.repo import ShortRepository
-
     app = ctx.services.auth.app_client()
     seen = 0
-    for inst in app.app_installations():
+    for inst in installations(app):
         account = (inst.account or {}).get("login", "")
         suspended = bool(getattr(inst, "suspended_at", None))
         ctx.store.upsert_installation(inst.id, account, active=not suspended)
         if suspended:
             continue
-        gh = ctx.github(inst.id)
-        url = gh._build_url("installation", "repositories")
         names = set()
-        for repo in gh._iter(-1, url, ShortRepository, list_key="repositories"):
+        for repo in installation_repositories(ctx.github(inst.id)):
             names.add(repo.full_name)
             known = ctx.store.repository(repo.full_name)
             ctx.store.upsert_repository(repo.full_name, inst.id, repo_id=repo.id)
@@ -72,8 +73,6 @@ def sync(ctx: JobContext):
 @handler("repo_setup")
 def repo_setup(ctx: JobContext):
     """Learn a repository's default branch and baseline, then draw its dashboard."""
-    from github_app.github.pulls import branch_head
-
     repo = ctx.repo()
     name, inst = ctx.payload["repository"], ctx.payload["installation_id"]
     branch = repo.default_branch

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import time
 
-from github_app import reasoning
-from github_app import bridge as evolution
+from github_app import bridge
 from github_app.jobs import JobContext, dashboard_job, handler
 from github_app.jobs.repository import evolve_job
 from github_app.policy import PolicyError, load_policy
@@ -23,9 +22,9 @@ def reason(ctx: JobContext):
     windows = ctx.store.telemetry_windows(name, since=since)
     repo = ctx.repo()
     ref = row["baseline_sha"] or repo.ref(f"heads/{repo.default_branch}").object.sha
-    checkout = evolution.cached_checkout(repo, ref, ctx.config["WORK_DIR"], name)
-    ranked, notes = reasoning.run_reasoner(windows, checkout)
-    ctx.store.replace_hypotheses(name, ranked)
+    checkout = bridge.cached_checkout(repo, ref, ctx.config["WORK_DIR"], name)
+    ranked, notes = bridge.run_reasoner(windows, checkout)
+    ctx.store.replace_hypotheses(name, [h.to_json() for h in ranked])
     ctx.finally_(dashboard_job(name, inst))
 
     try:
@@ -35,13 +34,13 @@ def reason(ctx: JobContext):
         return {"hypotheses": len(ranked), "started": [], "policy_error": str(exc)}
     pulls_all = ctx.store.pulls(name, limit=500)
     open_ids = {x["hypothesis_id"] for x in pulls_all if x["state"] == "open"}
-    rejected = {x["hypothesis_id"] for x in pulls_all
-                if x["state"] != "open" and x["outcome"] != "merged"}
-    queued = {str(j.payload["hypothesis"]["id"]) for state in PENDING_STATES
-              for j in ctx.store.jobs(state=state, kind="evolve", repository=name)}
-    chosen = reasoning.worth_running(ranked, policy, open_ids=open_ids, rejected_ids=rejected,
-                                     queued_ids=queued)
+    rejected = {x["hypothesis_id"] for x in pulls_all if x["state"] != "open" and x["outcome"] != "merged"}
+    queued = {
+        str(j.payload["hypothesis"]["id"])
+        for state in PENDING_STATES
+        for j in ctx.store.jobs(state=state, kind="evolve", repository=name)
+    }
+    chosen = bridge.worth_running(ranked, policy, open_ids=open_ids, rejected_ids=rejected, queued_ids=queued)
     for h in chosen:
         ctx.then(evolve_job(name, inst, h))
-    return {"windows": len(windows), "hypotheses": len(ranked),
-            "started": [str(h["id"]) for h in chosen], "notes": notes[:20]}
+    return {"windows": len(windows), "hypotheses": len(ranked), "started": [h.id for h in chosen], "notes": notes[:20]}

@@ -2,9 +2,9 @@
 
 Everything the App keeps (deliveries seen, installations and repositories, telemetry
 windows, hypotheses, PR links, evolution runs, and the job queue) goes through a
-:class:`Store`. :class:`~github_app.store.sqlite.SQLiteStore` is the embedded default; several
-App workers on several machines need one shared implementation of this class (PostgreSQL
-with ``SELECT ... FOR UPDATE SKIP LOCKED`` for :meth:`Store.claim` is the natural one).
+:class:`Store`. :class:`~github_app.store.sqlite.SQLiteStore` is the embedded default (one
+machine); :class:`~github_app.store.postgres.PostgresStore` serves App processes on several
+machines. ``tests/github_app/store`` is the contract both pass, and any new backend must.
 
 The job queue lives in the store on purpose: a webhook's delivery id and the jobs it
 causes are written in one transaction, so an event is either handled (and its jobs will
@@ -14,6 +14,9 @@ run) or not seen at all, and GitHub's redelivery covers the second case.
 from __future__ import annotations
 
 import abc
+import hashlib
+import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +24,69 @@ from typing import Any
 #: Job states. ``deferred`` waits for an event (a bot PR closing frees a slot), not a time.
 QUEUED, RUNNING, DONE, FAILED, DEFERRED = "queued", "running", "done", "failed", "deferred"
 PENDING_STATES = (QUEUED, RUNNING, DEFERRED)
+
+#: How long one store call may wait for the database (a lock, a busy file, a free
+#: connection) before it gives up with :class:`StoreUnavailable`: well inside the 10 s
+#: GitHub waits for a webhook's answer, so a locked database is a 503, not a timeout.
+DEADLINE_SECONDS = 5.0
+
+
+class StoreUnavailable(Exception):
+    """The database could not do its part in time: locked or busy past the deadline, its
+    disk full, the server unreachable. Nothing was written; the same call may succeed
+    later, so the web layer answers 503 with ``Retry-After: retry_after`` and a worker
+    tries again."""
+
+    def __init__(self, message: str, *, retry_after: float = 1.0):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class StoreConflict(Exception):
+    """A write would break one of the store's uniqueness rules (a second open PR for one
+    hypothesis). Nothing was written."""
+
+
+def dumps(value: Any) -> str:
+    """The one JSON text of a value that the store keeps (ASCII, so any backend holds it)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def window_digest(window: dict[str, Any]) -> str:
+    """Identity of a telemetry window: a re-sent window is stored once."""
+    return stored_window(window)[0]
+
+
+def stored_window(window: dict[str, Any]) -> tuple[str, str]:
+    """A window's digest and the text kept of it (one serialisation for both)."""
+    body = dumps(window)
+    return hashlib.sha256(body.encode()).hexdigest(), body
+
+
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable_text(value: str | None) -> str | None:
+    """``value`` as a text column can hold it in every backend: a lone surrogate (JSON's
+    ``"\\ud800"``, an environment variable that was not UTF-8) cannot be encoded for any
+    database, and PostgreSQL refuses NUL; both become U+FFFD. JSON bodies are kept
+    verbatim (they are ASCII); only the columns extracted from them for queries pass here."""
+    if value is None:
+        return None
+    if value.isascii():  # the common case, and the cheap test
+        return value.replace("\x00", "\ufffd") if "\x00" in value else value
+    return _UNSTORABLE.sub("\ufffd", value)
+
+
+def text_field(value: Any) -> str | None:
+    """A field of a client's JSON (a window's ``kernel``) as a queryable column: text only."""
+    return storable_text(value) if isinstance(value, str) else None
+
+
+def number_field(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -56,14 +122,38 @@ class Job:
     worker: str | None = None
     result: dict[str, Any] | None = None
 
+    @classmethod
+    def from_row(cls, row: Any) -> Job:
+        """A job from a row of the ``jobs`` table, as every backend keeps it."""
+        return cls(
+            id=row["id"],
+            kind=row["kind"],
+            queue=row["queue"],
+            key=row["key"],
+            repository=row["repository"],
+            payload=json.loads(row["payload"]),
+            state=row["state"],
+            attempts=row["attempts"],
+            max_attempts=row["max_attempts"],
+            checkpoint=json.loads(row["checkpoint"]),
+            last_error=row["last_error"],
+            created_at=row["created_at"],
+            run_at=row["run_at"],
+            worker=row["worker"],
+            result=json.loads(row["result"]) if row["result"] else None,
+        )
+
 
 class Store(abc.ABC):
-    """What the App needs from its database. Methods are safe to call from any thread."""
+    """What the App needs from its database. Methods are safe to call from any thread and
+    from several processes (and, for a shared database, machines) at once. A call that
+    cannot get its turn within the deadline raises :class:`StoreUnavailable` having
+    written nothing; a write that would break a uniqueness rule raises
+    :class:`StoreConflict`."""
 
     # -- webhooks ----------------------------------------------------------------------
     @abc.abstractmethod
-    def record_delivery(self, guid: str, event: str, action: str | None,
-                        jobs: Sequence[JobSpec], outcome: str) -> bool:
+    def record_delivery(self, guid: str, event: str, action: str | None, jobs: Sequence[JobSpec], outcome: str) -> bool:
         """Record a handled delivery and enqueue its jobs atomically; False if ``guid``
         was handled before (then nothing is enqueued)."""
 
@@ -78,9 +168,15 @@ class Store(abc.ABC):
     def installation(self, installation_id: int) -> dict[str, Any] | None: ...
 
     @abc.abstractmethod
-    def upsert_repository(self, full_name: str, installation_id: int, *,
-                          repo_id: int | None = None, default_branch: str | None = None,
-                          active: bool = True) -> None: ...
+    def upsert_repository(
+        self,
+        full_name: str,
+        installation_id: int,
+        *,
+        repo_id: int | None = None,
+        default_branch: str | None = None,
+        active: bool = True,
+    ) -> None: ...
 
     @abc.abstractmethod
     def repository(self, full_name: str) -> dict[str, Any] | None: ...
@@ -88,14 +184,18 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def repositories(self, installation_id: int | None = None) -> list[dict[str, Any]]: ...
 
+    #: What :meth:`update_repository` may set.
+    REPOSITORY_FIELDS = ("baseline_sha", "default_branch", "dashboard_issue", "policy_error")
+
     @abc.abstractmethod
     def update_repository(self, full_name: str, **fields: Any) -> None:
-        """Set ``baseline_sha``, ``default_branch``, ``dashboard_issue``, ``policy_error``."""
+        """Set some of :attr:`REPOSITORY_FIELDS`; another name is a ValueError."""
 
     # -- telemetry ---------------------------------------------------------------------
     @abc.abstractmethod
-    def store_telemetry(self, digest: str, repository: str, installation_id: int,
-                        windows: Sequence[dict[str, Any]], job: JobSpec | None) -> int | None:
+    def store_telemetry(
+        self, digest: str, repository: str, installation_id: int, windows: Sequence[dict[str, Any]], job: JobSpec | None
+    ) -> int | None:
         """Store a batch durably (and enqueue ``job``) in one transaction; the number of
         windows stored, or None when a batch with this digest was stored before."""
 
@@ -116,8 +216,18 @@ class Store(abc.ABC):
     def hypotheses(self, repository: str) -> list[dict[str, Any]]: ...
 
     @abc.abstractmethod
-    def save_pull(self, repository: str, hypothesis_id: str, number: int, branch: str, *,
-                  head_sha: str, title: str, kernel: str | None, change: dict[str, Any]) -> None:
+    def save_pull(
+        self,
+        repository: str,
+        hypothesis_id: str,
+        number: int,
+        branch: str,
+        *,
+        head_sha: str,
+        title: str,
+        kernel: str | None,
+        change: dict[str, Any],
+    ) -> None:
         """Create or update the link between a hypothesis and its open bot PR."""
 
     @abc.abstractmethod
@@ -130,12 +240,10 @@ class Store(abc.ABC):
     def pull_by_head(self, repository: str, head_sha: str) -> dict[str, Any] | None: ...
 
     @abc.abstractmethod
-    def pulls(self, repository: str, state: str | None = None,
-              limit: int = 50) -> list[dict[str, Any]]: ...
+    def pulls(self, repository: str, state: str | None = None, limit: int = 50) -> list[dict[str, Any]]: ...
 
     @abc.abstractmethod
-    def close_pull(self, repository: str, number: int, outcome: str,
-                   by: str | None = None) -> bool:
+    def close_pull(self, repository: str, number: int, outcome: str, by: str | None = None) -> bool:
         """Record a bot PR's outcome (merged, closed, superseded, ...); False if unknown."""
 
     @abc.abstractmethod
@@ -164,17 +272,16 @@ class Store(abc.ABC):
         """Merge ``data`` into the job's checkpoint; False if the job is no longer ours."""
 
     @abc.abstractmethod
-    def complete(self, job_id: int, worker: str, result: dict[str, Any] | None,
-                 follow_up: Sequence[JobSpec] = ()) -> bool:
+    def complete(
+        self, job_id: int, worker: str, result: dict[str, Any] | None, follow_up: Sequence[JobSpec] = ()
+    ) -> bool:
         """Mark the job done and enqueue ``follow_up`` in the same transaction."""
 
     @abc.abstractmethod
-    def retry(self, job_id: int, worker: str, run_at: float, error: str,
-              count_attempt: bool = True) -> bool: ...
+    def retry(self, job_id: int, worker: str, run_at: float, error: str, count_attempt: bool = True) -> bool: ...
 
     @abc.abstractmethod
-    def fail(self, job_id: int, worker: str, error: str,
-             follow_up: Sequence[JobSpec] = ()) -> bool:
+    def fail(self, job_id: int, worker: str, error: str, follow_up: Sequence[JobSpec] = ()) -> bool:
         """Mark the job failed for good, enqueueing ``follow_up`` in the same transaction."""
 
     @abc.abstractmethod
@@ -191,8 +298,9 @@ class Store(abc.ABC):
     def job(self, job_id: int) -> Job | None: ...
 
     @abc.abstractmethod
-    def jobs(self, *, state: str | None = None, kind: str | None = None,
-             repository: str | None = None, limit: int = 100) -> list[Job]: ...
+    def jobs(
+        self, *, state: str | None = None, kind: str | None = None, repository: str | None = None, limit: int = 100
+    ) -> list[Job]: ...
 
     @abc.abstractmethod
     def job_counts(self) -> dict[tuple[str, str], int]:
@@ -208,5 +316,5 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def set_meta(self, key: str, value: str) -> None: ...
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional: a backend without resources keeps this
         """Release connections; the default does nothing."""

@@ -4,11 +4,15 @@ WAL mode lets the web threads write while workers read; ``synchronous=FULL`` mak
 commit durable before it returns, which is what "answered 202 only after the windows
 are durably stored" needs. Each thread has its own connection; writes take the database
 lock up front (``BEGIN IMMEDIATE``) so two workers never both claim one job.
+
+Every call has a deadline (:data:`~github_app.store.base.DEADLINE_SECONDS` unless given):
+the wait for this process's write lock and SQLite's busy wait share it, and a call that
+runs out, or finds the disk full, raises :class:`~github_app.store.base.StoreUnavailable`
+instead of holding a web thread past GitHub's 10 s.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 import threading
@@ -19,7 +23,22 @@ from pathlib import Path
 from typing import Any
 
 from github_app.store.base import (
-    DEFERRED, DONE, FAILED, QUEUED, RUNNING, Job, Store,
+    DEADLINE_SECONDS,
+    DEFERRED,
+    DONE,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    Job,
+    Store,
+    StoreConflict,
+    StoreUnavailable,
+    dumps,
+    number_field,
+    storable_text,
+    stored_window,
+    text_field,
+    window_digest,
 )
 
 SCHEMA = """
@@ -71,17 +90,46 @@ CREATE TABLE IF NOT EXISTS schedules (name TEXT PRIMARY KEY, next_run REAL NOT N
 """
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+# SQLite's primary result codes that mean "not now" rather than "never": another process
+# holds the lock past the deadline, or the disk (or its I/O) failed under us.
+_BUSY = {5: 1.0, 6: 1.0}  # SQLITE_BUSY, SQLITE_LOCKED
+_FAULT = {10: 30.0, 13: 30.0}  # SQLITE_IOERR, SQLITE_FULL
 
 
-def window_digest(window: dict[str, Any]) -> str:
-    """Identity of a telemetry window: a re-sent window is stored once."""
-    return hashlib.sha256(_dumps(window).encode()).hexdigest()
+def _storable(params):
+    if isinstance(params, dict):
+        return {k: storable_text(v) if isinstance(v, str) else v for k, v in params.items()}
+    return [storable_text(p) if isinstance(p, str) else p for p in params]
+
+
+class _Connection(sqlite3.Connection):
+    """Every text parameter made storable (see storable_text): a lone surrogate from a
+    client cannot be encoded for SQLite, and the backends keep text alike."""
+
+    def execute(self, sql, params=()):
+        return super().execute(sql, _storable(params))
+
+    def executemany(self, sql, seq):
+        return super().executemany(sql, (_storable(p) for p in seq))
+
+
+@contextmanager
+def _errors(what: str):
+    """Turn SQLite's retryable failures into StoreUnavailable, a broken rule into
+    StoreConflict; anything else is a bug and stays what it is."""
+    try:
+        yield
+    except sqlite3.IntegrityError as exc:
+        raise StoreConflict(f"{what}: {exc}") from exc
+    except sqlite3.OperationalError as exc:
+        code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+        if code not in _BUSY and code not in _FAULT:
+            raise
+        raise StoreUnavailable(f"{what}: {exc}", retry_after=_BUSY.get(code) or _FAULT[code]) from exc
 
 
 class SQLiteStore(Store):
-    def __init__(self, path: str | Path, *, max_attempts: int = 8, timeout: float = 30.0):
+    def __init__(self, path: str | Path, *, max_attempts: int = 8, timeout: float = DEADLINE_SECONDS):
         self.path = str(path)
         self.max_attempts = max_attempts
         if self.path != ":memory:":
@@ -91,19 +139,21 @@ class SQLiteStore(Store):
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
         self._write_lock = threading.Lock()
-        con = self._con()
-        con.executescript(SCHEMA)
+        with _errors("creating the schema"):
+            self._con().executescript(SCHEMA)
 
     # -- plumbing --------------------------------------------------------------------------
     def _con(self) -> sqlite3.Connection:
         con = getattr(self._local, "con", None)
         if con is None:
-            con = sqlite3.connect(self.path, timeout=self._timeout, isolation_level=None,
-                                  check_same_thread=False)
-            con.row_factory = sqlite3.Row
-            con.execute("PRAGMA journal_mode=WAL")
-            con.execute("PRAGMA synchronous=FULL")
-            con.execute("PRAGMA foreign_keys=ON")
+            with _errors("opening the database"):
+                con = sqlite3.connect(
+                    self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False, factory=_Connection
+                )
+                con.row_factory = sqlite3.Row
+                con.execute("PRAGMA journal_mode=WAL")
+                con.execute("PRAGMA synchronous=FULL")
+                con.execute("PRAGMA foreign_keys=ON")
             self._local.con = con
             with self._all_lock:
                 self._all.append(con)
@@ -114,22 +164,41 @@ class SQLiteStore(Store):
         # Threads of one process take turns on a Python lock: a waiter wakes the moment the
         # writer commits, where SQLite's busy handler would sleep-poll (up to 100 ms a nap,
         # which is most of a webhook's p99 under concurrent deliveries). Other processes
-        # still meet at SQLite's own lock.
+        # still meet at SQLite's own lock. Both waits come out of one deadline.
         con = self._con()
-        with self._write_lock:
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                yield con
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-            con.execute("COMMIT")
+        started = time.monotonic()
+        if not self._write_lock.acquire(timeout=self._timeout):
+            raise StoreUnavailable(
+                f"{self.path}: another thread of this process held the write lock for over {self._timeout:g}s"
+            )
+        try:
+            with _errors("writing"):
+                waited = time.monotonic() - started
+                if waited > 0.001:  # what is left of the deadline is SQLite's busy wait
+                    left = max(1, int((self._timeout - waited) * 1000))
+                    con.execute(f"PRAGMA busy_timeout = {left}")
+                try:
+                    con.execute("BEGIN IMMEDIATE")
+                finally:
+                    if waited > 0.001:
+                        con.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
+                try:
+                    yield con
+                    con.execute("COMMIT")
+                except BaseException:
+                    if con.in_transaction:  # SQLite ends some failed transactions itself
+                        con.execute("ROLLBACK")
+                    raise
+        finally:
+            self._write_lock.release()
 
     def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        return [dict(r) for r in self._con().execute(sql, args).fetchall()]
+        with _errors("reading"):
+            return [dict(r) for r in self._con().execute(sql, args).fetchall()]
 
     def _row(self, sql: str, args: Sequence[Any] = ()) -> dict[str, Any] | None:
-        r = self._con().execute(sql, args).fetchone()
+        with _errors("reading"):
+            r = self._con().execute(sql, args).fetchone()
         return dict(r) if r is not None else None
 
     def close(self) -> None:
@@ -146,8 +215,9 @@ class SQLiteStore(Store):
     def record_delivery(self, guid, event, action, jobs, outcome):
         with self._tx() as con:
             cur = con.execute(
-                "INSERT OR IGNORE INTO deliveries (guid, event, action, outcome, received_at)"
-                " VALUES (?, ?, ?, ?, ?)", (guid, event, action, outcome, time.time()))
+                "INSERT OR IGNORE INTO deliveries (guid, event, action, outcome, received_at) VALUES (?, ?, ?, ?, ?)",
+                (guid, event, action, outcome, time.time()),
+            )
             if cur.rowcount == 0:
                 return False
             self._enqueue(con, jobs)
@@ -163,10 +233,10 @@ class SQLiteStore(Store):
                 "INSERT INTO installations (id, account, active, updated_at) VALUES (?,?,?,?)"
                 " ON CONFLICT (id) DO UPDATE SET account=excluded.account,"
                 " active=excluded.active, updated_at=excluded.updated_at",
-                (installation_id, account, int(active), time.time()))
+                (installation_id, account, int(active), time.time()),
+            )
             if not active:
-                con.execute("UPDATE repositories SET active = 0 WHERE installation_id = ?",
-                            (installation_id,))
+                con.execute("UPDATE repositories SET active = 0 WHERE installation_id = ?", (installation_id,))
 
     def installation(self, installation_id):
         row = self._row("SELECT * FROM installations WHERE id = ?", (installation_id,))
@@ -174,8 +244,7 @@ class SQLiteStore(Store):
             row["active"] = bool(row["active"])
         return row
 
-    def upsert_repository(self, full_name, installation_id, *, repo_id=None,
-                          default_branch=None, active=True):
+    def upsert_repository(self, full_name, installation_id, *, repo_id=None, default_branch=None, active=True):
         with self._tx() as con:
             con.execute(
                 "INSERT INTO repositories (full_name, installation_id, repo_id, default_branch,"
@@ -184,7 +253,8 @@ class SQLiteStore(Store):
                 " repo_id=COALESCE(excluded.repo_id, repo_id),"
                 " default_branch=COALESCE(excluded.default_branch, default_branch),"
                 " active=excluded.active, updated_at=excluded.updated_at",
-                (full_name, installation_id, repo_id, default_branch, int(active), time.time()))
+                (full_name, installation_id, repo_id, default_branch, int(active), time.time()),
+            )
 
     def repository(self, full_name):
         row = self._row("SELECT * FROM repositories WHERE full_name = ?", (full_name,))
@@ -196,64 +266,74 @@ class SQLiteStore(Store):
         if installation_id is None:
             rows = self._rows("SELECT * FROM repositories WHERE active = 1 ORDER BY full_name")
         else:
-            rows = self._rows("SELECT * FROM repositories WHERE active = 1 AND installation_id = ?"
-                              " ORDER BY full_name", (installation_id,))
+            rows = self._rows(
+                "SELECT * FROM repositories WHERE active = 1 AND installation_id = ? ORDER BY full_name",
+                (installation_id,),
+            )
         for r in rows:
             r["active"] = True
         return rows
 
-    _REPO_FIELDS = ("baseline_sha", "default_branch", "dashboard_issue", "policy_error")
-
     def update_repository(self, full_name, **fields):
-        bad = set(fields) - set(self._REPO_FIELDS)
+        bad = set(fields) - set(self.REPOSITORY_FIELDS)
         if bad:
             raise ValueError(f"update_repository: unknown fields {sorted(bad)}")
         if not fields:
             return
         sets = ", ".join(f"{k} = ?" for k in fields)
         with self._tx() as con:
-            con.execute(f"UPDATE repositories SET {sets}, updated_at = ? WHERE full_name = ?",
-                        (*fields.values(), time.time(), full_name))
+            con.execute(
+                f"UPDATE repositories SET {sets}, updated_at = ? WHERE full_name = ?",
+                (*fields.values(), time.time(), full_name),
+            )
 
     # -- telemetry -----------------------------------------------------------------------------
     def store_telemetry(self, digest, repository, installation_id, windows, job):
         now = time.time()
         rows = []
         for w in windows:
-            rows.append((repository, window_digest(w), _text(w.get("kernel")),
-                         _text(w.get("service")), now, _dumps(w)))
+            digest_w, body = stored_window(w)
+            rows.append((repository, digest_w, text_field(w.get("kernel")), text_field(w.get("service")), now, body))
         with self._tx() as con:
             cur = con.execute(
                 "INSERT OR IGNORE INTO telemetry_batches (digest, repository, installation_id,"
                 " windows, received_at) VALUES (?,?,?,?,?)",
-                (digest, repository, installation_id, len(windows), now))
+                (digest, repository, installation_id, len(windows), now),
+            )
             if cur.rowcount == 0:
                 return None
             before = con.total_changes
             con.executemany(
                 "INSERT OR IGNORE INTO telemetry_windows (repository, digest, kernel, service,"
-                " received_at, body) VALUES (?,?,?,?,?,?)", rows)
+                " received_at, body) VALUES (?,?,?,?,?,?)",
+                rows,
+            )
             stored = con.total_changes - before
             if job is not None:
                 self._enqueue(con, [job])
         return stored
 
     def telemetry_windows(self, repository, since=0.0):
-        return [json.loads(r["body"]) for r in self._con().execute(
-            "SELECT body FROM telemetry_windows WHERE repository = ? AND received_at >= ?"
-            " ORDER BY id", (repository, since))]
+        return [
+            json.loads(r["body"])
+            for r in self._rows(
+                "SELECT body FROM telemetry_windows WHERE repository = ? AND received_at >= ? ORDER BY id",
+                (repository, since),
+            )
+        ]
 
     def telemetry_summary(self, repository):
         row = self._row(
             "SELECT COUNT(*) AS windows, COUNT(DISTINCT service) AS services,"
             " COUNT(DISTINCT kernel) AS kernels, MAX(received_at) AS last_received"
-            " FROM telemetry_windows WHERE repository = ?", (repository,))
+            " FROM telemetry_windows WHERE repository = ?",
+            (repository,),
+        )
         return row or {"windows": 0, "services": 0, "kernels": 0, "last_received": None}
 
     def prune_telemetry(self, before):
         with self._tx() as con:
-            n = con.execute("DELETE FROM telemetry_windows WHERE received_at < ?",
-                            (before,)).rowcount
+            n = con.execute("DELETE FROM telemetry_windows WHERE received_at < ?", (before,)).rowcount
             con.execute("DELETE FROM telemetry_batches WHERE received_at < ?", (before,))
         return n
 
@@ -265,16 +345,28 @@ class SQLiteStore(Store):
             con.executemany(
                 "INSERT OR REPLACE INTO hypotheses (repository, id, rank, kind, kernel,"
                 " expected_gain, body, seen_at) VALUES (?,?,?,?,?,?,?,?)",
-                [(repository, str(h["id"]), i, _text(h.get("kind")), _text(h.get("kernel")),
-                  _number(h.get("expected_gain")), _dumps(h), now)
-                 for i, h in enumerate(ranked)])
+                [
+                    (
+                        repository,
+                        str(h["id"]),
+                        i,
+                        text_field(h.get("kind")),
+                        text_field(h.get("kernel")),
+                        number_field(h.get("expected_gain")),
+                        dumps(h),
+                        now,
+                    )
+                    for i, h in enumerate(ranked)
+                ],
+            )
 
     def hypotheses(self, repository):
-        return [json.loads(r["body"]) for r in self._con().execute(
-            "SELECT body FROM hypotheses WHERE repository = ? ORDER BY rank", (repository,))]
+        return [
+            json.loads(r["body"])
+            for r in self._rows("SELECT body FROM hypotheses WHERE repository = ? ORDER BY rank", (repository,))
+        ]
 
-    def save_pull(self, repository, hypothesis_id, number, branch, *, head_sha, title, kernel,
-                  change):
+    def save_pull(self, repository, hypothesis_id, number, branch, *, head_sha, title, kernel, change):
         now = time.time()
         with self._tx() as con:
             con.execute(
@@ -283,8 +375,8 @@ class SQLiteStore(Store):
                 " VALUES (?,?,?,?,?,?,?,?, 'open', ?, ?)"
                 " ON CONFLICT (repository, number) DO UPDATE SET head_sha=excluded.head_sha,"
                 " title=excluded.title, change=excluded.change, updated_at=excluded.updated_at",
-                (repository, hypothesis_id, number, branch, head_sha, title, kernel,
-                 _dumps(change), now, now))
+                (repository, hypothesis_id, number, branch, head_sha, title, kernel, dumps(change), now, now),
+            )
 
     def _pull_row(self, row):
         if row is not None and row.get("change"):
@@ -292,27 +384,37 @@ class SQLiteStore(Store):
         return row
 
     def open_pull(self, repository, hypothesis_id):
-        return self._pull_row(self._row(
-            "SELECT * FROM pulls WHERE repository = ? AND hypothesis_id = ? AND state = 'open'",
-            (repository, hypothesis_id)))
+        return self._pull_row(
+            self._row(
+                "SELECT * FROM pulls WHERE repository = ? AND hypothesis_id = ? AND state = 'open'",
+                (repository, hypothesis_id),
+            )
+        )
 
     def pull(self, repository, number):
-        return self._pull_row(self._row(
-            "SELECT * FROM pulls WHERE repository = ? AND number = ?", (repository, number)))
+        return self._pull_row(
+            self._row("SELECT * FROM pulls WHERE repository = ? AND number = ?", (repository, number))
+        )
 
     def pull_by_head(self, repository, head_sha):
-        return self._pull_row(self._row(
-            "SELECT * FROM pulls WHERE repository = ? AND head_sha = ? ORDER BY id DESC LIMIT 1",
-            (repository, head_sha)))
+        return self._pull_row(
+            self._row(
+                "SELECT * FROM pulls WHERE repository = ? AND head_sha = ? ORDER BY id DESC LIMIT 1",
+                (repository, head_sha),
+            )
+        )
 
     def pulls(self, repository, state=None, limit=50):
         if state is None:
-            rows = self._rows("SELECT * FROM pulls WHERE repository = ?"
-                              " ORDER BY updated_at DESC, id DESC LIMIT ?", (repository, limit))
+            rows = self._rows(
+                "SELECT * FROM pulls WHERE repository = ? ORDER BY updated_at DESC, id DESC LIMIT ?",
+                (repository, limit),
+            )
         else:
-            rows = self._rows("SELECT * FROM pulls WHERE repository = ? AND state = ?"
-                              " ORDER BY updated_at DESC, id DESC LIMIT ?",
-                              (repository, state, limit))
+            rows = self._rows(
+                "SELECT * FROM pulls WHERE repository = ? AND state = ? ORDER BY updated_at DESC, id DESC LIMIT ?",
+                (repository, state, limit),
+            )
         return [self._pull_row(r) for r in rows]
 
     def close_pull(self, repository, number, outcome, by=None):
@@ -321,23 +423,26 @@ class SQLiteStore(Store):
             cur = con.execute(
                 "UPDATE pulls SET state = 'closed', outcome = ?, closed_by = ?, closed_at = ?,"
                 " updated_at = ? WHERE repository = ? AND number = ? AND state = 'open'",
-                (outcome, by, now, now, repository, number))
+                (outcome, by, now, now, repository, number),
+            )
         return cur.rowcount > 0
 
     def start_run(self, repository, hypothesis_id, job_id):
         with self._tx() as con:
             return con.execute(
-                "INSERT INTO runs (repository, hypothesis_id, job_id, started_at)"
-                " VALUES (?,?,?,?)", (repository, hypothesis_id, job_id, time.time())).lastrowid
+                "INSERT INTO runs (repository, hypothesis_id, job_id, started_at) VALUES (?,?,?,?)",
+                (repository, hypothesis_id, job_id, time.time()),
+            ).lastrowid
 
     def finish_run(self, run_id, outcome, detail=""):
         with self._tx() as con:
-            con.execute("UPDATE runs SET outcome = ?, detail = ?, finished_at = ? WHERE id = ?",
-                        (outcome, detail, time.time(), run_id))
+            con.execute(
+                "UPDATE runs SET outcome = ?, detail = ?, finished_at = ? WHERE id = ?",
+                (outcome, detail, time.time(), run_id),
+            )
 
     def runs(self, repository, limit=20):
-        return self._rows("SELECT * FROM runs WHERE repository = ? ORDER BY id DESC LIMIT ?",
-                          (repository, limit))
+        return self._rows("SELECT * FROM runs WHERE repository = ? ORDER BY id DESC LIMIT ?", (repository, limit))
 
     # -- the job queue --------------------------------------------------------------------------
     def _enqueue(self, con, jobs):
@@ -348,8 +453,18 @@ class SQLiteStore(Store):
                 "INSERT INTO jobs (kind, queue, key, repository, payload, state, max_attempts,"
                 " run_at, created_at) VALUES (?,?,?,?,?,?,?,?,?)"
                 " ON CONFLICT (key) WHERE state IN ('queued', 'deferred') DO NOTHING",
-                (spec.kind, spec.queue, spec.key, spec.repository, _dumps(spec.payload), QUEUED,
-                 self.max_attempts, now + spec.delay, now))
+                (
+                    spec.kind,
+                    spec.queue,
+                    spec.key,
+                    spec.repository,
+                    dumps(spec.payload),
+                    QUEUED,
+                    self.max_attempts,
+                    now + spec.delay,
+                    now,
+                ),
+            )
             ids.append(cur.lastrowid if cur.rowcount else None)
         return ids
 
@@ -369,39 +484,47 @@ class SQLiteStore(Store):
                 f"   SELECT 1 FROM jobs AS r WHERE r.key = j.key AND r.state = '{RUNNING}'"
                 "    AND r.lease_until >= ?)))"
                 f" OR (state = '{RUNNING}' AND lease_until < ?))"
-                " ORDER BY run_at, id LIMIT 1", (*queues, now, now, now)).fetchone()
+                " ORDER BY run_at, id LIMIT 1",
+                (*queues, now, now, now),
+            ).fetchone()
             if row is None:
                 return None
             con.execute(
                 f"UPDATE jobs SET state = '{RUNNING}', worker = ?, lease_until = ?,"
-                " attempts = attempts + 1 WHERE id = ?", (worker, now + lease, row["id"]))
-            return _job(con.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone())
+                " attempts = attempts + 1 WHERE id = ?",
+                (worker, now + lease, row["id"]),
+            )
+            return Job.from_row(con.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone())
 
     def _owned(self, con, job_id, worker, sql, args):
-        return con.execute(
-            sql + f" WHERE id = ? AND worker = ? AND state = '{RUNNING}'",
-            (*args, job_id, worker)).rowcount > 0
+        return (
+            con.execute(sql + f" WHERE id = ? AND worker = ? AND state = '{RUNNING}'", (*args, job_id, worker)).rowcount
+            > 0
+        )
 
     def heartbeat(self, job_id, worker, lease):
         with self._tx() as con:
-            return self._owned(con, job_id, worker, "UPDATE jobs SET lease_until = ?",
-                               (time.time() + lease,))
+            return self._owned(con, job_id, worker, "UPDATE jobs SET lease_until = ?", (time.time() + lease,))
 
     def checkpoint(self, job_id, worker, data):
         with self._tx() as con:
-            row = con.execute("SELECT checkpoint FROM jobs WHERE id = ? AND worker = ? AND"
-                              f" state = '{RUNNING}'", (job_id, worker)).fetchone()
+            row = con.execute(
+                f"SELECT checkpoint FROM jobs WHERE id = ? AND worker = ? AND state = '{RUNNING}'", (job_id, worker)
+            ).fetchone()
             if row is None:
                 return False
             merged = {**json.loads(row["checkpoint"]), **data}
-            return self._owned(con, job_id, worker, "UPDATE jobs SET checkpoint = ?",
-                               (_dumps(merged),))
+            return self._owned(con, job_id, worker, "UPDATE jobs SET checkpoint = ?", (dumps(merged),))
 
     def complete(self, job_id, worker, result, follow_up=()):
         with self._tx() as con:
-            ok = self._owned(con, job_id, worker,
-                             f"UPDATE jobs SET state = '{DONE}', result = ?, finished_at = ?,"
-                             " lease_until = NULL", (_dumps(result or {}), time.time()))
+            ok = self._owned(
+                con,
+                job_id,
+                worker,
+                f"UPDATE jobs SET state = '{DONE}', result = ?, finished_at = ?, lease_until = NULL",
+                (dumps(result or {}), time.time()),
+            )
             if ok and follow_up:
                 self._enqueue(con, follow_up)
             return ok
@@ -410,26 +533,36 @@ class SQLiteStore(Store):
         with self._tx() as con:
             try:
                 return self._owned(
-                    con, job_id, worker,
+                    con,
+                    job_id,
+                    worker,
                     f"UPDATE jobs SET state = '{QUEUED}', run_at = ?, last_error = ?,"
                     " lease_until = NULL, attempts = attempts - ?",
-                    (run_at, error, 0 if count_attempt else 1))
+                    (run_at, error, 0 if count_attempt else 1),
+                )
             except sqlite3.IntegrityError:
                 return self._superseded(con, job_id, worker, error)
 
     def _superseded(self, con, job_id, worker, error):
         # A job with the same key was queued while this one ran: it is the newer request
         # for the same work, so it replaces this one instead of queueing behind it.
-        return self._owned(con, job_id, worker,
-                           f"UPDATE jobs SET state = '{DONE}', finished_at = ?,"
-                           " lease_until = NULL, last_error = ?",
-                           (time.time(), f"superseded by a newer job with this key ({error})"))
+        return self._owned(
+            con,
+            job_id,
+            worker,
+            f"UPDATE jobs SET state = '{DONE}', finished_at = ?, lease_until = NULL, last_error = ?",
+            (time.time(), f"superseded by a newer job with this key ({error})"),
+        )
 
     def fail(self, job_id, worker, error, follow_up=()):
         with self._tx() as con:
-            ok = self._owned(con, job_id, worker,
-                             f"UPDATE jobs SET state = '{FAILED}', last_error = ?,"
-                             " finished_at = ?, lease_until = NULL", (error, time.time()))
+            ok = self._owned(
+                con,
+                job_id,
+                worker,
+                f"UPDATE jobs SET state = '{FAILED}', last_error = ?, finished_at = ?, lease_until = NULL",
+                (error, time.time()),
+            )
             if ok and follow_up:
                 self._enqueue(con, follow_up)
             return ok
@@ -437,28 +570,36 @@ class SQLiteStore(Store):
     def defer(self, job_id, worker, reason):
         with self._tx() as con:
             try:
-                return self._owned(con, job_id, worker,
-                                   f"UPDATE jobs SET state = '{DEFERRED}', last_error = ?,"
-                                   " lease_until = NULL, attempts = attempts - 1", (reason,))
+                return self._owned(
+                    con,
+                    job_id,
+                    worker,
+                    f"UPDATE jobs SET state = '{DEFERRED}', last_error = ?,"
+                    " lease_until = NULL, attempts = attempts - 1",
+                    (reason,),
+                )
             except sqlite3.IntegrityError:
                 return self._superseded(con, job_id, worker, reason)
 
     def release_deferred(self, repository):
         with self._tx() as con:
             return con.execute(
-                f"UPDATE jobs SET state = '{QUEUED}', run_at = ? WHERE state = '{DEFERRED}'"
-                " AND repository = ?", (time.time(), repository)).rowcount
+                f"UPDATE jobs SET state = '{QUEUED}', run_at = ? WHERE state = '{DEFERRED}' AND repository = ?",
+                (time.time(), repository),
+            ).rowcount
 
     def cancel_jobs(self, repository):
         with self._tx() as con:
             return con.execute(
                 f"UPDATE jobs SET state = '{FAILED}', last_error = 'cancelled: the App lost"
                 f" access to the repository', finished_at = ? WHERE state IN ('{QUEUED}',"
-                f" '{DEFERRED}') AND repository = ?", (time.time(), repository)).rowcount
+                f" '{DEFERRED}') AND repository = ?",
+                (time.time(), repository),
+            ).rowcount
 
     def job(self, job_id):
-        row = self._con().execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
-        return _job(row) if row is not None else None
+        row = self._row("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return Job.from_row(row) if row is not None else None
 
     def jobs(self, *, state=None, kind=None, repository=None, limit=100):
         where, args = [], []
@@ -467,12 +608,14 @@ class SQLiteStore(Store):
                 where.append(f"{col} = ?")
                 args.append(val)
         sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
-        rows = self._con().execute(sql + " ORDER BY id LIMIT ?", (*args, limit)).fetchall()
-        return [_job(r) for r in rows]
+        rows = self._rows(sql + " ORDER BY id LIMIT ?", (*args, limit))
+        return [Job.from_row(r) for r in rows]
 
     def job_counts(self):
-        return {(r["kind"], r["state"]): r["n"] for r in self._con().execute(
-            "SELECT kind, state, COUNT(*) AS n FROM jobs GROUP BY kind, state")}
+        return {
+            (r["kind"], r["state"]): r["n"]
+            for r in self._rows("SELECT kind, state, COUNT(*) AS n FROM jobs GROUP BY kind, state")
+        }
 
     def due(self, name, interval):
         now = time.time()
@@ -480,8 +623,7 @@ class SQLiteStore(Store):
             row = con.execute("SELECT next_run FROM schedules WHERE name = ?", (name,)).fetchone()
             if row is not None and row["next_run"] > now:
                 return False
-            con.execute("INSERT OR REPLACE INTO schedules (name, next_run) VALUES (?, ?)",
-                        (name, now + interval))
+            con.execute("INSERT OR REPLACE INTO schedules (name, next_run) VALUES (?, ?)", (name, now + interval))
             return True
 
     def get_meta(self, key):
@@ -493,24 +635,4 @@ class SQLiteStore(Store):
             con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
 
-def _job(row: sqlite3.Row) -> Job:
-    return Job(
-        id=row["id"], kind=row["kind"], queue=row["queue"], key=row["key"],
-        repository=row["repository"], payload=json.loads(row["payload"]), state=row["state"],
-        attempts=row["attempts"], max_attempts=row["max_attempts"],
-        checkpoint=json.loads(row["checkpoint"]), last_error=row["last_error"],
-        created_at=row["created_at"], run_at=row["run_at"], worker=row["worker"],
-        result=json.loads(row["result"]) if row["result"] else None)
-
-
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value)
-
-
-__all__ = ["SQLiteStore", "window_digest", "DONE", "FAILED"]
+__all__ = ["SQLiteStore", "window_digest"]

@@ -27,7 +27,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pytest_aina import sandbox
 from pytest_aina.changer.model import Candidate, Verdict
+from pytest_aina.spec.model import load_spec
 
 
 @dataclass
@@ -35,11 +37,11 @@ class Setup:
     """What every evaluation in one run shares."""
 
     spec_path: Path
-    repo: Path                         # the repository (kernels importable from here)
-    function: str                      # the function a candidate defines, e.g. "softmax"
-    generic: str                       # import path of the generic variant, for config candidates
-    bench_cases: list[dict]            # [{"dims": {...}, "dtype": ..., "label": ...}]
-    workdir: Path                      # where generated candidate files go (outside the sandbox)
+    repo: Path  # the repository (kernels importable from here)
+    function: str  # the function a candidate defines, e.g. "softmax"
+    generic: str  # import path of the generic variant, for config candidates
+    bench_cases: list[dict]  # [{"dims": {...}, "dtype": ..., "label": ...}]
+    workdir: Path  # where generated candidate files go (outside the sandbox)
     device: str = "cpu"
     profile: str = "ci"
     calls: int = 7
@@ -48,13 +50,11 @@ class Setup:
     check_wall_s: float = 240.0
     bench_wall_s: float = 120.0
     memory_bytes: int = 6 << 30
-    hbm_bytes_per_s: float | None = None   # the device's limit: a faster figure is a measurement error
+    hbm_bytes_per_s: float | None = None  # the device's limit: a faster figure is a measurement error
     spec: object = field(default=None, repr=False)
 
     def __post_init__(self):
         if self.spec is None:
-            from pytest_aina.spec.model import load_spec
-
             self.spec = load_spec(self.spec_path)
 
 
@@ -64,11 +64,13 @@ def module_source(c: Candidate, setup: Setup) -> str:
     if c.source is not None:
         return c.source
     module, _, attr = setup.generic.partition(":")
-    return (f'"""Candidate {c.id}: {setup.generic} with meta-parameters {c.config!r}."""\n'
-            f"from {module} import {attr} as _generic\n\n"
-            f"CONFIG = {json.dumps(c.config or {}, sort_keys=True)}\n\n\n"
-            f"def {setup.function}(*args, **kwargs):\n"
-            f"    return _generic(*args, **kwargs, **CONFIG)\n")
+    return (
+        f'"""Candidate {c.id}: {setup.generic} with meta-parameters {c.config!r}."""\n'
+        f"from {module} import {attr} as _generic\n\n"
+        f"CONFIG = {json.dumps(c.config or {}, sort_keys=True)}\n\n\n"
+        f"def {setup.function}(*args, **kwargs):\n"
+        f"    return _generic(*args, **kwargs, **CONFIG)\n"
+    )
 
 
 def _harness_file(setup: Setup) -> Path:
@@ -83,12 +85,17 @@ def _harness_file(setup: Setup) -> Path:
             f"SPEC = {spec!r}\n\n"
             "def make_inputs(seed, **params):\n    return _h.make_inputs(SPEC, seed, **params)\n\n"
             "def reference(*args):\n    return _h.reference(SPEC, *args)\n\n"
-            "def check(out, expected, **params):\n    return _h.check(SPEC, out, expected, **params)\n")
+            "def check(out, expected, **params):\n    return _h.check(SPEC, out, expected, **params)\n"
+        )
     return path
 
 
-def _child_env(setup: Setup) -> dict:
-    return {"TRITON_INTERPRET": "1"} if setup.device == "cpu" else {}
+def child_env(device: str) -> dict[str, str]:
+    """The environment a sandboxed child needs to run a kernel on ``device`` ("cpu" or
+    "cuda"): Triton's interpreter on a CPU, nothing extra on a GPU. Every sandboxed run of
+    the loop (the checks, the timing, the heuristic probe) takes it from here, so they all
+    run the kernel the same way."""
+    return {"TRITON_INTERPRET": "1"} if device == "cpu" else {}
 
 
 def _classify_checks(value: dict) -> tuple[str, str, str]:
@@ -104,7 +111,8 @@ def _classify_checks(value: dict) -> tuple[str, str, str]:
         return "import", "syntax error", msg
     if "ModuleNotFoundError" in msg or "ImportError" in msg:
         return "import", "import error", msg
-    if "has no attribute" in msg and "AttributeError" in msg:
+    # an AttributeError at import, or the plugin's ResolveError for --aina-impl
+    if "has no attribute" in msg and ("AttributeError" in msg or "cannot resolve" in msg):
         return "import", "missing function", msg
     if "reference check failed" in msg:
         return stage, "wrong answer", msg
@@ -139,8 +147,6 @@ def _stage_clock(v: Verdict, stage: str):
 
 def _cascade(c: Candidate, setup: Setup, v: Verdict) -> None:
     """Fill in ``v`` stage by stage; return at the first failure."""
-    from pytest_aina import sandbox
-
     src = module_source(c, setup)
     # -- import: syntax, without executing anything -------------------------------------
     try:
@@ -154,15 +160,18 @@ def _cascade(c: Candidate, setup: Setup, v: Verdict) -> None:
     cfile.write_text(src)
     v.stages.append("import")
     pythonpath = [str(setup.repo)]
-    env = _child_env(setup)
+    env = child_env(setup.device)
     # -- examples, properties, invariants: the plugin, in the sandbox --------------------
     with _stage_clock(v, "checks"):
-        res = sandbox.run("pytest_aina.changer.harness:run_checks",
-                          args=[str(setup.spec_path.resolve()), f"cand_{c.id}:{setup.function}", setup.profile,
-                                str(setup.repo)],
-                          files={f"candidate/cand_{c.id}.py": cfile}, pythonpath=pythonpath,
-                          read_paths=[str(setup.repo)], env=env,
-                          limits=sandbox.Limits(wall_s=setup.check_wall_s, memory_bytes=setup.memory_bytes))
+        res = sandbox.run(
+            "pytest_aina.changer.harness:run_checks",
+            args=[str(setup.spec_path.resolve()), f"cand_{c.id}:{setup.function}", setup.profile, str(setup.repo)],
+            files={f"candidate/cand_{c.id}.py": cfile},
+            pythonpath=pythonpath,
+            read_paths=[str(setup.repo)],
+            env=env,
+            limits=sandbox.Limits(wall_s=setup.check_wall_s, memory_bytes=setup.memory_bytes),
+        )
     v.sandbox = dict(res.protections)
     if not res.ok:
         v.failed_stage, v.reason = "examples", res.status
@@ -181,11 +190,20 @@ def _cascade(c: Candidate, setup: Setup, v: Verdict) -> None:
     with _stage_clock(v, "benchmarks"):
         for i, bc in enumerate(setup.bench_cases):
             params = {"dims": bc["dims"], "dtype": bc["dtype"]}
-            common = dict(make_inputs=f"{harness}:make_inputs", reference=f"{harness}:reference",
-                          check=f"{harness}:check", params=params, calls=setup.calls, warmup=setup.warmup,
-                          seed=setup.seed * 1000 + i, pythonpath=pythonpath, read_paths=[str(setup.repo)], env=env,
-                          limits=sandbox.Limits(wall_s=setup.bench_wall_s, memory_bytes=setup.memory_bytes),
-                          min_plausible_s=_min_plausible(setup, bc))
+            common = dict(
+                make_inputs=f"{harness}:make_inputs",
+                reference=f"{harness}:reference",
+                check=f"{harness}:check",
+                params=params,
+                calls=setup.calls,
+                warmup=setup.warmup,
+                seed=setup.seed * 1000 + i,
+                pythonpath=pythonpath,
+                read_paths=[str(setup.repo)],
+                env=env,
+                limits=sandbox.Limits(wall_s=setup.bench_wall_s, memory_bytes=setup.memory_bytes),
+                min_plausible_s=_min_plausible(setup, bc),
+            )
             t = sandbox.time_calls(f"{cfile}:{setup.function}", **common)
             if not t.ok:
                 v.failed_stage, v.reason = "benchmarks", t.status
@@ -196,11 +214,18 @@ def _cascade(c: Candidate, setup: Setup, v: Verdict) -> None:
                 v.failed_stage, v.reason = "benchmarks", "reference failed"
                 v.detail = f"{bc['label']}: the spec's reference failed to run: {r.reason}"
                 return
-            timing = {"case": bc["label"], "samples_s": t.times_s, "reference_samples_s": r.times_s,
-                      "median_s": t.median_s, "reference_median_s": r.median_s,
-                      "floor_s": t.floor.get("median_s"), "speedup": r.median_s / t.median_s,
-                      "clock": "parent wall clock over a pipe; Triton interpreter on CPU (not GPU evidence)"
-                      if setup.device == "cpu" else "parent wall clock over a pipe, GPU synchronised per call"}
+            timing = {
+                "case": bc["label"],
+                "samples_s": t.times_s,
+                "reference_samples_s": r.times_s,
+                "median_s": t.median_s,
+                "reference_median_s": r.median_s,
+                "floor_s": t.floor.get("median_s"),
+                "speedup": r.median_s / t.median_s,
+                "clock": "parent wall clock over a pipe; Triton interpreter on CPU (not GPU evidence)"
+                if setup.device == "cpu"
+                else "parent wall clock over a pipe, GPU synchronised per call",
+            }
             v.timings.append(timing)
             speedups.append(timing["speedup"])
     v.stages.append("benchmarks")

@@ -15,6 +15,10 @@ recorded, and a verdict is recorded once however many times its evaluation was r
   unpacked into a node-local folder: no shared filesystem is assumed. A node or worker lost
   mid-evaluation costs a retry (Ray's ``max_retries``, then a resubmission from here), not
   the run. Ray is imported only when this executor is chosen.
+
+Which one a search uses is a setting (``executor``, ``ray_address``, ``workers`` in
+:class:`~pytest_aina.changer.settings.EvolutionSettings`, checked there);
+:func:`open_executor` makes it.
 """
 
 from __future__ import annotations
@@ -37,13 +41,22 @@ from pathlib import Path
 
 from pytest_aina.changer.evaluate import Setup, evaluate
 from pytest_aina.changer.model import Candidate, Verdict
-
-KINDS = ("local", "ray")
+from pytest_aina.changer.settings import EvolutionSettings
 
 #: Never shipped to a node: version control, pytest-aina's own scratch space (checkpoints,
 #: candidates, caches), virtual environments and bytecode.
-_NOT_SHIPPED = {".git", ".aina", ".venv", "venv", "__pycache__", "node_modules", ".mypy_cache", ".pytest_cache",
-                ".ruff_cache", ".hypothesis"}
+_NOT_SHIPPED = {
+    ".git",
+    ".aina",
+    ".venv",
+    "venv",
+    "__pycache__",
+    "node_modules",
+    ".mypy_cache",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".hypothesis",
+}
 
 #: A repository larger than this is almost certainly carrying data it should not ship.
 MAX_TREE_BYTES = 256 << 20
@@ -57,7 +70,7 @@ class Executor:
     """Runs ``fn(candidate)`` somewhere and returns the future of its result."""
 
     name = "executor"
-    slots = 1                 # evaluations worth keeping in flight at once
+    slots = 1  # evaluations worth keeping in flight at once
 
     def submit(self, fn: Callable[[Candidate], Verdict], candidate: Candidate) -> Future:
         raise NotImplementedError
@@ -92,7 +105,7 @@ class LocalExecutor(Executor):
         return self._pool.submit(fn, candidate)
 
     def device(self) -> str:
-        from pytest_aina.checking.cases import device
+        from pytest_aina.checking.device import device
 
         return device()
 
@@ -130,27 +143,31 @@ def _spec_name(s: Setup) -> str:
         return f".aina-spec/{Path(s.spec_path).name}"
 
 
-def open_executor(kind: str = "local", *, workers: int | None = None, address: str | None = None,
-                  max_retries: int = 3) -> Executor:
-    """The executor named ``kind``. ``workers``: evaluations at once (local default:
-    min(2, cores); Ray default: one per GPU, or per CPU, of the cluster). ``address``: the
-    Ray cluster (default: ``RAY_ADDRESS``)."""
-    if kind == "local":
-        return LocalExecutor(workers or min(2, os.cpu_count() or 1))
-    if kind == "ray":
-        return RayExecutor(address, slots=workers, max_retries=max_retries)
-    raise ExecutorError(f"unknown executor {kind!r}; available: {', '.join(KINDS)}")
+def open_executor(settings: EvolutionSettings) -> Executor:
+    """The executor ``settings`` name, ``settings.workers`` evaluations at once (on Ray, when
+    unset: one per GPU of the cluster, or per CPU when it has none). Close it (or use it as a
+    context manager) when the search is done. Raises :class:`ExecutorError` when the Ray
+    cluster cannot be reached."""
+    if settings.executor == "ray":
+        return RayExecutor(settings.ray_address, slots=settings.workers)
+    return LocalExecutor(settings.workers)
 
 
 # -- shipping the repository -----------------------------------------------------------------
+
 
 def _tree_files(repo: Path) -> list[str]:
     """The repository's files, relative: git's view (tracked and untracked, not ignored)
     when it is a work tree of its own, else every file outside the folders never shipped."""
     if (repo / ".git").exists():
         try:
-            out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=repo,
-                                 capture_output=True, check=True, timeout=60).stdout
+            out = subprocess.run(
+                ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                cwd=repo,
+                capture_output=True,
+                check=True,
+                timeout=60,
+            ).stdout
             names = [n for n in out.decode().split("\0") if n]
             return sorted(n for n in names if not set(Path(n).parts) & _NOT_SHIPPED and (repo / n).is_file())
         except (OSError, subprocess.SubprocessError):
@@ -172,16 +189,20 @@ def pack_tree(setup: Setup) -> tuple[bytes, str]:
         members.append((_spec_name(setup), Path(setup.spec_path).resolve()))
     size = sum(p.stat().st_size for _, p in members)
     if size > MAX_TREE_BYTES:
-        raise ExecutorError(f"{repo}: {size >> 20} MiB to ship to every node (limit {MAX_TREE_BYTES >> 20} MiB); "
-                            "is a data folder missing from .gitignore?")
+        raise ExecutorError(
+            f"{repo}: {size >> 20} MiB to ship to every node (limit {MAX_TREE_BYTES >> 20} MiB); "
+            "is a data folder missing from .gitignore?"
+        )
     buf = io.BytesIO()
     # gzip's header carries a timestamp unless told otherwise: mtime=0 keeps the digest to the content
-    with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=6, mtime=0) as gz, \
-            tarfile.open(fileobj=gz, mode="w") as tar:
+    with (
+        gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=6, mtime=0) as gz,
+        tarfile.open(fileobj=gz, mode="w") as tar,
+    ):
         for name, path in members:
-            st = path.stat()          # a link is shipped as the file it points to
+            st = path.stat()  # a link is shipped as the file it points to
             info = tarfile.TarInfo(name)
-            info.size = st.st_size    # mtime 0, owner root: the digest depends on the content only
+            info.size = st.st_size  # mtime 0, owner root: the digest depends on the content only
             info.mode = 0o755 if st.st_mode & 0o111 else 0o644
             with open(path, "rb") as fh:
                 tar.addfile(info, fh)
@@ -198,7 +219,7 @@ def node_checkout(digest: str, fetch: Callable[[], bytes], base: Path | str | No
     if root.is_dir():
         return root
     base.mkdir(parents=True, exist_ok=True)
-    os.chmod(base, 0o755)     # the sandbox's uid must traverse it
+    os.chmod(base, 0o755)  # the sandbox's uid must traverse it
     staging = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=base))
     try:
         with tarfile.open(fileobj=io.BytesIO(fetch()), mode="r:gz") as tar:
@@ -207,7 +228,7 @@ def node_checkout(digest: str, fetch: Callable[[], bytes], base: Path | str | No
             os.chmod(dirpath, 0o755)
         try:
             os.rename(staging, root)
-        except OSError:       # another task on this node won the race: use its copy
+        except OSError:  # another task on this node won the race: use its copy
             if not root.is_dir():
                 raise
     finally:
@@ -216,6 +237,7 @@ def node_checkout(digest: str, fetch: Callable[[], bytes], base: Path | str | No
 
 
 # -- the task, on the node -------------------------------------------------------------------
+
 
 def run_on_node(fn, candidate: Candidate, tree: list | None, digest: str | None, version: str):
     """Body of the Ray task: the driver's evaluation, against this node's copy of the tree.
@@ -228,11 +250,18 @@ def run_on_node(fn, candidate: Candidate, tree: list | None, digest: str | None,
     import pytest_aina
 
     if pytest_aina.__version__ != version:
-        raise ExecutorError(f"node {socket.gethostname()} has pytest-aina {pytest_aina.__version__}, the driver "
-                            f"{version}: install the same version on every node")
+        raise ExecutorError(
+            f"node {socket.gethostname()} has pytest-aina {pytest_aina.__version__}, the driver "
+            f"{version}: install the same version on every node"
+        )
     ctx = ray.get_runtime_context()
-    where = {"executor": "ray", "node_id": ctx.get_node_id(), "node_ip": ray.util.get_node_ip_address(),
-             "hostname": socket.gethostname(), "pid": os.getpid()}
+    where = {
+        "executor": "ray",
+        "node_id": ctx.get_node_id(),
+        "node_ip": ray.util.get_node_ip_address(),
+        "hostname": socket.gethostname(),
+        "pid": os.getpid(),
+    }
     gpus = ctx.get_accelerator_ids().get("GPU") or []
     if gpus:
         where["gpus"] = list(gpus)
@@ -241,7 +270,7 @@ def run_on_node(fn, candidate: Candidate, tree: list | None, digest: str | None,
         work = root / ".aina" / "eval" / f"ray-{uuid.uuid4().hex[:12]}"
         work.mkdir(parents=True)
         for p in (root / ".aina", root / ".aina" / "eval", work):
-            os.chmod(p, 0o755)   # harness and candidate files are read by the sandbox's uid
+            os.chmod(p, 0o755)  # harness and candidate files are read by the sandbox's uid
         try:
             result = fn.relocated(root, work)(candidate)
         finally:
@@ -263,7 +292,7 @@ def _reachable(address: str, timeout: float = 10.0) -> None:
     """Fail in seconds on a head that is not listening: ``ray.init`` would retry for minutes."""
     host, sep, port = address.rpartition(":")
     if not sep or not port.isdigit() or "://" in address:
-        return      # "auto", a ray:// client address: Ray's own checks apply
+        return  # "auto", a ray:// client address: Ray's own checks apply
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
     except OSError as exc:
@@ -310,8 +339,9 @@ def retryable(exc: BaseException) -> bool:
     died, or the result was lost with them. Worth running the evaluation again elsewhere."""
     from ray import exceptions as rx
 
-    return isinstance(exc, (rx.NodeDiedError, rx.WorkerCrashedError, rx.LocalRayletDiedError, rx.ObjectLostError,
-                            rx.RpcError))
+    return isinstance(
+        exc, (rx.NodeDiedError, rx.WorkerCrashedError, rx.LocalRayletDiedError, rx.ObjectLostError, rx.RpcError)
+    )
 
 
 class RayExecutor(Executor):
@@ -319,17 +349,17 @@ class RayExecutor(Executor):
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, *, slots: int | None = None, max_retries: int = 3,
-                 resubmits: int = 2, device: str | None = None):
-        address = address or os.environ.get("RAY_ADDRESS")
-        if not address:
-            raise ExecutorError("--executor ray needs the cluster's address: --ray-address HOST:PORT or RAY_ADDRESS "
-                                "(the head node's `ray start --head --port=PORT`)")
-        try:
-            import ray
-        except ImportError:
-            raise ExecutorError("--executor ray needs Ray on this machine and every node: "
-                                "pip install 'pytest-aina[ray]'") from None
+    def __init__(
+        self,
+        address: str,
+        *,
+        slots: int | None = None,
+        max_retries: int = 3,
+        resubmits: int = 2,
+        device: str | None = None,
+    ):
+        import ray  # the settings checked that it is installed (executor "ray")
+
         import pytest_aina
 
         self._trees: dict[str, tuple[list, str]] = {}
@@ -361,8 +391,9 @@ class RayExecutor(Executor):
 
     def describe(self) -> str:
         need = "1 GPU" if self.resources["num_gpus"] else "1 CPU"
-        return (f"ray at {self.address}: {self.nodes} node(s), {self.slots} at once, {need} per evaluation "
-                f"({self._device})")
+        return (
+            f"ray at {self.address}: {self.nodes} node(s), {self.slots} at once, {need} per evaluation ({self._device})"
+        )
 
     def _tree(self, fn) -> tuple[list | None, str | None]:
         if not isinstance(fn, Evaluation):
@@ -389,8 +420,7 @@ class RayExecutor(Executor):
         ref = self._task.remote(fn, candidate, tree, digest, self.version)
         with self._lock:
             self._inflight[ref] = out
-        ref.future().add_done_callback(
-            lambda f: self._settle(f, ref, fn, candidate, tree, digest, out, resubmitted))
+        ref.future().add_done_callback(lambda f: self._settle(f, ref, fn, candidate, tree, digest, out, resubmitted))
 
     def _settle(self, f, ref, fn, candidate, tree, digest, out: Future, resubmitted: int) -> None:
         with self._lock:
@@ -417,7 +447,7 @@ class RayExecutor(Executor):
         self._open = False
         with self._lock:
             left = list(self._inflight)
-        for ref in left:   # an interrupted search: nothing will read these
+        for ref in left:  # an interrupted search: nothing will read these
             ray.cancel(ref, force=True)
         _disconnect()
 

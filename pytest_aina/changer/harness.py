@@ -11,8 +11,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
+import sys
 from functools import cache
 from typing import Any
+
+from pytest_aina.checking import cases
+from pytest_aina.checking.compare import compare
+from pytest_aina.checking.device import prepare_runtime
+from pytest_aina.imports import resolve
+from pytest_aina.spec.model import Case, load_spec
 
 
 def run_checks(spec_path: str, impl: str, profile: str, rootdir: str) -> dict:
@@ -20,10 +30,7 @@ def run_checks(spec_path: str, impl: str, profile: str, rootdir: str) -> dict:
     failure stops it: a bad candidate costs little). Returns the items' outcomes.
 
     Runs in the sandbox, whose working folder holds the candidate under ``candidate/``."""
-    import os
-    import sys
-
-    import pytest
+    import pytest  # lazy: the timing protocol's children import this module too, and need no pytest
 
     sys.path.insert(0, os.path.join(os.getcwd(), "candidate"))
 
@@ -33,18 +40,54 @@ def run_checks(spec_path: str, impl: str, profile: str, rootdir: str) -> dict:
         @pytest.hookimpl(trylast=True)
         def pytest_runtest_logreport(self, report):
             if report.when == "call" or not report.passed:
-                results.append({"nodeid": report.nodeid, "when": report.when, "outcome": report.outcome,
-                                "message": str(report.longrepr)[-4000:] if report.failed else ""})
+                results.append(
+                    {
+                        "nodeid": report.nodeid,
+                        "when": report.when,
+                        "outcome": report.outcome,
+                        "message": str(report.longrepr)[-4000:] if report.failed else "",
+                    }
+                )
 
         def pytest_collectreport(self, report):
             if report.failed:
-                results.append({"nodeid": report.nodeid, "when": "collect", "outcome": "failed",
-                                "message": str(report.longrepr)[-4000:]})
+                results.append(
+                    {
+                        "nodeid": report.nodeid,
+                        "when": "collect",
+                        "outcome": "failed",
+                        "message": str(report.longrepr)[-4000:],
+                    }
+                )
 
-    args = [spec_path, "--aina", "--aina-impl", impl, "--aina-profile", profile, "-x", "-q",
-            "-p", "no:cacheprovider", "-m", "aina_example or aina_property or aina_invariant",
-            # the sandbox has imported pytest_aina already: rewriting its asserts is impossible
-            "--assert=plain", "--rootdir", rootdir, "-o", "addopts="]
+    # the plugin keeps Hypothesis's and pytest-benchmark's folders under the rootdir's .aina/;
+    # in the sandbox the rootdir is the repository, which the candidate may not write to
+    here = os.getcwd()
+    os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(here, ".hypothesis"))
+    args = [
+        spec_path,
+        "--aina",
+        "--aina-impl",
+        impl,
+        "--benchmark-storage",
+        "file://" + os.path.join(here, ".benchmarks"),
+        # the sandbox is the isolation already: a crash ends this process and is the verdict
+        "--no-aina-isolate",
+        "--aina-profile",
+        profile,
+        "-x",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-m",
+        "aina_example or aina_property or aina_invariant",
+        # the sandbox has imported pytest_aina already: rewriting its asserts is impossible
+        "--assert=plain",
+        "--rootdir",
+        rootdir,
+        "-o",
+        "addopts=",
+    ]
     code = pytest.main(args, plugins=[Collect()])
     return {"exit_code": int(code), "items": results}
 
@@ -54,11 +97,7 @@ def run_coverage(test: str, target: str, rootdir: str) -> dict:
     absolute). Runs in the sandbox like every other execution of a candidate's code: a
     source winner's tests run its code. Returns pytest's exit code, the target's
     statements and missing lines, and the end of pytest's output."""
-    import contextlib
-    import io
-    import os
-
-    import coverage
+    import coverage  # lazy, as pytest in run_checks
     import pytest
 
     cov = coverage.Coverage(data_file=os.path.join(os.getcwd(), "coverage.data"), include=[target])
@@ -66,56 +105,59 @@ def run_coverage(test: str, target: str, rootdir: str) -> dict:
     cov.start()
     try:
         with contextlib.redirect_stdout(out):
-            code = pytest.main([test, "-q", "-p", "no:cacheprovider", "--rootdir", rootdir, "-o", "addopts=",
-                                # pytest_aina is imported already: its asserts cannot be rewritten
-                                "--assert=plain"])
+            code = pytest.main(
+                [
+                    test,
+                    "-q",
+                    "-p",
+                    "no:cacheprovider",
+                    "--rootdir",
+                    rootdir,
+                    "-o",
+                    "addopts=",
+                    # pytest_aina is imported already: its asserts cannot be rewritten
+                    "--assert=plain",
+                ]
+            )
     finally:
         cov.stop()
     _, statements, _, missing, _ = cov.analysis2(target)
-    return {"exit_code": int(code), "statements": list(statements), "missing": list(missing),
-            "output": out.getvalue()[-2000:]}
+    return {
+        "exit_code": int(code),
+        "statements": list(statements),
+        "missing": list(missing),
+        "output": out.getvalue()[-2000:],
+    }
 
 
 @cache
 def _spec(spec_path: str):
-    from pytest_aina.spec.model import load_spec
-
     return load_spec(spec_path)
 
 
 def _case(spec_path: str, seed: int, dims: dict, dtype: str):
-    from pytest_aina.spec.model import Case
-
     spec = _spec(spec_path)
     return spec, Case(dims=tuple((k, int(dims[k])) for k in spec.dims), dtype=dtype, seed=seed)
 
 
 def make_inputs(spec_path: str, seed: int, *, dims: dict, dtype: str) -> list:
     """Fresh inputs of one benchmark case from ``seed``: the tensors, then the spec's args."""
-    from pytest_aina.checking import cases
-
     spec, case = _case(spec_path, seed, dims, dtype)
-    inputs = cases.make_inputs(spec, case, cases.prepare_runtime())
+    inputs = cases.make_inputs(spec, case, prepare_runtime())
     return list(inputs.tensors.values()) + list(spec.args.values())
 
 
 def reference(spec_path: str, *args) -> Any:
-    from pytest_aina.checking.cases import resolve
-
     return resolve(_spec(spec_path).reference)(*args)
 
 
 def check(spec_path: str, out, expected, *, dims: dict, dtype: str):
-    from pytest_aina.checking.compare import compare
-
     return compare(out, expected, _spec(spec_path).tolerance[dtype])
 
 
 def heuristic_config(spec_path: str, *, dims: dict, dtype: str) -> dict | None:
     """The launcher's own meta-parameters at this shape, when the kernel module says
     (``<function>_config(*args) -> dict``); None otherwise. Runs in the sandbox."""
-    from pytest_aina.checking.cases import resolve
-
     spec = _spec(spec_path)
     module, _, attr = spec.implementation.partition(":")
     try:

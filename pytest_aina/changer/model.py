@@ -11,6 +11,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from pytest_aina.reasoner.hypothesis import Hypothesis
+
 #: Stages of the evaluation cascade, cheapest first; a candidate stops at its first failure.
 STAGES = ("import", "examples", "properties", "benchmarks")
 
@@ -32,17 +34,18 @@ class Candidate:
     module's source text (``source``) defining the function the spec's implementation names."""
 
     kernel: str
-    proposer: str                       # "metaparams", "llm:<model>", "file", or a plugin's name
-    config: dict | None = None          # meta-parameters bound to the generic variant
-    source: str | None = None           # a whole Python module
-    function: str | None = None         # the function in ``source`` to evaluate
-    parent: str | None = None           # the candidate this one was derived from
+    proposer: str  # "metaparams", "llm:<model>", "file", or a plugin's name
+    config: dict | None = None  # meta-parameters bound to the generic variant
+    source: str | None = None  # a whole Python module
+    function: str | None = None  # the function in ``source`` to evaluate
+    parent: str | None = None  # the candidate this one was derived from
     meta: dict = field(default_factory=dict)  # tokens, cost, model, prompt digest, attempts
 
     @property
     def id(self) -> str:
-        return digest({"kernel": self.kernel, "config": self.config, "source": self.source,
-                       "function": self.function})[:12]
+        return digest({"kernel": self.kernel, "config": self.config, "source": self.source, "function": self.function})[
+            :12
+        ]
 
     def describe(self) -> str:
         if self.config is not None:
@@ -53,7 +56,7 @@ class Candidate:
         return asdict(self) | {"id": self.id}
 
     @classmethod
-    def from_json(cls, d: dict) -> "Candidate":
+    def from_json(cls, d: dict) -> Candidate:
         return cls(**{k: v for k, v in d.items() if k != "id"})
 
 
@@ -89,25 +92,25 @@ def _median(xs: list[float]) -> float:
 class Verdict:
     """What the evaluator found: the stages passed, or the first failure and its reason."""
 
-    candidate: str                       # Candidate.id
+    candidate: str  # Candidate.id
     passed: bool
     stages: list[str] = field(default_factory=list)
     failed_stage: str | None = None
-    reason: str | None = None            # a sandbox status or one of CASCADE_REASONS
+    reason: str | None = None  # a sandbox status or one of CASCADE_REASONS
     detail: str = ""
     timings: list[dict] = field(default_factory=list)  # Timing as dicts, with medians and CIs
-    speedup: float | None = None         # reference time / candidate time, geometric mean over cases
-    score: float | None = None           # what the search maximises: calls/s, geometric mean over cases
+    speedup: float | None = None  # reference time / candidate time, geometric mean over cases
+    score: float | None = None  # what the search maximises: calls/s, geometric mean over cases
     wall_s: float = 0.0
     stage_s: dict = field(default_factory=dict)  # wall seconds per stage reached ("checks", "benchmarks")
     sandbox: dict = field(default_factory=dict)  # which protections were in force
-    ran_on: dict = field(default_factory=dict)   # where it ran when not on this machine (executors.py): node, IP
+    ran_on: dict = field(default_factory=dict)  # where it ran when not on this machine (executors.py): node, IP
 
     def to_json(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, d: dict) -> "Verdict":
+    def from_json(cls, d: dict) -> Verdict:
         return cls(**d)
 
 
@@ -120,7 +123,7 @@ class Attempt:
         return {"candidate": self.candidate.to_json(), "verdict": self.verdict.to_json()}
 
     @classmethod
-    def from_json(cls, d: dict) -> "Attempt":
+    def from_json(cls, d: dict) -> Attempt:
         return cls(Candidate.from_json(d["candidate"]), Verdict.from_json(d["verdict"]))
 
 
@@ -130,32 +133,34 @@ class SearchRecord:
 
     kernel: str
     spec_path: str
-    hypothesis: dict                   # as the Reasoner emitted it (id, kind, kernel, domain, evidence, ...)
+    hypothesis: Hypothesis  # what the search was for, as the Reasoner handed it on
     seed: int
-    budget: dict                       # evaluations, wall_s, tokens: what was allowed and what was used
+    budget: dict  # evaluations, wall_s, tokens: what was allowed and what was used
     proposers: list[str]
-    baseline: Attempt | None           # the current dispatch's choice, measured in the same run
-    attempts: list[Attempt]            # in evaluation order, failures included
-    winner: str | None                 # Candidate.id of the best passing candidate, if it beats the baseline
-    benchmark_cases: list[str]         # the cases timed (labels), hot shapes of the hypothesis
-    environment: dict                  # pytest_aina.environment.collect()
-    device: str                        # "cuda" or "cpu" (Triton interpreter: not GPU evidence)
+    baseline: Attempt | None  # the current dispatch's choice, measured in the same run
+    attempts: list[Attempt]  # in evaluation order, failures included
+    winner: str | None  # Candidate.id of the best passing candidate, if it beats the baseline
+    benchmark_cases: list[str]  # the cases timed (labels), hot shapes of the hypothesis
+    environment: dict  # pytest_aina.environment.collect()
+    device: str  # "cuda" or "cpu" (Triton interpreter: not GPU evidence)
     started: str = ""
     finished: str = ""
-    repeat: str = ""                   # the command that repeats this search
+    repeat: str = ""  # the command that repeats this search
 
     def winner_attempt(self) -> Attempt | None:
         return next((a for a in self.attempts if a.candidate.id == self.winner), None)
 
     def to_json(self) -> dict:
         d = asdict(self)
+        d["hypothesis"] = self.hypothesis.to_json()
         d["baseline"] = self.baseline.to_json() if self.baseline else None
         d["attempts"] = [a.to_json() for a in self.attempts]
         return d
 
     @classmethod
-    def from_json(cls, d: dict) -> "SearchRecord":
+    def from_json(cls, d: dict) -> SearchRecord:
         d = dict(d)
+        d["hypothesis"] = Hypothesis.from_json(d["hypothesis"])
         d["baseline"] = Attempt.from_json(d["baseline"]) if d.get("baseline") else None
         d["attempts"] = [Attempt.from_json(a) for a in d["attempts"]]
         return cls(**d)

@@ -1,25 +1,45 @@
-"""The evolution loop end to end: reason, pick, search, write the change.
+"""THE evolution loop, end to end: plan, search, write, measure, verify.
 
-``aina evolve`` and the GitHub App both come through here:
+``aina evolve`` (:mod:`pytest_aina.commands.evolve`) and the GitHub App
+(``github_app.bridge``) both run :func:`evolve`; what differs between them is only where the
+hypotheses come from, where the change goes, and how progress is shown (a :class:`Progress`).
 
-* :func:`plan` turns telemetry into the hypothesis to act on and what to measure;
-* :func:`search` proposes and evaluates candidates for it (sandboxed, budgeted, resumable);
-* :func:`evolve_to_change` is the App's seam: a repository checkout and a hypothesis in,
-  the change (files, PR body, attestation) out, as the dict of ``Change.to_json()``.
+1. :func:`plan`: the first hypothesis the Changer can act on, the spec, the tunables, and
+   the shapes to time;
+2. :func:`search`: propose and evaluate candidates (sandboxed, budgeted, resumable), the
+   baseline measured in the same run, on the executor the settings name (this machine, or
+   a Ray cluster: :mod:`pytest_aina.changer.executors`);
+3. a winner that beats the baseline by more than :data:`NOISE_MARGIN` becomes a
+   :class:`~pytest_aina.changer.change.Change` (:func:`~pytest_aina.changer.change.write_change`);
+4. its generated tests run under coverage in a scratch copy of the base with the change
+   applied (:func:`~pytest_aina.changer.forge.scratch_checkout`: the repository is never
+   written), and the figures go into its attestation;
+5. its provenance is checked with :func:`~pytest_aina.changer.change.verify`, against the
+   commit the change will sit on.
 """
 
 from __future__ import annotations
 
+import ast
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
-from pytest_aina.changer.model import Candidate, SearchRecord
-
-#: Hypotheses the Changer can act on by specialising a variant for a shape domain.
-ACTIONABLE = ("far_from_limit", "hot_unspecialised", "shape_shift")
+from pytest_aina import environment, sandbox
+from pytest_aina.changer import forge
+from pytest_aina.changer.change import Change, verify, write_change
+from pytest_aina.changer.evaluate import Setup, child_env, workdir_for
+from pytest_aina.changer.executors import Evaluation, Executor, open_executor
+from pytest_aina.changer.model import Attempt, Candidate, SearchRecord
+from pytest_aina.changer.proposers.base import ProposalContext, make
+from pytest_aina.changer.search import Checkpoint, best, run_search
+from pytest_aina.changer.settings import EvolutionSettings
+from pytest_aina.checking.strategies import primary
+from pytest_aina.reasoner.hypothesis import Hypothesis
+from pytest_aina.runtime import dispatch
+from pytest_aina.spec.model import Spec, SpecError, load_spec
 
 #: Meta-parameters Triton's interpreter cannot see: they change GPU code generation only,
 #: so timing them on a CPU would be noise presented as a result. Searched on a GPU only.
@@ -30,6 +50,10 @@ GPU_ONLY_TUNABLES = ("num_warps", "num_stages")
 CPU_BENCH_NUMEL = 1 << 16
 CPU_BENCH_ROWS = 16
 
+#: A winner must beat the baseline by more than this (relative, on medians measured in the
+#: same run) to be worth a change; below it the difference is within this machine's noise.
+NOISE_MARGIN = 0.05
+
 
 class EvolveError(RuntimeError):
     """The loop cannot go on; the message says why and what to do."""
@@ -37,28 +61,150 @@ class EvolveError(RuntimeError):
 
 @dataclass
 class Plan:
-    hypothesis: dict
+    hypothesis: Hypothesis
     kernel: str
     spec_path: Path
-    function: str                      # the public function a candidate defines
-    generic: str                       # import path of the generic variant
+    function: str  # the public function a candidate defines
+    generic: str  # import path of the generic variant
     tunables: dict
     bench_cases: list[dict]
     notes: list[str] = field(default_factory=list)
-    skipped: list[dict] = field(default_factory=list)   # hypotheses passed over, and why
+    skipped: list[dict] = field(default_factory=list)  # hypotheses passed over, and why
 
 
-def _kernel_module(spec):
+class Progress:
+    """What the loop tells its caller as it goes; every method does nothing here, a caller
+    overrides what it shows (``aina evolve`` prints, the App logs)."""
 
-    module, _, attr = spec.implementation.partition(":")
-    return module, attr
+    def running_on(self, executor: Executor) -> None:
+        pass
+
+    def planned(self, plan: Plan) -> None:
+        pass
+
+    def evaluated(self, attempt: Attempt, done: int, total: int) -> None:
+        pass
+
+    def searched(self, record: SearchRecord) -> None:
+        pass
+
+    def measuring(self, change: Change) -> None:
+        pass
+
+
+@dataclass
+class Evolution:
+    """What one run of the loop came to."""
+
+    plan: Plan
+    record: SearchRecord
+    change: Change | None  # None: no candidate beat the baseline
+    problems: list[str] = field(default_factory=list)  # the provenance check's findings on the change
+
+    @property
+    def why_no_change(self) -> str:
+        return (
+            f"no candidate beat the baseline by more than {NOISE_MARGIN:.0%} for {self.plan.hypothesis.id} "
+            f"({len(self.record.attempts)} evaluated): " + summarize_attempts(self.record)
+        )
+
+
+# ---------------------------------------------------------------------------------------
+# The whole
+
+
+def evolve(
+    repo: Path,
+    hypotheses: Sequence[Hypothesis],
+    settings: EvolutionSettings,
+    *,
+    specs_dir: str = "specs",
+    base: str | None = None,
+    resume: bool = True,
+    progress: Progress | None = None,
+) -> Evolution:
+    """Run the loop on the repository at ``repo`` for the first of ``hypotheses`` it can act on.
+
+    ``base`` is the commit the change will sit on (the forge's HEAD, the PR's base); it is
+    recorded when ``repo`` is not a git checkout (the App's tarball) and the provenance is
+    checked against it. The repository is only read, but for pytest-aina's working files
+    under ``.aina/`` (the search's checkpoint, from which ``resume`` continues).
+    Raises :class:`EvolveError` when no hypothesis is actionable,
+    :class:`~pytest_aina.changer.change.ChangeError` when the winner cannot become a
+    change, ``ValueError`` for a proposer's configuration,
+    :class:`~pytest_aina.changer.executors.ExecutorError` when the Ray cluster cannot be used.
+    """
+    progress = progress or Progress()
+    repo = Path(repo)
+    with open_executor(settings) as executor:
+        progress.running_on(executor)
+        # the device is where the evaluations run: a Ray cluster's, not necessarily this machine's
+        device = settings.device or executor.device()
+        p = plan(repo, hypotheses, device=device, specs_dir=specs_dir)
+        progress.planned(p)
+        record = search(
+            repo, p, settings, device=device, base=base, resume=resume, progress=progress.evaluated, executor=executor
+        )
+    progress.searched(record)
+    if record.winner is None:
+        return Evolution(p, record, None)
+    change = write_change(record, repo, spec_path=p.spec_path, telemetry=settings.telemetry)
+    progress.measuring(change)
+    with forge.scratch_checkout(repo, change) as checkout:
+        change = change.with_coverage(change.measure_coverage(checkout))
+    return Evolution(p, record, change, verify(change.files, attestation=change.attestation, base=base))
+
+
+# ---------------------------------------------------------------------------------------
+# Plan
+
+
+def plan(repo: Path, hypotheses: Sequence[Hypothesis], *, device: str, specs_dir: str = "specs") -> Plan:
+    """The first hypothesis the Changer can act on, with what to search and measure."""
+    skipped = []
+    for h in hypotheses:
+        if not h.actionable:
+            skipped.append({"id": h.id, "kind": h.kind, "why": "not a specialisation: needs a human"})
+            continue
+        spec_path = repo / specs_dir / f"{h.kernel}.yaml"
+        try:
+            spec = load_spec(spec_path)
+        except SpecError as exc:
+            skipped.append({"id": h.id, "kind": h.kind, "why": f"no usable spec: {exc}"})
+            continue
+        module, _, attr = spec.implementation.partition(":")
+        try:
+            tunables, notes = _tunables(repo, module, device)
+        except EvolveError as exc:
+            skipped.append({"id": h.id, "kind": h.kind, "why": str(exc)})
+            continue
+        cases, case_notes = bench_cases_for(
+            spec, device, dims=hot_dims(h), dtype=h.domain.get("dtype") or spec.dtypes[0]
+        )
+        return Plan(
+            h,
+            h.kernel,
+            spec_path,
+            attr,
+            _generic_of(repo, h.kernel, module, attr),
+            tunables,
+            cases,
+            notes + case_notes,
+            skipped,
+        )
+    raise EvolveError(
+        "no hypothesis the Changer can act on"
+        + (
+            ": " + "; ".join(f"{s['kind']} {s['id']}: {s['why']}" for s in skipped)
+            if skipped
+            else " (the Reasoner found nothing worth improving)"
+        )
+    )
 
 
 def _generic_of(repo: Path, kernel: str, module: str, attr: str) -> str:
     """The generic variant's import path, from the kernel's dispatch table (read as data:
     the repository's code never runs in this process; the sandbox runs it)."""
-    from pytest_aina.runtime import dispatch
-
     table = repo / "kernels" / "variants" / f"{kernel}.yaml"
     if table.exists():
         try:
@@ -71,8 +217,6 @@ def _generic_of(repo: Path, kernel: str, module: str, attr: str) -> str:
 def _tunables(repo: Path, module: str, device: str) -> tuple[dict, list[str]]:
     """The kernel module's TUNABLES, read from its source without importing it (the
     parent never executes kernel code; the sandbox does)."""
-    import ast
-
     path = repo / Path(*module.split(".")).with_suffix(".py")
     try:
         tree = ast.parse(path.read_text())
@@ -89,27 +233,30 @@ def _tunables(repo: Path, module: str, device: str) -> tuple[dict, list[str]]:
         dropped = [k for k in GPU_ONLY_TUNABLES if k in tunables]
         tunables = {k: v for k, v in tunables.items() if k not in GPU_ONLY_TUNABLES}
         if dropped:
-            notes.append(f"not searched on this CPU: {', '.join(dropped)} (they change GPU code generation only; "
-                         "Triton's interpreter cannot measure them)")
+            notes.append(
+                f"not searched on this CPU: {', '.join(dropped)} (they change GPU code generation only; "
+                "Triton's interpreter cannot measure them)"
+            )
     return tunables, notes
 
 
-def bench_cases_for(hypothesis: dict, spec, device: str) -> tuple[list[dict], list[str]]:
-    """The shapes to time: the hottest shape the evidence names, else the domain's lower
-    corner; on a CPU scaled down to what the interpreter can afford (same row width)."""
-    from pytest_aina.checking.strategies import primary
-
-    ev = hypothesis.get("evidence", {})
-    dims: dict[str, int] = {}
+def hot_dims(hypothesis: Hypothesis) -> dict[str, int]:
+    """The shape to time for ``hypothesis``: the first group its evidence names, else the
+    largest shape it observed, else its domain's lower corner."""
+    ev = hypothesis.evidence
     if ev.get("groups"):
-        dims = {k: int(v) for k, v in ev["groups"][0]["dims"].items()}
-    elif ev.get("observed_dims"):
-        dims = {k: int(v[1]) for k, v in ev["observed_dims"].items()}
-    else:
-        dims = {k: int(v[0]) for k, v in hypothesis["domain"]["dims"].items()}
+        return {k: int(v) for k, v in ev["groups"][0]["dims"].items()}
+    if ev.get("observed_dims"):
+        return {k: int(v[1]) for k, v in ev["observed_dims"].items()}
+    return {k: int(v[0]) for k, v in hypothesis.domain["dims"].items()}
+
+
+def bench_cases_for(spec: Spec, device: str, *, dims: dict[str, int], dtype: str) -> tuple[list[dict], list[str]]:
+    """The benchmark case at ``dims`` (clamped to the spec's domain), and on a CPU scaled
+    down to what the interpreter can afford (same row width); with notes saying so."""
+    dims = dict(dims)
     for name, d in spec.dims.items():
         dims[name] = max(d.min, min(d.max, dims.get(name, d.min)))
-    dtype = hypothesis["domain"].get("dtype") or spec.dtypes[0]
     notes = []
     hot = dict(dims)
     if device == "cpu":
@@ -120,63 +267,65 @@ def bench_cases_for(hypothesis: dict, spec, device: str) -> tuple[list[dict], li
             dims[name] = min(dims[name], rows_cap)
             rows_cap = max(1, rows_cap // dims[name])
         if dims != hot:
-            notes.append("timed at " + ",".join(f"{k}={v}" for k, v in dims.items()) + " instead of the hot shape "
-                         + ",".join(f"{k}={v}" for k, v in hot.items())
-                         + ": Triton's interpreter on a CPU cannot afford it (same row width)")
+            notes.append(
+                "timed at "
+                + ",".join(f"{k}={v}" for k, v in dims.items())
+                + " instead of the hot shape "
+                + ",".join(f"{k}={v}" for k, v in hot.items())
+                + ": Triton's interpreter on a CPU cannot afford it (same row width)"
+            )
     label = ",".join(f"{k}={v}" for k, v in dims.items()) + f",{dtype}"
     return [{"dims": dims, "dtype": dtype, "label": label, "hot_dims": hot}], notes
 
 
-def plan(repo: Path, hypotheses: list[dict], *, device: str, specs_dir: str = "specs") -> Plan:
-    """The first hypothesis the Changer can act on, with what to search and measure."""
-    from pytest_aina.spec.model import SpecError, load_spec
-
-    skipped = []
-    for h in hypotheses:
-        if h["kind"] not in ACTIONABLE:
-            skipped.append({"id": h["id"], "kind": h["kind"], "why": "not a specialisation: needs a human"})
-            continue
-        spec_path = repo / specs_dir / f"{h['kernel']}.yaml"
-        try:
-            spec = load_spec(spec_path)
-        except SpecError as exc:
-            skipped.append({"id": h["id"], "kind": h["kind"], "why": f"no usable spec: {exc}"})
-            continue
-        module, attr = _kernel_module(spec)
-        try:
-            tunables, notes = _tunables(repo, module, device)
-        except EvolveError as exc:
-            skipped.append({"id": h["id"], "kind": h["kind"], "why": str(exc)})
-            continue
-        cases, case_notes = bench_cases_for(h, spec, device)
-        return Plan(h, h["kernel"], spec_path, attr, _generic_of(repo, h["kernel"], module, attr), tunables, cases,
-                    notes + case_notes, skipped)
-    raise EvolveError("no hypothesis the Changer can act on"
-                      + (": " + "; ".join(f"{s['kind']} {s['id']}: {s['why']}" for s in skipped) if skipped else
-                         " (the Reasoner found nothing worth improving)"))
+# ---------------------------------------------------------------------------------------
+# Search
 
 
-def search(repo: Path, p: Plan, *, device: str, proposers: list[str], proposer_config: dict | None = None,
-           budget=None, seed: int = 0, workers: int = 1, progress: Callable | None = None,
-           resume: bool = True, executor=None) -> SearchRecord:
+def search(
+    repo: Path,
+    p: Plan,
+    settings: EvolutionSettings,
+    *,
+    device: str,
+    base: str | None = None,
+    progress=None,
+    resume: bool = True,
+    executor: Executor | None = None,
+) -> SearchRecord:
     """Search for ``p`` and return the record, winner included when one beats the baseline.
-    ``executor`` (:mod:`pytest_aina.changer.executors`) runs the evaluations; default: a
-    pool of ``workers`` threads here."""
-    from pytest_aina import environment
-    from pytest_aina.changer import proposers as P
-    from pytest_aina.changer.evaluate import Setup, workdir_for
-    from pytest_aina.changer.executors import Evaluation
-    from pytest_aina.changer.search import Budget, Checkpoint, best, run_search
-
-    budget = budget or Budget()
-    work = workdir_for(repo, f"{p.hypothesis['id']}-s{seed}")
-    setup = Setup(spec_path=p.spec_path, repo=repo, function=p.function, generic=p.generic,
-                  bench_cases=p.bench_cases, workdir=work, device=device, seed=seed)
-    ctx = P.ProposalContext(kernel=p.kernel, spec=setup.spec, spec_text=p.spec_path.read_text(),
-                            kernel_source=(repo / Path(*p.generic.split(":")[0].split("."))).with_suffix(".py").read_text(),
-                            function=p.function, hypothesis=p.hypothesis, tunables=p.tunables, seed=seed)
+    The evaluations run on ``executor``, default: the one ``settings`` name, opened and
+    closed here."""
+    if executor is None:
+        with open_executor(settings) as executor:
+            return search(
+                repo, p, settings, device=device, base=base, progress=progress, resume=resume, executor=executor
+            )
+    seed, budget, proposers = settings.seed, settings.budget, list(settings.proposers)
+    work = workdir_for(repo, f"{p.hypothesis.id}-s{seed}")
+    setup = Setup(
+        spec_path=p.spec_path,
+        repo=repo,
+        function=p.function,
+        generic=p.generic,
+        bench_cases=p.bench_cases,
+        workdir=work,
+        device=device,
+        seed=seed,
+    )
+    source = (repo / Path(*p.generic.split(":")[0].split("."))).with_suffix(".py").read_text()
+    ctx = ProposalContext(
+        kernel=p.kernel,
+        spec=setup.spec,
+        spec_text=p.spec_path.read_text(),
+        kernel_source=source,
+        function=p.function,
+        hypothesis=p.hypothesis,
+        tunables=p.tunables,
+        seed=seed,
+    )
     ctx.heuristic = _heuristic(setup, p)
-    made = [_Baseline()] + [P.make(name, (proposer_config or {}).get(name)) for name in proposers]
+    made = [_Baseline()] + [make(name, dict(settings.proposer_config.get(name) or {})) for name in proposers]
     checkpoint = Checkpoint(work / "checkpoint.jsonl")
     if not resume and checkpoint.path.exists():
         checkpoint.path.unlink()
@@ -184,38 +333,63 @@ def search(repo: Path, p: Plan, *, device: str, proposers: list[str], proposer_c
     # the baseline: what dispatch serves today for this domain (the generic kernel with its
     # heuristic), measured in the same run as every candidate
     baseline_candidate = Candidate(kernel=p.kernel, proposer="baseline", config={})
-    outcome = run_search(ctx, made, Evaluation(setup), budget, checkpoint=checkpoint,
-                         workers=workers, progress=progress, executor=executor)
-    base = next((a for a in outcome.attempts if a.candidate.id == baseline_candidate.id), None)
+    outcome = run_search(
+        ctx,
+        made,
+        Evaluation(setup),  # picklable, unlike a lambda: a remote executor ships it to a node
+        budget,
+        checkpoint=checkpoint,
+        executor=executor,
+        progress=progress,
+    )
+    baseline = next((a for a in outcome.attempts if a.candidate.id == baseline_candidate.id), None)
     top = best(outcome.attempts)
     winner = None
-    if top and base and base.verdict.passed and top.candidate.id != base.candidate.id \
-            and top.verdict.score > base.verdict.score * (1 + NOISE_MARGIN):
+    if (
+        top
+        and baseline
+        and baseline.verdict.passed
+        and top.candidate.id != baseline.candidate.id
+        and top.verdict.score > baseline.verdict.score * (1 + NOISE_MARGIN)
+    ):
         winner = top.candidate.id
     failures = [f for m in made for f in getattr(m, "failures", None) or []]
-    record = SearchRecord(
-        kernel=p.kernel, spec_path=str(p.spec_path.relative_to(repo)), hypothesis=p.hypothesis, seed=seed,
+    env = environment.collect(with_torch=False, cwd=str(repo))
+    if base and not (env.get("git") or {}).get("commit"):
+        env["git"] = {"commit": base, "dirty": False}  # a checkout of ``base`` without git (the App's tarball)
+    return SearchRecord(
+        kernel=p.kernel,
+        spec_path=str(p.spec_path.relative_to(repo)),
+        hypothesis=p.hypothesis,
+        seed=seed,
         budget=budget.as_dict() | {"used": outcome.used, "stopped_by": outcome.stopped_by},
-        proposers=proposers, baseline=base, attempts=outcome.attempts, winner=winner,
+        proposers=proposers,
+        baseline=baseline,
+        attempts=outcome.attempts,
+        winner=winner,
         benchmark_cases=[c["label"] for c in p.bench_cases],
-        environment=environment.collect(with_torch=False, cwd=str(repo)) | {"notes": p.notes,
-                                                                           "proposer_failures": failures or []},
-        device=device, started=started, finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        environment=env | {"notes": p.notes, "proposer_failures": failures or []},
+        device=device,
+        started=started,
+        finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         repeat=f"aina evolve --telemetry <the same file> --seed {seed} --budget-evals {budget.evaluations} "
-               f"--proposer {','.join(proposers)}")
-    return record
+        f"--proposer {','.join(proposers)}",
+    )
 
 
-def _heuristic(setup, p: Plan) -> dict | None:
+def _heuristic(setup: Setup, p: Plan) -> dict | None:
     """Ask the kernel, in the sandbox, which meta-parameters its heuristic picks at the
     benchmark shape: the search then starts from that point instead of exploring blindly."""
-    from pytest_aina import sandbox
-    from pytest_aina.changer.evaluate import _child_env
-
     bc = p.bench_cases[0]
-    r = sandbox.run("pytest_aina.changer.harness:heuristic_config", args=[str(setup.spec_path.resolve())],
-                    kwargs={"dims": bc["dims"], "dtype": bc["dtype"]}, pythonpath=[str(setup.repo)],
-                    read_paths=[str(setup.repo)], env=_child_env(setup), limits=sandbox.Limits(wall_s=120))
+    r = sandbox.run(
+        "pytest_aina.changer.harness:heuristic_config",
+        args=[str(setup.spec_path.resolve())],
+        kwargs={"dims": bc["dims"], "dtype": bc["dtype"]},
+        pythonpath=[str(setup.repo)],
+        read_paths=[str(setup.repo)],
+        env=child_env(setup.device),
+        limits=sandbox.Limits(wall_s=120),
+    )
     return r.value if r.ok and isinstance(r.value, dict) else None
 
 
@@ -229,12 +403,7 @@ class _Baseline:
         return [] if any(c.id == base.id for c, _ in ctx.history) else [base]
 
 
-#: A winner must beat the baseline by more than this (relative, on medians measured in the
-#: same run) to be worth a change; below it the difference is within this machine's noise.
-NOISE_MARGIN = 0.05
-
-
-def summarize_attempts(record) -> str:
+def summarize_attempts(record: SearchRecord) -> str:
     """One line per attempt, score relative to the baseline or why it failed: what a
     reader of a "no change" outcome needs to see that the search ran and what it found."""
     base = record.baseline.verdict.score if record.baseline and record.baseline.verdict.passed else None
@@ -247,36 +416,8 @@ def summarize_attempts(record) -> str:
             how = f"{v.score / base:.2f}x the baseline"
         else:
             how = f"score {v.score}"
-        who = "baseline" if record.baseline and a.candidate.id == record.baseline.candidate.id \
-            else a.candidate.describe()
+        who = (
+            "baseline" if record.baseline and a.candidate.id == record.baseline.candidate.id else a.candidate.describe()
+        )
         parts.append(f"{who}: {how}")
     return "; ".join(parts) or "nothing was evaluated"
-
-
-def evolve_to_change(checkout_dir: Path, hypothesis: dict, config: dict) -> dict:
-    """The GitHub App's seam: search for ``hypothesis`` in ``checkout_dir`` and return the
-    change as a dict (``github_app.change.Change.from_json``). Raises :class:`EvolveError`
-    when no candidate beats the baseline."""
-    from pytest_aina.changer.change import write_change
-    from pytest_aina.changer.executors import open_executor
-    from pytest_aina.changer.search import Budget
-
-    repo = Path(checkout_dir)
-    workers = int(config["workers"]) if config.get("workers") else None   # default: the executor's
-    # "executor": "ray" runs the evaluations on the cluster at "ray_address" (or RAY_ADDRESS)
-    with open_executor(config.get("executor", "local"), workers=workers,
-                       address=config.get("ray_address")) as executor:
-        dev = config.get("device") or executor.device()
-        p = plan(repo, [hypothesis], device=dev)
-        record = search(repo, p, device=dev, proposers=config.get("proposers", ["metaparams"]),
-                        proposer_config=config.get("proposer_config"),
-                        budget=Budget(**config.get("budget", {})), seed=int(config.get("seed", 0)),
-                        workers=executor.slots, executor=executor)
-    if record.winner is None:
-        raise EvolveError(f"no candidate beat the baseline by more than {NOISE_MARGIN:.0%} for "
-                          f"{hypothesis['id']} ({len(record.attempts)} evaluated): "
-                          + summarize_attempts(record))
-    change = write_change(record, repo, spec_path=p.spec_path, telemetry=config.get("telemetry"))
-    # the checkout is the App's own scratch copy: the files can be written there to measure
-    change.materialize(repo)
-    return change.with_coverage(change.measure_coverage(repo)).to_json()

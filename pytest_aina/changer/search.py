@@ -11,31 +11,22 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from pytest_aina.changer.executors import Executor, LocalExecutor
 from pytest_aina.changer.model import Attempt, Candidate, Verdict
-from pytest_aina.changer.proposers import ProposalContext, Proposer
-
-
-@dataclass
-class Budget:
-    evaluations: int = 24
-    wall_s: float = 600.0
-    tokens: int | None = None        # LLM tokens, prompt + completion
-
-    def as_dict(self) -> dict:
-        return {"evaluations": self.evaluations, "wall_s": self.wall_s, "tokens": self.tokens}
+from pytest_aina.changer.proposers.base import ProposalContext, Proposer
+from pytest_aina.changer.settings import Budget
 
 
 @dataclass
 class Outcome:
     attempts: list[Attempt]
-    used: dict = field(default_factory=dict)    # evaluations, wall_s, tokens actually spent
-    stopped_by: str = ""                        # "evaluations", "wall_s", "tokens" or "exhausted"
+    used: dict = field(default_factory=dict)  # evaluations, wall_s, tokens actually spent
+    stopped_by: str = ""  # "evaluations", "wall_s", "tokens" or "exhausted"
 
 
 class Checkpoint:
@@ -71,16 +62,22 @@ def _spent_by(proposer) -> int:
     return int(getattr(proposer, "tokens_used", 0) or 0)
 
 
-def run_search(ctx: ProposalContext, proposers: list[Proposer], evaluate: Callable[[Candidate], Verdict],
-               budget: Budget, *, checkpoint: Checkpoint | None = None, workers: int = 1,
-               progress: Callable[[Attempt, int, int], None] | None = None,
-               executor: Executor | None = None) -> Outcome:
+def run_search(
+    ctx: ProposalContext,
+    proposers: list[Proposer],
+    evaluate: Callable[[Candidate], Verdict],
+    budget: Budget,
+    *,
+    checkpoint: Checkpoint | None = None,
+    executor: Executor | None = None,
+    progress: Callable[[Attempt, int, int], None] | None = None,
+) -> Outcome:
     """Search until the budget is spent or the proposers have nothing new.
 
     ``evaluate`` runs one candidate (in a sandbox) and never raises for what the candidate
-    does. It runs on ``executor`` (default: a pool of ``workers`` threads on this machine),
-    up to its ``slots`` at once; proposers take turns. Each verdict is checkpointed here,
-    once, when its evaluation completes, wherever it ran.
+    does. It runs on ``executor`` (:mod:`pytest_aina.changer.executors`; default: one at a
+    time on this machine), up to its ``slots`` at once; proposers take turns. Each verdict is
+    checkpointed here, once, when its evaluation completes, wherever it ran.
     """
     start = time.monotonic()
     done: list[Attempt] = checkpoint.load() if checkpoint else []
@@ -102,7 +99,7 @@ def run_search(ctx: ProposalContext, proposers: list[Proposer], evaluate: Callab
             return "tokens"
         return None
 
-    pool = executor or LocalExecutor(workers)
+    pool = executor or LocalExecutor(1)
     slots = max(1, pool.slots)
     try:
         try:
@@ -145,10 +142,13 @@ def run_search(ctx: ProposalContext, proposers: list[Proposer], evaluate: Callab
                 fut.cancel()
             raise
     finally:
-        if executor is None:
+        if executor is None:  # ours: closed here; a caller's executor is the caller's to close
             pool.close()
-    return Outcome(done, {"evaluations": len(done), "resumed": resumed,
-                          "wall_s": round(time.monotonic() - start, 3), "tokens": tokens}, stopped_by)
+    return Outcome(
+        done,
+        {"evaluations": len(done), "resumed": resumed, "wall_s": round(time.monotonic() - start, 3), "tokens": tokens},
+        stopped_by,
+    )
 
 
 def best(attempts: list[Attempt]) -> Attempt | None:

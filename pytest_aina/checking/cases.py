@@ -17,12 +17,12 @@ started at 0 instead of -inf) and ``mixed`` scales.
 from __future__ import annotations
 
 import math
-import os
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib import import_module
-from typing import Any, Callable
+from typing import Any
 
-from pytest_aina.spec.model import Case, Input, Spec
+from pytest_aina.spec.model import Case, Input, Spec, evaluate
 
 #: Scale of "large" values per dtype: big enough to overflow naive arithmetic, small
 #: enough that the inputs themselves are representable.
@@ -35,36 +35,6 @@ def torch_dtype(name: str):
     return getattr(torch, name)
 
 
-def device() -> str:
-    """The device kernels run on: CUDA when present, else the CPU (Triton interpreter)."""
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def prepare_runtime() -> str:
-    """Pick the device and make Triton usable on it; returns ``"cuda"`` or ``"cpu"``.
-
-    On a machine without a GPU, Triton kernels only run in its interpreter, which
-    ``@triton.jit`` chooses when the kernel is *defined*: the variable must be set before
-    any kernel module is imported, which is why this runs before resolving a spec's
-    implementation.
-    """
-    dev = device()
-    if dev == "cpu":
-        os.environ.setdefault("TRITON_INTERPRET", "1")
-    return dev
-
-
-def resolve(path: str) -> Callable:
-    """Import ``module:attribute`` (attribute may be dotted)."""
-    module, _, attr = path.partition(":")
-    obj: Any = import_module(module)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
 def shape_of(inp: Input, case: Case) -> list[int]:
     dims = case.dim_map
     shape = [dims[d] for d in inp.shape]
@@ -73,7 +43,7 @@ def shape_of(inp: Input, case: Case) -> list[int]:
     return shape
 
 
-def _values(kind: str, shape: list[int], dtype: str, gen) -> "Any":
+def _values(kind: str, shape: list[int], dtype: str, gen) -> Any:
     import torch
 
     n = math.prod(shape)
@@ -99,6 +69,40 @@ def _values(kind: str, shape: list[int], dtype: str, gen) -> "Any":
     return v.reshape(shape)
 
 
+#: What fills the padding of an integer input's sliced buffer (NaN for floats): far outside
+#: any range a spec gives, so a kernel reading it indexes out of bounds or is caught.
+_INT_PAD = -(2**30)
+
+
+def _int_values(inp: Input, case: Case, shape: list[int], gen) -> Any:
+    import torch
+
+    names = case.dim_map
+    lo, hi = (int(evaluate(b, names)) if isinstance(b, str) else int(b) for b in inp.range)
+    n = math.prod(shape)
+    if hi <= lo:
+        return torch.full((n,), lo, dtype=torch.int64).reshape(shape)
+    return torch.randint(lo, hi, (n,), generator=gen).reshape(shape)
+
+
+def _apply_sentinel(inp: Input, case: Case, t, gen) -> None:
+    """Sentinels (``ignore_index``) at the input's frequency; whole rows too, so a row with
+    every element ignored is drawn (for a 1-D input the whole tensor: sentinels=all)."""
+    import torch
+
+    if inp.sentinel is None or case.sentinels == "none" or t.numel() == 0:
+        return
+    if case.sentinels == "all":
+        t.fill_(inp.sentinel.value)
+        return
+    flat = torch.rand(t.shape, generator=gen) < inp.sentinel.frequency
+    if t.dim() >= 2:
+        rows = torch.rand(t.shape[:-1], generator=gen) < inp.sentinel.frequency
+        flat |= rows[..., None]
+    cur = t.to("cpu")
+    t.copy_(torch.where(flat, torch.full_like(cur, inp.sentinel.value), cur))
+
+
 @dataclass
 class Inputs:
     """Materialised inputs: the tensors passed to the kernel, and the buffers behind them
@@ -107,14 +111,16 @@ class Inputs:
     tensors: dict[str, Any]
     buffers: dict[str, Any] = field(default_factory=dict)
 
-    def clone(self) -> "Inputs":
+    def clone(self) -> Inputs:
         """Same values, same strides, new memory."""
         import torch
 
         tensors, buffers = {}, {}
         for name, t in self.tensors.items():
             buf = self.buffers[name].clone()
-            tensors[name] = torch.as_strided(buf, t.shape, t.stride(), t.storage_offset() - self.buffers[name].storage_offset())
+            tensors[name] = torch.as_strided(
+                buf, t.shape, t.stride(), t.storage_offset() - self.buffers[name].storage_offset()
+            )
             buffers[name] = buf
         return Inputs(tensors, buffers)
 
@@ -128,45 +134,95 @@ def make_inputs(spec: Spec, case: Case, dev: str = "cpu") -> Inputs:
 
     tensors, buffers = {}, {}
     for i, inp in enumerate(spec.inputs):
-        dtype = inp.dtype or case.dtype
+        dtype = inp.dtype_for(case)
         shape = shape_of(inp, case)
         gen = torch.Generator().manual_seed((case.seed * 1_000_003 + i) % 2**63)
-        kind = case.values if case.values in inp.values else inp.values[0]
-        values = _values(kind, shape, dtype, gen).to(torch_dtype(dtype))
+        if inp.integer:
+            values = _int_values(inp, case, shape, gen).to(torch_dtype(dtype))
+        else:
+            kind = case.values if case.values in inp.values else inp.values[0]
+            values = _values(kind, shape, dtype, gen).to(torch_dtype(dtype))
         layout = case.layout if case.layout in inp.layouts else "contiguous"
         buf, view = _layout(layout, shape, torch_dtype(dtype), dev)
         view.copy_(values.to(dev))
         tensors[inp.name], buffers[inp.name] = view, buf
+    # Relations and sentinels come after every input is drawn on its own: a relation reads
+    # (and may adjust) another input, and an ignored element stays ignored whatever drew it.
+    for i, inp in enumerate(spec.inputs):
+        gen = torch.Generator().manual_seed((case.seed * 1_000_003 + 7919 + i) % 2**63)
+        for rel in inp.relations:
+            rel.definition.apply(tensors, inp.name, rel.params, gen)
+        _apply_sentinel(inp, case, tensors[inp.name], gen)
     return Inputs(tensors, buffers)
+
+
+def upstream(spec: Spec, case: Case, refs: list, dev: str) -> list:
+    """One upstream gradient per output, drawn like an input (never all ones): the value
+    kind and layout of the case where ``upstream`` allows them."""
+    import torch
+
+    out = []
+    for i, r in enumerate(refs):
+        shape = list(r.shape)
+        gen = torch.Generator().manual_seed((case.seed * 1_000_003 + 104729 + i) % 2**63)
+        kind = case.values if case.values in spec.upstream_values else spec.upstream_values[0]
+        dtype = str(r.dtype).removeprefix("torch.")
+        values = _values(kind, shape, dtype if dtype in _LARGE else "float32", gen).to(r.dtype)
+        layout = case.layout if case.layout in spec.upstream_layouts else "contiguous"
+        _, view = _layout(layout, shape, r.dtype, dev)
+        view.copy_(values.to(dev))
+        out.append(view)
+    return out
 
 
 def _layout(layout: str, shape: list[int], dtype, dev: str):
     import torch
 
+    fill = float("nan") if dtype.is_floating_point else _INT_PAD
     if layout == "sliced" and shape:
         pad = max(1, shape[-1] // 3) + 1
-        buf = torch.full(shape[:-1] + [shape[-1] + pad], float("nan"), dtype=dtype, device=dev)
+        buf = torch.full(shape[:-1] + [shape[-1] + pad], fill, dtype=dtype, device=dev)
         return buf, buf[..., : shape[-1]]
     if layout == "transposed" and len(shape) >= 2:
         buf = torch.empty(shape[:-2] + [shape[-1], shape[-2]], dtype=dtype, device=dev)
         return buf, buf.transpose(-1, -2)
     if layout == "transposed" and len(shape) == 1:
-        buf = torch.full([2 * shape[0]], float("nan"), dtype=dtype, device=dev)
+        buf = torch.full([2 * shape[0]], fill, dtype=dtype, device=dev)
         return buf, buf[::2]
     buf = torch.empty(shape, dtype=dtype, device=dev)
     return buf, buf
 
 
-def call(fn: Callable, spec: Spec, inputs: Inputs):
-    import warnings
-
+def call(fn: Callable, spec: Spec, inputs: Inputs, case: Case | None = None, tensors: dict | None = None):
+    """Call ``fn`` the way its kind is called: a plain function with the tensors in order
+    and the args as keywords; a ``torch.autograd.Function`` with ``apply`` (positional
+    only: the args follow the tensors in spec order); an ``nn.Module`` class built with the
+    args, then called with the tensors, those named like its parameters bound to them."""
+    tensors = inputs.tensors if tensors is None else tensors
+    args = spec.args_for(case) if case is not None else spec.args
     with warnings.catch_warnings():
         # Triton's interpreter runs kernels in numpy, which warns on overflow or 0/0; the
         # output is judged against the reference anyway, and under -W error the warning
         # would replace that clear verdict with an exception from inside numpy.
         warnings.simplefilter("ignore", RuntimeWarning)
-        return fn(*inputs.tensors.values(), **spec.args)
+        if isinstance(fn, type):
+            import torch
+
+            if issubclass(fn, torch.autograd.Function):
+                return fn.apply(*tensors.values(), *args.values())
+            if issubclass(fn, torch.nn.Module):
+                return _call_module(fn(**args), tensors, {})
+        import torch
+
+        if isinstance(fn, torch.nn.Module):
+            return _call_module(fn, tensors, args)
+        return fn(*tensors.values(), **args)
 
 
-def first_tensor(out):
-    return out[0] if isinstance(out, (tuple, list)) else out
+def _call_module(module, tensors: dict, kwargs: dict):
+    from torch.func import functional_call
+
+    own = dict(module.named_parameters()) | dict(module.named_buffers())
+    bound = {k: v for k, v in tensors.items() if k in own}
+    rest = tuple(v for k, v in tensors.items() if k not in own)
+    return functional_call(module, bound, rest, kwargs)

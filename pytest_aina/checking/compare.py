@@ -1,9 +1,11 @@
 """Closeness to the reference, reported the way a kernel engineer debugs.
 
 ``compare(out, ref, tol)`` returns ``None`` when every element satisfies
-``|out - ref| <= atol + rtol * |ref|`` (NaN only where the reference has NaN, infinities
+``|out - ref| <= atol + rtol * |ref| + ctol * magnitude`` (NaN only where the reference has NaN, infinities
 equal), otherwise a :class:`Mismatch` naming the worst element (by how far it is past
 its allowance), its index in the logical shape, both values and how many elements fail.
+The magnitude (a conditioned tolerance) is what produced each element, e.g. the sum of the
+|terms| a result cancelled from, so the bound follows cancellation where |ref| cannot.
 """
 
 from __future__ import annotations
@@ -41,14 +43,14 @@ class Mismatch:
         return {k: v for k, v in self.__dict__.items() if v is not None}
 
 
-def compare(out, ref, tol: Tolerance, *, name: str = "output") -> Mismatch | None:
+def compare(out, ref, tol: Tolerance, *, name: str = "output", magnitude=None) -> Mismatch | None:
     import torch
 
     if isinstance(ref, (tuple, list)):
         if not isinstance(out, (tuple, list)) or len(out) != len(ref):
             return Mismatch("shape", f"{name}: expected {len(ref)} outputs, got {type(out).__name__}")
         for i, (o, r) in enumerate(zip(out, ref)):
-            m = compare(o, r, tol, name=f"{name}[{i}]")
+            m = compare(o, r, tol, name=f"{name}[{i}]", magnitude=None if magnitude is None else magnitude[i])
             if m:
                 return m
         return None
@@ -61,6 +63,8 @@ def compare(out, ref, tol: Tolerance, *, name: str = "output") -> Mismatch | Non
     o = out.detach().to("cpu", torch.float64)
     r = ref.detach().to("cpu", torch.float64)
     allowed = tol.atol + tol.rtol * r.abs()
+    if magnitude is not None and tol.ctol:
+        allowed = allowed + tol.ctol * magnitude.detach().to("cpu", torch.float64).abs().expand_as(r)
     err = (o - r).abs()
     # An element fails when it is off by more than allowed, or is NaN/inf where the
     # reference is not (err is NaN then), or the reference is NaN and it is not.
@@ -77,6 +81,16 @@ def compare(out, ref, tol: Tolerance, *, name: str = "output") -> Mismatch | Non
     nonfinite = int((bad & ~o.isfinite()).sum())
     if nonfinite:
         detail = f"{nonfinite} of the mismatches are NaN/inf where the reference is finite"
-    return Mismatch("values", detail, index=index, got=float(o.flatten()[flat]), expected=float(r.flatten()[flat]),
-                    abs_error=float(err.flatten()[flat]), allowed=float(allowed.flatten()[flat]),
-                    n_bad=n_bad, numel=o.numel())
+    if name != "output":
+        detail = "\n".join(filter(None, [f"in {name}", detail]))
+    return Mismatch(
+        "values",
+        detail,
+        index=index,
+        got=float(o.flatten()[flat]),
+        expected=float(r.flatten()[flat]),
+        abs_error=float(err.flatten()[flat]),
+        allowed=float(allowed.flatten()[flat]),
+        n_bad=n_bad,
+        numel=o.numel(),
+    )

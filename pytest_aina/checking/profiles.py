@@ -14,11 +14,11 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Profile:
     name: str
-    max_examples: int      # Hypothesis examples per property item
+    max_examples: int  # Hypothesis examples per property item
     invariant_examples: int
-    max_numel: int         # elements per input
-    max_rows: int          # product of all dims but the last
-    derandomize: bool      # CI must be reproducible run to run
+    max_numel: int  # elements per input
+    max_rows: int  # product of all dims but the last
+    derandomize: bool  # CI must be reproducible run to run
     description: str
 
 
@@ -35,6 +35,13 @@ GPU_SCALE = 256
 def get(name: str, device: str = "cpu") -> Profile:
     p = CPU_PROFILES[name]
     if device == "cuda":
-        return Profile(p.name, p.max_examples, p.invariant_examples, p.max_numel * GPU_SCALE,
-                       p.max_rows * GPU_SCALE, p.derandomize, p.description)
+        return Profile(
+            p.name,
+            p.max_examples,
+            p.invariant_examples,
+            p.max_numel * GPU_SCALE,
+            p.max_rows * GPU_SCALE,
+            p.derandomize,
+            p.description,
+        )
     return p

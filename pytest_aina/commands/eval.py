@@ -9,37 +9,44 @@ from pathlib import Path
 
 
 def register(sub) -> None:
-    p = sub.add_parser("eval", help="evaluate one candidate kernel file the way the evolution loop does",
-                       description="Run CANDIDATE.py (a module defining the function the spec's implementation "
-                                   "names) through the sandbox and the evaluation cascade: import, pinned "
-                                   "examples, properties and invariants, benchmarks against the spec's reference. "
-                                   "Exit 0 when it passes every stage, 1 when it fails.")
+    p = sub.add_parser(
+        "eval",
+        help="evaluate one candidate kernel file the way the evolution loop does",
+        description="Run CANDIDATE.py (a module defining the function the spec's implementation "
+        "names) through the sandbox and the evaluation cascade: import, pinned "
+        "examples, properties and invariants, benchmarks against the spec's reference. "
+        "Exit 0 when it passes every stage, 1 when it fails.",
+    )
     p.add_argument("spec", metavar="SPEC", help="the spec file, e.g. specs/softmax.yaml")
     p.add_argument("candidate", metavar="CANDIDATE.py", help="the candidate module")
     p.add_argument("--repo", default=".", metavar="DIR", help="the repository the kernels import from (default: .)")
-    p.add_argument("--profile", default="ci", choices=("ci", "dev", "thorough"), help="property-test profile (default: ci)")
+    p.add_argument(
+        "--profile", default="ci", choices=("ci", "dev", "thorough"), help="property-test profile (default: ci)"
+    )
     p.add_argument("--calls", type=int, default=7, help="timed calls per benchmark case (default: 7)")
     p.add_argument("--seed", type=int, default=0, help="seed of the timing inputs (default: 0)")
-    p.add_argument("--timeout", type=float, default=240, metavar="S", help="wall-clock limit of the checks (default: 240)")
+    p.add_argument(
+        "--timeout", type=float, default=240, metavar="S", help="wall-clock limit of the checks (default: 240)"
+    )
     p.add_argument("--json", action="store_true", help="print the verdict as JSON")
     p.set_defaults(run=run)
 
 
 def bench_cases(spec, device: str) -> list[dict]:
     """The spec's benchmark cases for this device; on a CPU, a small one if the spec has none."""
+    from pytest_aina.changer.pipeline import bench_cases_for
+
     cases = [{"dims": b.dim_map, "dtype": b.dtype, "label": b.label()} for b in spec.benchmarks if device in b.devices]
     if cases:
         return cases
-    from pytest_aina.changer.pipeline import bench_cases_for
-
-    dims = {k: [d.max, d.max] for k, d in spec.dims.items()}
-    return bench_cases_for({"domain": {"dims": dims, "dtype": spec.dtypes[0]}, "evidence": {}}, spec, device)[0]
+    return bench_cases_for(spec, device, dims={k: d.max for k, d in spec.dims.items()}, dtype=spec.dtypes[0])[0]
 
 
 def run(args: argparse.Namespace) -> int:
-    from pytest_aina.checking.cases import device as _device
+    # the loop's modules load here, not when `aina --help` lists the commands
     from pytest_aina.changer.evaluate import Setup, evaluate, workdir_for
     from pytest_aina.changer.model import Candidate
+    from pytest_aina.checking.device import device as _device
     from pytest_aina.spec.model import SpecError, load_spec
 
     try:
@@ -56,12 +63,21 @@ def run(args: argparse.Namespace) -> int:
     repo = Path(args.repo).resolve()
     device = _device()
     function = spec.implementation.rsplit(":", 1)[1].split(".")[-1]
-    cand = Candidate(kernel=spec.name, proposer="file", source=source, function=function,
-                     meta={"file": str(path)})
-    setup = Setup(spec_path=Path(args.spec).resolve(), repo=repo, function=function,
-                  generic=spec.implementation, bench_cases=bench_cases(spec, device),
-                  workdir=workdir_for(repo, f"eval-{cand.id}"), device=device, profile=args.profile,
-                  calls=args.calls, seed=args.seed, check_wall_s=args.timeout, spec=spec)
+    cand = Candidate(kernel=spec.name, proposer="file", source=source, function=function, meta={"file": str(path)})
+    setup = Setup(
+        spec_path=Path(args.spec).resolve(),
+        repo=repo,
+        function=function,
+        generic=spec.implementation,
+        bench_cases=bench_cases(spec, device),
+        workdir=workdir_for(repo, f"eval-{cand.id}"),
+        device=device,
+        profile=args.profile,
+        calls=args.calls,
+        seed=args.seed,
+        check_wall_s=args.timeout,
+        spec=spec,
+    )
     v = evaluate(cand, setup)
     if args.json:
         print(json.dumps(v.to_json() | {"device": device}, indent=2, default=str))
@@ -83,7 +99,11 @@ def _print(v, spec, path: Path, device: str) -> None:
             print("  " + v.detail.strip().replace("\n", "\n  ")[:3000])
         return
     for t in v.timings:
-        print(f"  {t['case']}: candidate {t['median_s'] * 1e3:.3f} ms, reference {t['reference_median_s'] * 1e3:.3f} ms "
-              f"(median of {len(t['samples_s'])})")
-    print(f"verdict: PASSED, speedup {v.speedup:.3f}x over the spec's reference"
-          + (" (interpreter wall clock: not GPU evidence)" if device == "cpu" else ""))
+        print(
+            f"  {t['case']}: candidate {t['median_s'] * 1e3:.3f} ms, reference {t['reference_median_s'] * 1e3:.3f} ms "
+            f"(median of {len(t['samples_s'])})"
+        )
+    print(
+        f"verdict: PASSED, speedup {v.speedup:.3f}x over the spec's reference"
+        + (" (interpreter wall clock: not GPU evidence)" if device == "cpu" else "")
+    )

@@ -24,25 +24,50 @@ def _fraction(text: str) -> float:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "reason", help="find where kernel improvements are worth the most, from telemetry",
+        "reason",
+        help="find where kernel improvements are worth the most, from telemetry",
         description="Read telemetry windows, build the workload profile, and print ranked hypotheses: kernels "
-                    "far from their roofline, hot shape domains no variant is specialised for, shifts in the "
-                    "shape mix, variants slower than the evidence they were merged with (rollback) and "
-                    "variants nobody calls (retire). Bad windows are reported with their line and skipped.")
+        "far from their roofline, hot shape domains no variant is specialised for, shifts in the "
+        "shape mix, variants slower than the evidence they were merged with (rollback) and "
+        "variants nobody calls (retire). Bad windows are reported with their line and skipped.",
+    )
     p.add_argument("--telemetry", required=True, metavar="FILE", help="telemetry windows, one JSON object per line")
-    p.add_argument("--json", action="store_true",
-                   help="print the hypotheses as a JSON list (id, kind, kernel, variant, domain, title, "
-                        "expected_gain, expected_gain_unit, gain_basis, evidence) instead of a table")
-    p.add_argument("--specs", default="specs", metavar="DIR",
-                   help="the kernels' specs, for their bytes/FLOPs models (default: specs)")
-    p.add_argument("--variants", default="kernels/variants", metavar="DIR",
-                   help="the kernels' dispatch tables (default: kernels/variants)")
-    p.add_argument("--devices", metavar="FILE",
-                   help="device limits overriding the shipped table (same JSON format; default: $AINA_DEVICES)")
-    p.add_argument("--min-share", type=_fraction, metavar="F",
-                   help="share of GPU time a shape domain needs to count as hot (default: 0.05)")
-    p.add_argument("--max-issues", type=int, default=20, metavar="N",
-                   help="refused windows listed in the table output; 0 lists all (default: 20)")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print the hypotheses as a JSON list (id, kind, kernel, variant, domain, title, "
+        "expected_gain, expected_gain_unit, gain_basis, evidence) instead of a table",
+    )
+    p.add_argument(
+        "--specs",
+        default="specs",
+        metavar="DIR",
+        help="the kernels' specs, for their bytes/FLOPs models (default: specs)",
+    )
+    p.add_argument(
+        "--variants",
+        default="kernels/variants",
+        metavar="DIR",
+        help="the kernels' dispatch tables (default: kernels/variants)",
+    )
+    p.add_argument(
+        "--devices",
+        metavar="FILE",
+        help="device limits overriding the shipped table (same JSON format; default: $AINA_DEVICES)",
+    )
+    p.add_argument(
+        "--min-share",
+        type=_fraction,
+        metavar="F",
+        help="share of GPU time a shape domain needs to count as hot (default: 0.05)",
+    )
+    p.add_argument(
+        "--max-issues",
+        type=int,
+        default=20,
+        metavar="N",
+        help="refused windows listed in the table output; 0 lists all (default: 20)",
+    )
     p.set_defaults(run=run)
 
 
@@ -59,8 +84,9 @@ def run(args: argparse.Namespace) -> int:
     if args.min_share is not None:
         config = dataclasses.replace(config, min_domain_share=args.min_share)
     try:
-        report = reason_about_file(args.telemetry, specs=args.specs, variants=args.variants, devices=args.devices,
-                                   config=config)
+        report = reason_about_file(
+            args.telemetry, specs=args.specs, variants=args.variants, devices=args.devices, config=config
+        )
     except (TelemetryError, DeviceTableError) as exc:
         print(f"aina reason: {exc}", file=sys.stderr)
         return USAGE_ERROR

@@ -13,23 +13,36 @@ USAGE_ERROR = 2
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("telemetry", help="check telemetry files; print the telemetry schema",
-                                   description="Work with telemetry windows: what production reports about its kernels.")
+    parser = subparsers.add_parser(
+        "telemetry",
+        help="check telemetry files; print the telemetry schema",
+        description="Work with telemetry windows: what production reports about its kernels.",
+    )
     sub = parser.add_subparsers(dest="telemetry_command", metavar="SUBCOMMAND", required=True)
 
-    schema = sub.add_parser("schema", help="print the JSON Schema of a telemetry window",
-                            description="Print the JSON Schema (draft 2020-12) of one telemetry window; an HTTP "
-                                        "batch is its $defs/batch.")
+    schema = sub.add_parser(
+        "schema",
+        help="print the JSON Schema of a telemetry window",
+        description="Print the JSON Schema (draft 2020-12) of one telemetry window; an HTTP batch is its $defs/batch.",
+    )
     schema.set_defaults(run=run_schema)
 
-    check = sub.add_parser("check", help="validate JSONL telemetry files",
-                           description="Validate telemetry files, one window per line: the schema, then the rules "
-                                       "a schema cannot state (end after start, quantiles in order, mean latency "
-                                       "between min and max). Every error is printed as FILE:LINE: KEY.PATH: "
-                                       "message. Exit 0 if all are valid, 1 if not, 2 if a file cannot be read.")
+    check = sub.add_parser(
+        "check",
+        help="validate JSONL telemetry files",
+        description="Validate telemetry files, one window per line: the schema, then the rules "
+        "a schema cannot state (end after start, quantiles in order, mean latency "
+        "between min and max). Every error is printed as FILE:LINE: KEY.PATH: "
+        "message. Exit 0 if all are valid, 1 if not, 2 if a file cannot be read.",
+    )
     check.add_argument("files", nargs="+", metavar="FILE", help="JSONL telemetry files")
-    check.add_argument("--max-issues", type=int, default=0, metavar="N",
-                       help="print at most N issues per file (default: 0, all of them)")
+    check.add_argument(
+        "--max-issues",
+        type=int,
+        default=0,
+        metavar="N",
+        help="print at most N issues per file (default: 0, all of them)",
+    )
     check.set_defaults(run=run_check)
 
 
@@ -53,7 +66,7 @@ def run_check(args: argparse.Namespace) -> int:
             print(f"aina telemetry check: {exc}", file=sys.stderr)
             status = USAGE_ERROR
             continue
-        shown = issues if args.max_issues <= 0 else issues[:args.max_issues]
+        shown = issues if args.max_issues <= 0 else issues[: args.max_issues]
         for issue in shown:
             print(issue)
         if len(shown) < len(issues):

@@ -12,9 +12,12 @@ figures are labelled as such and are not GPU evidence.
 
 from __future__ import annotations
 
+import platform
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
+from pytest_aina import devices
 from pytest_aina.checking.cases import call, make_inputs
 from pytest_aina.checking.checks import CaseFailure
 from pytest_aina.checking.compare import compare
@@ -52,8 +55,17 @@ class _Round:
     out: Any = None
 
 
-def run(benchmark, spec: Spec, fn: Callable, reference: Callable, bcase: BenchCase, device: str,
-        *, which: str, rounds: int | None = None) -> dict:
+def run(
+    benchmark,
+    spec: Spec,
+    fn: Callable,
+    reference: Callable,
+    bcase: BenchCase,
+    device: str,
+    *,
+    which: str,
+    rounds: int | None = None,
+) -> dict:
     """Benchmark ``fn`` at ``bcase``; returns the extra info stored with the result."""
     import torch
 
@@ -87,8 +99,13 @@ def run(benchmark, spec: Spec, fn: Callable, reference: Callable, bcase: BenchCa
         rounds = rounds or 5
         warmup = 1
     benchmark.group = f"{spec.name} {bcase.label()}"
-    info = {"spec": spec.name, "which": which, "case": bcase.label(), "device": device_name(device),
-            "clock": GPU_CLOCK if device == "cuda" else CPU_CLOCK}
+    info = {
+        "spec": spec.name,
+        "which": which,
+        "case": bcase.label(),
+        "device": device_name(device),
+        "clock": GPU_CLOCK if device == "cuda" else CPU_CLOCK,
+    }
     benchmark.extra_info.update(info)
     benchmark.pedantic(target, setup=setup, teardown=teardown, rounds=rounds, warmup_rounds=warmup)
     stats = benchmark.stats.stats
@@ -122,14 +139,14 @@ def throughput(spec: Spec, bcase: BenchCase, seconds: float, device: str) -> dic
     # not run, a clock that was not synchronised), not that the kernel is great.
     for key in ("pct_of_hbm", "pct_of_flops"):
         if out.get(key, 0) > 105.0:
-            raise RuntimeError(f"measurement error: {out[key]:.0f}% of the device's {key[7:]} limit "
-                               f"({out['limit_source']}); the timing cannot be trusted")
+            raise RuntimeError(
+                f"measurement error: {out[key]:.0f}% of the device's {key[7:]} limit "
+                f"({out['limit_source']}); the timing cannot be trusted"
+            )
     return out
 
 
 def device_name(device: str) -> str:
-    import platform
-
     if device == "cuda":
         import torch
 
@@ -141,8 +158,6 @@ def device_limits(device: str) -> dict:
     """Peak figures for the device, from the device table; empty on a CPU."""
     if device != "cuda":
         return {}
-    from pytest_aina import devices
-
     lim = devices.lookup(device_name(device))
     if lim is None:
         return {}

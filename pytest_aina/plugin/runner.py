@@ -6,17 +6,17 @@ session, importing torch, triton and the kernel only when called.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import math
 
 import pytest
 
+from pytest_aina.checking.checks import run_case
+from pytest_aina.plugin import bench as _bench
+from pytest_aina.plugin.session import AinaSession
 from pytest_aina.spec.model import BenchCase, Case, Invariant, Spec
 
-if TYPE_CHECKING:
-    from pytest_aina.plugin.hooks import AinaSession
 
-
-def _forced(session: "AinaSession", dtype: str | None) -> Case | None:
+def _forced(session: AinaSession, dtype: str | None) -> Case | None:
     """The case given with --aina-case, if any, for an item of ``dtype`` (None: any)."""
     case = session.forced_case
     if case is None:
@@ -26,24 +26,32 @@ def _forced(session: "AinaSession", dtype: str | None) -> Case | None:
     return case
 
 
-def _too_big(session: "AinaSession", spec: Spec, case: Case, *, scale: int = 1) -> None:
-    """Skip, saying why, a case the Triton interpreter cannot afford under the profile."""
-    from pytest_aina.plugin.items import numel
+def numel(spec: Spec, case: Case) -> tuple[int, int]:
+    """(elements of the largest input, rows) of a case: what the interpreter pays for."""
+    # strategies imports Hypothesis, which only the items that draw cases need to load
+    from pytest_aina.checking.strategies import primary
 
+    x = primary(spec)
+    dims = case.dim_map
+    return math.prod(dims[d] for d in x.shape), math.prod(dims[d] for d in x.shape[:-1])
+
+
+def _too_big(session: AinaSession, spec: Spec, case: Case, *, scale: int = 1) -> None:
+    """Skip, saying why, a case the Triton interpreter cannot afford under the profile."""
     if session.device != "cpu":
         return
     p = session.profile
     n, rows = numel(spec, case)
     if n > p.max_numel * scale or rows > p.max_rows * scale:
-        pytest.skip(f"{case.label()} is too large for Triton's interpreter under profile '{p.name}' "
-                    f"({n} elements, {rows} rows; limit {p.max_numel * scale} and {p.max_rows * scale}); "
-                    "it runs on a GPU, or here with --aina-profile thorough")
+        pytest.skip(
+            f"{case.label()} is too large for Triton's interpreter under profile '{p.name}' "
+            f"({n} elements, {rows} rows; limit {p.max_numel * scale} and {p.max_rows * scale}); "
+            "it runs on a GPU, or here with --aina-profile thorough"
+        )
 
 
-def example(session: "AinaSession", spec: Spec, case: Case):
+def example(session: AinaSession, spec: Spec, case: Case):
     def test_example():
-        from pytest_aina.checking.checks import run_case
-
         kernel = session.kernel(spec)
         _too_big(session, spec, case, scale=16)
         run_case(spec, kernel, case, invariants=spec.invariants)
@@ -51,15 +59,21 @@ def example(session: "AinaSession", spec: Spec, case: Case):
     return test_example
 
 
-def _hypothesis_run(session: "AinaSession", spec: Spec, dtype: str, check, n: int) -> None:
+def _hypothesis_run(session: AinaSession, spec: Spec, dtype: str, check, n: int) -> None:
+    # Hypothesis is imported by the items that draw cases, not when the plugin loads
     from hypothesis import HealthCheck, example, given, settings
 
     from pytest_aina.checking import strategies
 
     p = session.profile
-    s = settings(max_examples=n, deadline=None, derandomize=p.derandomize,
-                 database=None if p.derandomize else settings.default.database,
-                 suppress_health_check=list(HealthCheck), print_blob=True)
+    s = settings(
+        max_examples=n,
+        deadline=None,
+        derandomize=p.derandomize,
+        database=None if p.derandomize else settings.default.database,
+        suppress_health_check=list(HealthCheck),
+        print_blob=True,
+    )
 
     @s
     @given(case=strategies.cases(spec, dtype=dtype, profile=p))
@@ -71,10 +85,8 @@ def _hypothesis_run(session: "AinaSession", spec: Spec, dtype: str, check, n: in
     prop()
 
 
-def prop(session: "AinaSession", spec: Spec, dtype: str):
+def prop(session: AinaSession, spec: Spec, dtype: str):
     def test_property():
-        from pytest_aina.checking.checks import run_case
-
         kernel = session.kernel(spec)
         forced = _forced(session, dtype)
         check = lambda case: run_case(spec, kernel, case, invariants=spec.invariants)  # noqa: E731
@@ -85,10 +97,8 @@ def prop(session: "AinaSession", spec: Spec, dtype: str):
     return test_property
 
 
-def invariant(session: "AinaSession", spec: Spec, inv: Invariant):
+def invariant(session: AinaSession, spec: Spec, inv: Invariant):
     def test_invariant():
-        from pytest_aina.checking.checks import run_case
-
         kernel = session.kernel(spec)
         check = lambda case: run_case(spec, kernel, case, reference=False, invariants=[inv])  # noqa: E731
         forced = _forced(session, None)
@@ -100,17 +110,20 @@ def invariant(session: "AinaSession", spec: Spec, inv: Invariant):
     return test_invariant
 
 
-def bench(session: "AinaSession", spec: Spec, bcase: BenchCase, which: str):
+def bench(session: AinaSession, spec: Spec, bcase: BenchCase, which: str):
     def test_bench(benchmark):
-        from pytest_aina.plugin import bench as _bench
-
         kernel = session.kernel(spec)
         if session.device not in bcase.devices:
             pytest.skip(f"benchmark case is for {'/'.join(bcase.devices)}; this machine runs {session.device}")
         fn = kernel.impl if which == "implementation" else kernel.reference
         info = _bench.run(benchmark, spec, fn, kernel.reference, bcase, session.device, which=which)
-        session.bench_results.append(info | {"median_s": benchmark.stats.stats.median,
-                                             "iqr_s": benchmark.stats.stats.iqr,
-                                             "rounds": benchmark.stats.stats.rounds})
+        session.bench_results.append(
+            info
+            | {
+                "median_s": benchmark.stats.stats.median,
+                "iqr_s": benchmark.stats.stats.iqr,
+                "rounds": benchmark.stats.stats.rounds,
+            }
+        )
 
     return test_bench

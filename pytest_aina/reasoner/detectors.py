@@ -75,12 +75,20 @@ class Roofline:
         return "memory" if mem >= comp else "compute"
 
     def row(self) -> dict:
-        out = {"mean_latency_s": self.mean_s, "roofline_s": self.min_time_s, "efficiency": round(self.efficiency, 4),
-               "bound": self.bound, "device_key": self.limits.key}
+        out = {
+            "mean_latency_s": self.mean_s,
+            "roofline_s": self.min_time_s,
+            "efficiency": round(self.efficiency, 4),
+            "bound": self.bound,
+            "device_key": self.limits.key,
+        }
         if self.bytes:
             bw = self.bytes / self.mean_s
-            out.update(achieved_bytes_per_s=bw, limit_bytes_per_s=self.limits.hbm_bytes_per_s,
-                       pct_of_bandwidth=round(self.limits.pct_of_bandwidth(bw), 2))
+            out.update(
+                achieved_bytes_per_s=bw,
+                limit_bytes_per_s=self.limits.hbm_bytes_per_s,
+                pct_of_bandwidth=round(self.limits.pct_of_bandwidth(bw), 2),
+            )
         return out
 
 
@@ -116,9 +124,17 @@ class _Rooflines:
 
 def _group_row(gkey: tuple, g: Agg, roof: Roofline | None, profile: Profile) -> dict:
     kernel, variant, dims, dtype, device, arch = gkey
-    row = {"variant": variant, "dims": dict(dims), "dtype": dtype, "device": device, "arch": arch,
-           "calls": g.calls, "gpu_s": round(g.time_s, 6), "share": round(profile.share(g.time_s), 5),
-           "windows": g.windows}
+    row = {
+        "variant": variant,
+        "dims": dict(dims),
+        "dtype": dtype,
+        "device": device,
+        "arch": arch,
+        "calls": g.calls,
+        "gpu_s": round(g.time_s, 6),
+        "share": round(profile.share(g.time_s), 5),
+        "windows": g.windows,
+    }
     if roof is not None:
         row.update(roof.row())
     else:
@@ -130,8 +146,12 @@ def _windows(aggs: list[Agg], n: int) -> dict:
     merged = Agg()
     for a in aggs:
         merged.merge(a)
-    return {"count": merged.windows, "from": format_time(merged.first), "to": format_time(merged.last),
-            "refs": merged.top_refs(n)}
+    return {
+        "count": merged.windows,
+        "from": format_time(merged.first),
+        "to": format_time(merged.last),
+        "refs": merged.top_refs(n),
+    }
 
 
 def _domain_key(gkey: tuple) -> tuple:
@@ -181,30 +201,44 @@ def far_from_limit(profile: Profile, rooflines: _Rooflines, cfg: ReasonerConfig)
         total_gain = sum(r[0] for r in rows) * profile.per_day
         top_domain = max(gain_by_domain, key=lambda k: (gain_by_domain[k], repr(k)))
         rows.sort(key=lambda r: (-r[0], repr(r[1])))
-        top_rows = [_group_row(gk, g, roof, profile) | {"gain_gpu_s_per_day": round(gain * profile.per_day, 3)}
-                    for gain, gk, g, roof in rows[:cfg.top_groups]]
+        top_rows = [
+            _group_row(gk, g, roof, profile) | {"gain_gpu_s_per_day": round(gain * profile.per_day, 3)}
+            for gain, gk, g, roof in rows[: cfg.top_groups]
+        ]
         main = rows[0][3]
-        out.append(Hypothesis(
-            kind="far_from_limit", kernel=kernel, domain=domain_dict(top_domain),
-            title=(f"{kernel}: {share:.0%} of GPU time at {eff:.0%} of its roofline "
-                   f"(time-weighted); most to gain at {domain_label(top_domain)}"),
-            expected_gain=total_gain,
-            gain_basis=(f"roofline: every shape brought to {cfg.target_efficiency:.0%} of max(bytes/bandwidth, "
-                        f"flops/peak, {cfg.launch_floor_s * 1e6:g} us launch floor) on its device; the spec's bytes/FLOPs "
-                        f"model, device limits from the table"),
-            evidence={"share_of_gpu_time": round(share, 5), "efficiency": round(eff, 4),
-                      "roofline_coverage": round(covered / kagg.time_s, 4),
-                      "gpu_s_per_day": round(kagg.time_s * profile.per_day, 3),
-                      "top_domain_gain_gpu_s_per_day": round(gain_by_domain[top_domain] * profile.per_day, 3),
-                      "groups": top_rows, "limits_source": main.limits.source,
-                      "windows": _windows([r[2] for r in rows], cfg.top_refs)},
-        ))
+        out.append(
+            Hypothesis(
+                kind="far_from_limit",
+                kernel=kernel,
+                domain=domain_dict(top_domain),
+                title=(
+                    f"{kernel}: {share:.0%} of GPU time at {eff:.0%} of its roofline "
+                    f"(time-weighted); most to gain at {domain_label(top_domain)}"
+                ),
+                expected_gain=total_gain,
+                gain_basis=(
+                    f"roofline: every shape brought to {cfg.target_efficiency:.0%} of max(bytes/bandwidth, "
+                    f"flops/peak, {cfg.launch_floor_s * 1e6:g} us launch floor) on its device; the spec's bytes/FLOPs "
+                    f"model, device limits from the table"
+                ),
+                evidence={
+                    "share_of_gpu_time": round(share, 5),
+                    "efficiency": round(eff, 4),
+                    "roofline_coverage": round(covered / kagg.time_s, 4),
+                    "gpu_s_per_day": round(kagg.time_s * profile.per_day, 3),
+                    "top_domain_gain_gpu_s_per_day": round(gain_by_domain[top_domain] * profile.per_day, 3),
+                    "groups": top_rows,
+                    "limits_source": main.limits.source,
+                    "windows": _windows([r[2] for r in rows], cfg.top_refs),
+                },
+            )
+        )
     return out
 
 
 def hot_unspecialised(profile: Profile, rooflines: _Rooflines, tables: dict, cfg: ReasonerConfig) -> list[Hypothesis]:
     out = []
-    for dkey, d in sorted(profile.domains.items(), key=lambda kv: repr(kv[0])):
+    for _dkey, d in sorted(profile.domains.items(), key=lambda kv: repr(kv[0])):
         share = profile.share(d.agg.time_s)
         if share < cfg.min_domain_share:
             continue
@@ -213,8 +247,11 @@ def hot_unspecialised(profile: Profile, rooflines: _Rooflines, tables: dict, cfg
             continue
         table = tables.get(d.kernel)
         if table is not None:
-            covering = [v.name for v in table.variants if not v.is_generic
-                        and all(v.applies(dict(g[2]), g[3], g[5]) for g in d.groups)]
+            covering = [
+                v.name
+                for v in table.variants
+                if not v.is_generic and all(v.applies(dict(g[2]), g[3], g[5]) for g in d.groups)
+            ]
             if covering:
                 continue  # a variant exists for these shapes; production has not picked it up yet
         groups = sorted(((g, profile.groups[g]) for g in d.groups), key=lambda x: (-x[1].time_s, repr(x[0])))
@@ -225,22 +262,33 @@ def hot_unspecialised(profile: Profile, rooflines: _Rooflines, tables: dict, cfg
             gain += (d.agg.time_s - covered) * cfg.prior_gain
             if gain <= 0:
                 continue  # hot, but already at the roofline: nothing to win
-            basis = (f"roofline on {covered / d.agg.time_s:.0%} of the domain's time (to {cfg.target_efficiency:.0%} "
-                     f"of the limit), a {cfg.prior_gain:.0%} prior on the rest")
+            basis = (
+                f"roofline on {covered / d.agg.time_s:.0%} of the domain's time (to {cfg.target_efficiency:.0%} "
+                f"of the limit), a {cfg.prior_gain:.0%} prior on the rest"
+            )
         else:
             gain = d.agg.time_s * cfg.prior_gain
             basis = f"prior: a specialised variant saves {cfg.prior_gain:.0%} (no bytes model or device limits here)"
-        out.append(Hypothesis(
-            kind="hot_unspecialised", kernel=d.kernel, domain=d.as_dict(),
-            title=f"{d.kernel} {d.label()}: {share:.0%} of GPU time, no variant specialised for it",
-            expected_gain=gain * profile.per_day, gain_basis=basis,
-            evidence={"share_of_gpu_time": round(share, 5), "gpu_s_per_day": round(d.agg.time_s * profile.per_day, 3),
-                      "calls_per_day": round(d.agg.calls * profile.per_day), "generic_share": round(generic_t / d.agg.time_s, 4),
-                      "observed_dims": {k: list(v) for k, v in sorted(d.hull.items())},
-                      "variants_in_table": [v.name for v in table.variants] if table is not None else [],
-                      "groups": [_group_row(gk, g, roof_of(gk, g), profile) for gk, g in groups[:cfg.top_groups]],
-                      "windows": _windows([g for _, g in groups], cfg.top_refs)},
-        ))
+        out.append(
+            Hypothesis(
+                kind="hot_unspecialised",
+                kernel=d.kernel,
+                domain=d.as_dict(),
+                title=f"{d.kernel} {d.label()}: {share:.0%} of GPU time, no variant specialised for it",
+                expected_gain=gain * profile.per_day,
+                gain_basis=basis,
+                evidence={
+                    "share_of_gpu_time": round(share, 5),
+                    "gpu_s_per_day": round(d.agg.time_s * profile.per_day, 3),
+                    "calls_per_day": round(d.agg.calls * profile.per_day),
+                    "generic_share": round(generic_t / d.agg.time_s, 4),
+                    "observed_dims": {k: list(v) for k, v in sorted(d.hull.items())},
+                    "variants_in_table": [v.name for v in table.variants] if table is not None else [],
+                    "groups": [_group_row(gk, g, roof_of(gk, g), profile) for gk, g in groups[: cfg.top_groups]],
+                    "windows": _windows([g for _, g in groups], cfg.top_refs),
+                },
+            )
+        )
     return out
 
 
@@ -272,8 +320,10 @@ def shape_shift(profile: Profile, rooflines: _Rooflines, cfg: ReasonerConfig) ->
             continue
         tv, split, before, b_sum, a_sum = best
         at = profile.t0 + split * profile.bin_s
-        moves = sorted(((k, before[k] / b_sum, (totals[k] - before[k]) / a_sum) for k in keys),
-                       key=lambda m: (-(m[2] - m[1]), repr(m[0])))
+        moves = sorted(
+            ((k, before[k] / b_sum, (totals[k] - before[k]) / a_sum) for k in keys),
+            key=lambda m: (-(m[2] - m[1]), repr(m[0])),
+        )
         grown_key, share_before, share_after = moves[0]
         dkey = (kernel, *grown_key)
         after_span = max(profile.t1 - at, 1e-9)
@@ -285,24 +335,37 @@ def shape_shift(profile: Profile, rooflines: _Rooflines, cfg: ReasonerConfig) ->
         gain, covered, known = _gain_over(groups, roof_of, cfg)
         fraction = (gain / covered) if known else cfg.prior_gain
         per_day_after = grown_after_s * 86400.0 / after_span
-        out.append(Hypothesis(
-            kind="shape_shift", kernel=kernel, domain=domain_dict(dkey),
-            title=(f"{kernel}: shape mix shifted around {format_time(at)} (distance {tv:.2f}); "
-                   f"{domain_label(dkey)} went from {share_before:.0%} to {share_after:.0%} of its time"),
-            expected_gain=per_day_after * fraction,
-            gain_basis=(("roofline" if known else f"prior ({cfg.prior_gain:.0%})") +
-                        f": specialising for the domain that grew, at its GPU time per day since the shift "
-                        f"({fraction:.0%} of it)"),
-            evidence={"changed_at": format_time(at), "total_variation": round(tv, 4),
-                      "before": {"from": format_time(profile.t0), "to": format_time(at), "gpu_s": round(b_sum, 6)},
-                      "after": {"from": format_time(at), "to": format_time(profile.t1), "gpu_s": round(a_sum, 6)},
-                      "grew": [_mover(kernel, m) for m in moves if m[2] > m[1]][:cfg.top_groups],
-                      "shrank": [_mover(kernel, m) for m in reversed(moves) if m[2] < m[1]][:cfg.top_groups],
-                      "gpu_s_per_day_after": round(per_day_after, 3),
-                      "groups": [_group_row(gk, g, roof_of(gk, g), profile) for gk, g in
-                                 sorted(groups, key=lambda x: (-x[1].time_s, repr(x[0])))[:cfg.top_groups]],
-                      "windows": _windows([g for _, g in groups], cfg.top_refs) if groups else {"count": 0}},
-        ))
+        out.append(
+            Hypothesis(
+                kind="shape_shift",
+                kernel=kernel,
+                domain=domain_dict(dkey),
+                title=(
+                    f"{kernel}: shape mix shifted around {format_time(at)} (distance {tv:.2f}); "
+                    f"{domain_label(dkey)} went from {share_before:.0%} to {share_after:.0%} of its time"
+                ),
+                expected_gain=per_day_after * fraction,
+                gain_basis=(
+                    ("roofline" if known else f"prior ({cfg.prior_gain:.0%})")
+                    + f": specialising for the domain that grew, at its GPU time per day since the shift "
+                    f"({fraction:.0%} of it)"
+                ),
+                evidence={
+                    "changed_at": format_time(at),
+                    "total_variation": round(tv, 4),
+                    "before": {"from": format_time(profile.t0), "to": format_time(at), "gpu_s": round(b_sum, 6)},
+                    "after": {"from": format_time(at), "to": format_time(profile.t1), "gpu_s": round(a_sum, 6)},
+                    "grew": [_mover(kernel, m) for m in moves if m[2] > m[1]][: cfg.top_groups],
+                    "shrank": [_mover(kernel, m) for m in reversed(moves) if m[2] < m[1]][: cfg.top_groups],
+                    "gpu_s_per_day_after": round(per_day_after, 3),
+                    "groups": [
+                        _group_row(gk, g, roof_of(gk, g), profile)
+                        for gk, g in sorted(groups, key=lambda x: (-x[1].time_s, repr(x[0])))[: cfg.top_groups]
+                    ],
+                    "windows": _windows([g for _, g in groups], cfg.top_refs) if groups else {"count": 0},
+                },
+            )
+        )
     return out
 
 
@@ -321,12 +384,16 @@ def _same_device(a: str, b: str, devices: DeviceTable | None) -> bool:
 
 
 def _variant_domain(v) -> dict:
-    return {"dims": {k: [lo, hi] for k, (lo, hi) in v.dims.items()},
-            "dtype": v.dtypes[0] if v.dtypes and len(v.dtypes) == 1 else None,
-            "arch": v.arch[0] if v.arch and len(v.arch) == 1 else None}
+    return {
+        "dims": {k: [lo, hi] for k, (lo, hi) in v.dims.items()},
+        "dtype": v.dtypes[0] if v.dtypes and len(v.dtypes) == 1 else None,
+        "arch": v.arch[0] if v.arch and len(v.arch) == 1 else None,
+    }
 
 
-def rollback(profile: Profile, specs: dict, tables: dict, devices: DeviceTable | None, cfg: ReasonerConfig) -> list[Hypothesis]:
+def rollback(
+    profile: Profile, specs: dict, tables: dict, devices: DeviceTable | None, cfg: ReasonerConfig
+) -> list[Hypothesis]:
     out = []
     for kernel, table in sorted(tables.items()):
         spec = specs.get(kernel)
@@ -334,10 +401,14 @@ def rollback(profile: Profile, specs: dict, tables: dict, devices: DeviceTable |
             ev = v.evidence or {}
             if v.is_generic or "latency_s" not in ev:
                 continue
-            mine = [(gk, g) for gk, g in profile.groups.items()
-                    if gk[0] == kernel and gk[1] == v.name
-                    and ("dtype" not in ev or gk[3] == ev["dtype"])
-                    and ("device" not in ev or _same_device(gk[4], ev["device"], devices))]
+            mine = [
+                (gk, g)
+                for gk, g in profile.groups.items()
+                if gk[0] == kernel
+                and gk[1] == v.name
+                and ("dtype" not in ev or gk[3] == ev["dtype"])
+                and ("device" not in ev or _same_device(gk[4], ev["device"], devices))
+            ]
             if not mine:
                 continue
             ev_dims = tuple(sorted((ev.get("dims") or {}).items()))
@@ -346,47 +417,70 @@ def rollback(profile: Profile, specs: dict, tables: dict, devices: DeviceTable |
                 calls = sum(g.calls for _, g in exact)
                 prod = sum(g.time_s for _, g in exact) / calls
                 ratio = prod / ev["latency_s"]
-                how = f"mean latency at the evidence's own shape {dict(ev_dims)}: {prod:.4g} s vs {ev['latency_s']:.4g} s"
+                how = (
+                    f"mean latency at the evidence's own shape {dict(ev_dims)}: {prod:.4g} s vs {ev['latency_s']:.4g} s"
+                )
             elif spec is not None and spec.bytes_expr and ev_dims:
                 dtype = ev.get("dtype") or mine[0][0][3]
                 ev_bw = spec.bytes_for(dict(ev_dims), dtype) / ev["latency_s"]
                 moved = sum(spec.bytes_for(dict(gk[2]), gk[3]) * g.calls for gk, g in mine)
                 prod_bw = moved / sum(g.time_s for _, g in mine)
                 ratio = ev_bw / prod_bw
-                how = (f"achieved bandwidth over its production shapes {prod_bw / 1e9:.4g} GB/s vs "
-                       f"{ev_bw / 1e9:.4g} GB/s in the evidence")
+                how = (
+                    f"achieved bandwidth over its production shapes {prod_bw / 1e9:.4g} GB/s vs "
+                    f"{ev_bw / 1e9:.4g} GB/s in the evidence"
+                )
             else:
                 continue
             if ratio <= 1 + cfg.rollback_tolerance:
                 continue
             time_s = sum(g.time_s for _, g in mine)
-            generic = {(gk[2], gk[3], gk[4]): g for gk, g in profile.groups.items() if gk[0] == kernel and gk[1] == "generic"}
+            generic = {
+                (gk[2], gk[3], gk[4]): g for gk, g in profile.groups.items() if gk[0] == kernel and gk[1] == "generic"
+            }
             pairs = [(g, generic[(gk[2], gk[3], gk[4])]) for gk, g in mine if (gk[2], gk[3], gk[4]) in generic]
             if pairs:
                 paired_s = sum(g.time_s for g, _ in pairs)
                 gain = sum(g.calls * (g.mean_s - gg.mean_s) for g, gg in pairs) * time_s / paired_s
-                basis = (f"measured: the generic variant's production latency at the same shapes "
-                         f"({paired_s / time_s:.0%} of the variant's time), extrapolated to the rest")
+                basis = (
+                    f"measured: the generic variant's production latency at the same shapes "
+                    f"({paired_s / time_s:.0%} of the variant's time), extrapolated to the rest"
+                )
             elif "baseline_latency_s" in ev:
                 claimed = ev["baseline_latency_s"] / ev["latency_s"]
                 gain = time_s * (1 - claimed / ratio)
-                basis = (f"evidence: the generic variant assumed as fast as in the evidence "
-                         f"({claimed:.2f}x the variant's claimed latency)")
+                basis = (
+                    f"evidence: the generic variant assumed as fast as in the evidence "
+                    f"({claimed:.2f}x the variant's claimed latency)"
+                )
             else:
                 gain = time_s * (1 - 1 / ratio)
                 basis = "the gap between production and the evidence; the generic variant's production speed is unknown"
             if gain <= 0:
                 continue  # slower than claimed, but still better than going back
-            out.append(Hypothesis(
-                kind="rollback", kernel=kernel, variant=v.name, domain=_variant_domain(v),
-                title=f"{kernel}/{v.name}: {ratio:.2f}x slower in production than the evidence it was merged with",
-                expected_gain=gain * profile.per_day, gain_basis=basis,
-                evidence={"slowdown": round(ratio, 4), "comparison": how, "merged_evidence": ev,
-                          "variant_domain": v.domain(), "gpu_s_per_day": round(time_s * profile.per_day, 3),
-                          "groups": [_group_row(gk, g, None, profile) for gk, g in
-                                     sorted(mine, key=lambda x: (-x[1].time_s, repr(x[0])))[:cfg.top_groups]],
-                          "windows": _windows([g for _, g in mine], cfg.top_refs)},
-            ))
+            out.append(
+                Hypothesis(
+                    kind="rollback",
+                    kernel=kernel,
+                    variant=v.name,
+                    domain=_variant_domain(v),
+                    title=f"{kernel}/{v.name}: {ratio:.2f}x slower in production than the evidence it was merged with",
+                    expected_gain=gain * profile.per_day,
+                    gain_basis=basis,
+                    evidence={
+                        "slowdown": round(ratio, 4),
+                        "comparison": how,
+                        "merged_evidence": ev,
+                        "variant_domain": v.domain(),
+                        "gpu_s_per_day": round(time_s * profile.per_day, 3),
+                        "groups": [
+                            _group_row(gk, g, None, profile)
+                            for gk, g in sorted(mine, key=lambda x: (-x[1].time_s, repr(x[0])))[: cfg.top_groups]
+                        ],
+                        "windows": _windows([g for _, g in mine], cfg.top_refs),
+                    },
+                )
+            )
     return out
 
 
@@ -408,14 +502,27 @@ def retire(profile: Profile, tables: dict, cfg: ReasonerConfig) -> list[Hypothes
             if agg is not None and agg.last > cutoff:
                 continue
             last = format_time(agg.last) if agg is not None else None
-            out.append(Hypothesis(
-                kind="retire", kernel=kernel, variant=v.name, domain=_variant_domain(v),
-                title=(f"{kernel}/{v.name}: no call " + (f"since {last}" if last else "in this telemetry") +
-                       f" ({idle / 3600:.1f} h without one while {kernel} ran)"),
-                expected_gain=0.0,
-                gain_basis="none in GPU time: retiring a variant removes code to maintain, test and dispatch over",
-                evidence={"last_call": last, "idle_s": round(idle), "calls_before": agg.calls if agg else 0,
-                          "kernel_gpu_s_while_idle": round(recent, 6), "variant_domain": v.domain(),
-                          "windows": _windows([agg], cfg.top_refs) if agg else {"count": 0}},
-            ))
+            out.append(
+                Hypothesis(
+                    kind="retire",
+                    kernel=kernel,
+                    variant=v.name,
+                    domain=_variant_domain(v),
+                    title=(
+                        f"{kernel}/{v.name}: no call "
+                        + (f"since {last}" if last else "in this telemetry")
+                        + f" ({idle / 3600:.1f} h without one while {kernel} ran)"
+                    ),
+                    expected_gain=0.0,
+                    gain_basis="none in GPU time: retiring a variant removes code to maintain, test and dispatch over",
+                    evidence={
+                        "last_call": last,
+                        "idle_s": round(idle),
+                        "calls_before": agg.calls if agg else 0,
+                        "kernel_gpu_s_while_idle": round(recent, 6),
+                        "variant_domain": v.domain(),
+                        "windows": _windows([agg], cfg.top_refs) if agg else {"count": 0},
+                    },
+                )
+            )
     return out

@@ -50,7 +50,9 @@ def load_specs(folder: str | Path) -> tuple[dict[str, Spec], list[str]]:
         try:
             spec = load_spec(path)
         except SpecError as exc:
-            problems.append(f"{path}: not a valid spec, skipped ({len(exc.issues)} issue(s); `aina spec check` lists them)")
+            problems.append(
+                f"{path}: not a valid spec, skipped ({len(exc.issues)} issue(s); `aina spec check` lists them)"
+            )
             continue
         specs[spec.name] = spec
     return specs, problems
@@ -72,7 +74,9 @@ def load_tables(folder: str | Path) -> tuple[dict, list[str]]:
     return tables, problems
 
 
-def screen(windows: list[Window], specs: dict[str, Spec], devices: DeviceTable | None) -> tuple[list[Window], list[TelemetryIssue]]:
+def screen(
+    windows: list[Window], specs: dict[str, Spec], devices: DeviceTable | None
+) -> tuple[list[Window], list[TelemetryIssue]]:
     """The windows the Reasoner may use, and an issue for each one it may not."""
     kept: list[Window] = []
     issues: list[TelemetryIssue] = []
@@ -106,8 +110,12 @@ def screen(windows: list[Window], specs: dict[str, Spec], devices: DeviceTable |
             if bound is False:
                 bound = bound_cache[bkey] = _roofline_bound(spec, w, devices)
             if bound is not None and w.mean_s * IMPOSSIBLE_FACTOR < bound:
-                refuse(w, ("time_s",), f"mean latency {w.mean_s:.3g} s is over {IMPOSSIBLE_FACTOR:g}x below the roofline "
-                                       f"bound {bound:.3g} s of {w.device}: not kernel time (timing {w.timing!r}?); skipped")
+                refuse(
+                    w,
+                    ("time_s",),
+                    f"mean latency {w.mean_s:.3g} s is over {IMPOSSIBLE_FACTOR:g}x below the roofline "
+                    f"bound {bound:.3g} s of {w.device}: not kernel time (timing {w.timing!r}?); skipped",
+                )
                 continue
         kept.append(w)
     return kept, issues
@@ -119,6 +127,8 @@ def _roofline_bound(spec: Spec, w: Window, devices: DeviceTable) -> float | None
         return None
     dims = dict(w.dims)
     try:
-        return limits.min_time_s(bytes=spec.bytes_for(dims, w.dtype), flops=spec.flops_for(dims, w.dtype), dtype=w.dtype)
+        return limits.min_time_s(
+            bytes=spec.bytes_for(dims, w.dtype), flops=spec.flops_for(dims, w.dtype), dtype=w.dtype
+        )
     except (ValueError, ZeroDivisionError, KeyError):
         return None

@@ -48,7 +48,7 @@ class Agg:
             self.last = w.end
         self.refs.append((w.time_s, w.ref))
 
-    def merge(self, other: "Agg") -> None:
+    def merge(self, other: Agg) -> None:
         self.calls += other.calls
         self.time_s += other.time_s
         self.windows += other.windows

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pytest_aina.reasoner.reason import Report
+from pytest_aina.reasoner.report import Report
 from pytest_aina.telemetry.window import format_time
 
 
@@ -16,8 +16,10 @@ def _h(seconds: float) -> str:
 
 
 def _domain(d: dict) -> str:
-    dims = " ".join(f"{k}={lo}" if lo == hi else f"{k}={lo}..{'' if hi is None else hi}"
-                    for k, (lo, hi) in (d.get("dims") or {}).items())
+    dims = " ".join(
+        f"{k}={lo}" if lo == hi else f"{k}={lo}..{'' if hi is None else hi}"
+        for k, (lo, hi) in (d.get("dims") or {}).items()
+    )
     return " ".join(x for x in (dims, d.get("dtype") or "", d.get("arch") or "") if x)
 
 
@@ -25,14 +27,18 @@ def render(report: Report, source: str, *, max_issues: int = 20) -> str:
     p = report.profile
     out = []
     refused = len({(i.source, i.line) for i in report.issues})
-    out.append(f"{source}: {report.windows_read} windows read, {refused} refused, "
-               f"{p.windows} used" + (f", in {report.seconds:.2f} s" if report.seconds else ""))
+    out.append(
+        f"{source}: {report.windows_read} windows read, {refused} refused, "
+        f"{p.windows} used" + (f", in {report.seconds:.2f} s" if report.seconds else "")
+    )
     if not p.windows:
         out.append("no usable windows: nothing to reason about")
     else:
-        out.append(f"from {format_time(p.t0)} to {format_time(p.t1)} ({p.span_s / 3600:.1f} h): "
-                   f"{_h(p.total_time_s * p.per_day)} in {len(p.kernels)} kernel(s), {len(p.services)} service(s), "
-                   f"{len(p.devices)} device type(s)")
+        out.append(
+            f"from {format_time(p.t0)} to {format_time(p.t1)} ({p.span_s / 3600:.1f} h): "
+            f"{_h(p.total_time_s * p.per_day)} in {len(p.kernels)} kernel(s), {len(p.services)} service(s), "
+            f"{len(p.devices)} device type(s)"
+        )
         out.append("")
         mid = p.t0 + p.span_s / 2
         first = {k: p.kernel_time_between(k, p.t0, mid) for k in p.kernels}
@@ -40,10 +46,15 @@ def render(report: Report, source: str, *, max_issues: int = 20) -> str:
         f_total, s_total = sum(first.values()) or 1.0, sum(second.values()) or 1.0
         out.append(f"  {'where the GPU time goes':<24} {'share':>7} {'GPU time':>16}   {'1st half':>8} {'2nd half':>8}")
         for k, a in sorted(p.kernels.items(), key=lambda kv: (-kv[1].time_s, kv[0])):
-            out.append(f"  {k:<24} {p.share(a.time_s):>7.1%} {_h(a.time_s * p.per_day):>16}   "
-                       f"{first[k] / f_total:>8.1%} {second[k] / s_total:>8.1%}")
+            out.append(
+                f"  {k:<24} {p.share(a.time_s):>7.1%} {_h(a.time_s * p.per_day):>16}   "
+                f"{first[k] / f_total:>8.1%} {second[k] / s_total:>8.1%}"
+            )
         for title, table in (("device", p.devices), ("service", p.services)):
-            parts = [f"{name} {p.share(a.time_s):.0%}" for name, a in sorted(table.items(), key=lambda kv: (-kv[1].time_s, kv[0]))]
+            parts = [
+                f"{name} {p.share(a.time_s):.0%}"
+                for name, a in sorted(table.items(), key=lambda kv: (-kv[1].time_s, kv[0]))
+            ]
             out.append(f"  by {title}: " + ", ".join(parts))
     out.append("")
     if report.hypotheses:
@@ -65,6 +76,8 @@ def render(report: Report, source: str, *, max_issues: int = 20) -> str:
         shown = report.issues if max_issues <= 0 else report.issues[:max_issues]
         out += [f"  {i}" for i in shown]
         if len(shown) < len(report.issues):
-            out.append(f"  ... and {len(report.issues) - len(shown)} more (--max-issues 0 lists all; "
-                       "`aina telemetry check FILE` checks the format alone)")
+            out.append(
+                f"  ... and {len(report.issues) - len(shown)} more (--max-issues 0 lists all; "
+                "`aina telemetry check FILE` checks the format alone)"
+            )
     return "\n".join(out)

@@ -12,7 +12,7 @@ here, on the recorder's ticker thread, never on the thread of the call.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 from pytest_aina.telemetry.window import Latency, Window
 
@@ -59,8 +59,16 @@ def _quantile(hist: list[tuple[int, int]], n: int, q: float, lo: float, hi: floa
     return hi
 
 
-def to_windows(current: dict[Key, Aggregate], *, start: float, end: float, service: str, instance: str,
-               versions: tuple, on_error: Callable[[BaseException], None]) -> tuple[list[Window], int]:
+def to_windows(
+    current: dict[Key, Aggregate],
+    *,
+    start: float,
+    end: float,
+    service: str,
+    instance: str,
+    versions: tuple,
+    on_error: Callable[[BaseException], None],
+) -> tuple[list[Window], int]:
     """The windows of one closed window's aggregates, and how many calls' latencies never
     resolved. A key with no measured call at all yields no window: there is no honest
     latency to report."""
@@ -90,9 +98,24 @@ def to_windows(current: dict[Key, Aggregate], *, start: float, end: float, servi
         hist = sorted(agg.hist.items())
         n = sum(c for _, c in hist)
         lat = Latency(agg.min, *(_quantile(hist, n, q, agg.min, agg.max) for q in (0.5, 0.9, 0.99)), agg.max)
-        windows.append(Window(start=start, end=end, service=service, kernel=kernel, variant=variant,
-                              dims=dims, dtype=dtype, device=device, arch=arch, calls=agg.calls,
-                              time_s=agg.total, latency=lat, timing=timing, instance=instance,
-                              versions=versions))
+        windows.append(
+            Window(
+                start=start,
+                end=end,
+                service=service,
+                kernel=kernel,
+                variant=variant,
+                dims=dims,
+                dtype=dtype,
+                device=device,
+                arch=arch,
+                calls=agg.calls,
+                time_s=agg.total,
+                latency=lat,
+                timing=timing,
+                instance=instance,
+                versions=versions,
+            )
+        )
     windows.sort(key=lambda w: (w.kernel, w.variant, w.dims, w.dtype, w.device))
     return windows, unresolved

@@ -42,9 +42,9 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
 
 from pytest_aina import __version__
 from pytest_aina.runtime.aggregate import MAX_PENDING, SUB, ZERO, Aggregate, Key, to_windows
@@ -54,18 +54,18 @@ from pytest_aina.telemetry.window import Window
 
 #: The recorder that kernels' dispatch reports to; None when telemetry is off. Read on
 #: every dispatched call, so it is a plain module attribute.
-ACTIVE: "Recorder | None" = None
+ACTIVE: Recorder | None = None
 
 _floor, _log2 = math.floor, math.log2
 
 
-def install(recorder: "Recorder") -> None:
+def install(recorder: Recorder) -> None:
     """Make ``recorder`` the one dispatch reports to (replacing any other)."""
     global ACTIVE
     ACTIVE = recorder
 
 
-def uninstall(recorder: "Recorder | None" = None) -> None:
+def uninstall(recorder: Recorder | None = None) -> None:
     """Stop reporting to ``recorder`` (or to whichever is installed)."""
     global ACTIVE
     if recorder is None or ACTIVE is recorder:
@@ -78,11 +78,23 @@ class Recorder:
     Give ``url`` (with ``secret``) to post batches, ``path`` to append JSONL, or both.
     """
 
-    def __init__(self, service: str, *, url: str | None = None, secret: str | bytes | None = None,
-                 path: str | Path | None = None, window_s: float = 60.0, timeout_s: float = 2.0,
-                 max_keys: int = 10_000, max_queued_batches: int = 16, batch_windows: int = 500,
-                 instance: str | None = None, versions: dict | None = None, enabled: bool = True,
-                 clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        service: str,
+        *,
+        url: str | None = None,
+        secret: str | bytes | None = None,
+        path: str | Path | None = None,
+        window_s: float = 60.0,
+        timeout_s: float = 2.0,
+        max_keys: int = 10_000,
+        max_queued_batches: int = 16,
+        batch_windows: int = 500,
+        instance: str | None = None,
+        versions: dict | None = None,
+        enabled: bool = True,
+        clock: Callable[[], float] = time.time,
+    ):
         if not service:
             raise ValueError("Recorder: service must name the production service, e.g. 'chat-decode'")
         if url and not secret:
@@ -107,9 +119,15 @@ class Recorder:
         self._start = clock()
         self._counts = dict(dropped_calls=0, record_errors=0, unresolved_calls=0)
         self._last_error = ""
-        self._shipper = Shipper(url=url, secret=secret, path=self.path, timeout_s=timeout_s,
-                                batch_windows=batch_windows, max_queued_batches=max_queued_batches,
-                                on_error=self._set_last_error)
+        self._shipper = Shipper(
+            url=url,
+            secret=secret,
+            path=self.path,
+            timeout_s=timeout_s,
+            batch_windows=batch_windows,
+            max_queued_batches=max_queued_batches,
+            on_error=self._set_last_error,
+        )
         self._stop = threading.Event()
         self._closed = False
         self._ticker = threading.Thread(target=self._tick_loop, name="aina-telemetry-ticker", daemon=True)
@@ -118,7 +136,7 @@ class Recorder:
     # -- configuration from the environment ----------------------------------------------
 
     @classmethod
-    def from_env(cls, service: str | None = None, environ: dict | None = None) -> "Recorder | None":
+    def from_env(cls, service: str | None = None, environ: dict | None = None) -> Recorder | None:
         """A recorder configured by ``AINA_TELEMETRY_URL`` / ``_SECRET`` / ``_FILE`` /
         ``_WINDOW_S`` and ``AINA_SERVICE``; None when neither a URL nor a file is set or
         ``AINA_TELEMETRY=0``."""
@@ -128,9 +146,13 @@ class Recorder:
         url, path = env.get("AINA_TELEMETRY_URL"), env.get("AINA_TELEMETRY_FILE")
         if not url and not path:
             return None
-        return cls(service or env.get("AINA_SERVICE") or "unnamed", url=url, path=path,
-                   secret=env.get("AINA_TELEMETRY_SECRET"),
-                   window_s=float(env.get("AINA_TELEMETRY_WINDOW_S", "60")))
+        return cls(
+            service or env.get("AINA_SERVICE") or "unnamed",
+            url=url,
+            path=path,
+            secret=env.get("AINA_TELEMETRY_SECRET"),
+            window_s=float(env.get("AINA_TELEMETRY_WINDOW_S", "60")),
+        )
 
     # -- the hot path ---------------------------------------------------------------------
 
@@ -172,13 +194,31 @@ class Recorder:
             else:
                 agg.unresolved += 1
 
-    def record(self, kernel: str, seconds: float, *, dims: dict, dtype: str, device: str, arch: str,
-               variant: str = "generic", timing: str = "wall") -> None:
+    def record(
+        self,
+        kernel: str,
+        seconds: float,
+        *,
+        dims: dict,
+        dtype: str,
+        device: str,
+        arch: str,
+        variant: str = "generic",
+        timing: str = "wall",
+    ) -> None:
         """Count one call, naming its parts (the readable form of :meth:`add`)."""
         self.add((kernel, variant, tuple(dims.items()), dtype, device, arch, timing), seconds)
 
-    def measure(self, kernel: str, *, dims: Callable[..., dict] | dict, variant: str = "generic",
-                dtype: str | None = None, device: str | None = None, arch: str | None = None):
+    def measure(
+        self,
+        kernel: str,
+        *,
+        dims: Callable[..., dict] | dict,
+        variant: str = "generic",
+        dtype: str | None = None,
+        device: str | None = None,
+        arch: str | None = None,
+    ):
         """Decorator: record every call of the function as a call of ``kernel``.
 
         ``dims`` is a dict, or a function of the call's arguments returning one. dtype,
@@ -205,7 +245,11 @@ class Recorder:
                         where = described.get((x.dtype, x.device))
                         if where is None:
                             t_dtype, t_device, t_arch = describe_tensor(x)
-                            where = described[(x.dtype, x.device)] = (dtype or t_dtype, device or t_device, arch or t_arch)
+                            where = described[(x.dtype, x.device)] = (
+                                dtype or t_dtype,
+                                device or t_device,
+                                arch or t_arch,
+                            )
                     self.add((kernel, variant, tuple(d.items()), *where, "wall"), elapsed)
                 except Exception as exc:  # recording must never break the call
                     self._note_error(exc)
@@ -236,13 +280,13 @@ class Recorder:
 
     # -- activation -----------------------------------------------------------------------
 
-    def install(self) -> "Recorder":
+    def install(self) -> Recorder:
         """Make this the recorder dispatch reports to; it is flushed at interpreter exit."""
         install(self)
         atexit.register(self.close)
         return self
 
-    def __enter__(self) -> "Recorder":
+    def __enter__(self) -> Recorder:
         install(self)
         return self
 
@@ -270,8 +314,15 @@ class Recorder:
         if not current:
             return []
         end = max(now, start + 1e-3)  # a window has a positive length even on a coarse clock
-        windows, unresolved = to_windows(current, start=start, end=end, service=self.service,
-                                         instance=self.instance, versions=self._versions(), on_error=self._note_error)
+        windows, unresolved = to_windows(
+            current,
+            start=start,
+            end=end,
+            service=self.service,
+            instance=self.instance,
+            versions=self._versions(),
+            on_error=self._note_error,
+        )
         if unresolved:
             with self._lock:
                 self._counts["unresolved_calls"] += unresolved

@@ -11,8 +11,8 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from pytest_aina import __version__
 from pytest_aina.telemetry import wire
@@ -25,8 +25,17 @@ class Shipper:
     ``on_error`` receives a line describing each failed delivery (the recorder's
     ``last_error``)."""
 
-    def __init__(self, *, url: str | None, secret: str | bytes | None, path: Path | None, timeout_s: float,
-                 batch_windows: int, max_queued_batches: int, on_error: Callable[[str], None]):
+    def __init__(
+        self,
+        *,
+        url: str | None,
+        secret: str | bytes | None,
+        path: Path | None,
+        timeout_s: float,
+        batch_windows: int,
+        max_queued_batches: int,
+        on_error: Callable[[str], None],
+    ):
         self.url = url
         self.path = path
         self.timeout_s = timeout_s
@@ -42,7 +51,7 @@ class Shipper:
     def submit(self, windows: list[Window]) -> None:
         """Queue ``windows`` in batches of ``batch_windows``; drop (and count) what does not fit."""
         for i in range(0, len(windows), self.batch_windows):
-            batch = windows[i:i + self.batch_windows]
+            batch = windows[i : i + self.batch_windows]
             try:
                 self._queue.put_nowait(batch)
             except queue.Full:  # the sender is behind (a slow endpoint): drop, never wait
@@ -99,11 +108,16 @@ class Shipper:
             import urllib.request
 
             body = wire.encode_batch(batch)
-            req = urllib.request.Request(self.url, data=body, method="POST", headers={
-                "Content-Type": "application/json",
-                "User-Agent": f"pytest-aina/{__version__}",
-                wire.SIGNATURE_HEADER: wire.sign(self._secret, body),
-            })
+            req = urllib.request.Request(
+                self.url,
+                data=body,
+                method="POST",
+                headers={
+                    "Content-Type": "application/json",
+                    "User-Agent": f"pytest-aina/{__version__}",
+                    wire.SIGNATURE_HEADER: wire.sign(self._secret, body),
+                },
+            )
             try:
                 with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
                     resp.read()

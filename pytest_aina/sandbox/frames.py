@@ -68,13 +68,15 @@ class Reader:
         self._fill(_PREFIX.size, deadline)
         hlen, blen = _PREFIX.unpack_from(self._buf)
         if hlen > MAX_HEADER or blen > MAX_BLOB:
-            raise ProtocolError(f"frame of {hlen} + {blen} bytes exceeds the limits: not a frame "
-                                f"(first bytes {bytes(self._buf[:16])!r})")
+            raise ProtocolError(
+                f"frame of {hlen} + {blen} bytes exceeds the limits: not a frame "
+                f"(first bytes {bytes(self._buf[:16])!r})"
+            )
         self._fill(_PREFIX.size + hlen + blen, deadline)
         start = _PREFIX.size
-        raw = bytes(self._buf[start:start + hlen])
-        blob = bytes(self._buf[start + hlen:start + hlen + blen])
-        del self._buf[:start + hlen + blen]
+        raw = bytes(self._buf[start : start + hlen])
+        blob = bytes(self._buf[start + hlen : start + hlen + blen])
+        del self._buf[: start + hlen + blen]
         try:
             header = json.loads(raw)
         except ValueError as e:

@@ -29,15 +29,26 @@ def capture() -> None:
     if torch is not None and "torch" not in _REFS:
         T = torch.Tensor
         _REFS["torch"] = {
-            "Tensor": T, "detach": T.detach, "cpu": T.cpu, "contiguous": T.contiguous, "reshape": T.reshape,
-            "view": T.view, "numpy": T.numpy, "uint8": torch.uint8, "storage": T.untyped_storage,
-            "shape": lambda t: tuple(t.shape), "dtype": lambda t: str(t.dtype).removeprefix("torch."),
+            "Tensor": T,
+            "detach": T.detach,
+            "cpu": T.cpu,
+            "contiguous": T.contiguous,
+            "reshape": T.reshape,
+            "view": T.view,
+            "numpy": T.numpy,
+            "uint8": torch.uint8,
+            "storage": T.untyped_storage,
+            "shape": lambda t: tuple(t.shape),
+            "dtype": lambda t: str(t.dtype).removeprefix("torch."),
             "device": lambda t: str(t.device),
         }
     np = sys.modules.get("numpy")
     if np is not None and "numpy" not in _REFS:
-        _REFS["numpy"] = {"ndarray": np.ndarray, "ascontiguousarray": np.ascontiguousarray,
-                          "may_share_memory": np.may_share_memory}
+        _REFS["numpy"] = {
+            "ndarray": np.ndarray,
+            "ascontiguousarray": np.ascontiguousarray,
+            "may_share_memory": np.may_share_memory,
+        }
 
 
 def _arrays():
@@ -73,15 +84,24 @@ def encode(value: Any) -> tuple[Any, bytes]:
             flat = tr["reshape"](tr["contiguous"](tr["cpu"](tr["detach"](v))), (-1,))
             raw = tr["numpy"](tr["view"](flat, tr["uint8"])).tobytes()
             off, n = put(raw)
-            return {"torch": {"dtype": tr["dtype"](v), "shape": list(tr["shape"](v)), "device": tr["device"](v),
-                              "off": off, "n": n}}
+            return {
+                "torch": {
+                    "dtype": tr["dtype"](v),
+                    "shape": list(tr["shape"](v)),
+                    "device": tr["device"](v),
+                    "off": off,
+                    "n": n,
+                }
+            }
         if nr is not None and t is nr["ndarray"]:
             raw = nr["ascontiguousarray"](v).tobytes()
             off, n = put(raw)
             return {"numpy": {"dtype": v.dtype.str, "shape": list(v.shape), "off": off, "n": n}}
         if tr is not None and isinstance(v, tr["Tensor"]) or nr is not None and isinstance(v, nr["ndarray"]):
-            raise WireError(f"{where}: {t.__module__}.{t.__qualname__} is a subclass of a tensor/array; only "
-                            "plain tensors are accepted (a subclass can compute its values after timing)")
+            raise WireError(
+                f"{where}: {t.__module__}.{t.__qualname__} is a subclass of a tensor/array; only "
+                "plain tensors are accepted (a subclass can compute its values after timing)"
+            )
         raise WireError(f"{where}: values of type {t.__module__}.{t.__qualname__} cannot be returned")
 
     desc = enc(value, "output")
@@ -92,7 +112,7 @@ def decode(desc: Any, blob: bytes) -> Any:
     """The value :func:`encode` described, with tensors on the CPU."""
     if desc is None or isinstance(desc, (bool, int, str)):
         return desc
-    (kind, body), = desc.items()
+    ((kind, body),) = desc.items()
     if kind == "float":
         return float(body)
     if kind == "list":
@@ -101,7 +121,7 @@ def decode(desc: Any, blob: bytes) -> Any:
         return tuple(decode(x, blob) for x in body)
     if kind == "dict":
         return {k: decode(x, blob) for k, x in body.items()}
-    raw = blob[body["off"]:body["off"] + body["n"]]
+    raw = blob[body["off"] : body["off"] + body["n"]]
     if kind == "torch":
         import torch
 

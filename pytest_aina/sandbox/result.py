@@ -1,4 +1,8 @@
-"""Limits going in, results coming out, and the names of every way a run can end."""
+"""Limits going in, results coming out, and the names of every way a run can end.
+
+Shared by both sides: the child reports statuses by these names, the parent returns
+:class:`SandboxResult` (from ``run``) and :class:`TimingResult` (from ``time_calls``).
+"""
 
 from __future__ import annotations
 
@@ -60,8 +64,14 @@ class Limits:
 
     def rlimits(self) -> dict[str, int]:
         cpu = self.cpu_s if self.cpu_s is not None else 2 * self.wall_s + 1
-        return {"data": int(self.memory_bytes), "cpu": max(1, int(cpu + 0.999)), "fsize": int(self.file_bytes),
-                "core": 0, "nproc": int(self.max_tasks), "nofile": int(self.open_files)}
+        return {
+            "data": int(self.memory_bytes),
+            "cpu": max(1, int(cpu + 0.999)),
+            "fsize": int(self.file_bytes),
+            "core": 0,
+            "nproc": int(self.max_tasks),
+            "nofile": int(self.open_files),
+        }
 
 
 @dataclass(frozen=True)
@@ -97,6 +107,55 @@ class SandboxResult:
     stderr_tail: str = ""
     violations: list[dict] = field(default_factory=list)
     leftover: int = 0
+    cleanup: str = ""
+    protections: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == OK
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Call:
+    """One call of a ``time_calls`` session (warm-up or timed)."""
+
+    index: int
+    seed: int
+    warmup: bool
+    parent_s: float  # go -> done, on the parent's clock: the figure that counts
+    child_s: float  # the call on a clock the child captured before the candidate loaded
+    live_s: float  # the call on the child's time.perf_counter as the candidate left it
+    problem: str | None = None
+    cycle_s: float = 0.0  # the whole round: inputs, call, output back, the parent's checks
+    offcall_cpu_s: float | None = None  # CPU of other threads/processes from its return to the next call
+
+
+@dataclass
+class TimingResult:
+    """What ``time_calls`` returns: the verdict, the timed figures, and the sandbox's record."""
+
+    status: str
+    reason: str
+    times_s: list[float] = field(default_factory=list)  # timed calls, parent's clock
+    median_s: float | None = None
+    net_median_s: float | None = None  # median minus the protocol floor's median
+    # the no-op round trip: median_s, p90_s (calibration, before the candidate loads), min_s
+    # (over all no-ops, including one after each call), calls (all no-ops)
+    floor: dict = field(default_factory=dict)
+    calls: list[Call] = field(default_factory=list)
+    seed: int = 0
+    device_sync: bool = False  # a GPU was synchronised after each call
+    offcall_watch: bool = False  # CPU outside the calls was accounted (see parent/offcall.py)
+    l2_flush_bytes: int | None = None  # the device cache was overwritten before each call (GPU only)
+    exit: Exit = field(default_factory=Exit)
+    wall_s: float = 0.0
+    peak_rss_bytes: int = 0
+    stdout_tail: str = ""
+    stderr_tail: str = ""
+    violations: list[dict] = field(default_factory=list)
     cleanup: str = ""
     protections: dict = field(default_factory=dict)
 

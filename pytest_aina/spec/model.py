@@ -15,14 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_aina.spec.reader import SpecError, SpecIssue, load_yaml, validate_schema, _line_for
+from pytest_aina import invariants
+from pytest_aina.spec import relations
+from pytest_aina.spec.reader import SpecError, SpecIssue, _line_for, load_yaml, validate_schema
+from pytest_aina.spec.schema import CASE_DTYPE, DTYPES, INT_DTYPES, LAYOUTS, SENTINEL_MODES, VALUE_KINDS
 
-DTYPES = ("float32", "float16", "bfloat16")
-ELEMENT_SIZE = {"float32": 4, "float16": 2, "bfloat16": 2}
-LAYOUTS = ("contiguous", "sliced", "transposed")
-VALUE_KINDS = ("normal", "large", "small", "ties", "negative", "mixed")
-#: The atol of sums_to and mean_zero when a spec gives none (the checks and the ratchet agree on it).
-DEFAULT_INVARIANT_ATOL = 1e-3
+ELEMENT_SIZE = {"float32": 4, "float16": 2, "bfloat16": 2, "int32": 4, "int64": 8}
 
 
 @dataclass(frozen=True)
@@ -40,35 +38,102 @@ class Input:
     layouts: tuple[str, ...] = ("contiguous",)
     values: tuple[str, ...] = VALUE_KINDS
     dtype: str | None = None  # None: the case's dtype
+    #: alternatives, each checked; None stands for the case's dtype. () when not given.
+    dtypes: tuple[str | None, ...] = ()
+    range: tuple[int | str, int | str] | None = None  # integer inputs: [lo, hi), over dims
+    sentinel: Sentinel | None = None
+    relations: tuple[Relation, ...] = ()
+
+    @property
+    def dtype_choices(self) -> tuple[str | None, ...]:
+        return self.dtypes or (self.dtype,)
+
+    def dtype_for(self, case: Case) -> str:
+        """This input's dtype in ``case``."""
+        chosen = dict(case.input_dtypes).get(self.name, self.dtype_choices[0])
+        return chosen or case.dtype
+
+    @property
+    def integer(self) -> bool:
+        return any(d in INT_DTYPES for d in self.dtype_choices)
+
+
+@dataclass(frozen=True)
+class Sentinel:
+    """A special integer value (``ignore_index``) drawn at ``frequency``."""
+
+    value: int
+    frequency: float
+
+
+@dataclass(frozen=True)
+class Relation:
+    """A named relation of one input to others (:mod:`pytest_aina.spec.relations`)."""
+
+    name: str
+    params: dict = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def definition(self) -> relations.RelationDef:
+        return relations.REGISTRY[self.name]
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}({self.params.get('input')})"
 
 
 @dataclass(frozen=True)
 class Tolerance:
+    """``|out - ref| <= atol + rtol * |ref| + ctol * magnitude`` (magnitude: see :class:`Output`)."""
+
     atol: float
     rtol: float
+    ctol: float = 0.0
+
+
+@dataclass(frozen=True)
+class Output:
+    """One named output of the kernel. ``tolerance`` None: the spec's; ``in_place``: the
+    input the implementation overwrites with it instead of returning it; ``magnitude``:
+    what ``ctol`` scales with (``abs_inputs`` or ``module:function``)."""
+
+    name: str
+    shape: tuple[str, ...] | None = None
+    tolerance: dict[str, Tolerance] | None = None
+    invariants: tuple[Invariant, ...] = ()
+    in_place: str | None = None
+    magnitude: str | None = None
+
+
+@dataclass(frozen=True)
+class Gradient:
+    """The gradient of one input, checked against the reference's autograd."""
+
+    input: str
+    tolerance: dict[str, Tolerance] | None = None
+    magnitude: str | None = None
 
 
 @dataclass(frozen=True)
 class Invariant:
-    """A named check with its parameters; ``key`` identifies it across spec versions."""
+    """An invariant as one spec states it: a name from the registry (:mod:`pytest_aina.invariants`)
+    and its parameters; ``key`` identifies it across spec versions."""
 
     name: str
     params: dict = field(default_factory=dict, hash=False, compare=False)
     line: int | None = field(default=None, hash=False, compare=False)
 
     @property
+    def definition(self) -> invariants.InvariantDef:
+        return invariants.get(self.name)
+
+    @property
     def key(self) -> str:
-        if self.name == "python":
-            return f"python:{self.params.get('name') or self.params['check']}"
-        if self.name in ("sums_to", "mean_zero"):
-            return f"{self.name}(dim={self.params.get('dim', -1)})"
-        return self.name
+        return self.definition.key(self.params)
 
     @property
     def label(self) -> str:
-        if self.name == "python":
-            return self.params.get("name") or self.params["check"].rsplit(":", 1)[-1]
-        return self.name
+        return self.definition.label(self.params)
 
 
 @dataclass(frozen=True)
@@ -82,10 +147,22 @@ class Case:
     batch: tuple[int, ...] | None = None
     seed: int = 0
     line: int | None = field(default=None, compare=False)
+    #: the chosen alternative of each ``args`` entry that has several, and of each input's
+    #: ``dtypes``; only the entries that differ from the first alternative.
+    args: tuple[tuple[str, Any], ...] = ()
+    input_dtypes: tuple[tuple[str, str], ...] = ()
+    sentinels: str = "some"  # integer inputs with a sentinel: some, none or all of it
 
     @property
     def dim_map(self) -> dict[str, int]:
         return dict(self.dims)
+
+    def _extras(self) -> list[str]:
+        parts = [f"{k}={v}" for k, v in self.args]
+        parts += [f"{k}:{v}" for k, v in self.input_dtypes]
+        if self.sentinels != "some":
+            parts.append(f"sentinels={self.sentinels}")
+        return parts
 
     def label(self) -> str:
         parts = [f"{k}={v}" for k, v in self.dims]
@@ -96,7 +173,7 @@ class Case:
             parts.append(self.layout)
         if self.values != "normal":
             parts.append(self.values)
-        return ",".join(parts)
+        return ",".join(parts + self._extras())
 
     def to_arg(self) -> str:
         """The ``--aina-case`` text that reproduces exactly this case."""
@@ -104,19 +181,28 @@ class Case:
         if self.batch:
             parts.append("batch=" + "x".join(map(str, self.batch)))
         parts += [f"dtype={self.dtype}", f"layout={self.layout}", f"values={self.values}", f"seed={self.seed}"]
+        parts += [f"arg.{k}={v}" for k, v in self.args]
+        parts += [f"dtype.{k}={v}" for k, v in self.input_dtypes]
+        if self.sentinels != "some":
+            parts.append(f"sentinels={self.sentinels}")
         return ",".join(parts)
 
     def as_dict(self) -> dict:
-        d = {"dims": self.dim_map, "dtype": self.dtype, "layout": self.layout,
-             "values": self.values, "seed": self.seed}
+        d = {"dims": self.dim_map, "dtype": self.dtype, "layout": self.layout, "values": self.values, "seed": self.seed}
         if self.batch:
             d["batch"] = list(self.batch)
+        if self.args:
+            d["args"] = dict(self.args)
+        if self.input_dtypes:
+            d["input_dtypes"] = dict(self.input_dtypes)
+        if self.sentinels != "some":
+            d["sentinels"] = self.sentinels
         return d
 
     @classmethod
-    def from_arg(cls, text: str) -> "Case":
+    def from_arg(cls, text: str) -> Case:
         """Parse ``M=3,N=1000,dtype=float16,layout=sliced,values=ties,seed=7``."""
-        dims, kw = [], {}
+        dims, kw, args, input_dtypes = [], {}, [], []
         for part in filter(None, (p.strip() for p in text.split(","))):
             if "=" not in part:
                 raise ValueError(f"--aina-case: {part!r} is not key=value")
@@ -137,11 +223,29 @@ class Case:
                 kw["seed"] = int(v)
             elif k == "batch":
                 kw["batch"] = tuple(int(b) for b in v.split("x"))
+            elif k == "sentinels":
+                if v not in SENTINEL_MODES:
+                    raise ValueError(f"--aina-case: sentinels {v!r}; expected one of {', '.join(SENTINEL_MODES)}")
+                kw["sentinels"] = v
+            elif k.startswith("arg."):
+                args.append((k[4:], _scalar(v)))
+            elif k.startswith("dtype."):
+                input_dtypes.append((k[6:], v))
             else:
                 dims.append((k, int(v)))
         if "dtype" not in kw:
             raise ValueError("--aina-case: needs dtype=...")
-        return cls(dims=tuple(dims), **kw)
+        return cls(dims=tuple(dims), args=tuple(args), input_dtypes=tuple(input_dtypes), **kw)
+
+
+def _scalar(text: str) -> Any:
+    """An ``arg.NAME=VALUE`` value as YAML would read it: a number, a boolean or a string."""
+    for conv in (int, float):
+        try:
+            return conv(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
 
 
 @dataclass(frozen=True)
@@ -179,6 +283,12 @@ class Spec:
     description: str = ""
     bytes_expr: str | None = None
     flops_expr: str | None = None
+    #: every ``args`` entry with several values: its alternatives, the default first
+    arg_alternatives: dict[str, tuple] = field(default_factory=dict)
+    outputs: tuple[Output, ...] = ()  # () : one unnamed output, checked with ``tolerance``
+    gradients: tuple[Gradient, ...] = ()
+    upstream_layouts: tuple[str, ...] = ("contiguous",)
+    upstream_values: tuple[str, ...] = ("normal", "mixed")
     raw: dict = field(default_factory=dict, repr=False, compare=False)
     lines: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -191,6 +301,17 @@ class Spec:
                 if lay not in seen:
                     seen.append(lay)
         return tuple(seen)
+
+    def input(self, name: str) -> Input:
+        return next(i for i in self.inputs if i.name == name)
+
+    def tolerance_of(self, owner: Output | Gradient | None, dtype: str) -> Tolerance:
+        """The tolerance an output or a gradient is checked with in ``dtype``."""
+        own = owner.tolerance if owner is not None else None
+        return own[dtype] if own and dtype in own else self.tolerance[dtype]
+
+    def args_for(self, case: Case) -> dict:
+        return self.args | dict(case.args)
 
     def line_of(self, *path) -> int | None:
         return _line_for(self.lines, tuple(path))
@@ -207,7 +328,7 @@ class Spec:
         names["elem"] = ELEMENT_SIZE[dtype]
         for inp in self.inputs:
             numel = math.prod(dims[d] for d in inp.shape)
-            names[inp.name] = _TensorInfo(numel, ELEMENT_SIZE[inp.dtype or dtype])
+            names[inp.name] = _TensorInfo(numel, ELEMENT_SIZE[inp.dtype_choices[0] or dtype])
         return names
 
 
@@ -223,8 +344,14 @@ class _TensorInfo:
         return self._size
 
 
-_BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
-           ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Pow: operator.pow}
+_BINOPS = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Pow: operator.pow,
+}
 
 
 def evaluate(expr: str, names: dict) -> float:
@@ -244,9 +371,14 @@ def evaluate(expr: str, names: dict) -> float:
             if node.id not in names or isinstance(names[node.id], _TensorInfo):
                 raise ValueError(f"unknown name {node.id!r}; known: {', '.join(sorted(names))}")
             return names[node.id]
-        if (isinstance(node, ast.Call) and not node.args and not node.keywords
-                and isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Name)
-                and node.func.attr in ("numel", "element_size")):
+        if (
+            isinstance(node, ast.Call)
+            and not node.args
+            and not node.keywords
+            and isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Name)
+            and node.func.attr in ("numel", "element_size")
+        ):
             target = names.get(node.func.value.id)
             if not isinstance(target, _TensorInfo):
                 raise ValueError(f"{node.func.value.id!r} is not an input")
@@ -285,40 +417,121 @@ def parse_spec(text: str, file: str) -> Spec:
     return spec
 
 
+def _invariants(items: list, lines: dict, path: tuple) -> tuple[Invariant, ...]:
+    out = []
+    for i, inv in enumerate(items):
+        line = _line_for(lines, path + (i,))
+        if isinstance(inv, str):
+            out.append(Invariant(inv, {}, line))
+        else:
+            ((name, params),) = inv.items()
+            out.append(Invariant(name, dict(params or {}), line))
+    return tuple(out)
+
+
+def _tolerances(d: dict | None) -> dict[str, Tolerance] | None:
+    if d is None:
+        return None
+    return {k: Tolerance(float(v["atol"]), float(v["rtol"]), float(v.get("ctol", 0.0))) for k, v in d.items()}
+
+
+def _input(k: str, v: dict) -> Input:
+    sentinel = v.get("sentinel")
+    return Input(
+        name=k,
+        shape=tuple(v["shape"]),
+        batch_dims=v.get("batch_dims", False),
+        layouts=tuple(v.get("layouts", ["contiguous"])),
+        values=tuple(v.get("values", VALUE_KINDS)),
+        dtype=v.get("dtype"),
+        dtypes=tuple(None if t == CASE_DTYPE else t for t in v.get("dtypes", ())),
+        range=tuple(v["range"]) if "range" in v else None,
+        sentinel=Sentinel(int(sentinel["value"]), float(sentinel["frequency"])) if sentinel else None,
+        relations=tuple(Relation(n, dict(p)) for r in v.get("relations", ()) for n, p in r.items()),
+    )
+
+
 def _build(d: dict, lines: dict, file: str) -> Spec:
     dims = {k: Dim(k, v["min"], v["max"]) for k, v in d["dims"].items()}
-    inputs = tuple(
-        Input(name=k, shape=tuple(v["shape"]), batch_dims=v.get("batch_dims", False),
-              layouts=tuple(v.get("layouts", ["contiguous"])), values=tuple(v.get("values", VALUE_KINDS)),
-              dtype=v.get("dtype"))
-        for k, v in d["inputs"].items())
+    inputs = tuple(_input(k, v) for k, v in d["inputs"].items())
     dtypes = tuple(d["dtypes"])
-    invariants = []
-    for i, inv in enumerate(d.get("invariants", [])):
-        line = _line_for(lines, ("invariants", i))
-        if isinstance(inv, str):
-            invariants.append(Invariant(inv, {}, line))
-        else:
-            (name, params), = inv.items()
-            invariants.append(Invariant(name, dict(params or {}), line))
+    invariants = _invariants(d.get("invariants", []), lines, ("invariants",))
+    raw_args = dict(d.get("args", {}))
+    alternatives = {k: tuple(v) for k, v in raw_args.items() if isinstance(v, list)}
+    args = {k: (v[0] if isinstance(v, list) else v) for k, v in raw_args.items()}
     examples = []
     for i, ex in enumerate(d.get("examples", [])):
         line = _line_for(lines, ("examples", i))
-        for dt in ([ex["dtype"]] if "dtype" in ex else dtypes):
-            examples.append(Case(dims=tuple(ex["dims"].items()), dtype=dt, layout=ex.get("layout", "contiguous"),
-                                 values=ex.get("values", "normal"), batch=tuple(ex["batch"]) if ex.get("batch") else None,
-                                 seed=ex.get("seed", 0), line=line))
+        # Only the entries that differ from the defaults: an example naming the default is
+        # the same case as one that does not.
+        ex_args = tuple((k, v) for k, v in (ex.get("args") or {}).items() if args.get(k) != v)
+        firsts = {inp.name: inp.dtype_choices[0] for inp in inputs}
+        ex_dtypes = tuple((k, v) for k, v in (ex.get("input_dtypes") or {}).items() if firsts.get(k) != v)
+        for dt in [ex["dtype"]] if "dtype" in ex else dtypes:
+            examples.append(
+                Case(
+                    dims=tuple(ex["dims"].items()),
+                    dtype=dt,
+                    layout=ex.get("layout", "contiguous"),
+                    values=ex.get("values", "normal"),
+                    batch=tuple(ex["batch"]) if ex.get("batch") else None,
+                    seed=ex.get("seed", 0),
+                    line=line,
+                    args=ex_args,
+                    input_dtypes=ex_dtypes,
+                    sentinels=ex.get("sentinels", "some"),
+                )
+            )
+    outputs = tuple(
+        Output(
+            name=k,
+            shape=tuple(v["shape"]) if "shape" in v else None,
+            tolerance=_tolerances(v.get("tolerance")),
+            invariants=_invariants(v.get("invariants", []), lines, ("outputs", k, "invariants")),
+            in_place=v.get("in_place"),
+            magnitude=v.get("magnitude"),
+        )
+        for k, v in (d.get("outputs") or {}).items()
+    )
+    gradients = tuple(
+        Gradient(k, _tolerances((v or {}).get("tolerance")), (v or {}).get("magnitude"))
+        for k, v in (d.get("gradients") or {}).items()
+    )
+    upstream = d.get("upstream") or {}
     benchmarks = tuple(
-        BenchCase(dims=tuple(b["dims"].items()), dtype=b["dtype"], devices=tuple(b.get("devices", ["cuda"])),
-                  line=_line_for(lines, ("benchmarks", i)))
-        for i, b in enumerate(d.get("benchmarks", [])))
+        BenchCase(
+            dims=tuple(b["dims"].items()),
+            dtype=b["dtype"],
+            devices=tuple(b.get("devices", ["cuda"])),
+            line=_line_for(lines, ("benchmarks", i)),
+        )
+        for i, b in enumerate(d.get("benchmarks", []))
+    )
     obj = d.get("objectives", {})
-    return Spec(path=Path(file), name=d["name"], implementation=d["implementation"], reference=d["reference"],
-                inputs=inputs, dims=dims, dtypes=dtypes,
-                tolerance={k: Tolerance(float(v["atol"]), float(v["rtol"])) for k, v in d["tolerance"].items()},
-                invariants=tuple(invariants), examples=tuple(examples), benchmarks=benchmarks,
-                args=dict(d.get("args", {})), description=d.get("description", ""),
-                bytes_expr=obj.get("bytes"), flops_expr=obj.get("flops"), raw=d, lines=lines)
+    return Spec(
+        path=Path(file),
+        name=d["name"],
+        implementation=d["implementation"],
+        reference=d["reference"],
+        inputs=inputs,
+        dims=dims,
+        dtypes=dtypes,
+        tolerance={k: Tolerance(float(v["atol"]), float(v["rtol"])) for k, v in d["tolerance"].items()},
+        invariants=tuple(invariants),
+        examples=tuple(examples),
+        benchmarks=benchmarks,
+        args=args,
+        description=d.get("description", ""),
+        bytes_expr=obj.get("bytes"),
+        flops_expr=obj.get("flops"),
+        arg_alternatives=alternatives,
+        outputs=outputs,
+        gradients=gradients,
+        upstream_layouts=tuple(upstream.get("layouts", ["contiguous"])),
+        upstream_values=tuple(upstream.get("values", ["normal", "mixed"])),
+        raw=d,
+        lines=lines,
+    )
 
 
 def _semantic_issues(spec: Spec, file: str) -> list[SpecIssue]:
@@ -333,8 +546,13 @@ def _semantic_issues(spec: Spec, file: str) -> list[SpecIssue]:
     for inp in spec.inputs:
         for j, dname in enumerate(inp.shape):
             if dname not in spec.dims:
-                issue(("inputs", inp.name, "shape", j), f"dim {dname!r} is not declared under dims (declared: {', '.join(spec.dims)})")
+                issue(
+                    ("inputs", inp.name, "shape", j),
+                    f"dim {dname!r} is not declared under dims (declared: {', '.join(spec.dims)})",
+                )
+    _new_key_issues(spec, issue)
     used = {d for inp in spec.inputs for d in inp.shape}
+    used |= {d for out in spec.outputs for d in (out.shape or ())}
     for name in spec.dims:
         if name not in used:
             issue(("dims", name), "dim is not used by any input shape")
@@ -357,7 +575,10 @@ def _semantic_issues(spec: Spec, file: str) -> list[SpecIssue]:
         if "dtype" in ex and ex["dtype"] not in spec.dtypes:
             issue(("examples", i, "dtype"), f"{ex['dtype']} is not one of the spec's dtypes ({', '.join(spec.dtypes)})")
         if "layout" in ex and ex["layout"] not in spec.layouts:
-            issue(("examples", i, "layout"), f"{ex['layout']} is not allowed by any input (allowed: {', '.join(spec.layouts)})")
+            issue(
+                ("examples", i, "layout"),
+                f"{ex['layout']} is not allowed by any input (allowed: {', '.join(spec.layouts)})",
+            )
         if ex.get("batch"):
             first = spec.inputs[0]
             if not first.batch_dims:
@@ -367,7 +588,9 @@ def _semantic_issues(spec: Spec, file: str) -> list[SpecIssue]:
     for i, b in enumerate(spec.raw.get("benchmarks", [])):
         check_dims("benchmarks", i, b["dims"])
         if b["dtype"] not in spec.dtypes:
-            issue(("benchmarks", i, "dtype"), f"{b['dtype']} is not one of the spec's dtypes ({', '.join(spec.dtypes)})")
+            issue(
+                ("benchmarks", i, "dtype"), f"{b['dtype']} is not one of the spec's dtypes ({', '.join(spec.dtypes)})"
+            )
     some = {n: d.min for n, d in spec.dims.items()}
     # With a shape naming an undeclared dim the model cannot be evaluated; that dim is
     # already reported above.
@@ -379,6 +602,65 @@ def _semantic_issues(spec: Spec, file: str) -> list[SpecIssue]:
             except (ValueError, SyntaxError, ZeroDivisionError, OverflowError) as exc:
                 issue(("objectives", key), f"cannot evaluate model {expr!r}: {exc}")
     return issues
+
+
+def _new_key_issues(spec: Spec, issue) -> None:
+    """The rules of integer inputs, relations, outputs and gradients a schema cannot state."""
+    names = {i.name: i for i in spec.inputs}
+    shapes = {i.name: i.shape for i in spec.inputs}
+    for inp in spec.inputs:
+        kinds = {d in INT_DTYPES for d in inp.dtype_choices if d is not None} | (
+            {False} if None in inp.dtype_choices else set()
+        )
+        if len(kinds) > 1:
+            issue(("inputs", inp.name, "dtypes"), "mixes integer and floating dtypes")
+        if (inp.range is not None or inp.sentinel is not None) and not inp.integer:
+            issue(("inputs", inp.name), "range and sentinel are for integer inputs (dtype int32 or int64)")
+        if inp.integer and inp.range is None:
+            issue(("inputs", inp.name), "an integer input needs range: [lo, hi)")
+        for j, bound in enumerate(inp.range or ()):
+            if isinstance(bound, str):
+                try:
+                    evaluate(bound, {n: d.min for n, d in spec.dims.items()})
+                except (ValueError, SyntaxError, ZeroDivisionError) as exc:
+                    issue(("inputs", inp.name, "range", j), f"cannot evaluate {bound!r}: {exc}")
+        for j, rel in enumerate(inp.relations):
+            other = rel.params.get("input")
+            if other not in names or other == inp.name:
+                issue(("inputs", inp.name, "relations", j), f"{rel.name}: {other!r} is not another input")
+                continue
+            msg = rel.definition.shape_issue(shapes, inp.name, rel.params)
+            if msg:
+                issue(("inputs", inp.name, "relations", j), msg)
+    for out in spec.outputs:
+        for j, dname in enumerate(out.shape or ()):
+            if dname not in spec.dims:
+                issue(("outputs", out.name, "shape", j), f"dim {dname!r} is not declared under dims")
+        if out.in_place is not None and out.in_place not in names:
+            issue(("outputs", out.name, "in_place"), f"{out.in_place!r} is not an input")
+        for dt in spec.dtypes:
+            if out.tolerance is not None and dt not in out.tolerance:
+                issue(("outputs", out.name, "tolerance"), f"no tolerance for dtype {dt}")
+    for g in spec.gradients:
+        if g.input not in names:
+            issue(("gradients", g.input), f"{g.input!r} is not an input")
+        elif names[g.input].integer:
+            issue(("gradients", g.input), "an integer input has no gradient")
+        for dt in spec.dtypes:
+            if g.tolerance is not None and dt not in g.tolerance:
+                issue(("gradients", g.input, "tolerance"), f"no tolerance for dtype {dt}")
+    if spec.gradients and any(o.in_place for o in spec.outputs):
+        issue(("gradients",), "gradients are not checked for kernels with in_place outputs")
+    for i, ex in enumerate(spec.raw.get("examples", [])):
+        for k, v in (ex.get("args") or {}).items():
+            if k not in spec.args:
+                issue(("examples", i, "args", k), f"{k!r} is not one of args")
+            elif v not in spec.arg_alternatives.get(k, (spec.args[k],)):
+                issue(("examples", i, "args", k), f"{v!r} is not an alternative of args.{k}")
+        for k, v in (ex.get("input_dtypes") or {}).items():
+            choices = names[k].dtype_choices if k in names else ()
+            if v not in choices and not (None in choices and v in spec.dtypes):
+                issue(("examples", i, "input_dtypes", k), f"{v!r} is not one of input {k!r}'s dtypes")
 
 
 def discover(paths: list[str | Path]) -> list[Path]:

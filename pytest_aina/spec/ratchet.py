@@ -13,7 +13,7 @@ direction, so the merge gate and ``aina spec diff`` apply the same rule::
     if any(c.weakening for c in changes):
         ...
 
-Each :class:`Change` has a ``kind``:
+Each :class:`BoundaryChange` has a ``kind``:
 
 - ``added`` / ``tightened``: the new specs check more (a stronger boundary);
 - ``removed`` / ``weakened``: they check less; the ratchet refuses these;
@@ -21,7 +21,8 @@ Each :class:`Change` has a ``kind``:
   bytes model, args, an input's shape, benchmark cases).
 
 When in doubt a change is called a weakening: a sums_to whose target value changed is a
-boundary removed, not one moved.
+boundary removed, not one moved. How a change of an invariant's parameters is classified
+is part of that invariant's definition (:mod:`pytest_aina.invariants`).
 """
 
 from __future__ import annotations
@@ -32,21 +33,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from pytest_aina.spec.model import DEFAULT_INVARIANT_ATOL, Invariant, Spec, discover, load_spec, parse_spec
+from pytest_aina.invariants.rules import ADDED, CHANGED, REMOVED, TIGHTENED, WEAKENED
+from pytest_aina.spec.model import Invariant, Spec, Tolerance, discover, evaluate, load_spec, parse_spec
 from pytest_aina.spec.reader import SpecError, SpecIssue
 
-ADDED, TIGHTENED = "added", "tightened"
-REMOVED, WEAKENED = "removed", "weakened"
-CHANGED = "changed"
 KINDS = (REMOVED, WEAKENED, CHANGED, ADDED, TIGHTENED)
 WEAKENING = frozenset({REMOVED, WEAKENED})
 STRENGTHENING = frozenset({ADDED, TIGHTENED})
 
 
-
 @dataclass(frozen=True)
-class Change:
-    """One boundary change in one spec.
+class BoundaryChange:
+    """One boundary change in one spec (not a pull request's change: one line of a spec diff).
 
     ``path`` is a readable key path (``tolerance.float16.atol``,
     ``invariants[sums_to(dim=-1)].atol``); ``file``/``line`` point where the change can be
@@ -180,7 +178,7 @@ def _read_blobs(repo: Path, objects: list[str]) -> list[bytes | None]:
             pos = end + 1
             continue
         size = int(header[2])
-        out.append(data[end + 1:end + 1 + size])
+        out.append(data[end + 1 : end + 1 + size])
         pos = end + 1 + size + 1  # the content is followed by a newline
     return out
 
@@ -197,8 +195,14 @@ def _by_name(specs: list[Spec], source: str) -> dict[str, Spec]:
     issues = []
     for spec in specs:
         if spec.name in out:
-            issues.append(SpecIssue(str(spec.path), ("name",), spec.line_of("name"),
-                                    f"{spec.name!r} is also the name of {out[spec.name].path}; expected one spec per name"))
+            issues.append(
+                SpecIssue(
+                    str(spec.path),
+                    ("name",),
+                    spec.line_of("name"),
+                    f"{spec.name!r} is also the name of {out[spec.name].path}; expected one spec per name",
+                )
+            )
         else:
             out[spec.name] = spec
     if issues:
@@ -210,18 +214,28 @@ def _by_name(specs: list[Spec], source: str) -> dict[str, Spec]:
 # Comparing
 
 
-def diff_specs(base: dict[str, Spec], head: dict[str, Spec]) -> list[Change]:
+def diff_specs(base: dict[str, Spec], head: dict[str, Spec]) -> list[BoundaryChange]:
     """Every boundary change from ``base`` to ``head`` (both ``{name: Spec}``), grouped by
     spec name in sorted order. An empty list means the boundaries are identical."""
-    changes: list[Change] = []
+    changes: list[BoundaryChange] = []
     for name in sorted(set(base) | set(head)):
         if name not in head:
             b = base[name]
-            changes.append(Change(name, REMOVED, "<spec>", "spec removed: none of its checks run any more",
-                                  file=str(b.path), line=b.line_of("name")))
+            changes.append(
+                BoundaryChange(
+                    name,
+                    REMOVED,
+                    "<spec>",
+                    "spec removed: none of its checks run any more",
+                    file=str(b.path),
+                    line=b.line_of("name"),
+                )
+            )
         elif name not in base:
             h = head[name]
-            changes.append(Change(name, ADDED, "<spec>", "spec added", file=str(h.path), line=h.line_of("name")))
+            changes.append(
+                BoundaryChange(name, ADDED, "<spec>", "spec added", file=str(h.path), line=h.line_of("name"))
+            )
         else:
             changes += _SpecDiff(base[name], head[name]).run()
     return changes
@@ -230,18 +244,31 @@ def diff_specs(base: dict[str, Spec], head: dict[str, Spec]) -> list[Change]:
 class _SpecDiff:
     def __init__(self, base: Spec, head: Spec):
         self.b, self.h = base, head
-        self.out: list[Change] = []
+        self.out: list[BoundaryChange] = []
 
-    def add(self, kind: str, path: tuple, message: str, before: Any = None, after: Any = None,
-            at_base: bool = False) -> None:
+    def add(
+        self, kind: str, path: tuple, message: str, before: Any = None, after: Any = None, at_base: bool = False
+    ) -> None:
         spec = self.b if at_base else self.h
-        self.out.append(Change(self.h.name, kind, _fmt(path), message, before, after,
-                               file=str(spec.path), line=spec.line_of(*path) if path else None))
+        self.out.append(
+            BoundaryChange(
+                self.h.name,
+                kind,
+                _fmt(path),
+                message,
+                before,
+                after,
+                file=str(spec.path),
+                line=spec.line_of(*path) if path else None,
+            )
+        )
 
-    def run(self) -> list[Change]:
+    def run(self) -> list[BoundaryChange]:
         self.calls()
         self.dtypes()
         self.tolerances()
+        self.outputs()
+        self.gradients()
         self.dims()
         self.inputs()
         self.invariants()
@@ -259,8 +286,24 @@ class _SpecDiff:
         if self.b.args != self.h.args:
             for k in sorted(set(self.b.args) | set(self.h.args), key=str):
                 if self.b.args.get(k) != self.h.args.get(k):
-                    self.add(CHANGED, ("args", k), "argument changed: needs review",
-                             self.b.args.get(k), self.h.args.get(k), at_base=k not in self.h.args)
+                    self.add(
+                        CHANGED,
+                        ("args", k),
+                        "argument changed: needs review",
+                        self.b.args.get(k),
+                        self.h.args.get(k),
+                        at_base=k not in self.h.args,
+                    )
+        # Alternatives beyond the default: each one is a set of cases checked.
+        for k in sorted(set(self.b.args) & set(self.h.args), key=str):
+            before = self.b.arg_alternatives.get(k, (self.b.args[k],))
+            after = self.h.arg_alternatives.get(k, (self.h.args[k],))
+            for v in before:
+                if v not in after:
+                    self.add(REMOVED, ("args", k), f"alternative {k}={v} removed: no longer checked", v, None)
+            for v in after:
+                if v not in before:
+                    self.add(ADDED, ("args", k), f"alternative {k}={v} added", None, v)
 
     # -- dtypes and their tolerances
     def dtypes(self) -> None:
@@ -272,31 +315,168 @@ class _SpecDiff:
                 self.add(ADDED, ("dtypes",), f"dtype {dt} added", None, dt)
 
     def tolerances(self) -> None:
+        self._tolerance(("tolerance",), self.b.tolerance, self.h.tolerance, "")
+
+    def _tolerance(self, path: tuple, base: dict[str, Tolerance], head: dict[str, Tolerance], what: str) -> None:
         for dt in self.h.dtypes:
-            if dt not in self.b.dtypes or dt not in self.b.tolerance or dt not in self.h.tolerance:
+            if dt not in self.b.dtypes or dt not in base or dt not in head:
                 continue
-            bt, ht = self.b.tolerance[dt], self.h.tolerance[dt]
-            for part in ("atol", "rtol"):
+            bt, ht = base[dt], head[dt]
+            for part in ("atol", "rtol", "ctol"):
                 before, after = getattr(bt, part), getattr(ht, part)
                 if after > before:
-                    self.add(WEAKENED, ("tolerance", dt, part), f"{dt} {part} loosened", before, after)
+                    self.add(WEAKENED, path + (dt, part), f"{what}{dt} {part} loosened", before, after)
                 elif after < before:
-                    self.add(TIGHTENED, ("tolerance", dt, part), f"{dt} {part} tightened", before, after)
+                    self.add(TIGHTENED, path + (dt, part), f"{what}{dt} {part} tightened", before, after)
+
+    # -- named outputs and gradients
+    def _effective(self, spec: Spec, own: dict | None) -> dict[str, Tolerance]:
+        return {
+            dt: (own[dt] if own and dt in own else spec.tolerance[dt]) for dt in spec.dtypes if dt in spec.tolerance
+        }
+
+    def outputs(self) -> None:
+        bo = {o.name: o for o in self.b.outputs}
+        ho = {o.name: o for o in self.h.outputs}
+        if not bo or not ho:
+            if bool(bo) != bool(ho):
+                self.add(
+                    CHANGED,
+                    ("outputs",),
+                    "outputs named: needs review (which output is which)",
+                    list(bo) or None,
+                    list(ho) or None,
+                    at_base=not ho,
+                )
+            return
+        for name, b in bo.items():
+            h = ho.get(name)
+            if h is None:
+                self.add(
+                    REMOVED,
+                    ("outputs", name),
+                    f"output {name} removed: it is no longer checked",
+                    name,
+                    None,
+                    at_base=True,
+                )
+                continue
+            path = ("outputs", name)
+            self._tolerance(
+                path + ("tolerance",),
+                self._effective(self.b, b.tolerance),
+                self._effective(self.h, h.tolerance),
+                f"output {name}: ",
+            )
+            for key in ("shape", "in_place", "magnitude"):
+                if getattr(b, key) != getattr(h, key):
+                    self.add(
+                        CHANGED,
+                        path + (key,),
+                        f"output {name} {key} changed: needs review",
+                        getattr(b, key),
+                        getattr(h, key),
+                    )
+            bk, hk = _keyed(b.invariants), _keyed(h.invariants)
+            for key, inv in bk.items():
+                if key not in hk:
+                    self.add(
+                        REMOVED,
+                        path + ("invariants",),
+                        f"invariant {inv.label} of output {name} dropped",
+                        _inv_json(inv),
+                        None,
+                    )
+                else:
+                    for kind, _sub, message, before, after in _compare_invariant(inv, hk[key]):
+                        self.add(kind, path + ("invariants",), f"output {name}: {message}", before, after)
+            for key, inv in hk.items():
+                if key not in bk:
+                    self.add(
+                        ADDED,
+                        path + ("invariants",),
+                        f"invariant {inv.label} of output {name} added",
+                        None,
+                        _inv_json(inv),
+                    )
+        for name in ho:
+            if name not in bo:
+                self.add(ADDED, ("outputs", name), f"output {name} added", None, name)
+
+    def gradients(self) -> None:
+        bg = {g.input: g for g in self.b.gradients}
+        hg = {g.input: g for g in self.h.gradients}
+        for name, b in bg.items():
+            h = hg.get(name)
+            if h is None:
+                self.add(
+                    REMOVED,
+                    ("gradients", name),
+                    f"gradient of {name} removed: it is no longer checked",
+                    name,
+                    None,
+                    at_base=True,
+                )
+                continue
+            self._tolerance(
+                ("gradients", name, "tolerance"),
+                self._effective(self.b, b.tolerance),
+                self._effective(self.h, h.tolerance),
+                f"gradient of {name}: ",
+            )
+            if b.magnitude != h.magnitude:
+                self.add(
+                    CHANGED,
+                    ("gradients", name, "magnitude"),
+                    "magnitude changed: needs review",
+                    b.magnitude,
+                    h.magnitude,
+                )
+        for name in hg:
+            if name not in bg:
+                self.add(ADDED, ("gradients", name), f"gradient of {name} added", None, name)
+        if bg and hg:
+            for key, what in (("upstream_layouts", "layout"), ("upstream_values", "value kind")):
+                before, after = getattr(self.b, key), getattr(self.h, key)
+                for v in before:
+                    if v not in after:
+                        self.add(REMOVED, ("upstream",), f"upstream {what} {v} removed: no longer drawn", v, None)
+                for v in after:
+                    if v not in before:
+                        self.add(ADDED, ("upstream",), f"upstream {what} {v} added", None, v)
 
     # -- the domain
     def dims(self) -> None:
         for name, bd in self.b.dims.items():
             hd = self.h.dims.get(name)
             if hd is None:
-                self.add(REMOVED, ("dims", name), f"dim {name} removed: its domain is no longer checked",
-                         [bd.min, bd.max], None, at_base=True)
+                self.add(
+                    REMOVED,
+                    ("dims", name),
+                    f"dim {name} removed: its domain is no longer checked",
+                    [bd.min, bd.max],
+                    None,
+                    at_base=True,
+                )
                 continue
             if hd.min > bd.min:
-                self.add(WEAKENED, ("dims", name, "min"), f"domain of {name} shrunk: {_sizes(bd.min, hd.min - 1)} no longer checked", bd.min, hd.min)
+                self.add(
+                    WEAKENED,
+                    ("dims", name, "min"),
+                    f"domain of {name} shrunk: {_sizes(bd.min, hd.min - 1)} no longer checked",
+                    bd.min,
+                    hd.min,
+                )
             elif hd.min < bd.min:
                 self.add(TIGHTENED, ("dims", name, "min"), f"domain of {name} widened down to {hd.min}", bd.min, hd.min)
             if hd.max < bd.max:
-                self.add(WEAKENED, ("dims", name, "max"), f"domain of {name} shrunk: {_sizes(hd.max + 1, bd.max)} no longer checked", bd.max, hd.max)
+                self.add(
+                    WEAKENED,
+                    ("dims", name, "max"),
+                    f"domain of {name} shrunk: {_sizes(hd.max + 1, bd.max)} no longer checked",
+                    bd.max,
+                    hd.max,
+                )
             elif hd.max > bd.max:
                 self.add(TIGHTENED, ("dims", name, "max"), f"domain of {name} widened up to {hd.max}", bd.max, hd.max)
         for name, hd in self.h.dims.items():
@@ -309,17 +489,26 @@ class _SpecDiff:
         for name, b in bi.items():
             h = hi.get(name)
             if h is None:
-                self.add(REMOVED, ("inputs", name), f"input {name} removed: its layouts and values are no longer checked",
-                         list(b.shape), None, at_base=True)
+                self.add(
+                    REMOVED,
+                    ("inputs", name),
+                    f"input {name} removed: its layouts and values are no longer checked",
+                    list(b.shape),
+                    None,
+                    at_base=True,
+                )
                 continue
             if b.shape != h.shape:
-                self.add(CHANGED, ("inputs", name, "shape"), "shape changed: needs review", list(b.shape), list(h.shape))
+                self.add(
+                    CHANGED, ("inputs", name, "shape"), "shape changed: needs review", list(b.shape), list(h.shape)
+                )
             if b.dtype != h.dtype:
                 self.add(CHANGED, ("inputs", name, "dtype"), "fixed dtype changed: needs review", b.dtype, h.dtype)
             if b.batch_dims and not h.batch_dims:
                 self.add(WEAKENED, ("inputs", name, "batch_dims"), "leading batch dims no longer checked", True, False)
             elif h.batch_dims and not b.batch_dims:
                 self.add(TIGHTENED, ("inputs", name, "batch_dims"), "leading batch dims now checked", False, True)
+            self._integer_input(name, b, h)
             for key, what in (("layouts", "layout"), ("values", "value kind")):
                 before, after = getattr(b, key), getattr(h, key)
                 for v in before:
@@ -332,6 +521,73 @@ class _SpecDiff:
             if name not in bi:
                 self.add(ADDED, ("inputs", name), f"input {name} added", None, list(h.shape))
 
+    def _integer_input(self, name: str, b, h) -> None:
+        """dtype alternatives, value range, sentinel and relations of one input."""
+        path = ("inputs", name)
+        if b.dtypes or h.dtypes:
+            for v in b.dtype_choices:
+                if v not in h.dtype_choices:
+                    self.add(
+                        REMOVED,
+                        path + ("dtypes",),
+                        f"dtype alternative {v or 'case'} removed: no longer checked",
+                        v or "case",
+                        None,
+                    )
+            for v in h.dtype_choices:
+                if v not in b.dtype_choices:
+                    self.add(ADDED, path + ("dtypes",), f"dtype alternative {v or 'case'} added", None, v or "case")
+        if b.range != h.range and b.range and h.range:
+            # compared at the domain's largest sizes: narrower draws fewer values
+            names = {n: d.max for n, d in self.h.dims.items()}
+            lo_b, hi_b, lo_h, hi_h = (int(evaluate(str(x), names)) for x in (*b.range, *h.range))
+            if lo_h > lo_b or hi_h < hi_b:
+                self.add(
+                    WEAKENED,
+                    path + ("range",),
+                    "value range narrowed: fewer values drawn",
+                    list(b.range),
+                    list(h.range),
+                )
+            elif lo_h < lo_b or hi_h > hi_b:
+                self.add(TIGHTENED, path + ("range",), "value range widened", list(b.range), list(h.range))
+            else:
+                self.add(
+                    CHANGED, path + ("range",), "value range rewritten: needs review", list(b.range), list(h.range)
+                )
+        elif b.range != h.range:
+            self.add(CHANGED, path + ("range",), "value range changed: needs review", b.range, h.range)
+        if b.sentinel and not h.sentinel:
+            self.add(
+                REMOVED,
+                path + ("sentinel",),
+                f"sentinel {b.sentinel.value} removed: no longer drawn",
+                b.sentinel.value,
+                None,
+            )
+        elif h.sentinel and not b.sentinel:
+            self.add(ADDED, path + ("sentinel",), f"sentinel {h.sentinel.value} added", None, h.sentinel.value)
+        elif b.sentinel != h.sentinel:
+            self.add(
+                CHANGED,
+                path + ("sentinel",),
+                "sentinel changed: needs review",
+                [b.sentinel.value, b.sentinel.frequency],
+                [h.sentinel.value, h.sentinel.frequency],
+            )
+        bk = {r.key: r for r in b.relations}
+        hk = {r.key: r for r in h.relations}
+        for key, r in bk.items():
+            if key not in hk:
+                self.add(REMOVED, path + ("relations",), f"relation {key} removed: no longer drawn", key, None)
+            elif r.params != hk[key].params:
+                self.add(
+                    CHANGED, path + ("relations",), f"relation {key} changed: needs review", r.params, hk[key].params
+                )
+        for key in hk:
+            if key not in bk:
+                self.add(ADDED, path + ("relations",), f"relation {key} added", None, key)
+
     # -- invariants
     def invariants(self) -> None:
         bk, hk = _keyed(self.b.invariants), _keyed(self.h.invariants)
@@ -339,16 +595,46 @@ class _SpecDiff:
             h = hk.get(key)
             path = ("invariants", key)
             if h is None:
-                self.out.append(Change(self.h.name, REMOVED, _fmt(path), f"invariant {b.label} dropped",
-                                       _inv_json(b), None, file=str(self.b.path), line=b.line))
+                self.out.append(
+                    BoundaryChange(
+                        self.h.name,
+                        REMOVED,
+                        _fmt(path),
+                        f"invariant {b.label} dropped",
+                        _inv_json(b),
+                        None,
+                        file=str(self.b.path),
+                        line=b.line,
+                    )
+                )
             else:
                 for kind, sub, message, before, after in _compare_invariant(b, h):
-                    self.out.append(Change(self.h.name, kind, _fmt(path + sub), message, before, after,
-                                           file=str(self.h.path), line=h.line))
+                    self.out.append(
+                        BoundaryChange(
+                            self.h.name,
+                            kind,
+                            _fmt(path + sub),
+                            message,
+                            before,
+                            after,
+                            file=str(self.h.path),
+                            line=h.line,
+                        )
+                    )
         for key, h in hk.items():
             if key not in bk:
-                self.out.append(Change(self.h.name, ADDED, _fmt(("invariants", key)), f"invariant {h.label} added",
-                                       None, _inv_json(h), file=str(self.h.path), line=h.line))
+                self.out.append(
+                    BoundaryChange(
+                        self.h.name,
+                        ADDED,
+                        _fmt(("invariants", key)),
+                        f"invariant {h.label} added",
+                        None,
+                        _inv_json(h),
+                        file=str(self.h.path),
+                        line=h.line,
+                    )
+                )
 
     # -- pinned examples and benchmark cases
     def examples(self) -> None:
@@ -360,36 +646,89 @@ class _SpecDiff:
             if case.dtype not in self.h.dtypes:
                 continue  # reported once, as the dtype's removal
             for _ in range(n):
-                self.out.append(Change(self.h.name, REMOVED, f"examples[{case.label()}]", "pinned example deleted",
-                                       case.as_dict(), None, file=str(self.b.path), line=lines[case]))
+                self.out.append(
+                    BoundaryChange(
+                        self.h.name,
+                        REMOVED,
+                        f"examples[{case.label()}]",
+                        "pinned example deleted",
+                        case.as_dict(),
+                        None,
+                        file=str(self.b.path),
+                        line=lines[case],
+                    )
+                )
         hlines = {c: c.line for c in self.h.examples}
         for case, n in (hc - bc).items():
             for _ in range(n):
-                self.out.append(Change(self.h.name, ADDED, f"examples[{case.label()}]", "pinned example added",
-                                       None, case.as_dict(), file=str(self.h.path), line=hlines[case]))
+                self.out.append(
+                    BoundaryChange(
+                        self.h.name,
+                        ADDED,
+                        f"examples[{case.label()}]",
+                        "pinned example added",
+                        None,
+                        case.as_dict(),
+                        file=str(self.h.path),
+                        line=hlines[case],
+                    )
+                )
 
     def benchmarks(self) -> None:
         # Benchmark cases are not correctness boundaries, but a reviewer should see them go.
         bc, hc = Counter(self.b.benchmarks), Counter(self.h.benchmarks)
         for case in bc - hc:
-            self.out.append(Change(self.h.name, CHANGED, f"benchmarks[{case.label()}]",
-                                   "benchmark case removed: needs review", case.label(), None,
-                                   file=str(self.b.path), line=case.line))
+            self.out.append(
+                BoundaryChange(
+                    self.h.name,
+                    CHANGED,
+                    f"benchmarks[{case.label()}]",
+                    "benchmark case removed: needs review",
+                    case.label(),
+                    None,
+                    file=str(self.b.path),
+                    line=case.line,
+                )
+            )
         for case in hc - bc:
-            self.out.append(Change(self.h.name, CHANGED, f"benchmarks[{case.label()}]", "benchmark case added",
-                                   None, case.label(), file=str(self.h.path), line=case.line))
+            self.out.append(
+                BoundaryChange(
+                    self.h.name,
+                    CHANGED,
+                    f"benchmarks[{case.label()}]",
+                    "benchmark case added",
+                    None,
+                    case.label(),
+                    file=str(self.h.path),
+                    line=case.line,
+                )
+            )
 
     def objectives(self) -> None:
-        for key, before, after in (("bytes", self.b.bytes_expr, self.h.bytes_expr),
-                                   ("flops", self.b.flops_expr, self.h.flops_expr)):
+        for key, before, after in (
+            ("bytes", self.b.bytes_expr, self.h.bytes_expr),
+            ("flops", self.b.flops_expr, self.h.flops_expr),
+        ):
             if before != after:
-                self.add(CHANGED, ("objectives", key), f"{key} model changed: needs review (it sets % of the hardware limit)",
-                         before, after, at_base=after is None)
+                self.add(
+                    CHANGED,
+                    ("objectives", key),
+                    f"{key} model changed: needs review (it sets % of the hardware limit)",
+                    before,
+                    after,
+                    at_base=after is None,
+                )
         bl = (self.b.raw.get("objectives") or {}).get("latency")
         hl = (self.h.raw.get("objectives") or {}).get("latency")
         if bl != hl:
-            self.add(CHANGED, ("objectives", "latency"), "latency objective changed: needs review", bl, hl,
-                     at_base=hl is None)
+            self.add(
+                CHANGED,
+                ("objectives", "latency"),
+                "latency objective changed: needs review",
+                bl,
+                hl,
+                at_base=hl is None,
+            )
 
 
 def _sizes(lo: int, hi: int) -> str:
@@ -411,46 +750,9 @@ def _inv_json(inv: Invariant) -> Any:
 
 
 def _compare_invariant(b: Invariant, h: Invariant) -> list[tuple]:
-    """(kind, sub-path, message, before, after) for each parameter that moved."""
-    out: list[tuple] = []
-    bp, hp = b.params, h.params
-    handled: set[str] = {"dim", "name"}  # part of the key
-    if b.name in ("sums_to", "mean_zero"):
-        handled.add("atol")
-        before = float(bp.get("atol", DEFAULT_INVARIANT_ATOL))
-        after = float(hp.get("atol", DEFAULT_INVARIANT_ATOL))
-        if after > before:
-            out.append((WEAKENED, ("atol",), f"{b.name} atol loosened", before, after))
-        elif after < before:
-            out.append((TIGHTENED, ("atol",), f"{b.name} atol tightened", before, after))
-    if b.name == "sums_to":
-        handled.add("value")
-        if float(bp["value"]) != float(hp["value"]):
-            out.append((WEAKENED, ("value",), "sums_to target changed: the old boundary is no longer checked",
-                        bp["value"], hp["value"]))
-    if b.name == "bounded":
-        handled |= {"min", "max"}
-        for side, wider in (("min", lambda old, new: new < old), ("max", lambda old, new: new > old)):
-            before, after = bp.get(side), hp.get(side)
-            if before == after:
-                continue
-            if after is None:
-                out.append((WEAKENED, (side,), f"bounded: {side} bound removed", before, None))
-            elif before is None:
-                out.append((TIGHTENED, (side,), f"bounded: {side} bound added", None, after))
-            elif wider(before, after):
-                out.append((WEAKENED, (side,), "bounded range widened", before, after))
-            else:
-                out.append((TIGHTENED, (side,), "bounded range narrowed", before, after))
-    if b.name == "python":
-        handled.add("check")
-        if bp.get("check") != hp.get("check"):
-            out.append((CHANGED, ("check",), "python check now calls another function: needs review",
-                        bp.get("check"), hp.get("check")))
-    for k in sorted((set(bp) | set(hp)) - handled):
-        if bp.get(k) != hp.get(k):
-            out.append((CHANGED, (k,), f"{b.name} parameter {k} changed: needs review", bp.get(k), hp.get(k)))
-    return out
+    """(kind, sub-path, message, before, after) for each parameter that moved, by the
+    invariant's own rule."""
+    return [(m.kind, (param,), m.message, m.before, m.after) for param, m in b.definition.compare(b.params, h.params)]
 
 
 def _fmt(path: tuple) -> str:
@@ -467,7 +769,7 @@ def _fmt(path: tuple) -> str:
 # Presenting
 
 
-def summary(changes: list[Change]) -> dict:
+def summary(changes: list[BoundaryChange]) -> dict:
     counts = Counter(c.kind for c in changes)
     return {
         "weakenings": sum(counts[k] for k in WEAKENING),
@@ -478,7 +780,7 @@ def summary(changes: list[Change]) -> dict:
     }
 
 
-def format_changes(changes: list[Change]) -> str:
+def format_changes(changes: list[BoundaryChange]) -> str:
     """Plain aligned lines, grouped per spec, weakenings first within each spec."""
     if not changes:
         return "no boundary changes"

@@ -2,25 +2,23 @@
 
 Every problem found in a spec becomes a :class:`SpecIssue` naming the file, the key path
 (``inputs.x.layouts[1]``), the line where YAML put that key, and what was expected. The
-schema check uses the published JSON Schema itself, so the file users read and the check
-we run cannot drift apart.
+schema check uses the schema ``aina spec schema`` publishes (:mod:`pytest_aina.spec.schema`),
+so the document users read and the check we run cannot drift apart.
 """
 
 from __future__ import annotations
 
 import difflib
-import json
 import re
 from dataclasses import dataclass
 from functools import cache
-from importlib import resources
 from typing import Any
 
 import yaml
 
-from pytest_aina.spec.schema_errors import explain
+from pytest_aina.schema_errors import explain
+from pytest_aina.spec.schema import schema
 
-SCHEMA_VERSION = 1
 Path_ = tuple  # a key path: ("inputs", "x", "layouts", 1)
 
 
@@ -137,8 +135,14 @@ def _duplicate_keys(node: yaml.Node, path: tuple, file: str) -> list[SpecIssue]:
         for key, value in node.value:
             k = key.value
             if k in first:
-                issues.append(SpecIssue(file, path + (k,), key.start_mark.line + 1,
-                                        f"duplicate key {k!r} (first at line {first[k]}); expected each key once"))
+                issues.append(
+                    SpecIssue(
+                        file,
+                        path + (k,),
+                        key.start_mark.line + 1,
+                        f"duplicate key {k!r} (first at line {first[k]}); expected each key once",
+                    )
+                )
             else:
                 first[k] = key.start_mark.line + 1
             issues += _duplicate_keys(value, path + (k,), file)
@@ -146,13 +150,6 @@ def _duplicate_keys(node: yaml.Node, path: tuple, file: str) -> list[SpecIssue]:
         for i, item in enumerate(node.value):
             issues += _duplicate_keys(item, path + (i,), file)
     return issues
-
-
-@cache
-def schema() -> dict:
-    """The published JSON Schema of the spec format."""
-    text = resources.files("pytest_aina").joinpath(f"schemas/spec-v{SCHEMA_VERSION}.json").read_text()
-    return json.loads(text)
 
 
 def _line_for(lines: dict, path: tuple) -> int | None:
@@ -172,11 +169,15 @@ def _explain(error) -> str:
     if v == "oneOf":
         names, mappings = _invariant_names(error)
         inst = error.instance
-        word = inst if isinstance(inst, str) else next(iter(inst)) if isinstance(inst, dict) and len(inst) == 1 else None
+        word = (
+            inst if isinstance(inst, str) else next(iter(inst)) if isinstance(inst, dict) and len(inst) == 1 else None
+        )
         guess = difflib.get_close_matches(str(word), names + mappings, n=1) if word is not None else []
         hint = f" (did you mean {guess[0]!r}?)" if guess else ""
-        return (f"{error.instance!r} is not a known invariant{hint}; expected a name "
-                f"({', '.join(names)}) or a mapping with one of {', '.join(mappings)}")
+        return (
+            f"{error.instance!r} is not a known invariant{hint}; expected a name "
+            f"({', '.join(names)}) or a mapping with one of {', '.join(mappings)}"
+        )
     return explain(error)
 
 
@@ -220,8 +221,9 @@ def validate_schema(data: Any, lines: dict, file: str) -> list[SpecIssue]:
             # Point at the unknown key itself; YAML may have given it a non-string type.
             known = error.schema.get("properties", {})
             patterns = error.schema.get("patternProperties", {})
-            extra = [str(k) for k in error.instance
-                     if k not in known and not any(re.search(pat, str(k)) for pat in patterns)]
+            extra = [
+                str(k) for k in error.instance if k not in known and not any(re.search(pat, str(k)) for pat in patterns)
+            ]
             if extra and path + (extra[0],) in lines:
                 path = path + (extra[0],)
         issues.append(SpecIssue(file, path, _line_for(lines, path), _explain(error)))

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Iterable, Iterator
 
-from pytest_aina.spec.schema_errors import explain
+from pytest_aina.schema_errors import explain
 from pytest_aina.telemetry.window import FORMAT_VERSION, QUANTILES, Window, parse_time
 
 # Float rounding in a producer's sum of latencies must not turn a window into an error.
@@ -114,11 +114,17 @@ def window_issues(obj) -> list[tuple[tuple, str]]:
 def _schema_facts():
     w = schema()["$defs"]["window"]
     props = w["properties"]
-    return (frozenset(w["required"]), frozenset(props),
-            re.compile(props["kernel"]["pattern"]), re.compile(props["variant"]["pattern"]),
-            re.compile(props["dtype"]["pattern"]), re.compile(props["dims"]["propertyNames"]["pattern"]),
-            re.compile(props["device"]["properties"]["arch"]["pattern"]),
-            re.compile(schema()["$defs"]["time"]["pattern"]), frozenset(props["timing"]["enum"]))
+    return (
+        frozenset(w["required"]),
+        frozenset(props),
+        re.compile(props["kernel"]["pattern"]),
+        re.compile(props["variant"]["pattern"]),
+        re.compile(props["dtype"]["pattern"]),
+        re.compile(props["dims"]["propertyNames"]["pattern"]),
+        re.compile(props["device"]["properties"]["arch"]["pattern"]),
+        re.compile(schema()["$defs"]["time"]["pattern"]),
+        frozenset(props["timing"]["enum"]),
+    )
 
 
 _FACTS = None
@@ -199,8 +205,13 @@ def _semantic_issues(w: dict) -> list[tuple[tuple, str]]:
             out.append((("latency_s", hi), f"{hi} {lat[hi]!r} is below {lo} {lat[lo]!r}; quantiles must not decrease"))
     mean = w["time_s"] / w["calls"]
     if not lat["min"] * (1 - _MEAN_SLACK) <= mean <= lat["max"] * (1 + _MEAN_SLACK):
-        out.append((("time_s",), f"mean latency time_s/calls = {mean:.6g} s lies outside "
-                                 f"[min, max] = [{lat['min']:.6g}, {lat['max']:.6g}] s"))
+        out.append(
+            (
+                ("time_s",),
+                f"mean latency time_s/calls = {mean:.6g} s lies outside "
+                f"[min, max] = [{lat['min']:.6g}, {lat['max']:.6g}] s",
+            )
+        )
     return out
 
 
@@ -247,11 +258,17 @@ def read_batch(body: bytes, source: str = "<batch>") -> tuple[list[Window], list
         doc = parse_json(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise TelemetryError(f"{source}: body is not JSON: {exc}") from None
-    if not isinstance(doc, dict) or doc.get("aina_telemetry") != FORMAT_VERSION or not isinstance(doc.get("windows"), list):
-        raise TelemetryError(f"{source}: expected {{\"aina_telemetry\": {FORMAT_VERSION}, \"windows\": [...]}}")
+    if (
+        not isinstance(doc, dict)
+        or doc.get("aina_telemetry") != FORMAT_VERSION
+        or not isinstance(doc.get("windows"), list)
+    ):
+        raise TelemetryError(f'{source}: expected {{"aina_telemetry": {FORMAT_VERSION}, "windows": [...]}}')
     extra = sorted(set(doc) - {"aina_telemetry", "batch_id", "windows"})
     if extra:
-        raise TelemetryError(f"{source}: unknown key(s) {', '.join(map(repr, extra))}; expected aina_telemetry, batch_id, windows")
+        raise TelemetryError(
+            f"{source}: unknown key(s) {', '.join(map(repr, extra))}; expected aina_telemetry, batch_id, windows"
+        )
     windows: list[Window] = []
     issues: list[TelemetryIssue] = []
     for i, obj in enumerate(doc["windows"], 1):

@@ -13,7 +13,7 @@ recorder imports it in production processes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 #: Version of the window format; every window and every batch carries it.
 FORMAT_VERSION = 1
@@ -94,7 +94,7 @@ class Window:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict, ref: str = "") -> "Window":
+    def from_dict(cls, d: dict, ref: str = "") -> Window:
         """Build from a wire dict that has already passed validation."""
         lat = d["latency_s"]
         return cls(
@@ -109,8 +109,9 @@ class Window:
             arch=d["device"]["arch"],
             calls=int(d["calls"]),
             time_s=float(d["time_s"]),
-            latency=Latency(float(lat["min"]), float(lat["p50"]), float(lat["p90"]),
-                            float(lat["p99"]), float(lat["max"])),
+            latency=Latency(
+                float(lat["min"]), float(lat["p50"]), float(lat["p90"]), float(lat["p99"]), float(lat["max"])
+            ),
             timing=d.get("timing", "wall"),
             instance=d.get("instance", ""),
             versions=tuple(d.get("versions", {}).items()),
@@ -120,7 +121,7 @@ class Window:
 
 def format_time(epoch: float) -> str:
     """RFC 3339 in UTC with a Z, to the millisecond when the time is not whole."""
-    dt = datetime.fromtimestamp(epoch, tz=timezone.utc)
+    dt = datetime.fromtimestamp(epoch, tz=UTC)
     if dt.microsecond:
         return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
     return dt.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -73,8 +73,11 @@ def verify(secret: str | bytes, body: bytes, header: str | None) -> bool:
 
 def encode_batch(windows: list[Window], batch_id: str | None = None) -> bytes:
     """The request body for a batch: compact JSON, UTF-8."""
-    doc = {"aina_telemetry": FORMAT_VERSION, "batch_id": batch_id or uuid.uuid4().hex,
-           "windows": [w.as_dict() for w in windows]}
+    doc = {
+        "aina_telemetry": FORMAT_VERSION,
+        "batch_id": batch_id or uuid.uuid4().hex,
+        "windows": [w.as_dict() for w in windows],
+    }
     return json.dumps(doc, separators=(",", ":")).encode()
 
 

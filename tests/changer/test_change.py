@@ -13,13 +13,23 @@ from pathlib import Path
 import pytest
 
 # fixtures (and the group row maker) from the module beside this one
-from change_records import (ROOT, environment, git, group, make_config_record, make_source_record,  # noqa: F401
-                            passed, repo, secrets_in_env, wrong_source)
+from change_records import (  # noqa: F401
+    ROOT,
+    environment,
+    git,
+    group,
+    make_config_record,
+    make_source_record,
+    passed,
+    repo,
+    secrets_in_env,
+    wrong_source,
+)
 
-from pytest_aina.runtime.dispatch import parse_table
-from pytest_aina.changer import prbody
-from pytest_aina.changer.change import ChangeError, ChangeResult, write_change
+from pytest_aina.changer.change import Change, ChangeError, prbody, write_change
+from pytest_aina.changer.change.pinning import append_to_list
 from pytest_aina.changer.forge import scratch_checkout
+from pytest_aina.runtime.dispatch import parse_table
 from pytest_aina.spec.model import load_spec, parse_spec
 from pytest_aina.spec.ratchet import diff_specs
 
@@ -31,8 +41,11 @@ def _write(record, repo, **kw):
 
 
 def _snapshot(repo: Path) -> dict:
-    return {p.relative_to(repo).as_posix(): p.read_bytes() for p in repo.rglob("*")
-            if p.is_file() and ".git" not in p.parts and "__pycache__" not in p.parts}
+    return {
+        p.relative_to(repo).as_posix(): p.read_bytes()
+        for p in repo.rglob("*")
+        if p.is_file() and ".git" not in p.parts and "__pycache__" not in p.parts
+    }
 
 
 def test_config_winner_becomes_a_table_entry_examples_tests_and_a_record(repo, git, make_config_record):
@@ -43,8 +56,12 @@ def test_config_winner_becomes_a_table_entry_examples_tests_and_a_record(repo, g
 
     name = "softmax_" + record.winner
     assert change.branch == "aina/softmax-hyp-7f3a9c21d4e5b6a7"
-    assert set(change.files) == {"kernels/variants/softmax.yaml", "specs/softmax.yaml",
-                                 f"tests/evolved/test_{name}.py", f"provenance/softmax/{name}.intoto.json"}
+    assert set(change.files) == {
+        "kernels/variants/softmax.yaml",
+        "specs/softmax.yaml",
+        f"tests/evolved/test_{name}.py",
+        f"provenance/softmax/{name}.intoto.json",
+    }
     assert change.attestation == f"provenance/softmax/{name}.intoto.json"
     assert change.labels == ("aina", "kernel:softmax", "risk:low")
 
@@ -64,23 +81,29 @@ def test_config_winner_becomes_a_table_entry_examples_tests_and_a_record(repo, g
     # the spec: the hot shapes, hottest first, appended after the last example with a comment; added only
     old_spec = (repo / "specs/softmax.yaml").read_text()
     new_spec = change.files["specs/softmax.yaml"]
-    assert new_spec.replace(
-        "  # pinned by pytest-aina: the shapes hypothesis hyp-7f3a9c21d4e5b6a7 specialised a variant for\n"
-        "  - {dims: {M: 4096, N: 50304}, dtype: bfloat16, note: hot shape in production telemetry "
-        "(hypothesis hyp-7f3a9c21d4e5b6a7)}\n"
-        "  - {dims: {M: 4096, N: 32768}, dtype: bfloat16, note: hot shape in production telemetry "
-        "(hypothesis hyp-7f3a9c21d4e5b6a7)}\n", "") == old_spec
+    assert (
+        new_spec.replace(
+            "  # pinned by pytest-aina: the shapes hypothesis hyp-7f3a9c21d4e5b6a7 specialised a variant for\n"
+            "  - {dims: {M: 4096, N: 50304}, dtype: bfloat16, note: hot shape in production telemetry "
+            "(hypothesis hyp-7f3a9c21d4e5b6a7)}\n"
+            "  - {dims: {M: 4096, N: 32768}, dtype: bfloat16, note: hot shape in production telemetry "
+            "(hypothesis hyp-7f3a9c21d4e5b6a7)}\n",
+            "",
+        )
+        == old_spec
+    )
     base, head = load_spec(repo / "specs/softmax.yaml"), parse_spec(new_spec, "specs/softmax.yaml")
     diff = diff_specs({"softmax": base}, {"softmax": head})
-    assert sorted((c.kind, c.path) for c in diff) == [("added", "examples[M=4096,N=32768,bfloat16]"),
-                                                      ("added", "examples[M=4096,N=50304,bfloat16]")]
+    assert sorted((c.kind, c.path) for c in diff) == [
+        ("added", "examples[M=4096,N=32768,bfloat16]"),
+        ("added", "examples[M=4096,N=50304,bfloat16]"),
+    ]
 
-    # the same shape as the App would publish it
-    from github_app.change import Change
-
+    # the same shape as the App would publish it, and as the gate reads it back from the branch
     published = Change.from_json(change.to_json())
     assert published.to_json() == change.to_json()
-    assert ChangeResult.from_json(json.loads(json.dumps(change.to_json()))) == change
+    assert Change.from_json(json.loads(json.dumps(change.to_json()))) == change
+    assert Change.from_files(change.files) == change
 
 
 def test_the_generated_test_passes_and_covers_the_launcher_it_binds(repo, make_config_record):
@@ -88,10 +111,14 @@ def test_the_generated_test_passes_and_covers_the_launcher_it_binds(repo, make_c
     test = next(p for p in change.files if p.startswith("tests/evolved/"))
     text = change.files[test]
     # a reviewer's reading: where the CPU stand-ins come from, and the full size under the gpu mark
-    assert "pytest.param({'M': 8, 'N': 50304}, 'bfloat16', id='M=8,N=50304,bfloat16 (stand-in for " \
-           "M=4096,N=50304,bfloat16, hot shape)')" in text
-    assert "pytest.param({'M': 7, 'N': 65535}, 'bfloat16', id='M=7,N=65535,bfloat16 (stand-in for " \
-           "M=8191,N=65535,bfloat16, domain corner, high)')" in text  # 8191 = 7 mod 8: a partial last tile
+    assert (
+        "pytest.param({'M': 8, 'N': 50304}, 'bfloat16', id='M=8,N=50304,bfloat16 (stand-in for "
+        "M=4096,N=50304,bfloat16, hot shape)')" in text
+    )
+    assert (
+        "pytest.param({'M': 7, 'N': 65535}, 'bfloat16', id='M=7,N=65535,bfloat16 (stand-in for "
+        "M=8191,N=65535,bfloat16, domain corner, high)')" in text
+    )  # 8191 = 7 mod 8: a partial last tile
     assert "@pytest.mark.gpu" in text and "({'M': 4096, 'N': 32767}, 'bfloat16', 'sm_90')" in text
     change.materialize(repo)
 
@@ -108,11 +135,13 @@ def test_the_generated_test_passes_and_covers_the_launcher_it_binds(repo, make_c
 
     # the same tests catch a variant that routes nowhere and one whose config is refused
     table = repo / "kernels/variants/softmax.yaml"
-    table.write_text(table.read_text().replace("N: [32768, 65535]", "N: [32768, 40000]")
-                     .replace("BLOCK_N: 8192", "BLOCK_N: 3000"))
+    table.write_text(
+        table.read_text().replace("N: [32768, 65535]", "N: [32768, 40000]").replace("BLOCK_N: 8192", "BLOCK_N: 3000")
+    )
     run = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test]
-    done = subprocess.run(run, cwd=repo, env=dict(os.environ, TRITON_INTERPRET="1"), capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(
+        run, cwd=repo, env=dict(os.environ, TRITON_INTERPRET="1"), capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 1
     assert "goes to generic, not softmax_" in done.stdout and "BLOCK_N=3000 is not allowed" in done.stdout
 
@@ -125,17 +154,29 @@ def test_the_top_hypothesis_of_the_sample_telemetry_becomes_a_change_whose_tests
 
     telemetry = ROOT / "telemetry/sample-fleet-day.jsonl"
     report = reason_about_file(telemetry, specs=ROOT / "specs", variants=ROOT / "kernels/variants")
-    hyp = next(h.to_json() for h in report.hypotheses if h.kind in ("shape_shift", "hot_unspecialised"))
+    top = next(h for h in report.hypotheses if h.kind in ("shape_shift", "hot_unspecialised"))
+    hyp = top.to_json()
     kernel = hyp["kernel"]
     case = next(g for g in hyp["evidence"]["groups"])
     label = ",".join(f"{k}={v}" for k, v in case["dims"].items()) + f",{case['dtype']}"
     base = Candidate(kernel, "metaparams", config={})
     win = Candidate(kernel, "metaparams", config={"BLOCK_N": 8192, "ROWS_PER_PROGRAM": 4})
     attempts = [passed(base, {label: (2.0e-3, 4.0e-3)}, 1), passed(win, {label: (1.5e-3, 4.0e-3)}, 2)]
-    record = SearchRecord(kernel=kernel, spec_path=f"specs/{kernel}.yaml", hypothesis=hyp, seed=0,
-                          budget={"evaluations": 2}, proposers=["metaparams"], baseline=attempts[0],
-                          attempts=attempts[1:], winner=win.id, benchmark_cases=[label], environment=environment(),
-                          device="cpu", repeat=f"aina evolve --telemetry {telemetry.name}")
+    record = SearchRecord(
+        kernel=kernel,
+        spec_path=f"specs/{kernel}.yaml",
+        hypothesis=top,
+        seed=0,
+        budget={"evaluations": 2},
+        proposers=["metaparams"],
+        baseline=attempts[0],
+        attempts=attempts[1:],
+        winner=win.id,
+        benchmark_cases=[label],
+        environment=environment(),
+        device="cpu",
+        repeat=f"aina evolve --telemetry {telemetry.name}",
+    )
     change = write_change(record, repo, spec_path=f"specs/{kernel}.yaml", telemetry=telemetry)
 
     p = change.statement["predicate"]
@@ -146,8 +187,14 @@ def test_the_top_hypothesis_of_the_sample_telemetry_becomes_a_change_whose_tests
     assert p["spec"]["examples_added"] == hot[:4]
     change.materialize(repo)
     test = p["variant"]["test"]
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test], cwd=repo,
-                          env=dict(os.environ, TRITON_INTERPRET="1"), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
+        cwd=repo,
+        env=dict(os.environ, TRITON_INTERPRET="1"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -156,8 +203,9 @@ def test_source_winner_gets_its_module_and_coverage_of_it(repo, git, make_source
     change = _write(record, repo)
     name = "softmax_" + record.winner
     module = f"kernels/evolved/{name}.py"
-    assert change.files[module].startswith(f"# softmax variant {name}: written by pytest-aina's evolution loop "
-                                           "for hypothesis short-rows-02.\n")
+    assert change.files[module].startswith(
+        f"# softmax variant {name}: written by pytest-aina's evolution loop for hypothesis short-rows-02.\n"
+    )
     assert change.files[module].endswith(record.winner_attempt().candidate.source)
     assert "kernels/evolved/__init__.py" in change.files
     entry = parse_table(change.files["kernels/variants/softmax.yaml"], "softmax.yaml").get(name)
@@ -198,7 +246,8 @@ def test_a_source_winners_tests_run_in_the_sandbox(repo, make_source_record, mon
         "_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))\n"
         "if any('ghs_' in v for v in os.environ.values()):\n"
         "    raise RuntimeError('saw a token')\n"
-        "open(os.path.join(_root, 'PWNED'), 'w').write('x')\n")
+        "open(os.path.join(_root, 'PWNED'), 'w').write('x')\n"
+    )
     hostile = replace(change, files=dict(change.files, **{module: sneaky}))
     with scratch_checkout(repo, hostile) as checkout:
         figures = hostile.measure_coverage(checkout)
@@ -210,39 +259,52 @@ def test_a_source_winners_tests_run_in_the_sandbox(repo, make_source_record, mon
 
 def test_hot_shapes_already_pinned_are_not_pinned_again(repo, make_config_record):
     record = make_config_record()
-    record.hypothesis["domain"] = {"dims": {"M": [2, 3], "N": [16384, 32767]}, "dtype": "float32", "arch": None}
-    record.hypothesis["evidence"]["groups"] = [{"dims": {"N": 20000, "M": 2}, "dtype": "float32", "gpu_s": 10.0}]
+    record.hypothesis = replace(
+        record.hypothesis, domain={"dims": {"M": [2, 3], "N": [16384, 32767]}, "dtype": "float32", "arch": None}
+    )
+    record.hypothesis.evidence["groups"] = [{"dims": {"N": 20000, "M": 2}, "dtype": "float32", "gpu_s": 10.0}]
     change = _write(record, repo)
     assert "specs/softmax.yaml" not in change.files  # {M: 2, N: 20000, float32} is an example already
     spec = change.statement["predicate"]["spec"]
-    assert spec["examples_added"] == [] and spec["already_pinned"] == [{"dims": {"M": 2, "N": 20000}, "dtype": "float32"}]
+    assert spec["examples_added"] == [] and spec["already_pinned"] == [
+        {"dims": {"M": 2, "N": 20000}, "dtype": "float32"}
+    ]
     assert "Already pinned, left as they were: `M=2,N=20000,float32`" in change.body
 
 
 def test_far_from_limit_groups_outside_the_domain_are_not_hot_shapes(repo, make_config_record):
     record = make_config_record()
-    record.hypothesis["kind"] = "far_from_limit"
-    record.hypothesis["evidence"]["groups"] += [group({"M": 64, "N": 1024}, 99999.0, dtype="float16"),
-                                                group({"M": 4096, "N": 50304}, 50000.0, arch="sm_80")]
+    record.hypothesis = replace(record.hypothesis, kind="far_from_limit")
+    record.hypothesis.evidence["groups"] += [
+        group({"M": 64, "N": 1024}, 99999.0, dtype="float16"),
+        group({"M": 4096, "N": 50304}, 50000.0, arch="sm_80"),
+    ]
     change = _write(record, repo)
     added = change.statement["predicate"]["spec"]["examples_added"]
-    assert added == [{"dims": {"M": 4096, "N": 50304}, "dtype": "bfloat16"},
-                     {"dims": {"M": 4096, "N": 32768}, "dtype": "bfloat16"}]
+    assert added == [
+        {"dims": {"M": 4096, "N": 50304}, "dtype": "bfloat16"},
+        {"dims": {"M": 4096, "N": 32768}, "dtype": "bfloat16"},
+    ]
 
 
 def test_spec_edits_keep_the_text_for_flow_and_missing_lists(repo):
-    from pytest_aina.changer.change import _append_to_list
-
-    assert _append_to_list("a: 1\nexamples: []  # none yet\nb: 2\n", "examples", ["{x: 1}"], "c", "f") \
+    assert (
+        append_to_list("a: 1\nexamples: []  # none yet\nb: 2\n", "examples", ["{x: 1}"], "c", "f")
         == "a: 1\nexamples: [{x: 1}]  # none yet\nb: 2\n"
-    assert _append_to_list("examples: [{x: 0}]\n", "examples", ["{x: 1}", "{x: 2}"], "c", "f") \
+    )
+    assert (
+        append_to_list("examples: [{x: 0}]\n", "examples", ["{x: 1}", "{x: 2}"], "c", "f")
         == "examples: [{x: 0}, {x: 1}, {x: 2}]\n"
-    assert _append_to_list("a: 1  # keep\n", "examples", ["{x: 1}"], "why", "f") \
+    )
+    assert (
+        append_to_list("a: 1  # keep\n", "examples", ["{x: 1}"], "why", "f")
         == "a: 1  # keep\n# why\nexamples:\n  - {x: 1}\n"
+    )
     # a block list whose last item is a block mapping, followed by a comment of the next key
     text = "examples:\n  - dims: {M: 1}\n    note: a\n# benchmarks follow\nbenchmarks: []\n"
-    assert _append_to_list(text, "examples", ["{x: 1}"], "why", "f") == (
-        "examples:\n  - dims: {M: 1}\n    note: a\n  # why\n  - {x: 1}\n# benchmarks follow\nbenchmarks: []\n")
+    assert append_to_list(text, "examples", ["{x: 1}"], "why", "f") == (
+        "examples:\n  - dims: {M: 1}\n    note: a\n  # why\n  - {x: 1}\n# benchmarks follow\nbenchmarks: []\n"
+    )
 
 
 def _winner_with_defaults(r):
@@ -253,19 +315,25 @@ def _winner_with_defaults(r):
     r.winner = c.id
 
 
-@pytest.mark.parametrize(("edit", "message"), [
-    (lambda r: setattr(r, "winner", None), "no winner"),
-    (lambda r: setattr(r, "winner", r.baseline.candidate.id), "no winner"),  # the baseline is not an attempt
-    (_winner_with_defaults, "heuristic defaults"),
-    (lambda r: r.hypothesis.pop("id"), "has no id"),
-    (lambda r: [g["dims"].update(N=1000) for g in r.hypothesis["evidence"]["groups"]], "none of its evidence.groups"),
-    (lambda r: r.hypothesis["evidence"]["groups"][0]["dims"].update(N=10 ** 7), "outside softmax's domain"),
-    (lambda r: r.hypothesis["evidence"]["groups"][0].update(dtype="int8"), "is not one of softmax's dtypes"),
-    (lambda r: r.hypothesis["evidence"].update(groups=[], hot_shapes=[{"dims": {"M": 4096, "N": 1000},
-                                                                        "dtype": "bfloat16"}]),
-     "lies outside the domain"),
-    (lambda r: r.hypothesis["domain"]["dims"].update(K=[1, 2]), "'K' is not a dim of softmax"),
-])
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda r: setattr(r, "winner", None), "no winner"),
+        (lambda r: setattr(r, "winner", r.baseline.candidate.id), "no winner"),  # the baseline is not an attempt
+        (_winner_with_defaults, "heuristic defaults"),
+        (lambda r: setattr(r, "hypothesis", r.hypothesis.to_json()), "must be a Hypothesis"),
+        (lambda r: [g["dims"].update(N=1000) for g in r.hypothesis.evidence["groups"]], "none of its evidence.groups"),
+        (lambda r: r.hypothesis.evidence["groups"][0]["dims"].update(N=10**7), "outside softmax's domain"),
+        (lambda r: r.hypothesis.evidence["groups"][0].update(dtype="int8"), "is not one of softmax's dtypes"),
+        (
+            lambda r: r.hypothesis.evidence.update(
+                groups=[], hot_shapes=[{"dims": {"M": 4096, "N": 1000}, "dtype": "bfloat16"}]
+            ),
+            "lies outside the domain",
+        ),
+        (lambda r: r.hypothesis.domain["dims"].update(K=[1, 2]), "'K' is not a dim of softmax"),
+    ],
+)
 def test_bad_records_are_refused_with_the_reason(repo, make_config_record, edit, message):
     record = make_config_record()
     edit(record)
@@ -275,9 +343,11 @@ def test_bad_records_are_refused_with_the_reason(repo, make_config_record, edit,
 
 def test_a_more_specific_existing_variant_would_shadow_the_new_one(repo, make_config_record):
     table = repo / "kernels/variants/softmax.yaml"
-    table.write_text(table.read_text() + "  - name: hand_tuned\n    function: kernels.softmax:softmax_generic\n"
-                     "    config: {BLOCK_N: 4096}\n    domain:\n      dims: {M: [4096, 4096], N: [50304, 50304]}\n"
-                     "      dtypes: [bfloat16]\n      arch: [sm_90]\n")
+    table.write_text(
+        table.read_text() + "  - name: hand_tuned\n    function: kernels.softmax:softmax_generic\n"
+        "    config: {BLOCK_N: 4096}\n    domain:\n      dims: {M: [4096, 4096], N: [50304, 50304]}\n"
+        "      dtypes: [bfloat16]\n      arch: [sm_90]\n"
+    )
     with pytest.raises(ChangeError, match="would go to the existing variant 'hand_tuned'"):
         _write(make_config_record(), repo)
 
@@ -287,17 +357,30 @@ def test_body_is_rendered_from_the_attestation_and_warns_on_cpu(repo, make_confi
     stmt = change.statement
     assert prbody.render(stmt) == change.body and prbody.title(stmt) == change.title
     body = change.body
-    assert body.index("**Measured on a CPU, in Triton's interpreter: these timings are not GPU evidence.**") \
-        < body.index("### What changes")
+    assert body.index(
+        "**Measured on a CPU, in Triton's interpreter: these timings are not GPU evidence.**"
+    ) < body.index("### What changes")
     row = next(line for line in body.splitlines() if line.startswith("| `M=8,N=50304,bfloat16` |"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     m = stmt["predicate"]["measurements"][0]
-    assert cells[1].startswith(prbody._s(m["before"]["median_s"])) and cells[2].startswith(prbody._s(m["after"]["median_s"]))
-    assert cells[3] == f"**{m['speedup']['value']:.2f}x** [{m['speedup']['ci95'][0]:.2f}, {m['speedup']['ci95'][1]:.2f}]"
+    assert cells[1].startswith(prbody._s(m["before"]["median_s"])) and cells[2].startswith(
+        prbody._s(m["after"]["median_s"])
+    )
+    assert (
+        cells[3] == f"**{m['speedup']['value']:.2f}x** [{m['speedup']['ci95'][0]:.2f}, {m['speedup']['ci95'][1]:.2f}]"
+    )
     assert cells[4] == "n/a (CPU interpreter)"
-    for text in ("### What was tried", "failed at benchmarks: timeout", "failed at examples: wrong_answer",
-                 "failed at import: syntax_error", "passed, **winner**", "AINA_DISPATCH_PIN=softmax=generic",
-                 "git revert", "aina evolve --telemetry telemetry/sample.jsonl --seed 7", "### Reproduce"):
+    for text in (
+        "### What was tried",
+        "failed at benchmarks: timeout",
+        "failed at examples: wrong_answer",
+        "failed at import: syntax_error",
+        "passed, **winner**",
+        "AINA_DISPATCH_PIN=softmax=generic",
+        "git revert",
+        "aina evolve --telemetry telemetry/sample.jsonl --seed 7",
+        "### Reproduce",
+    ):
         assert text in body
     # what was tried: each passing candidate against the baseline, on its own times
     rows = {c["id"]: c for c in stmt["predicate"]["candidates"]}

@@ -8,13 +8,15 @@ import threading
 from pathlib import Path
 
 import pytest
+from hostile_candidates import GOOD, HOSTILE
 
 from pytest_aina.changer.evaluate import Setup, evaluate, workdir_for
+from pytest_aina.changer.executors import LocalExecutor
 from pytest_aina.changer.model import Candidate
-from pytest_aina.changer.search import Budget, run_search
 from pytest_aina.changer.proposers import ProposalContext
-
-from hostile_candidates import GOOD, HOSTILE
+from pytest_aina.changer.search import run_search
+from pytest_aina.changer.settings import Budget
+from pytest_aina.reasoner import Hypothesis
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "ghs_fake_installation_token_0123456789"
@@ -30,8 +32,9 @@ class Scripted:
         out = []
         while self.queue and len(out) < n:
             label, src = self.queue.pop(0)
-            out.append(Candidate(kernel="softmax", proposer="scripted", source=src, function="softmax",
-                                 meta={"label": label}))
+            out.append(
+                Candidate(kernel="softmax", proposer="scripted", source=src, function="softmax", meta={"label": label})
+            )
         return out
 
 
@@ -63,22 +66,44 @@ def listener():
 @pytest.fixture(scope="module")
 def search_result(listener, tmp_path_factory):
     port, _ = listener
-    os.environ["AINA_FAKE_TOKEN"] = SECRET   # in the parent's environment: must not reach a candidate
-    spy = ("import os\nfrom kernels.softmax import softmax_generic\n\n"
-           "def softmax(x):\n    leaked = [v for v in os.environ.values() if 'ghs_' in v]\n"
-           "    if leaked:\n        raise RuntimeError('saw ' + leaked[0])\n    return softmax_generic(x)\n")
-    sources = [(k, v.replace("PORT", str(port)).replace("REPO_ROOT", repr(str(REPO))))
-               for k, v in HOSTILE.items()] + [("secret spy", spy), ("good", GOOD)]
-    setup = Setup(spec_path=REPO / "specs" / "softmax.yaml", repo=REPO, function="softmax",
-                  generic="kernels.softmax:softmax_generic",
-                  bench_cases=[{"dims": {"M": 8, "N": 256}, "dtype": "float32", "label": "M=8,N=256,float32"}],
-                  workdir=workdir_for(REPO, "test-hostile"), calls=5, check_wall_s=30, bench_wall_s=60,
-                  memory_bytes=4 << 30)
-    ctx = ProposalContext(kernel="softmax", spec=setup.spec, spec_text="", kernel_source="", function="softmax",
-                          hypothesis={}, tunables={})
+    os.environ["AINA_FAKE_TOKEN"] = SECRET  # in the parent's environment: must not reach a candidate
+    spy = (
+        "import os\nfrom kernels.softmax import softmax_generic\n\n"
+        "def softmax(x):\n    leaked = [v for v in os.environ.values() if 'ghs_' in v]\n"
+        "    if leaked:\n        raise RuntimeError('saw ' + leaked[0])\n    return softmax_generic(x)\n"
+    )
+    sources = [(k, v.replace("PORT", str(port)).replace("REPO_ROOT", repr(str(REPO)))) for k, v in HOSTILE.items()] + [
+        ("secret spy", spy),
+        ("good", GOOD),
+    ]
+    setup = Setup(
+        spec_path=REPO / "specs" / "softmax.yaml",
+        repo=REPO,
+        function="softmax",
+        generic="kernels.softmax:softmax_generic",
+        bench_cases=[{"dims": {"M": 8, "N": 256}, "dtype": "float32", "label": "M=8,N=256,float32"}],
+        workdir=workdir_for(REPO, "test-hostile"),
+        calls=5,
+        # the checks now include the profile's budget-edge cases in every dtype, under the
+        # faithful interpreter and its sanitizer: 30 s left no room on a 2-core machine
+        check_wall_s=120,
+        bench_wall_s=60,
+        memory_bytes=4 << 30,
+    )
+    ctx = ProposalContext(
+        kernel="softmax",
+        spec=setup.spec,
+        spec_text="",
+        kernel_source="",
+        function="softmax",
+        hypothesis=Hypothesis.from_json({"id": "h", "kind": "hot_unspecialised", "kernel": "softmax"}),
+        tunables={},
+    )
     try:
-        out = run_search(ctx, [Scripted(sources)], lambda c: evaluate(c, setup), Budget(evaluations=len(sources)),
-                         workers=2)
+        with LocalExecutor(2) as pool:
+            out = run_search(
+                ctx, [Scripted(sources)], lambda c: evaluate(c, setup), Budget(evaluations=len(sources)), executor=pool
+            )
     finally:
         del os.environ["AINA_FAKE_TOKEN"]
     return {a.candidate.meta["label"]: a for a in out.attempts}
@@ -106,7 +131,7 @@ def test_the_search_goes_on_and_a_good_candidate_passes(search_result):
 
 def test_no_secret_reaches_a_candidate_or_a_record(search_result):
     spy = search_result["secret spy"].verdict
-    assert spy.passed, spy.detail          # it saw no token, so it ran normally
+    assert spy.passed, spy.detail  # it saw no token, so it ran normally
     blob = json.dumps({k: a.to_json() for k, a in search_result.items()})
     assert SECRET not in blob
 

@@ -37,9 +37,28 @@ def evolved(tmp_path_factory):
     repo = _demo().make_scratch_repo(tmp_path_factory.mktemp("fleet") / "repo")
     head = git(repo, "rev-parse", "HEAD")
     env = dict(os.environ, PYTHONPATH=str(repo))
-    out = subprocess.run([sys.executable, "-m", "pytest_aina.cli", "evolve", "--telemetry",
-                          "telemetry/sample-fleet-day.jsonl", "--repo", str(repo), "--budget-evals", "4",
-                          "--seed", "0", "--json"], cwd=repo, env=env, capture_output=True, text=True, timeout=1500)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest_aina.cli",
+            "evolve",
+            "--telemetry",
+            "telemetry/sample-fleet-day.jsonl",
+            "--repo",
+            str(repo),
+            "--budget-evals",
+            "4",
+            "--seed",
+            "0",
+            "--json",
+        ],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
     assert out.returncode == 0, out.stderr[-4000:]
     return repo, head, json.loads(out.stdout), out.stderr
 
@@ -48,7 +67,7 @@ def test_the_loop_opens_a_branch_with_one_commit(evolved):
     repo, head, result, log = evolved
     branch = result["branch"]
     assert branch.startswith("aina/rms_norm-"), log[-3000:]
-    assert git(repo, "rev-parse", f"{branch}~1") == head                    # exactly one commit on top
+    assert git(repo, "rev-parse", f"{branch}~1") == head  # exactly one commit on top
     assert git(repo, "rev-parse", "HEAD") == head and git(repo, "status", "--porcelain") == ""
     files = git(repo, "diff", "--name-only", head, branch).splitlines()
     assert "kernels/variants/rms_norm.yaml" in files and "specs/rms_norm.yaml" in files
@@ -63,7 +82,23 @@ def test_the_spec_tests_pass_on_the_branch(evolved, tmp_path):
     tree = tmp_path / "branch"
     git(repo, "worktree", "add", "-q", str(tree), result["branch"])
     env = dict(os.environ, PYTHONPATH=str(tree), TRITON_INTERPRET="1")
-    run = subprocess.run([sys.executable, "-m", "pytest", "--aina", "specs/rms_norm.yaml", "tests/evolved", "-q",
-                          "-p", "no:cacheprovider"], cwd=tree, env=env, capture_output=True, text=True, timeout=1200)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--aina",
+            "specs/rms_norm.yaml",
+            "tests/evolved",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+        ],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert run.returncode == 0, run.stdout[-4000:]
     assert " passed" in run.stdout.splitlines()[-1]

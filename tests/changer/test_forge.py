@@ -8,7 +8,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-
 from change_records import git, make_config_record, repo  # noqa: F401  (fixtures, from beside this module)
 
 from pytest_aina.changer.change import write_change
@@ -21,10 +20,18 @@ def _change(record, repo, now="2025-01-07T10:05:00Z"):
 
 def _state(repo, git):
     """What a user would notice changing: HEAD, the current branch, the index, the files."""
-    files = {p.relative_to(repo).as_posix(): p.read_bytes() for p in repo.rglob("*")
-             if p.is_file() and ".git" not in p.parts and ".aina" not in p.parts}
-    return (git(repo, "rev-parse", "HEAD"), git(repo, "symbolic-ref", "HEAD"), git(repo, "status", "--porcelain"),
-            git(repo, "ls-files", "--stage"), files)
+    files = {
+        p.relative_to(repo).as_posix(): p.read_bytes()
+        for p in repo.rglob("*")
+        if p.is_file() and ".git" not in p.parts and ".aina" not in p.parts
+    }
+    return (
+        git(repo, "rev-parse", "HEAD"),
+        git(repo, "symbolic-ref", "HEAD"),
+        git(repo, "status", "--porcelain"),
+        git(repo, "ls-files", "--stage"),
+        files,
+    )
 
 
 def test_branch_has_one_commit_with_exactly_the_change(repo, git, make_config_record):
@@ -38,8 +45,10 @@ def test_branch_has_one_commit_with_exactly_the_change(repo, git, make_config_re
     assert result.branch == "aina/softmax-hyp-7f3a9c21d4e5b6a7" and result.base == head and not result.updated
     assert git(repo, "rev-list", f"{head}..{result.branch}").split() == [result.commit]
     assert git(repo, "rev-parse", f"{result.commit}^@") == head
-    assert git(repo, "log", "-1", "--format=%an <%ae>|%cn <%ce>", result.branch) == \
-        "pytest-aina <aina@localhost>|pytest-aina <aina@localhost>"
+    assert (
+        git(repo, "log", "-1", "--format=%an <%ae>|%cn <%ce>", result.branch)
+        == "pytest-aina <aina@localhost>|pytest-aina <aina@localhost>"
+    )
     changed = git(repo, "diff", "--name-only", head, result.branch).split()
     assert sorted(changed) == sorted(change.files)
     for path, text in change.files.items():
@@ -73,7 +82,9 @@ def test_publishing_again_replaces_the_commit_on_the_same_branch(repo, git, make
     again = open_pr(repo, later)  # what aina evolve calls: publish, as data
     assert again["branch"] == first.branch and again["previous"] == first.commit and again["commit"] != first.commit
     assert "updated in place" in again["message"]
-    assert git(repo, "for-each-ref", "--format=%(refname)", "refs/heads/aina/").split() == [f"refs/heads/{first.branch}"]
+    assert git(repo, "for-each-ref", "--format=%(refname)", "refs/heads/aina/").split() == [
+        f"refs/heads/{first.branch}"
+    ]
     assert git(repo, "rev-list", f"{head}..{first.branch}").split() == [again["commit"]]
     assert git(repo, "rev-parse", f"{again['commit']}^@") == head
     assert '"created": "2025-01-08T09:00:00Z"' in git(repo, "show", f"{first.branch}:{later.attestation}")
@@ -111,3 +122,20 @@ def test_scratch_checkout_is_head_plus_the_change_and_goes_away(repo, git, make_
             assert (checkout / path).read_text() == text
     assert not checkout.exists()
     assert git(repo, "status", "--porcelain") == "?? uncommitted.txt"
+
+
+def test_a_change_reads_back_from_its_branch(repo, git, make_config_record):
+    """What the merge gate does with a PR's head: the files the branch changes on its base,
+    the change they make, and the one provenance check against that base."""
+    from pytest_aina.changer.change import verify
+    from pytest_aina.changer.forge import read_change
+
+    change = _change(make_config_record(), repo)
+    result = publish(change, repo)
+    assert read_change(repo, result.branch) == change
+    head = git(repo, "rev-parse", "HEAD")
+    assert read_change(repo, result.branch, base=head).files == change.files
+    # the record says it was made on commit 000...: not this repository's HEAD, and that is what the check says
+    assert verify(change.files, attestation=change.attestation, base=head)[-1].startswith(
+        f"the change was made on {'0' * 12} but sits on {head[:12]}"
+    )

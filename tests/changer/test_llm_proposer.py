@@ -21,10 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_aina.changer.proposers import prompts
-from pytest_aina.changer.proposers.llm import LLMConfigError, LLMProposer, _estimate_tokens, _parse_answer
 from pytest_aina.changer.model import Candidate, Verdict, digest
-from pytest_aina.changer.proposers import ProposalContext, make
+from pytest_aina.changer.proposers import ProposalContext, make, prompts
+from pytest_aina.changer.proposers.llm import LLMConfigError, LLMProposer, _estimate_tokens, _parse_answer
+from pytest_aina.reasoner import Hypothesis
 from pytest_aina.spec.model import load_spec
 from tests.fakes.openai_server import FakeOpenAI, answer, error
 
@@ -61,8 +61,7 @@ def softmax(x: torch.Tensor) -> torch.Tensor:
 '''
 
 # Compiles, defines softmax with a Triton kernel, and forgets to normalise: wrong values.
-WRONG = GOOD.replace("y = e / tl.sum(e, axis=0)", "y = e").replace(
-    "one row per program", "no division")
+WRONG = GOOD.replace("y = e / tl.sum(e, axis=0)", "y = e").replace("one row per program", "no division")
 
 
 def fenced(source: str, idea: str = "one program per row, the whole row in registers") -> str:
@@ -88,26 +87,66 @@ def server():
 def ctx() -> ProposalContext:
     spec_path = ROOT / "specs" / "softmax.yaml"
     source = (ROOT / "kernels" / "softmax.py").read_text()
-    tunables = next(ast.literal_eval(node.value) for node in ast.parse(source).body
-                    if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "TUNABLES")
-    tuned = Candidate(kernel="softmax", proposer="metaparams",
-                      config={"BLOCK_N": 1024, "ROWS_PER_PROGRAM": 4, "num_warps": 4, "num_stages": 2})
-    broken = Candidate(kernel="softmax", proposer="llm:openai/fake-model", source="# an earlier try\n",
-                       function="softmax", meta={"summary": "skip the max subtraction to save a pass"})
+    tunables = next(
+        ast.literal_eval(node.value)
+        for node in ast.parse(source).body
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "TUNABLES"
+    )
+    tuned = Candidate(
+        kernel="softmax",
+        proposer="metaparams",
+        config={"BLOCK_N": 1024, "ROWS_PER_PROGRAM": 4, "num_warps": 4, "num_stages": 2},
+    )
+    broken = Candidate(
+        kernel="softmax",
+        proposer="llm:openai/fake-model",
+        source="# an earlier try\n",
+        function="softmax",
+        meta={"summary": "skip the max subtraction to save a pass"},
+    )
     history = [
-        (tuned, Verdict(candidate=tuned.id, passed=True, stages=["import", "examples", "properties", "benchmarks"],
-                        speedup=1.31, score=0.27)),
-        (broken, Verdict(candidate=broken.id, passed=False, stages=["import"], failed_stage="examples",
-                         reason="wrong_answer", detail="inf in output at M=3, N=5000 float16 values=large")),
+        (
+            tuned,
+            Verdict(
+                candidate=tuned.id,
+                passed=True,
+                stages=["import", "examples", "properties", "benchmarks"],
+                speedup=1.31,
+                score=0.27,
+            ),
+        ),
+        (
+            broken,
+            Verdict(
+                candidate=broken.id,
+                passed=False,
+                stages=["import"],
+                failed_stage="examples",
+                reason="wrong_answer",
+                detail="inf in output at M=3, N=5000 float16 values=large",
+            ),
+        ),
     ]
     return ProposalContext(
-        kernel="softmax", spec=load_spec(spec_path), spec_text=spec_path.read_text(), kernel_source=source,
+        kernel="softmax",
+        spec=load_spec(spec_path),
+        spec_text=spec_path.read_text(),
+        kernel_source=source,
         function="softmax",
-        hypothesis={"id": "hyp-0123456789abcdef", "kind": "unspecialised_hot_shape", "kernel": "softmax",
-                    "domain": {"M": 4096, "N": 50304, "dtype": "bfloat16"}, "expected_gain": 0.18,
-                    "evidence": {"share_of_gpu_time": 0.41, "calls": 1200000,
-                                 "achieved_bandwidth_fraction": 0.38}},
-        tunables=tunables, history=history, seed=7)
+        hypothesis=Hypothesis.from_json(
+            {
+                "id": "hyp-0123456789abcdef",
+                "kind": "unspecialised_hot_shape",
+                "kernel": "softmax",
+                "domain": {"M": 4096, "N": 50304, "dtype": "bfloat16"},
+                "expected_gain": 0.18,
+                "evidence": {"share_of_gpu_time": 0.41, "calls": 1200000, "achieved_bandwidth_fraction": 0.38},
+            }
+        ),
+        tunables=tunables,
+        history=history,
+        seed=7,
+    )
 
 
 def proposer(server, **kw) -> LLMProposer:
@@ -128,10 +167,10 @@ def test_good_kernel_over_http(server, ctx, api_key):
     assert req.headers["authorization"] == f"Bearer {api_key}"
     assert req.body["model"] == "fake-model" and req.body["temperature"] == 0.2
     sent = req.text
-    assert ctx.kernel_source.rstrip() in sent                     # the kernel module, verbatim
-    assert ctx.spec_text.rstrip() in sent                         # the spec, verbatim
-    assert '"achieved_bandwidth_fraction": 0.38' in sent          # the hypothesis' evidence
-    assert '"ROWS_PER_PROGRAM": [1, 2, 4, 8, 16]' in sent         # the tunables
+    assert ctx.kernel_source.rstrip() in sent  # the kernel module, verbatim
+    assert ctx.spec_text.rstrip() in sent  # the spec, verbatim
+    assert '"achieved_bandwidth_fraction": 0.38' in sent  # the hypothesis' evidence
+    assert '"ROWS_PER_PROGRAM": [1, 2, 4, 8, 16]' in sent  # the tunables
     # the scored history: each attempt's description and outcome
     assert "BLOCK_N=1024, ROWS_PER_PROGRAM=4, num_stages=2, num_warps=4" in sent
     assert "speedup 1.31x" in sent and "score 0.27" in sent
@@ -145,10 +184,15 @@ def test_good_kernel_over_http(server, ctx, api_key):
     assert cand.meta["model"] == "openai/fake-model"
     # tokens are the server's usage figures, cost is unknown for an unpriced model
     usage = server.completion(req, answer(fenced(GOOD)))["usage"]
-    assert cand.meta["tokens"] == {"prompt": usage["prompt_tokens"], "completion": usage["completion_tokens"],
-                                   "total": usage["total_tokens"]}
-    assert (cand.meta["prompt_tokens"], cand.meta["completion_tokens"]) == (usage["prompt_tokens"],
-                                                                          usage["completion_tokens"])
+    assert cand.meta["tokens"] == {
+        "prompt": usage["prompt_tokens"],
+        "completion": usage["completion_tokens"],
+        "total": usage["total_tokens"],
+    }
+    assert (cand.meta["prompt_tokens"], cand.meta["completion_tokens"]) == (
+        usage["prompt_tokens"],
+        usage["completion_tokens"],
+    )
     assert cand.meta["cost_usd"] is None and cand.meta["cost_note"] == "unpriced model"
     [call] = cand.meta["attempts"]
     assert call["outcome"] == "ok" and call["status"] == 200 and call["finish_reason"] == "stop"
@@ -181,8 +225,9 @@ def test_good_and_wrong_kernels_are_both_candidates_and_the_text_runs(server, ct
             print(name, torch.allclose(y, torch.softmax(x, dim=-1), atol=1e-6, rtol=1e-5))
     """)
     env = {k: v for k, v in os.environ.items() if k != KEY_ENV} | {"TRITON_INTERPRET": "1"}
-    out = subprocess.run([sys.executable, "-c", check, str(tmp_path)], capture_output=True, text=True,
-                         env=env, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", check, str(tmp_path)], capture_output=True, text=True, env=env, timeout=300
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["good", "True", "wrong", "False"]
 
@@ -197,7 +242,10 @@ def test_garbage_is_retried_with_a_correction_and_every_attempt_recorded(server,
     assert cand.source == GOOD
     calls = cand.meta["attempts"]
     assert [(c["outcome"], c["reason"]) for c in calls] == [
-        ("malformed", "no_code_block"), ("malformed", "syntax_error"), ("ok", None)]
+        ("malformed", "no_code_block"),
+        ("malformed", "syntax_error"),
+        ("ok", None),
+    ]
     assert "line 4" in calls[1]["detail"]
     # the conversation grows: each retry carries the bad answer and what was wrong with it
     second, third = server.requests[1].body["messages"], server.requests[2].body["messages"]
@@ -256,7 +304,7 @@ def test_timeout_is_retried(server, ctx, api_key):
 def test_provider_down_is_recorded_and_ends_the_round(server, ctx, api_key):
     server.script(*[error(503, "maintenance")] * 3)
     llm = proposer(server, provider_retries=2)
-    assert llm.propose(ctx, 4) == []          # one slot's retries, then the round stops
+    assert llm.propose(ctx, 4) == []  # one slot's retries, then the round stops
     [failure] = llm.failures
     assert failure["reason"] == "provider_error" and failure["detail"].startswith("server_error: ")
     assert [c["status"] for c in failure["attempts"]] == [503, 503, 503]
@@ -266,7 +314,7 @@ def test_provider_down_is_recorded_and_ends_the_round(server, ctx, api_key):
 def test_the_key_is_redacted_from_prompts_and_echoed_errors(server, ctx, api_key, caplog):
     caplog.set_level(logging.DEBUG)
     # a context should never hold the key; if one does, the prompt still does not carry it
-    ctx.hypothesis["evidence"]["note"] = f"collected with {api_key}"
+    ctx.hypothesis.evidence["note"] = f"collected with {api_key}"
     server.script(error(500, f"invalid header Authorization: Bearer {api_key}"), answer(fenced(GOOD)))
     [cand] = proposer(server).propose(ctx, 1)
     assert "Bearer [redacted]" in cand.meta["attempts"][0]["detail"]
@@ -290,14 +338,17 @@ def test_a_duplicate_of_history_is_refused(server, ctx, api_key):
 
 def test_token_budget(server, ctx, api_key):
     llm = proposer(server, max_tokens=4096)
-    ctx.token_budget = 100                    # less than the prompt: nothing is sent
+    ctx.token_budget = 100  # less than the prompt: nothing is sent
     assert llm.propose(ctx, 2) == []
     assert llm.failures[-1]["reason"] == "token_budget_exhausted" and server.requests == []
 
     # room for one conversation: the answer is capped to what is left, then the round stops
-    prompt_estimate = _estimate_tokens([
-        {"role": "system", "content": prompts.SYSTEM},
-        {"role": "user", "content": prompts.render_task(ctx, proposed=[], history_limit=20)}])
+    prompt_estimate = _estimate_tokens(
+        [
+            {"role": "system", "content": prompts.SYSTEM},
+            {"role": "user", "content": prompts.render_task(ctx, proposed=[], history_limit=20)},
+        ]
+    )
     ctx.token_budget = prompt_estimate + 1000
     server.script(answer(fenced(GOOD)))
     [cand] = llm.propose(ctx, 2)
@@ -313,8 +364,10 @@ def test_priced_model_cost_comes_from_litellm(server, ctx, api_key):
     llm = LLMProposer(model="openai/gpt-4o-mini", api_base=server.url, api_key_env=KEY_ENV)
     [cand] = llm.propose(ctx, 1)
     price = litellm.model_cost["gpt-4o-mini"]
-    expected = (cand.meta["prompt_tokens"] * price["input_cost_per_token"]
-                + cand.meta["completion_tokens"] * price["output_cost_per_token"])
+    expected = (
+        cand.meta["prompt_tokens"] * price["input_cost_per_token"]
+        + cand.meta["completion_tokens"] * price["output_cost_per_token"]
+    )
     assert cand.meta["cost_usd"] == pytest.approx(expected) and cand.meta["cost_usd"] > 0
     assert cand.meta["cost_note"] is None and llm.cost_usd == pytest.approx(expected)
 
@@ -334,7 +387,7 @@ def test_configuration_errors_are_raised_clearly(server, ctx, api_key, monkeypat
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(LLMConfigError, match="needs OPENAI_API_KEY in the environment"):
         LLMProposer(model="openai/gpt-4o").propose(ctx, 1)
-    assert server.requests == []              # none of these reached the network
+    assert server.requests == []  # none of these reached the network
     # a key the server rejects is configuration too: retrying cannot fix it
     monkeypatch.setenv(KEY_ENV, "sk-wrong")
     server.script(error(401, "invalid api key"))
@@ -349,36 +402,48 @@ def test_a_local_server_needs_no_key(server, ctx, monkeypatch):
     assert cand.source == GOOD
 
 
-@pytest.mark.parametrize("text, finish, reason", [
-    ("", "stop", "empty"),
-    ("   \n", "stop", "empty"),
-    ("Idea: x\n```python\nimport triton\n@triton.jit\ndef k(): pass\n", "length", "truncated"),
-    ("Idea: x\n```python\nimport triton\n", "stop", "unterminated_code_block"),
-    ("I cannot help with writing that kernel.", "stop", "refusal"),
-    ("Here is the plan, in words only.", "stop", "no_code_block"),
-    ("```python\n```\n", "stop", "empty"),
-    (fenced(GOOD) + fenced(WRONG), "stop", "several_code_blocks"),
-    (fenced(GOOD.replace("def softmax(x: torch.Tensor)", "def softmax(inp: torch.Tensor)")), "stop",
-     "signature_mismatch"),
-    (fenced(GOOD.replace("def softmax(x: torch.Tensor)", "def softmax(x: torch.Tensor, dim)")), "stop",
-     "signature_mismatch"),
-    (fenced(GOOD.replace("@triton.jit\n", "")), "stop", "no_triton_kernel"),
-    (fenced(GOOD.replace("\ndef softmax(", "\nclass Wrapper:\n  def softmax(")), "stop", "missing_function"),
-    (fenced("import triton\n\ndef softmax(x):\n    return (\n"), "stop", "syntax_error"),
-])
+@pytest.mark.parametrize(
+    "text, finish, reason",
+    [
+        ("", "stop", "empty"),
+        ("   \n", "stop", "empty"),
+        ("Idea: x\n```python\nimport triton\n@triton.jit\ndef k(): pass\n", "length", "truncated"),
+        ("Idea: x\n```python\nimport triton\n", "stop", "unterminated_code_block"),
+        ("I cannot help with writing that kernel.", "stop", "refusal"),
+        ("Here is the plan, in words only.", "stop", "no_code_block"),
+        ("```python\n```\n", "stop", "empty"),
+        (fenced(GOOD) + fenced(WRONG), "stop", "several_code_blocks"),
+        (
+            fenced(GOOD.replace("def softmax(x: torch.Tensor)", "def softmax(inp: torch.Tensor)")),
+            "stop",
+            "signature_mismatch",
+        ),
+        (
+            fenced(GOOD.replace("def softmax(x: torch.Tensor)", "def softmax(x: torch.Tensor, dim)")),
+            "stop",
+            "signature_mismatch",
+        ),
+        (fenced(GOOD.replace("@triton.jit\n", "")), "stop", "no_triton_kernel"),
+        (fenced(GOOD.replace("\ndef softmax(", "\nclass Wrapper:\n  def softmax(")), "stop", "missing_function"),
+        (fenced("import triton\n\ndef softmax(x):\n    return (\n"), "stop", "syntax_error"),
+    ],
+)
 def test_unusable_answers_are_named(text, finish, reason):
     reference = prompts.top_level_function((ROOT / "kernels" / "softmax.py").read_text(), "softmax")
     parsed = _parse_answer(text, finish, "softmax", reference, set())
     assert (parsed.source, parsed.reason) == (None, reason)
 
 
-@pytest.mark.parametrize("text", [
-    fenced(GOOD),
-    "**Idea:** one program per row\n```py\n" + GOOD + "```",
-    "Idea: one program per row\n```\n" + GOOD + "```\nThis should be faster.",
-    fenced(GOOD.replace("def softmax(x: torch.Tensor)", "def softmax(x: torch.Tensor, block: int = 0)")),
-    "Idea: one program per row\n```python\nprint('a sketch')\n```\n" + fenced(GOOD),
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        fenced(GOOD),
+        "**Idea:** one program per row\n```py\n" + GOOD + "```",
+        "Idea: one program per row\n```\n" + GOOD + "```\nThis should be faster.",
+        fenced(GOOD.replace("def softmax(x: torch.Tensor)", "def softmax(x: torch.Tensor, block: int = 0)")),
+        "Idea: one program per row\n```python\nprint('a sketch')\n```\n" + fenced(GOOD),
+    ],
+)
 def test_usable_answer_shapes(text):
     reference = prompts.top_level_function((ROOT / "kernels" / "softmax.py").read_text(), "softmax")
     parsed = _parse_answer(text, "stop", "softmax", reference, set())
@@ -391,25 +456,43 @@ def test_litellm_is_imported_lazily_and_reaches_only_the_configured_server(serve
     proposal opens connections to the configured server only: no price list download, no
     telemetry, no tokenizer fetch (Python's audit hooks see every socket connect and DNS lookup)."""
     server.script(answer(fenced(GOOD)))
-    (tmp_path / "ctx.json").write_text(json.dumps({
-        "spec_text": ctx.spec_text, "kernel_source": ctx.kernel_source, "tunables": ctx.tunables,
-        "hypothesis": ctx.hypothesis}))
-    script = textwrap.dedent("""
+    (tmp_path / "ctx.json").write_text(
+        json.dumps(
+            {
+                "spec_text": ctx.spec_text,
+                "kernel_source": ctx.kernel_source,
+                "tunables": ctx.tunables,
+                "hypothesis": ctx.hypothesis.to_json(),
+            }
+        )
+    )
+    script = textwrap.dedent(
+        """
         import json, sys
         seen = []
         sys.addaudithook(lambda event, args: seen.append((event, repr(args[1] if event == "socket.connect"
                          else args[:2]))) if event in ("socket.connect", "socket.getaddrinfo") else None)
         from pytest_aina.changer.proposers.llm import LLMProposer
         from pytest_aina.changer.proposers import ProposalContext
+        from pytest_aina.reasoner import Hypothesis
         lazy = "litellm" not in sys.modules
         d = json.load(open(sys.argv[2]))
+        d["hypothesis"] = Hypothesis.from_json(d["hypothesis"])
         ctx = ProposalContext(kernel="softmax", spec=None, function="softmax", **d)
         cands = LLMProposer(model="openai/fake-model", api_base=sys.argv[1], api_key_env="%s").propose(ctx, 1)
         print(json.dumps({"lazy": lazy, "candidates": len(cands), "network": seen}))
-    """ % KEY_ENV)
+    """
+        % KEY_ENV
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("LITELLM_")}
-    out = subprocess.run([sys.executable, "-c", script, server.url, str(tmp_path / "ctx.json")],
-                         capture_output=True, text=True, env=env, timeout=120, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, "-c", script, server.url, str(tmp_path / "ctx.json")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["lazy"] and result["candidates"] == 1

@@ -27,8 +27,8 @@ class Reply:
     content: str = ""
     finish_reason: str = "stop"
     headers: dict[str, str] = field(default_factory=dict)
-    body: dict | None = None            # an error's JSON body; None: an OpenAI-style error object
-    delay_s: float = 0.0                # sleep before answering (a slow or hung provider)
+    body: dict | None = None  # an error's JSON body; None: an OpenAI-style error object
+    delay_s: float = 0.0  # sleep before answering (a slow or hung provider)
 
 
 def answer(content: str, **kw) -> Reply:
@@ -44,9 +44,9 @@ class Received:
     """What the client sent."""
 
     path: str
-    headers: dict[str, str]             # lower-cased names
+    headers: dict[str, str]  # lower-cased names
     body: dict
-    at: float                           # time.monotonic() on arrival
+    at: float  # time.monotonic() on arrival
 
     @property
     def text(self) -> str:
@@ -67,7 +67,7 @@ class FakeOpenAI:
         self._script: deque[Reply] = deque(replies)
         self._lock = threading.Lock()
         self.requests: list[Received] = []
-        self.unexpected: list[str] = []   # requests that found no scripted reply, or a bad shape
+        self.unexpected: list[str] = []  # requests that found no scripted reply, or a bad shape
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -97,11 +97,12 @@ class FakeOpenAI:
         """The ``api_base`` a client uses: ``http://127.0.0.1:PORT/v1``."""
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def start(self) -> "FakeOpenAI":
+    def start(self) -> FakeOpenAI:
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-openai",
-                                        kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, name="fake-openai", kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self._thread.start()
         return self
 
@@ -112,7 +113,7 @@ class FakeOpenAI:
             self._thread.join(timeout=5)
             self._httpd = None
 
-    def __enter__(self) -> "FakeOpenAI":
+    def __enter__(self) -> FakeOpenAI:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -128,19 +129,24 @@ class FakeOpenAI:
             "object": "chat.completion",
             "created": int(time.time()),
             "model": received.body.get("model", self.model),
-            "choices": [{
-                "index": 0,
-                "message": {"role": "assistant", "content": reply.content},
-                "finish_reason": reply.finish_reason,
-            }],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                      "total_tokens": prompt_tokens + completion_tokens},
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": reply.content},
+                    "finish_reason": reply.finish_reason,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
         }
 
 
 def _handler_for(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"   # keep-alive, as a real provider: httpx reuses connections
+        protocol_version = "HTTP/1.1"  # keep-alive, as a real provider: httpx reuses connections
         # headers and body go out in separate writes; without TCP_NODELAY, Nagle's algorithm and
         # the client's delayed ACK add ~40 ms to every response
         disable_nagle_algorithm = True
@@ -172,30 +178,34 @@ def _handler_for(server: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
                 body = json.loads(raw or b"{}")
             except ValueError:
                 body = {"_unparsed": raw.decode(errors="replace")}
-            received = Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body,
-                                time.monotonic())
+            received = Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body, time.monotonic())
             if self.path.rstrip("/") != "/v1/chat/completions":
                 server.unexpected.append(f"POST {self.path}")
                 self._send(404, {"error": {"message": f"not served: POST {self.path}"}})
                 return
             if not isinstance(body.get("messages"), list) or "model" not in body:
                 server.unexpected.append(f"malformed request: {sorted(body)}")
-                self._send(400, {"error": {"message": "model and messages are required",
-                                           "type": "invalid_request_error"}})
+                self._send(
+                    400, {"error": {"message": "model and messages are required", "type": "invalid_request_error"}}
+                )
                 return
             reply = server._next(received)
             if reply is None:
                 server.unexpected.append("request after the script ran out")
-                self._send(400, {"error": {"message": "fake server: no scripted reply left",
-                                           "type": "invalid_request_error"}})
+                self._send(
+                    400, {"error": {"message": "fake server: no scripted reply left", "type": "invalid_request_error"}}
+                )
                 return
             if reply.delay_s:
                 time.sleep(reply.delay_s)
             if reply.status == 200:
                 self._send(200, server.completion(received, reply), reply.headers)
             else:
-                body = reply.body if reply.body is not None else {
-                    "error": {"message": reply.content, "type": "server_error", "code": reply.status}}
+                body = (
+                    reply.body
+                    if reply.body is not None
+                    else {"error": {"message": reply.content, "type": "server_error", "code": reply.status}}
+                )
                 self._send(reply.status, body, reply.headers)
 
     return Handler

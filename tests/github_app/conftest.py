@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import logging
 
+import octokit
 import pytest
+from app_helpers import APP_ID, WEBHOOK_SECRET, Served, app_config
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-
-import octokit
-from app_helpers import APP_ID, WEBHOOK_SECRET, Served, app_config
 from fake_github import FakeGitHub, RestDescription
-
 
 # One line per request from two servers drowns what a failing test says.
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
@@ -34,17 +32,20 @@ def rest_description():
 @pytest.fixture(scope="session")
 def app_key():
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption()).decode()
-    public = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                           serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     return private, public
 
 
 @pytest.fixture
 def fake(rest_description, app_key):
-    gh = FakeGitHub(rest_description, app_id=APP_ID, public_key=app_key[1],
-                    webhook_secret=WEBHOOK_SECRET).start()
+    gh = FakeGitHub(rest_description, app_id=APP_ID, public_key=app_key[1], webhook_secret=WEBHOOK_SECRET).start()
     yield gh
     gh.stop()
     assert gh.violations == [], "the fake saw requests or gave answers GitHub would not"
@@ -75,12 +76,15 @@ def app(make_app):
 @pytest.fixture
 def installed(fake):
     """A repository with kernels, installed for the App; (repo, installation)."""
-    repo = fake.create_repo("octo-org/kernels", {
-        "README.md": "# kernels\n",
-        "kernels/__init__.py": "",
-        "kernels/softmax.py": "def softmax(x):\n    return x\n",
-        "specs/softmax.yaml": "name: softmax\n",
-    })
+    repo = fake.create_repo(
+        "octo-org/kernels",
+        {
+            "README.md": "# kernels\n",
+            "kernels/__init__.py": "",
+            "kernels/softmax.py": "def softmax(x):\n    return x\n",
+            "specs/softmax.yaml": "name: softmax\n",
+        },
+    )
     fake.add_user("maintainer")
     fake.add_user("drive-by")
     repo.collaborators["maintainer"] = "write"

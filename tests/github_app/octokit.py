@@ -44,9 +44,11 @@ def _folder(package: str) -> Path:
 
 def how_to_fetch() -> str:
     specs = " ".join(f"{p}@{v}" for p, (v, _) in PACKAGES.items())
-    return (f"these tests need GitHub's published API descriptions from npm. Install npm "
-            f"(Node.js) and run the tests again (they fetch them into {CACHE}), or fetch "
-            f"by hand: mkdir -p {CACHE}/tgz && cd {CACHE}/tgz && npm pack {specs}")
+    return (
+        f"these tests need GitHub's published API descriptions from npm. Install npm "
+        f"(Node.js) and run the tests again (they fetch them into {CACHE}), or fetch "
+        f"by hand: mkdir -p {CACHE}/tgz && cd {CACHE}/tgz && npm pack {specs}"
+    )
 
 
 def fetch(package: str) -> Path:
@@ -65,19 +67,25 @@ def fetch(package: str) -> Path:
         if npm is None:
             raise OctokitUnavailable(how_to_fetch())
         with tempfile.TemporaryDirectory(dir=tgz_dir) as tmp:
-            proc = subprocess.run([npm, "pack", f"{package}@{version}", "--silent"], cwd=tmp,
-                                  capture_output=True, text=True, timeout=300)
+            proc = subprocess.run(
+                [npm, "pack", f"{package}@{version}", "--silent"], cwd=tmp, capture_output=True, text=True, timeout=300
+            )
             if proc.returncode != 0 or not (Path(tmp) / name).exists():
-                raise OctokitUnavailable(f"npm pack {package}@{version} failed: "
-                                         f"{proc.stderr.strip()[-2000:]}\n{how_to_fetch()}")
+                raise OctokitUnavailable(
+                    f"npm pack {package}@{version} failed: {proc.stderr.strip()[-2000:]}\n{how_to_fetch()}"
+                )
             os.replace(Path(tmp) / name, tgz)
     # Unpack into a temporary folder and rename: two test runs at once do not see halves.
     tmp = Path(tempfile.mkdtemp(dir=CACHE, prefix=".unpack-"))
     try:
         with tarfile.open(tgz) as tar:
-            wanted = [m for m in tar.getmembers()
-                      if any(m.name == "package/" + w or (w.endswith("/") and
-                             m.name.startswith("package/" + w)) for w in members)]
+            wanted = [
+                m
+                for m in tar.getmembers()
+                if any(
+                    m.name == "package/" + w or (w.endswith("/") and m.name.startswith("package/" + w)) for w in members
+                )
+            ]
             tar.extractall(tmp, members=wanted, filter="data")
         (tmp / "package" / ".complete").write_text(version)
         try:
@@ -91,17 +99,14 @@ def fetch(package: str) -> Path:
 
 @cache
 def rest_description() -> dict:
-    return json.loads((fetch("@octokit/openapi") / "generated" / "api.github.com.json")
-                      .read_text())
+    return json.loads((fetch("@octokit/openapi") / "generated" / "api.github.com.json").read_text())
 
 
 @cache
 def webhook_description() -> dict:
-    return json.loads((fetch("@octokit/openapi-webhooks") / "generated" / "api.github.com.json")
-                      .read_text())
+    return json.loads((fetch("@octokit/openapi-webhooks") / "generated" / "api.github.com.json").read_text())
 
 
 def fixture(scenario: str) -> list[dict]:
-    path = (fetch("@octokit/fixtures") / "scenarios" / "api.github.com" / scenario
-            / "normalized-fixture.json")
+    path = fetch("@octokit/fixtures") / "scenarios" / "api.github.com" / scenario / "normalized-fixture.json"
     return json.loads(path.read_text())

@@ -39,8 +39,7 @@ def _merge(parts: list[dict[str, Any]], root: dict[str, Any] | None = None) -> d
                 props = out.setdefault("properties", {})
                 for name, sub in v.items():
                     if name in props and root is not None:
-                        props[name] = _merge([_resolve(props[name], root), _resolve(sub, root)],
-                                             root)
+                        props[name] = _merge([_resolve(props[name], root), _resolve(sub, root)], root)
                     else:
                         props[name] = sub
             elif k == "required":
@@ -52,8 +51,12 @@ def _merge(parts: list[dict[str, Any]], root: dict[str, Any] | None = None) -> d
                 out["type"] = both if len(both) > 1 else both[0]
             elif k == "enum" and "enum" in out:
                 out["enum"] = [x for x in out["enum"] if x in v] or v
-            elif k in ("items", "additionalProperties") and isinstance(out.get(k), dict) \
-                    and isinstance(v, dict) and root is not None:
+            elif (
+                k in ("items", "additionalProperties")
+                and isinstance(out.get(k), dict)
+                and isinstance(v, dict)
+                and root is not None
+            ):
                 out[k] = _merge([_resolve(out[k], root), _resolve(v, root)], root)
             else:
                 out[k] = v
@@ -63,9 +66,11 @@ def _merge(parts: list[dict[str, Any]], root: dict[str, Any] | None = None) -> d
 def _string(schema: dict[str, Any]) -> st.SearchStrategy[str]:
     fmt = schema.get("format")
     if fmt in ("uri", "uri-template"):
-        return st.builds(lambda host, path: f"https://{host}.example/{path}",
-                         st.from_regex(r"[a-z]{1,8}", fullmatch=True),
-                         st.from_regex(r"[a-z0-9/]{0,12}", fullmatch=True))
+        return st.builds(
+            lambda host, path: f"https://{host}.example/{path}",
+            st.from_regex(r"[a-z]{1,8}", fullmatch=True),
+            st.from_regex(r"[a-z0-9/]{0,12}", fullmatch=True),
+        )
     if fmt == "date-time":
         return st.datetimes().map(lambda d: d.replace(microsecond=0).isoformat() + "Z")
     if fmt == "date":
@@ -88,14 +93,14 @@ def from_schema(schema: Any, root: dict[str, Any], depth: int = 0) -> st.SearchS
         return _json_leaf
     schema = _resolve(schema, root)
     if "allOf" in schema:
-        merged = _merge([_resolve(s, root) for s in schema["allOf"]]
-                        + [{k: v for k, v in schema.items() if k != "allOf"}], root)
+        merged = _merge(
+            [_resolve(s, root) for s in schema["allOf"]] + [{k: v for k, v in schema.items() if k != "allOf"}], root
+        )
         return from_schema(merged, root, depth)
     for key in ("oneOf", "anyOf"):
         if key in schema:
             rest = {k: v for k, v in schema.items() if k != key}
-            return st.one_of([from_schema(_merge([rest, _resolve(s, root)], root), root, depth)
-                              for s in schema[key]])
+            return st.one_of([from_schema(_merge([rest, _resolve(s, root)], root), root, depth) for s in schema[key]])
     if "const" in schema:
         return st.just(schema["const"])
     if "enum" in schema:
@@ -112,9 +117,12 @@ def from_schema(schema: Any, root: dict[str, Any], depth: int = 0) -> st.SearchS
     if kind == "integer":
         return _integer(schema)
     if kind == "number":
-        return st.one_of(_integer(schema), st.floats(
-            min_value=schema.get("minimum"), max_value=schema.get("maximum"),
-            allow_nan=False, allow_infinity=False))
+        return st.one_of(
+            _integer(schema),
+            st.floats(
+                min_value=schema.get("minimum"), max_value=schema.get("maximum"), allow_nan=False, allow_infinity=False
+            ),
+        )
     if kind == "string":
         return _string(schema)
     if kind == "array":
@@ -126,15 +134,17 @@ def from_schema(schema: Any, root: dict[str, Any], depth: int = 0) -> st.SearchS
         fixed = {k: from_schema(v, root, depth + 1) for k, v in props.items() if k in required}
         # Deep inside a payload (a repository inside a PR's head), optional fields only
         # cost generation time: leave them out there.
-        optional = {k: from_schema(v, root, depth + 1) for k, v in props.items()
-                    if k not in required} if depth < 3 else {}
+        optional = (
+            {k: from_schema(v, root, depth + 1) for k, v in props.items() if k not in required} if depth < 3 else {}
+        )
         base = st.fixed_dictionaries(fixed, optional=optional)
         extra = schema.get("additionalProperties", True)
         if extra is False:
             return base
         # GitHub adds fields without notice: a handler must take keys it does not know.
         names = st.text(min_size=1, max_size=8).filter(lambda n: n not in props)
-        extras = st.dictionaries(names, _json_leaf if extra is True else
-                                 from_schema(extra, root, depth + 1), max_size=1)
+        extras = st.dictionaries(
+            names, _json_leaf if extra is True else from_schema(extra, root, depth + 1), max_size=1
+        )
         return st.tuples(base, extras).map(lambda t: {**t[1], **t[0]})
     return _json_leaf

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from app_helpers import APP_ID, WEBHOOK_SECRET, drain, make_change
+
 from github_app.store import JobSpec
 
 REPO = "octo-org/kernels"
@@ -20,17 +21,36 @@ def start_worker(fake, app, key_file: Path, log: Path) -> subprocess.Popen:
     """``python -m github_app serve --worker-only`` on the App's database, configured from
     the environment as a deployment would be."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AINA_")}
-    env.update({
-        "AINA_APP_ID": str(APP_ID), "AINA_PRIVATE_KEY": str(key_file),
-        "AINA_WEBHOOK_SECRET": WEBHOOK_SECRET, "AINA_GITHUB_API_URL": fake.api_url,
-        "AINA_DATABASE": app.services.config["DATABASE"], "AINA_JOB_LEASE_SECONDS": "1.5",
-        "AINA_WORKER_POLL_SECONDS": "0.05", "AINA_HTTP_BACKOFF_SECONDS": "0.01",
-        "AINA_RETRY_BASE_SECONDS": "0.05",
-    })
+    env.update(
+        {
+            "AINA_APP_ID": str(APP_ID),
+            "AINA_PRIVATE_KEY": str(key_file),
+            "AINA_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "AINA_GITHUB_API_URL": fake.api_url,
+            "AINA_DATABASE": app.services.config["DATABASE"],
+            "AINA_JOB_LEASE_SECONDS": "1.5",
+            "AINA_WORKER_POLL_SECONDS": "0.05",
+            "AINA_HTTP_BACKOFF_SECONDS": "0.01",
+            "AINA_RETRY_BASE_SECONDS": "0.05",
+        }
+    )
     with log.open("w") as out:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen([sys.executable, "-m", "github_app", "serve", "--worker-only",
-                                 "--threads", "1", "--evolution-threads", "0"],
-                                env=env, stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "github_app",
+                "serve",
+                "--worker-only",
+                "--threads",
+                "1",
+                "--evolution-threads",
+                "0",
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def wait_until(predicate, timeout: float, what: str):
@@ -43,8 +63,7 @@ def wait_until(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_a_worker_killed_mid_job_finishes_the_job_exactly_once(fake, app, onboarded, app_key,
-                                                               tmp_path):
+def test_a_worker_killed_mid_job_finishes_the_job_exactly_once(fake, app, onboarded, app_key, tmp_path):
     repo, inst = onboarded
     store = app.services.store
     key_file = tmp_path / "app.pem"
@@ -53,10 +72,16 @@ def test_a_worker_killed_mid_job_finishes_the_job_exactly_once(fake, app, onboar
 
     # GitHub creates the PR, but its answer never reaches the worker: killed first.
     hold = fake.hold("POST", r"/pulls$")
-    [job_id] = store.enqueue([JobSpec("publish", {"repository": REPO,
-                                                  "installation_id": inst.id,
-                                                  "change": make_change("hyp-1")},
-                                      key=f"publish:{REPO}:hyp-1", repository=REPO)])
+    [job_id] = store.enqueue(
+        [
+            JobSpec(
+                "publish",
+                {"repository": REPO, "installation_id": inst.id, "change": make_change("hyp-1")},
+                key=f"publish:{REPO}:hyp-1",
+                repository=REPO,
+            )
+        ]
+    )
     first = start_worker(fake, app, key_file, tmp_path / "worker1.log")
     try:
         assert hold.reached.wait(60), (tmp_path / "worker1.log").read_text()
@@ -72,10 +97,8 @@ def test_a_worker_killed_mid_job_finishes_the_job_exactly_once(fake, app, onboar
 
     second = start_worker(fake, app, key_file, tmp_path / "worker2.log")
     try:
-        wait_until(lambda: store.job(job_id).state == "done", 60,
-                   "the job to be taken over and finished")
-        wait_until(lambda: not store.jobs(state="queued") and not store.jobs(state="running"),
-                   60, "the follow-up jobs")
+        wait_until(lambda: store.job(job_id).state == "done", 60, "the job to be taken over and finished")
+        wait_until(lambda: not store.jobs(state="queued") and not store.jobs(state="running"), 60, "the follow-up jobs")
     finally:
         second.send_signal(signal.SIGTERM)
         second.wait(30)

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 import requests
-
 from app_helpers import WEBHOOK_SECRET, drain, sign
+
 from github_app.web.telemetry import telemetry_secret
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,11 +50,16 @@ def post_sample_telemetry(app, inst_id: int) -> int:
     secret = telemetry_secret(WEBHOOK_SECRET, inst_id)
     stored = 0
     for i in range(0, len(lines), 1000):
-        body = json.dumps({"aina_telemetry": 1, "batch_id": f"{i:08x}",
-                           "windows": [json.loads(x) for x in lines[i:i + 1000]]}).encode()
-        r = requests.post(f"{app.url}/telemetry", data=body, timeout=30,
-                          params={"installation": inst_id, "repository": REPO},
-                          headers={"X-Aina-Signature-256": sign(secret, body)})
+        body = json.dumps(
+            {"aina_telemetry": 1, "batch_id": f"{i:08x}", "windows": [json.loads(x) for x in lines[i : i + 1000]]}
+        ).encode()
+        r = requests.post(
+            f"{app.url}/telemetry",
+            data=body,
+            timeout=30,
+            params={"installation": inst_id, "repository": REPO},
+            headers={"X-Aina-Signature-256": sign(secret, body)},
+        )
         assert r.status_code == 202, r.text[:500]
         stored += r.json()["stored"]
     return stored
@@ -62,8 +67,7 @@ def post_sample_telemetry(app, inst_id: int) -> int:
 
 @pytest.mark.slow
 def test_telemetry_becomes_a_pr_and_the_same_hypothesis_does_not_open_another(fake, make_app):
-    repo = fake.create_repo(REPO, {**project_files(),
-                                   ".github/aina.yml": "max_open_prs: 1\nkernels: [layer_norm]\n"})
+    repo = fake.create_repo(REPO, {**project_files(), ".github/aina.yml": "max_open_prs: 1\nkernels: [layer_norm]\n"})
     fake.add_user("maintainer")
     repo.collaborators["maintainer"] = "write"
     inst = fake.install("octo-org", [REPO])
@@ -73,8 +77,7 @@ def test_telemetry_becomes_a_pr_and_the_same_hypothesis_does_not_open_another(fa
     # become the fused kernel's single pass, 2.2x on the interpreter's clock (measured:
     # 361 -> 167 ms at 16x1024 float16). An earlier fixture stepped 256 -> 512, worth only
     # 0.99-1.12x, within this machine's noise of the 5% margin: CI found no winner.
-    app = make_app(EVOLUTION={"budget": {"evaluations": 2, "wall_s": 400}, "workers": 1,
-                              "seed": 0})
+    app = make_app(EVOLUTION={"budget": {"evaluations": 2, "wall_s": 400}, "workers": 1, "seed": 0})
     fake.deliver_event("installation", fake.installation_payload(inst, "created"))
     drain(app.services, queues=("default",))
 
@@ -105,12 +108,17 @@ def test_telemetry_becomes_a_pr_and_the_same_hypothesis_does_not_open_another(fa
 
     # The same hypothesis comes again with the next telemetry: no second run, no second PR.
     lines = (ROOT / "telemetry" / "sample-fleet-day.jsonl").read_text().splitlines()
-    body = json.dumps({"aina_telemetry": 1, "batch_id": "feedbeef",
-                       "windows": [json.loads(x) for x in lines[-50:]]}).encode()
+    body = json.dumps(
+        {"aina_telemetry": 1, "batch_id": "feedbeef", "windows": [json.loads(x) for x in lines[-50:]]}
+    ).encode()
     secret = telemetry_secret(WEBHOOK_SECRET, inst.id)
-    r = requests.post(f"{app.url}/telemetry", data=body, timeout=30,
-                      params={"installation": inst.id, "repository": REPO},
-                      headers={"X-Aina-Signature-256": sign(secret, body)})
+    r = requests.post(
+        f"{app.url}/telemetry",
+        data=body,
+        timeout=30,
+        params={"installation": inst.id, "repository": REPO},
+        headers={"X-Aina-Signature-256": sign(secret, body)},
+    )
     assert r.status_code == 202
     drain(app.services, queues=("default",))
     assert len(app.services.store.jobs(kind="reason", state="done")) == 2

@@ -18,8 +18,13 @@ from github_app.cli import register
 
 
 def base_config(app_key, tmp_path, **extra):
-    return {"APP_ID": 7, "PRIVATE_KEY": app_key[0], "WEBHOOK_SECRET": "s",
-            "DATABASE": str(tmp_path / "db.sqlite3"), **extra}
+    return {
+        "APP_ID": 7,
+        "PRIVATE_KEY": app_key[0],
+        "WEBHOOK_SECRET": "s",
+        "DATABASE": str(tmp_path / "db.sqlite3"),
+        **extra,
+    }
 
 
 def test_the_factory_builds_an_app_from_a_mapping(app_key, tmp_path):
@@ -33,20 +38,22 @@ def test_the_factory_builds_an_app_from_a_mapping(app_key, tmp_path):
     services.store.close()
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"APP_ID": None}, "APP_ID (environment variable AINA_APP_ID)"),
-    ({"WEBHOOK_SECRET": ""}, "AINA_WEBHOOK_SECRET"),
-    ({"APP_ID": "twelve"}, "numeric id"),
-    ({"PRIVATE_KEY": "/no/such/key.pem"}, "neither PEM text nor a readable file"),
-    ({"GITHUB_API_URL": "ftp://example.com"}, "http(s) URL"),
-    ({"JOB_LEASE_SECONDS": "soon"}, "JOB_LEASE_SECONDS"),
-    ({"WORKER_THREADS": 0}, "WORKER_THREADS"),
-    ({"DATABASE": "postgres://db/aina"}, "only SQLite paths"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"APP_ID": None}, "APP_ID (environment variable AINA_APP_ID)"),
+        ({"WEBHOOK_SECRET": ""}, "AINA_WEBHOOK_SECRET"),
+        ({"APP_ID": "twelve"}, "numeric id"),
+        ({"PRIVATE_KEY": "/no/such/key.pem"}, "neither PEM text nor a readable file"),
+        ({"GITHUB_API_URL": "ftp://example.com"}, "http(s) URL"),
+        ({"JOB_LEASE_SECONDS": "soon"}, "JOB_LEASE_SECONDS"),
+        ({"WORKER_THREADS": 0}, "WORKER_THREADS"),
+        ({"DATABASE": "postgres://db/aina"}, "only SQLite paths"),
+    ],
+)
 def test_bad_configuration_is_refused_naming_the_key(app_key, tmp_path, change, message):
     config = {**base_config(app_key, tmp_path), **change}
-    with pytest.raises((ConfigError, ValueError), match=message.replace("(", r"\(")
-                       .replace(")", r"\)")):
+    with pytest.raises((ConfigError, ValueError), match=message.replace("(", r"\(").replace(")", r"\)")):
         create_app(config)
 
 
@@ -60,26 +67,33 @@ def test_the_private_key_may_be_a_path(app_key, tmp_path):
 
 def run_python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("AINA_")}
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env={**clean, **env},
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], env={**clean, **env}, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_configuration_from_aina_environment_variables(app_key, tmp_path):
     key_file = tmp_path / "app.pem"
     key_file.write_text(app_key[0])
-    proc = run_python("""
+    proc = run_python(
+        """
         import json
         from github_app import create_app
         c = create_app().extensions["aina"].config
         print(json.dumps([c["APP_ID"], c["WEBHOOK_SECRET"], c["GITHUB_API_URL"],
                           c["HTTP_RETRIES"], c["DATABASE"]]))
-    """, {"AINA_APP_ID": "99", "AINA_PRIVATE_KEY": str(key_file),
-          "AINA_WEBHOOK_SECRET": "12345", "AINA_HTTP_RETRIES": "2",
-          "AINA_GITHUB_API_URL": "https://ghe.example.com/api/v3/",
-          "AINA_DATABASE": str(tmp_path / "env.sqlite3")})
+    """,
+        {
+            "AINA_APP_ID": "99",
+            "AINA_PRIVATE_KEY": str(key_file),
+            "AINA_WEBHOOK_SECRET": "12345",
+            "AINA_HTTP_RETRIES": "2",
+            "AINA_GITHUB_API_URL": "https://ghe.example.com/api/v3/",
+            "AINA_DATABASE": str(tmp_path / "env.sqlite3"),
+        },
+    )
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout) == [99, "12345", "https://ghe.example.com/api/v3", 2,
-                                       str(tmp_path / "env.sqlite3")]
+    assert json.loads(proc.stdout) == [99, "12345", "https://ghe.example.com/api/v3", 2, str(tmp_path / "env.sqlite3")]
 
 
 def test_the_webhook_path_imports_no_torch_triton_or_litellm(app_key, tmp_path):
@@ -87,7 +101,8 @@ def test_the_webhook_path_imports_no_torch_triton_or_litellm(app_key, tmp_path):
     what got imported, in a fresh interpreter."""
     key_file = tmp_path / "app.pem"
     key_file.write_text(app_key[0])
-    proc = run_python("""
+    proc = run_python(
+        """
         import hashlib, hmac, json, sys, threading
         import requests
         from werkzeug.serving import make_server
@@ -117,8 +132,14 @@ def test_the_webhook_path_imports_no_torch_triton_or_litellm(app_key, tmp_path):
         server.shutdown()
         heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "triton", "litellm"))
         print(json.dumps([r.status_code, t.status_code, heavy]))
-    """, {"AINA_APP_ID": "1", "AINA_PRIVATE_KEY": str(key_file), "AINA_WEBHOOK_SECRET": "s",
-          "AINA_DATABASE": str(tmp_path / "w.sqlite3")})
+    """,
+        {
+            "AINA_APP_ID": "1",
+            "AINA_PRIVATE_KEY": str(key_file),
+            "AINA_WEBHOOK_SECRET": "s",
+            "AINA_DATABASE": str(tmp_path / "w.sqlite3"),
+        },
+    )
     assert proc.returncode == 0, proc.stderr
     webhook, telemetry, heavy = json.loads(proc.stdout.strip().splitlines()[-1])
     assert (webhook, telemetry) == (202, 202)
@@ -142,21 +163,50 @@ def test_register_adds_serve_to_the_aina_cli():
         parse(["serve", "--worker-only", "--no-worker"])
 
 
+def test_parsing_serve_imports_no_flask_github3_pyjwt_or_core():
+    """``aina --help`` registers ``serve``: what the App needs loads when it runs."""
+    proc = run_python(
+        """
+        import contextlib, io, json, sys
+        from github_app.__main__ import main
+        with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.suppress(SystemExit):
+            main(["serve", "--help"])
+        heavy = sorted({m.split(".")[0] for m in sys.modules} & {
+            "flask", "werkzeug", "github3", "jwt", "requests", "pytest_aina", "torch", "triton",
+            "litellm"})
+        print(json.dumps(["--worker-only" in out.getvalue(), heavy]))
+    """,
+        {},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == [True, []]
+
+
 def test_serve_prints_an_installations_telemetry_secret(app_key, tmp_path):
     from github_app.web.telemetry import telemetry_secret
 
     key_file = tmp_path / "app.pem"
     key_file.write_text(app_key[0])
     clean = {k: v for k, v in os.environ.items() if not k.startswith("AINA_")}
-    env = {**clean, "AINA_APP_ID": "1", "AINA_PRIVATE_KEY": str(key_file),
-           "AINA_WEBHOOK_SECRET": "s", "AINA_DATABASE": str(tmp_path / "x.sqlite3")}
-    out = subprocess.run([sys.executable, "-m", "github_app", "serve",
-                          "--print-telemetry-secret", "42"], env=env, capture_output=True,
-                         text=True, timeout=60)
+    env = {
+        **clean,
+        "AINA_APP_ID": "1",
+        "AINA_PRIVATE_KEY": str(key_file),
+        "AINA_WEBHOOK_SECRET": "s",
+        "AINA_DATABASE": str(tmp_path / "x.sqlite3"),
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "github_app", "serve", "--print-telemetry-secret", "42"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == telemetry_secret("s", 42)
-    missing = subprocess.run([sys.executable, "-m", "github_app", "serve"], env=clean,
-                             capture_output=True, text=True, timeout=60)
+    missing = subprocess.run(
+        [sys.executable, "-m", "github_app", "serve"], env=clean, capture_output=True, text=True, timeout=60
+    )
     assert missing.returncode == 2 and "AINA_APP_ID" in missing.stderr
 
 
@@ -167,12 +217,21 @@ def test_serve_answers_http_and_stops_on_sigterm(app_key, tmp_path):
     key_file = tmp_path / "app.pem"
     key_file.write_text(app_key[0])
     clean = {k: v for k, v in os.environ.items() if not k.startswith("AINA_")}
-    env = {**clean, "AINA_APP_ID": "1", "AINA_PRIVATE_KEY": str(key_file),
-           "AINA_WEBHOOK_SECRET": "s", "AINA_DATABASE": str(tmp_path / "x.sqlite3"),
-           "AINA_GITHUB_API_URL": "http://127.0.0.1:9/api/v3"}
-    proc = subprocess.Popen([sys.executable, "-m", "github_app", "serve", "--port", "0",
-                             "--no-worker"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    env = {
+        **clean,
+        "AINA_APP_ID": "1",
+        "AINA_PRIVATE_KEY": str(key_file),
+        "AINA_WEBHOOK_SECRET": "s",
+        "AINA_DATABASE": str(tmp_path / "x.sqlite3"),
+        "AINA_GITHUB_API_URL": "http://127.0.0.1:9/api/v3",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "github_app", "serve", "--port", "0", "--no-worker"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         line = proc.stdout.readline()
         assert "listening on http://127.0.0.1:" in line, line
@@ -201,11 +260,31 @@ def test_gunicorn_serves_the_factory_as_the_docs_say(app_key, tmp_path):
     key_file = tmp_path / "app.pem"
     key_file.write_text(app_key[0])
     clean = {k: v for k, v in os.environ.items() if not k.startswith("AINA_")}
-    env = {**clean, "AINA_APP_ID": "1", "AINA_PRIVATE_KEY": str(key_file),
-           "AINA_WEBHOOK_SECRET": "s", "AINA_DATABASE": str(tmp_path / "g.sqlite3")}
-    proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "--bind", "127.0.0.1:0",
-                             "--workers", "2", "--threads", "4", "github_app:create_app()"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {
+        **clean,
+        "AINA_APP_ID": "1",
+        "AINA_PRIVATE_KEY": str(key_file),
+        "AINA_WEBHOOK_SECRET": "s",
+        "AINA_DATABASE": str(tmp_path / "g.sqlite3"),
+    }
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--bind",
+            "127.0.0.1:0",
+            "--workers",
+            "2",
+            "--threads",
+            "4",
+            "github_app:create_app()",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         url = None
         deadline = time.monotonic() + 30
@@ -221,9 +300,12 @@ def test_gunicorn_serves_the_factory_as_the_docs_say(app_key, tmp_path):
         r = None
         for _ in range(50):  # both worker processes answer once they have booted
             try:
-                r = requests.post(url + "/webhook", data=body, timeout=5, headers={
-                    "X-GitHub-Event": "ping", "X-GitHub-Delivery": f"d-{_}",
-                    "X-Hub-Signature-256": sig})
+                r = requests.post(
+                    url + "/webhook",
+                    data=body,
+                    timeout=5,
+                    headers={"X-GitHub-Event": "ping", "X-GitHub-Delivery": f"d-{_}", "X-Hub-Signature-256": sig},
+                )
                 break
             except requests.ConnectionError:
                 time.sleep(0.1)
@@ -246,6 +328,10 @@ def test_the_manifest_subscribes_to_every_event_the_app_handles():
     handled = {event for event, _ in router._handlers}
     # GitHub sends installation events to every App, subscribed or not.
     assert handled - {"installation", "installation_repositories"} == set(manifest["default_events"])
-    assert manifest["default_permissions"] == {"contents": "write", "pull_requests": "write",
-                                               "issues": "write", "checks": "write",
-                                               "metadata": "read"}
+    assert manifest["default_permissions"] == {
+        "contents": "write",
+        "pull_requests": "write",
+        "issues": "write",
+        "checks": "write",
+        "metadata": "read",
+    }

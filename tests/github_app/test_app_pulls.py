@@ -6,18 +6,26 @@ from __future__ import annotations
 import hashlib
 import json
 
-from app_helpers import drain, make_change
+from app_helpers import based_on, drain, make_change
+
 from github_app.store import JobSpec
 
 REPO = "octo-org/kernels"
 
 
 def publish(app, inst, change: dict) -> None:
-    app.services.store.enqueue([JobSpec("publish", {"repository": REPO,
-                                                    "installation_id": inst.id,
-                                                    "change": change},
-                                        key=f"publish:{REPO}:{change['hypothesis_id']}",
-                                        repository=REPO)])
+    # made on the baseline the App knows (the commit its PR will sit on, unless main moved)
+    change = based_on(change, app.services.store.repository(REPO)["baseline_sha"])
+    app.services.store.enqueue(
+        [
+            JobSpec(
+                "publish",
+                {"repository": REPO, "installation_id": inst.id, "change": change},
+                key=f"publish:{REPO}:{change['hypothesis_id']}",
+                repository=REPO,
+            )
+        ]
+    )
     drain(app.services)
 
 
@@ -27,14 +35,13 @@ def bot_pulls(repo, state: str | None = None):
 
 def files_at(repo, sha: str) -> dict[str, str]:
     git = repo.git
-    return {path: git.objects[blob][1].decode()
-            for path, (_, blob) in git.flatten(git.commits[sha].tree).items()}
+    return {path: git.objects[blob][1].decode() for path, (_, blob) in git.flatten(git.commits[sha].tree).items()}
 
 
 def test_a_change_becomes_one_commit_on_the_base_and_a_labelled_pr(fake, app, onboarded):
     repo, inst = onboarded
     base = repo.refs["refs/heads/main"]
-    change = make_change("hyp-1")
+    change = make_change("hyp-1", base=base)
     publish(app, inst, change)
 
     [pr] = bot_pulls(repo)
@@ -60,8 +67,12 @@ def test_the_same_hypothesis_again_updates_the_same_pr(fake, app, onboarded):
     publish(app, inst, make_change("hyp-1"))
     [pr] = bot_pulls(repo)
     first_head = pr.head_sha
-    better = make_change("hyp-1", content="def softmax_v2(x):\n    return x  # better\n",
-                         title="softmax: even faster", branch="aina/softmax/hyp-1-take-2")
+    better = make_change(
+        "hyp-1",
+        content="def softmax_v2(x):\n    return x  # better\n",
+        title="softmax: even faster",
+        branch="aina/softmax/hyp-1-take-2",
+    )
     publish(app, inst, better)
     assert len(bot_pulls(repo)) == 1, "a second PR was opened for the same hypothesis"
     assert pr.title == "softmax: even faster" and pr.state == "open"
@@ -89,13 +100,18 @@ def test_a_superseding_change_closes_the_old_pr(fake, app, onboarded):
 
 def test_policy_limits_paths_kernels_and_open_prs(fake, app, onboarded):
     repo, inst = onboarded
-    fake.push(repo, {".github/aina.yml": "max_open_prs: 1\nkernels: [softmax]\n"
-                                         "paths: ['kernels/**', '.aina/**']\n"},
-              "policy", deliver=False)
+    fake.push(
+        repo,
+        {".github/aina.yml": "max_open_prs: 1\nkernels: [softmax]\npaths: ['kernels/**', '.aina/**']\n"},
+        "policy",
+        deliver=False,
+    )
     publish(app, inst, make_change("outside", files={"setup.py": "evil\n"}))
     publish(app, inst, make_change("other-kernel", kernel="rms_norm"))
-    failed = {j.payload["change"]["hypothesis_id"]: j.last_error
-              for j in app.services.store.jobs(kind="publish", state="failed")}
+    failed = {
+        j.payload["change"]["hypothesis_id"]: j.last_error
+        for j in app.services.store.jobs(kind="publish", state="failed")
+    }
     assert "setup.py" in failed["outside"]
     assert "rms_norm" in failed["other-kernel"]
     assert bot_pulls(repo) == []
@@ -174,9 +190,18 @@ def test_rebase_rebuilds_the_change_on_the_new_base(fake, app, onboarded):
 def test_retry_and_dashboard_ticks_queue_an_evolution_run(fake, app, onboarded):
     repo, inst = onboarded
     store = app.services.store
-    hypothesis = {"id": "hyp-1", "kind": "hot_shape", "kernel": "softmax",
-                  "evidence": {"windows": 12}, "expected_gain": 5400.0,
-                  "summary": "softmax at 4096x50304 float16 has no specialised variant"}
+    hypothesis = {
+        "id": "hyp-1",
+        "kind": "hot_unspecialised",
+        "kernel": "softmax",
+        "variant": None,
+        "domain": {"dims": {"M": [4096, 8191], "N": [32768, 65535]}, "dtype": "float16", "arch": "sm_90"},
+        "title": "softmax at 4096x50304 float16 has no specialised variant",
+        "expected_gain": 5400.0,
+        "expected_gain_unit": "gpu_s_per_day",
+        "gain_basis": "prior",
+        "evidence": {"windows": 12},
+    }
     store.replace_hypotheses(REPO, [hypothesis])
     publish(app, inst, make_change("hyp-1"))
     [pr] = bot_pulls(repo)
@@ -187,17 +212,16 @@ def test_retry_and_dashboard_ticks_queue_an_evolution_run(fake, app, onboarded):
     assert evolve.payload["requested_by"] == "maintainer"
 
     # The dashboard lists the hypothesis with a box; a maintainer ticks another one.
-    store.replace_hypotheses(REPO, [hypothesis, {**hypothesis, "id": "hyp-2",
-                                                 "expected_gain": 60.0}])
-    store.enqueue([JobSpec("dashboard", {"repository": REPO, "installation_id": inst.id},
-                           key="d", repository=REPO)])
+    store.replace_hypotheses(REPO, [hypothesis, {**hypothesis, "id": "hyp-2", "expected_gain": 60.0}])
+    store.enqueue([JobSpec("dashboard", {"repository": REPO, "installation_id": inst.id}, key="d", repository=REPO)])
     drain(app.services, queues=("default",))
     number = store.repository(REPO)["dashboard_issue"]
     body = repo.issues[number].body
     assert "1.5 GPU-h/day" in body and "1.0 GPU-min/day" in body
     assert "- [ ] <!-- aina-run:hyp-2 -->" in body
-    fake.edit_issue_as(repo, number, "maintainer",
-                       body.replace("- [ ] <!-- aina-run:hyp-2 -->", "- [x] <!-- aina-run:hyp-2 -->"))
+    fake.edit_issue_as(
+        repo, number, "maintainer", body.replace("- [ ] <!-- aina-run:hyp-2 -->", "- [x] <!-- aina-run:hyp-2 -->")
+    )
     drain(app.services, queues=("default",))
     queued = {j.payload["hypothesis"]["id"] for j in store.jobs(kind="evolve")}
     assert queued == {"hyp-1", "hyp-2"}
@@ -208,10 +232,10 @@ def test_retry_and_dashboard_ticks_queue_an_evolution_run(fake, app, onboarded):
 def test_a_tick_from_someone_without_write_access_is_refused(fake, app, onboarded):
     repo, inst = onboarded
     store = app.services.store
-    store.replace_hypotheses(REPO, [{"id": "hyp-9", "kind": "hot_shape", "kernel": "softmax",
-                                     "evidence": {}, "expected_gain": 10.0}])
-    store.enqueue([JobSpec("dashboard", {"repository": REPO, "installation_id": inst.id},
-                           key="d", repository=REPO)])
+    store.replace_hypotheses(
+        REPO, [{"id": "hyp-9", "kind": "hot_shape", "kernel": "softmax", "evidence": {}, "expected_gain": 10.0}]
+    )
+    store.enqueue([JobSpec("dashboard", {"repository": REPO, "installation_id": inst.id}, key="d", repository=REPO)])
     drain(app.services)
     number = store.repository(REPO)["dashboard_issue"]
     body = repo.issues[number].body
@@ -227,17 +251,63 @@ def test_a_rerequested_check_suite_runs_the_provenance_check_again(fake, app, on
     publish(app, inst, make_change("hyp-1"))
     [pr] = bot_pulls(repo)
     # Someone pushes to the bot branch a file that does not match its attestation.
-    tampered = fake.push(repo, {"kernels/softmax_v2.py": "import os\n"}, "tamper",
-                         branch="aina/softmax/hyp-1", deliver=False)
+    tampered = fake.push(
+        repo, {"kernels/softmax_v2.py": "import os\n"}, "tamper", branch="aina/softmax/hyp-1", deliver=False
+    )
     pr.head_sha = tampered
-    app.services.store.save_pull(REPO, "hyp-1", pr.number, pr.head_ref, head_sha=tampered,
-                                 title=pr.title, kernel="softmax",
-                                 change=app.services.store.pull(REPO, pr.number)["change"])
+    app.services.store.save_pull(
+        REPO,
+        "hyp-1",
+        pr.number,
+        pr.head_ref,
+        head_sha=tampered,
+        title=pr.title,
+        kernel="softmax",
+        change=app.services.store.pull(REPO, pr.number)["change"],
+    )
     fake.rerequest_check_suite(repo, tampered, "maintainer")
     drain(app.services)
     latest = repo.check_runs[-1]
     assert (latest.head_sha, latest.conclusion) == (tampered, "failure")
     assert "MISMATCH" in latest.output["summary"]
+
+
+def test_a_file_the_attestation_does_not_declare_fails_the_check(fake, app, onboarded):
+    repo, inst = onboarded
+    publish(app, inst, make_change("hyp-1"))
+    [pr] = bot_pulls(repo)
+    [first] = repo.check_runs
+    assert first.conclusion == "success"
+    # The same files, remade as one commit on the base, with one file more: nothing on top to blame.
+    base = repo.git.commits[pr.head_sha].parents[0]
+    files = dict(files_at(repo, pr.head_sha), **{"kernels/undeclared.py": "x = 1\n"})
+    sneaky = repo.git.commit(
+        repo.git.build({p: ("100644", repo.git.blob(c.encode())) for p, c in files.items()}),
+        [base],
+        "sneaky",
+        repo.git.commits[pr.head_sha].author,
+        repo.git.commits[pr.head_sha].committer,
+    )
+    repo.refs["refs/heads/aina/softmax/hyp-1"] = pr.head_sha = sneaky
+    app.services.store.save_pull(
+        REPO,
+        "hyp-1",
+        pr.number,
+        pr.head_ref,
+        head_sha=sneaky,
+        title=pr.title,
+        kernel="softmax",
+        change=app.services.store.pull(REPO, pr.number)["change"],
+    )
+    fake.rerequest_check_suite(repo, sneaky, "maintainer")
+    drain(app.services)
+    latest = repo.check_runs[-1]
+    assert (latest.head_sha, latest.conclusion) == (sneaky, "failure")
+    assert latest.output["title"] == "1 problem(s) with the provenance"
+    assert (
+        "- kernels/undeclared.py: changed by the change but not declared in the attestation" in latest.output["summary"]
+    )
+    assert "| `kernels/undeclared.py` | not attested |" in latest.output["summary"]
 
 
 def test_attestation_subjects_are_sha256_of_the_committed_files(fake, app, onboarded):
@@ -248,15 +318,19 @@ def test_attestation_subjects_are_sha256_of_the_committed_files(fake, app, onboa
     files = files_at(repo, pr.head_sha)
     statement = json.loads(files[change["attestation"]])
     for subject in statement["subject"]:
-        assert hashlib.sha256(files[subject["name"]].encode()).hexdigest() == \
-            subject["digest"]["sha256"]
+        assert hashlib.sha256(files[subject["name"]].encode()).hexdigest() == subject["digest"]["sha256"]
 
 
 def test_a_change_can_delete_a_file(fake, app, onboarded):
     repo, inst = onboarded
-    change = make_change("retire-1", files={"kernels/softmax.py": None,
-                                            "kernels/never_there.py": None,
-                                            "kernels/softmax_v3.py": "def v3(x):\n    return x\n"})
+    change = make_change(
+        "retire-1",
+        files={
+            "kernels/softmax.py": None,
+            "kernels/never_there.py": None,
+            "kernels/softmax_v3.py": "def v3(x):\n    return x\n",
+        },
+    )
     publish(app, inst, change)
     [pr] = bot_pulls(repo)
     files = files_at(repo, pr.head_sha)

@@ -130,8 +130,9 @@ def test_every_tunable_value(k, gen):
         assert {c[key] for c in configs} == set(values)
 
 
-@pytest.mark.parametrize("dtype,n", [(torch.float32, 20000), (torch.bfloat16, 131072)],
-                         ids=["float32-N20000", "bfloat16-N131072"])
+@pytest.mark.parametrize(
+    "dtype,n", [(torch.float32, 20000), (torch.bfloat16, 131072)], ids=["float32-N20000", "bfloat16-N131072"]
+)
 @pytest.mark.parametrize("k", KERNELS, ids=repr)
 def test_wide_rows_take_the_looped_kernel(k, dtype, n, gen):
     x = make_x([2, n], dtype, "sliced", gen)
@@ -147,7 +148,10 @@ def test_strided_parameters_and_public_function(k, gen):
     out = run_and_check(k, x, params)
     assert torch.equal(k.public(x, *params, **k.eps), out)  # the heuristic config, same bits
     assert k.dims(x, *params) == {"M": 4, "N": 96}
-    assert k.dims(make_x([2, 3, 5], torch.float32, "contiguous", gen), *k.params(5, torch.float32, gen)) == {"M": 6, "N": 5}
+    assert k.dims(make_x([2, 3, 5], torch.float32, "contiguous", gen), *k.params(5, torch.float32, gen)) == {
+        "M": 6,
+        "N": 5,
+    }
 
 
 @pytest.mark.parametrize("k", KERNELS, ids=repr)
@@ -217,12 +221,13 @@ def test_rows_view_without_copy():
     assert rows.x is sliced and (rows.M, rows.inner, rows.stride_inner, rows.stride_col) == (12, 12, 10, 1)
 
 
-def _import_in_subprocess(env_value: str | None) -> subprocess.CompletedProcess:
+def _import_in_subprocess(env_value: str | None, *, prepare: bool = False) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     if env_value is not None:
         env["TRITON_INTERPRET"] = env_value
     code = (
-        "import os, torch, kernels.softmax as s\n"
+        ("from pytest_aina.checking.device import prepare_runtime; prepare_runtime()\n" if prepare else "")
+        + "import os, torch, kernels.softmax as s\n"
         "print(os.environ.get('TRITON_INTERPRET'), type(s._softmax_fused_kernel).__name__)\n"
         "try:\n    print(s.softmax(torch.zeros(2, 3)).sum().item())\n"
         "except ValueError as e:\n    print('ValueError:', e)\n"
@@ -231,10 +236,24 @@ def _import_in_subprocess(env_value: str | None) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only import path")
-def test_import_picks_the_interpreter_without_a_gpu():
-    done = _import_in_subprocess(None)
+def test_the_runner_picks_the_interpreter_without_a_gpu():
+    """Choosing the interpreter is the runner's job (pytest --aina, aina, the sandbox, all
+    through prepare_runtime), not the kernels'."""
+    done = _import_in_subprocess(None, prepare=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["1", "InterpretedFunction", "2.0"]
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only import path")
+def test_kernels_carry_no_test_environment_code():
+    """Imported bare on a CPU, a kernel is a GPU kernel, and says how to run it here."""
+    done = _import_in_subprocess(None)
+    assert done.returncode == 0, done.stderr
+    first, rest = done.stdout.split("\n", 1)
+    assert first == "None JITFunction"
+    assert "set TRITON_INTERPRET=1 before importing kernels" in rest
+    source = "".join(p.read_text() for p in (ROOT / "kernels").glob("*.py"))
+    assert "os.environ" not in source and "output_buffer(x, rows, interpreted)" not in source
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only import path")
@@ -250,7 +269,12 @@ def test_kernels_compile_for_a_gpu():
     """The interpreter never compiles: compile every kernel for sm_90 with Triton's own
     backend and ptxas (shipped in its wheel), as a launch on an H100 would. -W error: the
     launch options must not leave triton 3.9 warning about FP fusion."""
-    done = subprocess.run([sys.executable, "-W", "error", str(ROOT / "scripts" / "compile_kernels.py"), "--quick"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-W", "error", str(ROOT / "scripts" / "compile_kernels.py"), "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count(" ok ") == 18 and "all compiled" in done.stdout

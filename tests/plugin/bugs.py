@@ -10,8 +10,17 @@ import triton.language as tl
 
 
 @triton.jit
-def _softmax_kernel(x_ptr, y_ptr, row_stride_x, col_stride_x, row_stride_y, n_cols,
-                    BLOCK: tl.constexpr, PAD: tl.constexpr, SUBTRACT_MAX: tl.constexpr):
+def _softmax_kernel(
+    x_ptr,
+    y_ptr,
+    row_stride_x,
+    col_stride_x,
+    row_stride_y,
+    n_cols,
+    BLOCK: tl.constexpr,
+    PAD: tl.constexpr,
+    SUBTRACT_MAX: tl.constexpr,
+):
     row = tl.program_id(0).to(tl.int64)
     cols = tl.arange(0, BLOCK)
     mask = cols < n_cols
@@ -23,16 +32,32 @@ def _softmax_kernel(x_ptr, y_ptr, row_stride_x, col_stride_x, row_stride_y, n_co
     tl.store(y_ptr + row * row_stride_y + cols, y.to(y_ptr.dtype.element_ty), mask=mask)
 
 
-def _launch(x, *, pad=float("-inf"), subtract_max=True, max_block=1 << 17, row_stride=None,
-            col_stride=None, rows_from_first_dim=False):
+def _launch(
+    x,
+    *,
+    pad=float("-inf"),
+    subtract_max=True,
+    max_block=1 << 17,
+    row_stride=None,
+    col_stride=None,
+    rows_from_first_dim=False,
+):
     n = x.shape[-1]
     x2 = x.reshape(-1, n) if not rows_from_first_dim else x.reshape(x.shape[0], -1)
     rows = x.shape[0] if rows_from_first_dim else x2.shape[0]
     y = torch.empty((rows, n), dtype=x.dtype, device=x.device)
     block = min(triton.next_power_of_2(n), max_block)
-    _softmax_kernel[(rows,)](x2, y, x2.stride(0) if row_stride is None else row_stride,
-                             x2.stride(1) if col_stride is None else col_stride, y.stride(0), n,
-                             BLOCK=block, PAD=pad, SUBTRACT_MAX=subtract_max)
+    _softmax_kernel[(rows,)](
+        x2,
+        y,
+        x2.stride(0) if row_stride is None else row_stride,
+        x2.stride(1) if col_stride is None else col_stride,
+        y.stride(0),
+        n,
+        BLOCK=block,
+        PAD=pad,
+        SUBTRACT_MAX=subtract_max,
+    )
     return y.reshape(x.shape) if not rows_from_first_dim else y
 
 
@@ -45,6 +70,7 @@ def good(x):
 
 
 # -- broken Triton kernels ------------------------------------------------------------------
+
 
 def pad_zero(x):
     """Masked lanes read 0 instead of -inf: wrong whenever N is not a power of two."""
@@ -81,6 +107,7 @@ def first_dim_rows(x):
 
 
 # -- broken behaviour, emulated in torch (the bug is in the launcher, not the maths) ------
+
 
 def size_one(x):
     """Special-cases a single column wrongly."""
@@ -126,6 +153,7 @@ def cached(x):
 
 
 # -- normalisation: epsilon and zero-variance bugs ------------------------------------------
+
 
 def ln_reference(x, weight, bias, eps=1e-5):
     n = x.shape[-1]

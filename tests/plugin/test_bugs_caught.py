@@ -5,20 +5,25 @@ import re
 
 import pytest
 
-CASE_RE = re.compile(r"case: (?P<dims>.*?), dtype=(?P<dtype>\w+), layout=(?P<layout>\w+), "
-                     r"values=(?P<values>\w+), seed=(?P<seed>\d+)")
+CASE_RE = re.compile(
+    r"case: (?P<dims>.*?), dtype=(?P<dtype>\w+), layout=(?P<layout>\w+), "
+    r"values=(?P<values>\w+), seed=(?P<seed>\d+)"
+)
 
 
 def failures(result):
     text = result.stdout.str()
-    return [m.groupdict() | {"dims_map": dict(kv.split("=") for kv in m["dims"].split(", "))}
-            for m in CASE_RE.finditer(text)], text
+    return [
+        m.groupdict() | {"dims_map": dict(kv.split("=") for kv in m["dims"].split(", "))}
+        for m in CASE_RE.finditer(text)
+    ], text
 
 
 def run(spec_dir, impl, *args):
     # a real pytest process each time: what a user runs, and no module state shared between runs
-    return spec_dir.runpytest_subprocess("--aina", "--aina-impl", f"bugs:{impl}", "-p", "no:cacheprovider", *args,
-                                         timeout=300)
+    return spec_dir.runpytest_subprocess(
+        "--aina", "--aina-impl", f"bugs:{impl}", "-p", "no:cacheprovider", *args, timeout=300
+    )
 
 
 def is_pow2(n):
@@ -50,30 +55,38 @@ def test_bug_is_caught(spec_dir, impl, shows, says):
     assert cases, text
     assert says in text
     assert any(shows(c) for c in cases), f"no failing case shows the bug's trigger:\n{text}"
-    result.stdout.fnmatch_lines(["*largest error*" if "reference" in says else "*",
-                                 "*re-run just this case:*", "*pytest --aina *"])
+    result.stdout.fnmatch_lines(
+        ["*largest error*" if "reference" in says else "*", "*re-run just this case:*", "*pytest --aina *"]
+    )
 
 
 def test_good_kernel_passes(spec_dir):
     result = run(spec_dir, "good", "-v")
     result.assert_outcomes(passed=4 + 3 + 8)
-    result.stdout.fnmatch_lines(["*example[[]M=4,N=1000,float32[]] PASSED*",
-                                 "*property[[]bfloat16[]] PASSED*",
-                                 "*invariant[[]sums_to[]] PASSED*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*example[[]M=4,N=1000,float32[]] PASSED*",
+            "*property[[]bfloat16[]] PASSED*",
+            "*invariant[[]sums_to[]] PASSED*",
+        ]
+    )
 
 
 def test_failure_message_and_rerun_command(spec_dir):
     result = run(spec_dir, "pad_zero", "-k", "property and float32")
     text = result.stdout.str()
-    result.stdout.fnmatch_lines([
-        "*softmax: reference check failed*softmax.yaml*",
-        "*case: M=*, N=*, dtype=float32, layout=*, values=*, seed=*",
-        "*largest error: |out - ref| = * at index (*): got *, expected * (allowed *)",
-        "*mismatches: * of * elements*",
-        "*re-run just this case:*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*softmax: reference check failed*softmax.yaml*",
+            "*case: M=*, N=*, dtype=float32, layout=*, values=*, seed=*",
+            "*largest error: |out - ref| = * at index (*): got *, expected * (allowed *)",
+            "*mismatches: * of * elements*",
+            "*re-run just this case:*",
+        ]
+    )
     command = re.search(r"re-run just this case:\n\s+(pytest .*)", text).group(1)
     import shlex
+
     argv = shlex.split(command)
     assert argv[:3] == ["pytest", "--aina", "specs/softmax.yaml::property[float32]"]
     # the printed command re-runs exactly that case, and it fails the same way
@@ -85,9 +98,11 @@ def test_failure_message_and_rerun_command(spec_dir):
 ZERO_VARIANCE = lambda c: c["values"] == "ties" or c["dims_map"]["N"] == "1"  # noqa: E731
 
 
-@pytest.mark.parametrize("impl, shows", [("ln_no_eps", ZERO_VARIANCE),
-                                         ("ln_eps_outside", lambda c: c["values"] == "small")],
-                         ids=["no_eps", "eps_outside_sqrt"])
+@pytest.mark.parametrize(
+    "impl, shows",
+    [("ln_no_eps", ZERO_VARIANCE), ("ln_eps_outside", lambda c: c["values"] == "small")],
+    ids=["no_eps", "eps_outside_sqrt"],
+)
 def test_normalisation_bugs_are_caught(norm_dir, impl, shows):
     result = run(norm_dir, impl)
     cases, text = failures(result)

@@ -19,28 +19,44 @@ def test_specs_are_collected_only_with_aina(spec_dir):
     assert "softmax.yaml" not in without.stdout.str()
     with_aina = run(spec_dir, "--aina", "--collect-only", "-q")
     # testpaths names only tests/, yet --aina with no paths also collects specs/
-    with_aina.stdout.fnmatch_lines(["tests/test_x.py::test_x", "specs/softmax.yaml::example[[]M=4,N=1000,float32[]]",
-                                    "specs/softmax.yaml::property[[]float16[]]",
-                                    "specs/softmax.yaml::invariant[[]no_input_mutation[]]"])
+    with_aina.stdout.fnmatch_lines(
+        [
+            "tests/test_x.py::test_x",
+            "specs/softmax.yaml::example[[]M=4,N=1000,float32[]]",
+            "specs/softmax.yaml::property[[]float16[]]",
+            "specs/softmax.yaml::invariant[[]no_input_mutation[]]",
+        ]
+    )
 
 
 def test_invalid_spec_names_file_key_and_line(spec_dir):
-    bad = (spec_dir.path / "specs" / "softmax.yaml").read_text().replace(
-        "layouts: [contiguous, sliced, transposed]", "layouts: [contiguous, diagonal]")
+    bad = (
+        (spec_dir.path / "specs" / "softmax.yaml")
+        .read_text()
+        .replace("layouts: [contiguous, sliced, transposed]", "layouts: [contiguous, diagonal]")
+    )
     (spec_dir.path / "specs" / "softmax.yaml").write_text(bad)
     result = run(spec_dir, "--aina")
     assert result.ret == pytest.ExitCode.INTERRUPTED
-    result.stdout.fnmatch_lines(["*invalid spec:*",
-                                 "*specs/softmax.yaml:6: inputs.x.layouts[[]1[]]: 'diagonal' is not allowed; "
-                                 "expected one of: contiguous, sliced, transposed*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*invalid spec:*",
+            "*specs/softmax.yaml:6: inputs.x.layouts[[]1[]]: 'diagonal' is not allowed; "
+            "expected one of: contiguous, sliced, transposed*",
+        ]
+    )
 
 
 def test_gpu_benchmarks_skip_with_reason_and_cpu_benchmarks_are_labelled(spec_dir):
     report = spec_dir.path / "report.json"
     result = run(spec_dir, "--aina", "--aina-bench", "-m", "aina_bench", "-rs", "--aina-report", str(report))
     result.assert_outcomes(passed=2, skipped=2)
-    result.stdout.fnmatch_lines(["*softmax M=8,N=300,float32 (implementation)*wall clock, Triton interpreter on CPU*",
-                                 "SKIPPED [[]2[]] specs/softmax.yaml*needs a CUDA GPU*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*softmax M=8,N=300,float32 (implementation)*wall clock, Triton interpreter on CPU*",
+            "SKIPPED [[]2[]] specs/softmax.yaml*needs a CUDA GPU*",
+        ]
+    )
     doc = json.loads(report.read_text())
     assert doc["environment"]["device"]["kind"] == "cpu"
     assert doc["environment"]["packages"]["torch"].startswith("2.")
@@ -80,10 +96,13 @@ def test_bad_option_values_are_explained(spec_dir):
     assert "--aina-case: needs dtype=..." in result.stderr.str()
 
 
-@pytest.mark.parametrize("args", [["--aina", "--help"], ["--aina", "--collect-only", "-q", "specs"]],
-                         ids=["help", "collect-only"])
+@pytest.mark.parametrize(
+    "args", [["--aina", "--help"], ["--aina", "--collect-only", "-q", "specs"]], ids=["help", "collect-only"]
+)
 def test_heavy_modules_are_not_imported(spec_dir, args):
-    code = ("import sys, pytest; pytest.main(%r);"
-            "print('HEAVY', sorted(m for m in ('torch', 'triton', 'litellm', 'numpy') if m in sys.modules))" % args)
+    code = (
+        "import sys, pytest; pytest.main(%r);"
+        "print('HEAVY', sorted(m for m in ('torch', 'triton', 'litellm', 'numpy') if m in sys.modules))" % args
+    )
     out = subprocess.run([sys.executable, "-c", code], cwd=spec_dir.path, capture_output=True, text=True, timeout=120)
     assert "HEAVY []" in out.stdout, out.stdout[-2000:] + out.stderr[-2000:]

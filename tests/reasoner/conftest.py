@@ -16,14 +16,39 @@ L4 = ("NVIDIA L4", "sm_89")
 DAY0 = parse_time("2025-06-02T00:00:00Z")
 
 
-def window(kernel="softmax", dims=(("M", 4096), ("N", 4096)), *, mean_s=1e-4, calls=1000, hour=0.0,
-           minutes=60, variant="generic", dtype="bfloat16", device=H100, service="svc", ref="") -> Window:
+def window(
+    kernel="softmax",
+    dims=(("M", 4096), ("N", 4096)),
+    *,
+    mean_s=1e-4,
+    calls=1000,
+    hour=0.0,
+    minutes=60,
+    variant="generic",
+    dtype="bfloat16",
+    device=H100,
+    service="svc",
+    ref="",
+) -> Window:
     """One window of ``calls`` calls at ``mean_s`` each, starting ``hour`` hours into the day."""
     start = DAY0 + hour * 3600
     lat = Latency(mean_s * 0.9, mean_s, mean_s * 1.05, mean_s * 1.2, mean_s * 2)
-    return Window(start=start, end=start + minutes * 60, service=service, kernel=kernel, variant=variant,
-                  dims=tuple(dims), dtype=dtype, device=device[0], arch=device[1], calls=calls,
-                  time_s=mean_s * calls, latency=lat, timing="cuda_event", ref=ref or f"synthetic:{hour:g}")
+    return Window(
+        start=start,
+        end=start + minutes * 60,
+        service=service,
+        kernel=kernel,
+        variant=variant,
+        dims=tuple(dims),
+        dtype=dtype,
+        device=device[0],
+        arch=device[1],
+        calls=calls,
+        time_s=mean_s * calls,
+        latency=lat,
+        timing="cuda_event",
+        ref=ref or f"synthetic:{hour:g}",
+    )
 
 
 def hours(n=24, **kw) -> list[Window]:

@@ -17,8 +17,10 @@ SQUARE = (("M", 4096), ("N", 4096))
 def good_lines(synth) -> list[str]:
     bound = synth.roofline_s("softmax", SQUARE)
     ws = synth.hours(kernel="softmax", dims=SQUARE, mean_s=5 * bound)
-    ws += [synth.window(kernel="rms_norm", dims=(("M", 16), ("N", 4096)), mean_s=8e-6, calls=50_000, hour=h)
-           for h in range(12, 24)]
+    ws += [
+        synth.window(kernel="rms_norm", dims=(("M", 16), ("N", 4096)), mean_s=8e-6, calls=50_000, hour=h)
+        for h in range(12, 24)
+    ]
     return [encode_line(w) for w in ws]
 
 
@@ -37,9 +39,12 @@ def bad_lines(synth) -> dict[str, str]:
         v(dtype="float64"): "is not a dtype of softmax",
         v(calls=-5): "below the minimum 1",
         # 10x faster than moving the bytes at the HBM peak: the timing is not kernel time
-        v(start="2025-06-02T00:30:00Z", end="2025-06-02T01:30:00Z",  # not a duplicate of line 1
-          time_s=bound / 10 * base["calls"], latency_s={"min": bound / 20, "p50": bound / 10, "p90": bound / 10,
-                                                        "p99": bound / 10, "max": bound / 5}): "below the roofline",
+        v(
+            start="2025-06-02T00:30:00Z",
+            end="2025-06-02T01:30:00Z",  # not a duplicate of line 1
+            time_s=bound / 10 * base["calls"],
+            latency_s={"min": bound / 20, "p50": bound / 10, "p90": bound / 10, "p99": bound / 10, "max": bound / 5},
+        ): "below the roofline",
         good_lines(synth)[3]: "duplicate of",
         v(latency_s={"min": 1, "p50": 2, "p90": 1, "p99": 3, "max": 4}): "must not decrease",
     }
@@ -101,9 +106,11 @@ def test_a_repositorys_own_dispatch_module_never_runs(synth, tmp_path):
     path.write_text("\n".join(good_lines(synth)) + "\n")
     (tmp_path / "kernels" / "variants").mkdir(parents=True)
     (tmp_path / "kernels" / "dispatch.py").write_text(
-        f"open({str(tmp_path / 'RAN')!r}, 'w').write('x')\nraise SystemExit('repository code ran')\n")
+        f"open({str(tmp_path / 'RAN')!r}, 'w').write('x')\nraise SystemExit('repository code ran')\n"
+    )
     (tmp_path / "kernels" / "variants" / "softmax.yaml").write_text(
-        (ROOT / "kernels" / "variants" / "softmax.yaml").read_text())
+        (ROOT / "kernels" / "variants" / "softmax.yaml").read_text()
+    )
     report = reason_about_file(path, specs=ROOT / "specs", variants=tmp_path / "kernels" / "variants")
     assert not (tmp_path / "RAN").exists()
     assert not any("dispatch" in n for n in report.notes), report.notes

@@ -21,8 +21,17 @@ def run(capsys, *argv) -> tuple[int, str, str]:
 
 
 def test_reason_json(capsys):
-    code, out, _ = run(capsys, "reason", "--telemetry", SAMPLE, "--json", "--specs", ROOT / "specs",
-                       "--variants", ROOT / "kernels" / "variants")
+    code, out, _ = run(
+        capsys,
+        "reason",
+        "--telemetry",
+        SAMPLE,
+        "--json",
+        "--specs",
+        ROOT / "specs",
+        "--variants",
+        ROOT / "kernels" / "variants",
+    )
     assert code == 0
     hyps = json.loads(out)
     assert isinstance(hyps, list) and hyps

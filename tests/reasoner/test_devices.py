@@ -69,11 +69,25 @@ def test_measured_figures_replace_the_datasheet():
 
 def test_configuration_overrides_and_adds(tmp_path, monkeypatch):
     path = tmp_path / "devices.json"
-    path.write_text(json.dumps({"aina_devices": 1, "devices": [
-        {"key": "h100-sxm", "hbm_bytes_per_s": 3.0e12},
-        {"key": "rtx4090", "name": "NVIDIA GeForce RTX 4090", "arch": "sm_89", "match": ["rtx 4090"],
-         "hbm_bytes_per_s": 1.008e12, "flops": {"float16": 165.2e12}, "source": "NVIDIA Ada whitepaper"},
-    ]}))
+    path.write_text(
+        json.dumps(
+            {
+                "aina_devices": 1,
+                "devices": [
+                    {"key": "h100-sxm", "hbm_bytes_per_s": 3.0e12},
+                    {
+                        "key": "rtx4090",
+                        "name": "NVIDIA GeForce RTX 4090",
+                        "arch": "sm_89",
+                        "match": ["rtx 4090"],
+                        "hbm_bytes_per_s": 1.008e12,
+                        "flops": {"float16": 165.2e12},
+                        "source": "NVIDIA Ada whitepaper",
+                    },
+                ],
+            }
+        )
+    )
     table = load_table(path)
     h100 = table.lookup("NVIDIA H100 80GB HBM3")
     assert h100.hbm_bytes_per_s == 3.0e12 and h100.flops_for("bfloat16") == 989.5e12
@@ -84,13 +98,25 @@ def test_configuration_overrides_and_adds(tmp_path, monkeypatch):
     assert lookup("NVIDIA GeForce RTX 4090").hbm_bytes_per_s == 1.008e12
 
 
-@pytest.mark.parametrize("doc, words", [
-    ({"devices": []}, "expected {\"aina_devices\": 1"),
-    ({"aina_devices": 1, "devices": [{"key": "new"}]}, "devices[0]: missing required key 'name' for new device 'new'"),
-    ({"aina_devices": 1, "devices": [{"key": "l4", "flops": {"int4": 1e12}}]}, "devices[0].flops.int4: unknown dtype"),
-    ({"aina_devices": 1, "devices": [{"key": "l4", "match": ["("]}]}, "devices[0].match[0]: not a regular expression"),
-    ({"aina_devices": 1, "devices": [{"key": "l4", "colour": "red"}]}, "devices[0].colour: unknown key"),
-])
+@pytest.mark.parametrize(
+    "doc, words",
+    [
+        ({"devices": []}, 'expected {"aina_devices": 1'),
+        (
+            {"aina_devices": 1, "devices": [{"key": "new"}]},
+            "devices[0]: missing required key 'name' for new device 'new'",
+        ),
+        (
+            {"aina_devices": 1, "devices": [{"key": "l4", "flops": {"int4": 1e12}}]},
+            "devices[0].flops.int4: unknown dtype",
+        ),
+        (
+            {"aina_devices": 1, "devices": [{"key": "l4", "match": ["("]}]},
+            "devices[0].match[0]: not a regular expression",
+        ),
+        ({"aina_devices": 1, "devices": [{"key": "l4", "colour": "red"}]}, "devices[0].colour: unknown key"),
+    ],
+)
 def test_bad_override_files_name_the_key(tmp_path, doc, words):
     path = tmp_path / "d.json"
     path.write_text(json.dumps(doc))

@@ -7,8 +7,8 @@ import textwrap
 
 import pytest
 
-from pytest_aina.runtime.dispatch import parse_table
 from pytest_aina.reasoner import KINDS, ReasonerConfig, reason
+from pytest_aina.runtime.dispatch import parse_table
 
 SQUARE = (("M", 4096), ("N", 4096))
 DECODE = (("M", 16), ("N", 4096))
@@ -29,6 +29,7 @@ def table(text: str, kernel: str = "rms_norm"):
 
 
 # --- far from the limit ----------------------------------------------------------------------
+
 
 def test_far_from_limit(synth, specs, devices):
     bound = synth.roofline_s("softmax", SQUARE)  # 20 us on an H100
@@ -53,8 +54,12 @@ def test_near_the_limit_is_quiet(synth, specs, devices):
 def test_a_small_share_is_not_worth_it(synth, specs, devices):
     bound = synth.roofline_s("softmax", SQUARE)
     slow = synth.hours(kernel="softmax", dims=SQUARE, mean_s=5 * bound, calls=10)  # 1% of the time
-    fast = synth.hours(kernel="layer_norm", dims=(("M", 8192), ("N", 1024)), calls=100_000,
-                       mean_s=1.05 * synth.roofline_s("layer_norm", (("M", 8192), ("N", 1024))))
+    fast = synth.hours(
+        kernel="layer_norm",
+        dims=(("M", 8192), ("N", 1024)),
+        calls=100_000,
+        mean_s=1.05 * synth.roofline_s("layer_norm", (("M", 8192), ("N", 1024))),
+    )
     report = reason(slow + fast, specs, devices=devices)
     assert "far_from_limit" not in kinds(report) and "hot_unspecialised" not in kinds(report)
 
@@ -87,10 +92,10 @@ RMS_TABLE = """\
 
 def decode_and_prefill(synth, decode_variant="generic", decode_mean=8e-6, hours=range(24)):
     prefill = (("M", 8192), ("N", 4096))
-    return ([synth.window(kernel="rms_norm", dims=DECODE, mean_s=decode_mean, calls=40_000, hour=h,
-                          variant=decode_variant) for h in hours]
-            + synth.hours(kernel="rms_norm", dims=prefill, calls=4000,
-                          mean_s=1.1 * synth.roofline_s("rms_norm", prefill)))
+    return [
+        synth.window(kernel="rms_norm", dims=DECODE, mean_s=decode_mean, calls=40_000, hour=h, variant=decode_variant)
+        for h in hours
+    ] + synth.hours(kernel="rms_norm", dims=prefill, calls=4000, mean_s=1.1 * synth.roofline_s("rms_norm", prefill))
 
 
 def test_hot_unspecialised(synth, specs, devices):
@@ -113,6 +118,7 @@ def test_a_domain_with_a_variant_is_not_unspecialised(synth, specs, devices):
 
 # --- shape shift -----------------------------------------------------------------------------
 
+
 def test_shape_shift_found_where_it_happened(synth, specs, devices):
     before = [synth.window(kernel="rms_norm", dims=(("M", 4096), ("N", 4096)), mean_s=3e-5, hour=h) for h in range(14)]
     after = [synth.window(kernel="rms_norm", dims=DECODE, mean_s=8e-6, calls=3750, hour=h) for h in range(14, 24)]
@@ -131,15 +137,21 @@ def test_a_steady_mix_is_not_a_shift(synth, specs, devices):
     ws = []
     for hr in range(24):  # two shapes every hour, the load going up and down
         load = 1 + (hr % 6)
-        ws.append(synth.window(kernel="rms_norm", dims=(("M", 4096), ("N", 4096)), mean_s=3e-5, calls=100 * load, hour=hr))
+        ws.append(
+            synth.window(kernel="rms_norm", dims=(("M", 4096), ("N", 4096)), mean_s=3e-5, calls=100 * load, hour=hr)
+        )
         ws.append(synth.window(kernel="rms_norm", dims=DECODE, mean_s=8e-6, calls=375 * load, hour=hr))
     assert "shape_shift" not in kinds(reason(ws, specs, devices=devices))
 
 
 # --- rollback --------------------------------------------------------------------------------
 
+
 def test_rollback_against_the_merged_evidence(synth, specs, devices):
-    ws = [synth.window(kernel="rms_norm", dims=DECODE, mean_s=2e-5, calls=1000, hour=h, variant="decode") for h in range(24)]
+    ws = [
+        synth.window(kernel="rms_norm", dims=DECODE, mean_s=2e-5, calls=1000, hour=h, variant="decode")
+        for h in range(24)
+    ]
     h = only(reason(ws, specs, devices=devices, tables=table(RMS_TABLE)), "rollback")
     assert h.variant == "decode" and h.evidence["slowdown"] == pytest.approx(2.0)
     # the variant claimed 1.5x over generic; production lost 2x: going back saves 1 - 1.5/2 of its time
@@ -149,8 +161,14 @@ def test_rollback_against_the_merged_evidence(synth, specs, devices):
 
 
 def test_rollback_measured_against_generic_in_production(synth, specs, devices):
-    ws = [synth.window(kernel="rms_norm", dims=DECODE, mean_s=2e-5, calls=1000, hour=h, variant="decode") for h in range(24)]
-    ws += [synth.window(kernel="rms_norm", dims=DECODE, mean_s=1.2e-5, calls=50, hour=h, service="canary") for h in range(24)]
+    ws = [
+        synth.window(kernel="rms_norm", dims=DECODE, mean_s=2e-5, calls=1000, hour=h, variant="decode")
+        for h in range(24)
+    ]
+    ws += [
+        synth.window(kernel="rms_norm", dims=DECODE, mean_s=1.2e-5, calls=50, hour=h, service="canary")
+        for h in range(24)
+    ]
     h = only(reason(ws, specs, devices=devices, tables=table(RMS_TABLE)), "rollback")
     assert h.expected_gain == pytest.approx(24 * 1000 * (2e-5 - 1.2e-5), rel=1e-6)
     assert h.gain_basis.startswith("measured")
@@ -172,6 +190,7 @@ def test_a_variant_that_keeps_its_promise_is_not_rolled_back(synth, specs, devic
 
 
 # --- retire ----------------------------------------------------------------------------------
+
 
 def test_retire_a_variant_nobody_calls(synth, specs, devices):
     ws = [synth.window(kernel="rms_norm", dims=DECODE, mean_s=1e-5, hour=h, variant="decode") for h in range(6)]
@@ -195,14 +214,19 @@ def test_a_variant_called_lately_or_an_idle_kernel_is_not_retired(synth, specs, 
 
 # --- ranking and identity ----------------------------------------------------------------------
 
+
 def everything(synth):
     ws = decode_and_prefill(synth)
-    ws += [synth.window(kernel="rms_norm", dims=(("M", 48), ("N", 4096)), mean_s=1e-4, hour=h, variant="decode")
-           for h in range(3)]
+    ws += [
+        synth.window(kernel="rms_norm", dims=(("M", 48), ("N", 4096)), mean_s=1e-4, hour=h, variant="decode")
+        for h in range(3)
+    ]
     bound = synth.roofline_s("softmax", SQUARE)
     ws += [synth.window(kernel="softmax", dims=SQUARE, mean_s=4 * bound, calls=2000, hour=h) for h in range(12)]
-    ws += [synth.window(kernel="softmax", dims=(("M", 8), ("N", 131072)), mean_s=4e-5, calls=3000, hour=h)
-           for h in range(12, 24)]
+    ws += [
+        synth.window(kernel="softmax", dims=(("M", 8), ("N", 131072)), mean_s=4e-5, calls=3000, hour=h)
+        for h in range(12, 24)
+    ]
     return ws
 
 

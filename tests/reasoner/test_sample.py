@@ -15,8 +15,11 @@ SAMPLE = ROOT / "telemetry" / "sample-fleet-day.jsonl"
 
 def test_the_sample_is_what_its_script_makes(tmp_path):
     out = tmp_path / "remade.jsonl"
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "make_sample_telemetry.py"), "--out", str(out)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "make_sample_telemetry.py"), "--out", str(out)],
+        check=True,
+        capture_output=True,
+    )
     assert out.read_bytes() == SAMPLE.read_bytes()
     assert SAMPLE.stat().st_size < 5e6
 

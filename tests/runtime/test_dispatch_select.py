@@ -6,17 +6,18 @@ import textwrap
 
 import pytest
 import torch
-from hypothesis import example, given, settings, strategies as st
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
-from pytest_aina.runtime import dispatch
+from pytest_aina.runtime import Recorder, dispatch
 from pytest_aina.runtime.dispatch import DispatchTableError, Table, Variant, dispatcher, load_table
-from pytest_aina.runtime import Recorder
 from pytest_aina.telemetry.validate import read_file
 
 HERE = __name__
 
 
 # --- toy kernels: each says who served the call ------------------------------------------
+
 
 def toy_generic(x, scale=1.0, **config):
     return ("generic", config)
@@ -31,14 +32,17 @@ def toy_dims(x, scale=1.0):
 
 
 def write_table(path, variants_yaml: str, kernel: str = "toy"):
-    path.write_text(textwrap.dedent(f"""\
+    path.write_text(
+        textwrap.dedent(f"""\
         # the toy kernel's dispatch table
         aina_dispatch: 1
         kernel: {kernel}
         variants:
           - name: generic
             function: {HERE}:toy_generic
-        """) + textwrap.indent(textwrap.dedent(variants_yaml), "  "))
+        """)
+        + textwrap.indent(textwrap.dedent(variants_yaml), "  ")
+    )
     return path
 
 
@@ -157,8 +161,15 @@ def test_routes_are_cached_per_dims_dtype_device(tmp_path):
 def test_a_table_edit_takes_effect_on_reload(tmp_path):
     d = make(tmp_path, "")
     assert served(d, 4, 2048) == "generic"
-    dispatch.add_variant(tmp_path / "toy.yaml", {"name": "mid", "function": f"{HERE}:toy_variant",
-                                                 "config": {"tag": "mid"}, "domain": {"dims": {"N": [1024, 4096]}}})
+    dispatch.add_variant(
+        tmp_path / "toy.yaml",
+        {
+            "name": "mid",
+            "function": f"{HERE}:toy_variant",
+            "config": {"tag": "mid"},
+            "domain": {"dims": {"N": [1024, 4096]}},
+        },
+    )
     assert served(d, 4, 2048) == "generic"  # cached until told
     d.reload()
     assert served(d, 4, 2048) == "mid"
@@ -175,15 +186,19 @@ def test_the_recorder_reports_the_variant_that_served(tmp_path):
     windows, issues = read_file(tmp_path / "t.jsonl")
     assert issues == []
     got = sorted((w.variant, w.dim_map["N"], w.dtype, w.calls, w.device, w.arch, w.timing) for w in windows)
-    assert got == [("generic", 512, "float32", 1, "cpu", "cpu", "wall"),
-                   ("wide_band", 2048, "float32", 2, "cpu", "cpu", "wall"),
-                   ("wide_half", 100_000, "float16", 1, "cpu", "cpu", "wall")]
+    assert got == [
+        ("generic", 512, "float32", 1, "cpu", "cpu", "wall"),
+        ("wide_band", 2048, "float32", 2, "cpu", "cpu", "wall"),
+        ("wide_half", 100_000, "float16", 1, "cpu", "cpu", "wall"),
+    ]
 
 
 def test_the_generic_in_the_table_must_be_the_modules(tmp_path):
     path = write_table(tmp_path / "toy.yaml", "")
     d = dispatcher("toy", toy_dims, toy_variant, table=path)
-    with pytest.raises(DispatchTableError, match="'generic' is .*toy_generic.* but the kernel module dispatches to .*toy_variant"):
+    with pytest.raises(
+        DispatchTableError, match="'generic' is .*toy_generic.* but the kernel module dispatches to .*toy_variant"
+    ):
         served(d, 1, 1)
 
 
@@ -256,12 +271,19 @@ def test_a_refined_domain_wins_wherever_it_applies(data):
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(domains(), min_size=1, max_size=5),
-       st.lists(st.tuples(st.integers(1, 20000), st.integers(1, 20000), st.sampled_from([torch.float32, torch.float16])),
-                min_size=1, max_size=12))
+@given(
+    st.lists(domains(), min_size=1, max_size=5),
+    st.lists(
+        st.tuples(st.integers(1, 20000), st.integers(1, 20000), st.sampled_from([torch.float32, torch.float16])),
+        min_size=1,
+        max_size=12,
+    ),
+)
 # found by Hypothesis: the same dtypes in another order are one domain, not two
-@example(doms=[({}, ("float32", "float16", "bfloat16"), None), ({}, ("float32", "bfloat16", "float16"), None)],
-         calls=[(1, 1, torch.float32)])
+@example(
+    doms=[({}, ("float32", "float16", "bfloat16"), None), ({}, ("float32", "bfloat16", "float16"), None)],
+    calls=[(1, 1, torch.float32)],
+)
 def test_cached_dispatch_agrees_with_a_fresh_choice(tmp_path_factory, doms, calls):
     """Whatever order calls come in, the cached route is the table's choice for that call."""
     entries = []
@@ -276,7 +298,9 @@ def test_cached_dispatch_agrees_with_a_fresh_choice(tmp_path_factory, doms, call
         if arch:
             dom["arch"] = sorted(arch)
         if dom and dom not in [e["domain"] for e in entries]:
-            entries.append({"name": f"v{i}", "function": f"{HERE}:toy_variant", "config": {"tag": f"v{i}"}, "domain": dom})
+            entries.append(
+                {"name": f"v{i}", "function": f"{HERE}:toy_variant", "config": {"tag": f"v{i}"}, "domain": dom}
+            )
     path = write_table(tmp_path_factory.mktemp("t") / "toy.yaml", "")
     for e in entries:
         dispatch.add_variant(path, e)

@@ -49,18 +49,35 @@ def test_good_table_parses():
     assert wide.line == 9 and wide.domain() == {"dims": {"N": [32768, None]}, "dtypes": ["bfloat16"]}
 
 
-@pytest.mark.parametrize("change, where, words", [
-    (("dims: {N: [32768, null]}", "dims: {N: [40000, 100]}"), "toy.yaml:13: variants[1].domain.dims.N", "empty range"),
-    (("dtypes: [bfloat16]", "dtypes: [float64]"), "toy.yaml:14: variants[1].domain.dtypes", "expected a non-empty list of"),
-    (("function: kernels.softmax:softmax_generic\n    config", "function: softmax_generic\n    config"),
-     "toy.yaml:10: variants[1].function", "'module:attribute'"),
-    (("latency_s: 3.1e-4", "latency_s: -1"), "toy.yaml:15: variants[1].evidence.latency_s", "positive number"),
-    (("    evidence:", "    colour: red\n    evidence:"), "toy.yaml:15: variants[1].colour", "unknown key"),
-    (("kernel: toy", "kernel: other"), "toy.yaml:3: kernel", "this is the table of 'toy'"),
-    (("- name: wide ", "- name: generic "), "toy.yaml:9: variants[1].name", "already the name of variants[0]"),
-    (("    domain:\n      dims: {N: [32768, null]}\n      dtypes: [bfloat16]\n", ""),
-     "toy.yaml:9: variants[1]", "has no domain; only 'generic' may serve everything"),
-])
+@pytest.mark.parametrize(
+    "change, where, words",
+    [
+        (
+            ("dims: {N: [32768, null]}", "dims: {N: [40000, 100]}"),
+            "toy.yaml:13: variants[1].domain.dims.N",
+            "empty range",
+        ),
+        (
+            ("dtypes: [bfloat16]", "dtypes: [float64]"),
+            "toy.yaml:14: variants[1].domain.dtypes",
+            "expected a non-empty list of",
+        ),
+        (
+            ("function: kernels.softmax:softmax_generic\n    config", "function: softmax_generic\n    config"),
+            "toy.yaml:10: variants[1].function",
+            "'module:attribute'",
+        ),
+        (("latency_s: 3.1e-4", "latency_s: -1"), "toy.yaml:15: variants[1].evidence.latency_s", "positive number"),
+        (("    evidence:", "    colour: red\n    evidence:"), "toy.yaml:15: variants[1].colour", "unknown key"),
+        (("kernel: toy", "kernel: other"), "toy.yaml:3: kernel", "this is the table of 'toy'"),
+        (("- name: wide ", "- name: generic "), "toy.yaml:9: variants[1].name", "already the name of variants[0]"),
+        (
+            ("    domain:\n      dims: {N: [32768, null]}\n      dtypes: [bfloat16]\n", ""),
+            "toy.yaml:9: variants[1]",
+            "has no domain; only 'generic' may serve everything",
+        ),
+    ],
+)
 def test_bad_tables_name_file_line_and_key(change, where, words):
     text = GOOD.replace(*change)
     assert text != GOOD
@@ -71,17 +88,22 @@ def test_bad_tables_name_file_line_and_key(change, where, words):
 def test_table_level_problems():
     assert any("needs a variant named 'generic'" in i for i in issues_of(GOOD.replace("name: generic", "name: base")))
     assert any("not valid YAML" in i and i.startswith("toy.yaml:") for i in issues_of("variants: [\n"))
-    dup = GOOD.replace("# trailing notes", textwrap.dedent("""\
+    dup = GOOD.replace(
+        "# trailing notes",
+        textwrap.dedent("""\
           - name: wide_again
             function: kernels.softmax:softmax_generic
             domain: {dtypes: [bfloat16], dims: {N: [32768, null]}}
-        # trailing notes"""))
+        # trailing notes"""),
+    )
     assert any("same domain as 'wide'" in i and "would never be chosen" in i for i in issues_of(dup))
 
 
 def test_validate_table_imports_functions(tmp_path):
     path = tmp_path / "toy.yaml"
-    path.write_text(GOOD.replace("kernels.softmax:softmax_generic\n    config", "kernels.softmax:no_such_thing\n    config"))
+    path.write_text(
+        GOOD.replace("kernels.softmax:softmax_generic\n    config", "kernels.softmax:no_such_thing\n    config")
+    )
     assert validate_table(path) == []
     (problem,) = validate_table(path, check_imports=True)
     assert problem.startswith(f"{path}:9: variants[1].function: cannot import 'kernels.softmax:no_such_thing'")
@@ -90,11 +112,19 @@ def test_validate_table_imports_functions(tmp_path):
 def test_add_variant_keeps_text_and_comments(tmp_path):
     path = tmp_path / "toy.yaml"
     path.write_text(GOOD)
-    entry = {"name": "decode_sm90", "function": "kernels.softmax:softmax_generic",
-             "config": {"BLOCK_N": 1024, "ROWS_PER_PROGRAM": 4},
-             "domain": {"dims": {"M": [1, 256], "N": [4096, 8191]}, "dtypes": ["bfloat16"], "arch": ["sm_90"]},
-             "evidence": {"device": "NVIDIA H100 80GB HBM3", "dims": {"M": 64, "N": 4096}, "dtype": "bfloat16",
-                          "latency_s": 4.2e-6, "baseline_latency_s": 5.0e-6}}
+    entry = {
+        "name": "decode_sm90",
+        "function": "kernels.softmax:softmax_generic",
+        "config": {"BLOCK_N": 1024, "ROWS_PER_PROGRAM": 4},
+        "domain": {"dims": {"M": [1, 256], "N": [4096, 8191]}, "dtypes": ["bfloat16"], "arch": ["sm_90"]},
+        "evidence": {
+            "device": "NVIDIA H100 80GB HBM3",
+            "dims": {"M": 64, "N": 4096},
+            "dtype": "bfloat16",
+            "latency_s": 4.2e-6,
+            "baseline_latency_s": 5.0e-6,
+        },
+    }
     table = add_variant(path, entry, comment="added by aina evolve: hypothesis h-0123abcd")
     text = path.read_text()
     assert text.startswith(GOOD.split("\n# trailing")[0])  # everything before is untouched
@@ -103,7 +133,9 @@ def test_add_variant_keeps_text_and_comments(tmp_path):
     assert table.get("decode_sm90").dims == {"M": (1, 256), "N": (4096, 8191)}
     assert load_table(path).get("decode_sm90").evidence["baseline_latency_s"] == 5.0e-6
     # and again: appends after the entry it just wrote
-    add_variant(path, {"name": "tiny", "function": "kernels.softmax:softmax_generic", "domain": {"dims": {"N": [1, 16]}}})
+    add_variant(
+        path, {"name": "tiny", "function": "kernels.softmax:softmax_generic", "domain": {"dims": {"N": [1, 16]}}}
+    )
     assert [v.name for v in load_table(path).variants] == ["generic", "wide", "decode_sm90", "tiny"]
 
 
@@ -111,9 +143,13 @@ def test_add_variant_refuses_a_bad_entry_and_leaves_the_file(tmp_path):
     path = tmp_path / "toy.yaml"
     path.write_text(GOOD)
     with pytest.raises(DispatchTableError, match="already the name"):
-        add_variant(path, {"name": "wide", "function": "kernels.softmax:softmax_generic", "domain": {"dims": {"N": [1, 2]}}})
+        add_variant(
+            path, {"name": "wide", "function": "kernels.softmax:softmax_generic", "domain": {"dims": {"N": [1, 2]}}}
+        )
     with pytest.raises(DispatchTableError, match="empty range"):
-        add_variant(path, {"name": "x", "function": "kernels.softmax:softmax_generic", "domain": {"dims": {"N": [9, 2]}}})
+        add_variant(
+            path, {"name": "x", "function": "kernels.softmax:softmax_generic", "domain": {"dims": {"N": [9, 2]}}}
+        )
     assert path.read_text() == GOOD
     assert not list(tmp_path.glob(".toy.yaml.*"))  # no temporary file left behind
 

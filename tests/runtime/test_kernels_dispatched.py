@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from kernels import layer_norm, rms_norm, softmax
-from pytest_aina.runtime.dispatch import dispatcher
 from pytest_aina.runtime import Recorder
+from pytest_aina.runtime.dispatch import dispatcher
 from pytest_aina.telemetry.validate import read_file
 
 
@@ -22,8 +22,11 @@ def test_public_functions_dispatch_and_are_recorded(tmp_path):
     windows, issues = read_file(tmp_path / "k.jsonl")
     assert issues == []
     got = sorted((w.kernel, w.variant, w.dim_map["M"], w.dim_map["N"], w.dtype, w.calls) for w in windows)
-    assert got == [("layer_norm", "generic", 6, 40, "float16", 1), ("rms_norm", "generic", 6, 40, "float32", 1),
-                   ("softmax", "generic", 6, 40, "float32", 2)]
+    assert got == [
+        ("layer_norm", "generic", 6, 40, "float16", 1),
+        ("rms_norm", "generic", 6, 40, "float32", 1),
+        ("softmax", "generic", 6, 40, "float32", 2),
+    ]
 
 
 def test_dims_from_first_keys_on_shape(tmp_path):

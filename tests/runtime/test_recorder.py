@@ -9,8 +9,8 @@ import threading
 import pytest
 
 from pytest_aina.runtime import Recorder
-from pytest_aina.telemetry import wire
 from pytest_aina.runtime import recorder as recorder_mod
+from pytest_aina.telemetry import wire
 from pytest_aina.telemetry.validate import read_batch, read_file
 
 SECRET = "s3cret-for-tests"
@@ -67,9 +67,13 @@ def test_quantiles_track_the_true_distribution(receiver):
 def test_file_sink_appends_jsonl_windows(tmp_path):
     path = tmp_path / "out.jsonl"
     rec = make(path=path)
-    rec.record("rms_norm", 2e-5, dims={"M": 4, "N": 4096}, dtype="bfloat16", device="NVIDIA H100 80GB HBM3", arch="sm_90")
+    rec.record(
+        "rms_norm", 2e-5, dims={"M": 4, "N": 4096}, dtype="bfloat16", device="NVIDIA H100 80GB HBM3", arch="sm_90"
+    )
     rec.flush()
-    rec.record("rms_norm", 3e-5, dims={"M": 4, "N": 4096}, dtype="bfloat16", device="NVIDIA H100 80GB HBM3", arch="sm_90")
+    rec.record(
+        "rms_norm", 3e-5, dims={"M": 4, "N": 4096}, dtype="bfloat16", device="NVIDIA H100 80GB HBM3", arch="sm_90"
+    )
     rec.close()
     windows, issues = read_file(path)
     assert issues == []
@@ -98,7 +102,7 @@ def test_a_hung_endpoint_never_holds_up_the_calls(receiver):
     rec._enqueue(rec._roll())
     assert receiver.arrived.wait(5)  # the sender is now stuck inside the POST
 
-    for round_ in range(5):  # 5 more windows: 2 wait in the queue, 3 are dropped
+    for _round in range(5):  # 5 more windows: 2 wait in the queue, 3 are dropped
         for _ in range(1000):
             rec.add(KEY, 1e-5)
         rec._enqueue(rec._roll())
@@ -249,7 +253,12 @@ def test_configuration_errors_are_clear():
 def test_from_env(tmp_path):
     assert Recorder.from_env(environ={}) is None
     assert Recorder.from_env(environ={"AINA_TELEMETRY": "0", "AINA_TELEMETRY_FILE": "x"}) is None
-    rec = Recorder.from_env(environ={"AINA_TELEMETRY_FILE": str(tmp_path / "e.jsonl"), "AINA_SERVICE": "svc-e",
-                                     "AINA_TELEMETRY_WINDOW_S": "30"})
+    rec = Recorder.from_env(
+        environ={
+            "AINA_TELEMETRY_FILE": str(tmp_path / "e.jsonl"),
+            "AINA_SERVICE": "svc-e",
+            "AINA_TELEMETRY_WINDOW_S": "30",
+        }
+    )
     assert rec.service == "svc-e" and rec.window_s == 30
     rec.close()

@@ -16,8 +16,11 @@ PRODUCTION = ("pytest_aina.runtime", "pytest_aina.telemetry")
 
 def imported_by(statement: str) -> list[str]:
     """The modules that ``statement`` adds to ``sys.modules`` in a fresh interpreter."""
-    code = ("import json, sys\nbefore = set(sys.modules)\n" + statement +
-            "\nprint(json.dumps(sorted(set(sys.modules) - before)))")
+    code = (
+        "import json, sys\nbefore = set(sys.modules)\n"
+        + statement
+        + "\nprint(json.dumps(sorted(set(sys.modules) - before)))"
+    )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.splitlines()[-1])
@@ -29,8 +32,9 @@ def ours(modules: list[str]) -> list[str]:
 
 
 def test_importing_the_runtime_imports_no_test_tool_and_no_torch():
-    new = imported_by("import pytest_aina.runtime\n"
-                      "from pytest_aina.runtime.dispatch import add_variant, load_table, validate_table")
+    new = imported_by(
+        "import pytest_aina.runtime\nfrom pytest_aina.runtime.dispatch import add_variant, load_table, validate_table"
+    )
     assert {"pytest_aina.runtime.recorder", "pytest_aina.runtime.dispatch.routing"} <= set(new)  # it did import
     assert sorted(m for m in new if m.split(".")[0] in HEAVY) == []
     assert ours(new) == []

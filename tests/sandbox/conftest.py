@@ -15,8 +15,14 @@ import pytest
 from pytest_aina.sandbox.parent.machine import probe
 
 #: Credentials planted in the parent's environment: none may reach a child or a record.
-SECRET_NAMES = ["GITHUB_TOKEN", "OPENAI_API_KEY", "AINA_WEBHOOK_SECRET", "MY_SERVICE_KEY", "DB_PASSWORD",
-                "SOME_SESSION_TOKEN"]
+SECRET_NAMES = [
+    "GITHUB_TOKEN",
+    "OPENAI_API_KEY",
+    "AINA_WEBHOOK_SECRET",
+    "MY_SERVICE_KEY",
+    "DB_PASSWORD",
+    "SOME_SESSION_TOKEN",
+]
 
 
 @pytest.fixture

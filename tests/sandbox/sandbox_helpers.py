@@ -10,8 +10,13 @@ import pytest
 
 def need(caps, *layers: str) -> None:
     """Skip, saying why, where this machine lacks a layer a test is about."""
-    have = {"pid": "pid" in caps.namespaces, "net": "net" in caps.namespaces, "landlock": caps.landlock_abi > 0,
-            "landlock_net": caps.landlock_abi >= 4, "root": caps.root}
+    have = {
+        "pid": "pid" in caps.namespaces,
+        "net": "net" in caps.namespaces,
+        "landlock": caps.landlock_abi > 0,
+        "landlock_net": caps.landlock_abi >= 4,
+        "root": caps.root,
+    }
     for layer in layers:
         if not have[layer]:
             pytest.skip(f"this machine lacks the {layer} layer ({'; '.join(caps.notes) or 'see probe()'})")

@@ -8,10 +8,9 @@ from __future__ import annotations
 import os
 
 import pytest
+from sandbox_helpers import need
 
 from pytest_aina.sandbox import Isolation, run
-
-from sandbox_helpers import need
 
 WRITER = """
 import ctypes, os, subprocess
@@ -111,8 +110,11 @@ def test_the_audit_hook_alone_is_only_a_tripwire(write, open_folder):
     writes (and records them) but ctypes and a subprocess get through. This is why the OS
     layers exist; if this test starts failing, the docs need updating."""
     target = os.path.join(open_folder, "escape")
-    r = run(f"{write('writer.py', WRITER)}:f", args=[target],
-            isolation=Isolation(namespaces=False, drop_uid=False, landlock=False))
+    r = run(
+        f"{write('writer.py', WRITER)}:f",
+        args=[target],
+        isolation=Isolation(namespaces=False, drop_uid=False, landlock=False),
+    )
     assert r.status == "write outside sandbox"
     assert _written(target) == ["escape.ctypes", "escape.shell"]
 
@@ -147,7 +149,9 @@ def test_reading_is_confined_to_what_a_kernel_needs(write, tmp_path, caps):
     (private / "token.txt").write_text("not for candidates")
     os.chmod(private, 0o755)
     os.chmod(private / "token.txt", 0o644)
-    path = write("reader.py", """
+    path = write(
+        "reader.py",
+        """
         import os
         def f(paths):
             out = {}
@@ -158,7 +162,8 @@ def test_reading_is_confined_to_what_a_kernel_needs(write, tmp_path, caps):
                 except OSError as e:
                     out[p] = f"refused: {e.strerror}"
             return out
-    """)
+    """,
+    )
     probe_paths = [str(private / "token.txt"), "/root/.bash_history", os.__file__]
     r = run(f"{path}:f", args=[probe_paths])
     assert r.status == "ok", r.reason

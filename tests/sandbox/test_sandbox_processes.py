@@ -15,11 +15,10 @@ import tempfile
 import time
 
 import pytest
+from sandbox_helpers import need, processes_with
 
 from pytest_aina.sandbox import Isolation, Limits, run
 from pytest_aina.sandbox.parent import procs
-
-from sandbox_helpers import need, processes_with
 
 #: Double fork + setsid + SIGTERM ignored + exec: the classic daemon that escapes a process
 #: group and a session. It returns only once the daemon is running.
@@ -71,8 +70,12 @@ def test_without_a_pid_namespace_a_daemon_that_left_the_session_is_still_found(w
 
 def test_with_neither_namespaces_nor_a_uid_a_grandchild_in_the_session_is_killed(write):
     marker = f"aina-daemon-{secrets.token_hex(6)}"
-    r = run(f"{write('daemon.py', DAEMON)}:f", args=[marker], kwargs={"detach": False},
-            isolation=Isolation(namespaces=False, drop_uid=False))
+    r = run(
+        f"{write('daemon.py', DAEMON)}:f",
+        args=[marker],
+        kwargs={"detach": False},
+        isolation=Isolation(namespaces=False, drop_uid=False),
+    )
     assert r.status == "leftover processes", r.reason
     assert processes_with(marker) == []
     assert "by session only" in r.cleanup  # and the record says how weak that was
@@ -80,12 +83,16 @@ def test_with_neither_namespaces_nor_a_uid_a_grandchild_in_the_session_is_killed
 
 def test_a_daemon_left_by_a_hanging_candidate_dies_with_it(write):
     marker = f"aina-daemon-{secrets.token_hex(6)}"
-    path = write("hang.py", DAEMON + """
+    path = write(
+        "hang.py",
+        DAEMON
+        + """
 def g(marker):
     f(marker)
     while True:
         time.sleep(0.1)
-""")
+""",
+    )
     r = run(f"{path}:g", args=[marker], limits=Limits(wall_s=1.5))
     assert r.status == "timeout"
     assert processes_with(marker) == []
@@ -93,7 +100,9 @@ def g(marker):
 
 def test_a_fork_bomb_is_stopped_and_recorded(write, caps):
     need(caps, "root")  # RLIMIT_NPROC binds only a non-root uid: without one a bomb is not bounded
-    path = write("bomb.py", """
+    path = write(
+        "bomb.py",
+        """
         import os, time
         def f():
             while True:
@@ -101,7 +110,8 @@ def test_a_fork_bomb_is_stopped_and_recorded(write, caps):
                     os.fork()
                 except OSError:
                     time.sleep(0.01)
-    """)
+    """,
+    )
     r = run(f"{path}:f", limits=Limits(wall_s=20, max_processes=16, max_tasks=64))
     uid = r.protections["uid"]
     if uid is None:
@@ -118,17 +128,28 @@ def test_if_the_evaluator_dies_the_sandbox_dies_with_it(write, caps):
     end of the command pipe hang up and takes the whole namespace down."""
     need(caps, "pid")
     marker = f"aina-orphan-{secrets.token_hex(6)}"
-    path = write("hang.py", DAEMON + """
+    path = write(
+        "hang.py",
+        DAEMON
+        + """
 def g(marker):
     f(marker)
     while True:
         time.sleep(0.1)
-""")
+""",
+    )
     base = tempfile.mkdtemp(prefix="aina-test-base-")  # a killed evaluator cannot remove its folder
     os.chmod(base, 0o711)
-    evaluator = subprocess.Popen([sys.executable, "-c", (
-        "from pytest_aina.sandbox import run, Limits\n"
-        f"run({path + ':g'!r}, args=[{marker!r}], limits=Limits(wall_s=120), base_dir={base!r})\n")])
+    evaluator = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "from pytest_aina.sandbox import run, Limits\n"
+                f"run({path + ':g'!r}, args=[{marker!r}], limits=Limits(wall_s=120), base_dir={base!r})\n"
+            ),
+        ]
+    )
     try:
         deadline = time.monotonic() + 30
         while not processes_with(marker):

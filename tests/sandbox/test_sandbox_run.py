@@ -9,20 +9,22 @@ import subprocess
 import sys
 
 import pytest
+from sandbox_helpers import need
 
 from pytest_aina.sandbox import Isolation, Limits, SandboxError, run
 from pytest_aina.sandbox.parent.childenv import EnvError
 
-from sandbox_helpers import need
-
 
 def test_a_function_runs_and_returns_its_value(write):
-    path = write("cand.py", """
+    path = write(
+        "cand.py",
+        """
         import os
         def add(a, b, *, scale=1):
             print("working in", os.getcwd())
             return {"sum": (a + b) * scale, "cwd": os.getcwd(), "uid": os.getuid()}
-    """)
+    """,
+    )
     r = run(f"{path}:add", args=[2, 3], kwargs={"scale": 10})
     assert r.status == "ok", r.reason
     assert r.value["sum"] == 50
@@ -58,14 +60,17 @@ def test_argv_mode_runs_a_python_command_line():
     assert failing.status == "ok" and failing.value == {"exit_code": 3}  # the caller judges exit codes
 
 
-@pytest.mark.parametrize("bad, message", [
-    (dict(), "exactly one of entry= or argv="),
-    (dict(entry="no_colon"), "module:function"),
-    (dict(entry="/nonexistent/cand.py:f"), "no such file"),
-    (dict(entry="m:f", args=[object()]), "JSON-able"),
-    (dict(argv=[]), "non-empty list"),
-    (dict(argv=["-m"]), "needs an argument"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (dict(), "exactly one of entry= or argv="),
+        (dict(entry="no_colon"), "module:function"),
+        (dict(entry="/nonexistent/cand.py:f"), "no such file"),
+        (dict(entry="m:f", args=[object()]), "JSON-able"),
+        (dict(argv=[]), "non-empty list"),
+        (dict(argv=["-m"]), "needs an argument"),
+    ],
+)
 def test_bad_arguments_are_refused_with_a_clear_error(bad, message):
     with pytest.raises((ValueError, FileNotFoundError), match=message):
         run(**bad)
@@ -87,11 +92,14 @@ def test_a_credential_named_variable_is_refused_not_passed(write):
 def test_the_child_environment_is_an_allow_list(write, planted_secrets, monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     monkeypatch.setenv("SOME_UNRELATED_SETTING", "parent-only")
-    path = write("cand.py", """
+    path = write(
+        "cand.py",
+        """
         import os
         def f():
             return dict(os.environ)
-    """)
+    """,
+    )
     r = run(f"{path}:f", env={"EXTRA_SETTING": "given"})
     assert r.status == "ok", r.reason
     env = r.value
@@ -125,22 +133,26 @@ def f():
 """
 
 
-@pytest.mark.parametrize("isolation", [
-    "Isolation()", "Isolation(namespaces=False)", "Isolation(namespaces=False, landlock=False)"])
+@pytest.mark.parametrize(
+    "isolation", ["Isolation()", "Isolation(namespaces=False)", "Isolation(namespaces=False, landlock=False)"]
+)
 def test_a_candidate_looking_for_credentials_finds_none(write, planted_secrets, isolation, caps):
     """The evaluator runs with the secrets in its *initial* environment (what
     /proc/PID/environ shows), as a CI job would. The candidate searches its environment,
     /proc (its own, its parent's, every process's) and dotfiles, and returns all it saw,
     encoded; no planted value is in it, nor anywhere in the record."""
     if not caps.root and "landlock=False" in isolation:
-        pytest.skip("not root: with neither namespaces nor Landlock nothing hides /proc/PID/environ of the "
-                    "evaluator from a child of the same user (see docs/sandbox.md)")
+        pytest.skip(
+            "not root: with neither namespaces nor Landlock nothing hides /proc/PID/environ of the "
+            "evaluator from a child of the same user (see docs/sandbox.md)"
+        )
     path = write("snoop.py", SNOOP)
     evaluator = (
         "import json, sys\n"
         "from pytest_aina.sandbox import Isolation, run\n"
         f"r = run({path + ':f'!r}, isolation={isolation})\n"
-        "print(json.dumps(r.as_dict()))\n")
+        "print(json.dumps(r.as_dict()))\n"
+    )
     env = dict(os.environ, **planted_secrets)
     proc = subprocess.run([sys.executable, "-c", evaluator], env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
@@ -156,12 +168,15 @@ def test_a_candidate_looking_for_credentials_finds_none(write, planted_secrets, 
 
 def test_a_secret_the_candidate_finds_on_disk_is_redacted_from_the_record(write, planted_secrets):
     # suppose a token lies in a file the candidate can read: what it prints is scrubbed
-    path = write("leak.py", """
+    path = write(
+        "leak.py",
+        """
         def f():
             text = open("found.txt").read()
             print("found", text)
             raise RuntimeError("token is " + text)
-    """)
+    """,
+    )
     r = run(f"{path}:f", files={"found.txt": planted_secrets["GITHUB_TOKEN"]})
     assert r.status == "exception"
     record = json.dumps(r.as_dict())
@@ -173,8 +188,19 @@ def test_the_protections_in_force_are_recorded(write, caps):
     path = write("cand.py", "def f():\n    return 1\n")
     r = run(f"{path}:f")
     p = r.protections
-    for key in ("pid_namespace", "net_namespace", "mount_namespace", "uid", "capabilities", "no_new_privs",
-                "landlock", "rlimits", "audit_hook", "environment", "watchdog"):
+    for key in (
+        "pid_namespace",
+        "net_namespace",
+        "mount_namespace",
+        "uid",
+        "capabilities",
+        "no_new_privs",
+        "landlock",
+        "rlimits",
+        "audit_hook",
+        "environment",
+        "watchdog",
+    ):
         assert key in p, key
     assert p["audit_hook"] is True
     assert p["rlimits"]["core"] == 0 and p["rlimits"]["data"] == Limits().memory_bytes
@@ -207,7 +233,9 @@ def test_a_required_layer_that_is_off_fails_the_run_instead_of_running_weaker(wr
 def test_torch_and_triton_run_under_the_default_limits(write, caps):
     """A real kernel evaluation (torch + Triton's interpreter) fits the memory limit,
     with Triton's and torch's caches inside the sandbox folder."""
-    path = write("kernel.py", """
+    path = write(
+        "kernel.py",
+        """
         import os
         def f():
             import torch, triton, triton.language as tl
@@ -224,7 +252,8 @@ def test_torch_and_triton_run_under_the_default_limits(write, caps):
             status = dict(line.split(":", 1) for line in open("/proc/self/status"))
             return {"close": bool(torch.allclose(o, x + y)), "VmData": status["VmData"].strip(),
                     "triton_cache": os.environ["TRITON_CACHE_DIR"], "home": os.environ["HOME"]}
-    """)
+    """,
+    )
     r = run(f"{path}:f", env={"TRITON_INTERPRET": "1"})
     assert r.status == "ok", r.reason + r.stderr_tail
     assert r.value["close"] is True
@@ -236,13 +265,16 @@ def test_sandboxes_run_side_by_side(write):
     """The search evaluates several candidates at once: each gets its own uid and folder."""
     import concurrent.futures
 
-    path = write("cand.py", """
+    path = write(
+        "cand.py",
+        """
         import os, time
         def f(i):
             time.sleep(0.2)
             open("mine.txt", "w").write(str(i))
             return {"i": i, "uid": os.getuid(), "cwd": os.getcwd(), "files": os.listdir(".")}
-    """)
+    """,
+    )
     with concurrent.futures.ThreadPoolExecutor(3) as pool:
         results = list(pool.map(lambda i: run(f"{path}:f", args=[i]), range(3)))
     assert [r.status for r in results] == ["ok"] * 3, [r.reason for r in results]

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_aina.sandbox.parent import timing
-
-from pytest_aina.sandbox import Limits, time_calls
-from pytest_aina.sandbox.parent.timing import Call, TimingResult, _judge_clocks, _Stop
+from pytest_aina.sandbox import Call, Limits, TimingResult, time_calls
+from pytest_aina.sandbox.parent import offcall
+from pytest_aina.sandbox.parent.verdicts import FLOOR_SLACK, Stop, judge_clocks
 
 HARNESS = """
 import numpy as np
@@ -40,8 +39,13 @@ def timed(write):
     def _timed(source: str, **kw):
         kw.setdefault("calls", 5)
         kw.setdefault("floor_calls", 10)
-        return time_calls(f"{write('cand.py', source)}:f", make_inputs=f"{harness}:make_inputs",
-                          reference=f"{harness}:reference", check=f"{harness}:check", **kw)
+        return time_calls(
+            f"{write('cand.py', source)}:f",
+            make_inputs=f"{harness}:make_inputs",
+            reference=f"{harness}:reference",
+            check=f"{harness}:check",
+            **kw,
+        )
 
     return _timed
 
@@ -53,7 +57,7 @@ def test_a_correct_candidate_is_timed_on_the_parents_clock(timed):
     assert all(t > 0 for t in r.times_s)
     # a figure includes the protocol's round trip; on a busy machine the no-op floor itself
     # varies, so the bound is the protocol's own slack, the one it judges plausibility by
-    assert r.median_s >= timing._FLOOR_SLACK * r.floor["min_s"]
+    assert r.median_s >= FLOOR_SLACK * r.floor["min_s"]
     # 10 no-ops before the candidate loads, then one after each of the 8 calls
     assert r.floor["calls"] == 18 and 0 < r.floor["min_s"] <= r.floor["median_s"] <= r.floor["p90_s"]
     # every call got its own seed, picked by the parent from `seed`: repeatable
@@ -180,14 +184,17 @@ def test_a_call_that_hangs_times_out_and_the_session_ends(timed):
     assert r.wall_s < 10
 
 
-@pytest.mark.parametrize("source, status", [
-    ("import os\ndef f(x):\n    os.abort()\n", "crash by signal"),
-    ("def f(x):\n    raise ValueError('no')\n", "exception"),
-    ("def f(x:\n    pass\n", "syntax error"),
-    ("import nope_not_here\ndef f(x):\n    pass\n", "import error"),
-    ("import os\ndef f(x):\n    os._exit(0)\n", "no result"),
-    ("def f(x):\n    return len(bytearray(2 << 30))\n", "memory limit"),
-])
+@pytest.mark.parametrize(
+    "source, status",
+    [
+        ("import os\ndef f(x):\n    os.abort()\n", "crash by signal"),
+        ("def f(x):\n    raise ValueError('no')\n", "exception"),
+        ("def f(x:\n    pass\n", "syntax error"),
+        ("import nope_not_here\ndef f(x):\n    pass\n", "import error"),
+        ("import os\ndef f(x):\n    os._exit(0)\n", "no result"),
+        ("def f(x):\n    return len(bytearray(2 << 30))\n", "memory limit"),
+    ],
+)
 def test_the_failures_of_a_run_are_failures_of_a_timing_session(timed, source, status):
     r = timed(source, limits=Limits(memory_bytes=512 << 20))
     assert r.status == status, r.reason
@@ -207,25 +214,30 @@ def test_bad_arguments_are_refused(timed):
 
 
 def _calls(parent, child, live):
-    return [Call(index=i, seed=i, warmup=False, parent_s=p, child_s=c, live_s=l)
-            for i, (p, c, l) in enumerate(zip(parent, child, live))]
+    return [
+        Call(index=i, seed=i, warmup=False, parent_s=p, child_s=c, live_s=lv)
+        for i, (p, c, lv) in enumerate(zip(parent, child, live))
+    ]
 
 
-@pytest.mark.parametrize("parent, child, live, tampered", [
-    ([1e-3] * 5, [0.9e-3] * 5, [0.9e-3] * 5, False),  # consistent
-    ([2e-3] * 5, [1e-3] * 5, [1e-3] * 5, False),  # a slow pipe is not tampering
-    ([1e-3] * 5, [0.9e-3] * 5, [1e-6] * 5, True),  # the child's perf_counter lies
-    ([1e-3] * 5, [5e-3] * 5, [5e-3] * 5, True),  # the child measured more than could pass
-    ([0.2] * 5, [1e-4] * 5, [1e-4] * 5, True),  # the child claims 0.1 ms of a 200 ms call
-])
+@pytest.mark.parametrize(
+    "parent, child, live, tampered",
+    [
+        ([1e-3] * 5, [0.9e-3] * 5, [0.9e-3] * 5, False),  # consistent
+        ([2e-3] * 5, [1e-3] * 5, [1e-3] * 5, False),  # a slow pipe is not tampering
+        ([1e-3] * 5, [0.9e-3] * 5, [1e-6] * 5, True),  # the child's perf_counter lies
+        ([1e-3] * 5, [5e-3] * 5, [5e-3] * 5, True),  # the child measured more than could pass
+        ([0.2] * 5, [1e-4] * 5, [1e-4] * 5, True),  # the child claims 0.1 ms of a 200 ms call
+    ],
+)
 def test_the_clock_judgement(parent, child, live, tampered):
     res = TimingResult(status="ok", reason="ok", floor={"median_s": 5e-5, "min_s": 4e-5})
     if tampered:
-        with pytest.raises(_Stop) as e:
-            _judge_clocks(res, _calls(parent, child, live))
+        with pytest.raises(Stop) as e:
+            judge_clocks(res, _calls(parent, child, live))
         assert e.value.status == "tampered clock"
     else:
-        _judge_clocks(res, _calls(parent, child, live))
+        judge_clocks(res, _calls(parent, child, live))
 
 
 TORCH_HARNESS = """
@@ -265,9 +277,15 @@ def f(x):
 
 def test_a_triton_kernel_in_the_interpreter_under_the_protocol(write):
     harness = write("torch_harness.py", TORCH_HARNESS)
-    r = time_calls(f"{write('softmax.py', TRITON_SOFTMAX)}:f", make_inputs=f"{harness}:make_inputs",
-                   reference=f"{harness}:reference", check=f"{harness}:check", calls=3, floor_calls=5,
-                   env={"TRITON_INTERPRET": "1"})
+    r = time_calls(
+        f"{write('softmax.py', TRITON_SOFTMAX)}:f",
+        make_inputs=f"{harness}:make_inputs",
+        reference=f"{harness}:reference",
+        check=f"{harness}:check",
+        calls=3,
+        floor_calls=5,
+        env={"TRITON_INTERPRET": "1"},
+    )
     assert r.status == "ok", r.reason + r.stderr_tail
     assert len(r.times_s) == 3
     assert r.peak_rss_bytes < Limits().memory_bytes
@@ -290,8 +308,14 @@ def f(x):
 
 def test_patching_torch_cuda_event_is_a_tampered_clock(write):
     harness = write("torch_harness.py", TORCH_HARNESS)
-    r = time_calls(f"{write('cheat.py', CUDA_EVENT_CHEAT)}:f", make_inputs=f"{harness}:make_inputs",
-                   reference=f"{harness}:reference", check=f"{harness}:check", calls=2, floor_calls=5)
+    r = time_calls(
+        f"{write('cheat.py', CUDA_EVENT_CHEAT)}:f",
+        make_inputs=f"{harness}:make_inputs",
+        reference=f"{harness}:reference",
+        check=f"{harness}:check",
+        calls=2,
+        floor_calls=5,
+    )
     assert r.status == "tampered clock"
     assert "torch.cuda.Event" in r.reason
 
@@ -307,10 +331,13 @@ def _fill(x, out):
     np.multiply(x, 2, out=out)
 """
 
-RETURN_EARLY_HOLD_GIL = """
+RETURN_EARLY_HOLD_GIL = (
+    """
 import sys, threading, time
 import numpy as np
-""" + _SLOW_FILL + """
+"""
+    + _SLOW_FILL
+    + """
 def f(x):
     out = np.empty_like(x)
 
@@ -322,11 +349,15 @@ def f(x):
     threading.Thread(target=work, daemon=True).start()
     return out
 """
+)
 
-WAIT_FOR_NEXT_COMMAND = """
+WAIT_FOR_NEXT_COMMAND = (
+    """
 import sys, threading
 import numpy as np
-""" + _SLOW_FILL + """
+"""
+    + _SLOW_FILL
+    + """
 frames = sys.modules["pytest_aina.sandbox.frames"]
 _read, pending = frames.Reader.read, []
 
@@ -344,6 +375,7 @@ def f(x):
     pending.append(t)
     return out
 """
+)
 
 SPIN_BETWEEN_CALLS = """
 import threading
@@ -367,8 +399,9 @@ def f(x):
 """
 
 
-@pytest.mark.parametrize("source", [RETURN_EARLY_HOLD_GIL, WAIT_FOR_NEXT_COMMAND],
-                         ids=["finish-in-background", "wait-for-next-command"])
+@pytest.mark.parametrize(
+    "source", [RETURN_EARLY_HOLD_GIL, WAIT_FOR_NEXT_COMMAND], ids=["finish-in-background", "wait-for-next-command"]
+)
 def test_returning_early_and_finishing_in_the_background_never_passes_fast(timed, source):
     # (measured before the snapshot moved into the call's answer: the second one passed,
     # 5.4 ms per call against 16.3 ms for the same work done honestly)
@@ -385,10 +418,19 @@ def test_returning_early_and_finishing_in_the_background_never_passes_fast(timed
 def test_a_thread_left_running_between_calls_is_deferred_work(write):
     # the parent takes 30 ms over each reference, so the stretch between calls is long
     # enough for a spinning thread to use more than the allowance even on a busy machine
-    harness = write("slow_harness.py", HARNESS + "\nimport time\n_fast = reference\n\n"
-                                                 "def reference(x):\n    time.sleep(0.03)\n    return _fast(x)\n")
-    r = time_calls(f"{write('spin.py', SPIN_BETWEEN_CALLS)}:f", make_inputs=f"{harness}:make_inputs",
-                   reference=f"{harness}:reference", check=f"{harness}:check", warmup=1, calls=3, floor_calls=10)
+    harness = write(
+        "slow_harness.py",
+        HARNESS + "\nimport time\n_fast = reference\n\ndef reference(x):\n    time.sleep(0.03)\n    return _fast(x)\n",
+    )
+    r = time_calls(
+        f"{write('spin.py', SPIN_BETWEEN_CALLS)}:f",
+        make_inputs=f"{harness}:make_inputs",
+        reference=f"{harness}:reference",
+        check=f"{harness}:check",
+        warmup=1,
+        calls=3,
+        floor_calls=10,
+    )
     assert r.status == "deferred work", r.reason + r.stderr_tail
     assert "call 1's return" in r.reason  # the first timed call: a warm-up may leave one-time work
     assert r.offcall_watch and r.protections["offcall_cpu_watch"] is True
@@ -396,34 +438,34 @@ def test_a_thread_left_running_between_calls_is_deferred_work(write):
 
 def test_the_off_call_judgement():
     call = Call(index=3, seed=0, warmup=False, parent_s=0.1, child_s=0.1, live_s=0.1)
-    timing._check_offcall({1: 0, 2: 10_000_000}, {1: 1_000_000, 2: 10_500_000}, call)  # 1.5 ms: housekeeping
+    offcall.check({1: 0, 2: 10_000_000}, {1: 1_000_000, 2: 10_500_000}, call)  # 1.5 ms: housekeeping
     assert call.offcall_cpu_s == pytest.approx(1.5e-3)
-    timing._check_offcall({1: 0}, {1: 4_000_000}, call)  # 4 ms of a 100 ms call: within 2 ms + 3%
-    with pytest.raises(_Stop) as e:
-        timing._check_offcall({1: 0}, {1: 6_000_000}, call)
+    offcall.check({1: 0}, {1: 4_000_000}, call)  # 4 ms of a 100 ms call: within 2 ms + 3%
+    with pytest.raises(Stop) as e:
+        offcall.check({1: 0}, {1: 6_000_000}, call)
     assert e.value.status == "deferred work" and "call 3's return" in e.value.reason
-    with pytest.raises(_Stop):  # a process that appeared since counts with all its time
-        timing._check_offcall({1: 0}, {1: 0, 7: 9_000_000}, call)
-    timing._check_offcall({1: 0, 7: 9_000_000}, {1: 0}, call)  # one that exited is not negative work
+    with pytest.raises(Stop):  # a process that appeared since counts with all its time
+        offcall.check({1: 0}, {1: 0, 7: 9_000_000}, call)
+    offcall.check({1: 0, 7: 9_000_000}, {1: 0}, call)  # one that exited is not negative work
     assert call.offcall_cpu_s == 0
-    timing._check_offcall(None, {1: 10**9}, call)  # no accounting on this platform: no verdict
+    offcall.check(None, {1: 10**9}, call)  # no accounting on this platform: no verdict
 
 
 def test_one_window_over_by_a_clock_tick_is_the_clocks_resolution_not_deferred_work():
     call = Call(index=3, seed=0, warmup=False, parent_s=0.01, child_s=0.01, live_s=0.01)
-    allowed_ns = int(timing.offcall_allowed_s(call) * 1e9)
-    within_a_tick = allowed_ns + int(timing._OFFCALL_TICK_S * 1e9) - 100_000
+    allowed_ns = int(offcall.allowed_s(call) * 1e9)
+    within_a_tick = allowed_ns + int(offcall.TICK_S * 1e9) - 100_000
     forgiven = []
-    timing._check_offcall({1: 0}, {1: within_a_tick}, call, forgiven)  # the first: the clock's resolution
+    offcall.check({1: 0}, {1: within_a_tick}, call, forgiven)  # the first: the clock's resolution
     assert forgiven == [call] and call.offcall_cpu_s == pytest.approx(within_a_tick / 1e9)
     later = Call(index=4, seed=0, warmup=False, parent_s=0.01, child_s=0.01, live_s=0.01)
-    with pytest.raises(_Stop) as e:  # a second one in the same session is work left behind
-        timing._check_offcall({1: 0}, {1: within_a_tick}, later, forgiven)
+    with pytest.raises(Stop) as e:  # a second one in the same session is work left behind
+        offcall.check({1: 0}, {1: within_a_tick}, later, forgiven)
     assert e.value.status == "deferred work" and "call 4's return" in e.value.reason
-    with pytest.raises(_Stop):  # more than a tick over is never the clock, even the first time
-        timing._check_offcall({1: 0}, {1: within_a_tick + 200_000}, call, [])
-    with pytest.raises(_Stop):  # without a session's record (the old call form) nothing is forgiven
-        timing._check_offcall({1: 0}, {1: allowed_ns + 100_000}, call)
+    with pytest.raises(Stop):  # more than a tick over is never the clock, even the first time
+        offcall.check({1: 0}, {1: within_a_tick + 200_000}, call, [])
+    with pytest.raises(Stop):  # without a session's record (the old call form) nothing is forgiven
+        offcall.check({1: 0}, {1: allowed_ns + 100_000}, call)
 
 
 def test_an_honest_multithreaded_kernel_is_not_deferred_work(timed):
@@ -437,17 +479,25 @@ def test_an_honest_multithreaded_kernel_is_not_deferred_work(timed):
     # own work that the kernel had not yet put on the clock when the call ended
     over = [c for c in timed_calls if c.offcall_cpu_s >= 2e-3]
     assert len(over) <= 1, [c.offcall_cpu_s for c in over]
-    assert all(c.offcall_cpu_s <= timing.offcall_allowed_s(c) + timing._OFFCALL_TICK_S for c in over)
+    assert all(c.offcall_cpu_s <= offcall.allowed_s(c) + offcall.TICK_S for c in over)
 
 
 def test_a_torch_mode_left_active_is_deferred_work(write):
     harness = write("torch_harness.py", TORCH_HARNESS)
-    source = ("import torch\nfrom torch.overrides import TorchFunctionMode\n\n"
-              "class Later(TorchFunctionMode):\n"
-              "    def __torch_function__(self, func, types, args=(), kwargs=None):\n"
-              "        return func(*args, **(kwargs or {}))\n\n"
-              "def f(x):\n    Later().__enter__()\n    return torch.softmax(x, dim=-1)\n")
-    r = time_calls(f"{write('mode.py', source)}:f", make_inputs=f"{harness}:make_inputs",
-                   reference=f"{harness}:reference", check=f"{harness}:check", calls=2, floor_calls=5)
+    source = (
+        "import torch\nfrom torch.overrides import TorchFunctionMode\n\n"
+        "class Later(TorchFunctionMode):\n"
+        "    def __torch_function__(self, func, types, args=(), kwargs=None):\n"
+        "        return func(*args, **(kwargs or {}))\n\n"
+        "def f(x):\n    Later().__enter__()\n    return torch.softmax(x, dim=-1)\n"
+    )
+    r = time_calls(
+        f"{write('mode.py', source)}:f",
+        make_inputs=f"{harness}:make_inputs",
+        reference=f"{harness}:reference",
+        check=f"{harness}:check",
+        calls=2,
+        floor_calls=5,
+    )
     assert r.status == "deferred work", r.reason + r.stderr_tail
     assert "mode" in r.reason

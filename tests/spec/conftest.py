@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import pytest
-
 from spec_samples import VALID, variant  # noqa: F401  (re-exported for fixtures)
 
 

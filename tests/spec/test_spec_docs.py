@@ -3,7 +3,8 @@
 import re
 from pathlib import Path
 
-from pytest_aina.spec.reader import schema
+from pytest_aina import invariants
+from pytest_aina.spec.schema import schema
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "specs.md").read_text()
 
@@ -19,6 +20,7 @@ def test_every_invariant_is_in_the_library_table():
     names = [n for b in branches for n in b.get("enum", [])] + [n for b in branches for n in b.get("properties", {})]
     missing = [n for n in names if f"| `{n}` |" not in DOC]
     assert not missing, f"docs/specs.md does not document invariants {missing}"
+    assert sorted(names) == sorted(invariants.REGISTRY), "the schema lists exactly the registry's invariants"
 
 
 def test_every_input_and_example_key_is_documented():

@@ -1,33 +1,56 @@
 """The spec model: what a valid spec becomes, the bytes/FLOPs model, case strings."""
 
 import pytest
-from spec_samples import VALID, variant
 from hypothesis import given
 from hypothesis import strategies as st
+from spec_samples import VALID, variant
 
 from pytest_aina.spec.model import (
-    DTYPES, LAYOUTS, VALUE_KINDS, Case, Invariant, discover, evaluate, load_spec, parse_spec,
+    DTYPES,
+    LAYOUTS,
+    VALUE_KINDS,
+    Case,
+    Invariant,
+    discover,
+    evaluate,
+    load_spec,
+    parse_spec,
 )
 from pytest_aina.spec.reader import SpecError
 
 
 def test_valid_spec_becomes_a_typed_spec():
     s = parse_spec(VALID, "softmax.yaml")
-    assert (s.name, s.implementation, s.reference) == ("softmax", "kernels.softmax:softmax",
-                                                       "kernels.softmax:softmax_reference")
+    assert (s.name, s.implementation, s.reference) == (
+        "softmax",
+        "kernels.softmax:softmax",
+        "kernels.softmax:softmax_reference",
+    )
     (x,) = s.inputs
     assert (x.name, x.shape, x.batch_dims, x.layouts, x.values) == (
-        "x", ("M", "N"), True, ("contiguous", "sliced", "transposed"), VALUE_KINDS)
+        "x",
+        ("M", "N"),
+        True,
+        ("contiguous", "sliced", "transposed"),
+        VALUE_KINDS,
+    )
     assert {n: (d.min, d.max) for n, d in s.dims.items()} == {"M": (1, 65536), "N": (1, 131072)}
     assert s.dtypes == ("float32", "float16", "bfloat16")
     assert (s.tolerance["float32"].atol, s.tolerance["float32"].rtol) == (1e-6, 1e-5)  # 1e-6 is a float
     assert [(i.key, i.line) for i in s.invariants] == [
-        ("close_to_reference", 17), ("sums_to(dim=-1)", 18), ("bounded", 19), ("non_negative", 20),
-        ("no_input_mutation", 21)]
+        ("close_to_reference", 17),
+        ("sums_to(dim=-1)", 18),
+        ("bounded", 19),
+        ("non_negative", 20),
+        ("no_input_mutation", 21),
+    ]
     # an example without dtype stands for every dtype of the spec
     assert [(c.label(), c.line) for c in s.examples] == [
-        ("M=4096,N=50304,float16", 23), ("M=3,N=1000,float32", 24), ("M=3,N=1000,float16", 24),
-        ("M=3,N=1000,bfloat16", 24)]
+        ("M=4096,N=50304,float16", 23),
+        ("M=3,N=1000,float32", 24),
+        ("M=3,N=1000,float16", 24),
+        ("M=3,N=1000,bfloat16", 24),
+    ]
     (b,) = s.benchmarks
     assert (b.label(), b.devices, b.line) == ("M=4096,N=50304,float16", ("cuda",), 26)
     assert s.line_of("tolerance", "float16", "atol") == 14
@@ -35,15 +58,24 @@ def test_valid_spec_becomes_a_typed_spec():
 
 
 def test_defaults_for_an_input():
-    s = parse_spec(variant("x: {shape: [M, N], batch_dims: true, layouts: [contiguous, sliced, transposed]}",
-                           "x: {shape: [M, N]}").replace("{dims: {M: 3, N: 1000}}", "{dims: {M: 3, N: 10}}"), "f")
+    s = parse_spec(
+        variant(
+            "x: {shape: [M, N], batch_dims: true, layouts: [contiguous, sliced, transposed]}", "x: {shape: [M, N]}"
+        ).replace("{dims: {M: 3, N: 1000}}", "{dims: {M: 3, N: 10}}"),
+        "f",
+    )
     (x,) = s.inputs
     assert (x.batch_dims, x.layouts, x.values, x.dtype) == (False, ("contiguous",), VALUE_KINDS, None)
 
 
 def test_bytes_and_flops_models():
-    s = parse_spec(variant('bytes: "2 * x.numel() * x.element_size()"',
-                           'bytes: "2 * x.numel() * x.element_size()"\n  flops: "5 * M * N - N // 2"'), "f")
+    s = parse_spec(
+        variant(
+            'bytes: "2 * x.numel() * x.element_size()"',
+            'bytes: "2 * x.numel() * x.element_size()"\n  flops: "5 * M * N - N // 2"',
+        ),
+        "f",
+    )
     assert s.bytes_for({"M": 3, "N": 1000}, "float16") == 2 * 3000 * 2
     assert s.bytes_for({"M": 3, "N": 1000}, "float32") == 2 * 3000 * 4
     assert s.flops_for({"M": 3, "N": 1000}, "float32") == 15000 - 500
@@ -51,13 +83,16 @@ def test_bytes_and_flops_models():
     assert bare.bytes_for({"M": 1, "N": 1}, "float32") is None
 
 
-@pytest.mark.parametrize("expr,names,error", [
-    ("open('x')", {}, "not allowed in a model expression"),
-    ("M.__class__", {"M": 1}, "not allowed"),
-    ("x.numel()", {}, "'x' is not an input"),
-    ("Q * 2", {"M": 1}, "unknown name 'Q'; known: M"),
-    ("[1][0]", {}, "not allowed"),
-])
+@pytest.mark.parametrize(
+    "expr,names,error",
+    [
+        ("open('x')", {}, "not allowed in a model expression"),
+        ("M.__class__", {"M": 1}, "not allowed"),
+        ("x.numel()", {}, "'x' is not an input"),
+        ("Q * 2", {"M": 1}, "unknown name 'Q'; known: M"),
+        ("[1][0]", {}, "not allowed"),
+    ],
+)
 def test_model_expression_is_data_not_code(expr, names, error):
     with pytest.raises(ValueError, match=error.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
         evaluate(expr, names)
@@ -70,12 +105,14 @@ def test_model_that_overflows_is_a_spec_error():
 
 
 def test_all_issues_at_once():
-    text = variant("x: {shape: [M, N],", "x: {shape: [M, K],").replace(
-        "  bfloat16: {atol: 1e-2, rtol: 1e-2}\n", "")
+    text = variant("x: {shape: [M, N],", "x: {shape: [M, K],").replace("  bfloat16: {atol: 1e-2, rtol: 1e-2}\n", "")
     with pytest.raises(SpecError) as info:
         parse_spec(text, "f")
     assert sorted(f"{i.line}:{'.'.join(map(str, i.path))}" for i in info.value.issues) == [
-        "10:dims.N", "12:tolerance", "7:inputs.x.shape.1"]
+        "10:dims.N",
+        "12:tolerance",
+        "7:inputs.x.shape.1",
+    ]
 
 
 def test_duplicate_keys_are_reported_at_any_depth():
@@ -106,11 +143,18 @@ def test_invariant_keys_identify_checks_across_versions():
 
 cases = st.builds(
     Case,
-    dims=st.lists(st.tuples(st.sampled_from(["M", "N", "K"]), st.integers(1, 10**6)), min_size=1, max_size=3,
-                  unique_by=lambda d: d[0]).map(tuple),
-    dtype=st.sampled_from(DTYPES), layout=st.sampled_from(LAYOUTS), values=st.sampled_from(VALUE_KINDS),
+    dims=st.lists(
+        st.tuples(st.sampled_from(["M", "N", "K"]), st.integers(1, 10**6)),
+        min_size=1,
+        max_size=3,
+        unique_by=lambda d: d[0],
+    ).map(tuple),
+    dtype=st.sampled_from(DTYPES),
+    layout=st.sampled_from(LAYOUTS),
+    values=st.sampled_from(VALUE_KINDS),
     batch=st.none() | st.lists(st.integers(1, 9), min_size=1, max_size=3).map(tuple),
-    seed=st.integers(0, 2**32))
+    seed=st.integers(0, 2**32),
+)
 
 
 @given(cases)
@@ -118,10 +162,16 @@ def test_case_argument_round_trips(case):
     assert Case.from_arg(case.to_arg()) == case
 
 
-@pytest.mark.parametrize("text,error", [
-    ("M=3", "needs dtype"), ("M=3,dtype=float64", "dtype 'float64'"), ("M", "is not key=value"),
-    ("M=3,dtype=float32,layout=diag", "layout 'diag'"), ("M=3,dtype=float32,values=huge", "values 'huge'"),
-])
+@pytest.mark.parametrize(
+    "text,error",
+    [
+        ("M=3", "needs dtype"),
+        ("M=3,dtype=float64", "dtype 'float64'"),
+        ("M", "is not key=value"),
+        ("M=3,dtype=float32,layout=diag", "layout 'diag'"),
+        ("M=3,dtype=float32,values=huge", "values 'huge'"),
+    ],
+)
 def test_case_argument_errors(text, error):
     with pytest.raises(ValueError, match=error):
         Case.from_arg(text)

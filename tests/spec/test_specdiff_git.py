@@ -6,12 +6,27 @@ import pytest
 from spec_samples import VALID, variant
 
 from pytest_aina.cli import main
-from pytest_aina.spec.ratchet import REMOVED, SpecSetError, WEAKENED, diff_specs, load_spec_set
+from pytest_aina.spec.ratchet import REMOVED, WEAKENED, SpecSetError, diff_specs, load_spec_set
 
 
 def git(repo, *args) -> str:
-    return subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.invalid",
-                           "-c", "commit.gpgsign=false", *args], check=True, capture_output=True, text=True).stdout
+    return subprocess.run(
+        [
+            "git",
+            "-C",
+            str(repo),
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.invalid",
+            "-c",
+            "commit.gpgsign=false",
+            *args,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
 
 
 @pytest.fixture
@@ -27,14 +42,16 @@ def repo(tmp_path):
     git(tmp_path, "commit", "-q", "-m", "base")
     git(tmp_path, "tag", "base")
     (specs / "softmax.yaml").write_text(
-        variant("float16: {atol: 1e-3", "float16: {atol: 1e-2").replace("  - non_negative\n", ""))
+        variant("float16: {atol: 1e-3", "float16: {atol: 1e-2").replace("  - non_negative\n", "")
+    )
     (specs / "deep").mkdir()
     (specs / "deep" / "rms_norm.yml").write_text(variant("name: softmax", "name: rms_norm"))
     git(tmp_path, "add", ".")
     git(tmp_path, "commit", "-q", "-m", "head")
     text = (specs / "softmax.yaml").read_text()
-    (specs / "softmax.yaml").write_text(text.replace("  - {dims: {M: 4096, N: 50304}, dtype: float16}\n  - {dims: {M: 3",
-                                                     "  - {dims: {M: 3"))
+    (specs / "softmax.yaml").write_text(
+        text.replace("  - {dims: {M: 4096, N: 50304}, dtype: float16}\n  - {dims: {M: 3", "  - {dims: {M: 3")
+    )
     return tmp_path
 
 
@@ -44,9 +61,11 @@ def test_refs_are_read_as_committed(repo):
     assert sorted(head) == ["rms_norm", "softmax"]
     assert str(head["softmax"].path) == "main:specs/softmax.yaml"
     got = {(c.spec, c.kind, c.path) for c in diff_specs(base, head)}
-    assert got == {("softmax", WEAKENED, "tolerance.float16.atol"),
-                   ("softmax", REMOVED, "invariants[non_negative]"),
-                   ("rms_norm", "added", "<spec>")}
+    assert got == {
+        ("softmax", WEAKENED, "tolerance.float16.atol"),
+        ("softmax", REMOVED, "invariants[non_negative]"),
+        ("rms_norm", "added", "<spec>"),
+    }
 
 
 def test_cli_between_refs_in_the_current_directory(repo, monkeypatch, capsys):
@@ -82,8 +101,11 @@ def test_specs_folder_is_configurable(repo, capsys):
     git(repo, "commit", "-q", "-m", "move")
     # HEAD~1 has no kernel_specs/ (nothing then), HEAD has both specs there.
     assert main(["spec", "diff", "--repo", str(repo), "--specs", "kernel_specs", "HEAD~1", "HEAD"]) == 0
-    assert capsys.readouterr().out.splitlines()[-1].startswith(
-        "HEAD~1 -> HEAD: 0 removed/weakened, 2 added/tightened, 0 to review (0 -> 2 specs)")
+    assert (
+        capsys.readouterr()
+        .out.splitlines()[-1]
+        .startswith("HEAD~1 -> HEAD: 0 removed/weakened, 2 added/tightened, 0 to review (0 -> 2 specs)")
+    )
     # With the default specs/, the move reads as both specs removed.
     assert main(["spec", "diff", "--repo", str(repo), "HEAD~1", "HEAD"]) == 1
     assert "(2 -> 0 specs)" in capsys.readouterr().out

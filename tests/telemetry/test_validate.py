@@ -7,20 +7,29 @@ import copy
 import json
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pytest_aina.telemetry import validate, wire
 from pytest_aina.telemetry.validate import TelemetryError, read_batch, read_file, window_issues
 from pytest_aina.telemetry.window import Window
 
 GOOD = {
-    "aina_telemetry": 1, "start": "2025-06-02T10:05:00Z", "end": "2025-06-02T10:10:00Z",
-    "service": "chat-decode", "instance": "node-1/42", "kernel": "rms_norm", "variant": "generic",
-    "dims": {"M": 64, "N": 4096}, "dtype": "bfloat16",
+    "aina_telemetry": 1,
+    "start": "2025-06-02T10:05:00Z",
+    "end": "2025-06-02T10:10:00Z",
+    "service": "chat-decode",
+    "instance": "node-1/42",
+    "kernel": "rms_norm",
+    "variant": "generic",
+    "dims": {"M": 64, "N": 4096},
+    "dtype": "bfloat16",
     "device": {"name": "NVIDIA H100 80GB HBM3", "arch": "sm_90"},
-    "calls": 1000, "time_s": 0.0045,
+    "calls": 1000,
+    "time_s": 0.0045,
     "latency_s": {"min": 4.1e-06, "p50": 4.4e-06, "p90": 4.9e-06, "p99": 6.2e-06, "max": 2.1e-05},
-    "timing": "cuda_event", "versions": {"aina": "0.1.0"},
+    "timing": "cuda_event",
+    "versions": {"aina": "0.1.0"},
 }
 
 
@@ -117,6 +126,7 @@ def test_published_schema_is_valid_json_schema():
 
 # --- the fast path agrees with the schema -------------------------------------------------
 
+
 def _schema_validator():
     import jsonschema
 
@@ -124,15 +134,28 @@ def _schema_validator():
 
 
 def _mutations():
-    leaf = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(-1, 1e9, allow_nan=False),
-                     st.text(max_size=5), st.just(1.0), st.just([]), st.just({}))
+    leaf = st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-5, 5),
+        st.floats(-1, 1e9, allow_nan=False),
+        st.text(max_size=5),
+        st.just(1.0),
+        st.just([]),
+        st.just({}),
+    )
 
     @st.composite
     def mutate(draw):
         w = copy.deepcopy(GOOD)
         for _ in range(draw(st.integers(1, 3))):
             # pick a container and a key in it
-            paths = [(w, k) for k in w] + [(w[c], k) for c in ("dims", "device", "latency_s", "versions") if isinstance(w.get(c), dict) for k in w[c]]
+            paths = [(w, k) for k in w] + [
+                (w[c], k)
+                for c in ("dims", "device", "latency_s", "versions")
+                if isinstance(w.get(c), dict)
+                for k in w[c]
+            ]
             target, key = draw(st.sampled_from(paths)) if paths else (w, "calls")
             op = draw(st.sampled_from(["delete", "replace", "add"]))
             if op == "delete":
@@ -162,11 +185,19 @@ def schema_valid_windows(draw):
     ts = st.sampled_from(["2025-06-02T10:05:00Z", "2025-06-02T10:05:00.5+02:00", "2025-06-02T11:00:00.123456Z"])
     integer = lambda lo: st.one_of(st.integers(lo, 10**6), st.integers(lo, 1000).map(float))  # 1.0 is an integer too
     w = {
-        "aina_telemetry": 1, "start": draw(ts), "end": draw(ts), "service": draw(st.text(min_size=1, max_size=20)),
-        "kernel": draw(name), "variant": draw(st.from_regex(r"\A[A-Za-z0-9_.-]{1,10}\Z")),
-        "dims": draw(st.dictionaries(st.from_regex(r"\A[A-Za-z][A-Za-z0-9_]{0,4}\Z"), integer(0), min_size=1, max_size=4)),
-        "dtype": draw(name), "device": {"name": draw(st.text(min_size=1, max_size=20)), "arch": draw(name)},
-        "calls": draw(integer(1)), "time_s": draw(num),
+        "aina_telemetry": 1,
+        "start": draw(ts),
+        "end": draw(ts),
+        "service": draw(st.text(min_size=1, max_size=20)),
+        "kernel": draw(name),
+        "variant": draw(st.from_regex(r"\A[A-Za-z0-9_.-]{1,10}\Z")),
+        "dims": draw(
+            st.dictionaries(st.from_regex(r"\A[A-Za-z][A-Za-z0-9_]{0,4}\Z"), integer(0), min_size=1, max_size=4)
+        ),
+        "dtype": draw(name),
+        "device": {"name": draw(st.text(min_size=1, max_size=20)), "arch": draw(name)},
+        "calls": draw(integer(1)),
+        "time_s": draw(num),
         "latency_s": {q: draw(num) for q in ("min", "p50", "p90", "p99", "max")},
     }
     if draw(st.booleans()):

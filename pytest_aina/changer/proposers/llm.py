@@ -33,7 +33,7 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_aina.changer.proposers import prompts
+import pytest_aina.changer.proposers.prompts as prompts
 from pytest_aina.changer.model import Candidate, digest
 
 log = logging.getLogger(__name__)
@@ -47,8 +47,11 @@ DETAIL_CHARS = 300
 PLACEHOLDER_KEY = "sk-no-key-required"
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_REFUSAL = re.compile(r"\b(I can(?:no|')t|I'm sorry|I am sorry|I am unable|I'm unable|"
-                      r"I won't|I will not|cannot (?:help|assist))\b", re.I)
+_REFUSAL = re.compile(
+    r"\b(I can(?:no|')t|I'm sorry|I am sorry|I am unable|I'm unable|"
+    r"I won't|I will not|cannot (?:help|assist))\b",
+    re.I,
+)
 _PYTHON_TAGS = {"python", "py", "python3"}
 
 
@@ -64,14 +67,14 @@ class _Outcome:
     candidate: Candidate | None = None
     failure: dict | None = None
     tokens: int = 0
-    stop: bool = False                  # the round should end here (provider down, budget spent)
+    stop: bool = False  # the round should end here (provider down, budget spent)
 
 
 @dataclass
 class _Parsed:
     source: str | None = None
     summary: str = ""
-    reason: str | None = None           # why the answer is unusable (prompts.CORRECTIONS key)
+    reason: str | None = None  # why the answer is unusable (prompts.CORRECTIONS key)
     detail: str = ""
 
 
@@ -93,28 +96,56 @@ class LLMProposer:
         history_limit: int = 20,
         completion_kwargs: dict | None = None,
     ):
-        _require(isinstance(model, str) and model.strip(), "model", model,
-                 "a litellm model string such as 'openai/gpt-4o' or 'openai/<name>' with api_base")
-        _require(api_base is None or (isinstance(api_base, str) and
-                                      urllib.parse.urlsplit(api_base).scheme in ("http", "https")),
-                 "api_base", api_base, "an http(s) URL such as 'http://127.0.0.1:8000/v1'")
-        _require(api_key_env is None or (isinstance(api_key_env, str) and _ENV_NAME.match(api_key_env)),
-                 "api_key_env", api_key_env, "the *name* of an environment variable, e.g. 'OPENAI_API_KEY'")
+        _require(
+            isinstance(model, str) and model.strip(),
+            "model",
+            model,
+            "a litellm model string such as 'openai/gpt-4o' or 'openai/<name>' with api_base",
+        )
+        _require(
+            api_base is None
+            or (isinstance(api_base, str) and urllib.parse.urlsplit(api_base).scheme in ("http", "https")),
+            "api_base",
+            api_base,
+            "an http(s) URL such as 'http://127.0.0.1:8000/v1'",
+        )
+        _require(
+            api_key_env is None or (isinstance(api_key_env, str) and _ENV_NAME.match(api_key_env)),
+            "api_key_env",
+            api_key_env,
+            "the *name* of an environment variable, e.g. 'OPENAI_API_KEY'",
+        )
         _require(_is_int(max_attempts) and max_attempts >= 1, "max_attempts", max_attempts, "an integer >= 1")
         _require(_is_num(temperature) and 0 <= temperature <= 2, "temperature", temperature, "a number in [0, 2]")
         _require(_is_int(max_tokens) and max_tokens >= 1, "max_tokens", max_tokens, "an integer >= 1")
         _require(_is_num(timeout_s) and timeout_s > 0, "timeout_s", timeout_s, "a number of seconds > 0")
-        _require(_is_int(provider_retries) and provider_retries >= 0, "provider_retries", provider_retries,
-                 "an integer >= 0")
+        _require(
+            _is_int(provider_retries) and provider_retries >= 0, "provider_retries", provider_retries, "an integer >= 0"
+        )
         _require(_is_num(backoff_s) and backoff_s >= 0, "backoff_s", backoff_s, "a number of seconds >= 0")
         _require(_is_num(max_wait_s) and max_wait_s >= 0, "max_wait_s", max_wait_s, "a number of seconds >= 0")
         _require(_is_int(history_limit) and history_limit >= 1, "history_limit", history_limit, "an integer >= 1")
-        reserved = {"model", "messages", "api_key", "api_base", "base_url", "max_retries", "num_retries",
-                    "timeout", "max_tokens", "temperature", "stream", "n"}
-        _require(completion_kwargs is None or (isinstance(completion_kwargs, dict)
-                                               and not reserved & set(completion_kwargs)),
-                 "completion_kwargs", completion_kwargs and sorted(completion_kwargs),
-                 f"a dict of extra litellm.completion arguments, none of {sorted(reserved)}")
+        reserved = {
+            "model",
+            "messages",
+            "api_key",
+            "api_base",
+            "base_url",
+            "max_retries",
+            "num_retries",
+            "timeout",
+            "max_tokens",
+            "temperature",
+            "stream",
+            "n",
+        }
+        _require(
+            completion_kwargs is None
+            or (isinstance(completion_kwargs, dict) and not reserved & set(completion_kwargs)),
+            "completion_kwargs",
+            completion_kwargs and sorted(completion_kwargs),
+            f"a dict of extra litellm.completion arguments, none of {sorted(reserved)}",
+        )
         self.model = model.strip()
         self.name = f"llm:{self.model}"
         self.api_base = api_base
@@ -139,8 +170,10 @@ class LLMProposer:
         self._placeholder_key = False
 
     def __repr__(self) -> str:
-        return (f"LLMProposer(model={self.model!r}, api_base={_public_url(self.api_base)!r}, "
-                f"api_key_env={self.api_key_env!r})")
+        return (
+            f"LLMProposer(model={self.model!r}, api_base={_public_url(self.api_base)!r}, "
+            f"api_key_env={self.api_key_env!r})"
+        )
 
     # -- configuration ------------------------------------------------------------------
     def check(self) -> None:
@@ -157,7 +190,8 @@ class LLMProposer:
                 f"LLM proposer: litellm cannot route model {self.model!r} (config key 'model'): "
                 f"{_first_line(e)}. Use '<provider>/<model>', e.g. 'openai/gpt-4o', "
                 f"'anthropic/claude-sonnet-4-5', or 'openai/<name>' with api_base for a local "
-                f"OpenAI-compatible server.") from None
+                f"OpenAI-compatible server."
+            ) from None
         if self.api_key_env is None:
             env = litellm.validate_environment(self.model, api_base=self.api_base)
             missing = [k for k in env.get("missing_keys", []) if k.endswith("_KEY")]
@@ -165,7 +199,8 @@ class LLMProposer:
                 raise LLMConfigError(
                     f"LLM proposer: model {self.model!r} needs {' or '.join(missing)} in the "
                     f"environment; set it, or name the variable that holds the key with "
-                    f"api_key_env.")
+                    f"api_key_env."
+                )
             # A local server (api_base given) usually wants no key, but litellm's OpenAI
             # client refuses to send a request without one.
             self._placeholder_key = bool(missing)
@@ -179,8 +214,10 @@ class LLMProposer:
             return PLACEHOLDER_KEY if self._placeholder_key else None
         key = os.environ.get(self.api_key_env, "")
         if not key:
-            raise LLMConfigError(f"LLM proposer: the environment variable {self.api_key_env} "
-                                 f"(config key 'api_key_env') is not set or is empty.")
+            raise LLMConfigError(
+                f"LLM proposer: the environment variable {self.api_key_env} "
+                f"(config key 'api_key_env') is not set or is empty."
+            )
         return key
 
     # -- proposing ----------------------------------------------------------------------
@@ -198,8 +235,9 @@ class LLMProposer:
         for slot in range(n):
             remaining = None if budget is None else budget - used
             if remaining is not None and remaining <= 0:
-                self.failures.append(self._failure(slot, "token_budget_exhausted",
-                                                   f"{budget} tokens allowed, {used} used", [], None))
+                self.failures.append(
+                    self._failure(slot, "token_budget_exhausted", f"{budget} tokens allowed, {used} used", [], None)
+                )
                 break
             result = self._propose_one(ctx, slot, proposed, known, key, remaining)
             used += result.tokens
@@ -230,19 +268,30 @@ class LLMProposer:
                 estimate = _estimate_tokens(messages)
                 left = remaining - tokens
                 if left <= estimate:
-                    return _Outcome(failure=self._failure(
-                        slot, "token_budget_exhausted",
-                        f"{left} tokens left, the prompt alone is about {estimate}", calls, prompt_digest),
-                        tokens=tokens, stop=True)
+                    return _Outcome(
+                        failure=self._failure(
+                            slot,
+                            "token_budget_exhausted",
+                            f"{left} tokens left, the prompt alone is about {estimate}",
+                            calls,
+                            prompt_digest,
+                        ),
+                        tokens=tokens,
+                        stop=True,
+                    )
                 max_tokens = min(max_tokens, left - estimate)
             response, record = self._call(messages, max_tokens, key, seed)
             calls.extend(record)
             tokens += sum(c["prompt_tokens"] + c["completion_tokens"] for c in record)
             if response is None:
                 last = record[-1]
-                return _Outcome(failure=self._failure(
-                    slot, "provider_error", f"{last['reason']}: {last['detail']}", calls, prompt_digest),
-                    tokens=tokens, stop=True)
+                return _Outcome(
+                    failure=self._failure(
+                        slot, "provider_error", f"{last['reason']}: {last['detail']}", calls, prompt_digest
+                    ),
+                    tokens=tokens,
+                    stop=True,
+                )
             answers += 1
             text, finish = _message_text(response)
             parsed = _parse_answer(text, finish, ctx.function, reference, known)
@@ -250,30 +299,44 @@ class LLMProposer:
             if parsed.source is not None:
                 call["outcome"] = "ok"
                 meta = self._meta(calls, prompt_digest, parsed.summary, seed, text)
-                cand = Candidate(kernel=ctx.kernel, proposer=self.name, source=parsed.source,
-                                 function=ctx.function, meta=meta)
+                cand = Candidate(
+                    kernel=ctx.kernel, proposer=self.name, source=parsed.source, function=ctx.function, meta=meta
+                )
                 log.info("%s: candidate %s after %d answer(s), %d tokens", self.name, cand.id, answers, tokens)
                 return _Outcome(candidate=cand, tokens=tokens)
             call.update(outcome="malformed", reason=parsed.reason, detail=_excerpt(parsed.detail, key))
             log.info("%s: unusable answer %d/%d (%s)", self.name, answers, self.max_attempts, parsed.reason)
-            messages = messages + [{"role": "assistant", "content": text[:20_000]},
-                                   {"role": "user", "content": prompts.follow_up(parsed.reason, parsed.detail, ctx)}]
+            messages = messages + [
+                {"role": "assistant", "content": text[:20_000]},
+                {"role": "user", "content": prompts.follow_up(parsed.reason, parsed.detail, ctx)},
+            ]
         reasons = ", ".join(c["reason"] for c in calls if c["outcome"] == "malformed")
-        return _Outcome(failure=self._failure(slot, "malformed_answers",
-                                              f"{answers} unusable answer(s): {reasons}", calls, prompt_digest),
-                        tokens=tokens)
+        return _Outcome(
+            failure=self._failure(
+                slot, "malformed_answers", f"{answers} unusable answer(s): {reasons}", calls, prompt_digest
+            ),
+            tokens=tokens,
+        )
 
     def _call(self, messages: list[dict], max_tokens: int, key: str | None, seed: int):
         """One answer from the provider, retrying what a retry can fix: (response or None,
         a record per HTTP call)."""
         litellm = _litellm()
         records: list[dict] = []
-        kwargs = dict(model=self.model, messages=messages, temperature=self.temperature,
-                      max_tokens=max_tokens, timeout=self.timeout_s, seed=seed,
-                      # our retries, recorded, instead of the client's silent ones
-                      max_retries=0, num_retries=0,
-                      # a provider that lacks an optional parameter (seed, temperature) drops it
-                      drop_params=True, **self.completion_kwargs)
+        kwargs = dict(
+            model=self.model,
+            messages=messages,
+            temperature=self.temperature,
+            max_tokens=max_tokens,
+            timeout=self.timeout_s,
+            seed=seed,
+            # our retries, recorded, instead of the client's silent ones
+            max_retries=0,
+            num_retries=0,
+            # a provider that lacks an optional parameter (seed, temperature) drops it
+            drop_params=True,
+            **self.completion_kwargs,
+        )
         if self.api_base is not None:
             kwargs["api_base"] = self.api_base
         if key is not None:
@@ -289,16 +352,31 @@ class LLMProposer:
                     raise LLMConfigError(
                         f"LLM proposer: {self.model!r} at {_public_url(self.api_base) or 'the provider'} "
                         f"refused the request ({_status(e)}): {_excerpt(_first_line(e), key)}. Check "
-                        f"'model', 'api_base' and the key in {self.api_key_env or 'the provider default variable'}.") from None
-                record = {"outcome": "provider_error", "reason": reason, "status": _status(e),
-                          "detail": _excerpt(_first_line(e), key), "prompt_tokens": 0,
-                          "completion_tokens": 0, "cost_usd": 0.0, "wall_s": round(wall, 4), "waited_s": 0.0}
+                        f"'model', 'api_base' and the key in {self.api_key_env or 'the provider default variable'}."
+                    ) from None
+                record = {
+                    "outcome": "provider_error",
+                    "reason": reason,
+                    "status": _status(e),
+                    "detail": _excerpt(_first_line(e), key),
+                    "prompt_tokens": 0,
+                    "completion_tokens": 0,
+                    "cost_usd": 0.0,
+                    "wall_s": round(wall, 4),
+                    "waited_s": 0.0,
+                }
                 records.append(record)
-                log.warning("%s: provider error %s (%s), call %d of %d", self.name, reason, record["status"],
-                            attempt + 1, self.provider_retries + 1)
+                log.warning(
+                    "%s: provider error %s (%s), call %d of %d",
+                    self.name,
+                    reason,
+                    record["status"],
+                    attempt + 1,
+                    self.provider_retries + 1,
+                )
                 if not retryable or attempt == self.provider_retries:
                     return None, records
-                wait = self.backoff_s * 2 ** attempt
+                wait = self.backoff_s * 2**attempt
                 if retry_after is not None:
                     if retry_after > self.max_wait_s:
                         record["detail"] += f" (Retry-After {retry_after:g}s exceeds max_wait_s {self.max_wait_s:g}s)"
@@ -317,9 +395,16 @@ class LLMProposer:
         usage = getattr(response, "usage", None)
         prompt_tokens = getattr(usage, "prompt_tokens", None)
         completion_tokens = getattr(usage, "completion_tokens", None)
-        record = {"outcome": "answer", "reason": None, "status": 200,
-                  "prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                  "finish_reason": _message_text(response)[1], "wall_s": round(wall, 4), "waited_s": 0.0}
+        record = {
+            "outcome": "answer",
+            "reason": None,
+            "status": 200,
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "finish_reason": _message_text(response)[1],
+            "wall_s": round(wall, 4),
+            "waited_s": 0.0,
+        }
         if prompt_tokens is None or completion_tokens is None:
             # a server without usage accounting: count by estimate so the budget still binds
             record["prompt_tokens"] = _estimate_tokens(messages)
@@ -358,10 +443,20 @@ class LLMProposer:
         cost, note = _cost(calls)
         self._spend(tokens["total"], cost)
         log.warning("%s: no candidate for slot %d of round %d: %s", self.name, slot, self.rounds, reason)
-        return {"proposer": self.name, "model": self.model, "round": self.rounds, "slot": slot,
-                "reason": reason, "detail": detail, "prompt_digest": prompt_digest,
-                "template_digest": prompts.TEMPLATE_DIGEST, "attempts": calls, "tokens": tokens,
-                "cost_usd": cost, "cost_note": note}
+        return {
+            "proposer": self.name,
+            "model": self.model,
+            "round": self.rounds,
+            "slot": slot,
+            "reason": reason,
+            "detail": detail,
+            "prompt_digest": prompt_digest,
+            "template_digest": prompts.TEMPLATE_DIGEST,
+            "attempts": calls,
+            "tokens": tokens,
+            "cost_usd": cost,
+            "cost_note": note,
+        }
 
     def _spend(self, tokens: int, cost: float | None) -> None:
         self.tokens_used += tokens
@@ -369,6 +464,7 @@ class LLMProposer:
 
 
 # -- litellm, configured once -----------------------------------------------------------
+
 
 def _litellm():
     """litellm, imported on first use with its network side effects off: no download of the
@@ -379,8 +475,8 @@ def _litellm():
         os.environ["LITELLM_OFFLINE_MODE"] = "true"
     import litellm
 
-    litellm.telemetry = False            # honoured by older litellm releases, harmless in newer
-    litellm.suppress_debug_info = True   # no "Give Feedback" banners on stdout for each error
+    litellm.telemetry = False  # honoured by older litellm releases, harmless in newer
+    litellm.suppress_debug_info = True  # no "Give Feedback" banners on stdout for each error
     return litellm
 
 
@@ -391,8 +487,14 @@ def _classify(litellm, e: Exception) -> tuple[str, bool, float | None]:
         return "timeout", True, None
     if isinstance(e, getattr(litellm, "RateLimitError", ())) or status == 429:
         return "rate_limited", True, _retry_after(e)
-    if isinstance(e, (getattr(litellm, "AuthenticationError", ()), getattr(litellm, "PermissionDeniedError", ()),
-                      getattr(litellm, "NotFoundError", ()))) or status in (401, 403, 404):
+    if isinstance(
+        e,
+        (
+            getattr(litellm, "AuthenticationError", ()),
+            getattr(litellm, "PermissionDeniedError", ()),
+            getattr(litellm, "NotFoundError", ()),
+        ),
+    ) or status in (401, 403, 404):
         return "configuration", False, None
     if isinstance(e, getattr(litellm, "ContextWindowExceededError", ())):
         return "context_window_exceeded", False, None
@@ -440,6 +542,7 @@ def _retry_after(e: Exception) -> float | None:
 
 # -- answers ----------------------------------------------------------------------------
 
+
 def _message_text(response) -> tuple[str, str | None]:
     try:
         choice = response.choices[0]
@@ -478,8 +581,9 @@ def _summary(text: str) -> str:
     return _one_line(lines[0]) if lines else ""
 
 
-def _parse_answer(text: str, finish: str | None, function: str, reference: ast.FunctionDef | None,
-                  known: set[str]) -> _Parsed:
+def _parse_answer(
+    text: str, finish: str | None, function: str, reference: ast.FunctionDef | None, known: set[str]
+) -> _Parsed:
     """The module in an answer, checked without running it, or why it cannot be used."""
     if not text.strip():
         return _Parsed(reason="empty", detail="no text")
@@ -487,8 +591,10 @@ def _parse_answer(text: str, finish: str | None, function: str, reference: ast.F
     python = [code for lang, code in blocks if lang in _PYTHON_TAGS] or [code for lang, code in blocks if not lang]
     if not python:
         if left_open:
-            return _Parsed(reason="truncated" if finish == "length" else "unterminated_code_block",
-                           detail=f"finish_reason={finish}")
+            return _Parsed(
+                reason="truncated" if finish == "length" else "unterminated_code_block",
+                detail=f"finish_reason={finish}",
+            )
         if _REFUSAL.search(text):
             return _Parsed(reason="refusal", detail=_one_line(text))
         return _Parsed(reason="no_code_block", detail=_one_line(text))
@@ -532,10 +638,10 @@ def _signature_mismatch(fn: ast.FunctionDef, reference: ast.FunctionDef | None) 
     want = [a.arg for a in reference.args.posonlyargs + reference.args.args]
     have = [a.arg for a in fn.args.posonlyargs + fn.args.args]
     n_required = len(have) - len(fn.args.defaults)
-    if have[:len(want)] != want:
+    if have[: len(want)] != want:
         return f"expected parameters ({', '.join(want)}), got ({', '.join(have)})"
     if n_required > len(want):
-        return f"extra parameters without defaults: {', '.join(have[len(want):n_required])}"
+        return f"extra parameters without defaults: {', '.join(have[len(want) : n_required])}"
     if any(d is None for d in fn.args.kw_defaults):
         return "keyword-only parameters without defaults"
     return ""
@@ -552,6 +658,7 @@ def _is_triton_kernel(node: ast.stmt) -> bool:
 
 
 # -- small helpers ----------------------------------------------------------------------
+
 
 def _require(ok: Any, key: str, value: Any, expected: str) -> None:
     if not ok:
@@ -614,3 +721,8 @@ def _public_url(url: str | None) -> str | None:
     if parts.port:
         host += f":{parts.port}"
     return urllib.parse.urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def make(config: dict) -> LLMProposer:
+    """The ``llm`` entry of :data:`~pytest_aina.changer.proposers.base.BUILTIN`."""
+    return LLMProposer(**config)

@@ -3,7 +3,7 @@
 The template is data a reviewer can read top to bottom; :data:`TEMPLATE_DIGEST` names its
 version in every candidate's record, and the proposer records the digest of each rendered
 prompt too, so a search can be repeated with the same words. Everything that goes in comes
-from :class:`~pytest_aina.changer.proposers.ProposalContext`, which holds nothing secret.
+from :class:`~pytest_aina.changer.proposers.base.ProposalContext`, which holds nothing secret.
 """
 
 from __future__ import annotations
@@ -90,21 +90,18 @@ ROUND_NOTE = """
 #: What to tell the model after an answer that could not be used, by reason.
 CORRECTIONS = {
     "empty": "your answer was empty",
-    "refusal": "you declined to answer; this is an ordinary performance-engineering task on "
-               "open-source code",
+    "refusal": "you declined to answer; this is an ordinary performance-engineering task on open-source code",
     "no_code_block": "it has no fenced ```python code block",
     "unterminated_code_block": "the ```python code block is not closed with ```",
     "truncated": "it was cut off at the length limit before the code block was closed; "
-                 "write a shorter module (no long comments, no alternatives)",
-    "several_code_blocks": "it has several ```python code blocks that define `{function}`; "
-                           "give exactly one",
+    "write a shorter module (no long comments, no alternatives)",
+    "several_code_blocks": "it has several ```python code blocks that define `{function}`; give exactly one",
     "syntax_error": "the module does not compile: {detail}",
     "missing_function": "the module does not define `{function}` at top level",
     "signature_mismatch": "`{function}` has the wrong parameters: {detail}",
     "no_triton_kernel": "the module defines no `@triton.jit` kernel; the result must be "
-                        "computed by Triton, not by torch",
-    "duplicate": "it is identical to a candidate already tried ({detail}); propose a "
-                 "different variant",
+    "computed by Triton, not by torch",
+    "duplicate": "it is identical to a candidate already tried ({detail}); propose a different variant",
 }
 
 FOLLOW_UP = """\
@@ -113,8 +110,8 @@ Answer again, in the required format: one line starting with `Idea:`, then one `
 block with the complete module defining `{function}{signature}` at top level."""
 
 TEMPLATE_DIGEST = hashlib.sha256(
-    json.dumps([SYSTEM, TASK, HISTORY_EMPTY, BEST, ROUND_NOTE, CORRECTIONS, FOLLOW_UP],
-               sort_keys=True).encode()).hexdigest()
+    json.dumps([SYSTEM, TASK, HISTORY_EMPTY, BEST, ROUND_NOTE, CORRECTIONS, FOLLOW_UP], sort_keys=True).encode()
+).hexdigest()
 
 #: Longest detail excerpt of a failed attempt shown in the history (characters).
 DETAIL_CHARS = 300
@@ -165,8 +162,9 @@ def render_history(history: list, limit: int) -> str:
         return HISTORY_EMPTY
     indexed = list(enumerate(history, 1))
     keep = set()
-    passing = sorted((i for i, (_, v) in indexed if v.passed and v.score is not None),
-                     key=lambda i: -history[i - 1][1].score)
+    passing = sorted(
+        (i for i, (_, v) in indexed if v.passed and v.score is not None), key=lambda i: -history[i - 1][1].score
+    )
     keep.update(passing[: max(1, limit // 3)])
     for i, _ in reversed(indexed):
         if len(keep) >= limit:
@@ -175,8 +173,9 @@ def render_history(history: list, limit: int) -> str:
     lines = []
     omitted = len(history) - len(keep)
     if omitted:
-        lines.append(f"({omitted} of {len(history)} attempts not shown: "
-                     "the best passing ones and the most recent are.)")
+        lines.append(
+            f"({omitted} of {len(history)} attempts not shown: the best passing ones and the most recent are.)"
+        )
     for i, (cand, verdict) in indexed:
         if i not in keep:
             continue
@@ -205,8 +204,11 @@ def _outcome(verdict: Any) -> str:
 
 def render_best(history: list) -> str:
     """The source of the best passing source candidate, so the model can build on it."""
-    scored = [(v.score, c) for c, v in history
-              if v.passed and v.score is not None and c.source and len(c.source) <= BEST_SOURCE_CHARS]
+    scored = [
+        (v.score, c)
+        for c, v in history
+        if v.passed and v.score is not None and c.source and len(c.source) <= BEST_SOURCE_CHARS
+    ]
     if not scored:
         return ""
     score, cand = max(scored, key=lambda s: s[0])
@@ -225,7 +227,7 @@ def render_task(ctx: Any, *, proposed: list[str], history_limit: int) -> str:
     return TASK.format(
         function=ctx.function,
         kernel=ctx.kernel,
-        hypothesis=json.dumps(ctx.hypothesis, indent=2, sort_keys=True, default=str),
+        hypothesis=json.dumps(ctx.hypothesis.to_json(), indent=2, sort_keys=True, default=str),
         spec_text=ctx.spec_text.rstrip(),
         module=module_of(ctx.spec, ctx.kernel),
         kernel_source=ctx.kernel_source.rstrip(),

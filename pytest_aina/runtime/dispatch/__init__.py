@@ -18,12 +18,30 @@ tables never runs that repository's code.
 
 from pytest_aina.runtime.device import describe_device as device_info
 from pytest_aina.runtime.dispatch.append import add_variant
-from pytest_aina.runtime.dispatch.reader import (DTYPES, TABLE_VERSION, DispatchTableError, load_table, parse_table,
-                                                 validate_table)
+from pytest_aina.runtime.dispatch.reader import (
+    DTYPES,
+    TABLE_VERSION,
+    DispatchTableError,
+    load_table,
+    parse_table,
+    validate_table,
+)
 from pytest_aina.runtime.dispatch.routing import Dispatcher, Route, default_table_path, dispatcher
 from pytest_aina.runtime.dispatch.variants import Table, Variant
 
 __all__ = [
-    "DTYPES", "TABLE_VERSION", "DispatchTableError", "Dispatcher", "Route", "Table", "Variant", "add_variant",
-    "default_table_path", "device_info", "dispatcher", "load_table", "parse_table", "validate_table",
+    "DTYPES",
+    "TABLE_VERSION",
+    "DispatchTableError",
+    "Dispatcher",
+    "Route",
+    "Table",
+    "Variant",
+    "add_variant",
+    "default_table_path",
+    "device_info",
+    "dispatcher",
+    "load_table",
+    "parse_table",
+    "validate_table",
 ]

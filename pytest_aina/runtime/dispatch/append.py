@@ -27,7 +27,9 @@ def add_variant(path: str | Path, entry: dict, *, comment: str | None = None) ->
     path = Path(path)
     text = path.read_text()
     _, _, root = compose(text, str(path))
-    seq = next((v for k, v in root.value if k.value == "variants"), None) if isinstance(root, yaml.MappingNode) else None
+    seq = (
+        next((v for k, v in root.value if k.value == "variants"), None) if isinstance(root, yaml.MappingNode) else None
+    )
     if not isinstance(seq, yaml.SequenceNode) or seq.flow_style or not seq.value:
         raise DispatchTableError([f"{path}: variants: must be a non-empty block list ('- name: ...') to append to"])
     last = seq.value[-1]

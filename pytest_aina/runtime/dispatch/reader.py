@@ -127,18 +127,26 @@ def parse_table(text: str, file: str, *, kernel: str | None = None) -> Table:
         issue(("variants",), "needs a variant named 'generic' with no domain: the one that serves every call")
     for v in variants:
         if v.name == "generic" and (v.config or not v.is_generic):
-            issue(("variants", v.index), "'generic' takes no config and no domain: it is the kernel module's "
-                                         "own generic function, which must serve any call")
+            issue(
+                ("variants", v.index),
+                "'generic' takes no config and no domain: it is the kernel module's "
+                "own generic function, which must serve any call",
+            )
     for v in generic:
         if v.name != "generic":
-            issue(("variants", v.index), f"{v.name!r} has no domain; only 'generic' may serve everything "
-                                         "(give it a domain, or it is unreachable)")
+            issue(
+                ("variants", v.index),
+                f"{v.name!r} has no domain; only 'generic' may serve everything "
+                "(give it a domain, or it is unreachable)",
+            )
     seen: dict = {}
     for v in variants:
         sig = (tuple(sorted(v.dims.items())), v.dtypes and tuple(sorted(v.dtypes)), v.arch and tuple(sorted(v.arch)))
         if sig in seen and not v.is_generic:
-            issue(("variants", v.index, "domain"), f"same domain as {seen[sig]!r}, which is listed first: "
-                                                   f"{v.name!r} would never be chosen")
+            issue(
+                ("variants", v.index, "domain"),
+                f"same domain as {seen[sig]!r}, which is listed first: {v.name!r} would never be chosen",
+            )
         seen.setdefault(sig, v.name)
     if issues:
         raise DispatchTableError(issues)
@@ -160,8 +168,9 @@ def _parse_variant(e, i: int, at: tuple, issue, lines) -> Variant | None:
         issue(at + ("function",), f"expected 'module:attribute', got {e.get('function')!r}")
         ok = False
     config = e.get("config", {})
-    if not isinstance(config, dict) or not all(isinstance(k, str) and isinstance(v, (int, float, str, bool))
-                                               for k, v in config.items()):
+    if not isinstance(config, dict) or not all(
+        isinstance(k, str) and isinstance(v, (int, float, str, bool)) for k, v in config.items()
+    ):
         issue(at + ("config",), "expected a mapping of keyword arguments to numbers, strings or booleans")
         ok = False
     dims, dtypes, arch = {}, None, None
@@ -178,8 +187,14 @@ def _parse_variant(e, i: int, at: tuple, issue, lines) -> Variant | None:
             if not isinstance(dname, str) or not _DIM.match(dname):
                 issue(where, "expected a dim name from the kernel's spec")
                 ok = False
-            elif (not isinstance(rng, list) or len(rng) != 2 or not isinstance(rng[0], int) or isinstance(rng[0], bool)
-                  or rng[0] < 0 or not (rng[1] is None or (isinstance(rng[1], int) and not isinstance(rng[1], bool)))):
+            elif (
+                not isinstance(rng, list)
+                or len(rng) != 2
+                or not isinstance(rng[0], int)
+                or isinstance(rng[0], bool)
+                or rng[0] < 0
+                or not (rng[1] is None or (isinstance(rng[1], int) and not isinstance(rng[1], bool)))
+            ):
                 issue(where, f"expected [lo, hi] with integers lo >= 0 and hi (or null for no bound), got {rng!r}")
                 ok = False
             elif rng[1] is not None and rng[1] < rng[0]:
@@ -214,17 +229,30 @@ def _parse_variant(e, i: int, at: tuple, issue, lines) -> Variant | None:
                 issue(at + ("evidence", key), f"unknown key; expected one of: {', '.join(sorted(_EVIDENCE_KEYS))}")
                 ok = False
             for key in ("latency_s", "baseline_latency_s"):
-                if key in ev and (isinstance(ev[key], bool) or not isinstance(ev[key], (int, float)) or not ev[key] > 0):
+                if key in ev and (
+                    isinstance(ev[key], bool) or not isinstance(ev[key], (int, float)) or not ev[key] > 0
+                ):
                     issue(at + ("evidence", key), f"expected a positive number of seconds, got {ev[key]!r}")
                     ok = False
-            if "dims" in ev and (not isinstance(ev["dims"], dict)
-                                 or not all(isinstance(v, int) and not isinstance(v, bool) for v in ev["dims"].values())):
+            if "dims" in ev and (
+                not isinstance(ev["dims"], dict)
+                or not all(isinstance(v, int) and not isinstance(v, bool) for v in ev["dims"].values())
+            ):
                 issue(at + ("evidence", "dims"), "expected a mapping of dim name to integer")
                 ok = False
     if not ok:
         return None
-    return Variant(name=e["name"], function=e["function"], config=dict(config), dims=dims, dtypes=dtypes,
-                   arch=arch, evidence=dict(ev) if ev else None, index=i, line=lines.get(at))
+    return Variant(
+        name=e["name"],
+        function=e["function"],
+        config=dict(config),
+        dims=dims,
+        dtypes=dtypes,
+        arch=arch,
+        evidence=dict(ev) if ev else None,
+        index=i,
+        line=lines.get(at),
+    )
 
 
 def load_table(path: str | Path, *, kernel: str | None = None) -> Table:
@@ -250,6 +278,8 @@ def validate_table(path: str | Path, *, check_imports: bool = False) -> list[str
             try:
                 v.load()
             except Exception as exc:
-                issues.append(f"{path}:{v.line}: variants[{v.index}].function: cannot import "
-                              f"{v.function!r}: {type(exc).__name__}: {exc}")
+                issues.append(
+                    f"{path}:{v.line}: variants[{v.index}].function: cannot import "
+                    f"{v.function!r}: {type(exc).__name__}: {exc}"
+                )
     return issues

@@ -18,9 +18,9 @@ import functools
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pytest_aina.runtime.recorder as _recorder
 from pytest_aina.runtime.device import describe_tensor
@@ -58,8 +58,15 @@ def _cuda_elapsed(start, end) -> float:
 class Dispatcher:
     """Calls a kernel's best variant for each call; see the module docstring."""
 
-    def __init__(self, kernel: str, dims: Callable[..., dict], generic: Callable, table: str | Path | None = None,
-                 *, dims_from_first: bool = False):
+    def __init__(
+        self,
+        kernel: str,
+        dims: Callable[..., dict],
+        generic: Callable,
+        table: str | Path | None = None,
+        *,
+        dims_from_first: bool = False,
+    ):
         self.kernel = kernel
         self._dims = dims
         self._dims_from_first = dims_from_first
@@ -79,9 +86,13 @@ class Dispatcher:
             if self._table_path.exists():
                 table = load_table(self._table_path, kernel=self.kernel)
                 if table.generic.function != own:
-                    raise DispatchTableError([f"{self._table_path}:{table.generic.line}: variants[{table.generic.index}]"
-                                              f".function: 'generic' is {table.generic.function!r} but the kernel "
-                                              f"module dispatches to {own}"])
+                    raise DispatchTableError(
+                        [
+                            f"{self._table_path}:{table.generic.line}: variants[{table.generic.index}]"
+                            f".function: 'generic' is {table.generic.function!r} but the kernel "
+                            f"module dispatches to {own}"
+                        ]
+                    )
             else:  # no table yet: the generic variant serves everything
                 table = Table(self.kernel, (Variant("generic", own),))
             self._table = table
@@ -100,8 +111,10 @@ class Dispatcher:
     def pin(self, name: str | None) -> None:
         """Serve every call with the variant ``name`` (None: choose again per call)."""
         if name is not None and name != "generic" and self.table.get(name) is None:
-            raise ValueError(f"{self.kernel}: no variant {name!r} in {self._table_path} "
-                             f"(known: {', '.join(v.name for v in self.table.variants)})")
+            raise ValueError(
+                f"{self.kernel}: no variant {name!r} in {self._table_path} "
+                f"(known: {', '.join(v.name for v in self.table.variants)})"
+            )
         self._pin = name
         self._routes.clear()
 
@@ -131,9 +144,12 @@ class Dispatcher:
         dtype, name, arch = describe_tensor(x)
         chosen = self.choose(dims, dtype, arch)
         cuda = x.device.type == "cuda"
-        route = Route(chosen, self.variant(chosen),
-                      (self.kernel, chosen, tuple(dims.items()), dtype, name, arch, "cuda_event" if cuda else "wall"),
-                      cuda)
+        route = Route(
+            chosen,
+            self.variant(chosen),
+            (self.kernel, chosen, tuple(dims.items()), dtype, name, arch, "cuda_event" if cuda else "wall"),
+            cuda,
+        )
         if len(self._routes) >= _MAX_ROUTES:
             self._routes.clear()
         self._routes[key] = route
@@ -177,8 +193,14 @@ def default_table_path(kernel: str, generic: Callable) -> Path:
     return Path(module.__file__).resolve().parent / "variants" / f"{kernel}.yaml"
 
 
-def dispatcher(kernel: str, dims: Callable[..., dict], generic: Callable, *, table: str | Path | None = None,
-               dims_from_first: bool = False) -> Dispatcher:
+def dispatcher(
+    kernel: str,
+    dims: Callable[..., dict],
+    generic: Callable,
+    *,
+    table: str | Path | None = None,
+    dims_from_first: bool = False,
+) -> Dispatcher:
     """The dispatch function of a kernel module's public entry point::
 
         _dispatch = dispatcher("softmax", softmax_dims, softmax_generic, dims_from_first=True)

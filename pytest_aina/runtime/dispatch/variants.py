@@ -20,11 +20,11 @@ import fnmatch
 import functools
 import importlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
-_UNBOUNDED_WIDTH = 2 ** 40  # a range with no upper bound counts as this wide
+_UNBOUNDED_WIDTH = 2**40  # a range with no upper bound counts as this wide
 _UNCONSTRAINED = 1 << 20  # "any dtype" / "any arch" counts as this many
 
 
@@ -59,7 +59,7 @@ class Variant:
     def specificity(self) -> tuple:
         """Sort key: the larger, the more specific (rule 2 in the module docstring)."""
         axes = len(self.dims) + (self.dtypes is not None) + (self.arch is not None)
-        width = sum(math.log2((_UNBOUNDED_WIDTH if hi is None else hi - lo + 1)) for lo, hi in self.dims.values())
+        width = sum(math.log2(_UNBOUNDED_WIDTH if hi is None else hi - lo + 1) for lo, hi in self.dims.values())
         n_dtypes = len(self.dtypes) if self.dtypes is not None else _UNCONSTRAINED
         n_arch = len(self.arch) if self.arch is not None else _UNCONSTRAINED
         return (axes, -width, -n_dtypes, -n_arch, -self.index)

@@ -11,21 +11,47 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
 # event -> indexes of the path arguments it writes to
 _PATH_EVENTS = {
-    "os.remove": (0,), "os.rmdir": (0,), "os.mkdir": (0,), "os.rename": (0, 1), "os.link": (1,),
-    "os.symlink": (1,), "os.truncate": (0,), "os.chmod": (0,), "os.chown": (0,), "os.utime": (0,),
-    "os.chflags": (0,), "os.lchflags": (0,), "os.setxattr": (0,), "os.removexattr": (0,),
-    "os.mkfifo": (0,), "os.mknod": (0,), "shutil.rmtree": (0,), "shutil.copyfile": (1,),
-    "shutil.copymode": (1,), "shutil.copystat": (1,), "shutil.move": (1,), "shutil.chown": (0,),
+    "os.remove": (0,),
+    "os.rmdir": (0,),
+    "os.mkdir": (0,),
+    "os.rename": (0, 1),
+    "os.link": (1,),
+    "os.symlink": (1,),
+    "os.truncate": (0,),
+    "os.chmod": (0,),
+    "os.chown": (0,),
+    "os.utime": (0,),
+    "os.chflags": (0,),
+    "os.lchflags": (0,),
+    "os.setxattr": (0,),
+    "os.removexattr": (0,),
+    "os.mkfifo": (0,),
+    "os.mknod": (0,),
+    "shutil.rmtree": (0,),
+    "shutil.copyfile": (1,),
+    "shutil.copymode": (1,),
+    "shutil.copystat": (1,),
+    "shutil.move": (1,),
+    "shutil.chown": (0,),
 }
 _AF_UNIX = 1  # the same number on Linux and macOS
-_NET_EVENTS = {"socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg", "socket.getaddrinfo",
-               "socket.gethostbyname", "socket.gethostbyname_ex", "socket.gethostbyaddr", "socket.getnameinfo"}
+_NET_EVENTS = {
+    "socket.connect",
+    "socket.bind",
+    "socket.sendto",
+    "socket.sendmsg",
+    "socket.getaddrinfo",
+    "socket.gethostbyname",
+    "socket.gethostbyname_ex",
+    "socket.gethostbyaddr",
+    "socket.getnameinfo",
+}
 
 
 def install(write_roots: list[str], report: Callable[[str, str], None]) -> None:
@@ -57,7 +83,8 @@ def install(write_roots: list[str], report: Callable[[str, str], None]) -> None:
         if event == "open":
             path, mode, flags = args
             writing = (isinstance(flags, int) and flags & _WRITE_FLAGS) or (
-                isinstance(mode, str) and any(c in mode for c in "wax+"))
+                isinstance(mode, str) and any(c in mode for c in "wax+")
+            )
             if not writing:
                 return
             paths = (path,)
@@ -69,7 +96,11 @@ def install(write_roots: list[str], report: Callable[[str, str], None]) -> None:
                 if getattr(sock, "family", None) == _AF_UNIX:
                     busy[0] = True
                     try:
-                        bad = outside(address) if isinstance(address, (str, bytes)) and address[:1] not in ("\0", b"\0") else "abstract"
+                        bad = (
+                            outside(address)
+                            if isinstance(address, (str, bytes)) and address[:1] not in ("\0", b"\0")
+                            else "abstract"
+                        )
                     finally:
                         busy[0] = False
                     if bad is None:

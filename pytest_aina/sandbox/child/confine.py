@@ -2,7 +2,8 @@
 
 Each step reports what it achieved; a step the machine does not allow is recorded as
 missing rather than failing the run (the parent decides whether that is acceptable).
-Order matters: limits and mounts need root, so they come first; then ``no_new_privs``,
+Order matters: limits and mounts need root, so they come first (the mounts are set up by
+PID 1, :mod:`.pid1`, before it forks the worker); then, in :func:`apply`, ``no_new_privs``,
 the uid/gid drop, and Landlock last (it confines everything after, including exec).
 """
 
@@ -11,7 +12,10 @@ from __future__ import annotations
 import ctypes
 import os
 import resource
+import signal
 import stat
+
+from pytest_aina.sandbox.child import landlock
 
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 4, 24, 38
 MS_RDONLY, MS_NOSUID, MS_NODEV, MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 1, 2, 4, 32, 4096, 16384, 1 << 18
@@ -32,8 +36,10 @@ def _libc():
 
 def prctl(option: int, arg: int = 0) -> None:
     libc = _libc()
-    if libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg), ctypes.c_ulong(0), ctypes.c_ulong(0),
-                  ctypes.c_ulong(0)) != 0:
+    if (
+        libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg), ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0))
+        != 0
+    ):
         e = ctypes.get_errno()
         raise OSError(e, f"prctl({option}): {os.strerror(e)}")
 
@@ -120,8 +126,12 @@ def expose(paths: list[str]) -> list[str]:
 
 
 class _MountAttr(ctypes.Structure):
-    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64), ("propagation", ctypes.c_uint64),
-                ("userns_fd", ctypes.c_uint64)]
+    _fields_ = [
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    ]
 
 
 _SYS_MOUNT_SETATTR, _AT_FDCWD, _AT_RECURSIVE, _MOUNT_ATTR_RDONLY = 442, -100, 0x8000, 0x1
@@ -136,8 +146,14 @@ def read_only_except(writable: str) -> str:
     libc.syscall.restype = ctypes.c_long
     _mount(os.fsencode(writable), writable, None, MS_BIND | MS_REC, None)  # its own mount, to re-open
     attr = _MountAttr(_MOUNT_ATTR_RDONLY, 0, 0, 0)
-    r = libc.syscall(ctypes.c_long(_SYS_MOUNT_SETATTR), ctypes.c_int(_AT_FDCWD), b"/",
-                     ctypes.c_uint(_AT_RECURSIVE), ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)))
+    r = libc.syscall(
+        ctypes.c_long(_SYS_MOUNT_SETATTR),
+        ctypes.c_int(_AT_FDCWD),
+        b"/",
+        ctypes.c_uint(_AT_RECURSIVE),
+        ctypes.byref(attr),
+        ctypes.c_size_t(ctypes.sizeof(attr)),
+    )
     if r == 0:
         how = "mount_setattr"
     else:  # kernels before 5.12: one remount per mount point
@@ -193,3 +209,59 @@ def capabilities_effective() -> int:
         if line.startswith("CapEff:"):
             return int(line.split()[1], 16)
     return -1
+
+
+def apply(config: dict) -> dict:
+    """Every layer, in order, on this process (the worker); returns what is in force and
+    what failed (``*_error``), for the ``confined`` frame."""
+    layers: dict = {}
+    work = config["work"]
+    try:
+        layers["rlimits"] = set_limits(config.get("rlimits", {}))
+    except (OSError, ValueError) as e:
+        layers["rlimits"] = None
+        layers["rlimits_error"] = str(e)
+    os.chdir(work)
+    os.umask(0o077)
+    try:
+        prctl(PR_SET_NO_NEW_PRIVS, 1)
+        layers["no_new_privs"] = True
+    except OSError as e:
+        layers["no_new_privs"] = False
+        layers["no_new_privs_error"] = str(e)
+    uid, gid = config.get("uid"), config.get("gid")
+    layers["uid"] = None
+    if uid is not None and os.geteuid() == 0:
+        try:
+            drop_to(uid, gid)
+            layers["uid"] = uid
+        except OSError as e:
+            layers["uid_error"] = str(e)
+            os.chown(work, 0, 0)  # we stay root (without capabilities): keep our folder writable
+    if os.geteuid() == 0:
+        try:
+            drop_capabilities()
+        except OSError as e:
+            layers["capabilities_error"] = str(e)
+    layers["capabilities"] = capabilities_effective()
+    try:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # after the uid change, which resets it
+    except OSError:
+        pass
+    for sub in ("tmp", ".cache", ".config"):
+        os.makedirs(os.path.join(work, sub), exist_ok=True)
+    ll = config.get("landlock")
+    layers["landlock"] = None
+    if ll is not None:
+        try:
+            applied = landlock.restrict_self(landlock.Policy(write=ll["write"], read=ll.get("read")))
+            layers["landlock"] = applied.as_dict()
+        except (OSError, landlock.LandlockError) as e:
+            layers["landlock_error"] = str(e)
+    layers["namespaces"] = {}
+    for name in ("net", "pid", "mnt", "ipc", "user"):
+        try:
+            layers["namespaces"][name] = os.readlink(f"/proc/self/ns/{name}")
+        except OSError:
+            pass
+    return layers

@@ -32,15 +32,28 @@ NET_BIND_TCP, NET_CONNECT_TCP = 1 << 0, 1 << 1
 SCOPE_ABSTRACT_UNIX_SOCKET, SCOPE_SIGNAL = 1 << 0, 1 << 1
 
 READ = EXECUTE | READ_FILE | READ_DIR
-_WRITE_V1 = (WRITE_FILE | REMOVE_DIR | REMOVE_FILE | MAKE_CHAR | MAKE_DIR | MAKE_REG | MAKE_SOCK
-             | MAKE_FIFO | MAKE_BLOCK | MAKE_SYM)
+_WRITE_V1 = (
+    WRITE_FILE
+    | REMOVE_DIR
+    | REMOVE_FILE
+    | MAKE_CHAR
+    | MAKE_DIR
+    | MAKE_REG
+    | MAKE_SOCK
+    | MAKE_FIFO
+    | MAKE_BLOCK
+    | MAKE_SYM
+)
 #: rights that only make sense on a file (a rule on a file may carry no others)
 _FILE_RIGHTS = EXECUTE | WRITE_FILE | READ_FILE | TRUNCATE | IOCTL_DEV
 
 
 class _RulesetAttr(ctypes.Structure):
-    _fields_ = [("handled_access_fs", ctypes.c_uint64), ("handled_access_net", ctypes.c_uint64),
-                ("scoped", ctypes.c_uint64)]
+    _fields_ = [
+        ("handled_access_fs", ctypes.c_uint64),
+        ("handled_access_net", ctypes.c_uint64),
+        ("scoped", ctypes.c_uint64),
+    ]
 
 
 class _PathBeneathAttr(ctypes.Structure):
@@ -62,8 +75,9 @@ def abi_version() -> int:
         return 0
     libc = _libc()
     libc.syscall.restype = ctypes.c_long
-    v = libc.syscall(ctypes.c_long(_SYS_CREATE_RULESET), None, ctypes.c_size_t(0),
-                     ctypes.c_uint32(_CREATE_RULESET_VERSION))
+    v = libc.syscall(
+        ctypes.c_long(_SYS_CREATE_RULESET), None, ctypes.c_size_t(0), ctypes.c_uint32(_CREATE_RULESET_VERSION)
+    )
     return int(v) if v > 0 else 0
 
 
@@ -116,8 +130,7 @@ def restrict_self(policy: Policy) -> Applied:
     attr = _RulesetAttr(handled_fs, handled_net, scoped)
     # Older kernels reject a struct larger than they know: pass only the fields they have.
     size = 8 if abi < 4 else (16 if abi < 6 else 24)
-    fd = libc.syscall(ctypes.c_long(_SYS_CREATE_RULESET), ctypes.byref(attr), ctypes.c_size_t(size),
-                      ctypes.c_uint32(0))
+    fd = libc.syscall(ctypes.c_long(_SYS_CREATE_RULESET), ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0))
     if fd < 0:
         e = ctypes.get_errno()
         raise LandlockError(e, f"landlock_create_ruleset: {os.strerror(e)}")
@@ -136,8 +149,14 @@ def restrict_self(policy: Policy) -> Applied:
             raise LandlockError(e, f"landlock_restrict_self: {os.strerror(e)}")
     finally:
         os.close(fd)
-    return Applied(abi=abi, fs_write=True, fs_read=policy.read is not None, net_tcp=bool(handled_net),
-                   scoped=bool(scoped), skipped=skipped)
+    return Applied(
+        abi=abi,
+        fs_write=True,
+        fs_read=policy.read is not None,
+        net_tcp=bool(handled_net),
+        scoped=bool(scoped),
+        skipped=skipped,
+    )
 
 
 def _add_path_rule(libc, ruleset_fd: int, path: str, rights: int) -> bool:
@@ -149,8 +168,13 @@ def _add_path_rule(libc, ruleset_fd: int, path: str, rights: int) -> bool:
         if not os.path.isdir(path):
             rights &= _FILE_RIGHTS
         attr = _PathBeneathAttr(rights, pfd)
-        r = libc.syscall(ctypes.c_long(_SYS_ADD_RULE), ctypes.c_int(ruleset_fd), ctypes.c_int(_RULE_PATH_BENEATH),
-                         ctypes.byref(attr), ctypes.c_uint32(0))
+        r = libc.syscall(
+            ctypes.c_long(_SYS_ADD_RULE),
+            ctypes.c_int(ruleset_fd),
+            ctypes.c_int(_RULE_PATH_BENEATH),
+            ctypes.byref(attr),
+            ctypes.c_uint32(0),
+        )
         if r < 0:
             e = ctypes.get_errno()
             raise LandlockError(e, f"landlock_add_rule {path!r}: {os.strerror(e)}")

@@ -1,4 +1,5 @@
-"""The child side of the call-by-call timing protocol (the parent side is :mod:`.timing`).
+"""The child side of the call-by-call timing protocol (the parent side is
+:mod:`pytest_aina.sandbox.parent.timing`).
 
 The parent owns the clock: it sends ``go`` and stops its clock when ``done`` arrives, so
 the candidate never holds the stopwatch. This side only runs the call and reports, with
@@ -14,7 +15,7 @@ references captured before the candidate was imported:
   candidate's is meant to run on this thread: trace and profile hooks are cleared, the
   garbage collector (and with it finalizers and ``gc.callbacks``) paused and signals
   blocked; work on other threads or processes meanwhile is what the parent's CPU
-  accounting catches (:mod:`.timing`);
+  accounting catches (:mod:`pytest_aina.sandbox.parent.offcall`);
 * ``load``: install the audit hook and import the candidate (until then ``go`` times a
   no-op, which is how the parent calibrates the protocol's own cost; after it,
   ``go {noop: true}`` still does, so the parent can keep calibrating between calls);
@@ -29,17 +30,28 @@ import os
 import signal
 import sys
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from pytest_aina.sandbox import frames
-from pytest_aina.sandbox import messages as wire
+from pytest_aina.imports import resolve
+from pytest_aina.sandbox import frames, messages
 from pytest_aina.sandbox import result as R
+from pytest_aina.sandbox.child import failure
 
 #: (module, attribute path) of every clock a candidate might patch to fake its timing
-_CLOCKS = [("time", "perf_counter"), ("time", "perf_counter_ns"), ("time", "monotonic"),
-           ("time", "monotonic_ns"), ("time", "time"), ("time", "time_ns"), ("time", "process_time"),
-           ("torch.cuda", "Event"), ("torch.cuda", "synchronize"), ("torch.cuda", "Event.elapsed_time"),
-           ("triton.testing", "do_bench")]
+_CLOCKS = [
+    ("time", "perf_counter"),
+    ("time", "perf_counter_ns"),
+    ("time", "monotonic"),
+    ("time", "monotonic_ns"),
+    ("time", "time"),
+    ("time", "time_ns"),
+    ("time", "process_time"),
+    ("torch.cuda", "Event"),
+    ("torch.cuda", "synchronize"),
+    ("torch.cuda", "Event.elapsed_time"),
+    ("triton.testing", "do_bench"),
+]
 
 
 def _lookup(module: str, path: str) -> Any:
@@ -56,21 +68,27 @@ def _noop(*args, **kwargs):
 
 
 def serve(config: dict, send: Callable, reader: frames.Reader, *, load: Callable[[], Callable]) -> None:
-    from pytest_aina.sandbox.child import boot
-
+    """Answer the parent's commands until ``exit`` or a closed pipe. ``load`` installs the
+    audit hook and imports the candidate (reporting and exiting when that fails)."""
     clock_ns = time.perf_counter_ns  # captured: the candidate cannot reach this reference
     cpu_ns = _cpu_clocks()
-    make_inputs = boot.resolve(config["make_inputs"])
+    make_inputs = resolve(config["make_inputs"])
     params = config.get("params", {})
-    wire.capture()
+    messages.capture()
     sync = _device_sync()
     flush_bytes = int(config.get("flush_bytes", 256 << 20))
     flush = _l2_flusher(flush_bytes) if sync is not None and flush_bytes else None
     # only what exists now is watched: a module the candidate imports later was not ours
     originals = {(m, p): ref for m, p in _CLOCKS if (ref := _lookup(m, p)) is not None}
     quiet = _Quiet()
-    send({"op": "ready", "sync": sync is not None, "l2_flush_bytes": flush_bytes if flush is not None else None,
-          "pid": os.getpid()})
+    send(
+        {
+            "op": "ready",
+            "sync": sync is not None,
+            "l2_flush_bytes": flush_bytes if flush is not None else None,
+            "pid": os.getpid(),
+        }
+    )
 
     fn: Callable = _noop
     args: tuple = ()
@@ -106,13 +124,28 @@ def serve(config: dict, send: Callable, reader: frames.Reader, *, load: Callable
                     quiet.enter()
             except BaseException as e:
                 quiet.leave()
-                boot._reserve = None
-                status, reason = boot._failure_in_call(e)
-                send({"op": "error", "nonce": cmd["nonce"], "status": status, "reason": reason,
-                      "traceback": boot._tb(e)})
+                failure.release_reserve()
+                status, reason = failure.in_call(e)
+                send(
+                    {
+                        "op": "error",
+                        "nonce": cmd["nonce"],
+                        "status": status,
+                        "reason": reason,
+                        "traceback": failure.traceback_text(e),
+                    }
+                )
                 continue
-            send({"op": "done", "nonce": cmd["nonce"], "child_ns": t1 - t0, "live_s": live_s,
-                  "replaced": replaced, "others_cpu_ns": cpu})
+            send(
+                {
+                    "op": "done",
+                    "nonce": cmd["nonce"],
+                    "child_ns": t1 - t0,
+                    "live_s": live_s,
+                    "replaced": replaced,
+                    "others_cpu_ns": cpu,
+                }
+            )
             if not noop:
                 try:
                     _collect(send, out, list(args) + list(kwargs.values()), quiet)
@@ -135,22 +168,31 @@ def serve(config: dict, send: Callable, reader: frames.Reader, *, load: Callable
         elif op == "exit":
             return
         else:
-            send({"op": "error", "status": "protocol error", "reason": f"unknown command {op!r}"})
+            send({"op": "error", "status": R.PROTOCOL, "reason": f"unknown command {op!r}"})
 
 
-def _collect(send: Callable, out: Any, inputs: list, quiet: "_Quiet") -> None:
+def _collect(send: Callable, out: Any, inputs: list, quiet: _Quiet) -> None:
     """The snapshot the parent checks: the output and the inputs as they are now."""
     if quiet.modes():
-        send({"op": "error", "status": R.DEFERRED,
-              "reason": "deferred work: the call returned with a torch function or dispatch mode still active, "
-                        "which would run the candidate's code while its output is read"})
+        send(
+            {
+                "op": "error",
+                "status": R.DEFERRED,
+                "reason": "deferred work: the call returned with a torch function or dispatch mode still active, "
+                "which would run the candidate's code while its output is read",
+            }
+        )
         return
-    outs = wire.arrays_in(out)
-    aliased = [[i, j] for i, o in enumerate(outs) for j, x in enumerate(wire.arrays_in(inputs))
-               if wire.shares_memory(o, x)]
+    outs = messages.arrays_in(out)
+    aliased = [
+        [i, j]
+        for i, o in enumerate(outs)
+        for j, x in enumerate(messages.arrays_in(inputs))
+        if messages.shares_memory(o, x)
+    ]
     try:
-        desc, blob = wire.encode({"out": out, "inputs": inputs})
-    except wire.WireError as e:
+        desc, blob = messages.encode({"out": out, "inputs": inputs})
+    except messages.WireError as e:
         send({"op": "error", "status": R.NO_RESULT, "reason": f"no result: {e}"})
         return
     send({"op": "collected", "value": desc, "aliased": aliased}, blob)
@@ -170,8 +212,14 @@ class _Quiet:
         self._mask = getattr(_signal, "pthread_sigmask", None)
         self._all = frozenset(int(s) for s in signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP}
         torch_c = getattr(sys.modules.get("torch"), "_C", None)
-        self._modes = [f for f in (getattr(torch_c, "_len_torch_function_stack", None),
-                                   getattr(torch_c, "_len_torch_dispatch_stack", None)) if callable(f)]
+        self._modes = [
+            f
+            for f in (
+                getattr(torch_c, "_len_torch_function_stack", None),
+                getattr(torch_c, "_len_torch_dispatch_stack", None),
+            )
+            if callable(f)
+        ]
         self._saved: tuple | None = None
 
     def enter(self) -> None:

@@ -9,21 +9,34 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Mapping
+from collections.abc import Mapping
 
 from pytest_aina.sandbox.redact import is_secret_name
 
 #: Copied from the parent when set: they select devices and numerics, never carry secrets.
-PASS_THROUGH = ("TRITON_INTERPRET", "CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES",
-                "LD_LIBRARY_PATH", "CUDA_HOME", "TZ")
+PASS_THROUGH = (
+    "TRITON_INTERPRET",
+    "CUDA_VISIBLE_DEVICES",
+    "HIP_VISIBLE_DEVICES",
+    "NVIDIA_VISIBLE_DEVICES",
+    "LD_LIBRARY_PATH",
+    "CUDA_HOME",
+    "TZ",
+)
 
 
 class EnvError(ValueError):
     pass
 
 
-def build(work: str, *, pythonpath: list[str], extra: Mapping[str, str] | None = None,
-          threads: int | None = 1, parent: Mapping[str, str] | None = None) -> dict[str, str]:
+def build(
+    work: str,
+    *,
+    pythonpath: list[str],
+    extra: Mapping[str, str] | None = None,
+    threads: int | None = 1,
+    parent: Mapping[str, str] | None = None,
+) -> dict[str, str]:
     """The complete environment of a sandboxed child whose folder is ``work``.
 
     ``extra`` adds variables (e.g. ``TRITON_INTERPRET``); a name that looks like a
@@ -64,7 +77,9 @@ def build(work: str, *, pythonpath: list[str], extra: Mapping[str, str] | None =
         if not isinstance(name, str) or not isinstance(value, str):
             raise EnvError(f"sandbox env: {name!r}={value!r}: names and values must be strings")
         if is_secret_name(name):
-            raise EnvError(f"sandbox env: refusing to pass {name!r} to a candidate: the name looks like a "
-                           "credential (KEY/TOKEN/SECRET/PASSWORD/...)")
+            raise EnvError(
+                f"sandbox env: refusing to pass {name!r} to a candidate: the name looks like a "
+                "credential (KEY/TOKEN/SECRET/PASSWORD/...)"
+            )
         env[name] = value
     return env

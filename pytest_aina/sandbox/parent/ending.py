@@ -28,8 +28,10 @@ def classify(child: Child, final: dict | None, protocol: str | None = None) -> t
         return v["kind"], f"{v['kind']}: {v['detail']}{more}"
     if child.leftover:
         cmds = "; ".join(child.leftover_cmds[:3])
-        return R.LEFTOVER, (f"leftover processes: {child.leftover} process(es) still running when the candidate "
-                            f"finished, killed by the sandbox ({cmds})")
+        return R.LEFTOVER, (
+            f"leftover processes: {child.leftover} process(es) still running when the candidate "
+            f"finished, killed by the sandbox ({cmds})"
+        )
     if final is not None and final.get("op") in ("failed", "error"):
         return str(final.get("status")), str(final.get("reason"))
     if final is not None and final.get("op") == "result":
@@ -42,13 +44,13 @@ def classify(child: Child, final: dict | None, protocol: str | None = None) -> t
         if e.signal == "SIGXCPU":
             return R.CPU, f"cpu limit: killed by SIGXCPU after {child.cpu_s:.1f} s of CPU time"
         if e.signal == "SIGXFSZ":
-            return R.FILE_SIZE, (f"file size limit: killed by SIGXFSZ writing past "
-                                 f"{child.limits.file_bytes >> 20} MiB")
+            return R.FILE_SIZE, (f"file size limit: killed by SIGXFSZ writing past {child.limits.file_bytes >> 20} MiB")
         cpu_limit = child.limits.rlimits()["cpu"]
         if e.signal == "SIGKILL" and child.cpu_s >= cpu_limit - 0.5:
             return R.CPU, f"cpu limit: killed after {child.cpu_s:.1f} s of CPU time (limit {cpu_limit} s)"
         if any(w in stderr for w in _MEMORY_WORDS) or (
-                e.signal == "SIGKILL" and child.peak_rss >= 0.9 * child.limits.memory_bytes):
+            e.signal == "SIGKILL" and child.peak_rss >= 0.9 * child.limits.memory_bytes
+        ):
             return R.MEMORY, f"memory limit: killed by {e.signal} at {child.peak_rss >> 20} MiB resident"
         return R.SIGNAL, f"crash by signal {e.signal}"
     if any(w in stderr for w in _MEMORY_WORDS):

@@ -4,7 +4,7 @@ Layers, each used when the machine allows it and reported either way:
 
 * namespaces via util-linux ``unshare``: PID (the child's init takes every process with it
   when it ends), network (no interface but a loopback that is down), mount (a private
-  ``/proc`` and the read-only views of :func:`confine.expose`), IPC;
+  ``/proc`` and the read-only views of :func:`~pytest_aina.sandbox.child.confine.expose`), IPC;
 * a fresh uid/gid per run (when we are root), owner of the sandbox folder only: it cannot
   write elsewhere, cannot read root's files or ``/proc/PID/environ``, and RLIMIT_NPROC
   counts exactly its processes;
@@ -12,7 +12,8 @@ Layers, each used when the machine allows it and reported either way:
   the import paths and system folders, no TCP, signals only within the sandbox;
 * rlimits (data segment, CPU, file size, core dumps, tasks, open files);
 * the parent's watchdog: wall clock, total resident memory, process count;
-* the audit hook in the child (:mod:`.audit`), installed before the candidate is imported.
+* the audit hook in the child (:mod:`pytest_aina.sandbox.child.audit`), installed before the candidate is
+  imported.
 """
 
 from __future__ import annotations
@@ -26,20 +27,18 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import pytest_aina
 from pytest_aina.sandbox import frames
-from pytest_aina.sandbox.parent import childenv
-from pytest_aina.sandbox.parent import procs
+from pytest_aina.sandbox.parent import childenv, procs
 from pytest_aina.sandbox.parent.machine import Capabilities, probe
 from pytest_aina.sandbox.redact import Redactor
 from pytest_aina.sandbox.result import Exit, Isolation, Limits, signal_name
 
 _PACKAGE_ROOT = str(Path(pytest_aina.__file__).resolve().parent.parent)
-_BOOT = ("import sys; sys.path.insert(0, {root!r}); "
-         "from pytest_aina.sandbox.child.boot import bootstrap; bootstrap()")
+_BOOT = "import sys; sys.path.insert(0, {root!r}); from pytest_aina.sandbox.child.boot import bootstrap; bootstrap()"
 _SYSTEM_READ = ["/usr", "/lib", "/lib32", "/lib64", "/bin", "/sbin", "/etc", "/proc", "/sys", "/dev", "/opt"]
 _DEVICE_WRITE = ["/dev/null", "/dev/nvidia-caps", "/dev/dri", "/dev/kfd"]
 _UID_BASE, _UID_SPAN = 0x5A000000, 1 << 24
@@ -79,6 +78,20 @@ class _Tail(threading.Thread):
         return (f"[... {self.total - _TAIL} earlier bytes dropped]\n" + s) if self.total > _TAIL else s
 
 
+def staged_entry(entry: str) -> tuple[str, dict[str, Path]]:
+    """For ``/path/file.py:fn``: the entry rewritten to a copy inside the sandbox folder
+    (readable by the sandbox's uid, and the candidate's own to change), and the file to stage."""
+    target, sep, attr = entry.rpartition(":")
+    if not sep or not target or not attr:
+        raise ValueError(f"entry {entry!r}: expected 'package.module:function' or 'path/to/file.py:function'")
+    if not target.endswith(".py"):
+        return entry, {}
+    if not os.path.isfile(target):
+        raise FileNotFoundError(f"entry {entry!r}: no such file {target!r}")
+    name = f"candidate/{os.path.basename(target)}"
+    return f"{{work}}/{name}:{attr}", {name: Path(target)}
+
+
 def _pick_uid() -> int:
     taken = set()
     for pid in procs.all_pids():
@@ -102,10 +115,20 @@ def _readable_roots(extra: list[str]) -> list[str]:
 class Child:
     """One sandboxed child process, from its folder to its cleanup."""
 
-    def __init__(self, mode: str, config: dict, *, limits: Limits, isolation: Isolation,
-                 pythonpath: list[str] | None = None, read_paths: list[str] | None = None,
-                 files: Mapping[str, str | bytes | os.PathLike] | None = None, env: Mapping[str, str] | None = None,
-                 base_dir: str | None = None, keep: bool = False):
+    def __init__(
+        self,
+        mode: str,
+        config: dict,
+        *,
+        limits: Limits,
+        isolation: Isolation,
+        pythonpath: list[str] | None = None,
+        read_paths: list[str] | None = None,
+        files: Mapping[str, str | bytes | os.PathLike] | None = None,
+        env: Mapping[str, str] | None = None,
+        base_dir: str | None = None,
+        keep: bool = False,
+    ):
         self.limits, self.isolation, self.keep = limits, isolation, keep
         self.caps: Capabilities = probe()
         self.redactor = Redactor()
@@ -150,35 +173,56 @@ class Child:
         if isolation.drop_uid and self.caps.root and not in_userns and unreachable:
             # without a mount namespace we cannot expose them: another uid could not even
             # start Python, so the child stays uid 0 with every capability dropped
-            self.notes.append(f"uid drop skipped: {unreachable[0]} cannot be reached by other users and there is "
-                              "no mount namespace to expose it")
+            self.notes.append(
+                f"uid drop skipped: {unreachable[0]} cannot be reached by other users and there is "
+                "no mount namespace to expose it"
+            )
         elif isolation.drop_uid and self.caps.root and not in_userns:
             os.chmod(self.root, 0o711)  # the uid may pass through, not list or write
             if not self._traversable(self.root):
-                raise SandboxError(f"sandbox folder {self.root}: an ancestor folder cannot be entered by other "
-                                   "users, so a dropped uid could not reach its own folder; pass base_dir= a "
-                                   "folder under a world-traversable path (e.g. /tmp)")
-            private = [p for p in (pythonpath or []) + (read_paths or [])
-                       if os.path.exists(p) and (os.stat(p).st_mode & 0o005) != 0o005]
+                raise SandboxError(
+                    f"sandbox folder {self.root}: an ancestor folder cannot be entered by other "
+                    "users, so a dropped uid could not reach its own folder; pass base_dir= a "
+                    "folder under a world-traversable path (e.g. /tmp)"
+                )
+            private = [
+                p
+                for p in (pythonpath or []) + (read_paths or [])
+                if os.path.exists(p) and (os.stat(p).st_mode & 0o005) != 0o005
+            ]
             if private:
-                raise SandboxError(f"{private[0]}: not readable by other users (mode "
-                                   f"{os.stat(private[0]).st_mode & 0o777:o}), so the sandbox's own uid could not "
-                                   "read it; make it world-readable, or copy the files in with files=")
+                raise SandboxError(
+                    f"{private[0]}: not readable by other users (mode "
+                    f"{os.stat(private[0]).st_mode & 0o777:o}), so the sandbox's own uid could not "
+                    "read it; make it world-readable, or copy the files in with files="
+                )
             self.uid = self.gid = _pick_uid()
             for dirpath, dirnames, filenames in os.walk(self.work):
                 for n in [dirpath] + [os.path.join(dirpath, f) for f in dirnames + filenames]:
                     os.lchown(n, self.uid, self.gid)
 
-        writes = [os.path.realpath(self.work)] + [p for p in _DEVICE_WRITE + glob.glob("/dev/nvidia*")
-                                                 if os.path.exists(p)]
-        self.config = dict(config, mode=mode, work=self.work, pythonpath=self.pythonpath,
-                           rlimits=limits.rlimits(), uid=self.uid, gid=self.gid,
-                           init=self.namespaces and "pid" in self.caps.namespaces, mount_ns=mount_ns,
-                           expose=reads, audit=isolation.audit_hook, write_roots=writes)
+        writes = [os.path.realpath(self.work)] + [
+            p for p in _DEVICE_WRITE + glob.glob("/dev/nvidia*") if os.path.exists(p)
+        ]
+        self.config = dict(
+            config,
+            mode=mode,
+            work=self.work,
+            pythonpath=self.pythonpath,
+            rlimits=limits.rlimits(),
+            uid=self.uid,
+            gid=self.gid,
+            init=self.namespaces and "pid" in self.caps.namespaces,
+            mount_ns=mount_ns,
+            expose=reads,
+            audit=isolation.audit_hook,
+            write_roots=writes,
+        )
         if isolation.landlock and self.caps.landlock_abi > 0:
-            self.config["landlock"] = {"write": writes,
-                                       "read": (reads + _SYSTEM_READ + [self.work]) if isolation.restrict_reads
-                                       else None}
+            self.config["landlock"] = {
+                "write": writes,
+                "read": (reads + _SYSTEM_READ + [self.work]) if isolation.restrict_reads else None,
+            }
         self.env = childenv.build(self.work, pythonpath=self.pythonpath, extra=env)
 
     # -- folder ------------------------------------------------------------------------------
@@ -216,9 +260,16 @@ class Child:
             argv = [*self.caps.unshare, *argv]
         self.started = time.monotonic()
         try:
-            self.popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                          stderr=subprocess.PIPE, pass_fds=(report_w, command_r), env=self.env,
-                                          cwd=self.work, start_new_session=True)
+            self.popen = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                pass_fds=(report_w, command_r),
+                env=self.env,
+                cwd=self.work,
+                start_new_session=True,
+            )
         finally:
             os.close(report_w)
             os.close(command_r)
@@ -264,7 +315,9 @@ class Child:
         """One watchdog look: kills and returns the reason when a limit is passed."""
         if self._status is not None:
             return None
-        live = [st for st in map(procs.status, self.members()) if st and not st.get("State", "Z").startswith(("Z", "X"))]
+        live = [
+            st for st in map(procs.status, self.members()) if st and not st.get("State", "Z").startswith(("Z", "X"))
+        ]
         rss = sum(int(st["VmRSS"].split()[0]) * 1024 for st in live if "VmRSS" in st)
         self.peak_rss = max(self.peak_rss, rss)
         if self.uid is not None:
@@ -272,11 +325,15 @@ class Child:
         else:  # the wrappers (unshare, our init) are not the candidate's doing
             n = len(live) - (2 if self.namespaces else 0)
         if n > self.limits.max_processes:
-            return self.kill("fork bomb", f"fork bomb: {n} processes, more than the limit of "
-                                          f"{self.limits.max_processes}")
+            return self.kill(
+                "fork bomb", f"fork bomb: {n} processes, more than the limit of {self.limits.max_processes}"
+            )
         if rss > self.limits.memory_bytes:
-            return self.kill("memory limit", f"memory limit: the sandbox's processes use {rss >> 20} MiB resident, "
-                                             f"more than the limit of {self.limits.memory_bytes >> 20} MiB")
+            return self.kill(
+                "memory limit",
+                f"memory limit: the sandbox's processes use {rss >> 20} MiB resident, "
+                f"more than the limit of {self.limits.memory_bytes >> 20} MiB",
+            )
         return None
 
     def kill(self, status: str, reason: str) -> str:
@@ -424,8 +481,11 @@ class Child:
             "rlimits": self.layers.get("rlimits"),
             "audit_hook": bool(self.config.get("audit")),
             "environment": f"allow-list of {len(self.env)} variables",
-            "watchdog": {"wall_s": self.limits.wall_s, "memory_bytes": self.limits.memory_bytes,
-                         "max_processes": self.limits.max_processes},
+            "watchdog": {
+                "wall_s": self.limits.wall_s,
+                "memory_bytes": self.limits.memory_bytes,
+                "max_processes": self.limits.max_processes,
+            },
             "read_only_root": self.layers.get("read_only_root"),
             "exposed": self.layers.get("exposed", []),
             "notes": list(self.notes),
@@ -438,9 +498,13 @@ class Child:
     def missing(self) -> list[str]:
         """Required layers (``Isolation.require``) that are not in force."""
         p = self.protections()
-        have = {"pid_namespace": p["pid_namespace"], "net_namespace": p["net_namespace"],
-                "uid": p["uid"] is not None, "landlock": p["landlock"] is not None,
-                "audit_hook": p["audit_hook"]}
+        have = {
+            "pid_namespace": p["pid_namespace"],
+            "net_namespace": p["net_namespace"],
+            "uid": p["uid"] is not None,
+            "landlock": p["landlock"] is not None,
+            "audit_hook": p["audit_hook"],
+        }
         unknown = [r for r in self.isolation.require if r not in have]
         if unknown:
             raise SandboxError(f"Isolation.require: unknown layer(s) {unknown}; known: {sorted(have)}")

@@ -9,6 +9,8 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
+from pytest_aina.sandbox.child import landlock
+
 
 @dataclass(frozen=True)
 class Capabilities:
@@ -20,8 +22,14 @@ class Capabilities:
     notes: tuple[str, ...]
 
     def as_dict(self) -> dict:
-        return {"system": self.system, "root": self.root, "unshare": list(self.unshare or ()),
-                "namespaces": list(self.namespaces), "landlock_abi": self.landlock_abi, "notes": list(self.notes)}
+        return {
+            "system": self.system,
+            "root": self.root,
+            "unshare": list(self.unshare or ()),
+            "namespaces": list(self.namespaces),
+            "landlock_abi": self.landlock_abi,
+            "notes": list(self.notes),
+        }
 
 
 _FULL = ("--fork", "--kill-child", "--pid", "--mount", "--mount-proc", "--net", "--ipc", "--propagation", "private")
@@ -33,10 +41,9 @@ def probe() -> Capabilities:
     root = hasattr(os, "geteuid") and os.geteuid() == 0
     notes: list[str] = []
     if system != "Linux":
-        return Capabilities(system, root, None, (), 0, (f"{system}: only the in-process audit hook and "
-                                                        "resource limits are available",))
-    from pytest_aina.sandbox.child import landlock
-
+        return Capabilities(
+            system, root, None, (), 0, (f"{system}: only the in-process audit hook and resource limits are available",)
+        )
     abi = landlock.abi_version()
     if abi == 0:
         notes.append("Landlock unavailable (kernel < 5.13 or not enabled in the LSM list)")
@@ -52,8 +59,13 @@ def probe() -> Capabilities:
         notes.append("no 'unshare' program (util-linux): no namespaces")
     for prefix, spaces in attempts:
         try:
-            r = subprocess.run([*prefix, "true"], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, timeout=10)
+            r = subprocess.run(
+                [*prefix, "true"],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                timeout=10,
+            )
         except (OSError, subprocess.TimeoutExpired) as e:
             notes.append(f"{' '.join(prefix[1:])}: {e}")
             continue

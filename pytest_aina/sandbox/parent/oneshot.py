@@ -3,43 +3,39 @@
 from __future__ import annotations
 
 import json
-import os
 import time
-from pathlib import Path
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from pytest_aina.sandbox import frames
 from pytest_aina.sandbox import result as R
 from pytest_aina.sandbox.parent.ending import classify
-from pytest_aina.sandbox.parent.launch import Child, Ended
+from pytest_aina.sandbox.parent.launch import Child, Ended, staged_entry
 from pytest_aina.sandbox.result import Isolation, Limits, SandboxResult
 
 
-def staged_entry(entry: str) -> tuple[str, dict[str, Path]]:
-    """For ``/path/file.py:fn``: the entry rewritten to a copy inside the sandbox folder
-    (readable by the sandbox's uid, and the candidate's own to change), and the file to stage."""
-    target, sep, attr = entry.rpartition(":")
-    if not sep or not target or not attr:
-        raise ValueError(f"entry {entry!r}: expected 'package.module:function' or 'path/to/file.py:function'")
-    if not target.endswith(".py"):
-        return entry, {}
-    if not os.path.isfile(target):
-        raise FileNotFoundError(f"entry {entry!r}: no such file {target!r}")
-    name = f"candidate/{os.path.basename(target)}"
-    return f"{{work}}/{name}:{attr}", {name: Path(target)}
-
-
-def run(entry: str | None = None, *, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
-        argv: Sequence[str] | None = None, limits: Limits | None = None, isolation: Isolation | None = None,
-        pythonpath: Sequence[str] = (), read_paths: Sequence[str] = (), files: Mapping[str, Any] | None = None,
-        env: Mapping[str, str] | None = None, base_dir: str | None = None, keep: bool = False) -> SandboxResult:
+def run(
+    entry: str | None = None,
+    *,
+    args: Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    argv: Sequence[str] | None = None,
+    limits: Limits | None = None,
+    isolation: Isolation | None = None,
+    pythonpath: Sequence[str] = (),
+    read_paths: Sequence[str] = (),
+    files: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    base_dir: str | None = None,
+    keep: bool = False,
+) -> SandboxResult:
     """Run ``entry`` (``module:function`` or ``file.py:function``, called with ``args``/``kwargs``,
     which must be JSON-able, and returning a JSON-able value) or ``argv`` (a Python command line:
     ``["-m", "pytest", ...]``, ``["script.py", ...]`` or ``["-c", "code"]``) in a fresh sandbox.
 
     Never raises for what the candidate does: every ending is a status with a reason.
     Raises ``ValueError``/``FileNotFoundError`` for bad arguments and
-    :class:`~pytest_aina.sandbox.parent.launch.SandboxError` when the sandbox cannot be set up.
+    :class:`~pytest_aina.sandbox.SandboxError` when the sandbox cannot be set up.
     """
     limits = limits or Limits()
     isolation = isolation or Isolation()
@@ -64,8 +60,18 @@ def run(entry: str | None = None, *, args: Sequence[Any] = (), kwargs: Mapping[s
             raise ValueError(f"run(argv={argv!r}): {argv[0]} needs an argument")
         config.update(argv=argv)
         mode = "argv"
-    child = Child(mode, config, limits=limits, isolation=isolation, pythonpath=list(pythonpath),
-                  read_paths=list(read_paths), files=staged, env=env, base_dir=base_dir, keep=keep)
+    child = Child(
+        mode,
+        config,
+        limits=limits,
+        isolation=isolation,
+        pythonpath=list(pythonpath),
+        read_paths=list(read_paths),
+        files=staged,
+        env=env,
+        base_dir=base_dir,
+        keep=keep,
+    )
     if "entry" in child.config:
         child.config["entry"] = child.config["entry"].replace("{work}", child.work)
     return _drive(child)
@@ -92,16 +98,20 @@ def _drive_started(child: Child) -> SandboxResult:
             if op == "confined":
                 missing = child.missing()
                 if missing:
-                    child.kill(R.SANDBOX_ERROR, f"sandbox error: required protection(s) not in force on this "
-                                                f"machine: {', '.join(missing)}")
+                    child.kill(
+                        R.SANDBOX_ERROR,
+                        f"sandbox error: required protection(s) not in force on this machine: {', '.join(missing)}",
+                    )
             elif op in ("result", "failed"):
                 final = header
             else:
                 protocol = f"unexpected frame {op!r}"
                 child.kill(R.NO_RESULT, f"no result: the child sent an unexpected frame {op!r}")
     except TimeoutError:
-        child.kill(R.TIMEOUT, f"timeout: no result within the {limits.wall_s:g} s wall-clock limit "
-                              "(the whole sandbox was killed)")
+        child.kill(
+            R.TIMEOUT,
+            f"timeout: no result within the {limits.wall_s:g} s wall-clock limit (the whole sandbox was killed)",
+        )
     except Ended:
         pass
     except frames.ProtocolError as e:
@@ -114,7 +124,17 @@ def _drive_started(child: Child) -> SandboxResult:
     if final is not None and final.get("op") == "result" and status == R.OK:
         value = red.value(final.get("value"))
     violations = [{k: red.text(v) for k, v in v.items()} for v in child.violations]
-    return SandboxResult(status=status, reason=red.text(reason), value=value, exit=child.exit,
-                         wall_s=child.wall_s(), peak_rss_bytes=child.peak_rss, stdout_tail=child.tail(0),
-                         stderr_tail=child.tail(1), violations=violations, leftover=child.leftover,
-                         cleanup=child.cleanup, protections=child.protections())
+    return SandboxResult(
+        status=status,
+        reason=red.text(reason),
+        value=value,
+        exit=child.exit,
+        wall_s=child.wall_s(),
+        peak_rss_bytes=child.peak_rss,
+        stdout_tail=child.tail(0),
+        stderr_tail=child.tail(1),
+        violations=violations,
+        leftover=child.leftover,
+        cleanup=child.cleanup,
+        protections=child.protections(),
+    )

@@ -8,13 +8,20 @@ import sys
 from standins import FixedOrder, Slow, ctx
 
 from pytest_aina.changer.executors import RayExecutor
-from pytest_aina.changer.search import Budget, Checkpoint, run_search
+from pytest_aina.changer.search import Checkpoint, run_search
+from pytest_aina.changer.settings import Budget
 
 
 def main(address: str, checkpoint: str, budget: str, seconds: str) -> int:
     with RayExecutor(address, slots=2) as executor:
-        out = run_search(ctx(), [FixedOrder()], Slow(float(seconds)), Budget(evaluations=int(budget)),
-                         checkpoint=Checkpoint(checkpoint), executor=executor)
+        out = run_search(
+            ctx(),
+            [FixedOrder()],
+            Slow(float(seconds)),
+            Budget(evaluations=int(budget)),
+            checkpoint=Checkpoint(checkpoint),
+            executor=executor,
+        )
     print(json.dumps(out.used), flush=True)
     return 0
 

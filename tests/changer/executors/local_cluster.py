@@ -50,39 +50,70 @@ def _read(pid: int, what: str) -> bytes:
 
 
 class LocalRayCluster:
-    def __init__(self, nodes: int = 2, cpus_per_node: int = 1, object_store_bytes: int = 200_000_000,
-                 pythonpath: list[str] | None = None, env: dict | None = None):
+    def __init__(
+        self,
+        nodes: int = 2,
+        cpus_per_node: int = 1,
+        object_store_bytes: int = 200_000_000,
+        pythonpath: list[str] | None = None,
+        env: dict | None = None,
+    ):
         self.nodes = nodes
         self.cpus = cpus_per_node
         self.object_store_bytes = object_store_bytes
         self.token = uuid.uuid4().hex
         # short: Ray's unix sockets live under it, and a socket path has a 107-byte limit
         self.temp = Path(tempfile.mkdtemp(prefix="aray-", dir="/tmp"))
-        os.chmod(self.temp, 0o755)   # the sandbox's uid passes through to the trees unpacked here
+        os.chmod(self.temp, 0o755)  # the sandbox's uid passes through to the trees unpacked here
         self.port = free_port()
         self.address = f"127.0.0.2:{self.port}"
         self.ips = [f"127.0.0.{2 + i}" for i in range(nodes)]
-        self.env = dict(os.environ, RAY_DISABLE_USAGE_STATS="1", AINA_RAY_CLUSTER=self.token,
-                        AINA_RAY_NODE_DIR=str(self.temp / "nodes"),   # removed with the cluster
-                        # a dead node is noticed within seconds rather than half a minute
-                        RAY_health_check_period_ms="1000", RAY_health_check_failure_threshold="3",
-                        RAY_health_check_timeout_ms="1000", **(env or {}))
+        self.env = dict(
+            os.environ,
+            RAY_DISABLE_USAGE_STATS="1",
+            AINA_RAY_CLUSTER=self.token,
+            AINA_RAY_NODE_DIR=str(self.temp / "nodes"),  # removed with the cluster
+            # a dead node is noticed within seconds rather than half a minute
+            RAY_health_check_period_ms="1000",
+            RAY_health_check_failure_threshold="3",
+            RAY_health_check_timeout_ms="1000",
+            **(env or {}),
+        )
         self.env.pop("RAY_ADDRESS", None)
         if pythonpath:
             self.env["PYTHONPATH"] = os.pathsep.join(pythonpath + [self.env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         self.starters: dict[str, subprocess.Popen] = {}
 
     def _start(self, ip: str, head: bool) -> None:
-        common = [f"--num-cpus={self.cpus}", "--num-gpus=0", f"--object-store-memory={self.object_store_bytes}",
-                  "--disable-usage-stats", f"--node-ip-address={ip}", "--block"]
+        common = [
+            f"--num-cpus={self.cpus}",
+            "--num-gpus=0",
+            f"--object-store-memory={self.object_store_bytes}",
+            "--disable-usage-stats",
+            f"--node-ip-address={ip}",
+            "--block",
+        ]
         if head:
-            args = [RAY, "start", "--head", f"--port={self.port}", "--include-dashboard=false",
-                    f"--dashboard-port={free_port()}", f"--temp-dir={self.temp}"] + common
+            args = [
+                RAY,
+                "start",
+                "--head",
+                f"--port={self.port}",
+                "--include-dashboard=false",
+                f"--dashboard-port={free_port()}",
+                f"--temp-dir={self.temp}",
+            ] + common
         else:
             args = [RAY, "start", f"--address={self.address}"] + common
-        with open(self.temp / f"start-{ip}.log", "wb") as log:   # the child keeps its own descriptor
-            self.starters[ip] = subprocess.Popen(args, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                                 stdin=subprocess.DEVNULL, start_new_session=True)
+        with open(self.temp / f"start-{ip}.log", "wb") as log:  # the child keeps its own descriptor
+            self.starters[ip] = subprocess.Popen(
+                args,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
 
     def start(self, timeout: float = 240) -> LocalRayCluster:
         import ray
@@ -104,11 +135,13 @@ class LocalRayCluster:
                     alive = {n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]}
                     if alive >= set(self.ips):
                         break
-                except (OSError, RuntimeError):   # ConnectionError is an OSError
+                except (OSError, RuntimeError):  # ConnectionError is an OSError
                     pass
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"the cluster did not come up in {timeout} s: "
-                                       + " | ".join(self.log(ip)[-500:] for ip in self.ips))
+                    raise TimeoutError(
+                        f"the cluster did not come up in {timeout} s: "
+                        + " | ".join(self.log(ip)[-500:] for ip in self.ips)
+                    )
                 time.sleep(1)
         except BaseException:
             self.stop()

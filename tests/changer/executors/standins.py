@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pytest_aina.changer.model import Candidate, Verdict
 from pytest_aina.changer.proposers import ProposalContext
+from pytest_aina.reasoner import Hypothesis
 
 TUNABLES = {"BLOCK_N": [64, 128, 256, 512, 1024, 2048], "ROWS_PER_PROGRAM": [1, 2, 4, 8]}
 
@@ -54,7 +55,7 @@ class FixedOrder:
     name = "fixed"
 
     def __init__(self):
-        self.given: set[str] = set()   # proposed and maybe still being evaluated
+        self.given: set[str] = set()  # proposed and maybe still being evaluated
 
     def propose(self, ctx: ProposalContext, n: int) -> list[Candidate]:
         names = sorted(ctx.tunables)
@@ -67,15 +68,24 @@ class FixedOrder:
 
 
 def ctx(seed: int = 0) -> ProposalContext:
-    return ProposalContext(kernel="softmax", spec=None, spec_text="", kernel_source="", function="softmax",
-                           hypothesis={}, tunables=TUNABLES, seed=seed)
+    return ProposalContext(
+        kernel="softmax",
+        spec=None,
+        spec_text="",
+        kernel_source="",
+        function="softmax",
+        hypothesis=Hypothesis.from_json({"id": "h", "kind": "hot_unspecialised", "kernel": "softmax"}),
+        tunables=TUNABLES,
+        seed=seed,
+    )
 
 
 def comparable(v: Verdict, measured: bool = False) -> dict:
     """A verdict without what depends on the machine and the moment: its wall time and
     placement; with ``measured``, also the timings and what derives from them."""
     d = v.to_json()
-    for k in ("wall_s", "ran_on") + (("stage_s", "timings", "score", "speedup", "detail", "sandbox") if measured
-                                     else ()):
+    for k in ("wall_s", "ran_on") + (
+        ("stage_s", "timings", "score", "speedup", "detail", "sandbox") if measured else ()
+    ):
         d.pop(k)
     return d

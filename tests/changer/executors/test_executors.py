@@ -26,7 +26,8 @@ from pytest_aina.changer.executors import (
     retryable,
 )
 from pytest_aina.changer.proposers import MetaParamProposer
-from pytest_aina.changer.search import Budget, Checkpoint, run_search
+from pytest_aina.changer.search import Checkpoint, run_search
+from pytest_aina.changer.settings import Budget, EvolutionSettings
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -34,11 +35,17 @@ ROOT = Path(__file__).resolve().parents[3]
 def test_the_local_pool_is_the_default_and_an_explicit_one_runs_the_same_search(tmp_path):
     default = run_search(ctx(3), [MetaParamProposer()], landscape, Budget(evaluations=10))
     with LocalExecutor(1) as pool:
-        explicit = run_search(ctx(3), [MetaParamProposer()], landscape, Budget(evaluations=10), executor=pool,
-                              checkpoint=Checkpoint(tmp_path / "cp.jsonl"))
+        explicit = run_search(
+            ctx(3),
+            [MetaParamProposer()],
+            landscape,
+            Budget(evaluations=10),
+            executor=pool,
+            checkpoint=Checkpoint(tmp_path / "cp.jsonl"),
+        )
     assert [a.candidate.id for a in explicit.attempts] == [a.candidate.id for a in default.attempts]
     assert [a.verdict.to_json() for a in explicit.attempts] == [a.verdict.to_json() for a in default.attempts]
-    assert all(a.verdict.ran_on == {} for a in explicit.attempts)      # this machine: nothing to say
+    assert all(a.verdict.ran_on == {} for a in explicit.attempts)  # this machine: nothing to say
     assert len((tmp_path / "cp.jsonl").read_text().splitlines()) == 10
 
 
@@ -59,19 +66,11 @@ def test_slots_bound_what_is_in_flight():
     assert all(comparable(a.verdict) == comparable(landscape(a.candidate)) for a in out.attempts)
 
 
-def test_open_executor_names_the_kinds():
-    with open_executor("local", workers=3) as ex:
+def test_the_settings_choose_the_executor():
+    with open_executor(EvolutionSettings(workers=3)) as ex:
         assert isinstance(ex, LocalExecutor) and ex.slots == 3
-    with open_executor("local") as ex:
+    with open_executor(EvolutionSettings()) as ex:
         assert ex.slots == min(2, os.cpu_count() or 1)
-    with pytest.raises(ExecutorError, match="unknown executor 'slurm'; available: local, ray"):
-        open_executor("slurm")
-
-
-def test_ray_without_an_address_says_where_to_give_one(monkeypatch):
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    with pytest.raises(ExecutorError, match="--ray-address HOST:PORT or RAY_ADDRESS"):
-        RayExecutor()
 
 
 def test_an_unreachable_head_fails_in_seconds_not_minutes():
@@ -79,7 +78,7 @@ def test_an_unreachable_head_fails_in_seconds_not_minutes():
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]            # nothing listens there once closed
+        port = s.getsockname()[1]  # nothing listens there once closed
     t = time.monotonic()
     with pytest.raises(ExecutorError, match=f"cannot reach the Ray cluster's head at 127.0.0.1:{port}"):
         RayExecutor(f"127.0.0.1:{port}")
@@ -87,8 +86,9 @@ def test_an_unreachable_head_fails_in_seconds_not_minutes():
 
 
 def _git(repo, *args):
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@localhost", *args], cwd=repo, check=True,
-                   capture_output=True)
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@localhost", *args], cwd=repo, check=True, capture_output=True
+    )
 
 
 def _names(data: bytes) -> dict[str, int]:
@@ -97,8 +97,15 @@ def _names(data: bytes) -> dict[str, int]:
 
 
 def _setup(repo: Path, spec: Path) -> Setup:
-    return Setup(spec_path=spec, repo=repo, function="softmax", generic="kernels.softmax:softmax_generic",
-                 bench_cases=[], workdir=repo / ".aina" / "eval" / "x", spec=object())
+    return Setup(
+        spec_path=spec,
+        repo=repo,
+        function="softmax",
+        generic="kernels.softmax:softmax_generic",
+        bench_cases=[],
+        workdir=repo / ".aina" / "eval" / "x",
+        spec=object(),
+    )
 
 
 def test_the_shipped_tree_is_git_s_view_without_scratch_space_and_readable_by_the_sandbox(tmp_path):
@@ -107,7 +114,7 @@ def test_the_shipped_tree_is_git_s_view_without_scratch_space_and_readable_by_th
     (repo / "kernels" / "k.py").write_text("X = 1\n")
     (repo / "run.sh").write_text("#!/bin/sh\n")
     os.chmod(repo / "run.sh", 0o700)
-    os.chmod(repo / "kernels" / "k.py", 0o600)          # private here; the sandbox's uid must read it there
+    os.chmod(repo / "kernels" / "k.py", 0o600)  # private here; the sandbox's uid must read it there
     (repo / "specs").mkdir()
     (repo / "specs" / "k.yaml").write_text("kernel: k\n")
     (repo / ".gitignore").write_text("big/\n")
@@ -118,18 +125,23 @@ def test_the_shipped_tree_is_git_s_view_without_scratch_space_and_readable_by_th
     _git(repo, "init", "-q")
     _git(repo, "add", "kernels", "specs", "run.sh", ".gitignore")
     _git(repo, "commit", "-qm", "x")
-    (repo / "kernels" / "new.py").write_text("Y = 2\n")   # untracked, not ignored: the work tree has it
+    (repo / "kernels" / "new.py").write_text("Y = 2\n")  # untracked, not ignored: the work tree has it
     data, digest = pack_tree(_setup(repo, repo / "specs" / "k.yaml"))
-    assert _names(data) == {".gitignore": 0o644, "kernels/k.py": 0o644, "kernels/new.py": 0o644,
-                            "run.sh": 0o755, "specs/k.yaml": 0o644}
-    time.sleep(1.1)                       # gzip's header has a timestamp of one-second resolution
+    assert _names(data) == {
+        ".gitignore": 0o644,
+        "kernels/k.py": 0o644,
+        "kernels/new.py": 0o644,
+        "run.sh": 0o755,
+        "specs/k.yaml": 0o644,
+    }
+    time.sleep(1.1)  # gzip's header has a timestamp of one-second resolution
     os.utime(repo / "kernels" / "k.py")
     again, digest2 = pack_tree(_setup(repo, repo / "specs" / "k.yaml"))
-    assert digest2 == digest and again == data             # content-addressed: no mtimes, no owners
+    assert digest2 == digest and again == data  # content-addressed: no mtimes, no owners
 
 
 def test_a_tree_without_git_and_a_spec_outside_it_travel_too(tmp_path):
-    repo = tmp_path / "checkout"        # the App's checkout is an unpacked tarball, not a git work tree
+    repo = tmp_path / "checkout"  # the App's checkout is an unpacked tarball, not a git work tree
     (repo / "kernels" / "__pycache__").mkdir(parents=True)
     (repo / "kernels" / "k.py").write_text("X = 1\n")
     (repo / "kernels" / "__pycache__" / "k.pyc").write_bytes(b"\0")
@@ -164,7 +176,7 @@ def test_a_node_unpacks_a_tree_once_and_world_readable(tmp_path):
     assert stat.S_IMODE((root / "kernels").stat().st_mode) == 0o755
     assert stat.S_IMODE((root / "kernels" / "k.py").stat().st_mode) == 0o644
     assert node_checkout(digest, fetch, base=tmp_path / "node") == root and len(fetched) == 1
-    assert [p.name for p in (tmp_path / "node" / "aina-ray").iterdir()] == [digest]   # no staging left
+    assert [p.name for p in (tmp_path / "node" / "aina-ray").iterdir()] == [digest]  # no staging left
 
 
 def test_machine_failures_are_retried_and_the_evaluation_s_own_errors_are_not():
@@ -179,13 +191,21 @@ def test_machine_failures_are_retried_and_the_evaluation_s_own_errors_are_not():
 
 
 def test_help_and_the_local_path_do_not_import_ray():
-    code = ("import sys\nfrom pytest_aina.cli import main\n"
-            "try:\n    main(['evolve', '--help'])\nexcept SystemExit:\n    pass\n"
-            "from pytest_aina.changer import executors, search, pipeline\n"
-            "executors.open_executor('local').close()\n"
-            "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))\n")
-    out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120,
-                         env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    code = (
+        "import sys\nfrom pytest_aina.cli import main\n"
+        "try:\n    main(['evolve', '--help'])\nexcept SystemExit:\n    pass\n"
+        "from pytest_aina.changer import executors, search, pipeline, settings\n"
+        "executors.open_executor(settings.EvolutionSettings()).close()\n"
+        "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
     assert out.returncode == 0, out.stderr
     assert "--executor {local,ray}" in out.stdout and "--ray-address" in out.stdout
     assert out.stdout.strip().splitlines()[-1] == "[]"
@@ -193,24 +213,79 @@ def test_help_and_the_local_path_do_not_import_ray():
 
 def test_evolve_with_ray_and_no_address_is_a_usage_error(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, "-m", "pytest_aina.cli", "evolve", "--telemetry",
-                          str(ROOT / "telemetry" / "sample-fleet-day.jsonl"), "--repo", str(ROOT), "--executor",
-                          "ray", "--no-forge"], check=False, capture_output=True, text=True, timeout=300, env=env,
-                         cwd=tmp_path)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest_aina.cli",
+            "evolve",
+            "--telemetry",
+            str(ROOT / "telemetry" / "sample-fleet-day.jsonl"),
+            "--repo",
+            str(ROOT),
+            "--executor",
+            "ray",
+            "--no-forge",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
+    )
     assert out.returncode == 2, out.stderr[-2000:]
-    assert "--executor ray needs the cluster's address" in out.stderr
+    assert "aina evolve: executor 'ray' needs the cluster's address" in out.stderr
+    assert "--ray-address HOST:PORT" in out.stderr
+
+
+def test_evolve_with_an_unreachable_head_is_a_usage_error_in_seconds(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest_aina.cli",
+            "evolve",
+            "--telemetry",
+            str(ROOT / "telemetry" / "sample-fleet-day.jsonl"),
+            "--repo",
+            str(ROOT),
+            "--executor",
+            "ray",
+            "--ray-address",
+            f"127.0.0.1:{port}",
+            "--no-forge",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert f"aina evolve: cannot reach the Ray cluster's head at 127.0.0.1:{port}" in out.stderr
 
 
 def test_the_progress_line_says_which_node_evaluated_a_candidate(capsys):
+    from tqdm import tqdm
+
     from pytest_aina.changer.model import Attempt, Candidate
-    from pytest_aina.commands.evolve import _Bar
+    from pytest_aina.commands.evolve import _Shown
 
     c = Candidate("softmax", "metaparams", config={"BLOCK_N": 1024})
     v = landscape(c)
     v.ran_on = {"executor": "ray", "node_ip": "127.0.0.3", "node_id": "ab" * 28}
-    bar = _Bar(2, quiet=False)
-    bar.update(Attempt(c, v), 1, 2)
-    assert "BLOCK_N=1024 @ 127.0.0.3: " in bar.bar.postfix
-    bar.update(Attempt(c, landscape(c)), 2, 2)      # evaluated here: no place named
-    assert "@" not in bar.bar.postfix
-    bar.close()
+    shown = _Shown(print, 2, quiet=False)
+    shown.bar = tqdm(total=2, disable=False)  # what planned() draws on a terminal
+    shown.evaluated(Attempt(c, v), 1, 2)
+    assert "BLOCK_N=1024 @ 127.0.0.3: " in shown.bar.postfix
+    shown.evaluated(Attempt(c, landscape(c)), 2, 2)  # evaluated here: no place named
+    assert "@" not in shown.bar.postfix
+    shown.close()

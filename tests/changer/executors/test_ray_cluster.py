@@ -15,10 +15,11 @@ import pytest
 from standins import FixedOrder, Slow, comparable, ctx, landscape
 
 from pytest_aina.changer.evaluate import Setup, evaluate, workdir_for
-from pytest_aina.changer.executors import Evaluation, RayExecutor
+from pytest_aina.changer.executors import Evaluation, LocalExecutor, RayExecutor
 from pytest_aina.changer.model import Candidate
 from pytest_aina.changer.proposers import MetaParamProposer
-from pytest_aina.changer.search import Budget, Checkpoint, run_search
+from pytest_aina.changer.search import Checkpoint, run_search
+from pytest_aina.changer.settings import Budget
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -31,26 +32,39 @@ def _attempts(out):
 
 
 def test_one_at_a_time_the_cluster_runs_exactly_the_local_search(ray_cluster, tmp_path):
-    local = run_search(ctx(5), [MetaParamProposer()], landscape, Budget(evaluations=10), workers=1)
+    local = run_search(ctx(5), [MetaParamProposer()], landscape, Budget(evaluations=10))
     with RayExecutor(ray_cluster.address, slots=1) as ray_ex:
         assert ray_ex.device() == "cpu" and ray_ex.nodes == 2 and ray_ex.resources == {"num_cpus": 1, "num_gpus": 0}
-        remote = run_search(ctx(5), [MetaParamProposer()], landscape, Budget(evaluations=10), executor=ray_ex,
-                            checkpoint=Checkpoint(tmp_path / "cp.jsonl"))
-    assert _attempts(remote) == _attempts(local)        # same candidates, same order, same verdicts
+        remote = run_search(
+            ctx(5),
+            [MetaParamProposer()],
+            landscape,
+            Budget(evaluations=10),
+            executor=ray_ex,
+            checkpoint=Checkpoint(tmp_path / "cp.jsonl"),
+        )
+    assert _attempts(remote) == _attempts(local)  # same candidates, same order, same verdicts
     for a in remote.attempts:
         assert a.verdict.ran_on["executor"] == "ray" and a.verdict.ran_on["node_ip"] in ray_cluster.ips
         assert len(a.verdict.ran_on["node_id"]) == 56
     lines = [json.loads(x) for x in (tmp_path / "cp.jsonl").read_text().splitlines()]
     assert [x["candidate"]["id"] for x in lines] == [a.candidate.id for a in remote.attempts]
-    assert lines[0]["verdict"]["ran_on"]["node_ip"] in ray_cluster.ips   # the checkpoint says where, too
+    assert lines[0]["verdict"]["ran_on"]["node_ip"] in ray_cluster.ips  # the checkpoint says where, too
 
 
 def test_two_at_a_time_both_nodes_work_and_the_verdicts_are_the_local_pool_s(ray_cluster, tmp_path):
-    local = run_search(ctx(7), [FixedOrder()], landscape, Budget(evaluations=8), workers=2)
+    with LocalExecutor(2) as pool:
+        local = run_search(ctx(7), [FixedOrder()], landscape, Budget(evaluations=8), executor=pool)
     with RayExecutor(ray_cluster.address) as ray_ex:
-        assert ray_ex.slots == 2                        # one per CPU of the cluster
-        remote = run_search(ctx(7), [FixedOrder()], Slow(1.0), Budget(evaluations=8), executor=ray_ex,
-                            checkpoint=Checkpoint(tmp_path / "cp.jsonl"))
+        assert ray_ex.slots == 2  # one per CPU of the cluster
+        remote = run_search(
+            ctx(7),
+            [FixedOrder()],
+            Slow(1.0),
+            Budget(evaluations=8),
+            executor=ray_ex,
+            checkpoint=Checkpoint(tmp_path / "cp.jsonl"),
+        )
     assert sorted(_attempts(remote)) == sorted(_attempts(local))
     assert {a.verdict.ran_on["node_ip"] for a in remote.attempts} == set(ray_cluster.ips)
     ids = [json.loads(x)["candidate"]["id"] for x in (tmp_path / "cp.jsonl").read_text().splitlines()]
@@ -67,12 +81,20 @@ def test_real_candidates_are_evaluated_in_the_sandbox_on_a_node_from_the_shipped
     for name in ("kernels", "specs"):
         shutil.copytree(ROOT / name, repo / name, ignore=shutil.ignore_patterns("__pycache__", "evolved"))
     (repo / "shipped_only.py").write_text(SHIPPED_ONLY)
-    setup = Setup(spec_path=repo / "specs" / "softmax.yaml", repo=repo, function="softmax",
-                  generic="kernels.softmax:softmax_generic",
-                  bench_cases=[{"dims": {"M": 8, "N": 256}, "dtype": "float32", "label": "M=8,N=256,float32"}],
-                  workdir=workdir_for(repo, "ray-real"), calls=5, memory_bytes=4 << 30)
-    cands = [Candidate("softmax", "scripted", source=GOOD, function="softmax"),
-             Candidate("softmax", "scripted", source=WRONG, function="softmax")]
+    setup = Setup(
+        spec_path=repo / "specs" / "softmax.yaml",
+        repo=repo,
+        function="softmax",
+        generic="kernels.softmax:softmax_generic",
+        bench_cases=[{"dims": {"M": 8, "N": 256}, "dtype": "float32", "label": "M=8,N=256,float32"}],
+        workdir=workdir_for(repo, "ray-real"),
+        calls=5,
+        memory_bytes=4 << 30,
+    )
+    cands = [
+        Candidate("softmax", "scripted", source=GOOD, function="softmax"),
+        Candidate("softmax", "scripted", source=WRONG, function="softmax"),
+    ]
     with RayExecutor(ray_cluster.address, slots=2) as ray_ex:
         futures = [ray_ex.submit(Evaluation(setup), c) for c in cands]
         # from here on the driver's checkout is gone: a node reading it would fail
@@ -83,7 +105,7 @@ def test_real_candidates_are_evaluated_in_the_sandbox_on_a_node_from_the_shipped
     assert good.stages == ["import", "examples", "properties", "benchmarks"] and good.score > 0
     assert good.timings[0]["case"] == "M=8,N=256,float32" and len(good.timings[0]["samples_s"]) == 5
     layers = ("pid_namespace", "net_namespace", "mount_namespace", "no_new_privs", "audit_hook")
-    assert all(good.sandbox[k] for k in layers) and good.sandbox["landlock"], good.sandbox   # the node's sandbox
+    assert all(good.sandbox[k] for k in layers) and good.sandbox["landlock"], good.sandbox  # the node's sandbox
     assert not wrong.passed and (wrong.failed_stage, wrong.reason) == ("examples", "wrong answer"), wrong.detail
     for v in (good, wrong):
         assert v.ran_on["node_ip"] in ray_cluster.ips and v.ran_on["executor"] == "ray"
@@ -101,14 +123,33 @@ def _demo():
 
 def test_aina_evolve_with_executor_ray_runs_the_search_on_the_cluster(ray_cluster, tmp_path):
     repo = _demo().make_scratch_repo(tmp_path / "repo")
-    env = dict(os.environ, PYTHONPATH=str(ROOT), RAY_ADDRESS=ray_cluster.address)   # the address from RAY_ADDRESS
-    out = subprocess.run([sys.executable, "-m", "pytest_aina.cli", "evolve", "--telemetry",
-                          "telemetry/sample-fleet-day.jsonl", "--repo", str(repo), "--budget-evals", "1",
-                          "--executor", "ray", "--no-forge"], check=False, cwd=repo, env=env, capture_output=True,
-                         text=True, timeout=1500)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), RAY_ADDRESS=ray_cluster.address)  # the address from RAY_ADDRESS
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest_aina.cli",
+            "evolve",
+            "--telemetry",
+            "telemetry/sample-fleet-day.jsonl",
+            "--repo",
+            str(repo),
+            "--budget-evals",
+            "1",
+            "--executor",
+            "ray",
+            "--no-forge",
+        ],
+        check=False,
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
     assert out.returncode == 0, out.stderr[-4000:]
     assert f"executor: ray at {ray_cluster.address}: 2 node(s), 2 at once, 1 CPU per evaluation (cpu)" in out.stdout
-    assert re.search(r"heuristic defaults @ 127\.0\.0\.[23]: ", out.stderr), out.stderr[-2000:]   # names the node
+    assert re.search(r"heuristic defaults @ 127\.0\.0\.[23]: ", out.stderr), out.stderr[-2000:]  # names the node
     [checkpoint] = (repo / ".aina" / "eval").glob("*/checkpoint.jsonl")
     [line] = [json.loads(x) for x in checkpoint.read_text().splitlines()]
     # the baseline, evaluated on a node (whether it passed within evaluate's limits depends

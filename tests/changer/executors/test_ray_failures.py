@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from standins import FixedOrder, Slow, comparable, ctx, landscape
 
-from pytest_aina.changer.executors import RayExecutor
-from pytest_aina.changer.search import Budget, Checkpoint, run_search
+from pytest_aina.changer.executors import LocalExecutor, RayExecutor
+from pytest_aina.changer.search import Checkpoint, run_search
+from pytest_aina.changer.settings import Budget
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[2]
@@ -46,7 +47,7 @@ def test_a_driver_killed_mid_run_resumes_from_its_checkpoint(ray_cluster, tmp_pa
     try:
         _wait_for(lambda: len(_lines(cp)) >= 3, timeout=300)
     finally:
-        first.send_signal(signal.SIGKILL)          # kill -9: no cleanup, evaluations in flight are lost
+        first.send_signal(signal.SIGKILL)  # kill -9: no cleanup, evaluations in flight are lost
         first.communicate()
     before = _lines(cp)
     assert 3 <= len(before) < 10
@@ -55,11 +56,12 @@ def test_a_driver_killed_mid_run_resumes_from_its_checkpoint(ray_cluster, tmp_pa
     used = json.loads(second.stdout.strip().splitlines()[-1])
     after = _lines(cp)
     assert used["resumed"] == len(before) and used["evaluations"] == 10
-    assert after[:len(before)] == before                             # what was measured stays, as it was
+    assert after[: len(before)] == before  # what was measured stays, as it was
     ids = [x["candidate"]["id"] for x in after]
-    assert len(ids) == 10 and len(set(ids)) == 10                    # each evaluation recorded once
+    assert len(ids) == 10 and len(set(ids)) == 10  # each evaluation recorded once
     # the same candidates, with the same verdicts, as one uninterrupted run on this machine
-    local = run_search(ctx(), [FixedOrder()], landscape, Budget(evaluations=10), workers=2)
+    with LocalExecutor(2) as pool:
+        local = run_search(ctx(), [FixedOrder()], landscape, Budget(evaluations=10), executor=pool)
     assert sorted(ids) == sorted(a.candidate.id for a in local.attempts)
     by_id = {a.candidate.id: comparable(a.verdict) for a in local.attempts}
     for x in after:
@@ -76,14 +78,15 @@ def test_a_worker_node_killed_mid_evaluation_costs_a_retry_not_the_run(ray_clust
 
     def drive():
         with RayExecutor(ray_cluster.address, slots=2) as ray_ex:
-            result["out"] = run_search(ctx(11), [FixedOrder()], Slow(4.0, str(marks)), Budget(evaluations=8),
-                                       checkpoint=cp, executor=ray_ex)
+            result["out"] = run_search(
+                ctx(11), [FixedOrder()], Slow(4.0, str(marks)), Budget(evaluations=8), checkpoint=cp, executor=ray_ex
+            )
 
     driver = threading.Thread(target=drive)
     driver.start()
     try:
         started = _wait_for(lambda: [p.name for p in marks.iterdir() if p.name.endswith("@" + victim)], timeout=300)
-        lost = started[0].split("@")[0]          # an evaluation running on the victim right now
+        lost = started[0].split("@")[0]  # an evaluation running on the victim right now
         assert ray_cluster.kill_node(victim)
     finally:
         driver.join(timeout=600)
@@ -91,9 +94,9 @@ def test_a_worker_node_killed_mid_evaluation_costs_a_retry_not_the_run(ray_clust
     out = result["out"]
     ids = [a.candidate.id for a in out.attempts]
     assert len(ids) == 8 and len(set(ids)) == 8 and out.stopped_by == "evaluations"
-    assert [x["candidate"]["id"] for x in _lines(cp.path)] == ids   # recorded once, in completion order
+    assert [x["candidate"]["id"] for x in _lines(cp.path)] == ids  # recorded once, in completion order
     assert all(comparable(a.verdict) == comparable(landscape(a.candidate)) for a in out.attempts)
     redone = next(a for a in out.attempts if a.candidate.id == lost)
-    assert redone.verdict.ran_on["node_ip"] == ray_cluster.ips[0]   # finished on the node still alive
+    assert redone.verdict.ran_on["node_ip"] == ray_cluster.ips[0]  # finished on the node still alive
     names = {p.name for p in marks.iterdir()}
-    assert {f"{lost}@{victim}", f"{lost}@{ray_cluster.ips[0]}"} <= names   # started there, run again here
+    assert {f"{lost}@{victim}", f"{lost}@{ray_cluster.ips[0]}"} <= names  # started there, run again here

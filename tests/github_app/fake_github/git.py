@@ -60,16 +60,14 @@ class GitObjects:
         self.trees[sha] = ordered
         return sha
 
-    def commit(self, tree: str, parents: list[str], message: str, author: dict,
-               committer: dict) -> str:
+    def commit(self, tree: str, parents: list[str], message: str, author: dict, committer: dict) -> str:
         lines = [f"tree {tree}"] + [f"parent {p}" for p in parents]
         lines.append(f"author {_signature(author)}")
         lines.append(f"committer {_signature(committer)}")
         data = ("\n".join(lines) + "\n\n" + message).encode()
         sha = object_sha("commit", data)
         self.objects[sha] = ("commit", data)
-        self.commits[sha] = Commit(sha, tree, tuple(parents), dict(author), dict(committer),
-                                   message)
+        self.commits[sha] = Commit(sha, tree, tuple(parents), dict(author), dict(committer), message)
         return sha
 
     # -- trees as path maps -------------------------------------------------------------------

@@ -62,16 +62,20 @@ class Operation:
 class RestDescription:
     def __init__(self, description: dict[str, Any]):
         self.doc = to_json_schema(description)
-        self.registry = Registry().with_resource(
-            URI, Resource.from_contents(self.doc, default_specification=DRAFT4))
+        self.registry = Registry().with_resource(URI, Resource.from_contents(self.doc, default_specification=DRAFT4))
         self.operations: dict[str, list[Operation]] = {m: [] for m in _METHODS}
         self.by_id: dict[str, Operation] = {}
         for template, item in self.doc["paths"].items():
             for method in _METHODS:
                 if method in item:
-                    op = Operation(method, template, item[method]["operationId"],
-                                   _pointer("paths", template, method),
-                                   _compile(template), item[method])
+                    op = Operation(
+                        method,
+                        template,
+                        item[method]["operationId"],
+                        _pointer("paths", template, method),
+                        _compile(template),
+                        item[method],
+                    )
                     self.operations[method].append(op)
                     self.by_id[op.operation_id] = op
         for ops in self.operations.values():
@@ -91,7 +95,7 @@ class RestDescription:
             node = self.registry.resolver(URI).lookup(URI + node["$ref"]).contents
         return node
 
-    @lru_cache(maxsize=4096)
+    @lru_cache(maxsize=4096)  # noqa: B019 - one validator for the life of the test process
     def validator(self, pointer: str) -> jsonschema.Draft4Validator:
         return jsonschema.Draft4Validator({"$ref": URI + pointer}, registry=self.registry)
 
@@ -99,8 +103,9 @@ class RestDescription:
         return [self._resolve(p) for p in op.spec.get("parameters", [])]
 
     # -- checks -------------------------------------------------------------------------------
-    def check_request(self, op: Operation, path_params: dict[str, str],
-                      query: dict[str, list[str]], body: Any, has_body: bool) -> list[str]:
+    def check_request(
+        self, op: Operation, path_params: dict[str, str], query: dict[str, list[str]], body: Any, has_body: bool
+    ) -> list[str]:
         problems: list[str] = []
         where = f"{op.method.upper()} {op.template} ({op.operation_id})"
         declared_query = {}
@@ -109,8 +114,9 @@ class RestDescription:
             schema_ptr = (p.get("$ref") or "") or None
             if p["in"] == "path" and p["name"] in path_params:
                 value = _coerce(path_params[p["name"]], p.get("schema", {}))
-                problems += self._errors(self._param_pointer(op, i, param), value,
-                                         f"{where}: path parameter {p['name']}")
+                problems += self._errors(
+                    self._param_pointer(op, i, param), value, f"{where}: path parameter {p['name']}"
+                )
             elif p["in"] == "query":
                 declared_query[p["name"]] = (i, param, p)
             del schema_ptr
@@ -120,8 +126,7 @@ class RestDescription:
                 continue
             i, param, p = declared_query[name]
             value = _coerce(values[-1], p.get("schema", {}))
-            problems += self._errors(self._param_pointer(op, i, param), value,
-                                     f"{where}: query parameter {name}")
+            problems += self._errors(self._param_pointer(op, i, param), value, f"{where}: query parameter {name}")
         request_body = op.spec.get("requestBody")
         if request_body is not None:
             request_body = self._resolve(request_body)
@@ -130,8 +135,8 @@ class RestDescription:
                     problems.append(f"{where}: request body required")
             elif "application/json" in request_body.get("content", {}):
                 problems += self._errors(
-                    op.pointer + "/requestBody/content/application~1json/schema", body,
-                    f"{where}: request body")
+                    op.pointer + "/requestBody/content/application~1json/schema", body, f"{where}: request body"
+                )
         elif has_body:
             problems.append(f"{where}: takes no request body")
         return problems
@@ -141,15 +146,12 @@ class RestDescription:
             return param["$ref"] + "/schema"
         return f"{op.pointer}/parameters/{index}/schema"
 
-    def check_response(self, op: Operation, status: int, body: Any,
-                       content_type: str) -> list[str]:
+    def check_response(self, op: Operation, status: int, body: Any, content_type: str) -> list[str]:
         where = f"{op.method.upper()} {op.template} ({op.operation_id}) -> {status}"
         responses = op.spec.get("responses", {})
-        key = str(status) if str(status) in responses else ("default" if "default" in responses
-                                                            else None)
+        key = str(status) if str(status) in responses else ("default" if "default" in responses else None)
         if key is None:
-            return [f"{where}: GitHub's API declares no {status} answer here "
-                    f"(declared: {sorted(responses)})"]
+            return [f"{where}: GitHub's API declares no {status} answer here (declared: {sorted(responses)})"]
         response = self._resolve(responses[key])
         content = response.get("content") or {}
         if "application/json" not in content:

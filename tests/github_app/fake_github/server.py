@@ -71,13 +71,22 @@ class RequestRecord:
 
 
 class FakeGitHub:
-    def __init__(self, description: RestDescription, *, app_id: int, public_key: str,
-                 webhook_secret: str, slug: str = "aina-test", token_lifetime: float = 3600.0):
+    def __init__(
+        self,
+        description: RestDescription,
+        *,
+        app_id: int,
+        public_key: str,
+        webhook_secret: str,
+        slug: str = "aina-test",
+        token_lifetime: float = 3600.0,
+    ):
         self.description = description
         self.lock = threading.RLock()
         self.ids = Ids()
-        self.app = AppState(id=app_id, slug=slug, name="aina (test)", public_key=public_key,
-                            webhook_secret=webhook_secret)
+        self.app = AppState(
+            id=app_id, slug=slug, name="aina (test)", public_key=public_key, webhook_secret=webhook_secret
+        )
         self.users: dict[str, tuple[int, str]] = {}
         self.repos: dict[str, Repo] = {}
         self.tokens: dict[str, tuple[int, float]] = {}
@@ -93,8 +102,7 @@ class FakeGitHub:
         self._server = None
         self._thread = None
         self.web = Flask("fake-github")
-        self.web.add_url_rule("/<path:path>", "api", self._dispatch,
-                              methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+        self.web.add_url_rule("/<path:path>", "api", self._dispatch, methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
         self.web.add_url_rule("/_codeload/<owner>/<name>/<sha>", "codeload", self._codeload)
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -104,8 +112,9 @@ class FakeGitHub:
         self.root = f"http://127.0.0.1:{self.port}"
         self.api_url = self.root + API_PREFIX
         self.urls = O.Urls(self.api_url, self.root)
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
-                                        daemon=True, name="fake-github")
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), daemon=True, name="fake-github"
+        )
         self._thread.start()
         return self
 
@@ -128,13 +137,11 @@ class FakeGitHub:
         ident, kind = self.users.get(login) or (self.add_user(login), "User")
         return O.user(self.urls, login, ident, kind)
 
-    def create_repo(self, full_name: str, files: dict[str, str], *,
-                    default_branch: str = "main") -> Repo:
+    def create_repo(self, full_name: str, files: dict[str, str], *, default_branch: str = "main") -> Repo:
         owner, name = full_name.split("/")
         with self.lock:
             self.add_user(owner)
-            repo = Repo(id=self.ids.next("repo"), owner=owner, name=name,
-                        default_branch=default_branch)
+            repo = Repo(id=self.ids.next("repo"), owner=owner, name=name, default_branch=default_branch)
             self.repos[full_name.lower()] = repo
             repo.collaborators[owner] = "admin"
         self.push(repo, files, "Initial commit", branch=default_branch, deliver=False)
@@ -142,22 +149,31 @@ class FakeGitHub:
 
     def install(self, account: str, repos: list[str]) -> Installation:
         with self.lock:
-            inst = Installation(id=self.ids.next("installation"), account=account,
-                                repositories={r.lower() for r in repos})
+            inst = Installation(
+                id=self.ids.next("installation"), account=account, repositories={r.lower() for r in repos}
+            )
             self.app.installations[inst.id] = inst
             return inst
 
     def repo(self, full_name: str) -> Repo:
         return self.repos[full_name.lower()]
 
-    def push(self, repo: Repo, files: dict[str, str | None], message: str, *,
-             branch: str | None = None, author: str = "octocat", deliver: bool = True) -> str:
+    def push(
+        self,
+        repo: Repo,
+        files: dict[str, str | None],
+        message: str,
+        *,
+        branch: str | None = None,
+        author: str = "octocat",
+        deliver: bool = True,
+    ) -> str:
         """Commit ``files`` on ``branch`` (as a person would push), and send the push event."""
         branch = branch or repo.default_branch
         with self.lock:
             ref = f"refs/heads/{branch}"
             before = repo.refs.get(ref)
-            current = (repo.git.flatten(repo.git.commits[before].tree) if before else {})
+            current = repo.git.flatten(repo.git.commits[before].tree) if before else {}
             for path, content in files.items():
                 if content is None:
                     current.pop(path, None)
@@ -173,11 +189,27 @@ class FakeGitHub:
         return sha
 
     # -- faults ---------------------------------------------------------------------------------
-    def inject(self, method: str, pattern: str, status: int, *, times: int = 1,
-               headers: dict[str, str] | None = None, body: dict[str, Any] | None = None) -> None:
+    def inject(
+        self,
+        method: str,
+        pattern: str,
+        status: int,
+        *,
+        times: int = 1,
+        headers: dict[str, str] | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> None:
         with self.lock:
-            self.faults.append(Fault(method.upper(), re.compile(pattern), status, headers or {},
-                                     body or {"message": "Server Error"}, times))
+            self.faults.append(
+                Fault(
+                    method.upper(),
+                    re.compile(pattern),
+                    status,
+                    headers or {},
+                    body or {"message": "Server Error"},
+                    times,
+                )
+            )
 
     def hold(self, method: str, pattern: str) -> Hold:
         h = Hold(method.upper(), re.compile(pattern))
@@ -186,8 +218,11 @@ class FakeGitHub:
         return h
 
     def count(self, method: str, operation_id: str, status: int | None = None) -> int:
-        return sum(1 for r in list(self.requests) if r.method == method.upper()
-                   and r.operation_id == operation_id and (status is None or r.status == status))
+        return sum(
+            1
+            for r in list(self.requests)
+            if r.method == method.upper() and r.operation_id == operation_id and (status is None or r.status == status)
+        )
 
     # -- the API --------------------------------------------------------------------------------
     def _dispatch(self, path: str) -> Response:
@@ -195,13 +230,13 @@ class FakeGitHub:
         full = "/" + path
         if not full.startswith(API_PREFIX + "/"):
             return self._answer(None, 404, {"message": "Not Found"}, {})
-        api_path = full[len(API_PREFIX):]
+        api_path = full[len(API_PREFIX) :]
         match = self.description.match(method, api_path)
         if match is None:
             self.violations.append(f"{method} {api_path}: GitHub's API has no such operation")
-            return self._answer(None, 404, {"message": "Not Found",
-                                            "documentation_url": "https://docs.github.com/rest"},
-                                {})
+            return self._answer(
+                None, 404, {"message": "Not Found", "documentation_url": "https://docs.github.com/rest"}, {}
+            )
         op, params = match
         raw = request.get_data()
         body: Any = None
@@ -215,9 +250,13 @@ class FakeGitHub:
         problems = self.description.check_request(op, params, query, body, bool(raw))
         if problems:
             self.violations.extend(problems)
-            return self._answer(op, 422, {"message": "Invalid request.\n\n" + problems[0],
-                                          "documentation_url": "https://docs.github.com/rest"},
-                                {}, validate=False)
+            return self._answer(
+                op,
+                422,
+                {"message": "Invalid request.\n\n" + problems[0], "documentation_url": "https://docs.github.com/rest"},
+                {},
+                validate=False,
+            )
 
         fault = self._fault(method, api_path)
         if fault is not None:
@@ -241,22 +280,22 @@ class FakeGitHub:
                 h.released.wait(60)
         return self._answer(op, status, out, headers)
 
-    def _answer(self, op, status: int, body: Any, headers: dict[str, str], *,
-                validate: bool = True) -> Response:
+    def _answer(self, op, status: int, body: Any, headers: dict[str, str], *, validate: bool = True) -> Response:
         if validate and op is not None and status != 401:
-            self.violations.extend(self.description.check_response(
-                op, status, body, "application/json"))
-        self.requests.append(RequestRecord(request.method, request.path,
-                                           op.operation_id if op else None, status, body))
-        base = {"X-GitHub-Request-Id": uuid.uuid4().hex[:16].upper(),
-                "X-RateLimit-Limit": "5000", "X-RateLimit-Remaining": "4999",
-                "X-RateLimit-Reset": str(int(time.time()) + 3600), "X-RateLimit-Used": "1",
-                "X-RateLimit-Resource": "core"}
+            self.violations.extend(self.description.check_response(op, status, body, "application/json"))
+        self.requests.append(RequestRecord(request.method, request.path, op.operation_id if op else None, status, body))
+        base = {
+            "X-GitHub-Request-Id": uuid.uuid4().hex[:16].upper(),
+            "X-RateLimit-Limit": "5000",
+            "X-RateLimit-Remaining": "4999",
+            "X-RateLimit-Reset": str(int(time.time()) + 3600),
+            "X-RateLimit-Used": "1",
+            "X-RateLimit-Resource": "core",
+        }
         base.update(headers)
         if status in (204, 302) or body is None:
             return Response(status=status, headers=base)
-        return Response(json.dumps(body), status=status, headers=base,
-                        content_type="application/json; charset=utf-8")
+        return Response(json.dumps(body), status=status, headers=base, content_type="application/json; charset=utf-8")
 
     def _fault(self, method: str, api_path: str) -> Fault | None:
         with self.lock:
@@ -285,9 +324,13 @@ class FakeGitHub:
 
     def _check_jwt(self, token: str) -> dict[str, Any]:
         try:
-            claims = jwt.decode(token, self.app.public_key, algorithms=["RS256"],
-                                options={"require": ["iat", "exp", "iss"],
-                                         "verify_iss": False}, leeway=0)
+            claims = jwt.decode(
+                token,
+                self.app.public_key,
+                algorithms=["RS256"],
+                options={"require": ["iat", "exp", "iss"], "verify_iss": False},
+                leeway=0,
+            )
         except jwt.PyJWTError as exc:
             raise HttpError(401, f"A JSON web token could not be decoded: {exc}") from None
         self.jwts_seen.append(claims)
@@ -296,8 +339,9 @@ class FakeGitHub:
         if claims["exp"] - claims["iat"] > 600:
             raise HttpError(401, "'Expiration time' claim ('exp') is too far in the future")
         if claims["iat"] > time.time() + 30:
-            raise HttpError(401, "'Issued at' claim ('iat') must be an Integer representing "
-                                 "the time that the assertion was issued")
+            raise HttpError(
+                401, "'Issued at' claim ('iat') must be an Integer representing the time that the assertion was issued"
+            )
         return claims
 
     def _codeload(self, owner: str, name: str, sha: str) -> Response:
@@ -308,27 +352,44 @@ class FakeGitHub:
         return Response(data, content_type="application/x-gzip")
 
     # -- webhooks out -----------------------------------------------------------------------------
-    def deliver_event(self, event: str, payload: dict[str, Any], repo: Repo | None = None,
-                      guid: str | None = None, redelivery: bool = False) -> Delivery:
+    def deliver_event(
+        self,
+        event: str,
+        payload: dict[str, Any],
+        repo: Repo | None = None,
+        guid: str | None = None,
+        redelivery: bool = False,
+    ) -> Delivery:
         """Send ``event`` to the App's webhook URL as GitHub would, and record the delivery
         (a failed one too: that is what the App's redelivery finds)."""
         inst = payload.get("installation", {}).get("id")
         body = json.dumps(payload).encode()
         guid = guid or str(uuid.uuid4())
         headers = {
-            "User-Agent": "GitHub-Hookshot/fake", "Content-Type": "application/json",
-            "X-GitHub-Event": event, "X-GitHub-Delivery": guid,
-            "X-GitHub-Hook-ID": "1", "X-GitHub-Hook-Installation-Target-ID": str(self.app.id),
+            "User-Agent": "GitHub-Hookshot/fake",
+            "Content-Type": "application/json",
+            "X-GitHub-Event": event,
+            "X-GitHub-Delivery": guid,
+            "X-GitHub-Hook-ID": "1",
+            "X-GitHub-Hook-Installation-Target-ID": str(self.app.id),
             "X-GitHub-Hook-Installation-Target-Type": "integration",
-            "X-Hub-Signature-256": "sha256=" + hmac.new(
-                self.app.webhook_secret.encode(), body, hashlib.sha256).hexdigest(),
+            "X-Hub-Signature-256": "sha256="
+            + hmac.new(self.app.webhook_secret.encode(), body, hashlib.sha256).hexdigest(),
         }
         with self.lock:
-            d = Delivery(id=self.ids.next("delivery"), guid=guid, event=event,
-                         action=payload.get("action"), installation_id=inst,
-                         repository_id=repo.id if repo else None, payload=payload,
-                         headers=headers, url=self.app.webhook_url or "",
-                         redelivery=redelivery, delivered_at=time.time())
+            d = Delivery(
+                id=self.ids.next("delivery"),
+                guid=guid,
+                event=event,
+                action=payload.get("action"),
+                installation_id=inst,
+                repository_id=repo.id if repo else None,
+                payload=payload,
+                headers=headers,
+                url=self.app.webhook_url or "",
+                redelivery=redelivery,
+                delivered_at=time.time(),
+            )
             self.deliveries.append(d)
         started = time.monotonic()
         if not self.app.webhook_url:
@@ -345,10 +406,17 @@ class FakeGitHub:
         return d
 
     def redeliver(self, delivery: Delivery) -> None:
-        threading.Thread(target=self.deliver_event, daemon=True, kwargs=dict(
-            event=delivery.event, payload=delivery.payload,
-            repo=next((r for r in self.repos.values() if r.id == delivery.repository_id), None),
-            guid=delivery.guid, redelivery=True)).start()
+        threading.Thread(
+            target=self.deliver_event,
+            daemon=True,
+            kwargs=dict(
+                event=delivery.event,
+                payload=delivery.payload,
+                repo=next((r for r in self.repos.values() if r.id == delivery.repository_id), None),
+                guid=delivery.guid,
+                redelivery=True,
+            ),
+        ).start()
 
     # -- event payloads (as GitHub builds them) ------------------------------------------------
     def _envelope(self, repo: Repo | None, sender: str) -> dict[str, Any]:
@@ -366,21 +434,34 @@ class FakeGitHub:
                 return inst
         return None
 
-    def push_payload(self, repo: Repo, ref: str, before: str | None, after: str,
-                     pusher: str) -> dict[str, Any]:
+    def push_payload(self, repo: Repo, ref: str, before: str | None, after: str, pusher: str) -> dict[str, Any]:
         c = repo.git.commits[after]
-        commit = {"id": after, "tree_id": c.tree, "distinct": True, "message": c.message,
-                  "timestamp": O.iso(c.committer["_epoch"]),
-                  "url": f"{self.root}/{repo.full_name}/commit/{after}",
-                  "author": {"name": pusher, "email": f"{pusher}@example.com", "username": pusher},
-                  "committer": {"name": pusher, "email": f"{pusher}@example.com",
-                                "username": pusher},
-                  "added": [], "removed": [], "modified": []}
-        payload = {"ref": ref, "before": before or "0" * 40, "after": after, "created": before is None,
-                   "deleted": False, "forced": False, "base_ref": None,
-                   "compare": f"{self.root}/{repo.full_name}/compare/{(before or '0')[:12]}...{after[:12]}",
-                   "commits": [commit], "head_commit": commit,
-                   "pusher": {"name": pusher, "email": f"{pusher}@example.com"}}
+        commit = {
+            "id": after,
+            "tree_id": c.tree,
+            "distinct": True,
+            "message": c.message,
+            "timestamp": O.iso(c.committer["_epoch"]),
+            "url": f"{self.root}/{repo.full_name}/commit/{after}",
+            "author": {"name": pusher, "email": f"{pusher}@example.com", "username": pusher},
+            "committer": {"name": pusher, "email": f"{pusher}@example.com", "username": pusher},
+            "added": [],
+            "removed": [],
+            "modified": [],
+        }
+        payload = {
+            "ref": ref,
+            "before": before or "0" * 40,
+            "after": after,
+            "created": before is None,
+            "deleted": False,
+            "forced": False,
+            "base_ref": None,
+            "compare": f"{self.root}/{repo.full_name}/compare/{(before or '0')[:12]}...{after[:12]}",
+            "commits": [commit],
+            "head_commit": commit,
+            "pusher": {"name": pusher, "email": f"{pusher}@example.com"},
+        }
         payload.update(self._envelope(repo, pusher))
         return payload
 
@@ -389,17 +470,27 @@ class FakeGitHub:
         repos = []
         for name in sorted(inst.repositories):
             r = self.repos[name]
-            repos.append({"id": r.id, "node_id": O.node_id("Repository", r.id), "name": r.name,
-                          "full_name": r.full_name, "private": False})
-        return {"action": action,
-                "installation": O.installation(self.urls, self.app, inst, account),
-                "repositories": repos, "requester": None, "sender": account}
+            repos.append(
+                {
+                    "id": r.id,
+                    "node_id": O.node_id("Repository", r.id),
+                    "name": r.name,
+                    "full_name": r.full_name,
+                    "private": False,
+                }
+            )
+        return {
+            "action": action,
+            "installation": O.installation(self.urls, self.app, inst, account),
+            "repositories": repos,
+            "requester": None,
+            "sender": account,
+        }
 
     def pull_payload(self, repo: Repo, number: int, action: str, sender: str) -> dict[str, Any]:
         from .handlers import pull_json
 
-        payload = {"action": action, "number": number, "pull_request": pull_json(self, repo,
-                                                                                  repo.issues[number])}
+        payload = {"action": action, "number": number, "pull_request": pull_json(self, repo, repo.issues[number])}
         payload.update(self._envelope(repo, sender))
         return payload
 
@@ -412,8 +503,7 @@ class FakeGitHub:
             before = repo.refs[base_ref]
             head = repo.git.commits[pr.head_sha]
             who = {"name": by, "email": f"{by}@example.com", "_epoch": time.time()}
-            sha = repo.git.commit(head.tree, [before, pr.head_sha], f"Merge pull request #{number}",
-                                  who, who)
+            sha = repo.git.commit(head.tree, [before, pr.head_sha], f"Merge pull request #{number}", who, who)
             repo.refs[base_ref] = sha
             pr.state, pr.merged_at, pr.closed_at, pr.merge_sha = "closed", time.time(), time.time(), sha
             pr.merged_by_json = self.user_json(by)
@@ -432,8 +522,11 @@ class FakeGitHub:
 
         with self.lock:
             c = add_comment(self, repo, number, body, login)
-            payload = {"action": "created", "issue": issue_json(self, repo, repo.issues[number]),
-                       "comment": comment_json(self, repo, c)}
+            payload = {
+                "action": "created",
+                "issue": issue_json(self, repo, repo.issues[number]),
+                "comment": comment_json(self, repo, c),
+            }
         payload.update(self._envelope(repo, login))
         self.deliver_event("issue_comment", payload, repo)
         return c.id
@@ -445,23 +538,43 @@ class FakeGitHub:
             iss = repo.issues[number]
             old = iss.body
             iss.body, iss.updated_at = body, time.time()
-            payload = {"action": "edited", "issue": issue_json(self, repo, iss),
-                       "changes": {"body": {"from": old or ""}}}
+            payload = {
+                "action": "edited",
+                "issue": issue_json(self, repo, iss),
+                "changes": {"body": {"from": old or ""}},
+            }
         payload.update(self._envelope(repo, login))
         self.deliver_event("issues", payload, repo)
 
     def rerequest_check_suite(self, repo: Repo, head_sha: str, login: str) -> None:
-        payload = {"action": "rerequested", "check_suite": {
-            "id": self.ids.next("suite"), "node_id": "x", "head_branch": None,
-            "head_sha": head_sha, "status": "completed", "conclusion": "success",
-            "url": f"{self.api_url}/repos/{repo.full_name}/check-suites/1",
-            "before": None, "after": head_sha, "pull_requests": [], "app": None,
-            "created_at": O.iso(time.time()), "updated_at": O.iso(time.time()),
-            "latest_check_runs_count": 1,
-            "check_runs_url": f"{self.api_url}/repos/{repo.full_name}/check-suites/1/check-runs",
-            "head_commit": {"id": head_sha, "tree_id": head_sha, "message": "", "timestamp":
-                            O.iso(time.time()), "author": {"name": "x", "email": "x@example.com"},
-                            "committer": {"name": "x", "email": "x@example.com"}}}}
+        payload = {
+            "action": "rerequested",
+            "check_suite": {
+                "id": self.ids.next("suite"),
+                "node_id": "x",
+                "head_branch": None,
+                "head_sha": head_sha,
+                "status": "completed",
+                "conclusion": "success",
+                "url": f"{self.api_url}/repos/{repo.full_name}/check-suites/1",
+                "before": None,
+                "after": head_sha,
+                "pull_requests": [],
+                "app": None,
+                "created_at": O.iso(time.time()),
+                "updated_at": O.iso(time.time()),
+                "latest_check_runs_count": 1,
+                "check_runs_url": f"{self.api_url}/repos/{repo.full_name}/check-suites/1/check-runs",
+                "head_commit": {
+                    "id": head_sha,
+                    "tree_id": head_sha,
+                    "message": "",
+                    "timestamp": O.iso(time.time()),
+                    "author": {"name": "x", "email": "x@example.com"},
+                    "committer": {"name": "x", "email": "x@example.com"},
+                },
+            },
+        }
         payload.update(self._envelope(repo, login))
         self.deliver_event("check_suite", payload, repo)
 

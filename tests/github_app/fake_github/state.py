@@ -21,11 +21,16 @@ class AppState:
     webhook_secret: str
     webhook_url: str | None = None
     created_at: float = field(default_factory=time.time)
-    permissions: dict[str, str] = field(default_factory=lambda: {
-        "contents": "write", "pull_requests": "write", "issues": "write", "checks": "write",
-        "metadata": "read"})
-    events: tuple[str, ...] = ("check_run", "check_suite", "issue_comment", "issues", "push",
-                               "pull_request")
+    permissions: dict[str, str] = field(
+        default_factory=lambda: {
+            "contents": "write",
+            "pull_requests": "write",
+            "issues": "write",
+            "checks": "write",
+            "metadata": "read",
+        }
+    )
+    events: tuple[str, ...] = ("check_run", "check_suite", "issue_comment", "issues", "push", "pull_request")
     installations: dict[int, Installation] = field(default_factory=dict)
 
 

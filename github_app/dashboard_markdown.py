@@ -1,0 +1,154 @@
+"""The dashboard issue: one per repository, rewritten by the App, read by the team.
+
+In the manner of Renovate's Dependency Dashboard: the ranked hypotheses with their expected
+gain, the open and recent bot PRs with their outcome, what waits for a human, and a
+check-box per hypothesis that a maintainer ticks to ask for a run. A ticked box comes back
+as an ``issues.edited`` webhook; :func:`ticked` reads it, and the next rendering clears it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+TITLE = "aina dashboard"
+LABEL = "aina-dashboard"
+MARKER = "<!-- aina:dashboard -->"
+_BOX = "<!-- aina-run:{} -->"
+_TICKED = re.compile(r"^\s*[-*] \[[xX]\] <!-- aina-run:([A-Za-z0-9_.:/@+=-]{1,200}) -->", re.MULTILINE)
+_SAFE_ID = re.compile(r"^[A-Za-z0-9_.:/@+=-]{1,200}$")
+
+
+def gain_of(hypothesis: dict[str, Any]) -> float:
+    """Expected gain in GPU-seconds per day (a number, or an object holding one)."""
+    gain = hypothesis.get("expected_gain")
+    if isinstance(gain, dict):
+        for key in ("gpu_seconds_per_day", "gpu_s_per_day", "value"):
+            if isinstance(gain.get(key), (int, float)) and not isinstance(gain.get(key), bool):
+                return float(gain[key])
+        return 0.0
+    if isinstance(gain, (int, float)) and not isinstance(gain, bool):
+        return float(gain)
+    return 0.0
+
+
+def format_gain(seconds_per_day: float) -> str:
+    if seconds_per_day >= 3600:
+        return f"{seconds_per_day / 3600:.1f} GPU-h/day"
+    if seconds_per_day >= 60:
+        return f"{seconds_per_day / 60:.1f} GPU-min/day"
+    return f"{seconds_per_day:.1f} GPU-s/day"
+
+
+def sentence(hypothesis: dict[str, Any]) -> str:
+    for key in ("summary", "sentence", "title", "description"):
+        value = hypothesis.get(key)
+        if isinstance(value, str) and value.strip():
+            return _cell(value.strip().splitlines()[0])
+    return _cell(f"{hypothesis.get('kind', 'hypothesis')} on {hypothesis.get('kernel', '?')}")
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")[:300]
+
+
+def _when(ts: float | None) -> str:
+    if not ts:
+        return "never"
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts))
+
+
+def ticked(body: str | None) -> list[str]:
+    """Hypothesis ids whose box is ticked in ``body``, in order, without repeats."""
+    seen: list[str] = []
+    for match in _TICKED.finditer(body or ""):
+        if match.group(1) not in seen:
+            seen.append(match.group(1))
+    return seen
+
+
+def render(
+    *,
+    repository: dict[str, Any],
+    hypotheses: list[dict[str, Any]],
+    open_pulls: list[dict[str, Any]],
+    recent_pulls: list[dict[str, Any]],
+    runs: list[dict[str, Any]],
+    waiting: list[str],
+    queued: set[str],
+    telemetry: dict[str, Any],
+    telemetry_url: str | None = None,
+) -> str:
+    """The dashboard's markdown. Deterministic for the same inputs (no clock in it), so
+    an unchanged dashboard is not edited again."""
+    open_by_hyp = {p["hypothesis_id"]: p for p in open_pulls}
+    lines = [
+        MARKER,
+        "",
+        "This issue is kept up to date by the aina App. Tick a box to ask for an "
+        "evolution run; the App clears it when the run is queued.",
+        "",
+    ]
+    baseline = repository.get("baseline_sha")
+    lines.append(
+        f"**Baseline:** `{repository.get('default_branch') or '?'}` at "
+        f"{baseline[:12] if baseline else 'unknown'} · **Telemetry:** "
+        f"{telemetry.get('windows') or 0} windows from "
+        f"{telemetry.get('services') or 0} service(s), last received "
+        f"{_when(telemetry.get('last_received'))}"
+    )
+    if telemetry_url:
+        lines.append(f"\nProduction sends telemetry to `{telemetry_url}`.")
+
+    lines += ["", "## Hypotheses, ranked by expected gain", ""]
+    if not hypotheses:
+        lines.append("None yet: the Reasoner runs when telemetry arrives and on a schedule.")
+    for rank, h in enumerate(hypotheses[:30], 1):
+        hid = str(h.get("id"))
+        status = ""
+        if hid in open_by_hyp:
+            status = f" — PR #{open_by_hyp[hid]['number']} open"
+        elif hid in queued:
+            status = " — run queued"
+        text = (
+            f"**#{rank}** {_cell(str(h.get('kind', '?')))} on "
+            f"`{_cell(str(h.get('kernel', '?')))}` (`{_cell(hid)}`): {sentence(h)} — "
+            f"expected gain {format_gain(gain_of(h))}{status}"
+        )
+        if _SAFE_ID.match(hid) and hid not in open_by_hyp and hid not in queued:
+            lines.append(f"- [ ] {_BOX.format(hid)} {text}")
+        else:
+            lines.append(f"- {text}")
+
+    lines += ["", "## Open bot PRs", ""]
+    if open_pulls:
+        lines += ["| PR | hypothesis | kernel | head |", "| --- | --- | --- | --- |"]
+        lines += [
+            f"| #{p['number']} | `{_cell(p['hypothesis_id'])}` | {_cell(p.get('kernel') or '')}"
+            f" | {(p.get('head_sha') or '')[:12]} |"
+            for p in open_pulls
+        ]
+    else:
+        lines.append("None.")
+
+    lines += ["", "## Recent bot PRs", ""]
+    if recent_pulls:
+        lines += ["| PR | hypothesis | outcome | by | closed |", "| --- | --- | --- | --- | --- |"]
+        lines += [
+            f"| #{p['number']} | `{_cell(p['hypothesis_id'])}` | {p.get('outcome') or ''}"
+            f" | {_cell(p.get('closed_by') or '')} | {_when(p.get('closed_at'))} |"
+            for p in recent_pulls
+        ]
+    else:
+        lines.append("None.")
+
+    lines += ["", "## Waiting for a human", ""]
+    needs = list(waiting)
+    needs += [f"PR #{p['number']} awaits review." for p in open_pulls]
+    failed_runs = [r for r in runs if r.get("outcome") == "failed"][:10]
+    needs += [f"Run for `{_cell(r['hypothesis_id'])}` failed: {_cell(r.get('detail') or '')}" for r in failed_runs]
+    if repository.get("policy_error"):
+        needs.insert(0, f"The policy file is wrong: {_cell(repository['policy_error'])}")
+    lines += [f"- {n}" for n in needs] or ["Nothing."]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,86 @@
+"""Putting the Reasoner together: screen the windows, profile them, run the detectors, rank."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pytest_aina.devices import DeviceTable
+from pytest_aina.devices import load_table as load_devices
+from pytest_aina.reasoner import detectors
+from pytest_aina.reasoner.detectors import ReasonerConfig
+from pytest_aina.reasoner.hypothesis import Hypothesis, rank
+from pytest_aina.reasoner.inputs import load_specs, load_tables, screen
+from pytest_aina.reasoner.profile import Profile, build_profile
+from pytest_aina.spec.model import Spec
+from pytest_aina.telemetry.validate import TelemetryIssue, read_file
+from pytest_aina.telemetry.window import Window
+
+
+@dataclass
+class Report:
+    hypotheses: list[Hypothesis]
+    profile: Profile
+    issues: list[TelemetryIssue] = field(default_factory=list)  # windows refused, line by line
+    notes: list[str] = field(default_factory=list)  # problems with the inputs around the telemetry
+    windows_read: int = 0
+    seconds: float = 0.0
+
+    def as_json(self) -> list[dict]:
+        """The hypotheses as ``aina reason --json`` prints them."""
+        return [h.to_json() for h in self.hypotheses]
+
+    to_json = as_json
+
+
+def reason(
+    windows: list[Window],
+    specs: dict[str, Spec],
+    *,
+    tables: dict | None = None,
+    devices: DeviceTable | None = None,
+    config: ReasonerConfig | None = None,
+    issues: list[TelemetryIssue] | None = None,
+) -> Report:
+    """Hypotheses from windows that already passed the telemetry checks."""
+    cfg = config or ReasonerConfig()
+    tables = tables or {}
+    kept, refused = screen(windows, specs, devices)
+    profile = build_profile(kept)
+    roofs = detectors._Rooflines(specs, devices, cfg.launch_floor_s)
+    found = (
+        detectors.far_from_limit(profile, roofs, cfg)
+        + detectors.hot_unspecialised(profile, roofs, tables, cfg)
+        + detectors.shape_shift(profile, roofs, cfg)
+        + detectors.rollback(profile, specs, tables, devices, cfg)
+        + detectors.retire(profile, tables, cfg)
+    )
+    notes = []
+    for kernel, variant in sorted(profile.variants):
+        if variant != "generic" and kernel in tables and tables[kernel].get(variant) is None:
+            notes.append(
+                f"telemetry names variant {variant!r} of {kernel}, which is not in its dispatch table "
+                "(an older or newer deployment?)"
+            )
+    return Report(rank(found), profile, list(issues or []) + refused, notes, windows_read=len(windows))
+
+
+def reason_about_file(
+    telemetry: str | Path,
+    *,
+    specs: str | Path = "specs",
+    variants: str | Path | None = "kernels/variants",
+    devices: str | Path | None = None,
+    config: ReasonerConfig | None = None,
+) -> Report:
+    """Read a JSONL telemetry file and reason about it; see :func:`reason`."""
+    t0 = time.perf_counter()
+    windows, issues = read_file(telemetry)
+    spec_map, spec_notes = load_specs(specs)
+    tables, table_notes = load_tables(variants) if variants is not None else ({}, [])
+    report = reason(windows, spec_map, tables=tables, devices=load_devices(devices), config=config, issues=issues)
+    report.notes = spec_notes + table_notes + report.notes
+    report.windows_read = len(windows) + len({(i.source, i.line) for i in issues})
+    report.seconds = time.perf_counter() - t0
+    return report

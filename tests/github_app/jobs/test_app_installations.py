@@ -1,0 +1,89 @@
+"""Which repositories the App serves: installation events, the start-up sync, schedules."""
+
+from __future__ import annotations
+
+from app_helpers import drain, make_change, window
+
+from github_app.store import JobSpec
+from github_app.worker import Worker, startup_jobs
+
+REPO = "octo-org/kernels"
+
+
+def test_the_startup_sync_finds_installations_it_never_heard_of(fake, app, installed):
+    repo, inst = installed  # installed on GitHub while the App was not listening
+    assert app.services.store.repository(REPO) is None
+    app.services.store.enqueue(startup_jobs())
+    drain(app.services)
+    row = app.services.store.repository(REPO)
+    assert row["active"] and row["installation_id"] == inst.id
+    assert row["baseline_sha"] == repo.refs["refs/heads/main"]
+    assert row["dashboard_issue"] in repo.issues
+
+
+def test_repositories_removed_from_an_installation_stop_being_served(fake, app, onboarded):
+    repo, inst = onboarded
+    store = app.services.store
+    store.enqueue(
+        [
+            JobSpec(
+                "publish",
+                {"repository": REPO, "installation_id": inst.id, "change": make_change("hyp-1")},
+                key="p",
+                repository=REPO,
+                delay=3600,
+            )
+        ]
+    )
+    payload = fake.installation_payload(inst, "removed")
+    payload.pop("repositories")
+    payload["action"] = "removed"
+    payload["repository_selection"] = "selected"
+    payload["repositories_added"] = []
+    payload["repositories_removed"] = [
+        {"id": repo.id, "node_id": "x", "name": repo.name, "full_name": repo.full_name, "private": False}
+    ]
+    d = fake.deliver_event("installation_repositories", payload)
+    assert d.status_code == 202
+    drain(app.services)
+    assert store.repository(REPO)["active"] is False
+    [cancelled] = store.jobs(kind="publish")
+    assert cancelled.state == "failed" and "lost access" in cancelled.last_error
+
+
+def test_a_deleted_installation_forgets_its_token_and_repositories(fake, app, onboarded):
+    repo, inst = onboarded
+    assert inst.id in app.services.auth._tokens
+    fake.deliver_event("installation", fake.installation_payload(inst, "deleted"))
+    drain(app.services)
+    assert app.services.store.installation(inst.id)["active"] is False
+    assert app.services.store.repositories(inst.id) == []
+    assert inst.id not in app.services.auth._tokens
+
+
+def test_a_push_to_another_branch_is_not_a_new_baseline(fake, app, onboarded):
+    repo, inst = onboarded
+    before = app.services.store.repository(REPO)["baseline_sha"]
+    fake.push(repo, {"x.txt": "x\n"}, "side work", branch="feature")
+    drain(app.services)
+    assert app.services.store.repository(REPO)["baseline_sha"] == before
+    after = fake.push(repo, {"y.txt": "y\n"}, "main work")
+    drain(app.services)
+    assert app.services.store.repository(REPO)["baseline_sha"] == after
+
+
+def test_schedules_enqueue_the_periodic_jobs_once_per_interval(app, onboarded):
+    store = app.services.store
+    worker = Worker(app.services, ("default",), name="w")
+    worker.schedule()
+    worker.schedule()
+    kinds = sorted(j.kind for j in store.jobs(state="queued"))
+    assert kinds == ["prune", "reason_all", "redeliver"]
+    # reason_all asks for a Reasoner run for each repository that has telemetry.
+    store.store_telemetry("b", REPO, 1, [window(0).as_dict()], None)
+    [run] = [j for j in drain(app.services, queues=("default",)) if j.kind == "reason_all"]
+    assert store.job(run.id).result == {"repositories": [REPO]}
+    [reason] = store.jobs(kind="reason")
+    assert reason.state == "done", reason.last_error
+    assert reason.result["windows"] == 1 and reason.result["hypotheses"] == 0
+    assert any("specs/softmax.yaml" in note for note in reason.result["notes"])

@@ -1,0 +1,177 @@
+"""What only the PostgreSQL store has: schema migrations, the ``postgresql://`` setting, a
+server that goes away and comes back."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import psycopg
+import pytest
+
+from github_app.store import JobSpec, StoreUnavailable, open_store
+from github_app.store.postgres import PostgresStore
+from github_app.store.postgres_schema import MIGRATIONS, migrate
+
+
+@pytest.fixture
+def empty(postgres):
+    """A database with nothing in it, not even the schema."""
+    dsn = postgres.create_database("migrate")
+    yield dsn
+    postgres.drop_database(dsn)
+
+
+def versions(dsn) -> list[tuple[int, str]]:
+    with psycopg.connect(dsn) as con:
+        return con.execute("SELECT version, description FROM schema_version ORDER BY version").fetchall()
+
+
+def test_a_fresh_database_is_migrated_to_the_latest_version(empty):
+    store = PostgresStore(empty)
+    store.close()
+    assert versions(empty) == [(v, d) for v, d, _ in MIGRATIONS]
+    again = PostgresStore(empty)  # opening again changes nothing
+    again.enqueue([JobSpec("k", {})])
+    again.close()
+    assert versions(empty) == [(v, d) for v, d, _ in MIGRATIONS]
+
+
+def test_app_processes_starting_together_migrate_once(empty):
+    start_at = time.time() + 3
+    code = textwrap.dedent(f"""
+        import sys, time
+        from github_app.store import open_store
+        time.sleep(max(0, {start_at} - time.time()))
+        store = open_store(sys.argv[1])
+        store.set_meta("opened-by-" + sys.argv[2], "yes")
+        store.close()
+    """)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, empty, str(i)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        for i in range(4)
+    ]
+    outputs = [p.communicate(timeout=120)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, outputs
+    assert versions(empty) == [(v, d) for v, d, _ in MIGRATIONS]
+    store = PostgresStore(empty)
+    assert [store.get_meta(f"opened-by-{i}") for i in range(4)] == ["yes"] * 4
+    store.close()
+
+
+def test_a_later_migration_runs_once_and_all_or_nothing(empty):
+    PostgresStore(empty).close()
+    latest = MIGRATIONS[-1][0]
+    with psycopg.connect(empty, autocommit=True) as con:
+        added = MIGRATIONS + [(latest + 1, "a note on meta", "ALTER TABLE meta ADD COLUMN note TEXT")]
+        assert migrate(con, added) == latest + 1
+        assert migrate(con, added) == latest + 1  # a second process finds nothing to do
+        broken = added + [
+            (latest + 2, "half a change", "ALTER TABLE meta ADD COLUMN half TEXT; SELECT no_such_function()")
+        ]
+        with pytest.raises(psycopg.errors.UndefinedFunction):
+            migrate(con, broken)
+        columns = {
+            r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = 'meta'")
+        }
+    assert columns == {"key", "value", "note"}, "a failed migration left half its change"
+    assert [v for v, _ in versions(empty)] == [v for v, _, _ in added]
+
+
+def test_a_database_newer_than_the_app_is_refused(empty):
+    PostgresStore(empty).close()
+    with psycopg.connect(empty, autocommit=True) as con:
+        con.execute("INSERT INTO schema_version VALUES (999, 'from the future', 0)")
+    with pytest.raises(ValueError, match="version 999, newer than this App"):
+        PostgresStore(empty)
+
+
+def test_the_database_setting_takes_a_postgresql_url(empty, tmp_path):
+    store = open_store(empty, max_attempts=4)
+    try:
+        assert isinstance(store, PostgresStore) and store.max_attempts == 4
+        [j] = store.enqueue([JobSpec("k", {})])
+        assert store.job(j).max_attempts == 4
+    finally:
+        store.close()
+    with pytest.raises(ValueError, match="write postgresql://"):
+        open_store("postgres://somewhere/aina")
+    with pytest.raises(ValueError) as caught:
+        open_store("mysql://user:secret@db/aina")
+    assert "secret" not in str(caught.value), "a password in the setting was echoed"
+    assert type(open_store(str(tmp_path / "x.sqlite3"))).__name__ == "SQLiteStore"
+
+
+def test_the_app_runs_on_postgresql(postgres_database, app_key, tmp_path):
+    from github_app import create_app
+
+    app = create_app({"APP_ID": 7, "PRIVATE_KEY": app_key[0], "WEBHOOK_SECRET": "s", "DATABASE": postgres_database})
+    services = app.extensions["aina"]
+    try:
+        assert isinstance(services.store, PostgresStore)
+        client = app.test_client()
+        assert client.get("/healthz").json == {"status": "ok"}
+        assert client.get("/metrics").status_code == 200
+    finally:
+        services.store.close()
+
+
+def test_an_unreachable_server_is_unavailable_at_once(postgres):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable):
+        PostgresStore(f"postgresql://aina@127.0.0.1:{port}/nothing", timeout=1.0)
+    assert time.monotonic() - started < 10
+
+
+def test_a_server_that_goes_away_and_comes_back(postgres, empty):
+    store = PostgresStore(empty, timeout=1.0)
+    try:
+        [before] = store.enqueue([JobSpec("before", {})])
+        postgres.pause()
+        try:
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable):
+                store.enqueue([JobSpec("while-down", {})])
+            assert time.monotonic() - started < 10
+        finally:
+            postgres.resume()
+        # The pool's connections died with the server; the next call gets a live one.
+        [after] = store.enqueue([JobSpec("after", {})])
+        assert [j.kind for j in store.jobs()] == ["before", "after"]
+        assert store.job(before).state == "queued" and after != before
+    finally:
+        store.close()
+
+
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_a_forked_child_makes_its_own_connections(empty):
+    """gunicorn --preload opens the App before it forks: a child must not use the parent's
+    connections (two processes talking on one socket corrupts both)."""
+    store = PostgresStore(empty)
+    try:
+        store.set_meta("parent", "1")  # the parent's pool exists and holds a connection
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: use the store, report, and leave without cleanup
+            try:
+                store.set_meta("child", "2")
+                os.write(w, (store.get_meta("parent") or "?").encode())
+            finally:
+                os._exit(0)
+        os.close(w)
+        got = os.read(r, 10).decode()
+        os.waitpid(pid, 0)
+        assert got == "1"
+        assert store.get_meta("child") == "2" and store.get_meta("parent") == "1"
+    finally:
+        store.close()

@@ -1,0 +1,89 @@
+"""The ratchet classifies every key of the widened format: adding checks more, removing an
+alternative or loosening a tolerance is a weakening."""
+
+import pytest
+
+from pytest_aina.spec.model import parse_spec
+from pytest_aina.spec.ratchet import diff_specs
+
+BASE = """\
+aina: 1
+name: ce
+implementation: m:f
+reference: m:g
+inputs:
+  logits: {shape: [M, V]}
+  target:
+    shape: [M]
+    dtypes: [int64, int32]
+    range: [0, V]
+    sentinel: {value: -100, frequency: 0.25}
+    relations: [{argmax_of: {input: logits, margin: 8}}]
+args:
+  reduction: [mean, sum, none]
+dims:
+  M: {min: 1, max: 64}
+  V: {min: 1, max: 64}
+dtypes: [float32]
+tolerance:
+  float32: {atol: 1.0e-5, rtol: 1.0e-5}
+outputs:
+  loss: {tolerance: {float32: {atol: 1.0e-5, rtol: 1.0e-5, ctol: 1.0e-6}}, magnitude: abs_inputs, invariants: [finite]}
+  z: {}
+gradients:
+  logits: {tolerance: {float32: {atol: 1.0e-5, rtol: 1.0e-5}}}
+upstream: {values: [normal, mixed]}
+"""
+
+
+def changes(old, new):
+    base = parse_spec(BASE, "base.yaml")
+    head = parse_spec(BASE.replace(old, new), "head.yaml")
+    assert BASE.count(old) == 1
+    return [(c.kind, c.path) for c in diff_specs({"ce": base}, {"ce": head})]
+
+
+@pytest.mark.parametrize(
+    "old, new, expected",
+    [
+        ("[mean, sum, none]", "[mean, sum]", ("removed", "args.reduction")),
+        ("[mean, sum, none]", "[mean, sum, none, max]", ("added", "args.reduction")),
+        ("dtypes: [int64, int32]", "dtypes: [int64]", ("removed", "inputs.target.dtypes")),
+        ("range: [0, V]", "range: [1, V]", ("weakened", "inputs.target.range")),
+        ("range: [0, V]", "range: [-1, V]", ("tightened", "inputs.target.range")),
+        ("    sentinel: {value: -100, frequency: 0.25}\n", "", ("removed", "inputs.target.sentinel")),
+        ("    relations: [{argmax_of: {input: logits, margin: 8}}]\n", "", ("removed", "inputs.target.relations")),
+        ("margin: 8}", "margin: 2}", ("changed", "inputs.target.relations")),
+        ("  z: {}\n", "", ("removed", "outputs.z")),
+        ("  z: {}\n", "  z: {}\n  w: {}\n", ("added", "outputs.w")),
+        ("ctol: 1.0e-6", "ctol: 1.0e-5", ("weakened", "outputs.loss.tolerance.float32.ctol")),
+        ("ctol: 1.0e-6", "ctol: 1.0e-7", ("tightened", "outputs.loss.tolerance.float32.ctol")),
+        ("invariants: [finite]", "invariants: []", ("removed", "outputs.loss.invariants")),
+        (
+            "  logits: {tolerance: {float32: {atol: 1.0e-5, rtol: 1.0e-5}}}",
+            "  logits: {tolerance: {float32: {atol: 1.0e-4, rtol: 1.0e-5}}}",
+            ("weakened", "gradients.logits.tolerance.float32.atol"),
+        ),
+        ("  logits: {tolerance: {float32: {atol: 1.0e-5, rtol: 1.0e-5}}}\n", "  {}\n", None),
+        ("upstream: {values: [normal, mixed]}", "upstream: {values: [normal]}", ("removed", "upstream")),
+        ("magnitude: abs_inputs", "magnitude: m:h", ("changed", "outputs.loss.magnitude")),
+    ],
+)
+def test_each_new_key_is_classified(old, new, expected):
+    if expected is None:  # the gradient removed altogether
+        got = changes(
+            "gradients:\n  logits: {tolerance: {float32: {atol: 1.0e-5, rtol: 1.0e-5}}}\nupstream: {values: [normal, mixed]}\n",
+            "",
+        )
+        assert ("removed", "gradients.logits") in got, got
+        return
+    assert expected in changes(old, new)
+
+
+def test_old_specs_diff_clean_against_themselves():
+    from pathlib import Path
+
+    from pytest_aina.spec.ratchet import load_spec_set
+
+    specs = load_spec_set(Path(__file__).resolve().parents[2] / "specs")
+    assert diff_specs(specs, specs) == []
