@@ -11,13 +11,16 @@ exact min and max, and p50/p90/p99 read from a log histogram (within about 2%):
 
 **The method.** The observation is a window's p50: the claim is a median, and a window's
 mean is moved by its slowest calls (a preempted launch weighs as much as a thousand
-normal ones), its p50 is not. Per shape, on the claimed device, from the windows since the
-merge (GPU claims: ``cuda_event`` windows only, a wall clock on a GPU times the launch),
-the windows' p50s give a distribution-free interval for production's median window
-(the sign test: :func:`pytest_aina.gate.stats.median_ranks`, the gate's own), one-sided at
-level ``1 - (1 - confidence) / k`` for the ``k`` shapes of the claim (Bonferroni: the
-claim is judged once over all its shapes). The threshold is the top of the claimed
-interval widened by the noise margin, ``hi * (1 + noise)``:
+normal ones), its p50 is not. Windows of one hour share their machines' load, so they are
+not independent: the unit is the hour (:data:`BLOCK_S`), each whole hour since the merge
+giving the median of its windows' p50s. Per shape, on the claimed device (GPU claims:
+``cuda_event`` windows only, a wall clock on a GPU times the launch), those hourly medians
+give a distribution-free interval for production's median (the sign test:
+:func:`pytest_aina.gate.stats.median_ranks`, the gate's own), one-sided at level
+``1 - (1 - confidence) / k`` for the ``k`` shapes of the claim (Bonferroni: the claim is
+judged once over all its shapes; at the default 0.999 and 3 shapes, 12 hours are the
+fewest that can decide). The threshold is the top of the claimed interval widened by the
+noise margin, ``hi * (1 + noise)``:
 
 * **contradicted** at a shape when production's median is above the threshold with that
   confidence (the interval's lower bound is above it);
@@ -29,25 +32,32 @@ interval widened by the noise margin, ``hi * (1 + noise)``:
 The claim is contradicted when any shape is; confirmed when none is, every shape production
 ran enough is confirmed, and at least one is; shapes production never ran enough do not
 block a confirmation once ``max_days`` have passed since the merge (until then they may
-still come). Windows in one time span share the load of their machines, so they are not
-independent, and the App looks again as telemetry arrives: the error rates of this
-procedure with its repeated looks are measured (``benchmarks/verify_calibration.py``,
-``docs/github-app.md``), not derived, and the policy's defaults come from there.
+still come). The hour blocks are an assumption about production, and the App looks again
+every hour: the error rates of this procedure with its repeated looks are measured
+(``benchmarks/verify_calibration.py``, ``docs/github-app.md``), not derived, and the
+policy's defaults come from there.
 """
 
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
+from pytest_aina.changer.change.attestation import median
 from pytest_aina.devices import lookup
-from pytest_aina.gate.claims import Claim
+from pytest_aina.gate.claims import Claim, claims_of
 from pytest_aina.gate.policy import VerifyPolicy
+from pytest_aina.gate.provenance import Attestation
 from pytest_aina.gate.stats import median_ranks
 from pytest_aina.telemetry.window import Window
 
 CONFIRMED, CONTRADICTED, NOT_ENOUGH_DATA = "confirmed", "contradicted", "not enough data"
+#: The observation's span: windows of one hour share their machines' load (measured: taking
+#: each window as independent contradicted 1% of true claims at noise 0.05, docs/github-app.md).
+BLOCK_S = 3600
 
 
 @dataclass(frozen=True)
@@ -63,6 +73,7 @@ class ShapeResult:
     measured_s: float | None = None  # production's median window p50
     measured_ci_s: tuple[float, float] | None = None  # at the per-shape level
     level: float = 0.0  # the interval's achieved two-sided coverage
+    blocks: int = 0  # hours with windows: the sign test's observations
     windows: int = 0
     calls: int = 0
     refs: tuple[str, ...] = ()  # the windows used (Window.ref: file:line or a store's id)
@@ -89,6 +100,7 @@ class ShapeResult:
             "measured_ci_s": list(self.measured_ci_s) if self.measured_ci_s else None,
             "ratio": self.ratio,
             "level": self.level,
+            "blocks": self.blocks,
             "windows": self.windows,
             "calls": self.calls,
             "refs": list(self.refs),
@@ -120,6 +132,7 @@ class Verification:
         }
 
 
+@lru_cache(maxsize=1024)
 def same_device(a: str, b: str) -> bool:
     """Whether two driver-reported names are one device kind (the devices table's key when
     both are known to it, the name otherwise)."""
@@ -148,7 +161,8 @@ def verify(
     variant = variant or claims[0].variant
     device, kind = claims[0].device_name, claims[0].device
     method = {
-        "statistic": "median over windows of each window's p50",
+        "statistic": "median over whole hours of the median of each hour's window p50s",
+        "block_s": BLOCK_S,
         "interval": "sign test (order statistics), one-sided, Bonferroni over shapes",
         "noise": policy.noise,
         "confidence": policy.confidence,
@@ -171,14 +185,11 @@ def verify(
     k = max(1, len(usable))
     alpha = (1.0 - policy.confidence) / k  # one-sided, per shape
     expired = now - since >= policy.max_days * 86400
-    mine = [
-        w
-        for w in windows
-        if w.kernel == kernel and w.variant == variant and w.start >= since and w.calls > 0 and w.latency.p50 > 0
-    ]
-    rows = []
-    for c in claims:
-        rows.append(_judge(c, mine, device, policy, alpha))
+    by_shape: dict[tuple, list[Window]] = defaultdict(list)
+    for w in windows:
+        if w.kernel == kernel and w.variant == variant and w.start >= since and w.calls > 0 and w.latency.p50 > 0:
+            by_shape[tuple(sorted(w.dims))].append(w)
+    rows = [_judge(c, by_shape.get(tuple(sorted(c.dims.items())), []), device, policy, alpha, now) for c in claims]
     rows_t = tuple(rows)
     contradicted = [r for r in rows_t if r.status == CONTRADICTED]
     confirmed = [r for r in rows_t if r.status == CONFIRMED]
@@ -204,7 +215,7 @@ def _enough(r: ShapeResult, policy: VerifyPolicy) -> bool:
     return r.windows >= policy.min_windows and r.calls >= policy.min_calls
 
 
-def _judge(c: Claim, windows: list[Window], device: str, policy: VerifyPolicy, alpha: float) -> ShapeResult:
+def _judge(c: Claim, windows: list[Window], device: str, policy: VerifyPolicy, alpha: float, now: float) -> ShapeResult:
     base = {"case": c.label, "dims": dict(c.dims), "dtype": c.dtype, "device": device}
     if not c.latency_s:
         return ShapeResult(**base, status=NOT_ENOUGH_DATA, claimed_s=None, claimed_ci_s=None, threshold_s=None,
@@ -214,7 +225,7 @@ def _judge(c: Claim, windows: list[Window], device: str, policy: VerifyPolicy, a
     claimed = {"claimed_s": c.latency_s, "claimed_ci_s": c.latency_ci, "threshold_s": threshold}
     here, elsewhere, wall = [], 0, 0
     for w in windows:
-        if w.dim_map != c.dims or (c.dtype is not None and w.dtype != c.dtype):
+        if c.dtype is not None and w.dtype != c.dtype:
             continue
         if not same_device(w.device, device):
             elsewhere += 1
@@ -227,6 +238,8 @@ def _judge(c: Claim, windows: list[Window], device: str, policy: VerifyPolicy, a
         notes.append(f"{elsewhere} window(s) on other devices not compared")
     if wall:
         notes.append(f"{wall} window(s) timed by the wall clock (launch time on a GPU) not compared")
+    # only hours that are over: a block's median must not move between two looks
+    here = [w for w in here if (w.start // BLOCK_S + 1) * BLOCK_S <= now]
     here.sort(key=lambda w: (w.start, w.ref))
     calls = sum(w.calls for w in here)
     seen = {
@@ -239,7 +252,10 @@ def _judge(c: Claim, windows: list[Window], device: str, policy: VerifyPolicy, a
     if len(here) < policy.min_windows or calls < policy.min_calls:
         notes.insert(0, f"needs {policy.min_windows} windows and {policy.min_calls} calls")
         return ShapeResult(**base, status=NOT_ENOUGH_DATA, **claimed, **seen, note="; ".join(notes))
-    p50 = sorted(w.latency.p50 for w in here)
+    blocks: dict[int, list[float]] = defaultdict(list)
+    for w in here:
+        blocks[int(w.start // BLOCK_S)].append(w.latency.p50)
+    p50 = sorted(median(b) for b in blocks.values())
     n = len(p50)
     # the two-sided interval at 1 - 2 alpha has each one-sided bound at >= 1 - alpha
     i, j, level = median_ranks(n, 1.0 - 2.0 * alpha)
@@ -252,9 +268,9 @@ def _judge(c: Claim, windows: list[Window], device: str, policy: VerifyPolicy, a
         status = CONFIRMED
     else:
         status = NOT_ENOUGH_DATA
-        notes.insert(0, "the interval straddles the threshold" if reached else f"{n} windows reach no useful level")
+        notes.insert(0, "the interval straddles the threshold" if reached else f"{n} hour(s) reach no useful level")
     return ShapeResult(
-        **base, status=status, **claimed, measured_s=mid, measured_ci_s=(lo, hi), level=level, **seen,
+        **base, status=status, **claimed, measured_s=mid, measured_ci_s=(lo, hi), level=level, blocks=n, **seen,
         note="; ".join(notes),
     )  # fmt: skip
 
@@ -265,7 +281,4 @@ def _us(s: float | None) -> str:
 
 def claims_in(statement: dict, path: str = "") -> list[Claim]:
     """The claims of an in-toto statement (a parsed ``provenance/**.intoto.json``)."""
-    from pytest_aina.gate.claims import claims_of
-    from pytest_aina.gate.provenance import Attestation
-
     return claims_of(Attestation(path, "", statement))
