@@ -37,7 +37,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels import rowwise, tiled
+from kernels import meta, rowwise, tiled
 from pytest_aina.runtime import dispatcher
 
 MAX_HEAD_DIM = 128
@@ -232,7 +232,7 @@ def attention_generic(
     _check(q, k, v)
     B, H, S, D = q.shape
     block_d = _block_d(D)
-    cfg = tiled.resolve_config("attention", TUNABLES, config, _heuristic(S, D, q.dtype, _interpreted()))
+    cfg = meta.resolve_config("attention", TUNABLES, config, _heuristic(S, D, q.dtype, _interpreted()))
     tiled.check_shared_memory("attention", cfg, _shared_memory(cfg, block_d, q.element_size()), q.device)
     tiled.check_registers("attention", cfg, cfg["BLOCK_M"] * (block_d + cfg["BLOCK_N"]))
     o = torch.empty((B, H, S, D), dtype=q.dtype, device=q.device)

@@ -47,7 +47,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels import rowwise, tiled
+from kernels import meta, rowwise, tiled
 from pytest_aina.runtime import dispatcher
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -345,7 +345,7 @@ def cross_entropy_generic(
     the heuristic), used by both passes.
     """
     _check(logits, target, reduction, label_smoothing)
-    cfg = tiled.resolve_config("cross_entropy", TUNABLES, config, _heuristic(logits.shape[1], _interpreted()))
+    cfg = meta.resolve_config("cross_entropy", TUNABLES, config, _heuristic(logits.shape[1], _interpreted()))
     # ctx.needs_input_grad ignores torch.no_grad(): decide here whether a gradient is needed
     write_grad = bool(inplace_grad) and torch.is_grad_enabled() and logits.requires_grad
     return _CrossEntropy.apply(logits, target, int(ignore_index), reduction, float(label_smoothing), write_grad, cfg)

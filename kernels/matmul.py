@@ -30,7 +30,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels import rowwise, tiled
+from kernels import meta, rowwise, tiled
 from pytest_aina.runtime import dispatcher
 
 
@@ -116,7 +116,7 @@ def matmul_generic(a: torch.Tensor, b: torch.Tensor, **config) -> torch.Tensor:
     _check(a, b)
     M, K = a.shape
     N = b.shape[1]
-    cfg = tiled.resolve_config("matmul", TUNABLES, config, _heuristic(M, N, K, a.dtype, _interpreted()))
+    cfg = meta.resolve_config("matmul", TUNABLES, config, _heuristic(M, N, K, a.dtype, _interpreted()))
     tiled.check_shared_memory("matmul", cfg, _shared_memory(cfg, a.element_size()), a.device)
     tiled.check_registers("matmul", cfg, cfg["BLOCK_M"] * cfg["BLOCK_N"])
     c = torch.empty((M, N), dtype=a.dtype, device=a.device)

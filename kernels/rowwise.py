@@ -19,6 +19,8 @@ import triton
 # @triton.jit function it runs (it patches the module it finds there)
 import triton.language as tl  # noqa: F401
 
+from kernels import meta
+
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 #: Triton refuses blocks with more elements than this (``TRITON_MAX_TENSOR_NUMEL``).
@@ -128,13 +130,8 @@ def _merge_leading(sizes: list[int], strides: list[int]) -> list[tuple[int, int]
 
 
 def resolve_config(fn: str, tunables: dict, config: dict, heuristic: dict) -> dict:
-    """Check a caller's meta-parameters against ``tunables``; None (or absent) takes the heuristic."""
-    for key, value in config.items():
-        if key not in tunables:
-            raise ValueError(f"{fn}: unknown meta-parameter {key!r}; tunables are {', '.join(tunables)}")
-        if value is not None and value not in tunables[key]:
-            raise ValueError(f"{fn}: {key}={value!r} is not allowed; choose one of {tunables[key]}")
-    resolved = {k: (config[k] if config.get(k) is not None else heuristic[k]) for k in tunables}
+    """:func:`kernels.meta.resolve_config`, and a tile Triton accepts."""
+    resolved = meta.resolve_config(fn, tunables, config, heuristic)
     tile = resolved["BLOCK_N"] * resolved["ROWS_PER_PROGRAM"]
     if tile > MAX_TILE_NUMEL:
         raise ValueError(f"{fn}: BLOCK_N * ROWS_PER_PROGRAM = {tile} exceeds Triton's block limit {MAX_TILE_NUMEL}")

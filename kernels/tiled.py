@@ -17,16 +17,6 @@ INDEX_DTYPES = (torch.int32, torch.int64)
 SM90_SHARED_MEMORY = 232448
 
 
-def resolve_config(fn: str, tunables: dict, config: dict, heuristic: dict) -> dict:
-    """Check a caller's meta-parameters against ``tunables``; None (or absent) takes the heuristic."""
-    for key, value in config.items():
-        if key not in tunables:
-            raise ValueError(f"{fn}: unknown meta-parameter {key!r}; tunables are {', '.join(tunables)}")
-        if value is not None and value not in tunables[key]:
-            raise ValueError(f"{fn}: {key}={value!r} is not allowed; choose one of {tunables[key]}")
-    return {k: (config[k] if config.get(k) is not None else heuristic[k]) for k in tunables}
-
-
 def shared_memory_limit(device: torch.device) -> int:
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)

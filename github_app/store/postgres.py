@@ -62,6 +62,7 @@ from github_app.store.base import (
 )
 from github_app.store.postgres_schema import NOW as _NOW
 from github_app.store.postgres_schema import migrate
+from github_app.store.sql import SqlReads
 
 #: Another job with job ``j``'s key is running, so ``j`` must wait: any running one holds
 #: back a queued ``j`` (jobs with one key run in order: a run that lost its worker is taken
@@ -96,7 +97,7 @@ def _errors(what: str):
         raise StoreUnavailable(f"{what}: {type(exc).__name__}: {exc}".strip()) from exc
 
 
-class PostgresStore(Store):
+class PostgresStore(SqlReads, Store):
     def __init__(
         self,
         dsn: str,
@@ -199,7 +200,8 @@ class PostgresStore(Store):
 
     def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
         with self._connection("reading") as con:
-            return con.execute(sql, args).fetchall()
+            # the shared reads (store/sql.py) are written with SQLite's placeholder
+            return con.execute(sql.replace("?", "%s"), args).fetchall()
 
     def _write(self, sql: str, args: Sequence[Any] = ()) -> tuple[int, dict[str, Any] | None]:
         """One writing statement, atomic on its own: no BEGIN and COMMIT round trips. The
@@ -233,9 +235,6 @@ class PostgresStore(Store):
         args = [guid, event, action, outcome]
         sql, args = self._with_jobs(sql, args, jobs, "EXISTS (SELECT 1 FROM d)")
         return self._write(sql + " SELECT count(*) AS n FROM d", args)[1]["n"] > 0
-
-    def delivery_seen(self, guid):
-        return self._row("SELECT 1 FROM deliveries WHERE guid = %s", (guid,)) is not None
 
     # -- installations and repositories ---------------------------------------------------
     def upsert_installation(self, installation_id, account, active):
@@ -312,15 +311,6 @@ class PostgresStore(Store):
         row = self._write(sql + " SELECT (SELECT count(*) FROM b) AS new, (SELECT count(*) FROM w) AS stored", args)[1]
         return row["stored"] if row["new"] else None
 
-    def telemetry_windows(self, repository, since=0.0):
-        return [
-            json.loads(r["body"])
-            for r in self._rows(
-                "SELECT body FROM telemetry_windows WHERE repository = %s AND received_at >= %s ORDER BY id",
-                (repository, since),
-            )
-        ]
-
     def telemetry_summary(self, repository):
         return self._row(
             "SELECT COUNT(*) AS windows, COUNT(DISTINCT service) AS services,"
@@ -358,12 +348,6 @@ class PostgresStore(Store):
                     list(rows.values()),
                 )
 
-    def hypotheses(self, repository):
-        return [
-            json.loads(r["body"])
-            for r in self._rows("SELECT body FROM hypotheses WHERE repository = %s ORDER BY rank", (repository,))
-        ]
-
     def save_pull(self, repository, hypothesis_id, number, branch, *, head_sha, title, kernel, change):
         self._write(
             "INSERT INTO pulls (repository, hypothesis_id, number, branch, head_sha, title,"
@@ -373,46 +357,6 @@ class PostgresStore(Store):
             " title = excluded.title, change = excluded.change, updated_at = excluded.updated_at",
             (repository, hypothesis_id, number, branch, head_sha, title, kernel, dumps(change)),
         )
-
-    @staticmethod
-    def _pull_row(row):
-        if row is not None and row.get("change"):
-            row["change"] = json.loads(row["change"])
-        return row
-
-    def open_pull(self, repository, hypothesis_id):
-        return self._pull_row(
-            self._row(
-                "SELECT * FROM pulls WHERE repository = %s AND hypothesis_id = %s AND state = 'open'",
-                (repository, hypothesis_id),
-            )
-        )
-
-    def pull(self, repository, number):
-        return self._pull_row(
-            self._row("SELECT * FROM pulls WHERE repository = %s AND number = %s", (repository, number))
-        )
-
-    def pull_by_head(self, repository, head_sha):
-        return self._pull_row(
-            self._row(
-                "SELECT * FROM pulls WHERE repository = %s AND head_sha = %s ORDER BY id DESC LIMIT 1",
-                (repository, head_sha),
-            )
-        )
-
-    def pulls(self, repository, state=None, limit=50):
-        if state is None:
-            rows = self._rows(
-                "SELECT * FROM pulls WHERE repository = %s ORDER BY updated_at DESC, id DESC LIMIT %s",
-                (repository, limit),
-            )
-        else:
-            rows = self._rows(
-                "SELECT * FROM pulls WHERE repository = %s AND state = %s ORDER BY updated_at DESC, id DESC LIMIT %s",
-                (repository, state, limit),
-            )
-        return [self._pull_row(r) for r in rows]
 
     def close_pull(self, repository, number, outcome, by=None):
         return (
@@ -436,9 +380,6 @@ class PostgresStore(Store):
         self._write(
             f"UPDATE runs SET outcome = %s, detail = %s, finished_at = {_NOW} WHERE id = %s", (outcome, detail, run_id)
         )
-
-    def runs(self, repository, limit=20):
-        return self._rows("SELECT * FROM runs WHERE repository = %s ORDER BY id DESC LIMIT %s", (repository, limit))
 
     # -- the job queue --------------------------------------------------------------------------
     def _enqueue(self, con, jobs):
@@ -606,26 +547,6 @@ class PostgresStore(Store):
             (repository,),
         )[0]
 
-    def job(self, job_id):
-        row = self._row("SELECT * FROM jobs WHERE id = %s", (job_id,))
-        return Job.from_row(row) if row is not None else None
-
-    def jobs(self, *, state=None, kind=None, repository=None, limit=100):
-        where, args = [], []
-        for col, val in (("state", state), ("kind", kind), ("repository", repository)):
-            if val is not None:
-                where.append(f"{col} = %s")
-                args.append(val)
-        sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
-        rows = self._rows(sql + " ORDER BY id LIMIT %s", (*args, limit))
-        return [Job.from_row(r) for r in rows]
-
-    def job_counts(self):
-        return {
-            (r["kind"], r["state"]): r["n"]
-            for r in self._rows("SELECT kind, state, COUNT(*) AS n FROM jobs GROUP BY kind, state")
-        }
-
     def due(self, name, interval):
         return (
             self._write(
@@ -636,10 +557,6 @@ class PostgresStore(Store):
             )[1]
             is not None
         )
-
-    def get_meta(self, key):
-        row = self._row("SELECT value FROM meta WHERE key = %s", (key,))
-        return row["value"] if row else None
 
     def set_meta(self, key, value):
         self._write(

@@ -40,6 +40,7 @@ from github_app.store.base import (
     text_field,
     window_digest,
 )
+from github_app.store.sql import SqlReads
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -128,7 +129,7 @@ def _errors(what: str):
         raise StoreUnavailable(f"{what}: {exc}", retry_after=_BUSY.get(code) or _FAULT[code]) from exc
 
 
-class SQLiteStore(Store):
+class SQLiteStore(SqlReads, Store):
     def __init__(self, path: str | Path, *, max_attempts: int = 8, timeout: float = DEADLINE_SECONDS):
         self.path = str(path)
         self.max_attempts = max_attempts
@@ -223,9 +224,6 @@ class SQLiteStore(Store):
             self._enqueue(con, jobs)
         return True
 
-    def delivery_seen(self, guid):
-        return self._row("SELECT 1 FROM deliveries WHERE guid = ?", (guid,)) is not None
-
     # -- installations and repositories ---------------------------------------------------
     def upsert_installation(self, installation_id, account, active):
         with self._tx() as con:
@@ -313,15 +311,6 @@ class SQLiteStore(Store):
                 self._enqueue(con, [job])
         return stored
 
-    def telemetry_windows(self, repository, since=0.0):
-        return [
-            json.loads(r["body"])
-            for r in self._rows(
-                "SELECT body FROM telemetry_windows WHERE repository = ? AND received_at >= ? ORDER BY id",
-                (repository, since),
-            )
-        ]
-
     def telemetry_summary(self, repository):
         row = self._row(
             "SELECT COUNT(*) AS windows, COUNT(DISTINCT service) AS services,"
@@ -360,12 +349,6 @@ class SQLiteStore(Store):
                 ],
             )
 
-    def hypotheses(self, repository):
-        return [
-            json.loads(r["body"])
-            for r in self._rows("SELECT body FROM hypotheses WHERE repository = ? ORDER BY rank", (repository,))
-        ]
-
     def save_pull(self, repository, hypothesis_id, number, branch, *, head_sha, title, kernel, change):
         now = time.time()
         with self._tx() as con:
@@ -377,45 +360,6 @@ class SQLiteStore(Store):
                 " title=excluded.title, change=excluded.change, updated_at=excluded.updated_at",
                 (repository, hypothesis_id, number, branch, head_sha, title, kernel, dumps(change), now, now),
             )
-
-    def _pull_row(self, row):
-        if row is not None and row.get("change"):
-            row["change"] = json.loads(row["change"])
-        return row
-
-    def open_pull(self, repository, hypothesis_id):
-        return self._pull_row(
-            self._row(
-                "SELECT * FROM pulls WHERE repository = ? AND hypothesis_id = ? AND state = 'open'",
-                (repository, hypothesis_id),
-            )
-        )
-
-    def pull(self, repository, number):
-        return self._pull_row(
-            self._row("SELECT * FROM pulls WHERE repository = ? AND number = ?", (repository, number))
-        )
-
-    def pull_by_head(self, repository, head_sha):
-        return self._pull_row(
-            self._row(
-                "SELECT * FROM pulls WHERE repository = ? AND head_sha = ? ORDER BY id DESC LIMIT 1",
-                (repository, head_sha),
-            )
-        )
-
-    def pulls(self, repository, state=None, limit=50):
-        if state is None:
-            rows = self._rows(
-                "SELECT * FROM pulls WHERE repository = ? ORDER BY updated_at DESC, id DESC LIMIT ?",
-                (repository, limit),
-            )
-        else:
-            rows = self._rows(
-                "SELECT * FROM pulls WHERE repository = ? AND state = ? ORDER BY updated_at DESC, id DESC LIMIT ?",
-                (repository, state, limit),
-            )
-        return [self._pull_row(r) for r in rows]
 
     def close_pull(self, repository, number, outcome, by=None):
         now = time.time()
@@ -440,9 +384,6 @@ class SQLiteStore(Store):
                 "UPDATE runs SET outcome = ?, detail = ?, finished_at = ? WHERE id = ?",
                 (outcome, detail, time.time(), run_id),
             )
-
-    def runs(self, repository, limit=20):
-        return self._rows("SELECT * FROM runs WHERE repository = ? ORDER BY id DESC LIMIT ?", (repository, limit))
 
     # -- the job queue --------------------------------------------------------------------------
     def _enqueue(self, con, jobs):
@@ -597,26 +538,6 @@ class SQLiteStore(Store):
                 (time.time(), repository),
             ).rowcount
 
-    def job(self, job_id):
-        row = self._row("SELECT * FROM jobs WHERE id = ?", (job_id,))
-        return Job.from_row(row) if row is not None else None
-
-    def jobs(self, *, state=None, kind=None, repository=None, limit=100):
-        where, args = [], []
-        for col, val in (("state", state), ("kind", kind), ("repository", repository)):
-            if val is not None:
-                where.append(f"{col} = ?")
-                args.append(val)
-        sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "")
-        rows = self._rows(sql + " ORDER BY id LIMIT ?", (*args, limit))
-        return [Job.from_row(r) for r in rows]
-
-    def job_counts(self):
-        return {
-            (r["kind"], r["state"]): r["n"]
-            for r in self._rows("SELECT kind, state, COUNT(*) AS n FROM jobs GROUP BY kind, state")
-        }
-
     def due(self, name, interval):
         now = time.time()
         with self._tx() as con:
@@ -625,10 +546,6 @@ class SQLiteStore(Store):
                 return False
             con.execute("INSERT OR REPLACE INTO schedules (name, next_run) VALUES (?, ?)", (name, now + interval))
             return True
-
-    def get_meta(self, key):
-        row = self._row("SELECT value FROM meta WHERE key = ?", (key,))
-        return row["value"] if row else None
 
     def set_meta(self, key, value):
         with self._tx() as con:

@@ -46,6 +46,11 @@ class Claim:
     device_name: str
     value: float | None  # claimed speedup (before / after)
     ci: tuple[float, float] | None
+    # the winner's median latency and its 95% interval, seconds: what production verifies
+    # (pytest_aina.gate.verification); not part of the gate's JSON
+    latency_s: float | None = None
+    latency_ci: tuple[float, float] | None = None
+    variant: str | None = None
 
     def as_dict(self) -> dict:
         return {
@@ -63,6 +68,7 @@ def claims_of(a: Attestation) -> list[Claim]:
     p = a.predicate
     dev = p.get("device") if isinstance(p.get("device"), dict) else {}
     kind = "cuda" if dev.get("gpu_evidence") or dev.get("kind") == "cuda" else "cpu"
+    variant = p.get("variant") if isinstance(p.get("variant"), dict) else {}
     out = []
     for m in p.get("measurements") or []:
         if not isinstance(m, dict) or not isinstance(m.get("speedup"), dict):
@@ -70,6 +76,9 @@ def claims_of(a: Attestation) -> list[Claim]:
         sp = m["speedup"]
         ci = sp.get("ci95") if isinstance(sp.get("ci95"), list) and len(sp.get("ci95")) == 2 else None
         dims, dtype = parse_label(m.get("case", ""))
+        after = m.get("after") if isinstance(m.get("after"), dict) else {}
+        lat = after.get("median_s")
+        lat_ci = after.get("ci95_s")
         out.append(
             Claim(
                 a.path,
@@ -81,6 +90,9 @@ def claims_of(a: Attestation) -> list[Claim]:
                 str(dev.get("name") or kind),
                 sp.get("value"),
                 tuple(ci) if ci else None,
+                float(lat) if isinstance(lat, (int, float)) and not isinstance(lat, bool) and lat > 0 else None,
+                tuple(lat_ci) if isinstance(lat_ci, list) and len(lat_ci) == 2 else None,
+                str(variant["name"]) if variant.get("name") else None,
             )
         )
     return out

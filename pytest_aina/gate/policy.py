@@ -19,6 +19,23 @@ is an error (a misspelt threshold must not silently become a default)::
       budget_s: 900            # wall-clock budget of all performance measurements
       pairs: 24                # base/head pairs per measurement batch (one sandbox session)
       max_pairs: 288           # pairs per case before the answer must be given
+    automerge:                 # absent: nothing merges on its own (a person or /aina merge does)
+      risk: [low]              # risk tiers of gate-passed bot PRs that merge on their own
+      min_age_hours: 24        # soak: a PR this young waits, so a person can still look
+      merge_method: squash     # squash | merge | rebase
+      track_record: 0          # claims of the kernel that held in production before any merges on its own
+    reviewers: [alice]         # people asked to review a bot PR that does not merge on its own
+    team_reviewers: [kernels]  # teams (slugs) asked likewise
+    prs_per_hour: 4            # bot PRs opened per hour at most (0: no limit)
+    verify:                    # checking a merged change's claims against production telemetry
+      min_calls: 1000          # calls of the variant at a shape before it is judged there
+      min_windows: 12          # telemetry windows at a shape before it is judged there
+      max_days: 7              # after this, what is still undecided stays unverified
+      noise: 0.05              # production may be this much slower than the claim's interval
+      confidence: 0.999        # one-sided level, over all shapes of a claim (Bonferroni)
+    retire:
+      unused_days: 14          # a variant without a call this long is proposed for retirement
+      automerge: false         # whether a retirement PR may merge on its own (under automerge's rules)
 
 The gate reads the policy at the *base* commit: a pull request cannot relax the rules it
 is judged by. ``docs/gate.md`` explains each key.
@@ -57,6 +74,42 @@ class GatePolicy:
     max_pairs: int = 288
 
 
+MERGE_METHODS = ("squash", "merge", "rebase")
+
+
+@dataclass(frozen=True)
+class AutomergePolicy:
+    # No tier by default: nothing merges without a person until the repository says so.
+    risk: tuple[str, ...] = ()
+    min_age_hours: float = 24.0
+    merge_method: str = "squash"
+    # How many earlier claims of the kernel must have held in production (the streak since
+    # its last contradicted claim) before a PR of that kernel merges on its own.
+    track_record: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.risk)
+
+
+@dataclass(frozen=True)
+class VerifyPolicy:
+    min_calls: int = 1000
+    min_windows: int = 12
+    max_days: float = 7.0
+    # From benchmarks/verify_calibration.py's measurements (docs/github-app.md): no true
+    # claim of 160 contradicted, a 10% slowdown caught in 98.8% of trials; at 0.10 no 10%
+    # slowdown was caught (the margin swallows it).
+    noise: float = 0.05
+    confidence: float = 0.999
+
+
+@dataclass(frozen=True)
+class RetirePolicy:
+    unused_days: float = 14.0
+    automerge: bool = False
+
+
 @dataclass(frozen=True)
 class Policy:
     max_open_prs: int = 3
@@ -67,6 +120,12 @@ class Policy:
     min_expected_gain: float = 0.0
     automatic: bool = True
     gate: GatePolicy = field(default_factory=GatePolicy)
+    automerge: AutomergePolicy = field(default_factory=AutomergePolicy)
+    reviewers: tuple[str, ...] = ()
+    team_reviewers: tuple[str, ...] = ()
+    prs_per_hour: int = 0  # 0: no limit beyond max_open_prs
+    verify: VerifyPolicy = field(default_factory=VerifyPolicy)
+    retire: RetirePolicy = field(default_factory=RetirePolicy)
     source: str = field(default="defaults", compare=False)
     text: str | None = field(default=None, compare=False, repr=False)  # the file as read (None: defaults)
 
@@ -113,8 +172,24 @@ def _glob(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out))
 
 
-_KNOWN = ("max_open_prs", "paths", "kernels", "min_expected_gain", "automatic", "gate")
+_KNOWN = (
+    "max_open_prs",
+    "paths",
+    "kernels",
+    "min_expected_gain",
+    "automatic",
+    "gate",
+    "automerge",
+    "reviewers",
+    "team_reviewers",
+    "prs_per_hour",
+    "verify",
+    "retire",
+)
 _GATE_KNOWN = ("review", "coverage", "noise", "confidence", "budget_s", "pairs", "max_pairs")
+# GitHub logins: alphanumerics and single hyphens; team slugs: lower-case, digits, - and _.
+_LOGIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
+_SLUG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
 def _number(v: Any) -> bool:
@@ -164,7 +239,114 @@ def parse_policy(text: str | None, *, source: str = POLICY_PATH) -> Policy:
         values["automatic"] = v
     if "gate" in data:
         values["gate"] = _parse_gate(data["gate"], source)
+    for key, pattern, what in (
+        ("reviewers", _LOGIN, "GitHub logins"),
+        ("team_reviewers", _SLUG, "team slugs (the team's name in its URL, without the organisation)"),
+    ):
+        if key in data:
+            v = data[key]
+            if not isinstance(v, list) or not all(isinstance(x, str) and pattern.match(x) for x in v):
+                raise PolicyError(f"{source}: {key} must be a list of {what}, got {v!r}")
+            values[key] = tuple(v)
+    if "prs_per_hour" in data:
+        values["prs_per_hour"] = _integer(data["prs_per_hour"], "prs_per_hour", 0, 1000, source)
+    if "automerge" in data:
+        values["automerge"] = _parse_automerge(data["automerge"], source)
+    if "verify" in data:
+        values["verify"] = _parse_verify(data["verify"], source)
+    if "retire" in data:
+        values["retire"] = _parse_retire(data["retire"], source)
     return Policy(**values)
+
+
+def _integer(v: Any, key: str, lo: int, hi: int, source: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        raise PolicyError(f"{source}: {key} must be an integer from {lo} to {hi}, got {v!r}")
+    return v
+
+
+def _bounded(v: Any, key: str, lo: float, hi: float, what: str, source: str) -> float:
+    if not _number(v) or not lo <= v <= hi:
+        raise PolicyError(f"{source}: {key} must be {what}, got {v!r}")
+    return float(v)
+
+
+def _section(data: Any, name: str, known: tuple[str, ...], source: str) -> dict | None:
+    """The mapping under ``name`` (None when empty), its unknown keys named in full."""
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise PolicyError(f"{source}: {name} must be a mapping of settings, got {type(data).__name__}")
+    unknown = sorted(set(map(str, data)) - set(known))
+    if unknown:
+        raise PolicyError(
+            f"{source}: unknown key(s) {[name + '.' + k for k in unknown]}; known under {name}: {sorted(known)}"
+        )
+    return data
+
+
+def _parse_automerge(data: Any, source: str) -> AutomergePolicy:
+    data = _section(data, "automerge", ("risk", "min_age_hours", "merge_method", "track_record"), source)
+    if data is None:
+        return AutomergePolicy()
+    values: dict[str, Any] = {}
+    if "risk" in data:
+        v = data["risk"]
+        if not isinstance(v, list) or not all(x in RISK_TIERS for x in v):
+            raise PolicyError(
+                f"{source}: automerge.risk must be a list of risk tiers from {list(RISK_TIERS)}, got {v!r}"
+            )
+        values["risk"] = tuple(v)
+    if "min_age_hours" in data:
+        values["min_age_hours"] = _bounded(
+            data["min_age_hours"], "automerge.min_age_hours", 0, 24 * 365, "hours from 0 to 8760", source
+        )
+    if "merge_method" in data:
+        v = data["merge_method"]
+        if v not in MERGE_METHODS:
+            raise PolicyError(f"{source}: automerge.merge_method must be one of {list(MERGE_METHODS)}, got {v!r}")
+        values["merge_method"] = v
+    if "track_record" in data:
+        values["track_record"] = _integer(data["track_record"], "automerge.track_record", 0, 1000, source)
+    return AutomergePolicy(**values)
+
+
+def _parse_verify(data: Any, source: str) -> VerifyPolicy:
+    data = _section(data, "verify", ("min_calls", "min_windows", "max_days", "noise", "confidence"), source)
+    if data is None:
+        return VerifyPolicy()
+    values: dict[str, Any] = {}
+    if "min_calls" in data:
+        values["min_calls"] = _integer(data["min_calls"], "verify.min_calls", 1, 10**12, source)
+    if "min_windows" in data:
+        # the sign test cannot reach any useful level with fewer than 6 observations
+        values["min_windows"] = _integer(data["min_windows"], "verify.min_windows", 6, 10**6, source)
+    if "max_days" in data:
+        values["max_days"] = _bounded(data["max_days"], "verify.max_days", 0.01, 365, "days from 0.01 to 365", source)
+    if "noise" in data:
+        values["noise"] = _bounded(data["noise"], "verify.noise", 0, 1, "a fraction from 0 to 1 (0.10: 10%)", source)
+    if "confidence" in data:
+        values["confidence"] = _bounded(
+            data["confidence"], "verify.confidence", 0.5, 0.99999, "a level from 0.5 to 0.99999", source
+        )
+    return VerifyPolicy(**values)
+
+
+def _parse_retire(data: Any, source: str) -> RetirePolicy:
+    data = _section(data, "retire", ("unused_days", "automerge"), source)
+    if data is None:
+        return RetirePolicy()
+    values: dict[str, Any] = {}
+    if "unused_days" in data:
+        values["unused_days"] = _bounded(
+            data["unused_days"], "retire.unused_days", 1, 3650, "days from 1 to 3650", source
+        )
+    if "automerge" in data:
+        v = data["automerge"]
+        if not isinstance(v, bool):
+            raise PolicyError(f"{source}: retire.automerge must be true or false, got {v!r}")
+        values["automerge"] = v
+    return RetirePolicy(**values)
 
 
 def _parse_gate(data: Any, source: str) -> GatePolicy:

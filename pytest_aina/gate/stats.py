@@ -69,7 +69,7 @@ def pair_log_ratios(base: list[float], head: list[float]) -> list[float]:
 
 
 @lru_cache(maxsize=4096)
-def _ranks(n: int, confidence: float) -> tuple[int, int, float]:
+def median_ranks(n: int, confidence: float) -> tuple[int, int, float]:
     """The order statistics (0-based) bounding the median's interval for ``n`` values, and
     its level: median_ci's rule applied to the ranks themselves (it depends on n only)."""
     lo, hi, level = median_ci(range(n), confidence)
@@ -82,7 +82,7 @@ def compare(log_ratios: list[float], *, noise: float, confidence: float) -> Comp
         return Comparison(0, 1.0, (0.0, math.inf), 0.0, INCONCLUSIVE, False)
     s = sorted(log_ratios)
     est = median(s)
-    i, j, level = _ranks(n, confidence)
+    i, j, level = median_ranks(n, confidence)
     lo, hi = s[i], s[j]
     ratio, ci = math.exp(est), (math.exp(lo), math.exp(hi))
     threshold = 1.0 + noise

@@ -96,12 +96,19 @@ def median_ci(samples: Iterable[float], confidence: float = 0.95) -> tuple[float
     if n == 1:
         return s[0], s[0], 0.0
     total = 2**n
-    best = (1, _coverage(n, 1, total))
+    # coverage(j) = (2^n - 2 * sum_{i<j} C(n, i)) / 2^n, the lower tail kept as it grows:
+    # exact integers (the same floats as summing the middle terms), in time linear in j, so
+    # production verification can take intervals of thousands of telemetry windows.
+    term = n  # C(n, 1)
+    tail = 1 + term  # sum_{i<2} C(n, i)
+    best = (1, (total - 2) / total)
     for j in range(2, n // 2 + 1):
-        level = _coverage(n, j, total)
+        level = (total - 2 * tail) / total
         if level < confidence:
             break
         best = (j, level)
+        term = term * (n - j + 1) // j  # C(n, j) from C(n, j - 1)
+        tail += term
     j, level = best
     return s[j - 1], s[n - j], level
 
