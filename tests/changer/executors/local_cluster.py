@@ -155,9 +155,18 @@ class LocalRayCluster:
         return (self.temp / f"start-{ip}.log").read_text(errors="replace")
 
     def processes(self) -> list[int]:
-        """This cluster's processes: everything whose environment carries our marker."""
+        """This cluster's processes: everything whose environment carries our marker, or that
+        runs in the session of one of our ``ray start`` processes (each was started in a
+        session of its own). Both, because Ray's agents rename themselves (setproctitle),
+        which overwrites what /proc shows of their environment: a DashboardAgent and a
+        RuntimeEnvAgent were seen to outlive a cluster that was found by the marker alone."""
         marker = f"AINA_RAY_CLUSTER={self.token}".encode()
-        return [pid for pid in _procs() if pid != os.getpid() and marker in _read(pid, "environ").split(b"\0")]
+        sessions = {p.pid for p in self.starters.values()}
+        return [
+            pid
+            for pid in _procs()
+            if pid != os.getpid() and (_sid(pid) in sessions or marker in _read(pid, "environ").split(b"\0"))
+        ]
 
     def raylet(self, ip: str) -> int | None:
         for pid in self.processes():
@@ -203,6 +212,14 @@ class LocalRayCluster:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+def _sid(pid: int) -> int | None:
+    stat = _read(pid, "stat").decode(errors="replace")
+    try:
+        return int(stat.rsplit(")", 1)[1].split()[3])
+    except (IndexError, ValueError):
+        return None
 
 
 def _ppid(pid: int) -> int | None:
