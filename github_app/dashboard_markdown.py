@@ -68,6 +68,37 @@ def ticked(body: str | None) -> list[str]:
     return seen
 
 
+#: What the merging job last decided (github_app.jobs.merging.STATES), as the dashboard says it.
+MERGING_WORDS = {
+    "awaiting-gate": "awaiting gate",
+    "soaking": "soaking",
+    "awaiting-review": "awaiting review",
+    "refused": "not merging",
+    "merge-refused": "merge refused by GitHub",
+    "merged": "merged",
+}
+
+
+def merging_state(pull: dict[str, Any]) -> str:
+    """An open bot PR's merging state: awaiting gate (nothing decided for its head yet),
+    soaking (until when), awaiting review, not merging (why), merged."""
+    state = pull.get("merging")
+    if not isinstance(state, dict) or state.get("head") != pull.get("head_sha"):
+        return "awaiting gate"
+    word = MERGING_WORDS.get(str(state.get("state")), str(state.get("state")))
+    if state.get("state") == "soaking" and state.get("until"):
+        return f"{word} until {str(state['until'])[:16].replace('T', ' ')} UTC"
+    if state.get("state") in ("refused", "merge-refused"):
+        return f"{word}: {str(state.get('reason') or '')[:200]}"
+    return word
+
+
+def _awaits_person(pull: dict[str, Any]) -> bool:
+    """Whether a person is what an open bot PR waits for (not the gate, not its soak)."""
+    said = merging_state(pull)
+    return not said.startswith(("awaiting gate", "soaking", "merged"))
+
+
 def render(
     *,
     repository: dict[str, Any],
@@ -123,10 +154,10 @@ def render(
 
     lines += ["", "## Open bot PRs", ""]
     if open_pulls:
-        lines += ["| PR | hypothesis | kernel | head |", "| --- | --- | --- | --- |"]
+        lines += ["| PR | hypothesis | kernel | head | merging |", "| --- | --- | --- | --- | --- |"]
         lines += [
             f"| #{p['number']} | `{_cell(p['hypothesis_id'])}` | {_cell(p.get('kernel') or '')}"
-            f" | {(p.get('head_sha') or '')[:12]} |"
+            f" | {(p.get('head_sha') or '')[:12]} | {_cell(merging_state(p))} |"
             for p in open_pulls
         ]
     else:
@@ -145,7 +176,7 @@ def render(
 
     lines += ["", "## Waiting for a human", ""]
     needs = list(waiting)
-    needs += [f"PR #{p['number']} awaits review." for p in open_pulls]
+    needs += [f"PR #{p['number']} awaits a person: {_cell(merging_state(p))}." for p in open_pulls if _awaits_person(p)]
     failed_runs = [r for r in runs if r.get("outcome") == "failed"][:10]
     needs += [f"Run for `{_cell(r['hypothesis_id'])}` failed: {_cell(r.get('detail') or '')}" for r in failed_runs]
     if repository.get("policy_error"):

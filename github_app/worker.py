@@ -31,6 +31,7 @@ from github_app.jobs import (
     evolution,
     installation,
     maintenance,
+    merging,
     reasoning,
     repository,
 )
@@ -41,7 +42,7 @@ log = logging.getLogger(__name__)
 
 #: The modules whose ``@handler`` functions the worker runs (importing one registers them).
 #: A new module of job handlers is added here.
-JOB_MODULES = (installation, repository, reasoning, evolution, dashboard_updates, maintenance)
+JOB_MODULES = (installation, repository, reasoning, evolution, dashboard_updates, maintenance, merging)
 
 SCHEDULES = (
     # (schedule name, config key of its interval, job kind)

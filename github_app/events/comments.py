@@ -1,4 +1,4 @@
-"""issue_comment: the slash commands ``/aina rebase|retry|close`` in a comment on a bot PR
+"""issue_comment: the slash commands ``/aina rebase|retry|close|merge`` in a comment on a bot PR
 (not to be confused with the ``aina`` CLI's commands).
 
 Whether the author may give the command (write access) is asked of GitHub in the job,
@@ -14,7 +14,7 @@ from github_app.events.router import Event, Router
 from github_app.store import JobSpec
 
 router = Router()
-SLASH_COMMAND = re.compile(r"^\s*/aina\s+(rebase|retry|close)\b", re.IGNORECASE | re.MULTILINE)
+SLASH_COMMAND = re.compile(r"^\s*/aina\s+(rebase|retry|close|merge)\b", re.IGNORECASE | re.MULTILINE)
 
 
 @router.register("issue_comment", "created")

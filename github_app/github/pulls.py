@@ -35,7 +35,7 @@ LABEL_COLOURS = {
 COMMANDS_HELP = (
     "Commands (in a comment, from someone with write access): `/aina rebase` rebuilds this "
     "change on the current default branch, `/aina retry` runs the evolution again, "
-    "`/aina close` closes this PR."
+    "`/aina close` closes this PR, `/aina merge` merges it once the gate has passed."
 )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from github_app import bridge, dashboard_markdown
 from github_app.github import issues, pulls
-from github_app.jobs import JobContext, dashboard_job, handler
+from github_app.jobs import JobContext, dashboard_job, handler, merging
 from github_app.jobs.repository import evolve_job
 from github_app.store import DEFERRED, FAILED, PENDING_STATES
 
@@ -38,7 +38,11 @@ def update(ctx: JobContext):
     body = dashboard_markdown.render(
         repository=row,
         hypotheses=ctx.store.hypotheses(name),
-        open_pulls=[x for x in pulls_all if x["state"] == "open"],
+        open_pulls=[
+            dict(x, merging=merging.merge_state(ctx.store, name, x["number"]))
+            for x in pulls_all
+            if x["state"] == "open"
+        ],
         recent_pulls=[x for x in pulls_all if x["state"] != "open"][:10],
         runs=ctx.store.runs(name),
         waiting=_waiting(ctx, name),

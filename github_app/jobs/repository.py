@@ -5,6 +5,7 @@ from __future__ import annotations
 from github_app import bridge
 from github_app.github import pulls
 from github_app.jobs import EVOLUTION_QUEUE, JobContext, Permanent, dashboard_job, handler
+from github_app.jobs.merging import merge_job
 from github_app.store import JobSpec
 from pytest_aina.changer.change import Change
 from pytest_aina.reasoner.hypothesis import Hypothesis
@@ -77,7 +78,7 @@ def provenance(ctx: JobContext):
 
 @handler("command")
 def command(ctx: JobContext):
-    """``/aina rebase|retry|close`` from a comment on a bot PR."""
+    """``/aina rebase|retry|close|merge`` from a comment on a bot PR."""
     p = ctx.payload
     name, number, user, cmd = p["repository"], p["number"], p["user"], p["command"]
     link = ctx.store.pull(name, number)
@@ -91,6 +92,11 @@ def command(ctx: JobContext):
     if link["state"] != "open":
         pulls.comment_once(repo, number, reply + f"nothing to do: this PR is {link['outcome']}.")
         return {"skipped": "closed"}
+    if cmd == "merge":  # merging's own job decides (on a passed gate only) and answers
+        ctx.then(
+            merge_job(name, p["installation_id"], number, None, command={"login": user, "comment_id": p["comment_id"]})
+        )
+        return {"merge": number}
     change = Change.from_json(link["change"])
     if cmd == "close":
         pulls.close_pull(repo, number, reply + "closing as asked.")

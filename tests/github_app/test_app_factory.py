@@ -333,5 +333,7 @@ def test_the_manifest_subscribes_to_every_event_the_app_handles():
         "pull_requests": "write",
         "issues": "write",
         "checks": "write",
+        "actions": "read",  # the gate's verdict artifact (merging)
+        "statuses": "write",  # the aina / soak status (merging)
         "metadata": "read",
     }

@@ -116,7 +116,14 @@ def pull_json(fake, repo, iss: Issue, short: bool = False) -> dict:
     repo_json = O.repository(fake.urls, repo, fake.user_json(repo.owner))
     return with_media(
         O.pull(
-            fake.urls, repo, iss, fake.user_json(iss.user), labels_json(fake, repo, iss.labels), repo_json, short=short
+            fake.urls,
+            repo,
+            iss,
+            fake.user_json(iss.user),
+            labels_json(fake, repo, iss.labels),
+            repo_json,
+            short=short,
+            user_of=fake.user_json,
         )
     )
 
@@ -925,3 +932,61 @@ def list_check_runs(fake, ctx):
     sha = resolve_commit(repo, ctx.params["ref"])
     runs = [O.check_run(fake.urls, repo, r, app_json(fake)) for r in repo.check_runs if r.head_sha == sha]
     return ok({"total_count": len(runs), "check_runs": runs})
+
+
+# -- merging: the merge button, reviewers, Actions artifacts ---------------------------------------
+@op("pulls/merge")
+def merge_pull(fake, ctx):
+    """GitHub's refusals: 405 when the PR cannot be merged (closed, a conflict: ``mergeable``
+    false), 409 when ``sha`` is given and is not the PR's head any more."""
+    repo = repo_of(fake, ctx)
+    pr = _pull(repo, ctx)
+    b = ctx.body or {}
+    if pr.state != "open" or not pr.mergeable:
+        raise HttpError(405, "Pull Request is not mergeable")
+    if b.get("sha") and b["sha"] != pr.head_sha:
+        raise HttpError(409, "Head branch was modified. Review and try the merge again.")
+    sha = fake.merge_pull(repo, pr.number, actor(ctx), method=b.get("merge_method") or "merge")
+    return ok({"sha": sha, "merged": True, "message": "Pull Request successfully merged"})
+
+
+@op("pulls/request-reviewers")
+def request_reviewers(fake, ctx):
+    repo = repo_of(fake, ctx)
+    pr = _pull(repo, ctx)
+    b = ctx.body or {}
+    logins, teams = b.get("reviewers") or [], b.get("team_reviewers") or []
+    for login in logins:
+        if login not in repo.collaborators:
+            raise HttpError(
+                422,
+                "Reviews may only be requested from collaborators. One or more of the users or teams you "
+                "specified is not a collaborator of the " + repo.full_name + " repository.",
+            )
+    pr.requested_reviewers += [x for x in logins if x not in pr.requested_reviewers]
+    pr.requested_teams += [x for x in teams if x not in pr.requested_teams]
+    return ok(pull_json(fake, repo, pr), 201)
+
+
+@op("actions/list-artifacts-for-repo")
+def list_artifacts(fake, ctx):
+    repo = repo_of(fake, ctx)
+    name = ctx.arg("name")
+    items = [
+        O.artifact(fake.urls, repo, a)
+        for a in sorted(repo.artifacts, key=lambda a: a.id, reverse=True)
+        if name is None or a.name == name
+    ]
+    chunk, headers = paginate(fake, items, ctx)
+    return ok({"total_count": len(items), "artifacts": chunk}, headers=headers)
+
+
+@op("actions/download-artifact")
+def download_artifact(fake, ctx):
+    repo = repo_of(fake, ctx)
+    art = next((a for a in repo.artifacts if str(a.id) == ctx.params["artifact_id"]), None)
+    if art is None:
+        raise HttpError(404, "Not Found")
+    if art.expired:
+        raise HttpError(410, "Artifact has expired")
+    return ok(None, 302, {"Location": f"{fake.root}/_artifacts/{repo.owner}/{repo.name}/{art.id}"})

@@ -239,7 +239,7 @@ def comment(u: Urls, repo, c, user_json) -> dict[str, Any]:
     }
 
 
-def pull(u: Urls, repo, iss, user_json, labels_json, repo_json, *, short: bool = False) -> dict[str, Any]:
+def pull(u: Urls, repo, iss, user_json, labels_json, repo_json, *, short: bool = False, user_of=None) -> dict[str, Any]:
     api = f"{u.api}/repos/{repo.full_name}/pulls/{iss.number}"
     html = f"{u.web}/{repo.full_name}/pull/{iss.number}"
     head = {
@@ -285,7 +285,7 @@ def pull(u: Urls, repo, iss, user_json, labels_json, repo_json, *, short: bool =
         "merge_commit_sha": iss.merge_sha,
         "assignee": None,
         "assignees": [],
-        "requested_reviewers": [],
+        "requested_reviewers": [user_of(login) for login in iss.requested_reviewers] if user_of else [],
         "requested_teams": [],
         "head": head,
         "base": base,
@@ -496,8 +496,31 @@ def check_run(u: Urls, repo, run, app_json) -> dict[str, Any]:
         },
         "name": run.name,
         "check_suite": {"id": run.suite_id},
-        "app": app_json,
+        "app": run.app or app_json,
         "pull_requests": [],
+    }
+
+
+def artifact(u: Urls, repo, a) -> dict[str, Any]:
+    api = f"{u.api}/repos/{repo.full_name}/actions/artifacts/{a.id}"
+    return {
+        "id": a.id,
+        "node_id": node_id("Artifact", a.id),
+        "name": a.name,
+        "size_in_bytes": len(a.data),
+        "url": api,
+        "archive_download_url": f"{api}/zip",
+        "expired": a.expired,
+        "created_at": iso(a.created_at),
+        "expires_at": iso(a.created_at + 90 * 86400),
+        "updated_at": iso(a.created_at),
+        "workflow_run": {
+            "id": a.run_id,
+            "repository_id": repo.id,
+            "head_repository_id": repo.id,
+            "head_branch": "",
+            "head_sha": a.head_sha,
+        },
     }
 
 

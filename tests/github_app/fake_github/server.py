@@ -35,7 +35,7 @@ from werkzeug.serving import make_server
 from . import objects as O
 from .handlers import HANDLERS, HttpError
 from .openapi import RestDescription
-from .state import AppState, Delivery, Ids, Installation, Repo
+from .state import AppState, Artifact, CheckRun, Delivery, Ids, Installation, Repo
 
 API_PREFIX = "/api/v3"
 
@@ -104,6 +104,7 @@ class FakeGitHub:
         self.web = Flask("fake-github")
         self.web.add_url_rule("/<path:path>", "api", self._dispatch, methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
         self.web.add_url_rule("/_codeload/<owner>/<name>/<sha>", "codeload", self._codeload)
+        self.web.add_url_rule("/_artifacts/<owner>/<name>/<int:ident>", "artifact", self._artifact)
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self) -> FakeGitHub:
@@ -184,6 +185,9 @@ class FakeGitHub:
             sha = repo.git.commit(tree, [before] if before else [], message, who, who)
             repo.refs[ref] = sha
             repo.pushed_at = time.time()
+            for pr in repo.pulls():  # an open PR's head follows its branch
+                if pr.state == "open" and pr.head_ref == branch:
+                    pr.head_sha, pr.updated_at = sha, time.time()
         if deliver:
             self.deliver_event("push", self.push_payload(repo, ref, before, sha, author), repo)
         return sha
@@ -351,6 +355,13 @@ class FakeGitHub:
         data = repo.git.tarball(sha, f"{owner}-{name}-{sha[:7]}")
         return Response(data, content_type="application/x-gzip")
 
+    def _artifact(self, owner: str, name: str, ident: int) -> Response:
+        repo = self.repos.get(f"{owner}/{name}".lower())
+        art = next((a for a in repo.artifacts if a.id == ident), None) if repo else None
+        if art is None:
+            return Response(status=404)
+        return Response(art.data, content_type="application/zip")
+
     # -- webhooks out -----------------------------------------------------------------------------
     def deliver_event(
         self,
@@ -495,15 +506,17 @@ class FakeGitHub:
         return payload
 
     # -- people doing things ----------------------------------------------------------------------
-    def merge_pull(self, repo: Repo, number: int, by: str) -> str:
-        """Merge a PR as a maintainer would (fast-forward of its commit onto the base)."""
+    def merge_pull(self, repo: Repo, number: int, by: str, method: str = "merge") -> str:
+        """Merge a PR as a maintainer would: a commit of its head's tree onto the base (a
+        merge commit, or one parent for ``squash``/``rebase``)."""
         with self.lock:
             pr = repo.issues[number]
             base_ref = f"refs/heads/{pr.base_ref}"
             before = repo.refs[base_ref]
             head = repo.git.commits[pr.head_sha]
             who = {"name": by, "email": f"{by}@example.com", "_epoch": time.time()}
-            sha = repo.git.commit(head.tree, [before, pr.head_sha], f"Merge pull request #{number}", who, who)
+            parents = [before, pr.head_sha] if method == "merge" else [before]
+            sha = repo.git.commit(head.tree, parents, f"Merge pull request #{number}", who, who)
             repo.refs[base_ref] = sha
             pr.state, pr.merged_at, pr.closed_at, pr.merge_sha = "closed", time.time(), time.time(), sha
             pr.merged_by_json = self.user_json(by)
@@ -545,6 +558,54 @@ class FakeGitHub:
             }
         payload.update(self._envelope(repo, login))
         self.deliver_event("issues", payload, repo)
+
+    def complete_gate(
+        self, repo: Repo, head_sha: str, verdict: dict[str, Any] | None, conclusion: str = "success"
+    ) -> int:
+        """What the ``aina`` workflow's ``gate`` job leaves when it ends, as GitHub Actions
+        leaves it: the artifact ``aina-gate-<head>`` holding ``aina-gate.json`` (unless
+        ``verdict`` is None), a completed check run ``gate`` made by the ``github-actions``
+        App, and the ``check_run`` ``completed`` event. The check run's id."""
+        import io
+        import zipfile
+
+        with self.lock:
+            run_id = self.ids.next("workflow_run")
+            if verdict is not None:
+                buf = io.BytesIO()
+                with zipfile.ZipFile(buf, "w") as z:
+                    z.writestr("aina-gate.json", json.dumps(verdict, indent=2))
+                    z.writestr("aina-gate.intoto.json", "{}")
+                repo.artifacts.append(
+                    Artifact(self.ids.next("artifact"), f"aina-gate-{head_sha}", buf.getvalue(), head_sha, run_id)
+                )
+            actions = {
+                **O.integration(self.urls, self.app, self.user_json("github")),
+                "id": 15368,
+                "slug": "github-actions",
+                "node_id": O.node_id("Integration", 15368),
+                "client_id": "Iv1.github-actions",
+                "name": "GitHub Actions",
+            }
+            now = time.time()
+            run = CheckRun(
+                self.ids.next("check_run"),
+                "gate",
+                head_sha,
+                "completed",
+                conclusion,
+                None,
+                {"title": None, "summary": None, "text": None},
+                self.ids.next("suite"),
+                now,
+                now,
+                app=actions,
+            )
+            repo.check_runs.append(run)
+            payload = {"action": "completed", "check_run": O.check_run(self.urls, repo, run, actions)}
+        payload.update(self._envelope(repo, "github-actions[bot]"))
+        self.deliver_event("check_run", payload, repo)
+        return run.id
 
     def rerequest_check_suite(self, repo: Repo, head_sha: str, login: str) -> None:
         payload = {

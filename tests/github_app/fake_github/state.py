@@ -27,6 +27,8 @@ class AppState:
             "pull_requests": "write",
             "issues": "write",
             "checks": "write",
+            "actions": "read",
+            "statuses": "write",
             "metadata": "read",
         }
     )
@@ -84,6 +86,9 @@ class Issue:
     merged_at: float | None = None
     merge_sha: str | None = None
     merged_by_json: dict[str, Any] | None = None
+    mergeable: bool = True  # False: GitHub refuses to merge it (405), as for a conflict
+    requested_reviewers: list[str] = field(default_factory=list)  # logins
+    requested_teams: list[str] = field(default_factory=list)  # team slugs (kept, not rendered)
 
 
 @dataclass
@@ -98,6 +103,20 @@ class CheckRun:
     suite_id: int
     started_at: float | None
     completed_at: float | None
+    app: dict[str, Any] | None = None  # the App that made it (None: ours)
+
+
+@dataclass
+class Artifact:
+    """A GitHub Actions artifact: one zip of files, made by a workflow run."""
+
+    id: int
+    name: str
+    data: bytes  # the zip
+    head_sha: str
+    run_id: int
+    created_at: float = field(default_factory=time.time)
+    expired: bool = False
 
 
 @dataclass
@@ -127,6 +146,7 @@ class Repo:
     check_runs: list[CheckRun] = field(default_factory=list)
     statuses: list[Status] = field(default_factory=list)
     collaborators: dict[str, str] = field(default_factory=dict)  # login -> permission
+    artifacts: list[Artifact] = field(default_factory=list)
     created_at: float = field(default_factory=time.time)
     pushed_at: float = field(default_factory=time.time)
 
