@@ -2,7 +2,7 @@
 """Set up and run pytest-aina on a fresh machine that has nothing but Python 3.11+.
 
     python3 dev.py demo    # the main job: the evolution loop on the committed sample telemetry
-    python3 dev.py test    # the whole test suite (after the lint: layers, ruff)
+    python3 dev.py test    # the whole test suite (after the lint: layers, ruff), on every core
     python3 dev.py lint    # the lint alone
 
 Both create ``.venv`` on first use and install what the project declares: torch pinned to
@@ -87,7 +87,20 @@ def test(args: list[str]) -> int:
     # of the kernels in specs/
     if (rc := lint([])) != 0:
         return rc
-    return sh(PY, "-m", "pytest", "--aina", *args, env=env())
+    return sh(PY, "-m", "pytest", "--aina", *parallel(args), *args, env=env())
+
+
+def parallel(args: list[str]) -> list[str]:
+    """pytest-xdist's options for the whole suite: a worker per core (up to 4), each file
+    whole on one worker (module fixtures such as an evolution run are built once), files in
+    collection order (tests/conftest.py puts the slow modules first). Left out when the
+    arguments choose for themselves (-n, -p no:xdist) or name what to run: a single file
+    or test is quicker without starting workers."""
+    if any(a == "-n" or a.startswith(("-n", "--numprocesses", "--dist")) or a == "no:xdist" for a in args):
+        return []
+    if any(not a.startswith("-") and ("/" in a or a.endswith(".py") or "::" in a) for a in args):
+        return []
+    return ["-n", "auto", "--maxprocesses", "4", "--dist", "loadfile", "--no-loadscope-reorder"]
 
 
 COMMANDS = {"demo": demo, "test": test, "lint": lint}

@@ -5,6 +5,7 @@ pinned with ``@example`` next to the test it broke."""
 
 import os
 
+import pytest
 from hypothesis import settings
 
 settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
@@ -16,3 +17,25 @@ if os.environ.get("CI"):
 from pytest_aina.checking.device import prepare_runtime  # noqa: E402
 
 prepare_runtime()
+
+
+@pytest.fixture(autouse=True)
+def _subprocesses_are_not_xdist_workers(monkeypatch):
+    """Under ``pytest -n`` (``dev.py test`` runs the suite on every core) each worker has
+    PYTEST_XDIST_WORKER set; a pytest a test starts (pytester, the gate, the sandbox's
+    checks) is a session of its own and must not inherit it: pytest-benchmark, for one,
+    switches itself off in what it takes for an xdist worker."""
+    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(name, raising=False)
+
+
+# The suite runs on every core (dev.py test: pytest -n auto --dist loadfile
+# --no-loadscope-reorder): a file goes to one worker whole, files in collection order. The
+# slow modules go first, so that the longest runs (the end-to-end evolutions, minutes each)
+# start at once beside each other and the short files fill in around them, instead of one
+# of them starting last and running alone.
+def pytest_collection_modifyitems(config, items):
+    slow_modules = {
+        item.module.__name__ for item in items if item.get_closest_marker("slow") and hasattr(item, "module")
+    }
+    items.sort(key=lambda item: getattr(getattr(item, "module", None), "__name__", None) not in slow_modules)

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
+
 from pytest_aina import devices
 from pytest_aina.checking.cases import call, make_inputs
 from pytest_aina.checking.checks import CaseFailure
@@ -98,6 +100,13 @@ def run(
     else:
         rounds = rounds or 5
         warmup = 1
+    if benchmark.disabled:
+        # pytest-benchmark switches itself off under xdist (and --benchmark-disable): one
+        # round would be timed while other workers load the machine, a figure worth nothing
+        pytest.skip(
+            "pytest-benchmark is disabled in this session (xdist workers or --benchmark-disable): "
+            "benchmarks need a pytest process of their own; run them without -n"
+        )
     benchmark.group = f"{spec.name} {bcase.label()}"
     info = {
         "spec": spec.name,

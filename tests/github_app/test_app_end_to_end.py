@@ -4,8 +4,8 @@ GitHub fake with its body, labels and files; the same hypothesis again → no se
 no second PR, and the PR updated in place when asked.
 
 The repository on the fake holds this project's own kernels, specs and dispatch tables,
-with one change: its launch heuristic is made deliberately poor (one row per program, a
-looped 512-wide block), so the meta-parameter search has a real, large improvement to
+with one change: its launch heuristic is made deliberately poor (a looped 512-wide
+block), so the meta-parameter search has a real, large improvement to
 find within a budget a test can afford. The telemetry is the committed sample day.
 
 Slow (an evolution run is a minute or more on this 2-core machine): ``-m "not slow"``
@@ -29,9 +29,15 @@ REPO = "octo-org/kernels"
 
 POOR_HEURISTIC = """
 
+_tuned_default_config = default_config
+
+
 def default_config(rows, element_size, *, interpreted, looped_block=4096):
-    \"\"\"A deliberately poor heuristic (test fixture): one row per program, looped 512 wide.\"\"\"
-    return {"BLOCK_N": 512, "ROWS_PER_PROGRAM": 1, "num_warps": 1, "num_stages": 1}
+    \"\"\"A deliberately poor heuristic (test fixture): looped 512 wide. Rows per program stay
+    as tuned: one row per program multiplies the interpreter's programs until the baseline's
+    spec checks outrun the sandbox's checks limit, and nothing can be compared with it.\"\"\"
+    cfg = _tuned_default_config(rows, element_size, interpreted=interpreted, looped_block=looped_block)
+    return cfg | {"BLOCK_N": 512, "num_warps": 1, "num_stages": 1}
 """
 
 
