@@ -20,13 +20,19 @@ prepare_runtime()
 
 
 @pytest.fixture(autouse=True)
-def _subprocesses_are_not_xdist_workers(monkeypatch):
+def _subprocesses_are_not_xdist_workers():
     """Under ``pytest -n`` (``dev.py test`` runs the suite on every core) each worker has
     PYTEST_XDIST_WORKER set; a pytest a test starts (pytester, the gate, the sandbox's
     checks) is a session of its own and must not inherit it: pytest-benchmark, for one,
-    switches itself off in what it takes for an xdist worker."""
-    for name in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
-        monkeypatch.delenv(name, raising=False)
+    switches itself off in what it takes for an xdist worker. (Not through ``monkeypatch``:
+    an autouse fixture here that requests it would make every test's monkeypatch undo its
+    changes last, after the teardown of the fixtures that rely on them being undone.)"""
+    saved = {name: os.environ.pop(name) for name in _XDIST_VARIABLES if name in os.environ}
+    yield
+    os.environ.update(saved)
+
+
+_XDIST_VARIABLES = ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID")
 
 
 # The suite runs on every core (dev.py test: pytest -n auto --dist loadfile
