@@ -253,7 +253,10 @@ def _merged(
     name, number = p["repository"], p["number"]
     by = (decision or {}).get("by") or (by if decision is None else None) or "aina"
     reason = (decision or {}).get("reason") or "merged"
-    ctx.store.close_pull(name, number, "merged", by)
+    if not ctx.store.close_pull(name, number, "merged", by) and (decision or {}).get("by"):
+        # GitHub's closed event got there first (a worker killed after the merge): it names
+        # the App, which pressed the button; the merge was this person's command
+        ctx.store.attribute_merge(name, number, by)
     _record(ctx, "merged", head, reason)
     if decision is not None:
         pulls.comment_once(repo, number, f"Merged {head[:12]}: {reason}.")

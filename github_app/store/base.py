@@ -247,6 +247,12 @@ class Store(abc.ABC):
         """Record a bot PR's outcome (merged, closed, superseded, ...); False if unknown."""
 
     @abc.abstractmethod
+    def attribute_merge(self, repository: str, number: int, by: str) -> bool:
+        """Record ``by`` as who merged a merged PR, whoever recorded the merge first: the
+        App's merge job knows the person whose ``/aina merge`` it carried out, GitHub's
+        closed event only the App that pressed the button. False if not merged."""
+
+    @abc.abstractmethod
     def start_run(self, repository: str, hypothesis_id: str, job_id: int) -> int: ...
 
     @abc.abstractmethod

@@ -369,6 +369,13 @@ class PostgresStore(SqlReads, Store):
             > 0
         )
 
+    def attribute_merge(self, repository, number, by):
+        changed, _ = self._write(
+            "UPDATE pulls SET closed_by = %s WHERE repository = %s AND number = %s AND outcome = 'merged'",
+            (by, repository, number),
+        )
+        return changed > 0
+
     def start_run(self, repository, hypothesis_id, job_id):
         return self._write(
             f"INSERT INTO runs (repository, hypothesis_id, job_id, started_at)"

@@ -371,6 +371,14 @@ class SQLiteStore(SqlReads, Store):
             )
         return cur.rowcount > 0
 
+    def attribute_merge(self, repository, number, by):
+        with self._tx() as con:
+            cur = con.execute(
+                "UPDATE pulls SET closed_by = ? WHERE repository = ? AND number = ? AND outcome = 'merged'",
+                (by, repository, number),
+            )
+        return cur.rowcount > 0
+
     def start_run(self, repository, hypothesis_id, job_id):
         with self._tx() as con:
             return con.execute(

@@ -213,6 +213,8 @@ def test_one_open_pull_per_hypothesis(store):
     assert store.close_pull(REPO, 7, "closed", "maintainer") is True
     assert store.close_pull(REPO, 7, "closed", "maintainer") is False, "closed twice"
     assert store.close_pull(REPO, 99, "merged") is False, "unknown PR"
+    # who merged: recorded over the closed event's account, for merged PRs only
+    assert store.attribute_merge(REPO, 7, "someone") is False, "closed, not merged"
     assert store.open_pull(REPO, "h1") is None
     closed = store.pull(REPO, 7)
     assert (closed["state"], closed["outcome"], closed["closed_by"]) == ("closed", "closed", "maintainer")
@@ -225,7 +227,9 @@ def test_pulls_are_listed_newest_first_by_state(store):
     for n, hyp in [(1, "a"), (2, "b"), (3, "c")]:
         store.save_pull(REPO, hyp, n, f"aina/k/{hyp}", head_sha=f"s{n}", title=hyp, kernel=None, change={})
         time.sleep(0.01)
-    store.close_pull(REPO, 2, "merged")
+    store.close_pull(REPO, 2, "merged", "app[bot]")
+    assert store.attribute_merge(REPO, 2, "maintainer") is True
+    assert (store.pull(REPO, 2)["outcome"], store.pull(REPO, 2)["closed_by"]) == ("merged", "maintainer")
     assert [p["number"] for p in store.pulls(REPO)] == [2, 3, 1]
     assert [p["number"] for p in store.pulls(REPO, state="open")] == [3, 1]
     assert [p["number"] for p in store.pulls(REPO, limit=1)] == [2]
