@@ -7,6 +7,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import os
 import re
 import signal
 import subprocess
@@ -15,9 +16,12 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import requests
 from werkzeug.serving import make_server
+
+from github_app.store import JobSpec
 
 WEBHOOK_SECRET = "webhook-secret-for-tests"
 APP_ID = 4242
@@ -251,3 +255,66 @@ def serve_gunicorn(env: dict[str, str], *, workers: int = 1, threads: int = 4, a
             if proc.poll() is None:
                 proc.kill()
             proc.stdout.close()
+
+
+def publish(app, inst, change: dict, repository: str = "octo-org/kernels") -> None:
+    """Queue the App's publish job for ``change`` and run the queue dry."""
+    # made on the baseline the App knows (the commit its PR will sit on, unless main moved)
+    change = based_on(change, app.services.store.repository(repository)["baseline_sha"])
+    app.services.store.enqueue(
+        [
+            JobSpec(
+                "publish",
+                {"repository": repository, "installation_id": inst.id, "change": change},
+                key=f"publish:{repository}:{change['hypothesis_id']}",
+                repository=repository,
+            )
+        ]
+    )
+    drain(app.services)
+
+
+def start_worker(fake, app, key_file: Path, log: Path) -> subprocess.Popen:
+    """``python -m github_app serve --worker-only`` on the App's database, configured from
+    the environment as a deployment would be."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AINA_")}
+    env.update(
+        {
+            "AINA_APP_ID": str(APP_ID),
+            "AINA_PRIVATE_KEY": str(key_file),
+            "AINA_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "AINA_GITHUB_API_URL": fake.api_url,
+            "AINA_DATABASE": app.services.config["DATABASE"],
+            "AINA_JOB_LEASE_SECONDS": "1.5",
+            "AINA_WORKER_POLL_SECONDS": "0.05",
+            "AINA_HTTP_BACKOFF_SECONDS": "0.01",
+            "AINA_RETRY_BASE_SECONDS": "0.05",
+        }
+    )
+    with log.open("w") as out:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "github_app",
+                "serve",
+                "--worker-only",
+                "--threads",
+                "1",
+                "--evolution-threads",
+                "0",
+            ],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def wait_until(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")

@@ -5,62 +5,12 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
-from app_helpers import APP_ID, WEBHOOK_SECRET, drain, make_change
+from app_helpers import drain, make_change, start_worker, wait_until
 
 from github_app.store import JobSpec
 
 REPO = "octo-org/kernels"
-
-
-def start_worker(fake, app, key_file: Path, log: Path) -> subprocess.Popen:
-    """``python -m github_app serve --worker-only`` on the App's database, configured from
-    the environment as a deployment would be."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AINA_")}
-    env.update(
-        {
-            "AINA_APP_ID": str(APP_ID),
-            "AINA_PRIVATE_KEY": str(key_file),
-            "AINA_WEBHOOK_SECRET": WEBHOOK_SECRET,
-            "AINA_GITHUB_API_URL": fake.api_url,
-            "AINA_DATABASE": app.services.config["DATABASE"],
-            "AINA_JOB_LEASE_SECONDS": "1.5",
-            "AINA_WORKER_POLL_SECONDS": "0.05",
-            "AINA_HTTP_BACKOFF_SECONDS": "0.01",
-            "AINA_RETRY_BASE_SECONDS": "0.05",
-        }
-    )
-    with log.open("w") as out:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "github_app",
-                "serve",
-                "--worker-only",
-                "--threads",
-                "1",
-                "--evolution-threads",
-                "0",
-            ],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-
-
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_a_worker_killed_mid_job_finishes_the_job_exactly_once(fake, app, onboarded, app_key, tmp_path):

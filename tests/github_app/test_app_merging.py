@@ -8,30 +8,13 @@ from __future__ import annotations
 import os
 import signal
 
-from app_helpers import based_on, drain, make_change
-from test_app_crash import start_worker, wait_until
+from app_helpers import drain, make_change, publish, start_worker, wait_until
 
 from github_app.github import merges
 from github_app.jobs.merging import merge_state
-from github_app.store import JobSpec
 
 REPO = "octo-org/kernels"
 AUTOMERGE_LOW = "automerge:\n  risk: [low]\n  min_age_hours: 0.002\nreviewers: [maintainer]\n"  # soak: 7.2 s
-
-
-def publish(app, inst, change: dict) -> None:
-    change = based_on(change, app.services.store.repository(REPO)["baseline_sha"])
-    app.services.store.enqueue(
-        [
-            JobSpec(
-                "publish",
-                {"repository": REPO, "installation_id": inst.id, "change": change},
-                key=f"publish:{REPO}:{change['hypothesis_id']}",
-                repository=REPO,
-            )
-        ]
-    )
-    drain(app.services)
 
 
 def verdict(head: str, status: str = "pass", risk: str = "low") -> dict:

@@ -6,27 +6,11 @@ from __future__ import annotations
 import hashlib
 import json
 
-from app_helpers import based_on, drain, make_change
+from app_helpers import drain, make_change, publish
 
 from github_app.store import JobSpec
 
 REPO = "octo-org/kernels"
-
-
-def publish(app, inst, change: dict) -> None:
-    # made on the baseline the App knows (the commit its PR will sit on, unless main moved)
-    change = based_on(change, app.services.store.repository(REPO)["baseline_sha"])
-    app.services.store.enqueue(
-        [
-            JobSpec(
-                "publish",
-                {"repository": REPO, "installation_id": inst.id, "change": change},
-                key=f"publish:{REPO}:{change['hypothesis_id']}",
-                repository=REPO,
-            )
-        ]
-    )
-    drain(app.services)
 
 
 def bot_pulls(repo, state: str | None = None):

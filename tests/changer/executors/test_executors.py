@@ -211,22 +211,13 @@ def test_help_and_the_local_path_do_not_import_ray():
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
-def test_evolve_with_ray_and_no_address_is_a_usage_error(tmp_path):
+def _evolve_on_ray(tmp_path, *options: str) -> subprocess.CompletedProcess:
+    """``aina evolve --executor ray OPTIONS`` on the sample day, RAY_ADDRESS unset."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONPATH": str(ROOT)}
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest_aina.cli",
-            "evolve",
-            "--telemetry",
-            str(ROOT / "telemetry" / "sample-fleet-day.jsonl"),
-            "--repo",
-            str(ROOT),
-            "--executor",
-            "ray",
-            "--no-forge",
-        ],
+    telemetry = str(ROOT / "telemetry" / "sample-fleet-day.jsonl")
+    return subprocess.run(
+        [sys.executable, "-m", "pytest_aina.cli", "evolve", "--telemetry", telemetry, "--repo", str(ROOT)]
+        + ["--executor", "ray", *options, "--no-forge"],
         check=False,
         capture_output=True,
         text=True,
@@ -234,6 +225,10 @@ def test_evolve_with_ray_and_no_address_is_a_usage_error(tmp_path):
         env=env,
         cwd=tmp_path,
     )
+
+
+def test_evolve_with_ray_and_no_address_is_a_usage_error(tmp_path):
+    out = _evolve_on_ray(tmp_path)
     assert out.returncode == 2, out.stderr[-2000:]
     assert "aina evolve: executor 'ray' needs the cluster's address" in out.stderr
     assert "--ray-address HOST:PORT" in out.stderr
@@ -245,30 +240,7 @@ def test_evolve_with_an_unreachable_head_is_a_usage_error_in_seconds(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONPATH": str(ROOT)}
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest_aina.cli",
-            "evolve",
-            "--telemetry",
-            str(ROOT / "telemetry" / "sample-fleet-day.jsonl"),
-            "--repo",
-            str(ROOT),
-            "--executor",
-            "ray",
-            "--ray-address",
-            f"127.0.0.1:{port}",
-            "--no-forge",
-        ],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-        cwd=tmp_path,
-    )
+    out = _evolve_on_ray(tmp_path, "--ray-address", f"127.0.0.1:{port}")
     assert out.returncode == 2, out.stderr[-2000:]
     assert f"aina evolve: cannot reach the Ray cluster's head at 127.0.0.1:{port}" in out.stderr
 
