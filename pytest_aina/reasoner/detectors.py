@@ -42,6 +42,9 @@ class ReasonerConfig:
     # kernel is not called "far from the limit" for time only fusion could remove.
     launch_floor_s: float = 2e-6
     retire_idle_s: float = 6 * 3600  # retire: no call for this long (half the span if shorter)
+    # Fewer calls than this in a shape domain over the telemetry say nothing about it (left
+    # alone as few_calls): a handful of calls is noise next to the millions a hot domain has.
+    min_calls: int = 100
     top_groups: int = 5  # rows of evidence per hypothesis
     top_refs: int = 10  # window references per hypothesis
 

@@ -12,6 +12,7 @@ App's job queue, ``aina reason --json``, the attestation of a change) in its JSO
      "title": "...",                        # one line for a person
      "expected_gain": 1234.5,               # GPU-seconds saved per day if the hypothesis holds
      "expected_gain_unit": "gpu_s_per_day",
+     "expected_gain_share": 0.012,          # the gain over the fleet's GPU time in the telemetry (optional)
      "gain_basis": "...",                   # how the gain was estimated
      "evidence": {...}}                     # the numbers and the windows they came from
 
@@ -40,7 +41,17 @@ GAIN_UNIT = "gpu_s_per_day"
 
 _REQUIRED = ("id", "kind", "kernel")
 _KNOWN = frozenset(
-    _REQUIRED + ("variant", "domain", "title", "expected_gain", "expected_gain_unit", "gain_basis", "evidence")
+    _REQUIRED
+    + (
+        "variant",
+        "domain",
+        "title",
+        "expected_gain",
+        "expected_gain_unit",
+        "expected_gain_share",
+        "gain_basis",
+        "evidence",
+    )
 )
 
 
@@ -60,6 +71,9 @@ class Hypothesis:
     variant: str | None = None
     #: The id another reasoner gave it; ours is derived (:func:`hypothesis_id`) and left None.
     external_id: str | None = None
+    #: ``expected_gain`` over the fleet's GPU time per day in the telemetry it came from, so a
+    #: gain reads in one unit with its weight beside it; None when not known (another reasoner's).
+    gain_share: float | None = field(default=None, compare=False)
 
     @property
     def id(self) -> str:
@@ -80,6 +94,7 @@ class Hypothesis:
             "title": self.title,
             "expected_gain": round(self.expected_gain, 3),
             "expected_gain_unit": GAIN_UNIT,
+            **({} if self.gain_share is None else {"expected_gain_share": round(self.gain_share, 6)}),
             "gain_basis": self.gain_basis,
             "evidence": self.evidence,
         }
@@ -116,6 +131,11 @@ class Hypothesis:
             raise HypothesisError(
                 f"hypothesis {hid!r}: expected_gain_unit must be {GAIN_UNIT!r}, got {data['expected_gain_unit']!r}"
             )
+        share = data.get("expected_gain_share")
+        if share is not None and (isinstance(share, bool) or not isinstance(share, (int, float)) or share < 0):
+            raise HypothesisError(
+                f"hypothesis {hid!r}: expected_gain_share must be a non-negative number or null, got {share!r}"
+            )
         variant = data.get("variant")
         if variant is not None and not isinstance(variant, str):
             raise HypothesisError(f"hypothesis {hid!r}: variant must be text or null, got {variant!r}")
@@ -128,6 +148,7 @@ class Hypothesis:
             gain_basis=data.get("gain_basis", ""),
             evidence=data.get("evidence", {}),
             variant=variant,
+            gain_share=None if share is None else float(share),
         )
         return h if h.id == hid else replace(h, external_id=hid)
 
