@@ -423,6 +423,7 @@ def rollback(
                 how = (
                     f"mean latency at the evidence's own shape {dict(ev_dims)}: {prod:.4g} s vs {ev['latency_s']:.4g} s"
                 )
+                measured = {"method": "same_shape", "dims": dict(ev_dims), "latency_s": prod, "calls": calls}
             elif spec is not None and spec.bytes_expr and ev_dims:
                 dtype = ev.get("dtype") or mine[0][0][3]
                 ev_bw = spec.bytes_for(dict(ev_dims), dtype) / ev["latency_s"]
@@ -433,6 +434,12 @@ def rollback(
                     f"achieved bandwidth over its production shapes {prod_bw / 1e9:.4g} GB/s vs "
                     f"{ev_bw / 1e9:.4g} GB/s in the evidence"
                 )
+                measured = {
+                    "method": "bandwidth",
+                    "achieved_bytes_per_s": prod_bw,
+                    "claimed_bytes_per_s": ev_bw,
+                    "calls": sum(g.calls for _, g in mine),
+                }
             else:
                 continue
             if ratio <= 1 + cfg.rollback_tolerance:
@@ -473,6 +480,11 @@ def rollback(
                     evidence={
                         "slowdown": round(ratio, 4),
                         "comparison": how,
+                        # what a revert needs to show claimed vs measured: the claim as the table
+                        # holds it (its pr and commit when the change recorded them) and production
+                        "claimed": {k: ev[k] for k in ("latency_s", "dims", "dtype", "device", "pr", "commit") if k in ev},
+                        "measured": measured
+                        | {"from": format_time(min(g.first for _, g in mine)), "to": format_time(profile.t1)},
                         "merged_evidence": ev,
                         "variant_domain": v.domain(),
                         "gpu_s_per_day": round(time_s * profile.per_day, 3),
@@ -485,6 +497,15 @@ def rollback(
                 )
             )
     return out
+
+
+def _kernel_refs_since(profile: Profile, kernel: str, since: float, n: int) -> dict:
+    merged = Agg()
+    for gkey, g in profile.groups.items():
+        if gkey[0] == kernel and g.last > since:
+            merged.merge(g)
+    refs = merged.top_refs(n, since=since)
+    return {"count": sum(1 for tr in merged.refs if tr[2] >= since), "refs": refs}
 
 
 def retire(profile: Profile, tables: dict, cfg: ReasonerConfig) -> list[Hypothesis]:
@@ -521,6 +542,12 @@ def retire(profile: Profile, tables: dict, cfg: ReasonerConfig) -> list[Hypothes
                     evidence={
                         "last_call": last,
                         "idle_s": round(idle),
+                        # the stretch the variant was silent in, and the kernel's windows in it that
+                        # show the kernel ran meanwhile (what a retire PR cites)
+                        "idle_from": format_time(cutoff),
+                        "idle_to": format_time(profile.t1),
+                        "telemetry_from": format_time(profile.t0),
+                        "kernel_windows_while_idle": _kernel_refs_since(profile, kernel, cutoff, cfg.top_refs),
                         "calls_before": agg.calls if agg else 0,
                         "kernel_gpu_s_while_idle": round(recent, 6),
                         "variant_domain": v.domain(),

@@ -84,6 +84,13 @@ class Hypothesis:
         """Whether the Changer can act on it (see :data:`ACTIONABLE`)."""
         return self.kind in ACTIONABLE
 
+    @property
+    def members(self) -> list[Hypothesis]:
+        """The detectors' hypotheses this one was merged from (``evidence.merged``, see
+        :mod:`pytest_aina.reasoner.merge`), else just itself."""
+        merged = self.evidence.get("merged")
+        return [Hypothesis.from_json(m) for m in merged] if isinstance(merged, list) and merged else [self]
+
     def to_json(self) -> dict:
         return {
             "id": self.id,

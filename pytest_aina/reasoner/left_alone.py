@@ -226,7 +226,7 @@ def _kernel_efficiency(rows: list[dict]) -> float | None:
 
 def _summary(reason: str, rows: list[dict], kernel_per_day: float, cfg: ReasonerConfig) -> str:
     t = sum(r["gpu_s_per_day"] for r in rows)
-    head = f"{reason} {t / kernel_per_day:.0%}: {len(rows)} domain(s)"
+    head = f"{reason}: {t / kernel_per_day:.0%} of its time in {len(rows)} domain(s)"
     effs = [r["efficiency"] for r in rows if "efficiency" in r]
     at = f" at {min(effs):.0%}-{max(effs):.0%} of their roofline" if effs else ""
     if reason == "at_limit":

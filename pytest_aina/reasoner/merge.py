@@ -15,7 +15,8 @@ same dtype and arch, or either not stated) are merged, transitively:
 * domain: the smallest box holding every member's domain;
 * gain: the largest member's estimate, not their sum: they estimate the same saving;
 * evidence: the leading member's, its ``groups`` (the hot shapes the Changer reads) joined
-  with the others', and ``merged``: each member's id, kind, title, gain, basis and windows.
+  with the others', and ``merged``: every member whole, in its JSON form
+  (:attr:`Hypothesis.members <pytest_aina.reasoner.hypothesis.Hypothesis.members>`).
 
 ``rollback`` and ``retire`` are about one variant each and are never merged.
 """
@@ -110,18 +111,8 @@ def _merge(cluster: list[Hypothesis], top_groups: int) -> Hypothesis:
         ev["groups"] = sorted(rows, key=lambda r: (-(r.get("gpu_s") or 0.0), repr(r.get("dims"))))[
             : max(top_groups, len(lead.evidence.get("groups") or []))
         ]
-    ev["merged"] = [
-        {
-            "id": h.id,
-            "kind": h.kind,
-            "domain": h.domain,
-            "title": h.title,
-            "expected_gain": round(h.expected_gain, 3),
-            "gain_basis": h.gain_basis,
-            "windows": h.evidence.get("windows"),
-        }
-        for h in cluster
-    ]
+    # each member whole, in its JSON form: Hypothesis.members reads them back
+    ev["merged"] = [h.to_json() for h in cluster]
     others = ", ".join(sorted({h.kind for h in cluster[1:]}, key=KINDS.index))
     return replace(
         lead,

@@ -36,7 +36,7 @@ class Agg:
     windows: int = 0
     first: float = math.inf
     last: float = -math.inf
-    refs: list = field(default_factory=list)  # (time_s, ref) of each window
+    refs: list = field(default_factory=list)  # (time_s, ref, start) of each window
 
     def add(self, w: Window) -> None:
         self.calls += w.calls
@@ -46,7 +46,7 @@ class Agg:
             self.first = w.start
         if w.end > self.last:
             self.last = w.end
-        self.refs.append((w.time_s, w.ref))
+        self.refs.append((w.time_s, w.ref, w.start))
 
     def merge(self, other: Agg) -> None:
         self.calls += other.calls
@@ -60,9 +60,11 @@ class Agg:
     def mean_s(self) -> float:
         return self.time_s / self.calls if self.calls else 0.0
 
-    def top_refs(self, n: int = 10) -> list[str]:
-        """The windows that carry most of the time, most first (ties by ref, for determinism)."""
-        return [r for _, r in sorted(self.refs, key=lambda tr: (-tr[0], tr[1]))[:n]]
+    def top_refs(self, n: int = 10, *, since: float = -math.inf) -> list[str]:
+        """The windows that carry most of the time, most first (ties by ref, for determinism);
+        only those starting at ``since`` or later when it is given."""
+        kept = [tr for tr in self.refs if tr[2] >= since]
+        return [tr[1] for tr in sorted(kept, key=lambda tr: (-tr[0], tr[1]))[:n]]
 
 
 GroupKey = tuple  # (kernel, variant, dims, dtype, device, arch)

@@ -7,12 +7,9 @@ from pytest_aina.telemetry.window import format_time
 
 
 def _h(seconds: float) -> str:
-    """GPU time per day, in the unit that reads best."""
-    if seconds >= 3600:
-        return f"{seconds / 3600:.1f} GPU-h/day"
-    if seconds >= 60:
-        return f"{seconds / 60:.1f} GPU-min/day"
-    return f"{seconds:.1f} GPU-s/day"
+    """GPU time per day, always in GPU-seconds per day (the unit of every gain, so figures
+    compare at a glance, and the same as the JSON's ``gpu_s_per_day``)."""
+    return f"{seconds:,.0f} GPU-s/day" if seconds >= 10 else f"{seconds:.1f} GPU-s/day"
 
 
 def _domain(d: dict) -> str:
@@ -59,13 +56,30 @@ def render(report: Report, source: str, *, max_issues: int = 20) -> str:
     out.append("")
     if report.hypotheses:
         out.append(f"hypotheses, most valuable first ({len(report.hypotheses)}):")
-        out.append(f"  {'#':>2}  {'kind':<18} {'kernel':<12} {'expected gain':>18}  {'domain':<40} id")
+        out.append(
+            f"  {'#':>2}  {'kind':<18} {'kernel':<12} {'expected gain':>18} {'of fleet':>8}  {'domain':<40} id"
+        )
         for n, h in enumerate(report.hypotheses, 1):
             domain = _domain(h.domain) + (f" [{h.variant}]" if h.variant else "")
-            out.append(f"  {n:>2}  {h.kind:<18} {h.kernel:<12} {_h(h.expected_gain):>18}  {domain:<40} {h.id}")
+            share = "" if h.gain_share is None else f"{h.gain_share:.2%}"
+            out.append(
+                f"  {n:>2}  {h.kind:<18} {h.kernel:<12} {_h(h.expected_gain):>18} {share:>8}  {domain:<40} {h.id}"
+            )
             out.append(f"      {h.title}")
+            merged = h.evidence.get("merged") or []
+            if merged:
+                out.append(
+                    "      merged: "
+                    + ", ".join(f"{m['kind']} {_h(m['expected_gain'])} ({m['id']})" for m in merged)
+                )
     else:
         out.append("no hypotheses: nothing in this telemetry crosses a threshold")
+    if report.left_alone:
+        out.append("")
+        out.append(f"hot kernels left alone, and why ({len(report.left_alone)}):")
+        for x in report.left_alone:
+            out.append(f"  {x.kernel:<24} {x.share:>7.1%} {_h(x.gpu_s_per_day):>16}   {x.reason}")
+            out.append(f"      {x.detail}")
     notes = list(report.notes)
     if notes:
         out.append("")
