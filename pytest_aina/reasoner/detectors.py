@@ -181,7 +181,7 @@ def far_from_limit(profile: Profile, rooflines: _Rooflines, cfg: ReasonerConfig)
     out = []
     for kernel, kagg in sorted(profile.kernels.items()):
         share = profile.share(kagg.time_s)
-        if share < cfg.min_kernel_share:
+        if share < cfg.min_kernel_share or kagg.calls < cfg.min_calls:
             continue
         rows, weighted, covered, gain_by_domain = [], 0.0, 0.0, {}
         for gkey, g in profile.groups.items():
@@ -243,7 +243,7 @@ def hot_unspecialised(profile: Profile, rooflines: _Rooflines, tables: dict, cfg
     out = []
     for _dkey, d in sorted(profile.domains.items(), key=lambda kv: repr(kv[0])):
         share = profile.share(d.agg.time_s)
-        if share < cfg.min_domain_share:
+        if share < cfg.min_domain_share or d.agg.calls < cfg.min_calls:
             continue
         generic_t = d.by_variant.get("generic", 0.0)
         if generic_t < cfg.generic_share * d.agg.time_s:
