@@ -15,7 +15,7 @@ same dtype and arch, or either not stated) are merged, transitively:
 * domain: the smallest box holding every member's domain;
 * gain: the largest member's estimate, not their sum: they estimate the same saving;
 * evidence: the leading member's, its ``groups`` (the hot shapes the Changer reads) joined
-  with the others', and ``merged``: every member whole, in its JSON form
+  with the others' and kept to the merged domain, the most GPU time first, and ``merged``: every member whole, in its JSON form
   (:attr:`Hypothesis.members <pytest_aina.reasoner.hypothesis.Hypothesis.members>`).
 
 ``rollback`` and ``retire`` are about one variant each and are never merged.
@@ -55,6 +55,16 @@ def hull(domains: list[dict]) -> dict:
         values = {d.get(key) for d in domains}
         out[key] = values.pop() if len(values) == 1 else None
     return out
+
+
+def _inside(row: dict, domain: dict) -> bool:
+    """Whether an evidence row (one telemetry group: dims, dtype, arch) lies in ``domain``."""
+    point = {
+        "dims": {k: [v, v] for k, v in (row.get("dims") or {}).items()},
+        "dtype": row.get("dtype"),
+        "arch": row.get("arch"),
+    }
+    return overlaps(point, domain)
 
 
 def merge_overlapping(hypotheses: list[Hypothesis], *, top_groups: int = 5) -> list[Hypothesis]:
@@ -107,6 +117,9 @@ def _merge(cluster: list[Hypothesis], top_groups: int) -> Hypothesis:
             if key not in seen:
                 seen.add(key)
                 rows.append(row)
+    # only shapes inside the merged domain: the Changer times the first row (a far_from_limit
+    # member lists the whole kernel's shapes)
+    rows = [r for r in rows if _inside(r, domain)]
     if rows:
         ev["groups"] = sorted(rows, key=lambda r: (-(r.get("gpu_s") or 0.0), repr(r.get("dims"))))[
             : max(top_groups, len(lead.evidence.get("groups") or []))
