@@ -482,7 +482,9 @@ def rollback(
                         "comparison": how,
                         # what a revert needs to show claimed vs measured: the claim as the table
                         # holds it (its pr and commit when the change recorded them) and production
-                        "claimed": {k: ev[k] for k in ("latency_s", "dims", "dtype", "device", "pr", "commit") if k in ev},
+                        "claimed": {
+                            k: ev[k] for k in ("latency_s", "dims", "dtype", "device", "pr", "commit") if k in ev
+                        },
                         "measured": measured
                         | {"from": format_time(min(g.first for _, g in mine)), "to": format_time(profile.t1)},
                         "merged_evidence": ev,

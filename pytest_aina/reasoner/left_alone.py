@@ -124,8 +124,7 @@ def explain(
         eff = _kernel_efficiency(rows)
         if eff is not None:
             parts.append(
-                f"time-weighted it runs at {eff:.0%} of its roofline "
-                f"(far_from_limit needs under {cfg.far_below:.0%})"
+                f"time-weighted it runs at {eff:.0%} of its roofline (far_from_limit needs under {cfg.far_below:.0%})"
             )
         out.append(LeftAlone(kernel, order[0], "; ".join(parts), share, kagg.time_s * per_day, rows))
     return sorted(out, key=lambda x: (-x.gpu_s_per_day, x.kernel))
@@ -240,5 +239,5 @@ def _summary(reason: str, rows: list[dict], kernel_per_day: float, cfg: Reasoner
             + (f"; {gain:,.0f} GPU-s/day to gain at {cfg.target_efficiency:.0%} across them" if gain else "")
         )
     if reason in ("specialised", "variant_not_deployed"):
-        return f"{head}: " + "; ".join(sorted({r['note'] for r in rows}))
+        return f"{head}: " + "; ".join(sorted({r["note"] for r in rows}))
     return f"{head}: {rows[0]['note']}"

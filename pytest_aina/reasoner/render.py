@@ -56,9 +56,7 @@ def render(report: Report, source: str, *, max_issues: int = 20) -> str:
     out.append("")
     if report.hypotheses:
         out.append(f"hypotheses, most valuable first ({len(report.hypotheses)}):")
-        out.append(
-            f"  {'#':>2}  {'kind':<18} {'kernel':<12} {'expected gain':>18} {'of fleet':>8}  {'domain':<40} id"
-        )
+        out.append(f"  {'#':>2}  {'kind':<18} {'kernel':<12} {'expected gain':>18} {'of fleet':>8}  {'domain':<40} id")
         for n, h in enumerate(report.hypotheses, 1):
             domain = _domain(h.domain) + (f" [{h.variant}]" if h.variant else "")
             share = "" if h.gain_share is None else f"{h.gain_share:.2%}"
@@ -69,8 +67,7 @@ def render(report: Report, source: str, *, max_issues: int = 20) -> str:
             merged = h.evidence.get("merged") or []
             if merged:
                 out.append(
-                    "      merged: "
-                    + ", ".join(f"{m['kind']} {_h(m['expected_gain'])} ({m['id']})" for m in merged)
+                    "      merged: " + ", ".join(f"{m['kind']} {_h(m['expected_gain'])} ({m['id']})" for m in merged)
                 )
     else:
         out.append("no hypotheses: nothing in this telemetry crosses a threshold")

@@ -84,9 +84,7 @@ def reason(
                 f"telemetry names variant {variant!r} of {kernel}, which is not in its dispatch table "
                 "(an older or newer deployment?)"
             )
-    return Report(
-        rank(found), profile, list(issues or []) + refused, notes, windows_read=len(windows), left_alone=left
-    )
+    return Report(rank(found), profile, list(issues or []) + refused, notes, windows_read=len(windows), left_alone=left)
 
 
 def reason_about_file(

@@ -13,8 +13,8 @@ import pytest
 from pytest_aina.cli import main
 from pytest_aina.reasoner import Hypothesis, hypothesis_id
 from pytest_aina.reasoner.merge import hull, overlaps
-from pytest_aina.telemetry.wire import encode_line
 from pytest_aina.telemetry.window import parse_time
+from pytest_aina.telemetry.wire import encode_line
 
 ROOT = Path(__file__).resolve().parents[2]
 DECODE = (("M", 16), ("N", 4096))
