@@ -394,6 +394,51 @@ def _variant_domain(v) -> dict:
     }
 
 
+def compare_with_evidence(profile: Profile, kernel: str, v, spec: Spec | None, devices: DeviceTable | None):
+    """Production against the evidence variant ``v`` was merged with: (slowdown, the comparison
+    in words, the measured figures, the variant's (group key, agg) pairs it covers), or None
+    when they cannot be compared (no evidence, no calls on the evidence's device and dtype, or
+    neither its shape in production nor a bytes model to compare bandwidth with)."""
+    ev = v.evidence or {}
+    if v.is_generic or "latency_s" not in ev:
+        return None
+    mine = [
+        (gk, g)
+        for gk, g in profile.groups.items()
+        if gk[0] == kernel
+        and gk[1] == v.name
+        and ("dtype" not in ev or gk[3] == ev["dtype"])
+        and ("device" not in ev or _same_device(gk[4], ev["device"], devices))
+    ]
+    if not mine:
+        return None
+    ev_dims = tuple(sorted((ev.get("dims") or {}).items()))
+    exact = [(gk, g) for gk, g in mine if tuple(sorted(gk[2])) == ev_dims]
+    if exact:
+        calls = sum(g.calls for _, g in exact)
+        prod = sum(g.time_s for _, g in exact) / calls
+        how = f"mean latency at the evidence's own shape {dict(ev_dims)}: {prod:.4g} s vs {ev['latency_s']:.4g} s"
+        measured = {"method": "same_shape", "dims": dict(ev_dims), "latency_s": prod, "calls": calls}
+        return prod / ev["latency_s"], how, measured, mine
+    if spec is not None and spec.bytes_expr and ev_dims:
+        dtype = ev.get("dtype") or mine[0][0][3]
+        ev_bw = spec.bytes_for(dict(ev_dims), dtype) / ev["latency_s"]
+        moved = sum(spec.bytes_for(dict(gk[2]), gk[3]) * g.calls for gk, g in mine)
+        prod_bw = moved / sum(g.time_s for _, g in mine)
+        how = (
+            f"achieved bandwidth over its production shapes {prod_bw / 1e9:.4g} GB/s vs "
+            f"{ev_bw / 1e9:.4g} GB/s in the evidence"
+        )
+        measured = {
+            "method": "bandwidth",
+            "achieved_bytes_per_s": prod_bw,
+            "claimed_bytes_per_s": ev_bw,
+            "calls": sum(g.calls for _, g in mine),
+        }
+        return ev_bw / prod_bw, how, measured, mine
+    return None
+
+
 def rollback(
     profile: Profile, specs: dict, tables: dict, devices: DeviceTable | None, cfg: ReasonerConfig
 ) -> list[Hypothesis]:
@@ -404,44 +449,10 @@ def rollback(
             ev = v.evidence or {}
             if v.is_generic or "latency_s" not in ev:
                 continue
-            mine = [
-                (gk, g)
-                for gk, g in profile.groups.items()
-                if gk[0] == kernel
-                and gk[1] == v.name
-                and ("dtype" not in ev or gk[3] == ev["dtype"])
-                and ("device" not in ev or _same_device(gk[4], ev["device"], devices))
-            ]
-            if not mine:
+            found = compare_with_evidence(profile, kernel, v, spec, devices)
+            if found is None:
                 continue
-            ev_dims = tuple(sorted((ev.get("dims") or {}).items()))
-            exact = [(gk, g) for gk, g in mine if tuple(sorted(gk[2])) == ev_dims]
-            if exact:
-                calls = sum(g.calls for _, g in exact)
-                prod = sum(g.time_s for _, g in exact) / calls
-                ratio = prod / ev["latency_s"]
-                how = (
-                    f"mean latency at the evidence's own shape {dict(ev_dims)}: {prod:.4g} s vs {ev['latency_s']:.4g} s"
-                )
-                measured = {"method": "same_shape", "dims": dict(ev_dims), "latency_s": prod, "calls": calls}
-            elif spec is not None and spec.bytes_expr and ev_dims:
-                dtype = ev.get("dtype") or mine[0][0][3]
-                ev_bw = spec.bytes_for(dict(ev_dims), dtype) / ev["latency_s"]
-                moved = sum(spec.bytes_for(dict(gk[2]), gk[3]) * g.calls for gk, g in mine)
-                prod_bw = moved / sum(g.time_s for _, g in mine)
-                ratio = ev_bw / prod_bw
-                how = (
-                    f"achieved bandwidth over its production shapes {prod_bw / 1e9:.4g} GB/s vs "
-                    f"{ev_bw / 1e9:.4g} GB/s in the evidence"
-                )
-                measured = {
-                    "method": "bandwidth",
-                    "achieved_bytes_per_s": prod_bw,
-                    "claimed_bytes_per_s": ev_bw,
-                    "calls": sum(g.calls for _, g in mine),
-                }
-            else:
-                continue
+            ratio, how, measured, mine = found
             if ratio <= 1 + cfg.rollback_tolerance:
                 continue
             time_s = sum(g.time_s for _, g in mine)

@@ -33,8 +33,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pytest_aina.devices import DeviceTable
-from pytest_aina.reasoner.detectors import ReasonerConfig, _Rooflines, _same_device
+from pytest_aina.reasoner.detectors import ReasonerConfig, _Rooflines, _same_device, compare_with_evidence
 from pytest_aina.reasoner.hypothesis import Hypothesis
 from pytest_aina.reasoner.profile import Domain, Profile
 from pytest_aina.telemetry.window import Window
@@ -76,7 +75,6 @@ def explain(
     profile: Profile,
     rooflines: _Rooflines,
     tables: dict,
-    devices: DeviceTable | None,
     cfg: ReasonerConfig,
     hypotheses: list[Hypothesis],
     unspecified: list[Window] = (),
@@ -111,7 +109,7 @@ def explain(
         if share < cfg.min_kernel_share or kernel in gaining:
             continue
         rows = [
-            _classify(d, profile, rooflines, tables.get(kernel), devices, cfg, per_day, total)
+            _classify(d, profile, rooflines, tables.get(kernel), cfg, per_day, total)
             for d in profile.domains.values()
             if d.kernel == kernel
         ]
@@ -139,7 +137,6 @@ def _classify(
     profile: Profile,
     rooflines: _Rooflines,
     table,
-    devices: DeviceTable | None,
     cfg: ReasonerConfig,
     per_day: float,
     total: float,
@@ -176,7 +173,8 @@ def _classify(
         return row | {"reason": "few_calls", "note": f"{d.agg.calls} calls (under {cfg.min_calls})"}
     if generic_t < cfg.generic_share * d.agg.time_s:
         main = max((v for v in d.by_variant if v != "generic"), key=lambda v: (d.by_variant[v], v))
-        return row | {"reason": "specialised", "variant": main, "note": _evidence_status(d, main, table, devices)}
+        note = _evidence_status(profile, d, main, table, rooflines, cfg)
+        return row | {"reason": "specialised", "variant": main, "note": note}
     if table is not None:
         covering = [
             v.name
@@ -201,8 +199,9 @@ def _classify(
     return row | {"reason": "no_roofline", "note": "no bytes/FLOPs model or device limits for its shapes"}
 
 
-def _evidence_status(d: Domain, name: str, table, devices: DeviceTable | None) -> str:
-    """Why ``rollback`` is quiet about the variant serving ``d``, read from its evidence."""
+def _evidence_status(profile: Profile, d: Domain, name: str, table, rooflines: _Rooflines, cfg: ReasonerConfig) -> str:
+    """Why ``rollback`` is quiet about the variant serving ``d``, from the same comparison."""
+    devices = rooflines.devices
     v = table.get(name) if table is not None else None
     if v is None:
         return f"served by {name}, which is not in the dispatch table: its evidence cannot be read"
@@ -214,7 +213,19 @@ def _evidence_status(d: Domain, name: str, table, devices: DeviceTable | None) -
         return f"served by {name}; its evidence is interpreter timings ({device}): production cannot be compared"
     if device and not any(_same_device(gk[4], device, devices) for gk in d.groups if gk[1] == name):
         return f"served by {name}; its evidence is from {device}, production here runs elsewhere"
-    return f"served by {name}; production is within the rollback tolerance of its evidence"
+    found = compare_with_evidence(profile, d.kernel, v, rooflines.specs.get(d.kernel), devices)
+    if found is None:
+        return f"served by {name}; its evidence's shape is not in production and there is no bytes model to compare"
+    ratio = found[0]
+    if ratio <= 1 + cfg.rollback_tolerance:
+        return (
+            f"served by {name}; production {ratio:.2f}x its evidence's latency, within the rollback "
+            f"tolerance of its evidence ({1 + cfg.rollback_tolerance:.2f}x)"
+        )
+    return (
+        f"served by {name}; production {ratio:.2f}x slower than its evidence, but no slower than going "
+        "back to generic would be: rollback would not gain"
+    )
 
 
 def _kernel_efficiency(rows: list[dict]) -> float | None:

@@ -76,7 +76,7 @@ def reason(
     fleet_per_day = profile.total_time_s * profile.per_day
     if fleet_per_day > 0:
         found = [replace(h, gain_share=h.expected_gain / fleet_per_day) for h in found]
-    left = explain(profile, roofs, tables, devices, cfg, found, [w for w in windows if w.kernel not in specs])
+    left = explain(profile, roofs, tables, cfg, found, [w for w in windows if w.kernel not in specs])
     notes = []
     for kernel, variant in sorted(profile.variants):
         if variant != "generic" and kernel in tables and tables[kernel].get(variant) is None:

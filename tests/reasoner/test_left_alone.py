@@ -104,7 +104,23 @@ def test_a_domain_served_by_a_variant_that_keeps_its_promise(synth, tmp_path, ca
     [x] = report["left_alone"]
     assert x["reason"] == "specialised" and x["domains"][0]["variant"] == "decode"
     assert x["domains"][0]["variants"] == {"decode": 1.0}
-    assert "within the rollback tolerance of its evidence" in x["detail"]
+    assert "production 1.05x its evidence's latency, within the rollback tolerance" in x["detail"]
+
+
+def test_a_variant_slower_than_claimed_but_faster_than_generic(synth, tmp_path, capsys):
+    ws = [
+        synth.window(kernel="rms_norm", dims=DECODE, mean_s=2.3e-6, hour=h, variant="decode", calls=1000)
+        for h in range(24)
+    ]  # 1.53x its claim of 1.5 us...
+    ws += [
+        synth.window(kernel="rms_norm", dims=DECODE, mean_s=2.5e-6, hour=h, calls=50, service="canary")
+        for h in range(24)
+    ]  # ...and generic, measured beside it, slower still: going back would lose time
+    report, _ = reason(capsys, write(tmp_path, ws), variants(tmp_path, latency="1.5e-6"))
+    assert report["hypotheses"] == []
+    [x] = report["left_alone"]
+    assert x["reason"] == "specialised"
+    assert "production 1.53x slower than its evidence, but no slower than going back to generic" in x["detail"]
 
 
 def test_a_variant_with_interpreter_evidence_cannot_be_compared(synth, tmp_path, capsys):
