@@ -9,9 +9,10 @@ apart shows the same saving twice, and the App would open two PRs for one varian
 Actionable hypotheses of the same kernel whose domains overlap (every dim's ranges meet,
 same dtype and arch, or either not stated) are merged, transitively:
 
-* kind and id: the first member in :data:`~pytest_aina.reasoner.hypothesis.KINDS` order,
-  which is the most lasting (a shift is news for a day; the hot domain stays), so the
-  merged hypothesis keeps the id the App already knows it by;
+* kind and id: the first member in :data:`LEAD_ORDER`, the most lasting first: a domain's
+  own share keeps it hot from one day to the next, a kernel's efficiency can cross
+  far_from_limit's threshold and back, and a shift is news for a day; so the merged
+  hypothesis keeps the id the App already knows it by;
 * domain: the smallest box holding every member's domain;
 * gain: the largest member's estimate, not their sum: they estimate the same saving;
 * evidence: the leading member's, its ``groups`` (the hot shapes the Changer reads) joined
@@ -25,7 +26,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from pytest_aina.reasoner.hypothesis import ACTIONABLE, KINDS, Hypothesis
+from pytest_aina.reasoner.hypothesis import ACTIONABLE, Hypothesis
+
+#: Which member leads a merged hypothesis (gives it its kind and id): the most lasting first.
+LEAD_ORDER = ("hot_unspecialised", "far_from_limit", "shape_shift")
 
 
 def overlaps(a: dict, b: dict) -> bool:
@@ -102,12 +106,12 @@ def _clusters(members: list[Hypothesis]) -> list[list[Hypothesis]]:
 
 
 def _lead_order(h: Hypothesis) -> tuple:
-    return (KINDS.index(h.kind), -h.expected_gain, h.id)
+    return (LEAD_ORDER.index(h.kind), -h.expected_gain, h.id)
 
 
 def _merge(cluster: list[Hypothesis], top_groups: int) -> Hypothesis:
     lead = cluster[0]
-    best = max(cluster, key=lambda h: (h.expected_gain, -KINDS.index(h.kind)))
+    best = max(cluster, key=lambda h: (h.expected_gain, -LEAD_ORDER.index(h.kind)))
     domain = hull([h.domain for h in cluster])
     ev = dict(lead.evidence)
     rows, seen = [], set()
@@ -126,7 +130,7 @@ def _merge(cluster: list[Hypothesis], top_groups: int) -> Hypothesis:
         ]
     # each member whole, in its JSON form: Hypothesis.members reads them back
     ev["merged"] = [h.to_json() for h in cluster]
-    others = ", ".join(sorted({h.kind for h in cluster[1:]}, key=KINDS.index))
+    others = ", ".join(sorted({h.kind for h in cluster[1:]}, key=LEAD_ORDER.index))
     return replace(
         lead,
         domain=domain,
