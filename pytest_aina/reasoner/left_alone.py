@@ -98,7 +98,7 @@ def explain(
                 LeftAlone(
                     kernel,
                     "no_spec",
-                    f"no_spec 100%: its {len(ws)} window(s) were refused, {kernel} has no spec "
+                    f"no_spec: 100% of its time; its {len(ws)} window(s) were refused, {kernel} has no spec "
                     f"(the Reasoner needs its dims, dtypes and bytes model: add specs/{kernel}.yaml)",
                     t / total,
                     t * per_day,
