@@ -11,6 +11,8 @@
 * :mod:`.detectors` — the five kinds of hypothesis and how their gains are estimated;
 * :mod:`.hypothesis` — :class:`Hypothesis` (what the Reasoner hands on, and its JSON form), its
   stable id, the ranking, and which kinds the Changer acts on;
+* :mod:`.merge` — one hypothesis per domain: the detectors' overlapping specialisations merged;
+* :mod:`.left_alone` — why a hot kernel got no hypothesis, computed from the data;
 * :mod:`.report` — putting it together: :func:`reason`, :func:`reason_about_file`, :class:`Report`;
 * :mod:`.render` — the table a person reads.
 
