@@ -54,7 +54,9 @@ class SqlReads:
         return row
 
     def claim_of(self, repository, number):
-        return self._claim_row(self._row("SELECT * FROM claims WHERE repository = ? AND number = ?", (repository, number)))
+        return self._claim_row(
+            self._row("SELECT * FROM claims WHERE repository = ? AND number = ?", (repository, number))
+        )
 
     def claims(self, repository, status=None):
         if status is None:
