@@ -49,14 +49,6 @@ from pytest_aina.gate.verification import (
 )
 from pytest_aina.telemetry.window import Window
 
-#: What a claim's row says in words (the dashboard's and the PR bodies').
-STATUS_WORDS = {
-    "verifying": "merged and verifying",
-    "confirmed": "confirmed",
-    "contradicted": "contradicted",
-    "reverted": "contradicted and reverted",
-}
-
 
 def verify_job(repository: str, installation_id: int, number: int) -> JobSpec:
     return JobSpec(
@@ -186,12 +178,6 @@ def _claims(body: dict) -> list[Claim]:
             c[key] = tuple(c[key]) if c.get(key) else None
         out.append(Claim(**c))
     return out
-
-
-def revert_hypothesis_id(kernel: str, variant: str) -> str:
-    from pytest_aina.changer.change.removal import removal_hypothesis
-
-    return removal_hypothesis("rollback", kernel, variant, title="", evidence={}).id
 
 
 @handler("verify_all")
@@ -357,3 +343,127 @@ def revert_body(row: dict, verification: dict) -> str:
         "variant still passes). This PR passes the gate like any change.",
     ]
     return "\n".join(lines) + "\n"
+
+
+# -- retiring ---------------------------------------------------------------------------------
+
+
+def _retire_key(repository: str) -> str:
+    return f"retire-candidates:{repository}"
+
+
+def retire_candidates(store, repository: str) -> list[dict[str, Any]]:
+    """The variants the last ``retire`` look found unused, each with its PR when one is open."""
+    raw = store.get_meta(_retire_key(repository))
+    out = []
+    for c in json.loads(raw) if raw else ():
+        link = store.open_pull(repository, _retire_id(c))
+        out.append(dict(c, number=link["number"] if link else None))
+    return out
+
+
+def unused_variants(
+    tables: dict[str, Any], windows: list[Window], *, now: float, days: float, merged: dict
+) -> list[dict]:
+    """The non-generic variants of ``tables`` (kernel -> parsed table) that no window of the
+    last ``days`` used, for kernels whose telemetry covers those days and was called in them
+    (a kernel production stopped calling is not the variant's fault); ``merged``: (kernel,
+    variant) -> when it merged (a variant younger than ``days`` has not had its chance)."""
+    cutoff = now - days * 86400
+    out = []
+    for kernel, table in sorted(tables.items()):
+        mine = [w for w in windows if w.kernel == kernel]
+        if not mine or min(w.start for w in mine) > cutoff + 3600:
+            continue  # telemetry does not reach back that far: no one can say "unused"
+        recent = [w for w in mine if w.start >= cutoff and w.calls > 0]
+        if not recent:
+            continue
+        used = {w.variant for w in recent}
+        for v in table.variants:
+            if v.is_generic or v.name in used or merged.get((kernel, v.name), 0) > cutoff:
+                continue
+            calls = sum(w.calls for w in recent)
+            out.append(
+                {
+                    "kernel": kernel,
+                    "variant": v.name,
+                    "reason": f"no call in {days:g} days, while {calls} calls of {kernel} went to "
+                    + ", ".join(f"`{u}`" for u in sorted(used)),
+                }
+            )
+    return out
+
+
+@handler("retire")
+def retire(ctx: JobContext):
+    """Variants no call used for ``retire.unused_days``: a PR removing each (merged on its own
+    only when ``retire.automerge`` says so; merging's ``decide`` asks a person otherwise)."""
+    from github_app.jobs.evolution import publish_job
+    from pytest_aina.changer.change.removal import removal_change
+    from pytest_aina.runtime.dispatch import DispatchTableError, parse_table
+
+    p = ctx.payload
+    name, inst = p["repository"], p["installation_id"]
+    repo = ctx.repo()
+    try:
+        policy = load_policy(repo, repo.default_branch)
+    except PolicyError as exc:
+        return {"skipped": f"the policy cannot be read: {exc}"}
+    base = repo.ref(f"heads/{repo.default_branch}").object.sha
+    tree = repo.git_commit(base).tree.sha
+    present = pulls.paths_at(repo, tree)
+    texts, tables = {}, {}
+    for path in sorted(x for x in present if x.startswith("kernels/variants/") and x.endswith(".yaml")):
+        kernel = path.rpartition("/")[2][: -len(".yaml")]
+        texts[kernel] = pulls.file_at(repo, tree, path).decode("utf-8")
+        try:
+            tables[kernel] = parse_table(texts[kernel], path, kernel=kernel)
+        except DispatchTableError:
+            continue  # a broken table is the gate's to report
+    now = time.time()
+    days = policy.retire.unused_days
+    windows = []
+    rows = {}
+    for kernel in tables:
+        for i, body in ctx.store.telemetry_rows(name, kernel, since=now - (days + 1) * 86400):
+            try:
+                w = Window.from_dict(body, ref=f"telemetry_windows#{i}")
+            except (KeyError, TypeError, ValueError):
+                continue
+            windows.append(w)
+            rows.setdefault(kernel, []).append(w.ref)
+    merged = {(c["kernel"], c["variant"]): c["merged_at"] for c in ctx.store.claims(name)}
+    found = unused_variants(tables, windows, now=now, days=days, merged=merged)
+    ctx.store.set_meta(_retire_key(name), json.dumps(found, sort_keys=True))
+    opened = []
+    for c in found:
+        if ctx.store.open_pull(name, _retire_id(c)) is not None:
+            continue
+        change = removal_change(
+            kind="retire",
+            kernel=c["kernel"],
+            variant=c["variant"],
+            base=base,
+            table_text=texts[c["kernel"]],
+            present=present,
+            title=f"{c['kernel']}: retire {c['variant']}, unused for {days:g} days",
+            body=(
+                f"Retires `{c['variant']}` of `{c['kernel']}`: {c['reason']} (the App's stored telemetry, "
+                f"{len(rows.get(c['kernel'], []))} windows of the kernel). The variant leaves "
+                f"`kernels/variants/{c['kernel']}.yaml`; its generated tests go with it; the spec's pinned "
+                "examples stay. A retirement merges on its own only when the policy's `retire.automerge` is true.\n"
+            ),
+            evidence={"unused_days": days, "reason": c["reason"], "windows": rows.get(c["kernel"], [])[-200:]},
+            telemetry=json.dumps(sorted(rows.get(c["kernel"], []))).encode(),
+            labels=("risk:low",),
+        )
+        ctx.then(publish_job(name, inst, change))
+        opened.append(change.branch)
+    ctx.finally_(dashboard_job(name, inst))
+    return {"candidates": [f"{c['kernel']}/{c['variant']}" for c in found], "publishing": opened}
+
+
+def _retire_id(c: dict) -> str:
+    from pytest_aina.changer.change.removal import removal_hypothesis
+
+    return removal_hypothesis("retire", c["kernel"], c["variant"], title="", evidence={}).id
