@@ -247,14 +247,14 @@ def test_as_fast_as_claimed_is_confirmed_without_a_revert_and_the_record_shows(f
 
 
 @pytest.mark.parametrize(
-    "step, method, pattern",
+    "job, method, pattern, opened",
     [
-        ("verification", "GET", r"/git/ref/heads/main$"),  # the claim decided, the revert not yet queued
-        ("revert PR", "POST", r"/repos/octo-org/kernels/pulls$"),  # GitHub opens it, the answer never comes
+        ("verify", "GET", r"/git/ref/heads/main$", 0),  # the claim decided, the revert not queued yet
+        ("publish", "POST", r"/repos/octo-org/kernels/pulls$", 1),  # GitHub opens it; the answer never comes
     ],
 )
 def test_a_worker_killed_while_verifying_or_opening_the_revert_leaves_one_revert_pr(
-    fake, app, onboarded, app_key, tmp_path, step, method, pattern
+    fake, app, onboarded, app_key, tmp_path, job, method, pattern, opened
 ):
     repo, inst = onboarded
     store = app.services.store
@@ -274,6 +274,9 @@ def test_a_worker_killed_while_verifying_or_opening_the_revert_leaves_one_revert
         if first.poll() is None:
             first.kill()
     assert store.claim_of(REPO, pr.number)["status"] == "contradicted"
+    [killed] = store.jobs(state="running")
+    assert killed.kind == job
+    assert len(repo.pulls()) == 1 + opened
 
     second = start_worker(fake, app, key_file, tmp_path / "worker2.log")
     try:
@@ -283,6 +286,7 @@ def test_a_worker_killed_while_verifying_or_opening_the_revert_leaves_one_revert
         second.send_signal(signal.SIGTERM)
         second.wait(30)
     reverts = [p for p in repo.pulls() if p.number != pr.number]
-    assert len(reverts) == 1, f"{step}: {[p.title for p in reverts]}"
+    assert len(reverts) == 1, f"{job}: {[p.title for p in reverts]}"
+    assert fake.count("POST", "pulls/create") == 2  # the claiming PR and one revert
     assert store.claim_of(REPO, pr.number)["revert_number"] == reverts[0].number
     assert not store.jobs(state="failed"), [(j.kind, j.last_error) for j in store.jobs(state="failed")]
