@@ -28,6 +28,7 @@ import requests
 from app_helpers import WEBHOOK_SECRET, drain, make_change, publish, sign, start_worker, wait_until, window
 from test_app_merging import comments, run_due, verdict
 
+from github_app.jobs import verification
 from github_app.web.telemetry import telemetry_secret
 from pytest_aina.runtime.dispatch import add_variant, parse_table
 from pytest_aina.telemetry.wire import encode_batch
@@ -217,7 +218,7 @@ def test_slower_in_production_than_claimed_is_reverted_and_the_generic_variant_s
 
     # looking again (the hourly schedule, redelivered telemetry) opens nothing more
     post_telemetry(app, inst, production(merged_at, 1.30, hours=10)[-3:])
-    store.enqueue([__import__("github_app.jobs.verification", fromlist=["x"]).verify_all_job()])
+    store.enqueue([verification.verify_all_job()])
     drain(app.services, timeout=60)
     assert len(repo.pulls()) == 2 and fake.count("POST", "pulls/create") == 2
 
@@ -290,3 +291,46 @@ def test_a_worker_killed_while_verifying_or_opening_the_revert_leaves_one_revert
     assert fake.count("POST", "pulls/create") == 2  # the claiming PR and one revert
     assert store.claim_of(REPO, pr.number)["revert_number"] == reverts[0].number
     assert not store.jobs(state="failed"), [(j.kind, j.last_error) for j in store.jobs(state="failed")]
+
+
+def test_a_variant_no_call_used_for_retire_days_gets_a_pr_that_waits_for_a_person(fake, app, onboarded, tmp_path):
+    repo, inst = onboarded
+    store = app.services.store
+    _, table = table_with_variant(tmp_path)
+    policy = POLICY + "reviewers: [maintainer]\nretire:\n  unused_days: 1\n"
+    fake.push(repo, {".github/aina.yml": policy, "kernels/variants/softmax.yaml": table,
+                     f"tests/evolved/test_{VARIANT}.py": TEST, "specs/softmax.yaml": SPEC}, "a variant", deliver=False)  # fmt: skip
+    # two days of production, every call served by the generic variant
+    now = time.time()
+    windows = [
+        replace(
+            window(0),
+            variant="generic",
+            dims=SHAPE,
+            start=now - 48 * 3600 + 1800 * i,
+            end=now - 48 * 3600 + 1800 * (i + 1),
+        )
+        for i in range(95)
+    ]
+    post_telemetry(app, inst, windows)
+    drain(app.services, timeout=60)
+
+    [cand] = verification.retire_candidates(store, REPO)
+    assert (cand["kernel"], cand["variant"]) == ("softmax", VARIANT) and "no call in 1 days" in cand["reason"]
+    [pr] = repo.pulls()
+    assert pr.labels == ["aina", "kernel:softmax", "aina:retire", "risk:low"] and cand["number"] == pr.number
+    files = files_at(repo, pr.head_sha)
+    assert [v.name for v in parse_table(files["kernels/variants/softmax.yaml"], "s.yaml").variants] == ["generic"]
+    assert f"tests/evolved/test_{VARIANT}.py" not in files and files["specs/softmax.yaml"] == SPEC
+    assert f"Retire candidates\n\n- `softmax` variant `{VARIANT}`" in dashboard(app, repo)
+
+    # the gate passes; low risk merges on its own, but a retirement only with retire.automerge
+    fake.complete_gate(repo, pr.head_sha, verdict(pr.head_sha))
+    drain(app.services, timeout=30)
+    assert pr.state == "open" and fake.count("PUT", "pulls/merge") == 0
+    assert pr.requested_reviewers == ["maintainer"]
+    assert any("retire.automerge" in c for c in comments(repo, pr))
+    # looking again opens nothing more
+    store.enqueue([verification.verify_all_job()])
+    drain(app.services, timeout=60)
+    assert len(repo.pulls()) == 1
