@@ -197,8 +197,16 @@ def verify_all(ctx: JobContext):
         open_ += [c for c in ctx.store.claims(name, CONTRADICTED) if c["revert_number"] is None]
         for c in open_:
             ctx.then(verify_job(name, repo["installation_id"], c["number"]))
-        ctx.then(JobSpec("retire", {"repository": name, "installation_id": repo["installation_id"]},
-                         key=f"retire:{name}", repository=name))  # fmt: skip
+        if not only:  # retirement is a matter of days: the hourly schedule looks, not each batch
+            ctx.then(
+                JobSpec(
+                    "retire",
+                    {"repository": name, "installation_id": repo["installation_id"]},
+                    key=f"retire:{name}",
+                    repository=name,
+                )
+            )
+
         looked[name] = [c["number"] for c in open_]
     return {"claims": looked}
 

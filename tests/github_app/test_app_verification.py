@@ -314,6 +314,9 @@ def test_a_variant_no_call_used_for_retire_days_gets_a_pr_that_waits_for_a_perso
     ]
     post_telemetry(app, inst, windows)
     drain(app.services, timeout=60)
+    assert repo.pulls() == []  # a batch of telemetry verifies claims; retiring is the hourly look's
+    store.enqueue([verification.verify_all_job()])
+    drain(app.services, timeout=60)
 
     [cand] = verification.retire_candidates(store, REPO)
     assert (cand["kernel"], cand["variant"]) == ("softmax", VARIANT) and "no call in 1 days" in cand["reason"]
@@ -334,3 +337,22 @@ def test_a_variant_no_call_used_for_retire_days_gets_a_pr_that_waits_for_a_perso
     store.enqueue([verification.verify_all_job()])
     drain(app.services, timeout=60)
     assert len(repo.pulls()) == 1
+
+
+def test_unused_means_uncalled_for_the_whole_period_while_the_kernel_was_called(tmp_path):
+    _, text = table_with_variant(tmp_path)
+    tables = {"softmax": parse_table(text, "softmax.yaml")}
+    now = 1_800_000_000.0
+
+    def at(hours_ago: float, variant: str = "generic"):
+        return replace(window(0), variant=variant, start=now - hours_ago * 3600, end=now - hours_ago * 3600 + 60)
+
+    unused = verification.unused_variants
+    two_days = [at(h) for h in range(0, 48, 2)]
+    [found] = unused(tables, two_days, now=now, days=1, merged={})
+    assert found["variant"] == VARIANT and "went to `generic`" in found["reason"]
+    assert unused(tables, [*two_days, at(5, VARIANT)], now=now, days=1, merged={}) == []  # called: in use
+    assert unused(tables, [at(h) for h in range(0, 20)], now=now, days=1, merged={}) == []  # telemetry too young
+    assert unused(tables, [at(h) for h in range(30, 48)], now=now, days=1, merged={}) == []  # kernel not called
+    young = {("softmax", VARIANT): now - 3600}  # merged an hour ago: not had its chance
+    assert unused(tables, two_days, now=now, days=1, merged=young) == []
