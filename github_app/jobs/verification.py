@@ -180,6 +180,20 @@ def _claims(body: dict) -> list[Claim]:
     return out
 
 
+def _windows(rows, variant: str | None = None) -> list[Window]:
+    """Stored windows (of ``variant``), each citing its store id; the intake validated them,
+    and one that no longer reads (a format older than this App) is left out, not fatal."""
+    out = []
+    for i, body in rows:
+        if variant is not None and body.get("variant") != variant:
+            continue
+        try:
+            out.append(Window.from_dict(body, ref=f"telemetry_windows#{i}"))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return out
+
+
 @handler("verify_all")
 def verify_all(ctx: JobContext):
     only = ctx.payload.get("repository")
@@ -228,11 +242,7 @@ def verify_claim(ctx: JobContext):
     except PolicyError as exc:
         ctx.store.update_repository(name, policy_error=str(exc))
         return {"skipped": f"the policy cannot be read: {exc}"}
-    windows = [
-        Window.from_dict(body, ref=f"telemetry_windows#{i}")
-        for i, body in ctx.store.telemetry_rows(name, row["kernel"], since=row["merged_at"] - 86400)
-        if body.get("variant") == row["variant"]
-    ]
+    windows = _windows(ctx.store.telemetry_rows(name, row["kernel"], since=row["merged_at"] - 86400), row["variant"])
     result = verify(_claims(row["body"]), windows, policy=policy.verify, since=row["merged_at"], now=time.time(),
                     variant=row["variant"])  # fmt: skip
     data = result.as_dict()
@@ -433,11 +443,7 @@ def retire(ctx: JobContext):
     windows = []
     rows = {}
     for kernel in tables:
-        for i, body in ctx.store.telemetry_rows(name, kernel, since=now - (days + 1) * 86400):
-            try:
-                w = Window.from_dict(body, ref=f"telemetry_windows#{i}")
-            except (KeyError, TypeError, ValueError):
-                continue
+        for w in _windows(ctx.store.telemetry_rows(name, kernel, since=now - (days + 1) * 86400)):
             windows.append(w)
             rows.setdefault(kernel, []).append(w.ref)
     merged = {(c["kernel"], c["variant"]): c["merged_at"] for c in ctx.store.claims(name)}
