@@ -168,7 +168,9 @@ def _decide(ctx: JobContext, repo, pr, head: str, command: MergeCommand | None) 
         # claims of the kernel that held in production since its last contradicted one; a
         # revert claims nothing (it gives the generic variant its calls back), so no
         # record is asked of it
-        track_record=2**31 if "aina:rollback" in labels else kernel_streak(ctx.store, p["repository"], link["kernel"]),
+        track_record=2**31
+        if "aina:rollback" in labels
+        else kernel_streak(ctx.store, p["repository"], link.get("kernel")),
         retire="aina:retire" in labels,
     )
 

@@ -246,6 +246,16 @@ def test_as_fast_as_claimed_is_confirmed_without_a_revert_and_the_record_shows(f
     assert "Track record: 1 of 1 earlier claims for softmax held in production (median measured/claimed 0.9" in body
     assert "1 of 1 earlier claims for proposer llm held in production" in body
 
+    # automerge.track_record reads the same record: one claim held, two wanted -> a person decides
+    policy = POLICY.replace("automerge:\n", "automerge:\n  track_record: 2\n")
+    fake.push(repo, {".github/aina.yml": policy}, "want a longer record", deliver=False)
+    fake.complete_gate(repo, pr2.head_sha, verdict(pr2.head_sha))
+    drain(app.services, timeout=30)
+    assert pr2.state == "open" and pr2.merged_at is None
+    assert any(
+        "held in production 1 time(s) in a row; automerge.track_record wants 2" in c for c in comments(repo, pr2)
+    )
+
 
 @pytest.mark.parametrize(
     "job, method, pattern, opened",
