@@ -79,6 +79,35 @@ MERGING_WORDS = {
 }
 
 
+#: A merged claim's stage (the store's claim states), as the dashboard and PR bodies say it.
+CLAIM_WORDS = {
+    "verifying": "merged and verifying",
+    "confirmed": "confirmed",
+    "contradicted": "contradicted",
+    "reverted": "contradicted and reverted",
+}
+
+
+def claim_stage(claim: dict[str, Any]) -> str:
+    """A merged claim's stage, with its revert PR and the latest look's reason."""
+    word = CLAIM_WORDS.get(str(claim.get("status")), str(claim.get("status")))
+    if claim.get("revert_number"):
+        word += (
+            f" (revert #{claim['revert_number']})"
+            if claim.get("status") == "contradicted"
+            else f" by #{claim['revert_number']}"
+        )
+    v = claim.get("verification") or {}
+    if claim.get("status") == "verifying":
+        word += ": " + (str(v.get("reason")) if v else "no production telemetry of the variant yet")
+    return word
+
+
+def _ratio(claim: dict[str, Any]) -> str:
+    ratios = [s.get("ratio") for s in (claim.get("verification") or {}).get("shapes") or () if s.get("ratio")]
+    return f"{sorted(ratios)[len(ratios) // 2]:.2f}" if ratios else "–"
+
+
 def merging_state(pull: dict[str, Any]) -> str:
     """An open bot PR's merging state: awaiting gate (nothing decided for its head yet),
     soaking (until when), awaiting review, not merging (why), merged."""
@@ -110,6 +139,9 @@ def render(
     queued: set[str],
     telemetry: dict[str, Any],
     telemetry_url: str | None = None,
+    claims: list[dict[str, Any]] = (),
+    records: tuple[dict[str, Any], dict[str, Any]] = ({}, {}),
+    retire_candidates: list[dict[str, Any]] = (),
 ) -> str:
     """The dashboard's markdown. Deterministic for the same inputs (no clock in it), so
     an unchanged dashboard is not edited again."""
@@ -170,6 +202,33 @@ def render(
             f"| #{p['number']} | `{_cell(p['hypothesis_id'])}` | {p.get('outcome') or ''}"
             f" | {_cell(p.get('closed_by') or '')} | {_when(p.get('closed_at'))} |"
             for p in recent_pulls
+        ]
+    else:
+        lines.append("None.")
+
+    lines += ["", "## In production: merged claims", ""]
+    if claims:
+        lines += ["| PR | kernel | variant | stage | measured/claimed |", "| --- | --- | --- | --- | --- |"]
+        lines += [
+            f"| #{c['number']} | {_cell(c.get('kernel') or '')} | `{_cell(c.get('variant') or '')}`"
+            f" | {_cell(claim_stage(c))} | {_ratio(c)} |"
+            for c in sorted(claims, key=lambda c: -(c.get("merged_at") or 0))[:20]
+        ]
+    else:
+        lines.append("None yet: a merged bot PR's claim is verified against production telemetry.")
+
+    kernels, proposers = records
+    if kernels or proposers:
+        lines += ["", "## Track record", ""]
+        lines += [f"- {_cell(r.sentence(k))}." for k, r in kernels.items()]
+        lines += [f"- {_cell(r.sentence(f'proposer {k}'))}." for k, r in proposers.items()]
+
+    lines += ["", "## Retire candidates", ""]
+    if retire_candidates:
+        lines += [
+            f"- `{_cell(c['kernel'])}` variant `{_cell(c['variant'])}`: {_cell(c.get('reason') or '')}"
+            + (f" — PR #{c['number']}" if c.get("number") else "")
+            for c in retire_candidates
         ]
     else:
         lines.append("None.")

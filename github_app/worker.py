@@ -34,6 +34,7 @@ from github_app.jobs import (
     merging,
     reasoning,
     repository,
+    verification,
 )
 from github_app.store import Job, JobSpec, StoreUnavailable
 from github_app.web.health import HEARTBEAT_KEY
@@ -42,13 +43,15 @@ log = logging.getLogger(__name__)
 
 #: The modules whose ``@handler`` functions the worker runs (importing one registers them).
 #: A new module of job handlers is added here.
-JOB_MODULES = (installation, repository, reasoning, evolution, dashboard_updates, maintenance, merging)
+JOB_MODULES = (installation, repository, reasoning, evolution, dashboard_updates, maintenance, merging, verification)
 
 SCHEDULES = (
     # (schedule name, config key of its interval, job kind)
     ("reason_all", "REASON_INTERVAL_SECONDS", "reason_all"),
     ("redeliver", "REDELIVERY_INTERVAL_SECONDS", "redeliver"),
     ("prune", "REASON_INTERVAL_SECONDS", "prune"),
+    # merged claims against production, and unused variants (hourly: verification's unit)
+    ("verify_all", "REASON_INTERVAL_SECONDS", "verify_all"),
 )
 
 

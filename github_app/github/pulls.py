@@ -68,12 +68,14 @@ def ensure_labels(repo, names) -> None:
                 pass
 
 
-def pr_body(change: Change) -> str:
-    """The Changer's body, then what the App adds: who it is for, commands, and a marker
-    that lets the App find its PR again from GitHub alone."""
+def pr_body(change: Change, note: str | None = None) -> str:
+    """The Changer's body, then what the App adds: ``note`` (the track record of earlier
+    claims), who it is for, commands, and a marker that lets the App find its PR again from
+    GitHub alone."""
     return (
         f"{change.body.rstrip()}\n\n---\n"
-        f"Hypothesis `{change.hypothesis_id}`"
+        + (f"{note}\n\n" if note else "")
+        + f"Hypothesis `{change.hypothesis_id}`"
         + (f" · kernel `{change.kernel}`" if change.kernel else "")
         + f" · provenance: [`{change.attestation}`]({change.attestation})\n\n"
         f"{COMMANDS_HELP}\n\n{MARKER.format(change.hypothesis_id)}\n"
@@ -153,13 +155,19 @@ def find_pull(repo, branch: str, number: int | None = None):
 
 
 def publish(
-    repo, change: Change, *, base_branch: str, existing_number: int | None = None, existing_branch: str | None = None
+    repo,
+    change: Change,
+    *,
+    base_branch: str,
+    existing_number: int | None = None,
+    existing_branch: str | None = None,
+    note: str | None = None,
 ) -> Published:
     """Open the PR for ``change``, or update the open one in place (never a second one)."""
     base_sha = repo.ref(f"heads/{base_branch}").object.sha
     branch = existing_branch or change.branch
     head_sha = commit_change(repo, change, base_sha=base_sha, branch=branch)
-    body = pr_body(change)
+    body = pr_body(change, note)
     pr = find_pull(repo, branch, existing_number)
     created = pr is None
     if pr is None:
@@ -267,6 +275,11 @@ def changed_files(repo, base_sha: str | None, head_sha: str) -> dict[str, bytes 
         if head.get(path) != base.get(path):
             out[path] = _blob(repo, head[path]) if path in head else None
     return out
+
+
+def paths_at(repo, tree_sha: str) -> set[str]:
+    """Every file path of the tree ``tree_sha``."""
+    return set(_blobs(repo, tree_sha))
 
 
 def file_at(repo, tree_sha: str, path: str) -> bytes | None:

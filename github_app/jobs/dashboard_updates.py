@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from github_app import bridge, dashboard_markdown
 from github_app.github import issues, pulls
-from github_app.jobs import JobContext, dashboard_job, handler, merging
+from github_app.jobs import JobContext, dashboard_job, handler, merging, verification
 from github_app.jobs.repository import evolve_job
 from github_app.store import DEFERRED, FAILED, PENDING_STATES
 
@@ -48,6 +48,9 @@ def update(ctx: JobContext):
         waiting=_waiting(ctx, name),
         queued=_queued(ctx, name),
         telemetry=ctx.store.telemetry_summary(name),
+        claims=ctx.store.claims(name),
+        records=verification.records(ctx.store, name),
+        retire_candidates=verification.retire_candidates(ctx.store, name),
     )
     repo = ctx.repo()
     issue = issues.find_issue(

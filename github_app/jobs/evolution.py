@@ -12,6 +12,7 @@ import time
 from github_app import bridge
 from github_app.github import pulls
 from github_app.jobs import Deferred, JobContext, Permanent, dashboard_job, handler
+from github_app.jobs.verification import proposer_of, record_sentence
 from github_app.policy import PolicyError, load_policy
 from github_app.store import JobSpec
 from pytest_aina.changer.change import Change, ChangeError
@@ -117,6 +118,7 @@ def publish(ctx: JobContext):
         base_branch=base_branch,
         existing_number=existing["number"] if existing else None,
         existing_branch=existing["branch"] if existing else None,
+        note=record_sentence(ctx.store, name, change.kernel, proposer_of(change.statement)),
     )
     if existing and existing["number"] != published.number:
         # The PR we knew was closed on GitHub without our hearing of it.
@@ -131,6 +133,10 @@ def publish(ctx: JobContext):
         kernel=change.kernel,
         change=change.to_json(),
     )
+
+    reverts = change.metadata.get("reverts")
+    if isinstance(reverts, int):  # a revert PR: the contradicted claim names it
+        ctx.store.link_revert(name, reverts, published.number)
 
     superseded = []
     for old in change.supersedes:

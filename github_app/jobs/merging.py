@@ -30,6 +30,7 @@ from typing import Any
 
 from github_app.github import merges, pulls
 from github_app.jobs import JobContext, dashboard_job, handler
+from github_app.jobs.verification import kernel_streak, record_merged_claim
 from github_app.policy import PolicyError, load_policy
 from github_app.store import JobSpec
 from pytest_aina.gate.merging import MERGE, REFUSE, REVIEW, WAIT, Decision, MergeCommand, decide
@@ -137,6 +138,8 @@ def _command(ctx: JobContext, head: str) -> MergeCommand | None:
 
 
 def _decide(ctx: JobContext, repo, pr, head: str, command: MergeCommand | None) -> Decision:
+    p = ctx.payload
+    link = ctx.store.pull(p["repository"], p["number"]) or {}
     report = merges.gate_report(repo, head)
     if report.conclusion is None:
         return Decision(WAIT, "the gate has not reported on this head yet")
@@ -162,9 +165,13 @@ def _decide(ctx: JobContext, repo, pr, head: str, command: MergeCommand | None) 
         policy=policy,
         command=command,
         head=head,
-        # Track records of production verification are not wired to merging yet: a policy
-        # with automerge.track_record > 0 sends every PR to review (the safe side).
-        track_record=0,
+        # claims of the kernel that held in production since its last contradicted one; a
+        # revert claims nothing (it gives the generic variant its calls back), so no
+        # record is asked of it
+        track_record=2**31
+        if "aina:rollback" in labels
+        else kernel_streak(ctx.store, p["repository"], link.get("kernel")),
+        retire="aina:retire" in labels,
     )
 
 
@@ -258,6 +265,9 @@ def _merged(
         # the App, which pressed the button; the merge was this person's command
         ctx.store.attribute_merge(name, number, by)
     _record(ctx, "merged", head, reason)
+    # what it claimed, to verify in production (recorded once, whoever records the merge)
+    for spec in record_merged_claim(ctx.store, name, p["installation_id"], number):
+        ctx.then(spec)
     if decision is not None:
         pulls.comment_once(repo, number, f"Merged {head[:12]}: {reason}.")
     ctx.store.release_deferred(name)

@@ -7,6 +7,7 @@ import time
 from github_app import bridge
 from github_app.jobs import JobContext, dashboard_job, handler
 from github_app.jobs.repository import evolve_job
+from github_app.jobs.verification import verify_all_job
 from github_app.policy import PolicyError, load_policy
 from github_app.store import PENDING_STATES
 
@@ -26,6 +27,7 @@ def reason(ctx: JobContext):
     ranked, notes = bridge.run_reasoner(windows, checkout)
     ctx.store.replace_hypotheses(name, [h.to_json() for h in ranked])
     ctx.finally_(dashboard_job(name, inst))
+    ctx.then(verify_all_job(name))  # new telemetry: the merged claims it may decide
 
     try:
         policy = load_policy(repo, repo.default_branch)

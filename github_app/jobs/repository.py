@@ -6,6 +6,7 @@ from github_app import bridge
 from github_app.github import pulls
 from github_app.jobs import EVOLUTION_QUEUE, JobContext, Permanent, dashboard_job, handler
 from github_app.jobs.merging import merge_job
+from github_app.jobs.verification import record_merged_claim
 from github_app.store import JobSpec
 from pytest_aina.changer.change import Change
 from pytest_aina.reasoner.hypothesis import Hypothesis
@@ -57,6 +58,9 @@ def pull_closed(ctx: JobContext):
     p = ctx.payload
     outcome = "merged" if p["merged"] else "closed"
     recorded = ctx.store.close_pull(p["repository"], p["number"], outcome, p.get("by"))
+    if p["merged"]:  # merged by a person: its claim is verified as the App's merges are
+        for spec in record_merged_claim(ctx.store, p["repository"], p["installation_id"], p["number"]):
+            ctx.then(spec)
     released = ctx.store.release_deferred(p["repository"])
     ctx.finally_(dashboard_job(p["repository"], p["installation_id"]))
     return {"recorded": recorded, "outcome": outcome, "released": released}

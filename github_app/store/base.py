@@ -252,6 +252,51 @@ class Store(abc.ABC):
         App's merge job knows the person whose ``/aina merge`` it carried out, GitHub's
         closed event only the App that pressed the button. False if not merged."""
 
+    # -- merged claims, verified in production --------------------------------------------
+    #: A claim's states: production has not decided yet, it agreed, it disagreed, and the
+    #: revert PR that undid it merged.
+    CLAIM_STATES = ("verifying", "confirmed", "contradicted", "reverted")
+
+    @abc.abstractmethod
+    def record_claim(
+        self,
+        repository: str,
+        number: int,
+        *,
+        kernel: str | None,
+        variant: str | None,
+        proposer: str | None,
+        device: str | None,
+        merged_at: float,
+        body: dict[str, Any],
+    ) -> bool:
+        """Record what merged PR ``number`` claimed (``body``: its claims, hot shapes and
+        where they came from), state ``verifying``; False if it was recorded before (a
+        merge job run again records nothing new)."""
+
+    @abc.abstractmethod
+    def settle_claim(self, repository: str, number: int, status: str, verification: dict[str, Any]) -> bool:
+        """Keep the latest verification of a ``verifying`` claim and move it to ``status``
+        (one of :attr:`CLAIM_STATES`; ``verifying`` keeps it open). False if the claim is
+        not verifying: a decision is taken once, whoever looks again."""
+
+    @abc.abstractmethod
+    def link_revert(self, repository: str, number: int, revert_number: int, *, merged: bool = False) -> bool:
+        """Record the revert PR of a contradicted claim; ``merged``: it merged, the claim is
+        ``reverted``. False if the claim is unknown or not contradicted."""
+
+    @abc.abstractmethod
+    def claim_of(self, repository: str, number: int) -> dict[str, Any] | None: ...
+
+    @abc.abstractmethod
+    def claims(self, repository: str, status: str | None = None) -> list[dict[str, Any]]:
+        """The claims of ``repository`` (optionally in one state), oldest merge first."""
+
+    @abc.abstractmethod
+    def telemetry_rows(self, repository: str, kernel: str, since: float = 0.0) -> list[tuple[int, dict[str, Any]]]:
+        """(stored id, window) of ``kernel``'s windows received since ``since``: a verification
+        cites the windows it used by these ids."""
+
     @abc.abstractmethod
     def start_run(self, repository: str, hypothesis_id: str, job_id: int) -> int: ...
 

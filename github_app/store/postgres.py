@@ -376,6 +376,39 @@ class PostgresStore(SqlReads, Store):
         )
         return changed > 0
 
+    def record_claim(self, repository, number, *, kernel, variant, proposer, device, merged_at, body):
+        return (
+            self._write(
+                "INSERT INTO claims (repository, number, kernel, variant, proposer, device, merged_at,"
+                f" body, status, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, 'verifying', {_NOW})"
+                " ON CONFLICT (repository, number) DO NOTHING",
+                (repository, number, kernel, variant, proposer, device, merged_at, dumps(body)),
+            )[0]
+            > 0
+        )
+
+    def settle_claim(self, repository, number, status, verification):
+        if status not in self.CLAIM_STATES:
+            raise ValueError(f"unknown claim state {status!r}; known: {self.CLAIM_STATES}")
+        return (
+            self._write(
+                f"UPDATE claims SET status = %s, verification = %s, updated_at = {_NOW}"
+                " WHERE repository = %s AND number = %s AND status = 'verifying'",
+                (status, dumps(verification), repository, number),
+            )[0]
+            > 0
+        )
+
+    def link_revert(self, repository, number, revert_number, *, merged=False):
+        return (
+            self._write(
+                f"UPDATE claims SET revert_number = %s, status = %s, updated_at = {_NOW}"
+                " WHERE repository = %s AND number = %s AND status IN ('contradicted', 'reverted')",
+                (revert_number, "reverted" if merged else "contradicted", repository, number),
+            )[0]
+            > 0
+        )
+
     def start_run(self, repository, hypothesis_id, job_id):
         return self._write(
             f"INSERT INTO runs (repository, hypothesis_id, job_id, started_at)"

@@ -79,10 +79,19 @@ CREATE INDEX jobs_by_repo ON jobs (repository, state);
 CREATE TABLE schedules (name TEXT PRIMARY KEY, next_run DOUBLE PRECISION NOT NULL);
 """
 
+SCHEMA_2 = """
+CREATE TABLE claims (
+    repository TEXT NOT NULL, number BIGINT NOT NULL, kernel TEXT, variant TEXT,
+    proposer TEXT, device TEXT, merged_at DOUBLE PRECISION NOT NULL, body TEXT NOT NULL,
+    status TEXT NOT NULL, verification TEXT, revert_number BIGINT,
+    updated_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (repository, number));
+"""
+
 #: (version, what it does, SQL). Append only: a migration that shipped is never edited; the
 #: next change to the schema is the next entry. Each runs once per database, in order.
 MIGRATIONS: list[tuple[int, str, str]] = [
     (1, "the App's tables and the job queue", SCHEMA_1),
+    (2, "merged PRs' claims and their verification in production", SCHEMA_2),
 ]
 
 

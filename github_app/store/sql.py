@@ -36,6 +36,38 @@ class SqlReads:
             )
         ]
 
+    def telemetry_rows(self, repository, kernel, since=0.0):
+        return [
+            (r["id"], json.loads(r["body"]))
+            for r in self._rows(
+                "SELECT id, body FROM telemetry_windows WHERE repository = ? AND kernel = ? AND received_at >= ?"
+                " ORDER BY id",
+                (repository, kernel, since),
+            )
+        ]
+
+    @staticmethod
+    def _claim_row(row):
+        if row is not None:
+            row["body"] = json.loads(row["body"])
+            row["verification"] = json.loads(row["verification"]) if row.get("verification") else None
+        return row
+
+    def claim_of(self, repository, number):
+        return self._claim_row(
+            self._row("SELECT * FROM claims WHERE repository = ? AND number = ?", (repository, number))
+        )
+
+    def claims(self, repository, status=None):
+        if status is None:
+            rows = self._rows("SELECT * FROM claims WHERE repository = ? ORDER BY merged_at, number", (repository,))
+        else:
+            rows = self._rows(
+                "SELECT * FROM claims WHERE repository = ? AND status = ? ORDER BY merged_at, number",
+                (repository, status),
+            )
+        return [self._claim_row(r) for r in rows]
+
     def hypotheses(self, repository):
         return [
             json.loads(r["body"])

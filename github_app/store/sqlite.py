@@ -88,6 +88,11 @@ CREATE UNIQUE INDEX IF NOT EXISTS one_waiting_job_per_key
 CREATE INDEX IF NOT EXISTS jobs_by_key ON jobs (key, state);
 CREATE INDEX IF NOT EXISTS jobs_due ON jobs (state, queue, run_at);
 CREATE TABLE IF NOT EXISTS schedules (name TEXT PRIMARY KEY, next_run REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS claims (
+    repository TEXT NOT NULL, number INTEGER NOT NULL, kernel TEXT, variant TEXT,
+    proposer TEXT, device TEXT, merged_at REAL NOT NULL, body TEXT NOT NULL,
+    status TEXT NOT NULL, verification TEXT, revert_number INTEGER,
+    updated_at REAL NOT NULL, PRIMARY KEY (repository, number));
 """
 
 
@@ -376,6 +381,35 @@ class SQLiteStore(SqlReads, Store):
             cur = con.execute(
                 "UPDATE pulls SET closed_by = ? WHERE repository = ? AND number = ? AND outcome = 'merged'",
                 (by, repository, number),
+            )
+        return cur.rowcount > 0
+
+    def record_claim(self, repository, number, *, kernel, variant, proposer, device, merged_at, body):
+        with self._tx() as con:
+            cur = con.execute(
+                "INSERT OR IGNORE INTO claims (repository, number, kernel, variant, proposer, device,"
+                " merged_at, body, status, updated_at) VALUES (?,?,?,?,?,?,?,?, 'verifying', ?)",
+                (repository, number, kernel, variant, proposer, device, merged_at, dumps(body), time.time()),
+            )
+        return cur.rowcount > 0
+
+    def settle_claim(self, repository, number, status, verification):
+        if status not in self.CLAIM_STATES:
+            raise ValueError(f"unknown claim state {status!r}; known: {self.CLAIM_STATES}")
+        with self._tx() as con:
+            cur = con.execute(
+                "UPDATE claims SET status = ?, verification = ?, updated_at = ?"
+                " WHERE repository = ? AND number = ? AND status = 'verifying'",
+                (status, dumps(verification), time.time(), repository, number),
+            )
+        return cur.rowcount > 0
+
+    def link_revert(self, repository, number, revert_number, *, merged=False):
+        with self._tx() as con:
+            cur = con.execute(
+                "UPDATE claims SET revert_number = ?, status = ?, updated_at = ?"
+                " WHERE repository = ? AND number = ? AND status IN ('contradicted', 'reverted')",
+                (revert_number, "reverted" if merged else "contradicted", time.time(), repository, number),
             )
         return cur.rowcount > 0
 

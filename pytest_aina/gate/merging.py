@@ -91,7 +91,7 @@ def decide(
     (opened, or last pushed to): the soak restarts with what would be merged. ``now``: the
     caller's clock, same timezone awareness as ``opened_at``. ``track_record``: claims of the
     kernel that held in production since its last contradicted one
-    (:mod:`pytest_aina.reasoner.verification`). ``head``: the PR's head commit, to tell a
+    (:func:`pytest_aina.gate.verification.track_record`). ``head``: the PR's head commit, to tell a
     stale verdict. ``retire``: the PR retires an unused variant.
     """
     if verdict is None:

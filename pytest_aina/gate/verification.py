@@ -282,3 +282,64 @@ def _us(s: float | None) -> str:
 def claims_in(statement: dict, path: str = "") -> list[Claim]:
     """The claims of an in-toto statement (a parsed ``provenance/**.intoto.json``)."""
     return claims_of(Attestation(path, "", statement))
+
+
+# ---------------------------------------------------------------------------------------
+# Track record: how the claims of a kernel (or of a proposer) fared in production
+
+HELD = (CONFIRMED,)
+BROKEN = (CONTRADICTED, "reverted")
+
+
+@dataclass(frozen=True)
+class TrackRecord:
+    claims: int = 0  # merged claims, decided or not
+    confirmed: int = 0
+    contradicted: int = 0  # contradicted, reverted or not
+    median_ratio: float | None = None  # production's median over the claimed, over decided claims
+    streak: int = 0  # confirmed claims since the last contradicted one: what automerge.track_record counts
+
+    @property
+    def decided(self) -> int:
+        return self.confirmed + self.contradicted
+
+    def sentence(self, subject: str) -> str:
+        """``"3 of 3 earlier claims for softmax held in production"``, and what is pending."""
+        if not self.claims:
+            return f"no earlier claim for {subject} has been verified in production yet"
+        text = f"{self.confirmed} of {self.decided} earlier claims for {subject} held in production"
+        if self.median_ratio is not None:
+            text += f" (median measured/claimed {self.median_ratio:.2f})"
+        pending = self.claims - self.decided
+        return text + (f"; {pending} still verifying" if pending else "")
+
+    def as_dict(self) -> dict:
+        return {
+            "claims": self.claims,
+            "confirmed": self.confirmed,
+            "contradicted": self.contradicted,
+            "median_ratio": self.median_ratio,
+            "streak": self.streak,
+        }
+
+
+def claim_ratio(verification: dict | None) -> float | None:
+    """One claim's measured/claimed: the median over its shapes that production measured."""
+    ratios = [s["ratio"] for s in (verification or {}).get("shapes") or () if isinstance(s.get("ratio"), (int, float))]
+    return median(ratios) if ratios else None
+
+
+def track_record(rows: Iterable[dict]) -> TrackRecord:
+    """The record of claims ``rows`` (the App's stored claims: ``status``, ``verification``,
+    ``merged_at``), in merge order."""
+    rows = sorted(rows, key=lambda r: r.get("merged_at") or 0.0)
+    confirmed = sum(r["status"] in HELD for r in rows)
+    contradicted = sum(r["status"] in BROKEN for r in rows)
+    ratios = [x for r in rows if r["status"] in HELD + BROKEN and (x := claim_ratio(r.get("verification"))) is not None]
+    streak = 0
+    for r in rows:
+        if r["status"] in BROKEN:
+            streak = 0
+        elif r["status"] in HELD:
+            streak += 1
+    return TrackRecord(len(rows), confirmed, contradicted, median(ratios) if ratios else None, streak)

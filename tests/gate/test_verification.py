@@ -215,3 +215,35 @@ def test_median_ci_in_linear_time_keeps_its_answers():
             wider = sum(math.comb(n, i) for i in range(j + 1, n - j)) / 2**n
             assert j == 1 or level >= conf
             assert j > n // 2 - 1 or wider < conf  # the narrowest interval that reaches the level
+
+
+# -- the track record ---------------------------------------------------------------------------
+
+
+def _row(status: str, merged_at: float, *ratios: float) -> dict:
+    shapes = [{"ratio": r} for r in ratios]
+    return {"status": status, "merged_at": merged_at, "verification": {"shapes": shapes} if ratios else None}
+
+
+def test_the_track_record_counts_claims_ratios_and_the_streak_since_the_last_contradiction():
+    from pytest_aina.gate.verification import track_record
+
+    rows = [
+        _row("confirmed", 1, 0.9, 1.0, 1.1),  # its ratio: the median over shapes, 1.0
+        _row("reverted", 2, 1.4),
+        _row("confirmed", 3, 0.95),
+        _row("confirmed", 4, 0.97),
+        _row("verifying", 5),
+    ]
+    r = track_record(reversed(rows))  # ordered by merge time, whatever the input order
+    assert (r.claims, r.confirmed, r.contradicted, r.streak) == (5, 3, 1, 2)
+    assert r.median_ratio == pytest.approx((0.97 + 1.0) / 2)  # of 0.95, 0.97, 1.0, 1.4
+    assert r.sentence("softmax") == (
+        "3 of 4 earlier claims for softmax held in production (median measured/claimed 0.98); 1 still verifying"
+    )
+    empty = track_record([])
+    assert (empty.claims, empty.streak, empty.median_ratio) == (0, 0, None)
+    assert empty.sentence("softmax") == "no earlier claim for softmax has been verified in production yet"
+    assert track_record([_row("contradicted", 1, 1.3)]).sentence("rms_norm") == (
+        "0 of 1 earlier claims for rms_norm held in production (median measured/claimed 1.30)"
+    )

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from pytest_aina.runtime.dispatch import DispatchTableError, add_variant, load_table, parse_table, validate_table
+from pytest_aina.runtime.dispatch import (
+    DispatchTableError,
+    add_variant,
+    load_table,
+    parse_table,
+    validate_table,
+    without_variant,
+)
 from pytest_aina.spec.model import load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -137,6 +144,32 @@ def test_add_variant_keeps_text_and_comments(tmp_path):
         path, {"name": "tiny", "function": "kernels.softmax:softmax_generic", "domain": {"dims": {"N": [1, 16]}}}
     )
     assert [v.name for v in load_table(path).variants] == ["generic", "wide", "decode_sm90", "tiny"]
+
+
+def test_without_variant_takes_one_entry_out_and_keeps_the_rest(tmp_path):
+    path = tmp_path / "toy.yaml"
+    path.write_text(GOOD)
+    add_variant(
+        path,
+        {"name": "tiny", "function": "kernels.softmax:softmax_generic", "domain": {"dims": {"N": [1, 16]}}},
+        comment="added by aina evolve: hypothesis h-1",
+    )
+    added = path.read_text()
+    # a middle entry: its comment goes with it, the next entry's stays
+    text = without_variant(added, "wide", "toy.yaml")
+    assert [v.name for v in parse_table(text, "toy.yaml").variants] == ["generic", "tiny"]
+    assert "wide" not in text and "BLOCK_N: 4096" not in text
+    assert "  # added by aina evolve: hypothesis h-1\n  - name: tiny\n" in text
+    assert text.startswith(GOOD.split("\n\n  - name: wide")[0]) and "# the variant that always remains" in text
+    assert text.rstrip().endswith("# trailing notes stay at the end")
+    # the last entry, with its comment
+    text = without_variant(text, "tiny", "toy.yaml")
+    assert [v.name for v in parse_table(text, "toy.yaml").variants] == ["generic"]
+    assert "h-1" not in text and "# trailing notes stay at the end" in text
+    with pytest.raises(DispatchTableError, match="generic variant: it always remains"):
+        without_variant(text, "generic", "toy.yaml")
+    with pytest.raises(DispatchTableError, match="no variant named 'wide'"):
+        without_variant(text, "wide", "toy.yaml")
 
 
 def test_add_variant_refuses_a_bad_entry_and_leaves_the_file(tmp_path):

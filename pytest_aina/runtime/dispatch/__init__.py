@@ -7,7 +7,8 @@ extends. One module per job:
   specific variant for a call;
 * :mod:`.reader` — the file format: :func:`parse_table`, :func:`load_table`,
   :func:`validate_table`, every problem reported as ``file:line: key: message``;
-* :mod:`.append` — :func:`add_variant`, the Changer's way to extend a table, comments kept;
+* :mod:`.append` — :func:`add_variant` and :func:`without_variant`, the Changer's way to extend
+  a table and to take a variant out of it (a revert, a retirement), comments kept;
 * :mod:`.routing` — :func:`dispatcher`, which serves a kernel's calls: the route cache, the
   ``AINA_DISPATCH_PIN`` rollback switch, timing and the hand-off to the recorder.
 
@@ -17,7 +18,7 @@ tables never runs that repository's code.
 """
 
 from pytest_aina.runtime.device import describe_device as device_info
-from pytest_aina.runtime.dispatch.append import add_variant
+from pytest_aina.runtime.dispatch.append import add_variant, without_variant
 from pytest_aina.runtime.dispatch.reader import (
     DTYPES,
     TABLE_VERSION,
@@ -38,6 +39,7 @@ __all__ = [
     "Table",
     "Variant",
     "add_variant",
+    "without_variant",
     "default_table_path",
     "device_info",
     "dispatcher",

@@ -1,8 +1,10 @@
-"""Extending a dispatch table: the Changer's API.
+"""Extending a dispatch table, and taking a variant out of one: the Changer's API.
 
 A change appends one variant to a table that a reviewer then reads in the diff, so the file's
 own text and comments stay as they were and the new entry is written in the file's block
-style, below the last one. Nothing is written unless the whole new table reads cleanly.
+style, below the last one. A revert or a retirement takes one out the same way (the comment
+lines directly above it go with it; the generic variant never does). Nothing is written unless
+the whole new table reads cleanly.
 """
 
 from __future__ import annotations
@@ -50,6 +52,51 @@ def add_variant(path: str | Path, entry: dict, *, comment: str | None = None) ->
         fh.write(new_text)
     os.replace(tmp, path)
     return table
+
+
+def without_variant(text: str, name: str, file: str) -> str:
+    """The table ``text`` with variant ``name`` taken out, the rest of its text and comments
+    as they were; the entry's own comment lines (directly above it) go with it. Raises
+    :class:`DispatchTableError` when the table has no such variant, when ``name`` is the
+    generic variant (it serves every call no other variant does: it always remains), or
+    when the table would not read cleanly without it."""
+    table = parse_table(text, file)
+    variant = table.get(name)
+    if variant is None:
+        raise DispatchTableError([f"{file}: no variant named {name!r} to remove"])
+    if variant.is_generic:
+        raise DispatchTableError([f"{file}: {name!r} is the generic variant: it always remains"])
+    _, _, root = compose(text, file)
+    seq = next(v for k, v in root.value if k.value == "variants")
+    if seq.flow_style:
+        raise DispatchTableError([f"{file}: variants: must be a block list ('- name: ...') to remove from"])
+    items = seq.value
+    i = next(
+        i
+        for i, item in enumerate(items)
+        if isinstance(item, yaml.MappingNode) and any(k.value == "name" and v.value == name for k, v in item.value)
+    )
+    lines = text.splitlines(keepends=True)
+    # the item starts at its dash (two columns left of its first key), on its first line
+    first = items[i].start_mark.line
+    while first > 0 and lines[first - 1].lstrip().startswith("#") and not _is_header(lines, first - 1, seq):
+        first -= 1
+    if first > 0 and not lines[first - 1].strip():
+        first -= 1  # the blank line that set it apart
+    last = _last_scalar_end(items[i]).line  # the line of the item's last scalar
+    if i + 1 < len(items):
+        last = max(last, items[i + 1].start_mark.line - 1)
+        # the next item's own comments stay with it
+        while last > first and lines[last].lstrip().startswith("#"):
+            last -= 1
+    new_text = "".join(lines[:first] + lines[last + 1 :])
+    parse_table(new_text, file)
+    return new_text
+
+
+def _is_header(lines: list[str], line: int, seq) -> bool:
+    """Whether comment ``line`` sits above the whole list (the file's header), not one item."""
+    return line < seq.start_mark.line
 
 
 def _last_scalar_end(node):

@@ -78,7 +78,7 @@ def test_schedules_enqueue_the_periodic_jobs_once_per_interval(app, onboarded):
     worker.schedule()
     worker.schedule()
     kinds = sorted(j.kind for j in store.jobs(state="queued"))
-    assert kinds == ["prune", "reason_all", "redeliver"]
+    assert kinds == ["prune", "reason_all", "redeliver", "verify_all"]
     # reason_all asks for a Reasoner run for each repository that has telemetry.
     store.store_telemetry("b", REPO, 1, [window(0).as_dict()], None)
     [run] = [j for j in drain(app.services, queues=("default",)) if j.kind == "reason_all"]

@@ -303,3 +303,80 @@ def test_rows_have_the_same_columns_in_every_backend(store):
         "finished_at",
     }
     assert set(store.telemetry_summary(REPO)) == {"windows", "services", "kernels", "last_received"}
+
+
+# -- merged claims, verified in production ------------------------------------------------
+def _claim(store, number: int, merged_at: float = 100.0, kernel: str = "softmax") -> bool:
+    return store.record_claim(
+        REPO,
+        number,
+        kernel=kernel,
+        variant=f"{kernel}_c{number}",
+        proposer="llm",
+        device="NVIDIA H100 80GB HBM3",
+        merged_at=merged_at,
+        body={"claims": [{"case": "M=4096,N=50304,float16", "latency_s": 1e-4}]},
+    )
+
+
+def test_a_claim_is_recorded_once_and_decided_once(store):
+    assert _claim(store, 7) is True
+    assert _claim(store, 7, merged_at=999.0) is False  # a merge job run again
+    row = store.claim_of(REPO, 7)
+    assert (row["status"], row["variant"], row["merged_at"], row["verification"]) == (
+        "verifying",
+        "softmax_c7",
+        100.0,
+        None,
+    )
+    assert row["body"]["claims"][0]["latency_s"] == 1e-4
+    assert set(row) == {
+        "repository",
+        "number",
+        "kernel",
+        "variant",
+        "proposer",
+        "device",
+        "merged_at",
+        "body",
+        "status",
+        "verification",
+        "revert_number",
+        "updated_at",
+    }
+    # not enough data: the claim stays open, its latest look kept
+    assert store.settle_claim(REPO, 7, "verifying", {"status": "not enough data"}) is True
+    assert store.claim_of(REPO, 7)["verification"] == {"status": "not enough data"}
+    assert store.settle_claim(REPO, 7, "contradicted", {"status": "contradicted", "n": 1}) is True
+    # decided: another look (a redelivered job, another worker) changes nothing
+    assert store.settle_claim(REPO, 7, "confirmed", {"status": "confirmed"}) is False
+    assert store.claim_of(REPO, 7)["status"] == "contradicted"
+    with pytest.raises(ValueError, match="unknown claim state"):
+        store.settle_claim(REPO, 7, "maybe", {})
+    assert store.settle_claim(REPO, 99, "confirmed", {}) is False  # unknown
+
+
+def test_a_revert_is_linked_to_a_contradicted_claim_only(store):
+    _claim(store, 7)
+    _claim(store, 8, merged_at=50.0)
+    assert store.link_revert(REPO, 7, 12) is False  # still verifying
+    store.settle_claim(REPO, 7, "contradicted", {})
+    assert store.link_revert(REPO, 7, 12) is True
+    assert (store.claim_of(REPO, 7)["status"], store.claim_of(REPO, 7)["revert_number"]) == ("contradicted", 12)
+    assert store.link_revert(REPO, 7, 12, merged=True) is True
+    assert store.claim_of(REPO, 7)["status"] == "reverted"
+    assert [c["number"] for c in store.claims(REPO)] == [8, 7]  # oldest merge first
+    assert [c["number"] for c in store.claims(REPO, "reverted")] == [7]
+    assert store.claims("someone/else") == []
+
+
+def test_telemetry_rows_carry_their_stored_ids(store):
+    store.upsert_installation(5, "octo-org", True)
+    store.upsert_repository(REPO, 5)
+    windows = [{"kernel": "softmax", "i": 1}, {"kernel": "rms_norm", "i": 2}, {"kernel": "softmax", "i": 3}]
+    store.store_telemetry("d1", REPO, 5, windows, None)
+    rows = store.telemetry_rows(REPO, "softmax")
+    assert [w["i"] for _, w in rows] == [1, 3]
+    ids = [i for i, _ in rows]
+    assert len(set(ids)) == 2 and all(isinstance(i, int) for i in ids)
+    assert store.telemetry_rows(REPO, "softmax", since=time.time() + 60) == []
