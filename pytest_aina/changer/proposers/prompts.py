@@ -53,7 +53,10 @@ hypothesis below is about, while staying correct for the whole input domain of t
 {history}
 {best}{round_note}
 # How to answer
-Write exactly these two things and nothing else:
+If you have no further idea worth measuring, answer with exactly `No further ideas.` and \
+nothing else: you will not be asked again, and no tokens are wasted on repeats.
+
+Otherwise write exactly these two things and nothing else:
 1. One line starting with `Idea:` saying, in under 25 words, what your variant changes and \
 why it should be faster.
 2. One fenced code block that starts with ```python and holds the complete module.
