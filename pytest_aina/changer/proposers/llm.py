@@ -190,7 +190,7 @@ class LLMProposer:
 
     def __repr__(self) -> str:
         return (
-            f"LLMProposer(model={self.model!r}, api_base={_public_url(self.api_base)!r}, "
+            f"LLMProposer(model={self.model!r}, api_base={public_url(self.api_base)!r}, "
             f"api_key_env={self.api_key_env!r})"
         )
 
@@ -236,7 +236,7 @@ class LLMProposer:
         self.check()
         key = self._api_key()
         messages = [{"role": "user", "content": "Reply with the single word OK."}]
-        where = _public_url(self.api_base) or f"the provider of {self.model!r}"
+        where = public_url(self.api_base) or f"the provider of {self.model!r}"
         # a refused connection is not retried here: nothing listening is not a passing state
         response, records = self._call(messages, 8, key, 0, retries=1, retry_connection=False)
         self._spend(sum(r["prompt_tokens"] + r["completion_tokens"] for r in records), _cost(records)[0])
@@ -426,7 +426,7 @@ class LLMProposer:
                 reason, retryable, retry_after = _classify(litellm, e)
                 if reason == "configuration":
                     raise LLMConfigError(
-                        f"LLM proposer: {self.model!r} at {_public_url(self.api_base) or 'the provider'} "
+                        f"LLM proposer: {self.model!r} at {public_url(self.api_base) or 'the provider'} "
                         f"refused the request ({_status(e)}): {_excerpt(_first_line(e), key)}. Check "
                         f"--model / 'model', --api-base / 'api_base' and the key in "
                         f"{self.api_key_env or 'the provider default variable'} (--api-key-env)."
@@ -500,7 +500,7 @@ class LLMProposer:
         self._spend(tokens["total"], cost)
         return {
             "model": self.model,
-            "api_base": _public_url(self.api_base),
+            "api_base": public_url(self.api_base),
             "prompt_digest": prompt_digest,
             "template_digest": prompts.TEMPLATE_DIGEST,
             "answer_digest": hashlib.sha256(answer.encode()).hexdigest(),
@@ -808,7 +808,7 @@ def _excerpt(text: str, secret: str | None) -> str:
     return _one_line(text, DETAIL_CHARS)
 
 
-def _public_url(url: str | None) -> str | None:
+def public_url(url: str | None) -> str | None:
     """``url`` without user info, query or fragment: what may go in a record."""
     if url is None:
         return None
