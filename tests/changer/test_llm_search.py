@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from change_records import make_source_record, repo  # noqa: F401  (fixtures, from beside this module)
-from test_llm_proposer import GOOD, KEY_ENV, WRONG, _closed_port, api_key, fenced, server  # noqa: F401
+from test_llm_proposer import GOOD, KEY_ENV, WRONG, _closed_port, api_key, ctx, fenced, server  # noqa: F401
 
 from pytest_aina import cli
 from pytest_aina.changer import pipeline
@@ -260,3 +260,57 @@ def test_the_pr_body_of_a_model_written_winner(make_source_record, repo):  # noq
     assert "more)" not in body
     # the command that repeats the search names the model, the server and the key's variable
     assert "--model openai/qwen2.5-coder --api-base http://127.0.0.1:8000/v1" in body
+
+
+HOSTILE_SOURCE = """
+import socket
+from kernels.softmax import softmax_generic
+
+for _i in range(4):  # each refused, each swallowed: the module still imports and computes right
+    try:
+        open(OUTSIDE + f"/stolen-{_i}.txt", "w").write("x")
+    except OSError:
+        pass
+try:
+    socket.create_connection(("127.0.0.1", PORT), timeout=1)
+except OSError:
+    pass
+
+
+def softmax(x):
+    return softmax_generic(x)
+"""
+
+
+@pytest.mark.slow  # the plugin's checks in the real sandbox: ~1 min on 2 cores
+def test_a_hostile_candidate_is_recorded_with_every_violation_and_the_model_is_told(tmp_path, ctx):  # noqa: F811
+    from pytest_aina.changer.evaluate import Setup, evaluate, workdir_for
+    from pytest_aina.changer.proposers import prompts
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    source = HOSTILE_SOURCE.replace("OUTSIDE", repr(str(outside))).replace("PORT", str(_closed_port()))
+    cand = Candidate("softmax", "llm:openai/fake-model", source=source, function="softmax")
+    setup = Setup(
+        spec_path=ROOT / "specs" / "softmax.yaml",
+        repo=ROOT,
+        function="softmax",
+        generic="kernels.softmax:softmax_generic",
+        bench_cases=[{"dims": {"M": 8, "N": 256}, "dtype": "float32", "label": "M=8,N=256,float32"}],
+        workdir=workdir_for(tmp_path, "hostile"),
+        check_wall_s=240,
+    )
+    v = evaluate(cand, setup)
+    assert not v.passed and v.hostile and list(outside.iterdir()) == []
+    kinds = [x["kind"] for x in v.violations]
+    assert kinds.count("write outside sandbox") == 4 and kinds.count("network attempt") == 1, v.violations
+    for i in range(4):
+        assert any(f"stolen-{i}.txt" in x["detail"] for x in v.violations)
+        assert f"stolen-{i}.txt" in v.detail  # the reason lists them all too
+    assert "more)" not in v.detail
+
+    # the model is told, in the next prompt's history, with every attempt and no local path
+    ctx.history.append((cand, v))
+    text = prompts.render_task(ctx, proposed=[], history_limit=20)
+    assert "REJECTED AS HOSTILE: it tried to write outside sandbox" in text and "network attempt" in text
+    assert str(outside) not in text and "stolen-3.txt" in text
