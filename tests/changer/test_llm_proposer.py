@@ -562,3 +562,25 @@ def test_a_proposer_that_keeps_failing_is_retired(server, ctx, api_key):
     assert llm.propose(ctx, 1) == [] and llm.exhausted
     assert llm.propose(ctx, 1) == [] and len(server.requests) == 4
     assert [f["reason"] for f in llm.failures] == ["malformed_answers", "malformed_answers"]
+
+
+def test_the_model_is_told_a_candidate_was_hostile_with_every_attempt(server, ctx, api_key):
+    bad = Candidate(kernel="softmax", proposer="llm:openai/fake-model", source="# hostile\n", function="softmax")
+    violations = [{"kind": "write outside sandbox", "detail": f"/home/me/repo/out{i}.txt"} for i in range(4)]
+    violations.append({"kind": "network attempt", "detail": "connect 127.0.0.1:9"})
+    verdict = Verdict(
+        candidate=bad.id,
+        passed=False,
+        failed_stage="examples",
+        reason="write outside sandbox",
+        detail="...",
+        violations=violations,
+    )
+    assert verdict.hostile and Verdict.from_json(verdict.to_json()) == verdict
+    ctx.history.append((bad, verdict))
+    server.script(answer(fenced(GOOD)))
+    proposer(server).propose(ctx, 1)
+    sent = server.requests[0].text
+    line = next(ln for ln in sent.splitlines() if "REJECTED AS HOSTILE" in ln)
+    assert all(f"out{i}.txt" in line for i in range(4)) and "network attempt (connect 127.0.0.1:9)" in line
+    assert "/home/me" not in sent
