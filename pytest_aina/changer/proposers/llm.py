@@ -13,7 +13,10 @@ Every HTTP call is recorded in the candidate's ``meta["attempts"]`` with its tok
 a proposal that yields no candidate (malformed answers to the end, the provider down, the
 token budget spent) is recorded in :attr:`LLMProposer.failures` for the search record.
 Provider errors are retried with backoff and recorded, never raised; only a configuration
-error (:class:`LLMConfigError`) is.
+error (:class:`LLMConfigError`) is, and :meth:`LLMProposer.preflight` finds one before a
+search starts (a missing key, an unknown model, a server nothing listens on). A model that
+answers it has no further ideas, or ``max_failed_proposals`` proposals in a row without a
+candidate, sets :attr:`LLMProposer.exhausted`: it is not asked again.
 
 The API key is read from the variable named by ``api_key_env`` at each call, handed to
 litellm, and scrubbed from anything recorded; it is never logged, prompted or stored.
