@@ -314,3 +314,18 @@ def test_a_hostile_candidate_is_recorded_with_every_violation_and_the_model_is_t
     text = prompts.render_task(ctx, proposed=[], history_limit=20)
     assert "REJECTED AS HOSTILE: it tried to write outside sandbox" in text and "network attempt" in text
     assert str(outside) not in text and "stolen-3.txt" in text
+
+
+def test_budget_tokens_flag_takes_a_number_or_none():
+    from pytest_aina.cli import build_parser
+
+    parse = build_parser().parse_args
+    base = ["evolve", "--telemetry", "t.jsonl"]
+    assert parse(base).budget_tokens is None  # the settings' default applies
+    assert parse([*base, "--budget-tokens", "5000"]).budget_tokens == 5000
+    assert parse([*base, "--budget-tokens", "none"]).budget_tokens == "none"
+    with pytest.raises(SystemExit):
+        parse([*base, "--budget-tokens", "-1"])
+    unlimited = EvolutionSettings(budget=Budget(tokens=None))
+    assert "--budget-tokens none" in pipeline.repeat_command(unlimited)
+    assert f"--budget-tokens {Budget().tokens}" in pipeline.repeat_command(EvolutionSettings())
