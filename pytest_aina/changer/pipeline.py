@@ -121,7 +121,12 @@ class Evolution:
     def why_no_change(self) -> str:
         return (
             f"no candidate beat the baseline by more than {NOISE_MARGIN:.0%} for {self.plan.hypothesis.id} "
-            f"({len(self.record.attempts)} evaluated): " + summarize_attempts(self.record)
+            f"({len(self.record.attempts)} evaluated): "
+            + summarize_attempts(self.record)
+            # the App says this on the issue: a proposer that never answered must not look like a search
+            + "".join(
+                f"; proposer {n} never produced a candidate ({self.silent_because(n)})" for n in self.silent_proposers
+            )
         )
 
 

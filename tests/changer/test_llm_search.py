@@ -120,6 +120,22 @@ def test_a_requested_proposer_that_never_produced_a_candidate_exits_2(loop, serv
     assert cli.main(_evolve(root, server.url, "--budget-evals", "6")) == 2
     err = capsys.readouterr().err
     assert "proposer llm never produced a candidate (malformed_answers x1)" in err
+
+
+def test_why_no_change_names_a_proposer_that_never_produced_a_candidate(loop, server, api_key):
+    root, _ = loop
+    server.script(answer("OK"), *[answer("I would fuse the two passes; code to follow.")] * 3)
+    hyps = reason_about_file(root / "telemetry/day.jsonl", specs=root / "specs", variants=root / "kernels/variants")
+    settings = EvolutionSettings(
+        proposers=("llm",),
+        proposer_config={"llm": {"model": "openai/fake-model", "api_base": server.url, "api_key_env": KEY_ENV}},
+        workers=1,
+        device="cpu",
+    )
+    done = pipeline.evolve(root, hyps.hypotheses, settings)
+    assert done.change is None and done.silent_proposers == ["llm"]
+    # what the App posts when no change is made
+    assert done.why_no_change.endswith("; proposer llm never produced a candidate (malformed_answers x1)")
     assert [c.proposer for c in StandIn.calls] == ["baseline"]
 
 
