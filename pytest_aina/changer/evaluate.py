@@ -173,6 +173,7 @@ def _cascade(c: Candidate, setup: Setup, v: Verdict) -> None:
             limits=sandbox.Limits(wall_s=setup.check_wall_s, memory_bytes=setup.memory_bytes),
         )
     v.sandbox = dict(res.protections)
+    v.violations += res.violations
     if not res.ok:
         v.failed_stage, v.reason = "examples", res.status
         v.detail = f"{res.reason}\n{res.stderr_tail[-1500:]}".strip()
@@ -205,6 +206,7 @@ def _cascade(c: Candidate, setup: Setup, v: Verdict) -> None:
                 min_plausible_s=_min_plausible(setup, bc),
             )
             t = sandbox.time_calls(f"{cfile}:{setup.function}", **common)
+            v.violations += t.violations
             if not t.ok:
                 v.failed_stage, v.reason = "benchmarks", t.status
                 v.detail = f"{bc['label']}: {t.reason}"

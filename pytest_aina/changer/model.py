@@ -105,6 +105,15 @@ class Verdict:
     stage_s: dict = field(default_factory=dict)  # wall seconds per stage reached ("checks", "benchmarks")
     sandbox: dict = field(default_factory=dict)  # which protections were in force
     ran_on: dict = field(default_factory=dict)  # where it ran when not on this machine (executors.py): node, IP
+    # every rule the candidate broke in the sandbox ({"kind", "detail"}: a write outside its
+    # folder, a network attempt, ...), all of them: what makes it hostile
+    violations: list[dict] = field(default_factory=list)
+
+    @property
+    def hostile(self) -> bool:
+        """The candidate tried what no kernel does (wrote outside its folder, opened a socket):
+        not an ordinary failure, and its author (a model) is told so."""
+        return bool(self.violations)
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ast
 import math
+import shlex
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,7 +34,9 @@ from pytest_aina.changer.change import Change, verify, write_change
 from pytest_aina.changer.evaluate import Setup, child_env, workdir_for
 from pytest_aina.changer.executors import Evaluation, Executor, open_executor
 from pytest_aina.changer.model import Attempt, Candidate, SearchRecord
+from pytest_aina.changer.proposers import prompts
 from pytest_aina.changer.proposers.base import ProposalContext, make
+from pytest_aina.changer.proposers.llm import public_url  # litellm itself loads on the first call only
 from pytest_aina.changer.search import Checkpoint, best, run_search
 from pytest_aina.changer.settings import EvolutionSettings
 from pytest_aina.checking.strategies import primary
@@ -102,10 +105,28 @@ class Evolution:
     problems: list[str] = field(default_factory=list)  # the provenance check's findings on the change
 
     @property
+    def silent_proposers(self) -> list[str]:
+        """The requested proposers that never produced a candidate in this search."""
+        return list((self.record.environment or {}).get("proposers_without_candidate") or [])
+
+    def silent_because(self, name: str) -> str:
+        """Why ``name`` produced nothing: its recorded failures, by reason."""
+        reasons: dict[str, int] = {}
+        for f in (self.record.environment or {}).get("proposer_failures") or []:
+            if str(f.get("proposer") or "").partition(":")[0] == name:
+                reasons[str(f.get("reason"))] = reasons.get(str(f.get("reason")), 0) + 1
+        return ", ".join(f"{k} x{v}" for k, v in reasons.items()) or "it proposed nothing new"
+
+    @property
     def why_no_change(self) -> str:
         return (
             f"no candidate beat the baseline by more than {NOISE_MARGIN:.0%} for {self.plan.hypothesis.id} "
-            f"({len(self.record.attempts)} evaluated): " + summarize_attempts(self.record)
+            f"({len(self.record.attempts)} evaluated): "
+            + summarize_attempts(self.record)
+            # the App says this on the issue: a proposer that never answered must not look like a search
+            + "".join(
+                f"; proposer {n} never produced a candidate ({self.silent_because(n)})" for n in self.silent_proposers
+            )
         )
 
 
@@ -302,6 +323,13 @@ def search(
                 repo, p, settings, device=device, base=base, progress=progress, resume=resume, executor=executor
             )
     seed, budget, proposers = settings.seed, settings.budget, list(settings.proposers)
+    made = [_Baseline()] + [make(name, dict(settings.proposer_config.get(name) or {})) for name in proposers]
+    for m in made:
+        # before anything is evaluated (the heuristic probe, the baseline: minutes on a CPU): a
+        # missing key, an unknown model or a server nothing listens on stops the run here
+        preflight = getattr(m, "preflight", None)
+        if callable(preflight):
+            preflight()
     work = workdir_for(repo, f"{p.hypothesis.id}-s{seed}")
     setup = Setup(
         spec_path=p.spec_path,
@@ -323,9 +351,11 @@ def search(
         hypothesis=p.hypothesis,
         tunables=p.tunables,
         seed=seed,
+        device=device,
+        bench_cases=[dict(c) for c in p.bench_cases],
+        helpers=_helpers(repo, source),
     )
     ctx.heuristic = _heuristic(setup, p)
-    made = [_Baseline()] + [make(name, dict(settings.proposer_config.get(name) or {})) for name in proposers]
     checkpoint = Checkpoint(work / "checkpoint.jsonl")
     if not resume and checkpoint.path.exists():
         checkpoint.path.unlink()
@@ -354,6 +384,13 @@ def search(
     ):
         winner = top.candidate.id
     failures = [f for m in made for f in getattr(m, "failures", None) or []]
+    # a proposer the user asked for that never produced a candidate: the run did not do what
+    # it was asked, whatever else it found (aina evolve exits 2 on it)
+    silent = [
+        name
+        for name, m in zip(proposers, made[1:])
+        if not any(a.candidate.proposer == getattr(m, "name", name) for a in outcome.attempts)
+    ]
     env = environment.collect(with_torch=False, cwd=str(repo))
     if base and not (env.get("git") or {}).get("commit"):
         env["git"] = {"commit": base, "dirty": False}  # a checkout of ``base`` without git (the App's tarball)
@@ -368,13 +405,47 @@ def search(
         attempts=outcome.attempts,
         winner=winner,
         benchmark_cases=[c["label"] for c in p.bench_cases],
-        environment=env | {"notes": p.notes, "proposer_failures": failures or []},
+        environment=env
+        | {"notes": p.notes, "proposer_failures": failures or [], "proposers_without_candidate": silent},
         device=device,
         started=started,
         finished=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        repeat=f"aina evolve --telemetry <the same file> --seed {seed} --budget-evals {budget.evaluations} "
-        f"--proposer {','.join(proposers)}",
+        repeat=repeat_command(settings),
     )
+
+
+def repeat_command(settings: EvolutionSettings) -> str:
+    """The ``aina evolve`` command that repeats a search with ``settings``: every flag that
+    changes what is proposed, the LLM's model, server and the *name* of its key variable
+    included (never a key: the settings hold none)."""
+    b = settings.budget
+    parts = [
+        "aina evolve --telemetry <the same file>",
+        f"--seed {settings.seed}",
+        f"--budget-evals {b.evaluations}",
+        f"--budget-tokens {'none' if b.tokens is None else b.tokens}",
+        f"--proposer {','.join(settings.proposers)}",
+    ]
+    llm = settings.proposer_config.get("llm") or {}
+    if "llm" in settings.proposers:
+        for flag, key in (("--model", "model"), ("--api-base", "api_base"), ("--api-key-env", "api_key_env")):
+            value = public_url(llm.get(key)) if key == "api_base" else llm.get(key)
+            if value:
+                parts.append(f"{flag} {shlex.quote(str(value))}")
+    if settings.executor != "local":
+        parts.append(f"--executor {settings.executor}")
+    return " ".join(parts)
+
+
+def _helpers(repo: Path, source: str) -> dict[str, str]:
+    """The sources of the ``kernels.*`` modules ``source`` imports: the helpers the prompt
+    tells a model it may use, shown so it knows what they do (read as text, never run)."""
+    out = {}
+    for name in prompts.kernel_imports(source):
+        path = repo / Path(*name.split(".")).with_suffix(".py")
+        if path.is_file():
+            out[name] = path.read_text()
+    return out
 
 
 def _heuristic(setup: Setup, p: Plan) -> dict | None:

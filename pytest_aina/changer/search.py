@@ -108,6 +108,9 @@ def run_search(
                 while reason is None and len(pending) < slots and idle_rounds < len(proposers):
                     proposer = proposers[turn % len(proposers)]
                     turn += 1
+                    if getattr(proposer, "exhausted", False):  # it said it has nothing more: not asked
+                        idle_rounds += 1
+                        continue
                     if budget.tokens is not None:
                         ctx.token_budget = budget.tokens - tokens
                     before = _spent_by(proposer)

@@ -7,7 +7,7 @@ instead of silently becoming a default on the first run. The JSON form::
 
     {"proposers": ["metaparams"],                  # names: built in, or aina.proposers entry points
      "proposer_config": {"llm": {"model": "openai/gpt-4o", "api_key_env": "OPENAI_API_KEY"}},
-     "budget": {"evaluations": 24, "wall_s": 600, "tokens": null},
+     "budget": {"evaluations": 24, "wall_s": 600, "tokens": 250000},  # tokens null: no limit
      "seed": 0,
      "workers": 2,                                 # default: min(2, CPU cores); Ray: the cluster's
      "device": null,                               # "cpu" or "cuda"; null: the executor's (this machine's)
@@ -36,6 +36,13 @@ DEVICES = ("cpu", "cuda")
 EXECUTORS = ("local", "ray")
 
 
+#: LLM tokens (prompt + completion, every call, answers that gave no candidate included) a
+#: search may spend unless told otherwise: about 25 proposals of a softmax-sized prompt. A
+#: run that needs more says so (``stopped_by: tokens``); ``null`` / ``--budget-tokens none``
+#: lifts the limit.
+DEFAULT_TOKEN_BUDGET = 250_000
+
+
 class SettingsError(ValueError):
     """A setting is unknown or wrong; the message names it (``budget.wall_s``, ...)."""
 
@@ -46,7 +53,7 @@ class Budget:
 
     evaluations: int = 24
     wall_s: float = 600.0
-    tokens: int | None = None  # LLM tokens, prompt + completion
+    tokens: int | None = DEFAULT_TOKEN_BUDGET  # LLM tokens, prompt + completion; None: no limit
 
     def __post_init__(self):
         if isinstance(self.evaluations, bool) or not isinstance(self.evaluations, int) or self.evaluations < 1:

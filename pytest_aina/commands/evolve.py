@@ -36,7 +36,14 @@ def register(sub) -> None:
     p.add_argument("--api-key-env", help="LLM proposer: name of the environment variable holding the API key")
     p.add_argument("--budget-evals", type=int, default=8, metavar="N", help="candidates to evaluate (default: 8)")
     p.add_argument("--budget-seconds", type=float, default=900, metavar="S", help="wall-time budget (default: 900)")
-    p.add_argument("--budget-tokens", type=int, default=None, metavar="N", help="LLM token budget (default: none)")
+    p.add_argument(
+        "--budget-tokens",
+        type=_tokens,
+        default=None,
+        metavar="N",
+        help="LLM tokens (prompt + completion, every call) the search may spend; 'none': no limit "
+        "(default: the settings' budget.tokens, see docs/llm-proposer.md)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the proposers and the timing (default: 0)")
     p.add_argument(
         "--workers",
@@ -63,6 +70,18 @@ def register(sub) -> None:
     p.set_defaults(run=run)
 
 
+def _tokens(text: str) -> int | str:
+    if text.strip().lower() == "none":
+        return "none"
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a whole number of tokens or 'none', got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a whole number of tokens >= 0 or 'none', got {text!r}")
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
     # the loop's modules load here, not when `aina --help` lists the commands
     from pytest_aina.changer import forge, pipeline
@@ -84,11 +103,14 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2
     workers = {} if args.workers is None else {"workers": args.workers}  # else the settings' default
+    tokens = (
+        {} if args.budget_tokens is None else {"tokens": None if args.budget_tokens == "none" else args.budget_tokens}
+    )
     try:
         settings = EvolutionSettings(
             proposers=proposers,
             proposer_config={"llm": llm},
-            budget=Budget(evaluations=args.budget_evals, wall_s=args.budget_seconds, tokens=args.budget_tokens),
+            budget=Budget(evaluations=args.budget_evals, wall_s=args.budget_seconds, **tokens),
             seed=args.seed,
             telemetry=args.telemetry,
             executor=args.executor,
@@ -138,11 +160,16 @@ def run(args: argparse.Namespace) -> int:
         return 130
     h = done.plan.hypothesis
     change = done.change
+    # a proposer the user asked for that never produced a candidate: whatever else was found,
+    # the run did not do what it was asked, and a 0 would hide it (exit 2, after the output)
+    silent = done.silent_proposers
+    status = 2 if silent else 0
     if change is None:
         say("no candidate beat the baseline by more than the noise margin: no change written")
         if args.json:
             print(json.dumps({"hypothesis": h.id, "winner": None, "record": done.record.to_json()}, default=str))
-        return 0
+        _say_silent(done, silent)
+        return status
     if done.problems and not args.no_forge:
         print(
             "aina evolve: the change's provenance does not verify, so it is not published:\n  "
@@ -163,7 +190,17 @@ def run(args: argparse.Namespace) -> int:
         print(change.body)
         print()
         print(out.get("message") or f"branch {change.branch} (not committed: --no-forge)")
-    return 0
+    _say_silent(done, silent)
+    return status
+
+
+def _say_silent(done, silent: list[str]) -> None:
+    for name in silent:
+        print(
+            f"aina evolve: proposer {name} never produced a candidate ({done.silent_because(name)}); "
+            "see the record's proposer_failures, fix its configuration and run again",
+            file=sys.stderr,
+        )
 
 
 class _Shown:

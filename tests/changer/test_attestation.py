@@ -141,6 +141,8 @@ def test_predicate_holds_the_whole_search(repo, make_config_record):
             "model": "gpt-4o-mini",
             "candidates": 2,
             "no_candidate": 0,
+            "requests": 2,  # the second candidate's meta records no calls
+            "answers": 2,
             "prompt_sha256": ["ab" * 32, "cd" * 32],
             "template_sha256": ["99" * 32],
             "tokens": 2412 + 1980,
@@ -225,8 +227,9 @@ def test_llm_answers_that_gave_no_candidate_are_counted_and_shown(repo, make_con
     assert m["tokens"] == 2412 + 1980 + 700 and m["cost_usd"] == pytest.approx(0.0066)
     assert "ee" * 32 in m["prompt_sha256"]
     body = prbody.render(stmt)
+    # two proposals gave no candidate; one of them got no answer at all (a provider error)
     assert (
-        "2 candidate(s), 2 answer(s) that gave none (malformed_answer x1, provider_error x1), "
+        "2 candidate(s), 2 proposal(s) that gave none (malformed_answer x1, provider_error x1), "
         f"{2412 + 1980 + 700} tokens"
     ) in body
 

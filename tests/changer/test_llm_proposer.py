@@ -500,3 +500,87 @@ def test_litellm_is_imported_lazily_and_reaches_only_the_configured_server(serve
     port = str(server.port)
     for event, args in result["network"]:
         assert "127.0.0.1" in args and port in args, f"unexpected network use: {event} {args}"
+
+
+# -- issue 16: a search worth its tokens ---------------------------------------------------
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_preflight_names_an_unreachable_server_at_once(ctx, api_key):
+    url = f"http://127.0.0.1:{_closed_port()}/v1"
+    llm = LLMProposer(model="openai/fake-model", api_base=url, api_key_env=KEY_ENV, backoff_s=0.01)
+    with pytest.raises(LLMConfigError, match=r"nothing answers at http://127\.0\.0\.1:\d+/v1.*--api-base"):
+        llm.preflight()
+
+
+def test_connection_refused_is_not_a_server_error(ctx, api_key):
+    url = f"http://127.0.0.1:{_closed_port()}/v1"
+    llm = LLMProposer(model="openai/fake-model", api_base=url, api_key_env=KEY_ENV, backoff_s=0.01, provider_retries=0)
+    assert llm.propose(ctx, 1) == []
+    [call] = llm.failures[0]["attempts"]
+    assert call["reason"] == "connection_error" and call["status"] != 500
+
+
+def test_preflight_reports_an_unknown_model_and_a_missing_key_before_anything_else(server, ctx, api_key, monkeypatch):
+    server.script(error(404, "The model `fake-model` does not exist"))
+    with pytest.raises(LLMConfigError, match=r"refused the request \(404\).*does not exist.*--model"):
+        proposer(server).preflight()
+    monkeypatch.delenv(KEY_ENV)
+    with pytest.raises(LLMConfigError, match=f"environment variable {KEY_ENV} .* is not set"):
+        proposer(server).preflight()
+    # a server that answers: one short request, its tokens counted
+    monkeypatch.setenv(KEY_ENV, api_key)
+    server.script(answer("OK"))
+    llm = proposer(server)
+    llm.preflight()
+    assert server.requests[-1].body["max_tokens"] <= 16 and llm.tokens_used > 0
+
+
+def test_a_model_that_has_no_further_ideas_is_not_asked_again(server, ctx, api_key):
+    server.script(answer(fenced(GOOD)), answer("I have no further ideas: every variant I know was tried."))
+    llm = proposer(server, max_attempts=3)
+    assert len(llm.propose(ctx, 1)) == 1
+    assert llm.propose(ctx, 1) == []  # one answer, no corrective re-asking
+    assert llm.failures[-1]["reason"] == "gave_up" and llm.exhausted
+    assert llm.propose(ctx, 1) == [] and len(server.requests) == 2  # never asked again
+    # the prompt told the model how to say so
+    assert "No further ideas." in server.requests[0].text
+
+
+def test_a_proposer_that_keeps_failing_is_retired(server, ctx, api_key):
+    server.script(*[answer("Here is the plan, in words only.")] * 4)
+    llm = proposer(server, max_attempts=2, max_failed_proposals=2)
+    assert llm.propose(ctx, 1) == [] and not llm.exhausted
+    assert llm.propose(ctx, 1) == [] and llm.exhausted
+    assert llm.propose(ctx, 1) == [] and len(server.requests) == 4
+    assert [f["reason"] for f in llm.failures] == ["malformed_answers", "malformed_answers"]
+
+
+def test_the_model_is_told_a_candidate_was_hostile_with_every_attempt(server, ctx, api_key):
+    bad = Candidate(kernel="softmax", proposer="llm:openai/fake-model", source="# hostile\n", function="softmax")
+    violations = [{"kind": "write outside sandbox", "detail": f"/home/me/repo/out{i}.txt"} for i in range(4)]
+    violations.append({"kind": "network attempt", "detail": "connect 127.0.0.1:9"})
+    verdict = Verdict(
+        candidate=bad.id,
+        passed=False,
+        failed_stage="examples",
+        reason="write outside sandbox",
+        detail="...",
+        violations=violations,
+    )
+    assert verdict.hostile and Verdict.from_json(verdict.to_json()) == verdict
+    ctx.history.append((bad, verdict))
+    server.script(answer(fenced(GOOD)))
+    proposer(server).propose(ctx, 1)
+    sent = server.requests[0].text
+    line = next(ln for ln in sent.splitlines() if "REJECTED AS HOSTILE" in ln)
+    assert all(f"out{i}.txt" in line for i in range(4)) and "network attempt (connect 127.0.0.1:9)" in line
+    assert "/home/me" not in sent

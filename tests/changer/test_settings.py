@@ -7,14 +7,16 @@ import json
 
 import pytest
 
-from pytest_aina.changer.settings import Budget, EvolutionSettings, SettingsError, default_workers
+from pytest_aina.changer.settings import DEFAULT_TOKEN_BUDGET, Budget, EvolutionSettings, SettingsError, default_workers
 
 
 def test_defaults_are_the_apps_and_round_trip_through_json():
     s = EvolutionSettings.from_json({})
     assert s == EvolutionSettings() == EvolutionSettings.from_json(None)
     assert s.proposers == ("metaparams",) and s.proposer_config == {} and s.seed == 0 and s.device is None
-    assert s.budget == Budget(evaluations=24, wall_s=600.0, tokens=None) and s.workers == default_workers()
+    assert (
+        s.budget == Budget(evaluations=24, wall_s=600.0, tokens=DEFAULT_TOKEN_BUDGET) and s.workers == default_workers()
+    )
     full = {
         "proposers": ["metaparams", "llm"],
         "proposer_config": {"llm": {"model": "openai/x", "api_key_env": "KEY"}},

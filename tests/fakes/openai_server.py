@@ -62,9 +62,12 @@ def _tokens(text: str) -> int:
 class FakeOpenAI:
     """The server; use as a context manager or call :meth:`start`/:meth:`stop`."""
 
-    def __init__(self, *replies: Reply, model: str = "fake-model"):
+    def __init__(self, *replies: Reply, model: str = "fake-model", fallback: Reply | None = None):
         self.model = model
         self._script: deque[Reply] = deque(replies)
+        # what every request gets once the script has run out (a model that always answers the
+        # same); None: such a request is unexpected, answered 400 and listed in ``unexpected``
+        self.fallback = fallback
         self._lock = threading.Lock()
         self.requests: list[Received] = []
         self.unexpected: list[str] = []  # requests that found no scripted reply, or a bad shape
@@ -84,7 +87,7 @@ class FakeOpenAI:
     def _next(self, received: Received) -> Reply | None:
         with self._lock:
             self.requests.append(received)
-            return self._script.popleft() if self._script else None
+            return self._script.popleft() if self._script else self.fallback
 
     # -- lifecycle ----------------------------------------------------------------------
     @property

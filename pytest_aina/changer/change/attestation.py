@@ -213,8 +213,10 @@ def candidate_entry(attempt: Attempt, *, role: str) -> dict:
     if not v.passed:
         entry["failed_stage"] = v.failed_stage
         entry["reason"] = v.reason
-        detail = v.detail or ""
-        entry["detail"] = detail if len(detail) <= DETAIL_CHARS else "..." + detail[-DETAIL_CHARS:]
+        entry["detail"] = failure_detail(v.detail or "")
+    # every rule it broke in the sandbox, none left out: a hostile candidate is judged on all
+    entry["hostile"] = v.hostile
+    entry["violations"] = [dict(x) for x in v.violations]
     entry["score"] = v.score
     entry["speedup_vs_reference"] = v.speedup
     entry["wall_s"] = v.wall_s
@@ -223,6 +225,26 @@ def candidate_entry(attempt: Attempt, *, role: str) -> dict:
     entry["sandbox"] = dict(v.sandbox)
     entry["meta"] = sanitize_meta(c.meta)
     return entry
+
+
+def failure_detail(detail: str) -> str:
+    """A failure's detail as the record keeps it: without the plugin's "re-run just this
+    case" commands (paths of a sandbox that no longer exists), its head (what failed) and, when
+    long, its tail (where a traceback ends), at most about :data:`DETAIL_CHARS`."""
+    kept, skip = [], False
+    for line in detail.splitlines():
+        if line.strip().startswith("re-run"):
+            skip = True  # the command is on the next line(s), indented
+            continue
+        if skip and line.startswith("    "):
+            continue
+        skip = False
+        kept.append(line)
+    text = "\n".join(kept).strip()
+    if len(text) <= DETAIL_CHARS:
+        return text
+    head = DETAIL_CHARS // 3
+    return text[:head] + " ... " + text[-(DETAIL_CHARS - head) :]
 
 
 def llm_summary(attempts: list[Attempt], failures: list[dict] | None = None) -> dict:
@@ -234,7 +256,16 @@ def llm_summary(attempts: list[Attempt], failures: list[dict] | None = None) -> 
     def model_entry(model: str) -> dict:
         return models.setdefault(
             model,
-            {"model": model, "candidates": 0, "no_candidate": 0, "prompt_sha256": [], "tokens": 0, "cost_usd": 0.0},
+            {
+                "model": model,
+                "candidates": 0,
+                "no_candidate": 0,
+                "requests": 0,  # HTTP calls, provider errors included
+                "answers": 0,  # calls the model answered (usable or not)
+                "prompt_sha256": [],
+                "tokens": 0,
+                "cost_usd": 0.0,  # None once any call was unpriced: unknown, not free
+            },
         )
 
     def spend(m: dict, meta: Mapping[str, Any]) -> None:
@@ -245,8 +276,15 @@ def llm_summary(attempts: list[Attempt], failures: list[dict] | None = None) -> 
         if template and template not in m.setdefault("template_sha256", []):
             m["template_sha256"].append(template)
         m["tokens"] += _tokens(meta)
+        calls = meta.get("attempts")
+        if isinstance(calls, list):
+            m["requests"] += len(calls)
+            m["answers"] += sum(1 for c in calls if isinstance(c, Mapping) and c.get("outcome") != "provider_error")
         cost = meta.get("cost_usd", meta.get("cost"))
-        if isinstance(cost, (int, float)) and not isinstance(cost, bool):
+        priced = isinstance(cost, (int, float)) and not isinstance(cost, bool)
+        if not priced and (cost is not None or meta.get("cost_note") or _tokens(meta)):
+            m["cost_usd"] = None  # tokens were spent at a price nobody knows
+        elif priced and m["cost_usd"] is not None:
             m["cost_usd"] += cost
 
     for a in attempts:
@@ -268,7 +306,9 @@ def llm_summary(attempts: list[Attempt], failures: list[dict] | None = None) -> 
     return {
         "models": [models[k] for k in sorted(models)],
         "tokens": sum(m["tokens"] for m in models.values()),
-        "cost_usd": round(sum(m["cost_usd"] for m in models.values()), 6),
+        "cost_usd": None
+        if any(m["cost_usd"] is None for m in models.values())
+        else round(sum(m["cost_usd"] for m in models.values()), 6),
     }
 
 

@@ -87,6 +87,19 @@ def _what_changes(stmt: dict) -> list[str]:
     lines = ["### What changes", "", f"- `{v['table']}`: variant `{v['name']}` {how}, for {_domain_long(v['domain'])}."]
     if v.get("module"):
         lines.append(f"- `{v['module']}`: the candidate's source, with a header naming its provenance.")
+        winner = next((c for c in p.get("candidates") or [] if c.get("role") == "winner"), None) or {}
+        meta = winner.get("meta") or {}
+        if str(winner.get("proposer") or "").startswith("llm") or meta.get("model"):
+            idea = str(meta.get("summary") or "").strip()
+            lines += [
+                "",
+                "> [!IMPORTANT]",
+                f"> **`{v['module']}` is code written by a model** (`{meta.get('model') or winner.get('proposer')}`): "
+                "review it line by line, as you would a contributor's first patch. The checks below say it "
+                "is right on every case they generated; they do not say it is the code you want to keep.",
+                f"> The model's stated idea: *{_cell(idea)}*" if idea else "> The model stated no idea.",
+                "",
+            ]
     spec = p.get("spec") or {}
     added = spec.get("examples_added") or []
     if added:
@@ -176,16 +189,26 @@ def _tried(p: dict) -> list[str]:
         )
     if len(shown) < len(cands):
         lines.append(f"| ... | | {len(cands) - len(shown)} more in the attestation | | | |")
+    hostile = [c for c in cands if c.get("hostile")]
+    if hostile:
+        lines += ["", "> [!CAUTION]", "> **Hostile candidates**: the sandbox caught these doing what no kernel does."]
+        for c in hostile:
+            lines.append(f"> - `{c['id']}` ({_cell(c['proposer'])}), every attempt:")
+            lines += [f">   - {_cell(x.get('kind'))}: {_cell(x.get('detail'))}" for x in c.get("violations") or []]
     llm = p.get("llm") or {}
     for m in llm.get("models") or []:
         digests = ", ".join(f"`{d[:16]}`" for d in m.get("prompt_sha256") or []) or "not recorded"
         none = m.get("no_candidate") or 0
         why = ", ".join(f"{k} x{v}" for k, v in sorted((m.get("no_candidate_reasons") or {}).items()))
+        calls = f"{m['requests']} request(s), {m['answers']} answer(s): " if isinstance(m.get("requests"), int) else ""
+        cost = m.get("cost_usd")
         lines += [
             "",
-            f"LLM `{m['model']}`: {m['candidates']} candidate(s)"
-            + (f", {none} answer(s) that gave none ({why})" if none else "")
-            + f", {m['tokens']} tokens, ${m['cost_usd']:.4f}; prompt sha256 {digests}.",
+            f"LLM `{m['model']}`: {calls}{m['candidates']} candidate(s)"
+            + (f", {none} proposal(s) that gave none ({why})" if none else "")
+            + f", {m['tokens']} tokens, "
+            + (f"${cost:.4f}" if isinstance(cost, (int, float)) else "cost unknown (a model without a price)")
+            + f"; prompt sha256 {digests}.",
         ]
     return lines + [""]
 
@@ -327,11 +350,14 @@ def _outcome(c: dict) -> str:
     if c["outcome"] == "passed":
         tag = {"winner": "passed, **winner**", "baseline": "passed, baseline"}.get(c["role"], "passed")
         return tag + (f", score {c['score']:.3g} calls/s" if isinstance(c.get("score"), (int, float)) else "")
-    detail = (c.get("detail") or "").strip().splitlines()
-    first = detail[-1] if detail else ""
-    if len(first) > 90:
-        first = first[:87] + "..."
-    return f"failed at {c.get('failed_stage')}: {c.get('reason')}" + (f" ({first})" if first else "")
+    # what failed: the detail's first line (the plugin's headline, the sandbox's reason), not
+    # its last, which for a check is a re-run command and says nothing cut to a cell's width
+    detail = [ln.strip() for ln in (c.get("detail") or "").splitlines() if ln.strip()]
+    first = next((ln for ln in detail if not ln.startswith("re-run")), "")
+    if len(first) > 160:
+        first = first[:157] + "..."
+    head = "**hostile**, " if c.get("hostile") else ""
+    return head + f"failed at {c.get('failed_stage')}: {c.get('reason')}" + (f" ({first})" if first else "")
 
 
 def _cell(text: str) -> str:

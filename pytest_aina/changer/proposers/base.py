@@ -49,9 +49,17 @@ class ProposalContext:
     seed: int = 0
     token_budget: int | None = None  # tokens left for LLM proposers
     heuristic: dict | None = None  # the launcher's own choice at the benchmark shape, if known
+    device: str = ""  # where candidates are timed: "cpu" (Triton's interpreter) or "cuda"
+    bench_cases: list[dict] = field(default_factory=list)  # the timed cases: label, dims, dtype, hot_dims
+    helpers: dict[str, str] = field(default_factory=dict)  # kernels.* module the kernel imports -> its source
 
 
 class Proposer(Protocol):
+    """Optional, found with ``getattr``: ``preflight()``, called before the search evaluates
+    anything, raises ``ValueError`` for a configuration no search can use (the LLM proposer
+    checks its key and that its server answers); ``exhausted``, once True, means the search
+    does not ask this proposer again (it gave up, or kept failing)."""
+
     name: str
 
     def propose(self, ctx: ProposalContext, n: int) -> list[Candidate]:

@@ -13,7 +13,10 @@ Every HTTP call is recorded in the candidate's ``meta["attempts"]`` with its tok
 a proposal that yields no candidate (malformed answers to the end, the provider down, the
 token budget spent) is recorded in :attr:`LLMProposer.failures` for the search record.
 Provider errors are retried with backoff and recorded, never raised; only a configuration
-error (:class:`LLMConfigError`) is.
+error (:class:`LLMConfigError`) is, and :meth:`LLMProposer.preflight` finds one before a
+search starts (a missing key, an unknown model, a server nothing listens on). A model that
+answers it has no further ideas, or ``max_failed_proposals`` proposals in a row without a
+candidate, sets :attr:`LLMProposer.exhausted`: it is not asked again.
 
 The API key is read from the variable named by ``api_key_env`` at each call, handed to
 litellm, and scrubbed from anything recorded; it is never logged, prompted or stored.
@@ -53,6 +56,13 @@ _REFUSAL = re.compile(
     re.I,
 )
 _PYTHON_TAGS = {"python", "py", "python3"}
+#: An answer that says the model has nothing more to try (the prompt asks for "No further
+#: ideas."): re-asking it only buys the same answer, so the proposer stops there.
+_GAVE_UP = re.compile(
+    r"\b(no (?:further|more|other|new) (?:ideas?|variants?|improvements?|suggestions?)|"
+    r"nothing (?:further|more|else|new) to (?:propose|try|suggest))\b",
+    re.I,
+)
 
 
 class LLMConfigError(ValueError):
@@ -94,6 +104,7 @@ class LLMProposer:
         backoff_s: float = 1.0,
         max_wait_s: float = 60.0,
         history_limit: int = 20,
+        max_failed_proposals: int = 2,
         completion_kwargs: dict | None = None,
     ):
         _require(
@@ -125,6 +136,12 @@ class LLMProposer:
         _require(_is_num(backoff_s) and backoff_s >= 0, "backoff_s", backoff_s, "a number of seconds >= 0")
         _require(_is_num(max_wait_s) and max_wait_s >= 0, "max_wait_s", max_wait_s, "a number of seconds >= 0")
         _require(_is_int(history_limit) and history_limit >= 1, "history_limit", history_limit, "an integer >= 1")
+        _require(
+            _is_int(max_failed_proposals) and max_failed_proposals >= 1,
+            "max_failed_proposals",
+            max_failed_proposals,
+            "an integer >= 1",
+        )
         reserved = {
             "model",
             "messages",
@@ -158,6 +175,7 @@ class LLMProposer:
         self.backoff_s = float(backoff_s)
         self.max_wait_s = float(max_wait_s)
         self.history_limit = history_limit
+        self.max_failed_proposals = max_failed_proposals
         self.completion_kwargs = dict(completion_kwargs or {})
         #: Proposals that produced no candidate, in order: dicts the search copies into its record.
         self.failures: list[dict] = []
@@ -166,12 +184,16 @@ class LLMProposer:
         #: Dollars spent so far on priced models (None once any call was unpriced).
         self.cost_usd: float | None = 0.0
         self.rounds = 0
+        #: True once the model said it has no further ideas, or ``max_failed_proposals``
+        #: proposals in a row gave no candidate: it is not asked again (the search skips it).
+        self.exhausted = False
+        self._failed_in_row = 0
         self._checked = False
         self._placeholder_key = False
 
     def __repr__(self) -> str:
         return (
-            f"LLMProposer(model={self.model!r}, api_base={_public_url(self.api_base)!r}, "
+            f"LLMProposer(model={self.model!r}, api_base={public_url(self.api_base)!r}, "
             f"api_key_env={self.api_key_env!r})"
         )
 
@@ -208,6 +230,34 @@ class LLMProposer:
             self._api_key()
         self._checked = True
 
+    def preflight(self) -> None:
+        """Before a search spends anything on evaluations: the configuration (:meth:`check`)
+        and one short request, so that a server nothing listens on, a model the server does
+        not know (its 404) or a rejected key stop the run at once, with what to fix, instead
+        of surfacing as failed proposals after the baseline's evaluation. Costs a few tokens,
+        counted in :attr:`tokens_used`. Raises :class:`LLMConfigError`."""
+        self.check()
+        key = self._api_key()
+        messages = [{"role": "user", "content": "Reply with the single word OK."}]
+        where = public_url(self.api_base) or f"the provider of {self.model!r}"
+        # a refused connection is not retried here: nothing listening is not a passing state
+        response, records = self._call(messages, 8, key, 0, retries=1, retry_connection=False)
+        self._spend(sum(r["prompt_tokens"] + r["completion_tokens"] for r in records), _cost(records)[0])
+        if response is not None:
+            return
+        last = records[-1]
+        if last["reason"] == "connection_error":
+            raise LLMConfigError(
+                f"LLM proposer: nothing answers at {where} ({last['detail']}). Start the "
+                f"OpenAI-compatible server, or fix --api-base (config key 'api_base'); the search was "
+                f"not started."
+            )
+        raise LLMConfigError(
+            f"LLM proposer: {where} did not answer a one-line test request ({last['reason']}, "
+            f"status {last['status']}: {last['detail']}). Check that the server is up and serves "
+            f"{self.model!r} (--model, --api-base); the search was not started."
+        )
+
     def _api_key(self) -> str | None:
         """The key, read now (so a rotated key is picked up), never stored on self."""
         if self.api_key_env is None:
@@ -225,6 +275,8 @@ class LLMProposer:
         """Up to ``n`` candidates, one conversation each, proposed one after another so each
         prompt lists the ideas already proposed in this round."""
         self.check()
+        if self.exhausted:
+            return []
         key = self._api_key()
         self.rounds += 1
         known = {_source_digest(c.source) for c, _ in ctx.history if c.source}
@@ -242,12 +294,23 @@ class LLMProposer:
             result = self._propose_one(ctx, slot, proposed, known, key, remaining)
             used += result.tokens
             if result.candidate is not None:
+                self._failed_in_row = 0
                 out.append(result.candidate)
                 proposed.append(result.candidate.meta["summary"] or f"candidate {result.candidate.id}")
                 known.add(_source_digest(result.candidate.source))
             else:
                 self.failures.append(result.failure)
-            if result.stop:
+                self._failed_in_row += 1
+                if result.failure["reason"] == "gave_up" or self._failed_in_row >= self.max_failed_proposals:
+                    self.exhausted = True
+                    log.warning(
+                        "%s: not asked again (%s)",
+                        self.name,
+                        "it has no further ideas"
+                        if result.failure["reason"] == "gave_up"
+                        else f"{self._failed_in_row} proposals in a row gave no candidate",
+                    )
+            if result.stop or self.exhausted:
                 break
         return out
 
@@ -305,6 +368,12 @@ class LLMProposer:
                 log.info("%s: candidate %s after %d answer(s), %d tokens", self.name, cand.id, answers, tokens)
                 return _Outcome(candidate=cand, tokens=tokens)
             call.update(outcome="malformed", reason=parsed.reason, detail=_excerpt(parsed.detail, key))
+            if parsed.reason == "gave_up":  # asking again would only buy the same answer
+                return _Outcome(
+                    failure=self._failure(slot, "gave_up", _excerpt(text, key), calls, prompt_digest),
+                    tokens=tokens,
+                    stop=True,
+                )
             log.info("%s: unusable answer %d/%d (%s)", self.name, answers, self.max_attempts, parsed.reason)
             messages = messages + [
                 {"role": "assistant", "content": text[:20_000]},
@@ -318,9 +387,19 @@ class LLMProposer:
             tokens=tokens,
         )
 
-    def _call(self, messages: list[dict], max_tokens: int, key: str | None, seed: int):
-        """One answer from the provider, retrying what a retry can fix: (response or None,
-        a record per HTTP call)."""
+    def _call(
+        self,
+        messages: list[dict],
+        max_tokens: int,
+        key: str | None,
+        seed: int,
+        *,
+        retries: int | None = None,
+        retry_connection: bool = True,
+    ):
+        """One answer from the provider, retrying what a retry can fix (up to ``retries``,
+        default ``provider_retries``): (response or None, a record per HTTP call)."""
+        retries = self.provider_retries if retries is None else retries
         litellm = _litellm()
         records: list[dict] = []
         kwargs = dict(
@@ -341,7 +420,7 @@ class LLMProposer:
             kwargs["api_base"] = self.api_base
         if key is not None:
             kwargs["api_key"] = key
-        for attempt in range(self.provider_retries + 1):
+        for attempt in range(retries + 1):
             start = time.perf_counter()
             try:
                 response = litellm.completion(**kwargs)
@@ -350,15 +429,17 @@ class LLMProposer:
                 reason, retryable, retry_after = _classify(litellm, e)
                 if reason == "configuration":
                     raise LLMConfigError(
-                        f"LLM proposer: {self.model!r} at {_public_url(self.api_base) or 'the provider'} "
+                        f"LLM proposer: {self.model!r} at {public_url(self.api_base) or 'the provider'} "
                         f"refused the request ({_status(e)}): {_excerpt(_first_line(e), key)}. Check "
-                        f"'model', 'api_base' and the key in {self.api_key_env or 'the provider default variable'}."
+                        f"--model / 'model', --api-base / 'api_base' and the key in "
+                        f"{self.api_key_env or 'the provider default variable'} (--api-key-env)."
                     ) from None
+                root = _never_connected(e) if reason == "connection_error" else None
                 record = {
                     "outcome": "provider_error",
                     "reason": reason,
-                    "status": _status(e),
-                    "detail": _excerpt(_first_line(e), key),
+                    "status": None if reason == "connection_error" else _status(e),  # no HTTP answer
+                    "detail": _excerpt(_first_line(root) if root is not None else _first_line(e), key),
                     "prompt_tokens": 0,
                     "completion_tokens": 0,
                     "cost_usd": 0.0,
@@ -372,9 +453,9 @@ class LLMProposer:
                     reason,
                     record["status"],
                     attempt + 1,
-                    self.provider_retries + 1,
+                    retries + 1,
                 )
-                if not retryable or attempt == self.provider_retries:
+                if not retryable or attempt == retries or (reason == "connection_error" and not retry_connection):
                     return None, records
                 wait = self.backoff_s * 2**attempt
                 if retry_after is not None:
@@ -422,7 +503,7 @@ class LLMProposer:
         self._spend(tokens["total"], cost)
         return {
             "model": self.model,
-            "api_base": _public_url(self.api_base),
+            "api_base": public_url(self.api_base),
             "prompt_digest": prompt_digest,
             "template_digest": prompts.TEMPLATE_DIGEST,
             "answer_digest": hashlib.sha256(answer.encode()).hexdigest(),
@@ -500,13 +581,29 @@ def _classify(litellm, e: Exception) -> tuple[str, bool, float | None]:
         return "context_window_exceeded", False, None
     if isinstance(e, getattr(litellm, "ContentPolicyViolationError", ())):
         return "content_policy", False, None
+    # before the status: litellm reports a connection that never opened as an
+    # InternalServerError with status 500, which is not what happened (nothing answered)
+    if isinstance(e, getattr(litellm, "APIConnectionError", ())) or _never_connected(e) is not None:
+        return "connection_error", True, None
     if isinstance(status, int) and status >= 500:
         return "server_error", True, _retry_after(e)
-    if isinstance(e, getattr(litellm, "APIConnectionError", ())):
-        return "connection_error", True, None
     if isinstance(status, int) and 400 <= status < 500:
         return "bad_request", False, None
     return "provider_error", False, None
+
+
+def _never_connected(e: BaseException) -> BaseException | None:
+    """The error under ``e`` that says no connection was made (refused, no route, unknown
+    host), or None: litellm and openai wrap httpx's ConnectError, which wraps the OSError."""
+    seen = 0
+    cause: BaseException | None = e
+    while cause is not None and seen < 10:
+        if isinstance(cause, ConnectionError) or type(cause).__name__ == "ConnectError":
+            while (cause.__cause__ or cause.__context__) is not None and seen < 10:
+                cause, seen = cause.__cause__ or cause.__context__, seen + 1  # the innermost says most
+            return cause
+        cause, seen = cause.__cause__ or cause.__context__, seen + 1
+    return None
 
 
 def _status(e: Exception) -> int | None:
@@ -595,6 +692,8 @@ def _parse_answer(
                 reason="truncated" if finish == "length" else "unterminated_code_block",
                 detail=f"finish_reason={finish}",
             )
+        if _GAVE_UP.search(text):
+            return _Parsed(reason="gave_up", detail=_one_line(text))
         if _REFUSAL.search(text):
             return _Parsed(reason="refusal", detail=_one_line(text))
         return _Parsed(reason="no_code_block", detail=_one_line(text))
@@ -712,7 +811,7 @@ def _excerpt(text: str, secret: str | None) -> str:
     return _one_line(text, DETAIL_CHARS)
 
 
-def _public_url(url: str | None) -> str | None:
+def public_url(url: str | None) -> str | None:
     """``url`` without user info, query or fragment: what may go in a record."""
     if url is None:
         return None

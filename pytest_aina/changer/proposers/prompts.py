@@ -39,11 +39,13 @@ hypothesis below is about, while staying correct for the whole input domain of t
 {spec_text}
 ```
 
+# What is measured: the only numbers your variant is scored on
+{measured}
 # The current module ({module})
 ```python
 {kernel_source}
 ```
-
+{helpers}
 # Meta-parameters the current kernel exposes (name: allowed values)
 ```json
 {tunables}
@@ -53,7 +55,10 @@ hypothesis below is about, while staying correct for the whole input domain of t
 {history}
 {best}{round_note}
 # How to answer
-Write exactly these two things and nothing else:
+If you have no further idea worth measuring, answer with exactly `No further ideas.` and \
+nothing else: you will not be asked again, and no tokens are wasted on repeats.
+
+Otherwise write exactly these two things and nothing else:
 1. One line starting with `Idea:` saying, in under 25 words, what your variant changes and \
 why it should be faster.
 2. One fenced code block that starts with ```python and holds the complete module.
@@ -72,6 +77,32 @@ return a view of it);
 - do nothing on import but define things: no I/O, no network, no subprocesses, no printing, \
 no reading of environment variables.
 """
+
+MEASURED = """\
+- Device: {device}.
+- Timed cases (each call on fresh inputs; score = calls per second, geometric mean over the cases):
+{cases}
+- The current kernel's heuristic picks, at the timed case: {heuristic}.
+A variant is kept only if it is faster than the current kernel *at these cases* (and correct \
+everywhere); tune for them, not for a shape you expect in production.
+"""
+
+HELPERS = """
+# Helper modules the current module imports (you may import and use them as they are)
+{modules}"""
+
+HELPER = """
+## {name}
+```python
+{source}
+```
+"""
+
+#: What the history says of a candidate the sandbox caught doing what no kernel may.
+HOSTILE = (
+    "REJECTED AS HOSTILE: it tried to {acts}. A candidate must not write files, open sockets, "
+    "start processes or read the environment; any such attempt rejects it, whatever it computes"
+)
 
 HISTORY_EMPTY = "None yet: yours is the first proposal for this hypothesis.\n"
 
@@ -110,7 +141,10 @@ Answer again, in the required format: one line starting with `Idea:`, then one `
 block with the complete module defining `{function}{signature}` at top level."""
 
 TEMPLATE_DIGEST = hashlib.sha256(
-    json.dumps([SYSTEM, TASK, HISTORY_EMPTY, BEST, ROUND_NOTE, CORRECTIONS, FOLLOW_UP], sort_keys=True).encode()
+    json.dumps(
+        [SYSTEM, TASK, MEASURED, HELPERS, HELPER, HOSTILE, HISTORY_EMPTY, BEST, ROUND_NOTE, CORRECTIONS, FOLLOW_UP],
+        sort_keys=True,
+    ).encode()
 ).hexdigest()
 
 #: Longest detail excerpt of a failed attempt shown in the history (characters).
@@ -185,6 +219,10 @@ def render_history(history: list, limit: int) -> str:
 
 
 def _outcome(verdict: Any) -> str:
+    violations = getattr(verdict, "violations", None) or []
+    if violations:
+        acts = "; ".join(f"{v.get('kind')} ({public_paths(str(v.get('detail') or ''))})" for v in violations)
+        return HOSTILE.format(acts=acts)
     if verdict.passed:
         parts = ["passed every stage"]
         if verdict.speedup is not None:
@@ -194,7 +232,7 @@ def _outcome(verdict: Any) -> str:
         return "; ".join(parts)
     where = f" at stage {verdict.failed_stage}" if verdict.failed_stage else ""
     text = f"FAILED{where}: {verdict.reason or 'unknown reason'}"
-    detail = re.sub(r"\s+", " ", verdict.detail or "").strip()
+    detail = re.sub(r"\s+", " ", public_paths(verdict.detail or "")).strip()
     if detail:
         if len(detail) > DETAIL_CHARS:
             detail = detail[:DETAIL_CHARS] + " ..."
@@ -221,10 +259,80 @@ def render_round(proposed: list[str]) -> str:
     return ROUND_NOTE.format(items="\n".join(f"- {p}" for p in proposed))
 
 
+#: An absolute path of this machine (two components or more, not part of a URL or an
+#: expression): the prompt names files by their base name, the rest says nothing to the model
+#: and tells a provider where things live here.
+_ABS_PATH = re.compile(r"(?<![\w.:/)\]])/(?:[\w.+@-]+/)+([\w.+@-]+)")
+
+
+def public_paths(text: str) -> str:
+    """``text`` with every absolute local path cut to its last component."""
+    return _ABS_PATH.sub(lambda m: m.group(1), text)
+
+
+def kernel_imports(source: str) -> list[str]:
+    """The ``kernels.*`` modules ``source`` imports (``from kernels import rowwise``,
+    ``from kernels.rowwise import x``, ``import kernels.rowwise``), in order, once each."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    out: list[str] = []
+    for node in tree.body:
+        names = []
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module == "kernels":
+                names = [f"kernels.{a.name}" for a in node.names]
+            elif node.module.startswith("kernels."):
+                names = [node.module]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names if a.name.startswith("kernels.")]
+        out += [n for n in names if n not in out]
+    return out
+
+
+def render_measured(ctx: Any) -> str:
+    device = getattr(ctx, "device", "") or ""
+    if device == "cpu":
+        where = "a CPU, in Triton's interpreter (each program runs as Python and numpy: fewer, larger programs win)"
+    elif device:
+        where = f"a GPU ({device})"
+    else:
+        where = "not stated"
+    cases = []
+    for c in getattr(ctx, "bench_cases", None) or []:
+        line = f"  - `{c.get('label')}`"
+        hot = c.get("hot_dims")
+        if hot and hot != c.get("dims"):
+            line += " (scaled down from the hot shape " + ",".join(f"{k}={v}" for k, v in hot.items()) + ")"
+        cases.append(line)
+    heuristic = getattr(ctx, "heuristic", None)
+    return MEASURED.format(
+        device=where,
+        cases="\n".join(cases) or "  - not stated",
+        heuristic=", ".join(f"{k}={v}" for k, v in heuristic.items()) if heuristic else "unknown",
+    )
+
+
+def render_helpers(ctx: Any) -> str:
+    helpers = getattr(ctx, "helpers", None) or {}
+    if not helpers:
+        return ""
+    return HELPERS.format(
+        modules="".join(HELPER.format(name=name, source=src.rstrip()) for name, src in sorted(helpers.items()))
+    )
+
+
 def render_task(ctx: Any, *, proposed: list[str], history_limit: int) -> str:
     """The user message for one proposal: ``ctx`` is a ProposalContext; ``proposed`` the
-    ideas already proposed in this round."""
+    ideas already proposed in this round. No absolute local path goes out (:func:`public_paths`)."""
+    return public_paths(_render_task(ctx, proposed=proposed, history_limit=history_limit))
+
+
+def _render_task(ctx: Any, *, proposed: list[str], history_limit: int) -> str:
     return TASK.format(
+        measured=render_measured(ctx),
+        helpers=render_helpers(ctx),
         function=ctx.function,
         kernel=ctx.kernel,
         hypothesis=json.dumps(ctx.hypothesis.to_json(), indent=2, sort_keys=True, default=str),

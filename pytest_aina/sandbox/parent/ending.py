@@ -23,9 +23,8 @@ def classify(child: Child, final: dict | None, protocol: str | None = None) -> t
     if killed and killed != "did not exit":
         return killed, child.kill_reason
     if child.violations:
-        v = child.violations[0]
-        more = f" (and {len(child.violations) - 1} more)" if len(child.violations) > 1 else ""
-        return v["kind"], f"{v['kind']}: {v['detail']}{more}"
+        # every one, not the first and a count: a reviewer judging a hostile candidate needs all
+        return child.violations[0]["kind"], "; ".join(f"{v['kind']}: {v['detail']}" for v in child.violations)
     if child.leftover:
         cmds = "; ".join(child.leftover_cmds[:3])
         return R.LEFTOVER, (
