@@ -11,6 +11,10 @@
   claims the jobs the webhooks cause (their GitHub calls go to a closed port and are
   retried), polls, schedules and writes its heartbeat. ``--compare-worker`` also measures
   the App with no job worker running, in the same run.
+* The store: SQLite (a file in a temporary folder, the embedded default) or, with
+  ``--store postgresql``, a throw-away PostgreSQL server started for the run
+  (``tests/postgres_server.py``, with fsync on as deployed); the App and the worker reach
+  it on loopback.
 * Telemetry: windows durably stored per second through ``POST /telemetry`` (signed
   batches, validated, committed with fsync before the 202); ``--batches 0`` skips it.
 
@@ -19,6 +23,7 @@ threads on keep-alive connections. Run from the repository root:
 
     .venv/bin/python benchmarks/bench_app.py                      # 200/s for 15 s
     .venv/bin/python benchmarks/bench_app.py --rate 200 --duration 30 --compare-worker --json FILE
+    .venv/bin/python benchmarks/bench_app.py --store postgresql --batches 0
 
 It prints a table (with the load average: on a busy machine the figures mean little) and
 writes the figures as JSON with the machine and the versions (``--json FILE``). Nothing
@@ -308,6 +313,7 @@ def main(argv=None) -> int:
     p.add_argument("--batches", type=int, default=20, help="telemetry batches (20; 0 skips)")
     p.add_argument("--batch", type=int, default=500, help="windows per batch (500)")
     p.add_argument("--warmup", type=int, default=50, help="untimed requests first (50)")
+    p.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite", help="the App's database (sqlite)")
     p.add_argument("--json", metavar="FILE", help="also write the figures here")
     p.add_argument("--generate", metavar="URL", help=argparse.SUPPRESS)
     p.add_argument("--kind", default="webhook", help=argparse.SUPPRESS)
@@ -328,23 +334,39 @@ def main(argv=None) -> int:
     (work / "app.pem").write_bytes(
         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
-    db = work / "aina.sqlite3"
+    sys.path.insert(0, str(ROOT))
+    server = None
+    if args.store == "postgresql":
+        sys.path.insert(0, str(ROOT / "tests"))
+        from postgres_server import PostgresServer
+
+        server = PostgresServer(durable=True).start()
+        db = server.create_database("bench")
+    else:
+        db = str(work / "aina.sqlite3")
+    try:
+        return _measure(args, work, db)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def _measure(args, work: Path, db: str) -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AINA_")}
     env.update(
         {
             "AINA_APP_ID": "1",
             "AINA_PRIVATE_KEY": str(work / "app.pem"),
             "AINA_WEBHOOK_SECRET": SECRET,
-            "AINA_DATABASE": str(db),
+            "AINA_DATABASE": db,
             "AINA_GITHUB_API_URL": "http://127.0.0.1:9/api/v3",
             "AINA_TELEMETRY_MAX_BYTES": str(64 * 1024 * 1024),
             "PYTHONPATH": os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]),
         }
     )
-    sys.path.insert(0, str(ROOT))
-    from github_app.store import SQLiteStore
+    from github_app.store import open_store
 
-    store = SQLiteStore(db)
+    store = open_store(db)
     store.upsert_installation(INSTALLATION, "bench", True)
     store.upsert_repository(REPO, INSTALLATION, default_branch="main")
     store.close()
@@ -376,7 +398,7 @@ def main(argv=None) -> int:
             stop(app)
     finally:
         stop(worker)
-    check = SQLiteStore(db)
+    check = open_store(db)
     stored = check.telemetry_summary(REPO)["windows"]
     job_counts = {f"{k}/{s}": n for (k, s), n in check.job_counts().items()}
     check.close()
@@ -407,9 +429,11 @@ def main(argv=None) -> int:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "store": args.store,
         "load_average_after_each": load,
         "args": vars(args),
     }
+    print(f"store: {args.store}")
     print(f"{'':28}{'p50 ms':>9}{'p99 ms':>9}{'max ms':>9}{'req/s':>8}  load(1m)  statuses")
     for name, r in results.items():
         print(
