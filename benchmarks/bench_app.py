@@ -3,13 +3,14 @@
 * Webhook acknowledgement latency (p50, p99) at a fixed arrival rate (open loop: request i
   is due at ``i / rate`` s, and its latency counts from then, so a stall is not hidden by
   a client that waited for it): a handled event (a bot PR closed: signature, parse,
-  redelivery check, routing, and one durable SQLite transaction with the delivery and its
-  job), against a bare Flask endpoint that only answers 200.
+  redelivery check, routing, and one durable transaction with the delivery and its job;
+  in SQLite shared with the deliveries that arrive meanwhile), against a bare Flask endpoint that only answers 200.
 * Both served by gunicorn with the App's settings (``-c python:github_app.web.gunicorn_config``:
   2 workers x 8 threads by default), the same for both; the job worker (``python -m
-  github_app serve --worker-only``) runs on the App's database throughout, as deployed: it
-  claims the jobs the webhooks cause (their GitHub calls go to a closed port and are
-  retried), polls, schedules and writes its heartbeat. ``--compare-worker`` also measures
+  github_app serve --worker-only --threads 2 --evolution-threads 1``) runs on the App's
+  database throughout, as deployed: it claims and finishes the jobs the webhooks cause
+  (two writes each; the GitHub calls of the start-up jobs go to a closed port, fail at
+  once and are retried by the queue), polls, schedules and writes its heartbeat. ``--compare-worker`` also measures
   the App with no job worker running, in the same run.
 * The store: SQLite (a file in a temporary folder, the embedded default) or, with
   ``--store postgresql``, a throw-away PostgreSQL server started for the run
@@ -262,7 +263,18 @@ def start_gunicorn(target: str, env: dict[str, str], args) -> tuple[subprocess.P
 def start_job_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
     with log.open("w") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "github_app", "serve", "--worker-only"],
+            # As the docs deploy it: two job threads and one evolution thread.
+            [
+                sys.executable,
+                "-m",
+                "github_app",
+                "serve",
+                "--worker-only",
+                "--threads",
+                "2",
+                "--evolution-threads",
+                "1",
+            ],
             env=env,
             cwd=ROOT,
             stdout=out,
@@ -361,6 +373,12 @@ def _measure(args, work: Path, db: str) -> int:
             "AINA_DATABASE": db,
             "AINA_GITHUB_API_URL": "http://127.0.0.1:9/api/v3",
             "AINA_TELEMETRY_MAX_BYTES": str(64 * 1024 * 1024),
+            # A GitHub call fails at once (the port is closed) and its job is retried by the
+            # queue, not inside the job: with the client's own retries (5, backing off) the
+            # start-up jobs held the worker threads for seconds, and how many of the
+            # webhooks' jobs the worker ran (the write traffic measured against) varied from
+            # run to run.
+            "AINA_HTTP_RETRIES": "0",
             "PYTHONPATH": os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")]),
         }
     )
