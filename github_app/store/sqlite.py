@@ -162,10 +162,11 @@ def _errors(what: str):
 class _Pending:
     """One acknowledged write waiting for a group commit."""
 
-    __slots__ = ("work", "done", "result", "error")
+    __slots__ = ("work", "started", "done", "result", "error")
 
     def __init__(self, work):
         self.work = work
+        self.started = time.monotonic()  # its deadline runs from here
         self.done = False
         self.result = None
         self.error: BaseException | None = None
@@ -263,13 +264,13 @@ class SQLiteStore(SqlReads, Store):
         item = _Pending(work)
         with self._pending_lock:
             self._pending.append(item)
-        started = time.monotonic()
         if not self._write_lock.acquire(timeout=self._timeout):
             with self._pending_lock:
                 if item in self._pending:  # not begun: nothing was written
                     self._pending.remove(item)
                     item = None
-            # Taken into a commit in progress, which ends within its own deadline.
+            # Taken into a commit in progress, which ends by the deadline of the oldest
+            # write in it: by ours at the latest.
             if item is None or not self._write_lock.acquire(timeout=self._timeout):
                 raise StoreUnavailable(
                     f"{self.path}: another thread of this process held the write lock for over {self._timeout:g}s"
@@ -280,7 +281,8 @@ class SQLiteStore(SqlReads, Store):
             if not item.done:
                 with self._pending_lock:
                     batch, self._pending = self._pending, []
-                self._commit_group(batch, started)
+                # The group waits for the database no longer than its oldest write may.
+                self._commit_group(batch, min(it.started for it in batch))
         finally:
             self._write_lock.release()
         if item.error is not None:
