@@ -184,3 +184,28 @@ def test_an_idle_worker_does_not_take_the_write_lock(tmp_path):
         other.close()
     assert store.claim(["default"], "w", 60) is not None
     store.close()
+
+
+def test_a_group_gives_up_by_its_oldest_writes_deadline(tmp_path):
+    """A write that has waited most of its deadline, taken into a group led by a newer
+    one, is not held to the newer one's deadline: the group gives up by the oldest's."""
+    from github_app.store.sqlite import _Pending
+
+    path = tmp_path / "s.sqlite3"
+    store = SQLiteStore(path, timeout=1.0)
+    older = _Pending(lambda con: "stored")
+    older.started -= 0.8  # 0.2 s of its deadline left
+    store._pending.append(older)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process holds the lock past every deadline
+    try:
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable):
+            store.record_delivery("newer", "push", None, [], "ignored")
+        waited = time.monotonic() - started
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert older.done and isinstance(older.error, StoreUnavailable)
+    assert waited < 0.6, f"the group waited {waited:.2f} s: the newer write's deadline, not the older's"
+    store.close()
