@@ -76,8 +76,11 @@ def _free_port() -> int:
 class PostgresServer:
     """One running cluster; :meth:`create_database` gives each test its own database."""
 
-    def __init__(self, bin_dir: Path | None = None):
+    def __init__(self, bin_dir: Path | None = None, *, durable: bool = False):
         self.bin = bin_dir or bindir()
+        # Tests never pull the power, so they skip fsync; a benchmark of the App as deployed
+        # (benchmarks/bench_app.py) must not, or PostgreSQL's commits cost it nothing.
+        self.durable = durable
         if self.bin is None:
             raise RuntimeError(missing_reason())
         self.user = self._run_as()
@@ -157,9 +160,10 @@ class PostgresServer:
     def _launch(self) -> subprocess.CompletedProcess:
         opts = (
             f"-c listen_addresses=127.0.0.1 -c port={self.port}"
-            f" -c unix_socket_directories={self.root} -c fsync=off"
-            " -c full_page_writes=off -c max_connections=200"
+            f" -c unix_socket_directories={self.root} -c max_connections=200"
         )
+        if not self.durable:
+            opts += " -c fsync=off -c full_page_writes=off"
         return self._cmd(
             self.bin / "pg_ctl",
             "start",

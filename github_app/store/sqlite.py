@@ -1,9 +1,28 @@
 """The embedded :class:`~github_app.store.base.Store`: one SQLite file.
 
-WAL mode lets the web threads write while workers read; ``synchronous=FULL`` makes a
-commit durable before it returns, which is what "answered 202 only after the windows
-are durably stored" needs. Each thread has its own connection; writes take the database
-lock up front (``BEGIN IMMEDIATE``) so two workers never both claim one job.
+WAL mode lets the web threads write while workers read. Each thread has its own
+connection; writes take the database lock up front (``BEGIN IMMEDIATE``) so two workers
+never both claim one job.
+
+**Durability, by what a commit promises.** What the App acknowledges (a webhook delivery
+and its jobs, a telemetry batch: :meth:`SQLiteStore.record_delivery`,
+:meth:`SQLiteStore.store_telemetry`) and everything outside the job queue commits with
+``synchronous=FULL``: the WAL is fsynced before the commit returns, so neither ``kill -9``
+nor a power loss takes back what a client was told was stored. The job queue's own
+transitions (claim, lease renewal, retry, completion, failure, deferral, schedules, the
+worker's heartbeat) commit with ``synchronous=NORMAL``: in WAL mode that is still atomic
+and safe against a killed process (the WAL is written before the commit returns, only
+not fsynced), and a power loss can take back the last of them, never a commit made before
+a later FULL one (the WAL is one sequence, and its fsync covers every frame before it).
+What a lost transition costs is a job run again, which handlers are written for
+(:mod:`github_app.jobs`: a worker killed half-way is the same case). An fsync costs ms on
+a busy disk, and the job worker's transitions took the write lock the acknowledgements
+wait for.
+
+**Group commit.** Acknowledged writes that arrive while another is committing share the
+next transaction (one fsync for all of them; each its own savepoint, so one that fails
+does not fail the others): at 200 webhooks/s one fsync per delivery, serialized behind the
+write lock, was more than the disk gives on a busy machine.
 
 Every call has a deadline (:data:`~github_app.store.base.DEADLINE_SECONDS` unless given):
 the wait for this process's write lock and SQLite's busy wait share it, and a call that
@@ -101,6 +120,17 @@ CREATE TABLE IF NOT EXISTS claims (
 _BUSY = {5: 1.0, 6: 1.0}  # SQLITE_BUSY, SQLITE_LOCKED
 _FAULT = {10: 30.0, 13: 30.0}  # SQLITE_IOERR, SQLITE_FULL
 
+# Waiting for another process's write lock: SQLite's own busy handler sleeps 1, 2, 5, 10,
+# 15, 20, 25 ms..., so a lock held 4 ms (one fsync) costs a waiter 8 and one held 10 ms
+# costs 18. Polling BEGIN IMMEDIATE ourselves, from 0.2 ms doubling to 2 ms, finds it free
+# within 2 ms of its release; a poll is one failed lock attempt, and only one thread per
+# process polls (the others wait on the in-process lock).
+_POLL_FIRST, _POLL_MAX = 0.0002, 0.002
+
+
+def _code(exc: sqlite3.Error) -> int:
+    return (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+
 
 def _storable(params):
     if isinstance(params, dict):
@@ -128,10 +158,23 @@ def _errors(what: str):
     except sqlite3.IntegrityError as exc:
         raise StoreConflict(f"{what}: {exc}") from exc
     except sqlite3.OperationalError as exc:
-        code = (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+        code = _code(exc)
         if code not in _BUSY and code not in _FAULT:
             raise
         raise StoreUnavailable(f"{what}: {exc}", retry_after=_BUSY.get(code) or _FAULT[code]) from exc
+
+
+class _Pending:
+    """One acknowledged write waiting for a group commit."""
+
+    __slots__ = ("work", "started", "done", "result", "error")
+
+    def __init__(self, work):
+        self.work = work
+        self.started = time.monotonic()  # its deadline runs from here
+        self.done = False
+        self.result = None
+        self.error: BaseException | None = None
 
 
 class SQLiteStore(SqlReads, Store):
@@ -145,6 +188,8 @@ class SQLiteStore(SqlReads, Store):
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
         self._write_lock = threading.Lock()
+        self._pending: list[_Pending] = []  # acknowledged writes for the next group commit
+        self._pending_lock = threading.Lock()
         with _errors("creating the schema"):
             self._con().executescript(SCHEMA)
 
@@ -161,33 +206,52 @@ class SQLiteStore(SqlReads, Store):
                 con.execute("PRAGMA synchronous=FULL")
                 con.execute("PRAGMA foreign_keys=ON")
             self._local.con = con
+            self._local.durable = True
             with self._all_lock:
                 self._all.append(con)
         return con
 
-    @contextmanager
-    def _tx(self):
+    def _lock(self, what: str) -> float:
+        """Take this process's write lock within the deadline; when the wait began."""
         # Threads of one process take turns on a Python lock: a waiter wakes the moment the
-        # writer commits, where SQLite's busy handler would sleep-poll (up to 100 ms a nap,
-        # which is most of a webhook's p99 under concurrent deliveries). Other processes
-        # still meet at SQLite's own lock. Both waits come out of one deadline.
-        con = self._con()
+        # writer commits. Other processes meet at SQLite's own lock (:meth:`_begin`). Both
+        # waits come out of one deadline.
         started = time.monotonic()
         if not self._write_lock.acquire(timeout=self._timeout):
             raise StoreUnavailable(
-                f"{self.path}: another thread of this process held the write lock for over {self._timeout:g}s"
+                f"{self.path}: {what}: another thread of this process held the write lock for over {self._timeout:g}s"
             )
+        return started
+
+    def _begin(self, con: sqlite3.Connection, started: float, durable: bool) -> None:
+        """BEGIN IMMEDIATE by the deadline that began at ``started`` (see _POLL_FIRST)."""
+        if self._local.durable != durable:
+            con.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            self._local.durable = durable
+        delay = _POLL_FIRST
+        con.execute("PRAGMA busy_timeout = 0")
         try:
-            with _errors("writing"):
-                waited = time.monotonic() - started
-                if waited > 0.001:  # what is left of the deadline is SQLite's busy wait
-                    left = max(1, int((self._timeout - waited) * 1000))
-                    con.execute(f"PRAGMA busy_timeout = {left}")
+            while True:
                 try:
                     con.execute("BEGIN IMMEDIATE")
-                finally:
-                    if waited > 0.001:
-                        con.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if _code(exc) not in _BUSY or time.monotonic() + delay - started > self._timeout:
+                        raise
+                time.sleep(delay)
+                delay = min(2 * delay, _POLL_MAX)
+        finally:
+            con.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
+
+    @contextmanager
+    def _tx(self, *, durable: bool = True):
+        """One write transaction; ``durable=False`` for the job queue's transitions only
+        (see the module's docstring)."""
+        con = self._con()
+        started = self._lock("writing")
+        try:
+            with _errors("writing"):
+                self._begin(con, started, durable)
                 try:
                     yield con
                     con.execute("COMMIT")
@@ -197,6 +261,77 @@ class SQLiteStore(SqlReads, Store):
                     raise
         finally:
             self._write_lock.release()
+
+    def _acknowledged(self, work):
+        """``work(con)`` committed durably, in a group commit with whatever other
+        acknowledged writes of this process are waiting (see the module's docstring); its
+        result, or what it raised."""
+        item = _Pending(work)
+        with self._pending_lock:
+            self._pending.append(item)
+        if not self._write_lock.acquire(timeout=self._timeout):
+            with self._pending_lock:
+                if item in self._pending:  # not begun: nothing was written
+                    self._pending.remove(item)
+                    item = None
+            # Taken into a commit in progress, which ends by the deadline of the oldest
+            # write in it: by ours at the latest.
+            if item is None or not self._write_lock.acquire(timeout=self._timeout):
+                raise StoreUnavailable(
+                    f"{self.path}: another thread of this process held the write lock for over {self._timeout:g}s"
+                )
+        try:
+            # Only a holder of the write lock takes pending writes, and it marks them done
+            # before it lets go: ours is either done or still pending.
+            if not item.done:
+                with self._pending_lock:
+                    batch, self._pending = self._pending, []
+                # The group waits for the database no longer than its oldest write may.
+                self._commit_group(batch, min(it.started for it in batch))
+        finally:
+            self._write_lock.release()
+        if item.error is not None:
+            raise item.error
+        return item.result
+
+    def _commit_group(self, batch: list[_Pending], started: float) -> None:
+        con = self._con()
+        alone = len(batch) == 1
+        try:
+            with _errors("writing"):
+                self._begin(con, started, durable=True)
+                try:
+                    for item in batch:
+                        if not alone:
+                            con.execute("SAVEPOINT acknowledged")
+                        try:
+                            with _errors("writing"):
+                                item.result = item.work(con)
+                        except StoreUnavailable:
+                            raise  # the database failed, not this write: so do they all
+                        except Exception as exc:  # this write's own failure, its alone
+                            if alone:
+                                raise
+                            con.execute("ROLLBACK TO acknowledged")
+                            item.error = exc
+                        if not alone:
+                            con.execute("RELEASE acknowledged")
+                    con.execute("COMMIT")
+                except BaseException:
+                    if con.in_transaction:
+                        con.execute("ROLLBACK")
+                    raise
+        except BaseException as exc:
+            # Each waiting thread raises what failed the commit (a KeyboardInterrupt stays
+            # the committing thread's own).
+            failed = exc if isinstance(exc, Exception) else StoreUnavailable(f"{self.path}: commit interrupted")
+            for item in batch:
+                item.result, item.error = None, item.error or failed
+            if failed is not exc:
+                raise
+        finally:
+            for item in batch:
+                item.done = True
 
     def _rows(self, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
         with _errors("reading"):
@@ -219,15 +354,19 @@ class SQLiteStore(SqlReads, Store):
 
     # -- webhooks ----------------------------------------------------------------------------
     def record_delivery(self, guid, event, action, jobs, outcome):
-        with self._tx() as con:
+        received = time.time()
+
+        def write(con):
             cur = con.execute(
                 "INSERT OR IGNORE INTO deliveries (guid, event, action, outcome, received_at) VALUES (?, ?, ?, ?, ?)",
-                (guid, event, action, outcome, time.time()),
+                (guid, event, action, outcome, received),
             )
             if cur.rowcount == 0:
                 return False
             self._enqueue(con, jobs)
-        return True
+            return True
+
+        return self._acknowledged(write)
 
     # -- installations and repositories ---------------------------------------------------
     def upsert_installation(self, installation_id, account, active):
@@ -297,7 +436,8 @@ class SQLiteStore(SqlReads, Store):
         for w in windows:
             digest_w, body = stored_window(w)
             rows.append((repository, digest_w, text_field(w.get("kernel")), text_field(w.get("service")), now, body))
-        with self._tx() as con:
+
+        def write(con):
             cur = con.execute(
                 "INSERT OR IGNORE INTO telemetry_batches (digest, repository, installation_id,"
                 " windows, received_at) VALUES (?,?,?,?,?)",
@@ -314,7 +454,9 @@ class SQLiteStore(SqlReads, Store):
             stored = con.total_changes - before
             if job is not None:
                 self._enqueue(con, [job])
-        return stored
+            return stored
+
+        return self._acknowledged(write)
 
     def telemetry_summary(self, repository):
         row = self._row(
@@ -458,18 +600,26 @@ class SQLiteStore(SqlReads, Store):
     def claim(self, queues, worker, lease):
         now = time.time()
         marks = ", ".join("?" for _ in queues)
-        with self._tx() as con:
-            # A queued job waits while another job with its key is running (and alive):
-            # jobs with one key run one at a time, in order.
-            row = con.execute(
-                f"SELECT id FROM jobs AS j WHERE queue IN ({marks}) AND ("
-                f" (state = '{QUEUED}' AND run_at <= ? AND (key IS NULL OR NOT EXISTS ("
-                f"   SELECT 1 FROM jobs AS r WHERE r.key = j.key AND r.state = '{RUNNING}'"
-                "    AND r.lease_until >= ?)))"
-                f" OR (state = '{RUNNING}' AND lease_until < ?))"
-                " ORDER BY run_at, id LIMIT 1",
-                (*queues, now, now, now),
-            ).fetchone()
+        # A queued job waits while another job with its key is running (and alive): jobs
+        # with one key run one at a time, in order.
+        pick = (
+            f"SELECT id FROM jobs AS j WHERE queue IN ({marks}) AND ("
+            f" (state = '{QUEUED}' AND run_at <= ? AND (key IS NULL OR NOT EXISTS ("
+            f"   SELECT 1 FROM jobs AS r WHERE r.key = j.key AND r.state = '{RUNNING}'"
+            "    AND r.lease_until >= ?)))"
+            f" OR (state = '{RUNNING}' AND lease_until < ?))"
+            " ORDER BY run_at, id LIMIT 1"
+        )
+        # Look before taking the write lock: an idle worker polls twice a second, and a
+        # read (WAL) neither waits for the acknowledgements' commits nor holds them up.
+        # What it saw is looked for again under the lock, where another worker may have
+        # claimed it first, and by the clock then: leases are granted from when the lock
+        # was had, not from before a wait for it.
+        if self._row(pick, (*queues, now, now, now)) is None:
+            return None
+        with self._tx(durable=False) as con:
+            now = time.time()
+            row = con.execute(pick, (*queues, now, now, now)).fetchone()
             if row is None:
                 return None
             con.execute(
@@ -486,7 +636,7 @@ class SQLiteStore(SqlReads, Store):
         )
 
     def heartbeat(self, job_id, worker, lease):
-        with self._tx() as con:
+        with self._tx(durable=False) as con:
             return self._owned(con, job_id, worker, "UPDATE jobs SET lease_until = ?", (time.time() + lease,))
 
     def checkpoint(self, job_id, worker, data):
@@ -500,7 +650,7 @@ class SQLiteStore(SqlReads, Store):
             return self._owned(con, job_id, worker, "UPDATE jobs SET checkpoint = ?", (dumps(merged),))
 
     def complete(self, job_id, worker, result, follow_up=()):
-        with self._tx() as con:
+        with self._tx(durable=False) as con:
             ok = self._owned(
                 con,
                 job_id,
@@ -513,7 +663,7 @@ class SQLiteStore(SqlReads, Store):
             return ok
 
     def retry(self, job_id, worker, run_at, error, count_attempt=True):
-        with self._tx() as con:
+        with self._tx(durable=False) as con:
             try:
                 return self._owned(
                     con,
@@ -538,7 +688,7 @@ class SQLiteStore(SqlReads, Store):
         )
 
     def fail(self, job_id, worker, error, follow_up=()):
-        with self._tx() as con:
+        with self._tx(durable=False) as con:
             ok = self._owned(
                 con,
                 job_id,
@@ -551,7 +701,7 @@ class SQLiteStore(SqlReads, Store):
             return ok
 
     def defer(self, job_id, worker, reason):
-        with self._tx() as con:
+        with self._tx(durable=False) as con:
             try:
                 return self._owned(
                     con,
@@ -582,7 +732,11 @@ class SQLiteStore(SqlReads, Store):
 
     def due(self, name, interval):
         now = time.time()
-        with self._tx() as con:
+        # Mostly not due: a read says so without the write lock (see claim).
+        row = self._row("SELECT next_run FROM schedules WHERE name = ?", (name,))
+        if row is not None and row["next_run"] > now:
+            return False
+        with self._tx(durable=False) as con:
             row = con.execute("SELECT next_run FROM schedules WHERE name = ?", (name,)).fetchone()
             if row is not None and row["next_run"] > now:
                 return False
