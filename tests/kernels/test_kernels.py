@@ -136,7 +136,7 @@ def test_every_tunable_value(k, gen):
 @pytest.mark.parametrize("k", KERNELS, ids=repr)
 def test_wide_rows_take_the_looped_kernel(k, dtype, n, gen):
     x = make_x([2, n], dtype, "sliced", gen)
-    cfg = rowwise.default_config(rowwise.as_rows(x), x.element_size(), interpreted=True)
+    cfg = rowwise.default_config(rowwise.as_rows(x), x.element_size())
     assert cfg["BLOCK_N"] < n  # the heuristic loops rather than holding the row in registers
     run_and_check(k, x, k.params(n, dtype, gen))
 
