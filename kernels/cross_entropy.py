@@ -345,7 +345,9 @@ def cross_entropy_generic(
     the heuristic), used by both passes.
     """
     _check(logits, target, reduction, label_smoothing)
-    cfg = meta.resolve_config("cross_entropy", TUNABLES, config, _heuristic(logits.shape[1], meta.serial(logits.device)))
+    cfg = meta.resolve_config(
+        "cross_entropy", TUNABLES, config, _heuristic(logits.shape[1], meta.serial(logits.device))
+    )
     # ctx.needs_input_grad ignores torch.no_grad(): decide here whether a gradient is needed
     write_grad = bool(inplace_grad) and torch.is_grad_enabled() and logits.requires_grad
     return _CrossEntropy.apply(logits, target, int(ignore_index), reduction, float(label_smoothing), write_grad, cfg)

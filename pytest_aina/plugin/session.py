@@ -22,6 +22,7 @@ from pytest_aina.checking.checks import Kernel
 from pytest_aina.checking.device import prepare_runtime
 from pytest_aina.imports import ResolveError, resolve
 from pytest_aina.plugin import isolation
+from pytest_aina.spec.reader import AcceptedSpecs
 
 PROFILES = tuple(profiles.CPU_PROFILES)
 
@@ -60,6 +61,9 @@ class AinaSession:
         self.isolate = _flag(config, "aina_isolate")
         self.patterns = config.getini("aina_specs")
         self.specs: dict = {}
+        # the specs the schema accepted in earlier runs, under the rootdir's .aina/ like
+        # the plugin's other working files: collection validates only what changed
+        self.accepted_specs = AcceptedSpecs(config.rootpath / ".aina" / "cache" / "schema-accepted")
         self.results: list[dict] = []
         self.bench_results: list[dict] = []
         self._kernels: dict = {}

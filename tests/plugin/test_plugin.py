@@ -87,7 +87,9 @@ def test_example_beyond_the_profile_s_budget_runs_on_cpu(spec_dir):
     # pinned examples once had before they were skipped. A pinned example is a boundary of
     # the spec: it runs, and a kernel wrong there fails on it.
     spec = spec_dir.path / "specs" / "softmax.yaml"
-    spec.write_text(spec.read_text().replace("  - {dims: {M: 4, N: 1000}}", "  - {dims: {M: 800, N: 17}, dtype: float32}"))
+    spec.write_text(
+        spec.read_text().replace("  - {dims: {M: 4, N: 1000}}", "  - {dims: {M: 800, N: 17}, dtype: float32}")
+    )
     good = run(spec_dir, "--aina", "-k", "example and 800", "-rs")
     good.stdout.fnmatch_lines(["*1 passed*"])
     assert "skipped" not in good.stdout.str().lower()
