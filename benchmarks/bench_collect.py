@@ -64,10 +64,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="aina-collect-") as tmp:
         tree = Path(tmp)
         make_tree(tree, args.specs)
-        base = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--collect-only", "-q"]
+        # pytest's cache stays on, as in a developer's re-run: --aina keeps the specs the
+        # schema accepted there (the first run below fills it and is printed apart)
+        base = [sys.executable, "-m", "pytest", "--collect-only", "-q"]
         plain_cmd, aina_cmd = base, base + ["--aina"]
-        # warm-up: page cache, .pyc files, and the specs the schema accepted (.aina/cache/):
-        # the first --aina run is the cold one, printed apart
+        # warm-up: page cache, .pyc files, and pytest's cache: the first runs are the cold ones
         cold_plain, _ = timed(plain_cmd, tree)
         cold_aina, _ = timed(aina_cmd, tree)
         plain, aina, ratios = [], [], []

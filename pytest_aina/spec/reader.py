@@ -254,9 +254,6 @@ class AcceptedSpecs:
         known.add(digest)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            ignore = self.path.parent / ".gitignore"
-            if not ignore.exists():  # a cache never shows up in the user's `git status`
-                ignore.write_text("# pytest-aina's cache: safe to delete\n*\n")
             with open(self.path, "a") as fh:
                 fh.write(digest + "\n")
         except OSError:
