@@ -43,7 +43,7 @@ def test_each_step_is_announced_on_stderr_and_json_stays_on_stdout(tmp_path):
     assert not any(s.startswith("benchmarks") for s in steps)  # it stopped at its failure
 
 
-@pytest.mark.slow  # the spec's checks in Triton's interpreter: about two minutes on 2 cores
+@pytest.mark.slow  # the spec's checks in Triton's interpreter: 1-3 minutes on 2 cores, with the load
 def test_a_plain_copy_of_a_repository_kernel_passes_and_is_timed_beside_it(tmp_path):
     copy = tmp_path / "x.py"
     shutil.copy(REPO / "kernels" / "softmax.py", copy)
