@@ -232,7 +232,7 @@ def attention_generic(
     _check(q, k, v)
     B, H, S, D = q.shape
     block_d = _block_d(D)
-    cfg = meta.resolve_config("attention", TUNABLES, config, _heuristic(S, D, q.dtype, _interpreted()))
+    cfg = meta.resolve_config("attention", TUNABLES, config, _heuristic(S, D, q.dtype, meta.serial(q.device)))
     tiled.check_shared_memory("attention", cfg, _shared_memory(cfg, block_d, q.element_size()), q.device)
     tiled.check_registers("attention", cfg, cfg["BLOCK_M"] * (block_d + cfg["BLOCK_N"]))
     o = torch.empty((B, H, S, D), dtype=q.dtype, device=q.device)
@@ -279,7 +279,7 @@ def attention_config(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool = False, scale: float | None = None
 ) -> dict:
     """The meta-parameters ``attention_generic`` chooses for these arguments when given none."""
-    return _heuristic(q.shape[2], q.shape[3], q.dtype, _interpreted())
+    return _heuristic(q.shape[2], q.shape[3], q.dtype, meta.serial(q.device))
 
 
 def attention_reference(
@@ -312,10 +312,6 @@ def attention_flops(
     return flops // 2 if causal else flops
 
 
-def _interpreted() -> bool:
-    return rowwise.is_interpreted(_attention_forward_kernel)
-
-
 def _block_d(D: int) -> int:
     return max(16, triton.next_power_of_2(D))
 
@@ -340,7 +336,7 @@ def _shared_memory(cfg: dict, block_d: int, element_size: int) -> int:
     return cfg["num_stages"] * kv + cfg["BLOCK_M"] * block_d * element_size
 
 
-def _heuristic(S: int, D: int, dtype: torch.dtype, interpreted: bool) -> dict:
+def _heuristic(S: int, D: int, dtype: torch.dtype, serial: bool) -> dict:
     """A starting point for the meta-parameter search (not yet timed on a GPU).
 
     On a GPU, FlashAttention-2's Triton tutorial choices for sm_80/sm_90: 128 query rows
@@ -348,11 +344,12 @@ def _heuristic(S: int, D: int, dtype: torch.dtype, interpreted: bool) -> dict:
     sequences get smaller blocks. float32 (IEEE) has no tensor-core path: ``tl.dot`` becomes
     an FMA loop that keeps operand rows in registers, and ptxas (sm_90) spills 0.8-9 KB per
     thread for D = 128 at any tile with 32 x 32 scores or more; 32 x 16 over 8 warps (79
-    registers) and, for D <= 64, 64 x 32 over 8 warps (96) do not spill. Under the
-    interpreter, the largest blocks the sequence fills are the fastest.
+    registers) and, for D <= 64, 64 x 32 over 8 warps (96) do not spill. On a device that
+    runs programs one after another (``serial``: a CPU), the largest blocks the sequence
+    fills are the fastest.
     """
     fit = max(16, triton.next_power_of_2(S))
-    if interpreted:
+    if serial:
         return {"BLOCK_M": min(64, fit), "BLOCK_N": min(64, fit), "num_warps": 4, "num_stages": 1}
     if dtype == torch.float32:
         return {

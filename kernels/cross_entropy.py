@@ -345,7 +345,9 @@ def cross_entropy_generic(
     the heuristic), used by both passes.
     """
     _check(logits, target, reduction, label_smoothing)
-    cfg = meta.resolve_config("cross_entropy", TUNABLES, config, _heuristic(logits.shape[1], _interpreted()))
+    cfg = meta.resolve_config(
+        "cross_entropy", TUNABLES, config, _heuristic(logits.shape[1], meta.serial(logits.device))
+    )
     # ctx.needs_input_grad ignores torch.no_grad(): decide here whether a gradient is needed
     write_grad = bool(inplace_grad) and torch.is_grad_enabled() and logits.requires_grad
     return _CrossEntropy.apply(logits, target, int(ignore_index), reduction, float(label_smoothing), write_grad, cfg)
@@ -373,7 +375,7 @@ def cross_entropy_config(
     inplace_grad: bool = False,
 ) -> dict:
     """The meta-parameters ``cross_entropy_generic`` chooses for these arguments when given none."""
-    return _heuristic(logits.shape[1], _interpreted())
+    return _heuristic(logits.shape[1], meta.serial(logits.device))
 
 
 def cross_entropy_reference(
@@ -397,10 +399,6 @@ def cross_entropy_dims(logits: torch.Tensor, *args, **kwargs) -> dict:
     return {"N": logits.shape[0], "V": logits.shape[1]}
 
 
-def _interpreted() -> bool:
-    return rowwise.is_interpreted(_cross_entropy_forward_kernel)
-
-
 def _check(logits, target, reduction, label_smoothing) -> None:
     rowwise.check_tensor("cross_entropy", "logits", logits)
     if logits.dim() != 2 or logits.shape[1] == 0:
@@ -413,15 +411,15 @@ def _check(logits, target, reduction, label_smoothing) -> None:
     rowwise.check_device("cross_entropy", logits, _cross_entropy_forward_kernel)
 
 
-def _heuristic(V: int, interpreted: bool) -> dict:
+def _heuristic(V: int, serial: bool) -> dict:
     """A starting point for the meta-parameter search (not yet timed on a GPU).
 
     One row per program, streamed in blocks of up to 8192 (a 128k vocabulary in 16 steps)
     with 16 warps: 16 floats per thread for each of x, the exp sums and the smoothing sums.
-    Larger blocks mean fewer cross-warp max reductions (a barrier each) per row. Under the
-    interpreter, fewer and larger blocks are faster.
+    Larger blocks mean fewer cross-warp max reductions (a barrier each) per row. On a device
+    that runs programs one after another (``serial``: a CPU), fewer and larger blocks are faster.
     """
-    block = max(16, min(triton.next_power_of_2(V), 32768 if interpreted else 8192))
+    block = max(16, min(triton.next_power_of_2(V), 32768 if serial else 8192))
     return {
         "BLOCK_V": block,
         "num_warps": 16 if block >= 8192 else rowwise.warps_for(block),

@@ -160,8 +160,7 @@ def layer_norm_generic(
         rowwise.resolve_config("layer_norm", TUNABLES, config, {k: v[0] for k, v in TUNABLES.items()})
         return torch.empty_like(x, memory_format=torch.contiguous_format)
     rows = rowwise.as_rows(x)
-    interpreted = rowwise.is_interpreted(_layer_norm_fused_kernel)
-    cfg = rowwise.resolve_config("layer_norm", TUNABLES, config, _heuristic(rows, x, interpreted))
+    cfg = rowwise.resolve_config("layer_norm", TUNABLES, config, _heuristic(rows, x))
     out = rowwise.output_buffer(x, rows)
 
     kernel = _layer_norm_fused_kernel if cfg["BLOCK_N"] >= rows.N else _layer_norm_looped_kernel
@@ -200,11 +199,11 @@ def layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: f
 def layer_norm_config(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float = 1e-5) -> dict:
     """The meta-parameters ``layer_norm_generic`` chooses for these arguments when given none
     (the heuristic): where a meta-parameter search starts."""
-    return _heuristic(rowwise.as_rows(x), x, rowwise.is_interpreted(_layer_norm_fused_kernel))
+    return _heuristic(rowwise.as_rows(x), x)
 
 
-def _heuristic(rows: rowwise.Rows, x: torch.Tensor, interpreted: bool) -> dict:
-    return rowwise.default_config(rows, x.element_size(), interpreted=interpreted)
+def _heuristic(rows: rowwise.Rows, x: torch.Tensor) -> dict:
+    return rowwise.default_config(rows, x.element_size())
 
 
 def layer_norm_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:

@@ -116,7 +116,7 @@ def matmul_generic(a: torch.Tensor, b: torch.Tensor, **config) -> torch.Tensor:
     _check(a, b)
     M, K = a.shape
     N = b.shape[1]
-    cfg = meta.resolve_config("matmul", TUNABLES, config, _heuristic(M, N, K, a.dtype, _interpreted()))
+    cfg = meta.resolve_config("matmul", TUNABLES, config, _heuristic(M, N, K, a.dtype, meta.serial(a.device)))
     tiled.check_shared_memory("matmul", cfg, _shared_memory(cfg, a.element_size()), a.device)
     tiled.check_registers("matmul", cfg, cfg["BLOCK_M"] * cfg["BLOCK_N"])
     c = torch.empty((M, N), dtype=a.dtype, device=a.device)
@@ -160,7 +160,7 @@ def matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def matmul_config(a: torch.Tensor, b: torch.Tensor) -> dict:
     """The meta-parameters ``matmul_generic`` chooses for these arguments when given none."""
-    return _heuristic(a.shape[0], b.shape[1], a.shape[1], a.dtype, _interpreted())
+    return _heuristic(a.shape[0], b.shape[1], a.shape[1], a.dtype, meta.serial(a.device))
 
 
 def matmul_reference(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -177,10 +177,6 @@ def matmul_flops(a: torch.Tensor, b: torch.Tensor) -> int:
     """Floating-point operations of a call (one multiply and one add per term): the
     benchmark's ``flops`` objective, compared against the tensor cores' peak."""
     return 2 * a.shape[0] * b.shape[1] * a.shape[1]
-
-
-def _interpreted() -> bool:
-    return rowwise.is_interpreted(_matmul_kernel)
 
 
 def _check(a, b) -> None:
@@ -202,21 +198,21 @@ def _shared_memory(cfg: dict, element_size: int) -> int:
     return cfg["num_stages"] * tile
 
 
-def _heuristic(M: int, N: int, K: int, dtype: torch.dtype, interpreted: bool) -> dict:
+def _heuristic(M: int, N: int, K: int, dtype: torch.dtype, serial: bool) -> dict:
     """A starting point for the meta-parameter search (not yet timed on a GPU).
 
     On a GPU: 128 x 128 x 64 tiles with 3 stages and 8 warps for float16/bfloat16 (the
     tutorial's choice for sm_80/sm_90: 96 KiB of shared memory, 64 float32 accumulators per
     thread, 114 registers and no spills on sm_90); float32 without tensor cores (an FMA
     loop) gets 64 x 64 x 32 over 8 warps (79 registers; 4 warps spill). Small matrices get
-    smaller tiles so the grid keeps several programs. Under the interpreter programs run one
-    after another, so the fewest, largest tiles are fastest.
+    smaller tiles so the grid keeps several programs. On a device that runs programs one
+    after another (``serial``: a CPU), the fewest, largest tiles are fastest.
     """
 
     def fit(dim: int, cap: int) -> int:
         return max(16, min(cap, triton.next_power_of_2(max(dim, 1))))
 
-    if interpreted:
+    if serial:
         return {
             "BLOCK_M": fit(M, 64),
             "BLOCK_N": fit(N, 64),

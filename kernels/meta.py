@@ -3,6 +3,26 @@ kernel's ``TUNABLES``, the heuristic's filling the rest."""
 
 from __future__ import annotations
 
+#: Programs a GPU launch should keep so that every SM of a large GPU (H100/H200: 132) has
+#: work, about two each: the figure the launch heuristics were written for.
+GPU_CONCURRENT_PROGRAMS = 256
+
+
+def concurrent_programs(device) -> int:
+    """How many programs of one launch ``device`` (a ``torch.device``) runs at the same time,
+    as a launch heuristic needs to know it: on a GPU, :data:`GPU_CONCURRENT_PROGRAMS`; on a
+    CPU, 1, since Triton runs the programs of a launch on CPU tensors one after another,
+    each as whole-tile array operations, so a few large tiles beat many small ones.
+
+    A heuristic asks this of the device its tensors live on, never how Triton was set up:
+    the kernel code is the same on both."""
+    return 1 if device.type == "cpu" else GPU_CONCURRENT_PROGRAMS
+
+
+def serial(device) -> bool:
+    """``device`` runs a launch's programs one at a time (a CPU): fewer, larger tiles win."""
+    return concurrent_programs(device) == 1
+
 
 def resolve_config(fn: str, tunables: dict, config: dict, heuristic: dict) -> dict:
     """Check a caller's meta-parameters against ``tunables``; None (or absent) takes the heuristic."""

@@ -133,8 +133,7 @@ def rms_norm_generic(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6, *
         rowwise.resolve_config("rms_norm", TUNABLES, config, {k: v[0] for k, v in TUNABLES.items()})
         return torch.empty_like(x, memory_format=torch.contiguous_format)
     rows = rowwise.as_rows(x)
-    interpreted = rowwise.is_interpreted(_rms_norm_fused_kernel)
-    cfg = rowwise.resolve_config("rms_norm", TUNABLES, config, _heuristic(rows, x, interpreted))
+    cfg = rowwise.resolve_config("rms_norm", TUNABLES, config, _heuristic(rows, x))
     out = rowwise.output_buffer(x, rows)
 
     kernel = _rms_norm_fused_kernel if cfg["BLOCK_N"] >= rows.N else _rms_norm_looped_kernel
@@ -171,11 +170,11 @@ def rms_norm(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> torch.
 def rms_norm_config(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> dict:
     """The meta-parameters ``rms_norm_generic`` chooses for these arguments when given none
     (the heuristic): where a meta-parameter search starts."""
-    return _heuristic(rowwise.as_rows(x), x, rowwise.is_interpreted(_rms_norm_fused_kernel))
+    return _heuristic(rowwise.as_rows(x), x)
 
 
-def _heuristic(rows: rowwise.Rows, x: torch.Tensor, interpreted: bool) -> dict:
-    return rowwise.default_config(rows, x.element_size(), interpreted=interpreted)
+def _heuristic(rows: rowwise.Rows, x: torch.Tensor) -> dict:
+    return rowwise.default_config(rows, x.element_size())
 
 
 def rms_norm_reference(x: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:

@@ -34,16 +34,6 @@ def row_offsets(rows, inner, stride_outer, stride_inner):
     return (rows // inner) * stride_outer + (rows % inner) * stride_inner
 
 
-def is_interpreted(kernel) -> bool:
-    """True when ``@triton.jit`` gave an interpreted function for ``kernel``.
-
-    ``@triton.jit`` makes the choice once, when the kernel is defined (``TRITON_INTERPRET``
-    at that moment), so the kernel object is the only reliable witness: the environment may
-    have changed since.
-    """
-    return not isinstance(kernel, triton.runtime.JITFunction)
-
-
 def check_tensor(fn: str, name: str, t, *, min_dim: int = 1) -> None:
     """Raise a ValueError naming ``fn`` and the argument unless ``t`` is a float tensor we handle."""
     if not isinstance(t, torch.Tensor):
@@ -64,7 +54,10 @@ def check_vector(fn: str, name: str, t, n: int, device) -> None:
 
 
 def check_device(fn: str, x, kernel) -> None:
-    if not is_interpreted(kernel) and x.device.type == "cpu":
+    """A clear error, naming the fix, for a CPU tensor given to a kernel Triton compiles for
+    a GPU (``@triton.jit`` chose compilation when ``kernel`` was defined); Triton's own
+    says only that the pointer cannot be accessed. Nothing else depends on this choice."""
+    if isinstance(kernel, triton.runtime.JITFunction) and x.device.type == "cpu":
         raise ValueError(
             f"{fn}: x is on the CPU but Triton was set up to compile for a GPU; on a machine without "
             "one, set TRITON_INTERPRET=1 before importing kernels (pytest --aina, aina and "
@@ -149,18 +142,19 @@ def warps_for(tile: int) -> int:
     return 4
 
 
-def rows_per_program(block_n: int, m: int, *, interpreted: bool) -> int:
-    """Rows per program for a row that fits one block.
+def rows_per_program(block_n: int, m: int, concurrent: int) -> int:
+    """Rows per program for a row that fits one block, on a device that runs ``concurrent``
+    programs at once (:func:`kernels.meta.concurrent_programs`).
 
-    On a GPU: pack short rows so each program moves a tile of ~2048 elements, but keep at
-    least 256 programs so every SM of a large GPU has work. Under the interpreter programs
-    run one after another at ~2 ms each whatever their size, so tiles up to 64K elements
-    are packed (about 10x faster on small rows); the kernel code is the same either way.
+    Pack short rows so each program moves a tile of ~2048 elements, but keep at least
+    ``concurrent`` programs so every SM of a GPU has work. A device that runs one program
+    at a time (a CPU) pays about the same per program whatever its tile, so tiles up to
+    64K elements are packed there (about 10x faster on small rows than 2048).
     """
-    if interpreted:
+    if concurrent <= 1:
         return max(1, min(16, 65536 // block_n))
     rows = max(1, min(16, 2048 // block_n))
-    while rows > 1 and triton.cdiv(m, rows) < 256:
+    while rows > 1 and triton.cdiv(m, rows) < concurrent:
         rows //= 2
     return rows
 
@@ -183,7 +177,7 @@ def finish(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 FUSED_MAX_N = 16384
 
 
-def default_config(rows: Rows, element_size: int, *, interpreted: bool, looped_block: int = 4096) -> dict:
+def default_config(rows: Rows, element_size: int, *, looped_block: int = 4096) -> dict:
     """The launchers' heuristic (a starting point for the meta-parameter search; checked for
     register spills with ptxas, not yet timed on a GPU).
 
@@ -194,6 +188,8 @@ def default_config(rows: Rows, element_size: int, *, interpreted: bool, looped_b
     * Wider rows loop over blocks of ``looped_block`` columns (no spills at 8 warps).
     * A transposed input (rows unit-stride, columns not) gets a tall tile: 16 neighbouring
       rows per program, so each column's loads hit consecutive addresses.
+    * Short rows are packed several to a program, as many as the device of ``rows.x`` runs
+      best (:func:`rows_per_program`).
     """
     n_pow2 = triton.next_power_of_2(rows.N)
     if rows.columns_strided:
@@ -201,7 +197,7 @@ def default_config(rows: Rows, element_size: int, *, interpreted: bool, looped_b
         per_program = min(16, triton.next_power_of_2(rows.M))
     elif rows.N <= FUSED_MAX_N:
         block_n = max(16, n_pow2)
-        per_program = rows_per_program(block_n, rows.M, interpreted=interpreted)
+        per_program = rows_per_program(block_n, rows.M, meta.concurrent_programs(rows.x.device))
     else:
         block_n = looped_block
         per_program = 1

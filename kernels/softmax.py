@@ -145,8 +145,7 @@ def softmax_generic(x: torch.Tensor, **config) -> torch.Tensor:
         rowwise.resolve_config("softmax", TUNABLES, config, {k: v[0] for k, v in TUNABLES.items()})
         return torch.empty_like(x, memory_format=torch.contiguous_format)
     rows = rowwise.as_rows(x)
-    interpreted = rowwise.is_interpreted(_softmax_fused_kernel)
-    cfg = rowwise.resolve_config("softmax", TUNABLES, config, _heuristic(rows, x, interpreted))
+    cfg = rowwise.resolve_config("softmax", TUNABLES, config, _heuristic(rows, x))
     out = rowwise.output_buffer(x, rows)
 
     kernel = _softmax_fused_kernel if cfg["BLOCK_N"] >= rows.N else _softmax_looped_kernel
@@ -182,11 +181,11 @@ def softmax(x: torch.Tensor) -> torch.Tensor:
 def softmax_config(x: torch.Tensor) -> dict:
     """The meta-parameters ``softmax_generic`` chooses for these arguments when given none
     (the heuristic): where a meta-parameter search starts."""
-    return _heuristic(rowwise.as_rows(x), x, rowwise.is_interpreted(_softmax_fused_kernel))
+    return _heuristic(rowwise.as_rows(x), x)
 
 
-def _heuristic(rows: rowwise.Rows, x: torch.Tensor, interpreted: bool) -> dict:
-    return rowwise.default_config(rows, x.element_size(), interpreted=interpreted)
+def _heuristic(rows: rowwise.Rows, x: torch.Tensor) -> dict:
+    return rowwise.default_config(rows, x.element_size())
 
 
 def softmax_reference(x: torch.Tensor) -> torch.Tensor:

@@ -11,9 +11,9 @@ import torch
 
 INDEX_DTYPES = (torch.int32, torch.int64)
 
-#: Shared memory one program may use on sm_90 (H100/H200: 227 KiB, opt-in). Used when the
-#: device cannot be asked (the interpreter), so that a config the CPU accepts also fits the
-#: GPU this project targets. On a GPU, the device's own figure is used.
+#: Shared memory one program may use on sm_90 (H100/H200: 227 KiB, opt-in). Used for a CPU
+#: device, which has no shared memory to ask about, so that a config the CPU accepts also
+#: fits the GPU this project targets. On a GPU, the device's own figure is used.
 SM90_SHARED_MEMORY = 232448
 
 
@@ -28,7 +28,7 @@ def check_shared_memory(fn: str, cfg: dict, needed: int, device: torch.device) -
     """Refuse a config whose pipelined tiles cannot fit one program's shared memory.
 
     ``needed`` is the launcher's estimate (each pipeline stage holds one tile of every
-    operand); Triton would otherwise fail at launch on a GPU, and the interpreter, which
+    operand); Triton would otherwise fail at launch on a GPU, and a CPU device, which
     has no shared memory, would accept a config no GPU can run.
     """
     limit = shared_memory_limit(device)

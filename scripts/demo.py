@@ -35,8 +35,8 @@ UNTUNE = """
 _tuned_default_config = default_config
 
 
-def default_config(rows, element_size, *, interpreted, looped_block=4096):
-    cfg = _tuned_default_config(rows, element_size, interpreted=interpreted, looped_block=looped_block)
+def default_config(rows, element_size, **kwargs):
+    cfg = _tuned_default_config(rows, element_size, **kwargs)
     return cfg | {"BLOCK_N": min(cfg["BLOCK_N"], 256)}
 """
 # Only the row block is capped (wide rows take the looped path, 256 at a time). Rows per

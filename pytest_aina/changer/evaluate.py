@@ -11,7 +11,9 @@
    the reference it computes itself, so a candidate that games the checks in its own
    process (patching the checker, caching answers, writing half a result) still fails
    here. The spec's reference is timed the same way in the same run: ``speedup`` is
-   reference time / candidate time.
+   reference time / candidate time. When ``Setup.current`` names the implementation the
+   candidate would replace (``aina eval``: the repository's kernel), it is timed the same
+   way too, on the same inputs, and each timing carries ``current_median_s``.
 
 A candidate is hostile until proven otherwise: whatever it does is a :class:`Verdict`
 with a specific reason, never an exception out of :func:`evaluate`.
@@ -23,6 +25,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +54,7 @@ class Setup:
     bench_wall_s: float = 120.0
     memory_bytes: int = 6 << 30
     hbm_bytes_per_s: float | None = None  # the device's limit: a faster figure is a measurement error
+    current: str | None = None  # module:attr the candidate would replace, timed beside it (None: not timed)
     spec: object = field(default=None, repr=False)
 
     def __post_init__(self):
@@ -123,13 +127,15 @@ def _classify_checks(value: dict) -> tuple[str, str, str]:
     return stage, "failed", msg
 
 
-def evaluate(c: Candidate, setup: Setup) -> Verdict:
+def evaluate(c: Candidate, setup: Setup, progress: Callable[[str], None] | None = None) -> Verdict:
     """The cascade for one candidate; ``wall_s`` is its whole wall time, and ``stage_s``
-    the wall time of each sandboxed stage it reached, intervals inside that whole."""
+    the wall time of each sandboxed stage it reached, intervals inside that whole.
+    ``progress`` (optional) is told, in a line, each step as it starts: a stage can take
+    minutes on a CPU."""
     start = time.monotonic()
     v = Verdict(candidate=c.id, passed=False)
     try:
-        _cascade(c, setup, v)
+        _cascade(c, setup, v, progress or (lambda line: None))
     finally:
         v.wall_s = time.monotonic() - start
     return v
@@ -145,8 +151,9 @@ def _stage_clock(v: Verdict, stage: str):
         v.stage_s[stage] = time.monotonic() - start
 
 
-def _cascade(c: Candidate, setup: Setup, v: Verdict) -> None:
+def _cascade(c: Candidate, setup: Setup, v: Verdict, progress: Callable[[str], None]) -> None:
     """Fill in ``v`` stage by stage; return at the first failure."""
+    progress("import: compiling the candidate's source")
     src = module_source(c, setup)
     # -- import: syntax, without executing anything -------------------------------------
     try:
@@ -162,6 +169,7 @@ def _cascade(c: Candidate, setup: Setup, v: Verdict) -> None:
     pythonpath = [str(setup.repo)]
     env = child_env(setup.device)
     # -- examples, properties, invariants: the plugin, in the sandbox --------------------
+    progress(f"examples, properties: pytest --aina on {setup.spec_path.name} in the sandbox (profile {setup.profile})")
     with _stage_clock(v, "checks"):
         res = sandbox.run(
             "pytest_aina.changer.harness:run_checks",
@@ -190,6 +198,7 @@ def _cascade(c: Candidate, setup: Setup, v: Verdict) -> None:
     speedups = []
     with _stage_clock(v, "benchmarks"):
         for i, bc in enumerate(setup.bench_cases):
+            step = f"benchmarks {i + 1}/{len(setup.bench_cases)} {bc['label']}"
             params = {"dims": bc["dims"], "dtype": bc["dtype"]}
             common = dict(
                 make_inputs=f"{harness}:make_inputs",
@@ -205,12 +214,14 @@ def _cascade(c: Candidate, setup: Setup, v: Verdict) -> None:
                 limits=sandbox.Limits(wall_s=setup.bench_wall_s, memory_bytes=setup.memory_bytes),
                 min_plausible_s=_min_plausible(setup, bc),
             )
+            progress(f"{step}: the candidate, {setup.calls} calls")
             t = sandbox.time_calls(f"{cfile}:{setup.function}", **common)
             v.violations += t.violations
             if not t.ok:
                 v.failed_stage, v.reason = "benchmarks", t.status
                 v.detail = f"{bc['label']}: {t.reason}"
                 return
+            progress(f"{step}: the spec's reference")
             r = sandbox.time_calls(f"{harness}:reference", **common)
             if not r.ok:  # the reference itself failing is our problem, not the candidate's
                 v.failed_stage, v.reason = "benchmarks", "reference failed"
@@ -228,20 +239,30 @@ def _cascade(c: Candidate, setup: Setup, v: Verdict) -> None:
                 if setup.device == "cpu"
                 else "parent wall clock over a pipe, GPU synchronised per call",
             }
+            if setup.current:
+                # the kernel it would replace, on the same inputs: its failure is the
+                # repository's problem, reported beside the timing, not the candidate's
+                progress(f"{step}: the current implementation {setup.current}")
+                cur = sandbox.time_calls(setup.current, **common)
+                timing["current"] = setup.current
+                if cur.ok:
+                    timing |= {"current_samples_s": cur.times_s, "current_median_s": cur.median_s}
+                else:
+                    timing["current_error"] = f"{cur.status}: {cur.reason}"
             v.timings.append(timing)
             speedups.append(timing["speedup"])
     v.stages.append("benchmarks")
     v.passed = True
-    v.speedup = _geomean(speedups)
+    v.speedup = geomean(speedups)
     # The search ranks candidates on their own times (calls per second, geometric mean over
     # the cases), the same medians the PR's before/after evidence compares. Dividing by the
     # reference timed beside each candidate would add that reference's noise and cancel no
     # drift on a CPU, where the reference is a native torch op and the candidate runs in
     # Triton's interpreter: the ratio of two 1.5x-apart kernels was seen to swing 1.2-1.5x.
-    v.score = _geomean([1.0 / t["median_s"] for t in v.timings])
+    v.score = geomean([1.0 / t["median_s"] for t in v.timings])
 
 
-def _geomean(xs: list[float]) -> float | None:
+def geomean(xs: list[float]) -> float | None:
     return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 
@@ -14,8 +15,10 @@ def register(sub) -> None:
         help="evaluate one candidate kernel file the way the evolution loop does",
         description="Run CANDIDATE.py (a module defining the function the spec's implementation "
         "names) through the sandbox and the evaluation cascade: import, pinned "
-        "examples, properties and invariants, benchmarks against the spec's reference. "
-        "Exit 0 when it passes every stage, 1 when it fails.",
+        "examples, properties and invariants, benchmarks against the spec's reference "
+        "and against the implementation it would replace (the spec's implementation, "
+        "as the repository serves it today), side by side. Each step is announced on "
+        "stderr as it starts. Exit 0 when it passes every stage, 1 when it fails.",
     )
     p.add_argument("spec", metavar="SPEC", help="the spec file, e.g. specs/softmax.yaml")
     p.add_argument("candidate", metavar="CANDIDATE.py", help="the candidate module")
@@ -77,8 +80,15 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         check_wall_s=args.timeout,
         spec=spec,
+        current=spec.implementation,
     )
-    v = evaluate(cand, setup)
+    start = time.monotonic()
+
+    def progress(line: str) -> None:
+        # stderr, so that --json keeps stdout to the verdict
+        print(f"[{time.monotonic() - start:6.1f}s] {line}", file=sys.stderr, flush=True)
+
+    v = evaluate(cand, setup, progress=progress)
     if args.json:
         print(json.dumps(v.to_json() | {"device": device}, indent=2, default=str))
     else:
@@ -87,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print(v, spec, path: Path, device: str) -> None:
+    from pytest_aina.changer.evaluate import geomean
     from pytest_aina.changer.model import STAGES
 
     print(f"{path} against {spec.name} ({device}{', Triton interpreter' if device == 'cpu' else ''})")
@@ -98,12 +109,22 @@ def _print(v, spec, path: Path, device: str) -> None:
         if v.detail:
             print("  " + v.detail.strip().replace("\n", "\n  ")[:3000])
         return
+    current = [t for t in v.timings if t.get("current_median_s")]
     for t in v.timings:
-        print(
-            f"  {t['case']}: candidate {t['median_s'] * 1e3:.3f} ms, reference {t['reference_median_s'] * 1e3:.3f} ms "
-            f"(median of {len(t['samples_s'])})"
+        beside = f"reference {t['reference_median_s'] * 1e3:.3f} ms ({t['speedup']:.3f}x)"
+        if t.get("current_median_s"):
+            ratio = t["current_median_s"] / t["median_s"]
+            beside = f"current {t['current_median_s'] * 1e3:.3f} ms ({ratio:.3f}x), " + beside
+        elif t.get("current_error"):
+            beside = f"current: not timed ({t['current_error']}), " + beside
+        print(f"  {t['case']}: candidate {t['median_s'] * 1e3:.3f} ms, {beside} (median of {len(t['samples_s'])})")
+    against = f"{v.speedup:.3f}x over the spec's reference"
+    if current and len(current) == len(v.timings):
+        against = (
+            f"{geomean([t['current_median_s'] / t['median_s'] for t in current]):.3f}x over the current {spec.implementation}, "
+            + against
         )
     print(
-        f"verdict: PASSED, speedup {v.speedup:.3f}x over the spec's reference"
+        f"verdict: PASSED, speedup {against}"
         + (" (interpreter wall clock: not GPU evidence)" if device == "cpu" else "")
     )

@@ -38,7 +38,7 @@ class SpecFile(pytest.File):
 
     def collect(self):
         session = aina_session(self.config)
-        spec = load_spec(self.path)
+        spec = load_spec(self.path, accepted=session.accepted_specs)
         session.specs[spec.name] = spec
         yield from build_items(self, spec, session)
 

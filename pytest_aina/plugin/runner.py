@@ -6,8 +6,6 @@ session, importing torch, triton and the kernel only when called.
 
 from __future__ import annotations
 
-import math
-
 import pytest
 
 from pytest_aina.checking.checks import run_case
@@ -26,34 +24,12 @@ def _forced(session: AinaSession, dtype: str | None) -> Case | None:
     return case
 
 
-def numel(spec: Spec, case: Case) -> tuple[int, int]:
-    """(elements of the largest input, rows) of a case: what the interpreter pays for."""
-    # strategies imports Hypothesis, which only the items that draw cases need to load
-    from pytest_aina.checking.strategies import primary
-
-    x = primary(spec)
-    dims = case.dim_map
-    return math.prod(dims[d] for d in x.shape), math.prod(dims[d] for d in x.shape[:-1])
-
-
-def _too_big(session: AinaSession, spec: Spec, case: Case, *, scale: int = 1) -> None:
-    """Skip, saying why, a case the Triton interpreter cannot afford under the profile."""
-    if session.device != "cpu":
-        return
-    p = session.profile
-    n, rows = numel(spec, case)
-    if n > p.max_numel * scale or rows > p.max_rows * scale:
-        pytest.skip(
-            f"{case.label()} is too large for Triton's interpreter under profile '{p.name}' "
-            f"({n} elements, {rows} rows; limit {p.max_numel * scale} and {p.max_rows * scale}); "
-            "it runs on a GPU, or here with --aina-profile thorough"
-        )
-
-
 def example(session: AinaSession, spec: Spec, case: Case):
     def test_example():
         kernel = session.kernel(spec)
-        _too_big(session, spec, case, scale=16)
+        # Pinned examples are the spec's boundaries: they run whatever their size and the
+        # device, never skipped for the interpreter's cost (the profile bounds only what
+        # Hypothesis draws).
         run_case(spec, kernel, case, invariants=spec.invariants)
 
     return test_example

@@ -22,6 +22,7 @@ from pytest_aina.checking.checks import Kernel
 from pytest_aina.checking.device import prepare_runtime
 from pytest_aina.imports import ResolveError, resolve
 from pytest_aina.plugin import isolation
+from pytest_aina.spec.reader import AcceptedSpecs
 
 PROFILES = tuple(profiles.CPU_PROFILES)
 
@@ -60,6 +61,7 @@ class AinaSession:
         self.isolate = _flag(config, "aina_isolate")
         self.patterns = config.getini("aina_specs")
         self.specs: dict = {}
+        self._accepted: AcceptedSpecs | None = None
         self.results: list[dict] = []
         self.bench_results: list[dict] = []
         self._kernels: dict = {}
@@ -87,6 +89,16 @@ class AinaSession:
             interpreter.uninstall()
 
     # -- collection ----------------------------------------------------------------------
+
+    @property
+    def accepted_specs(self) -> AcceptedSpecs | None:
+        """The specs the schema accepted in earlier runs, so that collection validates only
+        what changed. Kept in pytest's cache (``.pytest_cache/d/aina/``): ``-p
+        no:cacheprovider`` keeps none, and so does the sandbox, which may not write there."""
+        cache = getattr(self.config, "cache", None)
+        if self._accepted is None and cache is not None:
+            self._accepted = AcceptedSpecs(cache.mkdir("aina") / "schema-accepted")
+        return self._accepted
 
     def wants(self, path: Path) -> bool:
         try:

@@ -17,7 +17,7 @@ from typing import Any
 
 from pytest_aina import invariants
 from pytest_aina.spec import relations
-from pytest_aina.spec.reader import SpecError, SpecIssue, _line_for, load_yaml, validate_schema
+from pytest_aina.spec.reader import AcceptedSpecs, SpecError, SpecIssue, _line_for, load_yaml, validate_schema
 from pytest_aina.spec.schema import CASE_DTYPE, DTYPES, INT_DTYPES, LAYOUTS, SENTINEL_MODES, VALUE_KINDS
 
 ELEMENT_SIZE = {"float32": 4, "float16": 2, "bfloat16": 2, "int32": 4, "int64": 8}
@@ -392,24 +392,29 @@ def evaluate(expr: str, names: dict) -> float:
 # Loading
 
 
-def load_spec(path: str | Path) -> Spec:
-    """Read and check one spec; raise :class:`SpecError` listing every issue found."""
+def load_spec(path: str | Path, *, accepted: AcceptedSpecs | None = None) -> Spec:
+    """Read and check one spec; raise :class:`SpecError` listing every issue found.
+    ``accepted``: texts the schema accepted before, not validated again (the plugin's
+    collection passes one)."""
     path = Path(path)
     file = str(path)
     try:
         text = path.read_text()
     except OSError as exc:
         raise SpecError([SpecIssue(file, (), None, f"cannot read: {exc.strerror}")]) from None
-    return parse_spec(text, file)
+    return parse_spec(text, file, accepted=accepted)
 
 
-def parse_spec(text: str, file: str) -> Spec:
+def parse_spec(text: str, file: str, *, accepted: AcceptedSpecs | None = None) -> Spec:
     data, lines = load_yaml(text, file)
     if not isinstance(data, dict):
         raise SpecError([SpecIssue(file, (), 1, f"expected a mapping at the top, got {type(data).__name__}")])
-    issues = validate_schema(data, lines, file)
-    if issues:
-        raise SpecError(issues)
+    if accepted is None or text not in accepted:
+        issues = validate_schema(data, lines, file)
+        if issues:
+            raise SpecError(issues)
+        if accepted is not None:
+            accepted.add(text)
     spec = _build(data, lines, file)
     issues = _semantic_issues(spec, file)
     if issues:

@@ -9,15 +9,17 @@ so the document users read and the check we run cannot drift apart.
 from __future__ import annotations
 
 import difflib
+import hashlib
 import re
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import yaml
 
 from pytest_aina.schema_errors import explain
-from pytest_aina.spec.schema import schema
+from pytest_aina.spec.schema import _document, schema
 
 Path_ = tuple  # a key path: ("inputs", "x", "layouts", 1)
 
@@ -209,6 +211,53 @@ def _validator():
     import jsonschema
 
     return jsonschema.Draft202012Validator(schema())
+
+
+class AcceptedSpecs:
+    """The spec texts the schema has accepted, remembered in a file: collecting many specs
+    validates again only those that changed (jsonschema costs ~30 ms a spec; the YAML and
+    the semantic checks still run every time).
+
+    A text is known by the SHA-256 of the schema document and the text together, so a
+    changed schema (a new invariant, an edited key) forgets every verdict. Only acceptances
+    are kept: a rejected spec is checked, and its issues reported, every time. The file is
+    a cache: unreadable or unwritable (a read-only checkout), it is simply not used.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._known: set[str] | None = None
+        self._schema = hashlib.sha256(_document().encode())  # the published schema's own text
+
+    def _digest(self, text: str) -> str:
+        h = self._schema.copy()
+        h.update(b"\0")
+        h.update(text.encode())
+        return h.hexdigest()
+
+    def _load(self) -> set[str]:
+        if self._known is None:
+            try:
+                self._known = set(self.path.read_text().split())
+            except (OSError, UnicodeDecodeError):
+                self._known = set()
+        return self._known
+
+    def __contains__(self, text: str) -> bool:
+        return self._digest(text) in self._load()
+
+    def add(self, text: str) -> None:
+        digest = self._digest(text)
+        known = self._load()
+        if digest in known:
+            return
+        known.add(digest)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, "a") as fh:
+                fh.write(digest + "\n")
+        except OSError:
+            pass  # a cache that cannot be written costs time, never a result
 
 
 def validate_schema(data: Any, lines: dict, file: str) -> list[SpecIssue]:

@@ -32,11 +32,11 @@ POOR_HEURISTIC = """
 _tuned_default_config = default_config
 
 
-def default_config(rows, element_size, *, interpreted, looped_block=4096):
+def default_config(rows, element_size, **kwargs):
     \"\"\"A deliberately poor heuristic (test fixture): looped 512 wide. Rows per program stay
     as tuned: one row per program multiplies the interpreter's programs until the baseline's
     spec checks outrun the sandbox's checks limit, and nothing can be compared with it.\"\"\"
-    cfg = _tuned_default_config(rows, element_size, interpreted=interpreted, looped_block=looped_block)
+    cfg = _tuned_default_config(rows, element_size, **kwargs)
     return cfg | {"BLOCK_N": 512, "num_warps": 1, "num_stages": 1}
 """
 

@@ -226,7 +226,7 @@ def test_compiles_for_sm90_within_the_estimated_shared_memory():
     specs = [("fp16", 128, True), ("bf16", 64, False), ("fp32", 64, True), ("fp32", 128, False)]
     cases, estimates = [], []
     for dtype, D, causal in specs:
-        cfg = at._heuristic(4096, D, torch_dtype[dtype], interpreted=False)
+        cfg = at._heuristic(4096, D, torch_dtype[dtype], serial=False)
         cases.append(_case(dtype, D, causal, cfg))
         estimates.append(at._shared_memory(cfg, D, torch_dtype[dtype].itemsize))
     results = compile_for_sm90(cases)

@@ -383,7 +383,7 @@ def _case(kernel: str, dtype: str, cfg: dict, **flags) -> dict:
 def test_compiles_for_sm90():
     """Both kernels, with and without smoothing and the in-place gradient, compile for an
     H100 at the heuristic's config for a 128k vocabulary, without register spills."""
-    cfg = ce._heuristic(128256, interpreted=False)
+    cfg = ce._heuristic(128256, serial=False)
     cases = [
         _case("forward", "bf16", cfg, SMOOTHING=True, WRITE_GRAD=True, MEAN=True),
         _case("forward", "fp32", cfg, SMOOTHING=False, WRITE_GRAD=False, MEAN=False),

@@ -3,7 +3,7 @@
 Fast by design (the Triton interpreter on a CPU): shapes are small except one wide row per
 kernel that takes the looped path. The thorough, generated checks come from the specs
 through ``pytest --aina``; these pin the launcher's contract (layouts, batch dims, dtypes,
-every meta-parameter value, errors) and the interpreter-specific workaround.
+every meta-parameter value, errors, the launch heuristics' device rule).
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ def test_every_tunable_value(k, gen):
 @pytest.mark.parametrize("k", KERNELS, ids=repr)
 def test_wide_rows_take_the_looped_kernel(k, dtype, n, gen):
     x = make_x([2, n], dtype, "sliced", gen)
-    cfg = rowwise.default_config(rowwise.as_rows(x), x.element_size(), interpreted=True)
+    cfg = rowwise.default_config(rowwise.as_rows(x), x.element_size())
     assert cfg["BLOCK_N"] < n  # the heuristic loops rather than holding the row in registers
     run_and_check(k, x, k.params(n, dtype, gen))
 
@@ -254,6 +254,32 @@ def test_kernels_carry_no_test_environment_code():
     assert "set TRITON_INTERPRET=1 before importing kernels" in rest
     source = "".join(p.read_text() for p in (ROOT / "kernels").glob("*.py"))
     assert "os.environ" not in source and "output_buffer(x, rows, interpreted)" not in source
+    # no launch heuristic asks how Triton was set up: they ask the tensors' device
+    for marker in ("is_interpreted", "interpreted=", "_interpreted(", "InterpretedFunction"):
+        assert marker not in source, marker
+
+
+def test_launch_heuristics_ask_the_device_the_tensors_live_on():
+    """A GPU keeps enough programs for its SMs (the rule as written for GPUs, unchanged); a
+    CPU runs one program at a time, so short rows are packed into 64K-element tiles."""
+    from kernels import meta
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert meta.concurrent_programs(cuda) == meta.GPU_CONCURRENT_PROGRAMS == 256
+    assert meta.concurrent_programs(cpu) == 1 and meta.serial(cpu) and not meta.serial(cuda)
+    # GPU: ~2048-element tiles, halved until 256 programs remain (or one row each)
+    assert rowwise.rows_per_program(128, 4096, 256) == 16
+    assert rowwise.rows_per_program(128, 1024, 256) == 4
+    assert rowwise.rows_per_program(128, 100, 256) == 1
+    assert rowwise.rows_per_program(4096, 1 << 20, 256) == 1
+    # CPU: up to 16 rows whatever M, as long as the tile stays within 64K elements
+    assert rowwise.rows_per_program(128, 100, 1) == 16
+    assert rowwise.rows_per_program(8192, 100, 1) == 8
+    # the launcher's config follows the input's device, with no other argument
+    x = torch.empty(1024, 128)
+    assert rowwise.default_config(rowwise.as_rows(x), x.element_size())["ROWS_PER_PROGRAM"] == 16
+    on_meta = torch.empty(1024, 128, device="meta")  # a non-CPU device, without a GPU
+    assert rowwise.default_config(rowwise.as_rows(on_meta), 4)["ROWS_PER_PROGRAM"] == 4
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only import path")

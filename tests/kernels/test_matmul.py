@@ -198,8 +198,8 @@ def test_compiles_for_sm90_within_the_estimated_shared_memory():
     """The heuristic's GPU configs compile for an H100, specialised as a launch on 4096^2
     row-major operands would be, use no more shared memory than the launcher's estimate
     (so a config it accepts is not refused by the GPU) and spill no registers (ptxas -v)."""
-    half = mm._heuristic(4096, 4096, 4096, torch.float16, interpreted=False)
-    single = mm._heuristic(4096, 4096, 4096, torch.float32, interpreted=False)
+    half = mm._heuristic(4096, 4096, 4096, torch.float16, serial=False)
+    single = mm._heuristic(4096, 4096, 4096, torch.float32, serial=False)
     cases = [("fp16", half), ("bf16", half), ("fp32", single)]
     results = compile_for_sm90([_case(dtype, cfg) for dtype, cfg in cases])
     assert len(results) == len(cases)

@@ -175,3 +175,53 @@ def test_case_argument_round_trips(case):
 def test_case_argument_errors(text, error):
     with pytest.raises(ValueError, match=error):
         Case.from_arg(text)
+
+
+def _counting_validator(monkeypatch) -> list:
+    from pytest_aina.spec import model
+
+    calls = []
+    real = model.validate_schema
+
+    def counted(data, lines, file):
+        calls.append(file)
+        return real(data, lines, file)
+
+    monkeypatch.setattr(model, "validate_schema", counted)
+    return calls
+
+
+def test_accepted_specs_are_not_validated_again_until_their_text_or_the_schema_changes(tmp_path, monkeypatch):
+    from pytest_aina.spec import reader
+    from pytest_aina.spec.reader import AcceptedSpecs
+
+    calls = _counting_validator(monkeypatch)
+    store = tmp_path / ".pytest_cache" / "d" / "aina" / "schema-accepted"
+    parse_spec(VALID, "a.yaml", accepted=AcceptedSpecs(store))
+    parse_spec(VALID, "b.yaml", accepted=AcceptedSpecs(store))  # a new session: read from the file
+    assert calls == ["a.yaml"] and len(store.read_text().split()) == 1
+    edited = variant("max: 65536", "max: 65535")
+    parse_spec(edited, "c.yaml", accepted=AcceptedSpecs(store))
+    assert calls == ["a.yaml", "c.yaml"]
+    # a rejected text is never remembered: its issues are found and reported every time
+    bad = variant("layouts: [contiguous, sliced, transposed]", "layouts: [contiguous, diagonal]")
+    for _ in range(2):
+        with pytest.raises(SpecError, match="inputs.x.layouts"):
+            parse_spec(bad, "d.yaml", accepted=AcceptedSpecs(store))
+    assert calls == ["a.yaml", "c.yaml", "d.yaml", "d.yaml"]
+    # a different schema (e.g. an invariant added) forgets every verdict
+    monkeypatch.setattr(reader, "_document", lambda: '{"changed": true}')
+    parse_spec(VALID, "e.yaml", accepted=AcceptedSpecs(store))
+    assert calls[-1] == "e.yaml"
+
+
+def test_an_unwritable_acceptance_file_costs_time_not_a_result(tmp_path, monkeypatch):
+    from pytest_aina.spec.reader import AcceptedSpecs
+
+    calls = _counting_validator(monkeypatch)
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    accepted = AcceptedSpecs(blocker / "cache" / "schema-accepted")
+    parse_spec(VALID, "a.yaml", accepted=accepted)
+    parse_spec(VALID, "a.yaml", accepted=AcceptedSpecs(blocker / "cache" / "schema-accepted"))
+    assert calls == ["a.yaml", "a.yaml"]
