@@ -138,6 +138,15 @@ class Template:
                 self.failed = f"the warm template could not start: {e}"
                 self._teardown()
 
+    def start(self) -> dict:
+        """Start the template now (else the first child does): its ``ready`` report (import
+        seconds, modules that failed to import, ``unsafe``: why a fork would be unsound)."""
+        with self._lock:
+            self._ensure()
+        if self.failed:
+            raise TemplateGone(self.failed)
+        return dict(self.ready)
+
     def request(self, msg: dict, fds: Sequence[int] = ()) -> dict:
         """One request, one answer (thread-safe). Raises :class:`TemplateGone`."""
         with self._lock:
