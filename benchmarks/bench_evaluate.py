@@ -44,6 +44,9 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=6)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--cold", action="store_true", help="also run the same candidates cold (first), for comparison")
+    ap.add_argument(
+        "--check-wall-s", type=float, default=240.0, help="the checks' wall-clock limit (raise it on a loaded machine)"
+    )
     args = ap.parse_args()
     from pytest_aina.changer import evaluate as E
     from pytest_aina.changer.evaluate import Setup, evaluate, workdir_for
@@ -58,6 +61,7 @@ def main() -> int:
         bench_cases=[{"dims": {"M": 16, "N": 1024}, "dtype": "float32", "label": "M=16,N=1024,float32"}],
         workdir=workdir_for(ROOT, "bench-evaluate"),
         device=device(),
+        check_wall_s=args.check_wall_s,
     )
     configs = [{"BLOCK_N": b, "ROWS_PER_PROGRAM": r} for b in (1024, 2048) for r in (1, 2, 4, 8, 16)][: args.n]
 
