@@ -59,15 +59,19 @@ def fork_unsafe() -> str | None:
     return None
 
 
-def _resident_bytes() -> int:
+def _status_bytes(field: str) -> int:
     try:
         with open("/proc/self/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
     return 0
+
+
+def _resident_bytes() -> int:
+    return _status_bytes("VmRSS")
 
 
 def _send(sock: socket.socket, msg: dict) -> None:
@@ -101,6 +105,8 @@ def main(sock_fd: int) -> None:
             "errors": errors,
             "unsafe": fork_unsafe(),
             "rss": _resident_bytes(),
+            "data": _status_bytes("VmData"),  # what a child's RLIMIT_DATA starts from
+            "threads": len(os.listdir("/proc/self/task")),
         },
     )
     ended: dict[int, dict] = {}

@@ -260,7 +260,9 @@ class Child:
     def start(self) -> None:
         if self.template is not None:
             why = self.template.refuses(
-                self.extra_env, user_namespace=self.namespaces and "user" in self.caps.namespaces
+                self.extra_env,
+                user_namespace=self.namespaces and "user" in self.caps.namespaces,
+                memory_bytes=self.limits.memory_bytes,
             )
             if why is None:
                 why = self._start_forked()

@@ -177,8 +177,11 @@ class Template:
             return f"the template refused to fork: {got.get('reason')}"
         return Forked(self, int(got["pid"]), int(got.get("rss", 0)))
 
-    def refuses(self, extra: Mapping[str, str] | None, *, user_namespace: bool) -> str | None:
-        """Why a child with this extra environment cannot be forked from this template."""
+    def refuses(
+        self, extra: Mapping[str, str] | None, *, user_namespace: bool, memory_bytes: int | None = None
+    ) -> str | None:
+        """Why a child with this extra environment and memory limit cannot be forked from
+        this template (None: it can)."""
         if dict(extra or {}) != self.extra:
             return (
                 f"the child's environment {sorted(dict(extra or {}).items())} differs from the one the "
@@ -186,6 +189,18 @@ class Template:
             )
         if user_namespace:
             return "the namespaces need a user namespace here (not root), which the template does not set up"
+        if memory_bytes is not None:
+            # a child inherits the template's data segment, which its RLIMIT_DATA counts: with
+            # less than twice that, the candidate would have little room left of its own
+            try:
+                data = int(self.start().get("data", 0))
+            except TemplateGone as e:
+                return str(e)
+            if memory_bytes < 2 * data:
+                return (
+                    f"the memory limit ({memory_bytes >> 20} MiB) is less than twice the template's "
+                    f"data segment ({data >> 20} MiB), which the child would inherit"
+                )
         return None
 
     def pid(self) -> int | None:
