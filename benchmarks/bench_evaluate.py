@@ -71,7 +71,7 @@ def main() -> int:
         v = evaluate(c, s)
         wall = time.perf_counter() - t
         kernel = sum(sum(x["samples_s"]) + sum(x["reference_samples_s"]) for x in v.timings)
-        items = v.stage_s.get("checks_items", 0.0)
+        items = v.checks_items_s or 0.0
         return {
             "config": cfg,
             "passed": v.passed,

@@ -237,7 +237,7 @@ def _cascade(c: Candidate, setup: Setup, v: Verdict) -> None:
         return
     value = res.value or {}
     if "items_s" in value:  # the checks' own work; the rest of the stage is the sandbox's cost
-        v.stage_s["checks_items"] = float(value["items_s"])
+        v.checks_items_s = float(value["items_s"])
     if value.get("exit_code") != 0:
         v.failed_stage, v.reason, v.detail = _classify_checks(value)
         if v.failed_stage == "properties":
