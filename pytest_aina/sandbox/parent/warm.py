@@ -30,7 +30,9 @@ from collections.abc import Mapping, Sequence
 from pytest_aina.sandbox.parent import childenv
 from pytest_aina.sandbox.parent.launch import _PACKAGE_ROOT
 
-_BOOT = "import sys; sys.path.insert(0, {root!r}); from pytest_aina.sandbox.child.template import bootstrap; bootstrap()"
+_BOOT = (
+    "import sys; sys.path.insert(0, {root!r}); from pytest_aina.sandbox.child.template import bootstrap; bootstrap()"
+)
 _MAX_MESSAGE = 1 << 20
 
 
