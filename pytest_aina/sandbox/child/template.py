@@ -33,6 +33,8 @@ import sys
 import time
 import traceback
 
+from pytest_aina.sandbox.child import boot
+
 CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWPID = 0x00020000, 0x08000000, 0x40000000, 0x20000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 2, 4, 8, 16384, 1 << 18
 _MAX_MESSAGE = 1 << 20
@@ -192,8 +194,6 @@ def _become_child(sock: socket.socket, msg: dict, fds: list[int]) -> None:
         os.environ.update(msg["env"])
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_DFL)
-        from pytest_aina.sandbox.child import boot  # imported by the template already
-
         if not msg.get("namespaces"):
             boot.main(report_fd, command_fd)  # ends the process
         # as `unshare --fork --kill-child --pid --mount --mount-proc --net --ipc --propagation private`
