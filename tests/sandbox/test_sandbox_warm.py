@@ -136,3 +136,20 @@ def test_limits_hold_in_a_warm_child(template, caps):
     r = run(argv=["-c", "import time; time.sleep(60)"], template=template, limits=Limits(wall_s=2))
     assert r.status == "timeout" and r.protections["start"].startswith("warm")
     assert r.cleanup == "complete"
+
+
+def test_a_template_with_cuda_initialised_starts_children_cold(tmp_path, write):
+    # no GPU here: a stand-in torch whose CUDA says it is initialised, as after a CUDA call
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "cuda_in_use.py").write_text(
+        "import sys, types\n"
+        "sys.modules['torch'] = types.SimpleNamespace(cuda=types.SimpleNamespace(is_initialized=lambda: True))\n"
+    )
+    os.chmod(tmp_path, 0o755)
+    with Template(["cuda_in_use"], pythonpath=[str(lib)]) as tpl:
+        assert "CUDA is initialised in the template" in tpl.start()["unsafe"]
+        entry = write("one.py", "def f():\n    return 1\n")
+        r = run(f"{entry}:f", template=tpl)
+    assert r.status == "ok", r.reason
+    assert r.protections["start"].startswith("cold: the template refused to fork: CUDA is initialised")
