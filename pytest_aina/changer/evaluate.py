@@ -114,10 +114,26 @@ PRELOAD = (
     "torch",
     "triton",
     "triton.language",
+    "triton.compiler.code_generator",  # with Gluon: 50 modules the interpreter imports on first launch
     "pytest",
     "hypothesis",
+    "jsonschema",  # the spec's schema check, 0.8 s on its own
+    "pdb",
+    "tomllib",
+    # pytest's own plugins, imported by each session's configuration
+    *(
+        f"_pytest.{m}"
+        for m in (
+            "faulthandler helpconfig pastebin setuponly setupplan skipping threadexception tracemalloc unittest"
+            " unraisableexception warnings"
+        ).split()
+    ),
     "pytest_aina.plugin",
     "pytest_aina.changer.harness",
+    "pytest_aina.checking.strategies",
+    "pytest_aina.spec.reader",
+    *(f"pytest_aina.interpreter.{m}" for m in "floats guards launch libdevice sanitizer semantics".split()),
+    "pytest_aina.runtime.dispatch",
     "pytest_aina.sandbox.child.boot",
 )
 
