@@ -32,6 +32,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from pytest_aina import sandbox
@@ -142,8 +143,6 @@ _templates_lock = threading.Lock()
 
 
 def _preload() -> list[str]:
-    from importlib.metadata import entry_points
-
     plugins = [ep.module for ep in entry_points(group="pytest11")]
     return list(dict.fromkeys([*PRELOAD, *plugins]))
 

@@ -55,7 +55,7 @@ class Forked:
         template is gone the child is too (it dies with the template): a SIGKILL status."""
         try:
             got = self.template.request({"op": "poll", "pid": self.pid})
-        except TemplateGone:
+        except TemplateGone:  # the child had PDEATHSIG=SIGKILL from the template
             return 9, 0.0
         if got.get("op") != "ended":
             return None
