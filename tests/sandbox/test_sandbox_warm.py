@@ -153,3 +153,20 @@ def test_a_template_with_cuda_initialised_starts_children_cold(tmp_path, write):
         r = run(f"{entry}:f", template=tpl)
     assert r.status == "ok", r.reason
     assert r.protections["start"].startswith("cold: the template refused to fork: CUDA is initialised")
+
+
+def test_the_evaluator_s_template_gives_children_none_of_the_parents_modules(write):
+    """What the evaluator preloads is what every candidate can reach and patch: the
+    sandbox's parent (launch, timing, the verdicts) must not be among it."""
+    from pytest_aina.changer.evaluate import _preload
+
+    entry = write(
+        "loaded.py",
+        "import sys\n\ndef f():\n    return sorted(m for m in sys.modules if m.startswith('pytest_aina'))\n",
+    )
+    with Template(_preload(), env={"TRITON_INTERPRET": "1"}) as tpl:
+        assert tpl.start()["errors"] == {}
+        r = run(f"{entry}:f", env={"TRITON_INTERPRET": "1"}, template=tpl)
+    assert r.status == "ok" and r.protections["start"].startswith("warm"), r.protections["start"]
+    assert "pytest_aina.plugin" in r.value and "pytest_aina.changer.harness" in r.value  # preloaded indeed
+    assert [m for m in r.value if m.startswith("pytest_aina.sandbox.parent")] == []
