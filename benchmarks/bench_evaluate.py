@@ -10,14 +10,25 @@ real cascade and sandbox, first one at a time, then ``--workers`` at once, and r
   by stage: ``checks_s`` (the plugin's examples, properties and invariants in the
   sandbox: the same checks CI runs) and ``benchmarks_overhead_s`` (the timed stage less
   the kernel calls: sandbox start-up, imports, fresh inputs, the parent's output checks);
+* ``checks_items_s``: the checks' own work inside the sandbox (their test items'
+  setup, call and teardown, as pytest timed them there: the checks' kernel runs, the
+  comparisons, Hypothesis's generation), and ``overhead_s``: what is left of the wall
+  time after the timed kernel calls and the checks' own work (process start, imports,
+  pytest's start-up, the sandbox, the protocol): what warm templates are for;
 * candidates per minute with 1 worker and with ``--workers``.
 
-    python benchmarks/bench_evaluate.py [--n 6] [--workers 2]
+Each stage is forked from the warm template (``Setup.warm``); ``--cold`` first runs the
+same candidates with a new interpreter per stage (as before the templates), in the same
+run, so the two are measured side by side. The template's own start-up (imports, once
+per process) is reported apart and included in the warm candidates/minute.
+
+    python benchmarks/bench_evaluate.py [--n 6] [--workers 2] [--cold]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -32,7 +43,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=6)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--cold", action="store_true", help="also run the same candidates cold (first), for comparison")
+    ap.add_argument(
+        "--check-wall-s", type=float, default=240.0, help="the checks' wall-clock limit (raise it on a loaded machine)"
+    )
     args = ap.parse_args()
+    from pytest_aina.changer import evaluate as E
     from pytest_aina.changer.evaluate import Setup, evaluate, workdir_for
     from pytest_aina.changer.model import Candidate
     from pytest_aina.checking.device import device
@@ -45,48 +61,62 @@ def main() -> int:
         bench_cases=[{"dims": {"M": 16, "N": 1024}, "dtype": "float32", "label": "M=16,N=1024,float32"}],
         workdir=workdir_for(ROOT, "bench-evaluate"),
         device=device(),
+        check_wall_s=args.check_wall_s,
     )
     configs = [{"BLOCK_N": b, "ROWS_PER_PROGRAM": r} for b in (1024, 2048) for r in (1, 2, 4, 8, 16)][: args.n]
 
-    def one(cfg):
+    def one(cfg, s):
         c = Candidate(kernel="softmax", proposer="bench", config=cfg)
         t = time.perf_counter()
-        v = evaluate(c, setup)
+        v = evaluate(c, s)
         wall = time.perf_counter() - t
         kernel = sum(sum(x["samples_s"]) + sum(x["reference_samples_s"]) for x in v.timings)
+        items = v.checks_items_s or 0.0
         return {
             "config": cfg,
             "passed": v.passed,
             "reason": v.reason,
+            "start": v.sandbox.get("start"),
             "wall_s": wall,
             "kernel_s": kernel,
-            "overhead_s": wall - kernel,
+            "checks_items_s": items,
+            "overhead_s": wall - kernel - items,
             "checks_s": v.stage_s.get("checks", 0.0),
+            "checks_overhead_s": v.stage_s.get("checks", 0.0) - items,
             "benchmarks_s": v.stage_s.get("benchmarks", 0.0),
             "benchmarks_overhead_s": v.stage_s.get("benchmarks", 0.0) - kernel,
         }
 
-    t = time.perf_counter()
-    serial = [one(cfg) for cfg in configs]
-    serial_s = time.perf_counter() - t
-    t = time.perf_counter()
-    with ThreadPoolExecutor(args.workers) as pool:
-        parallel = list(pool.map(one, configs))
-    parallel_s = time.perf_counter() - t
-    result = {
-        "device": setup.device,
-        "candidates": len(configs),
-        "all_passed": all(r["passed"] for r in serial + parallel),
-        "per_candidate_median": {
-            k: statistics.median(r[k] for r in serial)
-            for k in ("wall_s", "kernel_s", "overhead_s", "checks_s", "benchmarks_s", "benchmarks_overhead_s")
-        },
-        "candidates_per_minute": {
-            "1 worker": 60 * len(configs) / serial_s,
-            f"{args.workers} workers": 60 * len(configs) / parallel_s,
-        },
-        "serial": serial,
-    }
+    def measure(warm: bool) -> dict:
+        s = dataclasses.replace(setup, warm=warm)
+        template_s = None
+        t = time.perf_counter()
+        if warm:  # the template's imports, once per process: counted in candidates/minute, shown apart
+            E.template_for(s).start()
+            template_s = time.perf_counter() - t
+        serial = [one(cfg, s) for cfg in configs]
+        serial_s = time.perf_counter() - t
+        t = time.perf_counter()
+        with ThreadPoolExecutor(args.workers) as pool:
+            parallel = list(pool.map(lambda cfg: one(cfg, s), configs))
+        parallel_s = time.perf_counter() - t
+        keys = ("wall_s", "kernel_s", "checks_items_s", "overhead_s", "checks_s", "checks_overhead_s")
+        keys += ("benchmarks_s", "benchmarks_overhead_s")
+        return {
+            "all_passed": all(r["passed"] for r in serial + parallel),
+            "template_start_s": template_s,
+            "per_candidate_median": {k: statistics.median(r[k] for r in serial) for k in keys},
+            "candidates_per_minute": {
+                "1 worker": 60 * len(configs) / serial_s,
+                f"{args.workers} workers": 60 * len(configs) / parallel_s,
+            },
+            "serial": serial,
+        }
+
+    result = {"device": setup.device, "candidates": len(configs)}
+    if args.cold:
+        result["cold"] = measure(False)
+    result["warm"] = measure(True)
     print(json.dumps(result, indent=2))
     return 0
 

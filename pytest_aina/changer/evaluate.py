@@ -17,17 +17,25 @@
 
 A candidate is hostile until proven otherwise: whatever it does is a :class:`Verdict`
 with a specific reason, never an exception out of :func:`evaluate`.
+
+Every sandboxed stage is forked from one warm template per process
+(:class:`pytest_aina.sandbox.Template`, see :func:`template_for`), which has imported
+torch, Triton, pytest, Hypothesis and the plugin once: a stage pays for its own work, not
+for an interpreter's start-up. ``Setup.warm = False`` starts each one cold, as before.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import math
 import os
+import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from pytest_aina import sandbox
@@ -55,6 +63,7 @@ class Setup:
     memory_bytes: int = 6 << 30
     hbm_bytes_per_s: float | None = None  # the device's limit: a faster figure is a measurement error
     current: str | None = None  # module:attr the candidate would replace, timed beside it (None: not timed)
+    warm: bool = True  # fork each stage from the process's warm template (False: a new interpreter each)
     spec: object = field(default=None, repr=False)
 
     def __post_init__(self):
@@ -100,6 +109,68 @@ def child_env(device: str) -> dict[str, str]:
     the loop (the checks, the timing, the heuristic probe) takes it from here, so they all
     run the kernel the same way."""
     return {"TRITON_INTERPRET": "1"} if device == "cpu" else {}
+
+
+#: What the warm template imports: everything a stage needs before the candidate's own code
+#: (the plugin's pytest11 entry points are added to it). Trusted code only: the template
+#: runs outside the sandbox.
+PRELOAD = (
+    "numpy",
+    "torch",
+    "triton",
+    "triton.language",
+    "triton.compiler.code_generator",  # with Gluon: 50 modules the interpreter imports on first launch
+    "pytest",
+    "hypothesis",
+    "jsonschema",  # the spec's schema check, 0.8 s on its own
+    "pdb",
+    "tomllib",
+    # pytest's own plugins, imported by each session's configuration
+    *(
+        f"_pytest.{m}"
+        for m in (
+            "faulthandler helpconfig pastebin setuponly setupplan skipping threadexception tracemalloc unittest"
+            " unraisableexception warnings"
+        ).split()
+    ),
+    "pytest_aina.plugin",
+    "pytest_aina.changer.harness",
+    "pytest_aina.checking.strategies",
+    "pytest_aina.spec.reader",
+    *(f"pytest_aina.interpreter.{m}" for m in "floats guards launch libdevice sanitizer semantics".split()),
+    "pytest_aina.runtime.dispatch",
+    "pytest_aina.sandbox.child.boot",
+)
+
+_templates: dict[tuple, sandbox.Template] = {}
+_templates_lock = threading.Lock()
+
+
+def _preload() -> list[str]:
+    plugins = [ep.module for ep in entry_points(group="pytest11")]
+    return list(dict.fromkeys([*PRELOAD, *plugins]))
+
+
+def template_for(setup: Setup) -> sandbox.Template | None:
+    """The warm template this process forks ``setup``'s stages from (started on first
+    use, one per device environment, shared by the threads of a local pool; a Ray worker
+    process keeps its own for the tasks it runs), or None when ``setup.warm`` is off."""
+    if not setup.warm:
+        return None
+    env = child_env(setup.device)
+    key = (os.getpid(), tuple(sorted(env.items())))  # a forked process must not use its parent's
+    with _templates_lock:
+        tpl = _templates.get(key)
+        if tpl is None:
+            tpl = _templates[key] = sandbox.Template(_preload(), env=env)
+        return tpl
+
+
+@atexit.register
+def _close_templates() -> None:
+    for key, tpl in list(_templates.items()):
+        if key[0] == os.getpid():
+            tpl.close()
 
 
 def _classify_checks(value: dict) -> tuple[str, str, str]:
@@ -168,6 +239,7 @@ def _cascade(c: Candidate, setup: Setup, v: Verdict, progress: Callable[[str], N
     v.stages.append("import")
     pythonpath = [str(setup.repo)]
     env = child_env(setup.device)
+    template = template_for(setup)
     # -- examples, properties, invariants: the plugin, in the sandbox --------------------
     progress(f"examples, properties: pytest --aina on {setup.spec_path.name} in the sandbox (profile {setup.profile})")
     with _stage_clock(v, "checks"):
@@ -179,6 +251,7 @@ def _cascade(c: Candidate, setup: Setup, v: Verdict, progress: Callable[[str], N
             read_paths=[str(setup.repo)],
             env=env,
             limits=sandbox.Limits(wall_s=setup.check_wall_s, memory_bytes=setup.memory_bytes),
+            template=template,
         )
     v.sandbox = dict(res.protections)
     v.violations += res.violations
@@ -187,6 +260,8 @@ def _cascade(c: Candidate, setup: Setup, v: Verdict, progress: Callable[[str], N
         v.detail = f"{res.reason}\n{res.stderr_tail[-1500:]}".strip()
         return
     value = res.value or {}
+    if "items_s" in value:  # the checks' own work; the rest of the stage is the sandbox's cost
+        v.checks_items_s = float(value["items_s"])
     if value.get("exit_code") != 0:
         v.failed_stage, v.reason, v.detail = _classify_checks(value)
         if v.failed_stage == "properties":
@@ -213,6 +288,7 @@ def _cascade(c: Candidate, setup: Setup, v: Verdict, progress: Callable[[str], N
                 env=env,
                 limits=sandbox.Limits(wall_s=setup.bench_wall_s, memory_bytes=setup.memory_bytes),
                 min_plausible_s=_min_plausible(setup, bc),
+                template=template,
             )
             progress(f"{step}: the candidate, {setup.calls} calls")
             t = sandbox.time_calls(f"{cfile}:{setup.function}", **common)

@@ -35,10 +35,12 @@ def run_checks(spec_path: str, impl: str, profile: str, rootdir: str) -> dict:
     sys.path.insert(0, os.path.join(os.getcwd(), "candidate"))
 
     results: list[dict] = []
+    items_s = [0.0]  # the items' own time (setup, call, teardown, as pytest timed them)
 
     class Collect:
         @pytest.hookimpl(trylast=True)
         def pytest_runtest_logreport(self, report):
+            items_s[0] += report.duration
             if report.when == "call" or not report.passed:
                 results.append(
                     {
@@ -89,7 +91,7 @@ def run_checks(spec_path: str, impl: str, profile: str, rootdir: str) -> dict:
         "addopts=",
     ]
     code = pytest.main(args, plugins=[Collect()])
-    return {"exit_code": int(code), "items": results}
+    return {"exit_code": int(code), "items": results, "items_s": items_s[0]}
 
 
 def run_coverage(test: str, target: str, rootdir: str) -> dict:

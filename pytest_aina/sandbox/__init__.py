@@ -34,6 +34,7 @@ __all__ = [
     "SandboxError",
     "EnvError",
     "probe",
+    "Template",
 ]
 
 _WHERE = {
@@ -47,6 +48,7 @@ _WHERE = {
     "SandboxError": "pytest_aina.sandbox.parent.launch",
     "EnvError": "pytest_aina.sandbox.parent.childenv",
     "probe": "pytest_aina.sandbox.parent.machine",
+    "Template": "pytest_aina.sandbox.parent.warm",
 }
 
 

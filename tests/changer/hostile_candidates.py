@@ -13,7 +13,14 @@ def softmax(x):
     return softmax_generic(x)
 """
 
-_UNDER_TEST = "import sys\nUNDER_TEST = '_pytest' in sys.modules\n"
+# "Am I being checked?": pytest's frames on the stack while the module is imported. Whether
+# pytest is merely loaded tells nothing since every stage is forked from a warm template
+# that has imported it; the hack must still be caught when it guesses right.
+_UNDER_TEST = (
+    "import sys\n\n\ndef _in_pytest():\n    f = sys._getframe()\n    while f is not None:\n"
+    "        if '_pytest' in f.f_code.co_filename or 'pluggy' in f.f_code.co_filename:\n"
+    "            return True\n        f = f.f_back\n    return False\n\n\nUNDER_TEST = _in_pytest()\n"
+)
 
 HOSTILE = {
     "syntax error": "def softmax(x) return x\n",

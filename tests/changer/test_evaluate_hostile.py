@@ -127,6 +127,17 @@ def test_the_search_goes_on_and_a_good_candidate_passes(search_result):
     assert sum(good.stage_s.values()) <= good.wall_s + 1e-6
     wrong = search_result["wrong answer"].verdict  # stopped by the checks: no timed stage
     assert set(wrong.stage_s) == {"checks"} and search_result["syntax error"].verdict.stage_s == {}
+    # of the checks' time, what their own test items took (the rest is the sandbox's cost)
+    assert 0 < good.checks_items_s < good.stage_s["checks"]
+
+
+def test_hostile_and_honest_candidates_share_one_warm_template(search_result):
+    """Every stage was forked from the same template, the hostile candidates' before and
+    beside the good one's: what they patched, cached or left running did not reach it."""
+    starts = {label: a.verdict.sandbox.get("start", "") for label, a in search_result.items() if a.verdict.sandbox}
+    assert len(starts) == len(search_result) - 1  # all but the syntax error reached the sandbox
+    assert all(s.startswith("warm: forked from the template") for s in starts.values()), starts
+    assert len(set(starts.values())) == 1  # one template (its pid is in the note)
 
 
 def test_no_secret_reaches_a_candidate_or_a_record(search_result):

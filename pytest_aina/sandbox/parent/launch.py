@@ -128,8 +128,14 @@ class Child:
         env: Mapping[str, str] | None = None,
         base_dir: str | None = None,
         keep: bool = False,
+        template=None,
     ):
         self.limits, self.isolation, self.keep = limits, isolation, keep
+        self.template = template  # a parent.warm.Template to fork from, or None: a new interpreter
+        self.extra_env = dict(env or {})
+        self.start_mode = "cold"
+        self.baseline_rss = 0  # forked: the template's resident memory, shared rather than the candidate's
+        self._private, self._private_at = 0, float("-inf")  # the last private-pages figure, and when
         self.caps: Capabilities = probe()
         self.redactor = Redactor()
         self.violations: list[dict] = []
@@ -253,6 +259,18 @@ class Child:
     # -- process -----------------------------------------------------------------------------
 
     def start(self) -> None:
+        if self.template is not None:
+            why = self.template.refuses(
+                self.extra_env,
+                user_namespace=self.namespaces and "user" in self.caps.namespaces,
+                memory_bytes=self.limits.memory_bytes,
+            )
+            if why is None:
+                why = self._start_forked()
+                if why is None:
+                    return
+            self.start_mode = f"cold: {why}"
+            self.notes.append(f"started cold: {why}")
         report_r, report_w = os.pipe()
         command_r, command_w = os.pipe()
         argv = [sys.executable, "-I", "-B", "-c", _BOOT.format(root=_PACKAGE_ROOT), str(report_w), str(command_r)]
@@ -280,6 +298,34 @@ class Child:
             t.start()
         self.send(dict(self.config, op="config"))
 
+    def _start_forked(self) -> str | None:
+        """Fork the child from the warm template; None when it runs, else why not."""
+        report_r, report_w = os.pipe()
+        command_r, command_w = os.pipe()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        self.started = time.monotonic()
+        try:
+            forked = self.template.spawn(
+                env=self.env, cwd=self.work, fds=[report_w, command_r, out_w, err_w], namespaces=self.namespaces
+            )
+        finally:
+            for fd in (report_w, command_r, out_w, err_w):
+                os.close(fd)
+        if isinstance(forked, str):
+            for fd in (report_r, command_w, out_r, err_r):
+                os.close(fd)
+            return forked
+        self.popen, self.baseline_rss = forked, forked.baseline_rss
+        self.start_mode = f"warm: forked from the template (pid {self.template.pid()})"
+        self.reader = frames.Reader(report_r)
+        self.command_fd = command_w
+        self.tails = [_Tail(os.fdopen(out_r, "rb")), _Tail(os.fdopen(err_r, "rb"))]
+        for t in self.tails:
+            t.start()
+        self.send(dict(self.config, op="config"))
+        return None
+
     def send(self, header: dict) -> None:
         try:
             frames.write_all(self.command_fd, frames.encode(header))
@@ -289,13 +335,22 @@ class Child:
     def alive(self) -> bool:
         if self._status is not None:
             return False
-        pid, status, usage = os.wait4(self.popen.pid, os.WNOHANG)
-        if pid == 0:
-            return True
+        poll_status = getattr(self.popen, "poll_status", None)
+        if poll_status is not None:  # forked by the template, which reaps it
+            got = poll_status()
+            if got is None:
+                return True
+            status, self.cpu_s = got
+            # no ru_maxrss here: a forked child's counts the template's pages it shares,
+            # so its peak is the watchdog's (baseline plus private pages)
+        else:
+            pid, status, usage = os.wait4(self.popen.pid, os.WNOHANG)
+            if pid == 0:
+                return True
+            self.peak_rss = max(self.peak_rss, usage.ru_maxrss * 1024)
+            self.cpu_s = usage.ru_utime + usage.ru_stime
         self._status = status
         self.popen.returncode = os.waitstatus_to_exitcode(status)
-        self.peak_rss = max(self.peak_rss, usage.ru_maxrss * 1024)
-        self.cpu_s = usage.ru_utime + usage.ru_stime
         self.ended_at = time.monotonic()
         return False
 
@@ -318,7 +373,20 @@ class Child:
         live = [
             st for st in map(procs.status, self.members()) if st and not st.get("State", "Z").startswith(("Z", "X"))
         ]
-        rss = sum(int(st["VmRSS"].split()[0]) * 1024 for st in live if "VmRSS" in st)
+        if self.baseline_rss:
+            # forked processes share the template's pages: count those once, and each
+            # process's own (private) pages, which is what the candidate added. Reading them
+            # (smaps_rollup) costs ~16 ms per process, so once a second; in between, what a
+            # process has beyond the template's resident size shows fresh allocations at once
+            now = time.monotonic()
+            if now - self._private_at >= 1.0:
+                self._private_at = now
+                pids = [int(st["Pid"]) for st in live if "Pid" in st]
+                self._private = self.baseline_rss + sum(procs.private_bytes(p) for p in pids)
+            grown = sum(max(0, int(st["VmRSS"].split()[0]) * 1024 - self.baseline_rss) for st in live if "VmRSS" in st)
+            rss = max(self._private, self.baseline_rss + grown)
+        else:
+            rss = sum(int(st["VmRSS"].split()[0]) * 1024 for st in live if "VmRSS" in st)
         self.peak_rss = max(self.peak_rss, rss)
         if self.uid is not None:
             n = sum(st.get("Uid", "").split()[:1] == [str(self.uid)] for st in live)
@@ -489,6 +557,7 @@ class Child:
             "read_only_root": self.layers.get("read_only_root"),
             "exposed": self.layers.get("exposed", []),
             "notes": list(self.notes),
+            "start": self.start_mode,
         }
         errors = {k: v for k, v in self.layers.items() if k.endswith("_error")}
         if errors:

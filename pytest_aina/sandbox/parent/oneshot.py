@@ -11,6 +11,7 @@ from pytest_aina.sandbox import frames
 from pytest_aina.sandbox import result as R
 from pytest_aina.sandbox.parent.ending import classify
 from pytest_aina.sandbox.parent.launch import Child, Ended, staged_entry
+from pytest_aina.sandbox.parent.warm import Template
 from pytest_aina.sandbox.result import Isolation, Limits, SandboxResult
 
 
@@ -27,6 +28,7 @@ def run(
     files: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
     base_dir: str | None = None,
+    template: Template | None = None,
     keep: bool = False,
 ) -> SandboxResult:
     """Run ``entry`` (``module:function`` or ``file.py:function``, called with ``args``/``kwargs``,
@@ -70,6 +72,7 @@ def run(
         files=staged,
         env=env,
         base_dir=base_dir,
+        template=template,
         keep=keep,
     )
     if "entry" in child.config:

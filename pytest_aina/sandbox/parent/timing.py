@@ -48,6 +48,7 @@ from pytest_aina.sandbox.parent.launch import Child, Ended, staged_entry
 from pytest_aina.sandbox.parent.offcall import OffCall
 from pytest_aina.sandbox.parent.offcall import check as offcall_check
 from pytest_aina.sandbox.parent.verdicts import Stop, judge_clocks, judge_plausibility, run_check, wrong
+from pytest_aina.sandbox.parent.warm import Template
 from pytest_aina.sandbox.result import Call, Isolation, Limits, TimingResult
 
 
@@ -72,6 +73,7 @@ def time_calls(
     files: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
     base_dir: str | None = None,
+    template: Template | None = None,
 ) -> TimingResult:
     """Time ``entry`` call by call in one sandboxed child, on the parent's clock, and check
     every output; the reusable measurement for anything that compares kernels.
@@ -139,6 +141,7 @@ def time_calls(
         files=staged,
         env=env,
         base_dir=base_dir,
+        template=template,
     )
     for key in ("entry", "make_inputs"):
         child.config[key] = child.config[key].replace("{work}", child.work)

@@ -85,7 +85,7 @@ def comparable(v: Verdict, measured: bool = False) -> dict:
     placement; with ``measured``, also the timings and what derives from them."""
     d = v.to_json()
     for k in ("wall_s", "ran_on") + (
-        ("stage_s", "timings", "score", "speedup", "detail", "sandbox") if measured else ()
+        ("stage_s", "checks_items_s", "timings", "score", "speedup", "detail", "sandbox") if measured else ()
     ):
         d.pop(k)
     return d

@@ -1,0 +1,172 @@
+"""Warm templates: children forked from a process that imported torch once, confined as
+cold ones, and nothing one candidate does reaches the next."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from sandbox_helpers import need
+
+from pytest_aina.sandbox import Limits, Template, run
+
+#: what a candidate sees of its process: enough to tell a warm start and leaked state apart
+PROBE = """
+import os, sys, threading
+def _link(fd):
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        return None
+def look():
+    torch_preloaded = "torch" in sys.modules  # before this module imports anything heavy
+    import torch
+    return {
+        "torch_preloaded": torch_preloaded,
+        "pid": os.getpid(), "ppid": os.getppid(), "cwd": os.getcwd(),
+        "env": sorted(os.environ),
+        "allclose_honest": torch.allclose(torch.zeros(3), torch.ones(3)) is False,
+        "marked": hasattr(torch, "_aina_hostile"),
+        "cache": getattr(sys.modules.get("json"), "_aina_cache", None),
+        "threads": threading.active_count(),
+        "tasks": len(os.listdir("/proc/self/task")),
+        "fds": [_link(f) for f in os.listdir("/proc/self/fd")],
+    }
+"""
+
+#: patches torch, fills a module global of a preloaded module, leaves a thread and a process
+HOSTILE = """
+import json, os, subprocess, sys, threading, time
+import torch
+torch.allclose = lambda *a, **k: True
+torch._aina_hostile = True
+json._aina_cache = {"answer": 42}
+def stay():
+    threading.Thread(target=time.sleep, args=(600,)).start()  # not a daemon
+    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    return {"pid": os.getpid()}
+"""
+
+
+@pytest.fixture(scope="module")
+def template():
+    tpl = Template(["torch", "json"])
+    yield tpl
+    tpl.close()
+
+
+def test_a_warm_child_is_forked_confined_and_cleaned_up(template, write, caps, planted_secrets):
+    r = run(f"{write('probe.py', PROBE)}:look", template=template)
+    assert r.status == "ok", r.reason
+    assert r.protections["start"].startswith("warm: forked from the template"), r.protections["start"]
+    v = r.value
+    assert v["torch_preloaded"] is True  # it did not import torch itself: the template had
+    assert v["pid"] != template.pid()
+    assert not any(name in v["env"] for name in planted_secrets)  # the child's own allow-list
+    assert os.path.basename(v["cwd"]) == "work" and not os.path.exists(v["cwd"])
+    # none of the template's files stays open: above all not its socket, which forks
+    assert not [f for f in v["fds"] if f and f.startswith("socket:")], v["fds"]
+    if "pid" in caps.namespaces:
+        assert r.protections["pid_namespace"] and r.protections["net_namespace"]
+        assert v["pid"] == 2  # the worker behind the namespace's init, as when started cold
+    if caps.root:
+        assert r.protections["uid"] not in (None, 0)
+    assert r.cleanup == "complete"
+
+
+def test_nothing_a_hostile_candidate_does_reaches_the_next_one(template, write, caps):
+    hostile = run(f"{write('hostile.py', HOSTILE)}:stay", template=template, limits=Limits(wall_s=60))
+    assert hostile.protections["start"].startswith("warm")
+    # what it left running is found and ended, as for a cold child
+    assert hostile.status == "leftover processes", hostile.reason
+    assert hostile.cleanup == "complete"
+    honest = run(f"{write('probe.py', PROBE)}:look", template=template)
+    assert honest.status == "ok", honest.reason
+    assert honest.protections["start"].startswith("warm")
+    v = honest.value
+    assert v["allclose_honest"] and not v["marked"] and v["cache"] is None
+    assert v["threads"] == 1
+    # the template itself still has one thread and never imported the candidate
+    assert len(os.listdir(f"/proc/{template.pid()}/task")) == 1
+    with open(f"/proc/{template.pid()}/maps") as f:
+        assert "hostile.py" not in f.read()
+    assert template.start()["unsafe"] is None
+
+
+def test_torch_starts_no_thread_in_the_template(template, write):
+    # a child that runs torch ops (intra-op pools start lazily) changes nothing in the template
+    r = run(f"{write('probe.py', PROBE)}:look", template=template)
+    assert r.status == "ok", r.reason
+    ready = template.start()
+    assert ready["threads"] == 1 and ready["unsafe"] is None
+    assert len(os.listdir(f"/proc/{template.pid()}/task")) == 1
+
+
+def test_a_template_with_threads_starts_children_cold_and_says_why(tmp_path, write):
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "starts_a_thread.py").write_text(
+        "import threading, time\nthreading.Thread(target=time.sleep, args=(600,), daemon=True).start()\n"
+    )
+    os.chmod(tmp_path, 0o755)
+    with Template(["starts_a_thread"], pythonpath=[str(lib)]) as tpl:
+        assert "threads run in the template" in tpl.start()["unsafe"]
+        r = run(f"{write('probe.py', PROBE)}:look", template=tpl)
+    assert r.status == "ok", r.reason
+    assert r.protections["start"].startswith("cold: the template refused to fork: 2 threads"), r.protections["start"]
+    assert r.value["torch_preloaded"] is False  # a new interpreter
+
+
+def test_a_different_environment_or_a_small_memory_limit_starts_cold(template, write):
+    r = run(f"{write('probe.py', PROBE)}:look", template=template, env={"TRITON_INTERPRET": "1"})
+    assert r.status == "ok" and r.protections["start"].startswith("cold: the child's environment"), r.protections
+    r = run(f"{write('probe.py', PROBE)}:look", template=template, limits=Limits(memory_bytes=64 << 20))
+    assert r.protections["start"].startswith("cold: the memory limit"), r.protections["start"]
+
+
+def test_limits_hold_in_a_warm_child(template, caps):
+    need(caps, "pid")
+    r = run(
+        argv=["-c", "x = bytearray(1500 << 20)\nx[::4096] = b'a' * len(x[::4096])\nimport time; time.sleep(5)"],
+        template=template,
+        limits=Limits(memory_bytes=1 << 30, wall_s=60),
+    )
+    assert r.protections["start"].startswith("warm")
+    assert r.status == "memory limit", r.reason
+    r = run(argv=["-c", "import time; time.sleep(60)"], template=template, limits=Limits(wall_s=2))
+    assert r.status == "timeout" and r.protections["start"].startswith("warm")
+    assert r.cleanup == "complete"
+
+
+def test_a_template_with_cuda_initialised_starts_children_cold(tmp_path, write):
+    # no GPU here: a stand-in torch whose CUDA says it is initialised, as after a CUDA call
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "cuda_in_use.py").write_text(
+        "import sys, types\n"
+        "sys.modules['torch'] = types.SimpleNamespace(cuda=types.SimpleNamespace(is_initialized=lambda: True))\n"
+    )
+    os.chmod(tmp_path, 0o755)
+    with Template(["cuda_in_use"], pythonpath=[str(lib)]) as tpl:
+        assert "CUDA is initialised in the template" in tpl.start()["unsafe"]
+        entry = write("one.py", "def f():\n    return 1\n")
+        r = run(f"{entry}:f", template=tpl)
+    assert r.status == "ok", r.reason
+    assert r.protections["start"].startswith("cold: the template refused to fork: CUDA is initialised")
+
+
+def test_the_evaluator_s_template_gives_children_none_of_the_parents_modules(write):
+    """What the evaluator preloads is what every candidate can reach and patch: the
+    sandbox's parent (launch, timing, the verdicts) must not be among it."""
+    from pytest_aina.changer.evaluate import _preload
+
+    entry = write(
+        "loaded.py",
+        "import sys\n\ndef f():\n    return sorted(m for m in sys.modules if m.startswith('pytest_aina'))\n",
+    )
+    with Template(_preload(), env={"TRITON_INTERPRET": "1"}) as tpl:
+        assert tpl.start()["errors"] == {}
+        r = run(f"{entry}:f", env={"TRITON_INTERPRET": "1"}, template=tpl)
+    assert r.status == "ok" and r.protections["start"].startswith("warm"), r.protections["start"]
+    assert "pytest_aina.plugin" in r.value and "pytest_aina.changer.harness" in r.value  # preloaded indeed
+    assert [m for m in r.value if m.startswith("pytest_aina.sandbox.parent")] == []
