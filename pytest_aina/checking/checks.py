@@ -226,6 +226,11 @@ def _check_gradients(spec: Spec, kernel: Kernel, case: Case, impl: _Call, ref: _
         m = compare(a, b, tol, name=f"grad {g.input}", magnitude=mag)
         if m:
             raise CaseFailure(spec, case, f"gradient of {g.input}", m.describe(), m)
+        if g.in_place(spec.args_for(case)):
+            # what the kernel left in the input's view must be that gradient too
+            m = compare(impl.inputs.tensors[g.input], b, tol, name=f"grad {g.input} in place", magnitude=mag)
+            if m:
+                raise CaseFailure(spec, case, f"gradient of {g.input} written in place", m.describe(), m)
 
 
 def _gradient_magnitude(spec: Spec, kernel: Kernel, case: Case, g: Gradient, refs: list):
@@ -276,6 +281,8 @@ def observe(
         return result if output is None else result[output]
 
     in_place = {o.in_place: i for i, o in enumerate(spec.outputs) if o.in_place}
+    # a gradient written into its input is no output: index -1 (no output may alias it)
+    in_place |= {g.input: -1 for g in spec.gradients if g.in_place(spec.args_for(case))}
     return Observation(
         out=out,
         ref=ref,

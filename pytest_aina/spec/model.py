@@ -60,10 +60,20 @@ class Input:
 
 @dataclass(frozen=True)
 class Sentinel:
-    """A special integer value (``ignore_index``) drawn at ``frequency``."""
+    """A special integer value (``ignore_index``) drawn at ``frequency``: ``value``, or the
+    case's value of the ``args`` entry ``arg`` (so the sentinel follows that arg's alternatives)."""
 
-    value: int
+    value: int | None
     frequency: float
+    arg: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"args.{self.arg}" if self.arg else str(self.value)
+
+    def value_for(self, args: dict) -> int:
+        """The sentinel in a call with these ``args``."""
+        return int(args[self.arg]) if self.arg else int(self.value)
 
 
 @dataclass(frozen=True)
@@ -107,11 +117,18 @@ class Output:
 
 @dataclass(frozen=True)
 class Gradient:
-    """The gradient of one input, checked against the reference's autograd."""
+    """The gradient of one input, checked against the reference's autograd. ``in_place_when``:
+    the ``args`` under which the implementation writes this gradient into the input itself
+    (None: never; ``{}``: always)."""
 
     input: str
     tolerance: dict[str, Tolerance] | None = None
     magnitude: str | None = None
+    in_place_when: dict | None = None
+
+    def in_place(self, args: dict) -> bool:
+        """Whether a call with these ``args`` writes the gradient into its input."""
+        return self.in_place_when is not None and all(args.get(k) == v for k, v in self.in_place_when.items())
 
 
 @dataclass(frozen=True)
@@ -446,9 +463,16 @@ def _input(k: str, v: dict) -> Input:
         dtype=v.get("dtype"),
         dtypes=tuple(None if t == CASE_DTYPE else t for t in v.get("dtypes", ())),
         range=tuple(v["range"]) if "range" in v else None,
-        sentinel=Sentinel(int(sentinel["value"]), float(sentinel["frequency"])) if sentinel else None,
+        sentinel=_sentinel(sentinel) if sentinel else None,
         relations=tuple(Relation(n, dict(p)) for r in v.get("relations", ()) for n, p in r.items()),
     )
+
+
+def _sentinel(d: dict) -> Sentinel:
+    value = d["value"]
+    if isinstance(value, dict):
+        return Sentinel(None, float(d["frequency"]), arg=value["arg"])
+    return Sentinel(int(value), float(d["frequency"]))
 
 
 def _build(d: dict, lines: dict, file: str) -> Spec:
@@ -494,7 +518,12 @@ def _build(d: dict, lines: dict, file: str) -> Spec:
         for k, v in (d.get("outputs") or {}).items()
     )
     gradients = tuple(
-        Gradient(k, _tolerances((v or {}).get("tolerance")), (v or {}).get("magnitude"))
+        Gradient(
+            k,
+            _tolerances((v or {}).get("tolerance")),
+            (v or {}).get("magnitude"),
+            dict((v or {})["in_place"].get("when") or {}) if "in_place" in (v or {}) else None,
+        )
         for k, v in (d.get("gradients") or {}).items()
     )
     upstream = d.get("upstream") or {}
@@ -616,6 +645,13 @@ def _new_key_issues(spec: Spec, issue) -> None:
             issue(("inputs", inp.name, "dtypes"), "mixes integer and floating dtypes")
         if (inp.range is not None or inp.sentinel is not None) and not inp.integer:
             issue(("inputs", inp.name), "range and sentinel are for integer inputs (dtype int32 or int64)")
+        if inp.sentinel is not None and inp.sentinel.arg is not None:
+            arg = inp.sentinel.arg
+            values = spec.arg_alternatives.get(arg, (spec.args[arg],)) if arg in spec.args else ()
+            if not values:
+                issue(("inputs", inp.name, "sentinel", "value"), f"{arg!r} is not one of args")
+            elif not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+                issue(("inputs", inp.name, "sentinel", "value"), f"args.{arg} must be an integer in every alternative")
         if inp.integer and inp.range is None:
             issue(("inputs", inp.name), "an integer input needs range: [lo, hi)")
         for j, bound in enumerate(inp.range or ()):
@@ -649,6 +685,11 @@ def _new_key_issues(spec: Spec, issue) -> None:
         for dt in spec.dtypes:
             if g.tolerance is not None and dt not in g.tolerance:
                 issue(("gradients", g.input, "tolerance"), f"no tolerance for dtype {dt}")
+        for k, v in (g.in_place_when or {}).items():
+            if k not in spec.args:
+                issue(("gradients", g.input, "in_place", "when", k), f"{k!r} is not one of args")
+            elif v not in spec.arg_alternatives.get(k, (spec.args[k],)):
+                issue(("gradients", g.input, "in_place", "when", k), f"{v!r} is not an alternative of args.{k}")
     if spec.gradients and any(o.in_place for o in spec.outputs):
         issue(("gradients",), "gradients are not checked for kernels with in_place outputs")
     for i, ex in enumerate(spec.raw.get("examples", [])):

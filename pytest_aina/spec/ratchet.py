@@ -424,6 +424,14 @@ class _SpecDiff:
                 self._effective(self.h, h.tolerance),
                 f"gradient of {name}: ",
             )
+            if b.in_place_when != h.in_place_when:
+                self.add(
+                    CHANGED,
+                    ("gradients", name, "in_place"),
+                    "in-place gradient changed: needs review",
+                    b.in_place_when,
+                    h.in_place_when,
+                )
             if b.magnitude != h.magnitude:
                 self.add(
                     CHANGED,
@@ -561,19 +569,19 @@ class _SpecDiff:
             self.add(
                 REMOVED,
                 path + ("sentinel",),
-                f"sentinel {b.sentinel.value} removed: no longer drawn",
-                b.sentinel.value,
+                f"sentinel {b.sentinel.label} removed: no longer drawn",
+                b.sentinel.label,
                 None,
             )
         elif h.sentinel and not b.sentinel:
-            self.add(ADDED, path + ("sentinel",), f"sentinel {h.sentinel.value} added", None, h.sentinel.value)
+            self.add(ADDED, path + ("sentinel",), f"sentinel {h.sentinel.label} added", None, h.sentinel.label)
         elif b.sentinel != h.sentinel:
             self.add(
                 CHANGED,
                 path + ("sentinel",),
                 "sentinel changed: needs review",
-                [b.sentinel.value, b.sentinel.frequency],
-                [h.sentinel.value, h.sentinel.frequency],
+                [b.sentinel.label, b.sentinel.frequency],
+                [h.sentinel.label, h.sentinel.frequency],
             )
         bk = {r.key: r for r in b.relations}
         hk = {r.key: r for r in h.relations}

@@ -111,7 +111,19 @@ def _defs() -> dict:
                     "cases where no element and where every element is the sentinel are "
                     "generated too.",
                     "properties": {
-                        "value": {"type": "integer"},
+                        "value": {
+                            "oneOf": [
+                                {"type": "integer"},
+                                {
+                                    "type": "object",
+                                    "required": ["arg"],
+                                    "additionalProperties": False,
+                                    "properties": {"arg": {"type": "string"}},
+                                },
+                            ],
+                            "description": "The sentinel, or {arg: NAME}: the case's value of that args entry "
+                            "(ignore_index with its alternatives).",
+                        },
                         "frequency": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
                     },
                 },
@@ -148,7 +160,24 @@ def _defs() -> dict:
         "gradient": {
             "type": "object",
             "additionalProperties": False,
-            "properties": {"tolerance": {"$ref": "#/$defs/tolerances"}, "magnitude": {"$ref": "#/$defs/magnitude"}},
+            "properties": {
+                "tolerance": {"$ref": "#/$defs/tolerances"},
+                "magnitude": {"$ref": "#/$defs/magnitude"},
+                "in_place": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "when": {
+                            "type": "object",
+                            "additionalProperties": {"$ref": "#/$defs/arg_value"},
+                            "description": "The args values under which it does (default: always).",
+                        }
+                    },
+                    "description": "The implementation writes this gradient into the input itself (the "
+                    "gradient written into the logits): the input's view is checked like the gradient, "
+                    "and no_input_mutation allows writes there but not into the rest of its buffer.",
+                },
+            },
         },
         "magnitude": {
             "oneOf": [{"enum": list(MAGNITUDES)}, {"$ref": "#/$defs/import_path"}],
