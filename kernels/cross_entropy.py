@@ -392,35 +392,6 @@ def cross_entropy_reference(
     )
 
 
-def cross_entropy_grad_magnitude(
-    logits: torch.Tensor,
-    target: torch.Tensor,
-    dloss: torch.Tensor,
-    ignore_index: int = -100,
-    reduction: str = "mean",
-    label_smoothing: float = 0.0,
-    inplace_grad: bool = False,
-) -> torch.Tensor:
-    """What each element of the gradient is made of, for the spec's conditioned tolerance:
-    |s_i| (p_ij + q_ij), p the softmax, q the smoothed one-hot target, s_i the row's factor
-    (|dloss_i| for 'none', |dloss| for 'sum', |dloss| / n_valid for 'mean', 0 for ignored
-    rows). The float32 evaluation of p = exp(x - lse) has an error relative to p (times
-    |log p|), q's is relative to q: an error bound scaled by this follows every row's scale,
-    where one bound relative to the gradient fails on p - q ~ 0 (a confident target)."""
-    x = logits.detach().double()
-    t = target.long()
-    valid = t != ignore_index
-    p = torch.softmax(x, dim=1)
-    q = torch.full_like(p, label_smoothing / x.shape[1])
-    rows = valid.nonzero()[:, 0]
-    q[rows, t[valid]] += 1.0 - label_smoothing
-    d = dloss.detach().double().abs()
-    factor = valid.double() * (d if reduction == "none" else d.expand(valid.shape))
-    if reduction == "mean":
-        factor = factor / valid.sum()
-    return (p + q) * factor[:, None]
-
-
 def cross_entropy_dims(logits: torch.Tensor, *args, **kwargs) -> dict:
     """The spec's named dims for a call: N rows (tokens) over a vocabulary of V."""
     return {"N": logits.shape[0], "V": logits.shape[1]}

@@ -149,7 +149,7 @@ def _mismatches(spec: Spec, kernel: Kernel, case: Case, impl: _Call, ref: _Call)
             yield None, m
         return
     for i, out in enumerate(spec.outputs):
-        tol = spec.tolerance_of(out, case.dtype)
+        tol = spec.tolerance_of(out, case.dtype).at(case.dim_map)
         mag = _output_magnitude(spec, kernel, case, out, i) if tol.ctol and out.magnitude else None
         m = compare(impl.outs[i], ref.outs[i], tol, name=out.name, magnitude=mag)
         if m:
@@ -221,7 +221,7 @@ def _check_gradients(spec: Spec, kernel: Kernel, case: Case, impl: _Call, ref: _
             raise CaseFailure(
                 spec, case, f"gradient of {g.input}", f"the implementation gave no gradient for {g.input}"
             )
-        tol = spec.tolerance_of(g, case.dtype)
+        tol = spec.tolerance_of(g, case.dtype).at(case.dim_map)
         mag = _gradient_magnitude(spec, kernel, case, g, refs) if tol.ctol and g.magnitude else None
         m = compare(a, b, tol, name=f"grad {g.input}", magnitude=mag)
         if m:
@@ -266,10 +266,13 @@ def observe(
         if not spec.outputs:
             m = compare(a, b, spec.tolerance[case.dtype])
             return m.describe() if m else None
-        chosen = spec.outputs if output is None else [spec.outputs[output]]
-        pairs = zip(chosen, a, b) if output is None else [(chosen[0], a, b)]
-        for o, x, y in pairs:
-            m = compare(x, y, spec.tolerance_of(o, case.dtype), name=o.name)
+        indices = range(len(spec.outputs)) if output is None else [output]
+        pairs = zip(indices, a, b) if output is None else [(output, a, b)]
+        for i, x, y in pairs:
+            o = spec.outputs[i]
+            tol = spec.tolerance_of(o, case.dtype).at(case.dim_map)
+            mag = _output_magnitude(spec, kernel, case, o, i) if tol.ctol and o.magnitude else None
+            m = compare(x, y, tol, name=o.name, magnitude=mag)
             if m:
                 return f"output {o.name}: {m.describe()}"
         return None

@@ -98,7 +98,15 @@ class Tolerance:
 
     atol: float
     rtol: float
-    ctol: float = 0.0
+    #: a number, or an expression over dims (``"3 * (K + 1) * 2**-24"``: a float32 sum over K
+    #: terms), evaluated per case by :meth:`at`
+    ctol: float | str = 0.0
+
+    def at(self, dims: dict[str, int]) -> Tolerance:
+        """This tolerance for a case of these dims (``ctol`` evaluated)."""
+        if isinstance(self.ctol, str):
+            return Tolerance(self.atol, self.rtol, evaluate(self.ctol, dims))
+        return self
 
 
 @dataclass(frozen=True)
@@ -262,7 +270,7 @@ def _scalar(text: str) -> Any:
             return conv(text)
         except ValueError:
             pass
-    return {"true": True, "false": False}.get(text.lower(), text)
+    return {"true": True, "false": False, "none": None, "null": None}.get(text.lower(), text)
 
 
 @dataclass(frozen=True)
@@ -271,16 +279,18 @@ class BenchCase:
     dtype: str
     devices: tuple[str, ...] = ("cuda",)
     line: int | None = field(default=None, compare=False)
+    #: the chosen alternative of ``args`` entries, where not the default (``causal=True``)
+    args: tuple[tuple[str, Any], ...] = ()
 
     @property
     def dim_map(self) -> dict[str, int]:
         return dict(self.dims)
 
     def label(self) -> str:
-        return ",".join([f"{k}={v}" for k, v in self.dims] + [self.dtype])
+        return ",".join([f"{k}={v}" for k, v in self.dims] + [self.dtype] + [f"{k}={v}" for k, v in self.args])
 
     def as_case(self) -> Case:
-        return Case(dims=self.dims, dtype=self.dtype)
+        return Case(dims=self.dims, dtype=self.dtype, args=self.args)
 
 
 @dataclass(frozen=True)
@@ -333,15 +343,21 @@ class Spec:
     def line_of(self, *path) -> int | None:
         return _line_for(self.lines, tuple(path))
 
-    def bytes_for(self, dims: dict[str, int], dtype: str) -> float | None:
-        """Bytes one call moves, from the spec's model, or None if the spec has none."""
-        return None if self.bytes_expr is None else evaluate(self.bytes_expr, self._names(dims, dtype))
+    def bytes_for(self, dims: dict[str, int], dtype: str, args: dict | None = None) -> float | None:
+        """Bytes one call moves, from the spec's model, or None if the spec has none.
+        ``args``: the call's (default: the spec's defaults)."""
+        return None if self.bytes_expr is None else evaluate(self.bytes_expr, self._names(dims, dtype, args))
 
-    def flops_for(self, dims: dict[str, int], dtype: str) -> float | None:
-        return None if self.flops_expr is None else evaluate(self.flops_expr, self._names(dims, dtype))
+    def flops_for(self, dims: dict[str, int], dtype: str, args: dict | None = None) -> float | None:
+        return None if self.flops_expr is None else evaluate(self.flops_expr, self._names(dims, dtype, args))
 
-    def _names(self, dims: dict[str, int], dtype: str) -> dict:
-        names: dict[str, Any] = dict(dims)
+    def _names(self, dims: dict[str, int], dtype: str, args: dict | None = None) -> dict:
+        # numeric and boolean args (0 / 1) by name, under the dims: "/ (1 + causal)"
+        chosen = self.args | (args or {})
+        names: dict[str, Any] = {
+            k: int(v) if isinstance(v, bool) else v for k, v in chosen.items() if isinstance(v, (int, float))
+        }
+        names |= dict(dims)
         names["elem"] = ELEMENT_SIZE[dtype]
         for inp in self.inputs:
             numel = math.prod(dims[d] for d in inp.shape)
@@ -449,7 +465,11 @@ def _invariants(items: list, lines: dict, path: tuple) -> tuple[Invariant, ...]:
 def _tolerances(d: dict | None) -> dict[str, Tolerance] | None:
     if d is None:
         return None
-    return {k: Tolerance(float(v["atol"]), float(v["rtol"]), float(v.get("ctol", 0.0))) for k, v in d.items()}
+    return {k: Tolerance(float(v["atol"]), float(v["rtol"]), _ctol(v.get("ctol", 0.0))) for k, v in d.items()}
+
+
+def _ctol(value: float | str) -> float | str:
+    return value if isinstance(value, str) else float(value)
 
 
 def _input(k: str, v: dict) -> Input:
@@ -533,6 +553,7 @@ def _build(d: dict, lines: dict, file: str) -> Spec:
             dtype=b["dtype"],
             devices=tuple(b.get("devices", ["cuda"])),
             line=_line_for(lines, ("benchmarks", i)),
+            args=tuple((k, v) for k, v in (b.get("args") or {}).items() if args.get(k) != v),
         )
         for i, b in enumerate(d.get("benchmarks", []))
     )
@@ -585,6 +606,18 @@ def _semantic_issues(spec: Spec, file: str) -> list[SpecIssue]:
     for name in spec.dims:
         if name not in used:
             issue(("dims", name), "dim is not used by any input shape")
+    owners = [("outputs", o.name, o.tolerance) for o in spec.outputs]
+    owners += [("gradients", g.input, g.tolerance) for g in spec.gradients]
+    for section, name, tols in owners:
+        for dt, tol in (tols or {}).items():
+            if isinstance(tol.ctol, str):
+                try:
+                    value = evaluate(tol.ctol, {n: d.min for n, d in spec.dims.items()})
+                except (ValueError, SyntaxError, ZeroDivisionError, OverflowError) as exc:
+                    issue((section, name, "tolerance", dt, "ctol"), f"cannot evaluate {tol.ctol!r}: {exc}")
+                    continue
+                if value < 0:
+                    issue((section, name, "tolerance", dt, "ctol"), f"{tol.ctol!r} is negative ({value:g})")
     for dt in spec.dtypes:
         if dt not in spec.tolerance:
             issue(("tolerance",), f"no tolerance for dtype {dt}; add tolerance.{dt}: {{atol: ..., rtol: ...}}")
@@ -692,12 +725,14 @@ def _new_key_issues(spec: Spec, issue) -> None:
                 issue(("gradients", g.input, "in_place", "when", k), f"{v!r} is not an alternative of args.{k}")
     if spec.gradients and any(o.in_place for o in spec.outputs):
         issue(("gradients",), "gradients are not checked for kernels with in_place outputs")
+    for section in ("examples", "benchmarks"):
+        for i, ex in enumerate(spec.raw.get(section, [])):
+            for k, v in (ex.get("args") or {}).items():
+                if k not in spec.args:
+                    issue((section, i, "args", k), f"{k!r} is not one of args")
+                elif v not in spec.arg_alternatives.get(k, (spec.args[k],)):
+                    issue((section, i, "args", k), f"{v!r} is not an alternative of args.{k}")
     for i, ex in enumerate(spec.raw.get("examples", [])):
-        for k, v in (ex.get("args") or {}).items():
-            if k not in spec.args:
-                issue(("examples", i, "args", k), f"{k!r} is not one of args")
-            elif v not in spec.arg_alternatives.get(k, (spec.args[k],)):
-                issue(("examples", i, "args", k), f"{v!r} is not an alternative of args.{k}")
         for k, v in (ex.get("input_dtypes") or {}).items():
             choices = names[k].dtype_choices if k in names else ()
             if v not in choices and not (None in choices and v in spec.dtypes):

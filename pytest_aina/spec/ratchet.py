@@ -324,10 +324,32 @@ class _SpecDiff:
             bt, ht = base[dt], head[dt]
             for part in ("atol", "rtol", "ctol"):
                 before, after = getattr(bt, part), getattr(ht, part)
+                if before == after:
+                    continue
+                if isinstance(before, str) or isinstance(after, str):
+                    self._ctol_expression(path + (dt, part), f"{what}{dt} {part}", before, after)
+                    continue
                 if after > before:
                     self.add(WEAKENED, path + (dt, part), f"{what}{dt} {part} loosened", before, after)
                 elif after < before:
                     self.add(TIGHTENED, path + (dt, part), f"{what}{dt} {part} tightened", before, after)
+
+    def _ctol_expression(self, path: tuple, what: str, before: float | str, after: float | str) -> None:
+        """A ctol over dims, compared at the head's smallest and largest sizes: raised at
+        either is a weakening, lowered at both a tightening, otherwise (or one that cannot be
+        evaluated) a change to review."""
+        corners = [{n: getattr(d, end) for n, d in self.h.dims.items()} for end in ("min", "max")]
+        try:
+            pairs = [(evaluate(str(before), c), evaluate(str(after), c)) for c in corners]
+        except (ValueError, SyntaxError, ZeroDivisionError, OverflowError):
+            self.add(CHANGED, path, f"{what} rewritten: needs review", before, after)
+            return
+        if any(a > b for b, a in pairs):
+            self.add(WEAKENED, path, f"{what} loosened", before, after)
+        elif all(a < b for b, a in pairs):
+            self.add(TIGHTENED, path, f"{what} tightened", before, after)
+        else:
+            self.add(CHANGED, path, f"{what} rewritten: needs review", before, after)
 
     # -- named outputs and gradients
     def _effective(self, spec: Spec, own: dict | None) -> dict[str, Tolerance]:

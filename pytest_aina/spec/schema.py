@@ -192,9 +192,9 @@ def _defs() -> dict:
                 "atol": {"type": "number", "minimum": 0},
                 "rtol": {"type": "number", "minimum": 0},
                 "ctol": {
-                    "type": "number",
-                    "minimum": 0,
-                    "description": "Times the magnitude that produced each element.",
+                    "oneOf": [{"type": "number", "minimum": 0}, {"type": "string"}],
+                    "description": "Times the magnitude that produced each element: a number, or an "
+                    "expression over dims (e.g. 3 * (K + 1) * 2**-24 for a float32 sum over K terms).",
                 },
             },
         },
@@ -237,7 +237,7 @@ def _defs() -> dict:
                 "note": {"type": "string"},
             },
         },
-        "arg_value": {"type": ["number", "integer", "boolean", "string"]},
+        "arg_value": {"type": ["number", "integer", "boolean", "string", "null"]},
         "bench_case": {
             "type": "object",
             "required": ["dims", "dtype"],
@@ -252,6 +252,11 @@ def _defs() -> dict:
                     "items": {"enum": ["cuda", "cpu"]},
                     "description": "Where this case is benchmarked; default [cuda]. cpu means the Triton "
                     "interpreter, wall clock.",
+                },
+                "args": {
+                    "type": "object",
+                    "description": "One alternative of each args entry that has several.",
+                    "additionalProperties": {"$ref": "#/$defs/arg_value"},
                 },
                 "note": {"type": "string"},
             },
