@@ -43,7 +43,9 @@ def within_value_range(inputs: dict, output, case) -> str | None:
     outside = (o < lo - slack) | (o > hi + slack) | o.isnan()
     n = int(outside.sum())
     if n:
-        return f"{n} of {o.numel()} output elements lie outside the range of v's column (a softmax weight < 0 or sum > 1)"
+        return (
+            f"{n} of {o.numel()} output elements lie outside the range of v's column (a softmax weight < 0 or sum > 1)"
+        )
     return None
 
 

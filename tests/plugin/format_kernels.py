@@ -186,9 +186,7 @@ def softmax_good(x):
 
 
 def ce_ignore_reference(logits, target, ignore_index=-100):
-    return F.cross_entropy(logits.double(), target.long(), reduction="none", ignore_index=ignore_index).to(
-        logits.dtype
-    )
+    return F.cross_entropy(logits.double(), target.long(), reduction="none", ignore_index=ignore_index).to(logits.dtype)
 
 
 def ce_ignore_good(logits, target, ignore_index=-100):

@@ -28,14 +28,8 @@ def test_the_reasoner_finds_the_shift_in_the_sample():
     report = reason_about_file(SAMPLE, specs=ROOT / "specs", variants=ROOT / "kernels" / "variants")
     assert report.issues == [] and report.notes == []
     p = report.profile
-    assert len(p.services) == 4 and len(p.devices) == 3 and set(p.kernels) == {
-        "softmax",
-        "rms_norm",
-        "layer_norm",
-        "matmul",
-        "attention",
-        "cross_entropy",
-    }
+    kernels = {"softmax", "rms_norm", "layer_norm", "matmul", "attention", "cross_entropy"}
+    assert len(p.services) == 4 and len(p.devices) == 3 and set(p.kernels) == kernels
     assert {w for (_, _, _, w, _, _) in p.groups} == {"bfloat16", "float16"}
     shifts = [h for h in report.hypotheses if h.kind == "shape_shift"]
     assert shifts, [h.title for h in report.hypotheses]
