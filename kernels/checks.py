@@ -32,6 +32,16 @@ def loss_not_negative(inputs: dict, output, case) -> str | None:
     return None
 
 
+def ignored_rows_have_zero_gradient(inputs: dict, output, case) -> str | None:
+    """A row whose target is ignore_index has a gradient of exactly 0 (not merely small)."""
+    ignore_index = dict(case.args).get("ignore_index", -100)
+    ignored = inputs["target"] == ignore_index
+    nonzero = int((output.detach()[ignored] != 0).sum())
+    if nonzero:
+        return f"{nonzero} gradient elements of ignored rows are not 0"
+    return None
+
+
 def within_value_range(inputs: dict, output, case) -> str | None:
     """Attention's output is a convex combination of the rows of v: each of its elements lies
     within that column's [min, max] over the keys (+ a rounding allowance relative to max |v|)."""

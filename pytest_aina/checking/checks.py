@@ -231,6 +231,35 @@ def _check_gradients(spec: Spec, kernel: Kernel, case: Case, impl: _Call, ref: _
             m = compare(impl.inputs.tensors[g.input], b, tol, name=f"grad {g.input} in place", magnitude=mag)
             if m:
                 raise CaseFailure(spec, case, f"gradient of {g.input} written in place", m.describe(), m)
+        if g.invariants:
+            own = _gradient_observation(spec, case, impl, a, b, tol, mag)
+            for inv in g.invariants:
+                msg = inv.definition.check(own, inv.params)
+                if msg:
+                    raise CaseFailure(spec, case, f"invariant {inv.label} of the gradient of {g.input}", msg)
+
+
+def _gradient_observation(spec: Spec, case: Case, impl: _Call, grad, expected, tol, magnitude) -> Observation:
+    """What a gradient's own invariants see: the gradient as the output, the reference's as
+    ref. A gradient is not called again: ``again`` raises (a spec should not ask for it)."""
+
+    def close(x, y) -> str | None:
+        m = compare(x, y, tol, name="gradient", magnitude=magnitude)
+        return m.describe() if m else None
+
+    def again():
+        raise AssertionError("a gradient's invariants cannot call the kernel again (deterministic applies to outputs)")
+
+    return Observation(
+        out=grad,
+        ref=expected,
+        inputs=impl.inputs.tensors,
+        buffers=impl.inputs.buffers,
+        before={},
+        case=case,
+        close=close,
+        again=again,
+    )
 
 
 def _gradient_magnitude(spec: Spec, kernel: Kernel, case: Case, g: Gradient, refs: list):

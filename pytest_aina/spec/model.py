@@ -20,6 +20,10 @@ from pytest_aina.spec import relations
 from pytest_aina.spec.reader import SpecError, SpecIssue, _line_for, load_yaml, validate_schema
 from pytest_aina.spec.schema import CASE_DTYPE, DTYPES, INT_DTYPES, LAYOUTS, SENTINEL_MODES, VALUE_KINDS
 
+#: Invariants about a call (its inputs' memory, a second call), not about one tensor's values:
+#: a gradient's own invariants cannot be these.
+CALL_INVARIANTS = ("no_input_mutation", "no_output_aliasing", "deterministic")
+
 ELEMENT_SIZE = {"float32": 4, "float16": 2, "bfloat16": 2, "int32": 4, "int64": 8}
 
 
@@ -133,6 +137,8 @@ class Gradient:
     tolerance: dict[str, Tolerance] | None = None
     magnitude: str | None = None
     in_place_when: dict | None = None
+    #: invariants of this gradient alone (they see it as the output, the reference's as ref)
+    invariants: tuple[Invariant, ...] = ()
 
     def in_place(self, args: dict) -> bool:
         """Whether a call with these ``args`` writes the gradient into its input."""
@@ -543,6 +549,7 @@ def _build(d: dict, lines: dict, file: str) -> Spec:
             _tolerances((v or {}).get("tolerance")),
             (v or {}).get("magnitude"),
             dict((v or {})["in_place"].get("when") or {}) if "in_place" in (v or {}) else None,
+            _invariants((v or {}).get("invariants", []), lines, ("gradients", k, "invariants")),
         )
         for k, v in (d.get("gradients") or {}).items()
     )
@@ -718,6 +725,12 @@ def _new_key_issues(spec: Spec, issue) -> None:
         for dt in spec.dtypes:
             if g.tolerance is not None and dt not in g.tolerance:
                 issue(("gradients", g.input, "tolerance"), f"no tolerance for dtype {dt}")
+        for j, inv in enumerate(g.invariants):
+            if inv.name in CALL_INVARIANTS:
+                issue(
+                    ("gradients", g.input, "invariants", j),
+                    f"{inv.name} is about the call, not a gradient's values: state it under invariants",
+                )
         for k, v in (g.in_place_when or {}).items():
             if k not in spec.args:
                 issue(("gradients", g.input, "in_place", "when", k), f"{k!r} is not one of args")

@@ -399,31 +399,25 @@ class _SpecDiff:
                         getattr(b, key),
                         getattr(h, key),
                     )
-            bk, hk = _keyed(b.invariants), _keyed(h.invariants)
-            for key, inv in bk.items():
-                if key not in hk:
-                    self.add(
-                        REMOVED,
-                        path + ("invariants",),
-                        f"invariant {inv.label} of output {name} dropped",
-                        _inv_json(inv),
-                        None,
-                    )
-                else:
-                    for kind, _sub, message, before, after in _compare_invariant(inv, hk[key]):
-                        self.add(kind, path + ("invariants",), f"output {name}: {message}", before, after)
-            for key, inv in hk.items():
-                if key not in bk:
-                    self.add(
-                        ADDED,
-                        path + ("invariants",),
-                        f"invariant {inv.label} of output {name} added",
-                        None,
-                        _inv_json(inv),
-                    )
+            self._owned_invariants(path, f"output {name}", b.invariants, h.invariants)
         for name in ho:
             if name not in bo:
                 self.add(ADDED, ("outputs", name), f"output {name} added", None, name)
+
+    def _owned_invariants(self, path: tuple, owner: str, before: tuple, after: tuple) -> None:
+        """The invariants of one output or gradient: dropped, added, parameters changed."""
+        bk, hk = _keyed(before), _keyed(after)
+        for key, inv in bk.items():
+            if key not in hk:
+                self.add(
+                    REMOVED, path + ("invariants",), f"invariant {inv.label} of {owner} dropped", _inv_json(inv), None
+                )
+            else:
+                for kind, _sub, message, b, h in _compare_invariant(inv, hk[key]):
+                    self.add(kind, path + ("invariants",), f"{owner}: {message}", b, h)
+        for key, inv in hk.items():
+            if key not in bk:
+                self.add(ADDED, path + ("invariants",), f"invariant {inv.label} of {owner} added", None, _inv_json(inv))
 
     def gradients(self) -> None:
         bg = {g.input: g for g in self.b.gradients}
@@ -446,6 +440,7 @@ class _SpecDiff:
                 self._effective(self.h, h.tolerance),
                 f"gradient of {name}: ",
             )
+            self._owned_invariants(("gradients", name), f"gradient of {name}", b.invariants, h.invariants)
             if b.in_place_when != h.in_place_when:
                 self.add(
                     CHANGED,

@@ -163,6 +163,11 @@ def _defs() -> dict:
             "properties": {
                 "tolerance": {"$ref": "#/$defs/tolerances"},
                 "magnitude": {"$ref": "#/$defs/magnitude"},
+                "invariants": {
+                    "type": "array",
+                    "items": {"$ref": "#/$defs/invariant"},
+                    "description": "Invariants of this gradient alone (e.g. sums_to 0 along the softmax's dim).",
+                },
                 "in_place": {
                     "type": "object",
                     "additionalProperties": False,

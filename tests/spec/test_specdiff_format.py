@@ -73,7 +73,12 @@ def changes(old, new):
         ("ctol: 1.0e-6", "ctol: '(V + 1) * 2**-30'", ("tightened", "outputs.loss.tolerance.float32.ctol")),
         ("ctol: 1.0e-6", "ctol: 'V * 1.0e-7'", ("weakened", "outputs.loss.tolerance.float32.ctol")),  # at V = 64
         ("ctol: 1.0e-6", "ctol: 'V / V * 1.0e-6'", ("changed", "outputs.loss.tolerance.float32.ctol")),
-        # a sentinel that follows an arg, a gradient written in place, a benchmark's args
+        (
+            "  logits: {tolerance: {float32: {atol: 1.0e-5, rtol: 1.0e-5}}}",
+            "  logits: {tolerance: {float32: {atol: 1.0e-5, rtol: 1.0e-5}}, invariants: [finite]}",
+            ("added", "gradients.logits.invariants"),
+        ),
+        # a sentinel that follows an arg, a gradient written in place
         ("value: -100,", "value: {arg: ignore_index},", ("changed", "inputs.target.sentinel")),
         (
             "  logits: {tolerance: {float32: {atol: 1.0e-5, rtol: 1.0e-5}}}",
@@ -100,3 +105,16 @@ def test_old_specs_diff_clean_against_themselves():
 
     specs = load_spec_set(Path(__file__).resolve().parents[2] / "specs")
     assert diff_specs(specs, specs) == []
+
+
+def test_a_gradient_states_invariants_of_its_values_only():
+    from pytest_aina.spec.reader import SpecError
+
+    text = BASE.replace(
+        "  logits: {tolerance: {float32: {atol: 1.0e-5, rtol: 1.0e-5}}}",
+        "  logits: {tolerance: {float32: {atol: 1.0e-5, rtol: 1.0e-5}}, invariants: [finite, deterministic]}",
+    )
+    with pytest.raises(SpecError, match="deterministic is about the call"):
+        parse_spec(text, "ce.yaml")
+    ok = parse_spec(text.replace(", deterministic]", "]"), "ce.yaml")
+    assert [i.name for i in ok.gradients[0].invariants] == ["finite"]
