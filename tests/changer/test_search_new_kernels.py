@@ -41,6 +41,10 @@ def test_the_plan_searches_each_new_kernels_tunables(kernel):
     assert p.tunables and "num_warps" not in p.tunables and all(len(v) > 1 for v in p.tunables.values())
     [case] = p.bench_cases
     assert case["hot_dims"] == HOT[kernel] and case["dtype"] == "float32"
+    # scaled down for the interpreter, keeping the primary input's row width
+    primary_width = {"cross_entropy": "V", "matmul": "K", "attention": "D"}[kernel]
+    assert case["dims"][primary_width] == HOT[kernel][primary_width]
+    assert all(v <= 16 for k, v in case["dims"].items() if k != primary_width), case["dims"]
 
 
 def _scratch_repo(dest: Path) -> Path:
