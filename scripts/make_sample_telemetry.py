@@ -20,8 +20,13 @@ minutes, as a collector merging its replicas would send them):
 * embed-rerank: 4 x L4, float16, a BERT-large-like encoder (24 layers, 16 heads, hidden
   1024, eager attention): layer_norm (M = batch x sequence, N = 1024) and the attention
   softmax (M = batch x heads x sequence, N = sequence), 160 sequences a second.
-* batch-summarize: 8 x A100 80GB, bfloat16, a 13B model (hidden 5120, vocabulary
-  32000), one 4096- or 8192-token chunk a second, mostly at night.
+* batch-summarize: 8 x A100 80GB, bfloat16, a 13B model (hidden 5120, 40 heads of 128,
+  vocabulary 32000), one 4096- or 8192-token chunk a second, mostly at night: rms_norm,
+  the LM head (matmul, M = tokens, N = 32000, K = 5120, once per chunk), attention over the
+  chunk (B = 1, H = 40, S = tokens, D = 128) in the 4 layers this service runs with these
+  kernels (the others in a vendor library the fleet does not instrument) and, to rank
+  candidate summaries by their likelihood, cross_entropy over the vocabulary (N = 512
+  candidate tokens, 4 per chunk).
 
 At 12:00 UTC the chat services change configuration: prefill chunks go from 2048 to
 8192 tokens, and decode batches shrink (long agentic sessions: fewer, longer requests),
@@ -30,8 +35,12 @@ so the shape mix of rms_norm and softmax shifts while the total load follows the
 Latency model per call: 2.5 us (launch and tail) + bytes / (peak bandwidth x f), where
 bytes comes from the kernel's spec and f = 0.82 x min(1, M / (2 x SMs)) ** 0.9: a row-wise
 kernel with one program per row only keeps the GPU busy with at least about two rows per
-SM, which is why decode-sized calls sit far below the roofline. Quantiles are spread
-around the mean with a fixed shape and a little noise.
+SM, which is why decode-sized calls sit far below the roofline. Kernels with a ``flops``
+model (matmul, attention) take max(bytes / bandwidth, flops / tensor-core peak) / 0.85:
+well-tuned tiled kernels at large shapes, near their roofline, so the Reasoner finds
+little to gain there (attention's flops are its spec's default, non-causal count:
+telemetry windows carry no arguments). Quantiles are spread around the mean with a fixed
+shape and a little noise.
 """
 
 from __future__ import annotations
@@ -103,19 +112,34 @@ def calls_per_s(service: str, hour: float) -> dict:
         for tokens, w in ((8192, 0.6), (4096, 0.4)):
             mix[("rms_norm", (("M", tokens), ("N", 5120)))] = 1.0 * w * 81
             mix[("softmax", (("M", tokens // 2048), ("N", 32000)))] = 1.0 * w
+            mix[("matmul", (("M", tokens), ("N", 32000), ("K", 5120)))] = 1.0 * w
+            mix[("attention", (("B", 1), ("H", 40), ("S", tokens), ("D", 128)))] = 1.0 * w * 4
+        mix[("cross_entropy", (("N", 512), ("V", 32000)))] = 4.0
     return mix
 
 
 def mean_latency(spec, dims: dict, dtype: str, device: tuple) -> float:
     name, _, sms = device
-    bw = lookup(name).hbm_bytes_per_s
-    f = 0.82 * min(1.0, dims["M"] / (2 * sms)) ** 0.9
+    limits = lookup(name)
+    bw = limits.hbm_bytes_per_s
+    flops = spec.flops_for(dims, dtype)
+    if flops is not None:
+        return LAUNCH_S + max(spec.bytes_for(dims, dtype) / bw, flops / limits.flops_for(dtype)) / 0.85
+    rows = dims.get("M", dims.get("N"))  # one program per row: M, or cross-entropy's N
+    f = 0.82 * min(1.0, rows / (2 * sms)) ** 0.9
     return LAUNCH_S + spec.bytes_for(dims, dtype) / (bw * f)
+
+
+#: The kernels the sample first had. The others draw their noise from a second generator, so
+#: adding a kernel adds windows and leaves every earlier one as it was.
+FIRST_KERNELS = ("softmax", "rms_norm", "layer_norm")
 
 
 def make(out: Path, *, seed: int, start: datetime, window_min: int) -> int:
     rng = random.Random(seed)
-    specs = {k: load_spec(ROOT / "specs" / f"{k}.yaml") for k in ("softmax", "rms_norm", "layer_norm")}
+    later = random.Random(seed + 1)
+    kernels = ("softmax", "rms_norm", "layer_norm", "matmul", "attention", "cross_entropy")
+    specs = {k: load_spec(ROOT / "specs" / f"{k}.yaml") for k in kernels}
     t0 = start.timestamp()
     step = window_min * 60
     n = 0
@@ -129,7 +153,8 @@ def make(out: Path, *, seed: int, start: datetime, window_min: int) -> int:
                     calls = int(rate * gpus * level * step)
                     if calls == 0:
                         continue
-                    mean = mean_latency(specs[kernel], dict(dims), dtype, device) * rng.lognormvariate(0, 0.03)
+                    noise = rng if kernel in FIRST_KERNELS else later
+                    mean = mean_latency(specs[kernel], dict(dims), dtype, device) * noise.lognormvariate(0, 0.03)
                     lat = Latency(min=mean * 0.9, p50=mean * 0.98, p90=mean * 1.06, p99=mean * 1.25, max=mean * 2.5)
                     w = Window(
                         start=ws,

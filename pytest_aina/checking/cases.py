@@ -85,7 +85,7 @@ def _int_values(inp: Input, case: Case, shape: list[int], gen) -> Any:
     return torch.randint(lo, hi, (n,), generator=gen).reshape(shape)
 
 
-def _apply_sentinel(inp: Input, case: Case, t, gen) -> None:
+def _apply_sentinel(inp: Input, case: Case, t, gen, value: int) -> None:
     """Sentinels (``ignore_index``) at the input's frequency; whole rows too, so a row with
     every element ignored is drawn (for a 1-D input the whole tensor: sentinels=all)."""
     import torch
@@ -93,14 +93,14 @@ def _apply_sentinel(inp: Input, case: Case, t, gen) -> None:
     if inp.sentinel is None or case.sentinels == "none" or t.numel() == 0:
         return
     if case.sentinels == "all":
-        t.fill_(inp.sentinel.value)
+        t.fill_(value)
         return
     flat = torch.rand(t.shape, generator=gen) < inp.sentinel.frequency
     if t.dim() >= 2:
         rows = torch.rand(t.shape[:-1], generator=gen) < inp.sentinel.frequency
         flat |= rows[..., None]
     cur = t.to("cpu")
-    t.copy_(torch.where(flat, torch.full_like(cur, inp.sentinel.value), cur))
+    t.copy_(torch.where(flat, torch.full_like(cur, value), cur))
 
 
 @dataclass
@@ -152,7 +152,8 @@ def make_inputs(spec: Spec, case: Case, dev: str = "cpu") -> Inputs:
         gen = torch.Generator().manual_seed((case.seed * 1_000_003 + 7919 + i) % 2**63)
         for rel in inp.relations:
             rel.definition.apply(tensors, inp.name, rel.params, gen)
-        _apply_sentinel(inp, case, tensors[inp.name], gen)
+        if inp.sentinel is not None:
+            _apply_sentinel(inp, case, tensors[inp.name], gen, inp.sentinel.value_for(spec.args_for(case)))
     return Inputs(tensors, buffers)
 
 

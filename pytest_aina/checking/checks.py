@@ -149,7 +149,7 @@ def _mismatches(spec: Spec, kernel: Kernel, case: Case, impl: _Call, ref: _Call)
             yield None, m
         return
     for i, out in enumerate(spec.outputs):
-        tol = spec.tolerance_of(out, case.dtype)
+        tol = spec.tolerance_of(out, case.dtype).at(case.dim_map)
         mag = _output_magnitude(spec, kernel, case, out, i) if tol.ctol and out.magnitude else None
         m = compare(impl.outs[i], ref.outs[i], tol, name=out.name, magnitude=mag)
         if m:
@@ -221,11 +221,45 @@ def _check_gradients(spec: Spec, kernel: Kernel, case: Case, impl: _Call, ref: _
             raise CaseFailure(
                 spec, case, f"gradient of {g.input}", f"the implementation gave no gradient for {g.input}"
             )
-        tol = spec.tolerance_of(g, case.dtype)
+        tol = spec.tolerance_of(g, case.dtype).at(case.dim_map)
         mag = _gradient_magnitude(spec, kernel, case, g, refs) if tol.ctol and g.magnitude else None
         m = compare(a, b, tol, name=f"grad {g.input}", magnitude=mag)
         if m:
             raise CaseFailure(spec, case, f"gradient of {g.input}", m.describe(), m)
+        if g.in_place(spec.args_for(case)):
+            # what the kernel left in the input's view must be that gradient too
+            m = compare(impl.inputs.tensors[g.input], b, tol, name=f"grad {g.input} in place", magnitude=mag)
+            if m:
+                raise CaseFailure(spec, case, f"gradient of {g.input} written in place", m.describe(), m)
+        if g.invariants:
+            own = _gradient_observation(spec, case, impl, a, b, tol, mag)
+            for inv in g.invariants:
+                msg = inv.definition.check(own, inv.params)
+                if msg:
+                    raise CaseFailure(spec, case, f"invariant {inv.label} of the gradient of {g.input}", msg)
+
+
+def _gradient_observation(spec: Spec, case: Case, impl: _Call, grad, expected, tol, magnitude) -> Observation:
+    """What a gradient's own invariants see: the gradient as the output, the reference's as
+    ref. A gradient is not called again: ``again`` raises (a spec should not ask for it)."""
+
+    def close(x, y) -> str | None:
+        m = compare(x, y, tol, name="gradient", magnitude=magnitude)
+        return m.describe() if m else None
+
+    def again():
+        raise AssertionError("a gradient's invariants cannot call the kernel again (deterministic applies to outputs)")
+
+    return Observation(
+        out=grad,
+        ref=expected,
+        inputs=impl.inputs.tensors,
+        buffers=impl.inputs.buffers,
+        before={},
+        case=case,
+        close=close,
+        again=again,
+    )
 
 
 def _gradient_magnitude(spec: Spec, kernel: Kernel, case: Case, g: Gradient, refs: list):
@@ -261,10 +295,13 @@ def observe(
         if not spec.outputs:
             m = compare(a, b, spec.tolerance[case.dtype])
             return m.describe() if m else None
-        chosen = spec.outputs if output is None else [spec.outputs[output]]
-        pairs = zip(chosen, a, b) if output is None else [(chosen[0], a, b)]
-        for o, x, y in pairs:
-            m = compare(x, y, spec.tolerance_of(o, case.dtype), name=o.name)
+        indices = range(len(spec.outputs)) if output is None else [output]
+        pairs = zip(indices, a, b) if output is None else [(output, a, b)]
+        for i, x, y in pairs:
+            o = spec.outputs[i]
+            tol = spec.tolerance_of(o, case.dtype).at(case.dim_map)
+            mag = _output_magnitude(spec, kernel, case, o, i) if tol.ctol and o.magnitude else None
+            m = compare(x, y, tol, name=o.name, magnitude=mag)
             if m:
                 return f"output {o.name}: {m.describe()}"
         return None
@@ -276,6 +313,8 @@ def observe(
         return result if output is None else result[output]
 
     in_place = {o.in_place: i for i, o in enumerate(spec.outputs) if o.in_place}
+    # a gradient written into its input is no output: index -1 (no output may alias it)
+    in_place |= {g.input: -1 for g in spec.gradients if g.in_place(spec.args_for(case))}
     return Observation(
         out=out,
         ref=ref,

@@ -71,24 +71,24 @@ def run(
     """Benchmark ``fn`` at ``bcase``; returns the extra info stored with the result."""
     import torch
 
-    case = Case(dims=bcase.dims, dtype=bcase.dtype, seed=0)
+    case = bcase.as_case()
     seeds = iter(range(1, 1 << 30))
     flush = torch.empty(L2_FLUSH_BYTES // 4, dtype=torch.int32, device=device) if device == "cuda" else None
 
     def setup():
         # fresh inputs each round: a kernel cannot return an answer cached from the last one
-        c = Case(case.dims, case.dtype, seed=next(seeds))
+        c = Case(case.dims, case.dtype, seed=next(seeds), args=case.args)
         r = _Round(c, make_inputs(spec, c, device))
         if flush is not None:
             flush.zero_()
         return (r,), {}
 
     def target(r: _Round):
-        r.out = call(fn, spec, r.inputs)
+        r.out = call(fn, spec, r.inputs, r.case)
 
     def teardown(r: _Round):
         # checked after timing, every round: a fast wrong answer is not a result
-        ref = call(reference, spec, r.inputs)
+        ref = call(reference, spec, r.inputs, r.case)
         m = compare(r.out, ref, spec.tolerance[case.dtype])
         if m:
             raise CaseFailure(spec, r.case, f"benchmark output check ({which})", m.describe(), m)
@@ -126,8 +126,8 @@ def run(
 def throughput(spec: Spec, bcase: BenchCase, seconds: float, device: str) -> dict:
     """Bytes/s and FLOP/s at the median, and % of the device's limit when it is known."""
     out: dict = {}
-    nbytes = spec.bytes_for(bcase.dim_map, bcase.dtype)
-    flops = spec.flops_for(bcase.dim_map, bcase.dtype)
+    nbytes = spec.bytes_for(bcase.dim_map, bcase.dtype, dict(bcase.args))
+    flops = spec.flops_for(bcase.dim_map, bcase.dtype, dict(bcase.args))
     if seconds <= 0:
         raise RuntimeError(f"measurement error: median time {seconds} s is not positive")
     limits = device_limits(device)

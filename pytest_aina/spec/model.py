@@ -20,6 +20,10 @@ from pytest_aina.spec import relations
 from pytest_aina.spec.reader import AcceptedSpecs, SpecError, SpecIssue, _line_for, load_yaml, validate_schema
 from pytest_aina.spec.schema import CASE_DTYPE, DTYPES, INT_DTYPES, LAYOUTS, SENTINEL_MODES, VALUE_KINDS
 
+#: Invariants about a call (its inputs' memory, a second call), not about one tensor's values:
+#: a gradient's own invariants cannot be these.
+CALL_INVARIANTS = ("no_input_mutation", "no_output_aliasing", "deterministic")
+
 ELEMENT_SIZE = {"float32": 4, "float16": 2, "bfloat16": 2, "int32": 4, "int64": 8}
 
 
@@ -60,10 +64,20 @@ class Input:
 
 @dataclass(frozen=True)
 class Sentinel:
-    """A special integer value (``ignore_index``) drawn at ``frequency``."""
+    """A special integer value (``ignore_index``) drawn at ``frequency``: ``value``, or the
+    case's value of the ``args`` entry ``arg`` (so the sentinel follows that arg's alternatives)."""
 
-    value: int
+    value: int | None
     frequency: float
+    arg: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"args.{self.arg}" if self.arg else str(self.value)
+
+    def value_for(self, args: dict) -> int:
+        """The sentinel in a call with these ``args``."""
+        return int(args[self.arg]) if self.arg else int(self.value)
 
 
 @dataclass(frozen=True)
@@ -88,7 +102,15 @@ class Tolerance:
 
     atol: float
     rtol: float
-    ctol: float = 0.0
+    #: a number, or an expression over dims (``"3 * (K + 1) * 2**-24"``: a float32 sum over K
+    #: terms), evaluated per case by :meth:`at`
+    ctol: float | str = 0.0
+
+    def at(self, dims: dict[str, int]) -> Tolerance:
+        """This tolerance for a case of these dims (``ctol`` evaluated)."""
+        if isinstance(self.ctol, str):
+            return Tolerance(self.atol, self.rtol, evaluate(self.ctol, dims))
+        return self
 
 
 @dataclass(frozen=True)
@@ -107,11 +129,20 @@ class Output:
 
 @dataclass(frozen=True)
 class Gradient:
-    """The gradient of one input, checked against the reference's autograd."""
+    """The gradient of one input, checked against the reference's autograd. ``in_place_when``:
+    the ``args`` under which the implementation writes this gradient into the input itself
+    (None: never; ``{}``: always)."""
 
     input: str
     tolerance: dict[str, Tolerance] | None = None
     magnitude: str | None = None
+    in_place_when: dict | None = None
+    #: invariants of this gradient alone (they see it as the output, the reference's as ref)
+    invariants: tuple[Invariant, ...] = ()
+
+    def in_place(self, args: dict) -> bool:
+        """Whether a call with these ``args`` writes the gradient into its input."""
+        return self.in_place_when is not None and all(args.get(k) == v for k, v in self.in_place_when.items())
 
 
 @dataclass(frozen=True)
@@ -245,7 +276,7 @@ def _scalar(text: str) -> Any:
             return conv(text)
         except ValueError:
             pass
-    return {"true": True, "false": False}.get(text.lower(), text)
+    return {"true": True, "false": False, "none": None, "null": None}.get(text.lower(), text)
 
 
 @dataclass(frozen=True)
@@ -254,16 +285,18 @@ class BenchCase:
     dtype: str
     devices: tuple[str, ...] = ("cuda",)
     line: int | None = field(default=None, compare=False)
+    #: the chosen alternative of ``args`` entries, where not the default (``causal=True``)
+    args: tuple[tuple[str, Any], ...] = ()
 
     @property
     def dim_map(self) -> dict[str, int]:
         return dict(self.dims)
 
     def label(self) -> str:
-        return ",".join([f"{k}={v}" for k, v in self.dims] + [self.dtype])
+        return ",".join([f"{k}={v}" for k, v in self.dims] + [self.dtype] + [f"{k}={v}" for k, v in self.args])
 
     def as_case(self) -> Case:
-        return Case(dims=self.dims, dtype=self.dtype)
+        return Case(dims=self.dims, dtype=self.dtype, args=self.args)
 
 
 @dataclass(frozen=True)
@@ -316,15 +349,21 @@ class Spec:
     def line_of(self, *path) -> int | None:
         return _line_for(self.lines, tuple(path))
 
-    def bytes_for(self, dims: dict[str, int], dtype: str) -> float | None:
-        """Bytes one call moves, from the spec's model, or None if the spec has none."""
-        return None if self.bytes_expr is None else evaluate(self.bytes_expr, self._names(dims, dtype))
+    def bytes_for(self, dims: dict[str, int], dtype: str, args: dict | None = None) -> float | None:
+        """Bytes one call moves, from the spec's model, or None if the spec has none.
+        ``args``: the call's (default: the spec's defaults)."""
+        return None if self.bytes_expr is None else evaluate(self.bytes_expr, self._names(dims, dtype, args))
 
-    def flops_for(self, dims: dict[str, int], dtype: str) -> float | None:
-        return None if self.flops_expr is None else evaluate(self.flops_expr, self._names(dims, dtype))
+    def flops_for(self, dims: dict[str, int], dtype: str, args: dict | None = None) -> float | None:
+        return None if self.flops_expr is None else evaluate(self.flops_expr, self._names(dims, dtype, args))
 
-    def _names(self, dims: dict[str, int], dtype: str) -> dict:
-        names: dict[str, Any] = dict(dims)
+    def _names(self, dims: dict[str, int], dtype: str, args: dict | None = None) -> dict:
+        # numeric and boolean args (0 / 1) by name, under the dims: "/ (1 + causal)"
+        chosen = self.args | (args or {})
+        names: dict[str, Any] = {
+            k: int(v) if isinstance(v, bool) else v for k, v in chosen.items() if isinstance(v, (int, float))
+        }
+        names |= dict(dims)
         names["elem"] = ELEMENT_SIZE[dtype]
         for inp in self.inputs:
             numel = math.prod(dims[d] for d in inp.shape)
@@ -437,7 +476,11 @@ def _invariants(items: list, lines: dict, path: tuple) -> tuple[Invariant, ...]:
 def _tolerances(d: dict | None) -> dict[str, Tolerance] | None:
     if d is None:
         return None
-    return {k: Tolerance(float(v["atol"]), float(v["rtol"]), float(v.get("ctol", 0.0))) for k, v in d.items()}
+    return {k: Tolerance(float(v["atol"]), float(v["rtol"]), _ctol(v.get("ctol", 0.0))) for k, v in d.items()}
+
+
+def _ctol(value: float | str) -> float | str:
+    return value if isinstance(value, str) else float(value)
 
 
 def _input(k: str, v: dict) -> Input:
@@ -451,9 +494,16 @@ def _input(k: str, v: dict) -> Input:
         dtype=v.get("dtype"),
         dtypes=tuple(None if t == CASE_DTYPE else t for t in v.get("dtypes", ())),
         range=tuple(v["range"]) if "range" in v else None,
-        sentinel=Sentinel(int(sentinel["value"]), float(sentinel["frequency"])) if sentinel else None,
+        sentinel=_sentinel(sentinel) if sentinel else None,
         relations=tuple(Relation(n, dict(p)) for r in v.get("relations", ()) for n, p in r.items()),
     )
+
+
+def _sentinel(d: dict) -> Sentinel:
+    value = d["value"]
+    if isinstance(value, dict):
+        return Sentinel(None, float(d["frequency"]), arg=value["arg"])
+    return Sentinel(int(value), float(d["frequency"]))
 
 
 def _build(d: dict, lines: dict, file: str) -> Spec:
@@ -499,7 +549,13 @@ def _build(d: dict, lines: dict, file: str) -> Spec:
         for k, v in (d.get("outputs") or {}).items()
     )
     gradients = tuple(
-        Gradient(k, _tolerances((v or {}).get("tolerance")), (v or {}).get("magnitude"))
+        Gradient(
+            k,
+            _tolerances((v or {}).get("tolerance")),
+            (v or {}).get("magnitude"),
+            dict((v or {})["in_place"].get("when") or {}) if "in_place" in (v or {}) else None,
+            _invariants((v or {}).get("invariants", []), lines, ("gradients", k, "invariants")),
+        )
         for k, v in (d.get("gradients") or {}).items()
     )
     upstream = d.get("upstream") or {}
@@ -509,6 +565,7 @@ def _build(d: dict, lines: dict, file: str) -> Spec:
             dtype=b["dtype"],
             devices=tuple(b.get("devices", ["cuda"])),
             line=_line_for(lines, ("benchmarks", i)),
+            args=tuple((k, v) for k, v in (b.get("args") or {}).items() if args.get(k) != v),
         )
         for i, b in enumerate(d.get("benchmarks", []))
     )
@@ -561,6 +618,18 @@ def _semantic_issues(spec: Spec, file: str) -> list[SpecIssue]:
     for name in spec.dims:
         if name not in used:
             issue(("dims", name), "dim is not used by any input shape")
+    owners = [("outputs", o.name, o.tolerance) for o in spec.outputs]
+    owners += [("gradients", g.input, g.tolerance) for g in spec.gradients]
+    for section, name, tols in owners:
+        for dt, tol in (tols or {}).items():
+            if isinstance(tol.ctol, str):
+                try:
+                    value = evaluate(tol.ctol, {n: d.min for n, d in spec.dims.items()})
+                except (ValueError, SyntaxError, ZeroDivisionError, OverflowError) as exc:
+                    issue((section, name, "tolerance", dt, "ctol"), f"cannot evaluate {tol.ctol!r}: {exc}")
+                    continue
+                if value < 0:
+                    issue((section, name, "tolerance", dt, "ctol"), f"{tol.ctol!r} is negative ({value:g})")
     for dt in spec.dtypes:
         if dt not in spec.tolerance:
             issue(("tolerance",), f"no tolerance for dtype {dt}; add tolerance.{dt}: {{atol: ..., rtol: ...}}")
@@ -621,6 +690,13 @@ def _new_key_issues(spec: Spec, issue) -> None:
             issue(("inputs", inp.name, "dtypes"), "mixes integer and floating dtypes")
         if (inp.range is not None or inp.sentinel is not None) and not inp.integer:
             issue(("inputs", inp.name), "range and sentinel are for integer inputs (dtype int32 or int64)")
+        if inp.sentinel is not None and inp.sentinel.arg is not None:
+            arg = inp.sentinel.arg
+            values = spec.arg_alternatives.get(arg, (spec.args[arg],)) if arg in spec.args else ()
+            if not values:
+                issue(("inputs", inp.name, "sentinel", "value"), f"{arg!r} is not one of args")
+            elif not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+                issue(("inputs", inp.name, "sentinel", "value"), f"args.{arg} must be an integer in every alternative")
         if inp.integer and inp.range is None:
             issue(("inputs", inp.name), "an integer input needs range: [lo, hi)")
         for j, bound in enumerate(inp.range or ()):
@@ -654,14 +730,27 @@ def _new_key_issues(spec: Spec, issue) -> None:
         for dt in spec.dtypes:
             if g.tolerance is not None and dt not in g.tolerance:
                 issue(("gradients", g.input, "tolerance"), f"no tolerance for dtype {dt}")
+        for j, inv in enumerate(g.invariants):
+            if inv.name in CALL_INVARIANTS:
+                issue(
+                    ("gradients", g.input, "invariants", j),
+                    f"{inv.name} is about the call, not a gradient's values: state it under invariants",
+                )
+        for k, v in (g.in_place_when or {}).items():
+            if k not in spec.args:
+                issue(("gradients", g.input, "in_place", "when", k), f"{k!r} is not one of args")
+            elif v not in spec.arg_alternatives.get(k, (spec.args[k],)):
+                issue(("gradients", g.input, "in_place", "when", k), f"{v!r} is not an alternative of args.{k}")
     if spec.gradients and any(o.in_place for o in spec.outputs):
         issue(("gradients",), "gradients are not checked for kernels with in_place outputs")
+    for section in ("examples", "benchmarks"):
+        for i, ex in enumerate(spec.raw.get(section, [])):
+            for k, v in (ex.get("args") or {}).items():
+                if k not in spec.args:
+                    issue((section, i, "args", k), f"{k!r} is not one of args")
+                elif v not in spec.arg_alternatives.get(k, (spec.args[k],)):
+                    issue((section, i, "args", k), f"{v!r} is not an alternative of args.{k}")
     for i, ex in enumerate(spec.raw.get("examples", [])):
-        for k, v in (ex.get("args") or {}).items():
-            if k not in spec.args:
-                issue(("examples", i, "args", k), f"{k!r} is not one of args")
-            elif v not in spec.arg_alternatives.get(k, (spec.args[k],)):
-                issue(("examples", i, "args", k), f"{v!r} is not an alternative of args.{k}")
         for k, v in (ex.get("input_dtypes") or {}).items():
             choices = names[k].dtype_choices if k in names else ()
             if v not in choices and not (None in choices and v in spec.dtypes):

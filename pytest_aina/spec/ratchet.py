@@ -324,10 +324,32 @@ class _SpecDiff:
             bt, ht = base[dt], head[dt]
             for part in ("atol", "rtol", "ctol"):
                 before, after = getattr(bt, part), getattr(ht, part)
+                if before == after:
+                    continue
+                if isinstance(before, str) or isinstance(after, str):
+                    self._ctol_expression(path + (dt, part), f"{what}{dt} {part}", before, after)
+                    continue
                 if after > before:
                     self.add(WEAKENED, path + (dt, part), f"{what}{dt} {part} loosened", before, after)
                 elif after < before:
                     self.add(TIGHTENED, path + (dt, part), f"{what}{dt} {part} tightened", before, after)
+
+    def _ctol_expression(self, path: tuple, what: str, before: float | str, after: float | str) -> None:
+        """A ctol over dims, compared at the head's smallest and largest sizes: raised at
+        either is a weakening, lowered at both a tightening, otherwise (or one that cannot be
+        evaluated) a change to review."""
+        corners = [{n: getattr(d, end) for n, d in self.h.dims.items()} for end in ("min", "max")]
+        try:
+            pairs = [(evaluate(str(before), c), evaluate(str(after), c)) for c in corners]
+        except (ValueError, SyntaxError, ZeroDivisionError, OverflowError):
+            self.add(CHANGED, path, f"{what} rewritten: needs review", before, after)
+            return
+        if any(a > b for b, a in pairs):
+            self.add(WEAKENED, path, f"{what} loosened", before, after)
+        elif all(a < b for b, a in pairs):
+            self.add(TIGHTENED, path, f"{what} tightened", before, after)
+        else:
+            self.add(CHANGED, path, f"{what} rewritten: needs review", before, after)
 
     # -- named outputs and gradients
     def _effective(self, spec: Spec, own: dict | None) -> dict[str, Tolerance]:
@@ -377,31 +399,25 @@ class _SpecDiff:
                         getattr(b, key),
                         getattr(h, key),
                     )
-            bk, hk = _keyed(b.invariants), _keyed(h.invariants)
-            for key, inv in bk.items():
-                if key not in hk:
-                    self.add(
-                        REMOVED,
-                        path + ("invariants",),
-                        f"invariant {inv.label} of output {name} dropped",
-                        _inv_json(inv),
-                        None,
-                    )
-                else:
-                    for kind, _sub, message, before, after in _compare_invariant(inv, hk[key]):
-                        self.add(kind, path + ("invariants",), f"output {name}: {message}", before, after)
-            for key, inv in hk.items():
-                if key not in bk:
-                    self.add(
-                        ADDED,
-                        path + ("invariants",),
-                        f"invariant {inv.label} of output {name} added",
-                        None,
-                        _inv_json(inv),
-                    )
+            self._owned_invariants(path, f"output {name}", b.invariants, h.invariants)
         for name in ho:
             if name not in bo:
                 self.add(ADDED, ("outputs", name), f"output {name} added", None, name)
+
+    def _owned_invariants(self, path: tuple, owner: str, before: tuple, after: tuple) -> None:
+        """The invariants of one output or gradient: dropped, added, parameters changed."""
+        bk, hk = _keyed(before), _keyed(after)
+        for key, inv in bk.items():
+            if key not in hk:
+                self.add(
+                    REMOVED, path + ("invariants",), f"invariant {inv.label} of {owner} dropped", _inv_json(inv), None
+                )
+            else:
+                for kind, _sub, message, b, h in _compare_invariant(inv, hk[key]):
+                    self.add(kind, path + ("invariants",), f"{owner}: {message}", b, h)
+        for key, inv in hk.items():
+            if key not in bk:
+                self.add(ADDED, path + ("invariants",), f"invariant {inv.label} of {owner} added", None, _inv_json(inv))
 
     def gradients(self) -> None:
         bg = {g.input: g for g in self.b.gradients}
@@ -424,6 +440,15 @@ class _SpecDiff:
                 self._effective(self.h, h.tolerance),
                 f"gradient of {name}: ",
             )
+            self._owned_invariants(("gradients", name), f"gradient of {name}", b.invariants, h.invariants)
+            if b.in_place_when != h.in_place_when:
+                self.add(
+                    CHANGED,
+                    ("gradients", name, "in_place"),
+                    "in-place gradient changed: needs review",
+                    b.in_place_when,
+                    h.in_place_when,
+                )
             if b.magnitude != h.magnitude:
                 self.add(
                     CHANGED,
@@ -561,19 +586,19 @@ class _SpecDiff:
             self.add(
                 REMOVED,
                 path + ("sentinel",),
-                f"sentinel {b.sentinel.value} removed: no longer drawn",
-                b.sentinel.value,
+                f"sentinel {b.sentinel.label} removed: no longer drawn",
+                b.sentinel.label,
                 None,
             )
         elif h.sentinel and not b.sentinel:
-            self.add(ADDED, path + ("sentinel",), f"sentinel {h.sentinel.value} added", None, h.sentinel.value)
+            self.add(ADDED, path + ("sentinel",), f"sentinel {h.sentinel.label} added", None, h.sentinel.label)
         elif b.sentinel != h.sentinel:
             self.add(
                 CHANGED,
                 path + ("sentinel",),
                 "sentinel changed: needs review",
-                [b.sentinel.value, b.sentinel.frequency],
-                [h.sentinel.value, h.sentinel.frequency],
+                [b.sentinel.label, b.sentinel.frequency],
+                [h.sentinel.label, h.sentinel.frequency],
             )
         bk = {r.key: r for r in b.relations}
         hk = {r.key: r for r in h.relations}

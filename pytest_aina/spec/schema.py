@@ -111,7 +111,19 @@ def _defs() -> dict:
                     "cases where no element and where every element is the sentinel are "
                     "generated too.",
                     "properties": {
-                        "value": {"type": "integer"},
+                        "value": {
+                            "oneOf": [
+                                {"type": "integer"},
+                                {
+                                    "type": "object",
+                                    "required": ["arg"],
+                                    "additionalProperties": False,
+                                    "properties": {"arg": {"type": "string"}},
+                                },
+                            ],
+                            "description": "The sentinel, or {arg: NAME}: the case's value of that args entry "
+                            "(ignore_index with its alternatives).",
+                        },
                         "frequency": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
                     },
                 },
@@ -148,7 +160,29 @@ def _defs() -> dict:
         "gradient": {
             "type": "object",
             "additionalProperties": False,
-            "properties": {"tolerance": {"$ref": "#/$defs/tolerances"}, "magnitude": {"$ref": "#/$defs/magnitude"}},
+            "properties": {
+                "tolerance": {"$ref": "#/$defs/tolerances"},
+                "magnitude": {"$ref": "#/$defs/magnitude"},
+                "invariants": {
+                    "type": "array",
+                    "items": {"$ref": "#/$defs/invariant"},
+                    "description": "Invariants of this gradient alone (e.g. sums_to 0 along the softmax's dim).",
+                },
+                "in_place": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "when": {
+                            "type": "object",
+                            "additionalProperties": {"$ref": "#/$defs/arg_value"},
+                            "description": "The args values under which it does (default: always).",
+                        }
+                    },
+                    "description": "The implementation writes this gradient into the input itself (the "
+                    "gradient written into the logits): the input's view is checked like the gradient, "
+                    "and no_input_mutation allows writes there but not into the rest of its buffer.",
+                },
+            },
         },
         "magnitude": {
             "oneOf": [{"enum": list(MAGNITUDES)}, {"$ref": "#/$defs/import_path"}],
@@ -163,9 +197,9 @@ def _defs() -> dict:
                 "atol": {"type": "number", "minimum": 0},
                 "rtol": {"type": "number", "minimum": 0},
                 "ctol": {
-                    "type": "number",
-                    "minimum": 0,
-                    "description": "Times the magnitude that produced each element.",
+                    "oneOf": [{"type": "number", "minimum": 0}, {"type": "string"}],
+                    "description": "Times the magnitude that produced each element: a number, or an "
+                    "expression over dims (e.g. 3 * (K + 1) * 2**-24 for a float32 sum over K terms).",
                 },
             },
         },
@@ -208,7 +242,7 @@ def _defs() -> dict:
                 "note": {"type": "string"},
             },
         },
-        "arg_value": {"type": ["number", "integer", "boolean", "string"]},
+        "arg_value": {"type": ["number", "integer", "boolean", "string", "null"]},
         "bench_case": {
             "type": "object",
             "required": ["dims", "dtype"],
@@ -223,6 +257,11 @@ def _defs() -> dict:
                     "items": {"enum": ["cuda", "cpu"]},
                     "description": "Where this case is benchmarked; default [cuda]. cpu means the Triton "
                     "interpreter, wall clock.",
+                },
+                "args": {
+                    "type": "object",
+                    "description": "One alternative of each args entry that has several.",
+                    "additionalProperties": {"$ref": "#/$defs/arg_value"},
                 },
                 "note": {"type": "string"},
             },

@@ -180,3 +180,87 @@ def softmax_grid_cap(x):
 
 def softmax_good(x):
     return softmax_reference(x)
+
+
+# -- ignore_index as an argument: the sentinel follows its alternatives
+
+
+def ce_ignore_reference(logits, target, ignore_index=-100):
+    return F.cross_entropy(logits.double(), target.long(), reduction="none", ignore_index=ignore_index).to(logits.dtype)
+
+
+def ce_ignore_good(logits, target, ignore_index=-100):
+    return _ce(logits, target, "none", ignore_index)
+
+
+def ce_ignore_hardcoded(logits, target, ignore_index=-100):
+    """Ignores -100 whatever ignore_index says: right for the default only."""
+    return _ce(logits, target, "none", -100)
+
+
+# -- a gradient written into the logits (Liger-Kernel's cross-entropy)
+
+
+class _CEInplace(torch.autograd.Function):
+    """Per-row loss; with ``inplace`` the forward writes the gradient for a unit upstream
+    gradient into the logits and backward scales it there (no [M, V] allocation)."""
+
+    @staticmethod
+    def forward(ctx, logits, target, inplace, wrong_stride):
+        x = logits.float()
+        loss = torch.logsumexp(x, dim=-1) - x.gather(-1, target.long()[:, None])[:, 0]
+        g = torch.softmax(x, dim=-1) - F.one_hot(target.long(), x.shape[-1]).float()
+        ctx.inplace = inplace
+        if inplace:
+            buf = logits.detach()
+            if wrong_stride:  # as if the logits were contiguous
+                buf = torch.as_strided(buf, buf.shape, _contiguous_strides(buf.shape), buf.storage_offset())
+            buf.copy_(g.to(logits.dtype))
+            ctx.save_for_backward(logits.detach())
+        else:
+            ctx.save_for_backward(g.to(logits.dtype))
+        return loss.to(logits.dtype)
+
+    @staticmethod
+    def backward(ctx, dloss):
+        (g,) = ctx.saved_tensors
+        if ctx.inplace:
+            return g.mul_(dloss[:, None].to(g.dtype)), None, None, None
+        return (g.float() * dloss.float()[:, None]).to(g.dtype), None, None, None
+
+
+def _ce_inplace(logits, target, inplace_grad, wrong_stride):
+    inplace = inplace_grad and torch.is_grad_enabled() and logits.requires_grad
+    return _CEInplace.apply(logits, target, inplace, wrong_stride)
+
+
+def ce_inplace_good(logits, target, inplace_grad=False):
+    return _ce_inplace(logits, target, inplace_grad, False)
+
+
+def ce_inplace_wrong_stride(logits, target, inplace_grad=False):
+    """Writes the in-place gradient as if the logits were contiguous."""
+    return _ce_inplace(logits, target, inplace_grad, True)
+
+
+def ce_inplace_reference(logits, target, inplace_grad=False):
+    return F.cross_entropy(logits.float(), target.long(), reduction="none").to(logits.dtype)
+
+
+# -- matmul: float32 accumulation, checked with a bound that grows with K
+
+
+def mm_reference(a, b):
+    return (a.float() @ b.float()).to(a.dtype)
+
+
+def mm_good(a, b):
+    return mm_reference(a, b)
+
+
+def mm_accumulates_in_input_dtype(a, b):
+    """An accumulator in the inputs' dtype: every partial sum over K rounded to it."""
+    c = torch.zeros(a.shape[0], b.shape[1], dtype=a.dtype)
+    for k in range(a.shape[1]):
+        c = (c.float() + a[:, k : k + 1].float() * b[k : k + 1].float()).to(a.dtype)
+    return c

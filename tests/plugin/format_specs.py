@@ -129,3 +129,69 @@ tolerance:
   float32: {atol: 1.0e-6, rtol: 1.0e-5}
   bfloat16: {atol: 1.0e-3, rtol: 1.6e-2}
 """
+
+CE_IGNORE_ARG = """\
+aina: 1
+name: ce_ignore
+implementation: format_kernels:ce_ignore_good
+reference: format_kernels:ce_ignore_reference
+inputs:
+  logits: {shape: [M, V], values: [normal]}
+  target:
+    shape: [M]
+    dtype: int64
+    range: [0, V]
+    sentinel: {value: {arg: ignore_index}, frequency: 0.25}
+args:
+  ignore_index: [-100, 3]
+dims:
+  M: {min: 1, max: 1024}
+  V: {min: 1, max: 4096}
+dtypes: [float32]
+tolerance:
+  float32: {atol: 1.0e-5, rtol: 1.0e-5}
+"""
+
+CE_INPLACE_GRAD = """\
+aina: 1
+name: ce_inplace
+implementation: format_kernels:ce_inplace_good
+reference: format_kernels:ce_inplace_reference
+inputs:
+  logits: {shape: [M, V], layouts: [contiguous, sliced, transposed], values: [normal]}
+  target: {shape: [M], dtype: int64, range: [0, V]}
+args:
+  inplace_grad: [false, true]
+dims:
+  M: {min: 1, max: 1024}
+  V: {min: 1, max: 4096}
+dtypes: [float32]
+tolerance:
+  float32: {atol: 1.0e-5, rtol: 1.0e-5}
+gradients:
+  logits: {in_place: {when: {inplace_grad: true}}}
+invariants: [no_input_mutation]
+"""
+
+MATMUL = """\
+aina: 1
+name: matmul
+implementation: format_kernels:mm_good
+reference: format_kernels:mm_reference
+inputs:
+  a: {shape: [M, K], values: [normal]}
+  b: {shape: [K, N], values: [normal]}
+dims:
+  M: {min: 1, max: 64}
+  N: {min: 1, max: 64}
+  K: {min: 1, max: 4096}
+dtypes: [bfloat16]
+tolerance:
+  bfloat16: {atol: 0.0, rtol: 7.8e-3}
+outputs:
+  c:
+    magnitude: abs_inputs
+    tolerance:
+      bfloat16: {atol: 0.0, rtol: 7.8e-3, ctol: "3 * (K + 1) * 2**-24"}
+invariants: [close_to_reference]
+"""

@@ -38,6 +38,9 @@ GOOD = [
     ("layer_norm_function", S.LAYER_NORM, None),
     ("layer_norm_module", S.LAYER_NORM, "LayerNormModule"),
     ("softmax_bwd_inplace", S.SOFTMAX_BWD_INPLACE, None),
+    ("ce_ignore_index_arg", S.CE_IGNORE_ARG, None),
+    ("ce_inplace_gradient", S.CE_INPLACE_GRAD, None),
+    ("matmul_fp32_accumulation", S.MATMUL, None),
 ]
 
 
@@ -87,6 +90,17 @@ BUGS = [
         "layout=",
     ),
     ("size_threshold", S.SOFTMAX, "softmax_grid_cap", "reference check failed", "M=48"),
+    # the sentinel follows ignore_index's alternatives: a kernel that only ignores -100 fails at 3
+    ("ignore_index_hardcoded", S.CE_IGNORE_ARG, "ce_ignore_hardcoded", "reference check failed", "arg.ignore_index=3"),
+    (
+        "inplace_gradient_wrong_stride_into_logits",
+        S.CE_INPLACE_GRAD,
+        "ce_inplace_wrong_stride",
+        "gradient of logits",
+        "arg.inplace_grad=True",
+    ),
+    # partial sums rounded to bfloat16: off by ~K/2 ulps of bfloat16, past ~3K float32 ulps of |A| @ |B|
+    ("matmul_accumulates_in_bf16", S.MATMUL, "mm_accumulates_in_input_dtype", "reference check of output c", "case:"),
 ]
 
 

@@ -75,7 +75,7 @@ def test_reason_usage_errors(capsys, tmp_path):
 
 def test_telemetry_check(capsys, tmp_path):
     code, out, _ = run(capsys, "telemetry", "check", SAMPLE)
-    assert code == 0 and out.strip().endswith("3816 valid window(s), 0 invalid line(s)")
+    assert code == 0 and out.strip().endswith("4536 valid window(s), 0 invalid line(s)")
     bad = tmp_path / "bad.jsonl"
     first = json.loads(SAMPLE.read_text().splitlines()[0])
     bad.write_text(json.dumps(first) + "\n" + json.dumps(first | {"calls": "many"}) + "\n{\n")

@@ -28,7 +28,8 @@ def test_the_reasoner_finds_the_shift_in_the_sample():
     report = reason_about_file(SAMPLE, specs=ROOT / "specs", variants=ROOT / "kernels" / "variants")
     assert report.issues == [] and report.notes == []
     p = report.profile
-    assert len(p.services) == 4 and len(p.devices) == 3 and set(p.kernels) == {"softmax", "rms_norm", "layer_norm"}
+    kernels = {"softmax", "rms_norm", "layer_norm", "matmul", "attention", "cross_entropy"}
+    assert len(p.services) == 4 and len(p.devices) == 3 and set(p.kernels) == kernels
     assert {w for (_, _, _, w, _, _) in p.groups} == {"bfloat16", "float16"}
     # a shift is merged into the hypothesis about the same domain it made hot (test_merge.py)
     shifts = [m for h in report.hypotheses for m in h.members if m.kind == "shape_shift"]

@@ -21,6 +21,7 @@ inputs:
     relations: [{argmax_of: {input: logits, margin: 8}}]
 args:
   reduction: [mean, sum, none]
+  ignore_index: -100
 dims:
   M: {min: 1, max: 64}
   V: {min: 1, max: 64}
@@ -67,6 +68,23 @@ def changes(old, new):
         ("  logits: {tolerance: {float32: {atol: 1.0e-5, rtol: 1.0e-5}}}\n", "  {}\n", None),
         ("upstream: {values: [normal, mixed]}", "upstream: {values: [normal]}", ("removed", "upstream")),
         ("magnitude: abs_inputs", "magnitude: m:h", ("changed", "outputs.loss.magnitude")),
+        # a ctol over dims is compared at the domain's smallest and largest sizes
+        ("ctol: 1.0e-6", "ctol: '2 * V * 2**-24'", ("weakened", "outputs.loss.tolerance.float32.ctol")),
+        ("ctol: 1.0e-6", "ctol: '(V + 1) * 2**-30'", ("tightened", "outputs.loss.tolerance.float32.ctol")),
+        ("ctol: 1.0e-6", "ctol: 'V * 1.0e-7'", ("weakened", "outputs.loss.tolerance.float32.ctol")),  # at V = 64
+        ("ctol: 1.0e-6", "ctol: 'V / V * 1.0e-6'", ("changed", "outputs.loss.tolerance.float32.ctol")),
+        (
+            "  logits: {tolerance: {float32: {atol: 1.0e-5, rtol: 1.0e-5}}}",
+            "  logits: {tolerance: {float32: {atol: 1.0e-5, rtol: 1.0e-5}}, invariants: [finite]}",
+            ("added", "gradients.logits.invariants"),
+        ),
+        # a sentinel that follows an arg, a gradient written in place
+        ("value: -100,", "value: {arg: ignore_index},", ("changed", "inputs.target.sentinel")),
+        (
+            "  logits: {tolerance: {float32: {atol: 1.0e-5, rtol: 1.0e-5}}}",
+            "  logits: {tolerance: {float32: {atol: 1.0e-5, rtol: 1.0e-5}}, in_place: {when: {reduction: sum}}}",
+            ("changed", "gradients.logits.in_place"),
+        ),
     ],
 )
 def test_each_new_key_is_classified(old, new, expected):
@@ -87,3 +105,16 @@ def test_old_specs_diff_clean_against_themselves():
 
     specs = load_spec_set(Path(__file__).resolve().parents[2] / "specs")
     assert diff_specs(specs, specs) == []
+
+
+def test_a_gradient_states_invariants_of_its_values_only():
+    from pytest_aina.spec.reader import SpecError
+
+    text = BASE.replace(
+        "  logits: {tolerance: {float32: {atol: 1.0e-5, rtol: 1.0e-5}}}",
+        "  logits: {tolerance: {float32: {atol: 1.0e-5, rtol: 1.0e-5}}, invariants: [finite, deterministic]}",
+    )
+    with pytest.raises(SpecError, match="deterministic is about the call"):
+        parse_spec(text, "ce.yaml")
+    ok = parse_spec(text.replace(", deterministic]", "]"), "ce.yaml")
+    assert [i.name for i in ok.gradients[0].invariants] == ["finite"]
