@@ -34,7 +34,7 @@ def bad_lines(synth) -> dict[str, str]:
     bound = synth.roofline_s("softmax", SQUARE)
     return {
         '{"aina_telemetry": 1, "kernel": ': "not JSON",
-        v(kernel="attention"): "'attention' has no spec",
+        v(kernel="paged_decode"): "'paged_decode' has no spec",
         v(dims={"M": 4096, "K": 4096}): "are not softmax's dims",
         v(dtype="float64"): "is not a dtype of softmax",
         v(calls=-5): "below the minimum 1",

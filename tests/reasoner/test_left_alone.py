@@ -59,8 +59,10 @@ def test_a_hot_kernel_at_its_roofline_is_left_alone_and_says_so(synth, tmp_path,
     path = write(tmp_path, synth.hours(kernel="softmax", dims=SQUARE, mean_s=1.1 * bound))
     report, table = reason(capsys, path)
     assert report["hypotheses"] == []
-    [x] = report["left_alone"]
-    assert x["kernel"] == "softmax" and x["reason"] == "at_limit" and x["share_of_gpu_time"] == 1.0
+    # the sample's other left-alone kernel (attention, spread thin) has its own reason
+    by_kernel = {x["kernel"]: x for x in report["left_alone"]}
+    x = by_kernel["softmax"]
+    assert x["reason"] == "at_limit" and x["share_of_gpu_time"] == 1.0
     assert x["gpu_s_per_day"] == pytest.approx(24 * 1000 * 1.1 * bound, abs=1e-3)  # JSON figures: 3 decimals
     [row] = x["domains"]
     assert row["efficiency"] == pytest.approx(1 / 1.1, abs=1e-4) and row["device_key"] == "h100-sxm"
@@ -158,13 +160,13 @@ def test_too_few_calls_to_say_anything(synth, tmp_path, capsys):
 
 def test_a_hot_kernel_without_a_spec(synth, tmp_path, capsys):
     ws = synth.hours(kernel="softmax", dims=SQUARE, mean_s=1.1 * synth.roofline_s("softmax", SQUARE), calls=100)
-    ws += synth.hours(kernel="matmul", dims=(("M", 4096), ("N", 4096), ("K", 4096)), mean_s=1e-3, calls=100)
+    ws += synth.hours(kernel="fp8_gemm", dims=(("M", 4096), ("N", 4096), ("K", 4096)), mean_s=1e-3, calls=100)
     report, table = reason(capsys, write(tmp_path, ws))
     spec_less = [x for x in report["left_alone"] if x["reason"] == "no_spec"]
-    assert [x["kernel"] for x in spec_less] == ["matmul"]
+    assert [x["kernel"] for x in spec_less] == ["fp8_gemm"]
     softmax_s = sum(w.time_s for w in ws if w.kernel == "softmax")
     assert spec_less[0]["share_of_gpu_time"] == pytest.approx(2.4 / (2.4 + softmax_s), abs=1e-5)
-    assert "add specs/matmul.yaml" in spec_less[0]["detail"] and "no_spec" in table
+    assert "add specs/fp8_gemm.yaml" in spec_less[0]["detail"] and "no_spec" in table
 
 
 def test_the_sample_says_why_softmax_is_left_alone(capsys):
@@ -172,8 +174,10 @@ def test_the_sample_says_why_softmax_is_left_alone(capsys):
         capsys, ROOT / "telemetry" / "sample-fleet-day.jsonl", ROOT / "kernels" / "variants", "--min-share", "0.05"
     )
     kernels_with = {h["kernel"] for h in report["hypotheses"] if h["expected_gain"] > 0}
-    [x] = report["left_alone"]
-    assert x["kernel"] == "softmax" and "softmax" not in kernels_with and x["share_of_gpu_time"] > 0.5
+    # the sample's other left-alone kernel (attention, spread thin) has its own reason
+    by_kernel = {x["kernel"]: x for x in report["left_alone"]}
+    x = by_kernel["softmax"]
+    assert "softmax" not in kernels_with and x["share_of_gpu_time"] > 0.5
     # most of its time is in two L4 domains already at 80% or more of the memory roofline
     at = [r for r in x["domains"] if r["reason"] == "at_limit"]
     assert x["reason"] == "at_limit" and at and all(r["efficiency"] >= 0.8 for r in at)
