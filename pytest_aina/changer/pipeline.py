@@ -389,12 +389,15 @@ def search(
     ):
         winner = top.candidate.id
     failures = [f for m in made for f in getattr(m, "failures", None) or []]
-    # a proposer the user asked for that never produced a candidate: the run did not do what
-    # it was asked, whatever else it found (aina evolve exits 2 on it)
+    # a proposer the user asked for that was asked and only failed (errors, no answer, gave
+    # up): the run did not do what it was asked, whatever else it found (aina evolve exits 2
+    # on it). One never asked (the budget ended first) or with nothing new left to propose
+    # (a finite space, already covered) did not fail, and says nothing.
     silent = [
         name
         for name, m in zip(proposers, made[1:])
-        if not any(a.candidate.proposer == getattr(m, "name", name) for a in outcome.attempts)
+        if getattr(m, "failures", None)
+        and not any(a.candidate.proposer == getattr(m, "name", name) for a in outcome.attempts)
     ]
     env = environment.collect(with_torch=False, cwd=str(repo))
     if base and not (env.get("git") or {}).get("commit"):

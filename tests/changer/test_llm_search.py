@@ -139,6 +139,18 @@ def test_why_no_change_names_a_proposer_that_never_produced_a_candidate(loop, se
     assert [c.proposer for c in StandIn.calls] == ["baseline"]
 
 
+def test_a_proposer_the_budget_never_reached_is_not_silent(loop):
+    """Only a proposer that was asked and failed makes the run exit 2: with a budget of one
+    evaluation (the baseline) metaparams is never asked, which is what the user asked for."""
+    root, _ = loop
+    hyps = reason_about_file(root / "telemetry/day.jsonl", specs=root / "specs", variants=root / "kernels/variants")
+    settings = EvolutionSettings(proposers=("metaparams",), budget=Budget(evaluations=1), workers=1, device="cpu")
+    done = pipeline.evolve(root, hyps.hypotheses, settings)
+    assert [c.proposer for c in StandIn.calls] == ["baseline"]
+    assert done.change is None and done.silent_proposers == []
+    assert "never produced" not in done.why_no_change
+
+
 def test_a_model_with_no_further_ideas_is_not_asked_again_and_the_prompt_says_what_is_measured(loop, server, api_key):
     root, _ = loop
     server.script(
