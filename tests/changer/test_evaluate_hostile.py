@@ -18,6 +18,10 @@ from pytest_aina.changer.search import run_search
 from pytest_aina.changer.settings import Budget
 from pytest_aina.reasoner import Hypothesis
 
+# every hostile candidate through the real sandboxed cascade: the module's evaluations take
+# over three minutes on 2 cores, so they run with the slow tests (the whole suite, CI)
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "ghs_fake_installation_token_0123456789"
 

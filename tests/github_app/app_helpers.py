@@ -310,6 +310,21 @@ def start_worker(fake, app, key_file: Path, log: Path) -> subprocess.Popen:
         )
 
 
+def kill_worker_when_held(fake, app, key_file: Path, log: Path, hold, timeout: float = 60) -> subprocess.Popen:
+    """Start a worker, wait until it reaches the request ``hold`` holds, kill -9 it there
+    and only then let the held request go on (GitHub did it; the worker never heard)."""
+    worker = start_worker(fake, app, key_file, log)
+    try:
+        assert hold.reached.wait(timeout), log.read_text()
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(10)
+    finally:
+        hold.release()
+        if worker.poll() is None:
+            worker.kill()
+    return worker
+
+
 def wait_until(predicate, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -3,10 +3,9 @@ happens twice."""
 
 from __future__ import annotations
 
-import os
 import signal
 
-from app_helpers import drain, make_change, start_worker, wait_until
+from app_helpers import drain, kill_worker_when_held, make_change, start_worker, wait_until
 
 from github_app.store import JobSpec
 
@@ -32,15 +31,7 @@ def test_a_worker_killed_mid_job_finishes_the_job_exactly_once(fake, app, onboar
             )
         ]
     )
-    first = start_worker(fake, app, key_file, tmp_path / "worker1.log")
-    try:
-        assert hold.reached.wait(60), (tmp_path / "worker1.log").read_text()
-        os.kill(first.pid, signal.SIGKILL)
-        first.wait(10)
-    finally:
-        hold.release()
-        if first.poll() is None:
-            first.kill()
+    first = kill_worker_when_held(fake, app, key_file, tmp_path / "worker1.log", hold)
     assert first.returncode == -signal.SIGKILL
     assert len(repo.pulls()) == 1
     assert store.job(job_id).state == "running"  # held by a dead worker's lease

@@ -5,10 +5,9 @@ refusals are recorded, never forced; a worker killed mid-merge merges once."""
 
 from __future__ import annotations
 
-import os
 import signal
 
-from app_helpers import drain, make_change, publish, start_worker, wait_until
+from app_helpers import drain, kill_worker_when_held, make_change, publish, start_worker, wait_until
 
 from github_app.github import merges
 from github_app.jobs.merging import merge_state
@@ -207,15 +206,7 @@ def test_a_worker_killed_mid_merge_merges_once_and_records_it(fake, app, onboard
     # GitHub merges, but its answer never reaches the worker: killed first.
     hold = fake.hold("PUT", r"/pulls/\d+/merge$")
     fake.comment_as(repo, pr.number, "maintainer", "/aina merge")
-    first = start_worker(fake, app, key_file, tmp_path / "worker1.log")
-    try:
-        assert hold.reached.wait(60), (tmp_path / "worker1.log").read_text()
-        os.kill(first.pid, signal.SIGKILL)
-        first.wait(10)
-    finally:
-        hold.release()
-        if first.poll() is None:
-            first.kill()
+    kill_worker_when_held(fake, app, key_file, tmp_path / "worker1.log", hold)
     assert pr.merged_at is not None
     [job] = [j for j in store.jobs(kind="merge") if j.payload.get("command")]
     assert job.state == "running" and job.checkpoint["decision"]["action"] == "merge"

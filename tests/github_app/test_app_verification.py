@@ -16,7 +16,6 @@ without a test that sleeps for hours; everything else runs as deployed.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import time
@@ -25,7 +24,17 @@ from pathlib import Path
 
 import pytest
 import requests
-from app_helpers import WEBHOOK_SECRET, drain, make_change, publish, sign, start_worker, wait_until, window
+from app_helpers import (
+    WEBHOOK_SECRET,
+    drain,
+    kill_worker_when_held,
+    make_change,
+    publish,
+    sign,
+    start_worker,
+    wait_until,
+    window,
+)
 from test_app_merging import comments, run_due, verdict
 
 from github_app.jobs import verification
@@ -275,15 +284,7 @@ def test_a_worker_killed_while_verifying_or_opening_the_revert_leaves_one_revert
     merged_at = backdate(app, pr.number, 10)
     hold = fake.hold(method, pattern)
     post_telemetry(app, inst, production(merged_at, 1.30))
-    first = start_worker(fake, app, key_file, tmp_path / "worker1.log")
-    try:
-        assert hold.reached.wait(90), (tmp_path / "worker1.log").read_text()
-        os.kill(first.pid, signal.SIGKILL)
-        first.wait(10)
-    finally:
-        hold.release()
-        if first.poll() is None:
-            first.kill()
+    kill_worker_when_held(fake, app, key_file, tmp_path / "worker1.log", hold, timeout=90)
     assert store.claim_of(REPO, pr.number)["status"] == "contradicted"
     [killed] = store.jobs(state="running")
     assert killed.kind == job
