@@ -444,14 +444,21 @@ def load_spec(path: str | Path, *, accepted: AcceptedSpecs | None = None) -> Spe
     return parse_spec(text, file, accepted=accepted)
 
 
+#: Spec texts the schema accepted in this process (the schema is fixed per process, so
+#: the verdict is too): a sandbox forked from the warm template, which validated the spec
+#: before the fork, does not validate it again (~30 ms of jsonschema per candidate stage).
+_schema_accepted: set[str] = set()
+
+
 def parse_spec(text: str, file: str, *, accepted: AcceptedSpecs | None = None) -> Spec:
     data, lines = load_yaml(text, file)
     if not isinstance(data, dict):
         raise SpecError([SpecIssue(file, (), 1, f"expected a mapping at the top, got {type(data).__name__}")])
-    if accepted is None or text not in accepted:
+    if text not in _schema_accepted and (accepted is None or text not in accepted):
         issues = validate_schema(data, lines, file)
         if issues:
             raise SpecError(issues)
+        _schema_accepted.add(text)
         if accepted is not None:
             accepted.add(text)
     spec = _build(data, lines, file)

@@ -10,6 +10,8 @@ Triton, pytest, Hypothesis, the plugin: trusted code only), then answers request
   would have been, a new session whose process runs :func:`.boot.main` (behind a PID-1
   init in fresh PID, mount, network and IPC namespaces when asked), and answer its pid
   and the template's resident memory (what the child shares with us);
+* ``prepare {entry, args}``: call one of our own trusted functions (``module:function``)
+  before the forks, so that each child inherits its work (a parsed spec);
 * ``poll {pid}``: the child's wait status, once it has ended;
 * ``exit``.
 
@@ -33,6 +35,7 @@ import sys
 import time
 import traceback
 
+from pytest_aina.imports import resolve
 from pytest_aina.sandbox.child import boot
 
 CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWPID = 0x00020000, 0x08000000, 0x40000000, 0x20000000
@@ -136,6 +139,8 @@ def main(sock_fd: int) -> None:
             for fd in fds:
                 os.close(fd)
             _send(sock, {"op": "spawned", "pid": pid, "rss": rss})
+        elif op == "prepare":
+            _send(sock, _prepare(msg))
         elif op == "poll":
             pid = int(msg["pid"])
             _reap(ended)
@@ -144,6 +149,19 @@ def main(sock_fd: int) -> None:
             os._exit(0)
         else:
             _send(sock, {"op": "error", "reason": f"unknown request {op!r}"})
+
+
+def _prepare(msg: dict) -> dict:
+    """Call a trusted ``module:function`` of ours with JSON arguments (work every child
+    would otherwise repeat, such as parsing a spec), then freeze what it made as after
+    the imports. Never a candidate's code: the parent names the function."""
+    try:
+        resolve(msg["entry"])(*msg.get("args", []))
+    except Exception as e:  # the children then do the work themselves, and report its failure
+        return {"op": "prepared", "error": f"{type(e).__name__}: {e}"}
+    gc.collect()
+    gc.freeze()
+    return {"op": "prepared", "error": None}
 
 
 def _reap(ended: dict[int, dict]) -> None:

@@ -89,6 +89,7 @@ class Template:
         self._dir: str | None = None
         self.failed: str | None = None  # why the template could not start (then every child starts cold)
         self.ready: dict = {}
+        self._prepared: set[str] = set()  # what prepare() has had the template do
 
     # -- life --------------------------------------------------------------------------------
 
@@ -178,6 +179,23 @@ class Template:
         if got.get("op") != "spawned":
             return f"the template refused to fork: {got.get('reason')}"
         return Forked(self, int(got["pid"]), int(got.get("rss", 0)))
+
+    def prepare(self, entry: str, args: Sequence = ()) -> str | None:
+        """Have the template call ``entry`` (a trusted ``module:function`` of ours, never
+        a candidate's) with JSON ``args`` once, before its next forks: work every child
+        would repeat, done once. None when done (now or before), else why not (the
+        children then do the work themselves)."""
+        key = json.dumps([entry, list(args)])
+        if key in self._prepared:
+            return None
+        try:
+            got = self.request({"op": "prepare", "entry": entry, "args": list(args)})
+        except TemplateGone as e:
+            return str(e)
+        if got.get("error"):
+            return str(got["error"])
+        self._prepared.add(key)
+        return None
 
     def refuses(
         self, extra: Mapping[str, str] | None, *, user_namespace: bool, memory_bytes: int | None = None
