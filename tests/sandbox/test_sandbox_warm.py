@@ -4,6 +4,7 @@ cold ones, and nothing one candidate does reaches the next."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 from sandbox_helpers import need
@@ -170,3 +171,48 @@ def test_the_evaluator_s_template_gives_children_none_of_the_parents_modules(wri
     assert r.status == "ok" and r.protections["start"].startswith("warm"), r.protections["start"]
     assert "pytest_aina.plugin" in r.value and "pytest_aina.changer.harness" in r.value  # preloaded indeed
     assert [m for m in r.value if m.startswith("pytest_aina.sandbox.parent")] == []
+
+
+#: what a stage forked from a template that parsed the spec still has to do itself
+SPEC_PROBE = """
+def look(spec):
+    from pytest_aina.changer import harness
+    from pytest_aina.spec import model
+    validated = []
+    real = model.validate_schema
+    def counted(*a, **k):
+        validated.append(1)
+        return real(*a, **k)
+    model.validate_schema = counted  # a spec the template validated is not validated again
+    before = harness._spec_at.cache_info().misses
+    harness._spec(spec)  # the timing children's parsed spec, inherited
+    model.load_spec(spec)  # the plugin's collection: the YAML again, not the schema
+    return {"parsed": harness._spec_at.cache_info().misses - before, "validated": len(validated)}
+"""
+
+
+def test_work_prepared_in_the_template_is_inherited_and_a_changed_spec_is_read_again(template, write, tmp_path):
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    spec = specs / "softmax.yaml"
+    spec.write_text((Path(__file__).parents[2] / "specs" / "softmax.yaml").read_text())
+    os.chmod(specs, 0o755)
+    spec.chmod(0o644)
+    assert template.prepare("pytest_aina.changer.harness:warm", [str(spec)]) is None
+    probe = write("spec_probe.py", SPEC_PROBE)
+    r = run(f"{probe}:look", args=[str(spec)], read_paths=[str(specs)], template=template)
+    assert r.status == "ok", r.reason
+    assert r.protections["start"].startswith("warm")
+    assert r.value == {"parsed": 0, "validated": 0}
+    # edited since the template parsed it: the child parses the file as it is now
+    spec.write_text(spec.read_text() + "\n# edited\n")
+    r = run(f"{probe}:look", args=[str(spec)], read_paths=[str(specs)], template=template)
+    assert r.status == "ok" and r.value == {"parsed": 1, "validated": 1}, r.reason
+    # a function that fails is reported, and the template forks on as before
+    why = template.prepare("pytest_aina.changer.harness:warm", [str(specs / "missing.yaml")])
+    assert why is not None and "missing.yaml" in why
+    assert (
+        run(f"{probe}:look", args=[str(spec)], read_paths=[str(specs)], template=template)
+        .protections["start"]
+        .startswith("warm")
+    )
