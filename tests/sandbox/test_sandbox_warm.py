@@ -3,7 +3,10 @@ cold ones, and nothing one candidate does reaches the next."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -216,3 +219,48 @@ def test_work_prepared_in_the_template_is_inherited_and_a_changed_spec_is_read_a
         .protections["start"]
         .startswith("warm")
     )
+
+
+#: run as a user without root (uid 1000 in a user namespace of its own): a template, one child
+UNPRIVILEGED = """
+import json, os, sys
+from pytest_aina.sandbox import Template, run
+with Template(["decimal"]) as tpl:
+    r = run(sys.argv[1] + ":look", template=tpl)
+print(json.dumps({"uid": os.getuid(), "status": r.status, "reason": r.reason, "value": r.value,
+                  "cleanup": r.cleanup, **{k: r.protections[k] for k in ("start", "pid_namespace",
+                  "net_namespace", "mount_namespace", "user_namespace", "landlock")}}))
+"""
+
+UNPRIVILEGED_PROBE = """
+import os, socket, sys
+def look():
+    return {"preloaded": "decimal" in sys.modules, "pid": os.getpid(), "interfaces": [n for _, n in socket.if_nameindex()]}
+"""
+
+
+def test_without_root_a_child_is_forked_into_a_user_namespace_and_confined_as_a_cold_one(write, caps):
+    need(caps, "pid")
+    as_user = ["unshare", "--user", "--map-user=1000", "--map-group=1000"]
+    if subprocess.run([*as_user, "unshare", "--map-root-user", "--pid", "--fork", "true"]).returncode != 0:
+        pytest.skip("no nested unprivileged user namespaces here")
+    entry = write("probe.py", UNPRIVILEGED_PROBE)
+    os.chmod(os.path.dirname(entry), 0o755)
+    root = str(Path(__file__).parents[2])
+    out = subprocess.run(
+        [*as_user, sys.executable, "-c", UNPRIVILEGED, entry],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": os.environ["PATH"], "PYTHONPATH": root},
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert r["uid"] == 1000 and r["status"] == "ok", r
+    assert r["start"].startswith("warm: forked from the template"), r["start"]
+    assert r["user_namespace"] and r["pid_namespace"] and r["net_namespace"] and r["mount_namespace"], r
+    assert r["value"]["preloaded"] and r["value"]["pid"] == 2, r["value"]  # behind the namespace's init
+    assert r["value"]["interfaces"] == ["lo"], r["value"]  # no network but a loopback
+    if caps.landlock_abi:
+        assert r["landlock"], r
+    assert r["cleanup"] == "complete"
