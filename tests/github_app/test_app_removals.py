@@ -15,12 +15,13 @@ says ``automatic: false`` so no evolution run (minutes) starts beside the remova
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import replace
 
 import pytest
-from app_helpers import drain, window
+from app_helpers import drain, publish, window
 from test_app_merging import comments, verdict
 from test_app_verification import (
     CASE,
@@ -30,9 +31,10 @@ from test_app_verification import (
     TEST,
     VARIANT,
     backdate,
+    claiming_change,
     dashboard,
     files_at,
-    merged_claim,
+    merge_after_the_gate,
     post_telemetry,
     production,
     table_with_variant,
@@ -131,7 +133,17 @@ def test_a_rollback_of_a_claim_being_verified_waits_for_the_verification_one_pr_
     fake.push(repo, {".github/aina.yml": QUIET, "kernels/variants/softmax.yaml": base_table,
                      "specs/softmax.yaml": REAL_SPEC}, "policy, table and spec")  # fmt: skip
     drain(app.services, timeout=60)
-    pr = merged_claim(fake, app, inst, repo, tmp_path, setup=False)
+    # the claiming PR, its spec the real one (the Reasoner reads it), gated, soaked, merged
+    _, table = table_with_variant(tmp_path)
+    change = claiming_change(table)
+    change["files"]["specs/softmax.yaml"] = REAL_SPEC
+    statement = json.loads(change["files"][change["attestation"]])
+    for subject in statement["subject"]:
+        subject["digest"]["sha256"] = hashlib.sha256(change["files"][subject["name"]].encode()).hexdigest()
+    change["files"][change["attestation"]] = json.dumps(statement, indent=1)
+    publish(app, inst, change)
+    [pr] = repo.pulls()
+    merge_after_the_gate(fake, app, repo, pr)
     merged_at = backdate(app, pr.number, 10)
     post_telemetry(app, inst, production(merged_at, 1.30))
     drain(app.services, timeout=60)
@@ -158,8 +170,9 @@ def test_a_hot_kernels_rollback_that_is_not_worth_it_opens_no_pr(fake, app, onbo
     mine = production(time.time() - 10 * 3600, 1.30)
     post_telemetry(app, inst, mine + generic_at(mine, 1.5))
     drain(app.services, timeout=60)
-    kinds = [h["kind"] for h in store.hypotheses(REPO)]
-    assert "rollback" not in kinds and store.hypotheses(REPO), kinds  # the Reasoner looked
+    done = max(store.jobs(state="done", kind="reason", repository=REPO), key=lambda j: j.id)
+    assert done.result["windows"] == 2 * len(mine)  # the Reasoner read them all...
+    assert "rollback" not in [h["kind"] for h in store.hypotheses(REPO)]  # ...and let the variant be
     assert repo.pulls() == [] and fake.count("POST", "pulls/create") == 0
 
 
