@@ -150,6 +150,11 @@ def test_a_rollback_of_a_claim_being_verified_waits_for_the_verification_one_pr_
 
     # both inputs saw it: the Reasoner's rollback (left to the verification) and the claim's
     assert [h["variant"] for h in store.hypotheses(REPO) if h["kind"] == "rollback"] == [VARIANT]
+    # the Reasoner left it to the verification every time it looked (the key would have
+    # made one PR anyway: this is about which input decides)
+    looks = [j.result["removals"] for j in store.jobs(state="done", kind="reason", repository=REPO)]
+    assert not any(look["publishing"] for look in looks)
+    assert any("its verification decides" in " ".join(look["left"].values()) for look in looks)
     claim = store.claim_of(REPO, pr.number)
     assert claim["status"] == "contradicted"
     [revert] = removal_pulls(repo, "rollback")
