@@ -7,7 +7,9 @@ the publish job), with one home each (:mod:`github_app.jobs.removals`):
   claim being verified, the verification decides and both inputs meet in one PR;
 * a variant idle for ``retire.unused_days`` while its kernel ran -> ONE retire PR, waiting for
   a person (``retire.automerge`` is false);
-* a hot kernel's rollback that is not worth it (the generic variant is slower still) -> no PR.
+* a hot kernel's rollback that is not worth it (the generic variant is slower still) -> no PR;
+* a worker killed (kill -9) after the Reasoner decided, or while GitHub opens the PR -> one
+  revert PR (slow).
 
 The repository's real softmax spec is pushed so the Reasoner reads these windows; the policy
 says ``automatic: false`` so no evolution run (minutes) starts beside the removals.
@@ -17,11 +19,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
 import time
 from dataclasses import replace
 
 import pytest
-from app_helpers import drain, publish, window
+from app_helpers import drain, kill_worker_when_held, publish, start_worker, wait_until, window
 from test_app_merging import comments, verdict
 from test_app_verification import (
     CASE,
@@ -121,6 +124,42 @@ def test_slower_than_its_evidence_opens_one_revert_pr_however_often_it_is_looked
     drain(app.services, timeout=60)
     assert [p.number for p in removal_pulls(repo, "rollback")] == [revert.number]
     assert fake.count("POST", "pulls/create") == 1
+    assert not store.jobs(state="failed"), [(j.kind, j.last_error) for j in store.jobs(state="failed")]
+
+
+@pytest.mark.slow  # two worker processes and a kill: ~15 s each on 2 cores
+@pytest.mark.parametrize(
+    "job, method, pattern, opened",
+    [
+        ("reason", "GET", r"/git/ref/heads/main$", 0),  # the Reasoner decided, the revert not queued yet
+        ("publish", "POST", r"/repos/octo-org/kernels/pulls$", 1),  # GitHub opens it; the answer never comes
+    ],
+)
+def test_a_worker_killed_while_the_reasoner_reverts_leaves_one_revert_pr(
+    fake, app, onboarded, app_key, tmp_path, job, method, pattern, opened
+):
+    repo, inst = onboarded
+    store = app.services.store
+    key_file = tmp_path / "app.pem"
+    key_file.write_text(app_key[0])
+    with_variant(fake, repo, tmp_path)
+    drain(app.services, timeout=60)
+    hold = fake.hold(method, pattern)
+    post_telemetry(app, inst, production(time.time() - 10 * 3600, 1.30))
+    kill_worker_when_held(fake, app, key_file, tmp_path / "worker1.log", hold, timeout=90)
+    [killed] = store.jobs(state="running")
+    assert killed.kind == job
+    assert len(repo.pulls()) == opened
+
+    second = start_worker(fake, app, key_file, tmp_path / "worker2.log")
+    try:
+        wait_until(lambda: removal_pulls(repo, "rollback") and store.open_pull(
+            REPO, removals.removal_id("rollback", "softmax", VARIANT)), 90, "the revert PR to be recorded")  # fmt: skip
+        wait_until(lambda: not store.jobs(state="queued") and not store.jobs(state="running"), 90, "follow-ups")
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(30)
+    assert len(removal_pulls(repo, "rollback")) == 1 and fake.count("POST", "pulls/create") == 1
     assert not store.jobs(state="failed"), [(j.kind, j.last_error) for j in store.jobs(state="failed")]
 
 
