@@ -44,6 +44,7 @@ from github_app.github import pulls
 from github_app.jobs import JobContext, dashboard_job, handler
 from github_app.policy import Policy, PolicyError, load_policy
 from pytest_aina.changer.change import Change, ChangeError
+from pytest_aina.changer.change.removal import removal_change, removal_hypothesis, table_path
 from pytest_aina.gate.verification import CONTRADICTED
 from pytest_aina.reasoner.hypothesis import Hypothesis
 
@@ -52,8 +53,6 @@ REMOVAL_KINDS = ("rollback", "retire")
 
 def removal_id(kind: str, kernel: str, variant: str) -> str:
     """The key of a variant's revert (``rollback``) or retire PR: the removal hypothesis's id."""
-    from pytest_aina.changer.change.removal import removal_hypothesis
-
     return removal_hypothesis(kind, kernel, variant, title="", evidence={}).id
 
 
@@ -334,8 +333,9 @@ def _publish_removal(
     metadata: dict,
 ) -> dict:
     """Build the removal change on the default branch's head and queue its publish job."""
-    from github_app.jobs.evolution import publish_job  # evolution imports verification, which imports us
-    from pytest_aina.changer.change.removal import removal_change, table_path
+    # evolution imports verification (the track record for a PR's body), which imports this
+    # module for its revert: the publish job's spec is read here, when a removal is queued
+    from github_app.jobs.evolution import publish_job
 
     p = ctx.payload
     repo = ctx.repo()
