@@ -293,9 +293,11 @@ class Store(abc.ABC):
         """The claims of ``repository`` (optionally in one state), oldest merge first."""
 
     @abc.abstractmethod
-    def telemetry_rows(self, repository: str, kernel: str, since: float = 0.0) -> list[tuple[int, dict[str, Any]]]:
-        """(stored id, window) of ``kernel``'s windows received since ``since``: a verification
-        cites the windows it used by these ids."""
+    def telemetry_rows(
+        self, repository: str, kernel: str | None, since: float = 0.0
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """(stored id, window) of ``kernel``'s windows (every kernel's: None) received since
+        ``since``: a verification, a revert or a retirement cites the windows it used by these ids."""
 
     @abc.abstractmethod
     def start_run(self, repository: str, hypothesis_id: str, job_id: int) -> int: ...

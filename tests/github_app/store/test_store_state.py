@@ -380,3 +380,6 @@ def test_telemetry_rows_carry_their_stored_ids(store):
     ids = [i for i, _ in rows]
     assert len(set(ids)) == 2 and all(isinstance(i, int) for i in ids)
     assert store.telemetry_rows(REPO, "softmax", since=time.time() + 60) == []
+    # every kernel's (the Reasoner's input, citing stored ids), in the order they arrived
+    every = store.telemetry_rows(REPO, None)
+    assert [w["i"] for _, w in every] == [1, 2, 3] and {i for i, _ in every} > set(ids)
