@@ -56,6 +56,10 @@ DEFAULTS: dict[str, Any] = {
     "RETRY_BASE_SECONDS": 5.0,
     "RETRY_MAX_SECONDS": 1800.0,
     "WORKER_POLL_SECONDS": 0.5,
+    # `aina serve --worker-only` lowers its own CPU priority by this much (os.nice; 0 keeps
+    # it): on a machine it shares with the HTTP workers, the acknowledgements GitHub times
+    # come first and the jobs, which nobody waits on, take the CPU left over.
+    "WORKER_NICE": 10,
     # GitHub calls: retries inside one call, and the longest wait a call may sleep for
     # (a longer Retry-After or rate-limit reset reschedules the job instead).
     "HTTP_RETRIES": 5,
@@ -89,6 +93,7 @@ _INTS = (
     "EVOLUTION_THREADS",
     "JOB_MAX_ATTEMPTS",
     "HTTP_RETRIES",
+    "WORKER_NICE",
 )
 _FLOATS = (
     "JOB_LEASE_SECONDS",
@@ -108,6 +113,10 @@ _FLOATS = (
     "WORKER_HEARTBEAT_SECONDS",
     "STORE_STUCK_SECONDS",
 )
+
+
+#: The largest niceness Unix knows: the lowest CPU priority.
+MAX_NICE = 19
 
 
 class ConfigError(ValueError):
@@ -149,9 +158,11 @@ def check(config: dict[str, Any]) -> None:
             value = kind(config[key])
         except (TypeError, ValueError):
             raise ConfigError(f"{where(key)} must be a number, got {config[key]!r}") from None
-        if value < 0 or (kind is int and value == 0 and key != "HTTP_RETRIES"):
+        if value < 0 or (kind is int and value == 0 and key not in ("HTTP_RETRIES", "WORKER_NICE")):
             raise ConfigError(f"{where(key)} must be positive, got {value}")
         config[key] = value
+    if config["WORKER_NICE"] > MAX_NICE:
+        raise ConfigError(f"{where('WORKER_NICE')} must be 0 to {MAX_NICE} (os.nice), got {config['WORKER_NICE']}")
 
 
 def read_private_key(value: Any) -> str:
