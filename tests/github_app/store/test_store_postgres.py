@@ -175,3 +175,49 @@ def test_a_forked_child_makes_its_own_connections(empty):
         assert store.get_meta("child") == "2" and store.get_meta("parent") == "1"
     finally:
         store.close()
+
+
+def test_job_transitions_skip_the_wal_flush_and_what_is_acknowledged_waits_for_it(empty, monkeypatch):
+    """The queue's own transitions commit with synchronous_commit off (as SQLite's with
+    synchronous=NORMAL); a delivery, an enqueue and everything else keep the server's
+    setting, and the connection goes back to the pool with it."""
+    store = PostgresStore(empty, pool_size=1)  # one connection: what one call set, the next sees
+    setting = "SELECT current_setting('synchronous_commit') AS s"
+    assert store._write(setting, durable=False)[1]["s"] == "off"
+    assert store._write(setting)[1]["s"] == "on"
+    with store._tx(durable=False) as con:
+        assert con.execute(setting).fetchone()["s"] == "off"
+    assert store._rows(setting) == [{"s": "on"}]
+
+    asked: list[bool] = []
+    real_write, real_tx = PostgresStore._write, PostgresStore._tx
+    monkeypatch.setattr(
+        PostgresStore,
+        "_write",
+        lambda self, sql, args=(), *, durable=True: (
+            asked.append(durable),
+            real_write(self, sql, args, durable=durable),
+        )[1],
+    )
+    monkeypatch.setattr(
+        PostgresStore, "_tx", lambda self, *, durable=True: (asked.append(durable), real_tx(self, durable=durable))[1]
+    )
+
+    def durability(call) -> set[bool]:
+        asked.clear()
+        call()
+        return set(asked)
+
+    assert durability(lambda: store.record_delivery("d-1", "push", None, [JobSpec("a", {})], "handled")) == {True}
+    assert durability(lambda: store.enqueue([JobSpec("b", {}), JobSpec("c", {})])) == {True}
+    assert durability(lambda: store.set_meta("k", "v")) == {True}
+    jobs = []
+    assert durability(lambda: jobs.extend(store.claim(["default"], "w", 30) for _ in range(3))) == {False}
+    assert all(jobs)
+    assert durability(lambda: store.heartbeat(jobs[0].id, "w", 30)) == {False}
+    assert durability(lambda: store.complete(jobs[0].id, "w", {"ok": 1}, [JobSpec("then", {})])) == {False}
+    assert durability(lambda: store.retry(jobs[1].id, "w", time.time() + 60, "later")) == {False}
+    assert durability(lambda: store.defer(jobs[2].id, "w", "wait")) == {False}
+    assert durability(lambda: store.due("every-minute", 60)) == {False}
+    assert store.job_counts()[("then", "queued")] == 1  # the follow-up went in with the completion
+    store.close()
