@@ -102,6 +102,8 @@ def _errors(what: str):
 
 
 class PostgresStore(SqlReads, Store):
+    CHECK_SEEN_FIRST = False  # a delivery handled before costs record_delivery no write
+
     def __init__(
         self,
         dsn: str,

@@ -221,3 +221,43 @@ def test_job_transitions_skip_the_wal_flush_and_what_is_acknowledged_waits_for_i
     assert durability(lambda: store.due("every-minute", 60)) == {False}
     assert store.job_counts()[("then", "queued")] == 1  # the follow-up went in with the completion
     store.close()
+
+
+def test_a_redelivery_on_postgresql_is_found_by_the_write_alone(postgres_database, app_key, monkeypatch):
+    """On PostgreSQL the webhook view does not read before it records (one round trip
+    per acknowledgement, not two): record_delivery's conflict says "handled before", and
+    the answer is the same 200 "duplicate", with the delivery's jobs enqueued once."""
+    import hashlib
+    import hmac
+    import json
+
+    from github_app import create_app
+
+    app = create_app(
+        {"APP_ID": 7, "PRIVATE_KEY": app_key[0], "WEBHOOK_SECRET": "s" * 16, "DATABASE": postgres_database}
+    )
+    store = app.extensions["aina"].store
+    monkeypatch.setattr(store, "delivery_seen", lambda guid: pytest.fail("the view read before recording"))
+    body = json.dumps(
+        {
+            "action": "closed",
+            "installation": {"id": 7},
+            "repository": {"full_name": "o/r"},
+            "pull_request": {"number": 3, "merged": False, "head": {"ref": "aina/softmax/x"}},
+            "sender": {"login": "m"},
+        }
+    ).encode()
+    headers = {
+        "X-GitHub-Event": "pull_request",
+        "X-GitHub-Delivery": "redelivered-1",
+        "X-Hub-Signature-256": "sha256=" + hmac.new(b"s" * 16, body, hashlib.sha256).hexdigest(),
+    }
+    try:
+        client = app.test_client()
+        first = client.post("/webhook", data=body, headers=headers)
+        again = client.post("/webhook", data=body, headers=headers)
+        assert (first.status_code, first.json["status"]) == (202, "handled")
+        assert (again.status_code, again.json) == (200, {"status": "duplicate", "delivery": "redelivered-1"})
+        assert store.job_counts() == {("pull_closed", "queued"): 1}
+    finally:
+        store.close()
