@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,10 +30,17 @@ def app_env(settings: Mapping[str, object], root: Path = ROOT) -> dict[str, str]
 
 
 def start_worker_process(
-    env: Mapping[str, str], log: Path, *, threads: int, evolution_threads: int, root: Path = ROOT
+    env: Mapping[str, str],
+    log: Path,
+    *,
+    threads: int,
+    evolution_threads: int,
+    root: Path = ROOT,
+    extra: Sequence[str] = (),
 ) -> subprocess.Popen:
-    """``python -m github_app serve --worker-only --threads T --evolution-threads E`` with
-    ``env`` (see :func:`app_env`), its output in ``log``; the process."""
+    """``python -m github_app serve --worker-only --threads T --evolution-threads E`` (and
+    ``extra`` arguments) with ``env`` (see :func:`app_env`), its output in ``log``; the
+    process."""
     with Path(log).open("w") as out:  # the child keeps its own copy of the descriptor
         return subprocess.Popen(
             [
@@ -46,6 +53,7 @@ def start_worker_process(
                 str(threads),
                 "--evolution-threads",
                 str(evolution_threads),
+                *extra,
             ],
             env=dict(env),
             cwd=root,
