@@ -23,7 +23,7 @@ concurrency is made safe without one process-wide lock:
 * **Durability**: what the App acknowledges, and everything outside the job queue, commits
   with the server's ``synchronous_commit`` (on: the WAL is flushed before the commit
   returns); the queue's own transitions commit without waiting for that flush
-  (:meth:`PostgresStore._transition`), as SQLite's do with ``synchronous=NORMAL``.
+  (:data:`_NO_FLUSH`), as SQLite's do with ``synchronous=NORMAL``.
 * **Round trips**: a write and the jobs it causes (a delivery, a telemetry batch, a job's
   completion and its follow-ups) are one statement, atomic without BEGIN and COMMIT; only
   the rare multi-step writes take a transaction.
@@ -71,6 +71,22 @@ from github_app.store.sql import SqlReads
 #: Another job with job ``j``'s key is running, so ``j`` must wait: any running one holds
 #: back a queued ``j`` (jobs with one key run in order: a run that lost its worker is taken
 #: over before the job behind it starts), a live one holds back a ``j`` whose lease ran out.
+#: In the WHERE clause of a job-queue transition's UPDATE (claim, lease renewal,
+#: completion, failure, a schedule): the statement's own transaction commits with
+#: ``synchronous_commit = off``, without waiting for the WAL's flush. The same promise as
+#: SQLite's ``synchronous=NORMAL`` for the same writes: atomic, and safe against any client
+#: process killed (the server has the commit); a crash of the server or its machine can
+#: take back the last of them (what the WAL writer had not flushed, 0.6 s at most by
+#: default), never one made before a later durable commit, since the WAL is one sequence
+#: and its flush covers every record before it. A lost transition is a job run again, as
+#: after a worker killed half-way (handlers are written for that). Every row the UPDATE
+#: changes has passed the whole WHERE clause, this included, so whenever the statement
+#: writes, the setting is in force at its commit (which reads it). A flush per transition
+#: was two of the job worker's three per job. In the statement, not ``SET LOCAL`` in a
+#: transaction: that is three round trips more (measured, in a pipeline too) for one fsync
+#: less.
+_NO_FLUSH = "set_config('synchronous_commit', 'off', true) IS NOT NULL"
+
 _KEY_BUSY = (
     f"SELECT 1 FROM jobs AS r WHERE r.key = j.key AND r.id <> j.id"
     f" AND r.state = '{RUNNING}' AND (j.state = '{QUEUED}' OR r.lease_until >= {_NOW})"
@@ -201,7 +217,8 @@ class PostgresStore(SqlReads, Store):
 
     @contextmanager
     def _tx(self, *, durable: bool = True):
-        """A transaction of several statements; ``durable=False`` as for :meth:`_write`."""
+        """A transaction of several statements; ``durable=False`` for the job queue's
+        transitions (see :data:`_NO_FLUSH`)."""
         with self._connection("writing") as con, con.transaction():
             if not durable:
                 con.execute("SET LOCAL synchronous_commit = off")
@@ -212,35 +229,12 @@ class PostgresStore(SqlReads, Store):
             # the shared reads (store/sql.py) are written with SQLite's placeholder
             return con.execute(sql.replace("?", "%s"), args).fetchall()
 
-    def _write(self, sql: str, args: Sequence[Any] = (), *, durable: bool = True) -> tuple[int, dict[str, Any] | None]:
+    def _write(self, sql: str, args: Sequence[Any] = ()) -> tuple[int, dict[str, Any] | None]:
         """One writing statement, atomic on its own: no BEGIN and COMMIT round trips. The
-        rows it changed, and the first it returned. ``durable=False`` for the job queue's
-        own transitions only (see :meth:`_transition`)."""
+        rows it changed, and the first it returned."""
         with self._connection("writing") as con:
-            if durable:
-                cur = con.execute(sql, args)
-            else:
-                cur = self._transition(con, sql, args)
-            return cur.rowcount, (cur.fetchone() if cur.description else None)
-
-    @staticmethod
-    def _transition(con: psycopg.Connection, sql: str, args: Sequence[Any]) -> psycopg.Cursor:
-        """Run a job-queue transition (claim, lease renewal, completion, failure, retry,
-        deferral, a schedule) with ``synchronous_commit = off``: the commit returns without
-        waiting for the WAL's fsync. The same promise as SQLite's ``synchronous=NORMAL`` for
-        the same writes: atomic, and safe against any client process killed (the server
-        has the commit); a crash of the server or the machine can take back the last of
-        them (what the WAL writer had not flushed, 0.6 s at most by default), never one
-        made before a later durable commit, since the WAL is one sequence and its flush
-        covers every record before it. A lost transition is a job run again, as after a
-        worker killed half-way (handlers are written for that). An fsync per transition
-        was two of the job worker's four per job at 200 jobs/s, each waiting on the disk
-        the acknowledgements wait on. One round trip still: BEGIN, the setting, the
-        statement and COMMIT go out together in a pipeline."""
-        with con.pipeline(), con.transaction():
-            con.execute("SET LOCAL synchronous_commit = off")
             cur = con.execute(sql, args)
-        return cur
+            return cur.rowcount, (cur.fetchone() if cur.description else None)
 
     def _row(self, sql: str, args: Sequence[Any] = ()) -> dict[str, Any] | None:
         rows = self._rows(sql, args)
@@ -518,9 +512,8 @@ class PostgresStore(SqlReads, Store):
             + pick.format(cond=f"state = '{RUNNING}' AND lease_until < {_NOW}")
             + ", "
             + pick.format(cond=f"state = '{QUEUED}' AND run_at <= {_NOW}")
-            + ") RETURNING *",
+            + f") AND {_NO_FLUSH} RETURNING *",
             (worker, float(lease), list(queues), list(queues)),
-            durable=False,
         )
         return Job.from_row(row) if row is not None else None
 
@@ -536,9 +529,9 @@ class PostgresStore(SqlReads, Store):
     def heartbeat(self, job_id, worker, lease):
         return (
             self._write(
-                f"UPDATE jobs SET lease_until = {_NOW} + %s WHERE id = %s AND worker = %s AND state = '{RUNNING}'",
+                f"UPDATE jobs SET lease_until = {_NOW} + %s"
+                f" WHERE id = %s AND worker = %s AND state = '{RUNNING}' AND {_NO_FLUSH}",
                 (float(lease), job_id, worker),
-                durable=False,
             )[0]
             > 0
         )
@@ -558,10 +551,10 @@ class PostgresStore(SqlReads, Store):
         """End the job (if ``worker`` holds it) and enqueue ``follow_up``, in one statement."""
         sql = (
             f"WITH done AS (UPDATE jobs SET {sets}, finished_at = {_NOW}, lease_until = NULL"
-            f" WHERE id = %s AND worker = %s AND state = '{RUNNING}' RETURNING 1)"
+            f" WHERE id = %s AND worker = %s AND state = '{RUNNING}' AND {_NO_FLUSH} RETURNING 1)"
         )
         sql, args = self._with_jobs(sql, [*args, job_id, worker], list(follow_up), "EXISTS (SELECT 1 FROM done)")
-        return self._write(sql + " SELECT count(*) AS n FROM done", args, durable=False)[1]["n"] > 0
+        return self._write(sql + " SELECT count(*) AS n FROM done", args)[1]["n"] > 0
 
     def complete(self, job_id, worker, result, follow_up=()):
         return self._finish(job_id, worker, f"state = '{DONE}', result = %s", [dumps(result or {})], follow_up)
@@ -626,9 +619,8 @@ class PostgresStore(SqlReads, Store):
             self._write(
                 f"INSERT INTO schedules (name, next_run) VALUES (%s, {_NOW} + %s)"
                 " ON CONFLICT (name) DO UPDATE SET next_run = excluded.next_run"
-                f" WHERE schedules.next_run <= {_NOW} RETURNING 1",
+                f" WHERE schedules.next_run <= {_NOW} AND {_NO_FLUSH} RETURNING 1",
                 (name, float(interval)),
-                durable=False,
             )[1]
             is not None
         )

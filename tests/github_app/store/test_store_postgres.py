@@ -181,44 +181,52 @@ def test_job_transitions_skip_the_wal_flush_and_what_is_acknowledged_waits_for_i
     """The queue's own transitions commit with synchronous_commit off (as SQLite's with
     synchronous=NORMAL); a delivery, an enqueue and everything else keep the server's
     setting, and the connection goes back to the pool with it."""
-    store = PostgresStore(empty, pool_size=1)  # one connection: what one call set, the next sees
-    setting = "SELECT current_setting('synchronous_commit') AS s"
-    assert store._write(setting, durable=False)[1]["s"] == "off"
-    assert store._write(setting)[1]["s"] == "on"
-    with store._tx(durable=False) as con:
-        assert con.execute(setting).fetchone()["s"] == "off"
-    assert store._rows(setting) == [{"s": "on"}]
+    from github_app.store.postgres import _NO_FLUSH
 
-    asked: list[bool] = []
+    store = PostgresStore(empty, pool_size=1)  # one connection: what one call set, the next sees
+    setting = "current_setting('synchronous_commit')"
+    store.enqueue([JobSpec("a", {})])
+    # The mechanism: a row the UPDATE changes has passed _NO_FLUSH, so the setting is in
+    # force in its transaction (RETURNING is computed after the WHERE clause) ...
+    changed, row = store._write(f"UPDATE jobs SET attempts = attempts WHERE {_NO_FLUSH} RETURNING {setting} AS s")
+    assert (changed, row) == (1, {"s": "off"})
+    # ... and only there: the next statement on the same connection has the server's.
+    assert store._rows(f"SELECT {setting} AS s") == [{"s": "on"}]
+    with store._tx(durable=False) as con:
+        assert con.execute(f"SELECT {setting} AS s").fetchone()["s"] == "off"
+    assert store._rows(f"SELECT {setting} AS s") == [{"s": "on"}]
+
+    # Which writes take it: every statement and transaction of each call, looked at.
+    sqls: list[str] = []
     real_write, real_tx = PostgresStore._write, PostgresStore._tx
     monkeypatch.setattr(
-        PostgresStore,
-        "_write",
-        lambda self, sql, args=(), *, durable=True: (
-            asked.append(durable),
-            real_write(self, sql, args, durable=durable),
-        )[1],
+        PostgresStore, "_write", lambda self, sql, args=(): (sqls.append(sql), real_write(self, sql, args))[1]
     )
     monkeypatch.setattr(
-        PostgresStore, "_tx", lambda self, *, durable=True: (asked.append(durable), real_tx(self, durable=durable))[1]
+        PostgresStore,
+        "_tx",
+        lambda self, *, durable=True: (sqls.append("" if durable else _NO_FLUSH), real_tx(self, durable=durable))[1],
     )
 
-    def durability(call) -> set[bool]:
-        asked.clear()
+    def flushed(call) -> set[bool]:
+        sqls.clear()
         call()
-        return set(asked)
+        assert sqls, "the call wrote nothing"
+        return {_NO_FLUSH not in sql for sql in sqls}
 
-    assert durability(lambda: store.record_delivery("d-1", "push", None, [JobSpec("a", {})], "handled")) == {True}
-    assert durability(lambda: store.enqueue([JobSpec("b", {}), JobSpec("c", {})])) == {True}
-    assert durability(lambda: store.set_meta("k", "v")) == {True}
+    assert flushed(lambda: store.record_delivery("d-1", "push", None, [JobSpec("b", {})], "handled")) == {True}
+    assert flushed(lambda: store.enqueue([JobSpec("c", {}), JobSpec("d", {})])) == {True}
+    assert flushed(lambda: store.set_meta("k", "v")) == {True}
     jobs = []
-    assert durability(lambda: jobs.extend(store.claim(["default"], "w", 30) for _ in range(3))) == {False}
+    assert flushed(lambda: jobs.extend(store.claim(["default"], "w", 30) for _ in range(4))) == {False}
     assert all(jobs)
-    assert durability(lambda: store.heartbeat(jobs[0].id, "w", 30)) == {False}
-    assert durability(lambda: store.complete(jobs[0].id, "w", {"ok": 1}, [JobSpec("then", {})])) == {False}
-    assert durability(lambda: store.retry(jobs[1].id, "w", time.time() + 60, "later")) == {False}
-    assert durability(lambda: store.defer(jobs[2].id, "w", "wait")) == {False}
-    assert durability(lambda: store.due("every-minute", 60)) == {False}
+    assert flushed(lambda: store.heartbeat(jobs[0].id, "w", 30)) == {False}
+    assert flushed(lambda: store.complete(jobs[0].id, "w", {"ok": 1}, [JobSpec("then", {})])) == {False}
+    assert flushed(lambda: store.fail(jobs[3].id, "w", "no")) == {False}
+    assert flushed(lambda: store.retry(jobs[1].id, "w", time.time() + 60, "later")) == {False}
+    assert flushed(lambda: store.defer(jobs[2].id, "w", "wait")) == {False}
+    assert store.due("every-minute", 0)  # the first time inserts (and flushes): rare
+    assert flushed(lambda: store.due("every-minute", 60)) == {False}
     assert store.job_counts()[("then", "queued")] == 1  # the follow-up went in with the completion
     store.close()
 
