@@ -266,6 +266,6 @@ def test_a_redelivery_on_postgresql_is_found_by_the_write_alone(postgres_databas
         again = client.post("/webhook", data=body, headers=headers)
         assert (first.status_code, first.json["status"]) == (202, "handled")
         assert (again.status_code, again.json) == (200, {"status": "duplicate", "delivery": "redelivered-1"})
-        assert store.job_counts() == {("pull_closed", "queued"): 1}
+        assert store.job_counts().get(("pull_closed", "queued")) == 1  # the database may hold other tests' jobs
     finally:
         store.close()
