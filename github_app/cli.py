@@ -62,7 +62,8 @@ def register(subparsers) -> None:
         type=_count,
         metavar="N",
         help="with --worker-only: lower this process's CPU priority by N, 0 to 19 "
-        "(default: AINA_WORKER_NICE, 10), so the HTTP workers' acknowledgements come first",
+        "(default: AINA_WORKER_NICE, else 10 on PostgreSQL and 0 on SQLite), so the HTTP "
+        "workers' acknowledgements come first",
     )
     p.set_defaults(run=run)
 

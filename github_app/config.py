@@ -58,8 +58,10 @@ DEFAULTS: dict[str, Any] = {
     "WORKER_POLL_SECONDS": 0.5,
     # `aina serve --worker-only` lowers its own CPU priority by this much (os.nice; 0 keeps
     # it): on a machine it shares with the HTTP workers, the acknowledgements GitHub times
-    # come first and the jobs, which nobody waits on, take the CPU left over.
-    "WORKER_NICE": 10,
+    # come first and the jobs, which nobody waits on, take the CPU left over. Empty: the
+    # store's choice (Store.WORKER_NICE: 10 on PostgreSQL, 0 on SQLite, whose worker holds
+    # the write lock the acknowledgements wait for).
+    "WORKER_NICE": "",
     # GitHub calls: retries inside one call, and the longest wait a call may sleep for
     # (a longer Retry-After or rate-limit reset reschedules the job instead).
     "HTTP_RETRIES": 5,
@@ -93,7 +95,6 @@ _INTS = (
     "EVOLUTION_THREADS",
     "JOB_MAX_ATTEMPTS",
     "HTTP_RETRIES",
-    "WORKER_NICE",
 )
 _FLOATS = (
     "JOB_LEASE_SECONDS",
@@ -158,11 +159,21 @@ def check(config: dict[str, Any]) -> None:
             value = kind(config[key])
         except (TypeError, ValueError):
             raise ConfigError(f"{where(key)} must be a number, got {config[key]!r}") from None
-        if value < 0 or (kind is int and value == 0 and key not in ("HTTP_RETRIES", "WORKER_NICE")):
+        if value < 0 or (kind is int and value == 0 and key != "HTTP_RETRIES"):
             raise ConfigError(f"{where(key)} must be positive, got {value}")
         config[key] = value
-    if config["WORKER_NICE"] > MAX_NICE:
-        raise ConfigError(f"{where('WORKER_NICE')} must be 0 to {MAX_NICE} (os.nice), got {config['WORKER_NICE']}")
+    nice = config["WORKER_NICE"]
+    if nice in ("", None):
+        config["WORKER_NICE"] = None  # the store's (Store.WORKER_NICE)
+    else:
+        try:
+            if isinstance(nice, bool) or (isinstance(nice, float) and not nice.is_integer()):
+                raise ValueError(nice)  # int() would take True as 1 and cut 7.5 to 7
+            config["WORKER_NICE"] = int(nice)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where('WORKER_NICE')} must be a whole number 0 to {MAX_NICE}, got {nice!r}") from None
+        if not 0 <= config["WORKER_NICE"] <= MAX_NICE:
+            raise ConfigError(f"{where('WORKER_NICE')} must be 0 to {MAX_NICE} (os.nice), got {nice}")
 
 
 def read_private_key(value: Any) -> str:

@@ -75,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
     niceness = 0
     if args.worker_only:
         niceness = services.config["WORKER_NICE"] if args.nice is None else args.nice
+        if niceness is None:  # unset: what suits the store
+            niceness = services.store.WORKER_NICE
         if niceness > MAX_NICE:
             print(f"aina serve: --nice must be 0 to {MAX_NICE}, got {niceness}", file=sys.stderr)
             return 2

@@ -50,6 +50,8 @@ def test_the_factory_builds_an_app_from_a_mapping(app_key, tmp_path):
         ({"WORKER_THREADS": 0}, "WORKER_THREADS"),
         ({"WORKER_NICE": 20}, "WORKER_NICE.*0 to 19"),
         ({"WORKER_NICE": -1}, "WORKER_NICE"),
+        ({"WORKER_NICE": "low"}, "WORKER_NICE.*whole number"),
+        ({"WORKER_NICE": 7.5}, "WORKER_NICE.*whole number"),
         ({"DATABASE": "postgres://db/aina"}, "only SQLite paths"),
     ],
 )
@@ -399,6 +401,12 @@ def test_serve_takes_the_niceness_from_the_flag_over_the_setting(app_key, tmp_pa
         with pytest.raises(Lowered):
             serve.run(parse(["serve", *argv]))
     assert asked == [4, 0, 19]
+    # Unset: the store's choice; SQLite's worker holds the write lock the acknowledgements
+    # wait for, so it keeps its priority (PostgreSQL's would be lowered by 10).
+    monkeypatch.delenv("AINA_WORKER_NICE")
+    with pytest.raises(Lowered):
+        serve.run(parse(["serve", "--worker-only"]))
+    assert asked[-1] == 0
 
 
 def test_serve_refuses_a_niceness_out_of_range_or_without_worker_only(app_key, tmp_path, monkeypatch, capsys):
