@@ -1,4 +1,4 @@
-"""Where a webhook's acknowledgement waits, on SQLite with the job worker running: a profile,
+"""Where a webhook's acknowledgement waits, with the job worker running: a profile,
 not the deployed measurement (that is bench_app.py).
 
 The App runs in this process (werkzeug, a thread per connection, so every wait is in one
@@ -37,7 +37,7 @@ def main(argv=None) -> int:
         default=Path(__file__).resolve().parent.parent,
         help="the checkout to profile (this one)",
     )
-    p.add_argument("--worker-nice", type=int, metavar="N", help="the job worker's AINA_WORKER_NICE (the App's, 10)")
+    p.add_argument("--worker-nice", type=int, metavar="N", help="the job worker's AINA_WORKER_NICE (the App's)")
     p.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite", help="the App's database (sqlite)")
     args = p.parse_args(argv)
     root = args.root.resolve()
