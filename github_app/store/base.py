@@ -160,6 +160,23 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def delivery_seen(self, guid: str) -> bool: ...
 
+    #: Whether the webhook view asks :meth:`delivery_seen` before it routes a delivery and
+    #: records it. Where recording one already handled costs a durable write (SQLite: the
+    #: write lock and an fsync), a read first keeps a redelivery storm off the disk; where
+    #: :meth:`record_delivery` finds it without writing anything (PostgreSQL: its
+    #: ``ON CONFLICT DO NOTHING`` writes no WAL, so its commit flushes nothing), the read
+    #: would be one more round trip on every acknowledgement, and ``record_delivery``'s
+    #: False says "handled before" just as well.
+    CHECK_SEEN_FIRST: bool = True
+
+    #: How far ``aina serve --worker-only`` lowers its CPU priority unless
+    #: ``AINA_WORKER_NICE`` says (docs/github-app.md, *Worker priority*). 0 where the
+    #: worker's transactions take a lock every acknowledgement waits for (SQLite's one
+    #: write lock): a worker starved of CPU while holding it holds up every webhook
+    #: (priority inversion; measured: the App's p99 worse at +10 than at +0 in each
+    #: round on a saturated machine).
+    WORKER_NICE: int = 0
+
     # -- installations and repositories -----------------------------------------------
     @abc.abstractmethod
     def upsert_installation(self, installation_id: int, account: str, active: bool) -> None: ...
