@@ -85,6 +85,7 @@ CLAIM_WORDS = {
     "confirmed": "confirmed",
     "contradicted": "contradicted",
     "reverted": "contradicted and reverted",
+    "inconclusive": "inconclusive",
 }
 
 
@@ -100,6 +101,8 @@ def claim_stage(claim: dict[str, Any]) -> str:
     v = claim.get("verification") or {}
     if claim.get("status") == "verifying":
         word += ": " + (str(v.get("reason")) if v else "no production telemetry of the variant yet")
+    elif claim.get("status") == "inconclusive":
+        word += ": " + str(v.get("reason") or "not enough data")
     return word
 
 

@@ -266,6 +266,33 @@ def test_as_fast_as_claimed_is_confirmed_without_a_revert_and_the_record_shows(f
     )
 
 
+def test_a_claim_still_undecided_after_max_days_is_inconclusive_not_held(fake, app, onboarded, tmp_path):
+    repo, inst = onboarded
+    store = app.services.store
+    pr = merged_claim(fake, app, inst, repo, tmp_path)
+    # three days since the merge (max_days: 2), and production ran the variant two hours only
+    merged_at = backdate(app, pr.number, 72)
+    post_telemetry(app, inst, production(merged_at, 1.30, hours=2))
+    drain(app.services, timeout=60)
+
+    claim = store.claim_of(REPO, pr.number)
+    assert claim["status"] == "inconclusive" and claim["verification"]["final"] is True
+    reason = claim["verification"]["reason"]
+    assert reason == f"not enough data after 2 days: {CASE} (6 windows, 3000 calls)", reason
+    assert claim["revert_number"] is None and len(repo.pulls()) == 1
+    board = dashboard(app, repo)
+    assert f"| #{pr.number} | softmax | `{VARIANT}` | inconclusive: {reason} |" in board
+    # counted, never as held: the record and automerge.track_record's streak
+    assert "0 of 0 earlier claims for softmax held in production; 1 inconclusive (not enough data)." in board
+    assert verification.kernel_streak(store, REPO, "softmax") == 0
+    # final: the hourly look leaves it alone, late telemetry decides nothing
+    post_telemetry(app, inst, production(merged_at, 1.30, hours=9)[6:])
+    store.enqueue([verification.verify_all_job()])
+    drain(app.services, timeout=60)
+    assert store.claim_of(REPO, pr.number)["status"] == "inconclusive" and len(repo.pulls()) == 1
+    assert not [j for j in store.jobs(kind="verify") if j.payload["number"] == pr.number and j.created_at > claim["updated_at"]]
+
+
 @pytest.mark.parametrize(
     "job, method, pattern, opened",
     [
