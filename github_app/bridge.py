@@ -2,8 +2,9 @@
 the repository checkouts both work in.
 
 * :func:`run_reasoner` — a repository's stored telemetry windows in, ranked
-  :class:`~pytest_aina.reasoner.Hypothesis` objects out; :func:`worth_running` picks those
-  to start evolution runs for, within the repository's policy;
+  :class:`~pytest_aina.reasoner.Hypothesis` objects out (:func:`reasoner_report`: the whole
+  report, with the hot kernels left alone and why); :func:`worth_running` picks those to
+  start evolution runs for, within the repository's policy;
 * :func:`evolve` — a hypothesis in, a :class:`~pytest_aina.changer.change.Change` out, from
   the same pipeline ``aina evolve`` runs (:func:`pytest_aina.changer.pipeline.evolve`). Only
   the ``EVOLUTION`` settings reach the loop, never the App's secrets: candidates are
@@ -28,7 +29,7 @@ from pytest_aina.changer.settings import EvolutionSettings
 from pytest_aina.devices import load_table
 from pytest_aina.reasoner.hypothesis import Hypothesis, HypothesisError
 from pytest_aina.reasoner.inputs import load_specs, load_tables
-from pytest_aina.reasoner.report import reason
+from pytest_aina.reasoner.report import Report, reason
 from pytest_aina.telemetry.window import Window
 from pytest_aina.telemetry.wire import encode_line
 
@@ -47,9 +48,10 @@ class NoChange(Exception):
 # The Reasoner
 
 
-def run_reasoner(windows: list[dict[str, Any]], checkout: Path) -> tuple[list[Hypothesis], list[str]]:
-    """Ranked hypotheses from one repository's stored windows, with the specs and dispatch
-    tables of ``checkout`` (the repository at its baseline); and the Reasoner's notes about
+def reasoner_report(windows: list[dict[str, Any]], checkout: Path) -> tuple[Report, list[str]]:
+    """The Reasoner's report on one repository's stored windows, with the specs and dispatch
+    tables of ``checkout`` (the repository at its baseline): the ranked hypotheses and the
+    hot kernels left alone (``report.left_alone``, for the dashboard); and every note about
     its inputs."""
     specs, notes = load_specs(checkout / "specs")
     tables, table_notes = load_tables(checkout / "kernels" / "variants")
@@ -59,7 +61,14 @@ def run_reasoner(windows: list[dict[str, Any]], checkout: Path) -> tuple[list[Hy
         tables=tables,
         devices=load_table(None),
     )
-    return report.hypotheses, notes + table_notes + report.notes
+    return report, notes + table_notes + report.notes
+
+
+def run_reasoner(windows: list[dict[str, Any]], checkout: Path) -> tuple[list[Hypothesis], list[str]]:
+    """Ranked hypotheses from one repository's stored windows (see :func:`reasoner_report`);
+    and the Reasoner's notes about its inputs."""
+    report, notes = reasoner_report(windows, checkout)
+    return report.hypotheses, notes
 
 
 def stored_hypotheses(rows: list[dict[str, Any]]) -> list[Hypothesis]:
