@@ -313,7 +313,11 @@ class TrackRecord:
         """``"3 of 3 earlier claims for softmax held in production"``, and what is pending."""
         if not self.claims:
             return f"no earlier claim for {subject} has been verified in production yet"
-        text = f"{self.confirmed} of {self.decided} earlier claims for {subject} held in production"
+        text = (
+            f"{self.confirmed} of {self.decided} earlier claims for {subject} held in production"
+            if self.decided
+            else f"no earlier claim for {subject} has been decided in production"
+        )
         if self.median_ratio is not None:
             text += f" (median measured/claimed {self.median_ratio:.2f})"
         if self.inconclusive:

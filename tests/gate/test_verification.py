@@ -250,6 +250,10 @@ def test_the_track_record_counts_claims_ratios_and_the_streak_since_the_last_con
     empty = track_record([])
     assert (empty.claims, empty.streak, empty.median_ratio) == (0, 0, None)
     assert empty.sentence("softmax") == "no earlier claim for softmax has been verified in production yet"
+    assert track_record([_row("inconclusive", 1), _row("verifying", 2)]).sentence("softmax") == (
+        "no earlier claim for softmax has been decided in production; 1 inconclusive (not enough data); "
+        "1 still verifying"
+    )
     assert track_record([_row("contradicted", 1, 1.3)]).sentence("rms_norm") == (
         "0 of 1 earlier claims for rms_norm held in production (median measured/claimed 1.30)"
     )

@@ -295,7 +295,7 @@ def test_a_claim_still_undecided_after_max_days_is_inconclusive_not_held(fake, a
     board = dashboard(app, repo)
     assert f"| #{pr.number} | softmax | `{VARIANT}` | inconclusive: {reason} |" in board
     # counted, never as held: the record and automerge.track_record's streak
-    assert "0 of 0 earlier claims for softmax held in production; 1 inconclusive (not enough data)." in board
+    assert "no earlier claim for softmax has been decided in production; 1 inconclusive (not enough data)." in board
     assert verification.kernel_streak(store, REPO, "softmax") == 0
     # final: the hourly look leaves it alone, late telemetry decides nothing
     post_telemetry(app, inst, production(merged_at, 1.30, hours=9)[6:])
