@@ -1,9 +1,10 @@
 """The App's one bridge to the core (``pytest_aina``): the Reasoner, the evolution loop, and
 the repository checkouts both work in.
 
-* :func:`run_reasoner` — a repository's stored telemetry windows in, ranked
-  :class:`~pytest_aina.reasoner.Hypothesis` objects out; :func:`worth_running` picks those
-  to start evolution runs for, within the repository's policy (``rollback`` and ``retire``
+* :func:`reasoner_report` — a repository's stored telemetry windows in, the Reasoner's
+  report out: ranked :class:`~pytest_aina.reasoner.Hypothesis` objects, and the hot kernels
+  left alone and why; :func:`worth_running` picks those to
+  start evolution runs for, within the repository's policy (``rollback`` and ``retire``
   become removal PRs instead: :mod:`github_app.jobs.removals`);
 * :func:`evolve` — a hypothesis in, a :class:`~pytest_aina.changer.change.Change` out, from
   the same pipeline ``aina evolve`` runs (:func:`pytest_aina.changer.pipeline.evolve`). Only
@@ -30,7 +31,7 @@ from pytest_aina.devices import load_table
 from pytest_aina.reasoner.detectors import ReasonerConfig
 from pytest_aina.reasoner.hypothesis import Hypothesis, HypothesisError
 from pytest_aina.reasoner.inputs import load_specs, load_tables
-from pytest_aina.reasoner.report import reason
+from pytest_aina.reasoner.report import Report, reason
 from pytest_aina.telemetry.window import Window
 from pytest_aina.telemetry.wire import encode_line
 
@@ -49,14 +50,15 @@ class NoChange(Exception):
 # The Reasoner
 
 
-def run_reasoner(
+def reasoner_report(
     rows: list[tuple[int, dict[str, Any]]],
     checkout: Path,
     *,
     policy: Policy | None = None,
     merged_at: dict[tuple[str, str], float] | None = None,
-) -> tuple[list[Hypothesis], list[str]]:
-    """Ranked hypotheses from one repository's stored windows (``(stored id, window)``, as
+) -> tuple[Report, list[str]]:
+    """The Reasoner's report (the ranked hypotheses, and the hot kernels left alone and why,
+    ``report.left_alone``, for the dashboard) on one repository's stored windows (``(stored id, window)``, as
     ``store.telemetry_rows`` gives them: every hypothesis cites its windows as
     ``telemetry_windows#<id>``, the ids a revert or retire PR shows), with the specs and
     dispatch tables of ``checkout`` (the repository at its baseline); and the Reasoner's notes
@@ -73,7 +75,7 @@ def run_reasoner(
         config=reasoner_config(policy),
         merged_at=merged_at,
     )
-    return report.hypotheses, notes + table_notes + report.notes
+    return report, notes + table_notes + report.notes
 
 
 def reasoner_config(policy: Policy | None) -> ReasonerConfig:
@@ -231,7 +233,7 @@ __all__ = [
     "evolve",
     "job_checkout",
     "reasoner_config",
-    "run_reasoner",
+    "reasoner_report",
     "stored_hypotheses",
     "unpack_tarball",
     "worth_running",

@@ -11,6 +11,7 @@ import time
 
 from github_app import bridge
 from github_app.jobs import JobContext, dashboard_job, handler
+from github_app.jobs.dashboard_updates import save_left_alone
 from github_app.jobs.removals import act_on
 from github_app.jobs.repository import evolve_job
 from github_app.jobs.verification import verify_all_job
@@ -36,8 +37,10 @@ def reason(ctx: JobContext):
     ref = row["baseline_sha"] or repo.ref(f"heads/{repo.default_branch}").object.sha
     checkout = bridge.cached_checkout(repo, ref, ctx.config["WORK_DIR"], name)
     merged_at = {(c["kernel"], c["variant"]): c["merged_at"] for c in ctx.store.claims(name)}
-    ranked, notes = bridge.run_reasoner(rows, checkout, policy=policy, merged_at=merged_at)
+    report, notes = bridge.reasoner_report(rows, checkout, policy=policy, merged_at=merged_at)
+    ranked = report.hypotheses
     ctx.store.replace_hypotheses(name, [h.to_json() for h in ranked])
+    save_left_alone(ctx.store, name, report.left_alone)  # the dashboard's "left alone, and why"
     ctx.finally_(dashboard_job(name, inst))
     ctx.then(verify_all_job(name))  # new telemetry: the merged claims it may decide
 

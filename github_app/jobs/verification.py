@@ -9,7 +9,9 @@ retire what no call uses.
 * **As telemetry arrives** (the Reasoner's job after a batch, and every hour) a ``verify``
   job per open claim runs :func:`pytest_aina.gate.verification.verify` on the windows of
   its variant, with the policy's ``verify:`` settings, and keeps the answer
-  (``store.settle_claim``: decided once; *not enough data yet* stays open).
+  (``store.settle_claim``: decided once; *not enough data yet* stays open until the
+  policy's ``verify.max_days`` are over, then the claim is ``inconclusive``: final, shown on
+  the dashboard, and counted in the track record as neither held nor broken).
 * **Contradicted**: the same job hands the claim to the one revert
   (:func:`github_app.jobs.removals.revert_claim`: the variant leaves its dispatch table, its
   generated tests go, the spec's pinned examples stay), which the Reasoner's ``rollback``
@@ -42,6 +44,7 @@ from pytest_aina.gate.claims import Claim
 from pytest_aina.gate.verification import (
     CONFIRMED,
     CONTRADICTED,
+    INCONCLUSIVE,
     TrackRecord,
     claims_in,
     track_record,
@@ -202,11 +205,7 @@ def verify_all(ctx: JobContext):
         name = repo["full_name"]
         if (only and name != only) or not repo["active"]:
             continue
-        open_ = [
-            c
-            for c in ctx.store.claims(name, "verifying")
-            if not (c["verification"] or {}).get("final")  # max_days over without a decision
-        ]
+        open_ = ctx.store.claims(name, "verifying")
         # a contradiction whose revert PR is not recorded yet (a job killed before it queued it)
         open_ += [c for c in ctx.store.claims(name, CONTRADICTED) if c["revert_number"] is None]
         for c in open_:
@@ -250,8 +249,9 @@ def verify_claim(ctx: JobContext):
         ctx.store.settle_claim(name, number, CONTRADICTED, data)
         ctx.finally_(dashboard_job(name, inst))
         return _revert(ctx, ctx.store.claim_of(name, number), data)
-    # undecided after max_days stays "verifying" with a final look (never counted as held);
-    # verify_all stops looking at it
-    ctx.store.settle_claim(name, number, CONFIRMED if result.status == CONFIRMED else "verifying", data)
+    # undecided when nothing more will decide it (max_days over, or a claim production
+    # cannot compare with): inconclusive, final, never counted as held
+    status = CONFIRMED if result.status == CONFIRMED else INCONCLUSIVE if result.final else "verifying"
+    ctx.store.settle_claim(name, number, status, data)
     ctx.finally_(dashboard_job(name, inst))
-    return {"number": number, "status": result.status, "reason": result.reason}
+    return {"number": number, "status": status, "reason": result.reason}

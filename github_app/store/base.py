@@ -270,9 +270,10 @@ class Store(abc.ABC):
         closed event only the App that pressed the button. False if not merged."""
 
     # -- merged claims, verified in production --------------------------------------------
-    #: A claim's states: production has not decided yet, it agreed, it disagreed, and the
-    #: revert PR that undid it merged.
-    CLAIM_STATES = ("verifying", "confirmed", "contradicted", "reverted")
+    #: A claim's states: production has not decided yet, it agreed, it disagreed, the
+    #: revert PR that undid it merged, and still undecided when the policy's
+    #: ``verify.max_days`` were over (final: neither held nor broken in the track record).
+    CLAIM_STATES = ("verifying", "confirmed", "contradicted", "reverted", "inconclusive")
 
     @abc.abstractmethod
     def record_claim(
