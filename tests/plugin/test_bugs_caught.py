@@ -75,6 +75,16 @@ def test_bug_is_caught(spec_dir, impl, shows, says, items):
     )
 
 
+def test_good_kernel_passes_the_items_the_bug_runs_select(spec_dir):
+    """No false alarm where the bugs are caught: the correct kernel passes the property items
+    (test_bug_is_caught's -k), so each bug's failure there is the bug's. The fast subset's
+    share of test_good_kernel_passes, which runs every item (minutes on 2 cores)."""
+    result = run(spec_dir, "good", "-v", "-k", PROPERTY)
+    result.assert_outcomes(passed=3, deselected=4 + 8)
+    result.stdout.fnmatch_lines(["*property[[]float32[]] PASSED*", "*property[[]bfloat16[]] PASSED*"])
+
+
+@pytest.mark.slow
 def test_good_kernel_passes(spec_dir):
     result = run(spec_dir, "good", "-v")
     result.assert_outcomes(passed=4 + 3 + 8)
