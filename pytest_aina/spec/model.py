@@ -47,6 +47,9 @@ class Input:
     range: tuple[int | str, int | str] | None = None  # integer inputs: [lo, hi), over dims
     sentinel: Sentinel | None = None
     relations: tuple[Relation, ...] = ()
+    #: float inputs: the standard deviation of ``normal`` values (logits have std ~3, not 1);
+    #: the other value kinds keep their own magnitudes, which are edge cases by design
+    scale: float = 1.0
 
     @property
     def dtype_choices(self) -> tuple[str | None, ...]:
@@ -496,6 +499,7 @@ def _input(k: str, v: dict) -> Input:
         range=tuple(v["range"]) if "range" in v else None,
         sentinel=_sentinel(sentinel) if sentinel else None,
         relations=tuple(Relation(n, dict(p)) for r in v.get("relations", ()) for n, p in r.items()),
+        scale=float(v.get("scale", 1.0)),
     )
 
 
@@ -688,6 +692,8 @@ def _new_key_issues(spec: Spec, issue) -> None:
         )
         if len(kinds) > 1:
             issue(("inputs", inp.name, "dtypes"), "mixes integer and floating dtypes")
+        if inp.integer and inp.scale != 1.0:
+            issue(("inputs", inp.name, "scale"), "scale is for float inputs (integer inputs are drawn from range)")
         if (inp.range is not None or inp.sentinel is not None) and not inp.integer:
             issue(("inputs", inp.name), "range and sentinel are for integer inputs (dtype int32 or int64)")
         if inp.sentinel is not None and inp.sentinel.arg is not None:

@@ -127,6 +127,12 @@ def _defs() -> dict:
                         "frequency": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
                     },
                 },
+                "scale": {
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "description": "Float inputs: the standard deviation of 'normal' values (default 1), "
+                    "e.g. 3 for logits; the other value kinds keep their own magnitudes.",
+                },
                 "relations": {
                     "type": "array",
                     "minItems": 1,
