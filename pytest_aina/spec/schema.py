@@ -269,6 +269,11 @@ def _defs() -> dict:
                     "description": "One alternative of each args entry that has several.",
                     "additionalProperties": {"$ref": "#/$defs/arg_value"},
                 },
+                "phase": {
+                    "enum": ["forward", "backward"],
+                    "description": "What is timed: the call (forward, the default), or the spec's "
+                    "gradients for one upstream gradient (backward; the forward runs untimed first).",
+                },
                 "note": {"type": "string"},
             },
         },
