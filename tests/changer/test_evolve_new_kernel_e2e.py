@@ -11,9 +11,10 @@ hypothesis the loop acts on.
 As in the rms_norm test (scripts/demo.py), the scratch repository's launcher is deliberately
 untuned: on a CPU cross_entropy's heuristic already takes the interpreter's best block (the
 whole row), so the search would rightly find nothing and the change path would not run.
-Capped at 2048 columns per block (16 blocks for the hot rows of 32000), a wider block is
-a neighbour the search walks to; a smaller cap makes the spec checks of every candidate
-slow enough to approach the sandbox's limit for them (240 s) on a loaded machine."""
+Here it is poor in the hot domain only (blocks of 2048 columns for 16384 <= V < 32768: 16
+blocks for the hot rows of 32000); elsewhere it is as tuned, so the baseline's spec checks
+cost what the real kernel's do (the sandbox gives them 240 s, and cross_entropy's spec, with
+its args matrix and gradients, is the heaviest of the specs)."""
 
 import json
 import os
@@ -40,7 +41,7 @@ _tuned_heuristic = _heuristic
 
 def _heuristic(V, serial):
     cfg = _tuned_heuristic(V, serial)
-    return cfg | {"BLOCK_V": min(cfg["BLOCK_V"], 2048)}
+    return cfg | {"BLOCK_V": 2048} if 16384 <= V < 32768 else cfg
 """
 
 
@@ -72,7 +73,7 @@ def evolved(tmp_path_factory):
             "--repo",
             str(repo),
             "--budget-evals",
-            "3",
+            "2",  # the baseline and one candidate: the neighbour with wider blocks, for seed 0
             "--seed",
             "0",
             "--json",
