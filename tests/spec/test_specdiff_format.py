@@ -144,3 +144,13 @@ def test_scale_draws_normal_values_with_that_deviation_and_is_for_floats_only():
         parse_spec(BASE.replace("    range: [0, V]\n", "    range: [0, V]\n    scale: 2.0\n"), "ce.yaml")
     with pytest.raises(SpecError):
         parse_spec(BASE.replace("logits: {shape: [M, V]}", "logits: {shape: [M, V], scale: 0}"), "ce.yaml")
+
+
+def test_a_benchmark_phase_is_its_own_case_for_the_ratchet():
+    bench = "benchmarks:\n  - {dims: {M: 8, V: 16}, dtype: float32, devices: [cpu]}\n"
+    base = parse_spec(BASE + bench, "base.yaml")
+    head = parse_spec(
+        BASE + bench + "  - {dims: {M: 8, V: 16}, dtype: float32, devices: [cpu], phase: backward}\n", "h"
+    )
+    got = [(c.kind, c.path, c.message) for c in diff_specs({"ce": base}, {"ce": head})]
+    assert got == [("changed", "benchmarks[M=8,V=16,float32,phase=backward]", "benchmark case added")]
