@@ -11,7 +11,7 @@ hypothesis the loop acts on.
 As in the rms_norm test (scripts/demo.py), the scratch repository's launcher is deliberately
 untuned: on a CPU cross_entropy's heuristic already takes the interpreter's best block (the
 whole row), so the search would rightly find nothing and the change path would not run.
-Here it is poor in the hot domain only (blocks of 2048 columns for 16384 <= V < 32768: 16
+Here it is poor in the hot domain only (blocks of 512 columns for 16384 <= V < 32768: 63
 blocks for the hot rows of 32000); elsewhere it is as tuned, so the baseline's spec checks
 cost what the real kernel's do (the sandbox gives them 240 s, and cross_entropy's spec, with
 its args matrix and gradients, is the heaviest of the specs). On a machine loaded well past
@@ -43,7 +43,7 @@ _tuned_heuristic = _heuristic
 
 def _heuristic(V, serial):
     cfg = _tuned_heuristic(V, serial)
-    return cfg | {"BLOCK_V": 2048} if 16384 <= V < 32768 else cfg
+    return cfg | {"BLOCK_V": 512} if 16384 <= V < 32768 else cfg
 """
 
 
@@ -75,7 +75,9 @@ def evolved(tmp_path_factory):
             "--repo",
             str(repo),
             "--budget-evals",
-            "3",  # the baseline and two neighbours of its block (1024, 4096: one of them wider)
+            # the baseline and, for seed 0, the neighbour with blocks twice as wide (1024): a gap
+            # (1.4x measured) that the noise of a loaded machine does not close, as 2048 vs 4096 did
+            "2",
             "--seed",
             "0",
             "--json",
