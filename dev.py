@@ -58,6 +58,11 @@ def env() -> dict:
     # keep Triton's cache inside the checkout (litellm's offline settings are the LLM
     # proposer's own business: pytest_aina/changer/proposers/llm.py sets them before importing it)
     e.setdefault("TRITON_CACHE_DIR", str(ROOT / ".aina" / "triton-cache"))
+    # the suite starts hundreds of Python processes (pytester sessions, sandboxed stages, the
+    # App's workers): without bytecode caches each one compiles the package and pytest
+    # rewrites its asserts again (~2.4 s of CPU each), so an environment's
+    # PYTHONDONTWRITEBYTECODE is not passed on (the caches are ignored by git)
+    e.pop("PYTHONDONTWRITEBYTECODE", None)
     return e
 
 

@@ -1,4 +1,4 @@
-"""Where a webhook's acknowledgement waits, on SQLite with the job worker running: a profile,
+"""Where a webhook's acknowledgement waits, with the job worker running: a profile,
 not the deployed measurement (that is bench_app.py).
 
 The App runs in this process (werkzeug, a thread per connection, so every wait is in one
@@ -10,11 +10,12 @@ wait in BEGIN IMMEDIATE for another process's lock, and the size of each group. 
 the generator's figures and a table. Run from the repository root (ROOT: another checkout
 to profile, e.g. an older commit's tree):
 
-    .venv/bin/python benchmarks/app_ack_waits.py [ROOT]
+    .venv/bin/python benchmarks/app_ack_waits.py [ROOT] [--worker-nice N] [--store postgresql]
 """
 
 from __future__ import annotations
 
+import argparse
 import collections
 import logging
 import os
@@ -27,24 +28,55 @@ import time
 from pathlib import Path
 
 
-def main() -> int:
-    root = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent).resolve()
-    sys.path[:0] = [str(root), str(root / "benchmarks")]
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument(
+        "root",
+        nargs="?",
+        type=Path,
+        default=Path(__file__).resolve().parent.parent,
+        help="the checkout to profile (this one)",
+    )
+    p.add_argument("--worker-nice", type=int, metavar="N", help="the job worker's AINA_WORKER_NICE (the App's)")
+    p.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite", help="the App's database (sqlite)")
+    args = p.parse_args(argv)
+    root = args.root.resolve()
+    if not (root / "github_app").is_dir():
+        p.error(f"{root} is not a checkout of pytest-aina (no github_app/ in it)")
+    here = Path(__file__).resolve().parent.parent
+    # this checkout's tests/ for the shared helpers, the profiled checkout's App
+    sys.path[:0] = [str(root), str(root / "benchmarks"), str(here / "tests")]
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # a log line per request otherwise
+    work = Path(tempfile.mkdtemp(prefix="aina-waits-"))
+    server = None
+    if args.store == "postgresql":
+        from postgres_server import PostgresServer
+
+        server = PostgresServer(durable=True).start()
+        db = server.create_database("waits")
+    else:
+        db = str(work / "a.sqlite3")
+    try:
+        return _profile(args, root, work, db)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def _profile(args, root: Path, work: Path, db: str) -> int:
     import bench_app
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
     from werkzeug.serving import make_server
+    from worker_process import app_env, start_worker_process
 
     from github_app import create_app
     from github_app.store import SQLiteStore, open_store
 
-    work = Path(tempfile.mkdtemp(prefix="aina-waits-"))
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     (work / "k.pem").write_bytes(
         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
-    db = str(work / "a.sqlite3")
     settings = {
         "APP_ID": "1",
         "PRIVATE_KEY": str(work / "k.pem"),
@@ -53,8 +85,9 @@ def main() -> int:
         "GITHUB_API_URL": "http://127.0.0.1:9/api/v3",
         "HTTP_RETRIES": "0",  # as in bench_app.py
     }
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AINA_")}
-    env.update({f"AINA_{k}": v for k, v in settings.items()}, PYTHONPATH=str(root))
+    if args.worker_nice is not None:
+        settings["WORKER_NICE"] = str(args.worker_nice)
+    env = app_env(settings, root)
     store = open_store(db)
     store.upsert_installation(bench_app.INSTALLATION, "bench", True)
     store.upsert_repository(bench_app.REPO, bench_app.INSTALLATION, default_branch="main")
@@ -74,9 +107,18 @@ def main() -> int:
 
         setattr(owner, name, wrapper)
 
-    timed(SQLiteStore, "record_delivery", "record_delivery (whole)")
-    timed(SQLiteStore, "delivery_seen", "delivery_seen")
-    if hasattr(SQLiteStore, "_commit_group"):
+    if args.store == "postgresql":
+        from psycopg_pool import ConnectionPool
+
+        from github_app.store.postgres import PostgresStore
+
+        Store = PostgresStore
+        timed(ConnectionPool, "getconn", "  pool: waiting for a connection")
+    else:
+        Store = SQLiteStore
+    timed(Store, "record_delivery", "record_delivery (whole)")
+    timed(Store, "delivery_seen", "delivery_seen")
+    if Store is SQLiteStore and hasattr(SQLiteStore, "_commit_group"):
         timed(SQLiteStore, "_commit_group", "  group commit (BEGIN..COMMIT)")
         timed(SQLiteStore, "_begin", "    BEGIN IMMEDIATE (another process)")
         commit = SQLiteStore._commit_group
@@ -88,6 +130,7 @@ def main() -> int:
         sizes: list[int] = []
         SQLiteStore._commit_group = sized
     app = create_app({**settings, "APP_ID": 1})
+    timed(app.extensions["aina"].router, "dispatch", "router.dispatch")
     view = app.view_functions["webhooks.webhook"]
 
     def timed_view(*a, **kw):
@@ -100,13 +143,8 @@ def main() -> int:
     app.view_functions["webhooks.webhook"] = timed_view
     server = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "github_app", "serve", "--worker-only", "--threads", "2", "--evolution-threads", "1"],
-        env=env,
-        cwd=root,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    # as bench_app.py starts it
+    worker = start_worker_process(env, work / "job-worker.log", threads=2, evolution_threads=1, root=root)
     try:
         time.sleep(3)  # the worker imports and starts
         url = f"http://127.0.0.1:{server.server_port}"
@@ -118,7 +156,7 @@ def main() -> int:
         worker.wait()
         server.shutdown()
     print(out.stdout.strip().splitlines()[-1])
-    print(f"load average {os.getloadavg()[0]:.1f}, {os.cpu_count()} CPUs")
+    print(f"store {args.store}; load average {os.getloadavg()[0]:.1f}, {os.cpu_count()} CPUs")
     for label in sorted(times):
         xs = sorted(times[label])
         n = len(xs)

@@ -51,6 +51,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # worker_process: the job worker's environment and start
 
 import bench_app  # noqa: E402  (gunicorn start/stop, shared with the latency benchmark)
 
@@ -241,20 +242,21 @@ class Deployment:
             )
         )
         self.db = folder / "aina.sqlite3"
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("AINA_")}
-        self.env.update(
+        from worker_process import app_env
+
+        self.env = app_env(
             {
-                "AINA_APP_ID": "1",
-                "AINA_PRIVATE_KEY": str(key),
-                "AINA_WEBHOOK_SECRET": SECRET,
-                "AINA_DATABASE": str(self.db),
-                "AINA_GITHUB_API_URL": "http://127.0.0.1:9/api/v3",
-                "AINA_HTTP_RETRIES": "0",
-                "AINA_RETRY_BASE_SECONDS": "30",
-                "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-                **(extra_env or {}),
-            }
+                "APP_ID": "1",
+                "PRIVATE_KEY": str(key),
+                "WEBHOOK_SECRET": SECRET,
+                "DATABASE": str(self.db),
+                "GITHUB_API_URL": "http://127.0.0.1:9/api/v3",
+                "HTTP_RETRIES": "0",
+                "RETRY_BASE_SECONDS": "30",
+            },
+            ROOT,
         )
+        self.env.update(extra_env or {})
         store = SQLiteStore(self.db)
         store.upsert_installation(INSTALLATION, "faults", True)
         store.upsert_repository(REPO, INSTALLATION, default_branch="main")

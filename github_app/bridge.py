@@ -1,9 +1,11 @@
 """The App's one bridge to the core (``pytest_aina``): the Reasoner, the evolution loop, and
 the repository checkouts both work in.
 
-* :func:`run_reasoner` — a repository's stored telemetry windows in, ranked
-  :class:`~pytest_aina.reasoner.Hypothesis` objects out; :func:`worth_running` picks those
-  to start evolution runs for, within the repository's policy;
+* :func:`reasoner_report` — a repository's stored telemetry windows in, the Reasoner's
+  report out: ranked :class:`~pytest_aina.reasoner.Hypothesis` objects, and the hot kernels
+  left alone and why; :func:`worth_running` picks those to
+  start evolution runs for, within the repository's policy (``rollback`` and ``retire``
+  become removal PRs instead: :mod:`github_app.jobs.removals`);
 * :func:`evolve` — a hypothesis in, a :class:`~pytest_aina.changer.change.Change` out, from
   the same pipeline ``aina evolve`` runs (:func:`pytest_aina.changer.pipeline.evolve`). Only
   the ``EVOLUTION`` settings reach the loop, never the App's secrets: candidates are
@@ -26,9 +28,10 @@ from pytest_aina.changer import pipeline
 from pytest_aina.changer.change import Change, ChangeError
 from pytest_aina.changer.settings import EvolutionSettings
 from pytest_aina.devices import load_table
+from pytest_aina.reasoner.detectors import ReasonerConfig
 from pytest_aina.reasoner.hypothesis import Hypothesis, HypothesisError
 from pytest_aina.reasoner.inputs import load_specs, load_tables
-from pytest_aina.reasoner.report import reason
+from pytest_aina.reasoner.report import Report, reason
 from pytest_aina.telemetry.window import Window
 from pytest_aina.telemetry.wire import encode_line
 
@@ -47,19 +50,40 @@ class NoChange(Exception):
 # The Reasoner
 
 
-def run_reasoner(windows: list[dict[str, Any]], checkout: Path) -> tuple[list[Hypothesis], list[str]]:
-    """Ranked hypotheses from one repository's stored windows, with the specs and dispatch
-    tables of ``checkout`` (the repository at its baseline); and the Reasoner's notes about
-    its inputs."""
+def reasoner_report(
+    rows: list[tuple[int, dict[str, Any]]],
+    checkout: Path,
+    *,
+    policy: Policy | None = None,
+    merged_at: dict[tuple[str, str], float] | None = None,
+) -> tuple[Report, list[str]]:
+    """The Reasoner's report (the ranked hypotheses, and the hot kernels left alone and why,
+    ``report.left_alone``, for the dashboard) on one repository's stored windows (``(stored id, window)``, as
+    ``store.telemetry_rows`` gives them: every hypothesis cites its windows as
+    ``telemetry_windows#<id>``, the ids a revert or retire PR shows), with the specs and
+    dispatch tables of ``checkout`` (the repository at its baseline); and the Reasoner's notes
+    about its inputs. ``policy``: the repository's, whose ``retire.unused_days`` is the silence
+    a ``retire`` hypothesis needs (:func:`reasoner_config`); ``merged_at``: (kernel, variant) ->
+    when it merged, from the recorded claims (a younger variant is not retired)."""
     specs, notes = load_specs(checkout / "specs")
     tables, table_notes = load_tables(checkout / "kernels" / "variants")
     report = reason(
-        [Window.from_dict(w, ref=f"app-store#{i}") for i, w in enumerate(windows)],
+        [Window.from_dict(w, ref=f"telemetry_windows#{i}") for i, w in rows],
         specs,
         tables=tables,
         devices=load_table(None),
+        config=reasoner_config(policy),
+        merged_at=merged_at,
     )
-    return report.hypotheses, notes + table_notes + report.notes
+    return report, notes + table_notes + report.notes
+
+
+def reasoner_config(policy: Policy | None) -> ReasonerConfig:
+    """The Reasoner as the App runs it: a variant is ``retire``d after the policy's
+    ``retire.unused_days`` without a call (strict: only where the telemetry reaches back that
+    far), not after ``aina reason``'s six hours of a sample."""
+    days = (policy or Policy()).retire.unused_days
+    return ReasonerConfig(retire_idle_s=days * 86400.0, retire_strict=True)
 
 
 def stored_hypotheses(rows: list[dict[str, Any]]) -> list[Hypothesis]:
@@ -91,6 +115,8 @@ def worth_running(
     for h in hypotheses:
         if slots <= 0:
             break
+        if not h.actionable:
+            continue  # rollback and retire: a removal PR (github_app.jobs.removals), not a run
         if h.id in open_ids or h.id in queued_ids or h.id in rejected_ids:
             continue
         if h.expected_gain < policy.min_expected_gain or h.expected_gain <= 0:
@@ -206,7 +232,8 @@ __all__ = [
     "drop_job_checkout",
     "evolve",
     "job_checkout",
-    "run_reasoner",
+    "reasoner_config",
+    "reasoner_report",
     "stored_hypotheses",
     "unpack_tarball",
     "worth_running",

@@ -57,6 +57,14 @@ def register(subparsers) -> None:
         metavar="N",
         help="evolution worker threads (default: AINA_EVOLUTION_THREADS, 1)",
     )
+    p.add_argument(
+        "--nice",
+        type=_count,
+        metavar="N",
+        help="with --worker-only: lower this process's CPU priority by N, 0 to 19 "
+        "(default: AINA_WORKER_NICE, else 10 on PostgreSQL and 0 on SQLite), so the HTTP "
+        "workers' acknowledgements come first",
+    )
     p.set_defaults(run=run)
 
 

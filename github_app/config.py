@@ -56,6 +56,12 @@ DEFAULTS: dict[str, Any] = {
     "RETRY_BASE_SECONDS": 5.0,
     "RETRY_MAX_SECONDS": 1800.0,
     "WORKER_POLL_SECONDS": 0.5,
+    # `aina serve --worker-only` lowers its own CPU priority by this much (os.nice; 0 keeps
+    # it): on a machine it shares with the HTTP workers, the acknowledgements GitHub times
+    # come first and the jobs, which nobody waits on, take the CPU left over. Empty: the
+    # store's choice (Store.WORKER_NICE: 10 on PostgreSQL, 0 on SQLite, whose worker holds
+    # the write lock the acknowledgements wait for).
+    "WORKER_NICE": "",
     # GitHub calls: retries inside one call, and the longest wait a call may sleep for
     # (a longer Retry-After or rate-limit reset reschedules the job instead).
     "HTTP_RETRIES": 5,
@@ -110,6 +116,10 @@ _FLOATS = (
 )
 
 
+#: The largest niceness Unix knows: the lowest CPU priority.
+MAX_NICE = 19
+
+
 class ConfigError(ValueError):
     """A configuration value is missing or wrong; the message names the key."""
 
@@ -152,6 +162,18 @@ def check(config: dict[str, Any]) -> None:
         if value < 0 or (kind is int and value == 0 and key != "HTTP_RETRIES"):
             raise ConfigError(f"{where(key)} must be positive, got {value}")
         config[key] = value
+    nice = config["WORKER_NICE"]
+    if nice in ("", None):
+        config["WORKER_NICE"] = None  # the store's (Store.WORKER_NICE)
+    else:
+        try:
+            if isinstance(nice, bool) or (isinstance(nice, float) and not nice.is_integer()):
+                raise ValueError(nice)  # int() would take True as 1 and cut 7.5 to 7
+            config["WORKER_NICE"] = int(nice)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where('WORKER_NICE')} must be a whole number 0 to {MAX_NICE}, got {nice!r}") from None
+        if not 0 <= config["WORKER_NICE"] <= MAX_NICE:
+            raise ConfigError(f"{where('WORKER_NICE')} must be 0 to {MAX_NICE} (os.nice), got {nice}")
 
 
 def read_private_key(value: Any) -> str:

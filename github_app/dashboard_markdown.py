@@ -53,6 +53,14 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")[:300]
 
 
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
+
+
+def _share(value: Any) -> str:
+    return f"{_number(value):.0%}"
+
+
 def _when(ts: float | None) -> str:
     if not ts:
         return "never"
@@ -85,6 +93,7 @@ CLAIM_WORDS = {
     "confirmed": "confirmed",
     "contradicted": "contradicted",
     "reverted": "contradicted and reverted",
+    "inconclusive": "inconclusive",
 }
 
 
@@ -100,6 +109,8 @@ def claim_stage(claim: dict[str, Any]) -> str:
     v = claim.get("verification") or {}
     if claim.get("status") == "verifying":
         word += ": " + (str(v.get("reason")) if v else "no production telemetry of the variant yet")
+    elif claim.get("status") == "inconclusive":
+        word += ": " + str(v.get("reason") or "not enough data")
     return word
 
 
@@ -142,6 +153,7 @@ def render(
     claims: list[dict[str, Any]] = (),
     records: tuple[dict[str, Any], dict[str, Any]] = ({}, {}),
     retire_candidates: list[dict[str, Any]] = (),
+    left_alone: list[dict[str, Any]] = (),
 ) -> str:
     """The dashboard's markdown. Deterministic for the same inputs (no clock in it), so
     an unchanged dashboard is not edited again."""
@@ -183,6 +195,15 @@ def render(
             lines.append(f"- [ ] {_BOX.format(hid)} {text}")
         else:
             lines.append(f"- {text}")
+
+    if left_alone:
+        # the Reasoner's silence explained: a hot kernel with no hypothesis is not an oversight
+        lines += ["", "## Hot kernels left alone, and why", ""]
+        lines += [
+            f"- `{_cell(str(x.get('kernel', '?')))}` ({_share(x.get('share_of_gpu_time'))} of GPU time, "
+            f"{format_gain(_number(x.get('gpu_s_per_day')))}): {_cell(str(x.get('detail') or x.get('reason') or ''))}"
+            for x in left_alone[:20]
+        ]
 
     lines += ["", "## Open bot PRs", ""]
     if open_pulls:

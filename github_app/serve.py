@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -13,7 +14,7 @@ from werkzeug.serving import make_server
 
 from github_app import config as app_config
 from github_app.app import create_app
-from github_app.config import ConfigError
+from github_app.config import MAX_NICE, ConfigError
 from github_app.store import StoreUnavailable
 from github_app.web.telemetry import master_key, telemetry_secret
 from github_app.worker import start_workers, startup_jobs
@@ -29,6 +30,20 @@ class _Held(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.records.append(record)
+
+
+def lower_priority(niceness: int) -> None:
+    """Lower this process's CPU priority by ``niceness`` (all its threads: the job worker's
+    process is niced before it starts any). The job worker and the HTTP workers share the
+    machine's cores; GitHub times the acknowledgements, nobody times the jobs, so the
+    scheduler should give the webhooks the CPU first. Where the system has no ``os.nice``
+    (Windows) the worker runs at normal priority, with a warning."""
+    if niceness <= 0:
+        return
+    try:
+        os.nice(niceness)
+    except (AttributeError, OSError) as exc:
+        logging.getLogger(__name__).warning("job worker runs at normal priority: os.nice(%d): %s", niceness, exc)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,6 +72,19 @@ def run(args: argparse.Namespace) -> int:
         release_warnings()
         return 0
 
+    niceness = 0
+    if args.worker_only:
+        niceness = services.config["WORKER_NICE"] if args.nice is None else args.nice
+        if niceness is None:  # unset: what suits the store
+            niceness = services.store.WORKER_NICE
+        if niceness > MAX_NICE:
+            print(f"aina serve: --nice must be 0 to {MAX_NICE}, got {niceness}", file=sys.stderr)
+            return 2
+        lower_priority(niceness)
+    elif args.nice is not None:
+        print("aina serve: --nice is for --worker-only (the HTTP workers keep their priority)", file=sys.stderr)
+        return 2
+
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     workers = []
@@ -68,7 +96,9 @@ def run(args: argparse.Namespace) -> int:
         workers = start_workers(services, threads=threads, evolution_threads=evolvers, stop=stop)
     try:
         if args.worker_only:
-            print(f"aina serve: {threads + evolvers} worker thread(s); Ctrl-C stops", flush=True)
+            print(
+                f"aina serve: {threads + evolvers} worker thread(s) at niceness +{niceness}; Ctrl-C stops", flush=True
+            )
             release_warnings()
             while not stop.wait(1.0):
                 pass

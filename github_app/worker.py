@@ -33,6 +33,7 @@ from github_app.jobs import (
     maintenance,
     merging,
     reasoning,
+    removals,
     repository,
     verification,
 )
@@ -43,7 +44,17 @@ log = logging.getLogger(__name__)
 
 #: The modules whose ``@handler`` functions the worker runs (importing one registers them).
 #: A new module of job handlers is added here.
-JOB_MODULES = (installation, repository, reasoning, evolution, dashboard_updates, maintenance, merging, verification)
+JOB_MODULES = (
+    installation,
+    repository,
+    reasoning,
+    evolution,
+    dashboard_updates,
+    maintenance,
+    merging,
+    verification,
+    removals,
+)
 
 SCHEDULES = (
     # (schedule name, config key of its interval, job kind)

@@ -1,12 +1,37 @@
-"""Keeping the dashboard issue current, and acting on its ticked boxes."""
+"""Keeping the dashboard issue current, and acting on its ticked boxes; and the Reasoner's
+left-alone list it shows (why a hot kernel got no hypothesis), kept between the reason job
+that finds it and the dashboard job that draws it."""
 
 from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
 
 from github_app import bridge, dashboard_markdown
 from github_app.github import issues, pulls
 from github_app.jobs import JobContext, dashboard_job, handler, merging, verification
 from github_app.jobs.repository import evolve_job
 from github_app.store import DEFERRED, FAILED, PENDING_STATES
+
+
+def _left_alone_key(repository: str) -> str:
+    return f"left-alone:{repository}"
+
+
+def save_left_alone(store, repository: str, found: Iterable[Any]) -> None:
+    """Keep the Reasoner's latest left-alone list for ``repository`` (its
+    :class:`~pytest_aina.reasoner.left_alone.LeftAlone` objects, or their JSON form),
+    replacing the one before: the reason job calls this with ``report.left_alone``
+    next to ``store.replace_hypotheses``."""
+    rows = [x.to_json() if hasattr(x, "to_json") else dict(x) for x in found]
+    store.set_meta(_left_alone_key(repository), json.dumps(rows, sort_keys=True))
+
+
+def left_alone(store, repository: str) -> list[dict[str, Any]]:
+    """The left-alone list the last reason job kept (empty before one did)."""
+    raw = store.get_meta(_left_alone_key(repository))
+    return json.loads(raw) if raw else []
 
 
 def _queued(ctx: JobContext, name: str) -> set[str]:
@@ -38,6 +63,7 @@ def update(ctx: JobContext):
     body = dashboard_markdown.render(
         repository=row,
         hypotheses=ctx.store.hypotheses(name),
+        left_alone=left_alone(ctx.store, name),
         open_pulls=[
             dict(x, merging=merging.merge_state(ctx.store, name, x["number"]))
             for x in pulls_all

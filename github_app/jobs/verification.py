@@ -9,17 +9,19 @@ retire what no call uses.
 * **As telemetry arrives** (the Reasoner's job after a batch, and every hour) a ``verify``
   job per open claim runs :func:`pytest_aina.gate.verification.verify` on the windows of
   its variant, with the policy's ``verify:`` settings, and keeps the answer
-  (``store.settle_claim``: decided once; *not enough data yet* stays open).
-* **Contradicted**: the same job builds the revert
-  (:func:`pytest_aina.changer.change.removal.removal_change`: the variant leaves its
-  dispatch table, its generated tests go, the spec's pinned examples stay) and queues it to
-  the publish job, like any change. One revert PR per contradiction: the revert's hypothesis
-  id is the variant's (the store keeps one open PR per hypothesis, the publish job's key is
-  that id, and a PR is found again by its branch), and a job run again after a kill finds
-  the claim decided and queues the same publish, which finds the same PR.
-* **Retire**: a variant of a dispatch table on the default branch that no window of the last
-  ``retire.unused_days`` used (while other variants of its kernel were called) gets a PR
-  removing it; it merges on its own only when ``retire.automerge`` says so.
+  (``store.settle_claim``: decided once; *not enough data yet* stays open until the
+  policy's ``verify.max_days`` are over, then the claim is ``inconclusive``: final, shown on
+  the dashboard, and counted in the track record as neither held nor broken).
+* **Contradicted**: the same job hands the claim to the one revert
+  (:func:`github_app.jobs.removals.revert_claim`: the variant leaves its dispatch table, its
+  generated tests go, the spec's pinned examples stay), which the Reasoner's ``rollback``
+  hypotheses also go through. One revert PR per variant: the revert's hypothesis id is the
+  variant's (the store keeps one open PR per hypothesis, the publish job's key is that id,
+  and a PR is found again by its branch), and a job run again after a kill finds the claim
+  decided and queues the same publish, which finds the same PR.
+* **Retire**: the Reasoner's ``retire`` hypotheses (:mod:`github_app.jobs.removals`, whose
+  hourly ``retire`` job ``verify_all`` queues); a retire PR merges on its own only when
+  ``retire.automerge`` says so.
 
 The track record (:func:`pytest_aina.gate.verification.track_record`) is read from the stored
 claims: per kernel and per proposer, for the dashboard, every PR's body and
@@ -28,13 +30,13 @@ claims: per kernel and per proposer, for the dashboard, every PR's body and
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict
 from typing import Any
 
-from github_app.github import pulls
 from github_app.jobs import JobContext, dashboard_job, handler
+from github_app.jobs.removals import retire_candidates  # noqa: F401 - the dashboard reads it here
+from github_app.jobs.removals import revert_claim as _revert
 from github_app.policy import PolicyError, load_policy
 from github_app.store import JobSpec
 from pytest_aina.changer.change import Change, ChangeError
@@ -42,6 +44,7 @@ from pytest_aina.gate.claims import Claim
 from pytest_aina.gate.verification import (
     CONFIRMED,
     CONTRADICTED,
+    INCONCLUSIVE,
     TrackRecord,
     claims_in,
     track_record,
@@ -202,11 +205,7 @@ def verify_all(ctx: JobContext):
         name = repo["full_name"]
         if (only and name != only) or not repo["active"]:
             continue
-        open_ = [
-            c
-            for c in ctx.store.claims(name, "verifying")
-            if not (c["verification"] or {}).get("final")  # max_days over without a decision
-        ]
+        open_ = ctx.store.claims(name, "verifying")
         # a contradiction whose revert PR is not recorded yet (a job killed before it queued it)
         open_ += [c for c in ctx.store.claims(name, CONTRADICTED) if c["revert_number"] is None]
         for c in open_:
@@ -250,234 +249,9 @@ def verify_claim(ctx: JobContext):
         ctx.store.settle_claim(name, number, CONTRADICTED, data)
         ctx.finally_(dashboard_job(name, inst))
         return _revert(ctx, ctx.store.claim_of(name, number), data)
-    # undecided after max_days stays "verifying" with a final look (never counted as held);
-    # verify_all stops looking at it
-    ctx.store.settle_claim(name, number, CONFIRMED if result.status == CONFIRMED else "verifying", data)
+    # undecided when nothing more will decide it (max_days over, or a claim production
+    # cannot compare with): inconclusive, final, never counted as held
+    status = CONFIRMED if result.status == CONFIRMED else INCONCLUSIVE if result.final else "verifying"
+    ctx.store.settle_claim(name, number, status, data)
     ctx.finally_(dashboard_job(name, inst))
-    return {"number": number, "status": result.status, "reason": result.reason}
-
-
-def _revert(ctx: JobContext, row: dict, verification: dict) -> dict:
-    """Queue the revert PR of a contradicted claim (the publish job opens it, or finds it)."""
-    from github_app.jobs.evolution import publish_job
-    from pytest_aina.changer.change.removal import removal_change, table_path
-
-    p = ctx.payload
-    name, inst, number = p["repository"], p["installation_id"], row["number"]
-    if row.get("revert_number") is not None:
-        return {"number": number, "status": CONTRADICTED, "revert": row["revert_number"]}
-    repo = ctx.repo()
-    base = repo.ref(f"heads/{repo.default_branch}").object.sha
-    tree = repo.git_commit(base).tree.sha
-    present = pulls.paths_at(repo, tree)
-    kernel, variant = row["kernel"], row["variant"]
-    table = table_path(kernel)
-    if table not in present:
-        return {
-            "number": number,
-            "status": CONTRADICTED,
-            "revert": None,
-            "note": f"{table} is not on the default branch",
-        }
-    table_text = pulls.file_at(repo, tree, table).decode("utf-8")
-    try:
-        change = removal_change(
-            kind="rollback",
-            kernel=kernel,
-            variant=variant,
-            base=base,
-            table_text=table_text,
-            present=present,
-            title=f"{kernel}: revert {variant}, slower in production than claimed (#{number})",
-            body=revert_body(row, verification),
-            evidence={"reverts": number, "verification": verification},
-            telemetry=json.dumps(sorted(_refs(verification))).encode(),
-            labels=("risk:low",),
-            metadata={"reverts": number},
-        )
-    except ChangeError as exc:
-        # the variant is gone already (a person removed it): nothing to revert
-        return {"number": number, "status": CONTRADICTED, "revert": None, "note": str(exc)}
-    ctx.then(publish_job(name, inst, change))
-    return {"number": number, "status": CONTRADICTED, "revert": change.branch}
-
-
-def _refs(verification: dict) -> list[str]:
-    return [ref for s in verification.get("shapes") or () for ref in s.get("refs") or ()]
-
-
-def _us(s: float | None) -> str:
-    return "–" if s is None else f"{s * 1e6:.1f} µs"
-
-
-def _ids(refs: list[str]) -> str:
-    """``telemetry_windows#3..#9, #12`` for the body (every id is in the statement)."""
-    ids = sorted(int(r.rpartition("#")[2]) for r in refs if r.rpartition("#")[2].isdigit())
-    if not ids:
-        return "none"
-    runs, start, prev = [], ids[0], ids[0]
-    for i in ids[1:] + [None]:
-        if i is not None and i == prev + 1:
-            prev = i
-            continue
-        runs.append(f"#{start}" if start == prev else f"#{start}–#{prev}")
-        if i is not None:
-            start = prev = i
-    return "telemetry_windows " + ", ".join(runs)
-
-
-def revert_body(row: dict, verification: dict) -> str:
-    """The revert PR's body: which PR, what it claimed against what production measured, on
-    which stored telemetry windows, by which method."""
-    v = verification
-    lines = [
-        f"Reverts #{row['number']}: production contradicts its claim for `{row['kernel']}` "
-        f"variant `{row['variant']}` on {row['device'] or 'its device'}.",
-        "",
-        f"**Verdict:** {v.get('reason', '')}",
-        "",
-        "| shape | claimed median [95% CI] | threshold | production median [interval] | measured/claimed | hours | windows | calls | result |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for s in v.get("shapes") or ():
-        ci = s.get("claimed_ci_s") or [None, None]
-        mci = s.get("measured_ci_s") or [None, None]
-        ratio = f"{s['ratio']:.2f}" if s.get("ratio") else "–"
-        lines.append(
-            f"| {s['case']} | {_us(s.get('claimed_s'))} [{_us(ci[0])}, {_us(ci[1])}] | {_us(s.get('threshold_s'))} "
-            f"| {_us(s.get('measured_s'))} [{_us(mci[0])}, {_us(mci[1])}] | {ratio} | {s.get('blocks', 0)} "
-            f"| {s.get('windows', 0)} | {s.get('calls', 0)} | {s['status']} |"
-        )
-    m = v.get("method") or {}
-    lines += [
-        "",
-        f"**Telemetry windows cited** (ids in the App's store): {_ids(_refs(v))}.",
-        "",
-        f"**Method:** {m.get('statistic', '')}; {m.get('interval', '')}; confidence {m.get('confidence')}, "
-        f"noise margin {m.get('noise')} (policy `verify:`).",
-        "",
-        f"The variant leaves `kernels/variants/{row['kernel']}.yaml` (the generic variant serves its calls again) "
-        "and its generated tests go with it; the spec's pinned examples stay (they are boundaries the generic "
-        "variant still passes). This PR passes the gate like any change.",
-    ]
-    return "\n".join(lines) + "\n"
-
-
-# -- retiring ---------------------------------------------------------------------------------
-
-
-def _retire_key(repository: str) -> str:
-    return f"retire-candidates:{repository}"
-
-
-def retire_candidates(store, repository: str) -> list[dict[str, Any]]:
-    """The variants the last ``retire`` look found unused, each with its PR when one is open."""
-    raw = store.get_meta(_retire_key(repository))
-    out = []
-    for c in json.loads(raw) if raw else ():
-        link = store.open_pull(repository, _retire_id(c))
-        out.append(dict(c, number=link["number"] if link else None))
-    return out
-
-
-def unused_variants(
-    tables: dict[str, Any], windows: list[Window], *, now: float, days: float, merged: dict
-) -> list[dict]:
-    """The non-generic variants of ``tables`` (kernel -> parsed table) that no window of the
-    last ``days`` used, for kernels whose telemetry covers those days and was called in them
-    (a kernel production stopped calling is not the variant's fault); ``merged``: (kernel,
-    variant) -> when it merged (a variant younger than ``days`` has not had its chance)."""
-    cutoff = now - days * 86400
-    out = []
-    for kernel, table in sorted(tables.items()):
-        mine = [w for w in windows if w.kernel == kernel]
-        if not mine or min(w.start for w in mine) > cutoff + 3600:
-            continue  # telemetry does not reach back that far: no one can say "unused"
-        recent = [w for w in mine if w.start >= cutoff and w.calls > 0]
-        if not recent:
-            continue
-        used = {w.variant for w in recent}
-        for v in table.variants:
-            if v.is_generic or v.name in used or merged.get((kernel, v.name), 0) > cutoff:
-                continue
-            calls = sum(w.calls for w in recent)
-            out.append(
-                {
-                    "kernel": kernel,
-                    "variant": v.name,
-                    "reason": f"no call in {days:g} days, while {calls} calls of {kernel} went to "
-                    + ", ".join(f"`{u}`" for u in sorted(used)),
-                }
-            )
-    return out
-
-
-@handler("retire")
-def retire(ctx: JobContext):
-    """Variants no call used for ``retire.unused_days``: a PR removing each (merged on its own
-    only when ``retire.automerge`` says so; merging's ``decide`` asks a person otherwise)."""
-    from github_app.jobs.evolution import publish_job
-    from pytest_aina.changer.change.removal import removal_change
-    from pytest_aina.runtime.dispatch import DispatchTableError, parse_table
-
-    p = ctx.payload
-    name, inst = p["repository"], p["installation_id"]
-    repo = ctx.repo()
-    try:
-        policy = load_policy(repo, repo.default_branch)
-    except PolicyError as exc:
-        return {"skipped": f"the policy cannot be read: {exc}"}
-    base = repo.ref(f"heads/{repo.default_branch}").object.sha
-    tree = repo.git_commit(base).tree.sha
-    present = pulls.paths_at(repo, tree)
-    texts, tables = {}, {}
-    for path in sorted(x for x in present if x.startswith("kernels/variants/") and x.endswith(".yaml")):
-        kernel = path.rpartition("/")[2][: -len(".yaml")]
-        texts[kernel] = pulls.file_at(repo, tree, path).decode("utf-8")
-        try:
-            tables[kernel] = parse_table(texts[kernel], path, kernel=kernel)
-        except DispatchTableError:
-            continue  # a broken table is the gate's to report
-    now = time.time()
-    days = policy.retire.unused_days
-    windows = []
-    rows = {}
-    for kernel in tables:
-        for w in _windows(ctx.store.telemetry_rows(name, kernel, since=now - (days + 1) * 86400)):
-            windows.append(w)
-            rows.setdefault(kernel, []).append(w.ref)
-    merged = {(c["kernel"], c["variant"]): c["merged_at"] for c in ctx.store.claims(name)}
-    found = unused_variants(tables, windows, now=now, days=days, merged=merged)
-    ctx.store.set_meta(_retire_key(name), json.dumps(found, sort_keys=True))
-    opened = []
-    for c in found:
-        if ctx.store.open_pull(name, _retire_id(c)) is not None:
-            continue
-        change = removal_change(
-            kind="retire",
-            kernel=c["kernel"],
-            variant=c["variant"],
-            base=base,
-            table_text=texts[c["kernel"]],
-            present=present,
-            title=f"{c['kernel']}: retire {c['variant']}, unused for {days:g} days",
-            body=(
-                f"Retires `{c['variant']}` of `{c['kernel']}`: {c['reason']} (the App's stored telemetry, "
-                f"{len(rows.get(c['kernel'], []))} windows of the kernel). The variant leaves "
-                f"`kernels/variants/{c['kernel']}.yaml`; its generated tests go with it; the spec's pinned "
-                "examples stay. A retirement merges on its own only when the policy's `retire.automerge` is true.\n"
-            ),
-            evidence={"unused_days": days, "reason": c["reason"], "windows": rows.get(c["kernel"], [])[-200:]},
-            telemetry=json.dumps(sorted(rows.get(c["kernel"], []))).encode(),
-            labels=("risk:low",),
-        )
-        ctx.then(publish_job(name, inst, change))
-        opened.append(change.branch)
-    ctx.finally_(dashboard_job(name, inst))
-    return {"candidates": [f"{c['kernel']}/{c['variant']}" for c in found], "publishing": opened}
-
-
-def _retire_id(c: dict) -> str:
-    from pytest_aina.changer.change.removal import removal_hypothesis
-
-    return removal_hypothesis("retire", c["kernel"], c["variant"], title="", evidence={}).id
+    return {"number": number, "status": status, "reason": result.reason}

@@ -160,6 +160,23 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def delivery_seen(self, guid: str) -> bool: ...
 
+    #: Whether the webhook view asks :meth:`delivery_seen` before it routes a delivery and
+    #: records it. Where recording one already handled costs a durable write (SQLite: the
+    #: write lock and an fsync), a read first keeps a redelivery storm off the disk; where
+    #: :meth:`record_delivery` finds it without writing anything (PostgreSQL: its
+    #: ``ON CONFLICT DO NOTHING`` writes no WAL, so its commit flushes nothing), the read
+    #: would be one more round trip on every acknowledgement, and ``record_delivery``'s
+    #: False says "handled before" just as well.
+    CHECK_SEEN_FIRST: bool = True
+
+    #: How far ``aina serve --worker-only`` lowers its CPU priority unless
+    #: ``AINA_WORKER_NICE`` says (docs/github-app.md, *Worker priority*). 0 where the
+    #: worker's transactions take a lock every acknowledgement waits for (SQLite's one
+    #: write lock): a worker starved of CPU while holding it holds up every webhook
+    #: (priority inversion; measured: the App's p99 worse at +10 than at +0 in each
+    #: round on a saturated machine).
+    WORKER_NICE: int = 0
+
     # -- installations and repositories -----------------------------------------------
     @abc.abstractmethod
     def upsert_installation(self, installation_id: int, account: str, active: bool) -> None: ...
@@ -253,9 +270,10 @@ class Store(abc.ABC):
         closed event only the App that pressed the button. False if not merged."""
 
     # -- merged claims, verified in production --------------------------------------------
-    #: A claim's states: production has not decided yet, it agreed, it disagreed, and the
-    #: revert PR that undid it merged.
-    CLAIM_STATES = ("verifying", "confirmed", "contradicted", "reverted")
+    #: A claim's states: production has not decided yet, it agreed, it disagreed, the
+    #: revert PR that undid it merged, and still undecided when the policy's
+    #: ``verify.max_days`` were over (final: neither held nor broken in the track record).
+    CLAIM_STATES = ("verifying", "confirmed", "contradicted", "reverted", "inconclusive")
 
     @abc.abstractmethod
     def record_claim(
@@ -293,9 +311,11 @@ class Store(abc.ABC):
         """The claims of ``repository`` (optionally in one state), oldest merge first."""
 
     @abc.abstractmethod
-    def telemetry_rows(self, repository: str, kernel: str, since: float = 0.0) -> list[tuple[int, dict[str, Any]]]:
-        """(stored id, window) of ``kernel``'s windows received since ``since``: a verification
-        cites the windows it used by these ids."""
+    def telemetry_rows(
+        self, repository: str, kernel: str | None, since: float = 0.0
+    ) -> list[tuple[int, dict[str, Any]]]:
+        """(stored id, window) of ``kernel``'s windows (every kernel's: None) received since
+        ``since``: a verification, a revert or a retirement cites the windows it used by these ids."""
 
     @abc.abstractmethod
     def start_run(self, repository: str, hypothesis_id: str, job_id: int) -> int: ...

@@ -37,12 +37,12 @@ class SqlReads:
         ]
 
     def telemetry_rows(self, repository, kernel, since=0.0):
+        which, args = ("", (repository, since)) if kernel is None else (" AND kernel = ?", (repository, since, kernel))
         return [
             (r["id"], json.loads(r["body"]))
             for r in self._rows(
-                "SELECT id, body FROM telemetry_windows WHERE repository = ? AND kernel = ? AND received_at >= ?"
-                " ORDER BY id",
-                (repository, kernel, since),
+                f"SELECT id, body FROM telemetry_windows WHERE repository = ? AND received_at >= ?{which} ORDER BY id",
+                args,
             )
         ]
 

@@ -48,6 +48,11 @@ def _refuse(status: int, reason: str, message: str):
     return jsonify(error=message), status
 
 
+def _duplicate(services, event_name: str, delivery: str):
+    services.metrics.inc("aina_webhooks_total", event=event_name, outcome="duplicate")
+    return jsonify(status="duplicate", delivery=delivery), 200
+
+
 @bp.post("/webhook")
 def webhook():
     services = current_app.extensions["aina"]
@@ -70,16 +75,15 @@ def webhook():
         payload, _ = scrub_surrogates(payload)
 
     action = text(payload.get("action"), 64)
-    if services.store.delivery_seen(delivery):
-        services.metrics.inc("aina_webhooks_total", event=event_name, outcome="duplicate")
-        return jsonify(status="duplicate", delivery=delivery), 200
+    if services.store.CHECK_SEEN_FIRST and services.store.delivery_seen(delivery):
+        return _duplicate(services, event_name, delivery)
     event = Event(event_name, action, payload, delivery)
     jobs = services.router.dispatch(event, services.store)
     outcome = "ignored" if not jobs else "handled"
     with current_app.extensions["aina.store_gate"].write():
         recorded = services.store.record_delivery(delivery, event_name, action, jobs or [], outcome)
-    if not recorded:
-        outcome = "duplicate"  # the same delivery raced in on another thread
+    if not recorded:  # handled before (the store was not asked first), or raced in on another thread
+        return _duplicate(services, event_name, delivery)
     services.metrics.inc("aina_webhooks_total", event=event_name, outcome=outcome)
     log.info("delivery %s %s.%s: %s, %d job(s)", delivery, event_name, action, outcome, len(jobs or []))
     if event_name == "ping":

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import inspect
 import io
 import os
 import sys
@@ -171,15 +172,41 @@ def _case(spec_path: str, seed: int, dims: dict, dtype: str):
     return spec, Case(dims=tuple((k, int(dims[k])) for k in spec.dims), dtype=dtype, seed=seed)
 
 
-def make_inputs(spec_path: str, seed: int, *, dims: dict, dtype: str) -> list:
-    """Fresh inputs of one benchmark case from ``seed``: the tensors, then the spec's args."""
+def make_inputs(spec_path: str, seed: int, *, dims: dict, dtype: str) -> list | dict:
+    """Fresh inputs of one benchmark case from ``seed``: the tensors, then the spec's args,
+    as the implementation takes them (see :func:`_arguments`)."""
     spec, case = _case(spec_path, seed, dims, dtype)
     inputs = cases.make_inputs(spec, case, prepare_runtime())
-    return list(inputs.tensors.values()) + list(spec.args.values())
+    return _arguments(spec, list(inputs.tensors.values()), spec.args_for(case))
 
 
-def reference(spec_path: str, *args) -> Any:
-    return resolve(_spec(spec_path).reference)(*args)
+def _arguments(spec, tensors: list, args: dict) -> list | dict:
+    """The call's arguments for the timing protocol, which passes either positional or
+    keyword arguments, not both. ``pytest --aina`` calls a plain function with the tensors
+    in order and the args as keywords (:func:`pytest_aina.checking.cases.call`); the spec
+    lists its args in its own order, which need not be the signature's (cross_entropy's
+    ``reduction`` comes before ``ignore_index`` in its spec, after it in the function). So
+    the args are bound to the implementation's signature, which a candidate replacing it
+    keeps: positional in the signature's order, or every argument by name where a keyword-
+    only parameter leaves no other way. An ``autograd.Function`` or module class is
+    called as ``cases.call`` calls it: the args after the tensors, in spec order."""
+    impl = resolve(spec.implementation)
+    if isinstance(impl, type):
+        return [*tensors, *args.values()]
+    try:
+        bound = inspect.signature(impl).bind(*tensors, **args)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"{spec.implementation} cannot be called with the spec's inputs {[i.name for i in spec.inputs]} "
+            f"and args {sorted(args)}: {exc}"
+        ) from None
+    if not bound.kwargs:
+        return list(bound.args)
+    return {i.name: t for i, t in zip(spec.inputs, tensors)} | args
+
+
+def reference(spec_path: str, *args, **kwargs) -> Any:
+    return resolve(_spec(spec_path).reference)(*args, **kwargs)
 
 
 def check(spec_path: str, out, expected, *, dims: dict, dtype: str):
@@ -195,5 +222,6 @@ def heuristic_config(spec_path: str, *, dims: dict, dtype: str) -> dict | None:
         fn = resolve(f"{module}:{attr}_config")
     except AttributeError:
         return None
-    cfg = fn(*make_inputs(spec_path, 0, dims=dims, dtype=dtype))
+    made = make_inputs(spec_path, 0, dims=dims, dtype=dtype)
+    cfg = fn(**made) if isinstance(made, dict) else fn(*made)
     return {k: v for k, v in dict(cfg).items() if isinstance(v, (int, float, str, bool))}

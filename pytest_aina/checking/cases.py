@@ -43,12 +43,12 @@ def shape_of(inp: Input, case: Case) -> list[int]:
     return shape
 
 
-def _values(kind: str, shape: list[int], dtype: str, gen) -> Any:
+def _values(kind: str, shape: list[int], dtype: str, gen, scale: float = 1.0) -> Any:
     import torch
 
     n = math.prod(shape)
     if kind == "normal":
-        v = torch.randn(n, generator=gen)
+        v = torch.randn(n, generator=gen) * scale
     elif kind == "large":
         v = torch.randn(n, generator=gen) * _LARGE[dtype]
     elif kind == "small":
@@ -141,7 +141,7 @@ def make_inputs(spec: Spec, case: Case, dev: str = "cpu") -> Inputs:
             values = _int_values(inp, case, shape, gen).to(torch_dtype(dtype))
         else:
             kind = case.values if case.values in inp.values else inp.values[0]
-            values = _values(kind, shape, dtype, gen).to(torch_dtype(dtype))
+            values = _values(kind, shape, dtype, gen, inp.scale).to(torch_dtype(dtype))
         layout = case.layout if case.layout in inp.layouts else "contiguous"
         buf, view = _layout(layout, shape, torch_dtype(dtype), dev)
         view.copy_(values.to(dev))

@@ -185,8 +185,81 @@ def _differentiable(c: _Call) -> list[tuple[int, Any]]:
 
 
 def _check_gradients(spec: Spec, kernel: Kernel, case: Case, impl: _Call, ref: _Call) -> None:
-    import torch
+    b = _backward(spec, kernel, case, impl, ref)
+    try:
+        got = b.run()
+    except Exception as exc:
+        raise CaseFailure(
+            spec, case, "gradient", f"the implementation's backward raised {type(exc).__name__}: {exc}"
+        ) from exc
+    b.check(got)
 
+
+@dataclass
+class Backward:
+    """One call's backward pass, ready to run: :meth:`run` differentiates the
+    implementation's outputs for the drawn upstream gradient (what a ``phase: backward``
+    benchmark times), :meth:`check` compares what it gave with the reference's autograd,
+    each gradient with its own tolerance and invariants, raising :class:`CaseFailure`."""
+
+    spec: Spec
+    kernel: Kernel
+    case: Case
+    impl: _Call
+    ref: _Call
+    outs: list  # the implementation's outputs that are differentiated
+    refs: list  # the reference's
+    up_impl: list  # the upstream gradients, one identical draw for each side
+    up_ref: list
+
+    def run(self) -> tuple:
+        import torch
+
+        wrt = [self.impl.leaves[g.input] for g in self.spec.gradients]
+        return torch.autograd.grad(self.outs, wrt, grad_outputs=self.up_impl, allow_unused=True)
+
+    def check(self, got) -> None:
+        import torch
+
+        spec, case, impl, ref = self.spec, self.case, self.impl, self.ref
+        wrt = [ref.leaves[g.input] for g in spec.gradients]
+        expected = torch.autograd.grad(self.refs, wrt, grad_outputs=self.up_ref, allow_unused=True)
+        for g, a, b in zip(spec.gradients, got, expected):
+            leaf = ref.leaves[g.input]
+            b = torch.zeros_like(leaf) if b is None else b
+            if a is None:
+                raise CaseFailure(
+                    spec, case, f"gradient of {g.input}", f"the implementation gave no gradient for {g.input}"
+                )
+            tol = spec.tolerance_of(g, case.dtype).at(case.dim_map)
+            mag = _gradient_magnitude(spec, self.kernel, case, g, self.refs) if tol.ctol and g.magnitude else None
+            m = compare(a, b, tol, name=f"grad {g.input}", magnitude=mag)
+            if m:
+                raise CaseFailure(spec, case, f"gradient of {g.input}", m.describe(), m)
+            if g.in_place(spec.args_for(case)):
+                # what the kernel left in the input's view must be that gradient too
+                m = compare(impl.inputs.tensors[g.input], b, tol, name=f"grad {g.input} in place", magnitude=mag)
+                if m:
+                    raise CaseFailure(spec, case, f"gradient of {g.input} written in place", m.describe(), m)
+            if g.invariants:
+                own = _gradient_observation(spec, case, impl, a, b, tol, mag)
+                for inv in g.invariants:
+                    msg = inv.definition.check(own, inv.params)
+                    if msg:
+                        raise CaseFailure(spec, case, f"invariant {inv.label} of the gradient of {g.input}", msg)
+
+
+def prepare_backward(spec: Spec, kernel: Kernel, case: Case) -> Backward:
+    """The implementation and the reference called on ``case`` (each on its own inputs), and
+    the upstream gradients drawn: the backward pass of :func:`run_case`, not yet run."""
+    inputs = make_inputs(spec, case, kernel.device)
+    with interpreter.case(case.to_arg()):
+        impl = _call(kernel.impl, spec, case, inputs, implementation=True)
+    ref = _call(kernel.reference, spec, case, make_inputs(spec, case, kernel.device), implementation=False)
+    return _backward(spec, kernel, case, impl, ref)
+
+
+def _backward(spec: Spec, kernel: Kernel, case: Case, impl: _Call, ref: _Call) -> Backward:
     # Upstream gradients for the reference's float outputs that depend on the inputs.
     pairs = [(i, r) for i, r in _differentiable(ref) if r is not None and r.requires_grad]
     if not pairs:
@@ -202,41 +275,17 @@ def _check_gradients(spec: Spec, kernel: Kernel, case: Case, impl: _Call, ref: _
     refs = [r for _, r in pairs]
     # Two identical draws: a backward that writes into its upstream gradient must not
     # change what the reference sees.
-    up_impl = upstream(spec, case, refs, kernel.device)
-    up_ref = upstream(spec, case, refs, kernel.device)
-    wrt = [g.input for g in spec.gradients]
-    try:
-        got = torch.autograd.grad(
-            [impl_outs[i] for i, _ in pairs], [impl.leaves[n] for n in wrt], grad_outputs=up_impl, allow_unused=True
-        )
-    except Exception as exc:
-        raise CaseFailure(
-            spec, case, "gradient", f"the implementation's backward raised {type(exc).__name__}: {exc}"
-        ) from exc
-    expected = torch.autograd.grad(refs, [ref.leaves[n] for n in wrt], grad_outputs=up_ref, allow_unused=True)
-    for g, a, b in zip(spec.gradients, got, expected):
-        leaf = ref.leaves[g.input]
-        b = torch.zeros_like(leaf) if b is None else b
-        if a is None:
-            raise CaseFailure(
-                spec, case, f"gradient of {g.input}", f"the implementation gave no gradient for {g.input}"
-            )
-        tol = spec.tolerance_of(g, case.dtype).at(case.dim_map)
-        mag = _gradient_magnitude(spec, kernel, case, g, refs) if tol.ctol and g.magnitude else None
-        m = compare(a, b, tol, name=f"grad {g.input}", magnitude=mag)
-        if m:
-            raise CaseFailure(spec, case, f"gradient of {g.input}", m.describe(), m)
-        if g.in_place(spec.args_for(case)):
-            # what the kernel left in the input's view must be that gradient too
-            m = compare(impl.inputs.tensors[g.input], b, tol, name=f"grad {g.input} in place", magnitude=mag)
-            if m:
-                raise CaseFailure(spec, case, f"gradient of {g.input} written in place", m.describe(), m)
-        if g.invariants:
-            own = _gradient_observation(spec, case, impl, a, b, tol, mag)
-            for inv in g.invariants:
-                msg = inv.definition.check(own, inv.params)
-                if msg:
-                    raise CaseFailure(spec, case, f"invariant {inv.label} of the gradient of {g.input}", msg)
+    return Backward(
+        spec,
+        kernel,
+        case,
+        impl,
+        ref,
+        outs=[impl_outs[i] for i, _ in pairs],
+        refs=refs,
+        up_impl=upstream(spec, case, refs, kernel.device),
+        up_ref=upstream(spec, case, refs, kernel.device),
+    )
 
 
 def _gradient_observation(spec: Spec, case: Case, impl: _Call, grad, expected, tol, magnitude) -> Observation:

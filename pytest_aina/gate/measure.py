@@ -88,7 +88,7 @@ def harness_source(spec_path: str) -> str:
         "from pytest_aina.changer import harness as _h\n"
         f"SPEC = {spec_path!r}\n\n"
         "def make_inputs(seed, **params):\n    return _h.make_inputs(SPEC, seed, **params)\n\n"
-        "def reference(*args):\n    return _h.reference(SPEC, *args)\n\n"
+        "def reference(*args, **kwargs):\n    return _h.reference(SPEC, *args, **kwargs)\n\n"
         "def check(out, expected, **params):\n    return _h.check(SPEC, out, expected, **params)\n"
     )
 

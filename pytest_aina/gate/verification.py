@@ -55,6 +55,9 @@ from pytest_aina.gate.stats import median_ranks
 from pytest_aina.telemetry.window import Window
 
 CONFIRMED, CONTRADICTED, NOT_ENOUGH_DATA = "confirmed", "contradicted", "not enough data"
+#: The stored state of a claim still undecided when nothing more will decide it (``max_days``
+#: over, or a claim production cannot compare with): final, and neither held nor broken.
+INCONCLUSIVE = "inconclusive"
 #: The observation's span: windows of one hour share their machines' load (measured: taking
 #: each window as independent contradicted 1% of true claims at noise 0.05, docs/github-app.md).
 BLOCK_S = 3600
@@ -206,8 +209,10 @@ def verify(
     if confirmed and not open_:
         reason = f"{len(confirmed)} of {len(rows_t)} shape(s) confirmed in production within {policy.noise:.0%}"
         return Verification(kernel, variant, CONFIRMED, reason, rows_t, True, method)
-    waiting = ", ".join(f"{r.case} ({r.windows} windows, {r.calls} calls)" for r in open_) or "no shape ran enough"
-    reason = f"not decided yet: {waiting}" + (f"; {policy.max_days:g} days are over" if expired else "")
+    # what was seen: the shapes that keep it open, or (max_days over) every undecided one
+    undecided = open_ or [r for r in rows_t if r.status == NOT_ENOUGH_DATA and r.claimed_s]
+    waiting = ", ".join(f"{r.case} ({r.windows} windows, {r.calls} calls)" for r in undecided) or "no shape ran enough"
+    reason = (f"not enough data after {policy.max_days:g} days: " if expired else "not decided yet: ") + waiting
     return Verification(kernel, variant, NOT_ENOUGH_DATA, reason, rows_t, expired, method)
 
 
@@ -296,6 +301,7 @@ class TrackRecord:
     claims: int = 0  # merged claims, decided or not
     confirmed: int = 0
     contradicted: int = 0  # contradicted, reverted or not
+    inconclusive: int = 0  # undecided when verify.max_days were over: not counted as held
     median_ratio: float | None = None  # production's median over the claimed, over decided claims
     streak: int = 0  # confirmed claims since the last contradicted one: what automerge.track_record counts
 
@@ -307,10 +313,16 @@ class TrackRecord:
         """``"3 of 3 earlier claims for softmax held in production"``, and what is pending."""
         if not self.claims:
             return f"no earlier claim for {subject} has been verified in production yet"
-        text = f"{self.confirmed} of {self.decided} earlier claims for {subject} held in production"
+        text = (
+            f"{self.confirmed} of {self.decided} earlier claims for {subject} held in production"
+            if self.decided
+            else f"no earlier claim for {subject} has been decided in production"
+        )
         if self.median_ratio is not None:
             text += f" (median measured/claimed {self.median_ratio:.2f})"
-        pending = self.claims - self.decided
+        if self.inconclusive:
+            text += f"; {self.inconclusive} inconclusive (not enough data)"
+        pending = self.claims - self.decided - self.inconclusive
         return text + (f"; {pending} still verifying" if pending else "")
 
     def as_dict(self) -> dict:
@@ -318,6 +330,7 @@ class TrackRecord:
             "claims": self.claims,
             "confirmed": self.confirmed,
             "contradicted": self.contradicted,
+            "inconclusive": self.inconclusive,
             "median_ratio": self.median_ratio,
             "streak": self.streak,
         }
@@ -335,6 +348,7 @@ def track_record(rows: Iterable[dict]) -> TrackRecord:
     rows = sorted(rows, key=lambda r: r.get("merged_at") or 0.0)
     confirmed = sum(r["status"] in HELD for r in rows)
     contradicted = sum(r["status"] in BROKEN for r in rows)
+    inconclusive = sum(r["status"] == INCONCLUSIVE for r in rows)
     ratios = [x for r in rows if r["status"] in HELD + BROKEN and (x := claim_ratio(r.get("verification"))) is not None]
     streak = 0
     for r in rows:
@@ -342,4 +356,4 @@ def track_record(rows: Iterable[dict]) -> TrackRecord:
             streak = 0
         elif r["status"] in HELD:
             streak += 1
-    return TrackRecord(len(rows), confirmed, contradicted, median(ratios) if ratios else None, streak)
+    return TrackRecord(len(rows), confirmed, contradicted, inconclusive, median(ratios) if ratios else None, streak)

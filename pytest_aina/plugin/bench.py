@@ -21,7 +21,7 @@ import pytest
 
 from pytest_aina import devices
 from pytest_aina.checking.cases import call, make_inputs
-from pytest_aina.checking.checks import CaseFailure
+from pytest_aina.checking.checks import CaseFailure, Kernel, prepare_backward
 from pytest_aina.checking.compare import compare
 from pytest_aina.spec.model import BenchCase, Case, Spec
 
@@ -55,6 +55,7 @@ class _Round:
     case: Case
     inputs: Any
     out: Any = None
+    backward: Any = None  # phase backward: the prepared pass (checks.Backward)
 
 
 def run(
@@ -75,19 +76,33 @@ def run(
     seeds = iter(range(1, 1 << 30))
     flush = torch.empty(L2_FLUSH_BYTES // 4, dtype=torch.int32, device=device) if device == "cuda" else None
 
+    backward = bcase.phase == "backward"
+
     def setup():
         # fresh inputs each round: a kernel cannot return an answer cached from the last one
         c = Case(case.dims, case.dtype, seed=next(seeds), args=case.args)
-        r = _Round(c, make_inputs(spec, c, device))
+        if backward:  # the forward (and the reference's, for the check) before the clock starts
+            b = prepare_backward(spec, Kernel(fn, reference, device), c)
+            r = _Round(c, b.impl.inputs, backward=b)
+        else:
+            r = _Round(c, make_inputs(spec, c, device))
         if flush is not None:
             flush.zero_()
         return (r,), {}
 
     def target(r: _Round):
-        r.out = call(fn, spec, r.inputs, r.case)
+        r.out = r.backward.run() if backward else call(fn, spec, r.inputs, r.case)
 
     def teardown(r: _Round):
         # checked after timing, every round: a fast wrong answer is not a result
+        if backward:
+            try:
+                r.backward.check(r.out)
+            except CaseFailure as exc:
+                raise CaseFailure(
+                    spec, r.case, f"benchmark {exc.what} check ({which})", exc.detail, exc.mismatch
+                ) from None
+            return
         ref = call(reference, spec, r.inputs, r.case)
         m = compare(r.out, ref, spec.tolerance[case.dtype])
         if m:
@@ -118,7 +133,10 @@ def run(
     benchmark.extra_info.update(info)
     benchmark.pedantic(target, setup=setup, teardown=teardown, rounds=rounds, warmup_rounds=warmup)
     stats = benchmark.stats.stats
-    info.update(throughput(spec, bcase, stats.median, device))
+    if backward:
+        info["phase"] = "backward"  # bytes and flops model the forward call: no figure for this phase
+    else:
+        info.update(throughput(spec, bcase, stats.median, device))
     benchmark.extra_info.update(info)
     return info
 

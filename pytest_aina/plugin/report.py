@@ -44,7 +44,9 @@ class AinaReport:
             elif report.failed:
                 entry["message"] = str(report.longrepr)
             bm = getattr(item, "funcargs", {}).get("benchmark")
-            if bm is not None and getattr(bm, "stats", None) is not None:
+            # a round whose output check failed leaves no timing: pytest-benchmark's stats
+            # of no data raise, and the failure (the finding) would become an INTERNALERROR
+            if bm is not None and getattr(bm, "stats", None) is not None and bm.stats.stats.data:
                 entry["benchmark"] = {"stats": bm.stats.stats.as_dict(), "extra_info": dict(bm.extra_info)}
             self.session.results.append(entry)
         return report

@@ -16,6 +16,8 @@ gain is an estimate and says how it was made (``gain_basis``):
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from pytest_aina.devices import DeviceLimits, DeviceTable
@@ -41,7 +43,11 @@ class ReasonerConfig:
     # (launch, ramp-up and tail), whatever its size: rooflines never go below it, so a tiny
     # kernel is not called "far from the limit" for time only fusion could remove.
     launch_floor_s: float = 2e-6
-    retire_idle_s: float = 6 * 3600  # retire: no call for this long (half the span if shorter)
+    retire_idle_s: float = 6 * 3600  # retire: no call for this long (half the span if shorter)...
+    # ...unless strict: then no retire hypothesis for a kernel whose telemetry does not reach
+    # back retire_idle_s (the App, whose policy's retire.unused_days is the idle time: a week
+    # of telemetry cannot say "unused for 14 days")
+    retire_strict: bool = False
     # Fewer calls than this in a shape domain over the telemetry say nothing about it (left
     # alone as few_calls): a handful of calls is noise next to the millions a hot domain has.
     min_calls: int = 100
@@ -490,6 +496,7 @@ def rollback(
                     gain_basis=basis,
                     evidence={
                         "slowdown": round(ratio, 4),
+                        "tolerance": cfg.rollback_tolerance,
                         "comparison": how,
                         # what a revert needs to show claimed vs measured: the claim as the table
                         # holds it (its pr and commit when the change recorded them) and production
@@ -521,14 +528,30 @@ def _kernel_refs_since(profile: Profile, kernel: str, since: float, n: int) -> d
     return {"count": sum(1 for tr in merged.refs if tr[2] >= since), "refs": refs}
 
 
-def retire(profile: Profile, tables: dict, cfg: ReasonerConfig) -> list[Hypothesis]:
+#: A window's worth of slack when asking whether telemetry reaches back to the idle stretch's
+#: start (the first window of the stretch need not start exactly there).
+REACH_SLACK_S = 3600.0
+
+
+def retire(
+    profile: Profile, tables: dict, cfg: ReasonerConfig, merged_at: Mapping[tuple[str, str], float] | None = None
+) -> list[Hypothesis]:
+    """Variants of ``tables`` no call used for ``cfg.retire_idle_s`` while their kernel ran.
+    ``merged_at``: (kernel, variant) -> when it reached production, where known (the App's
+    recorded claims): a variant younger than the idle stretch has not had its chance."""
     out = []
-    idle = cfg.retire_idle_s if profile.span_s >= 2 * cfg.retire_idle_s else profile.span_s / 2
+    merged_at = merged_at or {}
+    if cfg.retire_strict:
+        idle = cfg.retire_idle_s
+    else:
+        idle = cfg.retire_idle_s if profile.span_s >= 2 * cfg.retire_idle_s else profile.span_s / 2
     cutoff = profile.t1 - idle
     for kernel, table in sorted(tables.items()):
         kagg = profile.kernels.get(kernel)
         if kagg is None:
             continue  # no telemetry for the kernel at all: silence says nothing
+        if cfg.retire_strict and kagg.first > cutoff + REACH_SLACK_S:
+            continue  # telemetry does not reach back that far: no one can say "unused"
         recent = profile.kernel_time_between(kernel, cutoff, profile.t1)
         if recent <= 0:
             continue  # the kernel itself was idle: not this variant's fault
@@ -538,6 +561,8 @@ def retire(profile: Profile, tables: dict, cfg: ReasonerConfig) -> list[Hypothes
             agg = profile.variants.get((kernel, v.name))
             if agg is not None and agg.last > cutoff:
                 continue
+            if merged_at.get((kernel, v.name), -math.inf) > cutoff:
+                continue  # merged during the stretch: it has not had its chance
             last = format_time(agg.last) if agg is not None else None
             out.append(
                 Hypothesis(

@@ -35,7 +35,8 @@ from typing import Any
 
 KINDS = ("far_from_limit", "hot_unspecialised", "shape_shift", "rollback", "retire")
 #: The kinds the Changer acts on by specialising a variant for the hypothesis's shape
-#: domain; the others (rollback, retire) need a person's judgement first.
+#: domain; the others (rollback, retire) take a variant out: the GitHub App opens their
+#: revert and retire PRs (``github_app.jobs.removals``), ``aina reason`` lists them.
 ACTIONABLE = ("far_from_limit", "hot_unspecialised", "shape_shift")
 GAIN_UNIT = "gpu_s_per_day"
 

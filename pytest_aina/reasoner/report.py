@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -58,8 +59,11 @@ def reason(
     devices: DeviceTable | None = None,
     config: ReasonerConfig | None = None,
     issues: list[TelemetryIssue] | None = None,
+    merged_at: Mapping[tuple[str, str], float] | None = None,
 ) -> Report:
-    """Hypotheses from windows that already passed the telemetry checks."""
+    """Hypotheses from windows that already passed the telemetry checks. ``merged_at``:
+    (kernel, variant) -> when the variant reached production, where known (see
+    :func:`~pytest_aina.reasoner.detectors.retire`)."""
     cfg = config or ReasonerConfig()
     tables = tables or {}
     kept, refused = screen(windows, specs, devices)
@@ -70,7 +74,7 @@ def reason(
         + detectors.hot_unspecialised(profile, roofs, tables, cfg)
         + detectors.shape_shift(profile, roofs, cfg)
         + detectors.rollback(profile, specs, tables, devices, cfg)
-        + detectors.retire(profile, tables, cfg),
+        + detectors.retire(profile, tables, cfg, merged_at),
         top_groups=cfg.top_groups,
     )
     fleet_per_day = profile.total_time_s * profile.per_day

@@ -47,6 +47,9 @@ class Input:
     range: tuple[int | str, int | str] | None = None  # integer inputs: [lo, hi), over dims
     sentinel: Sentinel | None = None
     relations: tuple[Relation, ...] = ()
+    #: float inputs: the standard deviation of ``normal`` values (logits have std ~3, not 1);
+    #: the other value kinds keep their own magnitudes, which are edge cases by design
+    scale: float = 1.0
 
     @property
     def dtype_choices(self) -> tuple[str | None, ...]:
@@ -287,13 +290,17 @@ class BenchCase:
     line: int | None = field(default=None, compare=False)
     #: the chosen alternative of ``args`` entries, where not the default (``causal=True``)
     args: tuple[tuple[str, Any], ...] = ()
+    #: what is timed: the call (``forward``), or the gradients for one upstream gradient
+    #: (``backward``, the forward run before the clock starts)
+    phase: str = "forward"
 
     @property
     def dim_map(self) -> dict[str, int]:
         return dict(self.dims)
 
     def label(self) -> str:
-        return ",".join([f"{k}={v}" for k, v in self.dims] + [self.dtype] + [f"{k}={v}" for k, v in self.args])
+        phase = [] if self.phase == "forward" else [f"phase={self.phase}"]
+        return ",".join([f"{k}={v}" for k, v in self.dims] + [self.dtype] + [f"{k}={v}" for k, v in self.args] + phase)
 
     def as_case(self) -> Case:
         return Case(dims=self.dims, dtype=self.dtype, args=self.args)
@@ -513,6 +520,7 @@ def _input(k: str, v: dict) -> Input:
         range=tuple(v["range"]) if "range" in v else None,
         sentinel=_sentinel(sentinel) if sentinel else None,
         relations=tuple(Relation(n, dict(p)) for r in v.get("relations", ()) for n, p in r.items()),
+        scale=float(v.get("scale", 1.0)),
     )
 
 
@@ -583,6 +591,7 @@ def _build(d: dict, lines: dict, file: str) -> Spec:
             devices=tuple(b.get("devices", ["cuda"])),
             line=_line_for(lines, ("benchmarks", i)),
             args=tuple((k, v) for k, v in (b.get("args") or {}).items() if args.get(k) != v),
+            phase=b.get("phase", "forward"),
         )
         for i, b in enumerate(d.get("benchmarks", []))
     )
@@ -678,6 +687,8 @@ def _semantic_issues(spec: Spec, file: str) -> list[SpecIssue]:
                 issue(("examples", i, "batch"), f"the product of batch {ex['batch']} must equal {first.shape[0]}")
     for i, b in enumerate(spec.raw.get("benchmarks", [])):
         check_dims("benchmarks", i, b["dims"])
+        if b.get("phase") == "backward" and not spec.gradients:
+            issue(("benchmarks", i, "phase"), "phase backward needs gradients: the spec names none")
         if b["dtype"] not in spec.dtypes:
             issue(
                 ("benchmarks", i, "dtype"), f"{b['dtype']} is not one of the spec's dtypes ({', '.join(spec.dtypes)})"
@@ -705,6 +716,8 @@ def _new_key_issues(spec: Spec, issue) -> None:
         )
         if len(kinds) > 1:
             issue(("inputs", inp.name, "dtypes"), "mixes integer and floating dtypes")
+        if inp.integer and inp.scale != 1.0:
+            issue(("inputs", inp.name, "scale"), "scale is for float inputs (integer inputs are drawn from range)")
         if (inp.range is not None or inp.sentinel is not None) and not inp.integer:
             issue(("inputs", inp.name), "range and sentinel are for integer inputs (dtype int32 or int64)")
         if inp.sentinel is not None and inp.sentinel.arg is not None:

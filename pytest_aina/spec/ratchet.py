@@ -533,6 +533,11 @@ class _SpecDiff:
                 self.add(WEAKENED, ("inputs", name, "batch_dims"), "leading batch dims no longer checked", True, False)
             elif h.batch_dims and not b.batch_dims:
                 self.add(TIGHTENED, ("inputs", name, "batch_dims"), "leading batch dims now checked", False, True)
+            if b.scale != h.scale:
+                # another distribution: neither more nor fewer cases, but other values
+                self.add(
+                    CHANGED, ("inputs", name, "scale"), "scale of normal values changed: needs review", b.scale, h.scale
+                )
             self._integer_input(name, b, h)
             for key, what in (("layouts", "layout"), ("values", "value kind")):
                 before, after = getattr(b, key), getattr(h, key)

@@ -127,6 +127,12 @@ def _defs() -> dict:
                         "frequency": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
                     },
                 },
+                "scale": {
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "description": "Float inputs: the standard deviation of 'normal' values (default 1), "
+                    "e.g. 3 for logits; the other value kinds keep their own magnitudes.",
+                },
                 "relations": {
                     "type": "array",
                     "minItems": 1,
@@ -262,6 +268,11 @@ def _defs() -> dict:
                     "type": "object",
                     "description": "One alternative of each args entry that has several.",
                     "additionalProperties": {"$ref": "#/$defs/arg_value"},
+                },
+                "phase": {
+                    "enum": ["forward", "backward"],
+                    "description": "What is timed: the call (forward, the default), or the spec's "
+                    "gradients for one upstream gradient (backward; the forward runs untimed first).",
                 },
                 "note": {"type": "string"},
             },

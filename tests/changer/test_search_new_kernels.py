@@ -68,3 +68,40 @@ def test_a_small_search_on_matmul_gives_verdicts(tmp_path):
     assert baseline.verdict.passed, baseline.verdict
     assert baseline.verdict.stages[-1] == "benchmarks" and baseline.verdict.score
     assert other.verdict.passed or other.verdict.detail
+
+
+def test_the_timing_protocol_calls_cross_entropy_as_pytest_aina_does():
+    """The protocol passes positional arguments: the spec's args (reduction, label_smoothing,
+    ignore_index, inplace_grad, in that order) are bound to the implementation's signature
+    (ignore_index first), else the kernel would get reduction=-100."""
+    import torch
+
+    from pytest_aina.changer import harness
+    from pytest_aina.checking import cases
+    from pytest_aina.spec.model import Case, load_spec
+
+    path = str(REPO / "specs" / "cross_entropy.yaml")
+    made = harness.make_inputs(path, 3, dims={"N": 5, "V": 33}, dtype="float32")
+    assert isinstance(made, list) and made[2:] == [-100, "mean", 0.0, False]
+    spec = load_spec(path)
+    inputs = cases.make_inputs(spec, Case(dims=(("N", 5), ("V", 33)), dtype="float32", seed=3))
+    assert all(torch.equal(a, b) for a, b in zip(made[:2], inputs.tensors.values()))
+    expected = cases.call(harness.resolve(spec.reference), spec, inputs)  # the plugin's way: args by name
+    assert torch.equal(harness.reference(path, *made), expected)
+
+
+def test_generated_tests_cover_each_alternative_of_the_call():
+    from pytest_aina.changer.change.testgen import call_alternatives
+    from pytest_aina.spec.model import load_spec
+
+    ce = call_alternatives(load_spec(REPO / "specs" / "cross_entropy.yaml"), "bfloat16")
+    assert [i for _, _, i in ce] == [
+        "args.reduction=sum",
+        "args.reduction=none",
+        "args.label_smoothing=0.1",
+        "args.ignore_index=3",
+        "args.inplace_grad=True",
+        "dtype.target=int32",
+    ]
+    assert ce[-1][:2] == ({}, {"target": "int32"})
+    assert call_alternatives(load_spec(REPO / "specs" / "rms_norm.yaml"), "float32") == []

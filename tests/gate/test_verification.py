@@ -83,6 +83,10 @@ def test_too_little_data_waits_then_a_shape_never_run_stops_blocking():
     assert verify(both, windows(A, 2e-5, 60), policy=POL, since=0, now=DAY).status == NOT_ENOUGH_DATA
     late = verify(both, windows(A, 2e-5, 60), policy=POL, since=0, now=3 * DAY)
     assert late.status == CONFIRMED
+    # nothing ran enough when max_days are over: final, and the reason says so
+    over = verify([claim(A, 2e-5)], few, policy=POL, since=0, now=3 * DAY)
+    assert over.status == NOT_ENOUGH_DATA and over.final
+    assert over.reason.startswith(f"not enough data after {POL.max_days:g} days: M=")
 
 
 def test_only_comparable_windows_count():
@@ -234,16 +238,22 @@ def test_the_track_record_counts_claims_ratios_and_the_streak_since_the_last_con
         _row("confirmed", 3, 0.95),
         _row("confirmed", 4, 0.97),
         _row("verifying", 5),
+        _row("inconclusive", 6),  # max_days over without a decision: neither held nor broken
     ]
     r = track_record(reversed(rows))  # ordered by merge time, whatever the input order
-    assert (r.claims, r.confirmed, r.contradicted, r.streak) == (5, 3, 1, 2)
+    assert (r.claims, r.confirmed, r.contradicted, r.inconclusive, r.streak) == (6, 3, 1, 1, 2)
     assert r.median_ratio == pytest.approx((0.97 + 1.0) / 2)  # of 0.95, 0.97, 1.0, 1.4
     assert r.sentence("softmax") == (
-        "3 of 4 earlier claims for softmax held in production (median measured/claimed 0.98); 1 still verifying"
+        "3 of 4 earlier claims for softmax held in production (median measured/claimed 0.98); "
+        "1 inconclusive (not enough data); 1 still verifying"
     )
     empty = track_record([])
     assert (empty.claims, empty.streak, empty.median_ratio) == (0, 0, None)
     assert empty.sentence("softmax") == "no earlier claim for softmax has been verified in production yet"
+    assert track_record([_row("inconclusive", 1), _row("verifying", 2)]).sentence("softmax") == (
+        "no earlier claim for softmax has been decided in production; 1 inconclusive (not enough data); "
+        "1 still verifying"
+    )
     assert track_record([_row("contradicted", 1, 1.3)]).sentence("rms_norm") == (
         "0 of 1 earlier claims for rms_norm held in production (median measured/claimed 1.30)"
     )

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import requests
 from werkzeug.serving import make_server
+from worker_process import app_env, start_worker_process
 
 from github_app.store import JobSpec
 
@@ -277,37 +278,18 @@ def publish(app, inst, change: dict, repository: str = "octo-org/kernels") -> No
 def start_worker(fake, app, key_file: Path, log: Path) -> subprocess.Popen:
     """``python -m github_app serve --worker-only`` on the App's database, configured from
     the environment as a deployment would be."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AINA_")}
-    env.update(
-        {
-            "AINA_APP_ID": str(APP_ID),
-            "AINA_PRIVATE_KEY": str(key_file),
-            "AINA_WEBHOOK_SECRET": WEBHOOK_SECRET,
-            "AINA_GITHUB_API_URL": fake.api_url,
-            "AINA_DATABASE": app.services.config["DATABASE"],
-            "AINA_JOB_LEASE_SECONDS": "1.5",
-            "AINA_WORKER_POLL_SECONDS": "0.05",
-            "AINA_HTTP_BACKOFF_SECONDS": "0.01",
-            "AINA_RETRY_BASE_SECONDS": "0.05",
-        }
-    )
-    with log.open("w") as out:  # the child keeps its own copy of the descriptor
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "github_app",
-                "serve",
-                "--worker-only",
-                "--threads",
-                "1",
-                "--evolution-threads",
-                "0",
-            ],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    settings = {
+        "APP_ID": APP_ID,
+        "PRIVATE_KEY": key_file,
+        "WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "GITHUB_API_URL": fake.api_url,
+        "DATABASE": app.services.config["DATABASE"],
+        "JOB_LEASE_SECONDS": 1.5,
+        "WORKER_POLL_SECONDS": 0.05,
+        "HTTP_BACKOFF_SECONDS": 0.01,
+        "RETRY_BASE_SECONDS": 0.05,
+    }
+    return start_worker_process(app_env(settings), log, threads=1, evolution_threads=0)
 
 
 def kill_worker_when_held(fake, app, key_file: Path, log: Path, hold, timeout: float = 60) -> subprocess.Popen:

@@ -48,6 +48,10 @@ def test_the_factory_builds_an_app_from_a_mapping(app_key, tmp_path):
         ({"GITHUB_API_URL": "ftp://example.com"}, "http(s) URL"),
         ({"JOB_LEASE_SECONDS": "soon"}, "JOB_LEASE_SECONDS"),
         ({"WORKER_THREADS": 0}, "WORKER_THREADS"),
+        ({"WORKER_NICE": 20}, "WORKER_NICE.*0 to 19"),
+        ({"WORKER_NICE": -1}, "WORKER_NICE"),
+        ({"WORKER_NICE": "low"}, "WORKER_NICE.*whole number"),
+        ({"WORKER_NICE": 7.5}, "WORKER_NICE.*whole number"),
         ({"DATABASE": "postgres://db/aina"}, "only SQLite paths"),
     ],
 )
@@ -337,3 +341,84 @@ def test_the_manifest_subscribes_to_every_event_the_app_handles():
         "statuses": "write",  # the aina / soak status (merging)
         "metadata": "read",
     }
+
+
+def _niceness_of_every_thread(pid: int) -> set[int]:
+    # /proc/PID/task/TID/stat: field 19 is the nice value; the name (field 2) may hold
+    # spaces, so count from its closing parenthesis.
+    out = set()
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        out.add(int(stat.read_text().rsplit(")", 1)[1].split()[16]))
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads niceness from Linux's /proc")
+def test_the_worker_only_process_lowers_its_cpu_priority(app_key, tmp_path):
+    """``serve --worker-only`` runs at AINA_WORKER_NICE below the priority it was started
+    with, every thread of it (the job threads start after the nice): the HTTP workers'
+    acknowledgements get the CPU first."""
+    import time
+
+    from worker_process import app_env, start_worker_process
+
+    key_file = tmp_path / "app.pem"
+    key_file.write_text(app_key[0])
+    settings = {"APP_ID": 1, "PRIVATE_KEY": key_file, "WEBHOOK_SECRET": "s" * 16, "WORKER_NICE": 7}
+    settings.update(DATABASE=tmp_path / "db.sqlite3", GITHUB_API_URL="http://127.0.0.1:9")
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    log = tmp_path / "worker.log"
+    proc = start_worker_process(app_env(settings), log, threads=2, evolution_threads=1)
+    try:
+        deadline = time.monotonic() + 60
+        while "worker thread(s)" not in log.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        assert "3 worker thread(s) at niceness +7" in log.read_text()
+        assert _niceness_of_every_thread(proc.pid) == {min(19, base + 7)}
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_serve_takes_the_niceness_from_the_flag_over_the_setting(app_key, tmp_path, monkeypatch):
+    from github_app import serve
+
+    asked = []
+
+    class Lowered(Exception):  # stops serve.run where the priority is lowered
+        pass
+
+    def lower(n):
+        asked.append(n)
+        raise Lowered
+
+    monkeypatch.setattr(serve, "lower_priority", lower)
+    for key in [k for k in os.environ if k.startswith("AINA_")]:
+        monkeypatch.delenv(key)
+    for key, value in base_config(app_key, tmp_path, WEBHOOK_SECRET="s" * 16, WORKER_NICE=4).items():
+        monkeypatch.setenv(f"AINA_{key}", str(value))
+    for argv in (["--worker-only"], ["--worker-only", "--nice", "0"], ["--worker-only", "--nice", "19"]):
+        with pytest.raises(Lowered):
+            serve.run(parse(["serve", *argv]))
+    assert asked == [4, 0, 19]
+    # Unset: the store's choice; SQLite's worker holds the write lock the acknowledgements
+    # wait for, so it keeps its priority (PostgreSQL's would be lowered by 10).
+    monkeypatch.delenv("AINA_WORKER_NICE")
+    with pytest.raises(Lowered):
+        serve.run(parse(["serve", "--worker-only"]))
+    assert asked[-1] == 0
+
+
+def test_serve_refuses_a_niceness_out_of_range_or_without_worker_only(app_key, tmp_path, monkeypatch, capsys):
+    from github_app import serve
+
+    for key in [k for k in os.environ if k.startswith("AINA_")]:
+        monkeypatch.delenv(key)
+    for key, value in base_config(app_key, tmp_path, WEBHOOK_SECRET="s" * 16).items():
+        monkeypatch.setenv(f"AINA_{key}", str(value))
+    assert serve.run(parse(["serve", "--worker-only", "--nice", "20"])) == 2
+    assert "--nice must be 0 to 19, got 20" in capsys.readouterr().err
+    assert serve.run(parse(["serve", "--nice", "5"])) == 2
+    assert "--nice is for --worker-only" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse(["serve", "--worker-only", "--nice", "-1"])

@@ -3,8 +3,6 @@ and the case next to it that must stay quiet."""
 
 from __future__ import annotations
 
-import textwrap
-
 import pytest
 
 from pytest_aina.reasoner import KINDS, ReasonerConfig, reason
@@ -27,7 +25,7 @@ def only(report, kind):
 
 
 def table(text: str, kernel: str = "rms_norm"):
-    return {kernel: parse_table(textwrap.dedent(text), f"{kernel}.yaml", kernel=kernel)}
+    return {kernel: parse_table(text, f"{kernel}.yaml", kernel=kernel)}
 
 
 # --- far from the limit ----------------------------------------------------------------------
@@ -78,19 +76,6 @@ def test_tiny_kernels_are_measured_against_the_launch_floor(synth, specs, device
 
 # --- hot and unspecialised -------------------------------------------------------------------
 
-RMS_TABLE = """\
-    aina_dispatch: 1
-    kernel: rms_norm
-    variants:
-      - name: generic
-        function: kernels.rms_norm:rms_norm_generic
-      - name: decode
-        function: kernels.rms_norm:rms_norm_generic
-        config: {ROWS_PER_PROGRAM: 1}
-        domain: {dims: {M: [1, 64]}, dtypes: [bfloat16], arch: [sm_90]}
-        evidence: {device: NVIDIA H100 80GB HBM3, dims: {M: 16, N: 4096}, dtype: bfloat16, latency_s: 1.0e-5, baseline_latency_s: 1.5e-5}
-"""
-
 
 def decode_and_prefill(synth, decode_variant="generic", decode_mean=8e-6, hours=range(24)):
     prefill = (("M", 8192), ("N", 4096))
@@ -111,7 +96,7 @@ def test_hot_unspecialised(synth, specs, devices):
 
 
 def test_a_domain_with_a_variant_is_not_unspecialised(synth, specs, devices):
-    tables = table(RMS_TABLE)
+    tables = table(synth.rms_norm_table(baseline_latency_s=1.5e-5))
     report = reason(decode_and_prefill(synth), specs, devices=devices, tables=tables)
     assert "hot_unspecialised" not in kinds(report)  # 'decode' covers it (not deployed yet, apparently)
     served = reason(decode_and_prefill(synth, decode_variant="decode", decode_mean=1e-5), specs, devices=devices)
@@ -154,7 +139,9 @@ def test_rollback_against_the_merged_evidence(synth, specs, devices):
         synth.window(kernel="rms_norm", dims=DECODE, mean_s=2e-5, calls=1000, hour=h, variant="decode")
         for h in range(24)
     ]
-    h = only(reason(ws, specs, devices=devices, tables=table(RMS_TABLE)), "rollback")
+    h = only(
+        reason(ws, specs, devices=devices, tables=table(synth.rms_norm_table(baseline_latency_s=1.5e-5))), "rollback"
+    )
     assert h.variant == "decode" and h.evidence["slowdown"] == pytest.approx(2.0)
     # the variant claimed 1.5x over generic; production lost 2x: going back saves 1 - 1.5/2 of its time
     assert h.expected_gain == pytest.approx(24 * 1000 * 2e-5 * 0.25, rel=1e-6)
@@ -171,7 +158,9 @@ def test_rollback_measured_against_generic_in_production(synth, specs, devices):
         synth.window(kernel="rms_norm", dims=DECODE, mean_s=1.2e-5, calls=50, hour=h, service="canary")
         for h in range(24)
     ]
-    h = only(reason(ws, specs, devices=devices, tables=table(RMS_TABLE)), "rollback")
+    h = only(
+        reason(ws, specs, devices=devices, tables=table(synth.rms_norm_table(baseline_latency_s=1.5e-5))), "rollback"
+    )
     assert h.expected_gain == pytest.approx(24 * 1000 * (2e-5 - 1.2e-5), rel=1e-6)
     assert h.gain_basis.startswith("measured")
 
@@ -182,13 +171,17 @@ def test_rollback_by_bandwidth_at_other_shapes(synth, specs, devices):
     claimed_bw = spec.bytes_for(dict(DECODE), "bfloat16") / 1e-5
     slow = 3 * spec.bytes_for(dict(m32), "bfloat16") / claimed_bw  # a third of the claimed bandwidth
     ws = [synth.window(kernel="rms_norm", dims=m32, mean_s=slow, hour=h, variant="decode") for h in range(24)]
-    h = only(reason(ws, specs, devices=devices, tables=table(RMS_TABLE)), "rollback")
+    h = only(
+        reason(ws, specs, devices=devices, tables=table(synth.rms_norm_table(baseline_latency_s=1.5e-5))), "rollback"
+    )
     assert h.evidence["slowdown"] == pytest.approx(3.0) and "bandwidth" in h.evidence["comparison"]
 
 
 def test_a_variant_that_keeps_its_promise_is_not_rolled_back(synth, specs, devices):
     ws = [synth.window(kernel="rms_norm", dims=DECODE, mean_s=1.05e-5, hour=h, variant="decode") for h in range(24)]
-    assert "rollback" not in kinds(reason(ws, specs, devices=devices, tables=table(RMS_TABLE)))
+    assert "rollback" not in kinds(
+        reason(ws, specs, devices=devices, tables=table(synth.rms_norm_table(baseline_latency_s=1.5e-5)))
+    )
 
 
 # --- retire ----------------------------------------------------------------------------------
@@ -197,7 +190,9 @@ def test_a_variant_that_keeps_its_promise_is_not_rolled_back(synth, specs, devic
 def test_retire_a_variant_nobody_calls(synth, specs, devices):
     ws = [synth.window(kernel="rms_norm", dims=DECODE, mean_s=1e-5, hour=h, variant="decode") for h in range(6)]
     ws += synth.hours(kernel="rms_norm", dims=(("M", 8192), ("N", 4096)), mean_s=3e-5)
-    h = only(reason(ws, specs, devices=devices, tables=table(RMS_TABLE)), "retire")
+    h = only(
+        reason(ws, specs, devices=devices, tables=table(synth.rms_norm_table(baseline_latency_s=1.5e-5))), "retire"
+    )
     assert h.variant == "decode" and h.expected_gain == 0
     assert h.evidence["last_call"] == "2025-06-02T06:00:00Z" and h.evidence["calls_before"] == 6000
     assert h.evidence["idle_s"] == 6 * 3600
@@ -206,12 +201,16 @@ def test_retire_a_variant_nobody_calls(synth, specs, devices):
 def test_a_variant_called_lately_or_an_idle_kernel_is_not_retired(synth, specs, devices):
     recent = [synth.window(kernel="rms_norm", dims=DECODE, mean_s=1e-5, hour=20, variant="decode")]
     recent += synth.hours(kernel="rms_norm", dims=(("M", 8192), ("N", 4096)), mean_s=3e-5)
-    assert "retire" not in kinds(reason(recent, specs, devices=devices, tables=table(RMS_TABLE)))
+    assert "retire" not in kinds(
+        reason(recent, specs, devices=devices, tables=table(synth.rms_norm_table(baseline_latency_s=1.5e-5)))
+    )
     # the kernel itself has been idle since 10:00: the variant's silence says nothing
     idle = [synth.window(kernel="rms_norm", dims=DECODE, mean_s=1e-5, hour=h, variant="decode") for h in range(4)]
     idle += [synth.window(kernel="rms_norm", dims=(("M", 8192), ("N", 4096)), mean_s=3e-5, hour=h) for h in range(10)]
     idle += synth.hours(kernel="softmax", dims=SQUARE, mean_s=2.2e-5)
-    assert "retire" not in kinds(reason(idle, specs, devices=devices, tables=table(RMS_TABLE)))
+    assert "retire" not in kinds(
+        reason(idle, specs, devices=devices, tables=table(synth.rms_norm_table(baseline_latency_s=1.5e-5)))
+    )
 
 
 # --- ranking and identity ----------------------------------------------------------------------
@@ -236,7 +235,7 @@ def test_ranking_is_deterministic_and_ids_are_stable(synth, specs, devices):
     import random
 
     ws = everything(synth)
-    tables = table(RMS_TABLE)
+    tables = table(synth.rms_norm_table(baseline_latency_s=1.5e-5))
     report = reason(ws, specs, devices=devices, tables=tables)
     first = report.as_json()
     assert set(kinds(report)) == set(KINDS)  # every kind at once (some merged into another)

@@ -5,7 +5,6 @@ so the same kernel with other figures gets another reason, or a hypothesis."""
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -17,32 +16,11 @@ ROOT = Path(__file__).resolve().parents[2]
 SQUARE = (("M", 4096), ("N", 4096))
 DECODE = (("M", 16), ("N", 4096))
 
-DECODE_TABLE = """\
-    aina_dispatch: 1
-    kernel: rms_norm
-    variants:
-      - name: generic
-        function: kernels.rms_norm:rms_norm_generic
-      - name: decode
-        function: kernels.rms_norm:rms_norm_generic
-        config: {{ROWS_PER_PROGRAM: 1}}
-        domain: {{dims: {{M: [1, 64]}}, dtypes: [bfloat16], arch: [sm_90]}}
-        evidence: {{device: {device}, dims: {{M: 16, N: 4096}}, dtype: bfloat16, latency_s: {latency}}}
-"""
-
 
 def write(tmp_path: Path, windows, name: str = "telemetry.jsonl") -> Path:
     path = tmp_path / name
     path.write_text("".join(encode_line(w) + "\n" for w in windows))
     return path
-
-
-def variants(tmp_path: Path, device: str = "NVIDIA H100 80GB HBM3", latency: str = "1.0e-5") -> Path:
-    folder = tmp_path / "variants"
-    folder.mkdir(exist_ok=True)
-    text = textwrap.dedent(DECODE_TABLE).format(device=device, latency=latency)
-    (folder / "rms_norm.yaml").write_text(text)
-    return folder
 
 
 def reason(capsys, path: Path, table_dir: Path | None = None, *extra) -> tuple[dict, str]:
@@ -102,7 +80,9 @@ def test_a_domain_served_by_a_variant_that_keeps_its_promise(synth, tmp_path, ca
         synth.window(kernel="rms_norm", dims=DECODE, mean_s=2.3e-6, hour=h, variant="decode", calls=1000)
         for h in range(24)
     ]
-    report, _ = reason(capsys, write(tmp_path, ws), variants(tmp_path, latency="2.2e-6"))
+    report, _ = reason(
+        capsys, write(tmp_path, ws), synth.write_variants(tmp_path, synth.rms_norm_table(latency_s=2.2e-6))
+    )
     [x] = report["left_alone"]
     assert x["reason"] == "specialised" and x["domains"][0]["variant"] == "decode"
     assert x["domains"][0]["variants"] == {"decode": 1.0}
@@ -118,7 +98,9 @@ def test_a_variant_slower_than_claimed_but_faster_than_generic(synth, tmp_path, 
         synth.window(kernel="rms_norm", dims=DECODE, mean_s=2.5e-6, hour=h, calls=50, service="canary")
         for h in range(24)
     ]  # ...and generic, measured beside it, slower still: going back would lose time
-    report, _ = reason(capsys, write(tmp_path, ws), variants(tmp_path, latency="1.5e-6"))
+    report, _ = reason(
+        capsys, write(tmp_path, ws), synth.write_variants(tmp_path, synth.rms_norm_table(latency_s=1.5e-6))
+    )
     assert report["hypotheses"] == []
     [x] = report["left_alone"]
     assert x["reason"] == "specialised"
@@ -131,7 +113,10 @@ def test_a_variant_with_interpreter_evidence_cannot_be_compared(synth, tmp_path,
         synth.window(kernel="rms_norm", dims=DECODE, mean_s=2.3e-6, hour=h, variant="decode", calls=1000)
         for h in range(24)
     ]
-    table_dir = variants(tmp_path, device="'cpu, Triton interpreter (x86_64)'", latency="2.3e-7")
+    table_dir = synth.write_variants(
+        tmp_path,
+        synth.rms_norm_table(device="cpu, Triton interpreter (x86_64)", latency_s=2.3e-7),
+    )
     report, _ = reason(capsys, write(tmp_path, ws), table_dir)
     assert [h["kind"] for h in report["hypotheses"]] == []
     [x] = report["left_alone"]
@@ -140,7 +125,11 @@ def test_a_variant_with_interpreter_evidence_cannot_be_compared(synth, tmp_path,
 
 def test_a_variant_in_the_table_that_production_does_not_call(synth, tmp_path, capsys):
     ws = synth.hours(kernel="rms_norm", dims=DECODE, mean_s=2.2e-6)
-    report, _ = reason(capsys, write(tmp_path, ws), variants(tmp_path))
+    report, _ = reason(
+        capsys,
+        write(tmp_path, ws),
+        synth.write_variants(tmp_path, synth.rms_norm_table()),
+    )
     [x] = report["left_alone"]
     assert x["reason"] == "variant_not_deployed" and x["domains"][0]["variant"] == "decode"
     assert "production still calls generic" in x["detail"]

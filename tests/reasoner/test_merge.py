@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -20,28 +19,13 @@ ROOT = Path(__file__).resolve().parents[2]
 DECODE = (("M", 16), ("N", 4096))
 PREFILL = (("M", 4096), ("N", 4096))
 
-RMS_TABLE = """\
-    aina_dispatch: 1
-    kernel: rms_norm
-    variants:
-      - name: generic
-        function: kernels.rms_norm:rms_norm_generic
-      - name: decode
-        function: kernels.rms_norm:rms_norm_generic
-        domain: {dims: {M: [1, 64]}, dtypes: [bfloat16], arch: [sm_90]}
-        evidence: {device: NVIDIA H100 80GB HBM3, dims: {M: 16, N: 4096}, dtype: bfloat16, latency_s: 1.0e-5,
-                   baseline_latency_s: 1.5e-5, pr: 17}
-"""
 
-
-def run(capsys, tmp_path: Path, windows, *extra, table: str | None = None) -> tuple[list[dict], str, Path]:
-    """``aina reason --json`` and the table on a telemetry file made of ``windows``."""
+def run(capsys, tmp_path: Path, windows, *extra, variants: Path | None = None) -> tuple[list[dict], str, Path]:
+    """``aina reason --json`` and the table on a telemetry file made of ``windows``, with the
+    dispatch tables in ``variants`` (none: a folder that does not exist, so no tables)."""
     path = tmp_path / "telemetry.jsonl"
     path.write_text("".join(encode_line(w) + "\n" for w in windows))
-    folder = tmp_path / "variants"
-    folder.mkdir(exist_ok=True)
-    if table:
-        (folder / "rms_norm.yaml").write_text(textwrap.dedent(table))
+    folder = variants or tmp_path / "none"
     base = ["reason", "--telemetry", str(path), "--specs", str(ROOT / "specs"), "--variants", str(folder), *extra]
     assert main([*base, "--json"]) == 0
     hyps = json.loads(capsys.readouterr().out)
@@ -122,7 +106,12 @@ def test_rollback_carries_claimed_and_measured_for_a_revert(synth, tmp_path, cap
         synth.window(kernel="rms_norm", dims=DECODE, mean_s=2e-5, calls=1000, hour=h, variant="decode")
         for h in range(24)
     ]
-    hyps, _, path = run(capsys, tmp_path, ws, table=RMS_TABLE)
+    hyps, _, path = run(
+        capsys,
+        tmp_path,
+        ws,
+        variants=synth.write_variants(tmp_path, synth.rms_norm_table(baseline_latency_s=1.5e-5, pr=17)),
+    )
     [h] = [h for h in hyps if h["kind"] == "rollback"]
     assert (h["kernel"], h["variant"]) == ("rms_norm", "decode")
     ev = h["evidence"]
@@ -146,7 +135,12 @@ def test_rollback_carries_claimed_and_measured_for_a_revert(synth, tmp_path, cap
 def test_retire_carries_the_idle_stretch_and_the_kernels_windows_in_it(synth, tmp_path, capsys):
     ws = [synth.window(kernel="rms_norm", dims=DECODE, mean_s=1e-5, hour=h, variant="decode") for h in range(6)]
     ws += synth.hours(kernel="rms_norm", dims=(("M", 8192), ("N", 4096)), mean_s=3e-5)
-    hyps, _, path = run(capsys, tmp_path, ws, table=RMS_TABLE)
+    hyps, _, path = run(
+        capsys,
+        tmp_path,
+        ws,
+        variants=synth.write_variants(tmp_path, synth.rms_norm_table(baseline_latency_s=1.5e-5, pr=17)),
+    )
     [h] = [h for h in hyps if h["kind"] == "retire"]
     ev = h["evidence"]
     assert (h["variant"], ev["last_call"]) == ("decode", "2025-06-02T06:00:00Z")

@@ -27,7 +27,7 @@ ERRORS = [
         variant("x: {shape: [M, N],", "x: {shape: [M, N], strides: [1],"),
         7,
         "inputs.x.strides",
-        "unknown key 'strides'; expected one of: batch_dims, dtype, dtypes, layouts, range, relations, sentinel, shape, values",
+        "unknown key 'strides'; expected one of: batch_dims, dtype, dtypes, layouts, range, relations, scale, sentinel, shape, values",
     ),
     (
         "wrong-type-number",

@@ -78,6 +78,8 @@ def changes(old, new):
             "  logits: {tolerance: {float32: {atol: 1.0e-5, rtol: 1.0e-5}}, invariants: [finite]}",
             ("added", "gradients.logits.invariants"),
         ),
+        # another distribution for normal values: a reviewer's call, neither more nor fewer cases
+        ("logits: {shape: [M, V]}", "logits: {shape: [M, V], scale: 3.0}", ("changed", "inputs.logits.scale")),
         # a sentinel that follows an arg, a gradient written in place
         ("value: -100,", "value: {arg: ignore_index},", ("changed", "inputs.target.sentinel")),
         (
@@ -118,3 +120,37 @@ def test_a_gradient_states_invariants_of_its_values_only():
         parse_spec(text, "ce.yaml")
     ok = parse_spec(text.replace(", deterministic]", "]"), "ce.yaml")
     assert [i.name for i in ok.gradients[0].invariants] == ["finite"]
+
+
+def test_scale_draws_normal_values_with_that_deviation_and_is_for_floats_only():
+    import torch
+
+    from pytest_aina.checking.cases import make_inputs
+    from pytest_aina.spec.model import Case
+    from pytest_aina.spec.reader import SpecError
+
+    base = BASE.replace("    relations: [{argmax_of: {input: logits, margin: 8}}]\n", "")  # it moves logits
+    scaled = parse_spec(base.replace("logits: {shape: [M, V]}", "logits: {shape: [M, V], scale: 3.0}"), "ce.yaml")
+    plain = parse_spec(base, "ce.yaml")
+    case = Case(dims=(("M", 64), ("V", 64)), dtype="float32", seed=5)
+    a = make_inputs(scaled, case).tensors["logits"]
+    b = make_inputs(plain, case).tensors["logits"]
+    assert torch.equal(a, 3.0 * b)  # the same draw, three times wider
+    assert 2.8 < a.std().item() < 3.2
+    # edge value kinds keep their own magnitudes
+    small = Case(dims=(("M", 64), ("V", 64)), dtype="float32", seed=5, values="small")
+    assert torch.equal(make_inputs(scaled, small).tensors["logits"], make_inputs(plain, small).tensors["logits"])
+    with pytest.raises(SpecError, match="scale is for float inputs"):
+        parse_spec(BASE.replace("    range: [0, V]\n", "    range: [0, V]\n    scale: 2.0\n"), "ce.yaml")
+    with pytest.raises(SpecError):
+        parse_spec(BASE.replace("logits: {shape: [M, V]}", "logits: {shape: [M, V], scale: 0}"), "ce.yaml")
+
+
+def test_a_benchmark_phase_is_its_own_case_for_the_ratchet():
+    bench = "benchmarks:\n  - {dims: {M: 8, V: 16}, dtype: float32, devices: [cpu]}\n"
+    base = parse_spec(BASE + bench, "base.yaml")
+    head = parse_spec(
+        BASE + bench + "  - {dims: {M: 8, V: 16}, dtype: float32, devices: [cpu], phase: backward}\n", "h"
+    )
+    got = [(c.kind, c.path, c.message) for c in diff_specs({"ce": base}, {"ce": head})]
+    assert got == [("changed", "benchmarks[M=8,V=16,float32,phase=backward]", "benchmark case added")]

@@ -4,7 +4,9 @@
 top-down. It runs the variant through the plugin's own ``run_case`` (the reference
 comparison and every invariant of the spec) at the hot shapes and at the corners of the
 variant's domain, for every dtype of the domain, and checks that dispatch routes the hot
-shapes to the variant and calls just outside its domain elsewhere.
+shapes to the variant and calls just outside its domain elsewhere. A spec with ``args``
+alternatives or several dtypes for an input also gets each alternative, one at a time, at
+the first case (the variant serves those calls too).
 
 Sizes on a CPU: the Triton interpreter runs one program after another, so its cost grows
 with the number of rows. A shape larger than :data:`CPU_NUMEL` elements or
@@ -115,6 +117,7 @@ def render_test(
             cpu_cases.append((small, s.dtype, f"{_label(small, s.dtype)} (stand-in for {label}, {s.why})"))
     cpu_cases = _unique(cpu_cases)
     gpu_cases = _unique(gpu_cases)
+    alternatives = call_alternatives(spec, cpu_cases[0][1]) if cpu_cases else []
     name = variant["name"]
     how = (
         f"binds ``{variant['function']}`` with {_config_text(variant.get('config'))}"
@@ -185,11 +188,16 @@ def render_test(
         "    return Kernel(variant.load(), resolve(spec.reference), device)",
         "",
         "",
-        "def check(spec, kernel, dims, dtype):",
+        "def check(spec, kernel, dims, dtype, args=None, input_dtypes=None):",
         "    from pytest_aina.checking.checks import run_case",
         "    from pytest_aina.spec.model import Case",
         "",
-        "    case = Case(dims=tuple((d, dims[d]) for d in spec.dims), dtype=dtype)",
+        "    case = Case(",
+        "        dims=tuple((d, dims[d]) for d in spec.dims),",
+        "        dtype=dtype,",
+        "        args=tuple((args or {}).items()),",
+        "        input_dtypes=tuple((input_dtypes or {}).items()),",
+        "    )",
         "    run_case(spec, kernel, case, invariants=spec.invariants)",
         "",
         "",
@@ -198,6 +206,23 @@ def render_test(
         "    check(spec, kernel, dims, dtype)",
         "",
         "",
+    ]
+    if alternatives:
+        lines += [
+            "# The variant serves every call in its domain, whatever its args and input dtypes: each",
+            "# alternative the spec lists (args, an input's dtype), one at a time with the rest at their",
+            "# defaults, at the first case above.",
+            f"CALLS = {_alternative_params(alternatives)}",
+            "",
+            "",
+            '@pytest.mark.parametrize(("args", "input_dtypes"), CALLS)',
+            "def test_variant_with_each_alternative_of_the_call(spec, kernel, args, input_dtypes):",
+            "    dims, dtype = CASES[0].values[:2]",
+            "    check(spec, kernel, dims, dtype, args, input_dtypes)",
+            "",
+            "",
+        ]
+    lines += [
         "@pytest.mark.gpu",
         '@pytest.mark.parametrize(("dims", "dtype"), FULL_SIZE)',
         "def test_variant_at_full_size(spec, kernel, dims, dtype):",
@@ -226,6 +251,22 @@ def render_test(
     else:
         lines += ["# The variant's domain covers every call the spec allows: no call lies outside it.", ""]
     return "\n".join(lines)
+
+
+def call_alternatives(spec, dtype: str) -> list[tuple[dict, dict, str]]:
+    """(args, input dtypes, id) for each alternative of the spec's ``args`` and of its
+    inputs' dtypes, one at a time (the others at their defaults), for a case of ``dtype``:
+    the same calls ``pytest --aina``'s edge cases make."""
+    out = [({k: v}, {}, f"args.{k}={v}") for k, alts in spec.arg_alternatives.items() for v in alts[1:]]
+    for inp in spec.inputs:
+        for choice in inp.dtypes[1:]:
+            out.append(({}, {inp.name: choice or dtype}, f"dtype.{inp.name}={choice or dtype}"))
+    return out
+
+
+def _alternative_params(alternatives: list) -> str:
+    rows = [f"    pytest.param({args!r}, {dtypes!r}, id={why!r})," for args, dtypes, why in alternatives]
+    return "[\n" + "\n".join(rows) + "\n]"
 
 
 def _label(dims: dict, dtype: str) -> str:

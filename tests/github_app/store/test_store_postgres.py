@@ -175,3 +175,97 @@ def test_a_forked_child_makes_its_own_connections(empty):
         assert store.get_meta("child") == "2" and store.get_meta("parent") == "1"
     finally:
         store.close()
+
+
+def test_job_transitions_skip_the_wal_flush_and_what_is_acknowledged_waits_for_it(empty, monkeypatch):
+    """The queue's own transitions commit with synchronous_commit off (as SQLite's with
+    synchronous=NORMAL); a delivery, an enqueue and everything else keep the server's
+    setting, and the connection goes back to the pool with it."""
+    from github_app.store.postgres import _NO_FLUSH
+
+    store = PostgresStore(empty, pool_size=1)  # one connection: what one call set, the next sees
+    setting = "current_setting('synchronous_commit')"
+    store.enqueue([JobSpec("a", {})])
+    # The mechanism: a row the UPDATE changes has passed _NO_FLUSH, so the setting is in
+    # force in its transaction (RETURNING is computed after the WHERE clause) ...
+    changed, row = store._write(f"UPDATE jobs SET attempts = attempts WHERE {_NO_FLUSH} RETURNING {setting} AS s")
+    assert (changed, row) == (1, {"s": "off"})
+    # ... and only there: the next statement on the same connection has the server's.
+    assert store._rows(f"SELECT {setting} AS s") == [{"s": "on"}]
+    with store._tx(durable=False) as con:
+        assert con.execute(f"SELECT {setting} AS s").fetchone()["s"] == "off"
+    assert store._rows(f"SELECT {setting} AS s") == [{"s": "on"}]
+
+    # Which writes take it: every statement and transaction of each call, looked at.
+    sqls: list[str] = []
+    real_write, real_tx = PostgresStore._write, PostgresStore._tx
+    monkeypatch.setattr(
+        PostgresStore, "_write", lambda self, sql, args=(): (sqls.append(sql), real_write(self, sql, args))[1]
+    )
+    monkeypatch.setattr(
+        PostgresStore,
+        "_tx",
+        lambda self, *, durable=True: (sqls.append("" if durable else _NO_FLUSH), real_tx(self, durable=durable))[1],
+    )
+
+    def flushed(call) -> set[bool]:
+        sqls.clear()
+        call()
+        assert sqls, "the call wrote nothing"
+        return {_NO_FLUSH not in sql for sql in sqls}
+
+    assert flushed(lambda: store.record_delivery("d-1", "push", None, [JobSpec("b", {})], "handled")) == {True}
+    assert flushed(lambda: store.enqueue([JobSpec("c", {}), JobSpec("d", {})])) == {True}
+    assert flushed(lambda: store.set_meta("k", "v")) == {True}
+    jobs = []
+    assert flushed(lambda: jobs.extend(store.claim(["default"], "w", 30) for _ in range(4))) == {False}
+    assert all(jobs)
+    assert flushed(lambda: store.heartbeat(jobs[0].id, "w", 30)) == {False}
+    assert flushed(lambda: store.complete(jobs[0].id, "w", {"ok": 1}, [JobSpec("then", {})])) == {False}
+    assert flushed(lambda: store.fail(jobs[3].id, "w", "no")) == {False}
+    assert flushed(lambda: store.retry(jobs[1].id, "w", time.time() + 60, "later")) == {False}
+    assert flushed(lambda: store.defer(jobs[2].id, "w", "wait")) == {False}
+    assert store.due("every-minute", 0)  # the first time inserts (and flushes): rare
+    assert flushed(lambda: store.due("every-minute", 60)) == {False}
+    assert store.job_counts()[("then", "queued")] == 1  # the follow-up went in with the completion
+    store.close()
+
+
+def test_a_redelivery_on_postgresql_is_found_by_the_write_alone(postgres_database, app_key, monkeypatch):
+    """On PostgreSQL the webhook view does not read before it records (one round trip
+    per acknowledgement, not two): record_delivery's conflict says "handled before", and
+    the answer is the same 200 "duplicate", with the delivery's jobs enqueued once."""
+    import hashlib
+    import hmac
+    import json
+
+    from github_app import create_app
+
+    app = create_app(
+        {"APP_ID": 7, "PRIVATE_KEY": app_key[0], "WEBHOOK_SECRET": "s" * 16, "DATABASE": postgres_database}
+    )
+    store = app.extensions["aina"].store
+    monkeypatch.setattr(store, "delivery_seen", lambda guid: pytest.fail("the view read before recording"))
+    body = json.dumps(
+        {
+            "action": "closed",
+            "installation": {"id": 7},
+            "repository": {"full_name": "o/r"},
+            "pull_request": {"number": 3, "merged": False, "head": {"ref": "aina/softmax/x"}},
+            "sender": {"login": "m"},
+        }
+    ).encode()
+    headers = {
+        "X-GitHub-Event": "pull_request",
+        "X-GitHub-Delivery": "redelivered-1",
+        "X-Hub-Signature-256": "sha256=" + hmac.new(b"s" * 16, body, hashlib.sha256).hexdigest(),
+    }
+    try:
+        client = app.test_client()
+        first = client.post("/webhook", data=body, headers=headers)
+        again = client.post("/webhook", data=body, headers=headers)
+        assert (first.status_code, first.json["status"]) == (202, "handled")
+        assert (again.status_code, again.json) == (200, {"status": "duplicate", "delivery": "redelivered-1"})
+        assert store.job_counts().get(("pull_closed", "queued")) == 1  # the database may hold other tests' jobs
+    finally:
+        store.close()

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from app_helpers import APP_ID, WEBHOOK_SECRET, drain, make_change
+from worker_process import app_env, start_worker_process
 
 from github_app.store import DONE, JobSpec
 
@@ -120,37 +121,18 @@ def kernels_repo(fake):
 def start_app_worker(fake, database: str, key_file: Path, log: Path) -> subprocess.Popen:
     """``python -m github_app serve --worker-only``, configured from the environment as a
     deployment is."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AINA_")}
-    env.update(
-        {
-            "AINA_APP_ID": str(APP_ID),
-            "AINA_PRIVATE_KEY": str(key_file),
-            "AINA_WEBHOOK_SECRET": WEBHOOK_SECRET,
-            "AINA_GITHUB_API_URL": fake.api_url,
-            "AINA_DATABASE": database,
-            "AINA_JOB_LEASE_SECONDS": str(LEASE),
-            "AINA_WORKER_POLL_SECONDS": "0.05",
-            "AINA_HTTP_BACKOFF_SECONDS": "0.01",
-            "AINA_RETRY_BASE_SECONDS": "0.05",
-        }
-    )
-    with log.open("w") as out:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "github_app",
-                "serve",
-                "--worker-only",
-                "--threads",
-                "2",
-                "--evolution-threads",
-                "0",
-            ],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    settings = {
+        "APP_ID": APP_ID,
+        "PRIVATE_KEY": key_file,
+        "WEBHOOK_SECRET": WEBHOOK_SECRET,
+        "GITHUB_API_URL": fake.api_url,
+        "DATABASE": database,
+        "JOB_LEASE_SECONDS": LEASE,
+        "WORKER_POLL_SECONDS": 0.05,
+        "HTTP_BACKOFF_SECONDS": 0.01,
+        "RETRY_BASE_SECONDS": 0.05,
+    }
+    return start_worker_process(app_env(settings), log, threads=2, evolution_threads=0)
 
 
 @pytest.mark.slow

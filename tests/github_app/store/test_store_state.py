@@ -370,6 +370,22 @@ def test_a_revert_is_linked_to_a_contradicted_claim_only(store):
     assert store.claims("someone/else") == []
 
 
+def test_a_claim_undecided_after_max_days_is_inconclusive_final_and_kept_apart(store):
+    _claim(store, 7)
+    _claim(store, 8, merged_at=50.0)
+    look = {"status": "not enough data", "final": True, "reason": "not enough data after 2 days: no shape ran enough"}
+    assert store.settle_claim(REPO, 7, "inconclusive", look) is True
+    row = store.claim_of(REPO, 7)
+    assert (row["status"], row["verification"]) == ("inconclusive", look)
+    # final: a later look (late telemetry, another worker) decides nothing more
+    assert store.settle_claim(REPO, 7, "contradicted", {"status": "contradicted"}) is False
+    assert store.settle_claim(REPO, 7, "verifying", {}) is False
+    assert store.link_revert(REPO, 7, 12) is False  # nothing to revert
+    assert store.claim_of(REPO, 7)["status"] == "inconclusive"
+    assert [c["number"] for c in store.claims(REPO, "inconclusive")] == [7]
+    assert [c["number"] for c in store.claims(REPO, "verifying")] == [8]
+
+
 def test_telemetry_rows_carry_their_stored_ids(store):
     store.upsert_installation(5, "octo-org", True)
     store.upsert_repository(REPO, 5)
@@ -380,3 +396,6 @@ def test_telemetry_rows_carry_their_stored_ids(store):
     ids = [i for i, _ in rows]
     assert len(set(ids)) == 2 and all(isinstance(i, int) for i in ids)
     assert store.telemetry_rows(REPO, "softmax", since=time.time() + 60) == []
+    # every kernel's (the Reasoner's input, citing stored ids), in the order they arrived
+    every = store.telemetry_rows(REPO, None)
+    assert [w["i"] for _, w in every] == [1, 2, 3] and {i for i, _ in every} > set(ids)

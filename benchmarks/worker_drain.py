@@ -1,0 +1,153 @@
+"""How many webhook jobs per second the job worker finishes, as deployed, on each store.
+
+The acknowledgement goal (``bench_app.py``) needs the worker to keep up with the webhooks'
+jobs: at 200 webhooks/s, 200 ``pull_closed`` jobs/s (the job a bot PR's closing causes:
+record the outcome, release deferred work, queue a dashboard update). This enqueues
+``--jobs`` of them at once, starts ``python -m github_app serve --worker-only --threads 2
+--evolution-threads 1`` (tests/worker_process.py, as bench_app.py starts it) and times
+the worker from its first finished job to its last: nothing else runs, so this is the
+worker's own ceiling on this machine, not what it manages while the acknowledgements
+take the CPU. Run from the repository root (ROOT: another checkout's App to measure,
+e.g. the main branch's, for a before/after in one run):
+
+    .venv/bin/python benchmarks/worker_drain.py --store postgresql [--jobs 2000] [ROOT ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+
+
+def _cpu_seconds(pid: int) -> float:
+    """The process's user + system CPU time so far (Linux's /proc; its threads included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def drain(root: Path, store_kind: str, jobs: int, nice: int | None, work: Path, db: str) -> dict:
+    from bench_app import INSTALLATION, REPO, SECRET, stop
+    from worker_process import app_env, start_worker_process
+
+    from github_app.store import JobSpec, open_store
+
+    store = open_store(db)
+    store.upsert_installation(INSTALLATION, "bench", True)
+    store.upsert_repository(REPO, INSTALLATION, default_branch="main")
+    store.enqueue(
+        [
+            JobSpec(
+                "pull_closed",
+                {"repository": REPO, "installation_id": INSTALLATION, "number": i, "merged": False, "by": "m"},
+                key=f"pull_closed:{REPO}:{i}",
+                repository=REPO,
+            )
+            for i in range(1, jobs + 1)
+        ]
+    )
+    settings = {
+        "APP_ID": "1",
+        "PRIVATE_KEY": str(work / "app.pem"),
+        "WEBHOOK_SECRET": SECRET,
+        "DATABASE": db,
+        "GITHUB_API_URL": "http://127.0.0.1:9/api/v3",
+        "HTTP_RETRIES": "0",  # as in bench_app.py
+    }
+    if nice is not None:
+        settings["WORKER_NICE"] = str(nice)
+    worker = start_worker_process(
+        app_env(settings, root), work / "worker.log", threads=2, evolution_threads=1, root=root
+    )
+    first = last = cpu_first = cpu_last = None
+    done_at_first = 0
+    deadline = time.monotonic() + 600
+    try:
+        while time.monotonic() < deadline:
+            done = store.job_counts().get(("pull_closed", "done"), 0)
+            now = time.monotonic()
+            if done and first is None:
+                first, done_at_first, cpu_first = now, done, _cpu_seconds(worker.pid)
+            if done == jobs:
+                last, cpu_last = now, _cpu_seconds(worker.pid)
+                break
+            if worker.poll() is not None:
+                raise RuntimeError(f"the worker exited: {(work / 'worker.log').read_text()[-2000:]}")
+            time.sleep(0.05)
+    finally:
+        stop(worker)
+        store.close()
+    if last is None or last == first:
+        return {"root": str(root), "store": store_kind, "jobs": jobs, "jobs_per_s": None, "finished": False}
+    return {
+        "root": str(root),
+        "store": store_kind,
+        "jobs": jobs,
+        "jobs_per_s": (jobs - done_at_first) / (last - first),
+        "seconds": last - first,
+        # the worker process's own CPU per job (the database server's is not counted): at
+        # 200 jobs/s the worker needs 200 times this of the machine's CPU
+        "worker_cpu_ms_per_job": 1000 * (cpu_last - cpu_first) / (jobs - done_at_first),
+        "load_average": os.getloadavg()[0],
+    }
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("roots", nargs="*", type=Path, help="checkouts whose App to measure, in turn (this one)")
+    p.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite", help="the App's database (sqlite)")
+    p.add_argument("--jobs", type=int, default=2000, help="pull_closed jobs to drain (2000)")
+    p.add_argument("--rounds", type=int, default=1, help="rounds over the checkouts, interleaved (1)")
+    p.add_argument("--worker-nice", type=int, metavar="N", help="the worker's AINA_WORKER_NICE (the App's)")
+    args = p.parse_args(argv)
+    roots = [r.resolve() for r in args.roots] or [ROOT]
+    for r in roots:
+        if not (r / "github_app").is_dir():
+            p.error(f"{r} is not a checkout of pytest-aina (no github_app/ in it)")
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    # This checkout's helpers; the App (and its store) is imported from this checkout too,
+    # to set up the database: each root's own App runs in the worker process.
+    sys.path[:0] = [str(ROOT), str(HERE), str(ROOT / "tests")]
+    server = None
+    if args.store == "postgresql":
+        from postgres_server import PostgresServer
+
+        server = PostgresServer(durable=True).start()
+    try:
+        for r in range(args.rounds):
+            for i, root in enumerate(roots):
+                work = Path(tempfile.mkdtemp(prefix="aina-drain-"))
+                (work / "app.pem").write_bytes(pem)
+                if server is not None:
+                    db = server.create_database(f"drain{r}x{i}")
+                else:
+                    db = str(work / "aina.sqlite3")
+                out = drain(root, args.store, args.jobs, args.worker_nice, work, db)
+                rate = (
+                    "did not finish"
+                    if out["jobs_per_s"] is None
+                    else f"{out['jobs_per_s']:.0f} jobs/s, worker CPU {out['worker_cpu_ms_per_job']:.2f} ms per job"
+                )
+                print(
+                    f"round {r + 1} {args.store} {root}: {rate} ({args.jobs} pull_closed jobs), "
+                    f"load average {os.getloadavg()[0]:.1f}",
+                    flush=True,
+                )
+    finally:
+        if server is not None:
+            server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
