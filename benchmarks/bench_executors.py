@@ -83,6 +83,7 @@ def _run(label: str, executor, setup, configs, work: Path, evaluation=None) -> d
             "reason": a.verdict.reason,
             "wall_s": round(a.verdict.wall_s, 2),
             "where": a.verdict.ran_on.get("node_ip", "local"),
+            "start": a.verdict.sandbox.get("start"),  # warm (forked from the template) or cold, and why
         }
         for a in out.attempts
     ]

@@ -163,7 +163,10 @@ def template_for(setup: Setup) -> sandbox.Template | None:
         tpl = _templates.get(key)
         if tpl is None:
             tpl = _templates[key] = sandbox.Template(_preload(), env=env)
-        return tpl
+    # the spec, parsed and validated once in the template: each stage forked from it
+    # inherits it (a failure here costs only that: the stage parses it and reports)
+    tpl.prepare("pytest_aina.changer.harness:warm", [str(Path(setup.spec_path).resolve())])
+    return tpl
 
 
 @atexit.register
@@ -307,6 +310,9 @@ def _cascade(c: Candidate, setup: Setup, v: Verdict, progress: Callable[[str], N
                 "case": bc["label"],
                 "samples_s": t.times_s,
                 "reference_samples_s": r.times_s,
+                # the untimed warm-up calls (kernel work too, e.g. the interpreter's first launch)
+                "warmup_samples_s": [x.parent_s for x in t.calls if x.warmup],
+                "reference_warmup_samples_s": [x.parent_s for x in r.calls if x.warmup],
                 "median_s": t.median_s,
                 "reference_median_s": r.median_s,
                 "floor_s": t.floor.get("median_s"),

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import inspect
 import io
 import os
@@ -24,6 +25,13 @@ from pytest_aina.checking.compare import compare
 from pytest_aina.checking.device import prepare_runtime
 from pytest_aina.imports import resolve
 from pytest_aina.spec.model import Case, load_spec
+
+#: The pytest plugins :func:`run_checks` loads, by module (the pytest11 entry points
+#: ``aina`` and ``hypothesispytest``): the spec's items and Hypothesis's settings. The
+#: checks select examples, properties and invariants only, which need no other plugin.
+CHECK_PLUGINS = ("pytest_aina.plugin.hooks", "_hypothesis_pytestplugin")
+#: pytest's own plugins the checks do without (each costs its registration and fixtures).
+CHECK_BLOCKED = ("junitxml", "doctest", "pastebin", "legacypath", "setuponly", "setupplan", "stepwise")
 
 
 def run_checks(spec_path: str, impl: str, profile: str, rootdir: str) -> dict:
@@ -69,11 +77,14 @@ def run_checks(spec_path: str, impl: str, profile: str, rootdir: str) -> dict:
     os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(here, ".hypothesis"))
     args = [
         spec_path,
+        # Only the plugins the checks use: finding the others (reading every installed
+        # distribution's entry points), registering them and parsing their fixtures cost
+        # ~0.2 s per candidate, and pytest-benchmark runs git three times at configure
+        # time. Benchmarks are timed by the parent (time_calls), never by these items.
+        "--disable-plugin-autoload",
         "--aina",
         "--aina-impl",
         impl,
-        "--benchmark-storage",
-        "file://" + os.path.join(here, ".benchmarks"),
         # the sandbox is the isolation already: a crash ends this process and is the verdict
         "--no-aina-isolate",
         "--aina-profile",
@@ -82,6 +93,8 @@ def run_checks(spec_path: str, impl: str, profile: str, rootdir: str) -> dict:
         "-q",
         "-p",
         "no:cacheprovider",
+        # pytest's own plugins that no check uses (reports, doctests, legacy fixtures, step modes)
+        *(arg for p in CHECK_BLOCKED for arg in ("-p", f"no:{p}")),
         "-m",
         "aina_example or aina_property or aina_invariant",
         # the sandbox has imported pytest_aina already: rewriting its asserts is impossible
@@ -91,7 +104,10 @@ def run_checks(spec_path: str, impl: str, profile: str, rootdir: str) -> dict:
         "-o",
         "addopts=",
     ]
-    code = pytest.main(args, plugins=[Collect()])
+    # given as modules, not ``-p NAME``: pytest would look the name up among every
+    # distribution's entry points first, the scan the autoload switch saves
+    plugins = [importlib.import_module(m) for m in CHECK_PLUGINS]
+    code = pytest.main(args, plugins=[*plugins, Collect()])
     return {"exit_code": int(code), "items": results, "items_s": items_s[0]}
 
 
@@ -133,9 +149,22 @@ def run_coverage(test: str, target: str, rootdir: str) -> dict:
     }
 
 
-@cache
 def _spec(spec_path: str):
+    # keyed by the file's state: a warm template parsed it before forking this process,
+    # and the file may have changed since
+    st = os.stat(spec_path)
+    return _spec_at(spec_path, st.st_mtime_ns, st.st_size)
+
+
+@cache
+def _spec_at(spec_path: str, mtime_ns: int, size: int):
     return load_spec(spec_path)
+
+
+def warm(spec_path: str) -> None:
+    """Run in the warm template (trusted, before it forks any sandbox): parse and
+    validate the spec once, so that a stage forked from it does neither again."""
+    _spec(spec_path)
 
 
 def _case(spec_path: str, seed: int, dims: dict, dtype: str):

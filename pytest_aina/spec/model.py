@@ -18,7 +18,7 @@ from typing import Any
 from pytest_aina import invariants
 from pytest_aina.spec import relations
 from pytest_aina.spec.reader import AcceptedSpecs, SpecError, SpecIssue, _line_for, load_yaml, validate_schema
-from pytest_aina.spec.schema import CASE_DTYPE, DTYPES, INT_DTYPES, LAYOUTS, SENTINEL_MODES, VALUE_KINDS
+from pytest_aina.spec.schema import CASE_DTYPE, DTYPES, INT_DTYPES, LAYOUTS, SENTINEL_MODES, VALUE_KINDS, _document
 
 #: Invariants about a call (its inputs' memory, a second call), not about one tensor's values:
 #: a gradient's own invariants cannot be these.
@@ -451,16 +451,33 @@ def load_spec(path: str | Path, *, accepted: AcceptedSpecs | None = None) -> Spe
     return parse_spec(text, file, accepted=accepted)
 
 
+#: Spec texts the schema accepted in this process, when no ``accepted`` store is given (the
+#: plugin without pytest's cache, as in the sandbox): a stage forked from the warm
+#: template, which validated the spec before the fork, does not validate it again (~30 ms
+#: of jsonschema per stage). Known by the schema document too, as ``AcceptedSpecs`` does.
+_schema_accepted: set[tuple[str, str]] = set()
+
+
+class _AcceptedHere:
+    """``AcceptedSpecs``' interface over :data:`_schema_accepted` (this process only)."""
+
+    def __contains__(self, text: str) -> bool:
+        return (_document(), text) in _schema_accepted
+
+    def add(self, text: str) -> None:
+        _schema_accepted.add((_document(), text))
+
+
 def parse_spec(text: str, file: str, *, accepted: AcceptedSpecs | None = None) -> Spec:
     data, lines = load_yaml(text, file)
     if not isinstance(data, dict):
         raise SpecError([SpecIssue(file, (), 1, f"expected a mapping at the top, got {type(data).__name__}")])
-    if accepted is None or text not in accepted:
+    known = accepted if accepted is not None else _AcceptedHere()
+    if text not in known:
         issues = validate_schema(data, lines, file)
         if issues:
             raise SpecError(issues)
-        if accepted is not None:
-            accepted.add(text)
+        known.add(text)
     spec = _build(data, lines, file)
     issues = _semantic_issues(spec, file)
     if issues:

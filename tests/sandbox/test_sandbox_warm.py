@@ -3,7 +3,11 @@ cold ones, and nothing one candidate does reaches the next."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from sandbox_helpers import need
@@ -170,3 +174,93 @@ def test_the_evaluator_s_template_gives_children_none_of_the_parents_modules(wri
     assert r.status == "ok" and r.protections["start"].startswith("warm"), r.protections["start"]
     assert "pytest_aina.plugin" in r.value and "pytest_aina.changer.harness" in r.value  # preloaded indeed
     assert [m for m in r.value if m.startswith("pytest_aina.sandbox.parent")] == []
+
+
+#: what a stage forked from a template that parsed the spec still has to do itself
+SPEC_PROBE = """
+def look(spec):
+    from pytest_aina.changer import harness
+    from pytest_aina.spec import model
+    validated = []
+    real = model.validate_schema
+    def counted(*a, **k):
+        validated.append(1)
+        return real(*a, **k)
+    model.validate_schema = counted  # a spec the template validated is not validated again
+    before = harness._spec_at.cache_info().misses
+    harness._spec(spec)  # the timing children's parsed spec, inherited
+    model.load_spec(spec)  # the plugin's collection: the YAML again, not the schema
+    return {"parsed": harness._spec_at.cache_info().misses - before, "validated": len(validated)}
+"""
+
+
+def test_work_prepared_in_the_template_is_inherited_and_a_changed_spec_is_read_again(template, write, tmp_path):
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    spec = specs / "softmax.yaml"
+    spec.write_text((Path(__file__).parents[2] / "specs" / "softmax.yaml").read_text())
+    os.chmod(specs, 0o755)
+    spec.chmod(0o644)
+    assert template.prepare("pytest_aina.changer.harness:warm", [str(spec)]) is None
+    probe = write("spec_probe.py", SPEC_PROBE)
+    r = run(f"{probe}:look", args=[str(spec)], read_paths=[str(specs)], template=template)
+    assert r.status == "ok", r.reason
+    assert r.protections["start"].startswith("warm")
+    assert r.value == {"parsed": 0, "validated": 0}
+    # edited since the template parsed it: the child parses the file as it is now
+    spec.write_text(spec.read_text() + "\n# edited\n")
+    r = run(f"{probe}:look", args=[str(spec)], read_paths=[str(specs)], template=template)
+    assert r.status == "ok" and r.value == {"parsed": 1, "validated": 1}, r.reason
+    # a function that fails is reported, and the template forks on as before
+    why = template.prepare("pytest_aina.changer.harness:warm", [str(specs / "missing.yaml")])
+    assert why is not None and "missing.yaml" in why
+    assert (
+        run(f"{probe}:look", args=[str(spec)], read_paths=[str(specs)], template=template)
+        .protections["start"]
+        .startswith("warm")
+    )
+
+
+#: run as a user without root (uid 1000 in a user namespace of its own): a template, one child
+UNPRIVILEGED = """
+import json, os, sys
+from pytest_aina.sandbox import Template, run
+with Template(["decimal"]) as tpl:
+    r = run(sys.argv[1] + ":look", template=tpl)
+print(json.dumps({"uid": os.getuid(), "status": r.status, "reason": r.reason, "value": r.value,
+                  "cleanup": r.cleanup, **{k: r.protections[k] for k in ("start", "pid_namespace",
+                  "net_namespace", "mount_namespace", "user_namespace", "landlock")}}))
+"""
+
+UNPRIVILEGED_PROBE = """
+import os, socket, sys
+def look():
+    return {"preloaded": "decimal" in sys.modules, "pid": os.getpid(), "interfaces": [n for _, n in socket.if_nameindex()]}
+"""
+
+
+def test_without_root_a_child_is_forked_into_a_user_namespace_and_confined_as_a_cold_one(write, caps):
+    need(caps, "pid")
+    as_user = ["unshare", "--user", "--map-user=1000", "--map-group=1000"]
+    if subprocess.run([*as_user, "unshare", "--map-root-user", "--pid", "--fork", "true"]).returncode != 0:
+        pytest.skip("no nested unprivileged user namespaces here")
+    entry = write("probe.py", UNPRIVILEGED_PROBE)
+    os.chmod(os.path.dirname(entry), 0o755)
+    root = str(Path(__file__).parents[2])
+    out = subprocess.run(
+        [*as_user, sys.executable, "-c", UNPRIVILEGED, entry],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": os.environ["PATH"], "PYTHONPATH": root},
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert r["uid"] == 1000 and r["status"] == "ok", r
+    assert r["start"].startswith("warm: forked from the template"), r["start"]
+    assert r["user_namespace"] and r["pid_namespace"] and r["net_namespace"] and r["mount_namespace"], r
+    assert r["value"]["preloaded"] and r["value"]["pid"] == 2, r["value"]  # behind the namespace's init
+    assert r["value"]["interfaces"] == ["lo"], r["value"]  # no network but a loopback
+    if caps.landlock_abi:
+        assert r["landlock"], r
+    assert r["cleanup"] == "complete"

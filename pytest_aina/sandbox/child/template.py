@@ -5,11 +5,14 @@ Started by :class:`pytest_aina.sandbox.parent.warm.Template` as
 Triton, pytest, Hypothesis, the plugin: trusted code only), then answers requests on a
 ``SOCK_SEQPACKET`` socket, one JSON message each:
 
-* ``spawn {env, cwd, namespaces}`` with four file descriptors attached (report pipe,
+* ``spawn {env, cwd, namespaces, user_namespace}`` with four file descriptors attached (report pipe,
   command pipe, stdout, stderr): fork a child that becomes exactly what a cold start
   would have been, a new session whose process runs :func:`.boot.main` (behind a PID-1
-  init in fresh PID, mount, network and IPC namespaces when asked), and answer its pid
+  init in fresh PID, mount, network and IPC namespaces when asked, inside a user namespace
+  that maps its root to our uid when we are not root), and answer its pid
   and the template's resident memory (what the child shares with us);
+* ``prepare {entry, args}``: call one of our own trusted functions (``module:function``)
+  before the forks, so that each child inherits its work (a parsed spec);
 * ``poll {pid}``: the child's wait status, once it has ended;
 * ``exit``.
 
@@ -33,9 +36,11 @@ import sys
 import time
 import traceback
 
+from pytest_aina.imports import resolve
 from pytest_aina.sandbox.child import boot
 
 CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWNET, CLONE_NEWPID = 0x00020000, 0x08000000, 0x40000000, 0x20000000
+CLONE_NEWUSER = 0x10000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 2, 4, 8, 16384, 1 << 18
 _MAX_MESSAGE = 1 << 20
 
@@ -136,6 +141,8 @@ def main(sock_fd: int) -> None:
             for fd in fds:
                 os.close(fd)
             _send(sock, {"op": "spawned", "pid": pid, "rss": rss})
+        elif op == "prepare":
+            _send(sock, _prepare(msg))
         elif op == "poll":
             pid = int(msg["pid"])
             _reap(ended)
@@ -144,6 +151,19 @@ def main(sock_fd: int) -> None:
             os._exit(0)
         else:
             _send(sock, {"op": "error", "reason": f"unknown request {op!r}"})
+
+
+def _prepare(msg: dict) -> dict:
+    """Call a trusted ``module:function`` of ours with JSON arguments (work every child
+    would otherwise repeat, such as parsing a spec), then freeze what it made as after
+    the imports. Never a candidate's code: the parent names the function."""
+    try:
+        resolve(msg["entry"])(*msg.get("args", []))
+    except Exception as e:  # the children then do the work themselves, and report its failure
+        return {"op": "prepared", "error": f"{type(e).__name__}: {e}"}
+    gc.collect()
+    gc.freeze()
+    return {"op": "prepared", "error": None}
 
 
 def _reap(ended: dict[int, dict]) -> None:
@@ -196,8 +216,20 @@ def _become_child(sock: socket.socket, msg: dict, fds: list[int]) -> None:
             signal.signal(sig, signal.SIG_DFL)
         if not msg.get("namespaces"):
             boot.main(report_fd, command_fd)  # ends the process
-        # as `unshare --fork --kill-child --pid --mount --mount-proc --net --ipc --propagation private`
-        _check(libc.unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC), "unshare")
+        # as `unshare --fork --kill-child --pid --mount --mount-proc --net --ipc --propagation private`,
+        # with `--map-root-user` when we are not root: a user namespace, created first and
+        # owning the others, gives the rights to set them up (never more than our own uid's
+        # outside: it maps its root to our uid and nothing else)
+        flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC
+        user_ns = bool(msg.get("user_namespace"))
+        uid, gid = os.getuid(), os.getgid()
+        _check(libc.unshare(flags | (CLONE_NEWUSER if user_ns else 0)), "unshare")
+        if user_ns:
+            for name, text in (("setgroups", "deny"), ("uid_map", f"0 {uid} 1"), ("gid_map", f"0 {gid} 1")):
+                with open(f"/proc/self/{name}", "w") as f:
+                    f.write(text)
+            # a change of credentials can clear the parent-death signal: set it again
+            _check(libc.prctl(1, ctypes.c_ulong(signal.SIGKILL), 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
         _check(libc.mount(None, b"/", None, ctypes.c_ulong(MS_REC | MS_PRIVATE), None), "mount --make-rprivate /")
         pid = os.fork()
         if pid == 0:

@@ -264,6 +264,7 @@ class Child:
                 self.extra_env,
                 user_namespace=self.namespaces and "user" in self.caps.namespaces,
                 memory_bytes=self.limits.memory_bytes,
+                namespaces=self.caps.namespaces,
             )
             if why is None:
                 why = self._start_forked()
@@ -307,7 +308,11 @@ class Child:
         self.started = time.monotonic()
         try:
             forked = self.template.spawn(
-                env=self.env, cwd=self.work, fds=[report_w, command_r, out_w, err_w], namespaces=self.namespaces
+                env=self.env,
+                cwd=self.work,
+                fds=[report_w, command_r, out_w, err_w],
+                namespaces=self.namespaces,
+                user_namespace=self.namespaces and "user" in self.caps.namespaces,
             )
         finally:
             for fd in (report_w, command_r, out_w, err_w):

@@ -11,7 +11,7 @@ environment, namespaces, limits, uid, Landlock, audit hook, watchdog and cleanup
 template is started on first use, shared by the threads of one process (requests are
 serialised) and never runs candidate code. A child starts cold, with the reason in its
 ``protections["start"]``, when the template cannot give a sound one: threads or CUDA in
-the template, a different environment, namespaces that need a user namespace, or a
+the template, a different environment, or a
 template that failed to start or died.
 """
 
@@ -89,6 +89,7 @@ class Template:
         self._dir: str | None = None
         self.failed: str | None = None  # why the template could not start (then every child starts cold)
         self.ready: dict = {}
+        self._prepared: set[str] = set()  # what prepare() has had the template do
 
     # -- life --------------------------------------------------------------------------------
 
@@ -168,29 +169,62 @@ class Template:
                 raise TemplateGone(self.failed)
             return json.loads(data)
 
-    def spawn(self, *, env: Mapping[str, str], cwd: str, fds: Sequence[int], namespaces: bool) -> Forked | str:
+    def spawn(
+        self, *, env: Mapping[str, str], cwd: str, fds: Sequence[int], namespaces: bool, user_namespace: bool = False
+    ) -> Forked | str:
         """Fork a child that runs the sandbox's bootstrap with ``fds`` (report pipe, command
-        pipe, stdout, stderr). Returns the :class:`Forked` child, or why it must start cold."""
+        pipe, stdout, stderr), in fresh namespaces when ``namespaces`` (inside a user
+        namespace when ``user_namespace``: not root). Returns the :class:`Forked` child, or
+        why it must start cold."""
+        msg = {"op": "spawn", "env": dict(env), "cwd": cwd, "namespaces": namespaces, "user_namespace": user_namespace}
         try:
-            got = self.request({"op": "spawn", "env": dict(env), "cwd": cwd, "namespaces": namespaces}, fds)
+            got = self.request(msg, fds)
         except TemplateGone as e:
             return str(e)
         if got.get("op") != "spawned":
             return f"the template refused to fork: {got.get('reason')}"
         return Forked(self, int(got["pid"]), int(got.get("rss", 0)))
 
+    def prepare(self, entry: str, args: Sequence = ()) -> str | None:
+        """Have the template call ``entry`` (a trusted ``module:function`` of ours, never
+        a candidate's) with JSON ``args`` once, before its next forks: work every child
+        would repeat, done once. None when done (now or before), else why not (the
+        children then do the work themselves)."""
+        key = json.dumps([entry, list(args)])
+        if key in self._prepared:
+            return None
+        try:
+            got = self.request({"op": "prepare", "entry": entry, "args": list(args)})
+        except TemplateGone as e:
+            return str(e)
+        if got.get("error"):
+            return str(got["error"])
+        self._prepared.add(key)
+        return None
+
     def refuses(
-        self, extra: Mapping[str, str] | None, *, user_namespace: bool, memory_bytes: int | None = None
+        self,
+        extra: Mapping[str, str] | None,
+        *,
+        user_namespace: bool,
+        memory_bytes: int | None = None,
+        namespaces: Sequence[str] = ("user", "pid", "mount", "net", "ipc"),
     ) -> str | None:
         """Why a child with this extra environment and memory limit cannot be forked from
-        this template (None: it can)."""
+        this template (None: it can). ``user_namespace``: the child's namespaces need one
+        (not root), ``namespaces`` those the machine allows (the template forks into the
+        full set, as a cold start's ``unshare``, or into none)."""
         if dict(extra or {}) != self.extra:
             return (
                 f"the child's environment {sorted(dict(extra or {}).items())} differs from the one the "
                 f"template imported under {sorted(self.extra.items())}"
             )
-        if user_namespace:
-            return "the namespaces need a user namespace here (not root), which the template does not set up"
+        missing = sorted({"pid", "mount", "net", "ipc"} - set(namespaces))
+        if user_namespace and missing:
+            return (
+                f"a user namespace here allows no {', '.join(missing)} namespace, and the template forks "
+                "into the full set only"
+            )
         if memory_bytes is not None:
             # a child inherits the template's data segment, which its RLIMIT_DATA counts: with
             # less than twice that, the candidate would have little room left of its own

@@ -109,6 +109,8 @@ def test_real_candidates_are_evaluated_in_the_sandbox_on_a_node_from_the_shipped
     assert not wrong.passed and (wrong.failed_stage, wrong.reason) == ("examples", "wrong answer"), wrong.detail
     for v in (good, wrong):
         assert v.ran_on["node_ip"] in ray_cluster.ips and v.ran_on["executor"] == "ray"
+        # forked from the warm template the Ray worker process started, not a new interpreter
+        assert v.sandbox["start"].startswith("warm: forked from the template"), v.sandbox["start"]
     # this machine gives the cheap one the same verdict (tests/changer/test_evaluate_hostile.py
     # has the good one pass here; evaluating it again would double a minutes-long test)
     assert comparable(evaluate(cands[1], setup), measured=True) == comparable(wrong, measured=True)
