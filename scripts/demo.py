@@ -64,6 +64,9 @@ def make_scratch_repo(dest: Path) -> Path:
     (dest / "telemetry").mkdir(exist_ok=True)
     shutil.copy(ROOT / SAMPLE, dest / SAMPLE)
     shutil.copy(ROOT / "pyproject.toml", dest / "pyproject.toml")
+    # what any repository keeps out of git (bytecode caches, .aina/, .hypothesis/): the loop
+    # imports the kernels from the working tree, and a clean tree is part of what it promises
+    shutil.copy(ROOT / ".gitignore", dest / ".gitignore")
     with open(dest / "kernels" / "rowwise.py", "a") as fh:
         fh.write(UNTUNE)
     for p in [dest, *dest.parents][:-1]:
