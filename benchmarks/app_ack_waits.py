@@ -68,7 +68,7 @@ def _profile(args, root: Path, work: Path, db: str) -> int:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
     from werkzeug.serving import make_server
-    from worker_process import app_env, start_worker_process
+    from worker_process import app_env, offline_settings, start_worker_process
 
     from github_app import create_app
     from github_app.store import SQLiteStore, open_store
@@ -77,14 +77,7 @@ def _profile(args, root: Path, work: Path, db: str) -> int:
     (work / "k.pem").write_bytes(
         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
-    settings = {
-        "APP_ID": "1",
-        "PRIVATE_KEY": str(work / "k.pem"),
-        "WEBHOOK_SECRET": bench_app.SECRET,
-        "DATABASE": db,
-        "GITHUB_API_URL": "http://127.0.0.1:9/api/v3",
-        "HTTP_RETRIES": "0",  # as in bench_app.py
-    }
+    settings = offline_settings(work / "k.pem", db, bench_app.SECRET)
     if args.worker_nice is not None:
         settings["WORKER_NICE"] = str(args.worker_nice)
     env = app_env(settings, root)

@@ -242,18 +242,10 @@ class Deployment:
             )
         )
         self.db = folder / "aina.sqlite3"
-        from worker_process import app_env
+        from worker_process import app_env, offline_settings
 
         self.env = app_env(
-            {
-                "APP_ID": "1",
-                "PRIVATE_KEY": str(key),
-                "WEBHOOK_SECRET": SECRET,
-                "DATABASE": str(self.db),
-                "GITHUB_API_URL": "http://127.0.0.1:9/api/v3",
-                "HTTP_RETRIES": "0",
-                "RETRY_BASE_SECONDS": "30",
-            },
+            offline_settings(key, str(self.db), SECRET, RETRY_BASE_SECONDS="30"),
             ROOT,
         )
         self.env.update(extra_env or {})

@@ -385,23 +385,11 @@ def _label(nice) -> str:
 
 
 def _measure(args, store_kind: str, work: Path, db: str, nices: list) -> dict:
-    settings = {
-        "APP_ID": "1",
-        "PRIVATE_KEY": str(work / "app.pem"),
-        "WEBHOOK_SECRET": SECRET,
-        "DATABASE": db,
-        "GITHUB_API_URL": "http://127.0.0.1:9/api/v3",
-        "TELEMETRY_MAX_BYTES": str(64 * 1024 * 1024),
-        # A GitHub call fails at once (the port is closed) and its job is retried by the
-        # queue, not inside the job: with the client's own retries (5, backing off) the
-        # start-up jobs held the worker threads for seconds, and how many of the
-        # webhooks' jobs the worker ran (the write traffic measured against) varied from
-        # run to run.
-        "HTTP_RETRIES": "0",
-    }
-    from worker_process import app_env
+    from worker_process import app_env, offline_settings
 
     from github_app.store import open_store
+
+    settings = offline_settings(work / "app.pem", db, SECRET, TELEMETRY_MAX_BYTES=str(64 * 1024 * 1024))
 
     env = app_env(settings, ROOT)
 

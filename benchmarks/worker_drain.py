@@ -34,7 +34,7 @@ def _cpu_seconds(pid: int) -> float:
 
 def drain(root: Path, store_kind: str, jobs: int, nice: int | None, work: Path, db: str) -> dict:
     from bench_app import INSTALLATION, REPO, SECRET, stop
-    from worker_process import app_env, start_worker_process
+    from worker_process import app_env, offline_settings, start_worker_process
 
     from github_app.store import JobSpec, open_store
 
@@ -52,14 +52,7 @@ def drain(root: Path, store_kind: str, jobs: int, nice: int | None, work: Path, 
             for i in range(1, jobs + 1)
         ]
     )
-    settings = {
-        "APP_ID": "1",
-        "PRIVATE_KEY": str(work / "app.pem"),
-        "WEBHOOK_SECRET": SECRET,
-        "DATABASE": db,
-        "GITHUB_API_URL": "http://127.0.0.1:9/api/v3",
-        "HTTP_RETRIES": "0",  # as in bench_app.py
-    }
+    settings = offline_settings(work / "app.pem", db, SECRET)
     if nice is not None:
         settings["WORKER_NICE"] = str(nice)
     worker = start_worker_process(

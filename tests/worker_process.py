@@ -3,7 +3,8 @@
 environment variables.
 
 One home for the tests (``tests/github_app/app_helpers.py``, the store's process tests)
-and the benchmarks (``benchmarks/bench_app.py``, ``app_ack_waits.py``), which all run it
+and the benchmarks (``benchmarks/bench_app.py``, ``app_ack_waits.py``, ``app_faults.py``,
+``worker_drain.py``; their offline settings: :func:`offline_settings`), which all run it
 next to an App: the settings they pass differ (a test's short lease and fast polling), how
 the process is made does not.
 """
@@ -17,6 +18,23 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def offline_settings(key: Path, db: str, secret: str, **extra: object) -> dict[str, object]:
+    """The App's settings for a run that reaches no GitHub (the benchmarks): ``key`` signs,
+    ``db`` stores, and every GitHub call fails at once on a closed port. Its job is retried
+    by the queue, not inside the job: with the client's own retries (5, backing off) the
+    start-up jobs held the worker threads for seconds, and how many of the webhooks' jobs
+    the worker ran (the write traffic measured against) varied from run to run."""
+    return {
+        "APP_ID": "1",
+        "PRIVATE_KEY": str(key),
+        "WEBHOOK_SECRET": secret,
+        "DATABASE": db,
+        "GITHUB_API_URL": "http://127.0.0.1:9/api/v3",
+        "HTTP_RETRIES": "0",
+        **extra,
+    }
 
 
 def app_env(settings: Mapping[str, object], root: Path = ROOT) -> dict[str, str]:

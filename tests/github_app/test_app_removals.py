@@ -45,6 +45,7 @@ from test_app_verification import (
 
 from github_app.bridge import reasoner_config, worth_running
 from github_app.jobs import removals, verification
+from github_app.jobs.dashboard_updates import left_alone
 from github_app.jobs.repository import reason_job
 from github_app.policy import Policy, parse_policy
 from pytest_aina.reasoner import Hypothesis, reason
@@ -218,6 +219,11 @@ def test_a_hot_kernels_rollback_that_is_not_worth_it_opens_no_pr(fake, app, onbo
     assert done.result["windows"] == 2 * len(mine)  # the Reasoner read them all...
     assert "rollback" not in [h["kind"] for h in store.hypotheses(REPO)]  # ...and let the variant be
     assert repo.pulls() == [] and fake.count("POST", "pulls/create") == 0
+    # ...and said why: the reason job keeps its left-alone list, which the dashboard shows
+    [why] = [x for x in left_alone(store, REPO) if x["kernel"] == "softmax"]
+    assert "rollback would not gain" in why["detail"], why
+    body = repo.issues[store.repository(REPO)["dashboard_issue"]].body
+    assert "## Hot kernels left alone, and why" in body and "- `softmax` (" in body
 
 
 def test_a_variant_idle_for_retire_days_gets_one_retire_pr_that_waits_for_a_person(fake, app, onboarded, tmp_path):
