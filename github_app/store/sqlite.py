@@ -598,36 +598,49 @@ class SQLiteStore(SqlReads, Store):
             return self._enqueue(con, list(jobs))
 
     def claim(self, queues, worker, lease):
-        now = time.time()
-        marks = ", ".join("?" for _ in queues)
-        # A queued job waits while another job with its key is running (and alive): jobs
-        # with one key run one at a time, in order.
-        pick = (
-            f"SELECT id FROM jobs AS j WHERE queue IN ({marks}) AND ("
-            f" (state = '{QUEUED}' AND run_at <= ? AND (key IS NULL OR NOT EXISTS ("
-            f"   SELECT 1 FROM jobs AS r WHERE r.key = j.key AND r.state = '{RUNNING}'"
-            "    AND r.lease_until >= ?)))"
-            f" OR (state = '{RUNNING}' AND lease_until < ?))"
-            " ORDER BY run_at, id LIMIT 1"
-        )
         # Look before taking the write lock: an idle worker polls twice a second, and a
         # read (WAL) neither waits for the acknowledgements' commits nor holds them up.
         # What it saw is looked for again under the lock, where another worker may have
         # claimed it first, and by the clock then: leases are granted from when the lock
         # was had, not from before a wait for it.
-        if self._row(pick, (*queues, now, now, now)) is None:
-            return None
+        with _errors("reading"):
+            if self._pick(self._con(), queues, time.time()) is None:
+                return None
         with self._tx(durable=False) as con:
             now = time.time()
-            row = con.execute(pick, (*queues, now, now, now)).fetchone()
-            if row is None:
+            job_id = self._pick(con, queues, now)
+            if job_id is None:
                 return None
             con.execute(
                 f"UPDATE jobs SET state = '{RUNNING}', worker = ?, lease_until = ?,"
                 " attempts = attempts + 1 WHERE id = ?",
-                (worker, now + lease, row["id"]),
+                (worker, now + lease, job_id),
             )
-            return Job.from_row(con.execute("SELECT * FROM jobs WHERE id = ?", (row["id"],)).fetchone())
+            return Job.from_row(con.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
+
+    @staticmethod
+    def _pick(con, queues, now) -> int | None:
+        """The job to run next: a run whose worker died (its lease lapsed), else the oldest
+        due job whose key has no live run (jobs with one key run one at a time, in order).
+        Two queries, each walking the ``jobs_due`` index in order and stopping at its first
+        row: one query over both (an OR) made SQLite collect and sort every due job on
+        every claim, so a backlog slowed each claim down in proportion (1.25 ms per claim
+        with 1000 waiting), and the worker fell further behind the more it had to do."""
+        marks = ", ".join("?" for _ in queues)
+        row = con.execute(
+            f"SELECT id FROM jobs WHERE state = '{RUNNING}' AND queue IN ({marks}) AND lease_until < ?"
+            " ORDER BY run_at, id LIMIT 1",
+            (*queues, now),
+        ).fetchone()
+        if row is None:
+            row = con.execute(
+                f"SELECT id FROM jobs AS j WHERE state = '{QUEUED}' AND queue IN ({marks}) AND run_at <= ?"
+                " AND (key IS NULL OR NOT EXISTS ("
+                f"  SELECT 1 FROM jobs AS r WHERE r.key = j.key AND r.state = '{RUNNING}' AND r.lease_until >= ?))"
+                " ORDER BY run_at, id LIMIT 1",
+                (*queues, now, now),
+            ).fetchone()
+        return None if row is None else row["id"]
 
     def _owned(self, con, job_id, worker, sql, args):
         return (

@@ -87,3 +87,42 @@ def test_schedules_enqueue_the_periodic_jobs_once_per_interval(app, onboarded):
     assert reason.state == "done", reason.last_error
     assert reason.result["windows"] == 1 and reason.result["hypotheses"] == 0
     assert any("specs/softmax.yaml" in note for note in reason.result["notes"])
+
+
+def test_a_job_longer_than_its_lease_keeps_it_and_the_beating_ends_with_it(make_app):
+    """The worker's one heartbeat thread renews the lease of the job it runs: a second
+    worker cannot take over a job that runs for three leases, and once the job is done
+    the lease is not renewed any more (the store would refuse the beat: the job is done)."""
+    import threading
+    import time
+
+    lease = 0.6
+    app = make_app(JOB_LEASE_SECONDS=lease)
+    services = app.services
+    store = services.store
+    inside, release = threading.Event(), threading.Event()
+    seen = []
+
+    def slow(ctx):
+        inside.set()
+        release.wait(30)
+        return {"slow": True}
+
+    store.enqueue([JobSpec("slow_test_job", {}, key="slow-1")])
+    first = Worker(services, name="first")
+    first.handlers = {**first.handlers, "slow_test_job": slow}
+    runner = threading.Thread(target=lambda: seen.append(first.run_once()))
+    runner.start()
+    assert inside.wait(30)
+    other = Worker(services, name="other")
+    deadline = time.monotonic() + 3 * lease
+    while time.monotonic() < deadline:  # three leases: without beats it would be taken over
+        job = store.claim(other.queues, other.name, lease)
+        assert job is None, f"the running job was taken over: {job}"
+        time.sleep(lease / 6)
+    release.set()
+    runner.join(30)
+    assert seen and seen[0].kind == "slow_test_job"
+    assert store.job_counts().get(("slow_test_job", "done")) == 1
+    assert first._heart._job is None  # nothing left to beat for
+    first._heart.close()

@@ -209,3 +209,20 @@ def test_a_group_gives_up_by_its_oldest_writes_deadline(tmp_path):
     assert older.done and isinstance(older.error, StoreUnavailable)
     assert waited < 0.6, f"the group waited {waited:.2f} s: the newer write's deadline, not the older's"
     store.close()
+
+
+def test_a_claim_walks_the_due_index_and_does_not_sort_the_backlog(store):
+    """Each of the claim's queries stops at the first row of the ``jobs_due`` index: one
+    query over lapsed runs and due jobs together (an OR) made SQLite gather and sort every
+    waiting job on every claim, so a backlog slowed each claim in proportion."""
+    store.enqueue([JobSpec("pull_closed", {"n": i}, key=f"k{i}") for i in range(50)])
+    statements = _traced(store)
+    job = store.claim(("default",), "w", 60)
+    assert job is not None and job.payload == {"n": 0}  # the oldest due job
+    picks = [s for s in statements if s.lstrip().startswith("SELECT id FROM jobs")]
+    assert picks, statements
+    con = sqlite3.connect(store.path)
+    for sql in picks:
+        plan = " / ".join(row[3] for row in con.execute("EXPLAIN QUERY PLAN " + sql))
+        assert "jobs_due" in plan and "TEMP B-TREE" not in plan, plan
+    con.close()
