@@ -319,8 +319,8 @@ def main(argv=None) -> int:
     p.add_argument(
         "--worker-nice",
         default="",
-        metavar="N|idle[,...]",
-        help="the job worker's AINA_WORKER_NICE (default: the App's); several, e.g. 0,10,idle: "
+        metavar="N[,N...]",
+        help="the job worker's AINA_WORKER_NICE (default: the App's: 10 on PostgreSQL, 0 on SQLite); several, e.g. 0,10: "
         "each round measures the App once per value, the worker restarted with it",
     )
     p.add_argument("--batches", type=int, default=20, help="telemetry batches (20; 0 skips)")
@@ -341,9 +341,9 @@ def main(argv=None) -> int:
         )
         return 0
     try:
-        nices = [n if n == "idle" else int(n) for n in args.worker_nice.split(",")] if args.worker_nice else [None]
+        nices = [int(n) for n in args.worker_nice.split(",")] if args.worker_nice else [None]
     except ValueError:
-        p.error(f"--worker-nice: whole numbers or 'idle' separated by commas, got {args.worker_nice!r}")
+        p.error(f"--worker-nice: whole numbers separated by commas, got {args.worker_nice!r}")
     if args.rounds < 1:
         p.error("--rounds must be 1 or more")
 
@@ -497,9 +497,7 @@ def _measure(args, store_kind: str, work: Path, db: str, nices: list) -> dict:
         left = max(results[name]["jobs_waiting_at_end"] for results in rounds)
         met = sum(x["goal_met"] for x in per_round)
         summary[name] = {"rounds": per_round, "goal_met_rounds": met}
-        worker = "job worker running" + (
-            "" if nice is None else " at SCHED_IDLE" if nice == "idle" else f" at niceness +{nice}"
-        )
+        worker = "job worker running" + ("" if nice is None else f" at niceness +{nice}")
         for r, x in enumerate(per_round):
             print(
                 f"round {r + 1}: App/bare, {worker}: p50 x{x['p50_ratio']:.2f}, p99 x{x['p99_ratio']:.2f} "

@@ -30,17 +30,6 @@ def _count(text: str) -> int:
     return value
 
 
-def _priority(text: str) -> int | str:
-    """``--nice``: a niceness 0 to 19, or ``idle`` (SCHED_IDLE); github_app.config.worker_priority
-    checks AINA_WORKER_NICE the same way."""
-    if text.strip().lower() == "idle":
-        return "idle"
-    value = _count(text)
-    if value > 19:
-        raise argparse.ArgumentTypeError(f"must be 0 to 19 (os.nice) or 'idle': {value}")
-    return value
-
-
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "serve",
@@ -70,11 +59,11 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--nice",
-        type=_priority,
-        metavar="N|idle",
-        help="with --worker-only: lower this process's CPU priority by N, 0 to 19, or to "
-        "Linux's SCHED_IDLE class with 'idle' (default: AINA_WORKER_NICE, else the store's "
-        "choice), so the HTTP workers' acknowledgements come first",
+        type=_count,
+        metavar="N",
+        help="with --worker-only: lower this process's CPU priority by N, 0 to 19 "
+        "(default: AINA_WORKER_NICE, else 10 on PostgreSQL and 0 on SQLite), so the HTTP "
+        "workers' acknowledgements come first",
     )
     p.set_defaults(run=run)
 

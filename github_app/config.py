@@ -116,11 +116,8 @@ _FLOATS = (
 )
 
 
-#: The largest niceness Unix knows: the lowest CPU priority within the normal class.
+#: The largest niceness Unix knows: the lowest CPU priority.
 MAX_NICE = 19
-#: Below every niceness: Linux's SCHED_IDLE class, which runs only where no normal thread
-#: wants the CPU, and gives it up the moment one does.
-IDLE = "idle"
 
 
 class ConfigError(ValueError):
@@ -165,26 +162,18 @@ def check(config: dict[str, Any]) -> None:
         if value < 0 or (kind is int and value == 0 and key != "HTTP_RETRIES"):
             raise ConfigError(f"{where(key)} must be positive, got {value}")
         config[key] = value
-    config["WORKER_NICE"] = worker_priority(config["WORKER_NICE"], where("WORKER_NICE"))
-
-
-def worker_priority(value: Any, name: str) -> int | str | None:
-    """``WORKER_NICE`` (or ``--nice``) checked: None (unset: the store's choice), a
-    niceness 0 to 19, or ``"idle"`` (Linux's SCHED_IDLE: the worker runs only on a CPU
-    nothing else wants; docs/github-app.md, *Worker priority*)."""
-    if value in ("", None):
-        return None
-    if isinstance(value, str) and value.strip().lower() == IDLE:
-        return IDLE
-    try:
-        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-            raise ValueError(value)  # int() would take True as 1 and cut 7.5 to 7
-        nice = int(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{name} must be a whole number 0 to {MAX_NICE} or {IDLE!r}, got {value!r}") from None
-    if not 0 <= nice <= MAX_NICE:
-        raise ConfigError(f"{name} must be 0 to {MAX_NICE} (os.nice) or {IDLE!r}, got {value}")
-    return nice
+    nice = config["WORKER_NICE"]
+    if nice in ("", None):
+        config["WORKER_NICE"] = None  # the store's (Store.WORKER_NICE)
+    else:
+        try:
+            if isinstance(nice, bool) or (isinstance(nice, float) and not nice.is_integer()):
+                raise ValueError(nice)  # int() would take True as 1 and cut 7.5 to 7
+            config["WORKER_NICE"] = int(nice)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where('WORKER_NICE')} must be a whole number 0 to {MAX_NICE}, got {nice!r}") from None
+        if not 0 <= config["WORKER_NICE"] <= MAX_NICE:
+            raise ConfigError(f"{where('WORKER_NICE')} must be 0 to {MAX_NICE} (os.nice), got {nice}")
 
 
 def read_private_key(value: Any) -> str:

@@ -14,7 +14,7 @@ from werkzeug.serving import make_server
 
 from github_app import config as app_config
 from github_app.app import create_app
-from github_app.config import IDLE, ConfigError
+from github_app.config import MAX_NICE, ConfigError
 from github_app.store import StoreUnavailable
 from github_app.web.telemetry import master_key, telemetry_secret
 from github_app.worker import start_workers, startup_jobs
@@ -32,40 +32,18 @@ class _Held(logging.Handler):
         self.records.append(record)
 
 
-def lower_priority(priority: int | str) -> None:
-    """Lower this process's CPU priority: by a niceness 1 to 19, or to Linux's SCHED_IDLE
-    class (``"idle"``). Every thread of the process is moved (Linux schedules threads, and
-    both settings are per thread); the job threads, started after, inherit it. The job
-    worker and the HTTP workers share the machine's cores; GitHub times the
-    acknowledgements, nobody times the jobs, so the scheduler should give the webhooks the
-    CPU first. Where the system cannot (no ``os.nice`` or no SCHED_IDLE) the worker runs
-    at normal priority, with a warning."""
-    if priority == IDLE:
-        try:
-            for tid in _threads():
-                os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))
-        except (AttributeError, OSError) as exc:
-            logging.getLogger(__name__).warning("job worker runs at normal priority: SCHED_IDLE: %s", exc)
-        return
-    if priority <= 0:
+def lower_priority(niceness: int) -> None:
+    """Lower this process's CPU priority by ``niceness`` (all its threads: the job worker's
+    process is niced before it starts any). The job worker and the HTTP workers share the
+    machine's cores; GitHub times the acknowledgements, nobody times the jobs, so the
+    scheduler should give the webhooks the CPU first. Where the system has no ``os.nice``
+    (Windows) the worker runs at normal priority, with a warning."""
+    if niceness <= 0:
         return
     try:
-        for tid in _threads():
-            os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + priority)
+        os.nice(niceness)
     except (AttributeError, OSError) as exc:
-        logging.getLogger(__name__).warning("job worker runs at normal priority: nice +%d: %s", priority, exc)
-
-
-def _priority_text(priority: int | str) -> str:
-    return "SCHED_IDLE priority" if priority == IDLE else f"niceness +{priority}"
-
-
-def _threads() -> list[int]:
-    """This process's thread ids (Linux's /proc; elsewhere, the process itself)."""
-    try:
-        return [int(t) for t in os.listdir("/proc/self/task")]
-    except OSError:
-        return [0]
+        logging.getLogger(__name__).warning("job worker runs at normal priority: os.nice(%d): %s", niceness, exc)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -94,12 +72,15 @@ def run(args: argparse.Namespace) -> int:
         release_warnings()
         return 0
 
-    priority: int | str = 0
+    niceness = 0
     if args.worker_only:
-        priority = services.config["WORKER_NICE"] if args.nice is None else args.nice  # cli._priority checked it
-        if priority is None:  # unset: what suits the store
-            priority = services.store.WORKER_NICE
-        lower_priority(priority)
+        niceness = services.config["WORKER_NICE"] if args.nice is None else args.nice
+        if niceness is None:  # unset: what suits the store
+            niceness = services.store.WORKER_NICE
+        if niceness > MAX_NICE:
+            print(f"aina serve: --nice must be 0 to {MAX_NICE}, got {niceness}", file=sys.stderr)
+            return 2
+        lower_priority(niceness)
     elif args.nice is not None:
         print("aina serve: --nice is for --worker-only (the HTTP workers keep their priority)", file=sys.stderr)
         return 2
@@ -116,8 +97,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.worker_only:
             print(
-                f"aina serve: {threads + evolvers} worker thread(s) at {_priority_text(priority)}; Ctrl-C stops",
-                flush=True,
+                f"aina serve: {threads + evolvers} worker thread(s) at niceness +{niceness}; Ctrl-C stops", flush=True
             )
             release_warnings()
             while not stop.wait(1.0):

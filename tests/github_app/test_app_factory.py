@@ -52,7 +52,6 @@ def test_the_factory_builds_an_app_from_a_mapping(app_key, tmp_path):
         ({"WORKER_NICE": -1}, "WORKER_NICE"),
         ({"WORKER_NICE": "low"}, "WORKER_NICE.*whole number"),
         ({"WORKER_NICE": 7.5}, "WORKER_NICE.*whole number"),
-        ({"WORKER_NICE": "idler"}, "WORKER_NICE.*whole number 0 to 19 or 'idle'"),
         ({"DATABASE": "postgres://db/aina"}, "only SQLite paths"),
     ],
 )
@@ -60,13 +59,6 @@ def test_bad_configuration_is_refused_naming_the_key(app_key, tmp_path, change, 
     config = {**base_config(app_key, tmp_path), **change}
     with pytest.raises((ConfigError, ValueError), match=message.replace("(", r"\(").replace(")", r"\)")):
         create_app(config)
-
-
-@pytest.mark.parametrize("value, kept", [("", None), ("7", 7), (0, 0), (" Idle ", "idle")])
-def test_the_worker_priority_is_a_niceness_or_the_idle_class(app_key, tmp_path, value, kept):
-    app = create_app(base_config(app_key, tmp_path, WORKER_NICE=value))
-    assert app.extensions["aina"].config["WORKER_NICE"] == kept
-    app.extensions["aina"].store.close()
 
 
 def test_the_private_key_may_be_a_path(app_key, tmp_path):
@@ -351,11 +343,6 @@ def test_the_manifest_subscribes_to_every_event_the_app_handles():
     }
 
 
-def _policy_of_every_thread(pid: int) -> set[int]:
-    # /proc/PID/task/TID/stat: field 41 is the scheduling policy (counted as in _niceness_of_every_thread)
-    return {int(stat.read_text().rsplit(")", 1)[1].split()[38]) for stat in Path(f"/proc/{pid}/task").glob("*/stat")}
-
-
 def _niceness_of_every_thread(pid: int) -> set[int]:
     # /proc/PID/task/TID/stat: field 19 is the nice value; the name (field 2) may hold
     # spaces, so count from its closing parenthesis.
@@ -388,36 +375,6 @@ def test_the_worker_only_process_lowers_its_cpu_priority(app_key, tmp_path):
             time.sleep(0.1)
         assert "3 worker thread(s) at niceness +7" in log.read_text()
         assert _niceness_of_every_thread(proc.pid) == {min(19, base + 7)}
-        assert _policy_of_every_thread(proc.pid) == {os.SCHED_OTHER}
-    finally:
-        proc.kill()
-        proc.wait()
-
-
-@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE") or not Path("/proc/self/task").is_dir(), reason="Linux's SCHED_IDLE")
-def test_the_worker_only_process_can_run_in_the_idle_class(app_key, tmp_path):
-    """``AINA_WORKER_NICE=idle``: every thread of the worker process, the job threads and
-    those started before them, is in SCHED_IDLE, which the scheduler preempts for any
-    normal thread (the HTTP workers) at once."""
-    import time
-
-    from worker_process import app_env, start_worker_process
-
-    key_file = tmp_path / "app.pem"
-    key_file.write_text(app_key[0])
-    settings = {"APP_ID": 1, "PRIVATE_KEY": key_file, "WEBHOOK_SECRET": "s" * 16, "WORKER_NICE": "idle"}
-    settings.update(DATABASE=tmp_path / "db.sqlite3", GITHUB_API_URL="http://127.0.0.1:9")
-    log = tmp_path / "worker.log"
-    proc = start_worker_process(app_env(settings), log, threads=2, evolution_threads=1)
-    try:
-        deadline = time.monotonic() + 60
-        while "worker thread(s)" not in log.read_text():
-            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
-        assert "3 worker thread(s) at SCHED_IDLE priority" in log.read_text()
-        threads = list(Path(f"/proc/{proc.pid}/task").iterdir())
-        assert len(threads) >= 5  # the main thread, the heartbeat and three job threads
-        assert _policy_of_every_thread(proc.pid) == {os.SCHED_IDLE}
     finally:
         proc.kill()
         proc.wait()
@@ -440,15 +397,10 @@ def test_serve_takes_the_niceness_from_the_flag_over_the_setting(app_key, tmp_pa
         monkeypatch.delenv(key)
     for key, value in base_config(app_key, tmp_path, WEBHOOK_SECRET="s" * 16, WORKER_NICE=4).items():
         monkeypatch.setenv(f"AINA_{key}", str(value))
-    for argv in (
-        ["--worker-only"],
-        ["--worker-only", "--nice", "0"],
-        ["--worker-only", "--nice", "19"],
-        ["--worker-only", "--nice", "IDLE"],
-    ):
+    for argv in (["--worker-only"], ["--worker-only", "--nice", "0"], ["--worker-only", "--nice", "19"]):
         with pytest.raises(Lowered):
             serve.run(parse(["serve", *argv]))
-    assert asked == [4, 0, 19, "idle"]
+    assert asked == [4, 0, 19]
     # Unset: the store's choice; SQLite's worker holds the write lock the acknowledgements
     # wait for, so it keeps its priority (PostgreSQL's would be lowered by 10).
     monkeypatch.delenv("AINA_WORKER_NICE")
@@ -464,9 +416,8 @@ def test_serve_refuses_a_niceness_out_of_range_or_without_worker_only(app_key, t
         monkeypatch.delenv(key)
     for key, value in base_config(app_key, tmp_path, WEBHOOK_SECRET="s" * 16).items():
         monkeypatch.setenv(f"AINA_{key}", str(value))
-    with pytest.raises(SystemExit):
-        parse(["serve", "--worker-only", "--nice", "20"])
-    assert "must be 0 to 19 (os.nice) or 'idle': 20" in capsys.readouterr().err
+    assert serve.run(parse(["serve", "--worker-only", "--nice", "20"])) == 2
+    assert "--nice must be 0 to 19, got 20" in capsys.readouterr().err
     assert serve.run(parse(["serve", "--nice", "5"])) == 2
     assert "--nice is for --worker-only" in capsys.readouterr().err
     with pytest.raises(SystemExit):
