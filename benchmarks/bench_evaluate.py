@@ -19,14 +19,26 @@ real cascade and sandbox, first one at a time, then ``--workers`` at once, and r
   pytest's start-up, the sandbox, the protocol): what warm templates are for
   (``overhead_with_warmup_s`` counts the warm-up calls as overhead, as this script did
   before it told them apart);
-* candidates per minute with 1 worker and with ``--workers``.
+* candidates per minute with 1 worker and with ``--workers``;
+* with ``--phases``: where each sandbox's time goes (``phases_median``, per run: the
+  checks, the candidate's timing, the reference's), median seconds per phase over the
+  serial candidates, also printed as a table on stderr: ``folder`` (the sandbox folder,
+  its files, the uid), ``spawn`` (the fork from the template), ``child.*`` (the child's
+  own start-up steps: ``forked`` to ``unshare`` the namespaces, ``namespaces`` the PID 1
+  fork and /proc, ``boot``/``config`` the configuration, ``worker`` the mounts and the
+  worker's fork, ``confined`` the confinement), ``ready``/``floor``/``loaded``/``calls``
+  (the timing protocol's steps: the kernel calls are in ``calls``), ``result`` (the
+  checks' run, with ``pytest.*`` its steps: configuration, collection, the items,
+  the end), ``finish`` (the parent's own work before ending the child), ``gone``
+  (the child's exit), ``leftovers`` (proving nothing is left running), ``cleaned``
+  (the output tails, the folder removed).
 
 Each stage is forked from the warm template (``Setup.warm``); ``--cold`` first runs the
 same candidates with a new interpreter per stage (as before the templates), in the same
 run, so the two are measured side by side. The template's own start-up (imports, once
 per process) is reported apart and included in the warm candidates/minute.
 
-    python benchmarks/bench_evaluate.py [--n 6] [--workers 2] [--cold]
+    python benchmarks/bench_evaluate.py [--n 6] [--workers 2] [--cold] [--phases] [--spec PATH]
 """
 
 from __future__ import annotations
@@ -48,6 +60,14 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=6)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--cold", action="store_true", help="also run the same candidates cold (first), for comparison")
+    ap.add_argument("--phases", action="store_true", help="report (and print) where each sandbox's time goes")
+    ap.add_argument(
+        "--spec",
+        type=Path,
+        default=ROOT / "specs" / "softmax.yaml",
+        help="the softmax spec to check against (default: the repository's; a spec with fewer "
+        "examples makes a quicker run for the overhead, which does not depend on them)",
+    )
     ap.add_argument(
         "--check-wall-s", type=float, default=240.0, help="the checks' wall-clock limit (raise it on a loaded machine)"
     )
@@ -58,7 +78,7 @@ def main() -> int:
     from pytest_aina.checking.device import device
 
     setup = Setup(
-        spec_path=ROOT / "specs" / "softmax.yaml",
+        spec_path=args.spec,
         repo=ROOT,
         function="softmax",
         generic="kernels.softmax:softmax_generic",
@@ -74,9 +94,12 @@ def main() -> int:
         t = time.perf_counter()
         v = evaluate(c, s)
         wall = time.perf_counter() - t
-        timed = sum(sum(x["samples_s"]) + sum(x["reference_samples_s"]) for x in v.timings)
-        warmup = sum(
-            sum(x.get("warmup_samples_s", [])) + sum(x.get("reference_warmup_samples_s", [])) for x in v.timings
+        # the reference's calls count only where this evaluation made them (not a timing
+        # reused from earlier in the run: Setup.reference_once)
+        here = [x for x in v.timings if x.get("reference_timed_here", True)]
+        timed = sum(sum(x["samples_s"]) for x in v.timings) + sum(sum(x["reference_samples_s"]) for x in here)
+        warmup = sum(sum(x.get("warmup_samples_s", [])) for x in v.timings) + sum(
+            sum(x.get("reference_warmup_samples_s", [])) for x in here
         )
         kernel = timed + warmup
         items = v.checks_items_s or 0.0
@@ -96,6 +119,7 @@ def main() -> int:
             "checks_overhead_s": v.stage_s.get("checks", 0.0) - items,
             "benchmarks_s": v.stage_s.get("benchmarks", 0.0),
             "benchmarks_overhead_s": v.stage_s.get("benchmarks", 0.0) - kernel,
+            "phases": v.phases,
         }
 
     def measure(warm: bool) -> dict:
@@ -113,7 +137,17 @@ def main() -> int:
         parallel_s = time.perf_counter() - t
         keys = ("wall_s", "kernel_s", "kernel_timed_s", "kernel_warmup_s", "checks_items_s", "overhead_s")
         keys += ("overhead_with_warmup_s", "checks_s", "checks_overhead_s", "benchmarks_s", "benchmarks_overhead_s")
-        return {
+        out = {}
+        if args.phases:
+            out["phases_median"] = {
+                run: {
+                    p: statistics.median(r["phases"].get(run, {}).get(p, 0.0) for r in serial)
+                    for p in serial[0]["phases"][run]
+                }
+                for run in serial[0]["phases"]
+            }
+            _print_phases("warm" if warm else "cold", out["phases_median"])
+        return out | {
             "all_passed": all(r["passed"] for r in serial + parallel),
             "template_start_s": template_s,
             "per_candidate_median": {k: statistics.median(r[k] for r in serial) for k in keys},
@@ -130,6 +164,13 @@ def main() -> int:
     result["warm"] = measure(True)
     print(json.dumps(result, indent=2))
     return 0
+
+
+def _print_phases(label: str, phases: dict) -> None:
+    for run, ps in phases.items():
+        print(f"{label} {run}: {sum(ps.values()):.3f} s", file=sys.stderr)
+        for p, s in ps.items():
+            print(f"    {p:<24} {s:8.3f}", file=sys.stderr)
 
 
 if __name__ == "__main__":

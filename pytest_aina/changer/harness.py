@@ -17,6 +17,7 @@ import inspect
 import io
 import os
 import sys
+import time
 from functools import cache
 from typing import Any
 
@@ -41,12 +42,26 @@ def run_checks(spec_path: str, impl: str, profile: str, rootdir: str) -> dict:
     Runs in the sandbox, whose working folder holds the candidate under ``candidate/``."""
     import pytest  # lazy: the timing protocol's children import this module too, and need no pytest
 
+    # where pytest's own time goes (bench_evaluate.py --phases): monotonic instants
+    stamps = {"start": time.monotonic()}
     sys.path.insert(0, os.path.join(os.getcwd(), "candidate"))
 
     results: list[dict] = []
     items_s = [0.0]  # the items' own time (setup, call, teardown, as pytest timed them)
 
     class Collect:
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_sessionstart(self, session):
+            stamps["configured"] = time.monotonic()
+
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_collection_finish(self, session):
+            stamps["collected"] = time.monotonic()
+
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_sessionfinish(self, session):
+            stamps["ran"] = time.monotonic()
+
         @pytest.hookimpl(trylast=True)
         def pytest_runtest_logreport(self, report):
             items_s[0] += report.duration
@@ -108,7 +123,8 @@ def run_checks(spec_path: str, impl: str, profile: str, rootdir: str) -> dict:
     # distribution's entry points first, the scan the autoload switch saves
     plugins = [importlib.import_module(m) for m in CHECK_PLUGINS]
     code = pytest.main(args, plugins=[*plugins, Collect()])
-    return {"exit_code": int(code), "items": results, "items_s": items_s[0]}
+    stamps["returned"] = time.monotonic()
+    return {"exit_code": int(code), "items": results, "items_s": items_s[0], "stamps": stamps}
 
 
 def run_coverage(test: str, target: str, rootdir: str) -> dict:
