@@ -32,7 +32,15 @@ from pytest_aina.spec.model import Case, load_spec
 #: checks select examples, properties and invariants only, which need no other plugin.
 CHECK_PLUGINS = ("pytest_aina.plugin.hooks", "_hypothesis_pytestplugin")
 #: pytest's own plugins the checks do without (each costs its registration and fixtures).
-CHECK_BLOCKED = ("junitxml", "doctest", "pastebin", "legacypath", "setuponly", "setupplan", "stepwise")
+CHECK_BLOCKED = (
+    *("junitxml", "doctest", "pastebin", "legacypath", "setuponly", "setupplan", "stepwise"),
+    # fixtures and collectors no spec item asks for (tmp_path, monkeypatch, recwarn, unittest
+    # classes, subtests) and the log capture whose records no verdict reads: each costs its
+    # registration and the parsing of its fixtures, ~0.05 s per candidate together. The
+    # plugins that can change an outcome stay (warnings, unraisable and thread exceptions:
+    # the ini turns warnings into errors), as does faulthandler (a crash's traceback)
+    *("tmpdir", "monkeypatch", "recwarn", "unittest", "subtests", "logging"),
+)
 
 
 def run_checks(spec_path: str, impl: str, profile: str, rootdir: str) -> dict:

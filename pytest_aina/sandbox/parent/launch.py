@@ -93,11 +93,7 @@ def staged_entry(entry: str) -> tuple[str, dict[str, Path]]:
 
 
 def _pick_uid() -> int:
-    taken = set()
-    for pid in procs.all_pids():
-        u = procs.status(pid).get("Uid", "").split()
-        if u:
-            taken.add(int(u[0]))
+    taken = procs.uids_in_use()
     while True:
         uid = _UID_BASE + random.randrange(_UID_SPAN)
         if uid not in taken:
@@ -520,11 +516,13 @@ class Child:
         if self.exit_frame is not None:
             self.leftover = int(self.exit_frame.get("leftover", 0))
             self.leftover_cmds = list(self.exit_frame.get("leftover_cmds", []))
-        found = [p for p in self.members() if not procs.is_zombie(p)]
+        # the child has ended (_wait_gone): members() is then the thorough search already
+        # (by uid or session), and the first round of the kill need not repeat it
+        found = [p for p in self.members(thorough=True) if not procs.is_zombie(p)]
         if found and self.exit_frame is None:
             self.leftover = len(found)
             self.leftover_cmds = [procs.cmdline(p)[:200] for p in found[:10]]
-        remaining = procs.kill_until_gone(lambda: self.members(thorough=True))
+        remaining = procs.kill_until_gone(lambda: self.members(thorough=True), first=found)
         self.cleanup = "complete" if not remaining else f"failed: {len(remaining)} processes could not be killed"
         if self.uid is None and not self.namespaces:
             self.cleanup += " (by session only: a process that called setsid() could have escaped)"
