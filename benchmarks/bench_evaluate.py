@@ -29,8 +29,9 @@ real cascade and sandbox, first one at a time, then ``--workers`` at once, and r
   worker's fork, ``confined`` the confinement), ``ready``/``floor``/``loaded``/``calls``
   (the timing protocol's steps: the kernel calls are in ``calls``), ``result`` (the
   checks' run, with ``pytest.*`` its steps: configuration, collection, the items,
-  the end), ``finish`` (the parent's own work before ending the child), ``gone``
-  (the child's exit), ``leftovers`` (proving nothing is left running), ``cleaned``
+  the end), ``finish`` (the parent's own work before ending the child),
+  ``child.exited`` (the worker's exit, to PID 1's count of what was left), ``gone``
+  (the rest of the child's exit), ``leftovers`` (proving nothing is left running), ``cleaned``
   (the output tails, the folder removed).
 
 ``overhead_after_first_s`` is the median overhead of the serial candidates after the

@@ -514,6 +514,8 @@ class Child:
         self._drain()
         # leftovers: the init counted them (PID namespace); otherwise look for them by uid/session
         if self.exit_frame is not None:
+            if isinstance(self.exit_frame.get("at"), (int, float)):  # PID 1 counted the leftovers then
+                self.child_stamps["exited"] = float(self.exit_frame["at"])
             self.leftover = int(self.exit_frame.get("leftover", 0))
             self.leftover_cmds = list(self.exit_frame.get("leftover_cmds", []))
         # the child has ended (_wait_gone): members() is then the thorough search already
