@@ -170,9 +170,7 @@ def template_for(setup: Setup) -> sandbox.Template | None:
             tpl = _templates[key] = sandbox.Template(_preload(), env=env)
     # the spec, parsed and validated once in the template: each stage forked from it
     # inherits it (a failure here costs only that: the stage parses it and reports)
-    spec = str(Path(setup.spec_path).resolve())
-    tpl.prepare("pytest_aina.changer.harness:warm", [spec])
-    tpl.prepare("pytest_aina.changer.harness:warm_kernels", [spec, str(Path(setup.repo).resolve())])
+    tpl.prepare("pytest_aina.changer.harness:warm", [str(Path(setup.spec_path).resolve())])
     return tpl
 
 

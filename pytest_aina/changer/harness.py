@@ -191,25 +191,6 @@ def warm(spec_path: str) -> None:
     _spec(spec_path)
 
 
-def warm_kernels(spec_path: str, repo: str) -> None:
-    """Run in the warm template after :func:`warm`: import the modules the spec names (its
-    implementation's and its reference's: the repository's own code, which the parent
-    imports too), so that neither the checks' child nor a timing child imports them again
-    (a kernel module's ``@triton.jit`` functions cost ~0.02 s to define). Only a module
-    found inside ``repo`` (the one the children would import); a candidate that patches
-    one does so in its own forked copy."""
-    import importlib.util
-
-    spec = _spec(spec_path)
-    root = os.path.realpath(repo) + os.sep
-    for name in dict.fromkeys((spec.implementation, spec.reference)):
-        module = str(name).partition(":")[0]
-        found = importlib.util.find_spec(module)
-        if found is None or not os.path.realpath(found.origin or "").startswith(root):
-            raise ValueError(f"{module} is not the one in {repo}: not preloaded")
-        importlib.import_module(module)
-
-
 def _case(spec_path: str, seed: int, dims: dict, dtype: str):
     spec = _spec(spec_path)
     return spec, Case(dims=tuple((k, int(dims[k])) for k in spec.dims), dtype=dtype, seed=seed)

@@ -84,9 +84,8 @@ def test_a_warm_child_is_forked_confined_and_cleaned_up(template, write, caps, p
     if "pid" in caps.namespaces:
         assert {"child.unshare", "child.namespaces"} <= set(r.phases)
     assert all(s >= 0 for s in r.phases.values()), r.phases
-    # from the folder's creation to its removal: the run's wall time and more (the first
-    # child's "spawned" also holds the template's own start, its imports)
-    assert r.wall_s <= sum(r.phases.values())
+    # from the folder's creation to its removal: the run's wall time and a little more
+    assert r.wall_s <= sum(r.phases.values()) < r.wall_s + 5
 
 
 def test_nothing_a_hostile_candidate_does_reaches_the_next_one(template, write, caps):
@@ -177,22 +176,13 @@ def test_the_evaluator_s_template_gives_children_none_of_the_parents_modules(wri
 
     entry = write(
         "loaded.py",
-        "import sys\n\ndef f():\n    return sorted(m for m in sys.modules if m.startswith(('pytest_aina', 'kernels')))\n",
+        "import sys\n\ndef f():\n    return sorted(m for m in sys.modules if m.startswith('pytest_aina'))\n",
     )
-    repo = Path(__file__).resolve().parents[2]
-    spec = str(repo / "specs" / "softmax.yaml")
     with Template(_preload(), env={"TRITON_INTERPRET": "1"}) as tpl:
         assert tpl.start()["errors"] == {}
-        # the spec's kernel module, preloaded only when it is the repository's own
-        why = tpl.prepare("pytest_aina.changer.harness:warm_kernels", [spec, str(repo / "docs")])
-        assert why is not None and "not the one in" in why
-        r = run(f"{entry}:f", env={"TRITON_INTERPRET": "1"}, template=tpl)
-        assert "kernels.softmax" not in r.value
-        assert tpl.prepare("pytest_aina.changer.harness:warm_kernels", [spec, str(repo)]) is None
         r = run(f"{entry}:f", env={"TRITON_INTERPRET": "1"}, template=tpl)
     assert r.status == "ok" and r.protections["start"].startswith("warm"), r.protections["start"]
     assert "pytest_aina.plugin" in r.value and "pytest_aina.changer.harness" in r.value  # preloaded indeed
-    assert "kernels.softmax" in r.value
     assert [m for m in r.value if m.startswith("pytest_aina.sandbox.parent")] == []
 
 
