@@ -19,6 +19,7 @@ Layers, each used when the machine allows it and reported either way:
 from __future__ import annotations
 
 import glob
+import math
 import os
 import random
 import shutil
@@ -43,6 +44,8 @@ _SYSTEM_READ = ["/usr", "/lib", "/lib32", "/lib64", "/bin", "/sbin", "/etc", "/p
 _DEVICE_WRITE = ["/dev/null", "/dev/nvidia-caps", "/dev/dri", "/dev/kfd"]
 _UID_BASE, _UID_SPAN = 0x5A000000, 1 << 24
 _POLL_S = 0.1
+#: the child's start-up steps it stamps (child/boot.py's STAMPS)
+_CHILD_STEPS = frozenset({"forked", "unshare", "namespaces", "boot", "config", "worker", "confined"})
 _TAIL = 16 << 10
 
 
@@ -470,10 +473,16 @@ class Child:
             return header, blob
 
     def _stamped(self, header: dict) -> None:
+        if "confined" in self.marks:  # the first frame only: a later one is not ours (a candidate's)
+            return
         self.mark("confined")
         stamps = header.get("stamps")
-        if isinstance(stamps, dict):  # the child's word: figures only, never trusted for a verdict
-            self.child_stamps = {str(k): float(v) for k, v in stamps.items() if isinstance(v, (int, float))}
+        if isinstance(stamps, dict):  # the child's word: figures only, never used for a verdict
+            self.child_stamps = {
+                k: float(v)
+                for k, v in stamps.items()
+                if k in _CHILD_STEPS and isinstance(v, (int, float)) and math.isfinite(v)
+            }
 
     def _drain(self) -> None:
         """After the main process ended: read what it left in the pipe (without blocking)."""
@@ -514,8 +523,9 @@ class Child:
         self._drain()
         # leftovers: the init counted them (PID namespace); otherwise look for them by uid/session
         if self.exit_frame is not None:
-            if isinstance(self.exit_frame.get("at"), (int, float)):  # PID 1 counted the leftovers then
-                self.child_stamps["exited"] = float(self.exit_frame["at"])
+            at = self.exit_frame.get("at")
+            if isinstance(at, (int, float)) and math.isfinite(at):  # PID 1 counted the leftovers then
+                self.child_stamps["exited"] = float(at)
             self.leftover = int(self.exit_frame.get("leftover", 0))
             self.leftover_cmds = list(self.exit_frame.get("leftover_cmds", []))
         # the child has ended (_wait_gone): members() is then the thorough search already
