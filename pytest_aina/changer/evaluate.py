@@ -405,7 +405,7 @@ def _reference_timing(setup: Setup, entry: str, common: dict, progress, step: st
         if got is not None:
             progress(f"{step}: the spec's reference (timed earlier in this run)")
             return got, True
-        progress(f"{step}: the spec's reference (once for this run)")
+        progress(f"{step}: the spec's reference")
         r = sandbox.time_calls(entry, **common)
         if r.ok:
             _references[key] = r
