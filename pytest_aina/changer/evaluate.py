@@ -10,8 +10,10 @@
    the parent owns the clock, picks a fresh seed per call and checks every output against
    the reference it computes itself, so a candidate that games the checks in its own
    process (patching the checker, caching answers, writing half a result) still fails
-   here. The spec's reference is timed the same way in the same run: ``speedup`` is
-   reference time / candidate time. When ``Setup.current`` names the implementation the
+   here. The spec's reference is timed the same way in the same run, once per run
+   (:func:`_reference_timing`: kept per process, keyed by the spec, the case, the device
+   and the reference's source; ``Setup.reference_once = False`` times it beside every
+   candidate): ``speedup`` is reference time / candidate time. When ``Setup.current`` names the implementation the
    candidate would replace (``aina eval``: the repository's kernel), it is timed the same
    way too, on the same inputs, and each timing carries ``current_median_s``.
 
@@ -27,6 +29,8 @@ for an interpreter's start-up. ``Setup.warm = False`` starts each one cold, as b
 from __future__ import annotations
 
 import atexit
+import hashlib
+import importlib.util
 import json
 import math
 import os
@@ -64,6 +68,7 @@ class Setup:
     hbm_bytes_per_s: float | None = None  # the device's limit: a faster figure is a measurement error
     current: str | None = None  # module:attr the candidate would replace, timed beside it (None: not timed)
     warm: bool = True  # fork each stage from the process's warm template (False: a new interpreter each)
+    reference_once: bool = True  # time the spec's reference once per run and case (False: beside each candidate)
     spec: object = field(default=None, repr=False)
 
     def __post_init__(self):
@@ -257,6 +262,7 @@ def _cascade(c: Candidate, setup: Setup, v: Verdict, progress: Callable[[str], N
             template=template,
         )
     v.sandbox = dict(res.protections)
+    _add_phases(v, "checks", res.phases)
     v.violations += res.violations
     if not res.ok:
         v.failed_stage, v.reason = "examples", res.status
@@ -265,6 +271,7 @@ def _cascade(c: Candidate, setup: Setup, v: Verdict, progress: Callable[[str], N
     value = res.value or {}
     if "items_s" in value:  # the checks' own work; the rest of the stage is the sandbox's cost
         v.checks_items_s = float(value["items_s"])
+    _add_phases(v, "checks", _pytest_phases(value.get("stamps")))
     if value.get("exit_code") != 0:
         v.failed_stage, v.reason, v.detail = _classify_checks(value)
         if v.failed_stage == "properties":
@@ -295,13 +302,15 @@ def _cascade(c: Candidate, setup: Setup, v: Verdict, progress: Callable[[str], N
             )
             progress(f"{step}: the candidate, {setup.calls} calls")
             t = sandbox.time_calls(f"{cfile}:{setup.function}", **common)
+            _add_phases(v, "candidate", t.phases)
             v.violations += t.violations
             if not t.ok:
                 v.failed_stage, v.reason = "benchmarks", t.status
                 v.detail = f"{bc['label']}: {t.reason}"
                 return
-            progress(f"{step}: the spec's reference")
-            r = sandbox.time_calls(f"{harness}:reference", **common)
+            r, cached = _reference_timing(setup, f"{harness}:reference", common, progress, step)
+            if not cached:
+                _add_phases(v, "reference", r.phases)
             if not r.ok:  # the reference itself failing is our problem, not the candidate's
                 v.failed_stage, v.reason = "benchmarks", "reference failed"
                 v.detail = f"{bc['label']}: the spec's reference failed to run: {r.reason}"
@@ -315,6 +324,8 @@ def _cascade(c: Candidate, setup: Setup, v: Verdict, progress: Callable[[str], N
                 "reference_warmup_samples_s": [x.parent_s for x in r.calls if x.warmup],
                 "median_s": t.median_s,
                 "reference_median_s": r.median_s,
+                # False: the reference's samples are this run's earlier timing of it (Setup.reference_once)
+                "reference_timed_here": not cached,
                 "floor_s": t.floor.get("median_s"),
                 "speedup": r.median_s / t.median_s,
                 "clock": "parent wall clock over a pipe; Triton interpreter on CPU (not GPU evidence)"
@@ -342,6 +353,79 @@ def _cascade(c: Candidate, setup: Setup, v: Verdict, progress: Callable[[str], N
     # drift on a CPU, where the reference is a native torch op and the candidate runs in
     # Triton's interpreter: the ratio of two 1.5x-apart kernels was seen to swing 1.2-1.5x.
     v.score = geomean([1.0 / t["median_s"] for t in v.timings])
+
+
+_references: dict[tuple, sandbox.TimingResult] = {}
+_reference_locks: dict[tuple, threading.Lock] = {}
+_reference_locks_lock = threading.Lock()
+
+
+def _reference_key(setup: Setup, common: dict) -> tuple | None:
+    """What a reference timing depends on: the spec (its file's bytes), the reference's
+    source (its module's bytes), the case, the device and the protocol's settings. None
+    when the source cannot be found (then it is timed each time)."""
+    module = str(setup.spec.reference).partition(":")[0]
+    try:
+        found = importlib.util.find_spec(module)
+        origin = found.origin if found else None
+        with open(setup.spec_path, "rb") as f:
+            spec_bytes = f.read()
+        with open(origin or "", "rb") as f:
+            ref_bytes = f.read()
+    except (ImportError, OSError, ValueError):
+        return None
+    digest = hashlib.sha256(spec_bytes + b"\0" + ref_bytes).hexdigest()
+    settings = {k: common[k] for k in ("params", "calls", "warmup", "seed", "env", "pythonpath")}
+    return (
+        os.getpid(),
+        str(Path(setup.spec_path).resolve()),
+        setup.spec.reference,
+        digest,
+        setup.device,
+        json.dumps(settings, sort_keys=True, default=str),
+    )
+
+
+def _reference_timing(setup: Setup, entry: str, common: dict, progress, step: str):
+    """(the spec's reference timed on this case, whether it came from this run's cache).
+
+    The reference is trusted code whose timing does not depend on the candidate: with
+    ``Setup.reference_once`` it is timed once per run (per process: a Ray worker keeps its
+    own) and case, and every later candidate reuses that timing. Only the parent reads or
+    writes the cache; no candidate code runs in the reference's sandbox or sees its
+    figures. A failed timing is not kept (the next candidate tries again)."""
+    key = _reference_key(setup, common) if setup.reference_once else None
+    if key is None:
+        progress(f"{step}: the spec's reference")
+        return sandbox.time_calls(entry, **common), False
+    with _reference_locks_lock:
+        lock = _reference_locks.setdefault(key, threading.Lock())
+    with lock:  # two workers starting together time it once
+        got = _references.get(key)
+        if got is not None:
+            progress(f"{step}: the spec's reference (timed earlier in this run)")
+            return got, True
+        progress(f"{step}: the spec's reference")
+        r = sandbox.time_calls(entry, **common)
+        if r.ok:
+            _references[key] = r
+        return r, False
+
+
+def _add_phases(v: Verdict, run: str, phases: dict) -> None:
+    into = v.phases.setdefault(run, {})
+    for k, s in phases.items():
+        into[k] = into.get(k, 0.0) + s
+
+
+def _pytest_phases(stamps) -> dict:
+    """pytest's steps in the checks' child (``run_checks``'s stamps): its configuration,
+    the collection, the items (their own work is ``checks_items_s``), the session's end."""
+    if not isinstance(stamps, dict):
+        return {}
+    names = ("start", "configured", "collected", "ran", "returned")
+    got = [(n, stamps[n]) for n in names if isinstance(stamps.get(n), (int, float))]
+    return {f"pytest.{n1}": round(t1 - t0, 6) for (_, t0), (n1, t1) in zip(got, got[1:])}
 
 
 def geomean(xs: list[float]) -> float | None:

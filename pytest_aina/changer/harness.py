@@ -17,6 +17,7 @@ import inspect
 import io
 import os
 import sys
+import time
 from functools import cache
 from typing import Any
 
@@ -31,7 +32,15 @@ from pytest_aina.spec.model import Case, load_spec
 #: checks select examples, properties and invariants only, which need no other plugin.
 CHECK_PLUGINS = ("pytest_aina.plugin.hooks", "_hypothesis_pytestplugin")
 #: pytest's own plugins the checks do without (each costs its registration and fixtures).
-CHECK_BLOCKED = ("junitxml", "doctest", "pastebin", "legacypath", "setuponly", "setupplan", "stepwise")
+CHECK_BLOCKED = (
+    *("junitxml", "doctest", "pastebin", "legacypath", "setuponly", "setupplan", "stepwise"),
+    # fixtures and collectors no spec item asks for (tmp_path, monkeypatch, recwarn, unittest
+    # classes, subtests) and the log capture whose records no verdict reads: each costs its
+    # registration and the parsing of its fixtures, ~0.05 s per candidate together. The
+    # plugins that can change an outcome stay (warnings, unraisable and thread exceptions:
+    # the ini turns warnings into errors), as does faulthandler (a crash's traceback)
+    *("tmpdir", "monkeypatch", "recwarn", "unittest", "subtests", "logging"),
+)
 
 
 def run_checks(spec_path: str, impl: str, profile: str, rootdir: str) -> dict:
@@ -41,12 +50,26 @@ def run_checks(spec_path: str, impl: str, profile: str, rootdir: str) -> dict:
     Runs in the sandbox, whose working folder holds the candidate under ``candidate/``."""
     import pytest  # lazy: the timing protocol's children import this module too, and need no pytest
 
+    # where pytest's own time goes (bench_evaluate.py --phases): monotonic instants
+    stamps = {"start": time.monotonic()}
     sys.path.insert(0, os.path.join(os.getcwd(), "candidate"))
 
     results: list[dict] = []
     items_s = [0.0]  # the items' own time (setup, call, teardown, as pytest timed them)
 
     class Collect:
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_sessionstart(self, session):
+            stamps["configured"] = time.monotonic()
+
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_collection_finish(self, session):
+            stamps["collected"] = time.monotonic()
+
+        @pytest.hookimpl(tryfirst=True)
+        def pytest_sessionfinish(self, session):
+            stamps["ran"] = time.monotonic()
+
         @pytest.hookimpl(trylast=True)
         def pytest_runtest_logreport(self, report):
             items_s[0] += report.duration
@@ -108,7 +131,8 @@ def run_checks(spec_path: str, impl: str, profile: str, rootdir: str) -> dict:
     # distribution's entry points first, the scan the autoload switch saves
     plugins = [importlib.import_module(m) for m in CHECK_PLUGINS]
     code = pytest.main(args, plugins=[*plugins, Collect()])
-    return {"exit_code": int(code), "items": results, "items_s": items_s[0]}
+    stamps["returned"] = time.monotonic()
+    return {"exit_code": int(code), "items": results, "items_s": items_s[0], "stamps": stamps}
 
 
 def run_coverage(test: str, target: str, rootdir: str) -> dict:

@@ -104,6 +104,9 @@ class Verdict:
     wall_s: float = 0.0
     stage_s: dict = field(default_factory=dict)  # wall seconds per stage reached ("checks", "benchmarks")
     checks_items_s: float | None = None  # of the checks' wall time, their test items' own (pytest's durations)
+    # seconds per phase of each sandboxed run ("checks", "candidate", "reference": folder,
+    # spawn, the child's start-up steps, the work, exit, clean-up), summed over the cases
+    phases: dict = field(default_factory=dict)
     sandbox: dict = field(default_factory=dict)  # which protections were in force
     ran_on: dict = field(default_factory=dict)  # where it ran when not on this machine (executors.py): node, IP
     # every rule the candidate broke in the sandbox ({"kind", "detail"}: a write outside its

@@ -226,9 +226,8 @@ class _Shown:
     def evaluated(self, attempt, done: int, total: int) -> None:
         if self.bar is not None:
             v = attempt.verdict
-            where = f" @ {v.ran_on.get('node_ip')}" if v.ran_on else ""  # the node that evaluated it
             self.bar.set_postfix_str(
-                f"{attempt.candidate.describe()[:40]}{where}: "
+                f"{attempt.candidate.describe()[:40]}{_where(v)}: "
                 + (f"{v.speedup:.3g}x ref" if v.passed else f"{v.reason}")
             )
             self.bar.update(1)
@@ -244,6 +243,17 @@ class _Shown:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+def _where(v) -> str:
+    """Where a verdict was made, for the progress line: the node that evaluated it (on a
+    cluster), and whether its sandboxes were forked from a warm template or started cold
+    (the verdict's ``sandbox.start``; why a cold one was is in the record)."""
+    parts = [f"@ {v.ran_on.get('node_ip')}"] if v.ran_on else []
+    start = str((v.sandbox or {}).get("start", ""))
+    if start.startswith(("warm", "cold")):
+        parts.append(start[:4])
+    return "".join(f" {p}" for p in parts)
 
 
 def _table(record, say) -> None:

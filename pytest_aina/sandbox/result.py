@@ -109,6 +109,7 @@ class SandboxResult:
     leftover: int = 0
     cleanup: str = ""
     protections: dict = field(default_factory=dict)
+    phases: dict = field(default_factory=dict)  # seconds per phase of the run (Child.phases)
 
     @property
     def ok(self) -> bool:
@@ -158,6 +159,7 @@ class TimingResult:
     violations: list[dict] = field(default_factory=list)
     cleanup: str = ""
     protections: dict = field(default_factory=dict)
+    phases: dict = field(default_factory=dict)  # seconds per phase of the session (Child.phases)
 
     @property
     def ok(self) -> bool:

@@ -133,6 +133,15 @@ def test_the_search_goes_on_and_a_good_candidate_passes(search_result):
     assert set(wrong.stage_s) == {"checks"} and search_result["syntax error"].verdict.stage_s == {}
     # of the checks' time, what their own test items took (the rest is the sandbox's cost)
     assert 0 < good.checks_items_s < good.stage_s["checks"]
+    # and phase by phase, per sandboxed run
+    assert {"checks", "candidate"} <= set(good.phases)
+    assert {"spawned", "child.confined", "pytest.ran", "cleaned"} <= set(good.phases["checks"])
+    assert {"floor", "loaded", "calls", "cleaned"} <= set(good.phases["candidate"])
+    # the spec's reference was timed once in the run (by one of the two candidates that
+    # reached the timed stage, or earlier in this process), and reused (the same samples)
+    timed = [v.timings[0] for v in (good, search_result["secret spy"].verdict)]
+    assert sum(t["reference_timed_here"] for t in timed) <= 1
+    assert timed[0]["reference_samples_s"] == timed[1]["reference_samples_s"]
 
 
 def test_hostile_and_honest_candidates_share_one_warm_template(search_result):

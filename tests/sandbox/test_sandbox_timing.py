@@ -66,6 +66,13 @@ def test_a_correct_candidate_is_timed_on_the_parents_clock(timed):
     again = timed("def f(x):\n    return x * 2\n", calls=6, warmup=2, seed=7)
     assert [c.seed for c in again.calls] == seeds
     assert r.protections["audit_hook"] is True
+    # the session's phases, in order: the protocol's steps between the start-up and the end
+    steps = [p for p in r.phases if not p.startswith("child.")]
+    assert steps[steps.index("confined") :] == [
+        *("confined", "ready", "floor", "loaded", "calls", "finish", "gone", "leftovers", "cleaned")
+    ]
+    # the calls phase holds every call, warm-up ones included, and the parent's checks
+    assert r.phases["calls"] >= sum(c.parent_s for c in r.calls)
 
 
 def test_the_parents_figure_includes_the_work(timed):

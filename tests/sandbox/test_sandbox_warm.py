@@ -76,6 +76,16 @@ def test_a_warm_child_is_forked_confined_and_cleaned_up(template, write, caps, p
     if caps.root:
         assert r.protections["uid"] not in (None, 0)
     assert r.cleanup == "complete"
+    # where its time went, phase by phase: the parent's steps in order, the child's own
+    # start-up steps (the template's fork, then the boot) in between, none negative
+    parent = [p for p in r.phases if not p.startswith("child.")]
+    assert parent == ["folder", "start", "spawned", "confined", "result", "finish", "gone", "leftovers", "cleaned"]
+    assert {"child.forked", "child.boot", "child.config", "child.worker", "child.confined"} <= set(r.phases)
+    if "pid" in caps.namespaces:
+        assert {"child.unshare", "child.namespaces"} <= set(r.phases)
+    assert all(s >= 0 for s in r.phases.values()), r.phases
+    # from the folder's creation to its removal: the run's wall time and a little more
+    assert r.wall_s <= sum(r.phases.values()) < r.wall_s + 5
 
 
 def test_nothing_a_hostile_candidate_does_reaches_the_next_one(template, write, caps):

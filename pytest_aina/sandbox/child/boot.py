@@ -21,6 +21,7 @@ import os
 import runpy
 import sys
 import threading
+import time
 import traceback
 
 from pytest_aina import interpreter
@@ -28,6 +29,11 @@ from pytest_aina.imports import resolve
 from pytest_aina.sandbox import frames
 from pytest_aina.sandbox import result as R
 from pytest_aina.sandbox.child import audit, confine, failure, pid1, serve
+
+#: When this process reached each step of its start, on the system-wide monotonic clock
+#: (the parent's too): the template adds its own steps before calling :func:`main`. Sent
+#: with the ``confined`` frame, so the parent can split a start-up into its phases.
+STAMPS: dict[str, float] = {}
 
 
 class Sender:
@@ -45,17 +51,21 @@ class Sender:
 
 
 def main(report_fd: int, command_fd: int) -> None:
+    STAMPS["boot"] = time.monotonic()
     send = Sender(report_fd)
     reader = frames.Reader(command_fd)
     config, _ = reader.read()
+    STAMPS["config"] = time.monotonic()
     try:
         if config.get("init") and os.getpid() == 1:
             mounts = pid1.become_init(config, send, command_fd)
         else:
             mounts = {"exposed": [], "read_only_root": None}
+        STAMPS["worker"] = time.monotonic()
         layers = confine.apply(config)
         layers.update(mounts)
-        send({"op": "confined", "layers": layers})
+        STAMPS["confined"] = time.monotonic()
+        send({"op": "confined", "layers": layers, "stamps": dict(STAMPS)})
         _load_path(config)
         mode = config["mode"]
         if mode == "call":

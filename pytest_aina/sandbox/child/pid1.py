@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import select
 import signal
+import time
 from collections.abc import Callable
 
 from pytest_aina.sandbox.child import confine
@@ -81,7 +82,8 @@ def become_init(config: dict, send: Callable[[dict], None], command_fd: int) -> 
             except OSError:
                 continue
             left.append(cmd.strip()[:200])
-    exit_frame = {"op": "exit", "leftover": len(left), "leftover_cmds": left[:10]}
+    # "at": when the worker's end was counted (the parent splits the exit's time with it)
+    exit_frame = {"op": "exit", "leftover": len(left), "leftover_cmds": left[:10], "at": time.monotonic()}
     if status is not None:
         exit_frame["code"] = os.waitstatus_to_exitcode(status)
     try:

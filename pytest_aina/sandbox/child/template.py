@@ -190,6 +190,7 @@ def _check(rc: int, what: str) -> None:
 def _become_child(sock: socket.socket, msg: dict, fds: list[int]) -> None:
     """In the forked child: become what ``unshare ... python -c <bootstrap>`` would have
     started, then run the bootstrap (which confines before any candidate code)."""
+    boot.STAMPS["forked"] = time.monotonic()
     try:
         sock.close()  # the candidate must never reach the template
         report_fd, command_fd, out_fd, err_fd = fds
@@ -216,6 +217,7 @@ def _become_child(sock: socket.socket, msg: dict, fds: list[int]) -> None:
             signal.signal(sig, signal.SIG_DFL)
         if not msg.get("namespaces"):
             boot.main(report_fd, command_fd)  # ends the process
+        boot.STAMPS["unshare"] = time.monotonic()
         # as `unshare --fork --kill-child --pid --mount --mount-proc --net --ipc --propagation private`,
         # with `--map-root-user` when we are not root: a user namespace, created first and
         # owning the others, gives the rights to set them up (never more than our own uid's
@@ -237,6 +239,7 @@ def _become_child(sock: socket.socket, msg: dict, fds: list[int]) -> None:
             _check(libc.mount(b"none", b"/proc", None, ctypes.c_ulong(MS_REC | MS_PRIVATE), None), "mount /proc")
             flags = MS_NOSUID | MS_NODEV | MS_NOEXEC
             _check(libc.mount(b"proc", b"/proc", b"proc", ctypes.c_ulong(flags), None), "mount proc")
+            boot.STAMPS["namespaces"] = time.monotonic()
             boot.main(report_fd, command_fd)  # PID 1 of the new namespace: the init, then the worker
         os.close(report_fd)
         os.close(command_fd)

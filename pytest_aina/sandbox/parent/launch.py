@@ -19,6 +19,7 @@ Layers, each used when the machine allows it and reported either way:
 from __future__ import annotations
 
 import glob
+import math
 import os
 import random
 import shutil
@@ -43,6 +44,8 @@ _SYSTEM_READ = ["/usr", "/lib", "/lib32", "/lib64", "/bin", "/sbin", "/etc", "/p
 _DEVICE_WRITE = ["/dev/null", "/dev/nvidia-caps", "/dev/dri", "/dev/kfd"]
 _UID_BASE, _UID_SPAN = 0x5A000000, 1 << 24
 _POLL_S = 0.1
+#: the child's start-up steps it stamps (child/boot.py's STAMPS)
+_CHILD_STEPS = frozenset({"forked", "unshare", "namespaces", "boot", "config", "worker", "confined"})
 _TAIL = 16 << 10
 
 
@@ -93,11 +96,7 @@ def staged_entry(entry: str) -> tuple[str, dict[str, Path]]:
 
 
 def _pick_uid() -> int:
-    taken = set()
-    for pid in procs.all_pids():
-        u = procs.status(pid).get("Uid", "").split()
-        if u:
-            taken.add(int(u[0]))
+    taken = procs.uids_in_use()
     while True:
         uid = _UID_BASE + random.randrange(_UID_SPAN)
         if uid not in taken:
@@ -130,6 +129,8 @@ class Child:
         keep: bool = False,
         template=None,
     ):
+        self.marks: dict[str, float] = {"created": time.monotonic()}  # see phases()
+        self.child_stamps: dict[str, float] = {}  # the child's own, from its confined frame
         self.limits, self.isolation, self.keep = limits, isolation, keep
         self.template = template  # a parent.warm.Template to fork from, or None: a new interpreter
         self.extra_env = dict(env or {})
@@ -160,6 +161,23 @@ class Child:
         except BaseException:
             shutil.rmtree(self.root, ignore_errors=True)
             raise
+        self.mark("folder")
+
+    def mark(self, name: str) -> None:
+        """Note that the run reached ``name`` now (the first time only): see :meth:`phases`."""
+        self.marks.setdefault(name, time.monotonic())
+
+    def phases(self) -> dict[str, float]:
+        """Seconds spent in each phase of this run, in order, for finding where a sandbox's
+        time goes (``bench_evaluate.py --phases``): each parent mark less the one before
+        it, the child's own steps (``child.*``, on the same system-wide monotonic clock)
+        in place of the span from the spawn to its ``confined`` frame."""
+        out: dict[str, float] = {}
+        child = sorted((t, f"child.{k}") for k, t in self.child_stamps.items())
+        points = sorted([(t, k) for k, t in self.marks.items()] + child)
+        for (t0, _), (t1, k) in zip(points, points[1:]):
+            out[k] = round(t1 - t0, 6)
+        return out
 
     def _prepare(self, config, mode, pythonpath, read_paths, files, env) -> None:
         isolation, limits = self.isolation, self.limits
@@ -259,6 +277,7 @@ class Child:
     # -- process -----------------------------------------------------------------------------
 
     def start(self) -> None:
+        self.mark("start")
         if self.template is not None:
             why = self.template.refuses(
                 self.extra_env,
@@ -292,6 +311,7 @@ class Child:
         finally:
             os.close(report_w)
             os.close(command_r)
+        self.mark("spawned")
         self.reader = frames.Reader(report_r)
         self.command_fd = command_w
         self.tails = [_Tail(self.popen.stdout), _Tail(self.popen.stderr)]
@@ -321,6 +341,7 @@ class Child:
             for fd in (report_r, command_w, out_r, err_r):
                 os.close(fd)
             return forked
+        self.mark("spawned")
         self.popen, self.baseline_rss = forked, forked.baseline_rss
         self.start_mode = f"warm: forked from the template (pid {self.template.pid()})"
         self.reader = frames.Reader(report_r)
@@ -444,11 +465,24 @@ class Child:
                 continue
             if op == "confined":
                 self.layers = header.get("layers") or {}
+                self._stamped(header)
             if op == "exit":
                 self.exit_frame = header
                 self._wait_gone(2.0)
                 raise Ended()
             return header, blob
+
+    def _stamped(self, header: dict) -> None:
+        if "confined" in self.marks:  # the first frame only: a later one is not ours (a candidate's)
+            return
+        self.mark("confined")
+        stamps = header.get("stamps")
+        if isinstance(stamps, dict):  # the child's word: figures only, never used for a verdict
+            self.child_stamps = {
+                k: float(v)
+                for k, v in stamps.items()
+                if k in _CHILD_STEPS and isinstance(v, (int, float)) and math.isfinite(v)
+            }
 
     def _drain(self) -> None:
         """After the main process ended: read what it left in the pipe (without blocking)."""
@@ -461,6 +495,7 @@ class Child:
                 self.violations.append({"kind": str(header.get("kind")), "detail": str(header.get("detail"))[:500]})
             elif header["op"] == "confined":
                 self.layers = header.get("layers") or {}
+                self._stamped(header)
             elif header["op"] == "exit":
                 self.exit_frame = header
             else:
@@ -477,8 +512,10 @@ class Child:
     def finish(self, grace: float = 2.0) -> None:
         """Wait for the child (killing it after ``grace``), end every leftover process,
         collect the exit status and the output tails, remove the folder."""
+        self.mark("finish")
         self.send({"op": "exit"})
         self._wait_gone(grace)
+        self.mark("gone")
         try:  # only now: closing it earlier tells the init that we are gone, and it kills all
             os.close(self.command_fd)
         except OSError:
@@ -486,22 +523,29 @@ class Child:
         self._drain()
         # leftovers: the init counted them (PID namespace); otherwise look for them by uid/session
         if self.exit_frame is not None:
+            at = self.exit_frame.get("at")
+            if isinstance(at, (int, float)) and math.isfinite(at):  # PID 1 counted the leftovers then
+                self.child_stamps["exited"] = float(at)
             self.leftover = int(self.exit_frame.get("leftover", 0))
             self.leftover_cmds = list(self.exit_frame.get("leftover_cmds", []))
-        found = [p for p in self.members() if not procs.is_zombie(p)]
+        # the child has ended (_wait_gone): members() is then the thorough search already
+        # (by uid or session), and the first round of the kill need not repeat it
+        found = [p for p in self.members(thorough=True) if not procs.is_zombie(p)]
         if found and self.exit_frame is None:
             self.leftover = len(found)
             self.leftover_cmds = [procs.cmdline(p)[:200] for p in found[:10]]
-        remaining = procs.kill_until_gone(lambda: self.members(thorough=True))
+        remaining = procs.kill_until_gone(lambda: self.members(thorough=True), first=found)
         self.cleanup = "complete" if not remaining else f"failed: {len(remaining)} processes could not be killed"
         if self.uid is None and not self.namespaces:
             self.cleanup += " (by session only: a process that called setsid() could have escaped)"
+        self.mark("leftovers")
         for t in self.tails:
             t.join(2.0)
         os.close(self.reader.fd)
         self._exit_info()
         if not self.keep:
             shutil.rmtree(self.root, ignore_errors=True)
+        self.mark("cleaned")
 
     def abandon(self) -> None:
         """Kill and clean up after an interruption of the parent (Ctrl-C) or a bug of ours."""

@@ -107,6 +107,7 @@ def _drive_started(child: Child) -> SandboxResult:
                     )
             elif op in ("result", "failed"):
                 final = header
+                child.mark("result")
             else:
                 protocol = f"unexpected frame {op!r}"
                 child.kill(R.NO_RESULT, f"no result: the child sent an unexpected frame {op!r}")
@@ -140,4 +141,5 @@ def _drive_started(child: Child) -> SandboxResult:
         leftover=child.leftover,
         cleanup=child.cleanup,
         protections=child.protections(),
+        phases=child.phases(),
     )

@@ -196,6 +196,7 @@ def time_calls(
     res.violations = [{k: red.text(v) for k, v in v.items()} for v in child.violations]
     res.cleanup, res.protections = child.cleanup, child.protections()
     res.protections["offcall_cpu_watch"] = res.offcall_watch
+    res.phases = child.phases()
     return res
 
 
@@ -242,6 +243,7 @@ def _session(
 ) -> None:
     clock = time.perf_counter_ns
     ready, _ = _expect(child, "ready", deadline, "after start-up")
+    child.mark("ready")
     res.device_sync = bool(ready.get("sync"))
     res.l2_flush_bytes = ready.get("l2_flush_bytes")
 
@@ -258,10 +260,12 @@ def _session(
         return elapsed
 
     floor = [noop() for _ in range(floor_calls)]
+    child.mark("floor")
 
     offcall = OffCall(child, ready.get("pid"))
     child.send({"op": "load"})
     _expect(child, "loaded", deadline, "after loading the candidate")
+    child.mark("loaded")
     res.offcall_watch = offcall.reading() is not None
     mark, last = None, None  # the reading at the last timed call's end, and that call
     forgiven: list[Call] = []  # at most one window over the allowance by a clock tick (offcall.check)
@@ -354,6 +358,7 @@ def _session(
     if last is not None:
         offcall.refresh()
         offcall_check(mark, offcall.reading(), last, forgiven)
+    child.mark("calls")
 
     # median and p90 from the calibration (quiet, back to back); the minimum over every
     # no-op, the calibration's and those between calls, bounds what is possible

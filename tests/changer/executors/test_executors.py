@@ -261,3 +261,25 @@ def test_the_progress_line_says_which_node_evaluated_a_candidate(capsys):
     shown.evaluated(Attempt(c, landscape(c)), 2, 2)  # evaluated here: no place named
     assert "@" not in shown.bar.postfix
     shown.close()
+
+
+def test_the_progress_line_says_whether_the_sandbox_started_warm_or_cold():
+    from tqdm import tqdm
+
+    from pytest_aina.changer.model import Attempt, Candidate
+    from pytest_aina.commands.evolve import _Shown
+
+    c = Candidate("softmax", "metaparams", config={"BLOCK_N": 1024})
+    shown = _Shown(print, 3, quiet=False)
+    shown.bar = tqdm(total=3, disable=False)
+    warm, cold = landscape(c), landscape(c)
+    warm.sandbox = {"start": "warm: forked from the template (pid 12)"}
+    warm.ran_on = {"executor": "ray", "node_ip": "127.0.0.3"}
+    shown.evaluated(Attempt(c, warm), 1, 3)
+    assert "BLOCK_N=1024 @ 127.0.0.3 warm: " in shown.bar.postfix
+    cold.sandbox = {"start": "cold: CUDA is initialised in the template"}
+    shown.evaluated(Attempt(c, cold), 2, 3)
+    assert "BLOCK_N=1024 cold: " in shown.bar.postfix and "CUDA" not in shown.bar.postfix
+    shown.evaluated(Attempt(c, landscape(c)), 3, 3)  # never reached a sandbox (a syntax error)
+    assert "warm" not in shown.bar.postfix and "cold" not in shown.bar.postfix
+    shown.close()
