@@ -81,10 +81,11 @@ def ctx(seed: int = 0) -> ProposalContext:
 
 
 def comparable(v: Verdict, measured: bool = False) -> dict:
-    """A verdict without what depends on the machine and the moment: its wall time and
-    placement; with ``measured``, also the timings and what derives from them."""
+    """A verdict without what depends on the machine and the moment: its wall time, the
+    time of each phase of its sandboxes, and its placement; with ``measured``, also the
+    timings and what derives from them."""
     d = v.to_json()
-    for k in ("wall_s", "ran_on") + (
+    for k in ("wall_s", "phases", "ran_on") + (
         ("stage_s", "checks_items_s", "timings", "score", "speedup", "detail", "sandbox") if measured else ()
     ):
         d.pop(k)
