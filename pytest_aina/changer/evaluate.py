@@ -377,6 +377,8 @@ def _reference_key(setup: Setup, common: dict) -> tuple | None:
     digest = hashlib.sha256(spec_bytes + b"\0" + ref_bytes).hexdigest()
     settings = {k: common[k] for k in ("params", "calls", "warmup", "seed", "env", "pythonpath")}
     return (
+        # per process: a forked pool worker inherits the dicts, and could inherit a lock
+        # another thread held at the fork, so it keys (and locks) its own
         os.getpid(),
         str(Path(setup.spec_path).resolve()),
         setup.spec.reference,

@@ -52,7 +52,7 @@ def real_uid(pid: int) -> int | None:
     """The real uid of ``pid`` (None when it is gone), from status: a process cannot hide
     it by making itself non-dumpable, which only changes the owner of its /proc folder.
     Finds the one line rather than parsing the whole file (:func:`status`): every sandbox
-    reads it for every process on the machine, twice."""
+    reads it for every process on the machine."""
     try:
         with open(f"/proc/{pid}/status", "rb") as f:
             text = f.read()
