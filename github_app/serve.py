@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import signal
@@ -85,6 +86,10 @@ def run(args: argparse.Namespace) -> int:
         print("aina serve: --nice is for --worker-only (the HTTP workers keep their priority)", file=sys.stderr)
         return 2
 
+    # As the HTTP workers do (gunicorn_config.post_worker_init): a full garbage collection
+    # no longer walks what start-up made, which held the GIL for tens of ms, sometimes
+    # while another thread held the store's write lock.
+    gc.freeze()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     workers = []

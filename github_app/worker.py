@@ -83,22 +83,37 @@ class Worker:
         self.config = services.config
         self.stopping = threading.Event()
         self._heart = _Heartbeat(self)
+        self._next: Job | None = None  # claimed with the last completion (claim_next)
 
     # -- one job ------------------------------------------------------------------------------
-    def run_once(self) -> Job | None:
-        """Claim and run one due job; the job, or None when none was due."""
+    def run_once(self, *, claim_next: bool = False) -> Job | None:
+        """Claim and run one due job; the job, or None when none was due. ``claim_next``:
+        a job that completes claims the next one in the same turn of the store's write lock
+        (:meth:`~github_app.store.Store.complete_and_claim`), and the next call runs it."""
         lease = self.config["JOB_LEASE_SECONDS"]
-        job = self.services.store.claim(self.queues, self.name, lease)
+        job, self._next = self._next, None
+        if job is None:
+            job = self.services.store.claim(self.queues, self.name, lease)
         if job is None:
             return None
         self._heart.beat_for(job)
         try:
-            self._run(job)
+            self._run(job, claim_next)
         finally:
             self._heart.beat_for(None)
         return job
 
-    def _run(self, job: Job) -> None:
+    def release_next(self) -> None:
+        """Give back a job claimed ahead (claim_next) that this worker will not run: it is
+        queued again at once, its attempt not counted, rather than left until its lease
+        runs out."""
+        job, self._next = self._next, None
+        if job is not None:
+            self.services.store.retry(
+                job.id, self.name, time.time(), "released: its worker stopped", count_attempt=False
+            )
+
+    def _run(self, job: Job, claim_next: bool = False) -> None:
         store, metrics = self.services.store, self.services.metrics
         handler = self.handlers.get(job.kind)
         if handler is None:
@@ -124,7 +139,14 @@ class Worker:
         except Exception as exc:
             self._failed(job, exc, ctx.always)
             return
-        if store.complete(job.id, self.name, result, ctx.follow_up + ctx.always):
+        follow_up = ctx.follow_up + ctx.always
+        if claim_next:
+            done, self._next = store.complete_and_claim(
+                job.id, self.name, result, follow_up, self.queues, self.config["JOB_LEASE_SECONDS"]
+            )
+        else:
+            done = store.complete(job.id, self.name, result, follow_up)
+        if done:
             metrics.inc("aina_job_runs_total", kind=job.kind, result="done")
             log.info("job %s %s done in %.2fs: %s", job.id, job.kind, time.monotonic() - started, result)
         else:
@@ -181,12 +203,16 @@ class Worker:
                 if "default" in self.queues and time.monotonic() >= next_schedule:
                     next_schedule = time.monotonic() + every
                     self.schedule()
-                job = self.run_once()
+                job = self.run_once(claim_next=True)
             except Exception:  # the store hiccupped (locked, disk full): wait and go on
                 log.exception("worker %s: error outside a job", self.name)
                 job = None
             if job is None:
                 stop.wait(poll)
+        try:
+            self.release_next()
+        except Exception:  # its lease runs out instead, and another worker takes it then
+            log.exception("worker %s: could not give back the job it had claimed next", self.name)
         self._heart.close()
 
 

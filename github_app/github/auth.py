@@ -23,11 +23,22 @@ JWT_BACKDATE_SECONDS = 60
 JWT_LIFETIME_SECONDS = 600  # GitHub's maximum, counted from the back-dated iat
 
 
-def app_jwt(app_id: int, private_key: str, now: float | None = None) -> str:
+def app_jwt(app_id: int, private_key, now: float | None = None) -> str:
+    """``private_key``: PEM text, or better the key :func:`signing_key` made of it once."""
     now = int(time.time() if now is None else now)
     iat = now - JWT_BACKDATE_SECONDS
     claims = {"iat": iat, "exp": iat + JWT_LIFETIME_SECONDS, "iss": str(app_id)}
     return jwt.encode(claims, private_key, algorithm="RS256")
+
+
+def signing_key(pem: str):
+    """The App's private key, parsed. Parsing (with the RSA checks it runs) takes 50 to
+    80 ms and holds the GIL throughout; PyJWT does it on every signature it is given PEM
+    text for. In the job worker another thread that held the store's write lock then
+    waited that long for the GIL, and every webhook acknowledgement with it."""
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    return load_pem_private_key(pem.encode(), password=None)
 
 
 @dataclass(frozen=True)
@@ -47,6 +58,7 @@ class AppAuth:
     def __init__(self, config):
         self.app_id = config["APP_ID"]
         self.private_key = config["PRIVATE_KEY"]
+        self._signing_key = None  # parsed on first use (signing_key): only the worker signs
         self.api_url = config["GITHUB_API_URL"]
         self.margin = config["TOKEN_RENEW_MARGIN_SECONDS"]
         self._client_options = dict(
@@ -68,9 +80,16 @@ class AppAuth:
 
         gh = self._client()
         gh.session.auth = AppBearerTokenAuth(
-            app_jwt(self.app_id, self.private_key), JWT_LIFETIME_SECONDS - JWT_BACKDATE_SECONDS
+            app_jwt(self.app_id, self._key()), JWT_LIFETIME_SECONDS - JWT_BACKDATE_SECONDS
         )
         return gh
+
+    def _key(self):
+        if self._signing_key is None:
+            with self._lock:
+                if self._signing_key is None:
+                    self._signing_key = signing_key(self.private_key)
+        return self._signing_key
 
     def installation_token(self, installation_id: int) -> InstallationToken:
         with self._lock:

@@ -348,6 +348,21 @@ class Store(abc.ABC):
     ) -> bool:
         """Mark the job done and enqueue ``follow_up`` in the same transaction."""
 
+    def complete_and_claim(
+        self,
+        job_id: int,
+        worker: str,
+        result: dict[str, Any] | None,
+        follow_up: Sequence[JobSpec],
+        queues: Sequence[str],
+        lease: float,
+    ) -> tuple[bool, Job | None]:
+        """:meth:`complete`, then :meth:`claim` the worker's next job: what each returns.
+        A backend whose writers take turns on one lock (SQLite) does both in one turn: a
+        worker that keeps up with the webhooks would otherwise take that lock twice per
+        job, and each time is a moment the acknowledgements wait for."""
+        return self.complete(job_id, worker, result, follow_up), self.claim(queues, worker, lease)
+
     @abc.abstractmethod
     def retry(self, job_id: int, worker: str, run_at: float, error: str, count_attempt: bool = True) -> bool: ...
 

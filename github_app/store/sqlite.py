@@ -338,6 +338,10 @@ class SQLiteStore(SqlReads, Store):
             return [dict(r) for r in self._con().execute(sql, args).fetchall()]
 
     def _row(self, sql: str, args: Sequence[Any] = ()) -> dict[str, Any] | None:
+        # Also the look before a write that is mostly a no-op (a pull already closed,
+        # nothing deferred): a read (WAL) takes no lock, and a write transaction takes the
+        # one write lock even when it changes nothing, which every acknowledgement then
+        # waits for. A read that finds nothing to change is the write done at that moment.
         with _errors("reading"):
             r = self._con().execute(sql, args).fetchone()
         return dict(r) if r is not None else None
@@ -509,6 +513,10 @@ class SQLiteStore(SqlReads, Store):
             )
 
     def close_pull(self, repository, number, outcome, by=None):
+        if not self._row(
+            "SELECT 1 FROM pulls WHERE repository = ? AND number = ? AND state = 'open'", (repository, number)
+        ):
+            return False  # nothing to close (see _row's note on reading before writing)
         now = time.time()
         with self._tx() as con:
             cur = con.execute(
@@ -607,16 +615,19 @@ class SQLiteStore(SqlReads, Store):
             if self._pick(self._con(), queues, time.time()) is None:
                 return None
         with self._tx(durable=False) as con:
-            now = time.time()
-            job_id = self._pick(con, queues, now)
-            if job_id is None:
-                return None
-            con.execute(
-                f"UPDATE jobs SET state = '{RUNNING}', worker = ?, lease_until = ?,"
-                " attempts = attempts + 1 WHERE id = ?",
-                (worker, now + lease, job_id),
-            )
-            return Job.from_row(con.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
+            return self._take(con, queues, worker, lease)
+
+    def _take(self, con, queues, worker, lease) -> Job | None:
+        """Under the write lock: claim the next job (see _pick) for ``worker``."""
+        now = time.time()
+        job_id = self._pick(con, queues, now)
+        if job_id is None:
+            return None
+        con.execute(
+            f"UPDATE jobs SET state = '{RUNNING}', worker = ?, lease_until = ?, attempts = attempts + 1 WHERE id = ?",
+            (worker, now + lease, job_id),
+        )
+        return Job.from_row(con.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone())
 
     @staticmethod
     def _pick(con, queues, now) -> int | None:
@@ -664,16 +675,23 @@ class SQLiteStore(SqlReads, Store):
 
     def complete(self, job_id, worker, result, follow_up=()):
         with self._tx(durable=False) as con:
-            ok = self._owned(
-                con,
-                job_id,
-                worker,
-                f"UPDATE jobs SET state = '{DONE}', result = ?, finished_at = ?, lease_until = NULL",
-                (dumps(result or {}), time.time()),
-            )
-            if ok and follow_up:
-                self._enqueue(con, follow_up)
-            return ok
+            return self._complete(con, job_id, worker, result, follow_up)
+
+    def complete_and_claim(self, job_id, worker, result, follow_up, queues, lease):
+        with self._tx(durable=False) as con:
+            return self._complete(con, job_id, worker, result, follow_up), self._take(con, queues, worker, lease)
+
+    def _complete(self, con, job_id, worker, result, follow_up) -> bool:
+        ok = self._owned(
+            con,
+            job_id,
+            worker,
+            f"UPDATE jobs SET state = '{DONE}', result = ?, finished_at = ?, lease_until = NULL",
+            (dumps(result or {}), time.time()),
+        )
+        if ok and follow_up:
+            self._enqueue(con, follow_up)
+        return ok
 
     def retry(self, job_id, worker, run_at, error, count_attempt=True):
         with self._tx(durable=False) as con:
@@ -728,6 +746,8 @@ class SQLiteStore(SqlReads, Store):
                 return self._superseded(con, job_id, worker, reason)
 
     def release_deferred(self, repository):
+        if not self._row(f"SELECT 1 FROM jobs WHERE state = '{DEFERRED}' AND repository = ? LIMIT 1", (repository,)):
+            return 0  # nothing deferred (see _row's note on reading before writing)
         with self._tx() as con:
             return con.execute(
                 f"UPDATE jobs SET state = '{QUEUED}', run_at = ? WHERE state = '{DEFERRED}' AND repository = ?",

@@ -165,3 +165,19 @@ def test_wait_for_reads_githubs_headers():
     assert wait_for(R(403, {}, b"You have exceeded a secondary rate limit"), now)[0] == 60.0
     assert wait_for(R(502, {}), now) is None
     assert RateLimited(now, "x").retry_at == now
+
+
+def test_the_private_key_is_parsed_once_not_for_every_jwt(fake, app, monkeypatch):
+    """Parsing the PEM key holds the GIL for 50 to 80 ms (PyJWT did it for every JWT
+    given PEM text); the App parses it once and signs every JWT with the parsed key."""
+    from github_app.github import auth as auth_module
+
+    parsed = []
+    real = auth_module.signing_key
+    monkeypatch.setattr(auth_module, "signing_key", lambda pem: parsed.append(pem) or real(pem))
+    auth = AppAuth(app.services.config)
+    seen = len(fake.jwts_seen)
+    for _ in range(3):
+        inst = fake.install("octo-org", [])
+        auth.installation_token(inst.id)  # each a new installation: a new JWT each time
+    assert len(parsed) == 1 and len(fake.jwts_seen) == seen + 3  # and GitHub accepted each

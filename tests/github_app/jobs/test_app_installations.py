@@ -126,3 +126,37 @@ def test_a_job_longer_than_its_lease_keeps_it_and_the_beating_ends_with_it(make_
     assert store.job_counts().get(("slow_test_job", "done")) == 1
     assert first._heart._job is None  # nothing left to beat for
     first._heart.close()
+
+
+def test_a_worker_claims_its_next_job_as_it_completes_one_and_gives_it_back_when_it_stops(make_app):
+    """The worker's loop completes a job and claims the next in one call (one turn of
+    SQLite's write lock, not two); a worker stopped with a job claimed ahead queues it
+    again at once, its attempt not counted, for another worker to run."""
+    import threading
+
+    services = make_app().services
+    store = services.store
+    stop = threading.Event()
+    ran = []
+
+    def job(ctx):
+        ran.append(ctx.payload["n"])
+        if ctx.payload["n"] == 2:
+            stop.set()  # the loop stops after this job, which claimed job 3 as it completed
+        return {"n": ctx.payload["n"]}
+
+    ids = store.enqueue([JobSpec("claim_ahead_test_job", {"n": n}) for n in range(1, 5)])
+    worker = Worker(services, name="w")
+    worker.handlers = {**worker.handlers, "claim_ahead_test_job": job}
+    calls = []
+    real = store.complete_and_claim
+    store.complete_and_claim = lambda *a, **k: calls.append(a[0]) or real(*a, **k)
+    try:
+        worker.run(stop)
+    finally:
+        del store.complete_and_claim
+    assert ran == [1, 2] and calls == ids[:2]
+    third, fourth = store.job(ids[2]), store.job(ids[3])
+    assert (third.state, third.attempts, third.worker) == ("queued", 0, "w")
+    assert "released" in third.last_error and fourth.state == "queued"
+    assert [store.job(i).state for i in ids[:2]] == ["done", "done"]

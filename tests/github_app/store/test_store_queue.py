@@ -176,6 +176,26 @@ def test_a_refused_completion_enqueues_nothing(store):
     assert [(x.kind, x.payload) for x in store.jobs(state=QUEUED)] == [("publish", {"n": 1})]
 
 
+def test_complete_and_claim_completes_then_takes_the_next_due_job(store):
+    """What a worker that keeps up does after each job: its completion (with follow-ups)
+    and its next claim in one call, the same as the two calls one after the other."""
+    a, b = store.enqueue([JobSpec("a", {}, key="ka"), JobSpec("b", {})])
+    store.claim(["default"], "w", lease=30)
+    done, nxt = store.complete_and_claim(a, "w", {"n": 1}, [JobSpec("c", {}, key="ka")], ["default"], 30)
+    assert done and store.job(a).state == DONE and store.job(a).result == {"n": 1}
+    assert (nxt.id, nxt.state, nxt.worker, nxt.attempts) == (b, RUNNING, "w", 1)
+    # the follow-up, with the key of the job just done, is due and free to run
+    done, follow = store.complete_and_claim(b, "w", None, [], ["default"], 30)
+    assert done and (follow.kind, follow.key, follow.state) == ("c", "ka", RUNNING)
+    assert store.complete_and_claim(follow.id, "w", None, [], ["default"], 30) == (True, None)
+    # a completion refused (not this worker's job) still lets the worker claim its next
+    [d, e] = store.enqueue([JobSpec("d", {}), JobSpec("e", {})])
+    assert store.claim(["default"], "w2", lease=30).id == d
+    done, nxt = store.complete_and_claim(d, "w", None, [JobSpec("x", {})], ["default"], 30)
+    assert not done and nxt.id == e and store.job(d).state == RUNNING
+    assert [j.kind for j in store.jobs(state=QUEUED)] == []  # the refused follow-up is not queued
+
+
 def test_failure_is_final_and_keeps_its_error(store):
     [j] = store.enqueue([JobSpec("a", {}, key="k")])
     store.claim(["default"], "w", lease=30)

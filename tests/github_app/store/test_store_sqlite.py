@@ -226,3 +226,39 @@ def test_a_claim_walks_the_due_index_and_does_not_sort_the_backlog(store):
         plan = " / ".join(row[3] for row in con.execute("EXPLAIN QUERY PLAN " + sql))
         assert "jobs_due" in plan and "TEMP B-TREE" not in plan, plan
     con.close()
+
+
+def test_writes_that_would_change_nothing_do_not_take_the_write_lock(tmp_path):
+    """A pull already closed, a repository with nothing deferred: the worker asks for
+    these after every ``pull_closed`` job, and a read says there is nothing to do. Taking
+    the write lock for them was two of its four turns on it per job."""
+    path = tmp_path / "s.sqlite3"
+    store = SQLiteStore(path, timeout=0.5)
+    store.save_pull("o/r", "h1", 7, "aina/x", head_sha="s", title="t", kernel="k", change={})
+    assert store.close_pull("o/r", 7, "merged")
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process writing, past the deadline
+    try:  # taking the lock would wait out the deadline and raise StoreUnavailable
+        assert store.close_pull("o/r", 7, "closed") is False
+        assert store.close_pull("o/r", 8, "closed") is False
+        assert store.release_deferred("o/r") == 0
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert store.pull("o/r", 7)["outcome"] == "merged"
+    # with something to do, they write as before
+    [j] = store.enqueue([JobSpec("evolve", {}, repository="o/r")])
+    store.claim(["default"], "w", 60)
+    assert store.defer(j, "w", "a PR is open")
+    assert store.release_deferred("o/r") == 1
+    store.close()
+
+
+def test_complete_and_claim_takes_the_write_lock_once(store):
+    """A worker that keeps up completes a job and claims the next in one transaction."""
+    store.enqueue([JobSpec("a", {}), JobSpec("b", {})])
+    first = store.claim(["default"], "w", 60)
+    statements = _traced(store)
+    done, nxt = store.complete_and_claim(first.id, "w", {}, [], ["default"], 60)
+    assert done and nxt is not None
+    assert [s for s in statements if s.startswith(("BEGIN", "COMMIT"))] == ["BEGIN IMMEDIATE", "COMMIT"]
