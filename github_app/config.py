@@ -200,19 +200,29 @@ def read_private_key(value: Any) -> str:
 MIN_SECRET_LENGTH = 16
 
 
+def signing_key(pem: str):
+    """The App's private key, parsed: what check_signing_key checks and the App signs its
+    JWTs with. Parse it once: parsing (with the RSA checks it runs) takes 50 to 80 ms with
+    the GIL held, and PyJWT does it on every signature it is given PEM text for; in the job
+    worker, another thread that held the store's write lock waited that long for the GIL,
+    and every webhook acknowledgement with it."""
+    from cryptography.hazmat.primitives import serialization  # lazy, as in check_signing_key
+
+    return serialization.load_pem_private_key(pem.encode("ascii", "replace"), password=None)
+
+
 def check_signing_key(pem: str) -> None:
     """Refuse a ``PRIVATE_KEY`` that cannot sign the App's JWTs (RS256), naming the key
     and what it is instead, never its text: a public key, an EC key or garbage would
     otherwise start the App and then fail every job, forever."""
     import jwt  # lazy: pyjwt and cryptography load when the App starts, not with `aina --help`
-    from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
 
     advice = "use the private key GitHub generated for the App (its .pem file)"
     if "PUBLIC KEY-----" in pem or "CERTIFICATE-----" in pem:
         raise ConfigError(f"{where('PRIVATE_KEY')} is a public key or a certificate, which cannot sign; {advice}")
     try:
-        key = serialization.load_pem_private_key(pem.encode("ascii", "replace"), password=None)
+        key = signing_key(pem)
     except TypeError:
         raise ConfigError(f"{where('PRIVATE_KEY')} is encrypted with a password; {advice}, unencrypted") from None
     except Exception as exc:  # ValueError, UnsupportedAlgorithm: no key we can read
@@ -230,7 +240,7 @@ def check_signing_key(pem: str) -> None:
             f"{where('PRIVATE_KEY')} is an RSA key of {key.key_size} bits; GitHub's are 2048 bits or more; {advice}"
         )
     try:
-        jwt.encode({"iss": "check"}, pem, algorithm="RS256")
+        jwt.encode({"iss": "check"}, key, algorithm="RS256")  # the parsed key: no second parse
     except Exception as exc:
         raise ConfigError(f"{where('PRIVATE_KEY')} cannot sign RS256 ({type(exc).__name__}); {advice}") from None
 

@@ -17,6 +17,7 @@ from datetime import datetime
 
 import jwt
 
+from github_app.config import signing_key
 from github_app.github.client import github_client
 
 JWT_BACKDATE_SECONDS = 60
@@ -29,16 +30,6 @@ def app_jwt(app_id: int, private_key, now: float | None = None) -> str:
     iat = now - JWT_BACKDATE_SECONDS
     claims = {"iat": iat, "exp": iat + JWT_LIFETIME_SECONDS, "iss": str(app_id)}
     return jwt.encode(claims, private_key, algorithm="RS256")
-
-
-def signing_key(pem: str):
-    """The App's private key, parsed. Parsing (with the RSA checks it runs) takes 50 to
-    80 ms and holds the GIL throughout; PyJWT does it on every signature it is given PEM
-    text for. In the job worker another thread that held the store's write lock then
-    waited that long for the GIL, and every webhook acknowledgement with it."""
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
-    return load_pem_private_key(pem.encode(), password=None)
 
 
 @dataclass(frozen=True)

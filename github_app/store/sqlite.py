@@ -337,11 +337,15 @@ class SQLiteStore(SqlReads, Store):
         with _errors("reading"):
             return [dict(r) for r in self._con().execute(sql, args).fetchall()]
 
+    def _nothing_to_change(self, sql: str, args: Sequence[Any]) -> bool:
+        """True when ``sql``, a read of a row a write would change, finds none: the look
+        before a write that is mostly a no-op (a pull already closed, nothing deferred). A
+        read (WAL) takes no lock, and a write transaction takes the one write lock even when
+        it changes nothing, which every acknowledgement then waits for. A read that finds
+        nothing to change is the write done at that moment."""
+        return self._row(sql, args) is None
+
     def _row(self, sql: str, args: Sequence[Any] = ()) -> dict[str, Any] | None:
-        # Also the look before a write that is mostly a no-op (a pull already closed,
-        # nothing deferred): a read (WAL) takes no lock, and a write transaction takes the
-        # one write lock even when it changes nothing, which every acknowledgement then
-        # waits for. A read that finds nothing to change is the write done at that moment.
         with _errors("reading"):
             r = self._con().execute(sql, args).fetchone()
         return dict(r) if r is not None else None
@@ -513,10 +517,10 @@ class SQLiteStore(SqlReads, Store):
             )
 
     def close_pull(self, repository, number, outcome, by=None):
-        if not self._row(
+        if self._nothing_to_change(
             "SELECT 1 FROM pulls WHERE repository = ? AND number = ? AND state = 'open'", (repository, number)
         ):
-            return False  # nothing to close (see _row's note on reading before writing)
+            return False
         now = time.time()
         with self._tx() as con:
             cur = con.execute(
@@ -746,8 +750,8 @@ class SQLiteStore(SqlReads, Store):
                 return self._superseded(con, job_id, worker, reason)
 
     def release_deferred(self, repository):
-        if not self._row(f"SELECT 1 FROM jobs WHERE state = '{DEFERRED}' AND repository = ? LIMIT 1", (repository,)):
-            return 0  # nothing deferred (see _row's note on reading before writing)
+        if self._nothing_to_change(f"SELECT 1 FROM jobs WHERE state = '{DEFERRED}' AND repository = ?", (repository,)):
+            return 0
         with self._tx() as con:
             return con.execute(
                 f"UPDATE jobs SET state = '{QUEUED}', run_at = ? WHERE state = '{DEFERRED}' AND repository = ?",
