@@ -136,7 +136,7 @@ def generate(url: str, kind: str, rate: float, duration: float, clients: int, ba
     statuses: dict[int, int] = {}
     lock = threading.Lock()
     next_index = iter(range(warmup, len(prepared)))
-    start = [0.0]
+    start = [0.0]  # webhooks: when the first is due; telemetry: when the first batch was sent
 
     def post(conn, n):
         path, body, headers = prepared[n]
@@ -152,7 +152,12 @@ def generate(url: str, kind: str, rate: float, duration: float, clients: int, ba
                 n = next(next_index, None)
             if n is None:
                 return
-            due = start[0] + (n - warmup) / rate if kind == "webhook" else time.perf_counter()
+            if kind == "webhook":
+                due = start[0] + (n - warmup) / rate
+            else:  # back to back, from the first batch sent (not from a schedule)
+                due = time.perf_counter()
+                with lock:
+                    start[0] = min(start[0], due)
             delay = due - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
@@ -174,7 +179,7 @@ def generate(url: str, kind: str, rate: float, duration: float, clients: int, ba
         post(warm, n)
     warm.close()
     threads = [threading.Thread(target=client) for _ in range(clients if kind == "webhook" else 1)]
-    start[0] = time.perf_counter() + 0.05
+    start[0] = time.perf_counter() + 0.05 if kind == "webhook" else float("inf")
     for t in threads:
         t.start()
     for t in threads:
