@@ -299,8 +299,7 @@ class SQLiteStore(SqlReads, Store):
         alone = len(batch) == 1
         try:
             with _errors("writing"):
-                import os as _o
-                self._begin(con, started, durable=not _o.environ.get('XEXP_ACK_NORMAL'))
+                self._begin(con, started, durable=True)
                 try:
                     for item in batch:
                         if not alone:
