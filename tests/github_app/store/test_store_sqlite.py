@@ -4,6 +4,7 @@ module docstring of :mod:`github_app.store.sqlite` says why)."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -63,6 +64,20 @@ def test_acknowledged_writes_that_wait_together_commit_together_and_fail_alone(s
     assert results == {g: True for g in guids if g != "d3"}
     assert {g for g in guids if store.delivery_seen(g)} == set(guids) - {"d3"}
     assert sorted(j.key for j in store.jobs(limit=100)) == sorted(set(guids) - {"d3"})
+
+
+def test_recording_a_delivery_already_recorded_writes_nothing(store):
+    """A redelivery found by the write: its INSERT OR IGNORE changes no page, so its commit
+    appends nothing to the WAL and has nothing to fsync (a storm of redeliveries stays off
+    the disk; Store.CHECK_SEEN_FIRST says why SQLite still reads first)."""
+    wal = f"{store.path}-wal"
+    assert store.record_delivery("once", "push", None, [JobSpec("b", {})], "handled") is True
+    statements = _traced(store)
+    size, mtime = os.path.getsize(wal), os.stat(wal).st_mtime_ns
+    assert store.record_delivery("once", "push", None, [JobSpec("b", {})], "handled") is False
+    assert "COMMIT" in statements  # it did go through a write transaction
+    assert (os.path.getsize(wal), os.stat(wal).st_mtime_ns) == (size, mtime)
+    assert len(store.jobs(kind="b")) == 1
 
 
 def test_a_redelivery_in_the_same_group_is_stored_once(store):
