@@ -7,8 +7,13 @@ process and can be timed), the job worker as its own process on the same databas
 bench_app.py's generator for 10 s. Timed around: the whole view, ``delivery_seen``,
 ``record_delivery`` and, where the store has them, its group commit (BEGIN..COMMIT), the
 wait in BEGIN IMMEDIATE for another process's lock, and the size of each group. Prints
-the generator's figures and a table. Run from the repository root (ROOT: another checkout
-to profile, e.g. an older commit's tree):
+the generator's figures and a table. On SQLite it also says whose lock those waits were
+for: the job worker records each of its write transactions (a ``sitecustomize`` put on its
+``PYTHONPATH`` for the run wraps ``SQLiteStore._tx``; nothing in the App changes), and each
+wait in BEGIN over 1 ms is laid beside them: the part of it during a worker transaction, and
+how long after the last one ended it went on (polling's overshoot, or a holder not traced).
+Run from the repository root (ROOT: another checkout to profile, e.g. an older commit's
+tree):
 
     .venv/bin/python benchmarks/app_ack_waits.py [ROOT] [--worker-nice N] [--store postgresql]
 """
@@ -81,6 +86,12 @@ def _profile(args, root: Path, work: Path, db: str) -> int:
     if args.worker_nice is not None:
         settings["WORKER_NICE"] = str(args.worker_nice)
     env = app_env(settings, root)
+    holds_file = work / "worker-holds.tsv"
+    if args.store == "sqlite":
+        (work / "trace").mkdir()
+        (work / "trace" / "sitecustomize.py").write_text(_WORKER_TRACE)
+        env["PYTHONPATH"] = os.pathsep.join([str(work / "trace"), env["PYTHONPATH"]])
+        env["AINA_BENCH_HOLDS"] = str(holds_file)
     store = open_store(db)
     store.upsert_installation(bench_app.INSTALLATION, "bench", True)
     store.upsert_repository(bench_app.REPO, bench_app.INSTALLATION, default_branch="main")
@@ -111,8 +122,19 @@ def _profile(args, root: Path, work: Path, db: str) -> int:
         Store = SQLiteStore
     timed(Store, "record_delivery", "record_delivery (whole)")
     timed(Store, "delivery_seen", "delivery_seen")
+    begins: list[tuple[float, float]] = []  # the App's waits in BEGIN IMMEDIATE
     if Store is SQLiteStore and hasattr(SQLiteStore, "_commit_group"):
         timed(SQLiteStore, "_commit_group", "  group commit (BEGIN..COMMIT)")
+        begin = SQLiteStore._begin
+
+        def begin_timed(self, *a, **kw):
+            t = time.monotonic()
+            try:
+                return begin(self, *a, **kw)
+            finally:
+                begins.append((t, time.monotonic()))
+
+        SQLiteStore._begin = begin_timed
         timed(SQLiteStore, "_begin", "    BEGIN IMMEDIATE (another process)")
         commit = SQLiteStore._commit_group
 
@@ -159,7 +181,78 @@ def _profile(args, root: Path, work: Path, db: str) -> int:
         )
     if "group commit" in " ".join(times):
         print(f"  deliveries per group commit: mean {statistics.fmean(sizes):.2f}, max {max(sizes)}")
+    if holds_file.exists():
+        _whose_lock(begins, holds_file)
     return 0
+
+
+# Put on the job worker's PYTHONPATH (SQLite only): each write transaction it makes, from
+# BEGIN IMMEDIATE granted to COMMIT done (monotonic clock, the same in every process here),
+# appended to $AINA_BENCH_HOLDS when the worker exits.
+_WORKER_TRACE = """
+import atexit, os, time
+
+from github_app.store import sqlite as _sqlite
+
+_holds = []
+_real_tx = _sqlite.SQLiteStore._tx
+
+
+class _Timed:
+    def __init__(self, cm):
+        self.cm = cm
+
+    def __enter__(self):
+        con = self.cm.__enter__()
+        self.granted = time.monotonic()
+        return con
+
+    def __exit__(self, *exc):
+        try:
+            return self.cm.__exit__(*exc)
+        finally:
+            _holds.append((self.granted, time.monotonic()))
+
+
+_sqlite.SQLiteStore._tx = lambda self, **kw: _Timed(_real_tx(self, **kw))
+
+
+@atexit.register
+def _write():
+    with open(os.environ["AINA_BENCH_HOLDS"], "a") as f:
+        f.writelines(f"{a:.6f} {b:.6f}\\n" for a, b in _holds)
+"""
+
+
+def _whose_lock(begins: list[tuple[float, float]], holds_file: Path) -> None:
+    """The App's waits in BEGIN IMMEDIATE over 1 ms, beside the worker's transactions."""
+    holds = sorted(tuple(map(float, line.split())) for line in holds_file.read_text().splitlines())
+    if not holds:
+        print("  the job worker recorded no write transaction")
+        return
+    lengths = sorted(b - a for a, b in holds)
+    n = len(lengths)
+    print(
+        f"  the job worker's write transactions: {n}, each holding SQLite's lock p50 {1e3 * lengths[n // 2]:.2f}"
+        f" p99 {1e3 * lengths[int(n * 0.99)]:.2f} max {1e3 * lengths[-1]:.2f} ms"
+    )
+    waits = [(a, b) for a, b in begins if b - a > 0.001]
+    if not waits:
+        print("  no wait in BEGIN IMMEDIATE over 1 ms")
+        return
+    during, after = 0.0, []
+    for a, b in waits:
+        during += sum(max(0.0, min(b, y) - max(a, x)) for x, y in holds if x < b and y > a)
+        ended = [y for x, y in holds if a < y <= b]
+        after.append(b - max(ended) if ended else b - a)
+    total = sum(b - a for a, b in waits)
+    after.sort()
+    print(
+        f"  waits in BEGIN IMMEDIATE over 1 ms: {len(waits)}, {1e3 * total:.0f} ms in all, of it"
+        f" {1e3 * during:.0f} ms during a job worker transaction; from the end of the last one in"
+        f" the wait (or the wait's start) to the App's BEGIN: p50 {1e3 * after[len(after) // 2]:.2f}"
+        f" max {1e3 * after[-1]:.2f} ms"
+    )
 
 
 if __name__ == "__main__":
