@@ -11,7 +11,12 @@
   database throughout, as deployed: it claims and finishes the jobs the webhooks cause
   (two writes each; the GitHub calls of the start-up jobs go to a closed port, fail at
   once and are retried by the queue), polls, schedules and writes its heartbeat. ``--compare-worker`` also measures
-  the App with no job worker running, in the same run.
+  the App with no job worker running, in the same run. ``--worker-own-database`` (SQLite; an
+  experiment, not the App as deployed) gives the job worker a database file of its own, fed
+  with one ``pull_closed`` job per webhook at the same rate by a stand-in in this process:
+  the worker does the same work, but none of its writes touch the file the
+  acknowledgements write, which bounds what a queue the acknowledgements never write would
+  gain.
 * The store: SQLite (a file in a temporary folder, the embedded default) or, with
   ``--store postgresql``, a throw-away PostgreSQL server started for the run
   (``tests/postgres_server.py``, with fsync on as deployed); the App and the worker reach
@@ -323,6 +328,11 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker (8)")
     p.add_argument("--compare-worker", action="store_true", help="also measure the App with no job worker running")
     p.add_argument(
+        "--worker-own-database",
+        action="store_true",
+        help="SQLite, an experiment: the job worker on a database file of its own, fed the same jobs at the same rate",
+    )
+    p.add_argument(
         "--worker-nice",
         default="",
         metavar="N[,N...]",
@@ -352,6 +362,8 @@ def main(argv=None) -> int:
         p.error(f"--worker-nice: whole numbers separated by commas, got {args.worker_nice!r}")
     if args.rounds < 1:
         p.error("--rounds must be 1 or more")
+    if args.worker_own_database and args.store != "sqlite":
+        p.error("--worker-own-database is for --store sqlite")
 
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
@@ -409,6 +421,29 @@ def _label(nice) -> str:
     return "app_webhook" if nice is None else f"app_webhook_nice{nice}"
 
 
+def _feed_worker(jobs_db: str, rate: float, done: threading.Event) -> None:
+    """``--worker-own-database``: what the webhooks' acknowledgements would have queued for
+    the worker (a delivery and its ``pull_closed`` job, one per webhook at ``rate``), written
+    to the worker's own database instead, until ``done``."""
+    from github_app.store import JobSpec, open_store
+
+    store = open_store(jobs_db)
+    start = time.perf_counter()
+    n = 0
+    try:
+        while not done.is_set():
+            delay = start + n / rate - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            number = n % 1000 + 1
+            payload = {"repository": REPO, "installation_id": INSTALLATION, "number": number, "merged": True, "by": "m"}
+            job = JobSpec("pull_closed", payload, key=f"pull_closed:{REPO}:{number}", repository=REPO)
+            store.record_delivery(str(uuid.uuid4()), "pull_request", "closed", [job], "handled")
+            n += 1
+    finally:
+        store.close()
+
+
 def _backlog(db: str) -> int:
     """The webhooks' jobs (``pull_closed``) not finished yet."""
     from github_app.store import open_store
@@ -449,12 +484,25 @@ def _measure(args, store_kind: str, work: Path, db: str, nices: list) -> dict:
 
     rounds: list[dict[str, dict]] = []
     load: list[dict[str, list[float]]] = []
+    jobs_db = db  # the database the job worker runs on
+    if args.worker_own_database:
+        jobs_db = str(work / "worker.sqlite3")
+        store = open_store(jobs_db)
+        store.upsert_installation(INSTALLATION, "bench", True)
+        store.upsert_repository(REPO, INSTALLATION, default_branch="main")
+        store.close()
 
     def measure(name: str, target: str, into: dict, loads: dict, telemetry: bool = False) -> None:
         server, url = start_gunicorn(target, env, args)
+        done = threading.Event()
+        feeding = None
+        if jobs_db != db and name.startswith("app_"):
+            feeding = threading.Thread(target=_feed_worker, args=(jobs_db, args.rate, done), daemon=True)
+            feeding.start()
         try:
             before = _cpu_times()
             into[name] = run_load(url, "webhook", args)
+            done.set()
             into[name]["steal_pct"] = _steal_pct(before, _cpu_times())
             loads[name] = list(os.getloadavg())
             if telemetry and args.batches:
@@ -463,7 +511,8 @@ def _measure(args, store_kind: str, work: Path, db: str, nices: list) -> dict:
             stop(server)
 
     def worker_env(nice):
-        return env if nice is None else {**env, "AINA_WORKER_NICE": str(nice)}
+        own = env if jobs_db == db else {**env, "AINA_DATABASE": jobs_db}
+        return own if nice is None else {**own, "AINA_WORKER_NICE": str(nice)}
 
     for r in range(args.rounds):
         results: dict[str, dict] = {}
@@ -475,13 +524,13 @@ def _measure(args, store_kind: str, work: Path, db: str, nices: list) -> dict:
         for i, nice in enumerate(nices):
             # Each configuration starts from an empty queue: a worker left draining the last
             # one's backlog would be measured against this one's acknowledgements.
-            _drop_backlog(db)
+            _drop_backlog(jobs_db)
             worker = start_job_worker(worker_env(nice), work / f"job-worker-{r}-{i}.log")
             try:
                 if i == 0:
                     measure("bare_flask", "bench_app:bare_app()", results, loads)
                 measure(_label(nice), "github_app:create_app()", results, loads, telemetry=(r, i) == (0, 0))
-                results[_label(nice)]["jobs_waiting_at_end"] = _backlog(db)
+                results[_label(nice)]["jobs_waiting_at_end"] = _backlog(jobs_db)
             finally:
                 stop(worker)
         rounds.append(results)
@@ -490,6 +539,8 @@ def _measure(args, store_kind: str, work: Path, db: str, nices: list) -> dict:
 
     check = open_store(db)
     stored = check.telemetry_summary(REPO)["windows"]
+    check.close()
+    check = open_store(jobs_db)
     job_counts = {f"{k}/{s}": n for (k, s), n in check.job_counts().items()}
     check.close()
 
@@ -529,6 +580,8 @@ def _measure(args, store_kind: str, work: Path, db: str, nices: list) -> dict:
         met = sum(x["goal_met"] for x in per_round)
         summary[name] = {"rounds": per_round, "goal_met_rounds": met}
         worker = "job worker running" + ("" if nice is None else f" at niceness +{nice}")
+        if jobs_db != db:
+            worker += " on a database of its own (an experiment, not the App as deployed)"
         for r, x in enumerate(per_round):
             print(
                 f"round {r + 1}: App/bare, {worker}: p50 x{x['p50_ratio']:.2f}, p99 x{x['p99_ratio']:.2f} "

@@ -18,15 +18,17 @@ RATE, BATCH = 50, 20
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
-def test_the_benchmark_acknowledges_every_request_and_its_worker_runs_their_jobs(store, tmp_path):
+@pytest.mark.parametrize(
+    ("store", "extra"), [("sqlite", []), ("postgresql", []), ("sqlite", ["--worker-own-database"])], ids=str
+)
+def test_the_benchmark_acknowledges_every_request_and_its_worker_runs_their_jobs(store, extra, tmp_path):
     if store == "postgresql" and postgres_server.missing_reason():
         if postgres_server.required():
             pytest.fail(postgres_server.missing_reason(), pytrace=False)
         pytest.skip(postgres_server.missing_reason())
     out = tmp_path / "bench.json"
     args = ["--store", store, "--rate", str(RATE), "--duration", "1", "--warmup", "5"]
-    args += ["--batches", "2", "--batch", str(BATCH), "--json", str(out)]
+    args += ["--batches", "2", "--batch", str(BATCH), "--json", str(out), *extra]
     run = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "bench_app.py"), *args],
         cwd=ROOT,
@@ -35,7 +37,9 @@ def test_the_benchmark_acknowledges_every_request_and_its_worker_runs_their_jobs
         timeout=240,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    assert f"GOAL {store}, job worker running:" in run.stdout  # the verdict is printed
+    # The verdict is printed, and says when the worker was not as deployed.
+    experiment = " on a database of its own (an experiment, not the App as deployed)" if extra else ""
+    assert f"GOAL {store}, job worker running{experiment}:" in run.stdout
 
     figures = json.loads(out.read_text())
     (measured,) = figures["rounds"]
@@ -49,8 +53,9 @@ def test_the_benchmark_acknowledges_every_request_and_its_worker_runs_their_jobs
     # worker the benchmark started ran them (on a busy machine it may still be behind when
     # the load stops, so not necessarily all).
     pull_closed = {k.split("/")[1]: n for k, n in figures["jobs_at_end"].items() if k.startswith("pull_closed/")}
-    assert sum(pull_closed.values()) == RATE + 5 and "failed" not in pull_closed
-    assert pull_closed.get("done", 0) > 0
+    assert "failed" not in pull_closed and pull_closed.get("done", 0) > 0
+    if not extra:  # with its own database, the worker's jobs come from a stand-in, as many as it fed
+        assert sum(pull_closed.values()) == RATE + 5
 
     # Telemetry: two warm-up batches and two measured, every window stored; a rate over the
     # time the batches took (it was negative when the clock started at a webhook schedule).
