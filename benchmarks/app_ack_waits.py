@@ -98,16 +98,21 @@ def _profile(args, root: Path, work: Path, db: str) -> int:
     store.close()
 
     times: dict[str, list[float]] = collections.defaultdict(list)
+    # When each timed call began and ended, on the clock every process here shares (the
+    # job worker's transactions are laid beside the App's waits in BEGIN: _whose_lock).
+    spans: dict[str, list[tuple[float, float]]] = collections.defaultdict(list)
 
     def timed(owner, name, label):
         real = getattr(owner, name)
 
         def wrapper(*a, **kw):
-            t = time.perf_counter()
+            t = time.monotonic()
             try:
                 return real(*a, **kw)
             finally:
-                times[label].append(time.perf_counter() - t)
+                end = time.monotonic()
+                times[label].append(end - t)
+                spans[label].append((t, end))
 
         setattr(owner, name, wrapper)
 
@@ -122,20 +127,10 @@ def _profile(args, root: Path, work: Path, db: str) -> int:
         Store = SQLiteStore
     timed(Store, "record_delivery", "record_delivery (whole)")
     timed(Store, "delivery_seen", "delivery_seen")
-    begins: list[tuple[float, float]] = []  # the App's waits in BEGIN IMMEDIATE
+    begin_label = "    BEGIN IMMEDIATE (another process)"
     if Store is SQLiteStore and hasattr(SQLiteStore, "_commit_group"):
         timed(SQLiteStore, "_commit_group", "  group commit (BEGIN..COMMIT)")
-        begin = SQLiteStore._begin
-
-        def begin_timed(self, *a, **kw):
-            t = time.monotonic()
-            try:
-                return begin(self, *a, **kw)
-            finally:
-                begins.append((t, time.monotonic()))
-
-        SQLiteStore._begin = begin_timed
-        timed(SQLiteStore, "_begin", "    BEGIN IMMEDIATE (another process)")
+        timed(SQLiteStore, "_begin", begin_label)
         commit = SQLiteStore._commit_group
 
         def sized(self, batch, started):
@@ -182,7 +177,7 @@ def _profile(args, root: Path, work: Path, db: str) -> int:
     if "group commit" in " ".join(times):
         print(f"  deliveries per group commit: mean {statistics.fmean(sizes):.2f}, max {max(sizes)}")
     if holds_file.exists():
-        _whose_lock(begins, holds_file)
+        _whose_lock(spans[begin_label], holds_file)
     return 0
 
 

@@ -423,11 +423,14 @@ def _label(nice) -> str:
 
 def _feed_worker(jobs_db: str, rate: float, done: threading.Event) -> None:
     """``--worker-own-database``: what the webhooks' acknowledgements would have queued for
-    the worker (a delivery and its ``pull_closed`` job, one per webhook at ``rate``), written
-    to the worker's own database instead, until ``done``."""
-    from github_app.store import JobSpec, open_store
+    the worker (each webhook the generator sends, routed by the App's router, recorded with
+    its job), written to the worker's own database instead, one per webhook at ``rate``,
+    until ``done``."""
+    from github_app.events import default_router
+    from github_app.events.router import Event
+    from github_app.store import open_store
 
-    store = open_store(jobs_db)
+    store, router = open_store(jobs_db), default_router()
     start = time.perf_counter()
     n = 0
     try:
@@ -435,10 +438,10 @@ def _feed_worker(jobs_db: str, rate: float, done: threading.Event) -> None:
             delay = start + n / rate - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)
-            number = n % 1000 + 1
-            payload = {"repository": REPO, "installation_id": INSTALLATION, "number": number, "merged": True, "by": "m"}
-            job = JobSpec("pull_closed", payload, key=f"pull_closed:{REPO}:{number}", repository=REPO)
-            store.record_delivery(str(uuid.uuid4()), "pull_request", "closed", [job], "handled")
+            _, body, headers = _webhook(n)
+            payload, delivery = json.loads(body), headers["X-GitHub-Delivery"]
+            jobs = router.dispatch(Event(headers["X-GitHub-Event"], payload["action"], payload, delivery), store)
+            store.record_delivery(delivery, headers["X-GitHub-Event"], payload["action"], jobs, "handled")
             n += 1
     finally:
         store.close()
@@ -495,19 +498,18 @@ def _measure(args, store_kind: str, work: Path, db: str, nices: list) -> dict:
     def measure(name: str, target: str, into: dict, loads: dict, telemetry: bool = False) -> None:
         server, url = start_gunicorn(target, env, args)
         done = threading.Event()
-        feeding = None
         if jobs_db != db and name.startswith("app_"):
-            feeding = threading.Thread(target=_feed_worker, args=(jobs_db, args.rate, done), daemon=True)
-            feeding.start()
+            threading.Thread(target=_feed_worker, args=(jobs_db, args.rate, done), daemon=True).start()
         try:
             before = _cpu_times()
             into[name] = run_load(url, "webhook", args)
-            done.set()
+            done.set()  # (in finally too: a load that failed must not leave it feeding)
             into[name]["steal_pct"] = _steal_pct(before, _cpu_times())
             loads[name] = list(os.getloadavg())
             if telemetry and args.batches:
                 into["app_telemetry"] = run_load(url, "telemetry", args)
         finally:
+            done.set()
             stop(server)
 
     def worker_env(nice):

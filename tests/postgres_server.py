@@ -67,6 +67,17 @@ def required() -> bool:
     return bool(os.environ.get("AINA_REQUIRE_POSTGRES") or os.environ.get("CI"))
 
 
+def skip_unless_installed() -> None:
+    """In a test: skip, saying why, when the server's binaries are missing; fail on CI."""
+    reason = missing_reason()
+    if reason:
+        import pytest
+
+        if required():
+            pytest.fail(f"{reason} (CI must run the PostgreSQL tests)", pytrace=False)
+        pytest.skip(reason)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
