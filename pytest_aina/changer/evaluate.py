@@ -315,31 +315,42 @@ def _cascade(c: Candidate, setup: Setup, v: Verdict, progress: Callable[[str], N
                 v.failed_stage, v.reason = "benchmarks", "reference failed"
                 v.detail = f"{bc['label']}: the spec's reference failed to run: {r.reason}"
                 return
+            cpu = setup.device == "cpu" and bool(t.cpu_times_s and r.cpu_times_s)
+            figures = _cpu_figures if cpu else _wall_figures
+            (samples, median), (ref_samples, ref_median) = figures(t), figures(r)
             timing = {
                 "case": bc["label"],
-                "samples_s": t.times_s,
-                "reference_samples_s": r.times_s,
+                "samples_s": samples,
+                "reference_samples_s": ref_samples,
                 # the untimed warm-up calls (kernel work too, e.g. the interpreter's first launch)
                 "warmup_samples_s": [x.parent_s for x in t.calls if x.warmup],
                 "reference_warmup_samples_s": [x.parent_s for x in r.calls if x.warmup],
-                "median_s": t.median_s,
-                "reference_median_s": r.median_s,
+                "median_s": median,
+                "reference_median_s": ref_median,
                 # False: the reference's samples are this run's earlier timing of it (Setup.reference_once)
                 "reference_timed_here": not cached,
                 "floor_s": t.floor.get("median_s"),
-                "speedup": r.median_s / t.median_s,
-                "clock": "parent wall clock over a pipe; Triton interpreter on CPU (not GPU evidence)"
-                if setup.device == "cpu"
-                else "parent wall clock over a pipe, GPU synchronised per call",
+                "speedup": ref_median / median,
+                "clock": _clock_name(setup.device, cpu),
             }
+            if cpu:  # the wall clock too, for the record
+                timing |= {
+                    "wall_samples_s": t.times_s,
+                    "wall_median_s": t.median_s,
+                    "reference_wall_samples_s": r.times_s,
+                    "reference_wall_median_s": r.median_s,
+                }
             if setup.current:
                 # the kernel it would replace, on the same inputs: its failure is the
                 # repository's problem, reported beside the timing, not the candidate's
                 progress(f"{step}: the current implementation {setup.current}")
                 cur = sandbox.time_calls(setup.current, **common)
                 timing["current"] = setup.current
-                if cur.ok:
-                    timing |= {"current_samples_s": cur.times_s, "current_median_s": cur.median_s}
+                if cur.ok and (not cpu or cur.cpu_times_s):
+                    samples, median = figures(cur)
+                    timing |= {"current_samples_s": samples, "current_median_s": median}
+                elif cur.ok:
+                    timing["current_error"] = "its CPU time could not be read (the candidate's was)"
                 else:
                     timing["current_error"] = f"{cur.status}: {cur.reason}"
             v.timings.append(timing)
@@ -353,6 +364,30 @@ def _cascade(c: Candidate, setup: Setup, v: Verdict, progress: Callable[[str], N
     # drift on a CPU, where the reference is a native torch op and the candidate runs in
     # Triton's interpreter: the ratio of two 1.5x-apart kernels was seen to swing 1.2-1.5x.
     v.score = geomean([1.0 / t["median_s"] for t in v.timings])
+
+
+def _wall_figures(t: sandbox.TimingResult) -> tuple[list[float], float]:
+    return t.times_s, t.median_s
+
+
+def _cpu_figures(t: sandbox.TimingResult) -> tuple[list[float], float]:
+    return t.cpu_times_s, t.cpu_median_s
+
+
+def _clock_name(device: str, cpu: bool) -> str:
+    """What a timing's samples are. On a CPU device they are the sandbox's CPU time per
+    call when it can be read: Triton's interpreter does the kernel's work on the CPU, and
+    there the CPU time is that work, while the wall clock also counts the time the call
+    waited for a core. On 2 cores with another test's processes running beside it, the
+    wall clock stretched one of two candidates 2x and ranked a 1.4x faster block size
+    below the baseline (CI, 2026-12-02); the CPU time of a call moved <= 1.25x with up to
+    three busy processes beside it (benchmarks/README.md). On a GPU the CPU only waits, so
+    the wall clock, synchronised per call, is the figure."""
+    if device != "cpu":
+        return "parent wall clock over a pipe, GPU synchronised per call"
+    if cpu:
+        return "sandbox CPU time per call (all its threads and processes, read by the parent); Triton interpreter on CPU (not GPU evidence)"
+    return "parent wall clock over a pipe; Triton interpreter on CPU (not GPU evidence)"
 
 
 _references: dict[tuple, sandbox.TimingResult] = {}

@@ -270,4 +270,6 @@ def _table(record, say) -> None:
             f"{rel:>11}{mark}"
         )
     if record.device == "cpu":
-        say("timings: Triton's interpreter on a CPU, parent wall clock: relative figures only, not GPU evidence")
+        cpu = any("CPU time" in (t.get("clock") or "") for a in record.attempts for t in a.verdict.timings)
+        clock = "the sandbox's CPU time per call" if cpu else "parent wall clock"
+        say(f"timings: Triton's interpreter on a CPU, {clock}: relative figures only, not GPU evidence")

@@ -132,6 +132,9 @@ class Call:
     problem: str | None = None
     cycle_s: float = 0.0  # the whole round: inputs, call, output back, the parent's checks
     offcall_cpu_s: float | None = None  # CPU of other threads/processes from its return to the next call
+    # CPU of every thread and process of the sandbox from go to done, from the kernel's
+    # clocks read by the parent (None: not readable here); see TimingResult.cpu_times_s
+    cpu_s: float | None = None
 
 
 @dataclass
@@ -143,6 +146,11 @@ class TimingResult:
     times_s: list[float] = field(default_factory=list)  # timed calls, parent's clock
     median_s: float | None = None
     net_median_s: float | None = None  # median minus the protocol floor's median
+    # the timed calls' CPU time (Call.cpu_s): on a CPU device, the work a call did, which a
+    # busy machine barely changes (it stretches the wall clock 2-3x, the CPU time <= 1.25x:
+    # measured on 2 cores with 2-3 busy processes beside it); empty when not readable
+    cpu_times_s: list[float] = field(default_factory=list)
+    cpu_median_s: float | None = None
     # the no-op round trip: median_s, p90_s (calibration, before the candidate loads), min_s
     # (over all no-ops, including one after each call), calls (all no-ops)
     floor: dict = field(default_factory=dict)

@@ -81,6 +81,42 @@ def test_the_parents_figure_includes_the_work(timed):
     assert min(r.times_s) >= 0.02
 
 
+def test_the_cpu_clock_counts_work_on_every_thread_and_no_waiting(timed):
+    # a call that waits (a sleep: what a call does while another process has the core)
+    # costs the wall clock and not the CPU clock ...
+    r = timed("import time\ndef f(x):\n    time.sleep(0.05)\n    return x * 2\n", calls=3)
+    assert r.status == "ok", r.reason
+    assert len(r.cpu_times_s) == 3 and r.cpu_median_s == sorted(r.cpu_times_s)[1]
+    assert [c.cpu_s for c in r.calls if not c.warmup] == r.cpu_times_s
+    assert min(r.times_s) >= 0.05 and max(r.cpu_times_s) < 0.02
+    # ... and work the call hands to another thread counts in full: 0.1 s of CPU spent on
+    # a second thread (by that thread's own CPU clock, whatever the machine's load)
+    r = timed(
+        """
+import threading, time
+
+def _spin():
+    t0 = time.thread_time()
+    while time.thread_time() - t0 < 0.1:
+        pass
+
+def f(x):
+    t = threading.Thread(target=_spin)
+    t.start()
+    t.join()
+    return x * 2
+""",
+        calls=3,
+    )
+    assert r.status == "ok", r.reason
+    assert min(r.cpu_times_s) >= 0.1
+    # the snapshot after the call (the output read back) is not the call's: a no-op
+    # candidate costs almost no CPU
+    r = timed("def f(x):\n    return x * 2\n", calls=5)
+    assert r.status == "ok", r.reason
+    assert r.cpu_median_s < 0.01
+
+
 def test_an_answer_cached_between_calls_is_a_stale_result(timed):
     r = timed("""
         _cache = []

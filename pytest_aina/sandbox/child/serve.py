@@ -9,9 +9,10 @@ references captured before the candidate was imported:
 * ``go {nonce}``: call the candidate (synchronising the device when there is one), answer
   ``done`` with the same nonce, the call's duration on a captured clock and on whatever
   ``time.perf_counter`` is *now* (a candidate may have replaced it), and the clock
-  functions found replaced; then at once, without reading another command, ``collected``:
-  the output and the inputs as they are (the parent checks both against its own copies),
-  and which outputs share memory with an input. Between the two nothing of the
+  functions found replaced; then, as soon as the parent has read the sandbox's CPU clocks
+  and says ``collect`` (the only command accepted there), ``collected``: the output and
+  the inputs as they are (the parent checks both against its own copies), and which
+  outputs share memory with an input. From ``done`` to ``collected`` nothing of the
   candidate's is meant to run on this thread: trace and profile hooks are cleared, the
   garbage collector (and with it finalizers and ``gc.callbacks``) paused and signals
   blocked; work on other threads or processes meanwhile is what the parent's CPU
@@ -148,6 +149,17 @@ def serve(config: dict, send: Callable, reader: frames.Reader, *, load: Callable
             )
             if not noop:
                 try:
+                    # the parent reads the sandbox's CPU clocks (the call's CPU time) before it
+                    # says collect, so the snapshot's own work is never charged to the call
+                    try:
+                        cmd, _ = reader.read()
+                    except frames.ChannelClosed:
+                        return
+                    if cmd["op"] == "exit":
+                        return
+                    if cmd["op"] != "collect":
+                        send({"op": "error", "status": R.PROTOCOL, "reason": f"expected 'collect', got {cmd['op']!r}"})
+                        continue
                     _collect(send, out, list(args) + list(kwargs.values()), quiet)
                 finally:
                     quiet.leave()

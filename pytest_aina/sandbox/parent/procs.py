@@ -160,6 +160,18 @@ def thread_cpu_ns(pid: int, tid: int) -> int | None:
         return None
 
 
+def tree_cpu_ns(pids: list[int]) -> dict[int, int]:
+    """{pid: CPU time of all its threads and of the children it has reaped, in ns} for
+    each of ``pids`` still alive: the sandbox's CPU clock, summed by the caller over two
+    readings (a process new in the second counts with all its time)."""
+    out = {}
+    for pid in pids:
+        v = process_cpu_ns(pid)
+        if v is not None:
+            out[pid] = v + reaped_children_cpu_ns(pid)
+    return out
+
+
 def innermost_pid(pid: int) -> int | None:
     """``pid`` as the process itself sees it: the last entry of NSpid (its PID in the
     innermost PID namespace it belongs to)."""

@@ -14,6 +14,13 @@ process (:mod:`.offcall`): a candidate that returns early and finishes its work 
 background, or starts it before ``go`` on inputs it found, is "deferred work", not a
 fast kernel. What the figures and outputs mean is judged in :mod:`.verdicts`.
 
+Each call also gets a second figure, its CPU time (``Call.cpu_s``): the kernel's CPU clocks
+of every process of the sandbox, all threads, read by the parent just before ``go`` and
+just after ``done`` (the child then waits for ``collect``, so its snapshot is not
+counted). On a CPU device that is the work the call did, which a machine busy with other
+processes barely moves, where the wall clock also counts the wait for a core; CPU work a
+candidate hides in a process started during the call shows up after it as deferred work.
+
 The seam for the evaluator, three callables named by import path (``module:function`` or
 ``file.py:function``):
 
@@ -43,6 +50,7 @@ from typing import Any
 from pytest_aina.imports import resolve
 from pytest_aina.sandbox import frames, messages
 from pytest_aina.sandbox import result as R
+from pytest_aina.sandbox.parent import procs
 from pytest_aina.sandbox.parent.ending import classify
 from pytest_aina.sandbox.parent.launch import Child, Ended, staged_entry
 from pytest_aina.sandbox.parent.offcall import OffCall
@@ -278,7 +286,9 @@ def _session(
         cycle_start = clock()
         child.send({"op": "prepare", "seed": s})
         _expect(child, "prepared", deadline, f"for call {i}")
+        members = child.members()  # a walk of /proc: here, where it costs the call nothing
         before_go = offcall.reading()
+        cpu_before = procs.tree_cpu_ns(members)
         if last is not None:  # warm-up calls may leave one-time work behind (compilers, pools)
             offcall_check(mark, before_go, last, forgiven)
         nonce = secrets.token_hex(8)
@@ -296,6 +306,8 @@ def _session(
             raise Ended() from None
         t1 = clock()
         at_done = offcall.at_done(header.get("others_cpu_ns"), before_go)
+        # the child waits for "collect" after "done": nothing of ours runs there meanwhile
+        cpu_after = procs.tree_cpu_ns(child.members()) if cpu_before else {}
         if header["op"] == "error":
             raise _Failed(dict(header, reason=f"{header.get('reason')} (call {i}, seed {s})"))
         if header["op"] != "done":
@@ -314,6 +326,8 @@ def _session(
             child_s=header["child_ns"] / 1e9,
             live_s=float(header.get("live_s", float("nan"))),
         )
+        if cpu_after:
+            call.cpu_s = sum(max(0, v - cpu_before.get(p, 0)) for p, v in cpu_after.items()) / 1e9
         res.calls.append(call)
         if not is_warmup:
             mark, last = at_done, call
@@ -324,6 +338,7 @@ def _session(
                 f"(call {i}); the parent's figures are unaffected",
             )
 
+        child.send({"op": "collect"})
         header, blob = _expect(child, "collected", deadline, f"for call {i}")
         value = messages.decode(header["value"], blob)
         out, inputs_after = value["out"], value["inputs"]
@@ -352,6 +367,8 @@ def _session(
         call.cycle_s = (clock() - cycle_start) / 1e9
         if not is_warmup:
             res.times_s.append(call.parent_s)
+            if call.cpu_s is not None:
+                res.cpu_times_s.append(call.cpu_s)
         # one more no-op per call: the floor then spans the same stretch of time as the
         # calls, so a busy spell during calibration cannot make a real call look impossible
         floor.append(noop())
@@ -372,5 +389,9 @@ def _session(
     timed = [c for c in res.calls if not c.warmup]
     judge_clocks(res, timed)
     res.median_s = statistics.median(res.times_s)
+    if res.cpu_times_s and len(res.cpu_times_s) == len(res.times_s):
+        res.cpu_median_s = statistics.median(res.cpu_times_s)
+    else:
+        res.cpu_times_s = []  # a clock read for some calls only is no figure
     res.net_median_s = max(0.0, res.median_s - res.floor["median_s"])
     judge_plausibility(res, timed, min_plausible_s)
