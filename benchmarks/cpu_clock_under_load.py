@@ -4,7 +4,8 @@
 
 One Triton kernel (a row softmax, 64 rows of 1024 in Triton's interpreter) is timed with
 :func:`pytest_aina.sandbox.time_calls`, the protocol the Changer's evaluator uses, with N
-busy processes (``while True: pass``) running beside it, N taken from ``--hogs`` in turn,
+busy processes (``while True: pass``, each in a session of its own, like a sandbox or
+another test's process tree) running beside it, N taken from ``--hogs`` in turn,
 ``--rounds`` times over (so drift falls on every N alike). For each N it prints the
 median over sessions of each session's median, on the wall clock (``times_s``) and on the
 CPU clock (``cpu_times_s``, every thread of every process of the sandbox, read by the
@@ -100,7 +101,13 @@ def main() -> None:
                 f.write(text)
         for r in range(args.rounds):
             for n in hogs:
-                busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+                # each in a session of its own, as every sandbox is: with the kernel's
+                # autogroup scheduling (on by default) a session shares the CPU fairly with
+                # other sessions, so busy processes in this one would mostly slow each other
+                busy = [
+                    subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
+                    for _ in range(n)
+                ]
                 try:
                     time.sleep(0.2)  # the busy processes running before the session starts
                     wall, cpu = session(folder, args.calls)

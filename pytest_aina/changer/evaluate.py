@@ -379,10 +379,10 @@ def _clock_name(device: str, cpu: bool) -> str:
     call when it can be read: Triton's interpreter does the kernel's work on the CPU, and
     there the CPU time is that work, while the wall clock also counts the time the call
     waited for a core. On 2 cores with another test's processes running beside it, the
-    wall clock stretched one of two candidates 2x and ranked a 1.4x faster block size
-    below the baseline (CI, 2026-12-02); the CPU time of a call moved <= 1.25x with up to
-    three busy processes beside it (benchmarks/README.md). On a GPU the CPU only waits, so
-    the wall clock, synchronised per call, is the figure."""
+    wall clock ranked a block size 2.1x faster than the baseline (on either clock, alone)
+    at 0.67x of it (CI, 2026-12-02); with three busy processes beside it a call took 2.10x
+    its wall time alone and 1.05x its CPU time (benchmarks/cpu_clock_under_load.py). On a
+    GPU the CPU only waits, so the wall clock, synchronised per call, is the figure."""
     if device != "cpu":
         return "parent wall clock over a pipe, GPU synchronised per call"
     if cpu:

@@ -147,8 +147,8 @@ class TimingResult:
     median_s: float | None = None
     net_median_s: float | None = None  # median minus the protocol floor's median
     # the timed calls' CPU time (Call.cpu_s): on a CPU device, the work a call did, which a
-    # busy machine barely changes (it stretches the wall clock 2-3x, the CPU time <= 1.25x:
-    # measured on 2 cores with 2-3 busy processes beside it); empty when not readable
+    # busy machine barely changes (2 cores, 3 busy processes beside it: wall clock 2.10x,
+    # CPU time 1.05x; benchmarks/cpu_clock_under_load.py); empty when not readable
     cpu_times_s: list[float] = field(default_factory=list)
     cpu_median_s: float | None = None
     # the no-op round trip: median_s, p90_s (calibration, before the candidate loads), min_s
