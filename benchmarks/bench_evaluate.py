@@ -117,7 +117,10 @@ def main() -> int:
         # the reference's calls count only where this evaluation made them (not a timing
         # reused from earlier in the run: Setup.reference_once)
         here = [x for x in v.timings if x.get("reference_timed_here", True)]
-        timed = sum(sum(x["samples_s"]) for x in v.timings) + sum(sum(x["reference_samples_s"]) for x in here)
+        # wall seconds (on a CPU the timings' samples are CPU time, the wall clock beside them)
+        timed = sum(sum(x.get("wall_samples_s", x["samples_s"])) for x in v.timings) + sum(
+            sum(x.get("reference_wall_samples_s", x["reference_samples_s"])) for x in here
+        )
         warmup = sum(sum(x.get("warmup_samples_s", [])) for x in v.timings) + sum(
             sum(x.get("reference_warmup_samples_s", [])) for x in here
         )
