@@ -164,3 +164,31 @@ def g(marker):
         time.sleep(0.05)
     shutil.rmtree(base, ignore_errors=True)
     assert processes_with(marker) == []
+
+
+ADOPTED = """
+import os, time
+
+def f():
+    r, w = os.pipe()
+    if os.fork() == 0:
+        if os.fork() == 0:
+            time.sleep(0.1)  # its parent has exited: it is an orphan now
+            os.write(w, str(os.getppid()).encode())
+            os._exit(0)
+        os._exit(0)
+    os.wait()
+    os.close(w)
+    return int(os.read(r, 32)) == os.getpid()
+"""
+
+
+@pytest.mark.parametrize("isolation", [Isolation(), Isolation(namespaces=False)], ids=["namespaces", "no namespaces"])
+def test_an_orphan_is_adopted_by_the_serving_process_not_the_machines_init(write, isolation):
+    # so it stays in the sandbox's tree while it runs and once it has exited (a zombie there
+    # until the end): found, killed, and its CPU time on the sandbox's clocks, even where
+    # the machine's init would have reaped it at once (test_sandbox_timing's orphan test)
+    r = run(f"{write('adopted.py', ADOPTED)}:f", isolation=isolation)
+    assert r.status == "ok", r.reason
+    assert r.protections["subreaper"] is True
+    assert r.value is True

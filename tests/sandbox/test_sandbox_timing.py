@@ -117,6 +117,48 @@ def f(x):
     assert r.cpu_median_s < 0.01
 
 
+ORPHAN_WORKER = """
+import os, time
+
+def _spin(s):
+    t0 = time.thread_time()
+    while time.thread_time() - t0 < s:
+        pass
+
+def f(x):
+    r, w = os.pipe()
+    a = os.fork()
+    if a == 0:
+        if os.fork() == 0:  # orphaned at once: adopted and reaped by whoever adopts orphans
+            _spin(0.1)
+            os.write(w, b"x")
+            os._exit(0)
+        os._exit(0)
+    os.waitpid(a, 0)  # the middle process did nothing: its reaped time is no help
+    os.close(w)
+    os.read(r, 1)
+    os.close(r)
+    time.sleep(0.05)  # the worker has exited before the call returns
+    return x * 2
+"""
+
+
+@pytest.mark.parametrize("namespaces", [True, False], ids=["pid namespace", "no namespaces"])
+def test_work_done_in_an_orphan_that_exits_before_the_call_returns_is_on_the_cpu_clock(timed, namespaces):
+    # the CPU clock (what a CPU device ranks on) reads the sandbox's processes and what
+    # they reaped; an orphan is adopted by the serving process (a child subreaper), so a
+    # worker that exits before the call returns stays there, a zombie whose clock still
+    # reads. Without that, outside a PID namespace the machine's init adopted it and the
+    # work vanished from both the CPU clock and the off-call watch (where init reaps at
+    # once; this VM's init reaps late, which the off-call watch saw as deferred work)
+    from pytest_aina.sandbox import Isolation
+
+    r = timed(ORPHAN_WORKER, calls=3, isolation=Isolation(namespaces=namespaces))
+    assert r.protections["subreaper"] is True
+    assert r.status == "ok", r.reason
+    assert min(r.cpu_times_s) >= 0.1
+
+
 def test_an_answer_cached_between_calls_is_a_stale_result(timed):
     r = timed("""
         _cache = []

@@ -594,6 +594,7 @@ class Child:
             "uid": self.layers.get("uid"),
             "capabilities": "none" if self.layers.get("capabilities") == 0 else self.layers.get("capabilities"),
             "no_new_privs": self.layers.get("no_new_privs", False),
+            "subreaper": self.layers.get("subreaper", False),  # orphans stay in the sandbox
             "landlock": ll,
             "rlimits": self.layers.get("rlimits"),
             "audit_hook": bool(self.config.get("audit")),

@@ -66,11 +66,12 @@ class OffCall:
         total, main = procs.process_cpu_ns(pid), procs.thread_cpu_ns(pid, pid)
         return None if total is None or main is None else total - main
 
-    def refresh(self) -> None:
+    def refresh(self, pids: list[int] | None = None) -> None:
         """List the sandbox's processes again (a walk of /proc: kept out of the readings
-        around a call, where it would cost the call microseconds)."""
+        around a call, where it would cost the call microseconds), or take ``pids``, a
+        walk the caller has just made."""
         if self.server is not None:
-            self.pids = self.child.members()
+            self.pids = self.child.members() if pids is None else pids
 
     def reading(self) -> dict[int, int] | None:
         """{pid: CPU ns of its other threads (the server) or of all its threads}, over the

@@ -305,9 +305,14 @@ def _session(
             child.kill(R.TIMEOUT, f"timeout: call {i} (seed {s}) did not return within {call_timeout_s:g} s")
             raise Ended() from None
         t1 = clock()
+        # the processes now, those the call started included (an orphan that did the work
+        # and exited is a zombie of the serving process, its clock still readable): the
+        # walk costs the call nothing after t1, and the child waits for "collect" after
+        # "done", so nothing of ours runs there meanwhile
+        members = child.members()
+        offcall.refresh(members)
         at_done = offcall.at_done(header.get("others_cpu_ns"), before_go)
-        # the child waits for "collect" after "done": nothing of ours runs there meanwhile
-        cpu_after = procs.tree_cpu_ns(child.members()) if cpu_before else {}
+        cpu_after = procs.tree_cpu_ns(members) if cpu_before else {}
         if header["op"] == "error":
             raise _Failed(dict(header, reason=f"{header.get('reason')} (call {i}, seed {s})"))
         if header["op"] != "done":
