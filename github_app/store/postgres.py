@@ -499,25 +499,37 @@ class PostgresStore(SqlReads, Store):
         with self._tx() as con:
             return self._enqueue(con, jobs)
 
-    def claim(self, queues, worker, lease):
-        # One statement; the row lock a sub-select takes is held by the UPDATE. A run whose
-        # worker died comes first (its run_at is older than any waiting job's), then the
-        # oldest due job; each walks its own partial index in order and stops at the first
-        # row it can lock, where one query over both would sort every due job.
-        pick = (
-            "(SELECT id FROM jobs AS j WHERE {cond} AND queue = ANY(%s)"
-            f" AND (key IS NULL OR NOT EXISTS ({_KEY_BUSY}))"
-            " ORDER BY run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)"
-        )
-        _, row = self._write(
+    @staticmethod
+    def _claim_sql(queues, worker, lease, *, finishing: int | None = None) -> tuple[str, list]:
+        """The claim: one statement; the row lock a sub-select takes is held by the UPDATE.
+        A run whose worker died comes first (its run_at is older than any waiting job's),
+        then the oldest due job; each walks its own partial index in order and stops at the
+        first row it can lock, where one query over both would sort every due job.
+
+        ``finishing``: a job the same statement ends (:meth:`complete_and_claim`), which the
+        statement's snapshot still shows running: it is neither claimed again (one statement
+        must not update a row twice) nor a reason to hold back a job waiting on its key."""
+        skip, busy_skip = ("", "") if finishing is None else (" AND j.id <> %s", " AND r.id <> %s")
+
+        def pick(cond: str) -> tuple[str, list]:
+            sql = (
+                f"(SELECT id FROM jobs AS j WHERE {cond}{skip} AND queue = ANY(%s)"
+                f" AND (key IS NULL OR NOT EXISTS ({_KEY_BUSY}{busy_skip}))"
+                " ORDER BY run_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)"
+            )
+            ids = [] if finishing is None else [finishing]
+            return sql, [*ids, list(queues), *ids]
+
+        lapsed, lapsed_args = pick(f"state = '{RUNNING}' AND lease_until < {_NOW}")
+        due, due_args = pick(f"state = '{QUEUED}' AND run_at <= {_NOW}")
+        sql = (
             f"UPDATE jobs SET state = '{RUNNING}', worker = %s, lease_until = {_NOW} + %s,"
-            " attempts = attempts + 1 WHERE id = COALESCE("
-            + pick.format(cond=f"state = '{RUNNING}' AND lease_until < {_NOW}")
-            + ", "
-            + pick.format(cond=f"state = '{QUEUED}' AND run_at <= {_NOW}")
-            + f") AND {_NO_FLUSH} RETURNING *",
-            (worker, float(lease), list(queues), list(queues)),
+            f" attempts = attempts + 1 WHERE id = COALESCE({lapsed}, {due}) AND {_NO_FLUSH} RETURNING *"
         )
+        return sql, [worker, float(lease), *lapsed_args, *due_args]
+
+    def claim(self, queues, worker, lease):
+        _, row = self._write(*self._claim_sql(queues, worker, lease))
         return Job.from_row(row) if row is not None else None
 
     @staticmethod
@@ -561,6 +573,29 @@ class PostgresStore(SqlReads, Store):
 
     def complete(self, job_id, worker, result, follow_up=()):
         return self._finish(job_id, worker, f"state = '{DONE}', result = %s", [dumps(result or {})], follow_up)
+
+    def complete_and_claim(self, job_id, worker, result, follow_up, queues, lease):
+        # One statement, one round trip instead of two (of five or so per webhook job:
+        # each costs the server a wake-up, on a small machine the CPU the acknowledgements
+        # wait for). Every part sees the snapshot the statement began with, so the claim
+        # does not see the follow-ups queued here (the next claim takes them), and is told
+        # which running job is the one being finished.
+        sql = (
+            f"WITH done AS (UPDATE jobs SET state = '{DONE}', result = %s, finished_at = {_NOW},"
+            f" lease_until = NULL WHERE id = %s AND worker = %s AND state = '{RUNNING}' AND {_NO_FLUSH}"
+            " RETURNING 1)"
+        )
+        sql, args = self._with_jobs(
+            sql, [dumps(result or {}), job_id, worker], list(follow_up), "EXISTS (SELECT 1 FROM done)"
+        )
+        claim, claim_args = self._claim_sql(queues, worker, lease, finishing=job_id)
+        _, row = self._write(
+            f"{sql}, claimed AS ({claim})"
+            " SELECT (SELECT count(*) FROM done) AS done_n, claimed.* FROM (SELECT 1) AS one"
+            " LEFT JOIN claimed ON true",
+            [*args, *claim_args],
+        )
+        return row["done_n"] > 0, (Job.from_row(row) if row["id"] is not None else None)
 
     def _requeue(self, con, job_id, worker, sql, args, error):
         # Back to queued/deferred, unless a newer job with the same key waits there already:

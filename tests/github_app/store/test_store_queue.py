@@ -196,6 +196,27 @@ def test_complete_and_claim_completes_then_takes_the_next_due_job(store):
     assert [j.kind for j in store.jobs(state=QUEUED)] == []  # the refused follow-up is not queued
 
 
+def test_complete_and_claim_takes_a_job_waiting_on_the_finished_jobs_key_not_the_finished_job(store):
+    """The finished job is not running any more for the claim made with its completion: a
+    job queued behind its key is taken, and the finished job itself is not claimed again,
+    even where its lease has lapsed (PostgreSQL does both in one statement, whose snapshot
+    still shows it running)."""
+    [a] = store.enqueue([JobSpec("a", {}, key="k")])
+    store.claim(["default"], "w", lease=30)
+    [b] = store.enqueue([JobSpec("b", {}, key="k")])  # the same work asked again meanwhile
+    assert store.claim(["default"], "w2", lease=30) is None  # held back while a runs
+    done, nxt = store.complete_and_claim(a, "w", None, [], ["default"], 30)
+    assert done and nxt is not None and nxt.id == b
+    # a lease that lapsed while the job ran: completed, not taken over by its own worker
+    [c] = store.enqueue([JobSpec("c", {})])
+    assert store.claim(["default"], "w", lease=-1).id == c
+    time.sleep(0.01)
+    assert store.complete(b, "w", None)
+    done, nxt = store.complete_and_claim(c, "w", {"ok": 1}, [], ["default"], 30)
+    assert done and nxt is None
+    assert (store.job(c).state, store.job(c).result, store.job(c).attempts) == (DONE, {"ok": 1}, 1)
+
+
 def test_failure_is_final_and_keeps_its_error(store):
     [j] = store.enqueue([JobSpec("a", {}, key="k")])
     store.claim(["default"], "w", lease=30)
