@@ -174,12 +174,15 @@ def f():
     if os.fork() == 0:
         if os.fork() == 0:
             time.sleep(0.1)  # its parent has exited: it is an orphan now
-            os.write(w, str(os.getppid()).encode())
+            os.write(w, f"{os.getpid()} {os.getppid()}".encode())
             os._exit(0)
         os._exit(0)
     os.wait()
     os.close(w)
-    return int(os.read(r, 32)) == os.getpid()
+    pid, ppid = map(int, os.read(r, 64).split())
+    # only a parent can wait for it: adopted, it is ours (and gone before we return)
+    os.waitpid(pid, 0)
+    return ppid == os.getpid()
 """
 
 

@@ -125,20 +125,28 @@ def _spin(s):
     while time.thread_time() - t0 < s:
         pass
 
+def _ended(pid):  # a zombie (adopted, not reaped), or gone (reaped by whoever adopted it)
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] == "Z"
+    except OSError:
+        return True
+
 def f(x):
     r, w = os.pipe()
     a = os.fork()
     if a == 0:
-        if os.fork() == 0:  # orphaned at once: adopted and reaped by whoever adopts orphans
+        if os.fork() == 0:  # orphaned at once: adopted by whoever adopts orphans
             _spin(0.1)
-            os.write(w, b"x")
+            os.write(w, str(os.getpid()).encode())
             os._exit(0)
         os._exit(0)
     os.waitpid(a, 0)  # the middle process did nothing: its reaped time is no help
     os.close(w)
-    os.read(r, 1)
+    pid = int(os.read(r, 32))
     os.close(r)
-    time.sleep(0.05)  # the worker has exited before the call returns
+    while not _ended(pid):  # the worker has exited before the call returns
+        time.sleep(0.001)
     return x * 2
 """
 
