@@ -89,7 +89,8 @@ class Worker:
     def run_once(self, *, claim_next: bool = False) -> Job | None:
         """Claim and run one due job; the job, or None when none was due. ``claim_next``:
         a job that completes claims the next one in the same turn of the store's write lock
-        (:meth:`~github_app.store.Store.complete_and_claim`), and the next call runs it."""
+        (SQLite) or statement (PostgreSQL; :meth:`~github_app.store.Store.complete_and_claim`),
+        and the next call runs it."""
         lease = self.config["JOB_LEASE_SECONDS"]
         job, self._next = self._next, None
         if job is None:

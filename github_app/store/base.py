@@ -363,7 +363,9 @@ class Store(abc.ABC):
         """:meth:`complete`, then :meth:`claim` the worker's next job: what each returns.
         A backend whose writers take turns on one lock (SQLite) does both in one turn: a
         worker that keeps up with the webhooks would otherwise take that lock twice per
-        job, and each time is a moment the acknowledgements wait for."""
+        job, and each time is a moment the acknowledgements wait for. PostgreSQL does both
+        in one statement (one round trip), whose claim may leave the follow-ups queued by
+        this call to the next claim."""
         return self.complete(job_id, worker, result, follow_up), self.claim(queues, worker, lease)
 
     @abc.abstractmethod
