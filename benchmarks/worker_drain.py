@@ -39,22 +39,14 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _server_cpu_seconds(server) -> float:
-    """CPU time of the PostgreSQL server so far: the postmaster, its live processes, and
-    those it has reaped (a backend whose connection closed)."""
+    """CPU time of the PostgreSQL server so far: the postmaster and every process below it,
+    with the children each has reaped (a backend whose connection closed)."""
     if server is None:
         return 0.0
+    from pytest_aina.sandbox.parent import procs
+
     pid = int((server.data / "postmaster.pid").read_text().split()[0])
-    children = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        children += (task / "children").read_text().split()
-    total = 0.0
-    for p in [pid, *map(int, children)]:
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:  # ended meanwhile: its time is in the postmaster's children's time
-            continue
-        total += sum(int(f) for f in fields[11:13] + (fields[13:15] if p == pid else [])) / os.sysconf("SC_CLK_TCK")
-    return total
+    return sum(procs.tree_cpu_ns(procs.descendants(pid)).values()) / 1e9
 
 
 def _job(i: int):

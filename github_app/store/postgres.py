@@ -562,13 +562,18 @@ class PostgresStore(SqlReads, Store):
             merged = {**json.loads(row["checkpoint"]), **data}
             return self._owned(con, job_id, worker, "UPDATE jobs SET checkpoint = %s", (dumps(merged),))
 
-    def _finish(self, job_id, worker, sets: str, args: list, follow_up) -> bool:
-        """End the job (if ``worker`` holds it) and enqueue ``follow_up``, in one statement."""
+    def _finish_sql(self, job_id, worker, sets: str, args: list, follow_up) -> tuple[str, list]:
+        """The WITH clause that ends the job (if ``worker`` holds it; its part ``done``
+        returns a row then) and enqueues ``follow_up`` if it did."""
         sql = (
             f"WITH done AS (UPDATE jobs SET {sets}, finished_at = {_NOW}, lease_until = NULL"
             f" WHERE id = %s AND worker = %s AND state = '{RUNNING}' AND {_NO_FLUSH} RETURNING 1)"
         )
-        sql, args = self._with_jobs(sql, [*args, job_id, worker], list(follow_up), "EXISTS (SELECT 1 FROM done)")
+        return self._with_jobs(sql, [*args, job_id, worker], list(follow_up), "EXISTS (SELECT 1 FROM done)")
+
+    def _finish(self, job_id, worker, sets: str, args: list, follow_up) -> bool:
+        """End the job (if ``worker`` holds it) and enqueue ``follow_up``, in one statement."""
+        sql, args = self._finish_sql(job_id, worker, sets, args, follow_up)
         return self._write(sql + " SELECT count(*) AS n FROM done", args)[1]["n"] > 0
 
     def complete(self, job_id, worker, result, follow_up=()):
@@ -580,14 +585,7 @@ class PostgresStore(SqlReads, Store):
         # wait for). Every part sees the snapshot the statement began with, so the claim
         # does not see the follow-ups queued here (the next claim takes them), and is told
         # which running job is the one being finished.
-        sql = (
-            f"WITH done AS (UPDATE jobs SET state = '{DONE}', result = %s, finished_at = {_NOW},"
-            f" lease_until = NULL WHERE id = %s AND worker = %s AND state = '{RUNNING}' AND {_NO_FLUSH}"
-            " RETURNING 1)"
-        )
-        sql, args = self._with_jobs(
-            sql, [dumps(result or {}), job_id, worker], list(follow_up), "EXISTS (SELECT 1 FROM done)"
-        )
+        sql, args = self._finish_sql(job_id, worker, f"state = '{DONE}', result = %s", [dumps(result or {})], follow_up)
         claim, claim_args = self._claim_sql(queues, worker, lease, finishing=job_id)
         _, row = self._write(
             f"{sql}, claimed AS ({claim})"

@@ -44,6 +44,16 @@ def prctl(option: int, arg: int = 0) -> None:
         raise OSError(e, f"prctl({option}): {os.strerror(e)}")
 
 
+def _flag(layers: dict, name: str, option: int) -> None:
+    """Turn on the prctl ``option`` as layer ``name``: True, or False and ``{name}_error``."""
+    try:
+        prctl(option, 1)
+        layers[name] = True
+    except OSError as e:
+        layers[name] = False
+        layers[f"{name}_error"] = str(e)
+
+
 def set_limits(limits: dict[str, int]) -> dict[str, int]:
     """Soft = hard = value for each named limit; CPU gets a soft limit a second below the
     hard one so the child sees SIGXCPU (a recognisable "cpu limit") before SIGKILL."""
@@ -223,12 +233,7 @@ def apply(config: dict) -> dict:
         layers["rlimits_error"] = str(e)
     os.chdir(work)
     os.umask(0o077)
-    try:
-        prctl(PR_SET_NO_NEW_PRIVS, 1)
-        layers["no_new_privs"] = True
-    except OSError as e:
-        layers["no_new_privs"] = False
-        layers["no_new_privs_error"] = str(e)
+    _flag(layers, "no_new_privs", PR_SET_NO_NEW_PRIVS)
     uid, gid = config.get("uid"), config.get("gid")
     layers["uid"] = None
     if uid is not None and os.geteuid() == 0:
@@ -248,16 +253,11 @@ def apply(config: dict) -> dict:
         prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # after the uid change, which resets it
     except OSError:
         pass
-    try:
-        # the candidate's orphans are adopted here rather than by the machine's init, so a
-        # process that did a call's work and exited stays in the sandbox's tree (a zombie's
-        # CPU clock still reads) and its time on the call's CPU clock (docs/sandbox.md,
-        # the timing protocol); in a PID namespace our init would adopt them, also ours
-        prctl(PR_SET_CHILD_SUBREAPER, 1)
-        layers["subreaper"] = True
-    except OSError as e:
-        layers["subreaper"] = False
-        layers["subreaper_error"] = str(e)
+    # the candidate's orphans are adopted here rather than by the machine's init, so a
+    # process that did a call's work and exited stays in the sandbox's tree (a zombie's
+    # CPU clock still reads) and its time on the call's CPU clock (docs/sandbox.md, the
+    # timing protocol); in a PID namespace our init would adopt them, also ours
+    _flag(layers, "subreaper", PR_SET_CHILD_SUBREAPER)
     for sub in ("tmp", ".cache", ".config"):
         os.makedirs(os.path.join(work, sub), exist_ok=True)
     ll = config.get("landlock")

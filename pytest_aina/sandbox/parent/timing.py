@@ -286,7 +286,10 @@ def _session(
         cycle_start = clock()
         child.send({"op": "prepare", "seed": s})
         _expect(child, "prepared", deadline, f"for call {i}")
-        members = child.members()  # a walk of /proc: here, where it costs the call nothing
+        # a walk of /proc: here, where it costs the call nothing, for both clocks (a process
+        # started since the last call ended then counts with all its time as off-call work)
+        members = child.members()
+        offcall.refresh(members)
         before_go = offcall.reading()
         cpu_before = procs.tree_cpu_ns(members)
         if last is not None:  # warm-up calls may leave one-time work behind (compilers, pools)
@@ -368,7 +371,6 @@ def _session(
             call.problem = problem
             raise Stop(*wrong(chk, out, expected, params, history, i, s, problem))
         history.append((i, expected))
-        offcall.refresh()  # a process started since is then counted, with all its time
         call.cycle_s = (clock() - cycle_start) / 1e9
         if not is_warmup:
             res.times_s.append(call.parent_s)
