@@ -271,13 +271,13 @@ def start_gunicorn(target: str, env: dict[str, str], args) -> tuple[subprocess.P
     return proc, url
 
 
-def start_job_worker(env: dict[str, str], log: Path) -> subprocess.Popen:
+def start_job_worker(env: dict[str, str], log: Path, threads: int = 2) -> subprocess.Popen:
     # As the docs deploy it: two job threads and one evolution thread, at the niceness the
     # App's configuration gives it (AINA_WORKER_NICE, else the store's; --worker-nice sets
     # it here).
     from worker_process import start_worker_process  # tests/ (main puts it on the path)
 
-    return start_worker_process(env, log, threads=2, evolution_threads=1, root=ROOT)
+    return start_worker_process(env, log, threads=threads, evolution_threads=1, root=ROOT)
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -339,6 +339,22 @@ def main(argv=None) -> int:
         help="the job worker's AINA_WORKER_NICE (default: the App's: 10 on PostgreSQL, 0 on SQLite); several, e.g. 0,10: "
         "each round measures the App once per value, the worker restarted with it",
     )
+    p.add_argument(
+        "--worker-variant",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="another job worker to measure the App against, as KEY=VALUE[,KEY=VALUE...]: threads=N (its job threads, "
+        "2 as deployed), db_nice=N (PostgreSQL, a diagnostic: the server processes serving the worker reniced to N; "
+        "needs the right to) or any App setting without AINA_ (e.g. WORKER_POLL_SECONDS=0.05); repeatable, each round "
+        "measures the App once per variant after the worker as deployed (or --worker-nice's), the worker restarted for each",
+    )
+    p.add_argument(
+        "--no-fsync",
+        action="store_true",
+        help="PostgreSQL, a diagnostic (not as deployed): the server with fsync and full-page writes off, to see "
+        "how much of an acknowledgement is the disk's",
+    )
     p.add_argument("--batches", type=int, default=20, help="telemetry batches (20; 0 skips)")
     p.add_argument("--batch", type=int, default=500, help="windows per batch (500)")
     p.add_argument("--warmup", type=int, default=50, help="untimed requests first (50)")
@@ -357,11 +373,22 @@ def main(argv=None) -> int:
         )
         return 0
     try:
-        nices = [int(n) for n in args.worker_nice.split(",")] if args.worker_nice else [None]
+        nices = [int(n) for n in args.worker_nice.split(",")] if args.worker_nice else []
     except ValueError:
         p.error(f"--worker-nice: whole numbers separated by commas, got {args.worker_nice!r}")
+    # as deployed (or at each niceness asked for), then each variant
+    variants = [Variant(f"nice{n}", {"WORKER_NICE": str(n)}) for n in nices] or [Variant("", {})]
+    for spec in args.worker_variant:
+        try:
+            variants.append(Variant.parse(spec))
+        except ValueError as exc:
+            p.error(f"--worker-variant {spec!r}: {exc}")
     if args.rounds < 1:
         p.error("--rounds must be 1 or more")
+    if any(v.db_nice for v in variants) and args.store != "postgresql":
+        p.error("--worker-variant db_nice=N is for --store postgresql")
+    if args.no_fsync and args.store != "postgresql":
+        p.error("--no-fsync is for --store postgresql")
     if args.worker_own_database and args.store != "sqlite":
         p.error("--worker-own-database is for --store sqlite")
 
@@ -380,12 +407,12 @@ def main(argv=None) -> int:
         if store == "postgresql":
             from postgres_server import PostgresServer
 
-            server = PostgresServer(durable=True).start()
+            server = PostgresServer(durable=not args.no_fsync).start()
             db = server.create_database("bench")
         else:
             db = str(work / "aina.sqlite3")
         try:
-            out[store] = _measure(args, store, work, db, nices)
+            out[store] = _measure(args, store, work, db, variants)
         finally:
             if server is not None:
                 server.stop()
@@ -417,8 +444,65 @@ def _steal_pct(before, after) -> float | None:
     return 100.0 * delta[7] / max(1, sum(delta))
 
 
-def _label(nice) -> str:
-    return "app_webhook" if nice is None else f"app_webhook_nice{nice}"
+class Variant:
+    """One job worker to measure the App against: App settings of its own (``AINA_`` left
+    off) and its number of job threads; ``name`` labels its figures (``app_webhook`` as
+    deployed, ``app_webhook_nice10``, ``app_webhook[threads=1]``)."""
+
+    def __init__(self, name: str, settings: dict[str, str], threads: int = 2, spec: str = "", db_nice: int = 0):
+        self.name, self.settings, self.threads, self.spec, self.db_nice = name, settings, threads, spec, db_nice
+
+    @classmethod
+    def parse(cls, spec: str) -> Variant:
+        settings, numbers = {}, {"threads": 2, "db_nice": 0}
+        for part in filter(None, (x.strip() for x in spec.split(","))):
+            key, sep, value = part.partition("=")
+            if not sep or not key or not value:
+                raise ValueError(f"{part!r} is not KEY=VALUE")
+            if key in numbers:
+                low = 1 if key == "threads" else 0
+                if not value.isdigit() or not low <= int(value) <= (19 if key == "db_nice" else 64):
+                    raise ValueError(f"{key} takes a whole number from {low}, not {value!r}")
+                numbers[key] = int(value)
+            else:
+                settings[key.removeprefix("AINA_")] = value
+        if not settings and numbers == {"threads": 2, "db_nice": 0}:
+            raise ValueError("no setting given")
+        return cls(f"[{spec}]", settings, numbers["threads"], spec, numbers["db_nice"])
+
+    @property
+    def label(self) -> str:
+        if not self.name:
+            return "app_webhook"
+        return f"app_webhook{self.name}" if self.name.startswith("[") else f"app_webhook_{self.name}"
+
+    def describe(self) -> str:
+        if "WORKER_NICE" in self.settings and not self.spec:
+            return f" at niceness +{self.settings['WORKER_NICE']}"
+        return f" ({self.spec})" if self.spec else ""
+
+
+#: The job worker's connections' application_name on PostgreSQL (``db_nice``).
+WORKER_APP_NAME = "aina-bench-job-worker"
+
+
+def _renice_worker_backends(dsn: str, nice: int, done: threading.Event, reniced: set[int]) -> None:
+    """``db_nice`` (PostgreSQL, a diagnostic, not a deployment): lower the CPU priority of
+    the server processes that serve the job worker's connections, as AINA_WORKER_NICE
+    lowers the worker's own, until ``done``. On one machine those processes do about half
+    of a webhook job's CPU work at the acknowledgements' priority; this says how much of
+    the acknowledgements' wait is theirs. Needs the right to renice them (root, or the
+    server running as this user). ``reniced``: the processes' ids, as they are found."""
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as con:
+        while not done.is_set():
+            rows = con.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s", (WORKER_APP_NAME,))
+            for (pid,) in rows.fetchall():
+                if pid not in reniced:
+                    os.setpriority(os.PRIO_PROCESS, pid, nice)
+                    reniced.add(pid)
+            done.wait(0.2)
 
 
 def _feed_worker(jobs_db: str, rate: float, done: threading.Event) -> None:
@@ -471,7 +555,7 @@ def _drop_backlog(db: str) -> None:
         store.close()
 
 
-def _measure(args, store_kind: str, work: Path, db: str, nices: list) -> dict:
+def _measure(args, store_kind: str, work: Path, db: str, variants: list[Variant]) -> dict:
     from worker_process import app_env, offline_settings
 
     from github_app.store import open_store
@@ -512,9 +596,10 @@ def _measure(args, store_kind: str, work: Path, db: str, nices: list) -> dict:
             done.set()
             stop(server)
 
-    def worker_env(nice):
+    def worker_env(variant: Variant):
         own = env if jobs_db == db else {**env, "AINA_DATABASE": jobs_db}
-        return own if nice is None else {**own, "AINA_WORKER_NICE": str(nice)}
+        # PGAPPNAME (libpq's): the server's processes that serve the worker can be told apart
+        return {**own, **{f"AINA_{k}": v for k, v in variant.settings.items()}, "PGAPPNAME": WORKER_APP_NAME}
 
     for r in range(args.rounds):
         results: dict[str, dict] = {}
@@ -523,17 +608,25 @@ def _measure(args, store_kind: str, work: Path, db: str, nices: list) -> dict:
             measure("app_webhook_no_job_worker", "github_app:create_app()", results, loads)
         # Interleaved: the bare endpoint and the App, one after the other in each round, with
         # the same worker running (restarted for each niceness asked for).
-        for i, nice in enumerate(nices):
+        for i, variant in enumerate(variants):
             # Each configuration starts from an empty queue: a worker left draining the last
             # one's backlog would be measured against this one's acknowledgements.
             _drop_backlog(jobs_db)
-            worker = start_job_worker(worker_env(nice), work / f"job-worker-{r}-{i}.log")
+            worker = start_job_worker(worker_env(variant), work / f"job-worker-{r}-{i}.log", variant.threads)
+            renicing, reniced = threading.Event(), set()
+            if variant.db_nice:
+                threading.Thread(
+                    target=_renice_worker_backends, args=(db, variant.db_nice, renicing, reniced), daemon=True
+                ).start()
             try:
                 if i == 0:
                     measure("bare_flask", "bench_app:bare_app()", results, loads)
-                measure(_label(nice), "github_app:create_app()", results, loads, telemetry=(r, i) == (0, 0))
-                results[_label(nice)]["jobs_waiting_at_end"] = _backlog(jobs_db)
+                measure(variant.label, "github_app:create_app()", results, loads, telemetry=(r, i) == (0, 0))
+                results[variant.label]["jobs_waiting_at_end"] = _backlog(jobs_db)
+                if variant.db_nice:
+                    results[variant.label]["worker_backends_reniced"] = len(reniced)
             finally:
+                renicing.set()
                 stop(worker)
         rounds.append(results)
         load.append(loads)
@@ -558,8 +651,8 @@ def _measure(args, store_kind: str, work: Path, db: str, nices: list) -> dict:
             )
     summary: dict[str, dict] = {}
     verdicts = []
-    for nice in nices:
-        name = _label(nice)
+    for variant in variants:
+        name = variant.label
         per_round = []
         for results in rounds:
             a, b = results[name], results["bare_flask"]
@@ -581,7 +674,7 @@ def _measure(args, store_kind: str, work: Path, db: str, nices: list) -> dict:
         left = max(results[name]["jobs_waiting_at_end"] for results in rounds)
         met = sum(x["goal_met"] for x in per_round)
         summary[name] = {"rounds": per_round, "goal_met_rounds": met}
-        worker = "job worker running" + ("" if nice is None else f" at niceness +{nice}")
+        worker = "job worker running" + variant.describe()
         if jobs_db != db:
             worker += " on a database of its own (an experiment, not the App as deployed)"
         for r, x in enumerate(per_round):
