@@ -11,7 +11,10 @@
   database throughout, as deployed: it claims and finishes the jobs the webhooks cause
   (two writes each; the GitHub calls of the start-up jobs go to a closed port, fail at
   once and are retried by the queue), polls, schedules and writes its heartbeat. ``--compare-worker`` also measures
-  the App with no job worker running, in the same run. ``--worker-own-database`` (SQLite; an
+  the App with no job worker running, in the same run; ``--compare-durable`` the bare
+  endpoint with a durable write of each delivery (``record_delivery``, no job): the least
+  an acknowledgement that loses nothing can do. ``--worker-variant`` measures the App
+  against other job workers (threads, settings) in the same rounds. ``--worker-own-database`` (SQLite; an
   experiment, not the App as deployed) gives the job worker a database file of its own, fed
   with one ``pull_closed`` job per webhook at the same rate by a stand-in in this process:
   the worker does the same work, but none of its writes touch the file the
@@ -72,6 +75,28 @@ def bare_app():
 
     @app.post("/webhook")
     def webhook():
+        return jsonify(status="ok"), 200
+
+    return app
+
+
+def bare_durable_app():
+    """The bare endpoint plus the one thing an acknowledgement cannot leave out: the
+    delivery stored durably before the answer (the App's store, ``AINA_DATABASE``, one
+    ``record_delivery`` with no job). No signature, parsing, routing or job: what is left
+    between this and the App is the App's own code; between this and the bare endpoint,
+    the durable write."""
+    from flask import Flask, jsonify, request
+
+    from github_app.store import open_store
+
+    store = open_store(os.environ["AINA_DATABASE"])
+    app = Flask("bare-durable")
+
+    @app.post("/webhook")
+    def webhook():
+        request.get_data()  # the body read, as the App reads it
+        store.record_delivery(request.headers.get("X-GitHub-Delivery", ""), "pull_request", "closed", [], "handled")
         return jsonify(status="ok"), 200
 
     return app
@@ -327,6 +352,11 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=2, help="gunicorn workers (2)")
     p.add_argument("--threads", type=int, default=8, help="threads per gunicorn worker (8)")
     p.add_argument("--compare-worker", action="store_true", help="also measure the App with no job worker running")
+    p.add_argument(
+        "--compare-durable",
+        action="store_true",
+        help="also measure the bare endpoint with a durable write of each delivery to the App's store (and no more)",
+    )
     p.add_argument(
         "--worker-own-database",
         action="store_true",
@@ -621,6 +651,8 @@ def _measure(args, store_kind: str, work: Path, db: str, variants: list[Variant]
             try:
                 if i == 0:
                     measure("bare_flask", "bench_app:bare_app()", results, loads)
+                    if args.compare_durable:
+                        measure("bare_flask_durable", "bench_app:bare_durable_app()", results, loads)
                 measure(variant.label, "github_app:create_app()", results, loads, telemetry=(r, i) == (0, 0))
                 results[variant.label]["jobs_waiting_at_end"] = _backlog(jobs_db)
                 if variant.db_nice:

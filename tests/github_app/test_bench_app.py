@@ -24,7 +24,7 @@ RATE, BATCH = 50, 20
         ("sqlite", []),
         ("postgresql", []),
         ("sqlite", ["--worker-own-database"]),
-        ("postgresql", ["--worker-variant", "threads=1,db_nice=5,WORKER_POLL_SECONDS=0.1"]),
+        ("postgresql", ["--worker-variant", "threads=1,db_nice=5,WORKER_POLL_SECONDS=0.1", "--compare-durable"]),
     ],
     ids=str,
 )
@@ -69,6 +69,8 @@ def test_the_benchmark_acknowledges_every_request_and_its_worker_runs_their_jobs
         assert measured[f"app_webhook[{variant}]"]["worker_backends_reniced"] >= 1
         assert f"GOAL {store}, job worker running ({variant}):" in run.stdout
         assert sum(pull_closed.values()) == 2 * (RATE + 5)
+        # --compare-durable: the bare endpoint that also stores each delivery (and queues no job)
+        assert measured["bare_flask_durable"]["statuses"] == {"200": RATE}
     else:
         assert "failed" not in pull_closed
     if not extra:  # with its own database, the worker's jobs come from a stand-in, as many as it fed
