@@ -407,7 +407,7 @@ def main(argv=None) -> int:
     except ValueError:
         p.error(f"--worker-nice: whole numbers separated by commas, got {args.worker_nice!r}")
     # as deployed (or at each niceness asked for), then each variant
-    variants = [Variant(f"nice{n}", {"WORKER_NICE": str(n)}) for n in nices] or [Variant("", {})]
+    variants = [Variant.at_niceness(n) for n in nices] or [Variant.deployed()]
     for spec in args.worker_variant:
         try:
             variants.append(Variant.parse(spec))
@@ -476,40 +476,41 @@ def _steal_pct(before, after) -> float | None:
 
 class Variant:
     """One job worker to measure the App against: App settings of its own (``AINA_`` left
-    off) and its number of job threads; ``name`` labels its figures (``app_webhook`` as
-    deployed, ``app_webhook_nice10``, ``app_webhook[threads=1]``)."""
+    off), its number of job threads and, on PostgreSQL, ``db_nice`` (see
+    :func:`_renice_worker_backends`); ``label`` names its figures, ``described`` says it in
+    the verdict."""
 
-    def __init__(self, name: str, settings: dict[str, str], threads: int = 2, spec: str = "", db_nice: int = 0):
-        self.name, self.settings, self.threads, self.spec, self.db_nice = name, settings, threads, spec, db_nice
+    def __init__(self, label: str, settings: dict[str, str], *, threads=2, db_nice=0, described=""):
+        self.label, self.settings, self.described = label, settings, described
+        self.threads, self.db_nice = threads, db_nice
+
+    @classmethod
+    def deployed(cls) -> Variant:
+        return cls("app_webhook", {})
+
+    @classmethod
+    def at_niceness(cls, n: int) -> Variant:
+        return cls(f"app_webhook_nice{n}", {"WORKER_NICE": str(n)}, described=f" at niceness +{n}")
 
     @classmethod
     def parse(cls, spec: str) -> Variant:
+        """``--worker-variant``'s KEY=VALUE[,KEY=VALUE...]."""
         settings, numbers = {}, {"threads": 2, "db_nice": 0}
+        ranges = {"threads": (1, 64), "db_nice": (0, 19)}
         for part in filter(None, (x.strip() for x in spec.split(","))):
             key, sep, value = part.partition("=")
             if not sep or not key or not value:
                 raise ValueError(f"{part!r} is not KEY=VALUE")
             if key in numbers:
-                low = 1 if key == "threads" else 0
-                if not value.isdigit() or not low <= int(value) <= (19 if key == "db_nice" else 64):
-                    raise ValueError(f"{key} takes a whole number from {low}, not {value!r}")
+                low, high = ranges[key]
+                if not value.isdigit() or not low <= int(value) <= high:
+                    raise ValueError(f"{key} takes a whole number from {low} to {high}, not {value!r}")
                 numbers[key] = int(value)
             else:
                 settings[key.removeprefix("AINA_")] = value
         if not settings and numbers == {"threads": 2, "db_nice": 0}:
             raise ValueError("no setting given")
-        return cls(f"[{spec}]", settings, numbers["threads"], spec, numbers["db_nice"])
-
-    @property
-    def label(self) -> str:
-        if not self.name:
-            return "app_webhook"
-        return f"app_webhook{self.name}" if self.name.startswith("[") else f"app_webhook_{self.name}"
-
-    def describe(self) -> str:
-        if "WORKER_NICE" in self.settings and not self.spec:
-            return f" at niceness +{self.settings['WORKER_NICE']}"
-        return f" ({self.spec})" if self.spec else ""
+        return cls(f"app_webhook[{spec}]", settings, **numbers, described=f" ({spec})")
 
 
 #: The job worker's connections' application_name on PostgreSQL (``db_nice``).
@@ -637,7 +638,7 @@ def _measure(args, store_kind: str, work: Path, db: str, variants: list[Variant]
         if args.compare_worker:
             measure("app_webhook_no_job_worker", "github_app:create_app()", results, loads)
         # Interleaved: the bare endpoint and the App, one after the other in each round, with
-        # the same worker running (restarted for each niceness asked for).
+        # the same worker running (restarted for each variant asked for).
         for i, variant in enumerate(variants):
             # Each configuration starts from an empty queue: a worker left draining the last
             # one's backlog would be measured against this one's acknowledgements.
@@ -706,7 +707,7 @@ def _measure(args, store_kind: str, work: Path, db: str, variants: list[Variant]
         left = max(results[name]["jobs_waiting_at_end"] for results in rounds)
         met = sum(x["goal_met"] for x in per_round)
         summary[name] = {"rounds": per_round, "goal_met_rounds": met}
-        worker = "job worker running" + variant.describe()
+        worker = "job worker running" + variant.described
         if jobs_db != db:
             worker += " on a database of its own (an experiment, not the App as deployed)"
         for r, x in enumerate(per_round):
