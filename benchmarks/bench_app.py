@@ -299,7 +299,7 @@ def start_gunicorn(target: str, env: dict[str, str], args) -> tuple[subprocess.P
 def start_job_worker(env: dict[str, str], log: Path, threads: int = 2) -> subprocess.Popen:
     # As the docs deploy it: two job threads and one evolution thread, at the niceness the
     # App's configuration gives it (AINA_WORKER_NICE, else the store's; --worker-nice sets
-    # it here).
+    # it here); --worker-variant may ask for other threads and settings.
     from worker_process import start_worker_process  # tests/ (main puts it on the path)
 
     return start_worker_process(env, log, threads=threads, evolution_threads=1, root=ROOT)
@@ -492,23 +492,25 @@ class Variant:
     def at_niceness(cls, n: int) -> Variant:
         return cls(f"app_webhook_nice{n}", {"WORKER_NICE": str(n)}, described=f" at niceness +{n}")
 
+    #: The whole-number keys of ``--worker-variant`` and their ranges (the rest are settings).
+    NUMBERS = {"threads": (1, 64), "db_nice": (0, 19)}
+
     @classmethod
     def parse(cls, spec: str) -> Variant:
         """``--worker-variant``'s KEY=VALUE[,KEY=VALUE...]."""
-        settings, numbers = {}, {"threads": 2, "db_nice": 0}
-        ranges = {"threads": (1, 64), "db_nice": (0, 19)}
+        settings, numbers = {}, {}
         for part in filter(None, (x.strip() for x in spec.split(","))):
             key, sep, value = part.partition("=")
             if not sep or not key or not value:
                 raise ValueError(f"{part!r} is not KEY=VALUE")
-            if key in numbers:
-                low, high = ranges[key]
+            if key in cls.NUMBERS:
+                low, high = cls.NUMBERS[key]
                 if not value.isdigit() or not low <= int(value) <= high:
                     raise ValueError(f"{key} takes a whole number from {low} to {high}, not {value!r}")
                 numbers[key] = int(value)
             else:
                 settings[key.removeprefix("AINA_")] = value
-        if not settings and numbers == {"threads": 2, "db_nice": 0}:
+        if not settings and not numbers:
             raise ValueError("no setting given")
         return cls(f"app_webhook[{spec}]", settings, **numbers, described=f" ({spec})")
 

@@ -33,9 +33,11 @@ ROOT = HERE.parent
 
 
 def _cpu_seconds(pid: int) -> float:
-    """The process's user + system CPU time so far (Linux's /proc; its threads included)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """The process's CPU time so far, all its threads together (the kernel's per-process
+    CPU clock, as the sandbox reads it)."""
+    from pytest_aina.sandbox.parent import procs
+
+    return procs.process_cpu_ns(pid) / 1e9
 
 
 def _server_cpu_seconds(server) -> float:
