@@ -240,10 +240,7 @@ def _cascade(c: Candidate, setup: Setup, v: Verdict, progress: Callable[[str], N
     except SyntaxError as exc:
         v.failed_stage, v.reason, v.detail = "import", "syntax error", f"line {exc.lineno}: {exc.msg}"
         return
-    cdir = setup.workdir / "candidates"
-    cdir.mkdir(parents=True, exist_ok=True)
-    cfile = cdir / f"cand_{c.id}.py"
-    cfile.write_text(src)
+    cfile = candidate_file(c, setup, src)
     v.stages.append("import")
     pythonpath = [str(setup.repo)]
     env = child_env(setup.device)
@@ -284,22 +281,7 @@ def _cascade(c: Candidate, setup: Setup, v: Verdict, progress: Callable[[str], N
     with _stage_clock(v, "benchmarks"):
         for i, bc in enumerate(setup.bench_cases):
             step = f"benchmarks {i + 1}/{len(setup.bench_cases)} {bc['label']}"
-            params = {"dims": bc["dims"], "dtype": bc["dtype"]}
-            common = dict(
-                make_inputs=f"{harness}:make_inputs",
-                reference=f"{harness}:reference",
-                check=f"{harness}:check",
-                params=params,
-                calls=setup.calls,
-                warmup=setup.warmup,
-                seed=setup.seed * 1000 + i,
-                pythonpath=pythonpath,
-                read_paths=[str(setup.repo)],
-                env=env,
-                limits=sandbox.Limits(wall_s=setup.bench_wall_s, memory_bytes=setup.memory_bytes),
-                min_plausible_s=_min_plausible(setup, bc),
-                template=template,
-            )
+            common = timing_args(setup, i, harness=harness, template=template)
             progress(f"{step}: the candidate, {setup.calls} calls")
             t = sandbox.time_calls(f"{cfile}:{setup.function}", **common)
             _add_phases(v, "candidate", t.phases)
@@ -315,9 +297,8 @@ def _cascade(c: Candidate, setup: Setup, v: Verdict, progress: Callable[[str], N
                 v.failed_stage, v.reason = "benchmarks", "reference failed"
                 v.detail = f"{bc['label']}: the spec's reference failed to run: {r.reason}"
                 return
-            cpu = setup.device == "cpu" and bool(t.cpu_times_s and r.cpu_times_s)
-            figures = _cpu_figures if cpu else _wall_figures
-            (samples, median), (ref_samples, ref_median) = figures(t), figures(r)
+            cpu = cpu_clock(setup, t, r)
+            (samples, median), (ref_samples, ref_median) = figures(t, cpu), figures(r, cpu)
             timing = {
                 "case": bc["label"],
                 "samples_s": samples,
@@ -331,7 +312,7 @@ def _cascade(c: Candidate, setup: Setup, v: Verdict, progress: Callable[[str], N
                 "reference_timed_here": not cached,
                 "floor_s": t.floor.get("median_s"),
                 "speedup": ref_median / median,
-                "clock": _clock_name(setup.device, cpu),
+                "clock": clock_name(setup.device, cpu),
             }
             if cpu:  # the wall clock too, for the record
                 timing |= {
@@ -347,7 +328,7 @@ def _cascade(c: Candidate, setup: Setup, v: Verdict, progress: Callable[[str], N
                 cur = sandbox.time_calls(setup.current, **common)
                 timing["current"] = setup.current
                 if cur.ok and (not cpu or cur.cpu_times_s):
-                    samples, median = figures(cur)
+                    samples, median = figures(cur, cpu)
                     timing |= {"current_samples_s": samples, "current_median_s": median}
                 elif cur.ok:
                     timing["current_error"] = "its CPU time could not be read (the candidate's was)"
@@ -366,6 +347,54 @@ def _cascade(c: Candidate, setup: Setup, v: Verdict, progress: Callable[[str], N
     v.score = geomean([1.0 / t["median_s"] for t in v.timings])
 
 
+def candidate_file(c: Candidate, setup: Setup, source: str | None = None) -> Path:
+    """The candidate's module, written under the run's working folder (outside any sandbox;
+    each timing copies it in): ``source`` when given, else :func:`module_source`."""
+    cdir = setup.workdir / "candidates"
+    cdir.mkdir(parents=True, exist_ok=True)
+    path = cdir / f"cand_{c.id}.py"
+    path.write_text(module_source(c, setup) if source is None else source)
+    return path
+
+
+def timing_args(
+    setup: Setup, case: int, *, harness: Path | None = None, template=None, seed: int | None = None
+) -> dict:
+    """The keyword arguments of :func:`pytest_aina.sandbox.time_calls` for benchmark case
+    number ``case`` of ``setup``: every timing of the loop (a candidate, the reference, the
+    current kernel, the side-by-side confirmation) takes them from here, so that what they
+    compare ran the same way, on the same inputs call for call (same ``seed``, default: the
+    case's)."""
+    bc = setup.bench_cases[case]
+    harness = harness or _harness_file(setup)
+    return dict(
+        make_inputs=f"{harness}:make_inputs",
+        reference=f"{harness}:reference",
+        check=f"{harness}:check",
+        params={"dims": bc["dims"], "dtype": bc["dtype"]},
+        calls=setup.calls,
+        warmup=setup.warmup,
+        seed=setup.seed * 1000 + case if seed is None else seed,
+        pythonpath=[str(setup.repo)],
+        read_paths=[str(setup.repo)],
+        env=child_env(setup.device),
+        limits=sandbox.Limits(wall_s=setup.bench_wall_s, memory_bytes=setup.memory_bytes),
+        min_plausible_s=_min_plausible(setup, bc),
+        template=template,
+    )
+
+
+def cpu_clock(setup: Setup, *timings: sandbox.TimingResult) -> bool:
+    """Whether timings compared with each other are read on the sandbox's CPU clock: on a
+    CPU device, when every one of them could read it (else all on the wall clock)."""
+    return setup.device == "cpu" and all(t.cpu_times_s for t in timings)
+
+
+def figures(t: sandbox.TimingResult, cpu: bool) -> tuple[list[float], float]:
+    """(samples, median) of ``t`` on the chosen clock (:func:`cpu_clock`)."""
+    return _cpu_figures(t) if cpu else _wall_figures(t)
+
+
 def _wall_figures(t: sandbox.TimingResult) -> tuple[list[float], float]:
     return t.times_s, t.median_s
 
@@ -374,7 +403,7 @@ def _cpu_figures(t: sandbox.TimingResult) -> tuple[list[float], float]:
     return t.cpu_times_s, t.cpu_median_s
 
 
-def _clock_name(device: str, cpu: bool) -> str:
+def clock_name(device: str, cpu: bool) -> str:
     """What a timing's samples are. On a CPU device they are the sandbox's CPU time per
     call when it can be read: Triton's interpreter does the kernel's work on the CPU, and
     there the CPU time is that work, while the wall clock also counts the time the call

@@ -42,6 +42,7 @@ from pathlib import Path
 from pytest_aina.changer.evaluate import Setup, evaluate
 from pytest_aina.changer.model import Candidate, Verdict
 from pytest_aina.changer.settings import EvolutionSettings
+from pytest_aina.changer.sidebyside import ROUNDS, side_by_side
 
 #: Never shipped to a node: version control, pytest-aina's own scratch space (checkpoints,
 #: candidates, caches), virtual environments and bytecode.
@@ -132,7 +133,20 @@ class Evaluation:
         candidate files under ``workdir``."""
         s = self.setup
         spec_path = root / _spec_name(s)
-        return Evaluation(replace(s, repo=root, spec_path=spec_path, workdir=workdir))
+        return replace(self, setup=replace(s, repo=root, spec_path=spec_path, workdir=workdir))
+
+
+@dataclass
+class SideBySide(Evaluation):
+    """:func:`~pytest_aina.changer.sidebyside.side_by_side` as one task for an executor: its
+    argument is the sides, the baseline first, and every side is timed where the task runs
+    (on a cluster, one node)."""
+
+    rounds: int = ROUNDS
+
+    def __call__(self, sides: tuple[Candidate, ...]) -> dict:  # type: ignore[override]
+        baseline, *challengers = sides
+        return side_by_side(baseline, challengers, self.setup, rounds=self.rounds)
 
 
 def _spec_name(s: Setup) -> str:

@@ -152,13 +152,17 @@ class SearchRecord:
     proposers: list[str]
     baseline: Attempt | None  # the current dispatch's choice, measured in the same run
     attempts: list[Attempt]  # in evaluation order, failures included
-    winner: str | None  # Candidate.id of the best passing candidate, if it beats the baseline
+    winner: str | None  # Candidate.id of the candidate that beat the baseline side by side, if one did
     benchmark_cases: list[str]  # the cases timed (labels), hot shapes of the hypothesis
     environment: dict  # pytest_aina.environment.collect()
     device: str  # "cuda" or "cpu" (Triton interpreter: not GPU evidence)
     started: str = ""
     finished: str = ""
     repeat: str = ""  # the command that repeats this search
+    # the baseline and the best candidates timed again, side by side, after the search
+    # (sidebyside.side_by_side's record): what ``winner`` was decided on; None when nothing
+    # passed beside a baseline that passed (and in records written before it existed)
+    side_by_side: dict | None = None
 
     def winner_attempt(self) -> Attempt | None:
         return next((a for a in self.attempts if a.candidate.id == self.winner), None)

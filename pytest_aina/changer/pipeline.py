@@ -9,7 +9,9 @@ hypotheses come from, where the change goes, and how progress is shown (a :class
 2. :func:`search`: propose and evaluate candidates (sandboxed, budgeted, resumable), the
    baseline measured in the same run, on the executor the settings name (this machine, or
    a Ray cluster: :mod:`pytest_aina.changer.executors`);
-3. a winner that beats the baseline by more than :data:`NOISE_MARGIN` becomes a
+3. the baseline and the search's best few are timed again side by side, one session at a
+   time (:mod:`~pytest_aina.changer.sidebyside`), and a candidate that beats the baseline
+   there by more than :data:`NOISE_MARGIN` becomes a
    :class:`~pytest_aina.changer.change.Change` (:func:`~pytest_aina.changer.change.write_change`);
 4. its generated tests run under coverage in a scratch copy of the base with the change
    applied (:func:`~pytest_aina.changer.forge.scratch_checkout`: the repository is never
@@ -29,15 +31,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pytest_aina import environment, sandbox
-from pytest_aina.changer import forge
+from pytest_aina.changer import forge, sidebyside
 from pytest_aina.changer.change import Change, verify, write_change
 from pytest_aina.changer.evaluate import Setup, child_env, workdir_for
-from pytest_aina.changer.executors import Evaluation, Executor, open_executor
+from pytest_aina.changer.executors import Evaluation, Executor, SideBySide, open_executor
 from pytest_aina.changer.model import Attempt, Candidate, SearchRecord
 from pytest_aina.changer.proposers import prompts
 from pytest_aina.changer.proposers.base import ProposalContext, make
 from pytest_aina.changer.proposers.llm import public_url  # litellm itself loads on the first call only
-from pytest_aina.changer.search import Checkpoint, best, run_search
+from pytest_aina.changer.search import Checkpoint, run_search
 from pytest_aina.changer.settings import EvolutionSettings
 from pytest_aina.checking.strategies import primary
 from pytest_aina.reasoner.hypothesis import Hypothesis
@@ -56,6 +58,11 @@ CPU_BENCH_ROWS = 16
 #: A winner must beat the baseline by more than this (relative, on medians measured in the
 #: same run) to be worth a change; below it the difference is within this machine's noise.
 NOISE_MARGIN = 0.05
+
+#: How many of the search's best candidates are timed again beside the baseline, and in how
+#: many rounds, before the loop decides (:mod:`~pytest_aina.changer.sidebyside`).
+SIDE_BY_SIDE_TOP = 3
+SIDE_BY_SIDE_ROUNDS = sidebyside.ROUNDS
 
 
 class EvolveError(RuntimeError):
@@ -87,6 +94,9 @@ class Progress:
 
     def evaluated(self, attempt: Attempt, done: int, total: int) -> None:
         pass
+
+    def confirming(self, challengers: list[Attempt], rounds: int) -> None:
+        """The search is over; ``challengers`` are being timed beside the baseline."""
 
     def searched(self, record: SearchRecord) -> None:
         pass
@@ -164,7 +174,15 @@ def evolve(
         p = plan(repo, hypotheses, device=device, specs_dir=specs_dir)
         progress.planned(p)
         record = search(
-            repo, p, settings, device=device, base=base, resume=resume, progress=progress.evaluated, executor=executor
+            repo,
+            p,
+            settings,
+            device=device,
+            base=base,
+            resume=resume,
+            progress=progress.evaluated,
+            executor=executor,
+            confirming=progress.confirming,
         )
     progress.searched(record)
     if record.winner is None:
@@ -318,14 +336,24 @@ def search(
     progress=None,
     resume: bool = True,
     executor: Executor | None = None,
+    confirming=None,
 ) -> SearchRecord:
-    """Search for ``p`` and return the record, winner included when one beats the baseline.
-    The evaluations run on ``executor``, default: the one ``settings`` name, opened and
-    closed here."""
+    """Search for ``p`` and return the record, winner included when one beats the baseline
+    side by side (:mod:`~pytest_aina.changer.sidebyside`). The evaluations run on
+    ``executor``, default: the one ``settings`` name, opened and closed here. ``progress``
+    is told of each evaluation, ``confirming`` of the side-by-side timing as it starts."""
     if executor is None:
         with open_executor(settings) as executor:
             return search(
-                repo, p, settings, device=device, base=base, progress=progress, resume=resume, executor=executor
+                repo,
+                p,
+                settings,
+                device=device,
+                base=base,
+                progress=progress,
+                resume=resume,
+                executor=executor,
+                confirming=confirming,
             )
     seed, budget, proposers = settings.seed, settings.budget, list(settings.proposers)
     made = [_Baseline()] + [make(name, dict(settings.proposer_config.get(name) or {})) for name in proposers]
@@ -378,16 +406,16 @@ def search(
         progress=progress,
     )
     baseline = next((a for a in outcome.attempts if a.candidate.id == baseline_candidate.id), None)
-    top = best(outcome.attempts)
-    winner = None
-    if (
-        top
-        and baseline
-        and baseline.verdict.passed
-        and top.candidate.id != baseline.candidate.id
-        and top.verdict.score > baseline.verdict.score * (1 + NOISE_MARGIN)
-    ):
-        winner = top.candidate.id
+    # the decision rests on the baseline and the best few timed again side by side, one at
+    # a time (sidebyside.py: the search's own figures shift with what runs beside them)
+    confirmation, winner = None, None
+    contenders = challengers(outcome.attempts, baseline)
+    if contenders:
+        if confirming:
+            confirming(contenders, SIDE_BY_SIDE_ROUNDS)
+        sides = (baseline.candidate, *(a.candidate for a in contenders))
+        confirmation = executor.submit(SideBySide(setup, rounds=SIDE_BY_SIDE_ROUNDS), sides).result()
+        winner = sidebyside.winner(confirmation, NOISE_MARGIN)
     failures = [f for m in made for f in getattr(m, "failures", None) or []]
     # a proposer the user asked for that was asked and only failed (errors, no answer, gave
     # up): the run did not do what it was asked, whatever else it found (aina evolve exits 2
@@ -412,6 +440,7 @@ def search(
         baseline=baseline,
         attempts=outcome.attempts,
         winner=winner,
+        side_by_side=confirmation,
         benchmark_cases=[c["label"] for c in p.bench_cases],
         environment=env
         | {"notes": p.notes, "proposer_failures": failures or [], "proposers_without_candidate": silent},
@@ -472,6 +501,25 @@ def _heuristic(setup: Setup, p: Plan) -> dict | None:
     return r.value if r.ok and isinstance(r.value, dict) else None
 
 
+def challengers(attempts: list[Attempt], baseline: Attempt | None) -> list[Attempt]:
+    """The candidates timed again beside the baseline: the best :data:`SIDE_BY_SIDE_TOP` that
+    passed every stage without tripping a protection, on the search's score, whatever their
+    margin there (a neighbour's load can hide a real win in the search's figures). None
+    without a baseline that passed: there is nothing to compare with."""
+    if baseline is None or not baseline.verdict.passed:
+        return []
+    passing = [
+        a
+        for a in attempts
+        if a.candidate.id != baseline.candidate.id
+        and a.verdict.passed
+        and a.verdict.score is not None
+        and not a.verdict.hostile
+    ]
+    # sorted() is stable: equal scores keep the search's order (search.best's tie rule)
+    return sorted(passing, key=lambda a: -a.verdict.score)[:SIDE_BY_SIDE_TOP]
+
+
 class _Baseline:
     """Proposes, once, what dispatch serves today: the generic kernel with its heuristic."""
 
@@ -486,6 +534,7 @@ def summarize_attempts(record: SearchRecord) -> str:
     """One line per attempt, score relative to the baseline or why it failed: what a
     reader of a "no change" outcome needs to see that the search ran and what it found."""
     base = record.baseline.verdict.score if record.baseline and record.baseline.verdict.passed else None
+    sbs = record.side_by_side or {}
     parts = []
     for a in record.attempts:
         v = a.verdict
@@ -495,6 +544,10 @@ def summarize_attempts(record: SearchRecord) -> str:
             how = f"{v.score / base:.2f}x the baseline"
         else:
             how = f"score {v.score}"
+        if a.candidate.id in (sbs.get("speedups") or {}):
+            how += f", {sbs['speedups'][a.candidate.id]:.2f}x side by side"
+        elif a.candidate.id in (sbs.get("failed") or {}):
+            how += f", out of the side-by-side timing ({sbs['failed'][a.candidate.id]})"
         who = (
             "baseline" if record.baseline and a.candidate.id == record.baseline.candidate.id else a.candidate.describe()
         )

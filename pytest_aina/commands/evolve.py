@@ -236,6 +236,12 @@ class _Shown:
         self.close()
         _table(record, self.say)
 
+    def confirming(self, challengers, rounds: int) -> None:
+        self.close()
+        self.say(
+            f"timing the baseline and the best {len(challengers)} again, side by side ({rounds} rounds, one at a time) ..."
+        )
+
     def measuring(self, change) -> None:
         self.say("measuring the coverage of the new variant by its generated tests ...")
 
@@ -258,17 +264,32 @@ def _where(v) -> str:
 
 def _table(record, say) -> None:
     base = record.baseline.verdict.score if record.baseline and record.baseline.verdict.passed else None
+    sbs = record.side_by_side or {}
+    together = sbs.get("speedups") or {}
     say("")
-    say(f"{'candidate':<14} {'proposer':<12} {'config / source':<48} {'result':<26} {'vs baseline':>11}")
+    say(
+        f"{'candidate':<14} {'proposer':<12} {'config / source':<48} {'result':<26} {'vs baseline':>11} "
+        f"{'side by side':>12}"
+    )
     for a in record.attempts:
         v = a.verdict
         result = f"passed, {v.speedup:.3g}x ref" if v.passed else f"{v.failed_stage}: {v.reason}"
         rel = f"{v.score / base:.3f}x" if v.passed and base else "-"
-        mark = " *" if a.candidate.id == record.winner else ""
+        cid = a.candidate.id
+        again = f"{together[cid]:.3f}x" if cid in together else ("out" if cid in (sbs.get("failed") or {}) else "")
+        mark = " *" if cid == record.winner else ""
         say(
-            f"{a.candidate.id:<14} {a.candidate.proposer:<12} {a.candidate.describe()[:48]:<48} {result[:26]:<26} "
-            f"{rel:>11}{mark}"
+            f"{cid:<14} {a.candidate.proposer:<12} {a.candidate.describe()[:48]:<48} {result[:26]:<26} "
+            f"{rel:>11} {again:>12}{mark}"
         )
+    if sbs:
+        say(
+            f"side by side: the baseline and the best {len(together) + len(sbs.get('failed') or {})} timed again after "
+            f"the search, {sbs.get('rounds')} rounds in alternating order, one at a time; "
+            + (sbs.get("error") or "the winner (*) is decided there")
+        )
+        for cid, why in (sbs.get("failed") or {}).items():
+            say(f"  out of the side-by-side timing: {cid}: {why}")
     if record.device == "cpu":
         cpu = any("CPU time" in (t.get("clock") or "") for a in record.attempts for t in a.verdict.timings)
         clock = "the sandbox's CPU time per call" if cpu else "parent wall clock"

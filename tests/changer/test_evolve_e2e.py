@@ -63,8 +63,22 @@ def evolved(tmp_path_factory):
     return repo, head, json.loads(out.stdout), out.stderr
 
 
+def _no_branch(result: dict, log: str) -> str:
+    """What the search found when it wrote no change: every attempt's verdict and figures,
+    and the side-by-side timing the decision was made on."""
+    record = result.get("record") or {}
+    lines = [log[-3000:]]
+    for a in record.get("attempts") or []:
+        v = a["verdict"]
+        samples = [[round(x * 1e3, 1) for x in t.get("samples_s") or []] for t in v.get("timings") or []]
+        lines.append(f"{a['candidate'].get('config')}: passed={v['passed']} {v.get('reason')} ms={samples}")
+    lines.append(json.dumps(record.get("side_by_side"), default=str)[:4000])
+    return "\n".join(lines)
+
+
 def test_the_loop_opens_a_branch_with_one_commit(evolved):
     repo, head, result, log = evolved
+    assert "branch" in result, _no_branch(result, log)
     branch = result["branch"]
     assert branch.startswith("aina/rms_norm-"), log[-3000:]
     assert git(repo, "rev-parse", f"{branch}~1") == head  # exactly one commit on top
@@ -75,10 +89,13 @@ def test_the_loop_opens_a_branch_with_one_commit(evolved):
     assert any(f.startswith("provenance/rms_norm/") and f.endswith(".intoto.json") for f in files)
     body = Path(result["body_path"]).read_text()
     assert "not GPU evidence" in body
+    # decided on the baseline and the best candidates timed again side by side, and the body says so
+    assert "The winner was decided on a second timing" in body and "side by side" in log
 
 
 def test_the_spec_tests_pass_on_the_branch(evolved, tmp_path):
-    repo, _, result, _ = evolved
+    repo, _, result, log = evolved
+    assert "branch" in result, _no_branch(result, log)
     tree = tmp_path / "branch"
     git(repo, "worktree", "add", "-q", str(tree), result["branch"])
     env = dict(os.environ, PYTHONPATH=str(tree), TRITON_INTERPRET="1")

@@ -54,10 +54,22 @@ class StandIn:
         )
 
 
+class TimedAgainStandIn:
+    """In place of the side-by-side timing after the search: each challenger at its
+    stand-in score (the baseline's is 1.0)."""
+
+    def __init__(self, setup, rounds):
+        self.rounds = rounds
+
+    def __call__(self, sides):
+        base, *rest = sides
+        return {"rounds": self.rounds, "baseline": base.id, "speedups": {c.id: 0.9 for c in rest}, "failed": {}}
+
+
 @pytest.fixture
 def loop(tmp_path, monkeypatch):
-    """A copy of the repository's specs, kernels and telemetry, and the loop's evaluation and
-    heuristic probe (both sandboxed runs) replaced by stand-ins that record their calls."""
+    """A copy of the repository's specs, kernels and telemetry, and the loop's evaluation,
+    side-by-side timing and heuristic probe (sandboxed runs) replaced by stand-ins."""
     root = tmp_path / "repo"
     for d in ("specs", "kernels"):
         shutil.copytree(ROOT / d, root / d)
@@ -66,6 +78,7 @@ def loop(tmp_path, monkeypatch):
     StandIn.calls = []
     probes = []
     monkeypatch.setattr(pipeline, "Evaluation", StandIn)
+    monkeypatch.setattr(pipeline, "SideBySide", TimedAgainStandIn)
     monkeypatch.setattr(pipeline, "_heuristic", lambda setup, p: probes.append(p) or dict(HEURISTIC))
     return root, probes
 

@@ -354,6 +354,15 @@ def dumps(stmt: dict) -> str:
     return json.dumps(stmt, indent=2, ensure_ascii=False) + "\n"
 
 
+def side_by_side_summary(confirmation: dict | None) -> dict | None:
+    """What the winner was decided on, without the samples (the measurements carry the
+    winner's and the baseline's): the protocol, each contender's speedup, who was out."""
+    if not confirmation:
+        return None
+    keys = ("rounds", "calls", "order", "baseline", "speedups", "failed", "error", "wall_s")
+    return {k: confirmation[k] for k in keys if k in confirmation}
+
+
 def predicate_of(record: SearchRecord) -> dict:
     """The parts of the predicate that come straight from the search record."""
     winner = record.winner
@@ -382,6 +391,7 @@ def predicate_of(record: SearchRecord) -> dict:
             "passed": sum(1 for a in record.attempts if a.verdict.passed),
             "failures_by_reason": dict(sorted(failures.items())),
             "repeat": record.repeat,
+            "side_by_side": side_by_side_summary(record.side_by_side),
         },
         "candidates": candidates,
         "llm": llm_summary(record.attempts, (record.environment or {}).get("proposer_failures")),

@@ -81,18 +81,26 @@ def trigger(hyp: Hypothesis, repo: Path, telemetry: str | Path | None) -> dict:
 
 
 def measurements(record: SearchRecord, winner: Attempt, spec, hot: list[Shape]) -> tuple[list[dict], str]:
-    """Before/after per timed case: the baseline (the current dispatch's choice, same run)
-    against the winner; without a baseline, the torch reference timed beside the winner."""
+    """Before/after per timed case: the baseline (the current dispatch's choice) against the
+    winner, as they were timed side by side after the search (the figures the winner was
+    decided on; a record without them: the search's own timings of each); without a
+    baseline, the torch reference timed beside the winner."""
     base = {t.get("case"): t for t in (record.baseline.verdict.timings if record.baseline else [])}
+    together = {c.get("case"): c for c in (record.side_by_side or {}).get("cases") or []}
     label = _before_label(record.baseline)
     order = {c: i for i, c in enumerate(record.benchmark_cases)}
     rows = []
     for t in sorted(winner.verdict.timings, key=lambda t: order.get(t.get("case"), len(order))):
         case = t.get("case")
         after = t.get("samples_s") or []
+        clock = t.get("clock")
         if record.baseline:
             b = base.get(case)
             before = (b or {}).get("samples_s") or []
+            pair = (together.get(case) or {}).get("samples_s") or {}
+            if pair.get(record.baseline.candidate.id) and pair.get(winner.candidate.id):
+                before, after = pair[record.baseline.candidate.id], pair[winner.candidate.id]
+                clock = together[case].get("clock") or clock
         else:
             before = t.get("reference_samples_s") or []
         try:
@@ -101,7 +109,7 @@ def measurements(record: SearchRecord, winner: Attempt, spec, hot: list[Shape]) 
             parsed = None
         row = {
             "case": case,
-            "clock": t.get("clock"),
+            "clock": clock,
             "before": att.summarize(before),
             "after": att.summarize(after),
             "speedup": att.ratio_ci(before, after),

@@ -155,6 +155,24 @@ def _before_after(p: dict) -> list[str]:
     return lines + [""]
 
 
+def _side_by_side(sbs: dict | None) -> str:
+    """The sentence on how the winner was decided: the best candidates timed again beside
+    the baseline, after the search, with what each came to."""
+    if not sbs:
+        return ""
+    ups = sbs.get("speedups") or {}
+    each = ", ".join(f"`{cid}` {x:.2f}x" for cid, x in sorted(ups.items(), key=lambda kv: -kv[1]))
+    out = "; ".join(f"`{cid}`: {why}" for cid, why in (sbs.get("failed") or {}).items())
+    return (
+        f" The winner was decided on a second timing: the baseline and the {len(ups) + len(sbs.get('failed') or {})} "
+        f"best candidates, {sbs.get('rounds')} rounds of {sbs.get('calls')} calls each, one session at a "
+        "time in alternating order, nothing else of the search running"
+        + (f" (vs baseline: {each})" if each else "")
+        + (f"; out of it: {out}" if out else "")
+        + ". The before and after above are those timings."
+    )
+
+
 def _tried(p: dict) -> list[str]:
     s = p["search"]
     cands = p.get("candidates") or []
@@ -169,7 +187,7 @@ def _tried(p: dict) -> list[str]:
         "",
         "Candidates are ranked on their own median time at the timed cases (score: calls/s, "
         "geometric mean over the cases); the baseline is what dispatch serves today, measured "
-        "in the same run.",
+        "in the same run." + _side_by_side(s.get("side_by_side")),
         "",
         "| candidate | proposer | what | outcome | vs baseline | vs torch reference |",
         "| --- | --- | --- | --- | --- | --- |",
