@@ -2,8 +2,7 @@
 
 The pipeline's part (who is timed again, what is decided, what the record and the CLI say)
 runs with the sandboxed stages replaced by stand-ins that record what they were handed; the
-timing itself runs through the real sandbox on the softmax spec (slow: seconds per session
-on 2 cores)."""
+timing itself runs through the real sandbox on a small softmax case (seconds on 2 cores)."""
 
 from __future__ import annotations
 
@@ -180,7 +179,6 @@ RIGHT_ONLY_UNDER_TEST = (
 )
 
 
-@pytest.mark.slow
 def test_every_side_is_timed_each_round_and_a_candidate_wrong_when_timed_is_out(tmp_path):
     setup = Setup(
         spec_path=ROOT / "specs" / "softmax.yaml",

@@ -15,7 +15,7 @@ import pytest
 from standins import FixedOrder, Slow, comparable, ctx, landscape
 
 from pytest_aina.changer.evaluate import Setup, evaluate, workdir_for
-from pytest_aina.changer.executors import Evaluation, LocalExecutor, RayExecutor
+from pytest_aina.changer.executors import Evaluation, LocalExecutor, RayExecutor, SideBySide
 from pytest_aina.changer.model import Candidate
 from pytest_aina.changer.proposers import MetaParamProposer
 from pytest_aina.changer.search import Checkpoint, run_search
@@ -95,12 +95,20 @@ def test_real_candidates_are_evaluated_in_the_sandbox_on_a_node_from_the_shipped
         Candidate("softmax", "scripted", source=GOOD, function="softmax"),
         Candidate("softmax", "scripted", source=WRONG, function="softmax"),
     ]
+    baseline = Candidate("softmax", "baseline", config={})
     with RayExecutor(ray_cluster.address, slots=2) as ray_ex:
         futures = [ray_ex.submit(Evaluation(setup), c) for c in cands]
+        # the loop's second timing, one task: every side timed on the node that runs it
+        together = ray_ex.submit(SideBySide(setup, rounds=1), (baseline, cands[0]))
         # from here on the driver's checkout is gone: a node reading it would fail
         away = repo.rename(tmp_path / "away")
         good, wrong = [f.result(timeout=1200) for f in futures]
+        together = together.result(timeout=1200)
     away.rename(repo)
+    assert together["failed"] == {} and "error" not in together, together
+    assert set(together["speedups"]) == {cands[0].id} and together["speedups"][cands[0].id] > 0
+    [case] = together["cases"]
+    assert {cid: len(xs) for cid, xs in case["samples_s"].items()} == {baseline.id: 5, cands[0].id: 5}
     assert good.passed, good.detail
     assert good.stages == ["import", "examples", "properties", "benchmarks"] and good.score > 0
     assert good.timings[0]["case"] == "M=8,N=256,float32" and len(good.timings[0]["samples_s"]) == 5
