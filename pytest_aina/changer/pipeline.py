@@ -55,8 +55,8 @@ GPU_ONLY_TUNABLES = ("num_warps", "num_stages")
 CPU_BENCH_NUMEL = 1 << 16
 CPU_BENCH_ROWS = 16
 
-#: A winner must beat the baseline by more than this (relative, on medians measured in the
-#: same run) to be worth a change; below it the difference is within this machine's noise.
+#: A winner must beat the baseline by more than this (relative, on the medians of their
+#: side-by-side timing) to be worth a change; below it the difference is within the noise.
 NOISE_MARGIN = 0.05
 
 #: How many of the search's best candidates are timed again beside the baseline, and in how

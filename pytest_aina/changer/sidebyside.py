@@ -21,6 +21,14 @@ on the same node.
 Every session is the same hostile-candidate protocol as the search's benchmarks
 (:func:`pytest_aina.sandbox.time_calls`: the parent's clock, fresh inputs per call, every
 output checked): a candidate that fails or trips a protection here is out, with the reason.
+One exception, recorded under ``retried``: a session ended by "deferred work" (CPU used
+after a call returned) is discarded and run once more. That check reads CPU clocks that
+advance at scheduler ticks, and on a loaded machine an honest kernel, already vetted by the
+search, was seen over its allowance by 0.1 ms past the tick it forgives (8.6 ms against
+4.5 ms + 4 ms, in CI with another test file's servers running); with four times the
+sessions of the search, that would sink one honest loop in a few. Only clean sessions'
+samples count, so a candidate gains nothing by deferring work in one; a second trip of the
+same side puts it out.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ from pytest_aina.changer.evaluate import (
     timing_args,
 )
 from pytest_aina.changer.model import Candidate
+from pytest_aina.sandbox import result as R
 
 #: Rounds of the side-by-side timing: each side gets ``rounds`` sessions of ``Setup.calls``
 #: timed calls, pooled; an odd number puts the baseline first as often as last, plus one.
@@ -65,6 +74,7 @@ def side_by_side(
     * ``speedups``: {candidate id: baseline median / its median, geometric mean over the
       cases}, for every challenger that ran every session;
     * ``failed``: {candidate id: why it is out} (a failed session, a protection tripped);
+    * ``retried``: {candidate id: why its one discarded session was} (deferred work, above);
     * ``cases``: per case, every side's pooled samples and median, and the clock read;
     * ``error``: set when the baseline itself could not be timed (then no speedups).
     """
@@ -82,6 +92,7 @@ def side_by_side(
         "cases": [],
         "speedups": {},
         "failed": {},
+        "retried": {},
     }
     per_case: list[dict[str, list[sandbox.TimingResult]]] = []
     for i, bc in enumerate(setup.bench_cases):
@@ -94,6 +105,10 @@ def side_by_side(
                     continue
                 say(f"side by side {bc['label']}: round {r + 1}/{rounds}, {_who(c, baseline)}")
                 t = sandbox.time_calls(f"{files[c.id]}:{setup.function}", **args)
+                if t.status == R.DEFERRED and c.id not in out["retried"]:
+                    out["retried"][c.id] = f"{bc['label']}, round {r + 1}: {t.reason}"
+                    say(f"side by side {bc['label']}: round {r + 1}/{rounds}, {_who(c, baseline)} again ({t.status})")
+                    t = sandbox.time_calls(f"{files[c.id]}:{setup.function}", **args)
                 why = _why_out(t)
                 if why:
                     out["failed"][c.id] = f"{bc['label']}, round {r + 1}: {why}"

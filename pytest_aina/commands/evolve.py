@@ -290,6 +290,8 @@ def _table(record, say) -> None:
         )
         for cid, why in (sbs.get("failed") or {}).items():
             say(f"  out of the side-by-side timing: {cid}: {why}")
+        for cid, why in (sbs.get("retried") or {}).items():
+            say(f"  one session discarded and run again: {cid}: {why}")
     if record.device == "cpu":
         cpu = any("CPU time" in (t.get("clock") or "") for a in record.attempts for t in a.verdict.timings)
         clock = "the sandbox's CPU time per call" if cpu else "parent wall clock"

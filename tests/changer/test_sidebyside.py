@@ -10,14 +10,16 @@ import shutil
 from pathlib import Path
 
 import pytest
-from hostile_candidates import _UNDER_TEST
+from hostile_candidates import _UNDER_TEST, HOSTILE
 
-from pytest_aina.changer import pipeline
+from pytest_aina import sandbox
+from pytest_aina.changer import pipeline, sidebyside
 from pytest_aina.changer.evaluate import Setup, workdir_for
 from pytest_aina.changer.model import Attempt, Candidate, Verdict
 from pytest_aina.changer.settings import Budget, EvolutionSettings
 from pytest_aina.changer.sidebyside import order, side_by_side, winner
 from pytest_aina.reasoner import reason_about_file
+from pytest_aina.sandbox import result as R
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSED = ["import", "examples", "properties", "benchmarks"]
@@ -179,8 +181,8 @@ RIGHT_ONLY_UNDER_TEST = (
 )
 
 
-def test_every_side_is_timed_each_round_and_a_candidate_wrong_when_timed_is_out(tmp_path):
-    setup = Setup(
+def _softmax_setup() -> Setup:
+    return Setup(
         spec_path=ROOT / "specs" / "softmax.yaml",
         repo=ROOT,
         function="softmax",
@@ -191,6 +193,10 @@ def test_every_side_is_timed_each_round_and_a_candidate_wrong_when_timed_is_out(
         bench_wall_s=60,
         memory_bytes=4 << 30,
     )
+
+
+def test_every_side_is_timed_each_round_and_a_candidate_wrong_when_timed_is_out():
+    setup = _softmax_setup()
     base = Candidate(kernel="softmax", proposer="baseline", config={})
     slower = Candidate(kernel="softmax", proposer="scripted", source=DOUBLE_WORK, function="softmax")
     wrong = Candidate(kernel="softmax", proposer="scripted", source=RIGHT_ONLY_UNDER_TEST, function="softmax")
@@ -209,3 +215,37 @@ def test_every_side_is_timed_each_round_and_a_candidate_wrong_when_timed_is_out(
     # round 2 in reverse order: the slower one before the baseline
     rounds = [line for line in said if "round 2/2" in line]
     assert rounds[0].endswith(f"{slower.id} ({slower.describe()[:40]})") and rounds[-1].endswith("the baseline")
+
+
+def test_a_session_ended_by_deferred_work_is_discarded_and_run_once_more(monkeypatch):
+    """The off-call check's clock advances at ticks: the baseline's first session is made to
+    end as a loaded machine once ended an honest one; it is run again, and only clean
+    sessions count."""
+    setup = _softmax_setup()
+    base = Candidate(kernel="softmax", proposer="baseline", config={})
+    twice = Candidate(kernel="softmax", proposer="scripted", source=DOUBLE_WORK, function="softmax")
+    real, calls = sandbox.time_calls, []
+
+    def first_deferred(entry, **kw):
+        calls.append(entry)
+        if len(calls) == 1:
+            return sandbox.TimingResult(R.DEFERRED, "deferred work: 8.6 ms of CPU between call 7 and the next")
+        return real(entry, **kw)
+
+    monkeypatch.setattr(sidebyside.sandbox, "time_calls", first_deferred)
+    out = side_by_side(base, [twice], setup, rounds=2)
+    assert out["failed"] == {} and "error" not in out
+    assert list(out["retried"]) == [base.id] and "8.6 ms" in out["retried"][base.id]
+    assert len(calls) == 1 + 2 * 2  # the discarded session, then two rounds of both sides
+    [case] = out["cases"]
+    assert {cid: len(xs) for cid, xs in case["samples_s"].items()} == {base.id: 6, twice.id: 6}
+
+
+def test_a_candidate_that_defers_work_when_timed_is_out_after_its_one_retry():
+    setup = _softmax_setup()
+    base = Candidate(kernel="softmax", proposer="baseline", config={})
+    deferring = Candidate(kernel="softmax", proposer="scripted", source=HOSTILE["deferred work"], function="softmax")
+    out = side_by_side(base, [deferring], setup, rounds=2)
+    assert list(out["failed"]) == [deferring.id] and R.DEFERRED in out["failed"][deferring.id]
+    assert list(out["retried"]) == [deferring.id]
+    assert out["speedups"] == {} and winner(out, pipeline.NOISE_MARGIN) is None

@@ -163,12 +163,14 @@ def _side_by_side(sbs: dict | None) -> str:
     ups = sbs.get("speedups") or {}
     each = ", ".join(f"`{cid}` {x:.2f}x" for cid, x in sorted(ups.items(), key=lambda kv: -kv[1]))
     out = "; ".join(f"`{cid}`: {why}" for cid, why in (sbs.get("failed") or {}).items())
+    again = "; ".join(f"`{cid}`: {why}" for cid, why in (sbs.get("retried") or {}).items())
     return (
         f" The winner was decided on a second timing: the baseline and the {len(ups) + len(sbs.get('failed') or {})} "
         f"best candidates, {sbs.get('rounds')} rounds of {sbs.get('calls')} calls each, one session at a "
         "time in alternating order, nothing else of the search running"
         + (f" (vs baseline: {each})" if each else "")
         + (f"; out of it: {out}" if out else "")
+        + (f"; one session discarded and run again (deferred work): {again}" if again else "")
         + ". The before and after above are those timings."
     )
 
