@@ -293,6 +293,8 @@ def run_on_node(fn, candidate: Candidate, tree: list | None, digest: str | None,
         result = fn(candidate)
     if isinstance(result, Verdict):
         result.ran_on = where
+    elif isinstance(result, dict):  # a side-by-side timing: the one node every side ran on
+        result["ran_on"] = where
     return result
 
 

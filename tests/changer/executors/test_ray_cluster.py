@@ -106,6 +106,7 @@ def test_real_candidates_are_evaluated_in_the_sandbox_on_a_node_from_the_shipped
         together = together.result(timeout=1200)
     away.rename(repo)
     assert together["failed"] == {} and "error" not in together, together
+    assert together["ran_on"]["node_ip"] in ray_cluster.ips and together["ran_on"]["executor"] == "ray"
     assert set(together["speedups"]) == {cands[0].id} and together["speedups"][cands[0].id] > 0
     [case] = together["cases"]
     assert {cid: len(xs) for cid, xs in case["samples_s"].items()} == {baseline.id: 5, cands[0].id: 5}
