@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TRITON_INTERPRET", "1")
     from pytest_aina import sandbox
     from pytest_aina.changer import pipeline
-    from pytest_aina.changer.evaluate import Setup, candidate_file, cpu_clock, figures, template_for, timing_args
+    from pytest_aina.changer.evaluate import candidate_file, cpu_clock, figures, template_for, timing_args
     from pytest_aina.changer.model import Candidate
     from pytest_aina.changer.sidebyside import side_by_side
     from pytest_aina.reasoner import reason_about_file
@@ -82,15 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         repo / "telemetry/sample-fleet-day.jsonl", specs=repo / "specs", variants=repo / "kernels/variants"
     )
     plan = pipeline.plan(repo, hyps.hypotheses, device="cpu")
-    setup = Setup(
-        spec_path=plan.spec_path,
-        repo=repo,
-        function=plan.function,
-        generic=plan.generic,
-        bench_cases=plan.bench_cases,
-        workdir=work / "eval",
-        device="cpu",
-    )
+    setup = plan.setup(repo, workdir=work / "eval", device="cpu")
     base = Candidate(kernel=plan.kernel, proposer="baseline", config={})
     cands = {name: Candidate(kernel=plan.kernel, proposer="metaparams", config=cfg) for name, cfg in CONFIGS.items()}
     files = {c.id: candidate_file(c, setup) for c in [base, *cands.values()]}

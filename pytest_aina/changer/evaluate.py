@@ -392,15 +392,7 @@ def cpu_clock(setup: Setup, *timings: sandbox.TimingResult) -> bool:
 
 def figures(t: sandbox.TimingResult, cpu: bool) -> tuple[list[float], float]:
     """(samples, median) of ``t`` on the chosen clock (:func:`cpu_clock`)."""
-    return _cpu_figures(t) if cpu else _wall_figures(t)
-
-
-def _wall_figures(t: sandbox.TimingResult) -> tuple[list[float], float]:
-    return t.times_s, t.median_s
-
-
-def _cpu_figures(t: sandbox.TimingResult) -> tuple[list[float], float]:
-    return t.cpu_times_s, t.cpu_median_s
+    return (t.cpu_times_s, t.cpu_median_s) if cpu else (t.times_s, t.median_s)
 
 
 def clock_name(device: str, cpu: bool) -> str:

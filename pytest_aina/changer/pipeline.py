@@ -59,11 +59,6 @@ CPU_BENCH_ROWS = 16
 #: side-by-side timing) to be worth a change; below it the difference is within the noise.
 NOISE_MARGIN = 0.05
 
-#: How many of the search's best candidates are timed again beside the baseline, and in how
-#: many rounds, before the loop decides (:mod:`~pytest_aina.changer.sidebyside`).
-SIDE_BY_SIDE_TOP = 3
-SIDE_BY_SIDE_ROUNDS = sidebyside.ROUNDS
-
 
 class EvolveError(RuntimeError):
     """The loop cannot go on; the message says why and what to do."""
@@ -80,6 +75,19 @@ class Plan:
     bench_cases: list[dict]
     notes: list[str] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)  # hypotheses passed over, and why
+
+    def setup(self, repo: Path, *, workdir: Path, device: str, seed: int = 0) -> Setup:
+        """What every evaluation of this plan's search shares (the benchmarks build theirs here too)."""
+        return Setup(
+            spec_path=self.spec_path,
+            repo=repo,
+            function=self.function,
+            generic=self.generic,
+            bench_cases=self.bench_cases,
+            workdir=workdir,
+            device=device,
+            seed=seed,
+        )
 
 
 class Progress:
@@ -363,17 +371,7 @@ def search(
         preflight = getattr(m, "preflight", None)
         if callable(preflight):
             preflight()
-    work = workdir_for(repo, f"{p.hypothesis.id}-s{seed}")
-    setup = Setup(
-        spec_path=p.spec_path,
-        repo=repo,
-        function=p.function,
-        generic=p.generic,
-        bench_cases=p.bench_cases,
-        workdir=work,
-        device=device,
-        seed=seed,
-    )
+    setup = p.setup(repo, workdir=workdir_for(repo, f"{p.hypothesis.id}-s{seed}"), device=device, seed=seed)
     source = (repo / Path(*p.generic.split(":")[0].split("."))).with_suffix(".py").read_text()
     ctx = ProposalContext(
         kernel=p.kernel,
@@ -389,7 +387,7 @@ def search(
         helpers=_helpers(repo, source),
     )
     ctx.heuristic = _heuristic(setup, p)
-    checkpoint = Checkpoint(work / "checkpoint.jsonl")
+    checkpoint = Checkpoint(setup.workdir / "checkpoint.jsonl")
     if not resume and checkpoint.path.exists():
         checkpoint.path.unlink()
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -409,12 +407,12 @@ def search(
     # the decision rests on the baseline and the best few timed again side by side, one at
     # a time (sidebyside.py: the search's own figures shift with what runs beside them)
     confirmation, winner = None, None
-    contenders = challengers(outcome.attempts, baseline)
+    contenders = sidebyside.challengers(outcome.attempts, baseline)
     if contenders:
         if confirming:
-            confirming(contenders, SIDE_BY_SIDE_ROUNDS)
+            confirming(contenders, sidebyside.ROUNDS)
         sides = (baseline.candidate, *(a.candidate for a in contenders))
-        confirmation = executor.submit(SideBySide(setup, rounds=SIDE_BY_SIDE_ROUNDS), sides).result()
+        confirmation = executor.submit(SideBySide(setup), sides).result()
         winner = sidebyside.winner(confirmation, NOISE_MARGIN)
     failures = [f for m in made for f in getattr(m, "failures", None) or []]
     # a proposer the user asked for that was asked and only failed (errors, no answer, gave
@@ -499,25 +497,6 @@ def _heuristic(setup: Setup, p: Plan) -> dict | None:
         limits=sandbox.Limits(wall_s=120),
     )
     return r.value if r.ok and isinstance(r.value, dict) else None
-
-
-def challengers(attempts: list[Attempt], baseline: Attempt | None) -> list[Attempt]:
-    """The candidates timed again beside the baseline: the best :data:`SIDE_BY_SIDE_TOP` that
-    passed every stage without tripping a protection, on the search's score, whatever their
-    margin there (a neighbour's load can hide a real win in the search's figures). None
-    without a baseline that passed: there is nothing to compare with."""
-    if baseline is None or not baseline.verdict.passed:
-        return []
-    passing = [
-        a
-        for a in attempts
-        if a.candidate.id != baseline.candidate.id
-        and a.verdict.passed
-        and a.verdict.score is not None
-        and not a.verdict.hostile
-    ]
-    # sorted() is stable: equal scores keep the search's order (search.best's tie rule)
-    return sorted(passing, key=lambda a: -a.verdict.score)[:SIDE_BY_SIDE_TOP]
 
 
 class _Baseline:

@@ -47,12 +47,34 @@ from pytest_aina.changer.evaluate import (
     template_for,
     timing_args,
 )
-from pytest_aina.changer.model import Candidate
+from pytest_aina.changer.model import Attempt, Candidate
 from pytest_aina.sandbox import result as R
 
 #: Rounds of the side-by-side timing: each side gets ``rounds`` sessions of ``Setup.calls``
 #: timed calls, pooled; an odd number puts the baseline first as often as last, plus one.
 ROUNDS = 3
+
+#: How many of the search's best candidates are timed again beside the baseline.
+TOP = 3
+
+
+def challengers(attempts: list[Attempt], baseline: Attempt | None) -> list[Attempt]:
+    """The candidates timed again beside the baseline: the best :data:`TOP` that
+    passed every stage without tripping a protection, on the search's score, whatever their
+    margin there (a neighbour's load can hide a real win in the search's figures). None
+    without a baseline that passed: there is nothing to compare with."""
+    if baseline is None or not baseline.verdict.passed:
+        return []
+    passing = [
+        a
+        for a in attempts
+        if a.candidate.id != baseline.candidate.id
+        and a.verdict.passed
+        and a.verdict.score is not None
+        and not a.verdict.hostile
+    ]
+    # sorted() is stable: equal scores keep the search's order (search.best's tie rule)
+    return sorted(passing, key=lambda a: -a.verdict.score)[:TOP]
 
 
 def order(sides: list[Candidate], round_: int) -> list[Candidate]:

@@ -284,7 +284,7 @@ def _table(record, say) -> None:
         )
     if sbs:
         say(
-            f"side by side: the baseline and the best {len(together) + len(sbs.get('failed') or {})} timed again after "
+            f"side by side: the baseline and the best {len(sbs.get('sides') or [1]) - 1} timed again after "
             f"the search, {sbs.get('rounds')} rounds in alternating order, one at a time, {sbs.get('wall_s', 0):.0f} s; "
             + (sbs.get("error") or "the winner (*) is decided there")
         )

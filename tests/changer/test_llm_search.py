@@ -17,7 +17,7 @@ from change_records import make_source_record, repo  # noqa: F401  (fixtures, fr
 from test_llm_proposer import GOOD, KEY_ENV, WRONG, _closed_port, api_key, ctx, fenced, server  # noqa: F401
 
 from pytest_aina import cli
-from pytest_aina.changer import pipeline
+from pytest_aina.changer import pipeline, sidebyside
 from pytest_aina.changer.change import write_change
 from pytest_aina.changer.model import Attempt, Candidate, Verdict
 from pytest_aina.changer.settings import Budget, EvolutionSettings
@@ -58,12 +58,18 @@ class TimedAgainStandIn:
     """In place of the side-by-side timing after the search: each challenger at its
     stand-in score (the baseline's is 1.0)."""
 
-    def __init__(self, setup, rounds):
+    def __init__(self, setup, rounds=sidebyside.ROUNDS):
         self.rounds = rounds
 
     def __call__(self, sides):
         base, *rest = sides
-        return {"rounds": self.rounds, "baseline": base.id, "speedups": {c.id: 0.9 for c in rest}, "failed": {}}
+        return {
+            "rounds": self.rounds,
+            "sides": [c.id for c in sides],
+            "baseline": base.id,
+            "speedups": {c.id: 0.9 for c in rest},
+            "failed": {},
+        }
 
 
 @pytest.fixture

@@ -59,11 +59,11 @@ def test_the_best_three_that_passed_cleanly_are_timed_again_whatever_their_margi
         _attempt(5, 0.5),
         _attempt(6, 0.99),
     ]
-    picked = pipeline.challengers(tried, base)
+    picked = sidebyside.challengers(tried, base)
     assert [a.verdict.score for a in picked] == [1.2, 0.99, 0.97]
-    assert pipeline.challengers(tried, None) == []
+    assert sidebyside.challengers(tried, None) == []
     failed = Attempt(base.candidate, Verdict(base.candidate.id, False))
-    assert pipeline.challengers(tried, failed) == []  # nothing to compare with
+    assert sidebyside.challengers(tried, failed) == []  # nothing to compare with
 
 
 # -- the pipeline's decision, with stand-ins for the sandboxed stages ------------------------
@@ -90,7 +90,7 @@ class TimedAgain:
 
     handed: list[tuple[Candidate, ...]] = []
 
-    def __init__(self, setup, rounds):
+    def __init__(self, setup, rounds=sidebyside.ROUNDS):
         self.setup, self.rounds = setup, rounds
 
     def __call__(self, sides):
@@ -144,7 +144,7 @@ def test_a_win_the_search_missed_is_found_side_by_side(repo):
     assert sides[0].id == record.baseline.candidate.id  # the baseline first, then by the search's score
     by_id = {a.candidate.id: a for a in record.attempts}
     assert [by_id[c.id].verdict.score for c in sides[1:]] == [1.04, 1.03, 1.02]
-    assert told == [(3, pipeline.SIDE_BY_SIDE_ROUNDS)]
+    assert told == [(3, sidebyside.ROUNDS)]
     assert record.winner == sides[-1].id and record.side_by_side["speedups"][record.winner] == 1.8
     assert "1.02x the baseline, 1.80x side by side" in pipeline.summarize_attempts(record)
 

@@ -359,7 +359,19 @@ def side_by_side_summary(confirmation: dict | None) -> dict | None:
     winner's and the baseline's): the protocol, each contender's speedup, who was out."""
     if not confirmation:
         return None
-    keys = ("rounds", "calls", "order", "baseline", "speedups", "failed", "retried", "error", "wall_s", "ran_on")
+    keys = (
+        "rounds",
+        "calls",
+        "order",
+        "sides",
+        "baseline",
+        "speedups",
+        "failed",
+        "retried",
+        "error",
+        "wall_s",
+        "ran_on",
+    )
     return {k: confirmation[k] for k in keys if k in confirmation}
 
 

@@ -165,7 +165,7 @@ def _side_by_side(sbs: dict | None) -> str:
     out = "; ".join(f"`{cid}`: {why}" for cid, why in (sbs.get("failed") or {}).items())
     again = "; ".join(f"`{cid}`: {why}" for cid, why in (sbs.get("retried") or {}).items())
     return (
-        f" The winner was decided on a second timing: the baseline and the {len(ups) + len(sbs.get('failed') or {})} "
+        f" The winner was decided on a second timing: the baseline and the {len(sbs.get('sides') or [1]) - 1} "
         f"best candidates, {sbs.get('rounds')} rounds of {sbs.get('calls')} calls each, one session at a "
         "time in alternating order, nothing else of the search running"
         + (f" (vs baseline: {each})" if each else "")
